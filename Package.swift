@@ -1,0 +1,70 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+/// Targets that touch C callbacks and global loop state compile in Swift 5 mode:
+/// everything they own is confined to the one event-loop thread.
+let glue: [SwiftSetting] = [.swiftLanguageMode(.v5)]
+
+let package = Package(
+    name: "cardshop-gateway",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "gateway", targets: ["gateway"]),
+        .executable(name: "loadtest", targets: ["loadtest"]),
+        .library(name: "GatewayClient", targets: ["GatewayClient"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-configuration", from: "1.4.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+    ],
+    targets: [
+        // C libraries from Debian, reached through tiny shims.
+        .systemLibrary(name: "CLws", pkgConfig: "libwebsockets",
+                       providers: [.apt(["libwebsockets-dev"])]),
+        .systemLibrary(name: "CHiredis", pkgConfig: "hiredis",
+                       providers: [.apt(["libhiredis-dev"])]),
+        .systemLibrary(name: "COpenSSL", pkgConfig: "libcrypto",
+                       providers: [.apt(["libssl-dev"])]),
+
+        // Pure code: no I/O.
+        .target(name: "GatewayProtocol"),
+        .target(name: "GatewayCrypto", dependencies: ["COpenSSL"]),
+        .target(name: "GatewayAuth", dependencies: ["GatewayProtocol", "GatewayCrypto"]),
+        .target(name: "GatewayCore", dependencies: ["GatewayProtocol"]),
+        .target(name: "GatewayConfig", dependencies: [
+            .product(name: "Configuration", package: "swift-configuration"),
+        ]),
+
+        // I/O glue: lws event loop and hiredis on it.
+        .target(name: "GatewayIO", dependencies: ["CLws", "CHiredis", "GatewayCore"], swiftSettings: glue),
+
+        // The node: connections, commands, HTTP API, Redis scripts.
+        .target(name: "GatewayNode", dependencies: [
+            "GatewayProtocol", "GatewayAuth", "GatewayCore", "GatewayConfig", "GatewayIO",
+            "GatewayCrypto", "CLws",
+            .product(name: "Prometheus", package: "swift-prometheus"),
+        ], swiftSettings: glue),
+
+        // Client library on lws: tests, load tester and bots use it.
+        .target(name: "GatewayClient", dependencies: ["GatewayProtocol", "CLws"],
+                swiftSettings: glue),
+
+        .executableTarget(name: "gateway", dependencies: [
+            "GatewayNode", "GatewayConfig", "GatewayAuth",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ], swiftSettings: glue),
+        .executableTarget(name: "loadtest", dependencies: [
+            "GatewayClient", "GatewayProtocol",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ], path: "Loadtest/Sources/loadtest", swiftSettings: glue),
+
+        .testTarget(name: "GatewayProtocolTests", dependencies: ["GatewayProtocol"]),
+        .testTarget(name: "GatewayAuthTests", dependencies: ["GatewayAuth", "GatewayCrypto"]),
+        .testTarget(name: "GatewayCoreTests", dependencies: ["GatewayCore", "GatewayProtocol"]),
+        .testTarget(name: "GatewayConfigTests", dependencies: ["GatewayConfig"]),
+        .testTarget(name: "IntegrationTests", dependencies: [
+            "GatewayClient", "GatewayProtocol", "GatewayAuth",
+        ], swiftSettings: glue),
+    ]
+)

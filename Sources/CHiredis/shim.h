@@ -1,0 +1,31 @@
+// Thin shim over hiredis 0.14: the async event hooks are plain C function pointers.
+#ifndef CHIREDIS_SHIM_H
+#define CHIREDIS_SHIM_H
+#include <hiredis/hiredis.h>
+#include <hiredis/async.h>
+
+typedef void (*chiredis_ev_fn)(void *privdata);
+
+/// Installs the event-library hooks hiredis calls to change read/write interest.
+static inline void chiredis_attach(redisAsyncContext *ac, void *data,
+                                   chiredis_ev_fn add_read, chiredis_ev_fn del_read,
+                                   chiredis_ev_fn add_write, chiredis_ev_fn del_write,
+                                   chiredis_ev_fn cleanup) {
+    ac->ev.data = data;
+    ac->ev.addRead = add_read;
+    ac->ev.delRead = del_read;
+    ac->ev.addWrite = add_write;
+    ac->ev.delWrite = del_write;
+    ac->ev.cleanup = cleanup;
+}
+
+static inline int chiredis_fd(redisAsyncContext *ac) { return ac->c.fd; }
+static inline int chiredis_err(redisAsyncContext *ac) { return ac->err; }
+static inline const char *chiredis_errstr(redisAsyncContext *ac) { return ac->errstr; }
+
+/// Sends a command given as an argv of binary-safe strings.
+static inline int chiredis_command_argv(redisAsyncContext *ac, redisCallbackFn *fn, void *privdata,
+                                        int argc, const char **argv, const size_t *argvlen) {
+    return redisAsyncCommandArgv(ac, fn, privdata, argc, argv, argvlen);
+}
+#endif

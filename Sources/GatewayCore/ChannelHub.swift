@@ -1,0 +1,331 @@
+import GatewayProtocol
+
+/// Connections are named by a small integer the I/O layer hands out.
+public typealias ConnectionID = UInt32
+
+/// The bytes of one publication as pushed to clients, shared by every local subscriber
+/// so that a publication is encoded once per node whatever its fan-out.
+public final class Payload: @unchecked Sendable {
+    public let bytes: [UInt8]
+    public init(_ bytes: [UInt8]) { self.bytes = bytes }
+}
+
+/// A publication as the node sees it: its place in the channel's history and its bytes.
+public struct Publication: Sendable {
+    public var offset: UInt64
+    public var epoch: String
+    public var payload: Payload
+    public init(offset: UInt64, epoch: String, payload: Payload) {
+        self.offset = offset
+        self.epoch = epoch
+        self.payload = payload
+    }
+}
+
+/// What a read of a channel's state and history returned.
+public struct ReadResult: Sendable {
+    /// The channel's latest offset at the time of the read.
+    public var offset: UInt64
+    public var epoch: String
+    /// True when `since` matched the epoch and nothing after it was trimmed.
+    public var recovered: Bool
+    /// Publications after `since`, in order (empty unless recovered).
+    public var publications: [Publication]
+    public init(offset: UInt64, epoch: String, recovered: Bool, publications: [Publication]) {
+        self.offset = offset
+        self.epoch = epoch
+        self.recovered = recovered
+        self.publications = publications
+    }
+}
+
+/// Why a read was asked for, so its answer finds its way back.
+public enum ReadPurpose: Equatable, Sendable {
+    /// A connection subscribing; `request` is the command id to answer.
+    case subscriber(ConnectionID, request: Int64)
+    /// The node noticed missing offsets on a live channel.
+    case gapFill
+}
+
+/// What the hub asks the I/O layer to do.
+public enum HubAction: Sendable {
+    case redisSubscribe(Channel)
+    case redisUnsubscribe(Channel)
+    /// Read the channel's offset and epoch, and history after `since` if given.
+    case read(Channel, since: StreamPosition?, purpose: ReadPurpose)
+    /// Queue the same bytes to each of these connections.
+    case deliver(Payload, to: [ConnectionID])
+    /// Answer a subscribe: the connection now receives every later publication.
+    case subscribed(ConnectionID, request: Int64, Channel, ReadResult)
+    case subscribeFailed(ConnectionID, request: Int64, Channel, GatewayError)
+    /// History could not fill a gap: the connection must reconnect and resume with `since`.
+    case resync(ConnectionID, Channel)
+}
+
+/// Per-node bookkeeping of channels: which local connections listen, the Redis
+/// pub/sub subscription each channel needs (reference counted), and the offset order
+/// of what has been pushed. It guarantees every subscriber sees each publication
+/// once, in offset order, with no gap, whatever order Redis replies and pub/sub
+/// messages arrive in. Pure: it returns actions and does no I/O.
+public final class ChannelHub {
+    enum RedisState { case subscribing, active, unsubscribing }
+
+    struct Pending {
+        var request: Int64
+        var since: StreamPosition?
+        var reading: Bool
+        var buffer: [Publication] = []
+    }
+
+    /// A class so that delivering to thousands of subscribers mutates in place
+    /// instead of copying the channel's table.
+    final class Subscriber {
+        var delivered: UInt64 = 0
+        var pending: Pending?
+        init(pending: Pending?) { self.pending = pending }
+    }
+
+    final class State {
+        var redis: RedisState = .subscribing
+        var lastOffset: UInt64?
+        var epoch = ""
+        var filling = false
+        var buffered: [Publication] = []
+        var subscribers: [ConnectionID: Subscriber] = [:]
+    }
+
+    private var channels: [Channel: State] = [:]
+    public private(set) var redisReady = false
+
+    public init() {}
+
+    public var channelCount: Int { channels.count }
+    public var subscriptionCount: Int { channels.values.reduce(0) { $0 + $1.subscribers.count } }
+    public var channelNames: [Channel] { Array(channels.keys) }
+
+    public func isSubscribed(_ conn: ConnectionID, to channel: Channel) -> Bool {
+        channels[channel]?.subscribers[conn] != nil
+    }
+
+    public func subscriberCount(_ channel: Channel) -> Int { channels[channel]?.subscribers.count ?? 0 }
+
+    // MARK: Events from connections
+
+    /// A connection asks for a channel. Answered later by `.subscribed` or `.subscribeFailed`.
+    public func subscribe(_ conn: ConnectionID, to channel: Channel, since: StreamPosition?, request: Int64) -> [HubAction] {
+        var actions: [HubAction] = []
+        let state: State
+        if let existing = channels[channel] {
+            state = existing
+            if state.subscribers[conn] != nil {
+                return [.subscribeFailed(conn, request: request, channel, GatewayError(.conflict, "already subscribed to \(channel)"))]
+            }
+        } else {
+            state = State()
+            channels[channel] = state
+            if redisReady { actions.append(.redisSubscribe(channel)) }
+        }
+        var pending = Pending(request: request, since: since, reading: false)
+        if state.redis == .active && redisReady {
+            pending.reading = true
+            actions.append(.read(channel, since: since, purpose: .subscriber(conn, request: request)))
+        }
+        state.subscribers[conn] = Subscriber(pending: pending)
+        return actions
+    }
+
+    public func unsubscribe(_ conn: ConnectionID, from channel: Channel) -> [HubAction] {
+        guard let state = channels[channel], state.subscribers.removeValue(forKey: conn) != nil else { return [] }
+        return releaseIfIdle(channel, state)
+    }
+
+    private func releaseIfIdle(_ channel: Channel, _ state: State) -> [HubAction] {
+        guard state.subscribers.isEmpty else { return [] }
+        switch state.redis {
+        case .unsubscribing:
+            return []
+        case .subscribing where !redisReady:
+            channels[channel] = nil
+            return []
+        case .subscribing, .active:
+            state.redis = .unsubscribing
+            return [.redisUnsubscribe(channel)]
+        }
+    }
+
+    // MARK: Events from Redis
+
+    /// The pub/sub connection is (again) up: every channel needs its subscription.
+    public func redisConnected() -> [HubAction] {
+        redisReady = true
+        var actions: [HubAction] = []
+        for (channel, state) in channels {
+            if state.subscribers.isEmpty {
+                channels[channel] = nil
+                continue
+            }
+            state.redis = .subscribing
+            actions.append(.redisSubscribe(channel))
+        }
+        return actions
+    }
+
+    /// The pub/sub connection is gone: in-flight reads fail on their own; channels wait.
+    public func redisDisconnected() {
+        redisReady = false
+        for state in channels.values {
+            state.redis = .subscribing
+            state.filling = false
+            for sub in state.subscribers.values where sub.pending != nil {
+                sub.pending!.reading = false
+            }
+        }
+    }
+
+    /// Redis confirmed a SUBSCRIBE: from now on every publication reaches this node,
+    /// so reads issued now cannot miss one.
+    public func redisSubscribed(_ channel: Channel) -> [HubAction] {
+        guard let state = channels[channel], state.redis == .subscribing else { return [] }
+        state.redis = .active
+        var actions: [HubAction] = []
+        if let last = state.lastOffset, !state.filling {
+            state.filling = true
+            actions.append(.read(channel, since: StreamPosition(offset: last, epoch: state.epoch), purpose: .gapFill))
+        }
+        for (conn, sub) in state.subscribers {
+            guard let pending = sub.pending, !pending.reading else { continue }
+            sub.pending!.reading = true
+            actions.append(.read(channel, since: pending.since, purpose: .subscriber(conn, request: pending.request)))
+        }
+        return actions
+    }
+
+    public func redisUnsubscribed(_ channel: Channel) -> [HubAction] {
+        guard let state = channels[channel], state.redis == .unsubscribing else { return [] }
+        if state.subscribers.isEmpty {
+            channels[channel] = nil
+            return []
+        }
+        state.redis = .subscribing
+        state.lastOffset = nil
+        state.buffered.removeAll()
+        return redisReady ? [.redisSubscribe(channel)] : []
+    }
+
+    /// A pub/sub message.
+    public func message(_ channel: Channel, _ publication: Publication) -> [HubAction] {
+        guard let state = channels[channel], state.redis == .active else { return [] }
+        guard let last = state.lastOffset, !state.filling else {
+            state.buffered.append(publication)
+            return []
+        }
+        if publication.epoch != state.epoch {
+            // History was recreated: offsets restarted, nobody can be resumed in order.
+            var actions = resyncAll(channel, state)
+            state.epoch = publication.epoch
+            state.lastOffset = publication.offset
+            actions.append(contentsOf: deliver(channel, state, publication))
+            return actions
+        }
+        if publication.offset <= last { return [] }
+        if publication.offset == last + 1 {
+            state.lastOffset = publication.offset
+            return deliver(channel, state, publication)
+        }
+        state.buffered.append(publication)
+        state.filling = true
+        return [.read(channel, since: StreamPosition(offset: last, epoch: state.epoch), purpose: .gapFill)]
+    }
+
+    /// The answer to a `.read`.
+    public func readCompleted(_ channel: Channel, purpose: ReadPurpose, _ result: ReadResult) -> [HubAction] {
+        guard let state = channels[channel] else { return [] }
+        var actions: [HubAction] = []
+        switch purpose {
+        case .gapFill:
+            guard state.filling else { return [] }
+            state.filling = false
+            if result.recovered && result.epoch == state.epoch {
+                for p in result.publications where p.offset > (state.lastOffset ?? 0) {
+                    state.lastOffset = p.offset
+                    actions.append(contentsOf: deliver(channel, state, p))
+                }
+            } else {
+                actions.append(contentsOf: resyncAll(channel, state))
+                state.epoch = result.epoch
+                state.lastOffset = result.offset
+            }
+        case .subscriber(let conn, let request):
+            guard let sub = state.subscribers[conn], let pending = sub.pending, pending.request == request else {
+                return []
+            }
+            if state.lastOffset == nil || result.epoch != state.epoch {
+                if state.lastOffset != nil { actions.append(contentsOf: resyncAll(channel, state, except: conn)) }
+                state.epoch = result.epoch
+                state.lastOffset = result.offset
+            }
+            let recoveredUpTo = result.publications.last?.offset ?? result.offset
+            sub.delivered = max(result.offset, recoveredUpTo)
+            sub.pending = nil
+            actions.append(.subscribed(conn, request: request, channel, result))
+            for p in pending.buffer where p.offset > sub.delivered && p.epoch == result.epoch {
+                actions.append(.deliver(p.payload, to: [conn]))
+                sub.delivered = p.offset
+            }
+        }
+        actions.append(contentsOf: drainBuffered(channel, state))
+        return actions
+    }
+
+    /// A read failed (Redis away or an error): subscribers learn it, gap fills retry on reconnect.
+    public func readFailed(_ channel: Channel, purpose: ReadPurpose, _ error: GatewayError) -> [HubAction] {
+        guard let state = channels[channel] else { return [] }
+        switch purpose {
+        case .gapFill:
+            state.filling = false
+            return []
+        case .subscriber(let conn, let request):
+            guard let sub = state.subscribers[conn], sub.pending?.request == request else { return [] }
+            state.subscribers[conn] = nil
+            var actions: [HubAction] = [.subscribeFailed(conn, request: request, channel, error)]
+            actions.append(contentsOf: releaseIfIdle(channel, state))
+            return actions
+        }
+    }
+
+    // MARK: Internals
+
+    private func drainBuffered(_ channel: Channel, _ state: State) -> [HubAction] {
+        guard !state.buffered.isEmpty, !state.filling, state.lastOffset != nil else { return [] }
+        let buffered = state.buffered.sorted { $0.offset < $1.offset }
+        state.buffered.removeAll()
+        var actions: [HubAction] = []
+        for p in buffered {
+            actions.append(contentsOf: message(channel, p))
+        }
+        return actions
+    }
+
+    private func deliver(_ channel: Channel, _ state: State, _ p: Publication) -> [HubAction] {
+        var targets: [ConnectionID] = []
+        targets.reserveCapacity(state.subscribers.count)
+        for (conn, sub) in state.subscribers {
+            if sub.pending != nil {
+                sub.pending!.buffer.append(p)
+            } else if p.offset > sub.delivered {
+                targets.append(conn)
+                sub.delivered = p.offset
+            }
+        }
+        return targets.isEmpty ? [] : [.deliver(p.payload, to: targets)]
+    }
+
+    private func resyncAll(_ channel: Channel, _ state: State, except: ConnectionID? = nil) -> [HubAction] {
+        var actions: [HubAction] = []
+        for (conn, sub) in state.subscribers where sub.pending == nil && conn != except {
+            actions.append(.resync(conn, channel))
+            sub.delivered = 0
+        }
+        return actions
+    }
+}

@@ -1,0 +1,172 @@
+import CLws
+
+/// The per-session slot lws allocates for every wsi holds one retained Swift object.
+private func slot(_ user: UnsafeMutableRawPointer?) -> UnsafeMutablePointer<UnsafeMutableRawPointer?>? {
+    user?.assumingMemoryBound(to: UnsafeMutableRawPointer?.self)
+}
+
+private func store(_ object: AnyObject, in user: UnsafeMutableRawPointer?) {
+    guard let s = slot(user) else { return }
+    if let old = s.pointee { Unmanaged<AnyObject>.fromOpaque(old).release() }
+    s.pointee = Unmanaged.passRetained(object).toOpaque()
+}
+
+private func load<T: AnyObject>(_ user: UnsafeMutableRawPointer?, as: T.Type) -> T? {
+    guard let s = slot(user), let raw = s.pointee else { return nil }
+    return Unmanaged<AnyObject>.fromOpaque(raw).takeUnretainedValue() as? T
+}
+
+private func clear(_ user: UnsafeMutableRawPointer?) {
+    guard let s = slot(user), let raw = s.pointee else { return }
+    s.pointee = nil
+    Unmanaged<AnyObject>.fromOpaque(raw).release()
+}
+
+private func header(_ wsi: OpaquePointer, _ token: lws_token_indexes) -> String? {
+    let len = Int(lws_hdr_total_length(wsi, token))
+    guard len > 0 else { return nil }
+    var buf = [CChar](repeating: 0, count: len + 1)
+    guard lws_hdr_copy(wsi, &buf, Int32(buf.count), token) >= 0 else { return nil }
+    return String(cString: buf)
+}
+
+private func customHeader(_ wsi: OpaquePointer, _ name: String) -> String? {
+    let len = Int(lws_hdr_custom_length(wsi, name, Int32(name.utf8.count)))
+    guard len > 0 else { return nil }
+    var buf = [CChar](repeating: 0, count: len + 1)
+    guard lws_hdr_custom_copy(wsi, &buf, Int32(buf.count), name, Int32(name.utf8.count)) >= 0 else { return nil }
+    return String(cString: buf)
+}
+
+private func requestMethod(_ wsi: OpaquePointer) -> (HTTPRequest.Method, String)? {
+    let candidates: [(lws_token_indexes, HTTPRequest.Method)] = [
+        (WSI_TOKEN_GET_URI, .GET), (WSI_TOKEN_POST_URI, .POST), (WSI_TOKEN_PATCH_URI, .PATCH),
+        (WSI_TOKEN_PUT_URI, .PUT), (WSI_TOKEN_DELETE_URI, .DELETE), (WSI_TOKEN_OPTIONS_URI, .OPTIONS),
+        (WSI_TOKEN_HEAD_URI, .HEAD),
+    ]
+    for (token, method) in candidates {
+        if let uri = header(wsi, token) { return (method, uri) }
+    }
+    return nil
+}
+
+private func respondNow(_ wsi: OpaquePointer, _ user: UnsafeMutableRawPointer?, _ request: HTTPRequest, _ status: Int, _ message: String, _ code: String) {
+    var body: [UInt8] = Array(#"{"error":{"code":""#.utf8) + Array(code.utf8) + Array(#"","message":""#.utf8)
+    body += Array(message.utf8) + Array(#""}}"#.utf8)
+    request.respond(status: status, body: body)
+}
+
+/// The one callback for the gateway protocol: HTTP requests and WebSocket connections.
+func gatewayCallback(_ wsi: OpaquePointer?, _ reason: lws_callback_reasons, _ user: UnsafeMutableRawPointer?,
+                     _ input: UnsafeMutableRawPointer?, _ len: Int) -> Int32 {
+    guard let wsi else { return 0 }
+    guard let loop = loopOf(lws_get_context(wsi)) else { return 0 }
+    switch reason {
+    case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
+        let uri = header(wsi, WSI_TOKEN_GET_URI) ?? ""
+        let path = uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? uri
+        guard path == "/ws", loop.delegate?.acceptsConnections() ?? false else { return 1 }
+        return 0
+
+    case LWS_CALLBACK_ESTABLISHED:
+        let conn = WSConnection(id: loop.newConnectionID(), wsi: wsi, loop: loop)
+        store(conn, in: user)
+        loop.delegate?.connectionOpened(conn)
+        return 0
+
+    case LWS_CALLBACK_RECEIVE:
+        guard let conn = load(user, as: WSConnection.self), !conn.isClosing else { return 0 }
+        let final = lws_is_final_fragment(wsi) != 0 && lws_remaining_packet_payload(wsi) == 0
+        let chunk = UnsafeRawBufferPointer(start: input, count: len)
+        if final && conn.rxAssembly.isEmpty {
+            loop.delegate?.connectionReceived(conn, chunk)
+            return 0
+        }
+        if conn.rxAssembly.count + len > loop.options.maxFrame {
+            conn.rxAssembly = []
+            conn.close(code: 1009, reason: "frame too large")
+            return 0
+        }
+        conn.rxAssembly.append(contentsOf: chunk)
+        if final {
+            let message = conn.rxAssembly
+            conn.rxAssembly = []
+            message.withUnsafeBytes { loop.delegate?.connectionReceived(conn, $0) }
+        }
+        return 0
+
+    case LWS_CALLBACK_SERVER_WRITEABLE:
+        guard let conn = load(user, as: WSConnection.self) else { return 0 }
+        return conn.writable()
+
+    case LWS_CALLBACK_TIMER:
+        if let conn = load(user, as: WSConnection.self) { loop.delegate?.connectionTimer(conn) }
+        return 0
+
+    case LWS_CALLBACK_CLOSED:
+        if let conn = load(user, as: WSConnection.self) {
+            loop.delegate?.connectionClosed(conn)
+            clear(user)
+        }
+        return 0
+
+    case LWS_CALLBACK_HTTP:
+        guard let (method, uri) = requestMethod(wsi) else { return -1 }
+        let parts = uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)
+        let request = HTTPRequest(method: method, path: String(parts[0]),
+                                  query: parts.count > 1 ? String(parts[1]) : "",
+                                  authorization: header(wsi, WSI_TOKEN_HTTP_AUTHORIZATION),
+                                  signature: customHeader(wsi, "x-signature:"), wsi: wsi)
+        store(request, in: user)
+        let length = Int(header(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH) ?? "0") ?? -1
+        if length < 0 {
+            respondNow(wsi, user, request, 400, "bad Content-Length", "bad_request")
+            return 0
+        }
+        if length > loop.options.maxBody {
+            request.bodyTooLarge = true
+            respondNow(wsi, user, request, 413, "request body over \(loop.options.maxBody) bytes", "too_large")
+            return 0
+        }
+        if length > 0 && (method == .POST || method == .PATCH || method == .PUT) {
+            request.expectedBody = length
+            request.body.reserveCapacity(length)
+            return 0
+        }
+        loop.delegate?.httpRequest(request)
+        return 0
+
+    case LWS_CALLBACK_HTTP_BODY:
+        guard let request = load(user, as: HTTPRequest.self), !request.bodyTooLarge else { return 0 }
+        if request.body.count + len > loop.options.maxBody {
+            request.bodyTooLarge = true
+            respondNow(wsi, user, request, 413, "request body over \(loop.options.maxBody) bytes", "too_large")
+            return 0
+        }
+        request.body.append(contentsOf: UnsafeRawBufferPointer(start: input, count: len))
+        return 0
+
+    case LWS_CALLBACK_HTTP_BODY_COMPLETION:
+        guard let request = load(user, as: HTTPRequest.self), !request.bodyTooLarge else { return 0 }
+        loop.delegate?.httpRequest(request)
+        return 0
+
+    case LWS_CALLBACK_HTTP_WRITEABLE:
+        guard let request = load(user, as: HTTPRequest.self) else { return 0 }
+        return request.writable()
+
+    case LWS_CALLBACK_CLOSED_HTTP, LWS_CALLBACK_HTTP_DROP_PROTOCOL:
+        if let request = load(user, as: HTTPRequest.self) {
+            request.wsi = nil
+            clear(user)
+        }
+        return 0
+
+    case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
+        loop.delegate?.loopWoken()
+        return 0
+
+    default:
+        return lws_callback_http_dummy(wsi, reason, user, input, len)
+    }
+}

@@ -1,0 +1,198 @@
+import CLws
+import Foundation
+import GatewayCore
+
+/// What the lws server reports; every call happens on the loop thread.
+public protocol ServerDelegate: AnyObject {
+    func connectionOpened(_ conn: WSConnection)
+    /// One whole inbound message (fragments joined), already checked against `maxFrame`.
+    func connectionReceived(_ conn: WSConnection, _ message: UnsafeRawBufferPointer)
+    func connectionClosed(_ conn: WSConnection)
+    /// The per-connection timer armed with `WSConnection.armTimer` fired.
+    func connectionTimer(_ conn: WSConnection)
+    /// A complete HTTP request; answer with `request.respond`, now or later.
+    func httpRequest(_ request: HTTPRequest)
+    /// Whether a WebSocket upgrade may proceed (false while draining).
+    func acceptsConnections() -> Bool
+    /// `EventLoop.wake()` was called from another thread.
+    func loopWoken()
+}
+
+/// Server settings the loop needs before it can listen.
+public struct ListenOptions {
+    public var host: String
+    public var port: Int
+    public var maxFrame: Int
+    public var maxBody: Int
+    public var pingSeconds: Int
+    public init(host: String, port: Int, maxFrame: Int, maxBody: Int, pingSeconds: Int) {
+        self.host = host
+        self.port = port
+        self.maxFrame = maxFrame
+        self.maxBody = maxBody
+        self.pingSeconds = pingSeconds
+    }
+}
+
+/// One lws context serving WebSocket and HTTP on one port, plus raw descriptors
+/// (hiredis) and timers, all on one thread. The only thread-safe entry is `wake()`.
+public final class EventLoop {
+    public weak var delegate: ServerDelegate?
+    public let options: ListenOptions
+    public private(set) var context: OpaquePointer?
+    var vhost: OpaquePointer?
+    public private(set) var boundPort: Int = 0
+
+    private var protocols: UnsafeMutablePointer<lws_protocols>
+    private var retryPolicy: UnsafeMutablePointer<lws_retry_bo_t>
+    private var names: [UnsafeMutablePointer<CChar>] = []
+    private var stopping = false
+    private var nextConnectionID: ConnectionID = 0
+    var writeScratch: UnsafeMutableRawPointer
+    var writeScratchCapacity: Int
+    private var timers: [UnsafeMutableRawPointer: LoopTimer] = [:]
+
+    public init(options: ListenOptions) {
+        self.options = options
+        protocols = .allocate(capacity: 3)
+        protocols.initialize(repeating: lws_protocols(), count: 3)
+        retryPolicy = .allocate(capacity: 1)
+        retryPolicy.initialize(to: lws_retry_bo_t())
+        writeScratchCapacity = 64 * 1024
+        writeScratch = .allocate(byteCount: Int(clws_pre) + writeScratchCapacity, alignment: 16)
+    }
+
+    deinit {
+        if let context { lws_context_destroy(context) }
+        protocols.deallocate()
+        retryPolicy.deallocate()
+        writeScratch.deallocate()
+        names.forEach { free($0) }
+    }
+
+    /// Creates the context and starts listening. Throws with the reason when the port is taken.
+    public func start() throws {
+        lws_set_log_level(Int32(LLL_ERR), nil)
+        let gatewayName = strdup("gateway")!
+        let redisName = strdup(RawDescriptor.protocolName)!
+        names = [gatewayName, redisName]
+        protocols[0].name = UnsafePointer(gatewayName)
+        protocols[0].callback = gatewayCallback
+        protocols[0].per_session_data_size = MemoryLayout<UnsafeMutableRawPointer>.size
+        protocols[0].rx_buffer_size = 4096
+        protocols[1].name = UnsafePointer(redisName)
+        protocols[1].callback = rawDescriptorCallback
+        protocols[1].per_session_data_size = MemoryLayout<UnsafeMutableRawPointer>.size
+
+        let ping = UInt16(clamping: options.pingSeconds)
+        retryPolicy.pointee.secs_since_valid_ping = ping
+        retryPolicy.pointee.secs_since_valid_hangup = UInt16(clamping: options.pingSeconds * 2 + 5)
+
+        var info = lws_context_creation_info()
+        info.port = Int32(options.port)
+        let iface = strdup(options.host)!
+        names.append(iface)
+        info.iface = UnsafePointer(iface)
+        info.protocols = UnsafePointer(protocols)
+        info.options = UInt64(LWS_SERVER_OPTION_VALIDATE_UTF8) | UInt64(LWS_SERVER_OPTION_DISABLE_IPV6)
+        info.retry_and_idle_policy = UnsafePointer(retryPolicy)
+        info.user = Unmanaged.passUnretained(self).toOpaque()
+        info.timeout_secs = 10
+        info.pt_serv_buf_size = 16 * 1024
+        info.fd_limit_per_thread = 0
+        guard let ctx = lws_create_context(&info) else {
+            throw IOError("could not create the lws context (is \(options.host):\(options.port) free?)")
+        }
+        context = ctx
+        currentContext = ctx
+        vhost = lws_get_vhost_by_name(ctx, "default")
+        if vhost == nil {
+            throw IOError("could not listen on \(options.host):\(options.port)")
+        }
+        let port = lws_get_vhost_listen_port(vhost)
+        if port <= 0 {
+            throw IOError("could not listen on \(options.host):\(options.port): the port is taken or not allowed")
+        }
+        boundPort = Int(port)
+    }
+
+    /// Services the loop until `stop()`.
+    public func run() {
+        while !stopping, let context {
+            if lws_service(context, 0) < 0 { break }
+        }
+    }
+
+    public func stop() {
+        stopping = true
+        if let context { lws_cancel_service(context) }
+    }
+
+    /// Thread-safe: interrupts the poll so the delegate's `loopWoken` runs.
+    public func wake() {
+        if let context { lws_cancel_service(context) }
+    }
+
+    func newConnectionID() -> ConnectionID {
+        nextConnectionID &+= 1
+        if nextConnectionID == 0 { nextConnectionID = 1 }
+        return nextConnectionID
+    }
+
+    // MARK: Timers
+
+    /// Runs `body` on the loop after `ms` milliseconds; keep the timer to cancel it.
+    @discardableResult
+    public func schedule(afterMs ms: Int, _ body: @escaping () -> Void) -> LoopTimer {
+        let timer = LoopTimer(loop: self, body: body)
+        timers[UnsafeMutableRawPointer(timer.sul)] = timer
+        lws_sul_schedule(context, 0, timer.sul, loopTimerFired, lws_usec_t(ms) * 1000)
+        return timer
+    }
+
+    fileprivate func timerFired(_ sul: UnsafeMutablePointer<lws_sorted_usec_list_t>) {
+        guard let timer = timers.removeValue(forKey: UnsafeMutableRawPointer(sul)) else { return }
+        timer.body()
+    }
+
+    fileprivate func cancelTimer(_ timer: LoopTimer) {
+        guard timers.removeValue(forKey: UnsafeMutableRawPointer(timer.sul)) != nil else { return }
+        lws_sul_cancel(timer.sul)
+    }
+}
+
+/// A one-shot timer on the loop (lws sorted-usec list entry).
+public final class LoopTimer {
+    fileprivate let sul: UnsafeMutablePointer<lws_sorted_usec_list_t>
+    fileprivate let body: () -> Void
+    private weak var loop: EventLoop?
+
+    fileprivate init(loop: EventLoop, body: @escaping () -> Void) {
+        self.loop = loop
+        self.body = body
+        sul = .allocate(capacity: 1)
+        sul.initialize(to: lws_sorted_usec_list_t())
+    }
+
+    deinit { sul.deallocate() }
+
+    public func cancel() { loop?.cancelTimer(self) }
+}
+
+public struct IOError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ d: String) { description = d }
+}
+
+private func loopTimerFired(_ sul: UnsafeMutablePointer<lws_sorted_usec_list_t>?) {
+    guard let sul, let ctx = currentContext else { return }
+    loopOf(ctx)?.timerFired(sul)
+}
+
+/// lws gives timer callbacks only the list entry; there is one loop per process.
+nonisolated(unsafe) private var currentContext: OpaquePointer?
+
+func loopOf(_ ctx: OpaquePointer?) -> EventLoop? {
+    guard let ctx, let user = lws_context_user(ctx) else { return nil }
+    return Unmanaged<EventLoop>.fromOpaque(user).takeUnretainedValue()
+}

@@ -1,0 +1,330 @@
+import CHiredis
+import CLws
+import Foundation
+
+/// A reply from Redis, copied out of hiredis so it outlives the callback.
+public enum RedisReply: CustomStringConvertible {
+    case string([UInt8])
+    case status(String)
+    case integer(Int64)
+    case array([RedisReply])
+    case null
+    case error(String)
+    /// The connection went away before the reply came.
+    case disconnected
+
+    init(_ r: UnsafeMutablePointer<redisReply>) {
+        let reply = r.pointee
+        switch Int32(reply.type) {
+        case REDIS_REPLY_STRING:
+            self = .string(Array(UnsafeRawBufferPointer(start: reply.str, count: Int(reply.len))))
+        case REDIS_REPLY_STATUS:
+            self = .status(String(cString: reply.str))
+        case REDIS_REPLY_INTEGER:
+            self = .integer(reply.integer)
+        case REDIS_REPLY_ARRAY:
+            var items: [RedisReply] = []
+            items.reserveCapacity(Int(reply.elements))
+            for i in 0..<Int(reply.elements) {
+                if let e = reply.element[i] { items.append(RedisReply(e)) } else { items.append(.null) }
+            }
+            self = .array(items)
+        case REDIS_REPLY_ERROR:
+            self = .error(String(cString: reply.str))
+        default:
+            self = .null
+        }
+    }
+
+    public var isFailure: Bool {
+        switch self {
+        case .error, .disconnected: true
+        default: false
+        }
+    }
+
+    public var int: Int64? {
+        switch self {
+        case .integer(let i): i
+        case .string(let b): Int64(String(decoding: b, as: UTF8.self))
+        default: nil
+        }
+    }
+
+    public var bytes: [UInt8]? {
+        if case .string(let b) = self { return b }
+        if case .status(let s) = self { return Array(s.utf8) }
+        return nil
+    }
+
+    public var text: String? { bytes.map { String(decoding: $0, as: UTF8.self) } }
+    public var array: [RedisReply]? { if case .array(let a) = self { a } else { nil } }
+
+    public var description: String {
+        switch self {
+        case .string(let b): "\"\(String(decoding: b, as: UTF8.self))\""
+        case .status(let s): s
+        case .integer(let i): "\(i)"
+        case .array(let a): "[\(a.map(\.description).joined(separator: ", "))]"
+        case .null: "nil"
+        case .error(let e): "ERR(\(e))"
+        case .disconnected: "disconnected"
+        }
+    }
+}
+
+/// An argument of a Redis command, binary safe.
+public protocol RedisArgument { var redisBytes: [UInt8] { get } }
+extension String: RedisArgument { public var redisBytes: [UInt8] { Array(utf8) } }
+extension Array: RedisArgument where Element == UInt8 { public var redisBytes: [UInt8] { self } }
+extension Int: RedisArgument { public var redisBytes: [UInt8] { Array(String(self).utf8) } }
+extension Int64: RedisArgument { public var redisBytes: [UInt8] { Array(String(self).utf8) } }
+extension UInt64: RedisArgument { public var redisBytes: [UInt8] { Array(String(self).utf8) } }
+
+/// A descriptor lws polls for us (hiredis' socket, adopted as a raw file). lws polls a
+/// dup of the socket so that lws and hiredis each close their own descriptor.
+final class RawDescriptor {
+    static let protocolName = "redis-raw"
+    var wsi: OpaquePointer?
+    weak var owner: RedisConnection?
+
+    init(owner: RedisConnection) { self.owner = owner }
+}
+
+func rawDescriptorCallback(_ wsi: OpaquePointer?, _ reason: lws_callback_reasons, _ user: UnsafeMutableRawPointer?,
+                           _ input: UnsafeMutableRawPointer?, _ len: Int) -> Int32 {
+    let slot = user?.assumingMemoryBound(to: UnsafeMutableRawPointer?.self)
+    let raw: RawDescriptor? = slot?.pointee.map { Unmanaged<RawDescriptor>.fromOpaque($0).takeUnretainedValue() }
+    switch reason {
+    case LWS_CALLBACK_RAW_ADOPT_FILE:
+        return 0
+    case LWS_CALLBACK_RAW_RX_FILE:
+        guard let raw, raw.wsi != nil else { return -1 }
+        raw.owner?.handleRead()
+        return raw.wsi == nil ? -1 : 0
+    case LWS_CALLBACK_RAW_WRITEABLE_FILE:
+        guard let raw, raw.wsi != nil else { return -1 }
+        raw.owner?.handleWrite()
+        return raw.wsi == nil ? -1 : 0
+    case LWS_CALLBACK_RAW_CLOSE_FILE:
+        if let raw, let slot {
+            let wasAttached = raw.wsi != nil
+            raw.wsi = nil
+            slot.pointee = nil
+            if wasAttached { raw.owner?.descriptorClosed() }
+            Unmanaged<RawDescriptor>.fromOpaque(Unmanaged.passUnretained(raw).toOpaque()).release()
+        }
+        return 0
+    default:
+        return 0
+    }
+}
+
+/// One hiredis async connection driven by the lws loop. Commands pipeline; replies
+/// come back on the loop thread in order. Pub/sub messages go to `onMessage`.
+public final class RedisConnection {
+    public let host: String
+    public let port: Int
+    unowned let loop: EventLoop
+    private var context: UnsafeMutablePointer<redisAsyncContext>?
+    private var raw: RawDescriptor?
+    public private(set) var isConnected = false
+    public var onConnect: ((RedisConnection) -> Void)?
+    public var onDisconnect: ((RedisConnection, String) -> Void)?
+    /// Pub/sub deliveries: kind (`message`, `subscribe`, `unsubscribe`), channel, payload.
+    public var onPubSub: ((String, [UInt8], [UInt8]) -> Void)?
+    private var lastError = ""
+
+    public init(loop: EventLoop, host: String, port: Int) {
+        self.loop = loop
+        self.host = host
+        self.port = port
+    }
+
+    /// Starts a non-blocking connect; `onConnect` or `onDisconnect` follows.
+    public func connect() {
+        guard context == nil else { return }
+        guard let ac = redisAsyncConnect(host, Int32(port)) else {
+            fail("out of memory")
+            return
+        }
+        if chiredis_err(ac) != 0 {
+            let message = String(cString: chiredis_errstr(ac))
+            redisAsyncFree(ac)
+            fail(message)
+            return
+        }
+        context = ac
+        ac.pointee.data = Unmanaged.passUnretained(self).toOpaque()
+        let dupfd = dup(chiredis_fd(ac))
+        let raw = RawDescriptor(owner: self)
+        guard let vhost = loop.vhost,
+              let wsi = lws_adopt_descriptor_vhost(vhost, LWS_ADOPT_RAW_FILE_DESC, clws_filefd(dupfd),
+                                                   RawDescriptor.protocolName, nil) else {
+            close(dupfd)
+            context = nil
+            redisAsyncFree(ac)
+            fail("could not adopt the Redis socket into the loop")
+            return
+        }
+        raw.wsi = wsi
+        if let slot = lws_wsi_user(wsi)?.assumingMemoryBound(to: UnsafeMutableRawPointer?.self) {
+            slot.pointee = Unmanaged.passRetained(raw).toOpaque()
+        }
+        self.raw = raw
+        chiredis_attach(ac, Unmanaged.passUnretained(self).toOpaque(),
+                        { _ in }, { _ in }, redisAddWrite, { _ in }, redisCleanup)
+        redisAsyncSetConnectCallback(ac, redisConnected)
+        redisAsyncSetDisconnectCallback(ac, redisDisconnected)
+    }
+
+    /// Closes the connection; pending callbacks get `.disconnected`.
+    public func disconnect() {
+        guard let ac = context else { return }
+        redisAsyncDisconnect(ac)
+    }
+
+    /// Sends a command; `callback` runs once with the reply (or `.disconnected`).
+    public func send(_ args: [RedisArgument], _ callback: @escaping (RedisReply) -> Void) {
+        guard let ac = context, isConnected else {
+            callback(.disconnected)
+            return
+        }
+        let box = Unmanaged.passRetained(ReplyBox(callback)).toOpaque()
+        if !sendArgv(ac, args.map(\.redisBytes), redisReplyCallback, box) {
+            Unmanaged<ReplyBox>.fromOpaque(box).release()
+            callback(.disconnected)
+        }
+    }
+
+    /// SUBSCRIBE/UNSUBSCRIBE on a pub/sub connection: replies come through `onPubSub`.
+    public func pubsub(_ command: String, _ channels: [String]) {
+        guard let ac = context, isConnected, !channels.isEmpty else { return }
+        let args = [Array(command.utf8)] + channels.map { Array($0.utf8) }
+        _ = sendArgv(ac, args, redisPubSubCallback, Unmanaged.passUnretained(self).toOpaque())
+    }
+
+    private func sendArgv(_ ac: UnsafeMutablePointer<redisAsyncContext>, _ args: [[UInt8]],
+                          _ fn: @escaping @convention(c) (UnsafeMutablePointer<redisAsyncContext>?, UnsafeMutableRawPointer?, UnsafeMutableRawPointer?) -> Void,
+                          _ privdata: UnsafeMutableRawPointer) -> Bool {
+        var pointers: [UnsafePointer<CChar>?] = []
+        var lengths: [Int] = []
+        pointers.reserveCapacity(args.count)
+        lengths.reserveCapacity(args.count)
+        // hiredis copies the arguments into its output buffer before returning.
+        let storage = args.map { arg -> UnsafeMutablePointer<CChar> in
+            let p = UnsafeMutablePointer<CChar>.allocate(capacity: max(arg.count, 1))
+            arg.withUnsafeBytes { b in
+                if let base = b.baseAddress { UnsafeMutableRawPointer(p).copyMemory(from: base, byteCount: b.count) }
+            }
+            return p
+        }
+        defer { storage.forEach { $0.deallocate() } }
+        for (i, p) in storage.enumerated() {
+            pointers.append(UnsafePointer(p))
+            lengths.append(args[i].count)
+        }
+        let rc = pointers.withUnsafeMutableBufferPointer { pp in
+            lengths.withUnsafeBufferPointer { lp in
+                chiredis_command_argv(ac, fn, privdata, Int32(args.count), pp.baseAddress, lp.baseAddress)
+            }
+        }
+        return rc == REDIS_OK
+    }
+
+    fileprivate func connected(status: Int32) {
+        if status != REDIS_OK {
+            lastError = context.map { String(cString: chiredis_errstr($0)) } ?? "connect failed"
+            // hiredis frees the context after a failed connect; cleanup already ran.
+            context = nil
+            fail(lastError)
+            return
+        }
+        isConnected = true
+        onConnect?(self)
+    }
+
+    fileprivate func disconnected(status: Int32) {
+        if status != REDIS_OK, let ac = context { lastError = String(cString: chiredis_errstr(ac)) }
+        context = nil
+        let wasConnected = isConnected
+        isConnected = false
+        if wasConnected || !lastError.isEmpty { onDisconnect?(self, lastError.isEmpty ? "connection closed" : lastError) }
+    }
+
+    private func fail(_ message: String) {
+        isConnected = false
+        onDisconnect?(self, message)
+    }
+
+    fileprivate func wantWrite() {
+        if let wsi = raw?.wsi { lws_callback_on_writable(wsi) }
+    }
+
+    fileprivate func cleanup() {
+        // hiredis is about to close its descriptor: retire lws' duplicate too.
+        if let raw, let wsi = raw.wsi {
+            raw.wsi = nil
+            lws_set_timeout(wsi, PENDING_TIMEOUT_KILLED_BY_PARENT, LWS_TO_KILL_ASYNC)
+        }
+        raw = nil
+    }
+
+    func handleRead() { if let ac = context { redisAsyncHandleRead(ac) } }
+    func handleWrite() { if let ac = context { redisAsyncHandleWrite(ac) } }
+
+    /// lws saw the descriptor hang up before hiredis did: let hiredis find out.
+    func descriptorClosed() {
+        raw = nil
+        if let ac = context { redisAsyncHandleRead(ac) }
+    }
+
+    fileprivate func pubsubReply(_ reply: RedisReply) {
+        guard case .array(let items) = reply, items.count >= 3, let kind = items[0].text,
+              let channel = items[1].bytes else { return }
+        let payload = items[2].bytes ?? []
+        onPubSub?(kind, channel, payload)
+    }
+}
+
+final class ReplyBox {
+    let callback: (RedisReply) -> Void
+    init(_ c: @escaping (RedisReply) -> Void) { callback = c }
+}
+
+private func owner(_ ac: UnsafePointer<redisAsyncContext>?) -> RedisConnection? {
+    guard let data = ac?.pointee.data else { return nil }
+    return Unmanaged<RedisConnection>.fromOpaque(data).takeUnretainedValue()
+}
+
+private func redisAddWrite(_ data: UnsafeMutableRawPointer?) {
+    guard let data else { return }
+    Unmanaged<RedisConnection>.fromOpaque(data).takeUnretainedValue().wantWrite()
+}
+
+private func redisCleanup(_ data: UnsafeMutableRawPointer?) {
+    guard let data else { return }
+    Unmanaged<RedisConnection>.fromOpaque(data).takeUnretainedValue().cleanup()
+}
+
+private func redisConnected(_ ac: UnsafePointer<redisAsyncContext>?, _ status: Int32) {
+    owner(ac)?.connected(status: status)
+}
+
+private func redisDisconnected(_ ac: UnsafePointer<redisAsyncContext>?, _ status: Int32) {
+    owner(ac)?.disconnected(status: status)
+}
+
+private func redisReplyCallback(_ ac: UnsafeMutablePointer<redisAsyncContext>?, _ r: UnsafeMutableRawPointer?,
+                                _ privdata: UnsafeMutableRawPointer?) {
+    guard let privdata else { return }
+    let box = Unmanaged<ReplyBox>.fromOpaque(privdata).takeRetainedValue()
+    if let r { box.callback(RedisReply(r.assumingMemoryBound(to: redisReply.self))) } else { box.callback(.disconnected) }
+}
+
+private func redisPubSubCallback(_ ac: UnsafeMutablePointer<redisAsyncContext>?, _ r: UnsafeMutableRawPointer?,
+                                 _ privdata: UnsafeMutableRawPointer?) {
+    guard let r, let privdata else { return }
+    let conn = Unmanaged<RedisConnection>.fromOpaque(privdata).takeUnretainedValue()
+    conn.pubsubReply(RedisReply(r.assumingMemoryBound(to: redisReply.self)))
+}

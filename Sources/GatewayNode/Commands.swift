@@ -1,0 +1,144 @@
+import Foundation
+import GatewayAuth
+import GatewayCore
+import GatewayIO
+import GatewayProtocol
+
+extension Node {
+    func handle(_ client: Client, _ id: Int64, _ command: Command) {
+        if case .connect(let token, let since) = command {
+            connect(client, id, token: token, since: since)
+            return
+        }
+        guard client.isConnected, let claims = client.claims else {
+            reply(client, id, error: GatewayError(.unauthorized, client.claims == nil ? "send connect first" : "connect is still in progress"), op: command.op)
+            return
+        }
+        switch command {
+        case .connect:
+            break
+        case .ping:
+            reply(client, id, .object([]), op: "ping")
+        case .subscribe(let channel, let since):
+            authorize(claims, channel, op: "subscribe") { [weak self] error in
+                guard let self, self.clients[client.conn.id] === client else { return }
+                if let error {
+                    self.reply(client, id, error: error, op: "subscribe")
+                    return
+                }
+                if client.channels.contains(channel) {
+                    self.reply(client, id, error: GatewayError(.conflict, "already subscribed to \(channel)"), op: "subscribe")
+                    return
+                }
+                client.channels.append(channel)
+                self.count(op: "subscribe", "ok")
+                self.execute(self.hub.subscribe(client.conn.id, to: channel, since: since, request: id))
+            }
+        case .unsubscribe(let channel):
+            if channel == .user(claims.sub) {
+                reply(client, id, error: .badRequest("the personal channel stays subscribed"), op: "unsubscribe")
+                return
+            }
+            if let index = client.channels.firstIndex(of: channel) {
+                client.channels.remove(at: index)
+                execute(hub.unsubscribe(client.conn.id, from: channel))
+            }
+            reply(client, id, .object([]), op: "unsubscribe")
+        case .history(let channel, let since, let limit):
+            authorize(claims, channel, op: "history") { [weak self] error in
+                guard let self else { return }
+                if let error {
+                    self.reply(client, id, error: error, op: "history")
+                    return
+                }
+                self.history(client, id, channel, since: since, limit: limit)
+            }
+        case .publish, .presence, .watch, .unwatch, .watches, .orderGet, .giftClaim, .giftDecline,
+             .friendpayView, .moderate:
+            reply(client, id, error: GatewayError(.unavailable, "\(command.op) is not served by this node version", temporary: false), op: command.op)
+        }
+    }
+
+    private func connect(_ client: Client, _ id: Int64, token: String, since: StreamPosition?) {
+        if client.claims != nil {
+            reply(client, id, error: GatewayError(.conflict, "already connected"), op: "connect")
+            return
+        }
+        let now = Int64(Date().timeIntervalSince1970)
+        switch verifier.verify(token, nowSeconds: now) {
+        case .failure(let error):
+            reply(client, id, error: GatewayError(.unauthorized, error.message), op: "connect")
+            client.conn.close(code: error.closeCode, reason: error.message)
+        case .success(let claims):
+            guard redis.isReady else {
+                reply(client, id, error: .redisUnavailable, op: "connect")
+                return
+            }
+            client.claims = claims
+            client.connectRequest = id
+            let personal = Channel.user(claims.sub)
+            client.channels.append(personal)
+            execute(hub.subscribe(client.conn.id, to: personal, since: since, request: id))
+        }
+    }
+
+    /// Who may read a channel (PROTOCOL.md 2.2). Calls back with nil when allowed.
+    func authorize(_ claims: Claims, _ channel: Channel, op: String, _ done: @escaping (GatewayError?) -> Void) {
+        switch channel.kind {
+        case .user:
+            done(channel.id == claims.sub ? nil : .forbidden("\(channel) is another user's channel"))
+        case .group:
+            if claims.role != .buyer {
+                done(claims.products.contains(channel.id) ? nil : .forbidden("your token does not list product \(channel.id)"))
+                return
+            }
+            redis.send(["HGET", Keys.memberships(claims.sub), channel.id]) { [weak self] reply in
+                guard let self else { return }
+                if reply.isFailure { return done(self.storageError(reply)) }
+                done((reply.int ?? 0) > 0 ? nil : .forbidden("not a buyer of \(channel.id)"))
+            }
+        case .product:
+            redis.send(["EXISTS", Keys.product(channel.id)]) { [weak self] reply in
+                guard let self else { return }
+                if reply.isFailure { return done(self.storageError(reply)) }
+                done(reply.int == 1 ? nil : .notFound("no product \(channel.id)"))
+            }
+        }
+    }
+
+    private func history(_ client: Client, _ id: Int64, _ channel: Channel, since: StreamPosition?, limit: Int) {
+        let args: [RedisArgument] = [since.map { String($0.offset) } ?? "", since?.epoch ?? "", limit]
+        redis.eval(Scripts.history, keys: [Keys.meta(channel), Keys.log(channel)], args: args) { [weak self] reply in
+            guard let self, self.clients[client.conn.id] === client else { return }
+            guard let items = reply.array, items.count >= 2, let offset = items[0].int, let epoch = items[1].text else {
+                self.reply(client, id, error: self.storageError(reply), op: "history")
+                return
+            }
+            var pubs: [[UInt8]] = []
+            var i = 3
+            while i < items.count {
+                if let bytes = items[i].bytes { pubs.append(bytes) }
+                i += 2
+            }
+            self.count(op: "history", "ok")
+            client.conn.send(ReplyEncoder.okWithPublications(
+                id: id, fields: [("offset", .int(offset)), ("epoch", .string(epoch))], publications: pubs))
+        }
+    }
+
+    /// Runs the publish script: history first, then the announcement.
+    func publish(_ channel: Channel, type: String, data: JSON, _ done: @escaping (Result<UInt64, GatewayError>) -> Void) {
+        let size: Int
+        switch channel.kind {
+        case .user: size = options.historyUserSize
+        case .group: size = options.historyGroupSize
+        case .product: size = options.historyProductSize
+        }
+        let args: [RedisArgument] = [Keys.pubsub(channel), channel.description, type, data.serialized(), size,
+                                     options.historyTTLSeconds, newEpoch()]
+        redis.eval(Scripts.publish, keys: [Keys.meta(channel), Keys.log(channel)], args: args) { [weak self] reply in
+            guard let self else { return }
+            if let offset = reply.int, !reply.isFailure { done(.success(UInt64(offset))) } else { done(.failure(self.storageError(reply))) }
+        }
+    }
+}

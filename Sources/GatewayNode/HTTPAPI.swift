@@ -1,0 +1,186 @@
+import Foundation
+import GatewayCrypto
+import GatewayIO
+import GatewayProtocol
+
+/// Who is calling the HTTP API.
+enum APICaller {
+    case shop
+    case merchant(String)
+
+    func mayTouch(merchant: String) -> Bool {
+        switch self {
+        case .shop: true
+        case .merchant(let id): id == merchant
+        }
+    }
+}
+
+extension Node {
+    public func httpRequest(_ request: HTTPRequest) {
+        let segments = request.path.split(separator: "/", omittingEmptySubsequences: true).map(String.init)
+        switch (request.method, segments) {
+        case (.GET, ["healthz"]):
+            respond(request, 200, .object([("ok", .bool(true)), ("node", .string(options.nodeName))]))
+        case (.GET, ["readyz"]):
+            let ready = redis.isReady && !draining
+            respond(request, ready ? 200 : 503, .object([("ready", .bool(ready)), ("redis", .bool(redis.isReady)),
+                                                         ("draining", .bool(draining))]))
+        case (.GET, ["metrics"]):
+            var frames = 0
+            for client in clients.values { frames += client.conn.framesSent }
+            let text = metrics.render(connections: clients.count, subscriptions: hub.subscriptionCount,
+                                      channels: hub.channelCount, redisUp: redis.isReady, redisRTT: redis.lastRoundTrip,
+                                      redisReconnects: redis.reconnects, framesSent: frames + closedFrames)
+            request.respond(status: 200, body: text, contentType: "text/plain; version=0.0.4")
+        default:
+            if segments.count >= 3, segments[0] == "api", segments[1] == "v1" {
+                api(request, Array(segments.dropFirst(2)))
+                return
+            }
+            fail(request, GatewayError(.notFound, "no route \(request.method.rawValue) \(request.path)"))
+        }
+    }
+
+    private var closedFrames: Int { metrics.framesSent }
+
+    private func api(_ request: HTTPRequest, _ route: [String]) {
+        guard let caller = caller(request) else {
+            fail(request, GatewayError(.unauthorized, "Authorization: Bearer <shop or merchant key> required"))
+            return
+        }
+        switch (request.method, route) {
+        case (.POST, ["products"]):
+            withBody(request) { self.createProduct(request, caller, $0) }
+        case (.POST, ["publish"]):
+            withBody(request) { self.publishFromAPI(request, caller, $0) }
+        case (.GET, _) where route.count == 2 && route[0] == "products":
+            getProduct(request, caller, route[1])
+        default:
+            fail(request, GatewayError(.notFound, "no route \(request.method.rawValue) \(request.path)"))
+        }
+    }
+
+    private func caller(_ request: HTTPRequest) -> APICaller? {
+        guard let header = request.authorization, header.hasPrefix("Bearer ") else { return nil }
+        let key = Array(header.dropFirst(7).utf8)
+        if !options.shopKey.isEmpty, Crypto.constantTimeEquals(key, Array(options.shopKey.utf8)) { return .shop }
+        for (merchant, merchantKey) in options.merchantKeys where Crypto.constantTimeEquals(key, Array(merchantKey.utf8)) {
+            return .merchant(merchant)
+        }
+        return nil
+    }
+
+    private func withBody(_ request: HTTPRequest, _ body: (JSON) -> Void) {
+        guard let json = try? JSON.parse(request.body), json.objectValue != nil else {
+            fail(request, .badRequest("the body must be a JSON object"))
+            return
+        }
+        body(json)
+    }
+
+    func respond(_ request: HTTPRequest, _ status: Int, _ json: JSON) {
+        var out: [UInt8] = []
+        json.write(into: &out)
+        request.respond(status: status, body: out)
+    }
+
+    func fail(_ request: HTTPRequest, _ error: GatewayError) {
+        let body: JSON = .object([("error", .object([("code", .string(error.code.rawValue)),
+                                                      ("message", .string(error.message))]))])
+        respond(request, error.code.httpStatus, body)
+    }
+
+    private func createProduct(_ request: HTTPRequest, _ caller: APICaller, _ body: JSON) {
+        guard let id = body["id"]?.stringValue, Names.isValidID(id) else { return fail(request, .badRequest("\"id\" must be a valid id")) }
+        guard let merchant = body["merchant"]?.stringValue, Names.isValidID(merchant) else {
+            return fail(request, .badRequest("\"merchant\" must be a valid id"))
+        }
+        guard caller.mayTouch(merchant: merchant) else { return fail(request, .forbidden("a merchant key creates only its own products")) }
+        guard let title = body["title"]?.stringValue, (1...200).contains(title.trimmingCharacters(in: .whitespaces).count) else {
+            return fail(request, .badRequest("\"title\" must be 1 to 200 characters"))
+        }
+        guard case .int(let price)? = body["price"], price >= 0 else {
+            return fail(request, .badRequest("\"price\" must be a whole number of minor units, 0 or more"))
+        }
+        guard let currency = body["currency"]?.stringValue, currency.utf8.count == 3,
+              currency.utf8.allSatisfy({ (65...90).contains($0) }) else {
+            return fail(request, .badRequest("\"currency\" must be a three-letter code such as CNY"))
+        }
+        let now = Int64(Date().timeIntervalSince1970 * 1000)
+        let fields: [RedisArgument] = ["id", id, "merchant", merchant, "title", title, "price", price,
+                                       "currency", currency, "created_at", now]
+        redis.eval(Scripts.createProduct, keys: [Keys.product(id)], args: fields) { [weak self] reply in
+            guard let self else { return }
+            switch reply.int {
+            case 1?:
+                self.respond(request, 201, self.productJSON(id: id, merchant: merchant, title: title, price: price,
+                                                             currency: currency, stock: 0, buyers: 0, watchers: 0))
+            case 0?:
+                self.fail(request, GatewayError(.conflict, "product \(id) exists"))
+            default:
+                self.fail(request, self.storageError(reply))
+            }
+        }
+    }
+
+    private func getProduct(_ request: HTTPRequest, _ caller: APICaller, _ id: String) {
+        guard Names.isValidID(id) else { return fail(request, .badRequest("not a valid product id")) }
+        redis.send(["HGETALL", Keys.product(id)]) { [weak self] reply in
+            guard let self else { return }
+            guard let items = reply.array else { return self.fail(request, self.storageError(reply)) }
+            var fields: [String: String] = [:]
+            var i = 0
+            while i + 1 < items.count {
+                if let k = items[i].text, let v = items[i + 1].text { fields[k] = v }
+                i += 2
+            }
+            guard let merchant = fields["merchant"] else { return self.fail(request, .notFound("no product \(id)")) }
+            guard caller.mayTouch(merchant: merchant) else { return self.fail(request, .forbidden("product \(id) belongs to another merchant")) }
+            self.respond(request, 200, self.productJSON(
+                id: id, merchant: merchant, title: fields["title"] ?? "", price: Int64(fields["price"] ?? "") ?? 0,
+                currency: fields["currency"] ?? "", stock: Int64(fields["stock"] ?? "") ?? 0,
+                buyers: Int64(fields["buyers"] ?? "") ?? 0, watchers: Int64(fields["watchers"] ?? "") ?? 0))
+        }
+    }
+
+    private func productJSON(id: String, merchant: String, title: String, price: Int64, currency: String,
+                             stock: Int64, buyers: Int64, watchers: Int64) -> JSON {
+        .object([("id", .string(id)), ("merchant", .string(merchant)), ("title", .string(title)),
+                 ("price", .int(price)), ("currency", .string(currency)), ("stock", .int(stock)),
+                 ("buyers", .int(buyers)), ("watchers", .int(watchers))])
+    }
+
+    /// `POST /api/v1/publish`: the shop (or a merchant, on its own products' channels) pushes anything.
+    private func publishFromAPI(_ request: HTTPRequest, _ caller: APICaller, _ body: JSON) {
+        guard let name = body["channel"]?.stringValue, let channel = Channel(name) else {
+            return fail(request, .badRequest("\"channel\" must be user:<id>, group:<id> or product:<id>"))
+        }
+        guard let type = body["type"]?.stringValue, Self.isValidPushType(type) else {
+            return fail(request, .badRequest("\"type\" must match [a-z][a-z0-9_.]{0,63}"))
+        }
+        guard let data = body["data"], data.objectValue != nil else { return fail(request, .badRequest("\"data\" must be an object")) }
+        let go = {
+            self.publish(channel, type: type, data: data) { result in
+                switch result {
+                case .success(let offset): self.respond(request, 200, .object([("offset", .int(Int64(offset)))]))
+                case .failure(let error): self.fail(request, error)
+                }
+            }
+        }
+        guard case .merchant(let merchantID) = caller else { return go() }
+        guard channel.kind != .user else { return fail(request, .forbidden("merchants publish only to their products' channels")) }
+        redis.send(["HGET", Keys.product(channel.id), "merchant"]) { [weak self] reply in
+            guard let self else { return }
+            if reply.isFailure { return self.fail(request, self.storageError(reply)) }
+            guard reply.text == merchantID else { return self.fail(request, .forbidden("product \(channel.id) is not yours")) }
+            go()
+        }
+    }
+
+    static func isValidPushType(_ s: String) -> Bool {
+        let b = Array(s.utf8)
+        guard (1...64).contains(b.count), (97...122).contains(b[0]) else { return false }
+        return b.allSatisfy { (97...122).contains($0) || (48...57).contains($0) || $0 == 95 || $0 == 46 }
+    }
+}

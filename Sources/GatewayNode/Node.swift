@@ -1,0 +1,302 @@
+import CLws
+import Foundation
+import GatewayAuth
+import GatewayCore
+import GatewayCrypto
+import GatewayIO
+import GatewayProtocol
+
+/// Node-side state of one WebSocket client.
+final class Client {
+    let conn: WSConnection
+    var claims: Claims?
+    /// The id of the `connect` command while its personal channel is being read.
+    var connectRequest: Int64?
+    var channels: [Channel] = []
+    var violations = 0
+
+    init(conn: WSConnection) { self.conn = conn }
+
+    var isConnected: Bool { claims != nil && connectRequest == nil }
+}
+
+/// One gateway node: owns every connection and all gateway state on the loop thread,
+/// turns commands into hub events and Redis calls, and executes the hub's actions.
+public final class Node: ServerDelegate {
+    public let options: NodeOptions
+    let loop: EventLoop
+    let redis: RedisClient
+    let hub = ChannelHub()
+    let verifier: TokenVerifier
+    let metrics = NodeMetrics()
+    var clients: [ConnectionID: Client] = [:]
+    private(set) var draining = false
+    private var drainDeadline: LoopTimer?
+    /// Set from a signal handler; read when the loop wakes.
+    nonisolated(unsafe) static var terminateRequested = false
+
+    public init(options: NodeOptions) {
+        self.options = options
+        loop = EventLoop(options: ListenOptions(host: options.host, port: options.port, maxFrame: options.maxFrame,
+                                                maxBody: options.maxBody, pingSeconds: options.pingSeconds))
+        redis = RedisClient(loop: loop, host: options.redisHost, port: options.redisPort)
+        verifier = TokenVerifier(secret: options.authSecret)
+        loop.delegate = self
+    }
+
+    /// Listens, connects to Redis and serves until SIGTERM/SIGINT has drained the clients.
+    public func run(onListening: (Int) -> Void = { _ in }) throws {
+        try loop.start()
+        onListening(loop.boundPort)
+        redis.onReady = { [weak self] in self?.redisReady() }
+        redis.onLost = { [weak self] reason in self?.redisLost(reason) }
+        redis.onPubSub = { [weak self] kind, channel, payload in self?.pubsub(kind, channel, payload) }
+        redis.start()
+        installSignalHandlers(loop)
+        loop.run()
+        redis.stop()
+    }
+
+    // MARK: Redis
+
+    private func redisReady() {
+        log("redis ready at \(options.redisHost):\(options.redisPort)")
+        execute(hub.redisConnected())
+    }
+
+    private func redisLost(_ reason: String) {
+        log("redis lost: \(reason); reconnecting")
+        hub.redisDisconnected()
+    }
+
+    private func pubsub(_ kind: String, _ name: [UInt8], _ payload: [UInt8]) {
+        guard let channel = Keys.channel(fromPubSub: name) else { return }
+        switch kind {
+        case "message":
+            guard let publication = Self.parseAnnouncement(payload) else {
+                log("dropping a malformed announcement on \(channel)")
+                return
+            }
+            execute(hub.message(channel, publication))
+        case "subscribe":
+            execute(hub.redisSubscribed(channel))
+        case "unsubscribe":
+            execute(hub.redisUnsubscribed(channel))
+        default:
+            break
+        }
+    }
+
+    /// `<offset> <epoch> <push JSON>` as the publish script announces it.
+    static func parseAnnouncement(_ payload: [UInt8]) -> Publication? {
+        guard let s1 = payload.firstIndex(of: 0x20) else { return nil }
+        guard let s2 = payload[(s1 + 1)...].firstIndex(of: 0x20) else { return nil }
+        guard let offset = UInt64(String(decoding: payload[..<s1], as: UTF8.self)) else { return nil }
+        let epoch = String(decoding: payload[(s1 + 1)..<s2], as: UTF8.self)
+        return Publication(offset: offset, epoch: epoch, payload: Payload(Array(payload[(s2 + 1)...])))
+    }
+
+    func newEpoch() -> String { Crypto.randomToken(4) }
+
+    /// Carries out what the hub decided.
+    func execute(_ actions: [HubAction]) {
+        for action in actions {
+            switch action {
+            case .redisSubscribe(let channel):
+                redis.subscribe([Keys.pubsub(channel)])
+            case .redisUnsubscribe(let channel):
+                redis.unsubscribe([Keys.pubsub(channel)])
+            case .read(let channel, let since, let purpose):
+                read(channel, since: since, purpose: purpose)
+            case .deliver(let payload, let targets):
+                metrics.pushes += targets.count
+                for id in targets {
+                    guard let client = clients[id] else { continue }
+                    if !client.conn.send(payload) { metrics.slowClosed += 1 }
+                }
+            case .subscribed(let id, let request, let channel, let result):
+                subscribed(id, request: request, channel, result)
+            case .subscribeFailed(let id, let request, let channel, let error):
+                guard let client = clients[id] else { continue }
+                if client.connectRequest == request {
+                    reply(client, request, error: error)
+                    client.conn.close(code: CloseCode.goingAway.rawValue, reason: "personal channel unavailable")
+                } else {
+                    client.channels.removeAll { $0 == channel }
+                    reply(client, request, error: error)
+                }
+            case .resync(let id, let channel):
+                clients[id]?.conn.close(code: CloseCode.goingAway.rawValue, reason: "history of \(channel) lost, resubscribe")
+            }
+        }
+    }
+
+    private func read(_ channel: Channel, since: StreamPosition?, purpose: ReadPurpose) {
+        let args: [RedisArgument] = [since.map { String($0.offset) } ?? "", since?.epoch ?? "", newEpoch(),
+                                     options.historyTTLSeconds]
+        redis.eval(Scripts.read, keys: [Keys.meta(channel), Keys.log(channel)], args: args) { [weak self] reply in
+            guard let self else { return }
+            guard let result = Self.parseRead(reply) else {
+                self.execute(self.hub.readFailed(channel, purpose: purpose, self.storageError(reply)))
+                return
+            }
+            self.execute(self.hub.readCompleted(channel, purpose: purpose, result))
+        }
+    }
+
+    static func parseRead(_ reply: RedisReply) -> ReadResult? {
+        guard let items = reply.array, items.count >= 3, let offset = items[0].int, let epoch = items[1].text,
+              let recovered = items[2].int else { return nil }
+        var pubs: [Publication] = []
+        var i = 3
+        while i + 1 < items.count {
+            guard let off = items[i].int, let bytes = items[i + 1].bytes else { return nil }
+            pubs.append(Publication(offset: UInt64(off), epoch: epoch, payload: Payload(bytes)))
+            i += 2
+        }
+        return ReadResult(offset: UInt64(max(offset, 0)), epoch: epoch, recovered: recovered == 1, publications: pubs)
+    }
+
+    func storageError(_ reply: RedisReply) -> GatewayError {
+        if case .error(let message) = reply { log("redis error: \(message)") }
+        return reply.isFailure && !redis.isReady ? .redisUnavailable : GatewayError(.unavailable, "storage error, retry")
+    }
+
+    private func subscribed(_ id: ConnectionID, request: Int64, _ channel: Channel, _ result: ReadResult) {
+        guard let client = clients[id] else { return }
+        var fields: [(String, JSON)] = []
+        if client.connectRequest == request, let claims = client.claims {
+            client.connectRequest = nil
+            client.conn.cancelTimer()
+            fields = [
+                ("client", .string("c-\(options.nodeName)-\(String(id, radix: 16))")),
+                ("user", .string(claims.sub)), ("role", .string(claims.role.rawValue)),
+                ("node", .string(options.nodeName)), ("ping_s", .int(Int64(options.pingSeconds))),
+            ]
+            count(op: "connect", "ok")
+        }
+        fields += [("channel", .string(channel.description)), ("offset", .int(Int64(result.offset))),
+                   ("epoch", .string(result.epoch)), ("recovered", .bool(result.recovered))]
+        client.conn.send(ReplyEncoder.okWithPublications(id: request, fields: fields,
+                                                         publications: result.publications.map(\.payload.bytes)))
+    }
+
+    // MARK: ServerDelegate
+
+    public func acceptsConnections() -> Bool { !draining }
+
+    public func connectionOpened(_ conn: WSConnection) {
+        conn.maxQueue = options.maxQueue
+        clients[conn.id] = Client(conn: conn)
+        conn.armTimer(seconds: options.connectTimeoutSeconds)
+        metrics.connectionsOpened += 1
+    }
+
+    public func connectionTimer(_ conn: WSConnection) {
+        guard let client = clients[conn.id], !client.isConnected else { return }
+        conn.close(code: CloseCode.connectTimeout.rawValue, reason: "no connect in time")
+    }
+
+    public func connectionClosed(_ conn: WSConnection) {
+        guard let client = clients.removeValue(forKey: conn.id) else { return }
+        for channel in client.channels {
+            execute(hub.unsubscribe(conn.id, from: channel))
+        }
+        client.conn.context = nil
+        if draining && clients.isEmpty { finishDrain() }
+    }
+
+    public func connectionReceived(_ conn: WSConnection, _ message: UnsafeRawBufferPointer) {
+        guard let client = clients[conn.id], !conn.isClosing else { return }
+        if message.count > options.maxFrame {
+            conn.close(code: CloseCode.tooLarge.rawValue, reason: "frame too large")
+            return
+        }
+        for line in CommandDecoder.decodeFrame(message) {
+            if conn.isClosing { return }
+            switch line {
+            case .malformed(let why), .missingID(let why):
+                violation(client, GatewayError.badRequest(why))
+            case .invalid(let id, let error):
+                client.violations = 0
+                count(op: "invalid", error.code.rawValue)
+                reply(client, id, error: error)
+            case .command(let id, let command):
+                client.violations = 0
+                handle(client, id, command)
+            }
+        }
+    }
+
+    private func violation(_ client: Client, _ error: GatewayError) {
+        client.violations += 1
+        count(op: "malformed", error.code.rawValue)
+        client.conn.send(ReplyEncoder.error(id: nil, error))
+        if client.violations >= options.maxViolations {
+            client.conn.close(code: CloseCode.protocolViolations.rawValue, reason: "too many protocol violations")
+        }
+    }
+
+    public func loopWoken() {
+        if Node.terminateRequested && !draining { beginDrain() }
+    }
+
+    // MARK: Replies
+
+    func reply(_ client: Client, _ id: Int64, _ result: JSON, op: String) {
+        count(op: op, "ok")
+        client.conn.send(ReplyEncoder.ok(id: id, result))
+    }
+
+    func reply(_ client: Client, _ id: Int64, error: GatewayError, op: String? = nil) {
+        if let op { count(op: op, error.code.rawValue) }
+        client.conn.send(ReplyEncoder.error(id: id, error))
+    }
+
+    func count(op: String, _ result: String) {
+        metrics.commands[NodeMetrics.OpResult(op: op, result: result), default: 0] += 1
+    }
+
+    // MARK: Shutdown
+
+    private func beginDrain() {
+        draining = true
+        log("draining \(clients.count) connections")
+        drainDeadline = loop.schedule(afterMs: 10_000) { [weak self] in self?.finishDrain() }
+        closeBatch()
+    }
+
+    /// Closes clients 500 at a time so reconnects spread out instead of stampeding.
+    private func closeBatch() {
+        let batch = clients.values.lazy.filter { !$0.conn.isClosing }.prefix(500)
+        if batch.isEmpty {
+            if clients.isEmpty { finishDrain() }
+            return
+        }
+        for client in batch { client.conn.close(code: CloseCode.goingAway.rawValue, reason: "node shutting down") }
+        loop.schedule(afterMs: 20) { [weak self] in self?.closeBatch() }
+    }
+
+    private func finishDrain() {
+        drainDeadline?.cancel()
+        log("stopped")
+        loop.stop()
+    }
+
+    func log(_ message: String) {
+        FileHandle.standardError.write(Data("[\(options.nodeName)] \(message)\n".utf8))
+    }
+}
+
+private func installSignalHandlers(_ loop: EventLoop) {
+    signalLoop = loop.context
+    for sig in [SIGTERM, SIGINT] {
+        signal(sig) { _ in
+            Node.terminateRequested = true
+            if let ctx = signalLoop { lws_cancel_service(ctx) }
+        }
+    }
+    signal(SIGPIPE, SIG_IGN)
+}
+
+nonisolated(unsafe) private var signalLoop: OpaquePointer?

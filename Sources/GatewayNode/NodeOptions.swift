@@ -1,0 +1,47 @@
+/// Everything a node needs to run, already validated (the CLI builds it from settings).
+public struct NodeOptions: Sendable {
+    public var nodeName: String
+    public var host: String
+    public var port: Int
+    public var redisHost: String
+    public var redisPort: Int
+    public var authSecret: String
+    public var shopKey: String
+    public var merchantKeys: [String: String]
+    public var maxFrame: Int
+    public var maxBody: Int
+    public var maxQueue: Int
+    public var maxViolations: Int
+    public var connectTimeoutSeconds: Double
+    public var pingSeconds: Int
+    public var historyUserSize: Int
+    public var historyGroupSize: Int
+    public var historyProductSize: Int
+    public var historyTTLSeconds: Int
+
+    public init(nodeName: String, host: String, port: Int, redisHost: String, redisPort: Int,
+                authSecret: String, shopKey: String, merchantKeys: [String: String],
+                maxFrame: Int = 65536, maxBody: Int = 1 << 20, maxQueue: Int = 1 << 20,
+                maxViolations: Int = 10, connectTimeoutSeconds: Double = 10, pingSeconds: Int = 25,
+                historyUserSize: Int = 1000, historyGroupSize: Int = 1000, historyProductSize: Int = 100,
+                historyTTLSeconds: Int = 86400) {
+        self.nodeName = nodeName
+        self.host = host
+        self.port = port
+        self.redisHost = redisHost
+        self.redisPort = redisPort
+        self.authSecret = authSecret
+        self.shopKey = shopKey
+        self.merchantKeys = merchantKeys
+        self.maxFrame = maxFrame
+        self.maxBody = maxBody
+        self.maxQueue = maxQueue
+        self.maxViolations = maxViolations
+        self.connectTimeoutSeconds = connectTimeoutSeconds
+        self.pingSeconds = pingSeconds
+        self.historyUserSize = historyUserSize
+        self.historyGroupSize = historyGroupSize
+        self.historyProductSize = historyProductSize
+        self.historyTTLSeconds = historyTTLSeconds
+    }
+}

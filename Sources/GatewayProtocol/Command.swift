@@ -1,0 +1,253 @@
+/// A position in a channel's history, as clients send it back to resume.
+public struct StreamPosition: Equatable, Sendable {
+    public var offset: UInt64
+    public var epoch: String
+    public init(offset: UInt64, epoch: String) {
+        self.offset = offset
+        self.epoch = epoch
+    }
+}
+
+/// Moderation actions of `moderate`.
+public enum ModerationAction: String, Sendable {
+    case mute, unmute, delete
+}
+
+/// A client command after validation: the node never looks at raw JSON again.
+public enum Command: Equatable, Sendable {
+    case connect(token: String, since: StreamPosition?)
+    case subscribe(Channel, since: StreamPosition?)
+    case unsubscribe(Channel)
+    case publish(Channel, text: String, replyTo: UInt64?)
+    case history(Channel, since: StreamPosition?, limit: Int)
+    case presence(Channel)
+    case watch(product: String, below: Int64?)
+    case unwatch(product: String)
+    case watches
+    case orderGet(order: String)
+    case giftClaim(code: String)
+    case giftDecline(code: String)
+    case friendpayView(code: String)
+    case moderate(Channel, action: ModerationAction, user: String?, offset: UInt64?, seconds: Int64?)
+    case ping
+
+    /// The wire name, used for metrics labels.
+    public var op: String {
+        switch self {
+        case .connect: "connect"
+        case .subscribe: "subscribe"
+        case .unsubscribe: "unsubscribe"
+        case .publish: "publish"
+        case .history: "history"
+        case .presence: "presence"
+        case .watch: "watch"
+        case .unwatch: "unwatch"
+        case .watches: "watches"
+        case .orderGet: "order.get"
+        case .giftClaim: "gift.claim"
+        case .giftDecline: "gift.decline"
+        case .friendpayView: "friendpay.view"
+        case .moderate: "moderate"
+        case .ping: "ping"
+        }
+    }
+}
+
+/// One line of an inbound frame, decoded.
+public enum DecodedLine: Equatable, Sendable {
+    /// Not JSON, or not an object: counts toward the protocol-violation limit.
+    case malformed(String)
+    /// A JSON object without a usable `id`: answered without an id.
+    case missingID(String)
+    /// A command with an id that failed validation.
+    case invalid(id: Int64, GatewayError)
+    case command(id: Int64, Command)
+}
+
+/// Turns inbound frames into commands. Pure: no I/O, no state.
+public enum CommandDecoder {
+    public static let maxHistoryLimit = 500
+    public static let defaultHistoryLimit = 50
+    public static let maxTextLength = 1000
+
+    /// Splits a frame on `\n` and decodes every non-empty line.
+    public static func decodeFrame(_ frame: UnsafeRawBufferPointer) -> [DecodedLine] {
+        var lines: [DecodedLine] = []
+        var start = 0
+        let count = frame.count
+        var i = 0
+        while i <= count {
+            if i == count || frame[i] == UInt8(ascii: "\n") {
+                if i > start {
+                    let slice = UnsafeRawBufferPointer(rebasing: frame[start..<i])
+                    if !isBlank(slice) { lines.append(decodeLine(slice)) }
+                }
+                start = i + 1
+            }
+            i += 1
+        }
+        if lines.isEmpty { lines.append(.malformed("empty frame")) }
+        return lines
+    }
+
+    public static func decodeFrame(_ text: String) -> [DecodedLine] {
+        var bytes = Array(text.utf8)
+        return bytes.withUnsafeMutableBytes { decodeFrame(UnsafeRawBufferPointer($0)) }
+    }
+
+    private static func isBlank(_ b: UnsafeRawBufferPointer) -> Bool {
+        b.allSatisfy { $0 == 0x20 || $0 == 0x09 || $0 == 0x0D }
+    }
+
+    static func decodeLine(_ bytes: UnsafeRawBufferPointer) -> DecodedLine {
+        let json: JSON
+        do { json = try JSON.parse(bytes) } catch { return .malformed("invalid JSON: \(error.message)") }
+        guard json.objectValue != nil else { return .malformed("a command must be a JSON object") }
+        guard let idValue = json["id"] else { return .missingID("a command needs an \"id\"") }
+        guard let id = idValue.intValue, id > 0, case .int = idValue else {
+            return .missingID("\"id\" must be a positive integer")
+        }
+        switch decodeCommand(json) {
+        case .success(let command): return .command(id: id, command)
+        case .failure(let error): return .invalid(id: id, error)
+        }
+    }
+
+    /// Validates one command object (its `id` already checked).
+    public static func decodeCommand(_ json: JSON) -> Result<Command, GatewayError> {
+        guard let op = json["op"]?.stringValue else { return .failure(.badRequest("\"op\" must be a string")) }
+        do {
+            let f = Fields(json)
+            switch op {
+            case "connect":
+                return .success(.connect(token: try f.string("token"), since: try f.since()))
+            case "subscribe":
+                return .success(.subscribe(try f.channel(), since: try f.since()))
+            case "unsubscribe":
+                return .success(.unsubscribe(try f.channel()))
+            case "publish":
+                let channel = try f.channel()
+                guard channel.kind == .group else { throw GatewayError.badRequest("only group: channels take publish") }
+                guard let data = json["data"], data.objectValue != nil else {
+                    throw GatewayError.badRequest("\"data\" must be an object")
+                }
+                let d = Fields(data)
+                return .success(.publish(channel, text: try d.string("text"), replyTo: try d.optionalOffset("reply_to")))
+            case "history":
+                let limit = try f.optionalInt("limit") ?? Int64(defaultHistoryLimit)
+                guard (1...Int64(maxHistoryLimit)).contains(limit) else {
+                    throw GatewayError.badRequest("\"limit\" must be 1 to \(maxHistoryLimit)")
+                }
+                return .success(.history(try f.channel(), since: try f.since(), limit: Int(limit)))
+            case "presence":
+                let channel = try f.channel()
+                guard channel.kind != .user else { throw GatewayError.badRequest("presence is for group: and product: channels") }
+                return .success(.presence(channel))
+            case "watch":
+                let below = try f.optionalInt("below")
+                if let below, below <= 0 { throw GatewayError.badRequest("\"below\" must be a positive price in minor units") }
+                return .success(.watch(product: try f.id("product"), below: below))
+            case "unwatch":
+                return .success(.unwatch(product: try f.id("product")))
+            case "watches":
+                return .success(.watches)
+            case "order.get":
+                return .success(.orderGet(order: try f.token("order")))
+            case "gift.claim":
+                return .success(.giftClaim(code: try f.token("code")))
+            case "gift.decline":
+                return .success(.giftDecline(code: try f.token("code")))
+            case "friendpay.view":
+                return .success(.friendpayView(code: try f.token("code")))
+            case "moderate":
+                let channel = try f.channel()
+                guard channel.kind == .group else { throw GatewayError.badRequest("moderate takes a group: channel") }
+                guard let raw = json["action"]?.stringValue, let action = ModerationAction(rawValue: raw) else {
+                    throw GatewayError.badRequest("\"action\" must be mute, unmute or delete")
+                }
+                let user = try f.optionalID("user")
+                let offset = try f.optionalOffset("offset")
+                let seconds = try f.optionalInt("seconds")
+                switch action {
+                case .mute, .unmute:
+                    guard user != nil else { throw GatewayError.badRequest("\(raw) needs \"user\"") }
+                    if action == .mute, let seconds, seconds <= 0 {
+                        throw GatewayError.badRequest("\"seconds\" must be positive")
+                    }
+                case .delete:
+                    guard offset != nil else { throw GatewayError.badRequest("delete needs \"offset\"") }
+                }
+                return .success(.moderate(channel, action: action, user: user, offset: offset, seconds: seconds))
+            case "ping":
+                return .success(.ping)
+            default:
+                return .failure(.badRequest("unknown op \"\(op)\""))
+            }
+        } catch let error as GatewayError {
+            return .failure(error)
+        } catch {
+            return .failure(.badRequest("\(error)"))
+        }
+    }
+}
+
+/// Typed access to a command's fields with contract-worded errors.
+struct Fields {
+    let json: JSON
+    init(_ json: JSON) { self.json = json }
+
+    func string(_ key: String) throws -> String {
+        guard let v = json[key]?.stringValue else { throw GatewayError.badRequest("\"\(key)\" must be a string") }
+        return v
+    }
+
+    func id(_ key: String) throws -> String {
+        let v = try string(key)
+        guard Names.isValidID(v) else { throw GatewayError.badRequest("\"\(key)\" is not a valid id") }
+        return v
+    }
+
+    func optionalID(_ key: String) throws -> String? {
+        guard let v = json[key], !v.isNull else { return nil }
+        return try id(key)
+    }
+
+    /// Opaque codes and order ids: printable ASCII, bounded length.
+    func token(_ key: String) throws -> String {
+        let v = try string(key)
+        guard (1...128).contains(v.utf8.count), v.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) else {
+            throw GatewayError.badRequest("\"\(key)\" is not a valid code")
+        }
+        return v
+    }
+
+    func optionalInt(_ key: String) throws -> Int64? {
+        guard let v = json[key], !v.isNull else { return nil }
+        guard case .int(let i) = v else { throw GatewayError.badRequest("\"\(key)\" must be an integer") }
+        return i
+    }
+
+    func optionalOffset(_ key: String) throws -> UInt64? {
+        guard let i = try optionalInt(key) else { return nil }
+        guard i >= 0 else { throw GatewayError.badRequest("\"\(key)\" must not be negative") }
+        return UInt64(i)
+    }
+
+    func channel() throws -> Channel {
+        let name = try string("channel")
+        guard let channel = Channel(name) else {
+            throw GatewayError.badRequest("\"channel\" must be user:<id>, group:<id> or product:<id>")
+        }
+        return channel
+    }
+
+    func since() throws -> StreamPosition? {
+        guard let s = json["since"], !s.isNull else { return nil }
+        guard s.objectValue != nil else { throw GatewayError.badRequest("\"since\" must be {offset, epoch}") }
+        let f = Fields(s)
+        guard let offset = try f.optionalOffset("offset") else { throw GatewayError.badRequest("\"since.offset\" is required") }
+        let epoch = try f.string("epoch")
+        guard epoch.utf8.count <= 64 else { throw GatewayError.badRequest("\"since.epoch\" is too long") }
+        return StreamPosition(offset: offset, epoch: epoch)
+    }
+}

@@ -1,0 +1,142 @@
+import ArgumentParser
+import Foundation
+import GatewayAuth
+import GatewayConfig
+import GatewayNode
+
+@main
+struct Gateway: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "gateway",
+        abstract: "Realtime notification and community gateway of the card-key shop.",
+        subcommands: [Serve.self, Token.self],
+        defaultSubcommand: Serve.self)
+}
+
+/// Options every subcommand shares: where settings come from.
+struct ConfigOptions: ParsableArguments {
+    @Option(name: .long, help: "Settings file (JSON). Default: Config/gateway.json when present.")
+    var config: String?
+
+    func load(overrides: [String: String]) throws -> Settings {
+        let file = config ?? (FileManager.default.fileExists(atPath: "Config/gateway.json") ? "Config/gateway.json" : nil)
+        let env = ProcessInfo.processInfo.environment
+        let box = ResultBox()
+        let semaphore = DispatchSemaphore(value: 0)
+        Task {
+            do { box.result = .success(try await Settings.load(file: file, environment: env, overrides: overrides)) } catch {
+                box.result = .failure(error)
+            }
+            semaphore.signal()
+        }
+        semaphore.wait()
+        switch box.result! {
+        case .success(let s): return s
+        case .failure(let e): throw ValidationError("configuration: \(e)")
+        }
+    }
+}
+
+final class ResultBox: @unchecked Sendable {
+    var result: Result<Settings, Error>?
+}
+
+struct Serve: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Run a gateway node (and a private Redis when no URL is given).")
+
+    @OptionGroup var configOptions: ConfigOptions
+    @Option(help: "Port to listen on (0 picks a free one).") var port: Int?
+    @Option(help: "Address to listen on.") var host: String?
+    @Option(help: "Redis URL, e.g. redis://127.0.0.1:6379. Without it a private redis-server is started.") var redis: String?
+    @Option(help: "Node name, unique among nodes sharing a Redis.") var node: String?
+    @Flag(help: "Development mode: generate missing secrets and print how to mint tokens.") var dev = false
+
+    func run() throws {
+        var overrides: [String: String] = [:]
+        if let port { overrides["server.port"] = String(port) }
+        if let host { overrides["server.host"] = host }
+        if let redis { overrides["redis.url"] = redis }
+        if let node { overrides["server.node"] = node }
+        var settings = try configOptions.load(overrides: overrides)
+        if dev {
+            settings.fillDevSecrets()
+        } else {
+            let missing = settings.missingSecrets()
+            if !missing.isEmpty {
+                throw ValidationError("refusing to start without secrets: \(missing.joined(separator: ", ")). Set them in the config file or environment, or run with --dev to generate throwaway ones.")
+            }
+        }
+
+        var privateRedis: PrivateRedis?
+        let redisHost: String
+        let redisPort: Int
+        if let url = settings.redis.url {
+            guard let parsed = parseRedisURL(url) else { throw ValidationError("redis.url: expected redis://host:port, got \"\(url)\"") }
+            (redisHost, redisPort) = parsed
+        } else {
+            let server = try PrivateRedis(dataDir: settings.redis.dataDir)
+            try server.start()
+            privateRedis = server
+            (redisHost, redisPort) = ("127.0.0.1", server.port)
+            print("private redis-server on 127.0.0.1:\(server.port), data in \(server.dataDir)")
+        }
+        defer { privateRedis?.stop() }
+
+        let nodeName = settings.nodeName()
+        let options = NodeOptions(
+            nodeName: nodeName, host: settings.server.host, port: settings.server.port,
+            redisHost: redisHost, redisPort: redisPort, authSecret: settings.auth.secret,
+            shopKey: settings.api.shopKey, merchantKeys: settings.api.merchantKeys,
+            maxFrame: settings.limits.maxFrame, maxBody: settings.limits.maxBody, maxQueue: settings.limits.maxQueue,
+            maxViolations: settings.limits.maxViolations,
+            connectTimeoutSeconds: Double(settings.limits.connectTimeoutSeconds), pingSeconds: settings.server.pingSeconds,
+            historyUserSize: settings.history.userSize, historyGroupSize: settings.history.groupSize,
+            historyProductSize: settings.history.productSize, historyTTLSeconds: settings.history.ttlSeconds)
+        let gateway = Node(options: options)
+        try gateway.run { port in
+            print("gateway node \(nodeName) listening on ws://\(settings.server.host):\(port)/ws and http://\(settings.server.host):\(port)/")
+            if dev {
+                let minter = TokenMinter(secret: settings.auth.secret)
+                let sample = minter.mint(Claims(sub: "u1", exp: Int64(Date().timeIntervalSince1970) + 86400, name: "Demo buyer"))
+                print("""
+                dev mode: throwaway secrets generated for this run.
+                  shop key:        \(settings.api.shopKey)
+                  payments secret: \(settings.payments.secret)
+                  token for u1:    \(sample)
+                  more tokens:     GATEWAY_AUTH_SECRET=\(settings.auth.secret) gateway token --sub u2
+                """)
+            }
+            fflush(stdout)
+        }
+    }
+}
+
+struct Token: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Print a token signed with the configured auth.secret.")
+
+    @OptionGroup var configOptions: ConfigOptions
+    @Option(help: "User id (sub).") var sub: String
+    @Option(help: "buyer, bot or merchant.") var role: String = "buyer"
+    @Option(help: "Comma-separated product ids the bot or merchant may join.") var products: String?
+    @Option(help: "Display name (at most 32 characters).") var name: String?
+    @Flag(help: "Bots only: may moderate their groups.") var moderator = false
+    @Option(help: "Lifetime in seconds.") var ttl: Int = 3600
+
+    func run() throws {
+        let settings = try configOptions.load(overrides: [:])
+        guard !settings.auth.secret.isEmpty else {
+            throw ValidationError("auth.secret is empty: set GATEWAY_AUTH_SECRET or the config file")
+        }
+        guard let role = Role(rawValue: role) else { throw ValidationError("--role must be buyer, bot or merchant") }
+        guard ttl > 0 else { throw ValidationError("--ttl must be positive") }
+        let list = products.map { $0.split(separator: ",").map(String.init) } ?? []
+        let claims = Claims(sub: sub, exp: Int64(Date().timeIntervalSince1970) + Int64(ttl), role: role,
+                            products: list, moderator: moderator, name: name)
+        let token = TokenMinter(secret: settings.auth.secret).mint(claims)
+        // Check what we mint the way the gateway will.
+        if case .failure(let error) = TokenVerifier(secret: settings.auth.secret).verify(token, nowSeconds: Int64(Date().timeIntervalSince1970)) {
+            throw ValidationError("cannot mint that token: \(error.message)")
+        }
+        print(token)
+    }
+}
