@@ -1,0 +1,262 @@
+import Foundation
+import GatewayAuth
+import GatewayClient
+import GatewayProtocol
+import XCTest
+
+/// Free TCP port on loopback (bind to 0, read it back).
+func freePort() -> Int {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(fd) }
+    var addr = sockaddr_in()
+    addr.sin_family = sa_family_t(AF_INET)
+    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+    var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+    _ = withUnsafeMutablePointer(to: &addr) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { p -> Int32 in
+            bind(fd, p, len)
+            return getsockname(fd, p, &len)
+        }
+    }
+    return Int(UInt16(bigEndian: addr.sin_port))
+}
+
+/// The directory holding the built products (the gateway binary sits beside the test bundle).
+let productsDir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+
+func executable(_ name: String) -> URL {
+    let candidates = [productsDir.appendingPathComponent(name),
+                      productsDir.deletingLastPathComponent().appendingPathComponent(name)]
+    return candidates.first { FileManager.default.isExecutableFile(atPath: $0.path) } ?? candidates[0]
+}
+
+/// A real redis-server on a free port with its own data folder.
+final class RedisServer {
+    let port: Int
+    let dir: URL
+    private var process: Process?
+
+    init() throws {
+        port = freePort()
+        dir = FileManager.default.temporaryDirectory.appendingPathComponent("gw-redis-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        try start()
+    }
+
+    func start() throws {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/redis-server")
+        p.arguments = ["--port", String(port), "--bind", "127.0.0.1", "--dir", dir.path, "--appendonly", "yes",
+                       "--appendfsync", "always", "--save", "", "--logfile", dir.appendingPathComponent("redis.log").path]
+        try p.run()
+        process = p
+        try waitUntil(timeout: 10, "redis-server on \(port)") { redisPing(port) }
+    }
+
+    /// Kills the server hard (as a crash would) and waits for it to be gone.
+    func kill() {
+        guard let p = process else { return }
+        Foundation.kill(p.processIdentifier, SIGKILL)
+        p.waitUntilExit()
+        process = nil
+    }
+
+    func stop() {
+        guard let p = process else { return }
+        p.terminate()
+        p.waitUntilExit()
+        process = nil
+    }
+
+    deinit {
+        stop()
+        try? FileManager.default.removeItem(at: dir)
+    }
+}
+
+func redisPing(_ port: Int) -> Bool {
+    guard let reply = try? rawExchange(port: port, Array("PING\r\n".utf8), readUntilClose: false) else { return false }
+    return String(decoding: reply, as: UTF8.self).hasPrefix("+PONG")
+}
+
+/// Secrets every test node shares.
+enum TestSecrets {
+    static let auth = "test-auth-secret-0123456789abcdef"
+    static let shopKey = "test-shop-key"
+    static let merchantKey = "test-merchant-key"
+    static let payments = "test-payments-secret"
+    static let keys = String(repeating: "ab", count: 32)
+}
+
+func token(_ sub: String, role: Role = .buyer, products: [String] = [], moderator: Bool = false,
+           ttl: Int64 = 3600, secret: String = TestSecrets.auth) -> String {
+    TokenMinter(secret: secret).mint(Claims(sub: sub, exp: Int64(Date().timeIntervalSince1970) + ttl, role: role,
+                                            products: products, moderator: moderator))
+}
+
+/// A real gateway process.
+final class GatewayNodeProcess {
+    let port: Int
+    let name: String
+    let redisPort: Int
+    private let extraEnv: [String: String]
+    private(set) var process: Process?
+    let logURL: URL
+
+    init(name: String, redisPort: Int, env: [String: String] = [:]) throws {
+        self.name = name
+        self.redisPort = redisPort
+        self.extraEnv = env
+        port = freePort()
+        logURL = FileManager.default.temporaryDirectory.appendingPathComponent("gw-\(name)-\(port).log")
+        try start()
+    }
+
+    func start() throws {
+        let p = Process()
+        p.executableURL = executable("gateway")
+        p.arguments = ["serve", "--port", String(port), "--node", name, "--redis", "redis://127.0.0.1:\(redisPort)",
+                       "--config", Self.configPath]
+        var env = ProcessInfo.processInfo.environment
+        env["GATEWAY_AUTH_SECRET"] = TestSecrets.auth
+        env["GATEWAY_API_SHOP_KEY"] = TestSecrets.shopKey
+        env["GATEWAY_API_MERCHANT_KEYS"] = "m1:\(TestSecrets.merchantKey)"
+        env["GATEWAY_PAYMENTS_SECRET"] = TestSecrets.payments
+        env["GATEWAY_KEYS_SECRET"] = TestSecrets.keys
+        for (k, v) in extraEnv { env[k] = v }
+        p.environment = env
+        FileManager.default.createFile(atPath: logURL.path, contents: nil)
+        let log = try FileHandle(forWritingTo: logURL)
+        p.standardOutput = log
+        p.standardError = log
+        try p.run()
+        process = p
+        try waitUntil(timeout: 15, "gateway \(name) ready") {
+            (try? http("GET", "/readyz"))?.status == 200
+        }
+    }
+
+    static var configPath: String {
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("Config/gateway.json").path
+    }
+
+    var wsURL: String { "ws://127.0.0.1:\(port)/ws" }
+
+    func signal(_ sig: Int32) {
+        if let p = process { kill(p.processIdentifier, sig) }
+    }
+
+    /// Waits for the process to exit and returns its status.
+    func waitExit(timeout: Double = 15) -> Int32? {
+        guard let p = process else { return nil }
+        let deadline = Date().addingTimeInterval(timeout)
+        while p.isRunning && Date() < deadline { usleep(20_000) }
+        if p.isRunning { return nil }
+        process = nil
+        return p.terminationStatus
+    }
+
+    func stop() {
+        guard let p = process else { return }
+        if p.isRunning {
+            p.terminate()
+            if waitExit(timeout: 10) == nil { kill(p.processIdentifier, SIGKILL); p.waitUntilExit() }
+        }
+        process = nil
+    }
+
+    deinit { stop() }
+
+    func http(_ method: String, _ path: String, body: String? = nil, key: String? = TestSecrets.shopKey,
+              headers: [String: String] = [:]) throws -> HTTPResponse {
+        try httpRequest(port: port, method, path, body: body.map { Array($0.utf8) }, key: key, headers: headers)
+    }
+
+    func log() -> String { (try? String(contentsOf: logURL, encoding: .utf8)) ?? "" }
+}
+
+struct HTTPResponse {
+    let status: Int
+    let body: [UInt8]
+    var json: JSON? { try? JSON.parse(body) }
+    var text: String { String(decoding: body, as: UTF8.self) }
+}
+
+/// Minimal blocking HTTP/1.1 client (Connection: close) so tests control every byte sent.
+func httpRequest(port: Int, _ method: String, _ path: String, body: [UInt8]? = nil, key: String? = nil,
+                 headers: [String: String] = [:]) throws -> HTTPResponse {
+    var head = "\(method) \(path) HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\nConnection: close\r\n"
+    if let key { head += "Authorization: Bearer \(key)\r\n" }
+    for (k, v) in headers { head += "\(k): \(v)\r\n" }
+    if let body { head += "Content-Type: application/json\r\nContent-Length: \(body.count)\r\n" }
+    head += "\r\n"
+    let raw = try rawExchange(port: port, Array(head.utf8) + (body ?? []), readUntilClose: true)
+    guard let split = raw.firstRange(of: Array("\r\n\r\n".utf8)) else { throw TestError("no HTTP response: \(raw.count) bytes") }
+    let headText = String(decoding: raw[..<split.lowerBound], as: UTF8.self)
+    let statusLine = headText.split(separator: "\r\n").first ?? ""
+    let parts = statusLine.split(separator: " ")
+    guard parts.count >= 2, let status = Int(parts[1]) else { throw TestError("bad status line \(statusLine)") }
+    var payload = Array(raw[split.upperBound...])
+    if headText.lowercased().contains("transfer-encoding: chunked") { payload = dechunk(payload) }
+    return HTTPResponse(status: status, body: payload)
+}
+
+private func dechunk(_ data: [UInt8]) -> [UInt8] {
+    var out: [UInt8] = []
+    var i = 0
+    while i < data.count {
+        guard let lineEnd = data[i...].firstRange(of: Array("\r\n".utf8)) else { break }
+        let size = Int(String(decoding: data[i..<lineEnd.lowerBound], as: UTF8.self), radix: 16) ?? 0
+        if size == 0 { break }
+        let start = lineEnd.upperBound
+        out += data[start..<min(start + size, data.count)]
+        i = start + size + 2
+    }
+    return out
+}
+
+func rawExchange(port: Int, _ request: [UInt8], readUntilClose: Bool, timeout: Double = 10) throws -> [UInt8] {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { throw TestError("socket failed") }
+    defer { close(fd) }
+    var tv = timeval(tv_sec: Int(timeout), tv_usec: 0)
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+    var addr = sockaddr_in()
+    addr.sin_family = sa_family_t(AF_INET)
+    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+    addr.sin_port = in_port_t(UInt16(port).bigEndian)
+    let ok = withUnsafePointer(to: &addr) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
+    }
+    guard ok else { throw TestError("connect to \(port) refused") }
+    var sent = 0
+    while sent < request.count {
+        let n = request[sent...].withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+        if n <= 0 { break }
+        sent += n
+    }
+    var out: [UInt8] = []
+    var buf = [UInt8](repeating: 0, count: 65536)
+    while true {
+        let n = read(fd, &buf, buf.count)
+        if n <= 0 { break }
+        out += buf[..<n]
+        if !readUntilClose { break }
+    }
+    return out
+}
+
+struct TestError: Error, CustomStringConvertible {
+    let description: String
+    init(_ d: String) { description = d }
+}
+
+func waitUntil(timeout: Double, _ what: String, _ condition: () -> Bool) throws {
+    let deadline = Date().addingTimeInterval(timeout)
+    while Date() < deadline {
+        if condition() { return }
+        usleep(50_000)
+    }
+    throw TestError("timed out waiting for \(what)")
+}
