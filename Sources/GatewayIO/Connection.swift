@@ -39,7 +39,7 @@ public final class WSConnection {
         queue.append(payload)
         queuedBytes += payload.bytes.count + 1
         if queuedBytes > maxQueue {
-            close(code: 4008, reason: "too slow to read")
+            close(code: 4008, reason: "too slow to read", flush: false)
             return false
         }
         return true
@@ -47,15 +47,18 @@ public final class WSConnection {
 
     public func send(_ bytes: [UInt8]) { send(Payload(bytes)) }
 
-    /// Sends a close frame with `code` after dropping what is still queued; the peer
-    /// gets two seconds to take it before the socket is cut.
-    public func close(code: UInt16, reason: String) {
+    /// Sends a close frame with `code` after what is already queued (an error reply
+    /// explaining the close goes out first), or at once with `flush: false` for a
+    /// client that does not read. The peer gets two seconds before the socket is cut.
+    public func close(code: UInt16, reason: String, flush: Bool = true) {
         guard !isClosing else { return }
         isClosing = true
         closeCode = code
         closeReason = String(reason.utf8.prefix(100)) ?? ""
-        queue.removeAll()
-        queuedBytes = 0
+        if !flush {
+            queue.removeAll()
+            queuedBytes = 0
+        }
         lws_set_timeout(wsi, PENDING_TIMEOUT_CLOSE_SEND, 2)
         lws_callback_on_writable(wsi)
     }
@@ -70,7 +73,7 @@ public final class WSConnection {
     /// Writes queued payloads as one frame, newline separated, up to the scratch size.
     /// Returns -1 to make lws close the connection.
     func writable() -> Int32 {
-        if isClosing {
+        if isClosing && queue.isEmpty {
             var reason = Array(closeReason.utf8)
             lws_close_reason(wsi, lws_close_status(rawValue: UInt32(closeCode)), &reason, reason.count)
             return -1
@@ -93,7 +96,7 @@ public final class WSConnection {
         let start = (loop.writeScratch + pre).assumingMemoryBound(to: UInt8.self)
         if lws_write(wsi, start, length, LWS_WRITE_TEXT) < length { return -1 }
         framesSent += 1
-        if !queue.isEmpty { lws_callback_on_writable(wsi) }
+        if !queue.isEmpty || isClosing { lws_callback_on_writable(wsi) }
         return 0
     }
 }

@@ -300,8 +300,8 @@ final class GatewayCoreIntegrationTests: XCTestCase {
         XCTAssertEqual(try node.http("POST", "/api/v1/publish", body: huge).status, 413)
         XCTAssertEqual(try node.http("GET", "/nowhere").status, 404)
 
-        let (_, _) = try open(node, "u1")
-        let metrics = try node.http("GET", "/metrics", key: nil).text
+        let (session, _) = try open(node, "u1")
+        let metrics = try withExtendedLifetime(session) { try node.http("GET", "/metrics", key: nil).text }
         XCTAssertTrue(metrics.contains("gateway_connections 1"), metrics)
         XCTAssertTrue(metrics.contains("gateway_commands_total{op=\"connect\",result=\"ok\"} 1"), metrics)
         XCTAssertTrue(metrics.contains("gateway_redis_rtt_seconds"), metrics)
