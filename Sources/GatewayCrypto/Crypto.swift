@@ -39,37 +39,37 @@ public enum Crypto {
     }
 
     public static func hex(_ bytes: some Collection<UInt8>) -> String {
-        let digits: [UInt8] = Array("0123456789abcdef".utf8)
-        var out: [UInt8] = []
-        out.reserveCapacity(bytes.count * 2)
-        for b in bytes {
-            out.append(digits[Int(b >> 4)])
-            out.append(digits[Int(b & 0x0F)])
+        withContiguousBytes(bytes) { buf in
+            var out: [UInt8] = []
+            out.reserveCapacity(buf.count * 2)
+            for b in buf {
+                out.append(hexDigits[Int(b >> 4)])
+                out.append(hexDigits[Int(b & 0x0F)])
+            }
+            return String(decoding: out, as: UTF8.self)
         }
-        return String(decoding: out, as: UTF8.self)
     }
 
     public static func fromHex(_ s: some StringProtocol) -> [UInt8]? {
-        let utf8 = s.utf8
-        guard utf8.count % 2 == 0 else { return nil }
-        var out: [UInt8] = []
-        out.reserveCapacity(utf8.count / 2)
-        var high: UInt8? = nil
-        for c in utf8 {
-            guard let v = hexValue(c) else { return nil }
-            if let h = high {
-                out.append(h << 4 | v)
-                high = nil
-            } else {
-                high = v
+        withContiguousBytes(s.utf8) { buf -> [UInt8]? in
+            guard buf.count % 2 == 0 else { return nil }
+            var out: [UInt8] = []
+            out.reserveCapacity(buf.count / 2)
+            var i = 0
+            while i < buf.count {
+                guard let high = hexValue(buf[i]), let low = hexValue(buf[i + 1]) else { return nil }
+                out.append(high << 4 | low)
+                i += 2
             }
+            return out
         }
-        return out
     }
 
     public static func randomToken(_ byteCount: Int = 16) -> String {
         hex(randomBytes(byteCount))
     }
+
+    private static let hexDigits: [UInt8] = Array("0123456789abcdef".utf8)
 
     private static func hexValue(_ c: UInt8) -> UInt8? {
         switch c {
@@ -97,15 +97,15 @@ public enum Crypto {
             return out
         }
     }
+}
 
-    private static func withContiguousBytes<C: Collection<UInt8>, R>(
-        _ bytes: C, _ body: (UnsafeRawBufferPointer) -> R
-    ) -> R {
-        if let r = bytes.withContiguousStorageIfAvailable({ body(UnsafeRawBufferPointer($0)) }) {
-            return r
-        }
-        return Array(bytes).withUnsafeBytes(body)
+/// Public entry points are generic and not inlinable, so they would run unspecialized
+/// byte by byte; handing the loops a plain buffer keeps them fast.
+fileprivate func withContiguousBytes<C: Collection<UInt8>, R>(_ bytes: C, _ body: (UnsafeRawBufferPointer) -> R) -> R {
+    if let r = bytes.withContiguousStorageIfAvailable({ body(UnsafeRawBufferPointer($0)) }) {
+        return r
     }
+    return Array(bytes).withUnsafeBytes(body)
 }
 
 /// Base64url without padding (RFC 4648 section 5), as JWTs use it.
@@ -120,63 +120,76 @@ public enum Base64URL {
     }()
 
     public static func encode(_ bytes: some Collection<UInt8>) -> String {
+        withContiguousBytes(bytes) { encode(buffer: $0) }
+    }
+
+    private static func encode(buffer: UnsafeRawBufferPointer) -> String {
         var out: [UInt8] = []
-        out.reserveCapacity((bytes.count * 4 + 2) / 3)
-        var acc: UInt32 = 0
-        var n = 0
-        for b in bytes {
-            acc = acc << 8 | UInt32(b)
-            n += 1
-            if n == 3 {
+        out.reserveCapacity((buffer.count * 4 + 2) / 3)
+        alphabet.withUnsafeBufferPointer { alphabet in
+            var i = 0
+            let whole = buffer.count - buffer.count % 3
+            while i < whole {
+                let acc = UInt32(buffer[i]) << 16 | UInt32(buffer[i + 1]) << 8 | UInt32(buffer[i + 2])
                 out.append(alphabet[Int(acc >> 18 & 0x3F)])
                 out.append(alphabet[Int(acc >> 12 & 0x3F)])
                 out.append(alphabet[Int(acc >> 6 & 0x3F)])
                 out.append(alphabet[Int(acc & 0x3F)])
-                acc = 0
-                n = 0
+                i += 3
             }
-        }
-        if n == 1 {
-            out.append(alphabet[Int(acc >> 2 & 0x3F)])
-            out.append(alphabet[Int(acc << 4 & 0x3F)])
-        } else if n == 2 {
-            out.append(alphabet[Int(acc >> 10 & 0x3F)])
-            out.append(alphabet[Int(acc >> 4 & 0x3F)])
-            out.append(alphabet[Int(acc << 2 & 0x3F)])
+            switch buffer.count - whole {
+            case 1:
+                let acc = UInt32(buffer[i])
+                out.append(alphabet[Int(acc >> 2 & 0x3F)])
+                out.append(alphabet[Int(acc << 4 & 0x3F)])
+            case 2:
+                let acc = UInt32(buffer[i]) << 8 | UInt32(buffer[i + 1])
+                out.append(alphabet[Int(acc >> 10 & 0x3F)])
+                out.append(alphabet[Int(acc >> 4 & 0x3F)])
+                out.append(alphabet[Int(acc << 2 & 0x3F)])
+            default:
+                break
+            }
         }
         return String(decoding: out, as: UTF8.self)
     }
 
     /// Strict: unused trailing bits must be zero, so each byte string has one encoding.
     public static func decode(_ s: some StringProtocol) -> [UInt8]? {
-        let utf8 = s.utf8
-        let count = utf8.count
+        withContiguousBytes(s.utf8) { decode(buffer: $0) }
+    }
+
+    private static func decode(buffer: UnsafeRawBufferPointer) -> [UInt8]? {
+        let count = buffer.count
         if count % 4 == 1 { return nil }
         var out: [UInt8] = []
         out.reserveCapacity(count * 3 / 4)
-        var acc: UInt32 = 0
-        var n = 0
-        for c in utf8 {
-            let v = decodeTable[Int(c)]
-            if v == 0xFF { return nil }
-            acc = acc << 6 | UInt32(v)
-            n += 1
-            if n == 4 {
-                out.append(UInt8(acc >> 16 & 0xFF))
-                out.append(UInt8(acc >> 8 & 0xFF))
-                out.append(UInt8(acc & 0xFF))
-                acc = 0
-                n = 0
+        let ok = decodeTable.withUnsafeBufferPointer { table -> Bool in
+            var acc: UInt32 = 0
+            var n = 0
+            for c in buffer {
+                let v = table[Int(c)]
+                if v == 0xFF { return false }
+                acc = acc << 6 | UInt32(v)
+                n += 1
+                if n == 4 {
+                    out.append(UInt8(acc >> 16 & 0xFF))
+                    out.append(UInt8(acc >> 8 & 0xFF))
+                    out.append(UInt8(acc & 0xFF))
+                    acc = 0
+                    n = 0
+                }
             }
+            if n == 2 {
+                if acc & 0x0F != 0 { return false }
+                out.append(UInt8(acc >> 4 & 0xFF))
+            } else if n == 3 {
+                if acc & 0x03 != 0 { return false }
+                out.append(UInt8(acc >> 10 & 0xFF))
+                out.append(UInt8(acc >> 2 & 0xFF))
+            }
+            return true
         }
-        if n == 2 {
-            if acc & 0x0F != 0 { return nil }
-            out.append(UInt8(acc >> 4 & 0xFF))
-        } else if n == 3 {
-            if acc & 0x03 != 0 { return nil }
-            out.append(UInt8(acc >> 10 & 0xFF))
-            out.append(UInt8(acc >> 2 & 0xFF))
-        }
-        return out
+        return ok ? out : nil
     }
 }

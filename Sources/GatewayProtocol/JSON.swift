@@ -510,7 +510,7 @@ extension JSON {
         case let .bool(b):
             buffer.append(contentsOf: (b ? "true" : "false").utf8)
         case let .int(i):
-            buffer.append(contentsOf: String(i).utf8)
+            appendDecimal(i, into: &buffer)
         case let .double(d):
             guard d.isFinite else {
                 buffer.append(contentsOf: "null".utf8)
@@ -553,6 +553,25 @@ public func appendJSONString(_ s: some StringProtocol, into buffer: inout [UInt8
         appendEscaped(s.utf8, into: &buffer)
     }
     buffer.append(Byte.quote)
+}
+
+/// Digits straight into the buffer: ids and offsets are the bulk of what replies carry.
+private func appendDecimal(_ value: Int64, into buffer: inout [UInt8]) {
+    if value < 0 { buffer.append(Byte.minus) }
+    var magnitude = value.magnitude
+    if magnitude < 10 {
+        buffer.append(Byte.zero + UInt8(magnitude))
+        return
+    }
+    withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 20) { digits in
+        var i = digits.count
+        while magnitude > 0 {
+            i -= 1
+            digits[i] = Byte.zero + UInt8(magnitude % 10)
+            magnitude /= 10
+        }
+        buffer.append(contentsOf: UnsafeBufferPointer(rebasing: digits[i...]))
+    }
 }
 
 private let hexDigits: [UInt8] = Array("0123456789abcdef".utf8)
