@@ -31,7 +31,7 @@ extension Node {
             for client in clients.values { frames += client.conn.framesSent }
             let text = metrics.render(connections: clients.count, subscriptions: hub.subscriptionCount,
                                       channels: hub.channelCount, redisUp: redis.isReady, redisRTT: redis.lastRoundTrip,
-                                      redisReconnects: redis.reconnects, framesSent: frames + closedFrames)
+                                      redisReconnects: redis.reconnects, framesSent: frames + metrics.framesSent)
             request.respond(status: 200, body: text, contentType: "text/plain; version=0.0.4")
         default:
             if segments.count >= 3, segments[0] == "api", segments[1] == "v1" {
@@ -41,8 +41,6 @@ extension Node {
             fail(request, GatewayError(.notFound, "no route \(request.method.rawValue) \(request.path)"))
         }
     }
-
-    private var closedFrames: Int { metrics.framesSent }
 
     private func api(_ request: HTTPRequest, _ route: [String]) {
         guard let caller = caller(request) else {

@@ -199,6 +199,7 @@ public final class Node: ServerDelegate {
 
     public func connectionClosed(_ conn: WSConnection) {
         guard let client = clients.removeValue(forKey: conn.id) else { return }
+        metrics.framesSent += conn.framesSent
         for channel in client.channels {
             execute(hub.unsubscribe(conn.id, from: channel))
         }

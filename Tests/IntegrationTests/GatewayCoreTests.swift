@@ -145,6 +145,19 @@ final class GatewayCoreIntegrationTests: XCTestCase {
         XCTAssertEqual(session.waitClosed(timeout: 10), 4008)
     }
 
+    func testDeadPeerIsDroppedAfterMissedPings() throws {
+        let node = try startNode(env: ["GATEWAY_SERVER_PING_S": "1"])
+        let (session, _) = try open(node, "u1")
+        let (alive, _) = try open(node, "u2")
+        session.connection.pauseReading()
+        // The paused peer never answers the server's PING; the reading one does.
+        try waitUntil(timeout: 15, "the dead peer dropped") {
+            (try? node.http("GET", "/metrics", key: nil))?.text.contains("gateway_connections 1") == true
+        }
+        XCTAssertFalse(alive.isClosed)
+        XCTAssertNotNil(try alive.command("ping")["ok"])
+    }
+
     // MARK: Channels
 
     func testWhoMaySubscribe() throws {
