@@ -49,7 +49,9 @@ public final class PrivateRedis: @unchecked Sendable {
     }
 
     private func exited(_ path: String) {
-        let again = lock.withLock { !stopping }
+        // Ctrl-C reaches redis-server too (same process group): do not bring it back
+        // while the node is shutting down.
+        let again = lock.withLock { !stopping } && !Node.terminateRequested
         guard again else { return }
         FileHandle.standardError.write(Data("private redis-server exited; restarting in 1 s\n".utf8))
         Thread.sleep(forTimeInterval: 1)
