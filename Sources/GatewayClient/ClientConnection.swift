@@ -1,0 +1,160 @@
+import CLws
+import GatewayProtocol
+
+/// Event handlers, called on the loop thread. A class so thousands of connections
+/// can share one set: each handler gets the connection (and its `userData`).
+public final class ClientHandlers {
+    public let onOpen: ((ClientConnection) -> Void)?
+    /// A whole message (fragments reassembled), text or binary.
+    public let onText: ((ClientConnection, [UInt8]) -> Void)?
+    /// Each `\n`-separated JSON object of a message; lines that are not JSON are skipped
+    /// (they still reach `onText`).
+    public let onMessage: ((ClientConnection, JSON) -> Void)?
+    /// Called once. `code` is the peer's close code (1005 if its close frame had none),
+    /// or ours if we closed first; nil when the socket ended without a close handshake.
+    public let onClose: ((ClientConnection, UInt16?, String) -> Void)?
+
+    public init(onOpen: ((ClientConnection) -> Void)? = nil,
+                onText: ((ClientConnection, [UInt8]) -> Void)? = nil,
+                onMessage: ((ClientConnection, JSON) -> Void)? = nil,
+                onClose: ((ClientConnection, UInt16?, String) -> Void)? = nil) {
+        self.onOpen = onOpen
+        self.onText = onText
+        self.onMessage = onMessage
+        self.onClose = onClose
+    }
+}
+
+/// One WebSocket client connection on a `ClientLoop`. Methods are thread-safe; they
+/// queue work for the loop thread.
+public final class ClientConnection {
+    public enum State: UInt8 { case connecting, open, closing, closed }
+
+    public enum FrameKind { case text, binary, ping }
+
+    struct Frame {
+        var bytes: [UInt8]
+        var flags: UInt32
+    }
+
+    public let loop: ClientLoop
+    public let handlers: ClientHandlers
+    /// Caller's per-connection object, so shared handlers need no lookup table.
+    public let userData: AnyObject?
+
+    // Guarded by loop.lock.
+    var state: State = .connecting
+    var outbound: [Frame] = []
+    var outboundHead = 0
+    var writePosted = false
+
+    // Loop thread only.
+    var wsi: OpaquePointer?
+    var rx: [UInt8] = []
+    var closeCode: UInt16?
+    var peerCloseCode: UInt16?
+    var closeReason: String?
+    var established = false
+    var finished = false
+    var wsiRetain = false
+    var readPaused = false
+    var cancelled = false
+
+    init(loop: ClientLoop, handlers: ClientHandlers, userData: AnyObject?) {
+        self.loop = loop
+        self.handlers = handlers
+        self.userData = userData
+    }
+
+    public var currentState: State { loop.lock.withLock { state } }
+    public var isOpen: Bool { currentState == .open }
+    public var isClosed: Bool { currentState == .closed }
+
+    /// Messages queued but not yet handed to the socket.
+    public var queuedCount: Int { loop.lock.withLock { outbound.count - outboundHead } }
+
+    /// Queues a text message; sent once open. False if the connection is closing.
+    @discardableResult
+    public func send(_ text: String) -> Bool {
+        enqueue([Frame(bytes: Array(text.utf8), flags: LWS_WRITE_TEXT.rawValue)])
+    }
+
+    /// Queues a message from bytes (no size limit; oversize frames go out as one frame).
+    @discardableResult
+    public func send(bytes: [UInt8], binary: Bool = false) -> Bool {
+        let op = binary ? LWS_WRITE_BINARY : LWS_WRITE_TEXT
+        return enqueue([Frame(bytes: bytes, flags: op.rawValue)])
+    }
+
+    /// For protocol tests: a message split into frames of `fragmentSize` bytes (0: one
+    /// frame), or a ping (payload up to 125 bytes).
+    @discardableResult
+    public func sendRaw(_ bytes: [UInt8], kind: FrameKind = .text, fragmentSize: Int = 0) -> Bool {
+        let first: UInt32
+        switch kind {
+        case .text: first = LWS_WRITE_TEXT.rawValue
+        case .binary: first = LWS_WRITE_BINARY.rawValue
+        case .ping: return enqueue([Frame(bytes: bytes, flags: LWS_WRITE_PING.rawValue)])
+        }
+        guard fragmentSize > 0, bytes.count > fragmentSize else {
+            return enqueue([Frame(bytes: bytes, flags: first)])
+        }
+        var frames: [Frame] = []
+        var start = 0
+        while start < bytes.count {
+            let end = min(start + fragmentSize, bytes.count)
+            var flags = start == 0 ? first : LWS_WRITE_CONTINUATION.rawValue
+            if end < bytes.count { flags |= LWS_WRITE_NO_FIN.rawValue }
+            frames.append(Frame(bytes: Array(bytes[start..<end]), flags: flags))
+            start = end
+        }
+        return enqueue(frames)
+    }
+
+    /// Sends a close frame after the queued messages; before open, just drops the socket.
+    public func close(code: UInt16 = 1000) {
+        loop.post(.close(self, code))
+    }
+
+    /// Drops the socket without a close frame.
+    public func abort() {
+        loop.post(.abort(self))
+    }
+
+    /// Stops reading the socket so the server's send queue grows (slow-consumer tests).
+    public func pauseReading() { loop.post(.readFlow(self, false)) }
+
+    public func resumeReading() { loop.post(.readFlow(self, true)) }
+
+    private func enqueue(_ frames: [Frame]) -> Bool {
+        let post: Bool? = loop.lock.withLock {
+            guard state == .connecting || state == .open else { return nil }
+            outbound.append(contentsOf: frames)
+            if writePosted || state == .connecting { return false }
+            writePosted = true
+            return true
+        }
+        guard let post else { return false }
+        if post { loop.post(.write(self)) }
+        return true
+    }
+
+    /// Hands one complete message to the handlers (loop thread).
+    func deliver(_ message: UnsafeRawBufferPointer) {
+        if let onText = handlers.onText { onText(self, Array(message)) }
+        guard let onMessage = handlers.onMessage else { return }
+        var start = 0
+        let count = message.count
+        while start < count {
+            var end = start
+            while end < count && message[end] != 0x0A { end += 1 }
+            var lo = start, hi = end
+            while lo < hi, message[lo] == 0x20 || message[lo] == 0x0D || message[lo] == 0x09 { lo += 1 }
+            while hi > lo, message[hi - 1] == 0x20 || message[hi - 1] == 0x0D || message[hi - 1] == 0x09 { hi -= 1 }
+            if hi > lo, let json = try? JSON.parse(UnsafeRawBufferPointer(rebasing: message[lo..<hi])) {
+                onMessage(self, json)
+            }
+            start = end + 1
+        }
+    }
+}
