@@ -208,6 +208,7 @@ public final class ChannelHub {
         }
         state.redis = .subscribing
         state.lastOffset = nil
+        state.filling = false
         state.buffered.removeAll()
         return redisReady ? [.redisSubscribe(channel)] : []
     }
@@ -252,8 +253,7 @@ public final class ChannelHub {
                 }
             } else {
                 actions.append(contentsOf: resyncAll(channel, state))
-                state.epoch = result.epoch
-                state.lastOffset = result.offset
+                adopt(state, result)
             }
         case .subscriber(let conn, let request):
             guard let sub = state.subscribers[conn], let pending = sub.pending, pending.request == request else {
@@ -261,8 +261,7 @@ public final class ChannelHub {
             }
             if state.lastOffset == nil || result.epoch != state.epoch {
                 if state.lastOffset != nil { actions.append(contentsOf: resyncAll(channel, state, except: conn)) }
-                state.epoch = result.epoch
-                state.lastOffset = result.offset
+                adopt(state, result)
             }
             let recoveredUpTo = result.publications.last?.offset ?? result.offset
             sub.delivered = max(result.offset, recoveredUpTo)
@@ -294,6 +293,14 @@ public final class ChannelHub {
     }
 
     // MARK: Internals
+
+    /// A read found the channel at `result`: it becomes the reference. Publications
+    /// buffered from another epoch can never be pushed in order, so they are dropped.
+    private func adopt(_ state: State, _ result: ReadResult) {
+        state.buffered.removeAll { $0.epoch != result.epoch }
+        state.epoch = result.epoch
+        state.lastOffset = result.offset
+    }
 
     private func drainBuffered(_ channel: Channel, _ state: State) -> [HubAction] {
         guard !state.buffered.isEmpty, !state.filling, state.lastOffset != nil else { return [] }

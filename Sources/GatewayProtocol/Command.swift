@@ -95,6 +95,13 @@ public enum CommandDecoder {
         return bytes.withUnsafeMutableBytes { decodeFrame(UnsafeRawBufferPointer($0)) }
     }
 
+    /// `text` without leading and trailing whitespace (group messages count after trimming).
+    static func trimmed(_ text: String) -> String {
+        guard let first = text.firstIndex(where: { !$0.isWhitespace }),
+              let last = text.lastIndex(where: { !$0.isWhitespace }) else { return "" }
+        return String(text[first...last])
+    }
+
     private static func isBlank(_ b: UnsafeRawBufferPointer) -> Bool {
         b.allSatisfy { $0 == 0x20 || $0 == 0x09 || $0 == 0x0D }
     }
@@ -132,7 +139,11 @@ public enum CommandDecoder {
                     throw GatewayError.badRequest("\"data\" must be an object")
                 }
                 let d = Fields(data)
-                return .success(.publish(channel, text: try d.string("text"), replyTo: try d.optionalOffset("reply_to")))
+                let text = trimmed(try d.string("text"))
+                guard (1...maxTextLength).contains(text.count) else {
+                    throw GatewayError.badRequest("\"text\" must be 1 to \(maxTextLength) characters")
+                }
+                return .success(.publish(channel, text: text, replyTo: try d.optionalOffset("reply_to")))
             case "history":
                 let limit = try f.optionalInt("limit") ?? Int64(defaultHistoryLimit)
                 guard (1...Int64(maxHistoryLimit)).contains(limit) else {
