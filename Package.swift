@@ -33,6 +33,7 @@ let package = Package(
         .target(name: "GatewayCrypto", dependencies: ["COpenSSL"]),
         .target(name: "GatewayAuth", dependencies: ["GatewayProtocol", "GatewayCrypto"]),
         .target(name: "GatewayCore", dependencies: ["GatewayProtocol"]),
+        .target(name: "OrderCore", dependencies: ["GatewayProtocol"]),
         .target(name: "GatewayConfig", dependencies: [
             .product(name: "Configuration", package: "swift-configuration"),
         ]),
@@ -43,7 +44,7 @@ let package = Package(
         // The node: connections, commands, HTTP API, Redis scripts.
         .target(name: "GatewayNode", dependencies: [
             "GatewayProtocol", "GatewayAuth", "GatewayCore", "GatewayConfig", "GatewayIO",
-            "GatewayCrypto", "CLws",
+            "GatewayCrypto", "CLws", "OrderCore",
             .product(name: "Prometheus", package: "swift-prometheus"),
         ], swiftSettings: glue),
 
@@ -52,7 +53,7 @@ let package = Package(
                 swiftSettings: glue),
 
         .executableTarget(name: "gateway", dependencies: [
-            "GatewayNode", "GatewayConfig", "GatewayAuth",
+            "GatewayNode", "GatewayConfig", "GatewayAuth", "OrderCore",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: glue),
         .executableTarget(name: "loadtest", dependencies: [
@@ -65,8 +66,9 @@ let package = Package(
         .testTarget(name: "GatewayAuthTests", dependencies: ["GatewayAuth", "GatewayCrypto"]),
         .testTarget(name: "GatewayCoreTests", dependencies: ["GatewayCore", "GatewayProtocol"]),
         .testTarget(name: "GatewayConfigTests", dependencies: ["GatewayConfig"]),
+        .testTarget(name: "OrderCoreTests", dependencies: ["OrderCore", "GatewayProtocol"]),
         .testTarget(name: "IntegrationTests", dependencies: [
-            "GatewayClient", "GatewayProtocol", "GatewayAuth",
+            "GatewayClient", "GatewayProtocol", "GatewayAuth", "GatewayCrypto",
         ], swiftSettings: glue),
     ]
 )

@@ -139,7 +139,7 @@ public struct Settings: Sendable, Equatable {
         alerts: Alerts(cooldownSeconds: 3_600, watchTTLSeconds: 7_776_000),
         groups: Groups(rate: 5, rateWindowSeconds: 10, allowLinks: false),
         limits: Limits(maxFrame: 65_536, connectTimeoutSeconds: 10, maxQueue: 1_048_576,
-                       maxBody: 1_048_576, maxViolations: 10),
+                       maxBody: 8_388_608, maxViolations: 10),
         history: History(userSize: 1_000, groupSize: 1_000, productSize: 100, ttlSeconds: 86_400),
         server: Server(port: 8_080, host: "127.0.0.1", pingSeconds: 25, node: nil),
         redis: Redis(url: nil, dataDir: "data/redis"),

@@ -53,8 +53,9 @@ extension Node {
                 }
                 self.history(client, id, channel, since: since, limit: limit)
             }
-        case .publish, .presence, .watch, .unwatch, .watches, .orderGet, .giftClaim, .giftDecline,
-             .friendpayView, .moderate:
+        case .orderGet, .giftClaim, .giftDecline, .friendpayView:
+            orderCommand(client, id, command, user: claims.sub)
+        case .publish, .presence, .watch, .unwatch, .watches, .moderate:
             reply(client, id, error: GatewayError(.unavailable, "\(command.op) is not served by this node version", temporary: false), op: command.op)
         }
     }
@@ -92,7 +93,7 @@ extension Node {
                 done(claims.products.contains(channel.id) ? nil : .forbidden("your token does not list product \(channel.id)"))
                 return
             }
-            redis.send(["HGET", Keys.memberships(claims.sub), channel.id]) { [weak self] reply in
+            redis.send(["HGET", CommerceKeys.members(channel.id), claims.sub]) { [weak self] reply in
                 guard let self else { return }
                 if reply.isFailure { return done(self.storageError(reply)) }
                 done((reply.int ?? 0) > 0 ? nil : .forbidden("not a buyer of \(channel.id)"))

@@ -43,19 +43,25 @@ extension Node {
     }
 
     private func api(_ request: HTTPRequest, _ route: [String]) {
+        if request.method == .POST && route == ["payments", "notify"] {
+            paymentNotify(request)
+            return
+        }
         guard let caller = caller(request) else {
             fail(request, GatewayError(.unauthorized, "Authorization: Bearer <shop or merchant key> required"))
             return
         }
         switch (request.method, route) {
         case (.POST, ["products"]):
-            withBody(request) { self.createProduct(request, caller, $0) }
+            withJSONBody(request) { self.createProduct(request, caller, $0) }
         case (.POST, ["publish"]):
-            withBody(request) { self.publishFromAPI(request, caller, $0) }
+            withJSONBody(request) { self.publishFromAPI(request, caller, $0) }
         case (.GET, _) where route.count == 2 && route[0] == "products":
             getProduct(request, caller, route[1])
         default:
-            fail(request, GatewayError(.notFound, "no route \(request.method.rawValue) \(request.path)"))
+            if !commerceRoute(request, caller, route) {
+                fail(request, GatewayError(.notFound, "no route \(request.method.rawValue) \(request.path)"))
+            }
         }
     }
 
@@ -69,7 +75,7 @@ extension Node {
         return nil
     }
 
-    private func withBody(_ request: HTTPRequest, _ body: (JSON) -> Void) {
+    func withJSONBody(_ request: HTTPRequest, _ body: (JSON) -> Void) {
         guard let json = try? JSON.parse(request.body), json.objectValue != nil else {
             fail(request, .badRequest("the body must be a JSON object"))
             return
@@ -124,15 +130,18 @@ extension Node {
 
     private func getProduct(_ request: HTTPRequest, _ caller: APICaller, _ id: String) {
         guard Names.isValidID(id) else { return fail(request, .badRequest("not a valid product id")) }
-        redis.send(["HGETALL", Keys.product(id)]) { [weak self] reply in
+        redis.eval(Scripts.productView, keys: [], args: [id]) { [weak self] reply in
             guard let self else { return }
-            guard let items = reply.array else { return self.fail(request, self.storageError(reply)) }
+            guard let all = reply.array, all.count == 4, let items = all[0].array else { return self.fail(request, self.storageError(reply)) }
             var fields: [String: String] = [:]
             var i = 0
             while i + 1 < items.count {
                 if let k = items[i].text, let v = items[i + 1].text { fields[k] = v }
                 i += 2
             }
+            fields["stock"] = all[1].int.map { String($0) }
+            fields["buyers"] = all[2].int.map { String($0) }
+            fields["watchers"] = all[3].int.map { String($0) }
             guard let merchant = fields["merchant"] else { return self.fail(request, .notFound("no product \(id)")) }
             guard caller.mayTouch(merchant: merchant) else { return self.fail(request, .forbidden("product \(id) belongs to another merchant")) }
             self.respond(request, 200, self.productJSON(

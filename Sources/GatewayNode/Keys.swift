@@ -13,9 +13,6 @@ enum Keys {
     static func pubsub(_ channel: Channel) -> String { "gw:\(tag(channel))" }
     /// Hash of a product: id, merchant, title, price, currency, created_at.
     static func product(_ id: String) -> String { "gw:{product:\(id)}:info" }
-    /// Hash product id -> number of orders that make this user a member of that group
-    /// (written by the order core).
-    static func memberships(_ user: String) -> String { "gw:{user:\(user)}:groups" }
 
     /// Inverse of `pubsub`: `gw:{group:p1}` -> group:p1.
     static func channel(fromPubSub name: [UInt8]) -> Channel? {

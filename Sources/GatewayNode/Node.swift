@@ -5,6 +5,7 @@ import GatewayCore
 import GatewayCrypto
 import GatewayIO
 import GatewayProtocol
+import OrderCore
 
 /// Node-side state of one WebSocket client.
 final class Client {
@@ -29,6 +30,10 @@ public final class Node: ServerDelegate {
     let hub = ChannelHub()
     let verifier: TokenVerifier
     let metrics = NodeMetrics()
+    let orderRules: OrderRules
+    let orderStore: OrderStore
+    let keyBox: SecretBox
+    var sweeping = false
     var clients: [ConnectionID: Client] = [:]
     private(set) var draining = false
     private var drainDeadline: LoopTimer?
@@ -41,6 +46,16 @@ public final class Node: ServerDelegate {
                                                 maxBody: options.maxBody, pingSeconds: options.pingSeconds))
         redis = RedisClient(loop: loop, host: options.redisHost, port: options.redisPort)
         verifier = TokenVerifier(secret: options.authSecret)
+        orderRules = OrderRules(times: options.commerce)
+        keyBox = SecretBox(key: options.keysSecret) ?? SecretBox(key: Array(repeating: 0, count: 32))!
+        let sizes = (options.historyUserSize, options.historyGroupSize, options.historyProductSize)
+        orderStore = OrderStore(redis: redis, historyTTL: options.historyTTLSeconds, historySize: { kind in
+            switch kind {
+            case .user: sizes.0
+            case .group: sizes.1
+            case .product: sizes.2
+            }
+        }, newEpoch: { Crypto.randomToken(4) })
         loop.delegate = self
     }
 
@@ -52,6 +67,7 @@ public final class Node: ServerDelegate {
         redis.onLost = { [weak self] reason in self?.redisLost(reason) }
         redis.onPubSub = { [weak self] kind, channel, payload in self?.pubsub(kind, channel, payload) }
         redis.start()
+        sweepTimers()
         installSignalHandlers(loop)
         loop.run()
         redis.stop()

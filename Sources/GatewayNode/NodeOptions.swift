@@ -1,3 +1,5 @@
+import OrderCore
+
 /// Everything a node needs to run, already validated (the CLI builds it from settings).
 public struct NodeOptions: Sendable {
     public var nodeName: String
@@ -18,13 +20,18 @@ public struct NodeOptions: Sendable {
     public var historyGroupSize: Int
     public var historyProductSize: Int
     public var historyTTLSeconds: Int
+    public var paymentsSecret: String
+    /// 32 bytes: seals card keys at rest and keys their fingerprints.
+    public var keysSecret: [UInt8]
+    public var commerce: CommerceTimes
 
     public init(nodeName: String, host: String, port: Int, redisHost: String, redisPort: Int,
                 authSecret: String, shopKey: String, merchantKeys: [String: String],
-                maxFrame: Int = 65536, maxBody: Int = 1 << 20, maxQueue: Int = 1 << 20,
+                maxFrame: Int = 65536, maxBody: Int = 8 << 20, maxQueue: Int = 1 << 20,
                 maxViolations: Int = 10, connectTimeoutSeconds: Double = 10, pingSeconds: Int = 25,
                 historyUserSize: Int = 1000, historyGroupSize: Int = 1000, historyProductSize: Int = 100,
-                historyTTLSeconds: Int = 86400) {
+                historyTTLSeconds: Int = 86400, paymentsSecret: String = "", keysSecret: [UInt8] = Array(repeating: 0, count: 32),
+                commerce: CommerceTimes = CommerceTimes(orderTTL: 900_000, giftTTL: 86_400_000, friendpayTTL: 1_800_000, paymentGrace: 43_200_000)) {
         self.nodeName = nodeName
         self.host = host
         self.port = port
@@ -43,5 +50,8 @@ public struct NodeOptions: Sendable {
         self.historyGroupSize = historyGroupSize
         self.historyProductSize = historyProductSize
         self.historyTTLSeconds = historyTTLSeconds
+        self.paymentsSecret = paymentsSecret
+        self.keysSecret = keysSecret
+        self.commerce = commerce
     }
 }

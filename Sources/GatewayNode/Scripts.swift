@@ -75,4 +75,11 @@ enum Scripts {
     redis.call('HSET', KEYS[1], unpack(ARGV))
     return 1
     """
+
+    /// A product with its counts. ARGV: product id. Returns {fields, stock, buyers, watchers}.
+    static let productView = """
+    local base = 'gw:{product:' .. ARGV[1] .. '}:'
+    return {redis.call('HGETALL', base .. 'info'), redis.call('LLEN', base .. 'stock'),
+            redis.call('HLEN', base .. 'members'), redis.call('ZCARD', base .. 'watchers')}
+    """
 }

@@ -3,6 +3,7 @@ import Foundation
 import GatewayAuth
 import GatewayConfig
 import GatewayNode
+import OrderCore
 
 @main
 struct Gateway: ParsableCommand {
@@ -91,7 +92,11 @@ struct Serve: ParsableCommand {
             maxViolations: settings.limits.maxViolations,
             connectTimeoutSeconds: Double(settings.limits.connectTimeoutSeconds), pingSeconds: settings.server.pingSeconds,
             historyUserSize: settings.history.userSize, historyGroupSize: settings.history.groupSize,
-            historyProductSize: settings.history.productSize, historyTTLSeconds: settings.history.ttlSeconds)
+            historyProductSize: settings.history.productSize, historyTTLSeconds: settings.history.ttlSeconds,
+            paymentsSecret: settings.payments.secret, keysSecret: settings.keys.secretBytes ?? [],
+            commerce: CommerceTimes(orderTTL: Int64(settings.orders.ttlSeconds) * 1000, giftTTL: Int64(settings.gifts.ttlSeconds) * 1000,
+                                    friendpayTTL: Int64(settings.friendpay.ttlSeconds) * 1000,
+                                    paymentGrace: Int64(settings.payments.graceSeconds) * 1000))
         let gateway = Node(options: options)
         try gateway.run { port in
             print("gateway node \(nodeName) listening on ws://\(settings.server.host):\(port)/ws and http://\(settings.server.host):\(port)/")

@@ -242,9 +242,18 @@ func rawExchange(port: Int, _ request: [UInt8], readUntilClose: Bool, timeout: D
         let n = read(fd, &buf, buf.count)
         if n <= 0 { break }
         out += buf[..<n]
-        if !readUntilClose { break }
+        if !readUntilClose || responseComplete(out) { break }
     }
     return out
+}
+
+/// True once the headers and `Content-Length` bytes of body have arrived (servers may keep the connection open).
+private func responseComplete(_ data: [UInt8]) -> Bool {
+    guard let split = data.firstRange(of: Array("\r\n\r\n".utf8)) else { return false }
+    let head = String(decoding: data[..<split.lowerBound], as: UTF8.self).lowercased()
+    guard let line = head.split(separator: "\r\n").first(where: { $0.hasPrefix("content-length:") }),
+          let length = Int(line.dropFirst("content-length:".count).trimmingCharacters(in: .whitespaces)) else { return false }
+    return data.count - split.upperBound >= length
 }
 
 struct TestError: Error, CustomStringConvertible {
@@ -259,4 +268,46 @@ func waitUntil(timeout: Double, _ what: String, _ condition: () -> Bool) throws 
         usleep(50_000)
     }
     throw TestError("timed out waiting for \(what)")
+}
+
+/// Starts a real redis-server per test and the gateway nodes a test asks for.
+class IntegrationCase: XCTestCase {
+    static let loop = try! ClientLoop()
+    var redis: RedisServer!
+    var nodes: [GatewayNodeProcess] = []
+
+    override func setUpWithError() throws {
+        redis = try RedisServer()
+    }
+
+    override func tearDown() {
+        nodes.forEach { $0.stop() }
+        nodes = []
+        redis = nil
+    }
+
+    func startNode(_ name: String = "n1", env: [String: String] = [:]) throws -> GatewayNodeProcess {
+        let node = try GatewayNodeProcess(name: name, redisPort: redis.port, env: env)
+        nodes.append(node)
+        return node
+    }
+
+    func open(_ node: GatewayNodeProcess, _ user: String, role: Role = .buyer, products: [String] = [],
+              since: GatewaySession.Position? = nil) throws -> (GatewaySession, JSON) {
+        try GatewaySession.open(loop: Self.loop, url: node.wsURL, token: token(user, role: role, products: products), since: since)
+    }
+
+    func createProduct(_ node: GatewayNodeProcess, _ id: String, merchant: String = "m1", price: Int = 1999) throws {
+        let r = try node.http("POST", "/api/v1/products",
+                              body: #"{"id":"\#(id)","merchant":"\#(merchant)","title":"Card \#(id)","price":\#(price),"currency":"CNY"}"#)
+        XCTAssertEqual(r.status, 201, r.text)
+    }
+
+    @discardableResult
+    func publish(_ node: GatewayNodeProcess, _ channel: String, _ n: Int, type: String = "test.note") throws -> Int64 {
+        let r = try node.http("POST", "/api/v1/publish", body: #"{"channel":"\#(channel)","type":"\#(type)","data":{"n":\#(n)}}"#)
+        XCTAssertEqual(r.status, 200, r.text)
+        return r.json?["offset"]?.intValue ?? -1
+    }
+
 }

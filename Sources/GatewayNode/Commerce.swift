@@ -1,0 +1,311 @@
+import Foundation
+import GatewayCrypto
+import GatewayIO
+import GatewayProtocol
+import OrderCore
+
+/// The order core on the node: HTTP calls of the shop and payment provider, the order
+/// commands of clients, and the timer sweep. Rules come from `OrderRules`; every change
+/// goes through `OrderStore`.
+extension Node {
+    static let maxKeysPerUpload = 10_000
+
+    var now: Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
+
+    func freshID(_ prefix: String) -> String { "\(prefix)-\(Crypto.randomToken(10))" }
+
+    // MARK: HTTP
+
+    /// Routes under /api/v1 that belong to the order core; false when not one of them.
+    func commerceRoute(_ request: HTTPRequest, _ caller: APICaller, _ route: [String]) -> Bool {
+        switch (request.method, route.count, route.first) {
+        case (.POST, 3, "products") where route[2] == "keys":
+            withJSONBody(request) { self.addKeys(request, caller, product: route[1], $0) }
+        case (.POST, 1, "orders"):
+            withJSONBody(request) { self.createOrder(request, caller, $0) }
+        case (.GET, 2, "orders"):
+            getOrder(request, caller, route[1])
+        case (.POST, 3, "orders") where route[2] == "payments":
+            withJSONBody(request) { self.createPayment(request, caller, order: route[1], $0) }
+        case (.POST, 3, "orders") where route[2] == "cancel":
+            shopAction(request, caller, order: route[1]) { rules, snapshot, now in rules.cancel(snapshot.order!, now: now) }
+        case (.POST, 3, "orders") where route[2] == "refund":
+            shopAction(request, caller, order: route[1]) { rules, snapshot, now in
+                rules.refund(snapshot.order!, payment: snapshot.payment, now: now)
+            }
+        default:
+            return false
+        }
+        return true
+    }
+
+    private func addKeys(_ request: HTTPRequest, _ caller: APICaller, product: String, _ body: JSON) {
+        guard Names.isValidID(product) else { return fail(request, .badRequest("not a valid product id")) }
+        guard let list = body["keys"]?.arrayValue else { return fail(request, .badRequest("\"keys\" must be an array of strings")) }
+        guard list.count <= Self.maxKeysPerUpload else {
+            return fail(request, .badRequest("at most \(Self.maxKeysPerUpload) keys per call"))
+        }
+        var args: [RedisArgument] = [product]
+        let context = Array(product.utf8)
+        for (i, item) in list.enumerated() {
+            guard let key = item.stringValue, (1...512).contains(key.utf8.count) else {
+                return fail(request, .badRequest("keys[\(i)] must be a string of 1 to 512 bytes"))
+            }
+            let plain = Array(key.utf8)
+            let fingerprint = Crypto.hex(Crypto.hmacSHA256(key: options.keysSecret, message: context + [0] + plain).prefix(16))
+            args.append(fingerprint)
+            args.append(Base64URL.encode(keyBox.seal(plain, context: context)))
+        }
+        ownedProduct(request, caller, product) {
+            self.redis.eval(CommerceScripts.addKeys, keys: [], args: args) { reply in
+                guard let r = reply.array, r.count == 3, let added = r[0].int, let dup = r[1].int, let stock = r[2].int else {
+                    return self.fail(request, self.storageError(reply))
+                }
+                if added < 0 { return self.fail(request, .notFound("no product \(product)")) }
+                self.respond(request, 200, .object([("added", .int(added)), ("duplicates", .int(dup)), ("stock", .int(stock))]))
+            }
+        }
+    }
+
+    /// Runs `body` when the caller may touch `product` (the shop, or its merchant).
+    private func ownedProduct(_ request: HTTPRequest, _ caller: APICaller, _ product: String, _ body: @escaping () -> Void) {
+        guard case .merchant(let merchant) = caller else { return body() }
+        redis.send(["HGET", Keys.product(product), "merchant"]) { reply in
+            if reply.isFailure { return self.fail(request, self.storageError(reply)) }
+            guard let owner = reply.text else { return self.fail(request, .notFound("no product \(product)")) }
+            guard owner == merchant else { return self.fail(request, .forbidden("product \(product) belongs to another merchant")) }
+            body()
+        }
+    }
+
+    private func createOrder(_ request: HTTPRequest, _ caller: APICaller, _ body: JSON) {
+        let decoded: OrderRequest
+        switch OrderRequest.decode(body) {
+        case .failure(let e): return fail(request, e)
+        case .success(let r): decoded = r
+        }
+        let fresh = FreshIDs(order: freshID("o"), giftCode: freshID("g"), payCode: freshID("f"))
+        let viewer = caller.viewer
+        let create = { (onFailure: @escaping (GatewayError) -> Void) in
+            self.orderStore.run(.product, decoded.product, decide: { snapshot in
+                if case .merchant(let m) = caller, let p = snapshot.product, p.merchant != m {
+                    return .failure(.forbidden("product \(p.id) belongs to another merchant"))
+                }
+                return self.orderRules.create(decoded, product: snapshot.product, now: self.now, fresh: fresh)
+            }) { result in
+                switch result {
+                case .success(let (decision, _)): self.respond(request, 201, decision.savedOrder!.json(for: viewer))
+                case .failure(let e): onFailure(e)
+                }
+            }
+        }
+        guard let key = decoded.idempotencyKey else { return create { self.fail(request, $0) } }
+        // A repeated idempotency key answers the order it made, also after losing a race.
+        let existing = { (otherwise: @escaping () -> Void) in
+            self.redis.send(["GET", CommerceKeys.idempotency(decoded.buyer, key)]) { reply in
+                guard let id = reply.text else { return reply.isFailure ? self.fail(request, self.storageError(reply)) : otherwise() }
+                self.orderStore.load(.order, id) { loaded in
+                    guard case .success(let s) = loaded, let order = s.order else { return self.fail(request, .redisUnavailable) }
+                    self.respond(request, 200, order.json(for: viewer))
+                }
+            }
+        }
+        existing { create { error in existing { self.fail(request, error) } } }
+    }
+
+    private func getOrder(_ request: HTTPRequest, _ caller: APICaller, _ id: String) {
+        orderStore.load(.order, id) { loaded in
+            switch loaded {
+            case .failure(let e): self.fail(request, e)
+            case .success(let s):
+                guard let order = s.order else { return self.fail(request, .notFound("no order \(id)")) }
+                if case .merchant(let m) = caller, s.product?.merchant != m {
+                    return self.fail(request, .notFound("no order \(id)"))
+                }
+                self.orderJSON(order, viewer: caller.viewer) { self.respond(request, 200, $0) }
+            }
+        }
+    }
+
+    private func createPayment(_ request: HTTPRequest, _ caller: APICaller, order: String, _ body: JSON) {
+        guard let payer = body["payer"]?.stringValue, Names.isValidID(payer) else {
+            return fail(request, .badRequest("\"payer\" must be a valid id"))
+        }
+        let paymentID = freshID("pay")
+        orderStore.run(.order, order, decide: { s in
+            guard let o = s.order else { return .failure(.notFound("no order \(order)")) }
+            if case .merchant(let m) = caller, s.product?.merchant != m { return .failure(.notFound("no order \(order)")) }
+            return self.orderRules.createPayment(order: o, payer: payer, paymentID: paymentID, now: self.now)
+        }) { result in
+            switch result {
+            case .failure(let e): self.fail(request, e)
+            case .success(let (decision, _)):
+                self.respond(request, 201, .object([("payment", decision.savedPayment!.json)]))
+            }
+        }
+    }
+
+    private func shopAction(_ request: HTTPRequest, _ caller: APICaller, order: String,
+                            _ decide: @escaping (OrderRules, CommerceSnapshot, Int64) -> Result<Decision, GatewayError>) {
+        orderStore.run(.order, order, decide: { s in
+            guard s.order != nil else { return .failure(.notFound("no order \(order)")) }
+            if case .merchant(let m) = caller, s.product?.merchant != m { return .failure(.notFound("no order \(order)")) }
+            return decide(self.orderRules, s, self.now)
+        }) { result in
+            switch result {
+            case .failure(let e): self.fail(request, e)
+            case .success(let (decision, snapshot)):
+                self.respond(request, 200, (decision.savedOrder ?? snapshot.order!).json(for: caller.viewer))
+            }
+        }
+    }
+
+    /// `POST /api/v1/payments/notify`: signed by the payment provider over the raw body.
+    func paymentNotify(_ request: HTTPRequest) {
+        guard let signature = request.signature.flatMap({ Crypto.fromHex($0.trimmingCharacters(in: .whitespaces)) }) else {
+            return fail(request, GatewayError(.unauthorized, "X-Signature: <hex HMAC-SHA256 of the body> required"))
+        }
+        let expected = Crypto.hmacSHA256(key: Array(options.paymentsSecret.utf8), message: request.body)
+        guard Crypto.constantTimeEquals(signature, expected) else {
+            return fail(request, GatewayError(.unauthorized, "signature does not match the body"))
+        }
+        guard let body = try? JSON.parse(request.body), body.objectValue != nil else {
+            return fail(request, .badRequest("the body must be a JSON object"))
+        }
+        let notify: PaymentNotify
+        switch PaymentNotify.decode(body) {
+        case .failure(let e): return fail(request, e)
+        case .success(let n): notify = n
+        }
+        orderStore.run(.payment, notify.payment, decide: { s in
+            self.orderRules.notify(notify, payment: s.payment, order: s.order, stock: s.stock, now: self.now)
+        }) { result in
+            switch result {
+            case .failure(let e): self.fail(request, e)
+            case .success: self.respond(request, 200, .object([("ok", .bool(true))]))
+            }
+        }
+    }
+
+    // MARK: Client commands
+
+    func orderCommand(_ client: Client, _ id: Int64, _ command: Command, user: String) {
+        let op = command.op
+        let answer: (Result<JSON, GatewayError>) -> Void = { [weak self] result in
+            guard let self, self.clients[client.conn.id] === client else { return }
+            switch result {
+            case .success(let json): self.reply(client, id, json, op: op)
+            case .failure(let e): self.reply(client, id, error: e, op: op)
+            }
+        }
+        switch command {
+        case .orderGet(let orderID):
+            orderStore.load(.order, orderID) { loaded in
+                switch loaded {
+                case .failure(let e): answer(.failure(e))
+                case .success(let s):
+                    guard let order = s.order, order.concerned.contains(user) else { return answer(.failure(.notFound("no order \(orderID)"))) }
+                    self.orderJSON(order, viewer: .user(user)) { answer(.success($0)) }
+                }
+            }
+        case .giftClaim(let code):
+            orderStore.run(.gift, code, decide: { s in
+                guard let order = s.order else { return .failure(.notFound("no gift with this code")) }
+                return self.orderRules.claim(order, by: user, now: self.now)
+            }) { result in
+                switch result {
+                case .failure(let e): answer(.failure(e))
+                case .success(let (decision, _)): self.orderJSON(decision.savedOrder!, viewer: .user(user)) { answer(.success($0)) }
+                }
+            }
+        case .giftDecline(let code):
+            orderStore.run(.gift, code, decide: { s in
+                guard let order = s.order else { return .failure(.notFound("no gift with this code")) }
+                return self.orderRules.decline(order, by: user, payment: s.payment, now: self.now)
+            }) { result in answer(result.map { _ in .object([]) }) }
+        case .friendpayView(let code):
+            orderStore.load(.pay, code) { loaded in
+                switch loaded {
+                case .failure(let e): answer(.failure(e))
+                case .success(let s):
+                    guard let o = s.order, o.kind == .friendpay else { return answer(.failure(.notFound("no pay request with this code"))) }
+                    answer(.success(.object([
+                        ("order", .string(o.id)), ("product", .string(o.product)), ("title", .string(o.title)),
+                        ("amount", .int(o.amount)), ("currency", .string(o.currency)), ("requester", .string(o.buyer)),
+                        ("expires_at", .int(o.expiresAt)), ("status", .string(o.status.rawValue)),
+                    ])))
+                }
+            }
+        default:
+            answer(.failure(.badRequest("not an order command")))
+        }
+    }
+
+    /// The order object for `viewer`, with its keys opened when the viewer may see them.
+    func orderJSON(_ order: Order, viewer: Viewer, _ done: @escaping (JSON) -> Void) {
+        guard order.keysVisible(to: viewer) else { return done(order.json(for: viewer)) }
+        redis.send(["HMGET", CommerceKeys.cardKeys(order.product)] + order.keyIDs.map { $0 as RedisArgument }) { reply in
+            let context = Array(order.product.utf8)
+            let keys = (reply.array ?? []).compactMap { item -> String? in
+                guard let sealed = item.text.flatMap({ Base64URL.decode($0) }),
+                      let plain = self.keyBox.open(sealed, context: context) else { return nil }
+                return String(decoding: plain, as: UTF8.self)
+            }
+            if keys.count != order.keyIDs.count { self.log("order \(order.id): \(order.keyIDs.count - keys.count) keys could not be opened") }
+            done(order.json(for: viewer, keys: keys))
+        }
+    }
+
+    // MARK: Timers
+
+    /// Runs due expiries every 250 ms on every node; each is a conditional transition,
+    /// so two nodes racing on one timer change the order once.
+    func sweepTimers() {
+        loop.schedule(afterMs: 250) { [weak self] in
+            guard let self else { return }
+            defer { self.sweepTimers() }
+            guard self.redis.isReady, !self.sweeping else { return }
+            self.sweeping = true
+            self.redis.send(["ZRANGEBYSCORE", CommerceKeys.timers, "-inf", String(self.now), "LIMIT", "0", "200"]) { reply in
+                let due = (reply.array ?? []).compactMap(\.text)
+                var remaining = due.count
+                if remaining == 0 { self.sweeping = false }
+                for member in due {
+                    self.expire(member) {
+                        remaining -= 1
+                        if remaining == 0 { self.sweeping = false }
+                    }
+                }
+            }
+        }
+    }
+
+    private func expire(_ member: String, _ done: @escaping () -> Void) {
+        let parts = member.split(separator: ":", maxSplits: 1).map(String.init)
+        guard parts.count == 2, let kind = TimerKind(rawValue: parts[0]) else {
+            redis.send(["ZREM", CommerceKeys.timers, member]) { _ in done() }
+            return
+        }
+        orderStore.run(.order, parts[1], decide: { s in
+            guard let order = s.order else { return .success(Decision()) }
+            var d = self.orderRules.expire(order, kind, payment: s.payment, now: self.now)
+            if !d.isEmpty { d.effects.append(.unschedule(order: order.id, kind)) }
+            return .success(d)
+        }) { result in
+            if case .success(let (decision, _)) = result, decision.isEmpty {
+                self.redis.send(["ZREM", CommerceKeys.timers, member]) { _ in done() }
+            } else {
+                done()
+            }
+        }
+    }
+}
+
+extension APICaller {
+    var viewer: Viewer {
+        switch self {
+        case .shop: .shop
+        case .merchant(let m): .merchant(m)
+        }
+    }
+}

@@ -1,0 +1,155 @@
+import Foundation
+import GatewayCrypto
+import GatewayIO
+import GatewayProtocol
+import OrderCore
+
+/// A consistent read of what a decision is made on.
+struct CommerceSnapshot {
+    var order: Order?
+    var payment: Payment?
+    var product: Product?
+    var stock: Int
+}
+
+/// Applies order-core decisions to Redis: reads a snapshot, lets the pure rules
+/// decide, applies the decision in one Lua script guarded by versions, and decides
+/// again on a conflict. This is the only place that knows the commerce key layout.
+final class OrderStore {
+    let redis: RedisClient
+    let historySize: (Channel.Kind) -> Int
+    let historyTTL: Int
+    let newEpoch: () -> String
+    static let maxAttempts = 12
+
+    init(redis: RedisClient, historyTTL: Int, historySize: @escaping (Channel.Kind) -> Int, newEpoch: @escaping () -> String) {
+        self.redis = redis
+        self.historyTTL = historyTTL
+        self.historySize = historySize
+        self.newEpoch = newEpoch
+    }
+
+    enum LoadMode: String { case order, payment, gift, pay, product }
+
+    func load(_ mode: LoadMode, _ id: String, _ done: @escaping (Result<CommerceSnapshot, GatewayError>) -> Void) {
+        redis.eval(CommerceScripts.load, keys: [], args: [mode.rawValue, id]) { reply in
+            guard let items = reply.array, items.count == 4, let stock = items[3].int else {
+                return done(.failure(reply.isFailure ? .redisUnavailable : GatewayError(.internal, "unexpected store reply")))
+            }
+            func record(_ r: RedisReply) -> [String: String] {
+                var out: [String: String] = [:]
+                let flat = r.array ?? []
+                var i = 0
+                while i + 1 < flat.count {
+                    if let k = flat[i].text { out[k] = flat[i + 1].text ?? "" }
+                    i += 2
+                }
+                return out
+            }
+            let o = record(items[0]), p = record(items[1]), pr = record(items[2])
+            done(.success(CommerceSnapshot(order: o.isEmpty ? nil : Order(record: o),
+                                           payment: p.isEmpty ? nil : Payment(record: p),
+                                           product: pr.isEmpty ? nil : Product(record: pr), stock: Int(stock))))
+        }
+    }
+
+    /// Load, decide, apply; again from the top when a precondition no longer holds.
+    /// `done` gets the decision that was applied (possibly empty) and the snapshot it was made on.
+    func run(_ mode: LoadMode, _ id: String, attempt: Int = 1,
+             decide: @escaping (CommerceSnapshot) -> Result<Decision, GatewayError>,
+             done: @escaping (Result<(Decision, CommerceSnapshot), GatewayError>) -> Void) {
+        load(mode, id) { [weak self] loaded in
+            guard let self else { return }
+            switch loaded {
+            case .failure(let e): done(.failure(e))
+            case .success(let snapshot):
+                switch decide(snapshot) {
+                case .failure(let e): done(.failure(e))
+                case .success(let decision) where decision.isEmpty: done(.success((decision, snapshot)))
+                case .success(let decision):
+                    self.apply(decision) { applied in
+                        switch applied {
+                        case .failure(let e): done(.failure(e))
+                        case .success(true): done(.success((decision, snapshot)))
+                        case .success(false):
+                            guard attempt < Self.maxAttempts else {
+                                return done(.failure(GatewayError(.unavailable, "too much contention on this order, retry")))
+                            }
+                            self.run(mode, id, attempt: attempt + 1, decide: decide, done: done)
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// True when applied, false when a precondition failed (nothing was changed).
+    func apply(_ decision: Decision, _ done: @escaping (Result<Bool, GatewayError>) -> Void) {
+        let program = JSON.object([("checks", .array(decision.preconditions.map(check))),
+                                   ("ops", .array(decision.effects.map(op))),
+                                   ("epoch", .string(newEpoch())), ("ttl", .int(Int64(historyTTL)))])
+        redis.eval(CommerceScripts.apply, keys: [], args: [program.serialized()]) { reply in
+            if reply.int == 1 { return done(.success(true)) }
+            if let a = reply.array, a.first?.int == 0 { return done(.success(false)) }
+            done(.failure(reply.isFailure ? .redisUnavailable : GatewayError(.internal, "store refused the change")))
+        }
+    }
+
+    private func check(_ p: Precondition) -> JSON {
+        switch p {
+        case .orderVersion(let id, let v):
+            .object([("t", .string("hv")), ("k", .string(CommerceKeys.order(id))), ("v", .string(String(v)))])
+        case .paymentVersion(let id, let v):
+            .object([("t", .string("hv")), ("k", .string(CommerceKeys.payment(id))), ("v", .string(String(v)))])
+        case .orderAbsent(let id):
+            .object([("t", .string("absent")), ("k", .string(CommerceKeys.order(id)))])
+        case .paymentAbsent(let id):
+            .object([("t", .string("absent")), ("k", .string(CommerceKeys.payment(id)))])
+        case .idempotencyAbsent(let buyer, let key):
+            .object([("t", .string("absent")), ("k", .string(CommerceKeys.idempotency(buyer, key)))])
+        case .stockAtLeast(let product, let n):
+            .object([("t", .string("llen")), ("k", .string(CommerceKeys.stock(product))), ("n", .int(Int64(n)))])
+        }
+    }
+
+    private func hset(_ key: String, _ record: [(String, String)]) -> JSON {
+        .object([("t", .string("hset")), ("k", .string(key)),
+                 ("kv", .array(record.flatMap { [JSON.string($0.0), .string($0.1)] }))])
+    }
+
+    private func op(_ e: Effect) -> JSON {
+        switch e {
+        case .saveOrder(let o):
+            // The key list is owned by the key effects (alloc/return), never overwritten from a snapshot.
+            return hset(CommerceKeys.order(o.id), o.record.filter { $0.0 != "keys" })
+        case .savePayment(let p):
+            return hset(CommerceKeys.payment(p.id), p.record)
+        case .allocateKeys(let order, let product, let count):
+            return .object([("t", .string("alloc")), ("order", .string(CommerceKeys.order(order))),
+                            ("stock", .string(CommerceKeys.stock(product))), ("n", .int(Int64(count)))])
+        case .returnKeys(let order, let product):
+            return .object([("t", .string("return")), ("order", .string(CommerceKeys.order(order))),
+                            ("stock", .string(CommerceKeys.stock(product)))])
+        case .burnKeys(let order, let product):
+            return .object([("t", .string("burn")), ("order", .string(CommerceKeys.order(order))),
+                            ("burned", .string(CommerceKeys.burned(product)))])
+        case .membership(let product, let user, let delta):
+            return .object([("t", .string("member")), ("k", .string(CommerceKeys.members(product))), ("f", .string(user)),
+                            ("d", .int(Int64(delta)))])
+        case .schedule(let order, let kind, let at):
+            return .object([("t", .string("zadd")), ("k", .string(CommerceKeys.timers)), ("s", .int(at)),
+                            ("m", .string("\(kind.rawValue):\(order)"))])
+        case .unschedule(let order, let kind):
+            return .object([("t", .string("zrem")), ("k", .string(CommerceKeys.timers)), ("m", .string("\(kind.rawValue):\(order)"))])
+        case .indexIdempotency(let buyer, let key, let order):
+            return .object([("t", .string("set")), ("k", .string(CommerceKeys.idempotency(buyer, key))), ("v", .string(order))])
+        case .indexGiftCode(let code, let order):
+            return .object([("t", .string("set")), ("k", .string(CommerceKeys.giftCode(code))), ("v", .string(order))])
+        case .indexPayCode(let code, let order):
+            return .object([("t", .string("set")), ("k", .string(CommerceKeys.payCode(code))), ("v", .string(order))])
+        case .push(let user, let type, let data):
+            return .object([("t", .string("pub")), ("ch", .string("user:\(user)")), ("type", .string(type)),
+                            ("data", .string(data.serialized())), ("size", .int(Int64(historySize(.user))))])
+        }
+    }
+}

@@ -1,0 +1,64 @@
+import GatewayProtocol
+
+/// What must still hold when a decision is applied; if any fails the store re-reads
+/// and decides again, so concurrent notifies, claims and expiries on several nodes
+/// serialize on the order's version.
+public enum Precondition: Equatable, Sendable {
+    case orderVersion(String, Int)
+    case orderAbsent(String)
+    case paymentVersion(String, Int)
+    case paymentAbsent(String)
+    case stockAtLeast(product: String, Int)
+    case idempotencyAbsent(buyer: String, key: String)
+}
+
+/// Timers live in Redis by due time; any node runs them.
+public enum TimerKind: String, Sendable {
+    /// Unpaid order (or friend-pay request) expiry.
+    case payment = "pay"
+    /// Unclaimed gift expiry.
+    case gift
+}
+
+/// One change the store applies atomically with the others of a decision.
+public enum Effect: Equatable, Sendable {
+    case saveOrder(Order)
+    case savePayment(Payment)
+    /// Move `count` key ids from the product's stock to the order (its `keyIDs` become them).
+    case allocateKeys(order: String, product: String, count: Int)
+    /// The order's unrevealed keys go back to stock.
+    case returnKeys(order: String, product: String)
+    /// The order's keys were revealed: never sold again.
+    case burnKeys(order: String, product: String)
+    /// Group membership held by `user` through orders of `product`.
+    case membership(product: String, user: String, delta: Int)
+    case schedule(order: String, TimerKind, at: Int64)
+    case unschedule(order: String, TimerKind)
+    case indexIdempotency(buyer: String, key: String, order: String)
+    case indexGiftCode(String, order: String)
+    case indexPayCode(String, order: String)
+    case push(user: String, type: String, data: JSON)
+}
+
+/// A decision of the order core: apply `effects` if every precondition holds.
+public struct Decision: Equatable, Sendable {
+    public var preconditions: [Precondition]
+    public var effects: [Effect]
+    public init(preconditions: [Precondition] = [], effects: [Effect] = []) {
+        self.preconditions = preconditions
+        self.effects = effects
+    }
+
+    public var isEmpty: Bool { effects.isEmpty }
+
+    /// The order as it will be after the decision (last save wins).
+    public var savedOrder: Order? {
+        for e in effects.reversed() { if case .saveOrder(let o) = e { return o } }
+        return nil
+    }
+
+    public var savedPayment: Payment? {
+        for e in effects.reversed() { if case .savePayment(let p) = e { return p } }
+        return nil
+    }
+}
