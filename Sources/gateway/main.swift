@@ -60,7 +60,7 @@ struct Serve: ParsableCommand {
         if let node { overrides["server.node"] = node }
         var settings = try configOptions.load(overrides: overrides)
         if dev {
-            settings.fillDevSecrets()
+            try DevSecrets.fill(&settings)
         } else {
             let missing = settings.missingSecrets()
             if !missing.isEmpty {
@@ -104,7 +104,7 @@ struct Serve: ParsableCommand {
                 let minter = TokenMinter(secret: settings.auth.secret)
                 let sample = minter.mint(Claims(sub: "u1", exp: Int64(Date().timeIntervalSince1970) + 86400, name: "Demo buyer"))
                 print("""
-                dev mode: throwaway secrets generated for this run.
+                dev mode: development secrets (kept in data/dev-secrets.json).
                   shop key:        \(settings.api.shopKey)
                   payments secret: \(settings.payments.secret)
                   token for u1:    \(sample)
@@ -143,5 +143,32 @@ struct Token: ParsableCommand {
             throw ValidationError("cannot mint that token: \(error.message)")
         }
         print(token)
+    }
+}
+
+/// `--dev` secrets are generated once and kept beside the private Redis data, so tokens
+/// and sealed card keys stay valid across restarts of a development node.
+enum DevSecrets {
+    static func fill(_ settings: inout Settings) throws {
+        let file = URL(fileURLWithPath: settings.redis.dataDir).deletingLastPathComponent().appendingPathComponent("dev-secrets.json")
+        var saved: [String: String] = [:]
+        if let data = try? Data(contentsOf: file), let json = try? JSONSerialization.jsonObject(with: data) as? [String: String] {
+            saved = json
+        }
+        func take(_ value: inout String, _ key: String) {
+            if value.isEmpty, let s = saved[key], !s.isEmpty { value = s }
+        }
+        take(&settings.auth.secret, "auth.secret")
+        take(&settings.api.shopKey, "api.shop_key")
+        take(&settings.payments.secret, "payments.secret")
+        take(&settings.keys.secret, "keys.secret")
+        settings.fillDevSecrets()
+        let out = ["auth.secret": settings.auth.secret, "api.shop_key": settings.api.shopKey,
+                   "payments.secret": settings.payments.secret, "keys.secret": settings.keys.secret]
+        if out != saved {
+            try FileManager.default.createDirectory(at: file.deletingLastPathComponent(), withIntermediateDirectories: true)
+            let data = try JSONSerialization.data(withJSONObject: out, options: [.prettyPrinted, .sortedKeys])
+            FileManager.default.createFile(atPath: file.path, contents: data, attributes: [.posixPermissions: 0o600])
+        }
     }
 }
