@@ -34,6 +34,7 @@ let package = Package(
         .target(name: "GatewayAuth", dependencies: ["GatewayProtocol", "GatewayCrypto"]),
         .target(name: "GatewayCore", dependencies: ["GatewayProtocol"]),
         .target(name: "OrderCore", dependencies: ["GatewayProtocol"]),
+        .target(name: "CommunityCore", dependencies: ["GatewayProtocol"]),
         .target(name: "GatewayConfig", dependencies: [
             .product(name: "Configuration", package: "swift-configuration"),
         ]),
@@ -44,7 +45,7 @@ let package = Package(
         // The node: connections, commands, HTTP API, Redis scripts.
         .target(name: "GatewayNode", dependencies: [
             "GatewayProtocol", "GatewayAuth", "GatewayCore", "GatewayConfig", "GatewayIO",
-            "GatewayCrypto", "CLws", "OrderCore",
+            "GatewayCrypto", "CLws", "OrderCore", "CommunityCore",
             .product(name: "Prometheus", package: "swift-prometheus"),
         ], swiftSettings: glue),
 
@@ -53,7 +54,7 @@ let package = Package(
                 swiftSettings: glue),
 
         .executableTarget(name: "gateway", dependencies: [
-            "GatewayNode", "GatewayConfig", "GatewayAuth", "OrderCore",
+            "GatewayNode", "GatewayConfig", "GatewayAuth", "OrderCore", "CommunityCore", "GatewayClient", "GatewayProtocol",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: glue),
         .executableTarget(name: "loadtest", dependencies: [
@@ -67,6 +68,7 @@ let package = Package(
         .testTarget(name: "GatewayCoreTests", dependencies: ["GatewayCore", "GatewayProtocol"]),
         .testTarget(name: "GatewayConfigTests", dependencies: ["GatewayConfig"]),
         .testTarget(name: "OrderCoreTests", dependencies: ["OrderCore", "GatewayProtocol"]),
+        .testTarget(name: "CommunityCoreTests", dependencies: ["CommunityCore", "GatewayProtocol"]),
         .testTarget(name: "IntegrationTests", dependencies: [
             "GatewayClient", "GatewayProtocol", "GatewayAuth", "GatewayCrypto",
         ], swiftSettings: glue),

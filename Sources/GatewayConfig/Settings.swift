@@ -74,6 +74,9 @@ public struct Settings: Sendable, Equatable {
         public var rateWindowSeconds: Int
         /// Whether buyers may post links (`groups.allow_links`); bots and merchants always may.
         public var allowLinks: Bool
+        /// How long a node's presence entries live without renewal (`groups.presence_ttl_s`):
+        /// a dead node's users drop out of `online` after this.
+        public var presenceTTLSeconds: Int = 30
     }
 
     public struct Limits: Sendable, Equatable {
@@ -137,7 +140,7 @@ public struct Settings: Sendable, Equatable {
         gifts: Gifts(ttlSeconds: 86_400),
         friendpay: FriendPay(ttlSeconds: 1_800),
         alerts: Alerts(cooldownSeconds: 3_600, watchTTLSeconds: 7_776_000),
-        groups: Groups(rate: 5, rateWindowSeconds: 10, allowLinks: false),
+        groups: Groups(rate: 5, rateWindowSeconds: 10, allowLinks: false, presenceTTLSeconds: 30),
         limits: Limits(maxFrame: 65_536, connectTimeoutSeconds: 10, maxQueue: 1_048_576,
                        maxBody: 8_388_608, maxViolations: 10),
         history: History(userSize: 1_000, groupSize: 1_000, productSize: 100, ttlSeconds: 86_400),
@@ -281,6 +284,7 @@ extension Settings {
             Field(key: "groups.rate", kind: .int(\.groups.rate, 1...100_000)),
             Field(key: "groups.rate_window_s", kind: .int(\.groups.rateWindowSeconds, 1...86_400)),
             Field(key: "groups.allow_links", kind: .bool(\.groups.allowLinks)),
+            Field(key: "groups.presence_ttl_s", kind: .int(\.groups.presenceTTLSeconds, 3...3600)),
             Field(key: "limits.max_frame", kind: .int(\.limits.maxFrame, 128...(16 << 20))),
             Field(key: "limits.connect_timeout", kind: .int(\.limits.connectTimeoutSeconds, 1...3_600)),
             Field(key: "limits.max_queue", kind: .int(\.limits.maxQueue, 1...gib)),

@@ -42,6 +42,10 @@ extension Node {
             if let index = client.channels.firstIndex(of: channel) {
                 client.channels.remove(at: index)
                 execute(hub.unsubscribe(client.conn.id, from: channel))
+                if let i = client.present.firstIndex(of: channel) {
+                    client.present.remove(at: i)
+                    presenceLeft(channel, user: claims.sub)
+                }
             }
             reply(client, id, .object([]), op: "unsubscribe")
         case .history(let channel, let since, let limit):
@@ -56,7 +60,7 @@ extension Node {
         case .orderGet, .giftClaim, .giftDecline, .friendpayView:
             orderCommand(client, id, command, user: claims.sub)
         case .publish, .presence, .watch, .unwatch, .watches, .moderate:
-            reply(client, id, error: GatewayError(.unavailable, "\(command.op) is not served by this node version", temporary: false), op: command.op)
+            communityCommand(client, id, command, claims)
         }
     }
 
@@ -135,9 +139,8 @@ extension Node {
         case .group: size = options.historyGroupSize
         case .product: size = options.historyProductSize
         }
-        let args: [RedisArgument] = [Keys.pubsub(channel), channel.description, type, data.serialized(), size,
-                                     options.historyTTLSeconds, newEpoch()]
-        redis.eval(Scripts.publish, keys: [Keys.meta(channel), Keys.log(channel)], args: args) { [weak self] reply in
+        let args: [RedisArgument] = [channel.description, type, data.serialized(), size, options.historyTTLSeconds, newEpoch()]
+        redis.eval(Scripts.publish, keys: [], args: args) { [weak self] reply in
             guard let self else { return }
             if let offset = reply.int, !reply.isFailure { done(.success(UInt64(offset))) } else { done(.failure(self.storageError(reply))) }
         }

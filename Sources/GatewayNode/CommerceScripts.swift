@@ -43,7 +43,7 @@ enum CommerceScripts {
 
     /// ARGV[1]: the decision as JSON {checks, ops, epoch, ttl}. Returns 1 when applied,
     /// or {0, index of the failed check}.
-    static let apply = """
+    static let apply = Scripts.publishFunction + """
     local p = cjson.decode(ARGV[1])
     for i, c in ipairs(p.checks) do
       local ok
@@ -52,23 +52,6 @@ enum CommerceScripts {
       elseif c.t == 'llen' then ok = redis.call('LLEN', c.k) >= c.n
       end
       if not ok then return {0, i} end
-    end
-    local function publish(ch, kind, data, size)
-      local meta, log = 'gw:{' .. ch .. '}:meta', 'gw:{' .. ch .. '}:log'
-      local epoch = redis.call('HGET', meta, 'epoch')
-      if not epoch then
-        epoch = p.epoch
-        redis.call('HSET', meta, 'epoch', epoch)
-      end
-      local off = redis.call('HINCRBY', meta, 'offset', 1)
-      local t = redis.call('TIME')
-      local ts = string.format('%d', t[1] * 1000 + math.floor(t[2] / 1000))
-      local push = '{"push":"' .. kind .. '","channel":"' .. ch .. '","offset":' .. off ..
-        ',"epoch":"' .. epoch .. '","ts":' .. ts .. ',"data":' .. data .. '}'
-      redis.call('XADD', log, 'MAXLEN', '~', size, '0-' .. off, 'd', push)
-      redis.call('EXPIRE', meta, p.ttl)
-      redis.call('EXPIRE', log, p.ttl)
-      redis.call('PUBLISH', 'gw:{' .. ch .. '}', off .. ' ' .. epoch .. ' ' .. push)
     end
     local function split(s)
       local out = {}
@@ -93,12 +76,16 @@ enum CommerceScripts {
       elseif o.t == 'member' then
         local n = redis.call('HINCRBY', o.k, o.f, o.d)
         if n <= 0 then redis.call('HDEL', o.k, o.f) end
+        if (n == 1 and o.d > 0) or n <= 0 then
+          local buyers = redis.call('HLEN', o.k)
+          publish('product:' .. o.p, 'product.buyers', '{"product":"' .. o.p .. '","buyers":' .. buyers .. '}', p.psize, p.ttl, p.epoch)
+        end
       elseif o.t == 'zadd' then
         redis.call('ZADD', o.k, o.s, o.m)
       elseif o.t == 'zrem' then
         redis.call('ZREM', o.k, o.m)
       elseif o.t == 'pub' then
-        publish(o.ch, o.type, o.data, o.size)
+        publish(o.ch, o.type, o.data, o.size, p.ttl, p.epoch)
       end
     end
     return 1

@@ -58,6 +58,8 @@ extension Node {
             withJSONBody(request) { self.publishFromAPI(request, caller, $0) }
         case (.GET, _) where route.count == 2 && route[0] == "products":
             getProduct(request, caller, route[1])
+        case (.PATCH, _) where route.count == 2 && route[0] == "products":
+            withJSONBody(request) { self.updateProduct(request, caller, route[1], $0) }
         default:
             if !commerceRoute(request, caller, route) {
                 fail(request, GatewayError(.notFound, "no route \(request.method.rawValue) \(request.path)"))
@@ -128,7 +130,7 @@ extension Node {
         }
     }
 
-    private func getProduct(_ request: HTTPRequest, _ caller: APICaller, _ id: String) {
+    func getProduct(_ request: HTTPRequest, _ caller: APICaller, _ id: String) {
         guard Names.isValidID(id) else { return fail(request, .badRequest("not a valid product id")) }
         redis.eval(Scripts.productView, keys: [], args: [id]) { [weak self] reply in
             guard let self else { return }

@@ -11,6 +11,8 @@ enum Keys {
     static func log(_ channel: Channel) -> String { "gw:\(tag(channel)):log" }
     /// Pub/sub channel carrying `<offset> <epoch> <push JSON>`.
     static func pubsub(_ channel: Channel) -> String { "gw:\(tag(channel))" }
+    /// Sorted set of `<node>|<user>` by expiry: who is online in a group: or product: channel.
+    static func presence(_ channel: Channel) -> String { "gw:\(tag(channel)):presence" }
     /// Hash of a product: id, merchant, title, price, currency, created_at.
     static func product(_ id: String) -> String { "gw:{product:\(id)}:info" }
 

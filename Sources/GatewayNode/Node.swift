@@ -1,4 +1,5 @@
 import CLws
+import CommunityCore
 import Foundation
 import GatewayAuth
 import GatewayCore
@@ -14,6 +15,8 @@ final class Client {
     /// The id of the `connect` command while its personal channel is being read.
     var connectRequest: Int64?
     var channels: [Channel] = []
+    /// Channels this client counts as present in (subscribed successfully).
+    var present: [Channel] = []
     var violations = 0
 
     init(conn: WSConnection) { self.conn = conn }
@@ -34,6 +37,8 @@ public final class Node: ServerDelegate {
     let orderStore: OrderStore
     let keyBox: SecretBox
     var sweeping = false
+    /// Local connections per user in each group: and product: channel, for presence.
+    var presence: [Channel: [String: Int]] = [:]
     var clients: [ConnectionID: Client] = [:]
     private(set) var draining = false
     private var drainDeadline: LoopTimer?
@@ -68,6 +73,7 @@ public final class Node: ServerDelegate {
         redis.onPubSub = { [weak self] kind, channel, payload in self?.pubsub(kind, channel, payload) }
         redis.start()
         sweepTimers()
+        refreshPresence()
         installSignalHandlers(loop)
         loop.run()
         redis.stop()
@@ -191,6 +197,10 @@ public final class Node: ServerDelegate {
             ]
             count(op: "connect", "ok")
         }
+        if channel.kind != .user, let user = client.claims?.sub {
+            client.present.append(channel)
+            presenceJoined(channel, user: user)
+        }
         fields += [("channel", .string(channel.description)), ("offset", .int(Int64(result.offset))),
                    ("epoch", .string(result.epoch)), ("recovered", .bool(result.recovered))]
         client.conn.send(ReplyEncoder.okWithPublications(id: request, fields: fields,
@@ -218,6 +228,7 @@ public final class Node: ServerDelegate {
         metrics.framesSent += conn.framesSent
         for channel in client.channels {
             execute(hub.unsubscribe(conn.id, from: channel))
+            if let user = client.claims?.sub, client.present.contains(channel) { presenceLeft(channel, user: user) }
         }
         client.conn.context = nil
         if draining && clients.isEmpty { finishDrain() }

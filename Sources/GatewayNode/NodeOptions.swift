@@ -24,6 +24,12 @@ public struct NodeOptions: Sendable {
     /// 32 bytes: seals card keys at rest and keys their fingerprints.
     public var keysSecret: [UInt8]
     public var commerce: CommerceTimes
+    public var groupRate = 5
+    public var groupRateWindowSeconds = 10
+    public var allowLinks = false
+    public var alertCooldownSeconds = 3600
+    public var watchTTLSeconds = 7_776_000
+    public var presenceTTLSeconds = 30
 
     public init(nodeName: String, host: String, port: Int, redisHost: String, redisPort: Int,
                 authSecret: String, shopKey: String, merchantKeys: [String: String],

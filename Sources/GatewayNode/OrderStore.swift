@@ -32,9 +32,9 @@ final class OrderStore {
     enum LoadMode: String { case order, payment, gift, pay, product }
 
     func load(_ mode: LoadMode, _ id: String, _ done: @escaping (Result<CommerceSnapshot, GatewayError>) -> Void) {
-        redis.eval(CommerceScripts.load, keys: [], args: [mode.rawValue, id]) { reply in
+        redis.eval(CommerceScripts.load, keys: [], args: [mode.rawValue, id]) { [self] reply in
             guard let items = reply.array, items.count == 4, let stock = items[3].int else {
-                return done(.failure(reply.isFailure ? .redisUnavailable : GatewayError(.internal, "unexpected store reply")))
+                return done(.failure(self.failure(reply, "unexpected store reply")))
             }
             func record(_ r: RedisReply) -> [String: String] {
                 var out: [String: String] = [:]
@@ -87,11 +87,25 @@ final class OrderStore {
     func apply(_ decision: Decision, _ done: @escaping (Result<Bool, GatewayError>) -> Void) {
         let program = JSON.object([("checks", .array(decision.preconditions.map(check))),
                                    ("ops", .array(decision.effects.map(op))),
-                                   ("epoch", .string(newEpoch())), ("ttl", .int(Int64(historyTTL)))])
-        redis.eval(CommerceScripts.apply, keys: [], args: [program.serialized()]) { reply in
+                                   ("epoch", .string(newEpoch())), ("ttl", .int(Int64(historyTTL))),
+                                   ("psize", .int(Int64(historySize(.product))))])
+        redis.eval(CommerceScripts.apply, keys: [], args: [program.serialized()]) { [self] reply in
             if reply.int == 1 { return done(.success(true)) }
             if let a = reply.array, a.first?.int == 0 { return done(.success(false)) }
-            done(.failure(reply.isFailure ? .redisUnavailable : GatewayError(.internal, "store refused the change")))
+            done(.failure(self.failure(reply, "store refused the change")))
+        }
+    }
+
+    /// A script error is a bug or a Redis problem: log it, answer `internal` or `unavailable`.
+    private func failure(_ reply: RedisReply, _ what: String) -> GatewayError {
+        switch reply {
+        case .error(let message):
+            FileHandle.standardError.write(Data("order store: \(what): \(message)\n".utf8))
+            return GatewayError(.internal, what)
+        case .disconnected:
+            return .redisUnavailable
+        default:
+            return GatewayError(.internal, what)
         }
     }
 
@@ -135,7 +149,7 @@ final class OrderStore {
                             ("burned", .string(CommerceKeys.burned(product)))])
         case .membership(let product, let user, let delta):
             return .object([("t", .string("member")), ("k", .string(CommerceKeys.members(product))), ("f", .string(user)),
-                            ("d", .int(Int64(delta)))])
+                            ("d", .int(Int64(delta))), ("p", .string(product))])
         case .schedule(let order, let kind, let at):
             return .object([("t", .string("zadd")), ("k", .string(CommerceKeys.timers)), ("s", .int(at)),
                             ("m", .string("\(kind.rawValue):\(order)"))])

@@ -1,24 +1,32 @@
 /// Lua scripts: each applies one decision atomically in Redis.
 enum Scripts {
-    /// Appends a push to a channel's history and announces it.
-    /// KEYS: meta, log. ARGV: pubsub name, channel, push type, data JSON, history size,
-    /// ttl seconds, epoch to use if the channel has none. Returns the new offset.
-    static let publish = """
-    local epoch = redis.call('HGET', KEYS[1], 'epoch')
-    if not epoch then
-      epoch = ARGV[7]
-      redis.call('HSET', KEYS[1], 'epoch', epoch)
+    /// Appends a push to a channel's history, then announces it: the one way anything
+    /// is published. Shared by every script that publishes.
+    static let publishFunction = """
+    local function publish(ch, kind, data, size, ttl, epoch0)
+      local meta, log = 'gw:{' .. ch .. '}:meta', 'gw:{' .. ch .. '}:log'
+      local epoch = redis.call('HGET', meta, 'epoch')
+      if not epoch then
+        epoch = epoch0
+        redis.call('HSET', meta, 'epoch', epoch)
+      end
+      local off = redis.call('HINCRBY', meta, 'offset', 1)
+      local t = redis.call('TIME')
+      local ts = string.format('%d', t[1] * 1000 + math.floor(t[2] / 1000))
+      local push = '{"push":"' .. kind .. '","channel":"' .. ch .. '","offset":' .. off ..
+        ',"epoch":"' .. epoch .. '","ts":' .. ts .. ',"data":' .. data .. '}'
+      redis.call('XADD', log, 'MAXLEN', '~', size, '0-' .. off, 'd', push)
+      redis.call('EXPIRE', meta, ttl)
+      redis.call('EXPIRE', log, ttl)
+      redis.call('PUBLISH', 'gw:{' .. ch .. '}', off .. ' ' .. epoch .. ' ' .. push)
+      return off
     end
-    local off = redis.call('HINCRBY', KEYS[1], 'offset', 1)
-    local t = redis.call('TIME')
-    local ts = string.format('%d', t[1] * 1000 + math.floor(t[2] / 1000))
-    local push = '{"push":"' .. ARGV[3] .. '","channel":"' .. ARGV[2] .. '","offset":' .. off ..
-      ',"epoch":"' .. epoch .. '","ts":' .. ts .. ',"data":' .. ARGV[4] .. '}'
-    redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], '0-' .. off, 'd', push)
-    redis.call('EXPIRE', KEYS[1], ARGV[6])
-    redis.call('EXPIRE', KEYS[2], ARGV[6])
-    redis.call('PUBLISH', ARGV[1], off .. ' ' .. epoch .. ' ' .. push)
-    return off
+
+    """
+
+    /// ARGV: channel, push type, data JSON, history size, ttl seconds, epoch if new. Returns the offset.
+    static let publish = publishFunction + """
+    return publish(ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6])
     """
 
     /// A channel's position, and what came after `since` when it can be recovered.

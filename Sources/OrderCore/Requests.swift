@@ -31,8 +31,12 @@ public struct OrderRequest: Equatable, Sendable {
         default: return .failure(.badRequest("\"quantity\" must be a whole number"))
         }
         guard (1...Int64(maxQuantity)).contains(quantity) else { return .failure(.badRequest("\"quantity\" must be 1 to \(maxQuantity)")) }
-        let kindText = json["kind"]?.stringValue ?? "normal"
-        guard let kind = OrderKind(rawValue: kindText) else { return .failure(.badRequest("\"kind\" must be normal, gift or friendpay")) }
+        let kindText: String?
+        switch json["kind"] {
+        case nil, .null?: kindText = "normal"
+        case let k?: kindText = k.stringValue
+        }
+        guard let kind = kindText.flatMap(OrderKind.init) else { return .failure(.badRequest("\"kind\" must be normal, gift or friendpay")) }
         var request = OrderRequest(buyer: buyer, product: product, quantity: Int(quantity), kind: kind)
         if let gift = json["gift"], !gift.isNull {
             guard kind == .gift, gift.objectValue != nil else { return .failure(.badRequest("\"gift\" goes with kind gift, as an object")) }
@@ -45,7 +49,8 @@ public struct OrderRequest: Equatable, Sendable {
                 guard let text = m.stringValue, text.count <= maxGiftMessage else {
                     return .failure(.badRequest("\"gift.message\" must be text of at most \(maxGiftMessage) characters"))
                 }
-                request.giftMessage = text
+                // "" reads back from the record as no message: store none, so both agree.
+                request.giftMessage = text.isEmpty ? nil : text
             }
         }
         if let fp = json["friendpay"], !fp.isNull {

@@ -1,6 +1,7 @@
 import Foundation
 import GatewayAuth
 import GatewayClient
+import GatewayCrypto
 import GatewayProtocol
 import XCTest
 
@@ -310,4 +311,73 @@ class IntegrationCase: XCTestCase {
         return r.json?["offset"]?.intValue ?? -1
     }
 
+
+    // MARK: Shop and payment provider
+
+    func uploadKeys(_ node: GatewayNodeProcess, _ product: String, _ keys: [String]) throws -> JSON {
+        let body = JSON.object([("keys", .array(keys.map { .string($0) }))]).serialized()
+        let r = try node.http("POST", "/api/v1/products/\(product)/keys", body: body)
+        XCTAssertEqual(r.status, 200, r.text)
+        return try XCTUnwrap(r.json)
+    }
+
+    func order(_ node: GatewayNodeProcess, _ body: String, status: Int = 201) throws -> JSON {
+        let r = try node.http("POST", "/api/v1/orders", body: body)
+        XCTAssertEqual(r.status, status, r.text)
+        return r.json ?? .null
+    }
+
+    func pay(_ node: GatewayNodeProcess, _ orderID: String, payer: String) throws -> JSON {
+        let r = try node.http("POST", "/api/v1/orders/\(orderID)/payments", body: #"{"payer":"\#(payer)"}"#)
+        XCTAssertEqual(r.status, 201, r.text)
+        return try XCTUnwrap(r.json?["payment"])
+    }
+
+    func signedNotify(_ node: GatewayNodeProcess, _ body: String, secret: String = TestSecrets.payments) throws -> HTTPResponse {
+        let sig = Crypto.hex(Crypto.hmacSHA256(key: Array(secret.utf8), message: Array(body.utf8)))
+        return try node.http("POST", "/api/v1/payments/notify", body: body, key: nil, headers: ["X-Signature": sig])
+    }
+
+    func notifyBody(_ payment: JSON, status: String = "success", amount: Int64? = nil, currency: String? = nil, order: String? = nil) -> String {
+        JSON.object([("payment", payment["id"]!), ("order", .string(order ?? payment["order"]!.stringValue!)),
+                     ("amount", .int(amount ?? payment["amount"]!.intValue!)),
+                     ("currency", .string(currency ?? payment["currency"]!.stringValue!)),
+                     ("status", .string(status)), ("trade_no", .string("T\(Int.random(in: 1...1_000_000))"))]).serialized()
+    }
+
+    func getOrder(_ node: GatewayNodeProcess, _ id: String) throws -> JSON {
+        let r = try node.http("GET", "/api/v1/orders/\(id)")
+        XCTAssertEqual(r.status, 200, r.text)
+        return try XCTUnwrap(r.json)
+    }
+
+    func product(_ node: GatewayNodeProcess, _ id: String) throws -> JSON {
+        try XCTUnwrap(try node.http("GET", "/api/v1/products/\(id)").json)
+    }
+
+    /// Pushes seen while waiting for another type, per session, so order does not matter.
+    private var stash: [ObjectIdentifier: [JSON]] = [:]
+
+    /// The next push of `type` on `s` (in any order relative to other types).
+    func push(_ s: GatewaySession, _ type: String, timeout: Double = 5) -> JSON? {
+        let key = ObjectIdentifier(s)
+        if let i = stash[key]?.firstIndex(where: { $0["push"]?.stringValue == type }) {
+            return stash[key]!.remove(at: i)
+        }
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline, let p = s.nextPush(timeout: deadline.timeIntervalSinceNow) {
+            if p["push"]?.stringValue == type { return p }
+            stash[key, default: []].append(p)
+        }
+        return nil
+    }
+
+    /// Creates, pays and confirms an order: `buyer` then owns a delivered order of `product`.
+    @discardableResult
+    func buy(_ node: GatewayNodeProcess, _ buyer: String, _ product: String) throws -> JSON {
+        let created = try order(node, #"{"buyer":"\#(buyer)","product":"\#(product)"}"#)
+        let payment = try pay(node, created["id"]!.stringValue!, payer: buyer)
+        XCTAssertEqual(try signedNotify(node, notifyBody(payment)).status, 200)
+        return try getOrder(node, created["id"]!.stringValue!)
+    }
 }

@@ -10,7 +10,7 @@ struct Gateway: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "gateway",
         abstract: "Realtime notification and community gateway of the card-key shop.",
-        subcommands: [Serve.self, Token.self],
+        subcommands: [Serve.self, Token.self, Bot.self],
         defaultSubcommand: Serve.self)
 }
 
@@ -84,7 +84,7 @@ struct Serve: ParsableCommand {
         defer { privateRedis?.stop() }
 
         let nodeName = settings.nodeName()
-        let options = NodeOptions(
+        var options = NodeOptions(
             nodeName: nodeName, host: settings.server.host, port: settings.server.port,
             redisHost: redisHost, redisPort: redisPort, authSecret: settings.auth.secret,
             shopKey: settings.api.shopKey, merchantKeys: settings.api.merchantKeys,
@@ -97,6 +97,12 @@ struct Serve: ParsableCommand {
             commerce: CommerceTimes(orderTTL: Int64(settings.orders.ttlSeconds) * 1000, giftTTL: Int64(settings.gifts.ttlSeconds) * 1000,
                                     friendpayTTL: Int64(settings.friendpay.ttlSeconds) * 1000,
                                     paymentGrace: Int64(settings.payments.graceSeconds) * 1000))
+        options.groupRate = settings.groups.rate
+        options.groupRateWindowSeconds = settings.groups.rateWindowSeconds
+        options.allowLinks = settings.groups.allowLinks
+        options.alertCooldownSeconds = settings.alerts.cooldownSeconds
+        options.watchTTLSeconds = settings.alerts.watchTTLSeconds
+        options.presenceTTLSeconds = settings.groups.presenceTTLSeconds
         let gateway = Node(options: options)
         try gateway.run { port in
             print("gateway node \(nodeName) listening on ws://\(settings.server.host):\(port)/ws and http://\(settings.server.host):\(port)/")

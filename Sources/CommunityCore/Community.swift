@@ -1,0 +1,87 @@
+import GatewayProtocol
+
+/// A watch on a product's price, as stored per watcher.
+public struct Watch: Equatable, Sendable {
+    public var product: String
+    public var user: String
+    /// Explicit threshold; without it the price at watch time is the baseline.
+    public var below: Int64?
+    public var baseline: Int64
+    public var lastAlerted: Int64?
+    public var lastAlertAt: Int64?
+    public var expiresAt: Int64
+
+    public init(product: String, user: String, below: Int64?, baseline: Int64, lastAlerted: Int64? = nil,
+                lastAlertAt: Int64? = nil, expiresAt: Int64) {
+        self.product = product
+        self.user = user
+        self.below = below
+        self.baseline = baseline
+        self.lastAlerted = lastAlerted
+        self.lastAlertAt = lastAlertAt
+        self.expiresAt = expiresAt
+    }
+
+    /// An alert needs a price strictly below this.
+    public var threshold: Int64 { below ?? baseline }
+
+    /// `below|baseline|lastAlerted|lastAlertAt|expiresAt`, empty for none: one hash field per watcher.
+    public var record: String {
+        [below.map(String.init) ?? "", String(baseline), lastAlerted.map(String.init) ?? "",
+         lastAlertAt.map(String.init) ?? "", String(expiresAt)].joined(separator: "|")
+    }
+
+    public init?(product: String, user: String, record: String) {
+        let p = record.split(separator: "|", omittingEmptySubsequences: false).map(String.init)
+        guard p.count == 5, let baseline = Int64(p[1]), let expiresAt = Int64(p[4]) else { return nil }
+        self.init(product: product, user: user, below: Int64(p[0]), baseline: baseline, lastAlerted: Int64(p[2]),
+                  lastAlertAt: Int64(p[3]), expiresAt: expiresAt)
+    }
+
+    public func json(price: Int64?) -> JSON {
+        var f: [(String, JSON)] = [("product", .string(product))]
+        if let price { f.append(("price", .int(price))) }
+        f.append(("below", .int(threshold)))
+        return .object(f)
+    }
+}
+
+/// Price-drop rules (PROTOCOL.md section 3): alert below the threshold and below the
+/// last alerted price; at most one alert per cooldown unless the price is a new low.
+public enum AlertRules {
+    public static func shouldAlert(_ w: Watch, newPrice: Int64, now: Int64, cooldownMs: Int64) -> Bool {
+        guard now < w.expiresAt, newPrice < w.threshold else { return false }
+        guard let last = w.lastAlerted else { return true }
+        guard newPrice < last else { return false }
+        if let at = w.lastAlertAt, now - at < cooldownMs {
+            // A new low for this watch passes the cooldown; with the rule above every
+            // alert is one, so the cooldown only matters once a watch is re-armed.
+            return newPrice < last
+        }
+        return true
+    }
+
+    /// The watch after its alert went out.
+    public static func alerted(_ w: Watch, price: Int64, now: Int64) -> Watch {
+        var w = w
+        w.lastAlerted = price
+        w.lastAlertAt = now
+        return w
+    }
+
+    public static func alertData(_ w: Watch, title: String, previous: Int64, price: Int64, currency: String) -> JSON {
+        var f: [(String, JSON)] = [("product", .string(w.product)), ("title", .string(title)), ("previous", .int(previous)),
+                                   ("price", .int(price)), ("currency", .string(currency))]
+        if let below = w.below { f.append(("below", .int(below))) }
+        return .object(f)
+    }
+}
+
+/// Group message rules that need no storage: links from buyers.
+public enum GroupRules {
+    /// `http://`, `https://` or `www.` anywhere, any case.
+    public static func containsLink(_ text: String) -> Bool {
+        let lower = text.lowercased()
+        return lower.contains("http://") || lower.contains("https://") || lower.contains("www.")
+    }
+}

@@ -1,0 +1,229 @@
+import CommunityCore
+import Foundation
+import GatewayAuth
+import GatewayIO
+import GatewayProtocol
+
+/// Buyer groups, presence, moderation and price watches on the node.
+extension Node {
+    var presenceTTLMs: Int64 { Int64(options.presenceTTLSeconds) * 1000 }
+    static let alertBatch = 1_000
+
+    // MARK: Commands
+
+    func communityCommand(_ client: Client, _ id: Int64, _ command: Command, _ claims: Claims) {
+        let op = command.op
+        let answer: (Result<JSON, GatewayError>) -> Void = { [weak self] result in
+            guard let self, self.clients[client.conn.id] === client else { return }
+            switch result {
+            case .success(let json): self.reply(client, id, json, op: op)
+            case .failure(let e): self.reply(client, id, error: e, op: op)
+            }
+        }
+        switch command {
+        case .publish(let channel, let text, let replyTo):
+            authorize(claims, channel, op: op) { error in
+                if let error { return answer(.failure(error)) }
+                self.groupPublish(claims, product: channel.id, text: text, replyTo: replyTo, answer)
+            }
+        case .presence(let channel):
+            authorize(claims, channel, op: op) { error in
+                if let error { return answer(.failure(error)) }
+                self.redis.eval(CommunityScripts.presence, keys: [], args: [channel.description, channel.id, self.now]) { reply in
+                    guard let items = reply.array, items.count >= 2, let online = items[0].int, let buyers = items[1].int else {
+                        return answer(.failure(self.storageError(reply)))
+                    }
+                    answer(.success(.object([("online", .int(online)), ("buyers", .int(buyers)),
+                                             ("users", .array(items.dropFirst(2).compactMap { $0.text.map(JSON.string) }))])))
+                }
+            }
+        case .moderate(let channel, let action, let user, let offset, let seconds):
+            guard claims.products.contains(channel.id), claims.role == .merchant || (claims.role == .bot && claims.moderator) else {
+                return answer(.failure(.forbidden("only the product's merchant or a moderator bot may moderate")))
+            }
+            let until = now + (seconds ?? 3600) * 1000
+            let args: [RedisArgument] = [channel.id, action.rawValue, user ?? "", until, offset ?? 0,
+                                         options.historyGroupSize, options.historyTTLSeconds, newEpoch()]
+            redis.eval(CommunityScripts.moderate, keys: [], args: args) { reply in
+                switch reply.int {
+                case 1?: answer(.success(.object([])))
+                case 0?: answer(.failure(.notFound("no message at offset \(offset ?? 0) in \(channel)")))
+                default: answer(.failure(self.storageError(reply)))
+                }
+            }
+        case .watch(let product, let below):
+            let ttl = Int64(options.watchTTLSeconds) * 1000
+            redis.eval(CommunityScripts.watch, keys: [], args: [product, claims.sub, below.map { String($0) } ?? "", now, ttl]) { reply in
+                guard let price = reply.int else { return answer(.failure(self.storageError(reply))) }
+                if price < 0 { return answer(.failure(.notFound("no product \(product)"))) }
+                answer(.success(.object([("product", .string(product)), ("price", .int(price)), ("below", .int(below ?? price))])))
+            }
+        case .unwatch(let product):
+            redis.eval(CommunityScripts.unwatch, keys: [], args: [product, claims.sub]) { reply in
+                answer(reply.isFailure ? .failure(self.storageError(reply)) : .success(.object([])))
+            }
+        case .watches:
+            redis.eval(CommunityScripts.watches, keys: [], args: [claims.sub]) { reply in
+                guard let items = reply.array else { return answer(.failure(self.storageError(reply))) }
+                var list: [JSON] = []
+                var i = 0
+                while i + 2 < items.count {
+                    if let p = items[i].text, let r = items[i + 1].text, let w = Watch(product: p, user: claims.sub, record: r),
+                       w.expiresAt > self.now {
+                        list.append(w.json(price: items[i + 2].int))
+                    }
+                    i += 3
+                }
+                answer(.success(.object([("watches", .array(list))])))
+            }
+        default:
+            answer(.failure(.badRequest("not a community command")))
+        }
+    }
+
+    private func groupPublish(_ claims: Claims, product: String, text: String, replyTo: UInt64?,
+                              _ answer: @escaping (Result<JSON, GatewayError>) -> Void) {
+        let buyer = claims.role == .buyer
+        if buyer && !options.allowLinks && GroupRules.containsLink(text) {
+            return answer(.failure(.forbidden("links are not allowed in group messages")))
+        }
+        var data: [(String, JSON)] = [("from", .string(claims.sub))]
+        if let name = claims.name { data.append(("name", .string(name))) }
+        data += [("role", .string(claims.role.rawValue)), ("text", .string(text))]
+        if let replyTo { data.append(("reply_to", .int(Int64(replyTo)))) }
+        let args: [RedisArgument] = [product, claims.sub, buyer ? "1" : "0", options.groupRate,
+                                     options.groupRateWindowSeconds * 1000, JSON.object(data).serialized(),
+                                     options.historyGroupSize, options.historyTTLSeconds, newEpoch()]
+        redis.eval(CommunityScripts.groupPublish, keys: [], args: args) { reply in
+            guard let items = reply.array, let first = items.first?.int else { return answer(.failure(self.storageError(reply))) }
+            switch first {
+            case -1: answer(.failure(.forbidden("you are muted in this group")))
+            case -2:
+                let retry = items.count > 1 ? items[1].int ?? 0 : 0
+                answer(.failure(GatewayError(.rateLimited, "at most \(self.options.groupRate) messages per \(self.options.groupRateWindowSeconds) s",
+                                             temporary: true, retryAfterMs: max(retry, 1))))
+            default: answer(.success(.object([("offset", .int(first))])))
+            }
+        }
+    }
+
+    // MARK: Presence
+
+    /// A connection of `user` now listens to `channel` (group: and product: only).
+    func presenceJoined(_ channel: Channel, user: String) {
+        guard channel.kind != .user else { return }
+        var users = presence[channel] ?? [:]
+        users[user, default: 0] += 1
+        presence[channel] = users
+        if users[user] == 1 {
+            redis.send(["ZADD", Keys.presence(channel), now + presenceTTLMs, "\(options.nodeName)|\(user)"]) { _ in }
+        }
+    }
+
+    func presenceLeft(_ channel: Channel, user: String) {
+        guard channel.kind != .user, var users = presence[channel], let n = users[user] else { return }
+        if n > 1 {
+            users[user] = n - 1
+        } else {
+            users[user] = nil
+            redis.send(["ZREM", Keys.presence(channel), "\(options.nodeName)|\(user)"]) { _ in }
+        }
+        presence[channel] = users.isEmpty ? nil : users
+    }
+
+    /// Every node renews its entries; a dead node's entries age out.
+    func refreshPresence() {
+        loop.schedule(afterMs: options.presenceTTLSeconds * 1000 / 3) { [weak self] in
+            guard let self else { return }
+            defer { self.refreshPresence() }
+            guard self.redis.isReady else { return }
+            let until = self.now + presenceTTLMs
+            for (channel, users) in self.presence {
+                var args: [RedisArgument] = ["ZADD", Keys.presence(channel)]
+                for user in users.keys { args += [until, "\(self.options.nodeName)|\(user)"] }
+                self.redis.send(args) { _ in }
+                self.redis.send(["ZREMRANGEBYSCORE", Keys.presence(channel), "-inf", self.now]) { _ in }
+            }
+        }
+    }
+
+    // MARK: Prices
+
+    /// `PATCH /api/v1/products/{id}`: a lower price announces `product.price` and alerts watchers.
+    func updateProduct(_ request: HTTPRequest, _ caller: APICaller, _ id: String, _ body: JSON) {
+        var price = ""
+        if let p = body["price"], !p.isNull {
+            guard case .int(let v) = p, v >= 0 else { return fail(request, .badRequest("\"price\" must be a whole number of minor units, 0 or more")) }
+            price = String(v)
+        }
+        var title = ""
+        if let t = body["title"], !t.isNull {
+            guard let v = t.stringValue, (1...200).contains(v.trimmingCharacters(in: .whitespaces).count) else {
+                return fail(request, .badRequest("\"title\" must be 1 to 200 characters"))
+            }
+            title = v
+        }
+        guard Names.isValidID(id) else { return fail(request, .badRequest("not a valid product id")) }
+        let go = {
+            let args: [RedisArgument] = [id, price, title, self.options.historyProductSize, self.options.historyTTLSeconds, self.newEpoch()]
+            self.redis.eval(CommunityScripts.updateProduct, keys: [], args: args) { reply in
+                guard let r = reply.array else { return self.fail(request, self.storageError(reply)) }
+                guard r.count == 5, let previous = r[0].int, let now = r[1].int, let title = r[2].text, let currency = r[3].text
+                else { return self.fail(request, .notFound("no product \(id)")) }
+                self.getProduct(request, caller, id)
+                if now < previous {
+                    self.alertWatchers(product: id, title: title, previous: previous, price: now, currency: currency, start: 0,
+                                       started: DispatchTime.now().uptimeNanoseconds, sent: 0)
+                }
+            }
+        }
+        guard case .merchant(let m) = caller else { return go() }
+        redis.send(["HGET", Keys.product(id), "merchant"]) { reply in
+            guard let owner = reply.text else { return self.fail(request, reply.isFailure ? self.storageError(reply) : .notFound("no product \(id)")) }
+            guard owner == m else { return self.fail(request, .forbidden("product \(id) belongs to another merchant")) }
+            go()
+        }
+    }
+
+    /// Walks the watchers above the new price a page at a time; each page is one Redis
+    /// round trip to read and one to send, so the loop never stalls on a big product.
+    func alertWatchers(product: String, title: String, previous: Int64, price: Int64, currency: String, start: Int,
+                       started: UInt64, sent: Int) {
+        redis.eval(CommunityScripts.watchersBelow, keys: [], args: [product, price, start, Self.alertBatch]) { reply in
+            guard let items = reply.array, !items.isEmpty else {
+                if sent > 0 {
+                    let ms = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e6
+                    self.log("price drop on \(product): \(sent) alerts in \(String(format: "%.0f", ms)) ms")
+                }
+                return
+            }
+            let now = self.now
+            let cooldown = Int64(self.options.alertCooldownSeconds) * 1000
+            var args: [RedisArgument] = [product, self.options.historyUserSize, self.options.historyTTLSeconds, self.newEpoch()]
+            var count = 0
+            var i = 0
+            while i + 1 < items.count {
+                defer { i += 2 }
+                guard let user = items[i].text, let record = items[i + 1].text,
+                      let watch = Watch(product: product, user: user, record: record),
+                      AlertRules.shouldAlert(watch, newPrice: price, now: now, cooldownMs: cooldown) else { continue }
+                let after = AlertRules.alerted(watch, price: price, now: now)
+                args += [user, record, after.record,
+                         AlertRules.alertData(watch, title: title, previous: previous, price: price, currency: currency).serialized()]
+                count += 1
+            }
+            let pageSize = items.count / 2
+            let next = { (delivered: Int) in
+                guard pageSize == Self.alertBatch else {
+                    let ms = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e6
+                    self.log("price drop on \(product): \(sent + delivered) alerts in \(String(format: "%.0f", ms)) ms")
+                    return
+                }
+                self.alertWatchers(product: product, title: title, previous: previous, price: price, currency: currency,
+                                   start: start + Self.alertBatch, started: started, sent: sent + delivered)
+            }
+            guard count > 0 else { return next(0) }
+            self.redis.eval(CommunityScripts.sendAlerts, keys: [], args: args) { reply in next(Int(reply.int ?? 0)) }
+        }
+    }
+}
