@@ -50,6 +50,7 @@ enum CommerceScripts {
       if c.t == 'hv' then ok = redis.call('HGET', c.k, 'version') == c.v
       elseif c.t == 'absent' then ok = redis.call('EXISTS', c.k) == 0
       elseif c.t == 'llen' then ok = redis.call('LLEN', c.k) >= c.n
+      elseif c.t == 'llen<' then ok = redis.call('LLEN', c.k) < c.n
       end
       if not ok then return {0, i} end
     end

@@ -123,6 +123,8 @@ final class OrderStore {
             .object([("t", .string("absent")), ("k", .string(CommerceKeys.idempotency(buyer, key)))])
         case .stockAtLeast(let product, let n):
             .object([("t", .string("llen")), ("k", .string(CommerceKeys.stock(product))), ("n", .int(Int64(n)))])
+        case .stockBelow(let product, let n):
+            .object([("t", .string("llen<")), ("k", .string(CommerceKeys.stock(product))), ("n", .int(Int64(n)))])
         }
     }
 

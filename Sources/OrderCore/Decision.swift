@@ -9,6 +9,7 @@ public enum Precondition: Equatable, Sendable {
     case paymentVersion(String, Int)
     case paymentAbsent(String)
     case stockAtLeast(product: String, Int)
+    case stockBelow(product: String, Int)
     case idempotencyAbsent(buyer: String, key: String)
 }
 

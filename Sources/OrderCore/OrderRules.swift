@@ -130,6 +130,8 @@ public struct OrderRules: Sendable {
         order.paidAt = now
         d.effects.append(.unschedule(order: order.id, .payment))
         guard stock >= order.quantity else {
+            // Only while stock is still short: keys uploaded meanwhile make this decide again.
+            d.preconditions.append(.stockBelow(product: order.product, order.quantity))
             order.status = .abnormal
             d.effects.append(.saveOrder(order))
             d.effects += statusPushes(order)
@@ -182,6 +184,7 @@ public struct OrderRules: Sendable {
         guard claimer != order.buyer else { return .failure(.forbidden("the buyer cannot claim their own gift")) }
         if let to = gift.to, to != claimer { return .failure(.forbidden("this gift is for someone else")) }
         guard gift.status == .pending else { return .failure(GatewayError(.gone, "this gift was already \(gift.status.rawValue)")) }
+        if let expires = gift.expiresAt, now >= expires { return .failure(GatewayError(.gone, "this gift expired")) }
         switch order.status {
         case .paid: break
         case .pendingPayment: return .failure(GatewayError(.conflict, "this gift is not paid yet"))
@@ -206,6 +209,7 @@ public struct OrderRules: Sendable {
         guard let gift = order.gift, order.kind == .gift else { return .failure(.notFound("no such gift")) }
         if let to = gift.to, to != user { return .failure(.forbidden("only \(to) may decline this gift")) }
         guard gift.status == .pending else { return .failure(GatewayError(.gone, "this gift was already \(gift.status.rawValue)")) }
+        if let expires = gift.expiresAt, now >= expires { return .failure(GatewayError(.gone, "this gift expired")) }
         switch order.status {
         case .paid: return .success(unwindGift(order, payment: payment, status: .declined, by: user, now: now))
         case .pendingPayment: return .failure(GatewayError(.conflict, "this gift is not paid yet"))

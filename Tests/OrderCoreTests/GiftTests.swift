@@ -87,6 +87,15 @@ final class GiftTests: XCTestCase {
         assertFailure(rules.claim(expired, by: "u5", now: later + 1), .gone)
     }
 
+    /// Past its expiry a gift is gone even before the timer sweep has run.
+    func testClaimOrDeclineAfterExpiryTimeIsGone() throws {
+        let (o, p) = try paidGift(to: "u3")
+        let expiry = paidAt + Fx.giftTTL
+        XCTAssertNoThrow(try success(rules.claim(o, by: "u3", now: expiry - 1)))
+        assertFailure(rules.claim(o, by: "u3", now: expiry), .gone)
+        assertFailure(rules.decline(o, by: "u3", payment: p, now: expiry + 5), .gone)
+    }
+
     func testUnpaidGiftIsConflict() throws {
         let o = try create(Fx.request(.gift, giftTo: "u3"))
         assertFailure(rules.claim(o, by: "u3", now: later), .conflict)

@@ -156,7 +156,7 @@ final class NotifyTests: XCTestCase {
         for stock in [0, 2] {
             let d = try success(rules.notify(Fx.notice(p), payment: p, order: o, stock: stock, now: now))
             let abnormal = paidOrder(o, .abnormal, by: "u1", at: now)
-            XCTAssertEqual(d.preconditions, [.paymentVersion("pay-1", 1), .orderVersion("o-1", 1)])
+            XCTAssertEqual(d.preconditions, [.paymentVersion("pay-1", 1), .orderVersion("o-1", 1), .stockBelow(product: "p1", 3)])
             assertEffects(d, [
                 .savePayment(paidVersion(p, .succeeded)),
                 .unschedule(order: "o-1", .payment),
@@ -271,7 +271,7 @@ final class NotifyTests: XCTestCase {
         let (o, p) = try pending(Fx.request(.gift, quantity: 2, giftTo: "u3"))
         let d = try success(rules.notify(Fx.notice(p), payment: p, order: o, stock: 1, now: now))
         let abnormal = paidOrder(o, .abnormal, by: "u1", at: now)
-        XCTAssertEqual(d.preconditions, [.paymentVersion("pay-1", 1), .orderVersion("o-1", 1)])
+        XCTAssertEqual(d.preconditions, [.paymentVersion("pay-1", 1), .orderVersion("o-1", 1), .stockBelow(product: "p1", 2)])
         assertEffects(d, [
             .savePayment(paidVersion(p, .succeeded)),
             .unschedule(order: "o-1", .payment),
