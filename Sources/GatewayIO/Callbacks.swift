@@ -71,11 +71,13 @@ func gatewayCallback(_ wsi: OpaquePointer?, _ reason: lws_callback_reasons, _ us
     case LWS_CALLBACK_ESTABLISHED:
         let conn = WSConnection(id: loop.newConnectionID(), wsi: wsi, loop: loop)
         store(conn, in: user)
+        loop.liveness.add(conn)
         loop.delegate?.connectionOpened(conn)
         return 0
 
     case LWS_CALLBACK_RECEIVE:
         guard let conn = load(user, as: WSConnection.self), !conn.isClosing else { return 0 }
+        conn.touch()
         let final = lws_is_final_fragment(wsi) != 0 && lws_remaining_packet_payload(wsi) == 0
         let chunk = UnsafeRawBufferPointer(start: input, count: len)
         if final && conn.rxAssembly.isEmpty {
@@ -99,12 +101,13 @@ func gatewayCallback(_ wsi: OpaquePointer?, _ reason: lws_callback_reasons, _ us
         guard let conn = load(user, as: WSConnection.self) else { return 0 }
         return conn.writable()
 
-    case LWS_CALLBACK_TIMER:
-        if let conn = load(user, as: WSConnection.self) { loop.delegate?.connectionTimer(conn) }
+    case LWS_CALLBACK_RECEIVE_PONG:
+        load(user, as: WSConnection.self)?.touch()
         return 0
 
     case LWS_CALLBACK_CLOSED:
         if let conn = load(user, as: WSConnection.self) {
+            conn.isGone = true
             loop.delegate?.connectionClosed(conn)
             clear(user)
         }

@@ -63,16 +63,47 @@ public final class WSConnection {
         lws_callback_on_writable(wsi)
     }
 
-    /// Arms (or re-arms) the per-connection timer; `connectionTimer` fires once.
-    public func armTimer(seconds: Double) {
-        lws_set_timer_usecs(wsi, lws_usec_t(seconds * 1_000_000))
+    /// `connectionTimer` fires once, `seconds` from now, unless cancelled.
+    public func armDeadline(seconds: Double) {
+        deadlineArmed = true
+        loop.liveness.arm(self, at: monotonicSeconds() + seconds)
     }
 
-    public func cancelTimer() { lws_set_timer_usecs(wsi, -1) }
+    public func cancelDeadline() { deadlineArmed = false }
+
+    var deadlineArmed = false
+    /// Closed by lws: the liveness sweep forgets it.
+    var isGone = false
+    /// Last time anything (data or pong) came from the peer.
+    var lastActivity = monotonicSeconds()
+    private var pingDue = false
+
+    func touch() { lastActivity = monotonicSeconds() }
+
+    func requestPing() {
+        guard !pingDue, !isClosing else { return }
+        pingDue = true
+        lws_callback_on_writable(wsi)
+    }
+
+    /// The peer stopped answering pings: drop it without a close handshake.
+    func kill() {
+        guard !isGone else { return }
+        lws_set_timeout(wsi, PENDING_TIMEOUT_KILLED_BY_PARENT, LWS_TO_KILL_ASYNC)
+    }
 
     /// Writes queued payloads as one frame, newline separated, up to the scratch size.
     /// Returns -1 to make lws close the connection.
     func writable() -> Int32 {
+        if pingDue && !isClosing {
+            pingDue = false
+            let start = (loop.writeScratch + Int(clws_pre)).assumingMemoryBound(to: UInt8.self)
+            start[0] = UInt8(ascii: "g")
+            start[1] = UInt8(ascii: "w")
+            if lws_write(wsi, start, 2, LWS_WRITE_PING) < 0 { return -1 }
+            if !queue.isEmpty { lws_callback_on_writable(wsi) }
+            return 0
+        }
         if isClosing && queue.isEmpty {
             var reason = Array(closeReason.utf8)
             lws_close_reason(wsi, lws_close_status(rawValue: UInt32(closeCode)), &reason, reason.count)

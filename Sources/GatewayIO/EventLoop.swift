@@ -8,7 +8,7 @@ public protocol ServerDelegate: AnyObject {
     /// One whole inbound message (fragments joined), already checked against `maxFrame`.
     func connectionReceived(_ conn: WSConnection, _ message: UnsafeRawBufferPointer)
     func connectionClosed(_ conn: WSConnection)
-    /// The per-connection timer armed with `WSConnection.armTimer` fired.
+    /// The deadline armed with `WSConnection.armDeadline` passed.
     func connectionTimer(_ conn: WSConnection)
     /// A complete HTTP request; answer with `request.respond`, now or later.
     func httpRequest(_ request: HTTPRequest)
@@ -51,6 +51,7 @@ public final class EventLoop {
     var writeScratch: UnsafeMutableRawPointer
     var writeScratchCapacity: Int
     private var timers: [UnsafeMutableRawPointer: LoopTimer] = [:]
+    let liveness: Liveness
 
     public init(options: ListenOptions) {
         self.options = options
@@ -60,6 +61,7 @@ public final class EventLoop {
         retryPolicy.initialize(to: lws_retry_bo_t())
         writeScratchCapacity = 64 * 1024
         writeScratch = .allocate(byteCount: Int(clws_pre) + writeScratchCapacity, alignment: 16)
+        liveness = Liveness(pingSeconds: options.pingSeconds)
     }
 
     deinit {
@@ -84,9 +86,11 @@ public final class EventLoop {
         protocols[1].callback = rawDescriptorCallback
         protocols[1].per_session_data_size = MemoryLayout<UnsafeMutableRawPointer>.size
 
-        let ping = UInt16(clamping: options.pingSeconds)
-        retryPolicy.pointee.secs_since_valid_ping = ping
-        retryPolicy.pointee.secs_since_valid_hangup = UInt16(clamping: options.pingSeconds * 2 + 5)
+        // lws keeps its timers in one sorted linked list and walks it on every insert, so
+        // a per-connection ping timer costs O(connections) per ping. Liveness is swept by
+        // `Liveness` instead; lws' own validity timers stay off.
+        retryPolicy.pointee.secs_since_valid_ping = 0
+        retryPolicy.pointee.secs_since_valid_hangup = 0
 
         var info = lws_context_creation_info()
         info.port = Int32(options.port)
@@ -114,6 +118,16 @@ public final class EventLoop {
             throw IOError("could not listen on \(options.host):\(options.port): the port is taken or not allowed")
         }
         boundPort = Int(port)
+        tick()
+    }
+
+    /// Four times a second: connection deadlines and a slice of the ping sweep.
+    private func tick() {
+        schedule(afterMs: 250) { [weak self] in
+            guard let self else { return }
+            self.liveness.tick(now: monotonicSeconds(), delegate: self.delegate)
+            self.tick()
+        }
     }
 
     /// Services the loop until `stop()`.
@@ -195,4 +209,60 @@ nonisolated(unsafe) private var currentContext: OpaquePointer?
 func loopOf(_ ctx: OpaquePointer?) -> EventLoop? {
     guard let ctx, let user = lws_context_user(ctx) else { return nil }
     return Unmanaged<EventLoop>.fromOpaque(user).takeUnretainedValue()
+}
+
+/// Seconds on a monotonic clock, coarse enough for liveness.
+func monotonicSeconds() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+}
+
+/// Pings idle connections, drops dead ones and fires connect deadlines without a timer
+/// per connection: every connection is visited once per ping interval, a slice per tick,
+/// and deadlines (all of one length) wait in arrival order.
+final class Liveness {
+    let pingSeconds: Double
+    let hangupSeconds: Double
+    private var ring: [WSConnection] = []
+    private var cursor = 0
+    private var deadlines = FIFO<(at: Double, conn: WSConnection)>()
+
+    init(pingSeconds: Int) {
+        self.pingSeconds = Double(max(pingSeconds, 1))
+        hangupSeconds = Double(max(pingSeconds, 1) * 2 + 5)
+    }
+
+    func add(_ conn: WSConnection) { ring.append(conn) }
+
+    func arm(_ conn: WSConnection, at: Double) { deadlines.append((at, conn)) }
+
+    func tick(now: Double, delegate: ServerDelegate?) {
+        while let first = deadlines.peek(), first.at <= now {
+            _ = deadlines.popFirst()
+            if first.conn.deadlineArmed && !first.conn.isGone {
+                first.conn.deadlineArmed = false
+                delegate?.connectionTimer(first.conn)
+            }
+        }
+        // A quarter-second tick visits ring.count / (4 * ping) connections.
+        var budget = Int((Double(ring.count) / (pingSeconds * 4)).rounded(.up))
+        while budget > 0 && !ring.isEmpty {
+            budget -= 1
+            if cursor >= ring.count { cursor = 0 }
+            let conn = ring[cursor]
+            if conn.isGone {
+                ring.swapAt(cursor, ring.count - 1)
+                ring.removeLast()
+                continue
+            }
+            cursor += 1
+            let idle = now - conn.lastActivity
+            if idle >= hangupSeconds {
+                conn.kill()
+            } else if idle >= pingSeconds {
+                conn.requestPing()
+            }
+        }
+    }
 }

@@ -189,7 +189,7 @@ public final class Node: ServerDelegate {
         var fields: [(String, JSON)] = []
         if client.connectRequest == request, let claims = client.claims {
             client.connectRequest = nil
-            client.conn.cancelTimer()
+            client.conn.cancelDeadline()
             fields = [
                 ("client", .string("c-\(options.nodeName)-\(String(id, radix: 16))")),
                 ("user", .string(claims.sub)), ("role", .string(claims.role.rawValue)),
@@ -214,7 +214,7 @@ public final class Node: ServerDelegate {
     public func connectionOpened(_ conn: WSConnection) {
         conn.maxQueue = options.maxQueue
         clients[conn.id] = Client(conn: conn)
-        conn.armTimer(seconds: options.connectTimeoutSeconds)
+        conn.armDeadline(seconds: options.connectTimeoutSeconds)
         metrics.connectionsOpened += 1
     }
 
