@@ -33,9 +33,18 @@ public struct Watch: Equatable, Sendable {
 
     public init?(product: String, user: String, record: String) {
         let p = record.split(separator: "|", omittingEmptySubsequences: false).map(String.init)
-        guard p.count == 5, let baseline = Int64(p[1]), let expiresAt = Int64(p[4]) else { return nil }
-        self.init(product: product, user: user, below: Int64(p[0]), baseline: baseline, lastAlerted: Int64(p[2]),
-                  lastAlertAt: Int64(p[3]), expiresAt: expiresAt)
+        guard p.count == 5, let baseline = Int64(p[1]), let expiresAt = Int64(p[4]),
+              let below = Self.optionalField(p[0]), let lastAlerted = Self.optionalField(p[2]),
+              let lastAlertAt = Self.optionalField(p[3]) else { return nil }
+        self.init(product: product, user: user, below: below, baseline: baseline, lastAlerted: lastAlerted,
+                  lastAlertAt: lastAlertAt, expiresAt: expiresAt)
+    }
+
+    /// Empty is "none" (`.some(nil)`); anything else must be an integer, else `nil` (malformed).
+    private static func optionalField(_ s: String) -> Int64?? {
+        if s.isEmpty { return .some(nil) }
+        guard let v = Int64(s) else { return nil }
+        return .some(v)
     }
 
     public func json(price: Int64?) -> JSON {
