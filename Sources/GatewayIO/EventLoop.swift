@@ -121,11 +121,18 @@ public final class EventLoop {
         tick()
     }
 
+    /// The longest time the loop was late for its 250 ms tick: how long something held
+    /// it (a stall every client on this node felt). Reset by whoever reads it.
+    public var longestStallSeconds = 0.0
+
     /// Four times a second: connection deadlines and a slice of the ping sweep.
     private func tick() {
+        let due = monotonicSeconds() + 0.25
         schedule(afterMs: 250) { [weak self] in
             guard let self else { return }
-            self.liveness.tick(now: monotonicSeconds(), delegate: self.delegate)
+            let now = monotonicSeconds()
+            self.longestStallSeconds = max(self.longestStallSeconds, now - due)
+            self.liveness.tick(now: now, delegate: self.delegate)
             self.tick()
         }
     }

@@ -191,13 +191,7 @@ extension Node {
 
     func orderCommand(_ client: Client, _ id: Int64, _ command: Command, user: String) {
         let op = command.op
-        let answer: (Result<JSON, GatewayError>) -> Void = { [weak self] result in
-            guard let self, self.clients[client.conn.id] === client else { return }
-            switch result {
-            case .success(let json): self.reply(client, id, json, op: op)
-            case .failure(let e): self.reply(client, id, error: e, op: op)
-            }
-        }
+        let answer = answerer(client, id, op: op)
         switch command {
         case .orderGet(let orderID):
             orderStore.load(.order, orderID) { loaded in

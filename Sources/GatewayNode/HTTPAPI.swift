@@ -31,7 +31,9 @@ extension Node {
             for client in clients.values { frames += client.conn.framesSent }
             let text = metrics.render(connections: clients.count, subscriptions: hub.subscriptionCount,
                                       channels: hub.channelCount, redisUp: redis.isReady, redisRTT: redis.lastRoundTrip,
-                                      redisReconnects: redis.reconnects, framesSent: frames + metrics.framesSent)
+                                      redisReconnects: redis.reconnects, framesSent: frames + metrics.framesSent,
+                                      loopStall: loop.longestStallSeconds)
+            loop.longestStallSeconds = 0
             request.respond(status: 200, body: text, contentType: "text/plain; version=0.0.4")
         default:
             if segments.count >= 3, segments[0] == "api", segments[1] == "v1" {

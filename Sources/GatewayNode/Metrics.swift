@@ -20,7 +20,9 @@ final class NodeMetrics {
 
     /// Prometheus text for the current values.
     func render(connections: Int, subscriptions: Int, channels: Int, redisUp: Bool, redisRTT: Double,
-                redisReconnects: Int, framesSent: Int) -> [UInt8] {
+                redisReconnects: Int, framesSent: Int, loopStall: Double) -> [UInt8] {
+        registry.makeGauge(name: "gateway_loop_stall_max_seconds",
+                           help: "Longest event-loop stall since the last scrape").set(loopStall)
         registry.makeGauge(name: "gateway_connections", help: "Open WebSocket connections").set(Int64(connections))
         registry.makeGauge(name: "gateway_subscriptions", help: "Channel subscriptions of local clients").set(Int64(subscriptions))
         registry.makeGauge(name: "gateway_channels", help: "Channels this node listens to").set(Int64(channels))

@@ -281,6 +281,17 @@ public final class Node: ServerDelegate {
         client.conn.send(ReplyEncoder.error(id: id, error))
     }
 
+    /// Answers command `id` later, once, if the client is still connected.
+    func answerer(_ client: Client, _ id: Int64, op: String) -> (Result<JSON, GatewayError>) -> Void {
+        { [weak self] result in
+            guard let self, self.clients[client.conn.id] === client else { return }
+            switch result {
+            case .success(let json): self.reply(client, id, json, op: op)
+            case .failure(let e): self.reply(client, id, error: e, op: op)
+            }
+        }
+    }
+
     func count(op: String, _ result: String) {
         metrics.commands[NodeMetrics.OpResult(op: op, result: result), default: 0] += 1
     }
