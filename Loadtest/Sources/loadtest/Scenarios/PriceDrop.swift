@@ -1,0 +1,457 @@
+import ArgumentParser
+import Foundation
+import GatewayProtocol
+
+/// Scenario 4: one price cut with many watchers, most of them offline. Measures how
+/// long the node takes to alert everyone (pushes to the connected, history entries for
+/// the rest), whether each watcher got exactly one alert, and how long the node's loop
+/// stalled meanwhile.
+struct PriceDropCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "pricedrop",
+        abstract: "Make W watches of one product (a fraction stays connected), lower its price, and time every alert.")
+
+    @Option(help: "Watchers (distinct users), all workers together.")
+    var watchers = 10_000
+
+    @Option(help: "Fraction of watchers that stays connected; the rest watch, then close.")
+    var connected = 0.2
+
+    @Option(help: "Product price at watch time, minor units.")
+    var price = 10_000
+
+    @Option(help: "The lower price the PATCH sets (default: 90% of --price).")
+    var newPrice: Int?
+
+    @Option(help: "Watchers set up per second (connect, watch, maybe close), all workers together.")
+    var connectRate: Double = 3000
+
+    @Option(help: "Connections one probe worker may have mid set-up.")
+    var inFlight = 500
+
+    @Option(help: "Seconds to wait for every alert after the PATCH.")
+    var wait = 120
+
+    @Option(help: "Redis of the nodes given with --url (redis://host:port), to check stored alerts.")
+    var redis: String?
+
+    @Flag(help: "Profile the first node with `perf record -g` from the PATCH until the alerts are done.")
+    var perf = false
+
+    @OptionGroup var workerOptions: WorkerOptions
+    @OptionGroup var cluster: ClusterOptions
+    @OptionGroup var output: OutputOptions
+
+    @Flag(help: .hidden)
+    var probeWorker = false
+
+    var loweredPrice: Int { newPrice ?? price * 9 / 10 }
+
+    func validate() throws {
+        guard (1...2_000_000).contains(watchers) else { throw ValidationError("--watchers must be 1 to 2,000,000") }
+        guard connected >= 0, connected <= 1 else { throw ValidationError("--connected must be 0 to 1") }
+        guard price > 0, loweredPrice >= 0, loweredPrice < price else { throw ValidationError("--new-price must be below --price") }
+        guard connectRate > 0 else { throw ValidationError("--connect-rate must be above 0") }
+        guard (1...5000).contains(inFlight) else { throw ValidationError("--in-flight must be 1 to 5000") }
+        guard (1...3600).contains(wait) else { throw ValidationError("--wait must be 1 to 3600 seconds") }
+    }
+
+    func run() throws {
+        if probeWorker { try ProbeWorker.main() }
+        try PriceDropScenario(self).run()
+    }
+}
+
+struct PriceDropReport: Codable {
+    struct Parameters: Codable {
+        var watchers: Int
+        var connectedFraction: Double
+        var online: Int
+        var offline: Int
+        var price: Int
+        var newPrice: Int
+        var nodes: Int
+        var probeWorkers: Int
+        var external: Bool
+    }
+
+    struct Setup: Codable {
+        var seconds = 0.0
+        var watchesPerSecond = 0.0
+        var watched = 0
+        var online = 0
+        var closedOffline = 0
+        var failed = 0
+        var dropped = 0
+        var watchFailed = 0
+        var failures: [String: Int] = [:]
+        var drops: [String: Int] = [:]
+        /// `watchers` of GET /api/v1/products/{id} before the drop.
+        var productWatchers: Int?
+        var nodeConnections: [String: Int] = [:]
+        var maxStallMs: [String: Double] = [:]
+    }
+
+    struct Drop: Codable {
+        var patchMs = 0.0
+        /// PATCH sent to the last connected watcher's `price.drop`.
+        var lastOnlineMs: Double?
+        /// PATCH sent to the alert of the last offline watcher (last in the node's order) seen in Redis.
+        var lastOfflineStoredMs: Double?
+        /// The node's own figure from its log line `price drop on <p>: N alerts in X ms`.
+        var gatewayAlerts: Int?
+        var gatewayMs: Double?
+        var alertsPerSecond: Double?
+        /// PATCH sent to receipt, per connected watcher.
+        var latency: LatencySummary?
+        /// Longest event-loop stall of each node between the scrapes around the drop.
+        var maxStallMs: [String: Double] = [:]
+        var cpu: [CPUSpan] = []
+    }
+
+    struct Alerts: Codable {
+        var expectedOnline = 0
+        var receivedOnline = 0
+        var duplicatesOnline = 0
+        var wrongOnline = 0
+        var expectedStored = 0
+        var storedOnce = 0
+        var storedMissing = 0
+        var storedDuplicates = 0
+        var storedOfflineOnce = 0
+        var checkedInRedis = false
+        var ok = false
+    }
+
+    var run: RunInfo
+    var parameters: PriceDropReport.Parameters
+    var setup = Setup()
+    var drop = Drop()
+    var alerts = Alerts()
+    var perfTop: [String] = []
+    var limits: [String] = []
+    var verdict = ""
+    var timeline: [Point] = []
+
+    struct Point: Codable {
+        var t: Double
+        var phase: String
+        var watched: Int
+        var online: Int
+        var alerts: Int
+    }
+}
+
+final class PriceDropScenario {
+    let cmd: PriceDropCommand
+    let tag = Machine.randomHex(bytes: 3)
+
+    init(_ cmd: PriceDropCommand) { self.cmd = cmd }
+
+    var productID: String { "lt-drop-\(tag)" }
+    var userPrefix: String { "lw-\(tag)-" }
+
+    func run() throws {
+        let ctx = try RunContext(scenario: "pricedrop", output: cmd.output)
+        let p = ctx.progress
+        let w = cmd.watchers
+        let online = (0..<w).reduce(0) { $0 + (ProbeSpec.isOnline($1, fraction: cmd.connected) ? 1 : 0) }
+        // Enough children that none keeps more than --per-worker open, and each sets up at most 25k.
+        let workers = max(cmd.workerOptions.workerCount(for: max(online, 1)), (w + 24_999) / 25_000)
+        var limits: [String] = []
+        let perWorkerKept = (online + workers - 1) / workers
+        if perWorkerKept + cmd.inFlight > WorkerOptions.hardCap {
+            throw ValidationError("\(perWorkerKept) kept + \(cmd.inFlight) in flight per worker exceed \(WorkerOptions.hardCap) descriptors; add --workers")
+        }
+        limits += Preflight.check(connections: online, nodes: cmd.cluster.nodeCount, sourceAddresses: !cmd.workerOptions.noSourceAddresses)
+        limits.forEach { p.note("preflight: \($0)") }
+
+        var cluster: Cluster?
+        var pool: ProbePool?
+        defer {
+            cluster?.stop()
+            pool?.stop()
+        }
+        cluster = try Cluster.start(cmd.cluster, logDir: ctx.logDir, progress: p)
+        let c = cluster!
+        let redisURL = cmd.redis ?? (c.spawned ? ClusterSecrets.redisURL(logDir: ctx.logDir) : nil)
+        var report = PriceDropReport(run: ctx.info, parameters: .init(
+            watchers: w, connectedFraction: cmd.connected, online: online, offline: w - online, price: cmd.price,
+            newPrice: cmd.loweredPrice, nodes: c.endpoints.count, probeWorkers: workers, external: cmd.cluster.external))
+
+        let admin = ShopClient(c.endpoints[0], shopKey: c.shopKey, timeout: 30)
+        try admin.createProduct(id: productID, price: cmd.price, title: "Load test watch \(tag)")
+
+        // Watches: every child opens its users, watches, and closes the offline ones;
+        // each holds its own range so kept sockets spread evenly.
+        let counts = (0..<workers).map { w / workers + ($0 < w % workers ? 1 : 0) }
+        let plan = cmd.workerOptions.noSourceAddresses ? counts.map { _ in [String]() }
+            : SourceAddresses.plan(connectionsPerWorker: counts).addresses
+        var first = 0
+        var specs: [ProbeSpec] = []
+        for (i, count) in counts.enumerated() {
+            specs.append(ProbeSpec(mode: .watchers, index: i, urls: c.endpoints.map(\.wsURL), secret: c.secret,
+                                   tokenTTL: 7200 + Int(Double(w) / cmd.connectRate), userPrefix: userPrefix, first: first,
+                                   count: count, rate: cmd.connectRate * Double(count) / Double(w), maxInFlight: cmd.inFlight,
+                                   sourceAddresses: plan[i], connectTimeout: 20, rxBufferSize: 4096, product: productID,
+                                   onlineFraction: cmd.connected))
+            first += count
+        }
+        p.note("setting up \(Fmt.int(w)) watchers of \(productID) (\(Fmt.int(online)) stay connected) over \(c.endpoints.count) node(s) and \(workers) probe worker(s)"
+            + (plan.first?.isEmpty == false ? ", source addresses " + plan.map { $0.joined(separator: ",") }.joined(separator: " | ") : ""))
+        pool = try ProbePool(scenario: "pricedrop", specs: specs, logDir: ctx.logDir)
+        let pl = pool!
+        var cpu = CPUWatch(cluster: c, workers: pl.pids)
+        var ticker = Ticker(interval: 1)
+        let setupStart = Clock.now()
+        let setupDeadline = setupStart + Double(w) / cmd.connectRate * 3 + 60
+        var last = ProbeTotals()
+        while !pl.settled() {
+            ticker.wait()
+            let t = pl.totals()
+            report.timeline.append(.init(t: p.elapsed, phase: "watch", watched: t.watched, online: t.online, alerts: t.alerts))
+            p.line("watch", "watched \(Fmt.int(t.watched))/\(Fmt.int(w)) (+\(Fmt.int(t.watched - last.watched))/s) online \(Fmt.int(t.online)) "
+                + "closed \(Fmt.int(t.closedOffline)) failed \(Fmt.int(t.failed + t.watchFailed)) dropped \(Fmt.int(t.dropped)) in set-up \(Fmt.int(t.settling)) | "
+                + nodeLine(c) + " | " + cpu.line() + " | mem avail \(Fmt.gib(Machine.memInfo().available))")
+            last = t
+            if pl.allEnded { throw SpawnError("every probe worker exited: " + pl.crashed().joined(separator: "; ")) }
+            if let why = Preflight.runtimeLimit(cluster: c) { throw SpawnError(why) }
+            if !c.deadNodes().isEmpty { throw SpawnError("gateway: node exited: " + c.deadNodes().joined(separator: "; ")) }
+            if Clock.now() > setupDeadline {
+                p.note("watch set-up timed out; dropping the price for the \(Fmt.int(t.watched)) watches made")
+                break
+            }
+        }
+        let setupSeconds = Clock.now() - setupStart
+        // Let the nodes finish the offline closes, so the drop runs on a quiet node.
+        let closeDeadline = Clock.now() + 15
+        while Clock.now() < closeDeadline {
+            let held = c.endpoints.indices.compactMap { c.metric($0, "gateway_connections") }.reduce(0, +)
+            if Int(held) <= pl.totals().online { break }
+            usleep(200_000)
+        }
+        let t = pl.totals()
+        var setup = PriceDropReport.Setup(seconds: setupSeconds, watchesPerSecond: Double(t.watched) / max(setupSeconds, 0.001),
+                                          watched: t.watched, online: t.online, closedOffline: t.closedOffline, failed: t.failed,
+                                          dropped: t.dropped, watchFailed: t.watchFailed, failures: t.failures, drops: t.drops)
+        setup.productWatchers = (try? admin.product(productID))?["watchers"]?.intValue.map { Int($0) }
+        for (i, ep) in c.endpoints.enumerated() {
+            setup.nodeConnections[ep.name] = c.metric(i, "gateway_connections").map { Int($0) }
+            // This scrape also resets the stall gauge for the drop.
+            setup.maxStallMs[ep.name] = stallMs(c, i)
+        }
+        report.setup = setup
+        p.note("set up \(Fmt.int(t.watched)) watches in \(Fmt.num(setupSeconds, 1)) s; product says \(setup.productWatchers.map { Fmt.int($0) } ?? "?") watchers; "
+            + "\(Fmt.int(t.online)) connected (nodes hold " + setup.nodeConnections.sorted { $0.key < $1.key }.map { "\($0.key) \(Fmt.int($0.value))" }.joined(separator: ", ") + ")")
+
+        // The last offline watcher in the node's order (score ties go by member bytes).
+        let lastOffline = (0..<w).filter { !ProbeSpec.isOnline($0, fraction: cmd.connected) }.map { "\(userPrefix)\($0)" }
+            .max { Array($0.utf8).lexicographicallyPrecedes(Array($1.utf8)) }
+        let probeRedis = redisURL.flatMap { try? RedisProbe(url: $0) }
+        if redisURL != nil && probeRedis == nil { p.note("could not reach Redis at \(redisURL!); stored alerts are not checked") }
+        let logTail = c.spawned ? NodeLogTail(logDir: ctx.logDir, node: c.endpoints[0].name) : nil
+
+        // The drop.
+        var procs: [(String, pid_t)] = c.endpoints.compactMap { ep in ep.pid.map { (ep.name, $0) } }
+        if let r = c.redisPid { procs.append(("redis", r)) }
+        procs += pl.pids.enumerated().map { ("probe \($0.offset)", $0.element) }
+        let perf = cmd.perf ? c.endpoints[0].pid.flatMap { PerfRecorder(pid: $0, logDir: ctx.logDir, name: "pricedrop-n1", progress: p) } : nil
+        let expectedOnline = t.online
+        var drop = PriceDropReport.Drop()
+        var t0: Int64 = 0
+        var offlineStoredAt: Int64?
+        var gatewayLine: (Int, Double, Int64)?
+        let logPattern = "price drop on \(productID): "
+        let dropCPU = try CPUSpan.measure(procs) {
+            t0 = Clock.unixMicros()
+            pl.announce(t0: t0, price: Int64(cmd.loweredPrice))
+            let r = try admin.call("PATCH", "/api/v1/products/\(productID)", #"{"price":\#(cmd.loweredPrice)}"#)
+            drop.patchMs = Double(Clock.unixMicros() - t0) / 1000
+            guard r.status == 200 else { throw SpawnError("PATCH: HTTP \(r.status) \(r.text)") }
+            let deadline = Clock.now() + Double(cmd.wait)
+            var nextLine = Clock.now() + 1
+            var lastAlerts = 0
+            while Clock.now() < deadline {
+                usleep(5_000)
+                if offlineStoredAt == nil, let key = lastOffline, let rp = probeRedis,
+                   let n = try? rp.call(["XLEN", "gw:{user:\(key)}:log"]).int, n > 0 {
+                    offlineStoredAt = Clock.unixMicros()
+                }
+                if gatewayLine == nil, let tail = logTail {
+                    for line in tail.newLines() where line.contains(logPattern) {
+                        let f = line.components(separatedBy: logPattern)[1].split(separator: " ")
+                        if f.count >= 4, let n = Int(f[0]), let ms = Double(f[3]) { gatewayLine = (n, ms, Clock.unixMicros()) }
+                    }
+                }
+                let pt = pl.totals()
+                if Clock.now() >= nextLine {
+                    nextLine += 1
+                    let iv = pl.takeInterval().summary
+                    report.timeline.append(.init(t: p.elapsed, phase: "drop", watched: pt.watched, online: pt.online, alerts: pt.alerts))
+                    p.line("drop", "online alerts \(Fmt.int(pt.alerted))/\(Fmt.int(expectedOnline)) (+\(Fmt.int(pt.alerts - lastAlerts))/s, dup \(pt.alertDuplicates)) "
+                        + (iv.count > 0 ? String(format: "p50 %.0f p99 %.0f ms", iv.p50Ms, iv.p99Ms) : "") + " | last offline stored "
+                        + (offlineStoredAt.map { Fmt.num(Double($0 - t0) / 1000, 0) + " ms" } ?? "not yet") + " | node log "
+                        + (gatewayLine.map { "\(Fmt.int($0.0)) alerts in \(Fmt.num($0.1, 0)) ms" } ?? "not yet") + " | " + cpu.line())
+                    lastAlerts = pt.alerts
+                }
+                let onlineDone = pt.alerted >= expectedOnline
+                let offlineDone = lastOffline == nil || probeRedis == nil || offlineStoredAt != nil
+                let logDone = logTail == nil || gatewayLine != nil
+                if onlineDone && offlineDone && logDone { break }
+                // The node says it is done: give stragglers 5 s more.
+                if let g = gatewayLine, Double(Clock.unixMicros() - g.2) > 5e6 { break }
+            }
+        }
+        drop.cpu = dropCPU
+        for (i, ep) in c.endpoints.enumerated() { drop.maxStallMs[ep.name] = stallMs(c, i) }
+        if let perf, let path = perf.stop() { report.perfTop = PerfRecorder.top(path, 15) }
+        pl.finish()
+        let ft = pl.totals()
+        if let l = ft.lastAlertMicros { drop.lastOnlineMs = Double(l - t0) / 1000 }
+        drop.lastOfflineStoredMs = offlineStoredAt.map { Double($0 - t0) / 1000 }
+        if let g = gatewayLine {
+            drop.gatewayAlerts = g.0
+            drop.gatewayMs = g.1
+            drop.alertsPerSecond = g.1 > 0 ? Double(g.0) / (g.1 / 1000) : nil
+        }
+        drop.latency = pl.total.summary
+        report.drop = drop
+
+        // Every watcher's history: exactly one price.drop of this product.
+        var a = PriceDropReport.Alerts(expectedOnline: expectedOnline, receivedOnline: ft.alerted, duplicatesOnline: ft.alertDuplicates,
+                                       wrongOnline: ft.alertWrong)
+        if let rp = probeRedis {
+            p.note("checking the history of all \(Fmt.int(w)) watchers in Redis")
+            a.checkedInRedis = true
+            a.expectedStored = ft.watched
+            let needle = Array(#""push":"price.drop""#.utf8)
+            let productNeedle = Array(#""product":"\#(productID)""#.utf8)
+            var g = 0
+            while g < w {
+                let batch = Array(g..<min(w, g + 2000))
+                let replies = (try? rp.pipeline(batch.map { ["XRANGE", "gw:{user:\(userPrefix)\($0)}:log", "-", "+"] })) ?? []
+                for (k, user) in batch.enumerated() {
+                    var n = 0
+                    for entry in (k < replies.count ? replies[k].array : nil) ?? [] {
+                        guard let fields = entry.array?.last?.array, let d = fields.last, case .bulk(let b?) = d else { continue }
+                        if contains(b, needle) && contains(b, productNeedle) { n += 1 }
+                    }
+                    if n == 1 {
+                        a.storedOnce += 1
+                        if !ProbeSpec.isOnline(user, fraction: cmd.connected) { a.storedOfflineOnce += 1 }
+                    } else if n == 0 {
+                        a.storedMissing += 1
+                    } else {
+                        a.storedDuplicates += 1
+                    }
+                }
+                g += 2000
+            }
+            // Users whose watch failed never had one: not missing.
+            a.storedMissing = max(0, a.storedMissing - (w - ft.watched))
+        }
+        a.ok = a.receivedOnline == a.expectedOnline && a.duplicatesOnline == 0 && a.wrongOnline == 0
+            && (!a.checkedInRedis || (a.storedOnce == a.expectedStored && a.storedDuplicates == 0 && a.storedMissing == 0))
+        report.alerts = a
+        limits += judge(report, c)
+        if !c.deadNodes().isEmpty { limits.append("gateway: node exited: " + c.deadNodes().joined(separator: "; ")) }
+        report.limits = limits
+        report.verdict = verdict(report)
+        report.run.machine = MachineInfo()
+        summary(report)
+        try ctx.write(report)
+    }
+
+    private func contains(_ hay: [UInt8], _ needle: [UInt8]) -> Bool {
+        guard hay.count >= needle.count else { return false }
+        for i in 0...(hay.count - needle.count) where hay[i] == needle[0] {
+            var k = 1
+            while k < needle.count && hay[i + k] == needle[k] { k += 1 }
+            if k == needle.count { return true }
+        }
+        return false
+    }
+
+    private func stallMs(_ c: Cluster, _ i: Int) -> Double? {
+        c.metric(i, "gateway_loop_stall_max_seconds").map { ($0 * 1e6).rounded() / 1000 }
+    }
+
+    private func nodeLine(_ c: Cluster) -> String {
+        c.endpoints.map { ep in "\(ep.name) \(Fmt.mib(ep.pid.flatMap { Machine.rss($0) }))" }.joined(separator: " ")
+    }
+
+    private func judge(_ r: PriceDropReport, _ c: Cluster) -> [String] {
+        var out: [String] = []
+        let s = r.setup
+        if let other = r.drop.cpu.first(where: { $0.name == "other processes" }), other.percentOfOneCore > 20 {
+            out.append("machine: processes outside this run used \(Fmt.num(other.percentOfOneCore, 0))% of a core during the drop (someone else's build or tests?): times are skewed")
+        }
+        let total = r.drop.cpu.reduce(0) { $0 + $1.percentOfOneCore }
+        if total > Double(Machine.cores) * 100 * 0.9 {
+            out.append("machine: all \(Machine.cores) cores were busy during the drop (\(Fmt.num(total, 0))% of one core summed)")
+        }
+        for span in r.drop.cpu where c.endpoints.contains(where: { $0.name == span.name }) && span.percentOfOneCore > 90 {
+            out.append("gateway: node \(span.name) used \(Fmt.num(span.percentOfOneCore, 0))% of a core during the drop (its one loop thread was saturated)")
+        }
+        for (node, ms) in r.drop.maxStallMs.sorted(by: { $0.key < $1.key }) where ms > 100 {
+            out.append("gateway: node \(node)'s event loop stalled up to \(Fmt.num(ms, 0)) ms during the drop (every client on it waited)")
+        }
+        var machine: [String: Int] = [:]
+        var other: [String: Int] = [:]
+        for (reason, count) in s.failures.merging(s.drops, uniquingKeysWith: +) {
+            if let cause = Preflight.machineCause(reason) { machine[cause, default: 0] += count } else { other[reason, default: 0] += count }
+        }
+        for (cause, count) in machine { out.append("machine: \(Fmt.int(count)) watcher connections failed for lack of \(cause)") }
+        if !other.isEmpty {
+            let top = other.sorted { $0.value > $1.value }.prefix(3).map { "\($0.value) x \($0.key)" }.joined(separator: "; ")
+            let nodeFull = c.endpoints.contains { ep in
+                guard let pid = ep.pid, let open = Machine.openFiles(pid), let lim = Machine.fdLimit(of: pid) else { return false }
+                return open >= lim - 40
+            }
+            out.append("\(nodeFull ? "machine (node descriptor limit)" : "gateway"): \(Fmt.int(other.values.reduce(0, +))) watcher connections failed or dropped: \(top)")
+        }
+        out += c.logComplaints().map { "machine: node log says: \($0)" }
+        return out
+    }
+
+    private func verdict(_ r: PriceDropReport) -> String {
+        let a = r.alerts, d = r.drop
+        var why: [String] = []
+        if a.receivedOnline < a.expectedOnline { why.append("\(Fmt.int(a.expectedOnline - a.receivedOnline)) connected watchers got no alert") }
+        if a.duplicatesOnline > 0 { why.append("\(a.duplicatesOnline) duplicate alerts on sockets") }
+        if a.wrongOnline > 0 { why.append("\(a.wrongOnline) alerts with the wrong product or price") }
+        if a.checkedInRedis {
+            if a.storedMissing > 0 { why.append("\(Fmt.int(a.storedMissing)) watchers have no alert in their history") }
+            if a.storedDuplicates > 0 { why.append("\(Fmt.int(a.storedDuplicates)) watchers have more than one") }
+        }
+        if r.setup.watched < r.parameters.watchers { why.append("only \(Fmt.int(r.setup.watched)) of \(Fmt.int(r.parameters.watchers)) watches were made") }
+        let stall = d.maxStallMs.values.max() ?? 0
+        let head = "\(Fmt.int(r.setup.watched)) watchers alerted"
+            + (d.gatewayMs.map { " in \(Fmt.num($0, 0)) ms by the node's count" } ?? "")
+            + (d.lastOnlineMs.map { "; last connected receipt \(Fmt.num($0, 0)) ms" } ?? "")
+            + (d.lastOfflineStoredMs.map { ", last offline stored \(Fmt.num($0, 0)) ms after the PATCH" } ?? "")
+            + "; longest loop stall \(Fmt.num(stall, 0)) ms"
+        return why.isEmpty ? head + "; every alert exactly once" : head + "; problems: " + why.joined(separator: "; ")
+    }
+
+    private func summary(_ r: PriceDropReport) {
+        let s = r.setup, d = r.drop, a = r.alerts
+        var lines = ["", "== pricedrop: \(Fmt.int(r.parameters.watchers)) watchers (\(Fmt.int(r.parameters.online)) connected, \(Fmt.int(r.parameters.offline)) offline), price \(r.parameters.price) -> \(r.parameters.newPrice), \(r.parameters.nodes) node(s), \(r.parameters.probeWorkers) probe worker(s)"]
+        lines.append("setup       \(Fmt.int(s.watched)) watches in \(Fmt.num(s.seconds, 1)) s (\(Fmt.num(s.watchesPerSecond, 0))/s); online \(Fmt.int(s.online)), closed \(Fmt.int(s.closedOffline)), failed \(Fmt.int(s.failed + s.watchFailed)), dropped \(Fmt.int(s.dropped)); product watchers \(s.productWatchers.map { Fmt.int($0) } ?? "?")")
+        lines.append("patch       answered in \(Fmt.num(d.patchMs, 1)) ms")
+        lines.append("online      last receipt \(d.lastOnlineMs.map { Fmt.num($0, 1) + " ms" } ?? "none") after the PATCH; \(d.latency?.line ?? "no samples")")
+        lines.append("offline     last offline alert stored \(d.lastOfflineStoredMs.map { Fmt.num($0, 1) + " ms" } ?? "?") after the PATCH (Redis polled every 5 ms)")
+        lines.append("node        log: \(d.gatewayAlerts.map { Fmt.int($0) } ?? "?") alerts in \(d.gatewayMs.map { Fmt.num($0, 0) } ?? "?") ms"
+            + (d.alertsPerSecond.map { " (\(Fmt.int(Int($0))) alerts/s)" } ?? "") + "; loop stall max " + d.maxStallMs.sorted { $0.key < $1.key }.map { "\($0.key) \(Fmt.num($0.value, 1)) ms" }.joined(separator: ", ")
+            + " (set-up: " + s.maxStallMs.sorted { $0.key < $1.key }.map { "\($0.key) \(Fmt.num($0.value, 1)) ms" }.joined(separator: ", ") + ")")
+        lines.append("alerts      sockets \(Fmt.int(a.receivedOnline))/\(Fmt.int(a.expectedOnline)), duplicates \(a.duplicatesOnline), wrong \(a.wrongOnline)"
+            + (a.checkedInRedis ? "; histories: exactly one \(Fmt.int(a.storedOnce))/\(Fmt.int(a.expectedStored)) (offline \(Fmt.int(a.storedOfflineOnce))), missing \(Fmt.int(a.storedMissing)), more than one \(Fmt.int(a.storedDuplicates))" : "; histories not checked (no Redis)"))
+        lines.append("cpu         " + d.cpu.map { "\($0.name) \(Fmt.num($0.percentOfOneCore, 0))%" }.joined(separator: ", ") + " (PATCH to done)")
+        for (k, v) in s.failures.sorted(by: { $0.value > $1.value }).prefix(4) { lines.append("failure     \(Fmt.int(v)) x \(k)") }
+        for (k, v) in s.drops.sorted(by: { $0.value > $1.value }).prefix(4) { lines.append("drop        \(Fmt.int(v)) x \(k)") }
+        for t in r.perfTop.prefix(8) { lines.append("perf n1     \(t)") }
+        for l in r.limits { lines.append("limit       \(l)") }
+        lines.append("verdict     \(r.verdict)")
+        print(lines.joined(separator: "\n"))
+    }
+}

@@ -1,0 +1,138 @@
+import Foundation
+
+/// A Redis reply, as far as the checks need it.
+indirect enum RESP {
+    case simple(String)
+    case error(String)
+    case int(Int64)
+    case bulk([UInt8]?)
+    case array([RESP]?)
+
+    var int: Int64? { if case .int(let v) = self { return v } else { return nil } }
+    var text: String? {
+        switch self {
+        case .simple(let s): s
+        case .bulk(let b?): String(decoding: b, as: UTF8.self)
+        default: nil
+        }
+    }
+    var array: [RESP]? { if case .array(let a?) = self { return a } else { return nil } }
+}
+
+/// A blocking, pipelining Redis client for checking what the gateway stored (never on
+/// the gateway's own connections, so it measures without going through it).
+final class RedisProbe {
+    private var fd: Int32 = -1
+    private var buffer: [UInt8] = []
+    private var head = 0
+
+    /// `redis://host:port`.
+    init(url: String, timeout: Double = 10) throws {
+        guard url.hasPrefix("redis://") else { throw HTTPError("redis URL must be redis://host:port, got \(url)") }
+        let hostPort = url.dropFirst(8).split(separator: "/").first ?? ""
+        let parts = hostPort.split(separator: ":")
+        guard parts.count == 2, let port = UInt16(parts[1]) else { throw HTTPError("bad redis URL \(url)") }
+        let s = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard s >= 0 else { throw HTTPError("socket(): \(String(cString: strerror(errno)))") }
+        var tv = timeval(tv_sec: Int(timeout), tv_usec: 0)
+        setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = port.bigEndian
+        addr.sin_addr.s_addr = inet_addr(parts[0] == "localhost" ? "127.0.0.1" : String(parts[0]))
+        let rc = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(s, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard rc == 0 else {
+            close(s)
+            throw HTTPError("connect \(url): \(String(cString: strerror(errno)))")
+        }
+        fd = s
+    }
+
+    deinit { if fd >= 0 { close(fd) } }
+
+    func call(_ args: [String]) throws -> RESP { try pipeline([args])[0] }
+
+    /// Sends every command, then reads every reply.
+    func pipeline(_ commands: [[String]]) throws -> [RESP] {
+        var out: [UInt8] = []
+        for args in commands {
+            out += Array("*\(args.count)\r\n".utf8)
+            for a in args {
+                let b = Array(a.utf8)
+                out += Array("$\(b.count)\r\n".utf8) + b + [13, 10]
+            }
+        }
+        var off = 0
+        while off < out.count {
+            let n = out[off...].withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else { throw HTTPError("redis send: \(String(cString: strerror(errno)))") }
+            off += n
+        }
+        return try commands.map { _ in try reply() }
+    }
+
+    private func reply() throws -> RESP {
+        let line = try readLine()
+        guard let kind = line.first else { throw HTTPError("redis: empty reply line") }
+        let rest = String(decoding: line.dropFirst(), as: UTF8.self)
+        switch kind {
+        case UInt8(ascii: "+"): return .simple(rest)
+        case UInt8(ascii: "-"): return .error(rest)
+        case UInt8(ascii: ":"): return .int(Int64(rest) ?? 0)
+        case UInt8(ascii: "$"):
+            let n = Int(rest) ?? -1
+            if n < 0 { return .bulk(nil) }
+            try need(n + 2)
+            let b = Array(buffer[head..<(head + n)])
+            head += n + 2
+            return .bulk(b)
+        case UInt8(ascii: "*"):
+            let n = Int(rest) ?? -1
+            if n < 0 { return .array(nil) }
+            var items: [RESP] = []
+            items.reserveCapacity(n)
+            for _ in 0..<n { items.append(try reply()) }
+            return .array(items)
+        default:
+            throw HTTPError("redis: unexpected reply type \(kind)")
+        }
+    }
+
+    private func readLine() throws -> ArraySlice<UInt8> {
+        var i = head
+        while true {
+            while i + 1 < buffer.count {
+                if buffer[i] == 13 && buffer[i + 1] == 10 {
+                    let line = buffer[head..<i]
+                    head = i + 2
+                    return line
+                }
+                i += 1
+            }
+            try fill()
+            i = head
+        }
+    }
+
+    private func need(_ n: Int) throws {
+        while buffer.count - head < n { try fill() }
+    }
+
+    private func fill() throws {
+        if head > 1 << 20 {
+            buffer.removeSubrange(..<head)
+            head = 0
+        }
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else { throw HTTPError(n == 0 ? "redis closed the connection" : "redis recv: \(String(cString: strerror(errno)))") }
+            buffer += chunk[..<n]
+            return
+        }
+    }
+}

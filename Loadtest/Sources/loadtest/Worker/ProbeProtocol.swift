@@ -1,0 +1,88 @@
+import Foundation
+
+/// What the parent tells one probe child (`loadtest orders|pricedrop --probe-worker`),
+/// one JSON line on its stdin. Probes are users who act (watch, buy) rather than only
+/// subscribe, so they have their own child next to `loadtest worker`.
+struct ProbeSpec: Codable {
+    enum Mode: String, Codable {
+        /// Stay connected and report every `order.status` push.
+        case buyers
+        /// Connect, watch `product`, then stay (online) or close (offline).
+        case watchers
+    }
+
+    var mode: Mode
+    var index: Int
+    var urls: [String]
+    var secret: String
+    var tokenTTL: Int
+    /// User g (global index) is `<userPrefix><g>` and goes to `urls[g % urls.count]`.
+    var userPrefix: String
+    var first: Int
+    var count: Int
+    /// New connections per second from this child.
+    var rate: Double
+    /// Connections still being set up (connect, watch, close) before pacing waits:
+    /// bounds descriptors beyond the ones kept open.
+    var maxInFlight: Int
+    var sourceAddresses: [String]
+    var connectTimeout: Int
+    var rxBufferSize: Int
+    /// Watchers: the product to watch.
+    var product: String = ""
+    /// Watchers: fraction that stays connected, spread evenly (see `isOnline`).
+    var onlineFraction: Double = 1
+
+    /// User g stays connected when the running count of online users steps up at g,
+    /// so every stretch of users holds the same fraction.
+    static func isOnline(_ g: Int, fraction: Double) -> Bool {
+        if fraction >= 1 { return true }
+        if fraction <= 0 { return false }
+        return Int((Double(g + 1) * fraction).rounded(.down)) > Int((Double(g) * fraction).rounded(.down))
+    }
+}
+
+/// A final `order.status` push seen by a buyer: order id, status, receipt (Unix µs).
+struct ProbeReceipt: Codable {
+    var o: String
+    var s: String
+    var t: Int64
+}
+
+/// What a probe child reports, every quarter second and at the end. Counters are
+/// cumulative; `receipts` and `alertLatency` cover only the time since the last report.
+struct ProbeStatus: Codable {
+    var worker: Int
+    var final = false
+    var attempted = 0
+    var connected = 0
+    var failed = 0
+    var dropped = 0
+    /// Set-up not finished yet (connecting, watching, closing).
+    var settling = 0
+    /// Connections kept open after set-up.
+    var online = 0
+    var watched = 0
+    var watchFailed = 0
+    var closedOffline = 0
+    var pushes: [String: Int] = [:]
+    /// Personal-channel offsets skipped, or seen again.
+    var gaps = 0
+    var repeats = 0
+    var unexpected = 0
+    var failures: [String: Int] = [:]
+    var drops: [String: Int] = [:]
+    var receipts: [ProbeReceipt]?
+    var alerts = 0
+    /// Online watchers that got more than one alert (each extra one counted).
+    var alertDuplicates = 0
+    /// Alerts for another product, or with a price other than the one set.
+    var alertWrong = 0
+    /// Online watchers with at least one alert.
+    var alerted = 0
+    var alertLatency: SparseHistogram?
+    var firstAlertMicros: Int64?
+    var lastAlertMicros: Int64?
+    var fdLimit = 0
+    var rssBytes = 0
+}

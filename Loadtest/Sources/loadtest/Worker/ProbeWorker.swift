@@ -1,0 +1,321 @@
+import ArgumentParser
+import Foundation
+import GatewayAuth
+import GatewayClient
+import GatewayProtocol
+
+/// One probe user's connection.
+final class ProbePeer {
+    enum State { case connecting, connected, watching, online, closing, closed }
+    let g: Int
+    let user: String
+    let channel: [UInt8]
+    let node: Int
+    let stays: Bool
+    var state = State.connecting
+    /// Next personal-channel offset wanted.
+    var nextOffset: Int64 = 0
+    var alerts = 0
+    /// Closed on purpose after a failed watch (a failure, not an offline watcher).
+    var watchFailed = false
+
+    init(g: Int, user: String, node: Int, stays: Bool) {
+        self.g = g
+        self.user = user
+        channel = Array("user:\(user)".utf8)
+        self.node = node
+        self.stays = stays
+    }
+}
+
+/// The child process behind `--probe-worker`: connects its users, watches or waits
+/// for order pushes, and reports JSON lines on stdout.
+final class ProbeWorker {
+    let spec: ProbeSpec
+    private let lock = NSLock()
+    private var status: ProbeStatus
+    private var peers: [ProbePeer] = []
+    private var receipts: [ProbeReceipt] = []
+    private var alertLatency = Latency()
+    /// Alert receipts that came before the parent's PATCH time did.
+    private var earlyAlerts: [Int64] = []
+    private var t0: Int64?
+    private var expectedPrice: Int64?
+    private var stopping = false
+    private var finishRequested = false
+    private var parentGone = false
+    private let minter: TokenMinter
+    private let tokenExp: Int64
+    private let watchFrame: String
+    private var loop: ClientLoop!
+    private var handlers: ClientHandlers!
+
+    /// Reads the spec from stdin and runs until the parent lets go.
+    static func main() throws -> Never {
+        signal(SIGPIPE, SIG_IGN)
+        guard let line = readLine(), let spec = try? JSONDecoder().decode(ProbeSpec.self, from: Data(line.utf8)) else {
+            throw ValidationError("probe worker: expected a ProbeSpec JSON line on stdin")
+        }
+        try ProbeWorker(spec: spec).run()
+    }
+
+    init(spec: ProbeSpec) {
+        self.spec = spec
+        status = ProbeStatus(worker: spec.index)
+        minter = TokenMinter(secret: spec.secret)
+        tokenExp = Int64(Date().timeIntervalSince1970) + Int64(spec.tokenTTL)
+        watchFrame = #"{"id":2,"op":"watch","product":"\#(spec.product)"}"#
+    }
+
+    func run() throws -> Never {
+        status.fdLimit = ClientLoop.raiseOpenFileLimit()
+        let kept = spec.mode == .buyers ? spec.count : Int((Double(spec.count) * spec.onlineFraction).rounded(.up)) + 1
+        guard status.fdLimit >= kept + spec.maxInFlight + 64 else {
+            throw ValidationError("probe worker \(spec.index): \(kept) kept + \(spec.maxInFlight) in flight need more descriptors than the limit \(status.fdLimit)")
+        }
+        loop = try ClientLoop(rxBufferSize: spec.rxBufferSize, connectTimeout: UInt32(spec.connectTimeout),
+                              timeout: UInt32(spec.connectTimeout))
+        handlers = ClientHandlers(
+            onText: { [unowned self] conn, bytes in received(conn, bytes) },
+            onClose: { [unowned self] conn, code, reason in closed(conn, code, reason) })
+
+        let stdinThread = Thread { [unowned self] in
+            while let line = readLine() {
+                if line.hasPrefix("t0 ") {
+                    let f = line.split(separator: " ")
+                    if f.count == 3, let t = Int64(f[1]), let p = Int64(f[2]) { setT0(t, price: p) }
+                }
+                if line == "finish" { lock.withLock { finishRequested = true } }
+                if line == "exit" { break }
+            }
+            lock.withLock { parentGone = true }
+        }
+        stdinThread.start()
+
+        let start = Clock.now()
+        var next = 0
+        var lastReport = 0.0
+        while true {
+            let (gone, finish) = lock.withLock { (parentGone, finishRequested) }
+            if gone { exit(0) }
+            if finish { break }
+            let now = Clock.now()
+            if next < spec.count {
+                let due = min(spec.count, Int((now - start) * spec.rate) + 1)
+                while next < due, lock.withLock({ status.settling }) < spec.maxInFlight {
+                    open(next)
+                    next += 1
+                }
+            }
+            if now - lastReport >= 0.25 {
+                report(final: false)
+                lastReport = now
+            }
+            usleep(next < spec.count ? 2_000 : 10_000)
+        }
+        report(final: true)
+        // Keep the sockets until the parent has stopped the nodes.
+        let deadline = Clock.now() + 120
+        while !lock.withLock({ parentGone }) && Clock.now() < deadline { usleep(20_000) }
+        lock.withLock { stopping = true }
+        exit(0)
+    }
+
+    private func setT0(_ t: Int64, price: Int64) {
+        lock.withLock {
+            t0 = t
+            expectedPrice = price
+            for r in earlyAlerts { alertLatency.record(micros: r - t) }
+            earlyAlerts = []
+        }
+    }
+
+    private func open(_ i: Int) {
+        let g = spec.first + i
+        let stays = spec.mode == .buyers || ProbeSpec.isOnline(g, fraction: spec.onlineFraction)
+        let peer = ProbePeer(g: g, user: "\(spec.userPrefix)\(g)", node: g % spec.urls.count, stays: stays)
+        let token = minter.mint(Claims(sub: peer.user, exp: tokenExp))
+        let source = spec.sourceAddresses.isEmpty ? nil : spec.sourceAddresses[i % spec.sourceAddresses.count]
+        lock.withLock {
+            status.attempted += 1
+            status.settling += 1
+            peers.append(peer)
+        }
+        do {
+            let conn = try loop.connect(url: spec.urls[peer.node], sourceAddress: source, userData: peer, handlers: handlers)
+            conn.send(#"{"id":1,"op":"connect","token":"\#(token)"}"#)
+        } catch {
+            lock.withLock {
+                guard peer.state == .connecting else { return }
+                peer.state = .closed
+                status.failed += 1
+                status.settling -= 1
+                status.failures["\(error)", default: 0] += 1
+            }
+        }
+    }
+
+    // MARK: Loop thread
+
+    private func received(_ conn: ClientConnection, _ bytes: [UInt8]) {
+        guard let peer = conn.userData as? ProbePeer else { return }
+        let now = Clock.unixMicros()
+        bytes.withUnsafeBytes { raw in
+            var start = 0
+            while start < raw.count {
+                var end = start
+                while end < raw.count && raw[end] != 0x0A { end += 1 }
+                if end > start {
+                    let json = try? JSON.parse(UnsafeRawBufferPointer(rebasing: raw[start..<end]))
+                    lock.withLock { line(conn, peer, json, now) }
+                }
+                start = end + 1
+            }
+        }
+    }
+
+    /// One JSON object of a frame; called with the lock held.
+    private func line(_ conn: ClientConnection, _ peer: ProbePeer, _ json: JSON?, _ now: Int64) {
+        guard let json else {
+            status.unexpected += 1
+            return
+        }
+        if let type = json["push"]?.stringValue {
+            push(peer, type, json, now)
+            return
+        }
+        let error = json["error"]?["code"]?.stringValue
+        switch json["id"]?.intValue {
+        case 1?:
+            guard peer.state == .connecting else { return }
+            guard let offset = json["ok"]?["offset"]?.intValue else {
+                // Counted failed here; `settling` drops when the close comes back.
+                status.failed += 1
+                status.failures["connect error: \(error ?? "?")", default: 0] += 1
+                peer.state = .closing
+                peer.watchFailed = true
+                conn.close()
+                return
+            }
+            status.connected += 1
+            peer.nextOffset = offset + 1
+            if spec.mode == .buyers {
+                peer.state = .online
+                status.online += 1
+                status.settling -= 1
+            } else {
+                peer.state = .watching
+                conn.send(watchFrame)
+            }
+        case 2?:
+            guard peer.state == .watching else { return }
+            if json["ok"] != nil {
+                status.watched += 1
+                if peer.stays {
+                    peer.state = .online
+                    status.online += 1
+                    status.settling -= 1
+                } else {
+                    peer.state = .closing
+                    conn.close()
+                }
+            } else {
+                status.watchFailed += 1
+                status.failures["watch error: \(error ?? "?")", default: 0] += 1
+                peer.watchFailed = true
+                peer.state = .closing
+                conn.close()
+            }
+        default:
+            status.unexpected += 1
+        }
+    }
+
+    private func push(_ peer: ProbePeer, _ type: String, _ json: JSON, _ now: Int64) {
+        status.pushes[type, default: 0] += 1
+        guard json["channel"]?.stringValue.map({ Array($0.utf8) == peer.channel }) == true,
+              let offset = json["offset"]?.intValue else {
+            status.unexpected += 1
+            return
+        }
+        if offset == peer.nextOffset {
+            peer.nextOffset += 1
+        } else if offset > peer.nextOffset {
+            status.gaps += Int(offset - peer.nextOffset)
+            peer.nextOffset = offset + 1
+        } else {
+            status.repeats += 1
+            return
+        }
+        let data = json["data"]
+        switch type {
+        case "order.status":
+            guard let order = data?["order"]?.stringValue, let s = data?["status"]?.stringValue else {
+                status.unexpected += 1
+                return
+            }
+            if s != "pending_payment" { receipts.append(ProbeReceipt(o: order, s: s, t: now)) }
+        case "price.drop":
+            status.alerts += 1
+            peer.alerts += 1
+            if peer.alerts > 1 {
+                status.alertDuplicates += 1
+                return
+            }
+            status.alerted += 1
+            if data?["product"]?.stringValue != spec.product
+                || (expectedPrice != nil && data?["price"]?.intValue != expectedPrice) { status.alertWrong += 1 }
+            if status.firstAlertMicros == nil { status.firstAlertMicros = now }
+            status.lastAlertMicros = max(status.lastAlertMicros ?? 0, now)
+            if let t0 { alertLatency.record(micros: now - t0) } else { earlyAlerts.append(now) }
+        default:
+            break
+        }
+    }
+
+    private func closed(_ conn: ClientConnection, _ code: UInt16?, _ reason: String) {
+        guard let peer = conn.userData as? ProbePeer else { return }
+        let key = String((code.map { "close \($0): " } ?? "") + (reason.isEmpty ? "no reason" : reason)).prefix(100)
+        lock.withLock {
+            if stopping { return }
+            switch peer.state {
+            case .connecting:
+                status.failed += 1
+                status.settling -= 1
+                status.failures[String(key), default: 0] += 1
+            case .connected, .watching:
+                status.dropped += 1
+                status.settling -= 1
+                status.drops[String(key), default: 0] += 1
+            case .online:
+                status.dropped += 1
+                status.online -= 1
+                status.drops[String(key), default: 0] += 1
+            case .closing:
+                status.settling -= 1
+                if !peer.watchFailed { status.closedOffline += 1 }
+            case .closed:
+                break
+            }
+            peer.state = .closed
+        }
+    }
+
+    // MARK: Reporting
+
+    private func report(final: Bool) {
+        var s: ProbeStatus
+        lock.lock()
+        s = status
+        s.receipts = receipts.isEmpty ? nil : receipts
+        receipts = []
+        s.alertLatency = alertLatency.count > 0 ? alertLatency.sparse : nil
+        alertLatency = Latency()
+        lock.unlock()
+        s.final = final
+        s.rssBytes = Machine.rss(getpid()) ?? 0
+        guard var data = try? JSONEncoder().encode(s) else { return }
+        data.append(0x0A)
+        FileHandle.standardOutput.write(data)
+    }
+}
