@@ -36,6 +36,9 @@ struct FanoutCommand: ParsableCommand {
     @Option(help: "Seconds to wait for late deliveries after the last publication.")
     var drain = 15
 
+    @Option(help: "Latency objective: a rate counts as sustained only if p99 stays at or under this many ms.")
+    var p99Objective: Double = 100
+
     @OptionGroup var workerOptions: WorkerOptions
     @OptionGroup var cluster: ClusterOptions
     @OptionGroup var output: OutputOptions
@@ -66,6 +69,7 @@ struct FanoutReport: Codable {
         var nodes: Int
         var workers: Int
         var external: Bool
+        var p99ObjectiveMs: Double
     }
 
     struct Subscribers: Codable {
@@ -177,7 +181,8 @@ final class FanoutScenario {
         }
         var report = FanoutReport(run: ctx.info, parameters: .init(
             subscribers: s, channels: cmd.channels, rate: cmd.rate, durationSeconds: cmd.duration, payloadBytes: cmd.payload,
-            publishers: cmd.publisherCount, nodes: c.endpoints.count, workers: workers, external: cmd.cluster.external))
+            publishers: cmd.publisherCount, nodes: c.endpoints.count, workers: workers, external: cmd.cluster.external,
+            p99ObjectiveMs: cmd.p99Objective))
         p.note("connecting \(Fmt.int(s)) subscribers to \(cmd.channels) channel(s) over \(c.endpoints.count) node(s) and \(workers) worker(s)")
         pool = try WorkerPool(specs: specs, logDir: ctx.logDir)
         let pl = pool!
@@ -332,13 +337,17 @@ final class FanoutScenario {
         let delivered = d.received >= d.expected
         let kept = d.tailSeconds < 1
         let p99 = d.latency?.p99Ms ?? 0
-        if clean && onPace && delivered && kept {
+        let fast = p99 <= r.parameters.p99ObjectiveMs
+        if clean && onPace && delivered && kept && fast {
             return "sustained \(Fmt.num(r.parameters.rate, 0)) publications/s to \(Fmt.int(r.subscribers.subscribed)) subscribers: \(Fmt.int(Int(d.perSecond))) deliveries/s, p99 \(Fmt.num(p99, 2)) ms, nothing lost"
         }
         var why: [String] = []
         if !clean { why.append("lost \(d.lost), duplicated \(d.duplicates), out of order \(d.outOfOrder), publish errors \(r.publications.errors)") }
         if !onPace { why.append("publishing reached \(Fmt.num(r.publications.ratePerSecond, 0))/s of \(Fmt.num(r.parameters.rate, 0))/s") }
         if !delivered { why.append("\(Fmt.int(d.expected - d.received)) deliveries missing at the end") }
+        if delivered && kept && !fast {
+            why.append("kept pace (\(Fmt.int(Int(d.perSecond))) deliveries/s) but p99 \(Fmt.num(p99, 0)) ms is over the \(Fmt.num(r.parameters.p99ObjectiveMs, 0)) ms objective")
+        }
         if delivered && !kept {
             why.append("deliveries fell behind: \(Fmt.int(Int(d.perSecond)))/s, the last one \(Fmt.num(d.tailSeconds)) s after the last publication (p99 \(Fmt.num(p99, 0)) ms)")
         }

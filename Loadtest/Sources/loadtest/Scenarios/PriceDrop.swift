@@ -32,6 +32,10 @@ struct PriceDropCommand: ParsableCommand {
     @Option(help: "Seconds to wait for every alert after the PATCH.")
     var wait = 120
 
+    /// Every wake-up of a node's loop costs a poll() over all its sockets, so pings are not free.
+    @Option(help: "Milliseconds between pings of the loop-latency probe (one client per node; 0: no probe).")
+    var pingMs = 50
+
     @Option(help: "Redis of the nodes given with --url (redis://host:port), to check stored alerts.")
     var redis: String?
 
@@ -54,6 +58,7 @@ struct PriceDropCommand: ParsableCommand {
         guard connectRate > 0 else { throw ValidationError("--connect-rate must be above 0") }
         guard (1...5000).contains(inFlight) else { throw ValidationError("--in-flight must be 1 to 5000") }
         guard (1...3600).contains(wait) else { throw ValidationError("--wait must be 1 to 3600 seconds") }
+        guard (0...10_000).contains(pingMs) else { throw ValidationError("--ping-ms must be 0 to 10000") }
     }
 
     func run() throws {
@@ -72,6 +77,7 @@ struct PriceDropReport: Codable {
         var newPrice: Int
         var nodes: Int
         var probeWorkers: Int
+        var pingMs: Int
         var external: Bool
     }
 
@@ -106,7 +112,11 @@ struct PriceDropReport: Codable {
         var latency: LatencySummary?
         /// Longest event-loop stall of each node between the scrapes around the drop.
         var maxStallMs: [String: Double] = [:]
+        /// `ping` every --ping-ms from one extra client per node, PATCH to done.
+        var ping: [String: LatencySummary] = [:]
         var cpu: [CPUSpan] = []
+        /// Redis `INFO commandstats` over the drop: calls and busy ms per command (scripts' inner calls included).
+        var redisCommands: [String: RedisCommandStat] = [:]
     }
 
     struct Alerts: Codable {
@@ -119,6 +129,12 @@ struct PriceDropReport: Codable {
         var storedMissing = 0
         var storedDuplicates = 0
         var storedOfflineOnce = 0
+        /// Connected watchers whose socket closed after set-up, and why.
+        var droppedAfterSetup = 0
+        var dropReasons: [String: Int] = [:]
+        /// Personal-channel offsets skipped or repeated on the sockets.
+        var gaps = 0
+        var repeats = 0
         var checkedInRedis = false
         var ok = false
     }
@@ -177,7 +193,7 @@ final class PriceDropScenario {
         let redisURL = cmd.redis ?? (c.spawned ? ClusterSecrets.redisURL(logDir: ctx.logDir) : nil)
         var report = PriceDropReport(run: ctx.info, parameters: .init(
             watchers: w, connectedFraction: cmd.connected, online: online, offline: w - online, price: cmd.price,
-            newPrice: cmd.loweredPrice, nodes: c.endpoints.count, probeWorkers: workers, external: cmd.cluster.external))
+            newPrice: cmd.loweredPrice, nodes: c.endpoints.count, probeWorkers: workers, pingMs: cmd.pingMs, external: cmd.cluster.external))
 
         let admin = ShopClient(c.endpoints[0], shopKey: c.shopKey, timeout: 30)
         try admin.createProduct(id: productID, price: cmd.price, title: "Load test watch \(tag)")
@@ -250,11 +266,15 @@ final class PriceDropScenario {
         let probeRedis = redisURL.flatMap { try? RedisProbe(url: $0) }
         if redisURL != nil && probeRedis == nil { p.note("could not reach Redis at \(redisURL!); stored alerts are not checked") }
         let logTail = c.spawned ? NodeLogTail(logDir: ctx.logDir, node: c.endpoints[0].name) : nil
+        let ping = cmd.pingMs > 0 ? PingProbe(endpoints: c.endpoints, secret: c.secret, intervalMs: cmd.pingMs) : nil
+        defer { ping?.stop() }
+        if let ping, ping.connectedCount != c.endpoints.count { p.note("ping probe: only \(ping.connectedCount) of \(c.endpoints.count) nodes answered connect") }
 
         // The drop.
         var procs: [(String, pid_t)] = c.endpoints.compactMap { ep in ep.pid.map { (ep.name, $0) } }
         if let r = c.redisPid { procs.append(("redis", r)) }
         procs += pl.pids.enumerated().map { ("probe \($0.offset)", $0.element) }
+        procs.append(("loadtest (pings, Redis polls)", getpid()))
         let perf = cmd.perf ? c.endpoints[0].pid.flatMap { PerfRecorder(pid: $0, logDir: ctx.logDir, name: "pricedrop-n1", progress: p) } : nil
         let expectedOnline = t.online
         var drop = PriceDropReport.Drop()
@@ -262,7 +282,9 @@ final class PriceDropScenario {
         var offlineStoredAt: Int64?
         var gatewayLine: (Int, Double, Int64)?
         let logPattern = "price drop on \(productID): "
+        _ = try? probeRedis?.call(["CONFIG", "RESETSTAT"])
         let dropCPU = try CPUSpan.measure(procs) {
+            _ = ping?.take()
             t0 = Clock.unixMicros()
             pl.announce(t0: t0, price: Int64(cmd.loweredPrice))
             let r = try admin.call("PATCH", "/api/v1/products/\(productID)", #"{"price":\#(cmd.loweredPrice)}"#)
@@ -303,6 +325,8 @@ final class PriceDropScenario {
             }
         }
         drop.cpu = dropCPU
+        if let info = (try? probeRedis?.call(["INFO", "commandstats"]))??.text { drop.redisCommands = RedisCommandStat.parse(info) }
+        drop.ping = ping?.take() ?? [:]
         for (i, ep) in c.endpoints.enumerated() { drop.maxStallMs[ep.name] = stallMs(c, i) }
         if let perf, let path = perf.stop() { report.perfTop = PerfRecorder.top(path, 15) }
         pl.finish()
@@ -320,6 +344,10 @@ final class PriceDropScenario {
         // Every watcher's history: exactly one price.drop of this product.
         var a = PriceDropReport.Alerts(expectedOnline: expectedOnline, receivedOnline: ft.alerted, duplicatesOnline: ft.alertDuplicates,
                                        wrongOnline: ft.alertWrong)
+        a.droppedAfterSetup = ft.dropped - t.dropped
+        a.dropReasons = ft.drops.merging(t.drops) { $0 - $1 }.filter { $0.value > 0 }
+        a.gaps = ft.gaps
+        a.repeats = ft.repeats
         if let rp = probeRedis {
             p.note("checking the history of all \(Fmt.int(w)) watchers in Redis")
             a.checkedInRedis = true
@@ -350,7 +378,7 @@ final class PriceDropScenario {
             // Users whose watch failed never had one: not missing.
             a.storedMissing = max(0, a.storedMissing - (w - ft.watched))
         }
-        a.ok = a.receivedOnline == a.expectedOnline && a.duplicatesOnline == 0 && a.wrongOnline == 0
+        a.ok = a.receivedOnline == a.expectedOnline && a.duplicatesOnline == 0 && a.wrongOnline == 0 && a.droppedAfterSetup == 0
             && (!a.checkedInRedis || (a.storedOnce == a.expectedStored && a.storedDuplicates == 0 && a.storedMissing == 0))
         report.alerts = a
         limits += judge(report, c)
@@ -393,6 +421,9 @@ final class PriceDropScenario {
         for span in r.drop.cpu where c.endpoints.contains(where: { $0.name == span.name }) && span.percentOfOneCore > 90 {
             out.append("gateway: node \(span.name) used \(Fmt.num(span.percentOfOneCore, 0))% of a core during the drop (its one loop thread was saturated)")
         }
+        for (node, l) in r.drop.ping.sorted(by: { $0.key < $1.key }) where l.maxMs > 100 {
+            out.append("gateway: a ping to node \(node) waited up to \(Fmt.num(l.maxMs, 0)) ms during the drop (p99 \(Fmt.num(l.p99Ms, 0)) ms): its loop was busy that long")
+        }
         for (node, ms) in r.drop.maxStallMs.sorted(by: { $0.key < $1.key }) where ms > 100 {
             out.append("gateway: node \(node)'s event loop stalled up to \(Fmt.num(ms, 0)) ms during the drop (every client on it waited)")
         }
@@ -418,6 +449,9 @@ final class PriceDropScenario {
         let a = r.alerts, d = r.drop
         var why: [String] = []
         if a.receivedOnline < a.expectedOnline { why.append("\(Fmt.int(a.expectedOnline - a.receivedOnline)) connected watchers got no alert") }
+        if a.droppedAfterSetup > 0 {
+            why.append("\(Fmt.int(a.droppedAfterSetup)) connected watchers were disconnected after set-up (" + a.dropReasons.sorted { $0.value > $1.value }.prefix(2).map { "\($0.value) x \($0.key)" }.joined(separator: "; ") + ")")
+        }
         if a.duplicatesOnline > 0 { why.append("\(a.duplicatesOnline) duplicate alerts on sockets") }
         if a.wrongOnline > 0 { why.append("\(a.wrongOnline) alerts with the wrong product or price") }
         if a.checkedInRedis {
@@ -426,11 +460,12 @@ final class PriceDropScenario {
         }
         if r.setup.watched < r.parameters.watchers { why.append("only \(Fmt.int(r.setup.watched)) of \(Fmt.int(r.parameters.watchers)) watches were made") }
         let stall = d.maxStallMs.values.max() ?? 0
+        let pingMax = d.ping.values.map(\.maxMs).max()
         let head = "\(Fmt.int(r.setup.watched)) watchers alerted"
             + (d.gatewayMs.map { " in \(Fmt.num($0, 0)) ms by the node's count" } ?? "")
             + (d.lastOnlineMs.map { "; last connected receipt \(Fmt.num($0, 0)) ms" } ?? "")
             + (d.lastOfflineStoredMs.map { ", last offline stored \(Fmt.num($0, 0)) ms after the PATCH" } ?? "")
-            + "; longest loop stall \(Fmt.num(stall, 0)) ms"
+            + "; longest loop stall \(Fmt.num(stall, 0)) ms by the node's gauge" + (pingMax.map { ", slowest ping \(Fmt.num($0, 0)) ms" } ?? "")
         return why.isEmpty ? head + "; every alert exactly once" : head + "; problems: " + why.joined(separator: "; ")
     }
 
@@ -444,14 +479,45 @@ final class PriceDropScenario {
         lines.append("node        log: \(d.gatewayAlerts.map { Fmt.int($0) } ?? "?") alerts in \(d.gatewayMs.map { Fmt.num($0, 0) } ?? "?") ms"
             + (d.alertsPerSecond.map { " (\(Fmt.int(Int($0))) alerts/s)" } ?? "") + "; loop stall max " + d.maxStallMs.sorted { $0.key < $1.key }.map { "\($0.key) \(Fmt.num($0.value, 1)) ms" }.joined(separator: ", ")
             + " (set-up: " + s.maxStallMs.sorted { $0.key < $1.key }.map { "\($0.key) \(Fmt.num($0.value, 1)) ms" }.joined(separator: ", ") + ")")
-        lines.append("alerts      sockets \(Fmt.int(a.receivedOnline))/\(Fmt.int(a.expectedOnline)), duplicates \(a.duplicatesOnline), wrong \(a.wrongOnline)"
+        if !d.ping.isEmpty {
+            lines.append("ping        " + d.ping.sorted { $0.key < $1.key }.map { "\($0.key) p50 \(Fmt.num($0.value.p50Ms, 2)) p99 \(Fmt.num($0.value.p99Ms, 1)) max \(Fmt.num($0.value.maxMs, 1)) ms" }.joined(separator: "; ") + " (a ping every \(r.parameters.pingMs) ms per node, PATCH to done)")
+        }
+        lines.append("alerts      sockets \(Fmt.int(a.receivedOnline))/\(Fmt.int(a.expectedOnline)), duplicates \(a.duplicatesOnline), wrong \(a.wrongOnline), dropped after set-up \(Fmt.int(a.droppedAfterSetup)), gaps \(a.gaps)"
             + (a.checkedInRedis ? "; histories: exactly one \(Fmt.int(a.storedOnce))/\(Fmt.int(a.expectedStored)) (offline \(Fmt.int(a.storedOfflineOnce))), missing \(Fmt.int(a.storedMissing)), more than one \(Fmt.int(a.storedDuplicates))" : "; histories not checked (no Redis)"))
+        let busy = d.redisCommands.filter { $0.key.hasPrefix("eval") }.values.reduce(0) { $0 + $1.ms }
+        if busy > 0 {
+            lines.append("redis       scripts busy \(Fmt.num(busy, 0)) ms during the drop: " + d.redisCommands.sorted { $0.value.ms > $1.value.ms }.prefix(6)
+                .map { "\($0.key) \(Fmt.int($0.value.calls)) calls \(Fmt.num($0.value.ms, 0)) ms" }.joined(separator: ", "))
+        }
         lines.append("cpu         " + d.cpu.map { "\($0.name) \(Fmt.num($0.percentOfOneCore, 0))%" }.joined(separator: ", ") + " (PATCH to done)")
         for (k, v) in s.failures.sorted(by: { $0.value > $1.value }).prefix(4) { lines.append("failure     \(Fmt.int(v)) x \(k)") }
-        for (k, v) in s.drops.sorted(by: { $0.value > $1.value }).prefix(4) { lines.append("drop        \(Fmt.int(v)) x \(k)") }
+        for (k, v) in s.drops.sorted(by: { $0.value > $1.value }).prefix(4) { lines.append("drop        \(Fmt.int(v)) x \(k) (set-up)") }
+        for (k, v) in a.dropReasons.sorted(by: { $0.value > $1.value }).prefix(4) { lines.append("drop        \(Fmt.int(v)) x \(k) (after set-up)") }
         for t in r.perfTop.prefix(8) { lines.append("perf n1     \(t)") }
         for l in r.limits { lines.append("limit       \(l)") }
         lines.append("verdict     \(r.verdict)")
         print(lines.joined(separator: "\n"))
+    }
+}
+
+/// One line of Redis `INFO commandstats`.
+struct RedisCommandStat: Codable {
+    var calls: Int
+    var ms: Double
+
+    static func parse(_ info: String) -> [String: RedisCommandStat] {
+        var out: [String: RedisCommandStat] = [:]
+        for line in info.split(whereSeparator: { $0 == "\r" || $0 == "\n" }) where line.hasPrefix("cmdstat_") {
+            let parts = line.dropFirst(8).split(separator: ":", maxSplits: 1)
+            guard parts.count == 2 else { continue }
+            var calls = 0, usec = 0.0
+            for kv in parts[1].split(separator: ",") {
+                let f = kv.split(separator: "=")
+                if f.count == 2 && f[0] == "calls" { calls = Int(f[1]) ?? 0 }
+                if f.count == 2 && f[0] == "usec" { usec = Double(f[1]) ?? 0 }
+            }
+            out[String(parts[0])] = RedisCommandStat(calls: calls, ms: usec / 1000)
+        }
+        return out
     }
 }

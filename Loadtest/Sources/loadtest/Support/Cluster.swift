@@ -78,6 +78,7 @@ final class Cluster {
         }
         let redisDir = NSTemporaryDirectory() + "loadtest-redis-\(getpid())-\(Int.random(in: 0..<1_000_000))"
         try FileManager.default.createDirectory(atPath: redisDir, withIntermediateDirectories: true)
+        Children.addScratch(redisDir)
         let redisPort = try Machine.freePort()
         let redis = try ChildProcess.spawn(redisServer, [
             "--port", String(redisPort), "--bind", "127.0.0.1", "--dir", redisDir,
@@ -128,7 +129,7 @@ final class Cluster {
         } catch {
             nodes.forEach { $0.stop(grace: 3) }
             redis.stop(grace: 3)
-            try? FileManager.default.removeItem(atPath: redisDir)
+            Children.removeScratch(redisDir)
             throw error
         }
     }
@@ -218,6 +219,6 @@ final class Cluster {
         for n in nodes { n.signal(SIGTERM) }
         for n in nodes { n.stop(grace: 12) }
         redis?.stop(grace: 5)
-        if let redisDir { try? FileManager.default.removeItem(atPath: redisDir) }
+        if let redisDir { Children.removeScratch(redisDir) }
     }
 }

@@ -14,6 +14,14 @@ enum Children {
     static func remove(_ pid: pid_t) { _ = lock.withLock { live.removeValue(forKey: pid) } }
     static var all: [ChildProcess] { lock.withLock { Array(live.values) } }
 
+    /// Scratch folders (Redis data) removed on Ctrl-C too.
+    nonisolated(unsafe) private static var scratch: Set<String> = []
+    static func addScratch(_ path: String) { _ = lock.withLock { scratch.insert(path) } }
+    static func removeScratch(_ path: String) {
+        _ = lock.withLock { scratch.remove(path) }
+        try? FileManager.default.removeItem(atPath: path)
+    }
+
     /// Load generators first (they only hold sockets), then nodes, then Redis last so
     /// nodes can drain cleanly.
     static func stopAll(grace: Double = 5) {
@@ -42,6 +50,7 @@ enum Children {
                 lock.withLock { stopping = true }
                 FileHandle.standardError.write(Data("\ninterrupted: stopping \(all.count) child processes\n".utf8))
                 stopAll(grace: 3)
+                for path in lock.withLock({ scratch }) { try? FileManager.default.removeItem(atPath: path) }
                 exit(130)
             }
             source.resume()
@@ -179,9 +188,13 @@ final class ChildProcess {
 
     var isRunning: Bool { poll() == nil }
 
+    /// Signals its whole process group, so children of a wrapper script go too. Linux
+    /// does not reuse a pid while a group of that id exists, so this stays safe after
+    /// the leader is reaped; the bare pid is signalled only while we know it is ours.
     func signal(_ sig: Int32) {
-        // Never signal a pid we already reaped: it may belong to someone else now.
-        lock.withLock { if exitStatus == nil { _ = kill(pid, sig) } }
+        lock.withLock {
+            if kill(-pid, sig) != 0 && exitStatus == nil { _ = kill(pid, sig) }
+        }
     }
 
     func waitExit(timeout: Double) -> Int32? {
@@ -198,9 +211,14 @@ final class ChildProcess {
     func stop(grace: Double = 5) -> Int32? {
         closeStdin()
         signal(SIGTERM)
-        if let s = waitExit(timeout: grace) { return s }
-        signal(SIGKILL)
-        return waitExit(timeout: 2)
+        var status = waitExit(timeout: grace)
+        if status == nil {
+            signal(SIGKILL)
+            status = waitExit(timeout: 2)
+        }
+        // Whatever the leader left behind in its group (a wrapper's child).
+        _ = kill(-pid, SIGKILL)
+        return status
     }
 
     @discardableResult
