@@ -81,7 +81,9 @@ public final class EventLoop {
         protocols[0].name = UnsafePointer(gatewayName)
         protocols[0].callback = gatewayCallback
         protocols[0].per_session_data_size = MemoryLayout<UnsafeMutableRawPointer>.size
-        protocols[0].rx_buffer_size = 4096
+        // lws allocates this per connection at the upgrade: it is most of an idle
+        // connection's memory. Larger frames arrive in pieces and are joined.
+        protocols[0].rx_buffer_size = 1024
         protocols[1].name = UnsafePointer(redisName)
         protocols[1].callback = rawDescriptorCallback
         protocols[1].per_session_data_size = MemoryLayout<UnsafeMutableRawPointer>.size
