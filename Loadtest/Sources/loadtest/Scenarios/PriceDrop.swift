@@ -29,6 +29,14 @@ struct PriceDropCommand: ParsableCommand {
     @Option(help: "Connections one probe worker may have mid set-up.")
     var inFlight = 500
 
+    /// The node hangs up on sockets its liveness sweep finds idle for 55 s, and the sweep can
+    /// miss pinging them in time while connections come and go (see the report's limits).
+    @Option(help: "Seconds between `ping` commands from each connected watcher until the PATCH (0: silent clients).")
+    var keepalive = 20
+
+    @Option(help: "Seconds to hold the connected watchers idle between set-up and the PATCH.")
+    var settle = 0
+
     @Option(help: "Seconds to wait for every alert after the PATCH.")
     var wait = 120
 
@@ -58,6 +66,8 @@ struct PriceDropCommand: ParsableCommand {
         guard connectRate > 0 else { throw ValidationError("--connect-rate must be above 0") }
         guard (1...5000).contains(inFlight) else { throw ValidationError("--in-flight must be 1 to 5000") }
         guard (1...3600).contains(wait) else { throw ValidationError("--wait must be 1 to 3600 seconds") }
+        guard (0...3600).contains(keepalive) else { throw ValidationError("--keepalive must be 0 to 3600 seconds") }
+        guard (0...3600).contains(settle) else { throw ValidationError("--settle must be 0 to 3600 seconds") }
         guard (0...10_000).contains(pingMs) else { throw ValidationError("--ping-ms must be 0 to 10000") }
     }
 
@@ -78,6 +88,7 @@ struct PriceDropReport: Codable {
         var nodes: Int
         var probeWorkers: Int
         var pingMs: Int
+        var keepaliveSeconds: Int
         var external: Bool
     }
 
@@ -193,7 +204,7 @@ final class PriceDropScenario {
         let redisURL = cmd.redis ?? (c.spawned ? ClusterSecrets.redisURL(logDir: ctx.logDir) : nil)
         var report = PriceDropReport(run: ctx.info, parameters: .init(
             watchers: w, connectedFraction: cmd.connected, online: online, offline: w - online, price: cmd.price,
-            newPrice: cmd.loweredPrice, nodes: c.endpoints.count, probeWorkers: workers, pingMs: cmd.pingMs, external: cmd.cluster.external))
+            newPrice: cmd.loweredPrice, nodes: c.endpoints.count, probeWorkers: workers, pingMs: cmd.pingMs, keepaliveSeconds: cmd.keepalive, external: cmd.cluster.external))
 
         let admin = ShopClient(c.endpoints[0], shopKey: c.shopKey, timeout: 30)
         try admin.createProduct(id: productID, price: cmd.price, title: "Load test watch \(tag)")
@@ -210,7 +221,7 @@ final class PriceDropScenario {
                                    tokenTTL: 7200 + Int(Double(w) / cmd.connectRate), userPrefix: userPrefix, first: first,
                                    count: count, rate: cmd.connectRate * Double(count) / Double(w), maxInFlight: cmd.inFlight,
                                    sourceAddresses: plan[i], connectTimeout: 20, rxBufferSize: 4096, product: productID,
-                                   onlineFraction: cmd.connected))
+                                   onlineFraction: cmd.connected, keepalive: cmd.keepalive))
             first += count
         }
         p.note("setting up \(Fmt.int(w)) watchers of \(productID) (\(Fmt.int(online)) stay connected) over \(c.endpoints.count) node(s) and \(workers) probe worker(s)"
@@ -239,6 +250,12 @@ final class PriceDropScenario {
             }
         }
         let setupSeconds = Clock.now() - setupStart
+        let settleEnd = Clock.now() + Double(cmd.settle)
+        while Clock.now() < settleEnd {
+            ticker.wait()
+            let t = pl.totals()
+            p.line("settle", "online \(Fmt.int(t.online)) dropped \(Fmt.int(t.dropped)) | " + nodeLine(c) + " | " + cpu.line())
+        }
         // Let the nodes finish the offline closes, so the drop runs on a quiet node.
         let closeDeadline = Clock.now() + 15
         while Clock.now() < closeDeadline {
@@ -310,7 +327,7 @@ final class PriceDropScenario {
                     nextLine += 1
                     let iv = pl.takeInterval().summary
                     report.timeline.append(.init(t: p.elapsed, phase: "drop", watched: pt.watched, online: pt.online, alerts: pt.alerts))
-                    p.line("drop", "online alerts \(Fmt.int(pt.alerted))/\(Fmt.int(expectedOnline)) (+\(Fmt.int(pt.alerts - lastAlerts))/s, dup \(pt.alertDuplicates)) "
+                    p.line("drop", "online alerts \(Fmt.int(pt.alerted))/\(Fmt.int(expectedOnline)) (+\(Fmt.int(pt.alerts - lastAlerts))/s, dup \(pt.alertDuplicates), sockets dropped \(Fmt.int(pt.dropped - t.dropped))) "
                         + (iv.count > 0 ? String(format: "p50 %.0f p99 %.0f ms", iv.p50Ms, iv.p99Ms) : "") + " | last offline stored "
                         + (offlineStoredAt.map { Fmt.num(Double($0 - t0) / 1000, 0) + " ms" } ?? "not yet") + " | node log "
                         + (gatewayLine.map { "\(Fmt.int($0.0)) alerts in \(Fmt.num($0.1, 0)) ms" } ?? "not yet") + " | " + cpu.line())
@@ -415,8 +432,8 @@ final class PriceDropScenario {
             out.append("machine: processes outside this run used \(Fmt.num(other.percentOfOneCore, 0))% of a core during the drop (someone else's build or tests?): times are skewed")
         }
         let total = r.drop.cpu.reduce(0) { $0 + $1.percentOfOneCore }
-        if total > Double(Machine.cores) * 100 * 0.9 {
-            out.append("machine: all \(Machine.cores) cores were busy during the drop (\(Fmt.num(total, 0))% of one core summed)")
+        if total > Double(Machine.cores) * 100 * 0.85 {
+            out.append("machine: the \(Machine.cores) cores were (nearly) all busy during the drop (\(Fmt.num(total, 0))% of one core summed)")
         }
         for span in r.drop.cpu where c.endpoints.contains(where: { $0.name == span.name }) && span.percentOfOneCore > 90 {
             out.append("gateway: node \(span.name) used \(Fmt.num(span.percentOfOneCore, 0))% of a core during the drop (its one loop thread was saturated)")
@@ -440,6 +457,11 @@ final class PriceDropScenario {
                 return open >= lim - 40
             }
             out.append("\(nodeFull ? "machine (node descriptor limit)" : "gateway"): \(Fmt.int(other.values.reduce(0, +))) watcher connections failed or dropped: \(top)")
+        }
+        let silentCuts = (s.drops["connection lost without a close frame"] ?? 0) + (r.alerts.dropReasons["connection lost without a close frame"] ?? 0)
+        if silentCuts > 0 {
+            out.append("gateway: \(Fmt.int(silentCuts)) healthy connected watchers were cut without a close frame: the node hangs up after 55 s without client traffic, but its liveness sweep pings a socket only when a visit finds it 25 s idle, and visits drift apart while connections come and go, so some are never pinged in time"
+                + (r.parameters.keepaliveSeconds == 0 ? " (--keepalive 20 keeps them)" : ""))
         }
         out += c.logComplaints().map { "machine: node log says: \($0)" }
         return out
@@ -507,7 +529,7 @@ struct RedisCommandStat: Codable {
 
     static func parse(_ info: String) -> [String: RedisCommandStat] {
         var out: [String: RedisCommandStat] = [:]
-        for line in info.split(whereSeparator: { $0 == "\r" || $0 == "\n" }) where line.hasPrefix("cmdstat_") {
+        for line in info.split(whereSeparator: \.isNewline) where line.hasPrefix("cmdstat_") {
             let parts = line.dropFirst(8).split(separator: ":", maxSplits: 1)
             guard parts.count == 2 else { continue }
             var calls = 0, usec = 0.0

@@ -32,6 +32,8 @@ struct ProbeSpec: Codable {
     var product: String = ""
     /// Watchers: fraction that stays connected, spread evenly (see `isOnline`).
     var onlineFraction: Double = 1
+    /// Seconds between `ping` commands on each kept socket until the PATCH (0: none).
+    var keepalive: Int = 0
 
     /// User g stays connected when the running count of online users steps up at g,
     /// so every stretch of users holds the same fraction.

@@ -18,6 +18,7 @@ final class ProbePeer {
     var alerts = 0
     /// Closed on purpose after a failed watch (a failure, not an offline watcher).
     var watchFailed = false
+    weak var conn: ClientConnection?
 
     init(g: Int, user: String, node: Int, stays: Bool) {
         self.g = g
@@ -35,6 +36,8 @@ final class ProbeWorker {
     private let lock = NSLock()
     private var status: ProbeStatus
     private var peers: [ProbePeer] = []
+    private var keptPeers: [ProbePeer] = []
+    private var keepaliveCursor = 0
     private var receipts: [ProbeReceipt] = []
     private var alertLatency = Latency()
     /// Alert receipts that came before the parent's PATCH time did.
@@ -109,6 +112,7 @@ final class ProbeWorker {
             }
             if now - lastReport >= 0.25 {
                 report(final: false)
+                keepalive(seconds: now - lastReport)
                 lastReport = now
             }
             usleep(next < spec.count ? 2_000 : 10_000)
@@ -143,6 +147,7 @@ final class ProbeWorker {
         }
         do {
             let conn = try loop.connect(url: spec.urls[peer.node], sourceAddress: source, userData: peer, handlers: handlers)
+            peer.conn = conn
             conn.send(#"{"id":1,"op":"connect","token":"\#(token)"}"#)
         } catch {
             lock.withLock {
@@ -201,6 +206,7 @@ final class ProbeWorker {
             peer.nextOffset = offset + 1
             if spec.mode == .buyers {
                 peer.state = .online
+                keptPeers.append(peer)
                 status.online += 1
                 status.settling -= 1
             } else {
@@ -213,6 +219,7 @@ final class ProbeWorker {
                 status.watched += 1
                 if peer.stays {
                     peer.state = .online
+                    keptPeers.append(peer)
                     status.online += 1
                     status.settling -= 1
                 } else {
@@ -226,9 +233,30 @@ final class ProbeWorker {
                 peer.state = .closing
                 conn.close()
             }
+        case 3?:
+            break   // keepalive ping answered
         default:
             status.unexpected += 1
         }
+    }
+
+    /// Pings a share of the kept sockets so each gets one every `spec.keepalive` seconds,
+    /// until the PATCH time is known: the node's liveness sweep then sees them as active.
+    private func keepalive(seconds: Double) {
+        guard spec.keepalive > 0 else { return }
+        let batch: [ProbePeer] = lock.withLock {
+            guard t0 == nil, !keptPeers.isEmpty else { return [] }
+            let n = min(keptPeers.count, Int((Double(keptPeers.count) * seconds / Double(spec.keepalive)).rounded(.up)))
+            var out: [ProbePeer] = []
+            for _ in 0..<n {
+                if keepaliveCursor >= keptPeers.count { keepaliveCursor = 0 }
+                let p = keptPeers[keepaliveCursor]
+                keepaliveCursor += 1
+                if p.state == .online { out.append(p) }
+            }
+            return out
+        }
+        for p in batch { p.conn?.send(#"{"id":3,"op":"ping"}"#) }
     }
 
     private func push(_ peer: ProbePeer, _ type: String, _ json: JSON, _ now: Int64) {
