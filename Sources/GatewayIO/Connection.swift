@@ -77,12 +77,18 @@ public final class WSConnection {
     /// Last time anything (data or pong) came from the peer.
     var lastActivity = monotonicSeconds()
     private var pingDue = false
+    /// When the unanswered ping went out; any traffic from the peer answers it.
+    var pingSentAt: Double?
 
-    func touch() { lastActivity = monotonicSeconds() }
+    func touch() {
+        lastActivity = monotonicSeconds()
+        pingSentAt = nil
+    }
 
-    func requestPing() {
+    func requestPing(at now: Double) {
         guard !pingDue, !isClosing else { return }
         pingDue = true
+        pingSentAt = now
         lws_callback_on_writable(wsi)
     }
 

@@ -228,18 +228,20 @@ func monotonicSeconds() -> Double {
 }
 
 /// Pings idle connections, drops dead ones and fires connect deadlines without a timer
-/// per connection: every connection is visited once per ping interval, a slice per tick,
-/// and deadlines (all of one length) wait in arrival order.
+/// per connection: every connection is visited twice per ping interval, a slice per
+/// tick, and deadlines (all of one length) wait in arrival order. A connection is dropped
+/// only when a ping it was sent went unanswered, never for being quiet.
 final class Liveness {
     let pingSeconds: Double
-    let hangupSeconds: Double
+    /// How long an unanswered ping is given before the peer counts as dead.
+    let pongGraceSeconds: Double
     private var ring: [WSConnection] = []
     private var cursor = 0
     private var deadlines = FIFO<(at: Double, conn: WSConnection)>()
 
     init(pingSeconds: Int) {
         self.pingSeconds = Double(max(pingSeconds, 1))
-        hangupSeconds = Double(max(pingSeconds, 1) * 2 + 5)
+        pongGraceSeconds = Double(max(pingSeconds, 1) + 5)
     }
 
     func add(_ conn: WSConnection) { ring.append(conn) }
@@ -254,10 +256,9 @@ final class Liveness {
                 delegate?.connectionTimer(first.conn)
             }
         }
-        // A quarter-second tick visits ring.count / (4 * ping) connections.
-        var budget = Int((Double(ring.count) / (pingSeconds * 4)).rounded(.up))
+        // Four ticks a second, each connection visited every half ping interval.
+        var budget = Int((Double(ring.count) / (pingSeconds * 2)).rounded(.up))
         while budget > 0 && !ring.isEmpty {
-            budget -= 1
             if cursor >= ring.count { cursor = 0 }
             let conn = ring[cursor]
             if conn.isGone {
@@ -265,12 +266,12 @@ final class Liveness {
                 ring.removeLast()
                 continue
             }
+            budget -= 1
             cursor += 1
-            let idle = now - conn.lastActivity
-            if idle >= hangupSeconds {
-                conn.kill()
-            } else if idle >= pingSeconds {
-                conn.requestPing()
+            if let sent = conn.pingSentAt {
+                if now - sent >= pongGraceSeconds { conn.kill() }
+            } else if now - conn.lastActivity >= pingSeconds {
+                conn.requestPing(at: now)
             }
         }
     }

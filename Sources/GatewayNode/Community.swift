@@ -184,13 +184,14 @@ extension Node {
     func alertWatchers(product: String, title: String, previous: Int64, price: Int64, currency: String, start: Int,
                        started: UInt64, sent: Int) {
         redis.eval(CommunityScripts.watchersBelow, keys: [], args: [product, price, start, Self.alertBatch]) { reply in
-            guard let items = reply.array, !items.isEmpty else {
+            guard let all = reply.array, let scanned = all.first?.int, scanned > 0 else {
                 if sent > 0 {
                     let ms = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e6
                     self.log("price drop on \(product): \(sent) alerts in \(String(format: "%.0f", ms)) ms")
                 }
                 return
             }
+            let items = Array(all.dropFirst())
             let now = self.now
             let cooldown = Int64(self.options.alertCooldownSeconds) * 1000
             var args: [RedisArgument] = [product, self.options.historyUserSize, self.options.historyTTLSeconds, self.newEpoch()]
@@ -206,9 +207,8 @@ extension Node {
                          AlertRules.alertData(watch, title: title, previous: previous, price: price, currency: currency).serialized()]
                 count += 1
             }
-            let pageSize = items.count / 2
             let next = { (delivered: Int) in
-                guard pageSize == Self.alertBatch else {
+                guard scanned == Self.alertBatch else {
                     let ms = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e6
                     self.log("price drop on \(product): \(sent + delivered) alerts in \(String(format: "%.0f", ms)) ms")
                     return

@@ -116,13 +116,13 @@ enum CommunityScripts {
     """
 
     /// A page of watchers whose threshold is above `price`. ARGV: product, price, start, count.
-    /// Returns {user, record, ...}.
+    /// Returns {users scanned, user, record, ...} (a user without a record is skipped).
     static let watchersBelow = """
     local base = 'gw:{product:' .. ARGV[1] .. '}:'
     local users = redis.call('ZRANGEBYSCORE', base .. 'watchers', '(' .. ARGV[2], '+inf', 'LIMIT', ARGV[3], ARGV[4])
-    if #users == 0 then return {} end
+    if #users == 0 then return {0} end
     local records = redis.call('HMGET', base .. 'watch', unpack(users))
-    local res = {}
+    local res = {#users}
     for i, u in ipairs(users) do
       if records[i] then
         res[#res + 1] = u

@@ -128,6 +128,9 @@ struct PriceDropReport: Codable {
         var cpu: [CPUSpan] = []
         /// Redis `INFO commandstats` over the drop: calls and busy ms per command (scripts' inner calls included).
         var redisCommands: [String: RedisCommandStat] = [:]
+        var error: String?
+        /// Descriptors open / allowed per node at the end of set-up.
+        var nodeFiles: [String: String] = [:]
     }
 
     struct Alerts: Codable {
@@ -295,18 +298,28 @@ final class PriceDropScenario {
         let perf = cmd.perf ? c.endpoints[0].pid.flatMap { PerfRecorder(pid: $0, logDir: ctx.logDir, name: "pricedrop-n1", progress: p) } : nil
         let expectedOnline = t.online
         var drop = PriceDropReport.Drop()
+        for ep in c.endpoints {
+            if let pid = ep.pid { drop.nodeFiles[ep.name] = "\(Machine.openFiles(pid).map(String.init) ?? "?")/\(Machine.fdLimit(of: pid).map(String.init) ?? "?")" }
+        }
         var t0: Int64 = 0
         var offlineStoredAt: Int64?
         var gatewayLine: (Int, Double, Int64)?
         let logPattern = "price drop on \(productID): "
         _ = try? probeRedis?.call(["CONFIG", "RESETSTAT"])
-        let dropCPU = try CPUSpan.measure(procs) {
+        var patchError: String?
+        let dropCPU = CPUSpan.measure(procs) {
             _ = ping?.take()
             t0 = Clock.unixMicros()
             pl.announce(t0: t0, price: Int64(cmd.loweredPrice))
-            let r = try admin.call("PATCH", "/api/v1/products/\(productID)", #"{"price":\#(cmd.loweredPrice)}"#)
-            drop.patchMs = Double(Clock.unixMicros() - t0) / 1000
-            guard r.status == 200 else { throw SpawnError("PATCH: HTTP \(r.status) \(r.text)") }
+            // A node that cannot answer is a result too: report it instead of stopping.
+            do {
+                let r = try admin.call("PATCH", "/api/v1/products/\(productID)", #"{"price":\#(cmd.loweredPrice)}"#)
+                drop.patchMs = Double(Clock.unixMicros() - t0) / 1000
+                if r.status != 200 { patchError = "PATCH: HTTP \(r.status) \(r.text)" }
+            } catch {
+                patchError = "PATCH: \(error)"
+            }
+            if patchError != nil { return }
             let deadline = Clock.now() + Double(cmd.wait)
             var nextLine = Clock.now() + 1
             var lastAlerts = 0
@@ -342,6 +355,8 @@ final class PriceDropScenario {
             }
         }
         drop.cpu = dropCPU
+        drop.error = patchError
+        if let patchError { p.note("the drop did not happen: \(patchError)") }
         if let info = (try? probeRedis?.call(["INFO", "commandstats"]))??.text { drop.redisCommands = RedisCommandStat.parse(info) }
         drop.ping = ping?.take() ?? [:]
         for (i, ep) in c.endpoints.enumerated() { drop.maxStallMs[ep.name] = stallMs(c, i) }
@@ -365,7 +380,7 @@ final class PriceDropScenario {
         a.dropReasons = ft.drops.merging(t.drops) { $0 - $1 }.filter { $0.value > 0 }
         a.gaps = ft.gaps
         a.repeats = ft.repeats
-        if let rp = probeRedis {
+        if let rp = probeRedis, patchError == nil {
             p.note("checking the history of all \(Fmt.int(w)) watchers in Redis")
             a.checkedInRedis = true
             a.expectedStored = ft.watched
@@ -458,6 +473,15 @@ final class PriceDropScenario {
             }
             out.append("\(nodeFull ? "machine (node descriptor limit)" : "gateway"): \(Fmt.int(other.values.reduce(0, +))) watcher connections failed or dropped: \(top)")
         }
+        for (node, files) in r.drop.nodeFiles.sorted(by: { $0.key < $1.key }) {
+            let f = files.split(separator: "/").compactMap { Int($0) }
+            if f.count == 2, f[0] >= f[1] - 20 {
+                out.append("machine: node \(node) used \(f[0]) of its \(f[1]) descriptors (one process may hold at most \(Machine.fdLimit().hard) here): spread the connected watchers over more nodes (--nodes)")
+            }
+        }
+        if let e = r.drop.error {
+            out.append("gateway: the PATCH got no answer (\(e)); a node out of descriptors cannot accept the HTTP call (watch its CPU: lws retries accept() in a busy loop)")
+        }
         let silentCuts = (s.drops["connection lost without a close frame"] ?? 0) + (r.alerts.dropReasons["connection lost without a close frame"] ?? 0)
         if silentCuts > 0 {
             out.append("gateway: \(Fmt.int(silentCuts)) healthy connected watchers were cut without a close frame: the node hangs up after 55 s without client traffic, but its liveness sweep pings a socket only when a visit finds it 25 s idle, and visits drift apart while connections come and go, so some are never pinged in time"
@@ -469,6 +493,7 @@ final class PriceDropScenario {
 
     private func verdict(_ r: PriceDropReport) -> String {
         let a = r.alerts, d = r.drop
+        if let e = d.error { return "no drop measured: \(e)" }
         var why: [String] = []
         if a.receivedOnline < a.expectedOnline { why.append("\(Fmt.int(a.expectedOnline - a.receivedOnline)) connected watchers got no alert") }
         if a.droppedAfterSetup > 0 {
@@ -495,17 +520,17 @@ final class PriceDropScenario {
         let s = r.setup, d = r.drop, a = r.alerts
         var lines = ["", "== pricedrop: \(Fmt.int(r.parameters.watchers)) watchers (\(Fmt.int(r.parameters.online)) connected, \(Fmt.int(r.parameters.offline)) offline), price \(r.parameters.price) -> \(r.parameters.newPrice), \(r.parameters.nodes) node(s), \(r.parameters.probeWorkers) probe worker(s)"]
         lines.append("setup       \(Fmt.int(s.watched)) watches in \(Fmt.num(s.seconds, 1)) s (\(Fmt.num(s.watchesPerSecond, 0))/s); online \(Fmt.int(s.online)), closed \(Fmt.int(s.closedOffline)), failed \(Fmt.int(s.failed + s.watchFailed)), dropped \(Fmt.int(s.dropped)); product watchers \(s.productWatchers.map { Fmt.int($0) } ?? "?")")
-        lines.append("patch       answered in \(Fmt.num(d.patchMs, 1)) ms")
+        if let e = d.error { lines.append("patch       failed: \(e)") } else { lines.append("patch       answered in \(Fmt.num(d.patchMs, 1)) ms") }
         lines.append("online      last receipt \(d.lastOnlineMs.map { Fmt.num($0, 1) + " ms" } ?? "none") after the PATCH; \(d.latency?.line ?? "no samples")")
         lines.append("offline     last offline alert stored \(d.lastOfflineStoredMs.map { Fmt.num($0, 1) + " ms" } ?? "?") after the PATCH (Redis polled every 5 ms)")
         lines.append("node        log: \(d.gatewayAlerts.map { Fmt.int($0) } ?? "?") alerts in \(d.gatewayMs.map { Fmt.num($0, 0) } ?? "?") ms"
             + (d.alertsPerSecond.map { " (\(Fmt.int(Int($0))) alerts/s)" } ?? "") + "; loop stall max " + d.maxStallMs.sorted { $0.key < $1.key }.map { "\($0.key) \(Fmt.num($0.value, 1)) ms" }.joined(separator: ", ")
             + " (set-up: " + s.maxStallMs.sorted { $0.key < $1.key }.map { "\($0.key) \(Fmt.num($0.value, 1)) ms" }.joined(separator: ", ") + ")")
-        if !d.ping.isEmpty {
+        if !d.ping.isEmpty && d.ping.values.contains(where: { $0.count > 0 }) {
             lines.append("ping        " + d.ping.sorted { $0.key < $1.key }.map { "\($0.key) p50 \(Fmt.num($0.value.p50Ms, 2)) p99 \(Fmt.num($0.value.p99Ms, 1)) max \(Fmt.num($0.value.maxMs, 1)) ms" }.joined(separator: "; ") + " (a ping every \(r.parameters.pingMs) ms per node, PATCH to done)")
         }
         lines.append("alerts      sockets \(Fmt.int(a.receivedOnline))/\(Fmt.int(a.expectedOnline)), duplicates \(a.duplicatesOnline), wrong \(a.wrongOnline), dropped after set-up \(Fmt.int(a.droppedAfterSetup)), gaps \(a.gaps)"
-            + (a.checkedInRedis ? "; histories: exactly one \(Fmt.int(a.storedOnce))/\(Fmt.int(a.expectedStored)) (offline \(Fmt.int(a.storedOfflineOnce))), missing \(Fmt.int(a.storedMissing)), more than one \(Fmt.int(a.storedDuplicates))" : "; histories not checked (no Redis)"))
+            + (a.checkedInRedis ? "; histories: exactly one \(Fmt.int(a.storedOnce))/\(Fmt.int(a.expectedStored)) (offline \(Fmt.int(a.storedOfflineOnce))), missing \(Fmt.int(a.storedMissing)), more than one \(Fmt.int(a.storedDuplicates))" : "; histories not checked (\(d.error == nil ? "no Redis" : "no drop")"))
         let busy = d.redisCommands.filter { $0.key.hasPrefix("eval") }.values.reduce(0) { $0 + $1.ms }
         if busy > 0 {
             lines.append("redis       scripts busy \(Fmt.num(busy, 0)) ms during the drop: " + d.redisCommands.sorted { $0.value.ms > $1.value.ms }.prefix(6)
