@@ -101,7 +101,6 @@ public final class ChannelHub {
 
     public var channelCount: Int { channels.count }
     public var subscriptionCount: Int { channels.values.reduce(0) { $0 + $1.subscribers.count } }
-    public var channelNames: [Channel] { Array(channels.keys) }
 
     public func isSubscribed(_ conn: ConnectionID, to channel: Channel) -> Bool {
         channels[channel]?.subscribers[conn] != nil

@@ -50,7 +50,7 @@ private func requestMethod(_ wsi: OpaquePointer) -> (HTTPRequest.Method, String)
     return nil
 }
 
-private func respondNow(_ wsi: OpaquePointer, _ user: UnsafeMutableRawPointer?, _ request: HTTPRequest, _ status: Int, _ message: String, _ code: String) {
+private func respondNow(_ request: HTTPRequest, _ status: Int, _ message: String, _ code: String) {
     var body: [UInt8] = Array(#"{"error":{"code":""#.utf8) + Array(code.utf8) + Array(#"","message":""#.utf8)
     body += Array(message.utf8) + Array(#""}}"#.utf8)
     request.respond(status: status, body: body)
@@ -123,12 +123,12 @@ func gatewayCallback(_ wsi: OpaquePointer?, _ reason: lws_callback_reasons, _ us
         store(request, in: user)
         let length = Int(header(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH) ?? "0") ?? -1
         if length < 0 {
-            respondNow(wsi, user, request, 400, "bad Content-Length", "bad_request")
+            respondNow(request, 400, "bad Content-Length", "bad_request")
             return 0
         }
         if length > loop.options.maxBody {
             request.bodyTooLarge = true
-            respondNow(wsi, user, request, 413, "request body over \(loop.options.maxBody) bytes", "too_large")
+            respondNow(request, 413, "request body over \(loop.options.maxBody) bytes", "too_large")
             return 0
         }
         if length > 0 && (method == .POST || method == .PATCH || method == .PUT) {
@@ -143,7 +143,7 @@ func gatewayCallback(_ wsi: OpaquePointer?, _ reason: lws_callback_reasons, _ us
         guard let request = load(user, as: HTTPRequest.self), !request.bodyTooLarge else { return 0 }
         if request.body.count + len > loop.options.maxBody {
             request.bodyTooLarge = true
-            respondNow(wsi, user, request, 413, "request body over \(loop.options.maxBody) bytes", "too_large")
+            respondNow(request, 413, "request body over \(loop.options.maxBody) bytes", "too_large")
             return 0
         }
         request.body.append(contentsOf: UnsafeRawBufferPointer(start: input, count: len))

@@ -14,7 +14,7 @@ public protocol ServerDelegate: AnyObject {
     func httpRequest(_ request: HTTPRequest)
     /// Whether a WebSocket upgrade may proceed (false while draining).
     func acceptsConnections() -> Bool
-    /// `EventLoop.wake()` was called from another thread.
+    /// `lws_cancel_service` interrupted the poll (a signal handler does this).
     func loopWoken()
 }
 
@@ -148,11 +148,6 @@ public final class EventLoop {
 
     public func stop() {
         stopping = true
-        if let context { lws_cancel_service(context) }
-    }
-
-    /// Thread-safe: interrupts the poll so the delegate's `loopWoken` runs.
-    public func wake() {
         if let context { lws_cancel_service(context) }
     }
 

@@ -112,7 +112,8 @@ func rawDescriptorCallback(_ wsi: OpaquePointer?, _ reason: lws_callback_reasons
             raw.wsi = nil
             slot.pointee = nil
             if wasAttached { raw.owner?.descriptorClosed() }
-            Unmanaged<RawDescriptor>.fromOpaque(Unmanaged.passUnretained(raw).toOpaque()).release()
+            // Balances the retain taken when the descriptor was stored in the slot.
+            Unmanaged.passUnretained(raw).release()
         }
         return 0
     default:
