@@ -62,10 +62,20 @@ func gatewayCallback(_ wsi: OpaquePointer?, _ reason: lws_callback_reasons, _ us
     guard let wsi else { return 0 }
     guard let loop = loopOf(lws_get_context(wsi)) else { return 0 }
     switch reason {
+    case LWS_CALLBACK_FILTER_NETWORK_CONNECTION:
+        // `input` carries the accepted descriptor; refusing closes it.
+        guard Int(bitPattern: input) >= loop.descriptorCeiling else { return 0 }
+        loop.refusedForDescriptors += 1
+        return 1
+
     case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
         let uri = header(wsi, WSI_TOKEN_GET_URI) ?? ""
         let path = uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? uri
         guard path == "/ws", loop.delegate?.acceptsConnections() ?? false else { return 1 }
+        if Int(lws_get_socket_fd(wsi)) >= loop.upgradeCeiling {
+            loop.refusedForDescriptors += 1
+            return 1
+        }
         return 0
 
     case LWS_CALLBACK_ESTABLISHED:

@@ -72,8 +72,39 @@ public final class EventLoop {
         names.forEach { free($0) }
     }
 
+    /// Accepted sockets numbered at or above this are closed at once. Descriptors are
+    /// handed out lowest first, so this keeps a reserve free for Redis, files and the
+    /// listener: a process that runs out cannot accept, and lws would spin on the
+    /// failing `accept` (EMFILE) and stop answering everyone.
+    public private(set) var descriptorCeiling = Int.max
+    /// WebSocket upgrades stop lower still, so `/healthz` and `/metrics` keep answering
+    /// on a full node.
+    private(set) var upgradeCeiling = Int.max
+    /// Connections closed at accept because the node was at `descriptorCeiling`.
+    public internal(set) var refusedForDescriptors = 0
+
+    /// Raises the soft descriptor limit to the hard one and returns the ceiling for
+    /// accepted sockets.
+    static func acceptCeiling() -> Int {
+        var rl = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &rl) == 0 else { return Int.max }
+        if rl.rlim_cur < rl.rlim_max {
+            rl.rlim_cur = rl.rlim_max
+            _ = setrlimit(Int32(RLIMIT_NOFILE.rawValue), &rl)
+            _ = getrlimit(Int32(RLIMIT_NOFILE.rawValue), &rl)
+        }
+        guard rl.rlim_cur < rlim_t(Int32.max) else { return Int.max }
+        let limit = Int(rl.rlim_cur)
+        return limit - min(128, max(16, limit / 16))
+    }
+
+    /// Descriptors kept for HTTP between `upgradeCeiling` and `descriptorCeiling`.
+    static func httpHeadroom(_ ceiling: Int) -> Int { min(64, max(8, ceiling / 64)) }
+
     /// Creates the context and starts listening. Throws with the reason when the port is taken.
     public func start() throws {
+        descriptorCeiling = Self.acceptCeiling()
+        upgradeCeiling = descriptorCeiling == Int.max ? Int.max : descriptorCeiling - Self.httpHeadroom(descriptorCeiling)
         lws_set_log_level(Int32(LLL_ERR), nil)
         let gatewayName = strdup("gateway")!
         let redisName = strdup(RawDescriptor.protocolName)!

@@ -20,7 +20,7 @@ final class NodeMetrics {
 
     /// Prometheus text for the current values.
     func render(connections: Int, subscriptions: Int, channels: Int, redisUp: Bool, redisRTT: Double,
-                redisReconnects: Int, framesSent: Int, loopStall: Double) -> [UInt8] {
+                redisReconnects: Int, framesSent: Int, loopStall: Double, refusedAtLimit: Int) -> [UInt8] {
         registry.makeGauge(name: "gateway_loop_stall_max_seconds",
                            help: "Longest event-loop stall since the last scrape").set(loopStall)
         registry.makeGauge(name: "gateway_connections", help: "Open WebSocket connections").set(Int64(connections))
@@ -33,6 +33,8 @@ final class NodeMetrics {
         advance("gateway_frames_sent_total", "WebSocket frames written", framesSent)
         advance("gateway_send_queue_closes_total", "Clients closed with 4008 for not reading", slowClosed)
         advance("gateway_redis_reconnects_total", "Redis reconnect attempts", redisReconnects)
+        advance("gateway_connections_refused_total", "Sockets closed at accept: the node was at its descriptor ceiling",
+                refusedAtLimit)
         for (key, value) in commands {
             let counter = commandCounters[key] ?? registry.makeCounter(
                 name: "gateway_commands_total", labels: [("op", key.op), ("result", key.result)],
