@@ -166,8 +166,7 @@ extension Node {
                 else { return self.fail(request, .notFound("no product \(id)")) }
                 self.getProduct(request, caller, id)
                 if now < previous {
-                    self.alertWatchers(product: id, title: title, previous: previous, price: now, currency: currency, start: 0,
-                                       started: DispatchTime.now().uptimeNanoseconds, sent: 0)
+                    self.alertWatchers(AlertWalk(product: id, title: title, currency: currency, previous: previous, price: now))
                 }
             }
         }
@@ -179,45 +178,82 @@ extension Node {
         }
     }
 
-    /// Walks the watchers above the new price a page at a time; each page is one Redis
-    /// round trip to read and one to send, so the loop never stalls on a big product.
-    func alertWatchers(product: String, title: String, previous: Int64, price: Int64, currency: String, start: Int,
-                       started: UInt64, sent: Int) {
-        redis.eval(CommunityScripts.watchersBelow, keys: [], args: [product, price, start, Self.alertBatch]) { reply in
-            guard let all = reply.array, let scanned = all.first?.int, scanned > 0 else {
-                if sent > 0 {
-                    let ms = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e6
-                    self.log("price drop on \(product): \(sent) alerts in \(String(format: "%.0f", ms)) ms")
-                }
-                return
-            }
-            let items = Array(all.dropFirst())
-            let now = self.now
-            let cooldown = Int64(self.options.alertCooldownSeconds) * 1000
-            var args: [RedisArgument] = [product, self.options.historyUserSize, self.options.historyTTLSeconds, self.newEpoch()]
-            var count = 0
-            var i = 0
-            while i + 1 < items.count {
-                defer { i += 2 }
-                guard let user = items[i].text, let record = items[i + 1].text,
-                      let watch = Watch(product: product, user: user, record: record),
-                      AlertRules.shouldAlert(watch, newPrice: price, now: now, cooldownMs: cooldown) else { continue }
-                let after = AlertRules.alerted(watch, price: price, now: now)
-                args += [user, record, after.record,
-                         AlertRules.alertData(watch, title: title, previous: previous, price: price, currency: currency).serialized()]
-                count += 1
-            }
-            let next = { (delivered: Int) in
-                guard scanned == Self.alertBatch else {
-                    let ms = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e6
-                    self.log("price drop on \(product): \(sent + delivered) alerts in \(String(format: "%.0f", ms)) ms")
-                    return
-                }
-                self.alertWatchers(product: product, title: title, previous: previous, price: price, currency: currency,
-                                   start: start + Self.alertBatch, started: started, sent: sent + delivered)
-            }
-            guard count > 0 else { return next(0) }
-            self.redis.eval(CommunityScripts.sendAlerts, keys: [], args: args) { reply in next(Int(reply.int ?? 0)) }
+    /// One price drop's walk over the watchers above the new price, a page at a time.
+    /// The next page is read while the previous one is being sent (one page ahead, no
+    /// more), so Redis never waits on this node and other commands still interleave.
+    final class AlertWalk {
+        let product: String, title: String, currency: String
+        let previous: Int64, price: Int64
+        let started = DispatchTime.now().uptimeNanoseconds
+        var nextStart = 0
+        var reading = false
+        var readAll = false
+        var sending = 0
+        var sent = 0
+
+        init(product: String, title: String, currency: String, previous: Int64, price: Int64) {
+            self.product = product
+            self.title = title
+            self.currency = currency
+            self.previous = previous
+            self.price = price
         }
+
+        var done: Bool { readAll && !reading && sending == 0 }
+        var elapsedMs: Double { Double(DispatchTime.now().uptimeNanoseconds - started) / 1e6 }
+    }
+
+    func alertWatchers(_ walk: AlertWalk) {
+        guard !walk.reading, !walk.readAll, walk.sending <= 1 else { return }
+        walk.reading = true
+        let start = walk.nextStart
+        walk.nextStart += Self.alertBatch
+        redis.eval(CommunityScripts.watchersBelow, keys: [],
+                   args: [walk.product, walk.price, start, Self.alertBatch]) { reply in
+            walk.reading = false
+            if reply.isFailure { self.log("price drop on \(walk.product): reading watchers failed: \(reply)") }
+            let all = reply.array ?? []
+            let scanned = all.first?.int ?? 0
+            if scanned < Self.alertBatch { walk.readAll = true }
+            let args = self.alertArguments(walk, Array(all.dropFirst()))
+            if args.count > 4 {
+                walk.sending += 1
+                self.redis.eval(CommunityScripts.sendAlerts, keys: [], args: args) { reply in
+                    walk.sending -= 1
+                    walk.sent += Int(reply.int ?? 0)
+                    self.alertWalkStep(walk)
+                }
+            }
+            self.alertWalkStep(walk)
+        }
+    }
+
+    private func alertWalkStep(_ walk: AlertWalk) {
+        if walk.done {
+            if walk.sent > 0 {
+                log("price drop on \(walk.product): \(walk.sent) alerts in \(String(format: "%.0f", walk.elapsedMs)) ms")
+            }
+        } else {
+            alertWatchers(walk)
+        }
+    }
+
+    /// `sendAlerts` arguments for the watchers of one page the alert rule picks.
+    private func alertArguments(_ walk: AlertWalk, _ items: [RedisReply]) -> [RedisArgument] {
+        let now = self.now
+        let cooldown = Int64(options.alertCooldownSeconds) * 1000
+        var args: [RedisArgument] = [walk.product, options.historyUserSize, options.historyTTLSeconds, newEpoch()]
+        var i = 0
+        while i + 1 < items.count {
+            defer { i += 2 }
+            guard let user = items[i].text, let record = items[i + 1].text,
+                  let watch = Watch(product: walk.product, user: user, record: record),
+                  AlertRules.shouldAlert(watch, newPrice: walk.price, now: now, cooldownMs: cooldown) else { continue }
+            let after = AlertRules.alerted(watch, price: walk.price, now: now)
+            args += [user, record, after.record,
+                     AlertRules.alertData(watch, title: walk.title, previous: walk.previous, price: walk.price,
+                                          currency: walk.currency).serialized()]
+        }
+        return args
     }
 }

@@ -119,7 +119,10 @@ enum CommunityScripts {
     /// Returns {users scanned, user, record, ...} (a user without a record is skipped).
     static let watchersBelow = """
     local base = 'gw:{product:' .. ARGV[1] .. '}:'
-    local users = redis.call('ZRANGEBYSCORE', base .. 'watchers', '(' .. ARGV[2], '+inf', 'LIMIT', ARGV[3], ARGV[4])
+    -- By rank, not `LIMIT offset`: ZRANGE by index jumps there in O(log N), ZRANGEBYSCORE
+    -- walks every skipped member (quadratic over a long walk).
+    local first = redis.call('ZCOUNT', base .. 'watchers', '-inf', ARGV[2]) + tonumber(ARGV[3])
+    local users = redis.call('ZRANGE', base .. 'watchers', first, first + tonumber(ARGV[4]) - 1)
     if #users == 0 then return {0} end
     local records = redis.call('HMGET', base .. 'watch', unpack(users))
     local res = {#users}
@@ -138,10 +141,11 @@ enum CommunityScripts {
     static let sendAlerts = Scripts.publishFunction + """
     local key = 'gw:{product:' .. ARGV[1] .. '}:watch'
     local sent = 0
+    local ts = nowMs()
     for i = 5, #ARGV, 4 do
       if redis.call('HGET', key, ARGV[i]) == ARGV[i + 1] then
         redis.call('HSET', key, ARGV[i], ARGV[i + 2])
-        publish('user:' .. ARGV[i], 'price.drop', ARGV[i + 3], ARGV[2], ARGV[3], ARGV[4])
+        publish('user:' .. ARGV[i], 'price.drop', ARGV[i + 3], ARGV[2], ARGV[3], ARGV[4], ts)
         sent = sent + 1
       end
     end
