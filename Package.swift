@@ -47,7 +47,7 @@ let package = Package(
             "GatewayProtocol", "GatewayAuth", "GatewayCore", "GatewayConfig", "GatewayIO",
             "GatewayCrypto", "CLws", "OrderCore", "CommunityCore",
             .product(name: "Prometheus", package: "swift-prometheus"),
-        ], swiftSettings: glue),
+        ], resources: [.copy("Web")], swiftSettings: glue),
 
         // Client library on lws: tests, load tester and bots use it.
         .target(name: "GatewayClient", dependencies: ["GatewayProtocol", "CLws"],

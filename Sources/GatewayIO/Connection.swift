@@ -160,7 +160,7 @@ public final class HTTPRequest {
     var wsi: OpaquePointer?
     var expectedBody = 0
     var bodyTooLarge = false
-    private var response: (status: Int, body: [UInt8], contentType: String)?
+    private var response: (status: Int, body: [UInt8], contentType: String, headers: [(String, String)])?
     private var headersSent = false
 
     init(method: Method, path: String, query: String, authorization: String?, signature: String?, wsi: OpaquePointer) {
@@ -175,9 +175,11 @@ public final class HTTPRequest {
     /// True once the client went away; a late answer is then dropped.
     public var isGone: Bool { wsi == nil }
 
-    public func respond(status: Int, body: [UInt8], contentType: String = "application/json") {
+    /// `headers`: extra response headers, e.g. `("Location", "/demo/")`.
+    public func respond(status: Int, body: [UInt8], contentType: String = "application/json",
+                        headers: [(String, String)] = []) {
         guard response == nil, let wsi else { return }
-        response = (status, body, contentType)
+        response = (status, body, contentType, headers)
         lws_callback_on_writable(wsi)
     }
 
@@ -192,6 +194,10 @@ public final class HTTPRequest {
                 let end = b.baseAddress! + b.count - 1
                 if lws_add_http_common_headers(wsi, UInt32(response.status), response.contentType,
                                                lws_filepos_t(response.body.count), &p, end) != 0 { return -1 }
+                for (name, value) in response.headers {
+                    let field = name.lowercased() + ":"
+                    if lws_add_http_header_by_name(wsi, field, value, Int32(value.utf8.count), &p, end) != 0 { return -1 }
+                }
                 if lws_finalize_write_http_header(wsi, start, &p, end) != 0 { return -1 }
                 lws_callback_on_writable(wsi)
                 return 0

@@ -162,29 +162,35 @@ extension Node {
 
     /// `POST /api/v1/payments/notify`: signed by the payment provider over the raw body.
     func paymentNotify(_ request: HTTPRequest) {
-        guard let signature = request.signature.flatMap({ Crypto.fromHex($0.trimmingCharacters(in: .whitespaces)) }) else {
-            return fail(request, GatewayError(.unauthorized, "X-Signature: <hex HMAC-SHA256 of the body> required"))
-        }
-        let expected = Crypto.hmacSHA256(key: Array(options.paymentsSecret.utf8), message: request.body)
-        guard Crypto.constantTimeEquals(signature, expected) else {
-            return fail(request, GatewayError(.unauthorized, "signature does not match the body"))
-        }
-        guard let body = try? JSON.parse(request.body), body.objectValue != nil else {
-            return fail(request, .badRequest("the body must be a JSON object"))
-        }
-        let notify: PaymentNotify
-        switch PaymentNotify.decode(body) {
-        case .failure(let e): return fail(request, e)
-        case .success(let n): notify = n
-        }
-        orderStore.run(.payment, notify.payment, decide: { s in
-            self.orderRules.notify(notify, payment: s.payment, order: s.order, stock: s.stock, now: self.now)
-        }) { result in
+        applyPaymentNotify(body: request.body, signature: request.signature) { result in
             switch result {
             case .failure(let e): self.fail(request, e)
             case .success: self.respond(request, 200, .object([("ok", .bool(true))]))
             }
         }
+    }
+
+    /// The provider's notify: signature over the raw body, then the order rules' `notify`
+    /// (idempotent by payment, first success wins). The dev sandbox pays through it too.
+    func applyPaymentNotify(body: [UInt8], signature: String?, _ done: @escaping (Result<Void, GatewayError>) -> Void) {
+        guard let sig = signature.flatMap({ Crypto.fromHex($0.trimmingCharacters(in: .whitespaces)) }) else {
+            return done(.failure(GatewayError(.unauthorized, "X-Signature: <hex HMAC-SHA256 of the body> required")))
+        }
+        let expected = Crypto.hmacSHA256(key: Array(options.paymentsSecret.utf8), message: body)
+        guard Crypto.constantTimeEquals(sig, expected) else {
+            return done(.failure(GatewayError(.unauthorized, "signature does not match the body")))
+        }
+        guard let json = try? JSON.parse(body), json.objectValue != nil else {
+            return done(.failure(.badRequest("the body must be a JSON object")))
+        }
+        let notify: PaymentNotify
+        switch PaymentNotify.decode(json) {
+        case .failure(let e): return done(.failure(e))
+        case .success(let n): notify = n
+        }
+        orderStore.run(.payment, notify.payment, decide: { s in
+            self.orderRules.notify(notify, payment: s.payment, order: s.order, stock: s.stock, now: self.now)
+        }) { result in done(result.map { _ in () }) }
     }
 
     // MARK: Client commands

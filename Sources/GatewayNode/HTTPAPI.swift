@@ -35,6 +35,14 @@ extension Node {
                                       loopStall: loop.longestStallSeconds, refusedAtLimit: loop.refusedForDescriptors)
             loop.longestStallSeconds = 0
             request.respond(status: 200, body: text, contentType: "text/plain; version=0.0.4")
+        case (.GET, []), (.HEAD, []):
+            if options.dev { return redirect(request, to: "/demo/") }
+            fail(request, GatewayError(.notFound, "no route \(request.method.rawValue) \(request.path)"))
+        case (.GET, _) where segments.first == "client" || segments.first == "demo",
+             (.HEAD, _) where segments.first == "client" || segments.first == "demo":
+            serveStatic(request)
+        case (_, _) where segments.first == "dev":
+            devRequest(request, Array(segments.dropFirst()))
         default:
             if segments.count >= 3, segments[0] == "api", segments[1] == "v1" {
                 api(request, Array(segments.dropFirst(2)))

@@ -74,6 +74,7 @@ public final class Node: ServerDelegate {
         redis.start()
         sweepTimers()
         refreshPresence()
+        if options.dev { startDemo() }
         installSignalHandlers(loop)
         loop.run()
         redis.stop()

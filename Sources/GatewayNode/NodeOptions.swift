@@ -30,6 +30,8 @@ public struct NodeOptions: Sendable {
     public var alertCooldownSeconds = 3600
     public var watchTTLSeconds = 7_776_000
     public var presenceTTLSeconds = 30
+    /// `serve --dev`: the /dev endpoints, demo products and `GET /` to the demo page.
+    public var dev = false
 
     public init(nodeName: String, host: String, port: Int, redisHost: String, redisPort: Int,
                 authSecret: String, shopKey: String, merchantKeys: [String: String],

@@ -27,12 +27,33 @@ struct Bot: ParsableCommand {
         case .success(let b): brain = b
         case .failure(let e): throw ValidationError("\(answers): \(e.message)")
         }
+        try BotRunner(products: product, brain: brain, url: url, maxBackoff: maxBackoff).run(token: { token }, giveUp: true)
+    }
+}
+
+/// The bot's connection loop, shared by `gateway bot` and the bot `serve --dev` runs for
+/// the demo products: joins every product's group, answers, and on any drop reconnects
+/// with backoff and full jitter, resuming each group with `since`.
+struct BotRunner {
+    let products: [String]
+    let brain: BotAnswers
+    let url: String
+    var maxBackoff = 30.0
+    /// Asked before each answer (the dev bot answers only while its node holds the lease).
+    var shouldAnswer: @Sendable () -> Bool = { true }
+
+    /// - Parameters:
+    ///   - token: asked before every connection (the dev bot mints a fresh one each time).
+    ///   - giveUp: throw on a refusal (4002/4003/4010/4011, a group it may not join)
+    ///     instead of trying again after the backoff.
+    func run(token: () -> String, giveUp: Bool) throws {
+        let product = products
         let loop = try ClientLoop()
         var positions: [String: GatewaySession.Position] = [:]
         var attempt = 0
         while true {
             do {
-                let (session, reply) = try GatewaySession.open(loop: loop, url: url, token: token, timeout: 10)
+                let (session, reply) = try GatewaySession.open(loop: loop, url: url, token: token(), timeout: 10)
                 guard let me = reply["ok"]?["user"]?.stringValue else {
                     let message = reply["error"]?["message"]?.stringValue ?? "\(reply)"
                     if let code = session.waitClosed(timeout: 2), [4002, 4003, 4010, 4011].contains(code) {
@@ -47,7 +68,10 @@ struct Bot: ParsableCommand {
                         fields.append(("since", .object([("offset", .int(pos.offset)), ("epoch", .string(pos.epoch))])))
                     }
                     let r = try session.command("subscribe", fields)
-                    if let e = r["error"] { throw ValidationError("cannot join \(channel): \(e["message"]?.stringValue ?? "\(e)")") }
+                    if let e = r["error"] {
+                        session.close()
+                        throw ValidationError("cannot join \(channel): \(e["message"]?.stringValue ?? "\(e)")")
+                    }
                     for pub in r["ok"]?["publications"]?.arrayValue ?? [] { answer(pub, session, brain, me) }
                 }
                 print("bot \(me) answering in \(product.map { "group:\($0)" }.joined(separator: ", "))")
@@ -59,12 +83,13 @@ struct Bot: ParsableCommand {
                     for (channel, pos) in session.positions where channel.hasPrefix("group:") { positions[channel] = pos }
                 }
                 let code = session.waitClosed(timeout: 1)
+                for (channel, pos) in session.positions where channel.hasPrefix("group:") { positions[channel] = pos }
                 if let code, [4002, 4003, 4010, 4011].contains(code) {
                     throw ValidationError("closed by the gateway with \(code): \(session.closeReason); not reconnecting")
                 }
-                for (channel, pos) in session.positions where channel.hasPrefix("group:") { positions[channel] = pos }
             } catch let error as ValidationError {
-                throw error
+                if giveUp { throw error }
+                FileHandle.standardError.write(Data("bot: \(error.message)\n".utf8))
             } catch {
                 FileHandle.standardError.write(Data("bot: \(error)\n".utf8))
             }
@@ -80,7 +105,7 @@ struct Bot: ParsableCommand {
         guard push["push"]?.stringValue == "group.message", let channel = push["channel"]?.stringValue,
               let data = push["data"], data["from"]?.stringValue != me, data["role"]?.stringValue == "buyer",
               let text = data["text"]?.stringValue, let offset = push["offset"]?.intValue,
-              let reply = brain.answer(to: text) else { return }
+              shouldAnswer(), let reply = brain.answer(to: text) else { return }
         _ = try? session.command("publish", [("channel", .string(channel)),
                                              ("data", .object([("text", .string(reply)), ("reply_to", .int(offset))]))])
     }

@@ -1,8 +1,10 @@
 import ArgumentParser
 import Foundation
+import CommunityCore
 import GatewayAuth
 import GatewayConfig
 import GatewayNode
+import GatewayProtocol
 import OrderCore
 
 @main
@@ -50,7 +52,7 @@ struct Serve: ParsableCommand {
     @Option(help: "Address to listen on.") var host: String?
     @Option(help: "Redis URL, e.g. redis://127.0.0.1:6379. Without it a private redis-server is started.") var redis: String?
     @Option(help: "Node name, unique among nodes sharing a Redis.") var node: String?
-    @Flag(help: "Development mode: generate missing secrets and print how to mint tokens.") var dev = false
+    @Flag(help: "Development mode: generate missing secrets, print how to mint tokens, serve the /dev endpoints, demo products and a bot behind the demo page at /demo/.") var dev = false
 
     func run() throws {
         var overrides: [String: String] = [:]
@@ -103,18 +105,23 @@ struct Serve: ParsableCommand {
         options.alertCooldownSeconds = settings.alerts.cooldownSeconds
         options.watchTTLSeconds = settings.alerts.watchTTLSeconds
         options.presenceTTLSeconds = settings.groups.presenceTTLSeconds
+        options.dev = dev
+        let web = Node.staticFiles
+        if web.files.isEmpty { print("no browser files found (\(web.source)): /client and /demo answer 404") }
         let gateway = Node(options: options)
         try gateway.run { port in
             print("gateway node \(nodeName) listening on ws://\(settings.server.host):\(port)/ws and http://\(settings.server.host):\(port)/")
             if dev {
+                DemoBot.start(host: settings.server.host, port: port, secret: settings.auth.secret)
                 let minter = TokenMinter(secret: settings.auth.secret)
                 let sample = minter.mint(Claims(sub: "u1", exp: Int64(Date().timeIntervalSince1970) + 86400, name: "Demo buyer"))
                 print("""
-                dev mode: development secrets (kept in data/dev-secrets.json).
+                dev mode: secrets from the config/environment, missing ones generated and kept in \(DevSecrets.file(settings).path).
                   shop key:        \(settings.api.shopKey)
                   payments secret: \(settings.payments.secret)
                   token for u1:    \(sample)
                   more tokens:     GATEWAY_AUTH_SECRET=\(settings.auth.secret) gateway token --sub u2
+                  demo page:       http://\(DemoBot.reachableHost(settings.server.host)):\(port)/demo/
                 """)
             }
             fflush(stdout)
@@ -155,8 +162,14 @@ struct Token: ParsableCommand {
 /// `--dev` secrets are generated once and kept beside the private Redis data, so tokens
 /// and sealed card keys stay valid across restarts of a development node.
 enum DevSecrets {
+    static func file(_ settings: Settings) -> URL {
+        URL(fileURLWithPath: settings.redis.dataDir).deletingLastPathComponent().appendingPathComponent("dev-secrets.json")
+    }
+
     static func fill(_ settings: inout Settings) throws {
-        let file = URL(fileURLWithPath: settings.redis.dataDir).deletingLastPathComponent().appendingPathComponent("dev-secrets.json")
+        // Everything configured (tests, a shared dev box): use it and keep nothing on disk.
+        if settings.missingSecrets().isEmpty { return }
+        let file = self.file(settings)
         var saved: [String: String] = [:]
         if let data = try? Data(contentsOf: file), let json = try? JSONSerialization.jsonObject(with: data) as? [String: String] {
             saved = json
@@ -176,5 +189,51 @@ enum DevSecrets {
             let data = try JSONSerialization.data(withJSONObject: out, options: [.prettyPrinted, .sortedKeys])
             FileManager.default.createFile(atPath: file.path, contents: data, attributes: [.posixPermissions: 0o600])
         }
+    }
+}
+
+/// The sample bot (`gateway bot`) answering in the demo products' groups of a `--dev` node,
+/// on a thread of its own with a token minted from the node's own secret.
+enum DemoBot {
+    static let user = "demo-bot"
+
+    static func reachableHost(_ host: String) -> String {
+        ["", "0.0.0.0", "::", "*"].contains(host) ? "127.0.0.1" : host
+    }
+
+    /// Config/bot-answers.json from the working directory, else from the source tree.
+    static func answersFile() -> URL? {
+        let local = URL(fileURLWithPath: "Config/bot-answers.json")
+        if FileManager.default.fileExists(atPath: local.path) { return local }
+        let source = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("Config/bot-answers.json")
+        return FileManager.default.fileExists(atPath: source.path) ? source : nil
+    }
+
+    static func start(host: String, port: Int, secret: String) {
+        guard let file = answersFile(), let data = try? Data(contentsOf: file),
+              case .success(let brain) = BotAnswers.decode((try? JSON.parse(Array(data))) ?? .null) else {
+            print("dev mode: no usable Config/bot-answers.json, the demo groups run without a bot")
+            return
+        }
+        let products = Node.demoProducts.map(\.id)
+        let url = "ws://\(reachableHost(host)):\(port)/ws"
+        let minter = TokenMinter(secret: secret)
+        let thread = Thread {
+            // Give the node a moment to reach Redis and create the demo products.
+            Thread.sleep(forTimeInterval: 1.5)
+            let runner = BotRunner(products: products, brain: brain, url: url, maxBackoff: 10,
+                                   shouldAnswer: { DemoBotLease.shared.isHeld })
+            do {
+                try runner.run(token: {
+                    minter.mint(Claims(sub: user, exp: Int64(Date().timeIntervalSince1970) + 86400, role: .bot,
+                                       products: products, name: "Shop helper"))
+                }, giveUp: false)
+            } catch {
+                FileHandle.standardError.write(Data("dev bot stopped: \(error)\n".utf8))
+            }
+        }
+        thread.name = "demo-bot"
+        thread.start()
     }
 }

@@ -101,13 +101,25 @@ final class GatewayNodeProcess {
     let name: String
     let redisPort: Int
     private let extraEnv: [String: String]
+    private let launcher: [String]
+    /// Extra `serve` arguments, e.g. `--dev`.
+    let extraArguments: [String]
+    /// With `--dev`: a throwaway folder for `redis.data_dir`, so the dev secrets file lands there, not in the repo.
+    private let devDir: URL?
     private(set) var process: Process?
     let logURL: URL
 
-    init(name: String, redisPort: Int, env: [String: String] = [:]) throws {
+    /// - Parameter dev: runs `serve --dev` (dev-only endpoints, /demo/); the test secrets from the
+    ///   environment are still the ones used.
+    /// - Parameter launcher: a command that runs the gateway, e.g. `["/usr/bin/prlimit", "--nofile=160:160"]`.
+    init(name: String, redisPort: Int, env: [String: String] = [:], dev: Bool = false, arguments: [String] = [],
+         launcher: [String] = []) throws {
+        self.launcher = launcher
         self.name = name
         self.redisPort = redisPort
         self.extraEnv = env
+        self.extraArguments = (dev ? ["--dev"] : []) + arguments
+        devDir = dev ? FileManager.default.temporaryDirectory.appendingPathComponent("gw-dev-\(UUID().uuidString.prefix(8))") : nil
         port = freePort()
         logURL = FileManager.default.temporaryDirectory.appendingPathComponent("gw-\(name)-\(port).log")
         try start()
@@ -115,10 +127,11 @@ final class GatewayNodeProcess {
 
     func start() throws {
         let p = Process()
-        p.executableURL = executable("gateway")
-        p.arguments = ["serve", "--port", String(port), "--node", name, "--redis", "redis://127.0.0.1:\(redisPort)",
-                       "--config", Self.configPath]
+        p.executableURL = launcher.first.map { URL(fileURLWithPath: $0) } ?? executable("gateway")
+        p.arguments = launcher.dropFirst() + (launcher.isEmpty ? [] : [executable("gateway").path]) + ["serve", "--port", String(port), "--node", name, "--redis", "redis://127.0.0.1:\(redisPort)",
+                       "--config", Self.configPath] + extraArguments
         var env = ProcessInfo.processInfo.environment
+        if let devDir { env["GATEWAY_REDIS_DATA_DIR"] = devDir.appendingPathComponent("redis").path }
         env["GATEWAY_AUTH_SECRET"] = TestSecrets.auth
         env["GATEWAY_API_SHOP_KEY"] = TestSecrets.shopKey
         env["GATEWAY_API_MERCHANT_KEYS"] = "m1:\(TestSecrets.merchantKey)"
@@ -167,7 +180,10 @@ final class GatewayNodeProcess {
         process = nil
     }
 
-    deinit { stop() }
+    deinit {
+        stop()
+        if let devDir { try? FileManager.default.removeItem(at: devDir) }
+    }
 
     func http(_ method: String, _ path: String, body: String? = nil, key: String? = TestSecrets.shopKey,
               headers: [String: String] = [:]) throws -> HTTPResponse {
@@ -287,8 +303,8 @@ class IntegrationCase: XCTestCase {
         redis = nil
     }
 
-    func startNode(_ name: String = "n1", env: [String: String] = [:]) throws -> GatewayNodeProcess {
-        let node = try GatewayNodeProcess(name: name, redisPort: redis.port, env: env)
+    func startNode(_ name: String = "n1", env: [String: String] = [:], dev: Bool = false) throws -> GatewayNodeProcess {
+        let node = try GatewayNodeProcess(name: name, redisPort: redis.port, env: env, dev: dev)
         nodes.append(node)
         return node
     }

@@ -1,0 +1,290 @@
+import Foundation
+import GatewayAuth
+import GatewayCrypto
+import GatewayIO
+import GatewayProtocol
+import OrderCore
+
+/// A product the dev node keeps in the shop, with throwaway card keys.
+public struct DemoProduct: Sendable {
+    public let id: String
+    public let title: String
+    public let price: Int64
+    public let currency: String
+}
+
+/// Whether this node's demo bot should answer: with several dev nodes on one Redis every
+/// node runs a bot, and only the holder of a short Redis lease answers, so a question
+/// gets one answer. Read from the bot's thread, written on the loop thread.
+public final class DemoBotLease: @unchecked Sendable {
+    public static let shared = DemoBotLease()
+    private let lock = NSLock()
+    private var held = false
+    public var isHeld: Bool { lock.lock(); defer { lock.unlock() }; return held }
+    func set(_ value: Bool) { lock.lock(); held = value; lock.unlock() }
+}
+
+/// `serve --dev` only: endpoints the demo page needs to stand in for the shop backend and
+/// the payment provider (`/dev/...`), and the demo products. Every order and payment goes
+/// through the same order rules and store as `/api/v1`; a sandbox payment is a success
+/// notify signed with `payments.secret`, checked and applied like one from the provider.
+extension Node {
+    public static let demoMerchant = "demo-merchant"
+    public static let demoProducts: [DemoProduct] = [
+        DemoProduct(id: "demo-steam-50", title: "Steam Wallet card 50 CNY", price: 4800, currency: "CNY"),
+        DemoProduct(id: "demo-netflix-1m", title: "Netflix 1 month (HK)", price: 6300, currency: "CNY"),
+        DemoProduct(id: "demo-game-key", title: "Indie game key (global)", price: 2900, currency: "CNY"),
+    ]
+    /// Lifetime of a token from `POST /dev/token`.
+    static let devTokenTTLSeconds: Int64 = 12 * 3600
+    /// Below this many keys in stock a demo product gets `demoKeyBatch` more.
+    static let demoLowStock = 50
+    static let demoKeyBatch = 300
+
+    // MARK: Routes
+
+    func devRequest(_ request: HTTPRequest, _ route: [String]) {
+        let notFound = GatewayError(.notFound, "no route \(request.method.rawValue) \(request.path)")
+        guard options.dev else { return fail(request, notFound) }
+        switch (request.method, route) {
+        case (.POST, ["token"]):
+            withJSONBody(request) { self.devToken(request, $0) }
+        case (.GET, ["products"]):
+            devProducts(request)
+        case (.POST, ["orders"]):
+            devUser(request) { user in self.withJSONBody(request) { self.devOrder(request, user, $0) } }
+        case (.POST, ["pay"]):
+            devUser(request) { user in self.withJSONBody(request) { self.devPay(request, user, $0) } }
+        case (.POST, ["price"]):
+            devUser(request) { _ in self.withJSONBody(request) { self.devPrice(request, $0) } }
+        default:
+            fail(request, notFound)
+        }
+    }
+
+    /// The user of the `Authorization: Bearer <token>` (a gateway token, as on `/ws`).
+    private func devUser(_ request: HTTPRequest, _ body: (String) -> Void) {
+        guard let header = request.authorization, header.hasPrefix("Bearer ") else {
+            return fail(request, GatewayError(.unauthorized, "Authorization: Bearer <token from /dev/token> required"))
+        }
+        switch verifier.verify(String(header.dropFirst(7)), nowSeconds: Int64(Date().timeIntervalSince1970)) {
+        case .failure(let e): fail(request, GatewayError(.unauthorized, e.message))
+        case .success(let claims): body(claims.sub)
+        }
+    }
+
+    /// `POST /dev/token {"user":"alice","name"?:"Alice"}`: a buyer token for anyone.
+    private func devToken(_ request: HTTPRequest, _ body: JSON) {
+        guard let user = body["user"]?.stringValue, Names.isValidID(user) else {
+            return fail(request, .badRequest("\"user\" must be 1 to 64 characters of A-Z a-z 0-9 _ . : -"))
+        }
+        var name: String?
+        if let n = body["name"], !n.isNull {
+            guard let text = n.stringValue, (1...32).contains(text.count) else {
+                return fail(request, .badRequest("\"name\" must be 1 to 32 characters"))
+            }
+            name = text
+        }
+        let exp = Int64(Date().timeIntervalSince1970) + Self.devTokenTTLSeconds
+        let token = TokenMinter(secret: options.authSecret).mint(Claims(sub: user, exp: exp, role: .buyer, name: name))
+        respond(request, 200, .object([("token", .string(token)), ("user", .string(user)), ("expires_at", .int(exp * 1000))]))
+    }
+
+    /// `GET /dev/products`: the demo products as they are now.
+    private func devProducts(_ request: HTTPRequest) {
+        var found: [String: JSON] = [:]
+        var remaining = Self.demoProducts.count
+        var failure: GatewayError?
+        for product in Self.demoProducts {
+            redis.eval(Scripts.productView, keys: [], args: [product.id]) { [weak self] reply in
+                guard let self else { return }
+                if let all = reply.array, all.count == 4, let items = all[0].array {
+                    var fields: [String: String] = [:]
+                    var i = 0
+                    while i + 1 < items.count {
+                        if let k = items[i].text, let v = items[i + 1].text { fields[k] = v }
+                        i += 2
+                    }
+                    if fields["merchant"] != nil {
+                        found[product.id] = .object([
+                            ("id", .string(product.id)), ("title", .string(fields["title"] ?? product.title)),
+                            ("price", .int(Int64(fields["price"] ?? "") ?? product.price)),
+                            ("currency", .string(fields["currency"] ?? product.currency)),
+                            ("stock", .int(all[1].int ?? 0)),
+                        ])
+                    }
+                } else {
+                    failure = self.storageError(reply)
+                }
+                remaining -= 1
+                guard remaining == 0 else { return }
+                if let failure { return self.fail(request, failure) }
+                let list = Self.demoProducts.compactMap { found[$0.id] }
+                self.respond(request, 200, .object([("products", .array(list))]))
+            }
+        }
+    }
+
+    /// `POST /dev/orders`: `POST /api/v1/orders` with the token's user as buyer.
+    private func devOrder(_ request: HTTPRequest, _ user: String, _ body: JSON) {
+        var fields = (body.objectValue ?? []).filter { $0.0 != "buyer" }
+        fields.append(("buyer", .string(user)))
+        let decoded: OrderRequest
+        switch OrderRequest.decode(.object(fields)) {
+        case .failure(let e): return fail(request, e)
+        case .success(let r): decoded = r
+        }
+        let fresh = FreshIDs(order: freshID("o"), giftCode: freshID("g"), payCode: freshID("f"))
+        let create = {
+            self.orderStore.run(.product, decoded.product, decide: { snapshot in
+                self.orderRules.create(decoded, product: snapshot.product, now: self.now, fresh: fresh)
+            }) { result in
+                switch result {
+                case .success(let (decision, _)): self.respond(request, 201, decision.savedOrder!.json(for: .user(user)))
+                case .failure(let e): self.fail(request, e)
+                }
+            }
+        }
+        guard let key = decoded.idempotencyKey else { return create() }
+        redis.send(["GET", CommerceKeys.idempotency(user, key)]) { reply in
+            guard let id = reply.text else { return reply.isFailure ? self.fail(request, self.storageError(reply)) : create() }
+            self.orderStore.load(.order, id) { loaded in
+                guard case .success(let s) = loaded, let order = s.order else { return self.fail(request, .redisUnavailable) }
+                self.respond(request, 200, order.json(for: .user(user)))
+            }
+        }
+    }
+
+    /// `POST /dev/pay {"order"}`: the sandbox provider. Creates a payment for the token's user
+    /// and feeds a signed success notify into the provider's notify path; answers
+    /// `{payment, order}` as they stand afterwards (no keys: the page reads them with order.get).
+    private func devPay(_ request: HTTPRequest, _ user: String, _ body: JSON) {
+        guard let orderID = body["order"]?.stringValue, !orderID.isEmpty, orderID.utf8.count <= 128 else {
+            return fail(request, .badRequest("\"order\" must be an order id"))
+        }
+        let paymentID = freshID("pay")
+        orderStore.run(.order, orderID, decide: { s in
+            guard let o = s.order else { return .failure(.notFound("no order \(orderID)")) }
+            return self.orderRules.createPayment(order: o, payer: user, paymentID: paymentID, now: self.now)
+        }) { result in
+            switch result {
+            case .failure(let e): self.fail(request, e)
+            case .success(let (decision, _)):
+                guard let payment = decision.savedPayment else { return self.fail(request, GatewayError(.internal, "no payment made")) }
+                let notify = JSON.object([
+                    ("payment", .string(payment.id)), ("order", .string(payment.order)), ("amount", .int(payment.amount)),
+                    ("currency", .string(payment.currency)), ("status", .string("success")),
+                    ("trade_no", .string("SANDBOX-\(Crypto.randomToken(6))")),
+                ])
+                let raw = Array(notify.serialized().utf8)
+                let signature = Crypto.hex(Crypto.hmacSHA256(key: Array(self.options.paymentsSecret.utf8), message: raw))
+                self.applyPaymentNotify(body: raw, signature: signature) { outcome in
+                    if case .failure(let e) = outcome { return self.fail(request, e) }
+                    self.orderStore.load(.payment, payment.id) { loaded in
+                        switch loaded {
+                        case .failure(let e): self.fail(request, e)
+                        case .success(let s):
+                            self.respond(request, 200, .object([
+                                ("payment", (s.payment ?? payment).json),
+                                ("order", s.order.map { $0.json(for: .user(user)) } ?? .null),
+                            ]))
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// `POST /dev/price {"product","price"}`: `PATCH /api/v1/products/{id}` with the shop's rights.
+    private func devPrice(_ request: HTTPRequest, _ body: JSON) {
+        guard let product = body["product"]?.stringValue, Names.isValidID(product) else {
+            return fail(request, .badRequest("\"product\" must be a valid product id"))
+        }
+        guard case .int(let price)? = body["price"], price >= 0 else {
+            return fail(request, .badRequest("\"price\" must be a whole number of minor units, 0 or more"))
+        }
+        updateProduct(request, .shop, product, .object([("price", .int(price))]))
+    }
+
+    // MARK: Demo products
+
+    /// Creates the demo products once Redis answers and keeps their stock topped up.
+    func startDemo() {
+        log("dev mode: /dev endpoints on, demo page at /demo/")
+        var stocked = false
+        func tick() {
+            loop.schedule(afterMs: stocked ? 30_000 : 1_000) { [weak self] in
+                guard let self else { return }
+                if self.redis.isReady { self.stockDemoProducts { stocked = $0 } }
+                tick()
+            }
+        }
+        tick()
+        renewBotLease()
+    }
+
+    /// Takes or keeps the demo-bot lease (15 s, renewed every 5 s).
+    private func renewBotLease() {
+        let script = """
+        if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
+        if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1 end
+        return 0
+        """
+        loop.schedule(afterMs: DemoBotLease.shared.isHeld ? 5_000 : 1_000) { [weak self] in
+            guard let self else { return }
+            guard self.redis.isReady else {
+                DemoBotLease.shared.set(false)
+                return self.renewBotLease()
+            }
+            self.redis.eval(script, keys: ["gw:demo:bot-lease"], args: [self.options.nodeName, 15_000]) { reply in
+                DemoBotLease.shared.set(reply.int == 1)
+                self.renewBotLease()
+            }
+        }
+    }
+
+    private func stockDemoProducts(_ done: @escaping (Bool) -> Void) {
+        var remaining = Self.demoProducts.count
+        var allGood = true
+        for product in Self.demoProducts {
+            let fields: [RedisArgument] = ["id", product.id, "merchant", Self.demoMerchant, "title", product.title,
+                                           "price", product.price, "currency", product.currency, "created_at", now]
+            redis.eval(Scripts.createProduct, keys: [Keys.product(product.id)], args: fields) { [weak self] reply in
+                guard let self else { return }
+                let finish = { (ok: Bool) in
+                    allGood = allGood && ok
+                    remaining -= 1
+                    if remaining == 0 { done(allGood) }
+                }
+                if reply.int == 1 { self.log("dev mode: created demo product \(product.id)") }
+                guard reply.int != nil else { return finish(false) }
+                self.redis.send(["LLEN", CommerceKeys.stock(product.id)]) { reply in
+                    guard let stock = reply.int else { return finish(false) }
+                    guard stock < Self.demoLowStock else { return finish(true) }
+                    self.addDemoKeys(product.id, count: Self.demoKeyBatch) { finish($0) }
+                }
+            }
+        }
+    }
+
+    /// Throwaway keys, sealed and fingerprinted exactly as `POST /api/v1/products/{id}/keys` does.
+    private func addDemoKeys(_ product: String, count: Int, _ done: @escaping (Bool) -> Void) {
+        var args: [RedisArgument] = [product]
+        let context = Array(product.utf8)
+        for _ in 0..<count {
+            let hex = Crypto.randomToken(8).uppercased()
+            var groups: [Substring] = []
+            var rest = Substring(hex)
+            while !rest.isEmpty { groups.append(rest.prefix(4)); rest = rest.dropFirst(4) }
+            let plain = Array(("DEMO-" + groups.joined(separator: "-")).utf8)
+            let fingerprint = Crypto.hex(Crypto.hmacSHA256(key: options.keysSecret, message: context + [0] + plain).prefix(16))
+            args.append(fingerprint)
+            args.append(Base64URL.encode(keyBox.seal(plain, context: context)))
+        }
+        redis.eval(CommerceScripts.addKeys, keys: [], args: args) { [weak self] reply in
+            guard let r = reply.array, r.count == 3, let added = r[0].int, let stock = r[2].int else { return done(false) }
+            self?.log("dev mode: \(added) demo keys added to \(product) (stock \(stock))")
+            done(true)
+        }
+    }
+}
