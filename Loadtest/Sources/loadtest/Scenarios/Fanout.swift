@@ -39,6 +39,28 @@ struct FanoutCommand: ParsableCommand {
     @Option(help: "Latency objective: a rate counts as sustained only if p99 stays at or under this many ms.")
     var p99Objective: Double = 100
 
+    @Option(help: "Server to measure: the gateway (spawned or --url), or Nchan at --nchan-url for the side-by-side benchmark (Loadtest/nchan/compare.sh).")
+    var target: FanoutTarget = .gateway
+
+    @Option(help: ArgumentHelp("Nchan's nginx with `/pub/<channel>` (publisher) and `/sub/<channel>` (WebSocket subscriber) locations.",
+                               valueName: "http://127.0.0.1:PORT"))
+    var nchanUrl: String?
+
+    @Option(help: "PID of an nginx worker serving Nchan (repeatable), for CPU and RSS figures.")
+    var nchanPid: [Int32] = []
+
+    @Option(help: "PID of the redis-server behind Nchan, for CPU figures.")
+    var nchanRedisPid: Int32?
+
+    /// Host and port of `--nchan-url`.
+    var nchanAddress: (host: String, port: Int)? {
+        guard let url = nchanUrl, url.hasPrefix("http://") else { return nil }
+        let authority = url.dropFirst(7).split(separator: "/", maxSplits: 1).first ?? ""
+        let parts = authority.split(separator: ":")
+        guard parts.count == 2, let port = Int(parts[1]), (1..<65536).contains(port) else { return nil }
+        return (String(parts[0]), port)
+    }
+
     @OptionGroup var workerOptions: WorkerOptions
     @OptionGroup var cluster: ClusterOptions
     @OptionGroup var output: OutputOptions
@@ -53,13 +75,23 @@ struct FanoutCommand: ParsableCommand {
         if let publishers, !(1...256).contains(publishers) { throw ValidationError("--publishers must be 1 to 256") }
         guard connectRate > 0, connectRate <= 100_000 else { throw ValidationError("--connect-rate must be above 0 and at most 100,000") }
         guard (1...600).contains(drain) else { throw ValidationError("--drain must be 1 to 600 seconds") }
+        if target == .nchan {
+            guard let address = nchanAddress else { throw ValidationError("--target nchan needs --nchan-url http://127.0.0.1:PORT") }
+            guard SourceAddresses.isLoopback(host: address.host) else {
+                throw ValidationError("--nchan-url \(nchanUrl!): this tool only sends traffic to 127.0.0.0/8")
+            }
+        }
     }
 
     func run() throws { try FanoutScenario(self).run() }
 }
 
+extension FanoutTarget: ExpressibleByArgument {}
+
 struct FanoutReport: Codable {
     struct Parameters: Codable {
+        /// "gateway" or "nchan": the server measured.
+        var target: String
         var subscribers: Int
         var channels: Int
         var rate: Double
@@ -103,7 +135,8 @@ struct FanoutReport: Codable {
         var drainSeconds = 0.0
         /// Last delivery after the last publication was sent: a backlog when over a second.
         var tailSeconds = 0.0
-        /// Node CPU time per delivery while publishing (comparable across machines and peers).
+        /// Server CPU time per delivery while publishing (gateway nodes, or Nchan's nginx
+        /// workers; comparable across machines and peers).
         var gatewayCpuMicrosPerDelivery: Double?
         /// Publication send time (`t`) to receipt by the subscriber.
         var latency: LatencySummary?
@@ -150,13 +183,27 @@ final class FanoutScenario {
             cluster?.stop()
             pool?.stop()
         }
-        cluster = try Cluster.start(cmd.cluster, logDir: ctx.logDir, progress: p)
+        let nchan = cmd.target == .nchan
+        if let address = cmd.nchanAddress, nchan {
+            let eps = cmd.nchanPid.isEmpty ? [Endpoint(name: "nchan", host: address.host, port: address.port)]
+                : cmd.nchanPid.enumerated().map { Endpoint(name: "nginx\($0.offset + 1)", host: address.host, port: address.port, pid: $0.element) }
+            guard HTTPConnection.get(host: address.host, port: address.port, path: "/healthz") != nil else {
+                throw SpawnError("\(cmd.nchanUrl!): nothing answers /healthz (start nginx with Loadtest/nchan/nginx.conf.template)")
+            }
+            cluster = Cluster.foreign(endpoints: eps, redisPid: cmd.nchanRedisPid, logDir: ctx.logDir)
+            p.note("target: Nchan at \(cmd.nchanUrl!)" + (cmd.nchanPid.isEmpty ? "" : ", nginx worker pid(s) \(cmd.nchanPid.map(String.init).joined(separator: ", "))"))
+        } else {
+            cluster = try Cluster.start(cmd.cluster, logDir: ctx.logDir, progress: p)
+        }
         let c = cluster!
+        let serverPids = c.endpoints.compactMap(\.pid)
 
-        // Products, so that product: channels may be subscribed.
-        let channelNames = (1...cmd.channels).map { "product:lt-\($0)" }
+        // Products, so that product: channels may be subscribed (Nchan channels need nothing).
+        // Nchan hands a new subscriber the channel's stored messages: fresh names per run.
+        let nchanRun = "lt\(getpid())x\(Int.random(in: 0..<1_000_000))"
+        let channelNames = (1...cmd.channels).map { nchan ? "\(nchanRun)-\($0)" : "product:lt-\($0)" }
         let api = HTTPConnection(host: c.endpoints[0].host, port: c.endpoints[0].port, timeout: 5)
-        for k in 1...cmd.channels {
+        for k in 1...cmd.channels where !nchan {
             let body = #"{"id":"lt-\#(k)","merchant":"loadtest","title":"Load test product \#(k)","price":100,"currency":"CNY"}"#
             let r = try api.request("POST", "/api/v1/products", body: Array(body.utf8),
                                     headers: [("Authorization", "Bearer \(c.shopKey)"), ("Content-Type", "application/json")],
@@ -173,17 +220,18 @@ final class FanoutScenario {
         var specs: [WorkerSpec] = []
         for (w, count) in counts.enumerated() {
             specs.append(WorkerSpec(
-                index: w, urls: c.endpoints.map(\.wsURL), first: first, count: count,
+                index: w, urls: nchan ? ["ws://\(c.endpoints[0].host):\(c.endpoints[0].port)"] : c.endpoints.map(\.wsURL),
+                first: first, count: count,
                 rate: cmd.connectRate * Double(count) / Double(s), sourceAddresses: plan.0[w], secret: c.secret,
                 tokenTTL: Int(Double(s) / cmd.connectRate) + cmd.duration + cmd.drain + 3600, userPrefix: "lt-",
-                channels: channelNames, rxBufferSize: 16384, maxInFlight: 500, connectTimeout: 20))
+                channels: channelNames, rxBufferSize: 16384, maxInFlight: 500, connectTimeout: 20, target: cmd.target))
             first += count
         }
         var report = FanoutReport(run: ctx.info, parameters: .init(
-            subscribers: s, channels: cmd.channels, rate: cmd.rate, durationSeconds: cmd.duration, payloadBytes: cmd.payload,
-            publishers: cmd.publisherCount, nodes: c.endpoints.count, workers: workers, external: cmd.cluster.external,
+            target: cmd.target.rawValue, subscribers: s, channels: cmd.channels, rate: cmd.rate, durationSeconds: cmd.duration, payloadBytes: cmd.payload,
+            publishers: cmd.publisherCount, nodes: c.endpoints.count, workers: workers, external: cmd.cluster.external || nchan,
             p99ObjectiveMs: cmd.p99Objective))
-        p.note("connecting \(Fmt.int(s)) subscribers to \(cmd.channels) channel(s) over \(c.endpoints.count) node(s) and \(workers) worker(s)")
+        p.note("connecting \(Fmt.int(s)) subscribers to \(cmd.channels) channel(s) over \(nchan ? "Nchan" : "\(c.endpoints.count) node(s)") and \(workers) worker(s)")
         pool = try WorkerPool(specs: specs, logDir: ctx.logDir)
         let pl = pool!
         var cpu = CPUWatch(cluster: c, workers: pl.pids)
@@ -210,7 +258,7 @@ final class FanoutScenario {
         // Publish.
         let total = Int(cmd.rate * Double(cmd.duration))
         let publisher = Publisher(endpoints: c.endpoints, shopKey: c.shopKey, channels: channelNames, rate: cmd.rate,
-                                  total: total, threads: cmd.publisherCount, payload: cmd.payload)
+                                  total: total, threads: cmd.publisherCount, payload: cmd.payload, target: cmd.target)
         var procs: [(String, pid_t)] = c.endpoints.compactMap { ep in ep.pid.map { (ep.name, $0) } }
         if let r = c.redisPid { procs.append(("redis", r)) }
         procs += pl.pids.enumerated().map { ("worker \($0.offset)", $0.element) }
@@ -251,7 +299,9 @@ final class FanoutScenario {
         // Loss: every open subscriber should hold every offset up to the channel's last one.
         var lost = 0
         for tally in finalTallies where tally.subscribers > 0 && pub.maxOffset[tally.channel] > 0 {
-            let missing = Int64(tally.subscribers) * pub.maxOffset[tally.channel] - tally.contiguousSum + Int64(tally.holes)
+            // Nchan: a publication that failed left a number every subscriber misses.
+            let failed = pub.failedOffsets[tally.channel].filter { $0 <= pub.maxOffset[tally.channel] }.count
+            let missing = Int64(tally.subscribers) * (pub.maxOffset[tally.channel] - Int64(failed)) - tally.contiguousSum + Int64(tally.holes)
             lost += max(0, Int(missing))
         }
 
@@ -271,11 +321,11 @@ final class FanoutScenario {
                                   latency: pl.total.summary)
         let nodeCPU = report.cpuWhilePublishing.filter { n in c.endpoints.contains { $0.name == n.name } }
             .reduce(0) { $0 + $1.percentOfOneCore }
-        if deliveredWhilePublishing > 0 && c.spawned {
+        if deliveredWhilePublishing > 0 && (c.spawned || !serverPids.isEmpty) {
             report.deliveries.gatewayCpuMicrosPerDelivery = (nodeCPU / 100 * publishSeconds / Double(deliveredWhilePublishing) * 1e6 * 1000).rounded() / 1000
         }
         limits += judge(report, cpu: report.cpuWhilePublishing)
-        if !c.deadNodes().isEmpty { limits.append("gateway: node exited: " + c.deadNodes().joined(separator: "; ")) }
+        if !nchan && !c.deadNodes().isEmpty { limits.append("gateway: node exited: " + c.deadNodes().joined(separator: "; ")) }
         report.limits = limits
         report.verdict = verdict(report)
         report.run.machine = MachineInfo()
@@ -302,6 +352,7 @@ final class FanoutScenario {
     /// Who limited the run: the gateway, the load generator, or the machine.
     private func judge(_ r: FanoutReport, cpu: [CPUSpan]) -> [String] {
         var out: [String] = []
+        let server = r.parameters.target
         let total = cpu.reduce(0) { $0 + $1.percentOfOneCore }
         if let other = cpu.first(where: { $0.name == "other processes" }), other.percentOfOneCore > 20 {
             out.append("machine: processes outside this run used \(Fmt.num(other.percentOfOneCore, 0))% of a core while publishing (someone else's build or tests?): figures are skewed, rerun on a quiet machine")
@@ -311,7 +362,7 @@ final class FanoutScenario {
             out.append("machine: all \(Machine.cores) cores were busy while publishing (\(Fmt.num(total, 0))% of one core summed over gateway, Redis and load generator); figures are relative to this machine")
         }
         for span in cpu where span.percentOfOneCore > 90 && span.name != "other processes" {
-            let who = span.name.hasPrefix("worker") || span.name.hasPrefix("loadtest") ? "load generator" : "gateway"
+            let who = span.name.hasPrefix("worker") || span.name.hasPrefix("loadtest") ? "load generator" : server
             out.append("\(who): \(span.name) used \(Fmt.num(span.percentOfOneCore, 0))% of a core (single-threaded: saturated)")
         }
         if r.publications.maxLagSeconds > 1 {
@@ -319,20 +370,22 @@ final class FanoutScenario {
             let answer = (r.publications.httpLatency?.meanMs ?? 0) / 1000
             let ceiling = answer > 0 ? Double(r.parameters.publishers) / answer : .infinity
             if ceiling < r.parameters.rate * 1.1 {
-                out.append("load generator: \(r.parameters.publishers) publishers waiting \(Fmt.num(answer * 1000, 1)) ms per answer top out near \(Fmt.num(ceiling, 0))/s; raise --publishers (the slow answers themselves are the gateway's)")
+                out.append("load generator: \(r.parameters.publishers) publishers waiting \(Fmt.num(answer * 1000, 1)) ms per answer top out near \(Fmt.num(ceiling, 0))/s; raise --publishers (the slow answers themselves are the \(server)'s)")
             } else {
-                out.append("gateway: publishers fell \(Fmt.num(r.publications.maxLagSeconds)) s behind schedule: the publish path (HTTP + Redis script) did not keep up with \(Fmt.num(r.parameters.rate, 0))/s")
+                out.append("\(server): publishers fell \(Fmt.num(r.publications.maxLagSeconds)) s behind schedule: the publish path (HTTP + Redis) did not keep up with \(Fmt.num(r.parameters.rate, 0))/s")
             }
         }
         if r.deliveries.received < r.deliveries.expected {
-            out.append("gateway: \(Fmt.int(r.deliveries.expected - r.deliveries.received)) deliveries had not arrived \(Fmt.num(r.deliveries.drainSeconds)) s after the last publication")
+            out.append("\(server): \(Fmt.int(r.deliveries.expected - r.deliveries.received)) deliveries had not arrived \(Fmt.num(r.deliveries.drainSeconds)) s after the last publication")
         }
         return out
     }
 
     private func verdict(_ r: FanoutReport) -> String {
         let d = r.deliveries
-        let clean = d.lost == 0 && d.duplicates == 0 && d.outOfOrder == 0 && r.publications.errors == 0
+        // Nchan's order is the order publications reach it, not the numbers publishers gave them.
+        let ordered = d.outOfOrder == 0 || r.parameters.target == FanoutTarget.nchan.rawValue
+        let clean = d.lost == 0 && d.duplicates == 0 && ordered && r.publications.errors == 0
         let onPace = r.publications.ratePerSecond >= r.parameters.rate * 0.97 && r.publications.maxLagSeconds < 1
         let delivered = d.received >= d.expected
         let kept = d.tailSeconds < 1
@@ -357,13 +410,14 @@ final class FanoutScenario {
     private func summary(_ r: FanoutReport) {
         let d = r.deliveries
         let pb = r.publications
-        var lines = ["", "== fanout: \(Fmt.int(r.parameters.subscribers)) subscribers on \(r.parameters.channels) channel(s), \(Fmt.num(r.parameters.rate, 0)) publications/s for \(r.parameters.durationSeconds) s, \(r.parameters.nodes) node(s), payload \(r.parameters.payloadBytes) B"]
+        var lines = ["", "== fanout (\(r.parameters.target)): \(Fmt.int(r.parameters.subscribers)) subscribers on \(r.parameters.channels) channel(s), \(Fmt.num(r.parameters.rate, 0)) publications/s for \(r.parameters.durationSeconds) s, \(r.parameters.nodes) node(s), payload \(r.parameters.payloadBytes) B"]
         lines.append("subscribers   \(Fmt.int(r.subscribers.subscribed)) subscribed, \(Fmt.int(r.subscribers.failed)) failed, \(Fmt.int(r.subscribers.dropped)) dropped")
         lines.append("publications  \(Fmt.int(pb.ok)) ok of \(Fmt.int(pb.requested)), \(pb.errors) errors, \(Fmt.num(pb.ratePerSecond, 1))/s, max lag \(Fmt.num(pb.maxLagSeconds * 1000, 1)) ms")
         if let h = pb.httpLatency { lines.append("publish HTTP  \(h.line)") }
         lines.append("deliveries    \(Fmt.int(d.received)) of \(Fmt.int(d.expected)) expected, \(Fmt.int(Int(d.perSecond)))/s")
-        if let us = d.gatewayCpuMicrosPerDelivery { lines.append("gateway cost  \(Fmt.num(us, 2)) us of node CPU per delivery") }
-        lines.append("checks        lost \(d.lost), duplicates \(d.duplicates), out of order \(d.outOfOrder), unexpected \(d.unexpected)")
+        let nchan = r.parameters.target == FanoutTarget.nchan.rawValue
+        if let us = d.gatewayCpuMicrosPerDelivery { lines.append("server cost   \(Fmt.num(us, 2)) us of \(nchan ? "nginx" : "node") CPU per delivery") }
+        lines.append("checks        lost \(d.lost), duplicates \(d.duplicates), out of order \(d.outOfOrder)\(nchan ? " (includes publisher races)" : ""), unexpected \(d.unexpected)")
         if let l = d.latency { lines.append("latency       \(l.line) (publish send to receipt)") }
         lines.append("cpu           " + r.cpuWhilePublishing.map { "\($0.name) \(Fmt.num($0.percentOfOneCore, 0))%" }.joined(separator: ", "))
         for (k, v) in r.subscribers.failures.sorted(by: { $0.value > $1.value }).prefix(4) { lines.append("failure       \(v) x \(k)") }

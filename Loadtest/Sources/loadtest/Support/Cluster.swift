@@ -36,9 +36,12 @@ final class Cluster {
     private let redis: ChildProcess?
     private let nodes: [ChildProcess]
     private let redisDir: String?
+    /// Redis of a server this run only watches (see `foreign`).
+    private let watchedRedisPid: pid_t?
 
     private init(endpoints: [Endpoint], shopKey: String, secret: String, spawned: Bool, logDir: String,
-                 redis: ChildProcess?, nodes: [ChildProcess], redisDir: String?) {
+                 redis: ChildProcess?, nodes: [ChildProcess], redisDir: String?, watchedRedisPid: pid_t? = nil) {
+        self.watchedRedisPid = watchedRedisPid
         self.endpoints = endpoints
         self.shopKey = shopKey
         self.secret = secret
@@ -49,7 +52,14 @@ final class Cluster {
         self.redisDir = redisDir
     }
 
-    var redisPid: pid_t? { redis?.pid }
+    var redisPid: pid_t? { redis?.pid ?? watchedRedisPid }
+
+    /// A server that is not a gateway and that this run did not start (Nchan for
+    /// `fanout --target nchan`): its processes and Redis are only watched for CPU and RSS.
+    static func foreign(endpoints: [Endpoint], redisPid: pid_t?, logDir: String) -> Cluster {
+        Cluster(endpoints: endpoints, shopKey: "", secret: "", spawned: false, logDir: logDir,
+                redis: nil, nodes: [], redisDir: nil, watchedRedisPid: redisPid)
+    }
 
     static func start(_ options: ClusterOptions, logDir: String, progress: Progress) throws -> Cluster {
         if options.external {

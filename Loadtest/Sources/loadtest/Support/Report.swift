@@ -44,12 +44,16 @@ final class RunContext {
         Children.installSignalCleanup()
     }
 
+    /// The JSON report, and beside it the same as Markdown with an SVG chart of the timeline.
     func write<T: Encodable>(_ report: T) throws {
         Children.haltIfInterrupted()
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        try encoder.encode(report).write(to: URL(fileURLWithPath: info.reportPath))
+        let json = try encoder.encode(report)
+        try json.write(to: URL(fileURLWithPath: info.reportPath))
         progress.note("report: \(info.reportPath)")
+        let (md, svg) = MarkdownReport.write(report, json: json, jsonPath: info.reportPath)
+        progress.note("report: \(md)" + (svg.map { " (chart \($0))" } ?? ""))
     }
 }
 

@@ -3,7 +3,7 @@ import Foundation
 /// What the parent tells one probe child (`loadtest orders|pricedrop --probe-worker`),
 /// one JSON line on its stdin. Probes are users who act (watch, buy) rather than only
 /// subscribe, so they have their own child next to `loadtest worker`.
-struct ProbeSpec: Codable {
+struct ProbeSpec: ChildSpec {
     enum Mode: String, Codable {
         /// Stay connected and report every `order.status` push.
         case buyers
@@ -53,8 +53,9 @@ struct ProbeReceipt: Codable {
 
 /// What a probe child reports, every quarter second and at the end. Counters are
 /// cumulative; `receipts` and `alertLatency` cover only the time since the last report.
-struct ProbeStatus: Codable {
-    var worker: Int
+/// Summed over the children it is `ProbeTotals`.
+struct ProbeStatus: ChildStatus {
+    var worker = 0
     var final = false
     var attempted = 0
     var connected = 0
@@ -87,4 +88,36 @@ struct ProbeStatus: Codable {
     var lastAlertMicros: Int64?
     var fdLimit = 0
     var rssBytes = 0
+    /// Totals: children that have reported.
+    var reporting = 0
+
+    /// Adds another child's counters (receipts and histograms go through the pool).
+    mutating func add(_ s: ProbeStatus) {
+        reporting += 1
+        attempted += s.attempted
+        connected += s.connected
+        failed += s.failed
+        dropped += s.dropped
+        settling += s.settling
+        online += s.online
+        watched += s.watched
+        watchFailed += s.watchFailed
+        closedOffline += s.closedOffline
+        gaps += s.gaps
+        repeats += s.repeats
+        unexpected += s.unexpected
+        alerts += s.alerts
+        alerted += s.alerted
+        alertDuplicates += s.alertDuplicates
+        alertWrong += s.alertWrong
+        firstAlertMicros = firstAlertMicros.earliest(s.firstAlertMicros)
+        lastAlertMicros = lastAlertMicros.latest(s.lastAlertMicros)
+        pushes.add(s.pushes)
+        failures.add(s.failures)
+        drops.add(s.drops)
+        rssBytes += s.rssBytes
+    }
 }
+
+/// Sums of every probe child's latest report.
+typealias ProbeTotals = ProbeStatus

@@ -30,10 +30,9 @@ final class ProbePeer {
 }
 
 /// The child process behind `--probe-worker`: connects its users, watches or waits
-/// for order pushes, and reports JSON lines on stdout.
-final class ProbeWorker {
+/// for order pushes, and reports JSON lines on stdout (the process plumbing is `LoadChild`'s).
+final class ProbeWorker: LoadChild {
     let spec: ProbeSpec
-    private let lock = NSLock()
     private var status: ProbeStatus
     private var peers: [ProbePeer] = []
     private var keptPeers: [ProbePeer] = []
@@ -44,22 +43,13 @@ final class ProbeWorker {
     private var earlyAlerts: [Int64] = []
     private var t0: Int64?
     private var expectedPrice: Int64?
-    private var stopping = false
-    private var finishRequested = false
-    private var parentGone = false
     private let minter: TokenMinter
     private let tokenExp: Int64
     private let watchFrame: String
-    private var loop: ClientLoop!
-    private var handlers: ClientHandlers!
 
     /// Reads the spec from stdin and runs until the parent lets go.
     static func main() throws -> Never {
-        signal(SIGPIPE, SIG_IGN)
-        guard let line = readLine(), let spec = try? JSONDecoder().decode(ProbeSpec.self, from: Data(line.utf8)) else {
-            throw ValidationError("probe worker: expected a ProbeSpec JSON line on stdin")
-        }
-        try ProbeWorker(spec: spec).run()
+        try ProbeWorker(spec: readSpec(ProbeSpec.self, "probe worker")).run()
     }
 
     init(spec: ProbeSpec) {
@@ -68,62 +58,29 @@ final class ProbeWorker {
         minter = TokenMinter(secret: spec.secret)
         tokenExp = Int64(Date().timeIntervalSince1970) + Int64(spec.tokenTTL)
         watchFrame = #"{"id":2,"op":"watch","product":"\#(spec.product)"}"#
+        super.init()
     }
 
     func run() throws -> Never {
-        status.fdLimit = ClientLoop.raiseOpenFileLimit()
         let kept = spec.mode == .buyers ? spec.count : Int((Double(spec.count) * spec.onlineFraction).rounded(.up)) + 1
-        guard status.fdLimit >= kept + spec.maxInFlight + 64 else {
-            throw ValidationError("probe worker \(spec.index): \(kept) kept + \(spec.maxInFlight) in flight need more descriptors than the limit \(status.fdLimit)")
-        }
-        loop = try ClientLoop(rxBufferSize: spec.rxBufferSize, connectTimeout: UInt32(spec.connectTimeout),
-                              timeout: UInt32(spec.connectTimeout))
+        status.fdLimit = try startLoop(needed: kept + spec.maxInFlight + 64,
+                                       who: "probe worker \(spec.index) with \(kept) kept + \(spec.maxInFlight) in flight",
+                                       rxBufferSize: spec.rxBufferSize, connectTimeout: spec.connectTimeout)
         handlers = ClientHandlers(
             onText: { [unowned self] conn, bytes in received(conn, bytes) },
-            onClose: { [unowned self] conn, code, reason in closed(conn, code, reason) })
-
-        let stdinThread = Thread { [unowned self] in
-            while let line = readLine() {
-                if line.hasPrefix("t0 ") {
-                    let f = line.split(separator: " ")
-                    if f.count == 3, let t = Int64(f[1]), let p = Int64(f[2]) { setT0(t, price: p) }
-                }
-                if line == "finish" { lock.withLock { finishRequested = true } }
-                if line == "exit" { break }
-            }
-            lock.withLock { parentGone = true }
-        }
-        stdinThread.start()
-
-        let start = Clock.now()
-        var next = 0
-        var lastReport = 0.0
-        while true {
-            let (gone, finish) = lock.withLock { (parentGone, finishRequested) }
-            if gone { exit(0) }
-            if finish { break }
-            let now = Clock.now()
-            if next < spec.count {
-                let due = min(spec.count, Int((now - start) * spec.rate) + 1)
-                while next < due, lock.withLock({ status.settling }) < spec.maxInFlight {
-                    open(next)
-                    next += 1
-                }
-            }
-            if now - lastReport >= 0.25 {
-                report(final: false)
-                keepalive(seconds: now - lastReport)
-                lastReport = now
-            }
-            usleep(next < spec.count ? 2_000 : 10_000)
-        }
-        report(final: true)
-        // Keep the sockets until the parent has stopped the nodes.
-        let deadline = Clock.now() + 120
-        while !lock.withLock({ parentGone }) && Clock.now() < deadline { usleep(20_000) }
-        lock.withLock { stopping = true }
-        exit(0)
+            onClose: closeHandler)
+        run(count: spec.count, rate: spec.rate, maxInFlight: spec.maxInFlight, reportEvery: 0.25, idleSleepMicros: 10_000)
     }
+
+    override var unsettled: Int { status.settling }
+
+    /// `t0 <micros> <price>`: when the PATCH went out and the price it set.
+    override func command(_ line: String) {
+        let f = line.split(separator: " ")
+        if f.count == 3, f[0] == "t0", let t = Int64(f[1]), let p = Int64(f[2]) { setT0(t, price: p) }
+    }
+
+    override func afterReport(seconds: Double) { keepalive(seconds: seconds) }
 
     private func setT0(_ t: Int64, price: Int64) {
         lock.withLock {
@@ -134,12 +91,12 @@ final class ProbeWorker {
         }
     }
 
-    private func open(_ i: Int) {
+    override func open(_ i: Int) {
         let g = spec.first + i
         let stays = spec.mode == .buyers || ProbeSpec.isOnline(g, fraction: spec.onlineFraction)
         let peer = ProbePeer(g: g, user: "\(spec.userPrefix)\(g)", node: g % spec.urls.count, stays: stays)
         let token = minter.mint(Claims(sub: peer.user, exp: tokenExp))
-        let source = spec.sourceAddresses.isEmpty ? nil : spec.sourceAddresses[i % spec.sourceAddresses.count]
+        let source = Self.source(spec.sourceAddresses, i)
         lock.withLock {
             status.attempted += 1
             status.settling += 1
@@ -205,10 +162,7 @@ final class ProbeWorker {
             status.connected += 1
             peer.nextOffset = offset + 1
             if spec.mode == .buyers {
-                peer.state = .online
-                keptPeers.append(peer)
-                status.online += 1
-                status.settling -= 1
+                keepOnline(peer)
             } else {
                 peer.state = .watching
                 conn.send(watchFrame)
@@ -218,10 +172,7 @@ final class ProbeWorker {
             if json["ok"] != nil {
                 status.watched += 1
                 if peer.stays {
-                    peer.state = .online
-                    keptPeers.append(peer)
-                    status.online += 1
-                    status.settling -= 1
+                    keepOnline(peer)
                 } else {
                     peer.state = .closing
                     conn.close()
@@ -238,6 +189,14 @@ final class ProbeWorker {
         default:
             status.unexpected += 1
         }
+    }
+
+    /// Set-up done, the socket stays: called with the lock held.
+    private func keepOnline(_ peer: ProbePeer) {
+        peer.state = .online
+        keptPeers.append(peer)
+        status.online += 1
+        status.settling -= 1
     }
 
     /// Pings a share of the kept sockets so each gets one every `spec.keepalive` seconds,
@@ -301,37 +260,33 @@ final class ProbeWorker {
         }
     }
 
-    private func closed(_ conn: ClientConnection, _ code: UInt16?, _ reason: String) {
+    override func closed(_ conn: ClientConnection, key: String) {
         guard let peer = conn.userData as? ProbePeer else { return }
-        let key = String((code.map { "close \($0): " } ?? "") + (reason.isEmpty ? "no reason" : reason)).prefix(100)
-        lock.withLock {
-            if stopping { return }
-            switch peer.state {
-            case .connecting:
-                status.failed += 1
-                status.settling -= 1
-                status.failures[String(key), default: 0] += 1
-            case .connected, .watching:
-                status.dropped += 1
-                status.settling -= 1
-                status.drops[String(key), default: 0] += 1
-            case .online:
-                status.dropped += 1
-                status.online -= 1
-                status.drops[String(key), default: 0] += 1
-            case .closing:
-                status.settling -= 1
-                if !peer.watchFailed { status.closedOffline += 1 }
-            case .closed:
-                break
-            }
-            peer.state = .closed
+        switch peer.state {
+        case .connecting:
+            status.failed += 1
+            status.settling -= 1
+            status.failures[key, default: 0] += 1
+        case .connected, .watching:
+            status.dropped += 1
+            status.settling -= 1
+            status.drops[key, default: 0] += 1
+        case .online:
+            status.dropped += 1
+            status.online -= 1
+            status.drops[key, default: 0] += 1
+        case .closing:
+            status.settling -= 1
+            if !peer.watchFailed { status.closedOffline += 1 }
+        case .closed:
+            break
         }
+        peer.state = .closed
     }
 
     // MARK: Reporting
 
-    private func report(final: Bool) {
+    override func report(final: Bool) {
         var s: ProbeStatus
         lock.lock()
         s = status
@@ -342,8 +297,6 @@ final class ProbeWorker {
         lock.unlock()
         s.final = final
         s.rssBytes = Machine.rss(getpid()) ?? 0
-        guard var data = try? JSONEncoder().encode(s) else { return }
-        data.append(0x0A)
-        FileHandle.standardOutput.write(data)
+        emit(s)
     }
 }

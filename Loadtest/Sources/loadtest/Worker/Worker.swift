@@ -12,11 +12,7 @@ struct WorkerCommand: ParsableCommand {
         shouldDisplay: false)
 
     func run() throws {
-        signal(SIGPIPE, SIG_IGN)
-        guard let line = readLine(), let spec = try? JSONDecoder().decode(WorkerSpec.self, from: Data(line.utf8)) else {
-            throw ValidationError("worker: expected a WorkerSpec JSON line on stdin")
-        }
-        try Worker(spec: spec).run()
+        try Worker(spec: LoadChild.readSpec(WorkerSpec.self, "worker")).run()
     }
 }
 
@@ -38,99 +34,63 @@ final class Peer {
     }
 }
 
-final class Worker {
+/// Opens its share of the connections (connect, subscribe), checks every push's offset
+/// and records its latency; the process plumbing is `LoadChild`'s.
+final class Worker: LoadChild {
     let spec: WorkerSpec
-    private let lock = NSLock()
     private var status: WorkerStatus
     private var interval = Latency()
     private var connectLatency = Latency()
     private var peers: [Peer] = []
     private var pendingSubscribes = 0
-    private var closing = false
-    private var finishRequested = false
-    private var parentGone = false
     private let channelBytes: [[UInt8]]
     private let subscribeFrames: [String]
     private let minter: TokenMinter
     private let tokenExp: Int64
-    private var loop: ClientLoop!
-    private var handlers: ClientHandlers!
 
     init(spec: WorkerSpec) {
         self.spec = spec
-        status = WorkerStatus(worker: spec.index)
-        status.connectedPerNode = Array(repeating: 0, count: spec.urls.count)
+        var initial = WorkerStatus(worker: spec.index)
+        initial.connectedPerNode = Array(repeating: 0, count: spec.urls.count)
+        status = initial
         // The closing quote makes "product:p1" not match "product:p10".
         channelBytes = spec.channels.map { Array($0.utf8) + [0x22] }
         subscribeFrames = spec.channels.map { #"{"id":2,"op":"subscribe","channel":"\#($0)"}"# }
         minter = TokenMinter(secret: spec.secret)
         tokenExp = Int64(Date().timeIntervalSince1970) + Int64(spec.tokenTTL)
+        super.init()
     }
 
-    func run() throws {
-        status.fdLimit = ClientLoop.raiseOpenFileLimit()
-        // No maxConnections: an fd table smaller than the ulimit makes lws look every
-        // descriptor up by linear search (wsi_from_fd), O(connections) per event.
-        guard status.fdLimit >= spec.count + 64 else {
-            throw ValidationError("worker \(spec.index): \(spec.count) connections need \(spec.count + 64) descriptors, the limit is \(status.fdLimit)")
-        }
-        loop = try ClientLoop(rxBufferSize: spec.rxBufferSize, connectTimeout: UInt32(spec.connectTimeout),
-                              timeout: UInt32(spec.connectTimeout))
+    func run() throws -> Never {
+        status.fdLimit = try startLoop(needed: spec.count + 64, who: "worker \(spec.index) with \(spec.count) connections",
+                                       rxBufferSize: spec.rxBufferSize, connectTimeout: spec.connectTimeout)
         handlers = ClientHandlers(
-            onOpen: { [unowned self] _ in lock.withLock { status.opened += 1 } },
+            onOpen: { [unowned self] conn in opened(conn) },
             onText: { [unowned self] conn, bytes in received(conn, bytes) },
-            onClose: { [unowned self] conn, code, reason in closed(conn, code, reason) })
-
-        let stdinThread = Thread { [unowned self] in
-            while let line = readLine() {
-                if line == "finish" { lock.withLock { finishRequested = true } }
-                if line == "exit" { break }
-            }
-            lock.withLock { parentGone = true }
-        }
-        stdinThread.start()
-
-        let start = Clock.now()
-        var next = 0
-        var lastReport = 0.0
-        while true {
-            let (gone, finish) = lock.withLock { (parentGone, finishRequested) }
-            if gone { exit(0) }
-            if finish { break }
-            let now = Clock.now()
-            if next < spec.count {
-                let due = min(spec.count, Int((now - start) * spec.rate) + 1)
-                while next < due, lock.withLock({ status.inFlight }) < spec.maxInFlight {
-                    open(next)
-                    next += 1
-                }
-            }
-            if now - lastReport >= 0.5 {
-                report(final: false)
-                lastReport = now
-            }
-            usleep(next < spec.count ? 2_000 : 20_000)
-        }
-        report(final: true)
-        // Keep the sockets until the parent has stopped the nodes (they close first).
-        let deadline = Clock.now() + 120
-        while !lock.withLock({ parentGone }) && Clock.now() < deadline { usleep(20_000) }
-        lock.withLock { closing = true }
-        exit(0)
+            onClose: closeHandler)
+        run(count: spec.count, rate: spec.rate, maxInFlight: spec.maxInFlight, reportEvery: 0.5, idleSleepMicros: 20_000)
     }
 
-    private func open(_ i: Int) {
+    override var unsettled: Int { status.inFlight }
+
+    override func open(_ i: Int) {
         let g = spec.first + i
         let peer = Peer(node: g % spec.urls.count, channel: spec.channels.isEmpty ? -1 : g % spec.channels.count,
                         started: Clock.unixMicros())
-        let token = minter.mint(Claims(sub: "\(spec.userPrefix)\(g)", exp: tokenExp))
-        let source = spec.sourceAddresses.isEmpty ? nil : spec.sourceAddresses[i % spec.sourceAddresses.count]
+        let source = Self.source(spec.sourceAddresses, i)
         lock.withLock {
             status.attempted += 1
             if status.firstAttemptMicros == nil { status.firstAttemptMicros = peer.started }
             peers.append(peer)
         }
         do {
+            if spec.target == .nchan {
+                // Nchan's subscriber location: the handshake is the subscription.
+                _ = try loop.connect(url: "\(spec.urls[peer.node])/sub/\(spec.channels[peer.channel])", sourceAddress: source,
+                                     userData: peer, handlers: handlers)
+                return
+            }
+            let token = minter.mint(Claims(sub: "\(spec.userPrefix)\(g)", exp: tokenExp))
             let conn = try loop.connect(url: spec.urls[peer.node], sourceAddress: source, userData: peer, handlers: handlers)
             conn.send(#"{"id":1,"op":"connect","token":"\#(token)"}"#)
         } catch {
@@ -145,6 +105,22 @@ final class Worker {
     }
 
     // MARK: Loop thread
+
+    private func opened(_ conn: ClientConnection) {
+        lock.withLock {
+            status.opened += 1
+            // Nchan: subscribed once the handshake is done; its pushes start at sequence 1.
+            guard spec.target == .nchan, let peer = conn.userData as? Peer, peer.state == .connecting else { return }
+            let now = Clock.unixMicros()
+            peer.state = .subscribed
+            peer.expected = 1
+            status.connected += 1
+            status.connectedPerNode[peer.node] += 1
+            status.lastConnectMicros = now
+            connectLatency.record(micros: now - peer.started)
+            status.subscribed += 1
+        }
+    }
 
     private static let pushPrefix = Array(#"{"push":"#.utf8)
     private static let channelKey = Array(#""channel":""#.utf8)
@@ -248,31 +224,27 @@ final class Worker {
         }
     }
 
-    private func closed(_ conn: ClientConnection, _ code: UInt16?, _ reason: String) {
+    override func closed(_ conn: ClientConnection, key: String) {
         guard let peer = conn.userData as? Peer else { return }
-        let key = String((code.map { "close \($0): " } ?? "") + (reason.isEmpty ? "no reason" : reason)).prefix(100)
-        lock.withLock {
-            if closing { return }
-            switch peer.state {
-            case .connected, .subscribing, .subscribed:
-                if peer.state == .subscribing { pendingSubscribes -= 1 }
-                status.dropped += 1
-                status.drops[String(key), default: 0] += 1
-                status.connectedPerNode[peer.node] -= 1
-                status.holesOpen -= peer.holes.count
-            case .connecting:
-                status.failed += 1
-                status.failures[String(key), default: 0] += 1
-            case .failed, .closed:
-                break
-            }
-            peer.state = .closed
+        switch peer.state {
+        case .connected, .subscribing, .subscribed:
+            if peer.state == .subscribing { pendingSubscribes -= 1 }
+            status.dropped += 1
+            status.drops[key, default: 0] += 1
+            status.connectedPerNode[peer.node] -= 1
+            status.holesOpen -= peer.holes.count
+        case .connecting:
+            status.failed += 1
+            status.failures[key, default: 0] += 1
+        case .failed, .closed:
+            break
         }
+        peer.state = .closed
     }
 
     // MARK: Reporting
 
-    private func report(final: Bool) {
+    override func report(final: Bool) {
         var s: WorkerStatus
         var lat: Latency
         var tallies: [ChannelTally]?
@@ -298,9 +270,7 @@ final class Worker {
         s.connectLatency = connectLat?.sparse
         s.channels = tallies
         s.rssBytes = Machine.rss(getpid()) ?? 0
-        guard var data = try? JSONEncoder().encode(s) else { return }
-        data.append(0x0A)
-        FileHandle.standardOutput.write(data)
+        emit(s)
     }
 
     // MARK: Byte scanning (pushes are hot: no JSON tree for them)

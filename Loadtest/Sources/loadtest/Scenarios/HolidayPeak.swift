@@ -1,0 +1,1240 @@
+import ArgumentParser
+import Foundation
+import GatewayProtocol
+
+/// Scenario 5: a holiday evening. Browsers ramp up and stay; meanwhile gifts are bought
+/// and claimed, friends pay for each other (sometimes two at once), buyers chatter in
+/// their groups, a price drops under many watchers, and a share of browsers drops and
+/// comes back with `since`. Every push is checked (lost, duplicated, out of order) and
+/// timed per kind from the action that caused it.
+struct HolidayPeakCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "holiday-peak",
+        abstract: "A holiday evening: browsers, gift rush, friend-pay, group chatter, a flash price drop and a reconnect storm, all checked for loss.",
+        discussion: """
+        Every browser is a WebSocket in this process (the load generator), so --browsers plus the offline \
+        watchers reconnecting at once must fit under the per-process descriptor limit (`ulimit -Hn`, 20,000 here).
+        Defaults run in about 50-60 s on 2 cores against 2 spawned nodes (--nodes, default 2 for this scenario).
+        """)
+
+    @Option(help: "Browsers: authenticated connections held for the whole run (at most ~18,000: one process, 20,000 descriptors).")
+    var browsers = 2000
+
+    @Option(help: "New browser connections per second during the ramp.")
+    var connectRate: Double = 250
+
+    @Option(help: "Seconds of peak (gifts, friend-pay, chatter, price drop, storm) after the ramp and set-up.")
+    var duration = 40
+
+    @Option(help: "Gift orders (buyer and recipient are browsers), spread over the first 80% of the peak.")
+    var gifts = 400
+
+    @Option(help: "Friend-pay requests (requester and friend are browsers), spread over the first 80% of the peak.")
+    var friendpays = 200
+
+    @Option(help: "Fraction of friend-pay requests that a second friend pays too (first wins, the other is refunded).")
+    var doublePay = 0.3
+
+    @Option(help: "Buyer groups (one product each).")
+    var groups = 4
+
+    @Option(help: "Browsers that buy a group's product during set-up and join its group (spread over --groups).")
+    var groupMembers = 400
+
+    @Option(help: "Group messages per second during the peak, all groups together (each buyer stays under groups.rate, 5 per 10 s).")
+    var chatterRate: Double = 40
+
+    @Option(help: "Watchers of the flash-drop product.")
+    var watchers = 1000
+
+    @Option(help: "Fraction of watchers that are connected browsers; the rest watch, go offline, and check their alert with `since` later.")
+    var watchConnected = 0.5
+
+    @Option(help: "When the price drops, as a fraction of the peak.")
+    var dropAt = 0.55
+
+    @Option(help: "Share of browsers that drop at once in the reconnect storm (0: no storm).")
+    var stormShare = 0.3
+
+    @Option(help: "When the storm hits, as a fraction of the peak.")
+    var stormAt = 0.3
+
+    @Option(help: "Seconds the stormed browsers stay away before they all come back with `since`.")
+    var stormDown = 3.0
+
+    @Option(help: "Threads doing HTTP (orders, payments, notifies), each with a keep-alive connection.")
+    var httpWorkers = 8
+
+    @Option(help: "Seconds to wait for late pushes after the peak.")
+    var drain = 15
+
+    @Option(help: "p99 objective per kind of push, ms.")
+    var p99Objective: Double = 50
+
+    @Option(help: "payments.secret of the nodes given with --url.")
+    var paymentsSecret: String?
+
+    @OptionGroup var cluster: ClusterOptions
+    @OptionGroup var output: OutputOptions
+
+    var connectedWatchers: Int { min(browsers, Int((Double(watchers) * watchConnected).rounded())) }
+    var offlineWatchers: Int { watchers - connectedWatchers }
+
+    func validate() throws {
+        let hard = Machine.fdLimit().hard
+        guard browsers >= 10 else { throw ValidationError("--browsers must be at least 10 (gifts and friend-pay need distinct browsers)") }
+        // Browsers, offline watchers coming back at once, HTTP sockets, Redis and spare.
+        let needed = browsers + min(offlineWatchers, 1000) + httpWorkers * 2 + 100
+        guard needed <= hard - 64 else {
+            throw ValidationError("--browsers \(browsers) needs about \(needed) descriptors in this one process, over the limit of \(hard) (ulimit -Hn; a hard 20,000 on these machines): use at most \(max(10, hard - 64 - 100 - httpWorkers * 2 - min(offlineWatchers, 1000))) browsers, or the `connections` scenario (worker processes) for more idle sockets")
+        }
+        guard connectRate > 0, connectRate <= 20_000 else { throw ValidationError("--connect-rate must be above 0 and at most 20,000") }
+        guard (5...3600).contains(duration) else { throw ValidationError("--duration must be 5 to 3600 seconds") }
+        guard (0...1_000_000).contains(gifts) else { throw ValidationError("--gifts must be 0 to 1,000,000") }
+        guard (0...1_000_000).contains(friendpays) else { throw ValidationError("--friendpays must be 0 to 1,000,000") }
+        guard doublePay >= 0, doublePay <= 1 else { throw ValidationError("--double-pay must be 0 to 1") }
+        guard (1...100).contains(groups) else { throw ValidationError("--groups must be 1 to 100") }
+        guard (0...browsers).contains(groupMembers) else { throw ValidationError("--group-members must be 0 to --browsers (\(browsers))") }
+        guard chatterRate >= 0, chatterRate <= 10_000 else { throw ValidationError("--chatter-rate must be 0 to 10,000") }
+        if chatterRate > 0 {
+            guard groupMembers >= groups else { throw ValidationError("chatter needs at least one member per group: --group-members must be at least --groups") }
+            // Each sender stays under the default groups.rate (5 per 10 s): at most 0.4 messages/s each.
+            let perSender = chatterRate / Double(groupMembers)
+            guard perSender <= 0.4 else {
+                throw ValidationError("--chatter-rate \(Fmt.num(chatterRate, 0))/s over \(groupMembers) members is \(Fmt.num(perSender, 2)) messages/s per buyer, over the 0.4/s that keeps each under groups.rate (5 per 10 s): raise --group-members to at least \(Int((chatterRate / 0.4).rounded(.up))) or lower --chatter-rate")
+            }
+        }
+        guard (0...1_000_000).contains(watchers) else { throw ValidationError("--watchers must be 0 to 1,000,000") }
+        guard watchConnected >= 0, watchConnected <= 1 else { throw ValidationError("--watch-connected must be 0 to 1") }
+        guard Double(watchers) * watchConnected <= Double(browsers) else {
+            throw ValidationError("--watchers x --watch-connected (\(Int(Double(watchers) * watchConnected))) cannot exceed --browsers (\(browsers))")
+        }
+        guard dropAt >= 0, dropAt <= 0.9, stormAt >= 0, stormAt <= 0.9 else { throw ValidationError("--drop-at and --storm-at must be 0 to 0.9 (fractions of the peak)") }
+        guard watchers == 0 || dropAt * Double(duration) + 4 <= Double(duration) else {
+            throw ValidationError("offline watchers come back 3 s after the drop: --drop-at x --duration must be at least 4 s before the peak ends")
+        }
+        guard stormShare >= 0, stormShare <= 1 else { throw ValidationError("--storm-share must be 0 to 1") }
+        guard stormDown >= 0.1, stormDown <= 600 else { throw ValidationError("--storm-down must be 0.1 to 600 seconds") }
+        guard stormAt * Double(duration) + stormDown < Double(duration) else {
+            throw ValidationError("the storm (--storm-at x --duration + --storm-down) must end before the peak does")
+        }
+        guard (1...64).contains(httpWorkers) else { throw ValidationError("--http-workers must be 1 to 64") }
+        guard (1...600).contains(drain) else { throw ValidationError("--drain must be 1 to 600 seconds") }
+        guard p99Objective > 0 else { throw ValidationError("--p99-objective must be above 0") }
+    }
+
+    func run() throws {
+        var me = self
+        // This scenario is about pushes crossing nodes: two nodes unless --nodes says otherwise.
+        if !cluster.external && !CommandLine.arguments.contains(where: { $0 == "--nodes" || $0.hasPrefix("--nodes=") }) {
+            me.cluster.nodes = 2
+        }
+        try HolidayPeakScenario(me).run()
+    }
+}
+
+struct HolidayPeakReport: Codable {
+    struct Parameters: Codable {
+        var browsers: Int
+        var connectRate: Double
+        var durationSeconds: Int
+        var gifts: Int
+        var friendpays: Int
+        var doublePay: Double
+        var groups: Int
+        var groupMembers: Int
+        var chatterRate: Double
+        var watchers: Int
+        var watchersConnected: Int
+        var watchersOffline: Int
+        var stormShare: Double
+        var stormAtSeconds: Double
+        var stormDownSeconds: Double
+        var dropAtSeconds: Double
+        var httpWorkers: Int
+        var nodes: Int
+        var external: Bool
+        var p99ObjectiveMs: Double
+    }
+
+    struct Browsers: Codable {
+        var target = 0
+        var connected = 0
+        var failed = 0
+        var failures: [String: Int] = [:]
+        var rampSeconds = 0.0
+        var connectLatency: LatencySummary?
+        /// Unplanned closes after connecting (each reconnected with `since`).
+        var drops = 0
+        var dropReasons: [String: Int] = [:]
+        /// Personal-channel offsets skipped or seen twice on a connection.
+        var personalGaps = 0
+        var personalDuplicates = 0
+        var onlineAtEnd = 0
+    }
+
+    struct Gifts: Codable {
+        var ordered = 0
+        var paid = 0
+        var received = 0
+        var claimed = 0
+        /// Claims whose reply held exactly one key.
+        var claimsWithOneKey = 0
+        var claimErrors = 0
+        /// Keys that appeared in two claims or orders (must be 0).
+        var keysSeenTwice = 0
+        var readBackDelivered = 0
+        var problems: [String] = []
+    }
+
+    struct FriendPay: Codable {
+        var requested = 0
+        var paid = 0
+        var secondPayments = 0
+        var refundsExpected = 0
+        var refundsReceived = 0
+        /// Read back: delivered to the requester, paid by the first friend, one key.
+        var readBackOK = 0
+        var problems: [String] = []
+    }
+
+    struct Groups: Codable {
+        var groups = 0
+        var members = 0
+        var subscribed = 0
+        var purchaseErrors = 0
+        var messagesSent = 0
+        var messagesAccepted = 0
+        var rateLimited = 0
+        var skippedSenderOffline = 0
+        var expectedDeliveries = 0
+        var delivered = 0
+        var lost = 0
+        var duplicates = 0
+        var outOfOrder = 0
+        var latency: LatencySummary?
+    }
+
+    struct Drop: Codable {
+        var connectedWatchers = 0
+        var offlineWatchers = 0
+        var watchErrors = 0
+        var patchMs = 0.0
+        var oldPrice = 0
+        var newPrice = 0
+        var liveAlerts = 0
+        /// Offline watchers that found exactly one alert when they came back with `since`.
+        var storedAlertsOnce = 0
+        var offlineChecked = 0
+        var missing = 0
+        var duplicates = 0
+        /// PATCH sent to the last live alert.
+        var lastLiveAlertMs: Double?
+    }
+
+    struct Storm: Codable {
+        var victims = 0
+        var downSeconds = 0.0
+        var reconnected = 0
+        var notRecovered = 0
+        /// Pushes that reached their user through recovery after a reconnect.
+        var recoveredPushes = 0
+        /// Drop to all victims connected again.
+        var backInSeconds: Double?
+    }
+
+    struct Totals: Codable {
+        var expected = 0
+        var received = 0
+        var lost = 0
+        var duplicates = 0
+        var outOfOrder = 0
+        var unexpected = 0
+        var errors = 0
+        var pushesReceived = 0
+        var latency: LatencySummary?
+    }
+
+    struct Point: Codable {
+        var t: Double
+        var phase: String
+        var online: Int
+        var pushesPerSecond: Int
+        var p50Ms: Double
+        var p99Ms: Double
+        var maxMs: Double
+        var httpPerSecond: Int
+        var errors: Int
+    }
+
+    var run: RunInfo
+    var parameters: Parameters
+    var browsers = Browsers()
+    /// Per kind of push: expected, received, lost, duplicates, latency (action to receipt).
+    var pushes: [String: PushLedger.KindCounts] = [:]
+    var totals = Totals()
+    var gifts = Gifts()
+    var friendPay = FriendPay()
+    var groups = Groups()
+    var priceDrop = Drop()
+    var storm = Storm()
+    /// Every timed push by what the run was doing when it arrived (set-up burst, steady
+    /// peak, storm return, price drop, drain): where the slow ones come from.
+    var latencyByMoment: [String: LatencySummary] = [:]
+    /// Live pushes from their publication (`ts`, stamped by Redis when stored; ms) to
+    /// receipt, by moment: the fan-out half of the latency above.
+    var fanoutByMoment: [String: LatencySummary] = [:]
+    /// Command replies over WebSocket (gift.claim, subscribe, watch, publish).
+    var replies: [String: LatencySummary] = [:]
+    var httpErrors: [String: Int] = [:]
+    var errors: [String: Int] = [:]
+    var missingSamples: [String] = []
+    var cpuDuringPeak: [CPUSpan] = []
+    /// Run time and time spent waiting for a core, per process of the run, during the peak.
+    var schedDuringPeak: [SchedSpan] = []
+    var limits: [String] = []
+    /// One line per target: `ok`/`MISSED`.
+    var checks: [String] = []
+    var verdict = ""
+    var timeline: [Point] = []
+    var events: [ChartEvent] = []
+}
+
+/// What a gift or friend-pay is, for claiming, paying and reading back.
+final class HPOrder {
+    let n: Int
+    let buyer: HPBrowser
+    let friend: HPBrowser
+    let second: HPBrowser?
+    var id: String?
+    var code: String?
+    var claimed = false
+    var keys: [String] = []
+    var paidBy: String?
+    init(n: Int, buyer: HPBrowser, friend: HPBrowser, second: HPBrowser? = nil) {
+        self.n = n
+        self.buyer = buyer
+        self.friend = friend
+        self.second = second
+    }
+}
+
+final class HolidayPeakScenario {
+    let cmd: HolidayPeakCommand
+    let tag = Machine.randomHex(bytes: 3)
+    let ledger = PushLedger()
+    let errors = ErrorTally()
+    let httpErrors = ErrorTally()
+    private let stats = NSLock()
+    private var httpCalls = 0
+    private var giftCount = HolidayPeakReport.Gifts()
+    private var fpCount = HolidayPeakReport.FriendPay()
+    private var grp = HolidayPeakReport.Groups()
+    private var drop = HolidayPeakReport.Drop()
+    private var groupLatency = Latency()
+    private var lastLiveAlert: Int64?
+    private var patchAt: Int64?
+    private var recoveredPushes = 0
+    private var seenKeys: [String: String] = [:]
+    private var giftsByOrder: [String: HPOrder] = [:]
+    private var fpByOrder: [String: HPOrder] = [:]
+    private var groupFinal: [String: Int64] = [:]
+    private var paySecret = ""
+    private var jobs: JobQueue!
+    private var fleet: BrowserFleet!
+
+    init(_ cmd: HolidayPeakCommand) { self.cmd = cmd }
+
+    var giftProduct: String { "hp-\(tag)-gift" }
+    var fpProduct: String { "hp-\(tag)-fp" }
+    var watchProduct: String { "hp-\(tag)-watch" }
+    func groupProduct(_ k: Int) -> String { "hp-\(tag)-g\(k)" }
+    let price = 1999, watchPrice = 9900
+
+    func run() throws {
+        let ctx = try RunContext(scenario: "holiday-peak", output: cmd.output)
+        let p = ctx.progress
+        let (clusterOptions, secret) = try ClusterSecrets.withPaymentsSecret(cmd.cluster, external: cmd.paymentsSecret)
+        paySecret = secret
+        var limits = Preflight.check(connections: cmd.browsers, nodes: cmd.cluster.nodeCount, sourceAddresses: false)
+        limits.forEach { p.note("preflight: \($0)") }
+
+        var cluster: Cluster?
+        defer {
+            jobs?.stop()
+            fleet?.shutdown()
+            cluster?.stop()
+        }
+        cluster = try Cluster.start(clusterOptions, logDir: ctx.logDir, progress: p)
+        let c = cluster!
+        let n = cmd.browsers
+        let peak = Double(cmd.duration)
+        var report = HolidayPeakReport(run: ctx.info, parameters: .init(
+            browsers: n, connectRate: cmd.connectRate, durationSeconds: cmd.duration, gifts: cmd.gifts, friendpays: cmd.friendpays,
+            doublePay: cmd.doublePay, groups: cmd.groups, groupMembers: cmd.groupMembers, chatterRate: cmd.chatterRate,
+            watchers: cmd.watchers, watchersConnected: cmd.connectedWatchers, watchersOffline: cmd.offlineWatchers,
+            stormShare: cmd.stormShare, stormAtSeconds: cmd.stormAt * peak, stormDownSeconds: cmd.stormDown,
+            dropAtSeconds: cmd.dropAt * peak, httpWorkers: cmd.httpWorkers, nodes: c.endpoints.count,
+            external: cmd.cluster.external, p99ObjectiveMs: cmd.p99Objective))
+
+        // Products and keys: one per gift, friend-pay and member, plus a few spare.
+        let admin = ShopClient(c.endpoints[0], shopKey: c.shopKey, timeout: 60)
+        try admin.createProduct(id: giftProduct, price: price, title: "Holiday gift card")
+        try upload(admin, giftProduct, cmd.gifts + 10, p)
+        try admin.createProduct(id: fpProduct, price: price, title: "Holiday friend-pay card")
+        try upload(admin, fpProduct, cmd.friendpays + 10, p)
+        for k in 0..<cmd.groups {
+            try admin.createProduct(id: groupProduct(k), price: price, title: "Holiday group \(k)")
+            try upload(admin, groupProduct(k), cmd.groupMembers / cmd.groups + 11, p)
+        }
+        try admin.createProduct(id: watchProduct, price: watchPrice, title: "Holiday flash deal")
+        admin.disconnect()
+
+        jobs = JobQueue(endpoints: c.endpoints, shopKey: c.shopKey, threads: cmd.httpWorkers)
+        let ttl = 7200 + cmd.duration + Int(Double(n) / cmd.connectRate)
+        fleet = try BrowserFleet(urls: c.endpoints.map(\.wsURL), secret: c.secret, loops: n > 6000 ? 2 : 1, ttl: ttl,
+                                 ledger: ledger, errors: errors)
+        fleet.onPush = { [self] b, type, json, now, recovered in pushed(b, type, json, now, recovered) }
+        let browsers = (0..<n).map { HPBrowser(user: "hp-\(tag)-\($0)", node: $0 % c.endpoints.count) }
+        let offline = (0..<cmd.offlineWatchers).map { HPBrowser(user: "hp-\(tag)-w\($0)", node: $0 % c.endpoints.count) }
+        var cpu = CPUWatch(cluster: c, workers: [])
+        var clock = Timeline(progress: p)
+
+        // 1. Ramp: browsers connect and stay; offline watchers connect, watch and leave.
+        p.note("ramp: \(Fmt.int(n)) browsers at \(Fmt.num(cmd.connectRate, 0))/s over \(c.endpoints.count) node(s), \(Fmt.int(offline.count)) offline watchers alongside")
+        let rampStart = Clock.now()
+        var opened = 0, openedOffline = 0
+        let offlineWatchDone = Counter()
+        let watchFields = #""product":"\#(watchProduct)""#
+        for w in offline {
+            w.onOnline = { [self] b in
+                // First connect only: watch, then go offline.
+                guard !b.reconnecting else { return }
+                fleet.send(b, "watch", watchFields) { [self] reply in
+                    if reply["ok"] == nil {
+                        errors.add("watch: " + (reply["error"]?["code"]?.stringValue ?? "?"))
+                        stats.withLock { drop.watchErrors += 1 }
+                    }
+                    offlineWatchDone.add()
+                    DispatchQueue.global().async { [self] in fleet.close(b) }
+                }
+            }
+        }
+        let rampDeadline = rampStart + Double(n) / cmd.connectRate * 2 + 30
+        var nextTick = Clock.now() + 1
+        var nextSettleCheck = 0.0
+        while true {
+            Children.haltIfInterrupted()
+            let due = min(n, Int((Clock.now() - rampStart) * cmd.connectRate) + 1)
+            while opened < due {
+                fleet.connect(browsers[opened], since: false, index: opened)
+                opened += 1
+            }
+            let dueOffline = min(offline.count, Int((Clock.now() - rampStart) * cmd.connectRate) + 1)
+            while openedOffline < dueOffline && openedOffline - offlineWatchDone.value < 500 {
+                fleet.connect(offline[openedOffline], since: false, index: openedOffline)
+                openedOffline += 1
+            }
+            if Clock.now() >= nextTick {
+                nextTick += 1
+                let s = fleet.snapshot
+                clock.tick(&report, "ramp", s.online, ledger, httpCalls: takeHTTP(), errors: errors.total + httpErrors.total)
+                p.line("ramp", "browsers online \(Fmt.int(s.online))/\(Fmt.int(n)) failed \(s.failed) | offline watchers \(offlineWatchDone.value)/\(offline.count) | connect \(fleet.connectSummary.line) | " + cpu.line())
+            }
+            if opened == n && openedOffline == offline.count && Clock.now() >= nextSettleCheck {
+                nextSettleCheck = Clock.now() + 0.1
+                let settled = fleet.lock.withLock {
+                    browsers.allSatisfy { $0.state == .online || $0.state == .failed }
+                        && offline.allSatisfy { $0.state == .closed || $0.state == .failed }
+                }
+                if settled { break }
+            }
+            if Clock.now() > rampDeadline {
+                p.note("ramp timed out; going on with the browsers online")
+                break
+            }
+            usleep(2_000)
+        }
+        report.browsers.rampSeconds = Clock.now() - rampStart
+        let afterRamp = fleet.snapshot
+        guard afterRamp.online > 0 else { throw SpawnError("no browser connected; see \(ctx.logDir)") }
+        report.browsers.connected = afterRamp.online
+        p.note("ramp done in \(Fmt.num(report.browsers.rampSeconds, 1)) s: \(Fmt.int(afterRamp.online)) browsers online, \(afterRamp.failed) failed")
+
+        // 2. Set-up: connected watchers watch; group members buy and join their group.
+        ledger.setMoment("1 set-up (members buy at once)")
+        let members = Array(browsers.prefix(cmd.groupMembers))
+        let connectedWatchers = Array(browsers.suffix(cmd.connectedWatchers))
+        let watched = Counter()
+        for b in connectedWatchers {
+            let sent = fleet.command(b, "watch", watchFields) { [self] reply in
+                if reply["ok"] == nil {
+                    errors.add("watch: " + (reply["error"]?["code"]?.stringValue ?? "?"))
+                    stats.withLock { drop.watchErrors += 1 }
+                }
+                watched.add()
+            }
+            if !sent { watched.add(); stats.withLock { drop.watchErrors += 1 } }
+        }
+        let bought = Counter()
+        for (i, b) in members.enumerated() {
+            jobs.add { [self] shop in buyForGroup(shop, b, group: i % cmd.groups, done: bought) }
+        }
+        let setupDeadline = Clock.now() + 60 + Double(members.count) / 20
+        while (bought.value < members.count || watched.value < connectedWatchers.count) && Clock.now() < setupDeadline {
+            Children.haltIfInterrupted()
+            usleep(100_000)
+            if Clock.now() >= nextTick {
+                nextTick += 1
+                clock.tick(&report, "setup", fleet.snapshot.online, ledger, httpCalls: takeHTTP(), errors: errors.total + httpErrors.total)
+                p.line("setup", "members bought \(bought.value)/\(members.count) | watches \(watched.value)/\(connectedWatchers.count) | " + cpu.line())
+            }
+        }
+        let subscribed = Counter()
+        let subscribeDone = Counter()
+        for (i, b) in members.enumerated() {
+            let channel = "group:\(groupProduct(i % cmd.groups))"
+            let sent = fleet.command(b, "subscribe", #""channel":"\#(channel)""#) { [self] reply in
+                if let ok = reply["ok"], let offset = ok["offset"]?.intValue, let epoch = ok["epoch"]?.stringValue {
+                    if b.groups[channel] == nil { b.groups[channel] = GroupPosition(start: offset, last: offset, epoch: epoch) }
+                    subscribed.add()
+                } else {
+                    errors.add("subscribe group: " + (reply["error"]?["code"]?.stringValue ?? "?"))
+                }
+                subscribeDone.add()
+            }
+            if !sent { subscribeDone.add() }
+        }
+        let subDeadline = Clock.now() + 30
+        while subscribeDone.value < members.count && Clock.now() < subDeadline { usleep(20_000) }
+        stats.withLock {
+            grp.groups = cmd.groups
+            grp.members = members.count
+            grp.subscribed = subscribed.value
+        }
+        // Only subscribed members count as senders and receivers.
+        let groupMembersByGroup: [[HPBrowser]] = fleet.lock.withLock {
+            (0..<cmd.groups).map { k in
+                members.enumerated().filter { $0.offset % cmd.groups == k }.map(\.element).filter { !$0.groups.isEmpty }
+            }
+        }
+        p.note("set-up: \(subscribed.value)/\(members.count) members in \(cmd.groups) groups, \(watched.value) connected + \(offlineWatchDone.value) offline watches; peak of \(cmd.duration) s begins")
+
+        // 3. Peak.
+        var procs: [(String, pid_t)] = c.endpoints.compactMap { ep in ep.pid.map { (ep.name, $0) } }
+        if let r = c.redisPid { procs.append(("redis", r)) }
+        procs.append(("loadtest (browsers, HTTP)", getpid()))
+        let victimIndexes = cmd.stormShare > 0 ? (0..<n).filter { Double(($0 * 7919) % 1000) < cmd.stormShare * 1000 } : []
+        var victims: [HPBrowser] = []
+        var inStorm = false
+        let senders = groupMembersByGroup
+        var senderCursor = Array(repeating: 0, count: cmd.groups)
+        let giftOrders = (0..<cmd.gifts).map { g in HPOrder(n: g, buyer: browsers[(2 * g) % n], friend: browsers[(2 * g + 1) % n]) }
+        let fpOrders = (0..<cmd.friendpays).map { f -> HPOrder in
+            let base = 3 * f + 1
+            let double = cmd.doublePay > 0 && Double((f * 7) % 100) < cmd.doublePay * 100
+            return HPOrder(n: f, buyer: browsers[base % n], friend: browsers[(base + 1) % n], second: double ? browsers[(base + 2) % n] : nil)
+        }
+        let spread = peak * 0.8
+        var nextGift = 0, nextFP = 0, messageSeq = 0
+        var stormDownAt: Double?, stormBackAt: Double?, stormBackDone: Double?
+        var dropDone = false, offlineCheckStarted = false
+        var offlineNext = 0
+        var offlineReturnDone = false
+        let offlineChecked = Counter()
+        let peakStart = Clock.now()
+        let peakEnd = peakStart + peak
+        let steady = "2 peak, steady"
+        var burstUntil: Double?
+        ledger.setMoment(steady)
+        report.cpuDuringPeak = CPUSpan.measure(procs) {
+          report.schedDuringPeak = SchedSpan.measure(procs) {
+            while Clock.now() < peakEnd {
+                Children.haltIfInterrupted()
+                let t = Clock.now() - peakStart
+                // Gift rush and friend-pay requests, evenly over the first 80% of the peak.
+                while nextGift < giftOrders.count && Double(nextGift) * spread / Double(giftOrders.count) <= t {
+                    let g = giftOrders[nextGift]
+                    jobs.add { [self] shop in placeGift(shop, g) }
+                    nextGift += 1
+                }
+                while nextFP < fpOrders.count && Double(nextFP) * spread / Double(fpOrders.count) <= t {
+                    let f = fpOrders[nextFP]
+                    jobs.add { [self] shop in requestFriendPay(shop, f) }
+                    nextFP += 1
+                }
+                // Group chatter.
+                while cmd.chatterRate > 0 && Double(messageSeq) / cmd.chatterRate <= t {
+                    let k = messageSeq % cmd.groups
+                    messageSeq += 1
+                    guard !senders[k].isEmpty else { continue }
+                    let sender = senders[k][senderCursor[k] % senders[k].count]
+                    senderCursor[k] += 1
+                    chat(sender, group: "group:\(groupProduct(k))")
+                }
+                // Reconnect storm: down at once, back at once with `since`.
+                if stormDownAt == nil && !victimIndexes.isEmpty && t >= cmd.stormAt * peak {
+                    stormDownAt = t
+                    inStorm = true
+                    // Browsers waiting for a reply stay: a lost reply would be a lost claim or message, not the gateway's.
+                    victims = victimIndexes.map { browsers[$0] }.filter { fleet.drop($0) }
+                    report.events.append(ChartEvent(t: p.elapsed, label: "storm: \(victims.count) drop"))
+                    p.note("storm: dropped \(victims.count) browsers without a close frame")
+                }
+                if let down = stormDownAt, stormBackAt == nil && t >= down + cmd.stormDown {
+                    stormBackAt = t
+                    inStorm = false
+                    report.events.append(ChartEvent(t: p.elapsed, label: "storm: back with since"))
+                    let away = fleet.lock.withLock { victims.filter { $0.state == .down } }
+                    ledger.setMoment("3 peak, storm return (until 1 s after all are back)")
+                    for (i, b) in away.enumerated() { fleet.connect(b, since: true, index: i) }
+                }
+                if let back = stormBackAt, stormBackDone == nil,
+                   fleet.lock.withLock({ victims.allSatisfy { $0.state != .down && $0.state != .connecting } }) {
+                    stormBackDone = t - back
+                    burstUntil = Clock.now() + 1
+                }
+                // Flash price drop.
+                if !dropDone && t >= cmd.dropAt * peak {
+                    dropDone = true
+                    report.events.append(ChartEvent(t: p.elapsed, label: "price drop"))
+                    ledger.setMoment("4 peak, price drop (1 s from the PATCH)")
+                    burstUntil = Clock.now() + 1
+                    jobs.add { [self] shop in priceDrop(shop, connected: connectedWatchers, offline: offline) }
+                }
+                // Offline watchers come back with `since` a few seconds after the drop and read their alert.
+                if dropDone && !offlineCheckStarted && t >= cmd.dropAt * peak + 3 && stats.withLock({ patchAt != nil }) {
+                    offlineCheckStarted = true
+                    ledger.setMoment("5 peak, offline watchers come back (until 1 s after the last)")
+                    burstUntil = nil
+                    for w in offline {
+                        w.onOnline = { [self] b in
+                            offlineChecked.add()
+                            DispatchQueue.global().async { [self] in fleet.close(b) }
+                        }
+                    }
+                }
+                if offlineCheckStarted {
+                    let due = min(offline.count, Int((t - cmd.dropAt * peak - 3) * cmd.connectRate) + 1)
+                    while offlineNext < due && offlineNext - offlineChecked.value < 500 {
+                        fleet.connect(offline[offlineNext], since: true, index: offlineNext)
+                        offlineNext += 1
+                    }
+                    if offlineNext == offline.count && offlineChecked.value >= offline.count && !offlineReturnDone {
+                        offlineReturnDone = true
+                        burstUntil = Clock.now() + 1
+                    }
+                }
+                if let until = burstUntil, Clock.now() >= until {
+                    burstUntil = nil
+                    ledger.setMoment(steady)
+                }
+                // Browsers dropped by accident come back like the stormed ones.
+                if Clock.now() >= nextTick {
+                    nextTick += 1
+                    if !inStorm {
+                        let down = fleet.lock.withLock { browsers.enumerated().filter { $0.element.state == .down } }
+                        for (i, b) in down { fleet.connect(b, since: true, index: i) }
+                    }
+                    peakLine(p, &clock, &report, &cpu, "peak", n)
+                }
+                usleep(5_000)
+            }
+          }
+        }
+
+        // 4. Drain: late pushes, queued HTTP work, stragglers of the offline check.
+        ledger.setMoment("6 drain")
+        let drainStart = Clock.now()
+        while Clock.now() - drainStart < Double(cmd.drain) {
+            Children.haltIfInterrupted()
+            if offlineCheckStarted {
+                while offlineNext < offline.count && offlineNext - offlineChecked.value < 500 {
+                    fleet.connect(offline[offlineNext], since: true, index: offlineNext)
+                    offlineNext += 1
+                }
+            }
+            let groupsDone = groupsComplete(groupMembersByGroup)
+            if jobs.pending == 0 && ledger.outstanding == 0 && groupsDone && offlineChecked.value + fleet.snapshot.failed >= (offlineCheckStarted ? offline.count : 0) {
+                break
+            }
+            usleep(50_000)
+            if Clock.now() >= nextTick {
+                nextTick += 1
+                peakLine(p, &clock, &report, &cpu, "drain", n)
+            }
+        }
+        let drainSeconds = Clock.now() - drainStart
+        p.note("drain: \(Fmt.num(drainSeconds, 1)) s; reading back gifts and friend-pay orders")
+
+        // 5. Read back orders: state, owner, exactly one key each, no key twice.
+        verify(c, giftOrders, fpOrders, p)
+
+        // 6. Report.
+        let s = fleet.snapshot
+        report.browsers.target = n
+        report.browsers.failed = s.failed
+        report.browsers.failures = s.failures
+        report.browsers.connectLatency = fleet.connectSummary
+        report.browsers.drops = s.drops
+        report.browsers.dropReasons = s.dropReasons
+        report.browsers.personalGaps = s.personalGaps
+        report.browsers.personalDuplicates = s.personalDuplicates
+        report.browsers.onlineAtEnd = s.online
+        report.pushes = ledger.counts()
+        stats.withLock {
+            report.gifts = giftCount
+            report.friendPay = fpCount
+            var g = grp
+            g.latency = groupLatency.summary
+            for (k, list) in groupMembersByGroup.enumerated() {
+                let channel = "group:\(groupProduct(k))"
+                let final = groupFinal[channel] ?? 0
+                for b in list {
+                    guard let pos = b.groups[channel] else { continue }
+                    let expected = Int(max(0, final - pos.start))
+                    g.expectedDeliveries += expected
+                    g.delivered += pos.received
+                    g.lost += max(0, expected - pos.received)
+                    g.duplicates += pos.duplicates
+                    g.outOfOrder += pos.gaps
+                }
+            }
+            report.groups = g
+            var d = drop
+            d.connectedWatchers = connectedWatchers.count
+            d.offlineWatchers = offline.count
+            d.offlineChecked = offlineChecked.value
+            let alerts = report.pushes["price.drop"]
+            d.liveAlerts = (alerts?.received ?? 0) - (alerts?.recovered ?? 0)
+            d.missing = alerts?.lost ?? 0
+            d.duplicates = alerts?.duplicates ?? 0
+            if let last = lastLiveAlert, let at = patchAt { d.lastLiveAlertMs = Double(last - at) / 1000 }
+            report.priceDrop = d
+            report.storm = .init(victims: victims.count, downSeconds: cmd.stormDown, reconnected: s.reconnects, notRecovered: s.notRecovered,
+                                 recoveredPushes: recoveredPushes, backInSeconds: stormBackDone)
+        }
+        // Group messages are checked by offset on every member connection, not by expectation.
+        var gm = report.pushes["group.message"] ?? PushLedger.KindCounts()
+        gm.expected = report.groups.expectedDeliveries
+        gm.received = report.groups.delivered
+        gm.lost = report.groups.lost
+        gm.duplicates = report.groups.duplicates
+        gm.unexpected = 0
+        report.pushes["group.message"] = gm
+        report.latencyByMoment = ledger.momentSummaries
+        report.fanoutByMoment = ledger.fanoutSummaries
+        report.replies = fleet.replySummaries
+        report.httpErrors = httpErrors.all
+        report.errors = errors.all
+        report.missingSamples = ledger.missingSamples()
+        var totals = HolidayPeakReport.Totals()
+        for k in report.pushes.values {
+            totals.expected += k.expected
+            totals.received += k.received
+            totals.lost += k.lost
+            totals.duplicates += k.duplicates
+            totals.unexpected += k.unexpected
+        }
+        totals.duplicates += report.browsers.personalDuplicates
+        totals.outOfOrder = report.groups.outOfOrder + report.browsers.personalGaps
+        totals.errors = errors.total + httpErrors.total + report.browsers.failed + report.gifts.claimErrors
+            + report.gifts.problems.count + report.friendPay.problems.count
+        totals.pushesReceived = ledger.totalReceipts
+        totals.latency = ledger.all.summary
+        report.totals = totals
+        limits += judge(report)
+        if !c.deadNodes().isEmpty { limits.append("gateway: node exited: " + c.deadNodes().joined(separator: "; ")) }
+        report.limits = limits
+        (report.checks, report.verdict) = verdict(report)
+        report.run.machine = MachineInfo()
+        summary(report)
+        try ctx.write(report)
+    }
+
+    // MARK: Set-up
+
+    private func upload(_ admin: ShopClient, _ product: String, _ count: Int, _ p: Progress) throws {
+        var done = 0
+        while done < count {
+            let k = min(10_000, count - done)
+            let body = #"{"keys":["# + (done..<(done + k)).map { #""HPK-\#(tag)-\#(product)-\#($0)""# }.joined(separator: ",") + "]}"
+            let r = try admin.call("POST", "/api/v1/products/\(product)/keys", body)
+            guard r.status == 200 else { throw SpawnError("uploading keys to \(product): HTTP \(r.status) \(r.text)") }
+            done += k
+        }
+    }
+
+    /// Members' purchases come in one burst before the peak: timed apart from the peak's orders.
+    let setupLabel = "order.status (set-up)"
+
+    /// A normal purchase: the member then may join the product's group.
+    private func buyForGroup(_ shop: ShopClient, _ b: HPBrowser, group k: Int, done: Counter) {
+        defer { done.add() }
+        let product = groupProduct(k)
+        do {
+            let t1 = Clock.unixMicros()
+            let o = try http(shop, "POST", "/api/v1/orders", #"{"buyer":"\#(b.user)","product":"\#(product)","quantity":1}"#, want: 201, what: "member order")
+            guard let id = o?["id"]?.stringValue else { stats.withLock { grp.purchaseErrors += 1 }; return }
+            ledger.expect(b.user, "order.status", "\(id) pending_payment", at: t1, label: setupLabel)
+            guard try payAndNotify(shop, order: id, payer: b.user, before: { t in
+                ledger.expect(b.user, "order.status", "\(id) delivered", at: t, label: setupLabel)
+            }) else { stats.withLock { grp.purchaseErrors += 1 }; return }
+        } catch {
+            httpErrors.add("member order: \(error)")
+            stats.withLock { grp.purchaseErrors += 1 }
+        }
+    }
+
+    // MARK: Peak parts
+
+    /// Gift order, payment, signed notify; the recipient claims on `gift.received`.
+    private func placeGift(_ shop: ShopClient, _ g: HPOrder) {
+        do {
+            let t1 = Clock.unixMicros()
+            let body = #"{"buyer":"\#(g.buyer.user)","product":"\#(giftProduct)","quantity":1,"kind":"gift","gift":{"to":"\#(g.friend.user)","message":"Happy holidays"}}"#
+            guard let o = try http(shop, "POST", "/api/v1/orders", body, want: 201, what: "gift order"),
+                  let id = o["id"]?.stringValue else { return }
+            ledger.expect(g.buyer.user, "order.status", "\(id) pending_payment", at: t1)
+            stats.withLock {
+                g.id = id
+                g.code = o["gift"]?["code"]?.stringValue
+                giftsByOrder[id] = g
+                giftCount.ordered += 1
+            }
+            let ok = try payAndNotify(shop, order: id, payer: g.buyer.user, before: { t in
+                ledger.expect(g.buyer.user, "order.status", "\(id) paid", at: t)
+                ledger.expect(g.buyer.user, "gift.created", id, at: t)
+                ledger.expect(g.friend.user, "gift.received", id, at: t)
+            })
+            if ok { stats.withLock { giftCount.paid += 1 } }
+        } catch {
+            httpErrors.add("gift: \(error)")
+        }
+    }
+
+    /// Friend-pay request; the friend pays on `friendpay.requested`.
+    private func requestFriendPay(_ shop: ShopClient, _ f: HPOrder) {
+        do {
+            let t1 = Clock.unixMicros()
+            let body = #"{"buyer":"\#(f.buyer.user)","product":"\#(fpProduct)","quantity":1,"kind":"friendpay","friendpay":{"to":"\#(f.friend.user)"}}"#
+            guard let o = try http(shop, "POST", "/api/v1/orders", body, want: 201, what: "friend-pay order"),
+                  let id = o["id"]?.stringValue else { return }
+            ledger.expect(f.buyer.user, "order.status", "\(id) pending_payment", at: t1)
+            ledger.expect(f.friend.user, "friendpay.requested", id, at: t1)
+            stats.withLock {
+                f.id = id
+                fpByOrder[id] = f
+                fpCount.requested += 1
+            }
+        } catch {
+            httpErrors.add("friend-pay request: \(error)")
+        }
+    }
+
+    /// The friend (and sometimes a second one) pays; the first notify wins.
+    private func payFriendPay(_ shop: ShopClient, _ f: HPOrder, _ id: String) {
+        do {
+            let first = try createPayment(shop, order: id, payer: f.friend.user)
+            let second = try f.second.flatMap { try createPayment(shop, order: id, payer: $0.user) }
+            guard let first else { return }
+            let t = Clock.unixMicros()
+            ledger.expect(f.buyer.user, "order.status", "\(id) delivered", at: t)
+            ledger.expect(f.friend.user, "order.status", "\(id) delivered", at: t)
+            ledger.expect(f.buyer.user, "friendpay.paid", id, at: t)
+            ledger.expect(f.friend.user, "friendpay.receipt", id, at: t)
+            guard try notify(shop, first) else { return }
+            stats.withLock { fpCount.paid += 1 }
+            if let second, let who = f.second {
+                let t2 = Clock.unixMicros()
+                ledger.expect(who.user, "payment.refunded", id, at: t2)
+                stats.withLock {
+                    fpCount.secondPayments += 1
+                    fpCount.refundsExpected += 1
+                }
+                _ = try notify(shop, second)
+            }
+        } catch {
+            httpErrors.add("friend-pay payment: \(error)")
+        }
+    }
+
+    private func chat(_ sender: HPBrowser, group channel: String) {
+        let t = Clock.unixMicros()
+        let sent = fleet.command(sender, "publish", #""channel":"\#(channel)","data":{"text":"hp \#(t) merry chatter"}"#) { [self] reply in
+            if let offset = reply["ok"]?["offset"]?.intValue {
+                stats.withLock {
+                    grp.messagesAccepted += 1
+                    groupFinal[channel] = max(groupFinal[channel] ?? 0, offset)
+                }
+            } else {
+                let code = reply["error"]?["code"]?.stringValue ?? "?"
+                if code == "rate_limited" { stats.withLock { grp.rateLimited += 1 } }
+                errors.add("group publish: \(code)")
+            }
+        }
+        stats.withLock { if sent { grp.messagesSent += 1 } else { grp.skippedSenderOffline += 1 } }
+    }
+
+    /// One PATCH to a lower price; every watcher expects exactly one `price.drop`.
+    private func priceDrop(_ shop: ShopClient, connected: [HPBrowser], offline: [HPBrowser]) {
+        let newPrice = watchPrice * 8 / 10
+        let t = Clock.unixMicros()
+        for b in connected { ledger.expect(b.user, "price.drop", watchProduct, at: t) }
+        for b in offline { ledger.expect(b.user, "price.drop", watchProduct, at: t) }
+        stats.withLock { patchAt = t }
+        do {
+            let r = try shop.call("PATCH", "/api/v1/products/\(watchProduct)", #"{"price":\#(newPrice)}"#)
+            countHTTP()
+            if r.status != 200 { httpErrors.add("PATCH price: HTTP \(r.status) \(r.text)") }
+        } catch {
+            httpErrors.add("PATCH price: \(error)")
+        }
+        let ms = Double(Clock.unixMicros() - t) / 1000
+        stats.withLock {
+            drop.patchMs = ms
+            drop.oldPrice = watchPrice
+            drop.newPrice = newPrice
+        }
+    }
+
+    // MARK: Pushes (fleet lock held, loop thread: no blocking)
+
+    private func pushed(_ b: HPBrowser, _ type: String, _ json: JSON, _ now: Int64, _ recovered: Bool) {
+        if recovered { stats.withLock { recoveredPushes += 1 } }
+        let data = json["data"]
+        switch type {
+        case "group.message":
+            let words = data?["text"]?.stringValue?.split(separator: " ") ?? []
+            if !recovered, words.count >= 2, words[0] == "hp", let t = Int64(words[1]) {
+                ledger.latency("group.message", micros: now - t)
+                stats.withLock { groupLatency.record(micros: now - t) }
+            } else {
+                ledger.counted()
+            }
+            return
+        case "order.status":
+            let subject = "\(data?["order"]?.stringValue ?? "?") \(data?["status"]?.stringValue ?? "?")"
+            ledger.received(b.user, type, subject, at: now, recovered: recovered)
+        case "price.drop":
+            ledger.received(b.user, type, data?["product"]?.stringValue ?? "?", at: now, recovered: recovered)
+            if !recovered { stats.withLock { lastLiveAlert = max(lastLiveAlert ?? 0, now) } }
+        default:
+            ledger.received(b.user, type, data?["order"]?.stringValue ?? "?", at: now, recovered: recovered)
+        }
+        switch type {
+        case "gift.received":
+            guard let id = data?["order"]?.stringValue, let code = data?["code"]?.stringValue else { return }
+            let g: HPOrder? = stats.withLock {
+                let g = giftsByOrder[id]
+                giftCount.received += 1
+                return g
+            }
+            claim(b, code: code, order: id, gift: g)
+        case "friendpay.requested":
+            guard let id = data?["order"]?.stringValue else { return }
+            let f = stats.withLock { fpByOrder[id] }
+            if let f {
+                jobs.add { [self] shop in payFriendPay(shop, f, id) }
+            } else {
+                // The push beat the HTTP answer: wait for the order to be known.
+                jobs.add { [self] shop in
+                    let deadline = Clock.now() + 5
+                    var found: HPOrder?
+                    while found == nil && Clock.now() < deadline {
+                        found = stats.withLock { fpByOrder[id] }
+                        if found == nil { usleep(5_000) }
+                    }
+                    if let found { payFriendPay(shop, found, id) } else { errors.add("friendpay.requested for an unknown order") }
+                }
+            }
+        case "payment.refunded":
+            stats.withLock { fpCount.refundsReceived += 1 }
+        default:
+            break
+        }
+    }
+
+    /// Lock held (loop thread): send `gift.claim` once per gift.
+    private func claim(_ b: HPBrowser, code: String, order id: String, gift: HPOrder?) {
+        let already: Bool = stats.withLock {
+            if let gift {
+                if gift.claimed { return true }
+                gift.claimed = true
+            }
+            return false
+        }
+        guard !already else { return }
+        let buyer = gift?.buyer.user
+        let t = Clock.unixMicros()
+        if let buyer {
+            ledger.expect(buyer, "gift.claimed", id, at: t)
+            ledger.expect(buyer, "order.status", "\(id) delivered", at: t)
+        }
+        ledger.expect(b.user, "order.status", "\(id) delivered", at: t)
+        let sent = fleet.send(b, "gift.claim", #""code":"\#(code)""#) { [self] reply in
+            guard let ok = reply["ok"] else {
+                errors.add("gift.claim: " + (reply["error"]?["code"]?.stringValue ?? "?"))
+                stats.withLock { giftCount.claimErrors += 1 }
+                return
+            }
+            let keys = (ok["keys"]?.arrayValue ?? []).compactMap(\.stringValue)
+            stats.withLock {
+                giftCount.claimed += 1
+                if keys.count == 1 { giftCount.claimsWithOneKey += 1 }
+                for k in keys {
+                    if seenKeys[k] != nil { giftCount.keysSeenTwice += 1 } else { seenKeys[k] = id }
+                }
+                gift?.keys = keys
+            }
+        }
+        if !sent {
+            errors.add("gift.claim: recipient not connected")
+            stats.withLock { giftCount.claimErrors += 1 }
+        }
+    }
+
+    // MARK: HTTP
+
+    private func countHTTP() { stats.withLock { httpCalls += 1 } }
+
+    private func takeHTTP() -> Int {
+        stats.withLock {
+            defer { httpCalls = 0 }
+            return httpCalls
+        }
+    }
+
+    private func http(_ shop: ShopClient, _ method: String, _ path: String, _ body: String?, want: Int, what: String) throws -> JSON? {
+        let r = try shop.call(method, path, body)
+        countHTTP()
+        guard r.status == want else {
+            httpErrors.add("\(what): HTTP \(r.status) \(r.text.prefix(100))")
+            return nil
+        }
+        return r.json
+    }
+
+    private struct PaymentRef {
+        var id: String
+        var order: String
+        var amount: Int64
+        var currency: String
+    }
+
+    private func createPayment(_ shop: ShopClient, order: String, payer: String) throws -> PaymentRef? {
+        guard let r = try http(shop, "POST", "/api/v1/orders/\(order)/payments", #"{"payer":"\#(payer)"}"#, want: 201, what: "payment"),
+              let p = r["payment"], let id = p["id"]?.stringValue, let amount = p["amount"]?.intValue,
+              let currency = p["currency"]?.stringValue else { return nil }
+        return PaymentRef(id: id, order: order, amount: amount, currency: currency)
+    }
+
+    private func notify(_ shop: ShopClient, _ p: PaymentRef) throws -> Bool {
+        let body = #"{"payment":"\#(p.id)","order":"\#(p.order)","amount":\#(p.amount),"currency":"\#(p.currency)","status":"success","trade_no":"hp-\#(p.id)"}"#
+        let r = try shop.notify(body, secret: paySecret)
+        countHTTP()
+        guard r.status == 200 else {
+            httpErrors.add("notify: HTTP \(r.status) \(r.text.prefix(100))")
+            return false
+        }
+        return true
+    }
+
+    /// Payment then signed notify; `before` registers the pushes just before the notify goes out.
+    private func payAndNotify(_ shop: ShopClient, order: String, payer: String, before: (Int64) -> Void) throws -> Bool {
+        guard let p = try createPayment(shop, order: order, payer: payer) else { return false }
+        before(Clock.unixMicros())
+        return try notify(shop, p)
+    }
+
+    // MARK: Checks
+
+    private func groupsComplete(_ byGroup: [[HPBrowser]]) -> Bool {
+        fleet.lock.withLock {
+            stats.withLock {
+                for (k, list) in byGroup.enumerated() {
+                    let channel = "group:\(groupProduct(k))"
+                    let final = groupFinal[channel] ?? 0
+                    for b in list where (b.groups[channel]?.last ?? final) < final { return false }
+                }
+                return true
+            }
+        }
+    }
+
+    /// Every gift delivered to its recipient and every friend-pay to its requester, paid
+    /// by the first friend, each with one key, no key in two orders.
+    private func verify(_ c: Cluster, _ gifts: [HPOrder], _ fps: [HPOrder], _ p: Progress) {
+        let shop = ShopClient(c.endpoints[0], shopKey: c.shopKey, timeout: 30)
+        defer { shop.disconnect() }
+        var keysSeen: [String: String] = [:]
+        var twice = 0
+        for g in gifts {
+            guard let id = stats.withLock({ g.id }) else { continue }
+            guard let r = try? shop.call("GET", "/api/v1/orders/\(id)", idempotent: true), r.status == 200, let o = r.json else {
+                stats.withLock { giftCount.problems.append("gift \(id): read back failed") }
+                continue
+            }
+            let keys = (o["keys"]?.arrayValue ?? []).compactMap(\.stringValue)
+            for k in keys { if keysSeen[k] != nil { twice += 1 } else { keysSeen[k] = id } }
+            let claimedKeys = stats.withLock { g.keys }
+            if o["status"]?.stringValue == "delivered", o["owner"]?.stringValue == g.friend.user, keys.count == 1,
+               claimedKeys.isEmpty || claimedKeys == keys {
+                stats.withLock { giftCount.readBackDelivered += 1 }
+            } else {
+                stats.withLock {
+                    if giftCount.problems.count < 10 {
+                        giftCount.problems.append("gift \(id): status \(o["status"]?.stringValue ?? "?"), owner \(o["owner"]?.stringValue ?? "?"), \(keys.count) keys")
+                    }
+                }
+            }
+        }
+        for f in fps {
+            guard let id = stats.withLock({ f.id }) else { continue }
+            guard let r = try? shop.call("GET", "/api/v1/orders/\(id)", idempotent: true), r.status == 200, let o = r.json else {
+                stats.withLock { fpCount.problems.append("friend-pay \(id): read back failed") }
+                continue
+            }
+            let keys = (o["keys"]?.arrayValue ?? []).compactMap(\.stringValue)
+            for k in keys { if keysSeen[k] != nil { twice += 1 } else { keysSeen[k] = id } }
+            if o["status"]?.stringValue == "delivered", o["owner"]?.stringValue == f.buyer.user,
+               o["paid_by"]?.stringValue == f.friend.user, keys.count == 1 {
+                stats.withLock { fpCount.readBackOK += 1 }
+            } else {
+                stats.withLock {
+                    if fpCount.problems.count < 10 {
+                        fpCount.problems.append("friend-pay \(id): status \(o["status"]?.stringValue ?? "?"), paid by \(o["paid_by"]?.stringValue ?? "-"), \(keys.count) keys")
+                    }
+                }
+            }
+        }
+        stats.withLock { giftCount.keysSeenTwice += twice }
+        p.note("read back \(gifts.count) gifts and \(fps.count) friend-pay orders")
+    }
+
+    // MARK: Progress, verdict, summary
+
+    private func peakLine(_ p: Progress, _ clock: inout Timeline, _ report: inout HolidayPeakReport, _ cpu: inout CPUWatch, _ phase: String, _ n: Int) {
+        let s = fleet.snapshot
+        let point = clock.tick(&report, phase, s.online, ledger, httpCalls: takeHTTP(), errors: errors.total + httpErrors.total)
+        let (gc, fc, g) = stats.withLock { (giftCount, fpCount, grp) }
+        p.line(phase, "online \(Fmt.int(s.online))/\(Fmt.int(n)) | gifts \(gc.paid)/\(cmd.gifts) claimed \(gc.claimed) | friend-pay \(fc.paid)/\(cmd.friendpays) refunds \(fc.refundsReceived)/\(fc.refundsExpected) | chat \(g.messagesAccepted) | "
+            + "pushes +\(Fmt.int(point.pushesPerSecond))/s p99 \(Fmt.num(point.p99Ms, 1)) ms (run \(Fmt.num(ledger.p99SoFar, 1))) | waiting \(ledger.outstanding) | gaps \(s.personalGaps) dup \(s.personalDuplicates) err \(point.errors) | " + cpu.line())
+    }
+
+    private func judge(_ r: HolidayPeakReport) -> [String] {
+        var out: [String] = []
+        let cpu = r.cpuDuringPeak
+        if let other = cpu.first(where: { $0.name == "other processes" }), other.percentOfOneCore > 20 {
+            out.append("machine: processes outside this run used \(Fmt.num(other.percentOfOneCore, 0))% of a core during the peak (someone else's build or tests?): latencies are skewed")
+        }
+        let total = cpu.reduce(0) { $0 + $1.percentOfOneCore }
+        if total > Double(Machine.cores) * 100 * 0.85 {
+            out.append("machine: the \(Machine.cores) cores were (nearly) all busy during the peak (\(Fmt.num(total, 0))% of one core over nodes, Redis and load generator)")
+        }
+        for span in cpu where span.percentOfOneCore > 90 && span.name != "other processes" {
+            let who = span.name.hasPrefix("loadtest") ? "load generator" : "gateway"
+            out.append("\(who): \(span.name) used \(Fmt.num(span.percentOfOneCore, 0))% of a core during the peak (a single loop thread: saturated)")
+        }
+        let waits = r.schedDuringPeak.filter { !$0.name.hasPrefix("loadtest") }
+        if let w = waits.max(by: { $0.worstThreadWaitPercent < $1.worstThreadWaitPercent }), w.worstThreadWaitPercent > 5 {
+            out.append("machine: \(w.name)'s busiest thread waited for a core \(Fmt.num(w.worstThreadWaitPercent, 1))% of the peak (\(Fmt.num(w.worstThreadWaitPerSliceMs, 2)) ms a wake-up) while it ran \(Fmt.num(w.runPercent, 0))%: latency here is the machine's run queue, not the gateway's work")
+        }
+        if r.browsers.failed > 0 {
+            out.append("gateway: \(r.browsers.failed) browsers failed to connect: " + r.browsers.failures.sorted { $0.value > $1.value }.prefix(3).map { "\($0.value) x \($0.key)" }.joined(separator: "; "))
+        }
+        return out
+    }
+
+    /// Lines against the targets (p99 under the objective per kind, nothing lost), and the verdict.
+    private func verdict(_ r: HolidayPeakReport) -> ([String], String) {
+        var checks: [String] = []
+        var failed: [String] = []
+        func check(_ ok: Bool, _ text: String) {
+            checks.append((ok ? "ok      " : "MISSED  ") + text)
+            if !ok { failed.append(text) }
+        }
+        let t = r.totals
+        check(t.lost == 0, "no loss: \(Fmt.int(t.lost)) of \(Fmt.int(t.expected)) expected pushes and group deliveries lost")
+        check(t.duplicates == 0, "no duplicate: \(t.duplicates)")
+        check(t.outOfOrder == 0, "in order: \(t.outOfOrder) offsets skipped or out of order")
+        check(t.errors == 0, "no errors: \(t.errors)")
+        check(r.storm.notRecovered == 0, "reconnects recovered with since: \(r.storm.reconnected) reconnects, \(r.storm.notRecovered) not recovered")
+        check(r.gifts.keysSeenTwice == 0 && r.gifts.claimsWithOneKey == r.gifts.claimed && r.gifts.readBackDelivered == r.gifts.paid,
+              "gifts: \(r.gifts.claimed) claimed, \(r.gifts.claimsWithOneKey) with exactly one key, \(r.gifts.readBackDelivered)/\(r.gifts.paid) delivered to the recipient, keys seen twice \(r.gifts.keysSeenTwice)")
+        check(r.friendPay.readBackOK == r.friendPay.paid && r.friendPay.refundsReceived == r.friendPay.refundsExpected,
+              "friend-pay: \(r.friendPay.readBackOK)/\(r.friendPay.paid) paid once by the first friend, \(r.friendPay.refundsReceived)/\(r.friendPay.refundsExpected) second payers refunded")
+        check(r.priceDrop.missing == 0 && r.priceDrop.duplicates == 0,
+              "price drop: \(r.priceDrop.liveAlerts) live + \(r.pushes["price.drop"]?.recovered ?? 0) recovered alerts of \(r.priceDrop.connectedWatchers + r.priceDrop.offlineWatchers) watchers, missing \(r.priceDrop.missing), duplicates \(r.priceDrop.duplicates)")
+        for (kind, k) in r.pushes.sorted(by: { $0.key < $1.key }) {
+            guard let l = k.latency, l.count > 0 else { continue }
+            check(l.p99Ms < r.parameters.p99ObjectiveMs, "p99 \(kind) \(MD.ms(l.p99Ms)) ms (target under \(Fmt.num(r.parameters.p99ObjectiveMs, 0)) ms)")
+        }
+        if let all = t.latency, all.count > 0 {
+            check(all.p99Ms < r.parameters.p99ObjectiveMs, "p99 all pushes \(MD.ms(all.p99Ms)) ms (target under \(Fmt.num(r.parameters.p99ObjectiveMs, 0)) ms)")
+        }
+        let verdict = failed.isEmpty
+            ? "all targets met: \(Fmt.int(t.received)) pushes checked, none lost or duplicated, p99 \(MD.ms(t.latency?.p99Ms ?? 0)) ms over all kinds"
+            : "targets missed: " + failed.joined(separator: "; ")
+        return (checks, verdict)
+    }
+
+    private func summary(_ r: HolidayPeakReport) {
+        let b = r.browsers
+        var lines = ["", "== holiday-peak: \(Fmt.int(r.parameters.browsers)) browsers, \(r.parameters.durationSeconds) s peak, \(r.parameters.nodes) node(s)"]
+        lines.append("browsers    \(Fmt.int(b.connected)) connected in \(Fmt.num(b.rampSeconds, 1)) s, \(b.failed) failed, \(b.drops) dropped, online at end \(Fmt.int(b.onlineAtEnd)); connect \(b.connectLatency?.line ?? "-")")
+        lines.append("kind                     expected  received  lost  dup  unexp  recov   p50     p95     p99     max ms")
+        for (kind, k) in r.pushes.sorted(by: { $0.key < $1.key }) {
+            let l = k.latency
+            lines.append(kind.padding(toLength: 22, withPad: " ", startingAt: 0)
+                + String(format: " %9d %9d %5d %4d %6d %6d", k.expected, k.received, k.lost, k.duplicates, k.unexpected, k.recovered)
+                + (l.map { String(format: " %7.2f %7.2f %7.2f %7.1f", $0.p50Ms, $0.p95Ms, $0.p99Ms, $0.maxMs) } ?? ""))
+        }
+        let g = r.groups
+        lines.append("gifts       ordered \(r.gifts.ordered), paid \(r.gifts.paid), received \(r.gifts.received), claimed \(r.gifts.claimed) (one key each: \(r.gifts.claimsWithOneKey)), read back delivered \(r.gifts.readBackDelivered), keys seen twice \(r.gifts.keysSeenTwice)")
+        lines.append("friend-pay  requested \(r.friendPay.requested), paid \(r.friendPay.paid), second payers \(r.friendPay.secondPayments), refunds \(r.friendPay.refundsReceived)/\(r.friendPay.refundsExpected), read back ok \(r.friendPay.readBackOK)")
+        lines.append("groups      \(g.subscribed)/\(g.members) members in \(g.groups) groups; messages sent \(g.messagesSent), accepted \(g.messagesAccepted), rate limited \(g.rateLimited), sender offline \(g.skippedSenderOffline)")
+        let d = r.priceDrop
+        lines.append("price drop  \(d.connectedWatchers) connected + \(d.offlineWatchers) offline watchers; PATCH \(Fmt.num(d.patchMs, 1)) ms; live alerts \(d.liveAlerts), last \(d.lastLiveAlertMs.map { Fmt.num($0, 1) + " ms" } ?? "-") after the PATCH; offline checked \(d.offlineChecked); missing \(d.missing), duplicates \(d.duplicates)")
+        let s = r.storm
+        lines.append("storm       \(s.victims) dropped for \(Fmt.num(s.downSeconds, 1)) s, reconnected \(s.reconnected) (all back in \(s.backInSeconds.map { Fmt.num($0, 2) + " s" } ?? "-")), not recovered \(s.notRecovered), pushes recovered \(s.recoveredPushes)")
+        if let l = r.totals.latency { lines.append("all pushes  \(l.line)") }
+        for (m, l) in r.latencyByMoment.sorted(by: { $0.key < $1.key }) {
+            lines.append("moment      \(m.dropFirst(2)): \(l.line)")
+            if let f = r.fanoutByMoment[m] { lines.append("  fan-out   (stored -> received) \(f.line)") }
+        }
+        lines.append("cpu         " + r.cpuDuringPeak.map { "\($0.name) \(Fmt.num($0.percentOfOneCore, 0))%" }.joined(separator: ", ") + " (peak)")
+        lines.append("cpu wait    " + r.schedDuringPeak.map { "\($0.name) \(Fmt.num($0.waitPercent, 1))% (worst thread \(Fmt.num($0.worstThreadWaitPercent, 1))%, \(Fmt.num($0.worstThreadWaitPerSliceMs, 2)) ms a wake-up)" }.joined(separator: ", ") + " of the peak runnable but not running")
+        for (k, v) in r.errors.sorted(by: { $0.value > $1.value }).prefix(5) { lines.append("error       \(v) x \(k)") }
+        for (k, v) in r.httpErrors.sorted(by: { $0.value > $1.value }).prefix(5) { lines.append("http error  \(v) x \(k)") }
+        for m in r.missingSamples.prefix(5) { lines.append("missing     \(m)") }
+        for l in r.limits { lines.append("limit       \(l)") }
+        for c in r.checks { lines.append("check       \(c)") }
+        lines.append("verdict     \(r.verdict)")
+        print(lines.joined(separator: "\n"))
+    }
+}
+
+/// A thread-safe count.
+final class Counter {
+    private let lock = NSLock()
+    private var n = 0
+    func add() { lock.withLock { n += 1 } }
+    var value: Int { lock.withLock { n } }
+}
+
+/// Per-second buckets of the run for the report and its chart.
+struct Timeline {
+    let progress: Progress
+    init(progress: Progress) { self.progress = progress }
+
+    @discardableResult
+    mutating func tick(_ report: inout HolidayPeakReport, _ phase: String, _ online: Int, _ ledger: PushLedger, httpCalls: Int, errors: Int) -> HolidayPeakReport.Point {
+        let (all, _, receipts) = ledger.takeInterval()
+        let s = all.summary
+        let point = HolidayPeakReport.Point(t: progress.elapsed, phase: phase, online: online, pushesPerSecond: receipts,
+                                            p50Ms: s.p50Ms, p99Ms: s.p99Ms, maxMs: s.maxMs, httpPerSecond: httpCalls, errors: errors)
+        report.timeline.append(point)
+        return point
+    }
+}

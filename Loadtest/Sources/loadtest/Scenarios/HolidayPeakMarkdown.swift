@@ -1,0 +1,106 @@
+import Foundation
+
+/// The holiday-peak report as a page people read: verdict lines against the targets,
+/// a table per kind of push, each part of the evening, the chart and the run.
+extension HolidayPeakReport: RichReport {
+    func markdown(chartFile: String?) -> String {
+        let p = parameters
+        var out = "# Holiday peak: \(Fmt.int(p.browsers)) browsers, \(p.durationSeconds) s peak, \(p.nodes) node(s)\n\n"
+        out += "**Verdict:** \(verdict)\n\n"
+        out += "Targets (p99 < \(Fmt.num(p.p99ObjectiveMs, 0)) ms per kind of push, nothing lost or duplicated):\n\n"
+        out += checks.map { line -> String in
+            let ok = line.hasPrefix("ok")
+            return "- \(ok ? "✅" : "❌") " + line.dropFirst(8)
+        }.joined(separator: "\n") + "\n\n"
+        if !limits.isEmpty { out += "Limits:\n\n" + limits.map { "- \($0)" }.joined(separator: "\n") + "\n\n" }
+        if let chartFile { out += "![latency (p50, p99 per second) and pushes per second](\(chartFile))\n\n" }
+
+        out += "## Pushes per kind\n\n"
+        out += "Latency runs from the action that caused the push (the HTTP request, the `gift.claim`, the PATCH, or the `t` stamped in a group message) to its receipt on the browser's socket. Pushes replayed by `since` recovery count as received but have no latency.\n\n"
+        var rows: [[String]] = pushes.sorted { $0.key < $1.key }.map { kind, k in
+            let l = k.latency
+            return ["`\(kind)`", Fmt.int(k.expected), Fmt.int(k.received), Fmt.int(k.lost), Fmt.int(k.duplicates), Fmt.int(k.unexpected),
+                    Fmt.int(k.recovered), l.map { MD.ms($0.p50Ms) } ?? "-", l.map { MD.ms($0.p95Ms) } ?? "-",
+                    l.map { MD.ms($0.p99Ms) } ?? "-", l.map { MD.ms($0.maxMs) } ?? "-"]
+        }
+        let t = totals
+        rows.append(["**all**", Fmt.int(t.expected), Fmt.int(t.received), Fmt.int(t.lost), Fmt.int(t.duplicates), Fmt.int(t.unexpected), "",
+                     t.latency.map { MD.ms($0.p50Ms) } ?? "-", t.latency.map { MD.ms($0.p95Ms) } ?? "-",
+                     t.latency.map { MD.ms($0.p99Ms) } ?? "-", t.latency.map { MD.ms($0.maxMs) } ?? "-"])
+        out += MD.table(["kind", "expected", "received", "lost", "dup", "unexpected", "recovered", "p50 ms", "p95 ms", "p99 ms", "max ms"], rows) + "\n"
+        out += "Offsets skipped or out of order: \(t.outOfOrder) (personal channels \(browsers.personalGaps), groups \(groups.outOfOrder)); errors: \(t.errors); pushes received in all: \(Fmt.int(t.pushesReceived)).\n\n"
+
+        if !latencyByMoment.isEmpty {
+            out += "## Latency by moment\n\nThe same pushes, by what the run was doing when they arrived: steady state apart from the bursts.\n\n"
+            out += MD.latencyTable(latencyByMoment.sorted { $0.key < $1.key }.map { (String($0.key.dropFirst(2)), $0.value) }, firstColumn: "moment") + "\n"
+            if !fanoutByMoment.isEmpty {
+                out += "Fan-out half only: from the push's publication (`ts`, stamped by Redis when it is stored, 1 ms resolution) to its receipt (pub/sub, the node's loop, the socket, the load generator):\n\n"
+                out += MD.latencyTable(fanoutByMoment.sorted { $0.key < $1.key }.map { (String($0.key.dropFirst(2)), $0.value) }, firstColumn: "moment") + "\n"
+            }
+        }
+        out += "## The parts of the evening\n\n"
+        let b = browsers
+        out += "**Browsers.** \(Fmt.int(b.connected)) of \(Fmt.int(b.target)) connected in \(Fmt.num(b.rampSeconds, 1)) s at \(Fmt.num(p.connectRate, 0))/s (\(b.failed) failed), held to the end (\(Fmt.int(b.onlineAtEnd)) online then); \(b.drops) unplanned drops, each back with `since`.\n\n"
+        let g = gifts
+        out += "**Gift rush.** \(g.ordered) gift orders paid by signed notify (\(g.paid) paid); \(g.received) `gift.received` pushes; \(g.claimed) claims over WebSocket, \(g.claimsWithOneKey) with exactly one key; read back: \(g.readBackDelivered) delivered to the named friend; keys seen twice: \(g.keysSeenTwice).\n\n"
+        let f = friendPay
+        out += "**Friend-pay.** \(f.requested) requests, \(f.paid) paid by the friend on `friendpay.requested`; \(f.secondPayments) paid by a second friend too, \(f.refundsReceived)/\(f.refundsExpected) of those refunded (`payment.refunded`); read back: \(f.readBackOK) paid exactly once, by the first friend.\n\n"
+        let gr = groups
+        out += "**Group chatter.** \(gr.subscribed)/\(gr.members) members in \(gr.groups) groups; \(gr.messagesAccepted) of \(gr.messagesSent) messages accepted (\(gr.rateLimited) rate limited, \(gr.skippedSenderOffline) skipped while the sender was away); \(Fmt.int(gr.delivered)) of \(Fmt.int(gr.expectedDeliveries)) deliveries checked by offset on every member: \(gr.lost) lost, \(gr.duplicates) duplicated, \(gr.outOfOrder) out of order.\n\n"
+        let d = priceDrop
+        out += "**Flash price drop.** \(d.oldPrice) → \(d.newPrice) with \(d.connectedWatchers) connected and \(d.offlineWatchers) offline watchers; the PATCH took \(Fmt.num(d.patchMs, 1)) ms; \(d.liveAlerts) live alerts, the last \(d.lastLiveAlertMs.map { Fmt.num($0, 1) + " ms" } ?? "-") after the PATCH; \(d.offlineChecked) offline watchers came back with `since`; missing \(d.missing), duplicated \(d.duplicates).\n\n"
+        let s = storm
+        out += "**Reconnect storm.** \(s.victims) browsers dropped without a close frame for \(Fmt.num(s.downSeconds, 1)) s, then came back at once with `since` (all back in \(s.backInSeconds.map { Fmt.num($0, 2) + " s" } ?? "-")); \(s.reconnected) reconnects in the run, \(s.notRecovered) not recovered; \(s.recoveredPushes) pushes arrived through recovery.\n\n"
+
+        if !replies.isEmpty {
+            out += "## Command replies over WebSocket\n\n" + MD.latencyTable(replies.sorted { $0.key < $1.key }.map { ("`\($0.key)`", $0.value) }, firstColumn: "command")
+            if let c = b.connectLatency, c.count > 0 { out += MD.latencyTable([("connect (socket + `connect` reply)", c)], firstColumn: "step").split(separator: "\n").dropFirst(2).joined(separator: "\n") + "\n" }
+            out += "\n"
+        }
+        if !cpuDuringPeak.isEmpty {
+            out += "## CPU during the peak\n\n"
+            let sched = Dictionary(schedDuringPeak.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+            out += MD.table(["process", "% of one core", "waiting for a core, % of the peak", "worst thread waiting", "wait per wake-up ms"],
+                            cpuDuringPeak.map { c in
+                                let s = sched[c.name]
+                                return [c.name, Fmt.num(c.percentOfOneCore, 0), s.map { Fmt.num($0.waitPercent, 1) } ?? "", s.map { Fmt.num($0.worstThreadWaitPercent, 1) } ?? "",
+                                        s.map { Fmt.num($0.worstThreadWaitPerSliceMs, 2) } ?? ""]
+                            }) + "\n"
+        }
+        let problems = errors.merging(httpErrors) { $0 + $1 }
+        if !problems.isEmpty || !missingSamples.isEmpty || !b.failures.isEmpty {
+            out += "## Errors\n\n"
+            out += MD.table(["count", "what"], (problems.merging(b.failures) { $0 + $1 }).sorted { $0.value > $1.value }.prefix(20).map { [Fmt.int($0.value), $0.key] }, rightAlignFrom: 9)
+            if !missingSamples.isEmpty { out += "\nSome missing pushes (user, kind, subject):\n\n" + missingSamples.map { "- `\($0)`" }.joined(separator: "\n") + "\n" }
+            out += "\n"
+        }
+        out += "## Parameters\n\n" + MD.table(["parameter", "value"], [
+            ["browsers", Fmt.int(p.browsers)], ["connect rate", "\(Fmt.num(p.connectRate, 0))/s"], ["peak", "\(p.durationSeconds) s"],
+            ["gifts", Fmt.int(p.gifts)], ["friend-pay requests", "\(Fmt.int(p.friendpays)) (second payer on \(Fmt.num(p.doublePay * 100, 0))%)"],
+            ["groups", "\(p.groups) with \(p.groupMembers) members, \(Fmt.num(p.chatterRate, 0)) messages/s"],
+            ["watchers", "\(p.watchersConnected) connected + \(p.watchersOffline) offline, drop at \(Fmt.num(p.dropAtSeconds, 1)) s into the peak"],
+            ["storm", "\(Fmt.num(p.stormShare * 100, 0))% of browsers at \(Fmt.num(p.stormAtSeconds, 1)) s into the peak, away \(Fmt.num(p.stormDownSeconds, 1)) s"],
+            ["HTTP workers", "\(p.httpWorkers)"], ["nodes", "\(p.nodes)\(p.external ? " (external)" : " (spawned, one private Redis)")"],
+        ], rightAlignFrom: 9) + "\n"
+        out += MD.runSection(run)
+        return out
+    }
+
+    func chart() -> (title: String, panels: [ChartPanel], events: [ChartEvent])? {
+        guard timeline.count >= 2 else { return nil }
+        let withLatency = timeline.filter { $0.p99Ms > 0 || $0.p50Ms > 0 }
+        let latency = ChartPanel(title: "Push latency per second (action to receipt)", unit: "ms", series: [
+            ChartSeries(name: "p50", points: withLatency.map { ($0.t, $0.p50Ms) }, color: "#1f77b4"),
+            ChartSeries(name: "p99", points: withLatency.map { ($0.t, $0.p99Ms) }, color: "#d62728"),
+            ChartSeries(name: "objective", points: [(0, parameters.p99ObjectiveMs), (timeline.last!.t, parameters.p99ObjectiveMs)], color: "#999999", dashed: true),
+        ])
+        let throughput = ChartPanel(title: "Throughput", unit: "per second", series: [
+            ChartSeries(name: "pushes/s", points: timeline.map { ($0.t, Double($0.pushesPerSecond)) }, color: "#2ca02c"),
+            ChartSeries(name: "HTTP calls/s", points: timeline.map { ($0.t, Double($0.httpPerSecond)) }, color: "#ff7f0e"),
+        ])
+        let online = ChartPanel(title: "Browsers online", unit: "connections", series: [
+            ChartSeries(name: "online", points: timeline.map { ($0.t, Double($0.online)) }, color: "#9467bd"),
+        ])
+        return ("loadtest holiday-peak: \(Fmt.int(parameters.browsers)) browsers, \(parameters.nodes) node(s)", [latency, throughput, online], events)
+    }
+}

@@ -1,0 +1,143 @@
+import Foundation
+import XCTest
+
+/// Small runs of the built `loadtest` binary against nodes it spawns itself: the
+/// benchmarks' own checks must find nothing lost, duplicated or out of order. For
+/// correctness only; no timing is asserted (the machine is shared).
+final class LoadtestRunTests: XCTestCase {
+    private var reportDir: URL!
+
+    override func setUpWithError() throws {
+        reportDir = FileManager.default.temporaryDirectory.appendingPathComponent("loadtest-run-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: reportDir, withIntermediateDirectories: true)
+    }
+
+    override func tearDown() {
+        if let reportDir { try? FileManager.default.removeItem(at: reportDir) }
+    }
+
+    func testSmallFanoutLosesNothing() throws {
+        let report = try runLoadtest(["fanout", "--subscribers", "60", "--channels", "2", "--rate", "40", "--duration", "3",
+                                      "--drain", "10"], scenario: "fanout", timeout: 60)
+        let subscribers = try XCTUnwrap(report["subscribers"] as? [String: Any])
+        let publications = try XCTUnwrap(report["publications"] as? [String: Any])
+        let deliveries = try XCTUnwrap(report["deliveries"] as? [String: Any])
+        XCTAssertEqual(int(subscribers["subscribed"]), 60, "\(subscribers)")
+        XCTAssertEqual(int(subscribers["failed"]), 0)
+        XCTAssertEqual(int(publications["ok"]), 120, "every publication accepted: \(publications)")
+        XCTAssertEqual(int(publications["errors"]), 0)
+        // 60 subscribers over 2 channels, 120 publications over 2 channels: 30 x 60 per channel.
+        XCTAssertEqual(int(deliveries["expected"]), 3600)
+        XCTAssertEqual(int(deliveries["received"]), 3600, "\(deliveries)")
+        XCTAssertEqual(int(deliveries["lost"]), 0)
+        XCTAssertEqual(int(deliveries["duplicates"]), 0)
+        XCTAssertEqual(int(deliveries["outOfOrder"]), 0)
+        XCTAssertEqual(int(deliveries["unexpected"]), 0)
+        try assertMarkdownBeside("fanout")
+    }
+
+    func testSmallHolidayPeakLosesNothing() throws {
+        let report = try runLoadtest([
+            "holiday-peak", "--browsers", "100", "--connect-rate", "200", "--duration", "10", "--gifts", "20", "--friendpays", "15",
+            "--double-pay", "0.4", "--groups", "2", "--group-members", "40", "--chatter-rate", "10", "--watchers", "40",
+            "--storm-share", "0.3", "--storm-at", "0.3", "--storm-down", "2", "--drain", "15", "--http-workers", "4",
+        ], scenario: "holiday-peak", timeout: 120)
+        let totals = try XCTUnwrap(report["totals"] as? [String: Any])
+        XCTAssertGreaterThan(int(totals["expected"]), 500, "\(totals)")
+        XCTAssertEqual(int(totals["received"]), int(totals["expected"]), "\(totals)")
+        XCTAssertEqual(int(totals["lost"]), 0, "missing: \(report["missingSamples"] ?? "")")
+        XCTAssertEqual(int(totals["duplicates"]), 0)
+        XCTAssertEqual(int(totals["outOfOrder"]), 0)
+        XCTAssertEqual(int(totals["unexpected"]), 0)
+        XCTAssertEqual(int(totals["errors"]), 0, "errors: \(report["errors"] ?? "") http: \(report["httpErrors"] ?? "")")
+
+        // Every part ran and was checked.
+        let pushes = try XCTUnwrap(report["pushes"] as? [String: [String: Any]])
+        for kind in ["order.status (set-up)", "order.status", "gift.created", "gift.received", "gift.claimed", "friendpay.requested", "friendpay.paid",
+                     "friendpay.receipt", "payment.refunded", "group.message", "price.drop"] {
+            let k = try XCTUnwrap(pushes[kind], "no \(kind) pushes in \(pushes.keys.sorted())")
+            XCTAssertGreaterThan(int(k["expected"]), 0, kind)
+            XCTAssertEqual(int(k["received"]), int(k["expected"]), kind)
+            XCTAssertEqual(int(k["lost"]), 0, kind)
+            XCTAssertEqual(int(k["duplicates"]), 0, kind)
+        }
+        let gifts = try XCTUnwrap(report["gifts"] as? [String: Any])
+        XCTAssertEqual(int(gifts["paid"]), 20, "\(gifts)")
+        XCTAssertEqual(int(gifts["claimed"]), 20)
+        XCTAssertEqual(int(gifts["claimsWithOneKey"]), 20)
+        XCTAssertEqual(int(gifts["readBackDelivered"]), 20)
+        XCTAssertEqual(int(gifts["keysSeenTwice"]), 0)
+        let friendPay = try XCTUnwrap(report["friendPay"] as? [String: Any])
+        XCTAssertEqual(int(friendPay["paid"]), 15, "\(friendPay)")
+        XCTAssertEqual(int(friendPay["readBackOK"]), 15)
+        XCTAssertGreaterThan(int(friendPay["refundsExpected"]), 0)
+        XCTAssertEqual(int(friendPay["refundsReceived"]), int(friendPay["refundsExpected"]))
+        let groups = try XCTUnwrap(report["groups"] as? [String: Any])
+        XCTAssertEqual(int(groups["subscribed"]), 40, "\(groups)")
+        XCTAssertGreaterThan(int(groups["delivered"]), 0)
+        XCTAssertEqual(int(groups["lost"]), 0)
+        let drop = try XCTUnwrap(report["priceDrop"] as? [String: Any])
+        XCTAssertGreaterThan(int(drop["liveAlerts"]), 0, "\(drop)")
+        XCTAssertEqual(int(drop["offlineChecked"]), 20)
+        let storm = try XCTUnwrap(report["storm"] as? [String: Any])
+        XCTAssertGreaterThan(int(storm["victims"]), 0, "\(storm)")
+        XCTAssertGreaterThanOrEqual(int(storm["reconnected"]), int(storm["victims"]))
+        XCTAssertEqual(int(storm["notRecovered"]), 0)
+        try assertMarkdownBeside("holiday-peak")
+    }
+
+    // MARK: Helpers
+
+    /// Runs `loadtest <args>` into the temp report folder; returns the parsed JSON report.
+    private func runLoadtest(_ args: [String], scenario: String, timeout: Double) throws -> [String: Any] {
+        let binary = executable("loadtest")
+        guard FileManager.default.isExecutableFile(atPath: binary.path), FileManager.default.isExecutableFile(atPath: executable("gateway").path) else {
+            throw TestError("no loadtest or gateway binary beside the tests at \(productsDir.path): swift build --product loadtest --product gateway first")
+        }
+        let p = Process()
+        p.executableURL = binary
+        p.arguments = args + ["--report-dir", reportDir.path, "--gateway", executable("gateway").path]
+        let logURL = reportDir.appendingPathComponent("\(scenario).out")
+        FileManager.default.createFile(atPath: logURL.path, contents: nil)
+        let log = try FileHandle(forWritingTo: logURL)
+        p.standardOutput = log
+        p.standardError = log
+        try p.run()
+        let deadline = Date().addingTimeInterval(timeout)
+        while p.isRunning && Date() < deadline { usleep(100_000) }
+        if p.isRunning {
+            p.interrupt()   // SIGINT: the load tester stops every process it started
+            usleep(3_000_000)
+            if p.isRunning { p.terminate() }
+            p.waitUntilExit()
+            XCTFail("loadtest \(scenario) ran over \(Int(timeout)) s:\n\(tail(logURL))")
+        }
+        let output = tail(logURL)
+        XCTAssertEqual(p.terminationStatus, 0, "loadtest \(scenario) failed:\n\(output)")
+        let files = try FileManager.default.contentsOfDirectory(atPath: reportDir.path)
+        guard let name = files.first(where: { $0.hasPrefix("\(scenario)-") && $0.hasSuffix(".json") }) else {
+            throw TestError("no \(scenario) JSON report in \(reportDir.path):\n\(output)")
+        }
+        let data = try Data(contentsOf: reportDir.appendingPathComponent(name))
+        return try XCTUnwrap(JSONSerialization.jsonObject(with: data) as? [String: Any])
+    }
+
+    /// The Markdown report and its SVG chart sit beside the JSON, and the page links the chart.
+    private func assertMarkdownBeside(_ scenario: String) throws {
+        let files = try FileManager.default.contentsOfDirectory(atPath: reportDir.path)
+        let md = try XCTUnwrap(files.first { $0.hasPrefix("\(scenario)-") && $0.hasSuffix(".md") }, "\(files)")
+        let svg = try XCTUnwrap(files.first { $0.hasPrefix("\(scenario)-") && $0.hasSuffix(".svg") }, "\(files)")
+        let text = try String(contentsOf: reportDir.appendingPathComponent(md), encoding: .utf8)
+        XCTAssertTrue(text.contains("](\(svg))"), "the Markdown links \(svg)")
+        XCTAssertTrue(text.contains("p99"), "the Markdown has percentiles")
+        let picture = try String(contentsOf: reportDir.appendingPathComponent(svg), encoding: .utf8)
+        XCTAssertTrue(picture.hasPrefix("<svg") && picture.contains("<polyline"), "the chart has lines")
+    }
+
+    private func tail(_ url: URL, lines: Int = 40) -> String {
+        let text = (try? String(contentsOf: url, encoding: .utf8)) ?? ""
+        return text.split(separator: "\n", omittingEmptySubsequences: false).suffix(lines).joined(separator: "\n")
+    }
+
+    private func int(_ v: Any?) -> Int { (v as? NSNumber)?.intValue ?? -1 }
+}
