@@ -21,13 +21,12 @@ final class NodeMetrics {
     /// Prometheus text for the current values.
     func render(connections: Int, subscriptions: Int, channels: Int, redisUp: Bool, redisRTT: Double,
                 redisReconnects: Int, framesSent: Int, loopStall: Double, refusedAtLimit: Int) -> [UInt8] {
-        registry.makeGauge(name: "gateway_loop_stall_max_seconds",
-                           help: "Longest event-loop stall since the last scrape").set(loopStall)
-        registry.makeGauge(name: "gateway_connections", help: "Open WebSocket connections").set(Int64(connections))
-        registry.makeGauge(name: "gateway_subscriptions", help: "Channel subscriptions of local clients").set(Int64(subscriptions))
-        registry.makeGauge(name: "gateway_channels", help: "Channels this node listens to").set(Int64(channels))
-        registry.makeGauge(name: "gateway_redis_up", help: "1 when both Redis connections are up").set(Int64(redisUp ? 1 : 0))
-        registry.makeGauge(name: "gateway_redis_rtt_seconds", help: "Last Redis PING round trip").set(redisRTT)
+        gauge("gateway_loop_stall_max_seconds", "Longest event-loop stall since the last scrape").set(loopStall)
+        gauge("gateway_connections", "Open WebSocket connections").set(Int64(connections))
+        gauge("gateway_subscriptions", "Channel subscriptions of local clients").set(Int64(subscriptions))
+        gauge("gateway_channels", "Channels this node listens to").set(Int64(channels))
+        gauge("gateway_redis_up", "1 when both Redis connections are up").set(Int64(redisUp ? 1 : 0))
+        gauge("gateway_redis_rtt_seconds", "Last Redis PING round trip").set(redisRTT)
         advance("gateway_connections_opened_total", "WebSocket connections accepted", connectionsOpened)
         advance("gateway_pushes_total", "Publications queued to clients", pushes)
         advance("gateway_frames_sent_total", "WebSocket frames written", framesSent)
@@ -37,8 +36,8 @@ final class NodeMetrics {
                 refusedAtLimit)
         for (key, value) in commands {
             let counter = commandCounters[key] ?? registry.makeCounter(
-                name: "gateway_commands_total", labels: [("op", key.op), ("result", key.result)],
-                help: "Commands by op and result (ok or error code)")
+                descriptor: Self.descriptor("gateway_commands_total", "Commands by op and result (ok or error code)"),
+                labels: [("op", key.op), ("result", key.result)])
             commandCounters[key] = counter
             let name = "cmd:\(key.op):\(key.result)"
             let delta = value - (exported[name] ?? 0)
@@ -50,9 +49,18 @@ final class NodeMetrics {
         return out
     }
 
+    private func gauge(_ name: String, _ help: String) -> Gauge {
+        registry.makeGauge(descriptor: Self.descriptor(name, help))
+    }
+
+    /// Our names already carry their unit (`_seconds`, `_total`).
+    private static func descriptor(_ name: String, _ help: String) -> MetricNameDescriptor {
+        MetricNameDescriptor(metricName: name, unitName: "", helpText: help)
+    }
+
     private func advance(_ name: String, _ help: String, _ value: Int) {
         let delta = value - (exported[name] ?? 0)
-        let counter = registry.makeCounter(name: name, help: help)
+        let counter = registry.makeCounter(descriptor: Self.descriptor(name, help))
         if delta > 0 { counter.increment(by: Int64(delta)) }
         exported[name] = value
     }
