@@ -146,6 +146,50 @@ final class BrowserTests: IntegrationCase {
         return try XCTUnwrap(delivered["id"]?.stringValue, "\(delivered)")
     }
 
+    /// A plain page of `node` (its /healthz) that imports the browser client itself: `window.t`
+    /// holds the module (`m`), the gateway URL, a WebSocket class that records every socket the
+    /// client opens (`WS`, `sockets`), and `watch(client)`, which records what a client emits.
+    func openClientPage(_ node: GatewayNodeProcess, _ name: String) throws -> BrowserPage {
+        let page = try newPage(name)
+        try page.navigate("http://127.0.0.1:\(node.port)/healthz")
+        try page.evaluate("""
+            (async () => {
+              const t = window.t = { m: await import('/client/gateway-client.js'), url: 'ws://' + location.host + '/ws',
+                sockets: [], pushes: [], resyncs: [], errors: [], closed: [],
+                sleep: (ms) => new Promise((r) => setTimeout(r, ms)) };
+              t.WS = class extends WebSocket { constructor(u) { super(u); t.sockets.push(this) } };
+              t.watch = (client) => {
+                client.addEventListener('push', (e) => t.pushes.push(e.detail));
+                client.addEventListener('resync', (e) => t.resyncs.push(e.detail));
+                client.addEventListener('error', (e) => t.errors.push(String(e.detail.message)));
+                client.addEventListener('closed', (e) => t.closed.push(e.detail.code));
+                return client;
+              };
+              return true })()
+            """)
+        return page
+    }
+
+    /// Closes the client's socket from the page `rounds` times, each time once the client is open
+    /// again and `channel` resubscribed, after a random 20–150 ms: every resubscribe races live pushes.
+    func dropSocketRepeatedly(_ page: BrowserPage, channel: String, rounds: Int) throws {
+        let done = try page.evaluate("""
+            (async () => {
+              const t = window.t, c = t.client;
+              for (let i = 0; i < \(rounds); i++) {
+                for (let w = 0; w < 1000; w++) {
+                  const entry = c.channels.get(\(BrowserPage.literal(channel)));
+                  if (c.state === 'open' && entry && entry.subscribed) break;
+                  await t.sleep(10);
+                }
+                await t.sleep(20 + Math.random() * 130);
+                if (c.ws) c.ws.close();
+              }
+              return \(rounds) })()
+            """, timeout: 90)
+        XCTAssertEqual(done.intValue, Int64(rounds))
+    }
+
     func diagnostics() -> String {
         var out = "\n===== browser test diagnostics (\(name)) =====\n"
         for page in pages { out += page.report() + "\n" }
@@ -341,5 +385,284 @@ final class BrowserTests: IntegrationCase {
         XCTAssertGreaterThan(png.count, 1000)
         XCTAssertEqual(Array(png.prefix(8)), [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A], "PNG signature")
         print("demo page screenshot: \(file.path) (\(png.count) bytes)")
+    }
+
+    /// The group's history is lost (Redis keys gone): the next message starts a new epoch at
+    /// offset 1. The page must show it, not take it for the old epoch's offset 1.
+    func testChatShowsMessagesAfterTheGroupHistoryIsRecreated() throws {
+        let node = try startNode("n1", dev: true)
+        try stockProduct(node, "p-epoch")
+        try payFromAPI(node, buyer: "gina", product: "p-epoch")
+        let page = try openDemo(node, as: "gina")
+        try joinGroup(page, "p-epoch")
+        try page.waitFor("document.querySelector('#chat-result').classList.contains('ok')", "the group joined")
+        try sendChat(page, "before the reset")
+        XCTAssertEqual(try waitChat(page, from: "gina", "before the reset"), 1)
+
+        let reply = try rawExchange(port: redis.port, Array("DEL gw:{group:p-epoch}:meta gw:{group:p-epoch}:log\r\n".utf8),
+                                    readUntilClose: false)
+        XCTAssertEqual(String(decoding: reply, as: UTF8.self), ":2\r\n")
+        try waitState(page, "open")
+        try sendChat(page, "after the reset")
+        XCTAssertEqual(try waitChat(page, from: "gina", "after the reset"), 1, "offset 1 of the new epoch")
+        // The node closes (1001) who it cannot keep in order; the page resumes, hears `resync`
+        // and reloads the chat: the old epoch's lines go.
+        try page.waitFor("!document.querySelector('#chat-log').textContent.includes('before the reset')",
+                         "the old epoch's line gone from #chat-log")
+    }
+
+    // MARK: The client module itself
+
+    /// A busy product channel while the connection drops again and again (closed from the page,
+    /// and once the node is killed and restarted): the app sees every publication exactly once,
+    /// in order, and no resync. The subscribe reply carries the recovered publications and the
+    /// server puts the pushes it held during the subscribe right after it, in the same frame:
+    /// handling that reply later than the pushes after it loses the recovered ones.
+    func testClientKeepsEveryPublicationOfABusyChannelAcrossReconnects() throws {
+        // History long enough for the node's restart: the test is about the client, not trimming.
+        let env = ["GATEWAY_HISTORY_PRODUCT_SIZE": "100000"]
+        let a = try startNode("a", env: env)
+        let b = try startNode("b", env: env)
+        try createProduct(b, "p-busy")
+        let channel = "product:p-busy"
+        let page = try openClientPage(a, "busy")
+        try page.evaluate("""
+            (async () => {
+              const t = window.t;
+              t.client = t.watch(new t.m.GatewayClient(t.url, { token: \(BrowserPage.literal(token("walt"))),
+                backoff: { base: 50, cap: 400 } }));
+              t.client.connect();
+              await t.client.subscribe(\(BrowserPage.literal(channel)));
+              return true })()
+            """)
+
+        let publisher = BackgroundPublisher(node: b, channel: channel)
+        defer { _ = publisher.stop() }
+        try dropSocketRepeatedly(page, channel: channel, rounds: 15)
+        a.signal(SIGKILL)
+        XCTAssertNotNil(a.waitExit(), "node a did not die")
+        try page.waitFor("window.t.client.state === 'reconnecting'", "the client to notice the dead node")
+        usleep(300_000)
+        try a.start()
+        try page.waitFor("window.t.client.state === 'open'", "the client back on node a", timeout: 40)
+        try dropSocketRepeatedly(page, channel: channel, rounds: 10)
+        let (published, failures) = publisher.stop()
+        XCTAssertEqual(failures, [], "publish calls failed")
+        let count = published.count
+        XCTAssertGreaterThan(count, 200, "too few publications to mean anything")
+        XCTAssertEqual(published, (1...Int64(count)).map { $0 }, "the API's offsets")
+        print("published \(count) notes while the client reconnected")
+
+        try page.waitFor("(window.t.client.position(\(BrowserPage.literal(channel))) || {}).offset >= \(count)",
+                         "the client's position to reach \(count)", timeout: 30)
+        try page.evaluate("window.t.sleep(300).then(() => true)") // anything late would show now
+        let offsets = try page.evaluate("window.t.pushes.filter((p) => p.channel === \(BrowserPage.literal(channel))).map((p) => p.offset)")
+            .arrayValue?.compactMap(\.intValue) ?? []
+        if offsets != (1...Int64(count)).map({ $0 }) {
+            var problems: [String] = []
+            var expected: Int64 = 1
+            for o in offsets where problems.count < 8 {
+                if o != expected { problems.append(o < expected ? "duplicate or late \(o) after \(expected - 1)" : "gap \(expected)...\(o - 1)") }
+                expected = max(expected, o + 1)
+            }
+            XCTFail("app saw \(offsets.count) pushes for \(count) publications: \(problems)")
+        }
+        let resyncs = try page.evaluate("JSON.stringify(window.t.resyncs.slice(0, 3))").stringValue ?? ""
+        XCTAssertEqual(resyncs, "[]", "no resync")
+    }
+
+    /// close() and connect() while getToken is still running: a token that comes back for an
+    /// older attempt opens nothing, so there is only ever one socket (and one login).
+    func testCloseAndConnectWhileGetTokenRunsOpenOneSocket() throws {
+        let node = try startNode("n1")
+        let page = try openClientPage(node, "token-race")
+        let result = try page.evaluate("""
+            (async () => {
+              const t = window.t, token = \(BrowserPage.literal(token("tina")));
+              const asked = [];
+              const make = () => t.watch(new t.m.GatewayClient(t.url, { WebSocket: t.WS, backoff: { base: 50, cap: 200 },
+                getToken: () => new Promise((resolve) => asked.push(resolve)) }));
+              // Closed while the token is fetched: nothing opens when it comes.
+              const first = make();
+              first.connect(); first.close();
+              asked[0](token); await t.sleep(300);
+              const afterClose = { sockets: t.sockets.length, state: first.state };
+              // close() then connect() while the token is fetched: only the newer attempt may open a socket.
+              const c = t.client = make();
+              c.connect(); c.close(); c.connect();
+              asked[1](token); await t.sleep(50); asked[2](token);
+              for (let i = 0; i < 200 && c.state !== 'open'; i++) await t.sleep(25);
+              await t.sleep(700);
+              return { afterClose, asked: asked.length, state: c.state, sockets: t.sockets.length,
+                       live: t.sockets.filter((s) => s.readyState === WebSocket.OPEN).length };
+            })()
+            """, timeout: 30)
+        XCTAssertEqual(result["afterClose"]?["sockets"]?.intValue, 0, "\(result)")
+        XCTAssertEqual(result["afterClose"]?["state"]?.stringValue, "closed", "\(result)")
+        XCTAssertEqual(result["asked"]?.intValue, 3, "each connect() asks for a token: \(result)")
+        XCTAssertEqual(result["state"]?.stringValue, "open", "\(result)")
+        XCTAssertEqual(result["sockets"]?.intValue, 1, "sockets opened: \(result)")
+        XCTAssertEqual(result["live"]?.intValue, 1, "sockets open now: \(result)")
+    }
+
+    /// A close after which reconnecting cannot help (4002 bad token, 4011 protocol violations)
+    /// rejects every subscribe still waiting, with `closed`, and opens no new socket.
+    func testFinalCloseRejectsWaitingSubscribes() throws {
+        let node = try startNode("n1")
+        try createProduct(node, "p-final")
+        try createProduct(node, "p-final-2")
+        let page = try openClientPage(node, "final")
+        let result = try page.evaluate("""
+            (async () => {
+              const t = window.t, backoff = { base: 50, cap: 200 };
+              const outcome = (p) => Promise.race([p.then(() => 'resolved', (e) => 'rejected:' + e.code),
+                                                   t.sleep(4000).then(() => 'pending')]);
+              // Bad token: subscribed before connecting, the close 4002 ends it.
+              const bad = t.watch(new t.m.GatewayClient(t.url, { token: 'not.a.token', WebSocket: t.WS, backoff }));
+              const early = bad.subscribe('product:p-final');
+              bad.connect();
+              const badSubscribe = await outcome(early);
+              await t.sleep(500);
+              const badSockets = t.sockets.length;
+              // Ten lines that are not JSON and a subscribe behind them, in one frame: the server closes
+              // (4011) at the tenth and never answers the subscribe. (One frame, so that no data
+              // arrives after the close: that could reset the connection and hide the code.)
+              const c = t.watch(new t.m.GatewayClient(t.url, { token: \(BrowserPage.literal(token("vera"))), WebSocket: t.WS, backoff }));
+              c.connect();
+              await c.subscribe('product:p-final');
+              const ws = c.ws, send = ws.send.bind(ws);
+              ws.send = (line) => { ws.send = send; send('not json\\n'.repeat(10) + line) };
+              const inFlight = c.subscribe('product:p-final-2');
+              const violSubscribe = await outcome(inFlight);
+              await t.sleep(500);
+              return { badSubscribe, badState: bad.state, badSockets, violSubscribe, violState: c.state,
+                       closed: t.closed, sockets: t.sockets.length, channels: c.channels.size };
+            })()
+            """, timeout: 30)
+        XCTAssertEqual(result["badSubscribe"]?.stringValue, "rejected:closed", "\(result)")
+        XCTAssertEqual(result["badState"]?.stringValue, "closed", "\(result)")
+        XCTAssertEqual(result["badSockets"]?.intValue, 1, "no reconnect after 4002: \(result)")
+        XCTAssertEqual(result["violSubscribe"]?.stringValue, "rejected:closed", "\(result)")
+        XCTAssertEqual(result["violState"]?.stringValue, "closed", "\(result)")
+        XCTAssertEqual(result["closed"]?.arrayValue?.compactMap(\.intValue), [4002, 4011], "\(result)")
+        XCTAssertEqual(result["sockets"]?.intValue, 2, "no reconnect after 4011: \(result)")
+        XCTAssertEqual(result["channels"]?.intValue, 0, "channels forgotten: \(result)")
+    }
+
+    /// The client against a scripted server (a fake WebSocket in the page), for what a real
+    /// gateway never does on purpose: a push right behind a subscribe reply in one frame, a gap,
+    /// a new epoch, a push for a channel already left, a subscribe that is never answered, and
+    /// reconnects that do not last (the backoff must keep growing).
+    func testClientAgainstAScriptedServer() throws {
+        let node = try startNode("n1")
+        let page = try openClientPage(node, "scripted")
+        let result = try page.evaluate("""
+            (async () => {
+              const t = window.t, fakes = [];
+              class Fake {
+                constructor() { this.sent = []; this.readyState = 0; fakes.push(this);
+                  setTimeout(() => { this.readyState = 1; if (this.onopen) this.onopen() }, 0) }
+                send(line) { this.sent.push(JSON.parse(line)) }
+                close() { if (this.readyState === 3) return; this.readyState = 3;
+                  setTimeout(() => { if (this.onclose) this.onclose({ code: 1005, reason: '' }) }, 0) }
+                frame(...objects) { this.onmessage({ data: objects.map((o) => JSON.stringify(o)).join('\\n') }) }
+              }
+              const until = async (f, what) => { for (let i = 0; i < 300; i++) { const v = f(); if (v) return v; await t.sleep(10) }
+                                                 throw new Error('timed out waiting for ' + what) };
+              const cmd = (fake, op, channel) => until(() => fake.sent.find((m) => m.op === op && (!channel || m.channel === channel)), op + ' ' + (channel || ''));
+              const push = (offset, epoch, channel = 'product:p') => ({ push: 'test.note', channel, offset, epoch, ts: 1, data: {} });
+              const login = async (fake) => {
+                const c = await cmd(fake, 'connect');
+                fake.frame({ id: c.id, ok: { user: 'u', channel: 'user:u', offset: 0, epoch: 'e', recovered: true, publications: [] } });
+                return c;
+              };
+              const c = t.client = t.watch(new t.m.GatewayClient('ws://fake/ws', { token: 'x', WebSocket: Fake,
+                commandTimeout: 300, backoff: { base: 10, cap: 20 } }));
+              c.connect();
+              await login(fakes[0]);
+              // A subscribe reply and a push held during it, in one frame: no resync, push 4 shown.
+              const subscribed = c.subscribe('product:p');
+              const s1 = await cmd(fakes[0], 'subscribe', 'product:p');
+              fakes[0].frame({ id: s1.id, ok: { channel: 'product:p', offset: 3, epoch: 'E', recovered: false, publications: [] } }, push(4, 'E'));
+              await subscribed;
+              // A gap (4 -> 7): the client drops the socket and resumes from 4.
+              fakes[0].frame(push(7, 'E'));
+              await until(() => fakes[1], 'a new socket after the gap');
+              const connect2 = await login(fakes[1]);
+              const s2 = await cmd(fakes[1], 'subscribe', 'product:p');
+              fakes[1].frame({ id: s2.id, ok: { channel: 'product:p', offset: 7, epoch: 'E', recovered: true,
+                                                 publications: [push(5, 'E'), push(6, 'E'), push(7, 'E')] } }, push(8, 'E'));
+              // A new epoch: resync, and the push is shown.
+              fakes[1].frame(push(1, 'F'));
+              // Left: its late pushes are not shown and do not bring a position back.
+              c.unsubscribe('product:p').catch(() => {});
+              fakes[1].frame(push(2, 'F'));
+              const afterLeave = c.position('product:p') || null;
+              // A subscribe never answered: the socket is dropped and the subscribe sent again.
+              const q = c.subscribe('product:q');
+              await cmd(fakes[1], 'subscribe', 'product:q');
+              await until(() => fakes[2], 'a new socket after the subscribe timed out');
+              await login(fakes[2]);
+              const s3 = await cmd(fakes[2], 'subscribe', 'product:q');
+              fakes[2].frame({ id: s3.id, ok: { channel: 'product:q', offset: 0, epoch: 'Q', recovered: false, publications: [] } });
+              const qResult = await q;
+              return { pushes: t.pushes.map((p) => p.channel + '#' + p.offset + p.epoch),
+                       resyncs: t.resyncs.map((r) => r.channel + ' ' + r.since.offset + r.since.epoch + '->' + r.offset + r.epoch),
+                       resumedFrom: s2.since || null, personalSince: connect2.since || null, afterLeave,
+                       q: qResult.channel, sockets: fakes.length, attempt: c.attempt, state: c.state };
+            })()
+            """, timeout: 30)
+        XCTAssertEqual(result["pushes"]?.arrayValue?.compactMap(\.stringValue),
+                       ["product:p#4E", "product:p#5E", "product:p#6E", "product:p#7E", "product:p#8E", "product:p#1F"], "\(result)")
+        XCTAssertEqual(result["resyncs"]?.arrayValue?.compactMap(\.stringValue), ["product:p 8E->1F"], "\(result)")
+        XCTAssertEqual(result["resumedFrom"]?["offset"]?.intValue, 4, "\(result)")
+        XCTAssertEqual(result["personalSince"]?["epoch"]?.stringValue, "e", "\(result)")
+        XCTAssertEqual(result["afterLeave"], .null, "\(result)")
+        XCTAssertEqual(result["q"]?.stringValue, "product:q", "\(result)")
+        XCTAssertEqual(result["sockets"]?.intValue, 3, "\(result)")
+        XCTAssertEqual(result["attempt"]?.intValue, 2, "short-lived connections do not reset the backoff: \(result)")
+        XCTAssertEqual(result["state"]?.stringValue, "open", "\(result)")
+    }
+}
+
+
+/// Publishes notes to `channel` through the shop API from `threads` threads of its own, as fast
+/// as one connection per call allows, until `stop()`.
+private final class BackgroundPublisher {
+    private let lock = NSLock()
+    private var stopped = false
+    private var offsets: [Int64] = []
+    private var failures: [String] = []
+    private let finished = DispatchSemaphore(value: 0)
+    private let threads: Int
+
+    init(node: GatewayNodeProcess, channel: String, threads: Int = 3) {
+        self.threads = threads
+        for _ in 0..<threads {
+            Thread.detachNewThread { [self] in
+                while !lock.withLock({ stopped }) {
+                    let body = #"{"channel":"\#(channel)","type":"test.note","data":{"n":1}}"#
+                    do {
+                        let r = try node.http("POST", "/api/v1/publish", body: body)
+                        if r.status == 200, let offset = r.json?["offset"]?.intValue {
+                            lock.withLock { offsets.append(offset) }
+                        } else {
+                            lock.withLock { failures.append("\(r.status) \(r.text)") }
+                        }
+                    } catch {
+                        lock.withLock { failures.append("\(error)") }
+                    }
+                }
+                finished.signal()
+            }
+        }
+    }
+
+    /// Stops (waiting for the calls under way) and returns the offsets the API answered, sorted,
+    /// and any failed calls. Calling it again just returns them.
+    func stop() -> ([Int64], [String]) {
+        let first = lock.withLock { () -> Bool in defer { stopped = true }; return !stopped }
+        if first { for _ in 0..<threads { finished.wait() } }
+        return lock.withLock { (offsets.sorted(), failures) }
     }
 }

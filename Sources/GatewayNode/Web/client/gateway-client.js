@@ -11,10 +11,17 @@
 // matched by id, pushes as events (`push` for all, and one per push type), reconnects
 // with exponential backoff and full jitter, resumes every channel with `since` so no
 // publication is lost, drops duplicates by offset, and honours the close codes.
+//
+// Events: state, connected, disconnected, reconnect_scheduled, closed (for good), push and
+// one per push type, resync (history could not fill a gap: reload what you show of that
+// channel), subscribe_error, error.
 
-/** Close codes after which reconnecting cannot help (PROTOCOL.md 2.6). */
-const FINAL_CLOSE_CODES = new Set([4002, 4010, 4011]);
+/** Close codes after which reconnecting cannot help (PROTOCOL.md 2.6; 1009 is a client bug). */
+const FINAL_CLOSE_CODES = new Set([1009, 4002, 4010, 4011]);
+const BAD_TOKEN = 4002;
 const TOKEN_EXPIRED = 4003;
+/** After refusing a token the server closes at once; if that close never comes, drop the socket ourselves. */
+const UNAUTHORIZED_GRACE_MS = 5000;
 
 /** An error reply of the gateway (or a client-side failure) with its `code`. */
 export class GatewayError extends Error {
@@ -48,14 +55,14 @@ export class GatewayClient extends EventTarget {
     this.personalChannel = null;
     this.lastClose = null;
     this.attempt = 0;
+    this.gen = 0;                   // bumped by every _open and close(): a getToken that returns late sees it changed
     this.nextId = 1;
     this.ws = null;
-    this.pending = new Map();       // id -> {resolve, reject, timer, line}
-    this.queue = [];                // lines waiting for the connection to open
+    this.pending = new Map();       // id -> {op, timer, onOk, onError}, called synchronously in frame order
+    this.queue = [];                // {id, line} waiting for the connection to open
     this.positions = new Map();     // channel -> {offset, epoch}
-    this.channels = new Map();      // channel -> {waiters: [{resolve, reject}]}, resubscribed on reconnect
-    this.reconnectTimer = null;
-    this.pingTimer = null;
+    this.channels = new Map();      // channel -> {waiters, subscribed, inflight}, resubscribed on reconnect
+    this.timers = {};               // reconnect, ping, stable, unauthorized
     this.lastReceived = 0;
     this.pingSeconds = 25;
   }
@@ -69,15 +76,15 @@ export class GatewayClient extends EventTarget {
     this._open();
   }
 
-  /** Closes for good: no reconnect; commands waiting are rejected. */
+  /** Closes for good: no reconnect; commands and subscriptions waiting are rejected, channels forgotten. */
   close() {
+    this.gen++;
     this._clearTimers();
     const ws = this.ws;
     this.ws = null;
     if (ws) { this._detach(ws); try { ws.close(1000, 'client closed'); } catch (e) { /* already closed */ } }
-    this._failPending(new GatewayError('closed', 'client closed'));
-    for (const [, entry] of this.channels) this._settle(entry, null, new GatewayError('closed', 'client closed'));
     this._setState('closed');
+    this._finish(new GatewayError('closed', 'client closed'));
   }
 
   /**
@@ -89,35 +96,29 @@ export class GatewayClient extends EventTarget {
     if (this.state === 'closed' || this.state === 'idle') {
       return Promise.reject(new GatewayError('closed', 'not connected: call connect() first'));
     }
-    const id = this.nextId++;
-    const line = JSON.stringify(Object.assign({ id, op }, fields));
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.pending.delete(id);
-        this.queue = this.queue.filter((q) => q.id !== id);
-        reject(new GatewayError('timeout', `no reply to ${op} within ${timeout || this.commandTimeout} ms`));
-      }, timeout || this.commandTimeout);
-      this.pending.set(id, { resolve, reject, timer, op });
-      if (this.state === 'open') this._send(line);
-      else this.queue.push({ id, line });
-    });
+    return new Promise((resolve, reject) => this._request(op, fields, resolve, reject, timeout));
   }
 
   /**
    * Subscribes to a channel and keeps it across reconnects (resumed with `since`).
-   * Resolves with the subscribe result; rejects (and forgets the channel) on an error.
+   * Resolves with the subscribe result; rejects (and forgets the channel) on an error,
+   * or with `closed` when the client closes for good first.
    */
   subscribe(channel) {
+    if (channel === this.personalChannel) return Promise.resolve({ channel, personal: true });
     let entry = this.channels.get(channel);
     if (entry && entry.subscribed) return Promise.resolve({ channel, already: true });
-    if (!entry) { entry = { waiters: [], subscribed: false }; this.channels.set(channel, entry); }
+    if (!entry) { entry = { waiters: [], subscribed: false, inflight: false }; this.channels.set(channel, entry); }
     const p = new Promise((resolve, reject) => entry.waiters.push({ resolve, reject }));
-    if (this.state === 'open' && entry.waiters.length === 1) this._subscribe(channel);
+    if (this.state === 'open' && !entry.inflight) this._subscribe(channel, entry);
     return p;
   }
 
-  /** Stops a subscription (and its resumption). */
+  /** Stops a subscription (and its resumption). The personal channel cannot be left. */
   unsubscribe(channel) {
+    if (channel === this.personalChannel) {
+      return Promise.reject(new GatewayError('bad_request', 'the personal channel cannot be unsubscribed'));
+    }
     const entry = this.channels.get(channel);
     this.channels.delete(channel);
     this.positions.delete(channel);
@@ -132,15 +133,20 @@ export class GatewayClient extends EventTarget {
   // ---- connection ----
 
   async _open() {
+    const gen = ++this.gen;
     this._setState(this.attempt === 0 && this.state !== 'reconnecting' ? 'connecting' : 'reconnecting');
     if (!this.token && this.getToken) {
+      let token;
       try {
-        this.token = await this.getToken();
+        token = await this.getToken();
       } catch (e) {
+        if (gen !== this.gen) return;
         this._emit('error', { error: e, message: 'getToken failed' });
         return this._retry();
       }
-      if (this.state === 'closed') return;
+      // close() (and maybe connect()) ran meanwhile: the newer generation owns the connection.
+      if (gen !== this.gen) return;
+      this.token = token;
     }
     let ws;
     try {
@@ -149,14 +155,16 @@ export class GatewayClient extends EventTarget {
       this._emit('error', { error: e, message: 'cannot open WebSocket' });
       return this._retry();
     }
+    ws.binaryType = 'arraybuffer'; // decoded in _receive (a Blob could not be read synchronously)
     this.ws = ws;
     ws.onopen = () => this._sendConnect(ws);
     ws.onmessage = (ev) => this._receive(ws, ev.data);
-    ws.onclose = (ev) => this._closed(ws, ev.code, ev.reason);
+    ws.onclose = (ev) => this._lost(ws, ev.code, ev.reason, false);
     ws.onerror = () => { /* onclose follows */ };
   }
 
   _sendConnect(ws) {
+    if (ws !== this.ws) { this._detach(ws); try { ws.close(); } catch (e) { /* ignore */ } return; } // an orphan: never log it in
     const id = this.nextId++;
     const cmd = { id, op: 'connect', token: this.token };
     const since = this.personalChannel && this.positions.get(this.personalChannel);
@@ -165,17 +173,27 @@ export class GatewayClient extends EventTarget {
       this.pending.delete(id);
       this._drop(ws, 'no reply to connect');
     }, this.commandTimeout);
-    this.pending.set(id, {
-      op: 'connect', timer,
-      resolve: (ok) => this._connected(ws, ok),
-      reject: (err) => {
-        // A bad or expired token is followed by the server's close (4002/4003);
-        // `unavailable` (Redis away) is temporary: try again after a backoff.
-        this._emit('error', { error: err, message: 'connect refused: ' + err.message });
-        if (err.code !== 'unauthorized') this._drop(ws, err.message);
-      },
-    });
+    this.pending.set(id, { op: 'connect', timer, onOk: (ok) => this._connected(ws, ok), onError: (err) => this._refused(ws, err) });
     ws.send(JSON.stringify(cmd));
+  }
+
+  _refused(ws, err) {
+    if (err.code === 'disconnected' || err.code === 'closed') return; // the socket went first: its close says why
+    this._emit('error', { error: err, message: 'connect refused: ' + err.message });
+    if (ws !== this.ws) return;
+    if (err.code === 'unauthorized') {
+      // The server's close (4002/4003) follows; if it never comes, get a new token or give up.
+      this.timers.unauthorized = setTimeout(() => {
+        if (ws !== this.ws) return;
+        if (!this.getToken) return this._lost(ws, BAD_TOKEN, 'connect refused: ' + err.message, true);
+        this.token = null;
+        this._drop(ws, 'connect refused: ' + err.message);
+      }, UNAUTHORIZED_GRACE_MS);
+      return;
+    }
+    // bad_request may be our `since`: resuming with it again would fail forever.
+    if (err.code === 'bad_request' && this.personalChannel) this.positions.delete(this.personalChannel);
+    this._drop(ws, 'connect refused: ' + err.message); // `unavailable` (Redis away) is temporary too
   }
 
   _connected(ws, ok) {
@@ -183,41 +201,52 @@ export class GatewayClient extends EventTarget {
     this.user = ok.user;
     this.personalChannel = ok.channel;
     this.pingSeconds = ok.ping_s || 25;
-    this.attempt = 0;
-    this._absorb(ok);
+    if (!this._absorb(ok, ws)) return;
     this._setState('open');
-    this._emit('connected', ok);
-    // Commands first queued while away, then every channel resumed.
+    if (ws !== this.ws) return; // a `state` listener closed us
+    // Only a connection that stays up resets the backoff: a server that accepts and then closes
+    // at once (draining, 4008 on every try) must not be hit at the base delay forever.
+    this.timers.stable = setTimeout(() => { if (ws === this.ws) this.attempt = 0; }, Math.max(5000, 4 * this.backoff.base));
+    // Commands first queued while away, then every channel resumed, then the app hears of it
+    // (so a `connected` listener calling subscribe() does not send a channel twice).
     const queued = this.queue;
     this.queue = [];
     for (const q of queued) if (this.pending.has(q.id)) this._send(q.line);
-    for (const [channel] of this.channels) this._subscribe(channel);
+    for (const [channel, entry] of this.channels) if (!entry.inflight) this._subscribe(channel, entry);
     this._armPing();
+    this._emit('connected', ok);
   }
 
-  _subscribe(channel) {
+  _subscribe(channel, entry) {
     const fields = { channel };
     const since = this.positions.get(channel);
     if (since) fields.since = { offset: since.offset, epoch: since.epoch };
-    this.command('subscribe', fields).then((ok) => {
-      const entry = this.channels.get(channel);
-      if (!entry) return;
+    const ws = this.ws;
+    entry.inflight = true;
+    // The reply is handled synchronously in _receive: the pushes the server holds during the
+    // subscribe come right after it in the same frame and must find the channel's position.
+    this._request('subscribe', fields, (ok) => {
+      entry.inflight = false;
+      if (this.channels.get(channel) !== entry) return; // unsubscribed meanwhile
       entry.subscribed = true;
-      this._absorb(ok);
+      if (!this._absorb(ok, ws)) return;
       this._settle(entry, ok, null);
     }, (err) => {
-      const entry = this.channels.get(channel);
-      if (!entry) return;
-      if (err.code === 'disconnected' || err.code === 'timeout') return; // resumed on the next connection
+      entry.inflight = false;
+      if (this.channels.get(channel) !== entry) return;
+      if (err.code === 'disconnected' || err.code === 'closed') return; // resubscribed on the next connection, or rejected by _finish
+      // The server may have subscribed after all: start over on a new connection rather than guess.
+      if (err.code === 'timeout') return this._drop(ws, `no reply to subscribe ${channel}`);
       if (err.code === 'conflict') { entry.subscribed = true; return this._settle(entry, { channel }, null); }
       this.channels.delete(channel);
+      this.positions.delete(channel);
       this._emit('subscribe_error', { channel, error: err });
       this._settle(entry, null, err);
     });
   }
 
-  /** A connect or subscribe result: its publications, then its position. */
-  _absorb(ok) {
+  /** A connect or subscribe result: its publications, then its position. False if that dropped the socket. */
+  _absorb(ok, ws) {
     const channel = ok.channel;
     const before = this.positions.get(channel);
     if (before && !ok.recovered) {
@@ -225,38 +254,47 @@ export class GatewayClient extends EventTarget {
       this.positions.delete(channel);
       this._emit('resync', { channel, offset: ok.offset, epoch: ok.epoch, since: before });
     }
-    for (const pub of ok.publications || []) this._push(pub);
+    for (const pub of ok.publications || []) {
+      this._push(pub);
+      if (ws !== this.ws) return false;
+    }
     const now = this.positions.get(channel);
     if (!now || now.epoch !== ok.epoch || now.offset < ok.offset) {
       this.positions.set(channel, { offset: ok.offset, epoch: ok.epoch });
     }
+    return true;
   }
 
-  _closed(ws, code, reason) {
-    if (ws !== this.ws) return;
+  /**
+   * The socket is gone: closed (by the server, the network or the browser) or dropped by us.
+   * Reconnects unless the close code says it cannot help.
+   */
+  _lost(ws, code, reason, dropIt) {
+    if (!ws || ws !== this.ws) return;
     this.ws = null;
     this._detach(ws);
+    if (dropIt) { try { ws.close(); } catch (e) { /* ignore */ } }
     this._clearTimers();
     this.lastClose = { code, reason };
-    this._failPending(new GatewayError('disconnected', `connection closed (${code})`));
+    this._failPending(new GatewayError('disconnected', `connection closed (${code}${reason ? ': ' + reason : ''})`));
     for (const [, entry] of this.channels) entry.subscribed = false;
     this._emit('disconnected', { code, reason });
     if (this.state === 'closed') return;
-    if (FINAL_CLOSE_CODES.has(code)) {
-      this._setState('closed');
-      this._emit('closed', { code, reason });
-      return;
-    }
+    let final = FINAL_CLOSE_CODES.has(code);
+    if (code === BAD_TOKEN && this.getToken) this.token = null; // a later connect() asks for a new one
     if (code === TOKEN_EXPIRED) {
-      if (!this.getToken) {
-        this._setState('closed');
-        this._emit('closed', { code, reason: reason || 'token expired and no getToken' });
-        return;
-      }
-      this.token = null; // _open asks getToken for a fresh one
+      if (this.getToken) this.token = null; // _open asks getToken for a fresh one
+      else { final = true; reason = reason || 'token expired and no getToken'; }
     }
-    this._retry();
+    if (!final) return this._retry();
+    this.gen++;
+    this._setState('closed');
+    this._finish(new GatewayError('closed', `closed by the gateway (${code})`));
+    this._emit('closed', { code, reason });
   }
+
+  /** Gives up on a socket that is open but not useful (no reply, a gap, no pong). */
+  _drop(ws, why) { this._lost(ws, 0, why, true); }
 
   /** Exponential backoff with full jitter, capped: wait random(0, min(cap, base·2^n)). */
   _retry() {
@@ -266,25 +304,36 @@ export class GatewayClient extends EventTarget {
     const delay = Math.floor(Math.random() * ceiling);
     this.attempt++;
     this._emit('reconnect_scheduled', { delay, attempt: this.attempt });
-    clearTimeout(this.reconnectTimer);
-    this.reconnectTimer = setTimeout(() => { this.reconnectTimer = null; this._open(); }, delay);
+    clearTimeout(this.timers.reconnect);
+    this.timers.reconnect = setTimeout(() => { this.timers.reconnect = null; this._open(); }, delay);
   }
 
-  /** Gives up on a socket that is open but not useful (no connect reply, no pong). */
-  _drop(ws, why) {
-    if (ws !== this.ws) return;
-    this.ws = null;
-    this._detach(ws);
-    try { ws.close(); } catch (e) { /* ignore */ }
-    this._clearTimers();
-    this.lastClose = { code: 0, reason: why };
-    this._failPending(new GatewayError('disconnected', why));
-    for (const [, entry] of this.channels) entry.subscribed = false;
-    this._emit('disconnected', { code: 0, reason: why });
-    this._retry();
+  /** Ends for good (close() or a final close code): everything waiting is rejected, channels forgotten. */
+  _finish(err) {
+    this._failPending(err);
+    for (const [channel, entry] of this.channels) {
+      if (channel !== this.personalChannel) this.positions.delete(channel); // kept: connect() resumes it
+      this._settle(entry, null, err);
+    }
+    this.channels.clear();
   }
 
   // ---- frames ----
+
+  /** Sends (or queues until open) a command whose reply calls onOk/onError synchronously. */
+  _request(op, fields, onOk, onError, timeout) {
+    const ms = timeout || this.commandTimeout;
+    const id = this.nextId++;
+    const line = JSON.stringify(Object.assign({ id, op }, fields));
+    const timer = setTimeout(() => {
+      if (!this.pending.delete(id)) return;
+      this.queue = this.queue.filter((q) => q.id !== id);
+      onError(new GatewayError('timeout', `no reply to ${op} within ${ms} ms`));
+    }, ms);
+    this.pending.set(id, { op, timer, onOk, onError });
+    if (this.state === 'open' && this.ws) this._send(line);
+    else this.queue.push({ id, line });
+  }
 
   _send(line) {
     try { this.ws.send(line); } catch (e) { /* the close event follows */ }
@@ -295,29 +344,43 @@ export class GatewayClient extends EventTarget {
     this.lastReceived = Date.now();
     const text = typeof data === 'string' ? data : new TextDecoder().decode(data);
     for (const line of text.split('\n')) {
+      if (ws !== this.ws) return; // an earlier line (or a listener) dropped or closed this socket
       if (!line.trim()) continue;
       let msg;
-      try { msg = JSON.parse(line); } catch (e) { this._emit('error', { message: 'bad JSON from server', line }); continue; }
+      // No `line` in the event: a reply may hold card keys, and apps log errors.
+      try { msg = JSON.parse(line); } catch (e) { this._emit('error', { message: 'bad JSON from server', length: line.length }); continue; }
       if (msg.push) { this._push(msg); continue; }
-      if (typeof msg.id === 'number' && this.pending.has(msg.id)) {
-        const p = this.pending.get(msg.id);
+      const p = typeof msg.id === 'number' ? this.pending.get(msg.id) : undefined;
+      if (p) {
         this.pending.delete(msg.id);
         clearTimeout(p.timer);
-        if (msg.error) p.reject(new GatewayError(msg.error.code, msg.error.message, msg.error));
-        else p.resolve(msg.ok || {});
+        if (msg.error) p.onError(new GatewayError(msg.error.code, msg.error.message, msg.error));
+        else p.onOk(msg.ok || {});
         continue;
       }
       if (msg.error) this._emit('error', { message: msg.error.message, code: msg.error.code });
     }
   }
 
-  /** One push: dropped if its offset was seen on this channel, else `push` and its type. */
+  /**
+   * One push: ignored on a channel we do not (yet) hold, dropped if its offset was seen,
+   * else `push` and its type. A gap means something was lost on the way: reconnecting
+   * with `since` fills it. A new epoch means history was lost: `resync`.
+   */
   _push(msg) {
     const channel = msg.channel;
+    if (channel && channel !== this.personalChannel) {
+      const entry = this.channels.get(channel);
+      if (!entry || !entry.subscribed) return; // left, or its subscribe reply (which carries them) is still to come
+    }
     if (channel && typeof msg.offset === 'number') {
       const seen = this.positions.get(channel);
-      if (seen && seen.epoch === msg.epoch && msg.offset <= seen.offset) return;
+      if (seen && seen.epoch === msg.epoch) {
+        if (msg.offset <= seen.offset) return;
+        if (msg.offset > seen.offset + 1) return this._drop(this.ws, `gap on ${channel}: ${seen.offset} -> ${msg.offset}`);
+      }
       this.positions.set(channel, { offset: msg.offset, epoch: msg.epoch });
+      if (seen && seen.epoch !== msg.epoch) this._emit('resync', { channel, offset: msg.offset, epoch: msg.epoch, since: seen });
     }
     this._emit('push', msg);
     this._emit(msg.push, msg);
@@ -329,24 +392,24 @@ export class GatewayClient extends EventTarget {
   // is dead even if the socket looks open, so drop it and reconnect with `since`.
 
   _armPing() {
-    clearTimeout(this.pingTimer);
+    clearTimeout(this.timers.ping);
     const ws = this.ws;
-    this.pingTimer = setTimeout(() => {
+    this.timers.ping = setTimeout(() => {
       if (ws !== this.ws || this.state !== 'open') return;
       if (Date.now() - this.lastReceived < this.pingSeconds * 1000) return this._armPing();
-      this.command('ping', {}, { timeout: 10000 }).then(() => this._armPing(), (err) => {
+      this._request('ping', {}, () => this._armPing(), (err) => {
+        if (ws !== this.ws) return; // that connection is gone; the next one arms its own
         if (err.code === 'timeout') this._drop(ws, 'ping timed out');
-      });
+        else this._armPing(); // any other answer still proves the path works
+      }, 10000);
     }, this.pingSeconds * 1000);
   }
 
   // ---- helpers ----
 
   _clearTimers() {
-    clearTimeout(this.reconnectTimer);
-    clearTimeout(this.pingTimer);
-    this.reconnectTimer = null;
-    this.pingTimer = null;
+    for (const name of Object.keys(this.timers)) clearTimeout(this.timers[name]);
+    this.timers = {};
   }
 
   _detach(ws) {
@@ -354,12 +417,13 @@ export class GatewayClient extends EventTarget {
   }
 
   _failPending(err) {
-    for (const [, p] of this.pending) {
-      clearTimeout(p.timer);
-      try { p.reject(err); } catch (e) { /* ignore */ }
-    }
+    const pending = [...this.pending.values()];
     this.pending.clear();
     this.queue = [];
+    for (const p of pending) {
+      clearTimeout(p.timer);
+      try { p.onError(err); } catch (e) { /* ignore */ }
+    }
   }
 
   _settle(entry, ok, err) {

@@ -17,6 +17,8 @@ const S = {
   fp: null,             // last friendpay.view result
   presenceTimer: null,
   events: 0,
+  connectedOnce: false, // per sign-in: later connections resume, or say `resync`
+  ordersLoad: null,     // the history read in flight, shared by whoever asks meanwhile
 };
 
 const RANK = { pending_payment: 0, canceled: 1, paid: 2, abnormal: 3, delivered: 3, refunded: 4 };
@@ -149,6 +151,7 @@ async function login() {
   client.addEventListener('push', (e) => onPush(e.detail));
   client.addEventListener('connected', (e) => onConnected(e.detail));
   client.addEventListener('resync', (e) => onResync(e.detail));
+  client.addEventListener('subscribe_error', (e) => onSubscribeError(e.detail));
   client.addEventListener('closed', (e) => showNotice(`Connection closed by the gateway (${e.detail.code}): ${e.detail.reason || ''}. Sign in again.`));
   client.connect();
 }
@@ -158,6 +161,8 @@ function resetUser() {
   S.keys.clear();
   S.group = null;
   S.fp = null;
+  S.connectedOnce = false;
+  S.ordersLoad = null;
   clearInterval(S.presenceTimer);
   $('orders').textContent = '';
   $('orders').appendChild(el('p', 'empty', 'No orders yet.'));
@@ -182,19 +187,41 @@ function showState(state) {
 function showNotice(text) { const n = $('notice'); n.hidden = false; n.textContent = text; }
 function hideNotice() { $('notice').hidden = true; }
 
-let connectedOnce = false;
 function onConnected(ok) {
-  if (!connectedOnce || !ok.recovered) loadOrders();
-  connectedOnce = true;
+  // A reconnect that could not resume the personal channel also fires `resync`: loadOrders
+  // shares one read between the two.
+  if (!S.connectedOnce || !ok.recovered) loadOrders();
+  S.connectedOnce = true;
 }
 
 function onResync({ channel }) {
   if (channel === S.client.personalChannel) loadOrders();
-  if (S.group && channel === 'group:' + S.group) loadChatHistory(S.group);
+  if (S.group && channel === 'group:' + S.group) {
+    // The channel's history was lost or trimmed: a new epoch restarts offsets at 1, so the
+    // old lines cannot be merged with the new ones by offset.
+    $('chat-log').textContent = '';
+    loadChatHistory(S.group);
+  }
+}
+
+/** The group could not be (re)joined, e.g. the order that made us a buyer was refunded. */
+function onSubscribeError({ channel, error }) {
+  if (!S.group || channel !== 'group:' + S.group) return;
+  S.group = null;
+  clearInterval(S.presenceTimer);
+  $('group-name').textContent = 'not in a group';
+  sayError('chat-result', error);
 }
 
 /** Orders from the personal channel's history (there is no "list my orders" command). */
-async function loadOrders() {
+function loadOrders() {
+  if (!S.ordersLoad) {
+    const load = S.ordersLoad = readOrders().finally(() => { if (S.ordersLoad === load) S.ordersLoad = null; });
+  }
+  return S.ordersLoad;
+}
+
+async function readOrders() {
   const client = S.client;
   if (!client) return;
   try {
@@ -416,21 +443,24 @@ function showGroupPush(p) {
   if (!S.group || p.channel !== 'group:' + S.group) return;
   if (p.push === 'group.message') addChat(p);
   if (p.push === 'group.deleted') {
-    const m = $('chat-log').querySelector(`.chat-msg[data-offset="${p.data.offset}"]`);
+    const m = $('chat-log').querySelector(`.chat-msg[data-epoch="${CSS.escape(p.epoch || '')}"][data-offset="${p.data.offset}"]`);
     if (m) m.classList.add('deleted');
   }
 }
 
 function addChat(p) {
   const log = $('chat-log');
-  if (log.querySelector(`.chat-msg[data-offset="${p.offset}"]`)) return;
+  // Keyed by epoch and offset: a group whose history was recreated starts again at offset 1.
+  const epoch = p.epoch || '';
+  if (log.querySelector(`.chat-msg[data-epoch="${CSS.escape(epoch)}"][data-offset="${p.offset}"]`)) return;
   const d = p.data || {};
   const m = el('div', 'chat-msg');
   m.dataset.offset = String(p.offset);
+  m.dataset.epoch = epoch;
   if (d.from === S.user) m.classList.add('mine');
   if (d.role === 'bot') m.classList.add('bot');
   if (d.reply_to) {
-    const q = log.querySelector(`.chat-msg[data-offset="${d.reply_to}"] .chat-text`);
+    const q = log.querySelector(`.chat-msg[data-epoch="${CSS.escape(epoch)}"][data-offset="${d.reply_to}"] .chat-text`);
     m.appendChild(el('span', 'quote', '↪ ' + (q ? q.textContent.slice(0, 80) : `#${d.reply_to}`)));
   }
   m.appendChild(el('span', 'chat-from', (d.name || d.from) + (d.role && d.role !== 'buyer' ? ` (${d.role})` : '')));
