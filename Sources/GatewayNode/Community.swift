@@ -215,8 +215,7 @@ extension Node {
             let all = reply.array ?? []
             let scanned = all.first?.int ?? 0
             if scanned < Self.alertBatch { walk.readAll = true }
-            let args = self.alertArguments(walk, Array(all.dropFirst()))
-            if args.count > 4 {
+            if let args = self.alertArguments(walk, Array(all.dropFirst())) {
                 walk.sending += 1
                 self.redis.eval(CommunityScripts.sendAlerts, keys: [], args: args) { reply in
                     walk.sending -= 1
@@ -238,11 +237,13 @@ extension Node {
         }
     }
 
-    /// `sendAlerts` arguments for the watchers of one page the alert rule picks.
-    private func alertArguments(_ walk: AlertWalk, _ items: [RedisReply]) -> [RedisArgument] {
+    /// `sendAlerts` arguments for the watchers of one page the alert rule picks; nil when
+    /// it picks none.
+    private func alertArguments(_ walk: AlertWalk, _ items: [RedisReply]) -> [RedisArgument]? {
         let now = self.now
         let cooldown = Int64(options.alertCooldownSeconds) * 1000
         var args: [RedisArgument] = [walk.product, options.historyUserSize, options.historyTTLSeconds, newEpoch()]
+        var picked = false
         var i = 0
         while i + 1 < items.count {
             defer { i += 2 }
@@ -253,7 +254,8 @@ extension Node {
             args += [user, record, after.record,
                      AlertRules.alertData(watch, title: walk.title, previous: walk.previous, price: walk.price,
                                           currency: walk.currency).serialized()]
+            picked = true
         }
-        return args
+        return picked ? args : nil
     }
 }

@@ -125,10 +125,8 @@ struct HolidayPeakCommand: ParsableCommand {
 
     func run() throws {
         var me = self
-        // This scenario is about pushes crossing nodes: two nodes unless --nodes says otherwise.
-        if !cluster.external && !CommandLine.arguments.contains(where: { $0 == "--nodes" || $0.hasPrefix("--nodes=") }) {
-            me.cluster.nodes = 2
-        }
+        // This scenario is about pushes crossing nodes: two unless --nodes says otherwise.
+        me.cluster.defaultNodes = 2
         try HolidayPeakScenario(me).run()
     }
 }

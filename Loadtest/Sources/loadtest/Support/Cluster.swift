@@ -113,7 +113,7 @@ final class Cluster {
             let config = options.gatewayConfig.map { URL(fileURLWithPath: $0).standardizedFileURL.path } ?? "\(logDir)/gateway.json"
             if options.gatewayConfig == nil { try Data("{}\n".utf8).write(to: URL(fileURLWithPath: config)) }
             var eps: [Endpoint] = []
-            for k in 1...options.nodes {
+            for k in 1...options.spawnCount {
                 let port = try Machine.freePort()
                 let name = "n\(k)"
                 let log = "\(logDir)/node-\(name).log"

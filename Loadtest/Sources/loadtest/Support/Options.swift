@@ -3,8 +3,12 @@ import Foundation
 
 /// Where the gateway comes from: spawned here (default) or already running (`--url`).
 struct ClusterOptions: ParsableArguments {
-    @Option(help: "Gateway nodes to spawn; they share one private redis-server.")
-    var nodes = 1
+    @Option(help: "Gateway nodes to spawn; they share one private redis-server (default: 1; holiday-peak: 2).")
+    var nodes: Int?
+
+    /// Nodes to spawn when `--nodes` is not given; a scenario may set it before `run`.
+    var defaultNodes = 1
+    var spawnCount: Int { nodes ?? defaultNodes }
 
     @Option(name: .customLong("url"), help: ArgumentHelp(
         "Use an already-running node instead of spawning (repeat for several).", valueName: "ws://127.0.0.1:8080/ws"))
@@ -43,14 +47,14 @@ struct ClusterOptions: ParsableArguments {
                 }
             }
         } else {
-            guard (1...64).contains(nodes) else { throw ValidationError("--nodes must be 1 to 64") }
+            guard (1...64).contains(spawnCount) else { throw ValidationError("--nodes must be 1 to 64") }
         }
         for kv in nodeEnv where !kv.contains("=") {
             throw ValidationError("--node-env \(kv): expected KEY=value")
         }
     }
 
-    var nodeCount: Int { external ? urls.count : nodes }
+    var nodeCount: Int { external ? urls.count : spawnCount }
 }
 
 struct OutputOptions: ParsableArguments {
