@@ -77,6 +77,8 @@ public struct Settings: Sendable, Equatable {
         /// How long a node's presence entries live without renewal (`groups.presence_ttl_s`):
         /// a dead node's users drop out of `online` after this.
         public var presenceTTLSeconds: Int = 30
+        /// Most UTF-8 bytes in one group message, besides the 1000-character limit (`groups.max_text_bytes`).
+        public var maxTextBytes: Int = 4_000
     }
 
     public struct Limits: Sendable, Equatable {
@@ -90,6 +92,16 @@ public struct Settings: Sendable, Equatable {
         public var maxBody: Int
         /// Invalid frames in a row before close 4011 (`limits.max_violations`).
         public var maxViolations: Int
+        /// Commands of one connection awaiting replies; beyond, `rate_limited` (`limits.max_inflight`).
+        public var maxInflight: Int = 64
+        /// Commands per second per connection, burst twice that; beyond, `rate_limited` (`limits.commands_per_s`).
+        public var commandsPerSecond: Int = 50
+        /// Live connections per user across the node; 0 means no limit (`limits.conns_per_user`).
+        public var connsPerUser: Int = 20
+        /// Live connections per source IP on the node; 0 means no limit (`limits.conns_per_ip`).
+        public var connsPerIP: Int = 0
+        /// Seconds an HTTP request has for its headers and body before it is closed (`limits.http_timeout_s`).
+        public var httpTimeoutSeconds: Int = 10
     }
 
     public struct History: Sendable, Equatable {
@@ -101,6 +113,10 @@ public struct Settings: Sendable, Equatable {
         public var productSize: Int
         /// History older than this may be dropped (`history.ttl_s`).
         public var ttlSeconds: Int
+        /// Most bytes of publications in one `history` or recovery reply (`history.max_reply_bytes`).
+        public var maxReplyBytes: Int = 262_144
+        /// Most publications one `since` recovery returns (`history.max_recover`).
+        public var maxRecover: Int = 1_000
     }
 
     public struct Server: Sendable, Equatable {
@@ -121,6 +137,14 @@ public struct Settings: Sendable, Equatable {
         public var url: String?
         /// Data and AOF folder of the private `redis-server` (`redis.data_dir`).
         public var dataDir: String
+        /// What an acknowledged write waits for (`redis.durability`): `fsync` (the server's AOF
+        /// policy; the private Redis runs `appendfsync always`) or `replicas:N` (WAIT N replicas).
+        public var durability: String = "fsync"
+        /// CA bundle (PEM) that verifies a `rediss://` server (`redis.tls_ca`).
+        public var tlsCA: String?
+
+        /// `durability` decoded; valid once settings have loaded.
+        public var durabilityMode: RedisDurability { RedisDurability(durability) ?? .fsync }
     }
 
     public struct Keys: Sendable, Equatable {
@@ -140,12 +164,14 @@ public struct Settings: Sendable, Equatable {
         gifts: Gifts(ttlSeconds: 86_400),
         friendpay: FriendPay(ttlSeconds: 1_800),
         alerts: Alerts(cooldownSeconds: 3_600, watchTTLSeconds: 7_776_000),
-        groups: Groups(rate: 5, rateWindowSeconds: 10, allowLinks: false, presenceTTLSeconds: 30),
+        groups: Groups(rate: 5, rateWindowSeconds: 10, allowLinks: false, presenceTTLSeconds: 30, maxTextBytes: 4_000),
         limits: Limits(maxFrame: 65_536, connectTimeoutSeconds: 10, maxQueue: 1_048_576,
-                       maxBody: 8_388_608, maxViolations: 10),
-        history: History(userSize: 1_000, groupSize: 1_000, productSize: 100, ttlSeconds: 86_400),
+                       maxBody: 8_388_608, maxViolations: 10, maxInflight: 64, commandsPerSecond: 50,
+                       connsPerUser: 20, connsPerIP: 0, httpTimeoutSeconds: 10),
+        history: History(userSize: 1_000, groupSize: 1_000, productSize: 100, ttlSeconds: 86_400,
+                         maxReplyBytes: 262_144, maxRecover: 1_000),
         server: Server(port: 8_080, host: "127.0.0.1", pingSeconds: 25, node: nil),
-        redis: Redis(url: nil, dataDir: "data/redis"),
+        redis: Redis(url: nil, dataDir: "data/redis", durability: "fsync", tlsCA: nil),
         keys: Keys(secret: "")
     )
 }
@@ -285,15 +311,23 @@ extension Settings {
             Field(key: "groups.rate_window_s", kind: .int(\.groups.rateWindowSeconds, 1...86_400)),
             Field(key: "groups.allow_links", kind: .bool(\.groups.allowLinks)),
             Field(key: "groups.presence_ttl_s", kind: .int(\.groups.presenceTTLSeconds, 3...3600)),
+            Field(key: "groups.max_text_bytes", kind: .int(\.groups.maxTextBytes, 4...1_048_576)),
             Field(key: "limits.max_frame", kind: .int(\.limits.maxFrame, 128...(16 << 20))),
             Field(key: "limits.connect_timeout", kind: .int(\.limits.connectTimeoutSeconds, 1...3_600)),
             Field(key: "limits.max_queue", kind: .int(\.limits.maxQueue, 1...gib)),
             Field(key: "limits.max_body", kind: .int(\.limits.maxBody, 1...gib)),
             Field(key: "limits.max_violations", kind: .int(\.limits.maxViolations, 1...1_000_000)),
+            Field(key: "limits.max_inflight", kind: .int(\.limits.maxInflight, 1...100_000)),
+            Field(key: "limits.commands_per_s", kind: .int(\.limits.commandsPerSecond, 1...1_000_000)),
+            Field(key: "limits.conns_per_user", kind: .int(\.limits.connsPerUser, 0...1_000_000)),
+            Field(key: "limits.conns_per_ip", kind: .int(\.limits.connsPerIP, 0...10_000_000)),
+            Field(key: "limits.http_timeout_s", kind: .int(\.limits.httpTimeoutSeconds, 1...3_600)),
             Field(key: "history.user_size", kind: .int(\.history.userSize, 1...10_000_000)),
             Field(key: "history.group_size", kind: .int(\.history.groupSize, 1...10_000_000)),
             Field(key: "history.product_size", kind: .int(\.history.productSize, 1...10_000_000)),
             Field(key: "history.ttl_s", kind: .int(\.history.ttlSeconds, 1...maxSeconds)),
+            Field(key: "history.max_reply_bytes", kind: .int(\.history.maxReplyBytes, 4_096...(64 << 20))),
+            Field(key: "history.max_recover", kind: .int(\.history.maxRecover, 1...1_000_000)),
             Field(key: "server.port", kind: .int(\.server.port, 0...65_535)),
             Field(key: "server.host", kind: .string(\.server.host, check: { host in
                 host.isEmpty || host.contains(where: \.isWhitespace)
@@ -304,8 +338,16 @@ extension Settings {
                 isValidID(node) ? nil : "expected 1 to 64 of A-Z a-z 0-9 _ . : -, got \(quoted(node))"
             })),
             Field(key: "redis.url", kind: .optionalString(\.redis.url, check: { url in
-                url.hasPrefix("redis://") || url.hasPrefix("unix://")
-                    ? nil : "expected redis://host:port or unix:///path, got \(quoted(url))"
+                switch RedisURL.parse(url) {
+                case .success: nil
+                case .failure(let error): error.message
+                }
+            }), secret: true),
+            Field(key: "redis.durability", kind: .string(\.redis.durability, check: { value in
+                RedisDurability(value) == nil ? "expected fsync or replicas:N (N 1 to 100), got \(quoted(value))" : nil
+            })),
+            Field(key: "redis.tls_ca", kind: .optionalString(\.redis.tlsCA, check: { path in
+                path.isEmpty ? "expected a PEM file path" : nil
             })),
             Field(key: "redis.data_dir", kind: .string(\.redis.dataDir, check: { dir in
                 dir.isEmpty ? "expected a folder path, got \"\"" : nil
@@ -703,7 +745,7 @@ private func jsonSyntaxProblem(_ data: Data) -> String? {
 
 // MARK: - Small helpers
 
-private func quoted(_ text: String) -> String {
+func quoted(_ text: String) -> String {
     "\"" + text.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\""
 }
 

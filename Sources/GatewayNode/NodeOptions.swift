@@ -1,3 +1,4 @@
+import GatewayConfig
 import OrderCore
 
 /// Everything a node needs to run, already validated (the CLI builds it from settings).
@@ -32,6 +33,26 @@ public struct NodeOptions: Sendable {
     public var presenceTTLSeconds = 30
     /// `serve --dev`: the /dev endpoints, demo products and `GET /` to the demo page.
     public var dev = false
+    /// Most UTF-8 bytes of one group message (`groups.max_text_bytes`).
+    public var maxTextBytes = 4_000
+    /// Commands of one connection awaiting replies (`limits.max_inflight`).
+    public var maxInflight = 64
+    /// Commands per second per connection, burst 2x (`limits.commands_per_s`).
+    public var commandsPerSecond = 50
+    /// Connections per user on this node, 0 = no limit (`limits.conns_per_user`).
+    public var connsPerUser = 20
+    /// Connections per source IP on this node, 0 = no limit (`limits.conns_per_ip`).
+    public var connsPerIP = 0
+    /// Seconds for an HTTP request's headers and body (`limits.http_timeout_s`).
+    public var httpTimeoutSeconds = 10
+    /// Most bytes of publications in one history or recovery reply (`history.max_reply_bytes`).
+    public var historyMaxReplyBytes = 262_144
+    /// Most publications in one recovery (`history.max_recover`).
+    public var historyMaxRecover = 1_000
+    /// The parsed `redis.url` (credentials, db); nil for the private Redis.
+    public var redisURL: RedisURL?
+    /// What acknowledged money writes wait for (`redis.durability`).
+    public var durability: RedisDurability = .fsync
 
     public init(nodeName: String, host: String, port: Int, redisHost: String, redisPort: Int,
                 authSecret: String, shopKey: String, merchantKeys: [String: String],

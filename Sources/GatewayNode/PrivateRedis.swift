@@ -111,16 +111,3 @@ public struct RedisStartError: Error, CustomStringConvertible {
     public let description: String
     init(_ d: String) { description = d }
 }
-
-/// `redis://host:port` (port 6379 if left out).
-public func parseRedisURL(_ url: String) -> (host: String, port: Int)? {
-    guard url.hasPrefix("redis://") else { return nil }
-    var rest = url.dropFirst("redis://".count)
-    if let slash = rest.firstIndex(of: "/") { rest = rest[..<slash] }
-    if let at = rest.lastIndex(of: "@") { rest = rest[rest.index(after: at)...] }
-    let parts = rest.split(separator: ":", omittingEmptySubsequences: false)
-    guard let host = parts.first, !host.isEmpty, parts.count <= 2 else { return nil }
-    let port = parts.count == 2 ? Int(parts[1]) : 6379
-    guard let port, (1...65535).contains(port) else { return nil }
-    return (String(host), port)
-}

@@ -73,9 +73,17 @@ struct Serve: ParsableCommand {
         var privateRedis: PrivateRedis?
         let redisHost: String
         let redisPort: Int
+        var redisURL: RedisURL?
         if let url = settings.redis.url {
-            guard let parsed = parseRedisURL(url) else { throw ValidationError("redis.url: expected redis://host:port, got \"\(url)\"") }
-            (redisHost, redisPort) = parsed
+            // Settings validated the syntax; here is what this build cannot honour (PROTOCOL.md 4.2).
+            let parsed = try RedisURL.parse(url).get()
+            if parsed.tls { throw ValidationError("redis.url: rediss:// needs hiredis with TLS, and Debian's hiredis 0.14 has none; reach Redis over loopback, a unix socket or a TLS tunnel (stunnel) instead") }
+            if parsed.cluster { throw ValidationError("redis.url: redis+cluster:// is not supported by this build yet; give one server as redis://host:port") }
+            guard case .tcp(let host, let port) = parsed.endpoint else {
+                throw ValidationError("redis.url: unix:// sockets are not supported by this build yet; use redis://host:port")
+            }
+            (redisHost, redisPort) = (host, port)
+            redisURL = parsed
         } else {
             let server = try PrivateRedis(dataDir: settings.redis.dataDir)
             try server.start()
@@ -106,6 +114,16 @@ struct Serve: ParsableCommand {
         options.watchTTLSeconds = settings.alerts.watchTTLSeconds
         options.presenceTTLSeconds = settings.groups.presenceTTLSeconds
         options.dev = dev
+        options.maxTextBytes = settings.groups.maxTextBytes
+        options.maxInflight = settings.limits.maxInflight
+        options.commandsPerSecond = settings.limits.commandsPerSecond
+        options.connsPerUser = settings.limits.connsPerUser
+        options.connsPerIP = settings.limits.connsPerIP
+        options.httpTimeoutSeconds = settings.limits.httpTimeoutSeconds
+        options.historyMaxReplyBytes = settings.history.maxReplyBytes
+        options.historyMaxRecover = settings.history.maxRecover
+        options.redisURL = redisURL
+        options.durability = settings.redis.durabilityMode
         let web = Node.staticFiles
         if web.files.isEmpty { print("no browser files found (\(web.source)): /client and /demo answer 404") }
         let gateway = Node(options: options)
