@@ -28,6 +28,9 @@ let package = Package(
         .systemLibrary(name: "COpenSSL", pkgConfig: "libcrypto",
                        providers: [.apt(["libssl-dev"])]),
 
+        // Child processes that die with the gateway (prctl between fork and exec needs C).
+        .target(name: "CProcess"),
+
         // Pure code: no I/O.
         .target(name: "GatewayProtocol"),
         .target(name: "GatewayCrypto", dependencies: ["COpenSSL"]),
@@ -45,7 +48,7 @@ let package = Package(
         // The node: connections, commands, HTTP API, Redis scripts.
         .target(name: "GatewayNode", dependencies: [
             "GatewayProtocol", "GatewayAuth", "GatewayCore", "GatewayConfig", "GatewayIO",
-            "GatewayCrypto", "CLws", "OrderCore", "CommunityCore",
+            "GatewayCrypto", "CLws", "OrderCore", "CommunityCore", "CProcess",
             .product(name: "Prometheus", package: "swift-prometheus"),
         ], resources: [.copy("Web")], swiftSettings: glue),
 

@@ -209,6 +209,16 @@ extension Settings {
             .map { "\($0.key) (\(Self.environmentName(for: $0.key)))" }
     }
 
+    /// The secrets set by the file, the environment or a flag (all default to empty):
+    /// `--dev` refuses them, since it prints its secrets.
+    public func providedSecrets() -> [String] {
+        var names = Self.requiredSecrets
+            .filter { !self[keyPath: $0.path].isEmpty }
+            .map { "\($0.key) (\(Self.environmentName(for: $0.key)))" }
+        if !api.merchantKeys.isEmpty { names.append("api.merchant_keys (\(Self.environmentName(for: "api.merchant_keys")))") }
+        return names
+    }
+
     /// Fills every empty secret with random hex (for --dev), so a dev node starts with no setup
     /// yet never runs with a guessable key.
     public mutating func fillDevSecrets() {

@@ -134,7 +134,7 @@ struct Serve: ParsableCommand {
                 let minter = TokenMinter(secret: settings.auth.secret)
                 let sample = minter.mint(Claims(sub: "u1", exp: Int64(Date().timeIntervalSince1970) + 86400, name: "Demo buyer"))
                 print("""
-                dev mode: secrets from the config/environment, missing ones generated and kept in \(DevSecrets.file(settings).path).
+                dev mode (loopback only): throwaway secrets generated and kept in \(DevSecrets.file(settings).path).
                   shop key:        \(settings.api.shopKey)
                   payments secret: \(settings.payments.secret)
                   token for u1:    \(sample)
@@ -184,29 +184,47 @@ enum DevSecrets {
         URL(fileURLWithPath: settings.redis.dataDir).deletingLastPathComponent().appendingPathComponent("dev-secrets.json")
     }
 
+    /// Dev mode prints its secrets, so it only runs on loopback and only with secrets it made
+    /// itself: a production secret from the environment or config is never printed.
     static func fill(_ settings: inout Settings) throws {
-        // Everything configured (tests, a shared dev box): use it and keep nothing on disk.
-        if settings.missingSecrets().isEmpty { return }
+        guard isLoopback(settings.server.host) else {
+            throw ValidationError("--dev serves throwaway secrets and test endpoints, so it listens on loopback only (127.0.0.1, ::1 or localhost), not \(settings.server.host). Run without --dev, with real secrets, to serve other hosts.")
+        }
+        let provided = settings.providedSecrets()
+        guard provided.isEmpty else {
+            throw ValidationError("--dev makes its own throwaway secrets and prints them, so it refuses secrets from the config or environment: \(provided.joined(separator: ", ")). Unset them, or run without --dev.")
+        }
         let file = self.file(settings)
         var saved: [String: String] = [:]
         if let data = try? Data(contentsOf: file), let json = try? JSONSerialization.jsonObject(with: data) as? [String: String] {
             saved = json
         }
         func take(_ value: inout String, _ key: String) {
-            if value.isEmpty, let s = saved[key], !s.isEmpty { value = s }
+            if let s = saved[key], !s.isEmpty { value = s }
         }
         take(&settings.auth.secret, "auth.secret")
         take(&settings.api.shopKey, "api.shop_key")
         take(&settings.payments.secret, "payments.secret")
         take(&settings.keys.secret, "keys.secret")
+        if let keys = saved["keys.secret"], settings.keys.secretBytes == nil {
+            throw ValidationError("\(file.path): keys.secret must be 64 hex characters, got \(keys.count) characters")
+        }
         settings.fillDevSecrets()
         let out = ["auth.secret": settings.auth.secret, "api.shop_key": settings.api.shopKey,
                    "payments.secret": settings.payments.secret, "keys.secret": settings.keys.secret]
         if out != saved {
             try FileManager.default.createDirectory(at: file.deletingLastPathComponent(), withIntermediateDirectories: true)
             let data = try JSONSerialization.data(withJSONObject: out, options: [.prettyPrinted, .sortedKeys])
-            FileManager.default.createFile(atPath: file.path, contents: data, attributes: [.posixPermissions: 0o600])
+            guard FileManager.default.createFile(atPath: file.path, contents: data, attributes: [.posixPermissions: 0o600]) else {
+                throw ValidationError("cannot write \(file.path)")
+            }
         }
+    }
+
+    static func isLoopback(_ host: String) -> Bool {
+        if host == "localhost" || host == "::1" || host == "[::1]" { return true }
+        let parts = host.split(separator: ".")
+        return parts.count == 4 && parts[0] == "127" && parts.allSatisfy { UInt8($0) != nil }
     }
 }
 

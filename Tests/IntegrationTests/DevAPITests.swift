@@ -86,7 +86,7 @@ final class DevAPITests: IntegrationCase {
         XCTAssertEqual(r.json?["user"]?.stringValue, "alice")
         let expiresAt = try XCTUnwrap(r.json?["expires_at"]?.intValue)
         XCTAssertGreaterThan(expiresAt, Int64(Date().timeIntervalSince1970 * 1000) + 3600_000, "expires_at is in ms, hours ahead")
-        // --dev with configured secrets uses them: the test's auth secret verifies the token.
+        // --dev uses the secrets in its dev secrets file: the test auth secret verifies the token.
         let claims = try TokenVerifier(secret: TestSecrets.auth).verify(tokenText, nowSeconds: Int64(Date().timeIntervalSince1970)).get()
         XCTAssertEqual(claims.sub, "alice")
         XCTAssertEqual(claims.role, .buyer)

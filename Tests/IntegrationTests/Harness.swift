@@ -87,6 +87,13 @@ enum TestSecrets {
     static let merchantKey = "test-merchant-key"
     static let payments = "test-payments-secret"
     static let keys = String(repeating: "ab", count: 32)
+
+    /// The test secrets as `serve --dev` keeps its own (`dev-secrets.json` beside the data folder).
+    static func writeDevFile(in folder: URL) throws {
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        let secrets = ["auth.secret": auth, "api.shop_key": shopKey, "payments.secret": payments, "keys.secret": keys]
+        try JSONSerialization.data(withJSONObject: secrets).write(to: folder.appendingPathComponent("dev-secrets.json"))
+    }
 }
 
 func token(_ sub: String, role: Role = .buyer, products: [String] = [], moderator: Bool = false,
@@ -109,17 +116,18 @@ final class GatewayNodeProcess {
     private(set) var process: Process?
     let logURL: URL
 
-    /// - Parameter dev: runs `serve --dev` (dev-only endpoints, /demo/); the test secrets from the
-    ///   environment are still the ones used.
+    /// - Parameter dev: runs `serve --dev` (dev-only endpoints, /demo/) with the test secrets in its dev secrets file.
     /// - Parameter launcher: a command that runs the gateway, e.g. `["/usr/bin/prlimit", "--nofile=160:160"]`.
+    /// - Parameter ownRedis: a folder for `serve --dev` with no `--redis`: the node runs its private
+    ///   redis-server on `<folder>/redis` (`redisPort` is then unused).
     init(name: String, redisPort: Int, env: [String: String] = [:], dev: Bool = false, arguments: [String] = [],
-         launcher: [String] = []) throws {
+         launcher: [String] = [], ownRedis: URL? = nil) throws {
         self.launcher = launcher
         self.name = name
         self.redisPort = redisPort
         self.extraEnv = env
-        self.extraArguments = (dev ? ["--dev"] : []) + arguments
-        devDir = dev ? FileManager.default.temporaryDirectory.appendingPathComponent("gw-dev-\(UUID().uuidString.prefix(8))") : nil
+        self.extraArguments = (dev || ownRedis != nil ? ["--dev"] : []) + (ownRedis == nil ? ["--redis", "redis://127.0.0.1:\(redisPort)"] : []) + arguments
+        devDir = ownRedis ?? (dev ? FileManager.default.temporaryDirectory.appendingPathComponent("gw-dev-\(UUID().uuidString.prefix(8))") : nil)
         port = freePort()
         logURL = FileManager.default.temporaryDirectory.appendingPathComponent("gw-\(name)-\(port).log")
         try start()
@@ -128,15 +136,20 @@ final class GatewayNodeProcess {
     func start() throws {
         let p = Process()
         p.executableURL = launcher.first.map { URL(fileURLWithPath: $0) } ?? executable("gateway")
-        p.arguments = launcher.dropFirst() + (launcher.isEmpty ? [] : [executable("gateway").path]) + ["serve", "--port", String(port), "--node", name, "--redis", "redis://127.0.0.1:\(redisPort)",
+        p.arguments = launcher.dropFirst() + (launcher.isEmpty ? [] : [executable("gateway").path]) + ["serve", "--port", String(port), "--node", name,
                        "--config", Self.configPath] + extraArguments
         var env = ProcessInfo.processInfo.environment
-        if let devDir { env["GATEWAY_REDIS_DATA_DIR"] = devDir.appendingPathComponent("redis").path }
-        env["GATEWAY_AUTH_SECRET"] = TestSecrets.auth
-        env["GATEWAY_API_SHOP_KEY"] = TestSecrets.shopKey
-        env["GATEWAY_API_MERCHANT_KEYS"] = "m1:\(TestSecrets.merchantKey)"
-        env["GATEWAY_PAYMENTS_SECRET"] = TestSecrets.payments
-        env["GATEWAY_KEYS_SECRET"] = TestSecrets.keys
+        if let devDir {
+            // `--dev` refuses secrets from the environment; it reads the ones it "made" earlier.
+            env["GATEWAY_REDIS_DATA_DIR"] = devDir.appendingPathComponent("redis").path
+            try TestSecrets.writeDevFile(in: devDir)
+        } else {
+            env["GATEWAY_AUTH_SECRET"] = TestSecrets.auth
+            env["GATEWAY_API_SHOP_KEY"] = TestSecrets.shopKey
+            env["GATEWAY_API_MERCHANT_KEYS"] = "m1:\(TestSecrets.merchantKey)"
+            env["GATEWAY_PAYMENTS_SECRET"] = TestSecrets.payments
+            env["GATEWAY_KEYS_SECRET"] = TestSecrets.keys
+        }
         for (k, v) in extraEnv { env[k] = v }
         p.environment = env
         FileManager.default.createFile(atPath: logURL.path, contents: nil)
