@@ -38,12 +38,20 @@ enum Scripts {
     /// ids are `0-<offset>` and contiguous (trimming only drops the oldest). Each kept
     /// push costs its bytes plus one for the comma between publications in the reply.
     static let pageFunctions = """
+    -- How many entries to fetch next: about what the remaining room holds at the average
+    -- size seen so far (one at first), so large pushes are not loaded only to be dropped.
+    local function nextCount(kept, bytes, maxBytes, maxCount)
+      if #kept == 0 then return 1 end
+      local n = math.floor((maxBytes - bytes) * #kept / bytes) + 1
+      return math.max(1, math.min(n, maxCount - #kept + 1, 64))
+    end
     -- From offset `hi` down to `lo`, newest first: the entries that fit. Returns them
     -- (newest first, each {offset, push}) and whether one in range was left out.
     local function newestThatFit(log, hi, lo, maxBytes, maxCount)
       local kept, bytes, top = {}, 0, hi
       while top >= lo do
-        local chunk = redis.call('XREVRANGE', log, '0-' .. top, '0-' .. lo, 'COUNT', 32)
+        local chunk = redis.call('XREVRANGE', log, '0-' .. top, '0-' .. lo, 'COUNT',
+          nextCount(kept, bytes, maxBytes, maxCount))
         if #chunk == 0 then break end
         for _, e in ipairs(chunk) do
           local push = e[2][2]
@@ -59,7 +67,8 @@ enum Scripts {
     local function oldestThatFit(log, lo, hi, maxBytes, maxCount)
       local kept, bytes, from = {}, 0, lo
       while from <= hi do
-        local chunk = redis.call('XRANGE', log, '0-' .. from, '0-' .. hi, 'COUNT', 32)
+        local chunk = redis.call('XRANGE', log, '0-' .. from, '0-' .. hi, 'COUNT',
+          nextCount(kept, bytes, maxBytes, maxCount))
         if #chunk == 0 then break end
         for _, e in ipairs(chunk) do
           local push = e[2][2]

@@ -154,18 +154,19 @@ final class HistoryCapTests: IntegrationCase {
         let node = try startNode(env: ["GATEWAY_HISTORY_MAX_REPLY_BYTES": "4096"])
         let (session, hello) = try open(node, "u1")
         let epoch = try XCTUnwrap(hello["ok"]?["epoch"]?.stringValue)
-        // Twelve 1 KB publications stored in history but never announced, as if pub/sub lost them.
-        let blob = String(repeating: "z", count: 1000)
+        // Twelve publications stored in history but never announced, as if pub/sub lost them:
+        // 1 KB each, and every fourth 5 KB, larger than a whole page (it comes alone).
         let script = """
             for i = 1, 12 do
               local off = redis.call('HINCRBY', KEYS[1], 'offset', 1)
+              local blob = string.rep('z', (i % 4 == 0) and 5000 or 1000)
               local push = '{"push":"test.note","channel":"user:u1","offset":' .. off .. ',"epoch":"' .. ARGV[1] ..
-                '","ts":1,"data":{"n":' .. off .. ',"b":"' .. ARGV[2] .. '"}}'
+                '","ts":1,"data":{"n":' .. off .. ',"b":"' .. blob .. '"}}'
               redis.call('XADD', KEYS[2], '0-' .. off, 'd', push)
             end
             return redis.call('HGET', KEYS[1], 'offset')
             """
-        let reply = try redisCommand(["EVAL", script, "2", "gw:{user:u1}:meta", "gw:{user:u1}:log", epoch, blob])
+        let reply = try redisCommand(["EVAL", script, "2", "gw:{user:u1}:meta", "gw:{user:u1}:log", epoch])
         XCTAssertTrue(reply.contains("12"), reply)
         // The next announced publication shows the node the gap.
         XCTAssertEqual(try publish(node, "user:u1", 13), 13)
@@ -176,6 +177,19 @@ final class HistoryCapTests: IntegrationCase {
         XCTAssertEqual(seen, Array(1...13))
         XCTAssertFalse(session.isClosed)
         XCTAssertNotNil(try session.command("ping")["ok"])
+
+        // A publication larger than the whole reply never comes in `history` or recovery.
+        let latest = try session.command("history", [("channel", .string("user:u1")), ("limit", .int(50))])
+        XCTAssertEqual(offsets(latest["ok"]), [13], "12 (5 KB) does not fit 4 KiB: \(latest.serialized().prefix(200))")
+        XCTAssertEqual(latest["ok"]?["truncated"]?.boolValue, true)
+        let alone = try session.command("history", [("channel", .string("user:u1")), ("limit", .int(1)),
+                                                    ("since", .object([("offset", .int(11)), ("epoch", .string(epoch))]))])
+        XCTAssertEqual(offsets(alone["ok"]), [])
+        XCTAssertEqual(alone["ok"]?["truncated"]?.boolValue, true)
+        let (resumed, reply2) = try open(node, "u1", since: (11, epoch))
+        XCTAssertEqual(reply2["ok"]?["recovered"]?.boolValue, false)
+        XCTAssertEqual(offsets(reply2["ok"]), [13])
+        XCTAssertNotNil(try resumed.command("ping")["ok"])
     }
 
     /// One RESP command to the test Redis; the raw reply as text.
