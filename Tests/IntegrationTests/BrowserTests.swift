@@ -419,8 +419,10 @@ final class BrowserTests: IntegrationCase {
     /// server puts the pushes it held during the subscribe right after it, in the same frame:
     /// handling that reply later than the pushes after it loses the recovered ones.
     func testClientKeepsEveryPublicationOfABusyChannelAcrossReconnects() throws {
-        // History long enough for the node's restart: the test is about the client, not trimming.
-        let env = ["GATEWAY_HISTORY_PRODUCT_SIZE": "100000"]
+        // History long enough for the node's restart, and recovery replies large enough for all
+        // it missed (history.max_recover, max_reply_bytes): the test is about the client, not caps.
+        let env = ["GATEWAY_HISTORY_PRODUCT_SIZE": "100000", "GATEWAY_HISTORY_MAX_RECOVER": "100000",
+                   "GATEWAY_HISTORY_MAX_REPLY_BYTES": "16777216"]
         let a = try startNode("a", env: env)
         let b = try startNode("b", env: env)
         try createProduct(b, "p-busy")
