@@ -27,9 +27,14 @@ public struct ReadResult: Sendable {
     /// The channel's latest offset at the time of the read.
     public var offset: UInt64
     public var epoch: String
-    /// True when `since` matched the epoch and nothing after it was trimmed.
+    /// True when `since` matched the epoch, nothing after it was trimmed, and (for a
+    /// subscriber) everything after it fits one reply (`history.max_reply_bytes`,
+    /// `history.max_recover`).
     public var recovered: Bool
-    /// Publications after `since`, in order (empty unless recovered).
+    /// Publications after `since`, in order. For a subscriber: all of them when
+    /// recovered; past a reply cap, the newest that fit (`recovered` false); else none.
+    /// For a gap fill: a page from `since + 1` on, which may end before `offset`
+    /// (read the next page from its last offset).
     public var publications: [Publication]
     public init(offset: UInt64, epoch: String, recovered: Bool, publications: [Publication]) {
         self.offset = offset
@@ -245,15 +250,30 @@ public final class ChannelHub {
         case .gapFill:
             guard state.filling else { return [] }
             state.filling = false
+            let before = state.lastOffset ?? 0
             if result.recovered && result.epoch == state.epoch {
                 for p in result.publications where p.offset > (state.lastOffset ?? 0) {
                     state.lastOffset = p.offset
                     actions.append(contentsOf: deliver(channel, state, p))
                 }
+                if state.lastOffset == before && before < result.offset {
+                    // "Recovered" yet nothing to fill the gap with: it can never close in order.
+                    actions.append(contentsOf: resyncAll(channel, state))
+                    adopt(state, result)
+                }
             } else {
                 actions.append(contentsOf: resyncAll(channel, state))
                 adopt(state, result)
             }
+            actions.append(contentsOf: drainBuffered(channel, state))
+            // Reads are capped per reply (history.max_reply_bytes, max_recover), so a long
+            // gap comes in pages. After a Redis reconnect no newer message may come to
+            // notice what is still missing: read the next page now.
+            if !state.filling, let last = state.lastOffset, last < result.offset {
+                state.filling = true
+                actions.append(.read(channel, since: StreamPosition(offset: last, epoch: state.epoch), purpose: .gapFill))
+            }
+            return actions
         case .subscriber(let conn, let request):
             guard let sub = state.subscribers[conn], let pending = sub.pending, pending.request == request else {
                 return []

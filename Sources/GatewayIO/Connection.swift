@@ -8,10 +8,15 @@ public final class WSConnection {
     let wsi: OpaquePointer
     unowned let loop: EventLoop
     public var context: AnyObject?
+    /// Bytes of pushes queued: what `maxQueue` limits.
     public private(set) var queuedBytes = 0
+    /// Bytes of replies queued: never a reason to close (PROTOCOL.md 4.1).
+    public private(set) var replyBytes = 0
+    /// Reading paused because replies piled up unread.
+    private var readPaused = false
     public private(set) var isClosing = false
     public private(set) var peerAddress = ""
-    private var queue = FIFO<Payload>()
+    private var queue = FIFO<(payload: Payload, isReply: Bool)>()
     private var closeCode: UInt16 = 0
     private var closeReason = ""
     var rxAssembly: [UInt8] = []
@@ -32,11 +37,23 @@ public final class WSConnection {
 
     /// Queues bytes shared with other subscribers. Returns false if the connection
     /// was closed for falling behind (4008) by this call.
+    /// Only pushes count toward `maxQueue`: 4008 is for pushes piling up unread. A reply
+    /// (`isReply`) never closes the connection, however large; while more than `maxQueue`
+    /// bytes of replies wait unread, the client's further commands are not read (TCP
+    /// back-pressure) so a client that never reads cannot grow the queue without bound.
     @discardableResult
-    public func send(_ payload: Payload) -> Bool {
+    public func send(_ payload: Payload, isReply: Bool = false) -> Bool {
         guard !isClosing else { return false }
         if queue.isEmpty { lws_callback_on_writable(wsi) }
-        queue.append(payload)
+        queue.append((payload, isReply))
+        if isReply {
+            replyBytes += payload.bytes.count + 1
+            if replyBytes > maxQueue && !readPaused {
+                readPaused = true
+                lws_rx_flow_control(wsi, 0)
+            }
+            return true
+        }
         queuedBytes += payload.bytes.count + 1
         if queuedBytes > maxQueue {
             close(code: 4008, reason: "too slow to read", flush: false)
@@ -45,7 +62,12 @@ public final class WSConnection {
         return true
     }
 
-    public func send(_ bytes: [UInt8]) { send(Payload(bytes)) }
+    /// A reply or error for this connection alone (pushes go through `send(_: Payload)`).
+    public func send(_ bytes: [UInt8], isReply: Bool = true) { send(Payload(bytes), isReply: isReply) }
+
+    private func unqueued(_ entry: (payload: Payload, isReply: Bool)) {
+        if entry.isReply { replyBytes -= entry.payload.bytes.count + 1 } else { queuedBytes -= entry.payload.bytes.count + 1 }
+    }
 
     /// Sends a close frame with `code` after what is already queued (an error reply
     /// explaining the close goes out first), or at once with `flush: false` for a
@@ -58,6 +80,7 @@ public final class WSConnection {
         if !flush {
             queue.removeAll()
             queuedBytes = 0
+            replyBytes = 0
         }
         lws_set_timeout(wsi, PENDING_TIMEOUT_CLOSE_SEND, 2)
         lws_callback_on_writable(wsi)
@@ -116,23 +139,27 @@ public final class WSConnection {
             return -1
         }
         guard let first = queue.popFirst() else { return 0 }
-        var length = first.bytes.count
+        var length = first.payload.bytes.count
         let pre = Int(clws_pre)
         loop.ensureScratch(length)
         var out = loop.writeScratch + pre
-        first.bytes.withUnsafeBytes { out.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
-        queuedBytes -= first.bytes.count + 1
-        while let next = queue.peek(), length + 1 + next.bytes.count <= loop.writeScratchCapacity {
+        first.payload.bytes.withUnsafeBytes { out.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+        unqueued(first)
+        while let next = queue.peek(), length + 1 + next.payload.bytes.count <= loop.writeScratchCapacity {
             _ = queue.popFirst()
             out = loop.writeScratch + pre + length
             out.storeBytes(of: UInt8(ascii: "\n"), as: UInt8.self)
-            next.bytes.withUnsafeBytes { (out + 1).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
-            length += 1 + next.bytes.count
-            queuedBytes -= next.bytes.count + 1
+            next.payload.bytes.withUnsafeBytes { (out + 1).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+            length += 1 + next.payload.bytes.count
+            unqueued(next)
         }
         let start = (loop.writeScratch + pre).assumingMemoryBound(to: UInt8.self)
         if lws_write(wsi, start, length, LWS_WRITE_TEXT) < length { return -1 }
         framesSent += 1
+        if readPaused && replyBytes <= maxQueue / 2 && !isClosing {
+            readPaused = false
+            lws_rx_flow_control(wsi, 1)
+        }
         if !queue.isEmpty || isClosing { lws_callback_on_writable(wsi) }
         return 0
     }

@@ -111,23 +111,28 @@ extension Node {
         }
     }
 
+    /// The newest page that fits `history.max_reply_bytes` and `history.max_recover`, with
+    /// `"truncated":true` when those caps (not `limit`) left publications out.
     private func history(_ client: Client, _ id: Int64, _ channel: Channel, since: StreamPosition?, limit: Int) {
-        let args: [RedisArgument] = [since.map { String($0.offset) } ?? "", since?.epoch ?? "", limit]
+        let args: [RedisArgument] = [since.map { String($0.offset) } ?? "", since?.epoch ?? "", limit,
+                                     replyPublicationBytes, options.historyMaxRecover]
         redis.eval(Scripts.history, keys: [Keys.meta(channel), Keys.log(channel)], args: args) { [weak self] reply in
             guard let self, self.clients[client.conn.id] === client else { return }
-            guard let items = reply.array, items.count >= 2, let offset = items[0].int, let epoch = items[1].text else {
+            guard let items = reply.array, items.count >= 3, let offset = items[0].int, let epoch = items[1].text,
+                  let truncated = items[2].int else {
                 self.reply(client, id, error: self.storageError(reply), op: "history")
                 return
             }
             var pubs: [[UInt8]] = []
-            var i = 3
+            var i = 4
             while i < items.count {
                 if let bytes = items[i].bytes { pubs.append(bytes) }
                 i += 2
             }
             self.count(op: "history", "ok")
-            client.conn.send(ReplyEncoder.okWithPublications(
-                id: id, fields: [("offset", .int(offset)), ("epoch", .string(epoch))], publications: pubs))
+            var fields: [(String, JSON)] = [("offset", .int(offset)), ("epoch", .string(epoch))]
+            if truncated == 1 { fields.append(("truncated", .bool(true))) }
+            client.conn.send(ReplyEncoder.okWithPublications(id: id, fields: fields, publications: pubs), isReply: true)
         }
     }
 

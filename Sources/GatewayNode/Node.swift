@@ -154,9 +154,18 @@ public final class Node: ServerDelegate {
         }
     }
 
+    /// Bytes of publications one history or recovery reply may carry: `history.max_reply_bytes`
+    /// less room for the rest of the reply (id, connect fields, offset, epoch, flags), so the
+    /// whole reply stays within the cap.
+    var replyPublicationBytes: Int {
+        max(0, options.historyMaxReplyBytes - 512 - 6 * options.nodeName.utf8.count)
+    }
+
     private func read(_ channel: Channel, since: StreamPosition?, purpose: ReadPurpose) {
+        // A subscriber's recovery answers the newest that fit; a gap fill reads oldest first in pages.
+        let mode = purpose == .gapFill ? "page" : "recover"
         let args: [RedisArgument] = [since.map { String($0.offset) } ?? "", since?.epoch ?? "", newEpoch(),
-                                     options.historyTTLSeconds]
+                                     options.historyTTLSeconds, mode, replyPublicationBytes, options.historyMaxRecover]
         redis.eval(Scripts.read, keys: [Keys.meta(channel), Keys.log(channel)], args: args) { [weak self] reply in
             guard let self else { return }
             guard let result = Self.parseRead(reply) else {
@@ -205,7 +214,7 @@ public final class Node: ServerDelegate {
         fields += [("channel", .string(channel.description)), ("offset", .int(Int64(result.offset))),
                    ("epoch", .string(result.epoch)), ("recovered", .bool(result.recovered))]
         client.conn.send(ReplyEncoder.okWithPublications(id: request, fields: fields,
-                                                         publications: result.publications.map(\.payload.bytes)))
+                                                         publications: result.publications.map(\.payload.bytes)), isReply: true)
     }
 
     // MARK: ServerDelegate

@@ -610,6 +610,63 @@ final class ChannelHubTests: XCTestCase {
         assertActs(hub.message(g1, pub(3, "e9")), [d(3, "e9", to: [1])])
     }
 
+    // MARK: Reply caps (history.max_reply_bytes, history.max_recover)
+
+    /// After a Redis reconnect nothing new may arrive to re-trigger a fill, so a capped
+    /// page that ends before the channel's offset must be followed by the next read.
+    func testReconnectGapFillLongerThanOnePageReadsOnUntilCaughtUp() {
+        activate(g1, [1, 2], at: 10)
+        hub.redisDisconnected()
+        assertActs(hub.redisConnected(), [.sub(g1)])
+        assertActs(hub.redisSubscribed(g1), [.read(g1, since: pos(10), purpose: .gapFill)])
+        assertActs(hub.readCompleted(g1, purpose: .gapFill, result(20, recovered: true, pubs: [11, 12, 13])), [
+            d(11, to: [1, 2]), d(12, to: [1, 2]), d(13, to: [1, 2]), .read(g1, since: pos(13), purpose: .gapFill),
+        ])
+        // Newer publications wait for the fill, in order.
+        assertActs(hub.message(g1, pub(21)), [])
+        assertActs(hub.readCompleted(g1, purpose: .gapFill, result(20, recovered: true, pubs: [14, 15, 16, 17])), [
+            d(14, to: [1, 2]), d(15, to: [1, 2]), d(16, to: [1, 2]), d(17, to: [1, 2]), .read(g1, since: pos(17), purpose: .gapFill),
+        ])
+        assertActs(hub.readCompleted(g1, purpose: .gapFill, result(21, recovered: true, pubs: [18, 19, 20, 21])), [
+            d(18, to: [1, 2]), d(19, to: [1, 2]), d(20, to: [1, 2]), d(21, to: [1, 2]),
+        ])
+        assertActs(hub.message(g1, pub(22)), [d(22, to: [1, 2])])
+    }
+
+    func testGapFillPagedWhileLiveMessagesArriveKeepsOrder() {
+        activate(g1, [1], at: 10)
+        assertActs(hub.message(g1, pub(16)), [.read(g1, since: pos(10), purpose: .gapFill)])
+        assertActs(hub.message(g1, pub(17)), [])
+        assertActs(hub.readCompleted(g1, purpose: .gapFill, result(16, recovered: true, pubs: [11, 12])), [
+            d(11, to: [1]), d(12, to: [1]), .read(g1, since: pos(12), purpose: .gapFill),
+        ])
+        // The held live messages close the rest of the gap: no further read.
+        assertActs(hub.readCompleted(g1, purpose: .gapFill, result(17, recovered: true, pubs: [13, 14, 15])), [
+            d(13, to: [1]), d(14, to: [1]), d(15, to: [1]), d(16, to: [1]), d(17, to: [1]),
+        ])
+        assertActs(hub.message(g1, pub(18)), [d(18, to: [1])])
+    }
+
+    /// A fill that says "recovered" yet brings nothing while the channel is ahead can never
+    /// close the gap: subscribers resync (1001) instead of the node reading forever.
+    func testGapFillPageWithoutProgressResyncs() {
+        activate(g1, [1], at: 10)
+        assertActs(hub.message(g1, pub(15)), [.read(g1, since: pos(10), purpose: .gapFill)])
+        assertActs(hub.readCompleted(g1, purpose: .gapFill, result(15, recovered: true, pubs: [])), [.resync(1, g1)])
+        assertActs(hub.message(g1, pub(16)), [d(16, to: [1])])
+    }
+
+    /// Recovery past a cap: `recovered: false` with the newest page that fit; the
+    /// subscriber then continues live from the channel's offset.
+    func testCappedRecoveryPassesNewestPageThroughAndContinuesLive() {
+        activate(g1, [1], at: 20)
+        assertActs(hub.subscribe(2, to: g1, since: pos(2), request: 7), [.read(g1, since: pos(2), purpose: .subscriber(2, request: 7))])
+        assertActs(hub.message(g1, pub(21)), [d(21, to: [1])])
+        assertActs(hub.readCompleted(g1, purpose: .subscriber(2, request: 7), result(20, recovered: false, pubs: [18, 19, 20])),
+                   [ok(2, 7, g1, 20, recovered: false, pubs: [18, 19, 20]), d(21, to: [2])])
+        assertActs(hub.message(g1, pub(22)), [d(22, to: [1, 2])])
+    }
+
     func testUnsubscribeWhileRedisAwayForgetsChannelOnReconnect() {
         activate(g1, [1], at: 10)
         hub.redisDisconnected()

@@ -419,8 +419,10 @@ final class BrowserTests: IntegrationCase {
     /// server puts the pushes it held during the subscribe right after it, in the same frame:
     /// handling that reply later than the pushes after it loses the recovered ones.
     func testClientKeepsEveryPublicationOfABusyChannelAcrossReconnects() throws {
-        // History long enough for the node's restart: the test is about the client, not trimming.
-        let env = ["GATEWAY_HISTORY_PRODUCT_SIZE": "100000"]
+        // History long enough for the node's restart, and recovery replies large enough for all
+        // it missed (history.max_recover, max_reply_bytes): the test is about the client, not caps.
+        let env = ["GATEWAY_HISTORY_PRODUCT_SIZE": "100000", "GATEWAY_HISTORY_MAX_RECOVER": "100000",
+                   "GATEWAY_HISTORY_MAX_REPLY_BYTES": "16777216"]
         let a = try startNode("a", env: env)
         let b = try startNode("b", env: env)
         try createProduct(b, "p-busy")
@@ -622,6 +624,60 @@ final class BrowserTests: IntegrationCase {
         XCTAssertEqual(result["sockets"]?.intValue, 3, "\(result)")
         XCTAssertEqual(result["attempt"]?.intValue, 2, "short-lived connections do not reset the backoff: \(result)")
         XCTAssertEqual(result["state"]?.stringValue, "open", "\(result)")
+    }
+
+    /// The issue: 20 publications of 60 KB missed while away. The resuming client used to be
+    /// closed with 4008 by its own connect reply and to reconnect with the same `since` forever.
+    /// Now it is answered `recovered: false` with the newest page that fits: one `resync`, the
+    /// page as pushes, and the connection stays.
+    func testClientResumingPastTheReplyCapResyncsOnceAndStaysOpen() throws {
+        let a = try startNode("a")
+        let b = try startNode("b")
+        let page = try openClientPage(a, "big")
+        try page.evaluate("""
+            (async () => {
+              const t = window.t;
+              t.connected = 0;
+              t.client = t.watch(new t.m.GatewayClient(t.url, { token: \(BrowserPage.literal(token("wren"))),
+                backoff: { base: 50, cap: 400 } }));
+              t.client.addEventListener('connected', () => t.connected++);
+              t.client.connect();
+              return true })()
+            """)
+        try page.waitFor("window.t.client.state === 'open'", "the client open")
+        XCTAssertEqual(try publish(b, "user:wren", 1), 1)
+        try page.waitFor("(window.t.client.position('user:wren') || {}).offset === 1", "the client at offset 1")
+
+        a.signal(SIGKILL)
+        XCTAssertNotNil(a.waitExit(), "node a did not die")
+        try page.waitFor("window.t.client.state === 'reconnecting'", "the client to notice the dead node")
+        let blob = String(repeating: "x", count: 60_000)
+        for n in 2...21 {
+            let r = try b.http("POST", "/api/v1/publish", body: #"{"channel":"user:wren","type":"big.note","data":{"n":\#(n),"b":"\#(blob)"}}"#)
+            XCTAssertEqual(r.status, 200, r.text)
+        }
+        try a.start()
+        try page.waitFor("window.t.client.state === 'open' && window.t.connected === 2", "the client back on node a", timeout: 40)
+        try page.evaluate("window.t.sleep(1500).then(() => true)") // a reconnect loop would show now
+        let result = try page.evaluate("""
+            (() => { const t = window.t;
+              return { state: t.client.state, connected: t.connected,
+                       resyncs: t.resyncs.map((r) => r.channel + ' ' + r.since.offset + '->' + r.offset),
+                       offsets: t.pushes.filter((p) => p.channel === 'user:wren').map((p) => p.offset),
+                       position: (t.client.position('user:wren') || {}).offset } })()
+            """)
+        XCTAssertEqual(result["state"]?.stringValue, "open", "\(result)")
+        XCTAssertEqual(result["connected"]?.intValue, 2, "one reconnect, no loop: \(result)")
+        XCTAssertEqual(result["resyncs"]?.arrayValue?.compactMap(\.stringValue), ["user:wren 1->21"], "\(result)")
+        XCTAssertEqual(result["position"]?.intValue, 21, "\(result)")
+        let offsets = result["offsets"]?.arrayValue?.compactMap(\.intValue) ?? []
+        XCTAssertEqual(offsets.first, 1, "\(result)")
+        let newest = Array(offsets.dropFirst())
+        XCTAssertFalse(newest.isEmpty, "the newest page that fits: \(result)")
+        XCTAssertLessThan(newest.count, 20, "\(result)")
+        XCTAssertEqual(newest, Array(Int64(22 - newest.count)...21), "the newest page, in order: \(result)")
+        XCTAssertEqual(try publish(b, "user:wren", 22), 22)
+        try page.waitFor("(window.t.client.position('user:wren') || {}).offset === 22", "a live push after the resync")
     }
 }
 

@@ -13,8 +13,13 @@
 // publication is lost, drops duplicates by offset, and honours the close codes.
 //
 // Events: state, connected, disconnected, reconnect_scheduled, closed (for good), push and
-// one per push type, resync (history could not fill a gap: reload what you show of that
-// channel), subscribe_error, error.
+// one per push type, resync (history could not fill a gap, or what was missed is more than
+// one reply may carry: reload what you show of that channel; the newest publications the
+// reply did carry follow as push events), subscribe_error, error.
+//
+// `command('history', ...)` answers at most `history.max_reply_bytes`: a page with
+// `truncated: true` is the newest that fit, and older ones can be asked for with `since`
+// and a smaller `limit`.
 
 /** Close codes after which reconnecting cannot help (PROTOCOL.md 2.6; 1009 is a client bug). */
 const FINAL_CLOSE_CODES = new Set([1009, 4002, 4010, 4011]);
@@ -250,7 +255,9 @@ export class GatewayClient extends EventTarget {
     const channel = ok.channel;
     const before = this.positions.get(channel);
     if (before && !ok.recovered) {
-      // History could not fill the gap: the app should reload what it shows of this channel.
+      // History could not fill the gap (trimmed, new epoch, or more than one reply may carry):
+      // the app should reload what it shows of this channel. Publications the reply still
+      // carries (the newest that fit) are pushed below, and the position moves to ok.offset.
       this.positions.delete(channel);
       this._emit('resync', { channel, offset: ok.offset, epoch: ok.epoch, since: before });
     }
