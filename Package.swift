@@ -32,7 +32,7 @@ let package = Package(
         .target(name: "CProcess"),
 
         // Pure code: no I/O.
-        .target(name: "GatewayProtocol"),
+        .target(name: "GatewayProtocol", exclude: ["PROTOCOL.md"]),
         .target(name: "GatewayCrypto", dependencies: ["COpenSSL"]),
         .target(name: "GatewayAuth", dependencies: ["GatewayProtocol", "GatewayCrypto"]),
         .target(name: "GatewayCore", dependencies: ["GatewayProtocol"]),
