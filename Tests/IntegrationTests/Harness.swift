@@ -106,6 +106,10 @@ final class GatewayNodeProcess {
     let extraArguments: [String]
     /// With `--dev`: a throwaway folder for `redis.data_dir`, so the dev secrets file lands there, not in the repo.
     private let devDir: URL?
+    /// `--redis` when not `redis://127.0.0.1:<redisPort>` (credentials, db, unix socket).
+    private let redisURL: String?
+    /// False: `start()` returns once the process runs, without waiting for `/readyz`.
+    private let waitReady: Bool
     private(set) var process: Process?
     let logURL: URL
 
@@ -113,8 +117,10 @@ final class GatewayNodeProcess {
     ///   environment are still the ones used.
     /// - Parameter launcher: a command that runs the gateway, e.g. `["/usr/bin/prlimit", "--nofile=160:160"]`.
     init(name: String, redisPort: Int, env: [String: String] = [:], dev: Bool = false, arguments: [String] = [],
-         launcher: [String] = []) throws {
+         launcher: [String] = [], redisURL: String? = nil, waitReady: Bool = true) throws {
         self.launcher = launcher
+        self.redisURL = redisURL
+        self.waitReady = waitReady
         self.name = name
         self.redisPort = redisPort
         self.extraEnv = env
@@ -128,7 +134,7 @@ final class GatewayNodeProcess {
     func start() throws {
         let p = Process()
         p.executableURL = launcher.first.map { URL(fileURLWithPath: $0) } ?? executable("gateway")
-        p.arguments = launcher.dropFirst() + (launcher.isEmpty ? [] : [executable("gateway").path]) + ["serve", "--port", String(port), "--node", name, "--redis", "redis://127.0.0.1:\(redisPort)",
+        p.arguments = launcher.dropFirst() + (launcher.isEmpty ? [] : [executable("gateway").path]) + ["serve", "--port", String(port), "--node", name, "--redis", redisURL ?? "redis://127.0.0.1:\(redisPort)",
                        "--config", Self.configPath] + extraArguments
         var env = ProcessInfo.processInfo.environment
         if let devDir { env["GATEWAY_REDIS_DATA_DIR"] = devDir.appendingPathComponent("redis").path }
@@ -145,6 +151,7 @@ final class GatewayNodeProcess {
         p.standardError = log
         try p.run()
         process = p
+        guard waitReady else { return }
         try waitUntil(timeout: 15, "gateway \(name) ready") {
             (try? http("GET", "/readyz"))?.status == 200
         }
