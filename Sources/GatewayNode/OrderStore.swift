@@ -13,28 +13,6 @@ struct CommerceSnapshot {
     var stock: Int
 }
 
-/// How long the order core's lookup keys live (ms). Each lives as long as what it points
-/// to can still be used through it, plus a grace, so none piles up forever.
-struct KeyRetention: Equatable {
-    /// Idempotency keys: a retry of the create can come until the order could no longer be
-    /// paid (its TTL plus the payment grace), and for at least a day.
-    var idempotencyMs: Int64
-    /// Gift codes: payable for `orders.ttl_s`, then claimable for `gifts.ttl_s`, plus the grace
-    /// (a late claim then still answers `gone` rather than `not_found`).
-    var giftCodeMs: Int64
-    /// Pay codes: payable for `friendpay.ttl_s`, plus the grace.
-    var payCodeMs: Int64
-
-    static let day: Int64 = 86_400_000
-
-    init(_ times: CommerceTimes) {
-        let grace = times.paymentGrace
-        idempotencyMs = max(Self.day, max(times.orderTTL, times.friendpayTTL) + grace)
-        giftCodeMs = times.orderTTL + times.giftTTL + grace
-        payCodeMs = times.friendpayTTL + grace
-    }
-}
-
 /// Applies order-core decisions to Redis: reads a snapshot, lets the pure rules
 /// decide, applies the decision in one Lua script guarded by versions, and decides
 /// again on a conflict. This is the only place that knows the commerce key layout.

@@ -18,7 +18,7 @@ struct RedisLinkConfig {
     }
 }
 
-/// What the node makes of `CONFIG GET maxmemory-policy` at start-up (pure, tested).
+/// What the node makes of `CONFIG GET maxmemory-policy` at start-up.
 enum EvictionPolicyCheck: Equatable {
     case ok
     /// Redis may evict keys: orders, keys and history could vanish silently.
