@@ -220,8 +220,17 @@ public final class RedisConnection {
         isConnected = false
         closing = true
         guard let ac = context else { return }
+        guard !inConnectCallback else {
+            // hiredis goes on using the context after the connect callback returns: free it
+            // on the next loop turn instead.
+            loop.schedule(afterMs: 0) { [self] in if let ac = context { redisAsyncFree(ac) } }
+            return
+        }
         redisAsyncFree(ac)
     }
+
+    /// Inside `onConnect`, which hiredis does not guard against a free from inside it.
+    private var inConnectCallback = false
 
     /// Old name of `close()`: pending replies are not awaited (nothing may be left to read them).
     public func disconnect() { close() }
@@ -288,7 +297,9 @@ public final class RedisConnection {
         }
         if closing { return }
         isConnected = true
+        inConnectCallback = true
         onConnect?(self)
+        inConnectCallback = false
     }
 
     fileprivate func disconnected(status: Int32) {
