@@ -162,10 +162,6 @@ final class RedisLinkTests: IntegrationCase {
         // Pushes flow again on the connection that lived through the fault.
         try publish(node, "product:p1", 99, type: "after.fault")
         XCTAssertNotNil(push(session, "after.fault", timeout: 10), "\(what): pushes flow again")
-        // The timer sweep still runs: an unpaid order is canceled after orders.ttl_s.
-        let created = try order(node, #"{"buyer":"u3","product":"p1"}"#)
-        let id = try XCTUnwrap(created["id"]?.stringValue)
-        try waitUntil(timeout: 15, "\(what): unpaid order canceled by its timer") { status(node, order: id) == "canceled" }
         // The old connections are closed: no descriptor stays behind.
         usleep(500_000)
         do {
@@ -178,6 +174,10 @@ final class RedisLinkTests: IntegrationCase {
         usleep(2_000_000)
         let used = node.cpuSeconds() - before
         XCTAssertLessThan(used, 0.3, "\(what): the idle node used \(used) s of CPU in 2 s")
+        // The timer sweep still runs: an unpaid order is canceled after orders.ttl_s.
+        let created = try order(node, #"{"buyer":"u3","product":"p1"}"#)
+        let id = try XCTUnwrap(created["id"]?.stringValue)
+        try waitUntil(timeout: 15, "\(what): unpaid order canceled by its timer") { status(node, order: id) == "canceled" }
         XCTAssertTrue(node.process?.isRunning ?? false, "\(what): the node is still running")
     }
 
