@@ -188,6 +188,7 @@ public final class RedisConnection {
             fail(message)
             return
         }
+        if case .tcp = endpoint { _ = chiredis_keepalive(ac) }
         let dupfd = dup(chiredis_fd(ac))
         guard dupfd >= 0, let vhost = loop.vhost,
               let wsi = lws_adopt_descriptor_vhost(vhost, LWS_ADOPT_RAW_FILE_DESC, clws_filefd(dupfd),
