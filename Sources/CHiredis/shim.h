@@ -22,6 +22,14 @@ static inline void chiredis_attach(redisAsyncContext *ac, void *data,
 static inline int chiredis_fd(redisAsyncContext *ac) { return ac->c.fd; }
 static inline int chiredis_err(redisAsyncContext *ac) { return ac->err; }
 static inline const char *chiredis_errstr(redisAsyncContext *ac) { return ac->errstr; }
+/// The connection's own error text: set before hiredis copies it to `ac->errstr`
+/// (a failed connect reports through the connect callback before that copy).
+static inline const char *chiredis_conn_errstr(redisAsyncContext *ac) { return ac->c.errstr; }
+
+/// TCP keepalive on the connection's socket (idle 15 s, then probes): a Redis that vanished
+/// without a reset (host gone, partition) turns into a socket error, so pending callbacks
+/// fail instead of waiting forever.
+static inline int chiredis_keepalive(redisAsyncContext *ac) { return redisEnableKeepAlive(&ac->c); }
 
 /// Sends a command given as an argv of binary-safe strings.
 static inline int chiredis_command_argv(redisAsyncContext *ac, redisCallbackFn *fn, void *privdata,

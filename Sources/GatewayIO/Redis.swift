@@ -121,31 +121,64 @@ func rawDescriptorCallback(_ wsi: OpaquePointer?, _ reason: lws_callback_reasons
     }
 }
 
+/// Where a Redis server listens.
+public enum RedisEndpoint: Sendable, Equatable, CustomStringConvertible {
+    case tcp(host: String, port: Int)
+    case unix(path: String)
+
+    public var description: String {
+        switch self {
+        case .tcp(let host, let port): host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
+        case .unix(let path): "unix://\(path)"
+        }
+    }
+}
+
 /// One hiredis async connection driven by the lws loop. Commands pipeline; replies
 /// come back on the loop thread in order. Pub/sub messages go to `onMessage`.
+///
+/// Lifetime: hiredis owns the context until it frees it (`cleanup` is the one hook it
+/// always calls, exactly once, right before `redisFree`). Until then this object keeps
+/// itself alive and its descriptor adopted in the loop, so replies are still read and
+/// every pending callback runs exactly once — with the reply, or `.disconnected` when
+/// the context is freed. Dropping the last outside reference never strands a context.
 public final class RedisConnection {
-    public let host: String
-    public let port: Int
+    public let endpoint: RedisEndpoint
     unowned let loop: EventLoop
     private var context: UnsafeMutablePointer<redisAsyncContext>?
     private var raw: RawDescriptor?
+    /// Set while hiredis holds a context pointing at us; released a loop turn after it freed it.
+    private var keepAlive: RedisConnection?
     public private(set) var isConnected = false
+    /// `close()` was called: no new commands, the context is on its way out.
+    private var closing = false
     public var onConnect: ((RedisConnection) -> Void)?
     public var onDisconnect: ((RedisConnection, String) -> Void)?
     /// Pub/sub deliveries: kind (`message`, `subscribe`, `unsubscribe`), channel, payload.
     public var onPubSub: ((String, [UInt8], [UInt8]) -> Void)?
     private var lastError = ""
 
-    public init(loop: EventLoop, host: String, port: Int) {
+    public init(loop: EventLoop, endpoint: RedisEndpoint) {
         self.loop = loop
-        self.host = host
-        self.port = port
+        self.endpoint = endpoint
     }
+
+    public convenience init(loop: EventLoop, host: String, port: Int) {
+        self.init(loop: loop, endpoint: .tcp(host: host, port: port))
+    }
+
+    /// True while hiredis still holds a context of this connection (tests, metrics).
+    public var hasContext: Bool { context != nil }
 
     /// Starts a non-blocking connect; `onConnect` or `onDisconnect` follows.
     public func connect() {
-        guard context == nil else { return }
-        guard let ac = redisAsyncConnect(host, Int32(port)) else {
+        guard context == nil, !closing else { return }
+        let made: UnsafeMutablePointer<redisAsyncContext>?
+        switch endpoint {
+        case .tcp(let host, let port): made = redisAsyncConnect(host, Int32(port))
+        case .unix(let path): made = redisAsyncConnectUnix(path)
+        }
+        guard let ac = made else {
             fail("out of memory")
             return
         }
@@ -155,19 +188,20 @@ public final class RedisConnection {
             fail(message)
             return
         }
-        context = ac
-        ac.pointee.data = Unmanaged.passUnretained(self).toOpaque()
+        if case .tcp = endpoint { _ = chiredis_keepalive(ac) }
         let dupfd = dup(chiredis_fd(ac))
-        let raw = RawDescriptor(owner: self)
-        guard let vhost = loop.vhost,
+        guard dupfd >= 0, let vhost = loop.vhost,
               let wsi = lws_adopt_descriptor_vhost(vhost, LWS_ADOPT_RAW_FILE_DESC, clws_filefd(dupfd),
                                                    RawDescriptor.protocolName, nil) else {
-            close(dupfd)
-            context = nil
+            if dupfd >= 0 { Glibc.close(dupfd) }
             redisAsyncFree(ac)
             fail("could not adopt the Redis socket into the loop")
             return
         }
+        context = ac
+        keepAlive = self
+        ac.pointee.data = Unmanaged.passUnretained(self).toOpaque()
+        let raw = RawDescriptor(owner: self)
         raw.wsi = wsi
         if let slot = lws_wsi_user(wsi)?.assumingMemoryBound(to: UnsafeMutableRawPointer?.self) {
             slot.pointee = Unmanaged.passRetained(raw).toOpaque()
@@ -179,11 +213,28 @@ public final class RedisConnection {
         redisAsyncSetDisconnectCallback(ac, redisDisconnected)
     }
 
-    /// Closes the connection; pending callbacks get `.disconnected`.
-    public func disconnect() {
+    /// Closes the connection now: hiredis frees the context, every pending callback gets
+    /// `.disconnected` once, and both descriptors are closed. `onDisconnect` still fires
+    /// when it was connected (detach it first to ignore it). Safe inside a reply callback
+    /// of this connection (hiredis then frees it when the callback returns).
+    public func close() {
+        isConnected = false
+        closing = true
         guard let ac = context else { return }
-        redisAsyncDisconnect(ac)
+        guard !inConnectCallback else {
+            // hiredis goes on using the context after the connect callback returns: free it
+            // on the next loop turn instead.
+            loop.schedule(afterMs: 0) { [self] in if let ac = context { redisAsyncFree(ac) } }
+            return
+        }
+        redisAsyncFree(ac)
     }
+
+    /// Inside `onConnect`, which hiredis does not guard against a free from inside it.
+    private var inConnectCallback = false
+
+    /// Old name of `close()`: pending replies are not awaited (nothing may be left to read them).
+    public func disconnect() { close() }
 
     /// Sends a command; `callback` runs once with the reply (or `.disconnected`).
     public func send(_ args: [RedisArgument], _ callback: @escaping (RedisReply) -> Void) {
@@ -235,21 +286,27 @@ public final class RedisConnection {
 
     fileprivate func connected(status: Int32) {
         if status != REDIS_OK {
-            lastError = context.map { String(cString: chiredis_errstr($0)) } ?? "connect failed"
-            // hiredis frees the context after a failed connect; cleanup already ran.
+            if let ac = context { lastError = String(cString: chiredis_conn_errstr(ac)) }
+            if lastError.isEmpty { lastError = "connect failed" }
+            // hiredis frees the context right after this callback (`cleanup` follows), and
+            // this callback is not guarded against a free from inside it: forget the context
+            // so that `close()` from `onDisconnect` cannot free it twice.
             context = nil
-            fail(lastError)
+            isConnected = false
+            if !closing { onDisconnect?(self, lastError) }
             return
         }
+        if closing { return }
         isConnected = true
+        inConnectCallback = true
         onConnect?(self)
+        inConnectCallback = false
     }
 
     fileprivate func disconnected(status: Int32) {
-        if status != REDIS_OK, let ac = context { lastError = String(cString: chiredis_errstr(ac)) }
-        context = nil
         let wasConnected = isConnected
         isConnected = false
+        if status != REDIS_OK && lastError.isEmpty { lastError = "connection lost" }
         if wasConnected || !lastError.isEmpty { onDisconnect?(self, lastError.isEmpty ? "connection closed" : lastError) }
     }
 
@@ -262,13 +319,22 @@ public final class RedisConnection {
         if let wsi = raw?.wsi { lws_callback_on_writable(wsi) }
     }
 
+    /// hiredis is about to free the context and close its descriptor (called exactly once).
     fileprivate func cleanup() {
-        // hiredis is about to close its descriptor: retire lws' duplicate too.
+        if let ac = context, chiredis_err(ac) != 0 { lastError = String(cString: chiredis_errstr(ac)) }
+        // Retire lws' duplicate of the descriptor too.
         if let raw, let wsi = raw.wsi {
             raw.wsi = nil
             lws_set_timeout(wsi, PENDING_TIMEOUT_KILLED_BY_PARENT, LWS_TO_KILL_ASYNC)
         }
         raw = nil
+        context = nil
+        // hiredis still calls the disconnect callback with our pointer after this: let go
+        // of ourselves only once it is done with the context.
+        if let me = keepAlive {
+            keepAlive = nil
+            loop.schedule(afterMs: 0) { _ = me }
+        }
     }
 
     func handleRead() { if let ac = context { redisAsyncHandleRead(ac) } }
@@ -278,6 +344,12 @@ public final class RedisConnection {
     func descriptorClosed() {
         raw = nil
         if let ac = context { redisAsyncHandleRead(ac) }
+        // Still not freed (a hang-up hiredis did not see as one): nothing would drive it any more.
+        if let ac = context {
+            isConnected = false
+            lastError = lastError.isEmpty ? "connection lost" : lastError
+            redisAsyncFree(ac)
+        }
     }
 
     fileprivate func pubsubReply(_ reply: RedisReply) {

@@ -62,7 +62,10 @@ extension Node {
                     return self.fail(request, self.storageError(reply))
                 }
                 if added < 0 { return self.fail(request, .notFound("no product \(product)")) }
-                self.respond(request, 200, .object([("added", .int(added)), ("duplicates", .int(dup)), ("stock", .int(stock))]))
+                self.orderStore.confirmDurable { error in
+                    if let error { return self.fail(request, error) }
+                    self.respond(request, 200, .object([("added", .int(added)), ("duplicates", .int(dup)), ("stock", .int(stock))]))
+                }
             }
         }
     }
@@ -286,7 +289,7 @@ extension Node {
             redis.send(["ZREM", CommerceKeys.timers, member]) { _ in done() }
             return
         }
-        orderStore.run(.order, parts[1], decide: { s in
+        orderStore.run(.order, parts[1], durable: false, decide: { s in
             guard let order = s.order else { return .success(Decision()) }
             var d = self.orderRules.expire(order, kind, payment: s.payment, now: self.now)
             if !d.isEmpty { d.effects.append(.unschedule(order: order.id, kind)) }

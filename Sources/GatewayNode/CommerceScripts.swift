@@ -63,7 +63,7 @@ enum CommerceScripts {
       if o.t == 'hset' then
         redis.call('HSET', o.k, unpack(o.kv))
       elseif o.t == 'set' then
-        redis.call('SET', o.k, o.v)
+        if o.px then redis.call('SET', o.k, o.v, 'PX', o.px) else redis.call('SET', o.k, o.v) end
       elseif o.t == 'alloc' then
         local ids = redis.call('LPOP', o.stock, o.n)
         redis.call('HSET', o.order, 'keys', table.concat(ids, ','))

@@ -111,6 +111,8 @@ extension Node {
         presence[channel] = users
         if users[user] == 1 {
             redis.send(["ZADD", Keys.presence(channel), now + presenceTTLMs, "\(options.nodeName)|\(user)"]) { _ in }
+            // The set lives while some node renews it: dead nodes' entries cannot outlast it.
+            redis.send(["PEXPIRE", Keys.presence(channel), presenceTTLMs]) { _ in }
         }
     }
 
@@ -136,6 +138,7 @@ extension Node {
                 var args: [RedisArgument] = ["ZADD", Keys.presence(channel)]
                 for user in users.keys { args += [until, "\(self.options.nodeName)|\(user)"] }
                 self.redis.send(args) { _ in }
+                self.redis.send(["PEXPIRE", Keys.presence(channel), self.presenceTTLMs]) { _ in }
                 self.redis.send(["ZREMRANGEBYSCORE", Keys.presence(channel), "-inf", self.now]) { _ in }
             }
         }

@@ -7,12 +7,18 @@ enum CommunityScripts {
     local base = 'gw:{group:' .. ARGV[1] .. '}:'
     local t = redis.call('TIME')
     local now = t[1] * 1000 + math.floor(t[2] / 1000)
-    local untilMs = tonumber(redis.call('HGET', base .. 'muted', ARGV[2]) or '0')
+    local untilMs = tonumber(redis.call('GET', base .. 'mute:' .. ARGV[2]) or '0')
+    if untilMs == 0 then
+      -- Mutes written before they were keys of their own: honoured until they end, then dropped.
+      untilMs = tonumber(redis.call('HGET', base .. 'muted', ARGV[2]) or '0')
+      if untilMs > 0 and untilMs <= now then redis.call('HDEL', base .. 'muted', ARGV[2]) end
+    end
     if untilMs > now then return {-1, untilMs} end
     if ARGV[3] == '1' then
       local key = base .. 'rate:' .. ARGV[2]
       local n = redis.call('INCR', key)
-      if n == 1 then redis.call('PEXPIRE', key, ARGV[5]) end
+      -- Also when a window key somehow has no expiry: it would rate-limit forever.
+      if n == 1 or redis.call('PTTL', key) < 0 then redis.call('PEXPIRE', key, ARGV[5]) end
       if n > tonumber(ARGV[4]) then
         local ttl = redis.call('PTTL', key)
         if ttl < 0 then ttl = tonumber(ARGV[5]) end
@@ -41,11 +47,15 @@ enum CommunityScripts {
 
     /// Mute, unmute, or announce a deletion. ARGV: product, action, user, until ms,
     /// offset, history size, ttl, epoch. Returns 1, or 0 when the offset does not exist.
+    /// A mute is a key of its own (`mute:<user>`, value: until ms) that expires when the
+    /// mute ends, so ended mutes never pile up.
     static let moderate = Scripts.publishFunction + """
     local base = 'gw:{group:' .. ARGV[1] .. '}:'
     if ARGV[2] == 'mute' then
-      redis.call('HSET', base .. 'muted', ARGV[3], ARGV[4])
+      redis.call('SET', base .. 'mute:' .. ARGV[3], ARGV[4], 'PXAT', ARGV[4])
+      redis.call('HDEL', base .. 'muted', ARGV[3])
     elseif ARGV[2] == 'unmute' then
+      redis.call('DEL', base .. 'mute:' .. ARGV[3])
       redis.call('HDEL', base .. 'muted', ARGV[3])
     else
       local current = tonumber(redis.call('HGET', base .. 'meta', 'offset') or '0')
@@ -57,15 +67,31 @@ enum CommunityScripts {
     """
 
     /// ARGV: product, user, below ('' for none), now ms, ttl ms. Returns the price, or -1 without the product.
+    /// Watches end `ttl` after they were set: `watch:exp` (user by expiry) lets each new
+    /// watch drop up to 100 ended ones of the product, and every watch key of the product
+    /// and of the user lives as long as its newest watch, so nothing outlives the last one.
     static let watch = """
     local base = 'gw:{product:' .. ARGV[1] .. '}:'
     local price = redis.call('HGET', base .. 'info', 'price')
     if not price then return -1 end
+    local now, ttl = tonumber(ARGV[4]), tonumber(ARGV[5])
+    local ended = redis.call('ZRANGEBYSCORE', base .. 'watch:exp', '-inf', now, 'LIMIT', 0, 100)
+    for _, u in ipairs(ended) do
+      redis.call('ZREM', base .. 'watchers', u)
+      redis.call('HDEL', base .. 'watch', u)
+      redis.call('ZREM', base .. 'watch:exp', u)
+      redis.call('SREM', 'gw:{user:' .. u .. '}:watches', ARGV[1])
+    end
     local threshold = ARGV[3] ~= '' and ARGV[3] or price
-    local record = ARGV[3] .. '|' .. price .. '|||' .. (tonumber(ARGV[4]) + tonumber(ARGV[5]))
+    local record = ARGV[3] .. '|' .. price .. '|||' .. (now + ttl)
+    local mine = 'gw:{user:' .. ARGV[2] .. '}:watches'
     redis.call('ZADD', base .. 'watchers', threshold, ARGV[2])
     redis.call('HSET', base .. 'watch', ARGV[2], record)
-    redis.call('SADD', 'gw:{user:' .. ARGV[2] .. '}:watches', ARGV[1])
+    redis.call('ZADD', base .. 'watch:exp', now + ttl, ARGV[2])
+    redis.call('SADD', mine, ARGV[1])
+    for _, k in ipairs({base .. 'watchers', base .. 'watch', base .. 'watch:exp', mine}) do
+      if redis.call('PTTL', k) < ttl then redis.call('PEXPIRE', k, ttl) end
+    end
     return tonumber(price)
     """
 
@@ -73,6 +99,7 @@ enum CommunityScripts {
     static let unwatch = """
     redis.call('ZREM', 'gw:{product:' .. ARGV[1] .. '}:watchers', ARGV[2])
     redis.call('HDEL', 'gw:{product:' .. ARGV[1] .. '}:watch', ARGV[2])
+    redis.call('ZREM', 'gw:{product:' .. ARGV[1] .. '}:watch:exp', ARGV[2])
     redis.call('SREM', 'gw:{user:' .. ARGV[2] .. '}:watches', ARGV[1])
     return 1
     """

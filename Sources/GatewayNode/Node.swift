@@ -3,6 +3,7 @@ import CommunityCore
 import Foundation
 import GatewayAuth
 import GatewayCore
+import GatewayConfig
 import GatewayCrypto
 import GatewayIO
 import GatewayProtocol
@@ -49,12 +50,14 @@ public final class Node: ServerDelegate {
         self.options = options
         loop = EventLoop(options: ListenOptions(host: options.host, port: options.port, maxFrame: options.maxFrame,
                                                 maxBody: options.maxBody, pingSeconds: options.pingSeconds))
-        redis = RedisClient(loop: loop, host: options.redisHost, port: options.redisPort)
+        redis = RedisClient(loop: loop, config: Self.redisLink(options))
         verifier = TokenVerifier(secret: options.authSecret)
         orderRules = OrderRules(times: options.commerce)
         keyBox = SecretBox(key: options.keysSecret) ?? SecretBox(key: Array(repeating: 0, count: 32))!
         let sizes = (options.historyUserSize, options.historyGroupSize, options.historyProductSize)
-        orderStore = OrderStore(redis: redis, historyTTL: options.historyTTLSeconds, historySize: { kind in
+        orderStore = OrderStore(redis: redis, historyTTL: options.historyTTLSeconds,
+                                retention: KeyRetention(options.commerce), durability: options.durability,
+                                durabilityTimeoutMs: options.durabilityTimeoutMs, historySize: { kind in
             switch kind {
             case .user: sizes.0
             case .group: sizes.1
@@ -64,12 +67,23 @@ public final class Node: ServerDelegate {
         loop.delegate = self
     }
 
+    /// Why the node stopped on its own (a Redis it must not use); `run` throws it.
+    private var fatal: String?
+
     /// Listens, connects to Redis and serves until SIGTERM/SIGINT has drained the clients.
+    /// Throws when Redis turned out unusable (its eviction policy), so the process exits non-zero.
     public func run(onListening: (Int) -> Void = { _ in }) throws {
         try loop.start()
         onListening(loop.boundPort)
         redis.onReady = { [weak self] in self?.redisReady() }
         redis.onLost = { [weak self] reason in self?.redisLost(reason) }
+        redis.onProblem = { [weak self] problem in self?.log(problem) }
+        redis.onFatal = { [weak self] reason in
+            guard let self else { return }
+            self.log("refusing to run: \(reason)")
+            self.fatal = reason
+            self.loop.stop()
+        }
         redis.onPubSub = { [weak self] kind, channel, payload in self?.pubsub(kind, channel, payload) }
         redis.start()
         sweepTimers()
@@ -78,15 +92,30 @@ public final class Node: ServerDelegate {
         installSignalHandlers(loop)
         loop.run()
         redis.stop()
+        if let fatal { throw NodeStartError(description: fatal) }
     }
 
     // MARK: Redis
 
+    /// The link settings from the options: endpoint, credentials and db of `redis.url`.
+    static func redisLink(_ options: NodeOptions) -> RedisLinkConfig {
+        let endpoint: RedisEndpoint
+        switch options.redisEndpoint {
+        case .tcp(let host, let port): endpoint = .tcp(host: host, port: port)
+        case .unix(let path): endpoint = .unix(path: path)
+        }
+        return RedisLinkConfig(endpoint: endpoint, user: options.redisURL?.user, password: options.redisURL?.password,
+                               db: options.redisURL?.db ?? 0)
+    }
+
     private func redisReady() {
-        log("redis ready at \(options.redisHost):\(options.redisPort)")
+        log("redis ready at \(options.redisDescription)")
         execute(hub.redisConnected())
     }
 
+    /// Every command in flight has already been answered `.disconnected` (the old
+    /// connections are freed before this runs), so in-progress flags such as `sweeping`
+    /// were reset by their own callbacks.
     private func redisLost(_ reason: String) {
         log("redis lost: \(reason); reconnecting")
         hub.redisDisconnected()
@@ -349,3 +378,8 @@ private func installSignalHandlers(_ loop: EventLoop) {
 }
 
 nonisolated(unsafe) private var signalLoop: OpaquePointer?
+
+/// The node refused to run (see `Node.run`).
+public struct NodeStartError: Error, CustomStringConvertible {
+    public let description: String
+}

@@ -53,6 +53,14 @@ public struct NodeOptions: Sendable {
     public var redisURL: RedisURL?
     /// What acknowledged money writes wait for (`redis.durability`).
     public var durability: RedisDurability = .fsync
+    /// How long one `WAIT` for replicas may take before the write is answered 503.
+    public var durabilityTimeoutMs = 1_000
+
+    /// Where Redis is: the URL's endpoint when one was given, else `redisHost:redisPort`.
+    public var redisEndpoint: RedisURL.Endpoint { redisURL?.endpoint ?? .tcp(host: redisHost, port: redisPort) }
+
+    /// Host and port (or socket) for logs; never the password.
+    public var redisDescription: String { redisURL?.redacted ?? "\(redisHost):\(redisPort)" }
 
     public init(nodeName: String, host: String, port: Int, redisHost: String, redisPort: Int,
                 authSecret: String, shopKey: String, merchantKeys: [String: String],

@@ -1,4 +1,5 @@
 import Foundation
+import GatewayConfig
 import GatewayCrypto
 import GatewayIO
 import GatewayProtocol
@@ -20,11 +21,18 @@ final class OrderStore {
     let historySize: (Channel.Kind) -> Int
     let historyTTL: Int
     let newEpoch: () -> String
+    let retention: KeyRetention
+    let durability: RedisDurability
+    let durabilityTimeoutMs: Int
     static let maxAttempts = 12
 
-    init(redis: RedisClient, historyTTL: Int, historySize: @escaping (Channel.Kind) -> Int, newEpoch: @escaping () -> String) {
+    init(redis: RedisClient, historyTTL: Int, retention: KeyRetention, durability: RedisDurability = .fsync,
+         durabilityTimeoutMs: Int = 1_000, historySize: @escaping (Channel.Kind) -> Int, newEpoch: @escaping () -> String) {
         self.redis = redis
         self.historyTTL = historyTTL
+        self.retention = retention
+        self.durability = durability
+        self.durabilityTimeoutMs = durabilityTimeoutMs
         self.historySize = historySize
         self.newEpoch = newEpoch
     }
@@ -55,7 +63,9 @@ final class OrderStore {
 
     /// Load, decide, apply; again from the top when a precondition no longer holds.
     /// `done` gets the decision that was applied (possibly empty) and the snapshot it was made on.
-    func run(_ mode: LoadMode, _ id: String, attempt: Int = 1,
+    /// `durable`: an applied decision is answered only once `redis.durability` holds for it
+    /// (false for the timer sweep, which answers nobody).
+    func run(_ mode: LoadMode, _ id: String, attempt: Int = 1, durable: Bool = true,
              decide: @escaping (CommerceSnapshot) -> Result<Decision, GatewayError>,
              done: @escaping (Result<(Decision, CommerceSnapshot), GatewayError>) -> Void) {
         load(mode, id) { [weak self] loaded in
@@ -67,7 +77,7 @@ final class OrderStore {
                 case .failure(let e): done(.failure(e))
                 case .success(let decision) where decision.isEmpty: done(.success((decision, snapshot)))
                 case .success(let decision):
-                    self.apply(decision) { applied in
+                    self.apply(decision, durable: durable) { applied in
                         switch applied {
                         case .failure(let e): done(.failure(e))
                         case .success(true): done(.success((decision, snapshot)))
@@ -75,7 +85,7 @@ final class OrderStore {
                             guard attempt < Self.maxAttempts else {
                                 return done(.failure(GatewayError(.unavailable, "too much contention on this order, retry")))
                             }
-                            self.run(mode, id, attempt: attempt + 1, decide: decide, done: done)
+                            self.run(mode, id, attempt: attempt + 1, durable: durable, decide: decide, done: done)
                         }
                     }
                 }
@@ -84,15 +94,30 @@ final class OrderStore {
     }
 
     /// True when applied, false when a precondition failed (nothing was changed).
-    func apply(_ decision: Decision, _ done: @escaping (Result<Bool, GatewayError>) -> Void) {
+    func apply(_ decision: Decision, durable: Bool = true, _ done: @escaping (Result<Bool, GatewayError>) -> Void) {
         let program = JSON.object([("checks", .array(decision.preconditions.map(check))),
                                    ("ops", .array(decision.effects.map(op))),
                                    ("epoch", .string(newEpoch())), ("ttl", .int(Int64(historyTTL))),
                                    ("psize", .int(Int64(historySize(.product))))])
         redis.eval(CommerceScripts.apply, keys: [], args: [program.serialized()]) { [self] reply in
-            if reply.int == 1 { return done(.success(true)) }
+            if reply.int == 1 {
+                guard durable else { return done(.success(true)) }
+                return self.confirmDurable { error in done(error.map { .failure($0) } ?? .success(true)) }
+            }
             if let a = reply.array, a.first?.int == 0 { return done(.success(false)) }
             done(.failure(self.failure(reply, "store refused the change")))
+        }
+    }
+
+    /// With `redis.durability` `replicas:N`: WAIT until N replicas hold the writes answered
+    /// so far; nil when they do (or with `fsync`, where the server's AOF policy is the promise).
+    /// Fewer in time is 503 `unavailable` (temporary): the write stands on the primary and
+    /// every money call is safe to repeat (notify, claim, decline and refund are idempotent;
+    /// order creation with an `idempotency_key`).
+    func confirmDurable(_ done: @escaping (GatewayError?) -> Void) {
+        guard case .replicas(let n) = durability else { return done(nil) }
+        redis.awaitReplicas(n, timeoutMs: durabilityTimeoutMs) { acknowledged in
+            done(acknowledged ? nil : GatewayError(.unavailable, "written, but not confirmed by \(n) Redis replica\(n == 1 ? "" : "s") in time; retry", temporary: true))
         }
     }
 
@@ -158,11 +183,14 @@ final class OrderStore {
         case .unschedule(let order, let kind):
             return .object([("t", .string("zrem")), ("k", .string(CommerceKeys.timers)), ("m", .string("\(kind.rawValue):\(order)"))])
         case .indexIdempotency(let buyer, let key, let order):
-            return .object([("t", .string("set")), ("k", .string(CommerceKeys.idempotency(buyer, key))), ("v", .string(order))])
+            return .object([("t", .string("set")), ("k", .string(CommerceKeys.idempotency(buyer, key))), ("v", .string(order)),
+                            ("px", .int(retention.idempotencyMs))])
         case .indexGiftCode(let code, let order):
-            return .object([("t", .string("set")), ("k", .string(CommerceKeys.giftCode(code))), ("v", .string(order))])
+            return .object([("t", .string("set")), ("k", .string(CommerceKeys.giftCode(code))), ("v", .string(order)),
+                            ("px", .int(retention.giftCodeMs))])
         case .indexPayCode(let code, let order):
-            return .object([("t", .string("set")), ("k", .string(CommerceKeys.payCode(code))), ("v", .string(order))])
+            return .object([("t", .string("set")), ("k", .string(CommerceKeys.payCode(code))), ("v", .string(order)),
+                            ("px", .int(retention.payCodeMs))])
         case .push(let user, let type, let data):
             return .object([("t", .string("pub")), ("ch", .string("user:\(user)")), ("type", .string(type)),
                             ("data", .string(data.serialized())), ("size", .int(Int64(historySize(.user))))])

@@ -1,35 +1,87 @@
 import Foundation
 import GatewayIO
 
+/// How the node reaches Redis and what it says first on every connection.
+struct RedisLinkConfig {
+    var endpoint: RedisEndpoint
+    /// ACL user (Redis 6+); nil with a password means the default user.
+    var user: String?
+    var password: String?
+    var db: Int = 0
+
+    /// The commands sent, in order, before a connection counts as up.
+    var handshake: [[RedisArgument]] {
+        var out: [[RedisArgument]] = []
+        if let password { out.append(user.map { ["AUTH", $0, password] } ?? ["AUTH", password]) }
+        if db != 0 { out.append(["SELECT", db]) }
+        return out
+    }
+}
+
+/// What the node makes of `CONFIG GET maxmemory-policy` at start-up.
+enum EvictionPolicyCheck: Equatable {
+    case ok
+    /// Redis may evict keys: orders, keys and history could vanish silently.
+    case refuse(String)
+    /// CONFIG is renamed away or not allowed to this user: cannot know, go on.
+    case unknown(String)
+
+    init(_ reply: RedisReply) {
+        switch reply {
+        case .array(let items) where items.count >= 2:
+            let policy = items[1].text ?? ""
+            self = policy == "noeviction" ? .ok : .refuse(policy)
+        case .error(let message):
+            self = .unknown(message)
+        case .disconnected:
+            self = .unknown("connection lost")
+        default:
+            self = .unknown("unexpected reply \(reply)")
+        }
+    }
+}
+
 /// The node's two Redis connections — one pipelining commands and scripts, one for
 /// pub/sub — kept alive with jittered exponential backoff. Either dropping counts as
-/// Redis being away: both are closed and opened again together.
+/// Redis being away: both are closed (every pending reply fails at once) and opened
+/// again together. A connection counts as up after AUTH and SELECT have succeeded on
+/// it; the first time, the command connection also checks the eviction policy.
 final class RedisClient {
     let loop: EventLoop
-    let host: String
-    let port: Int
+    let config: RedisLinkConfig
     private(set) var commands: RedisConnection
     private(set) var subscriber: RedisConnection
     private(set) var isReady = false
+    /// Connections whose handshake has completed (by identity).
+    private var handshaken: Set<ObjectIdentifier> = []
     private var attempt = 0
     private var reconnectTimer: LoopTimer?
     private var stopped = false
     private var scriptSHA: [String: String] = [:]
+    /// The eviction policy has been checked (or could not be): not asked again.
+    private var policyChecked = false
+    /// Bumped on every (re)open: a WAIT only vouches for writes sent on its own connection.
+    private var generation = 0
 
     /// Both connections are up (again).
     var onReady: (() -> Void)?
-    /// Redis went away; in-flight commands fail on their own.
+    /// Redis went away; in-flight commands have already failed.
     var onLost: ((String) -> Void)?
+    /// A connection could not be made usable (refused, wrong password, bad db): the node
+    /// is not ready and retries; said once per distinct reason.
+    var onProblem: ((String) -> Void)?
+    /// Redis must not be used (eviction policy): the node should stop.
+    var onFatal: ((String) -> Void)?
     var onPubSub: ((String, [UInt8], [UInt8]) -> Void)?
     private(set) var reconnects = 0
     private(set) var lastRoundTrip: Double = 0
+    private var lastProblem = ""
 
-    init(loop: EventLoop, host: String, port: Int) {
+    init(loop: EventLoop, config: RedisLinkConfig) {
         self.loop = loop
-        self.host = host
-        self.port = port
-        commands = RedisConnection(loop: loop, host: host, port: port)
-        subscriber = RedisConnection(loop: loop, host: host, port: port)
+        self.config = config
+        commands = RedisConnection(loop: loop, endpoint: config.endpoint)
+        subscriber = RedisConnection(loop: loop, endpoint: config.endpoint)
     }
 
     func start() {
@@ -40,15 +92,17 @@ final class RedisClient {
     func stop() {
         stopped = true
         reconnectTimer?.cancel()
-        commands.disconnect()
-        subscriber.disconnect()
+        commands.close()
+        subscriber.close()
     }
 
     private func open() {
-        commands = RedisConnection(loop: loop, host: host, port: port)
-        subscriber = RedisConnection(loop: loop, host: host, port: port)
+        generation += 1
+        handshaken = []
+        commands = RedisConnection(loop: loop, endpoint: config.endpoint)
+        subscriber = RedisConnection(loop: loop, endpoint: config.endpoint)
         for conn in [commands, subscriber] {
-            conn.onConnect = { [weak self] _ in self?.connectionUp() }
+            conn.onConnect = { [weak self] c in self?.handshake(c) }
             conn.onDisconnect = { [weak self] c, reason in self?.connectionDown(c, reason) }
         }
         subscriber.onPubSub = { [weak self] kind, channel, payload in self?.onPubSub?(kind, channel, payload) }
@@ -56,10 +110,65 @@ final class RedisClient {
         subscriber.connect()
     }
 
+    /// AUTH, SELECT (and once the policy check) on a fresh connection, then it counts as up.
+    private func handshake(_ conn: RedisConnection) {
+        var steps = config.handshake
+        let checkPolicy = conn === commands && !policyChecked
+        if checkPolicy { steps.append(["CONFIG", "GET", "maxmemory-policy"]) }
+        runHandshake(conn, steps[...], checkPolicy: checkPolicy)
+    }
+
+    private func runHandshake(_ conn: RedisConnection, _ steps: ArraySlice<[RedisArgument]>, checkPolicy: Bool) {
+        guard conn === commands || conn === subscriber else { return }
+        guard let step = steps.first else {
+            handshaken.insert(ObjectIdentifier(conn))
+            connectionUp()
+            return
+        }
+        let isPolicy = checkPolicy && steps.count == 1
+        conn.send(step) { [weak self] reply in
+            guard let self, conn === self.commands || conn === self.subscriber else { return }
+            if isPolicy {
+                switch EvictionPolicyCheck(reply) {
+                case .ok:
+                    self.policyChecked = true
+                case .refuse(let policy):
+                    self.onFatal?("Redis maxmemory-policy is \(policy.isEmpty ? "unset" : policy); the gateway needs noeviction (an evicted order, key or history entry would vanish silently). Run CONFIG SET maxmemory-policy noeviction on \(self.config.endpoint) and start again")
+                    return
+                case .unknown(let why):
+                    if case .disconnected = reply { return self.failHandshake(conn, "connection lost during the handshake") }
+                    self.policyChecked = true
+                    self.onProblem?("warning: cannot check maxmemory-policy (\(why)); make sure it is noeviction")
+                }
+                return self.runHandshake(conn, steps.dropFirst(), checkPolicy: checkPolicy)
+            }
+            if case .error(let message) = reply {
+                let what = "\(step.first.map { String(decoding: $0.redisBytes, as: UTF8.self) } ?? "")"
+                let reason = what == "AUTH" ? "redis authentication failed (\(message)); check the user and password in redis.url"
+                    : "redis SELECT \(self.config.db) failed (\(message))"
+                return self.failHandshake(conn, reason)
+            }
+            if reply.isFailure { return self.failHandshake(conn, "connection lost during the handshake") }
+            self.runHandshake(conn, steps.dropFirst(), checkPolicy: checkPolicy)
+        }
+    }
+
+    private func failHandshake(_ conn: RedisConnection, _ reason: String) {
+        connectionDown(conn, reason)
+    }
+
+    private func report(_ problem: String) {
+        guard problem != lastProblem else { return }
+        lastProblem = problem
+        onProblem?(problem)
+    }
+
     private func connectionUp() {
-        guard commands.isConnected, subscriber.isConnected, !isReady else { return }
+        guard handshaken.contains(ObjectIdentifier(commands)), handshaken.contains(ObjectIdentifier(subscriber)),
+              !isReady, !stopped else { return }
         isReady = true
         attempt = 0
+        lastProblem = ""
         onReady?()
     }
 
@@ -67,14 +176,19 @@ final class RedisClient {
         guard conn === commands || conn === subscriber else { return }
         let wasReady = isReady
         isReady = false
-        // Detach both before closing so their callbacks do not schedule twice.
+        if !wasReady { report("redis at \(config.endpoint) not usable: \(reason); retrying") }
+        // Detach both, then close them: hiredis frees each context (now, or when the reply
+        // callback we may be in returns), every pending callback gets `.disconnected` once,
+        // and both descriptors are closed. Nothing is left waiting for replies nobody reads.
         let old = [commands, subscriber]
-        commands = RedisConnection(loop: loop, host: host, port: port)
-        subscriber = RedisConnection(loop: loop, host: host, port: port)
+        commands = RedisConnection(loop: loop, endpoint: config.endpoint)
+        subscriber = RedisConnection(loop: loop, endpoint: config.endpoint)
+        handshaken = []
         for c in old {
             c.onConnect = nil
             c.onDisconnect = nil
-            c.disconnect()
+            c.onPubSub = nil
+            c.close()
         }
         if wasReady { onLost?(reason) }
         scheduleReconnect()
@@ -107,6 +221,7 @@ final class RedisClient {
     }
 
     func send(_ args: [RedisArgument], _ callback: @escaping (RedisReply) -> Void) {
+        guard isReady else { return callback(.disconnected) }
         commands.send(args, callback)
     }
 
@@ -136,4 +251,41 @@ final class RedisClient {
 
     func subscribe(_ names: [String]) { subscriber.pubsub("SUBSCRIBE", names) }
     func unsubscribe(_ names: [String]) { subscriber.pubsub("UNSUBSCRIBE", names) }
+
+    // MARK: Replica acknowledgement (redis.durability replicas:N)
+
+    private struct Waiter {
+        let generation: Int
+        let done: (Bool) -> Void
+    }
+
+    /// Waiters whose write has been answered, for the next WAIT.
+    private var waitQueue: [Waiter] = []
+    private var waitInFlight = false
+
+    /// Calls `done(true)` once `replicas` replicas hold every write this node has had
+    /// answered so far, `done(false)` when fewer acknowledge within `timeoutMs` or the
+    /// connection changed. One WAIT is in flight at a time and covers every write answered
+    /// before it was sent: WAIT blocks the command connection, so they are batched.
+    func awaitReplicas(_ replicas: Int, timeoutMs: Int, _ done: @escaping (Bool) -> Void) {
+        waitQueue.append(Waiter(generation: generation, done: done))
+        if !waitInFlight { sendWait(replicas, timeoutMs) }
+    }
+
+    private func sendWait(_ replicas: Int, _ timeoutMs: Int) {
+        let batch = waitQueue
+        waitQueue = []
+        // A write answered on an earlier connection is not covered by a WAIT on this one.
+        let current = batch.filter { $0.generation == generation }
+        for stale in batch where stale.generation != generation { stale.done(false) }
+        guard !current.isEmpty else { return }
+        waitInFlight = true
+        send(["WAIT", replicas, timeoutMs]) { [weak self] reply in
+            guard let self else { return }
+            self.waitInFlight = false
+            let acknowledged = (reply.int ?? -1) >= Int64(replicas)
+            for waiter in current { waiter.done(acknowledged) }
+            if !self.waitQueue.isEmpty { self.sendWait(replicas, timeoutMs) }
+        }
+    }
 }

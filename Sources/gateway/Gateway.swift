@@ -79,12 +79,16 @@ struct Serve: ParsableCommand {
             let parsed = try RedisURL.parse(url).get()
             if parsed.tls { throw ValidationError("redis.url: rediss:// needs hiredis with TLS, and Debian's hiredis 0.14 has none; reach Redis over loopback, a unix socket or a TLS tunnel (stunnel) instead") }
             if parsed.cluster { throw ValidationError("redis.url: redis+cluster:// is not supported by this build yet; give one server as redis://host:port") }
-            guard case .tcp(let host, let port) = parsed.endpoint else {
-                throw ValidationError("redis.url: unix:// sockets are not supported by this build yet; use redis://host:port")
+            // The node connects to `parsed.endpoint` (NodeOptions.redisEndpoint); host/port stay for logs.
+            switch parsed.endpoint {
+            case .tcp(let host, let port): (redisHost, redisPort) = (host, port)
+            case .unix(let path): (redisHost, redisPort) = (path, 0)
             }
-            (redisHost, redisPort) = (host, port)
             redisURL = parsed
         } else {
+            if case .replicas = settings.redis.durabilityMode {
+                throw ValidationError("redis.durability \(settings.redis.durability) needs a Redis with replicas: give one with --redis; the private redis-server has none (it fsyncs every write instead)")
+            }
             let server = try PrivateRedis(dataDir: settings.redis.dataDir)
             try server.start()
             privateRedis = server

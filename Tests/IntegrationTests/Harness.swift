@@ -113,6 +113,10 @@ final class GatewayNodeProcess {
     let extraArguments: [String]
     /// With `--dev`: a throwaway folder for `redis.data_dir`, so the dev secrets file lands there, not in the repo.
     private let devDir: URL?
+    /// `--redis` when not `redis://127.0.0.1:<redisPort>` (credentials, db, unix socket).
+    private let redisURL: String?
+    /// False: `start()` returns once the process runs, without waiting for `/readyz`.
+    private let waitReady: Bool
     private(set) var process: Process?
     let logURL: URL
 
@@ -121,12 +125,14 @@ final class GatewayNodeProcess {
     /// - Parameter ownRedis: a folder for `serve --dev` with no `--redis`: the node runs its private
     ///   redis-server on `<folder>/redis` (`redisPort` is then unused).
     init(name: String, redisPort: Int, env: [String: String] = [:], dev: Bool = false, arguments: [String] = [],
-         launcher: [String] = [], ownRedis: URL? = nil) throws {
+         launcher: [String] = [], redisURL: String? = nil, waitReady: Bool = true, ownRedis: URL? = nil) throws {
         self.launcher = launcher
+        self.redisURL = redisURL
+        self.waitReady = waitReady
         self.name = name
         self.redisPort = redisPort
         self.extraEnv = env
-        self.extraArguments = (dev || ownRedis != nil ? ["--dev"] : []) + (ownRedis == nil ? ["--redis", "redis://127.0.0.1:\(redisPort)"] : []) + arguments
+        self.extraArguments = (dev || ownRedis != nil ? ["--dev"] : []) + (ownRedis == nil ? ["--redis", redisURL ?? "redis://127.0.0.1:\(redisPort)"] : []) + arguments
         devDir = ownRedis ?? (dev ? FileManager.default.temporaryDirectory.appendingPathComponent("gw-dev-\(UUID().uuidString.prefix(8))") : nil)
         port = freePort()
         logURL = FileManager.default.temporaryDirectory.appendingPathComponent("gw-\(name)-\(port).log")
@@ -158,6 +164,7 @@ final class GatewayNodeProcess {
         p.standardError = log
         try p.run()
         process = p
+        guard waitReady else { return }
         try waitUntil(timeout: 15, "gateway \(name) ready") {
             (try? http("GET", "/readyz"))?.status == 200
         }

@@ -1,0 +1,364 @@
+import Foundation
+import GatewayClient
+import GatewayProtocol
+import XCTest
+
+/// A redis-server started with the test's own arguments (debug commands, passwords, ACL
+/// users, a unix socket, replication, eviction policy), restartable on the same port.
+final class CustomRedis {
+    let port: Int
+    let dir: URL
+    let arguments: [String]
+    private(set) var process: Process?
+    var socketPath: String { dir.appendingPathComponent("redis.sock").path }
+    var logURL: URL { dir.appendingPathComponent("redis.log") }
+    /// redis-cli arguments that authenticate (for servers with a password).
+    var auth: [String] = []
+
+    init(_ arguments: [String] = [], auth: [String] = []) throws {
+        port = freePort()
+        self.arguments = arguments
+        self.auth = auth
+        dir = URL(fileURLWithPath: "/tmp").appendingPathComponent("gw-cr-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        try start()
+    }
+
+    private func readyLines() -> Int {
+        ((try? String(contentsOf: logURL, encoding: .utf8)) ?? "").components(separatedBy: "Ready to accept connections").count - 1
+    }
+
+    func start() throws {
+        let before = readyLines()
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/redis-server")
+        p.arguments = ["--port", String(port), "--bind", "127.0.0.1", "--dir", dir.path, "--save", "", "--appendonly", "yes",
+                       "--appendfsync", "always", "--enable-debug-command", "local", "--unixsocket", socketPath,
+                       "--unixsocketperm", "700", "--logfile", logURL.path] + arguments
+        try p.run()
+        process = p
+        try waitUntil(timeout: 10, "redis-server on \(port)") { readyLines() > before }
+    }
+
+    /// `redis-cli` against this server; `input` is fed on stdin (one command a line).
+    @discardableResult
+    func cli(_ args: [String], input: String? = nil, db: Int = 0) -> String {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/redis-cli")
+        p.arguments = ["-p", String(port), "-n", String(db), "--no-auth-warning"] + auth + args
+        let out = Pipe()
+        p.standardOutput = out
+        p.standardError = out
+        let inPipe = Pipe()
+        p.standardInput = inPipe
+        guard (try? p.run()) != nil else { return "" }
+        if let input { inPipe.fileHandleForWriting.write(Data(input.utf8)) }
+        try? inPipe.fileHandleForWriting.close()
+        let data = out.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    func waitExited(timeout: Double = 10) {
+        guard let p = process else { return }
+        let deadline = Date().addingTimeInterval(timeout)
+        while p.isRunning && Date() < deadline { usleep(20_000) }
+        process = nil
+    }
+
+    func stop() {
+        guard let p = process else { return }
+        p.terminate()
+        p.waitUntilExit()
+        process = nil
+    }
+
+    deinit {
+        stop()
+        try? FileManager.default.removeItem(at: dir)
+    }
+}
+
+extension GatewayNodeProcess {
+    var pid: Int32 { process?.processIdentifier ?? -1 }
+
+    /// Open descriptors of the node process.
+    func descriptorCount() -> Int {
+        (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd").count) ?? -1
+    }
+
+    /// User plus system CPU time the node process has used, in seconds.
+    func cpuSeconds() -> Double {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let close = stat.lastIndex(of: ")") else { return -1 }
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        // After "pid (comm)": state is field 3, utime 14, stime 15.
+        guard fields.count > 12, let utime = Double(fields[11]), let stime = Double(fields[12]) else { return -1 }
+        return (utime + stime) / Double(sysconf(Int32(_SC_CLK_TCK)))
+    }
+}
+
+/// A flag a loader thread polls.
+final class StopFlag: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value = false
+    var isSet: Bool { lock.withLock { value } }
+    func set() { lock.withLock { value = true } }
+}
+
+/// The node's link to Redis: connection faults (killed connections, restarts, a stalled
+/// server), credentials, databases, unix sockets, replica durability, the eviction policy
+/// check and the TTL of every transient key.
+final class RedisLinkTests: IntegrationCase {
+    /// These tests start their own servers (`CustomRedis`), not the harness' default one.
+    override func setUpWithError() throws {}
+
+    private func startNode(_ name: String, on server: CustomRedis, env: [String: String] = [:], url: String? = nil,
+                           waitReady: Bool = true) throws -> GatewayNodeProcess {
+        let node = try GatewayNodeProcess(name: name, redisPort: server.port, env: env, redisURL: url, waitReady: waitReady)
+        nodes.append(node)
+        return node
+    }
+
+    private func status(_ node: GatewayNodeProcess, order id: String) -> String? {
+        (try? node.http("GET", "/api/v1/orders/\(id)"))?.json?["status"]?.stringValue
+    }
+
+    // MARK: Connection faults
+
+    /// Runs `fault` against a node with pushes flowing, a loader publishing over HTTP and the
+    /// timer sweep running, then checks that the node is whole again: ready, pushes flow,
+    /// an unpaid order is still canceled by its timer, descriptors back to where they were,
+    /// and the loop idle (not spinning on a dead descriptor).
+    private func assertRecovers(from what: String, _ fault: (CustomRedis) throws -> Void) throws {
+        let server = try CustomRedis()
+        let node = try startNode("n1", on: server, env: ["GATEWAY_ORDERS_TTL_S": "1"])
+        try createProduct(node, "p1")
+        _ = try uploadKeys(node, "p1", ["K-1", "K-2", "K-3"])
+        let (session, _) = try open(node, "u1")
+        XCTAssertNotNil(try session.command("subscribe", [("channel", .string("product:p1"))])["ok"])
+        // Let HTTP sockets of the set-up close before counting.
+        usleep(1_500_000)
+        let baseline = node.descriptorCount()
+        XCTAssertGreaterThan(baseline, 0)
+
+        let stop = StopFlag()
+        let loaderDone = DispatchSemaphore(value: 0)
+        let port = node.port
+        Thread.detachNewThread {
+            while !stop.isSet {
+                _ = try? httpRequest(port: port, "POST", "/api/v1/publish",
+                                     body: Array(#"{"channel":"product:p1","type":"load.note","data":{}}"#.utf8), key: TestSecrets.shopKey)
+            }
+            loaderDone.signal()
+        }
+        usleep(300_000)
+        try fault(server)
+        try waitUntil(timeout: 20, "\(what): ready again") { (try? node.http("GET", "/readyz"))?.status == 200 }
+        usleep(500_000)
+        stop.set()
+        loaderDone.wait()
+
+        // Pushes flow again on the connection that lived through the fault.
+        try publish(node, "product:p1", 99, type: "after.fault")
+        XCTAssertNotNil(push(session, "after.fault", timeout: 10), "\(what): pushes flow again")
+        // The old connections are closed: no descriptor stays behind.
+        usleep(500_000)
+        do {
+            try waitUntil(timeout: 10, "\(what): descriptors back to \(baseline)") { node.descriptorCount() <= baseline }
+        } catch {
+            XCTFail("\(what): \(node.descriptorCount()) descriptors open, \(baseline) before the fault")
+        }
+        // And the loop is idle, not spinning on a descriptor nobody reads.
+        let before = node.cpuSeconds()
+        usleep(2_000_000)
+        let used = node.cpuSeconds() - before
+        XCTAssertLessThan(used, 0.3, "\(what): the idle node used \(used) s of CPU in 2 s")
+        // The timer sweep still runs: an unpaid order is canceled after orders.ttl_s.
+        let created = try order(node, #"{"buyer":"u3","product":"p1"}"#)
+        let id = try XCTUnwrap(created["id"]?.stringValue)
+        try waitUntil(timeout: 15, "\(what): unpaid order canceled by its timer") { status(node, order: id) == "canceled" }
+        XCTAssertTrue(node.process?.isRunning ?? false, "\(what): the node is still running")
+    }
+
+    /// The pub/sub connection dies while commands (the timer sweep, publishes) wait for
+    /// replies on the command connection: Redis sleeps, kills pub/sub clients, sleeps again.
+    func testPubSubConnectionKilledWhileCommandsPending() throws {
+        try assertRecovers(from: "CLIENT KILL TYPE pubsub") { server in
+            let out = server.cli([], input: "MULTI\nDEBUG SLEEP 0.5\nCLIENT KILL TYPE pubsub\nDEBUG SLEEP 0.5\nEXEC\n")
+            XCTAssertTrue(out.contains("QUEUED"), out)
+        }
+    }
+
+    func testCommandConnectionKilledWhileCommandsPending() throws {
+        try assertRecovers(from: "CLIENT KILL TYPE normal") { server in
+            let out = server.cli([], input: "MULTI\nDEBUG SLEEP 0.5\nCLIENT KILL TYPE normal SKIPME yes\nDEBUG SLEEP 0.5\nEXEC\n")
+            XCTAssertTrue(out.contains("QUEUED"), out)
+        }
+    }
+
+    func testRedisShutdownAndRestartOnTheSamePort() throws {
+        try assertRecovers(from: "SHUTDOWN NOSAVE and restart") { server in
+            server.cli(["SHUTDOWN", "NOSAVE"])
+            server.waitExited()
+            usleep(500_000)
+            try server.start()
+        }
+    }
+
+    func testRedisStalledByDebugSleep() throws {
+        try assertRecovers(from: "DEBUG SLEEP 2") { server in
+            XCTAssertEqual(server.cli(["DEBUG", "SLEEP", "2"]), "OK")
+        }
+    }
+
+    // MARK: redis.url
+
+    private static let aclServer = ["--user", "alice", "on", ">alice-pw", "~*", "&*", "+@all", "--requirepass", "default-pw"]
+
+    /// An ACL user with a password and db 3: AUTH and SELECT on both connections, keys in db 3.
+    func testACLUserPasswordAndDatabase() throws {
+        let server = try CustomRedis(Self.aclServer, auth: ["--user", "alice", "--pass", "alice-pw"])
+        let node = try startNode("n1", on: server, url: "redis://alice:alice-pw@127.0.0.1:\(server.port)/3")
+        try createProduct(node, "p1")
+        let (session, _) = try open(node, "u1")
+        XCTAssertNotNil(try session.command("subscribe", [("channel", .string("product:p1"))])["ok"])
+        try publish(node, "product:p1", 1)
+        XCTAssertEqual(session.nextPush()?["offset"]?.intValue, 1, "pub/sub authenticated too")
+        XCTAssertEqual(server.cli(["EXISTS", "gw:{product:p1}:info"], db: 3), "1", "keys land in db 3")
+        XCTAssertEqual(server.cli(["EXISTS", "gw:{product:p1}:info"], db: 0), "0", "nothing in db 0")
+        XCTAssertFalse(node.log().contains("alice-pw"), "the password is never logged")
+
+        // The default user by password alone, same db: sees the same product.
+        let other = try startNode("n2", on: server, url: "redis://:default-pw@127.0.0.1:\(server.port)/3")
+        XCTAssertEqual(try product(other, "p1")["id"]?.stringValue, "p1")
+
+        // Credentials are sent again after a reconnect.
+        server.cli(["CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes"])
+        usleep(300_000)
+        try waitUntil(timeout: 15, "ready after the kill") { (try? node.http("GET", "/readyz"))?.status == 200 }
+        try createProduct(node, "p2")
+        XCTAssertEqual(server.cli(["EXISTS", "gw:{product:p2}:info"], db: 3), "1")
+    }
+
+    /// A wrong password: /readyz 503 with a clear log line, the process keeps running and retrying.
+    func testWrongPasswordIsNotReadyAndSaysWhy() throws {
+        let server = try CustomRedis(Self.aclServer, auth: ["--user", "alice", "--pass", "alice-pw"])
+        let node = try startNode("n1", on: server, url: "redis://alice:not-the-pw@127.0.0.1:\(server.port)", waitReady: false)
+        try waitUntil(timeout: 15, "the node answers HTTP") { (try? node.http("GET", "/healthz")) != nil }
+        usleep(3_000_000)
+        XCTAssertEqual(try node.http("GET", "/readyz").status, 503)
+        XCTAssertTrue(node.process?.isRunning ?? false, "no crash")
+        let log = node.log()
+        XCTAssertTrue(log.contains("authentication failed"), log)
+        XCTAssertFalse(log.contains("not-the-pw"), "the password is never logged")
+    }
+
+    func testUnixSocketWithDatabase() throws {
+        let server = try CustomRedis()
+        let node = try startNode("n1", on: server, url: "unix://\(server.socketPath)?db=2")
+        try createProduct(node, "p1")
+        let (session, _) = try open(node, "u1")
+        XCTAssertNotNil(try session.command("subscribe", [("channel", .string("product:p1"))])["ok"])
+        try publish(node, "product:p1", 1)
+        XCTAssertEqual(session.nextPush()?["offset"]?.intValue, 1)
+        XCTAssertEqual(server.cli(["EXISTS", "gw:{product:p1}:info"], db: 2), "1")
+    }
+
+    // MARK: redis.durability
+
+    /// `replicas:1`: money writes are answered once a replica has them, and 503 `unavailable`
+    /// (temporary) when no replica acknowledges in time.
+    func testReplicaDurability() throws {
+        let master = try CustomRedis()
+        let replica = try CustomRedis(["--replicaof", "127.0.0.1", String(master.port)])
+        try waitUntil(timeout: 15, "replica in sync") {
+            master.cli(["INFO", "replication"]).contains("state=online")
+        }
+        let node = try startNode("n1", on: master, env: ["GATEWAY_REDIS_DURABILITY": "replicas:1"])
+        try createProduct(node, "p1")
+        _ = try uploadKeys(node, "p1", ["K-1", "K-2", "K-3"])
+        let bought = try buy(node, "u1", "p1")
+        XCTAssertEqual(bought["status"]?.stringValue, "delivered")
+        XCTAssertEqual(replica.cli(["HGET", "gw:{order:\(bought["id"]!.stringValue!)}:info", "status"]), "delivered",
+                       "the replica has the delivery")
+
+        replica.stop()
+        try waitUntil(timeout: 15, "replica gone") { master.cli(["INFO", "replication"]).contains("connected_slaves:0") }
+        let r = try node.http("POST", "/api/v1/orders", body: #"{"buyer":"u2","product":"p1"}"#)
+        XCTAssertEqual(r.status, 503, r.text)
+        XCTAssertEqual(r.json?["code"]?.stringValue ?? r.json?["error"]?["code"]?.stringValue, "unavailable", r.text)
+        let keys = try node.http("POST", "/api/v1/products/p1/keys", body: #"{"keys":["K-9"]}"#)
+        XCTAssertEqual(keys.status, 503, keys.text)
+    }
+
+    // MARK: maxmemory-policy
+
+    func testRefusesToStartUnlessNoeviction() throws {
+        let server = try CustomRedis(["--maxmemory-policy", "allkeys-lru"])
+        let node = try startNode("n1", on: server, waitReady: false)
+        let status = node.waitExit(timeout: 20)
+        XCTAssertNotNil(status, "the node stopped")
+        XCTAssertNotEqual(status ?? 0, 0, "with a non-zero status")
+        XCTAssertTrue(node.log().contains("maxmemory-policy"), node.log())
+
+        // CONFIG renamed away: a warning, and the node runs.
+        let hidden = try CustomRedis(["--rename-command", "CONFIG", ""])
+        let ok = try startNode("n2", on: hidden)
+        XCTAssertTrue(ok.log().contains("cannot check maxmemory-policy"), ok.log())
+    }
+
+    // MARK: Key hygiene
+
+    /// Every transient key gets a TTL (or goes away with what it belongs to): idempotency
+    /// keys, gift and pay codes, mutes, watches, presence of a dead node.
+    func testTransientKeysExpire() throws {
+        let server = try CustomRedis()
+        let env = ["GATEWAY_ORDERS_TTL_S": "1", "GATEWAY_GIFTS_TTL_S": "1", "GATEWAY_FRIENDPAY_TTL_S": "1",
+                   "GATEWAY_PAYMENTS_GRACE_S": "1", "GATEWAY_ALERTS_WATCH_TTL_S": "2", "GATEWAY_GROUPS_PRESENCE_TTL_S": "3"]
+        let a = try startNode("n1", on: server, env: env)
+        let b = try startNode("n2", on: server, env: env)
+        try createProduct(a, "p1")
+        _ = try uploadKeys(a, "p1", (0..<6).map { "K-\($0)" })
+        try buy(a, "u3", "p1")
+        _ = try order(a, #"{"buyer":"u1","product":"p1","idempotency_key":"idem-1"}"#)
+        let gift = try order(a, #"{"buyer":"u1","product":"p1","kind":"gift","gift":{"to":"u2"}}"#)
+        let giftPayment = try pay(a, gift["id"]!.stringValue!, payer: "u1")
+        XCTAssertEqual(try signedNotify(a, notifyBody(giftPayment)).status, 200)
+        _ = try order(a, #"{"buyer":"u1","product":"p1","kind":"friendpay","friendpay":{"to":"u2"}}"#)
+
+        let (merchant, _) = try open(a, "m1", role: .merchant, products: ["p1"])
+        XCTAssertNotNil(try merchant.command("moderate", [("channel", .string("group:p1")), ("action", .string("mute")),
+                                                         ("user", .string("u3")), ("seconds", .int(2))])["ok"])
+        let (watcher, _) = try open(a, "u1")
+        XCTAssertNotNil(try watcher.command("watch", [("product", .string("p1"))])["ok"])
+        // u3 is present in the group through n2, then n2 dies without cleaning up.
+        let (present, _) = try open(b, "u3")
+        XCTAssertNotNil(try present.command("subscribe", [("channel", .string("group:p1"))])["ok"])
+        usleep(300_000)
+        b.signal(SIGKILL)
+        _ = b.waitExit()
+
+        let transient = ["gw:idem:", "gw:giftcode:", "gw:paycode:", ":presence", ":mute", ":watches", ":watchers", ":watch"]
+        let keys = server.cli(["--scan"]).split(separator: "\n").map(String.init)
+        var seen: Set<String> = []
+        for key in keys {
+            guard let kind = transient.first(where: { key.contains($0) }) else { continue }
+            seen.insert(kind)
+            let ttl = server.cli(["PTTL", key])
+            XCTAssertNotEqual(ttl, "-1", "\(key) never expires")
+        }
+        for kind in ["gw:idem:", "gw:giftcode:", "gw:paycode:", ":presence", ":mute", ":watches"] {
+            XCTAssertTrue(seen.contains(kind), "a \(kind) key was written (\(keys))")
+        }
+
+        // Time passes: the short-lived ones are gone (the dead node's presence, the mute, the watch).
+        try waitUntil(timeout: 15, "presence, mutes and watches gone") {
+            let left = server.cli(["--scan"]).split(separator: "\n").filter {
+                $0.contains(":presence") || $0.contains(":mute") || $0.contains(":watch")
+            }
+            return left.isEmpty
+        }
+        XCTAssertNotNil(try watcher.command("watches")["ok"])
+    }
+}
