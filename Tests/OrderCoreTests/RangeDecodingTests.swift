@@ -46,4 +46,19 @@ final class RangeDecodingTests: XCTestCase {
         XCTAssertFalse(overflow)
         XCTAssertTrue(Ranges.amount.contains(most))
     }
+
+    /// An order whose amount a notify could not carry is refused when it is created, without
+    /// overflow, whatever price the product has in the store.
+    func testOrderAmountStaysInRange() throws {
+        let rules = Fx.rules
+        var product = Fx.product
+        product.price = 1_000_000_000_001
+        assertFailure(rules.create(Fx.request(quantity: 10), product: product, now: Fx.t0, fresh: Fx.fresh), .badRequest)
+        product.price = Ranges.price.upperBound
+        let order = try XCTUnwrap(try success(rules.create(Fx.request(quantity: 10), product: product, now: Fx.t0,
+                                                           fresh: Fx.fresh)).savedOrder)
+        XCTAssertEqual(order.amount, Ranges.amount.upperBound)
+        product.price = .max
+        assertFailure(rules.create(Fx.request(quantity: 10), product: product, now: Fx.t0, fresh: Fx.fresh), .badRequest)
+    }
 }
