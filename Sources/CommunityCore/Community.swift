@@ -86,8 +86,24 @@ public enum AlertRules {
     }
 }
 
-/// Group message rules that need no storage: links from buyers.
+/// Group message rules that need no storage: size of the text, links from buyers.
 public enum GroupRules {
+    public static let maxTextCharacters = CommandDecoder.maxTextLength
+
+    /// Text (already trimmed by the decoder) is 1 to 1000 characters AND at most `maxBytes`
+    /// (`groups.max_text_bytes`) UTF-8 bytes: one letter with thousands of combining marks
+    /// is a single character. `bad_request`, as the character rule always was; bytes are
+    /// checked first so a huge text costs no grapheme walk.
+    public static func textError(_ text: String, maxBytes: Int) -> GatewayError? {
+        guard text.utf8.count <= maxBytes else {
+            return .badRequest("\"text\" must be at most \(maxBytes) bytes of UTF-8")
+        }
+        guard (1...maxTextCharacters).contains(text.count) else {
+            return .badRequest("\"text\" must be 1 to \(maxTextCharacters) characters")
+        }
+        return nil
+    }
+
     /// `http://`, `https://` or `www.` anywhere, any case.
     public static func containsLink(_ text: String) -> Bool {
         let lower = text.lowercased()

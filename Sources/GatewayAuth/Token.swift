@@ -59,6 +59,8 @@ public enum TokenError: Error, Equatable, Sendable {
 enum TokenLimits {
     static let maxTokenBytes = 8192
     static let maxNameCharacters = 32
+    /// Characters alone do not bound size: one letter with combining marks is one character.
+    static let maxNameBytes = 128
     /// Claims are flat; deeper nesting is never legitimate.
     static let maxJSONDepth = 8
 }
@@ -109,7 +111,8 @@ public struct TokenVerifier: Sendable {
         } catch {
             throw .malformed("payload is not valid JSON")
         }
-        guard payload.objectValue != nil else { throw .malformed("payload is not a JSON object") }
+        guard let members = payload.objectValue else { throw .malformed("payload is not a JSON object") }
+        if Self.hasDuplicateKey(members) { throw .malformed("payload repeats a claim") }
 
         let claims = try Self.claims(from: payload)
         guard claims.exp > nowSeconds else { throw .expired }
@@ -123,7 +126,9 @@ public struct TokenVerifier: Sendable {
         } catch {
             throw .malformed("header is not valid JSON")
         }
-        guard header.objectValue != nil else { throw .malformed("header is not a JSON object") }
+        guard let members = header.objectValue else { throw .malformed("header is not a JSON object") }
+        // Which `alg` counts when there are two depends on the library: accept neither.
+        if Self.hasDuplicateKey(members) { throw .malformed("header repeats a member") }
         guard let alg = header["alg"]?.stringValue else { throw .malformed("header has no alg") }
         guard alg == "HS256" else { throw .unsupportedAlgorithm(alg) }
         if let typ = header["typ"] {
@@ -133,6 +138,13 @@ public struct TokenVerifier: Sendable {
         }
         // RFC 7515: extensions we do not understand must not be ignored.
         if header["crit"] != nil { throw .malformed("unsupported crit header") }
+    }
+
+    /// RFC 7515 4 / RFC 7519 4: member names must be unique; a parser may not just take one.
+    private static func hasDuplicateKey(_ members: [(String, JSON)]) -> Bool {
+        var seen = Set<String>(minimumCapacity: members.count)
+        for (key, _) in members where !seen.insert(key).inserted { return true }
+        return false
     }
 
     private static func claims(from payload: JSON) throws(TokenError) -> Claims {
@@ -187,6 +199,7 @@ public struct TokenVerifier: Sendable {
         var name: String? = nil
         if let value = payload["name"] {
             guard let s = value.stringValue else { throw .invalidClaim("name is not a string") }
+            guard s.utf8.count <= TokenLimits.maxNameBytes else { throw .invalidClaim("name longer than 128 bytes") }
             guard s.count <= TokenLimits.maxNameCharacters else { throw .invalidClaim("name longer than 32 characters") }
             name = s
         }

@@ -3,6 +3,7 @@ import Foundation
 import GatewayAuth
 import GatewayIO
 import GatewayProtocol
+import OrderCore
 
 /// Buyer groups, presence, moderation and price watches on the node.
 extension Node {
@@ -16,6 +17,8 @@ extension Node {
         let answer = answerer(client, id, op: op)
         switch command {
         case .publish(let channel, let text, let replyTo):
+            // The size rule needs `groups.max_text_bytes`, so it runs here, as early as the decoder's.
+            if let error = GroupRules.textError(text, maxBytes: options.maxTextBytes) { return answer(.failure(error)) }
             authorize(claims, channel, op: op) { error in
                 if let error { return answer(.failure(error)) }
                 self.groupPublish(claims, product: channel.id, text: text, replyTo: replyTo, answer)
@@ -35,7 +38,8 @@ extension Node {
             guard claims.products.contains(channel.id), claims.role == .merchant || (claims.role == .bot && claims.moderator) else {
                 return answer(.failure(.forbidden("only the product's merchant or a moderator bot may moderate")))
             }
-            let until = now + (seconds ?? 3600) * 1000
+            // `seconds` is within Ranges.moderateSeconds (decoder), so this cannot overflow.
+            let until = now + (seconds ?? Ranges.defaultMuteSeconds) * 1000
             let args: [RedisArgument] = [channel.id, action.rawValue, user ?? "", until, offset ?? 0,
                                          options.historyGroupSize, options.historyTTLSeconds, newEpoch()]
             redis.eval(CommunityScripts.moderate, keys: [], args: args) { reply in
@@ -149,9 +153,9 @@ extension Node {
     /// `PATCH /api/v1/products/{id}`: a lower price announces `product.price` and alerts watchers.
     func updateProduct(_ request: HTTPRequest, _ caller: APICaller, _ id: String, _ body: JSON) {
         var price = ""
-        if let p = body["price"], !p.isNull {
-            guard case .int(let v) = p, v >= 0 else { return fail(request, .badRequest("\"price\" must be a whole number of minor units, 0 or more")) }
-            price = String(v)
+        switch ProductPrice.decode(body["price"]) {
+        case .failure(let error): return fail(request, error)
+        case .success(let v): price = v.map { String($0) } ?? ""
         }
         var title = ""
         if let t = body["title"], !t.isNull {

@@ -66,7 +66,7 @@ public enum DecodedLine: Equatable, Sendable {
 
 /// Turns inbound frames into commands. Pure: no I/O, no state.
 public enum CommandDecoder {
-    public static let maxHistoryLimit = 500
+    public static let maxHistoryLimit = Int(Ranges.historyLimit.upperBound)
     public static let defaultHistoryLimit = 50
     public static let maxTextLength = 1000
 
@@ -145,18 +145,14 @@ public enum CommandDecoder {
                 }
                 return .success(.publish(channel, text: text, replyTo: try d.optionalOffset("reply_to")))
             case "history":
-                let limit = try f.optionalInt("limit") ?? Int64(defaultHistoryLimit)
-                guard (1...Int64(maxHistoryLimit)).contains(limit) else {
-                    throw GatewayError.badRequest("\"limit\" must be 1 to \(maxHistoryLimit)")
-                }
+                let limit = try f.optionalInt("limit", in: Ranges.historyLimit) ?? Int64(defaultHistoryLimit)
                 return .success(.history(try f.channel(), since: try f.since(), limit: Int(limit)))
             case "presence":
                 let channel = try f.channel()
                 guard channel.kind != .user else { throw GatewayError.badRequest("presence is for group: and product: channels") }
                 return .success(.presence(channel))
             case "watch":
-                let below = try f.optionalInt("below")
-                if let below, below <= 0 { throw GatewayError.badRequest("\"below\" must be a positive price in minor units") }
+                let below = try f.optionalInt("below", in: Ranges.below)
                 return .success(.watch(product: try f.id("product"), below: below))
             case "unwatch":
                 return .success(.unwatch(product: try f.id("product")))
@@ -178,13 +174,11 @@ public enum CommandDecoder {
                 }
                 let user = try f.optionalID("user")
                 let offset = try f.optionalOffset("offset")
-                let seconds = try f.optionalInt("seconds")
+                // Checked for every action: the node computes the mute deadline from it.
+                let seconds = try f.optionalInt("seconds", in: Ranges.moderateSeconds)
                 switch action {
                 case .mute, .unmute:
                     guard user != nil else { throw GatewayError.badRequest("\(raw) needs \"user\"") }
-                    if action == .mute, let seconds, seconds <= 0 {
-                        throw GatewayError.badRequest("\"seconds\" must be positive")
-                    }
                 case .delete:
                     guard offset != nil else { throw GatewayError.badRequest("delete needs \"offset\"") }
                 }
@@ -232,15 +226,19 @@ struct Fields {
         return v
     }
 
-    func optionalInt(_ key: String) throws -> Int64? {
+    /// An integer within its documented range (`Ranges`); fractions, exponents and numbers
+    /// beyond Int64 are not integers here.
+    func optionalInt(_ key: String, in range: ClosedRange<Int64>) throws -> Int64? {
         guard let v = json[key], !v.isNull else { return nil }
-        guard case .int(let i) = v else { throw GatewayError.badRequest("\"\(key)\" must be an integer") }
+        guard case .int(let i) = v, range.contains(i) else {
+            throw GatewayError.badRequest("\"\(key)\" must be an integer from \(range.lowerBound) to \(range.upperBound)")
+        }
         return i
     }
 
-    func optionalOffset(_ key: String) throws -> UInt64? {
-        guard let i = try optionalInt(key) else { return nil }
-        guard i >= 0 else { throw GatewayError.badRequest("\"\(key)\" must not be negative") }
+    /// A channel offset (from 1); `since.offset` passes `Ranges.sinceOffset` to allow 0.
+    func optionalOffset(_ key: String, in range: ClosedRange<Int64> = Ranges.offset) throws -> UInt64? {
+        guard let i = try optionalInt(key, in: range) else { return nil }
         return UInt64(i)
     }
 
@@ -256,7 +254,7 @@ struct Fields {
         guard let s = json["since"], !s.isNull else { return nil }
         guard s.objectValue != nil else { throw GatewayError.badRequest("\"since\" must be {offset, epoch}") }
         let f = Fields(s)
-        guard let offset = try f.optionalOffset("offset") else { throw GatewayError.badRequest("\"since.offset\" is required") }
+        guard let offset = try f.optionalOffset("offset", in: Ranges.sinceOffset) else { throw GatewayError.badRequest("\"since.offset\" is required") }
         let epoch = try f.string("epoch")
         guard epoch.utf8.count <= 64 else { throw GatewayError.badRequest("\"since.epoch\" is too long") }
         return StreamPosition(offset: offset, epoch: epoch)

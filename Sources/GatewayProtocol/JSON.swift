@@ -53,6 +53,11 @@ public struct JSONError: Error, Equatable, Sendable, CustomStringConvertible {
 // MARK: - Parsing
 
 extension JSON {
+    /// The parser recurses once per nesting level, so depth is its stack guard: no caller
+    /// may lift it past this, whatever `maxDepth` it passes (a few KiB of stack at -Onone,
+    /// well inside a 512 KiB thread stack).
+    public static let maxDepthCeiling = 128
+
     public static func parse(_ bytes: UnsafeRawBufferPointer, maxDepth: Int = 32) throws(JSONError) -> JSON {
         let result: Result<JSON, JSONError> = bytes.withMemoryRebound(to: UInt8.self) { buf in
             var parser = JSONParser(buf, maxDepth: maxDepth)
@@ -118,7 +123,7 @@ private struct JSONParser {
     init(_ buf: UnsafeBufferPointer<UInt8>, maxDepth: Int) {
         self.buf = buf
         self.end = buf.count
-        self.maxDepth = maxDepth
+        self.maxDepth = min(max(maxDepth, 0), JSON.maxDepthCeiling)
     }
 
     func error(_ message: String, at offset: Int? = nil) -> JSONError {

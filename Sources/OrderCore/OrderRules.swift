@@ -39,7 +39,9 @@ public struct OrderRules: Sendable {
     public func create(_ r: OrderRequest, product: Product?, now: Int64, fresh: FreshIDs) -> Result<Decision, GatewayError> {
         guard let product else { return .failure(.notFound("no product \(r.product)")) }
         let (amount, overflow) = product.price.multipliedReportingOverflow(by: Int64(r.quantity))
-        guard !overflow else { return .failure(.badRequest("amount too large")) }
+        // Within Ranges.amount too, so the payment notify for it is always a valid body
+        // (a product stored before prices had a range may cost more).
+        guard !overflow, Ranges.amount.contains(amount) else { return .failure(.badRequest("amount too large")) }
         let ttl = r.kind == .friendpay ? times.friendpayTTL : times.orderTTL
         var order = Order(id: fresh.order, kind: r.kind, buyer: r.buyer, owner: r.buyer, product: product.id,
                           title: product.title, quantity: r.quantity, amount: amount, currency: product.currency,

@@ -90,8 +90,8 @@ public struct PaymentNotify: Equatable, Sendable {
         guard let order = json["order"]?.stringValue, !order.isEmpty, order.utf8.count <= 128 else {
             return .failure(.badRequest("\"order\" is required"))
         }
-        guard case .int(let amount)? = json["amount"], amount >= 0 else {
-            return .failure(.badRequest("\"amount\" must be a whole number of minor units"))
+        guard case .int(let amount)? = json["amount"], Ranges.amount.contains(amount) else {
+            return .failure(.badRequest("\"amount\" must be a whole number of minor units, 0 to \(Ranges.amount.upperBound)"))
         }
         guard let currency = json["currency"]?.stringValue else { return .failure(.badRequest("\"currency\" is required")) }
         guard let s = json["status"]?.stringValue, let outcome = Outcome(rawValue: s) else {
@@ -101,5 +101,18 @@ public struct PaymentNotify: Equatable, Sendable {
         guard tradeNo.utf8.count <= 128 else { return .failure(.badRequest("\"trade_no\" is too long")) }
         return .success(PaymentNotify(payment: payment, order: order, amount: amount, currency: currency,
                                       outcome: outcome, tradeNo: tradeNo))
+    }
+}
+
+/// `price` of `POST /api/v1/products` and `PATCH /api/v1/products/{id}`: whole minor units
+/// within `Ranges.price`, so an order amount (price times quantity) stays a valid amount.
+public enum ProductPrice {
+    /// nil for absent or null (PATCH leaves the price alone).
+    public static func decode(_ value: JSON?) -> Result<Int64?, GatewayError> {
+        guard let value, !value.isNull else { return .success(nil) }
+        guard case .int(let price) = value, Ranges.price.contains(price) else {
+            return .failure(.badRequest("\"price\" must be a whole number of minor units, 0 to \(Ranges.price.upperBound)"))
+        }
+        return .success(price)
     }
 }
