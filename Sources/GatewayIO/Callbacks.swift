@@ -1,4 +1,5 @@
 import CLws
+import GatewayProtocol
 
 /// The per-session slot lws allocates for every wsi holds one retained Swift object.
 private func slot(_ user: UnsafeMutableRawPointer?) -> UnsafeMutablePointer<UnsafeMutableRawPointer?>? {
@@ -50,10 +51,52 @@ private func requestMethod(_ wsi: OpaquePointer) -> (HTTPRequest.Method, String)
     return nil
 }
 
-private func respondNow(_ request: HTTPRequest, _ status: Int, _ message: String, _ code: String) {
-    var body: [UInt8] = Array(#"{"error":{"code":""#.utf8) + Array(code.utf8) + Array(#"","message":""#.utf8)
-    body += Array(message.utf8) + Array(#""}}"#.utf8)
-    request.respond(status: status, body: body)
+/// Headers are in: framing, then the delegate's route and credential check, then the
+/// declared size, all before a byte of the body is read.
+private func httpHead(_ request: HTTPRequest, _ wsi: OpaquePointer, _ loop: EventLoop) {
+    let framing: HTTPFraming
+    switch HTTPFraming.of(contentLength: header(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH),
+                          transferEncoding: header(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING)) {
+    case .success(let f): framing = f
+    case .failure(let e): return request.refuse(status: 400, code: "bad_request", message: e.message)
+    }
+    let carriesBody = request.method == .POST || request.method == .PUT || request.method == .PATCH
+    // lws reads a body of unknown length only for these methods; elsewhere it would parse it as the next request.
+    if framing == .chunked && !carriesBody {
+        return request.refuse(status: 400, code: "bad_request", message: "a chunked body only with POST, PUT or PATCH")
+    }
+    // Without a length lws waits for 100 MiB after a POST: its idea of the end is wrong, so close after answering.
+    request.closeAfterResponse = framing == .chunked || (framing == .none && carriesBody)
+    guard let delegate = loop.delegate else { return request.refuse(status: 503, code: "unavailable", message: "shutting down") }
+    switch delegate.httpHead(request) {
+    case .refuse(let status, let code, let message):
+        request.refuse(status: status, code: code, message: message)
+    case .read(let limit):
+        request.intake = HTTPBodyIntake(framing: framing, limit: min(limit, loop.options.maxBody))
+        switch request.intake!.start {
+        case .more:
+            request.phase = .body
+            loop.httpDeadlines.body(request)
+        case let step:
+            httpStep(request, step, loop)
+        }
+    }
+}
+
+/// Acts on what the body intake decided.
+private func httpStep(_ request: HTTPRequest, _ step: HTTPBodyIntake.Step, _ loop: EventLoop) {
+    switch step {
+    case .more:
+        break
+    case .complete:
+        request.phase = .dispatched
+        loop.delegate?.httpRequest(request)
+    case .tooLarge:
+        let limit = request.intake?.limit ?? 0
+        request.refuse(status: 413, code: "too_large", message: "request body over \(limit) bytes")
+    case .malformed(let why):
+        request.refuse(status: 400, code: "bad_request", message: why)
+    }
 }
 
 /// The one callback for the gateway protocol: HTTP requests and WebSocket connections.
@@ -131,37 +174,21 @@ func gatewayCallback(_ wsi: OpaquePointer?, _ reason: lws_callback_reasons, _ us
                                   authorization: header(wsi, WSI_TOKEN_HTTP_AUTHORIZATION),
                                   signature: customHeader(wsi, "x-signature:"), wsi: wsi)
         store(request, in: user)
-        let length = Int(header(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH) ?? "0") ?? -1
-        if length < 0 {
-            respondNow(request, 400, "bad Content-Length", "bad_request")
-            return 0
-        }
-        if length > loop.options.maxBody {
-            request.bodyTooLarge = true
-            respondNow(request, 413, "request body over \(loop.options.maxBody) bytes", "too_large")
-            return 0
-        }
-        if length > 0 && (method == .POST || method == .PATCH || method == .PUT) {
-            request.expectedBody = length
-            request.body.reserveCapacity(length)
-            return 0
-        }
-        loop.delegate?.httpRequest(request)
+        httpHead(request, wsi, loop)
         return 0
 
     case LWS_CALLBACK_HTTP_BODY:
-        guard let request = load(user, as: HTTPRequest.self), !request.bodyTooLarge else { return 0 }
-        if request.body.count + len > loop.options.maxBody {
-            request.bodyTooLarge = true
-            respondNow(request, 413, "request body over \(loop.options.maxBody) bytes", "too_large")
-            return 0
-        }
-        request.body.append(contentsOf: UnsafeRawBufferPointer(start: input, count: len))
+        // After an early answer the rest of the body is dropped as it comes, never kept.
+        guard let request = load(user, as: HTTPRequest.self), request.phase == .body, request.intake != nil else { return 0 }
+        // lws restarts its own body timer on every piece: a trickle is cut here.
+        if monotonicSeconds() >= request.deadline { return -1 }
+        httpStep(request, request.intake!.feed(UnsafeRawBufferPointer(start: input, count: len)), loop)
         return 0
 
     case LWS_CALLBACK_HTTP_BODY_COMPLETION:
-        guard let request = load(user, as: HTTPRequest.self), !request.bodyTooLarge else { return 0 }
-        loop.delegate?.httpRequest(request)
+        // lws saw its idea of the end (the Content-Length); the intake has normally said so first.
+        guard let request = load(user, as: HTTPRequest.self), request.phase == .body else { return 0 }
+        request.refuse(status: 400, code: "bad_request", message: "the body ended early")
         return 0
 
     case LWS_CALLBACK_HTTP_WRITEABLE:
@@ -170,10 +197,17 @@ func gatewayCallback(_ wsi: OpaquePointer?, _ reason: lws_callback_reasons, _ us
 
     case LWS_CALLBACK_CLOSED_HTTP, LWS_CALLBACK_HTTP_DROP_PROTOCOL:
         if let request = load(user, as: HTTPRequest.self) {
-            request.wsi = nil
+            request.closed()
             clear(user)
         }
         return 0
+
+    case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
+        // Only WebSocket: an h2c upgrade would take the connection past these HTTP/1 checks.
+        if let up = input.map({ String(cString: $0.assumingMemoryBound(to: CChar.self)) }), up.lowercased() != "websocket" {
+            return -1
+        }
+        return lws_callback_http_dummy(wsi, reason, user, input, len)
 
     case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
         loop.delegate?.loopWoken()
