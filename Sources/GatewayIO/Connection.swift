@@ -274,6 +274,10 @@ public final class HTTPRequest {
         return 0
     }
 
+    /// When lws first reported the end of the body; it reports it again while input past
+    /// this request waits in its buffer.
+    var firstCompletion: Double?
+
     /// lws closed the connection.
     func closed() {
         wsi = nil
