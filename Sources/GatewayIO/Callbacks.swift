@@ -56,8 +56,8 @@ private func requestMethod(_ wsi: OpaquePointer) -> (HTTPRequest.Method, String)
 /// declared size, all before a byte of the body is read.
 private func httpHead(_ request: HTTPRequest, _ wsi: OpaquePointer, _ loop: EventLoop) {
     let framing: HTTPFraming
-    switch HTTPFraming.of(contentLength: header(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH),
-                          transferEncoding: header(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING)) {
+    let contentLength = header(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH)
+    switch HTTPFraming.of(contentLength: contentLength, transferEncoding: header(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING)) {
     case .success(let f): framing = f
     case .failure(let e): return request.refuse(status: 400, code: "bad_request", message: e.message)
     }
@@ -67,7 +67,7 @@ private func httpHead(_ request: HTTPRequest, _ wsi: OpaquePointer, _ loop: Even
         return request.refuse(status: 400, code: "bad_request", message: "a chunked body only with POST, PUT or PATCH")
     }
     // Without a length lws waits for 100 MiB after a POST: its idea of the end is wrong, so close after answering.
-    request.closeAfterResponse = framing == .chunked || (framing == .none && carriesBody)
+    request.closeAfterResponse = framing == .chunked || (contentLength == nil && carriesBody)
     guard let delegate = loop.delegate else { return request.refuse(status: 503, code: "unavailable", message: "shutting down") }
     switch delegate.httpHead(request) {
     case .refuse(let status, let code, let message):
