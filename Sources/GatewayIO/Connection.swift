@@ -214,9 +214,8 @@ public final class HTTPRequest {
         phase = .refused
         closeAfterResponse = true
         intake = nil
-        var out: [UInt8] = Array(#"{"error":{"code":""#.utf8) + Array(code.utf8) + Array(#"","message":""#.utf8)
-        out += Array(message.utf8) + Array(#""}}"#.utf8)
-        respond(status: status, body: out)
+        let error = JSON.object([("error", .object([("code", .string(code)), ("message", .string(message))]))])
+        respond(status: status, body: Array(error.serialized().utf8))
     }
 
     func writable() -> Int32 {

@@ -59,6 +59,7 @@ final class HTTPLimitsTests: IntegrationCase {
         try answeredOnHeaders(node, head("POST", "/api/v1/nowhere", length: 1000), 404, "not_found")
         try answeredOnHeaders(node, head("PUT", "/api/v1/orders", length: 1000), 404, "not_found")
         try answeredOnHeaders(node, head("POST", "/elsewhere", length: 1000), 404, "not_found")
+        try answeredOnHeaders(node, head("POST", #"/else"where\"#, length: 1000), 404, "not_found")
         try answeredOnHeaders(node, head("POST", "/dev/orders", key: nil, length: 1000), 404, "not_found")
         XCTAssertEqual(try node.http("GET", "/healthz").status, 200, "the node still serves")
     }
