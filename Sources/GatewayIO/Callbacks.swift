@@ -236,4 +236,3 @@ func gatewayCallback(_ wsi: OpaquePointer?, _ reason: lws_callback_reasons, _ us
         return lws_callback_http_dummy(wsi, reason, user, input, len)
     }
 }
-

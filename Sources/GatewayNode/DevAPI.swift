@@ -24,10 +24,6 @@ public final class DemoBotLease: @unchecked Sendable {
     func set(_ value: Bool) { lock.lock(); held = value; lock.unlock() }
 }
 
-/// `serve --dev` only: endpoints the demo page needs to stand in for the shop backend and
-/// the payment provider (`/dev/...`), and the demo products. Every order and payment goes
-/// through the same order rules and store as `/api/v1`; a sandbox payment is a success
-/// notify signed with `payments.secret`, checked and applied like one from the provider.
 /// A `/dev` route, recognised from the method and path alone.
 enum DevRoute: Equatable {
     case token, products, orders, pay, price
@@ -47,6 +43,10 @@ enum DevRoute: Equatable {
     var needsUser: Bool { self == .orders || self == .pay || self == .price }
 }
 
+/// `serve --dev` only: endpoints the demo page needs to stand in for the shop backend and
+/// the payment provider (`/dev/...`), and the demo products. Every order and payment goes
+/// through the same order rules and store as `/api/v1`; a sandbox payment is a success
+/// notify signed with `payments.secret`, checked and applied like one from the provider.
 extension Node {
     public static let demoMerchant = "demo-merchant"
     public static let demoProducts: [DemoProduct] = [
