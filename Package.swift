@@ -43,7 +43,7 @@ let package = Package(
         ]),
 
         // I/O glue: lws event loop and hiredis on it.
-        .target(name: "GatewayIO", dependencies: ["CLws", "CHiredis", "GatewayCore"], swiftSettings: glue),
+        .target(name: "GatewayIO", dependencies: ["CLws", "CHiredis", "GatewayCore", "GatewayProtocol"], swiftSettings: glue),
 
         // The node: connections, commands, HTTP API, Redis scripts.
         .target(name: "GatewayNode", dependencies: [

@@ -1,4 +1,6 @@
 import CLws
+import Foundation
+import GatewayProtocol
 
 /// The per-session slot lws allocates for every wsi holds one retained Swift object.
 private func slot(_ user: UnsafeMutableRawPointer?) -> UnsafeMutablePointer<UnsafeMutableRawPointer?>? {
@@ -50,10 +52,61 @@ private func requestMethod(_ wsi: OpaquePointer) -> (HTTPRequest.Method, String)
     return nil
 }
 
-private func respondNow(_ request: HTTPRequest, _ status: Int, _ message: String, _ code: String) {
-    var body: [UInt8] = Array(#"{"error":{"code":""#.utf8) + Array(code.utf8) + Array(#"","message":""#.utf8)
-    body += Array(message.utf8) + Array(#""}}"#.utf8)
-    request.respond(status: status, body: body)
+/// Headers are in: framing, then the delegate's route and credential check, then the
+/// declared size, all before a byte of the body is read.
+private func httpHead(_ request: HTTPRequest, _ wsi: OpaquePointer, _ loop: EventLoop) {
+    let framing: HTTPFraming
+    let contentLength = header(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH)
+    switch HTTPFraming.of(contentLength: contentLength, transferEncoding: header(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING)) {
+    case .success(let f): framing = f
+    case .failure(let e): return request.refuse(status: 400, code: "bad_request", message: e.message)
+    }
+    let carriesBody = request.method == .POST || request.method == .PUT || request.method == .PATCH
+    // lws reads a body of unknown length only for these methods; elsewhere it would parse it as the next request.
+    if framing == .chunked && !carriesBody {
+        return request.refuse(status: 400, code: "bad_request", message: "a chunked body only with POST, PUT or PATCH")
+    }
+    // Without a length lws waits for 100 MiB after a POST: its idea of the end is wrong, so close after answering.
+    request.closeAfterResponse = framing == .chunked || (contentLength == nil && carriesBody)
+    guard let delegate = loop.delegate else { return request.refuse(status: 503, code: "unavailable", message: "shutting down") }
+    switch delegate.httpHead(request) {
+    case .refuse(let status, let code, let message):
+        request.refuse(status: status, code: code, message: message)
+    case .read(let limit):
+        request.intake = HTTPBodyIntake(framing: framing, limit: min(limit, loop.options.maxBody))
+        switch request.intake!.start {
+        case .more:
+            request.phase = .body
+            loop.httpDeadlines.body(request)
+            if header(wsi, WSI_TOKEN_HTTP_EXPECT)?.lowercased() == "100-continue" { sendContinue(wsi) }
+        case let step:
+            httpStep(request, step, loop)
+        }
+    }
+}
+
+/// A client that waits for `100 Continue` (curl does above 1 MiB) gets it once the headers
+/// passed, and only then sends the body; lws does not send it. Nothing else has been written
+/// on the connection yet, so the line goes straight to the socket.
+private func sendContinue(_ wsi: OpaquePointer) {
+    let line = Array("HTTP/1.1 100 Continue\r\n\r\n".utf8)
+    _ = line.withUnsafeBytes { send(lws_get_socket_fd(wsi), $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+}
+
+/// Acts on what the body intake decided.
+private func httpStep(_ request: HTTPRequest, _ step: HTTPBodyIntake.Step, _ loop: EventLoop) {
+    switch step {
+    case .more:
+        break
+    case .complete:
+        request.phase = .dispatched
+        loop.delegate?.httpRequest(request)
+    case .tooLarge:
+        let limit = request.intake?.limit ?? 0
+        request.refuse(status: 413, code: "too_large", message: "request body over \(limit) bytes")
+    case .malformed(let why):
+        request.refuse(status: 400, code: "bad_request", message: why)
+    }
 }
 
 /// The one callback for the gateway protocol: HTTP requests and WebSocket connections.
@@ -131,37 +184,30 @@ func gatewayCallback(_ wsi: OpaquePointer?, _ reason: lws_callback_reasons, _ us
                                   authorization: header(wsi, WSI_TOKEN_HTTP_AUTHORIZATION),
                                   signature: customHeader(wsi, "x-signature:"), wsi: wsi)
         store(request, in: user)
-        let length = Int(header(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH) ?? "0") ?? -1
-        if length < 0 {
-            respondNow(request, 400, "bad Content-Length", "bad_request")
-            return 0
-        }
-        if length > loop.options.maxBody {
-            request.bodyTooLarge = true
-            respondNow(request, 413, "request body over \(loop.options.maxBody) bytes", "too_large")
-            return 0
-        }
-        if length > 0 && (method == .POST || method == .PATCH || method == .PUT) {
-            request.expectedBody = length
-            request.body.reserveCapacity(length)
-            return 0
-        }
-        loop.delegate?.httpRequest(request)
+        httpHead(request, wsi, loop)
         return 0
 
     case LWS_CALLBACK_HTTP_BODY:
-        guard let request = load(user, as: HTTPRequest.self), !request.bodyTooLarge else { return 0 }
-        if request.body.count + len > loop.options.maxBody {
-            request.bodyTooLarge = true
-            respondNow(request, 413, "request body over \(loop.options.maxBody) bytes", "too_large")
-            return 0
-        }
-        request.body.append(contentsOf: UnsafeRawBufferPointer(start: input, count: len))
+        // After an early answer the rest of the body is dropped as it comes, never kept.
+        guard let request = load(user, as: HTTPRequest.self), request.phase == .body, request.intake != nil else { return 0 }
+        // lws restarts its own body timer on every piece: a trickle is cut here.
+        if monotonicSeconds() >= request.deadline { return -1 }
+        httpStep(request, request.intake!.feed(UnsafeRawBufferPointer(start: input, count: len)), loop)
         return 0
 
     case LWS_CALLBACK_HTTP_BODY_COMPLETION:
-        guard let request = load(user, as: HTTPRequest.self), !request.bodyTooLarge else { return 0 }
-        loop.delegate?.httpRequest(request)
+        guard let request = load(user, as: HTTPRequest.self) else { return 0 }
+        // While bytes past the body wait in its buffer (a request pipelined behind this one)
+        // lws 4.1 reports the end again and again, and past an answer it may never return to
+        // the loop: a node stuck for good. Past a few milliseconds of that, close.
+        let now = monotonicSeconds()
+        if let first = request.firstCompletion {
+            if now - first > 0.02 { return -1 }
+            return 0
+        }
+        request.firstCompletion = now
+        // lws saw its idea of the end (the Content-Length); the intake has normally said so first.
+        if request.phase == .body { request.refuse(status: 400, code: "bad_request", message: "the body ended early") }
         return 0
 
     case LWS_CALLBACK_HTTP_WRITEABLE:
@@ -170,10 +216,17 @@ func gatewayCallback(_ wsi: OpaquePointer?, _ reason: lws_callback_reasons, _ us
 
     case LWS_CALLBACK_CLOSED_HTTP, LWS_CALLBACK_HTTP_DROP_PROTOCOL:
         if let request = load(user, as: HTTPRequest.self) {
-            request.wsi = nil
+            request.closed()
             clear(user)
         }
         return 0
+
+    case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
+        // Only WebSocket: an h2c upgrade would take the connection past these HTTP/1 checks.
+        if let up = input.map({ String(cString: $0.assumingMemoryBound(to: CChar.self)) }), up.lowercased() != "websocket" {
+            return -1
+        }
+        return lws_callback_http_dummy(wsi, reason, user, input, len)
 
     case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
         loop.delegate?.loopWoken()

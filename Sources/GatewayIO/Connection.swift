@@ -1,5 +1,7 @@
 import CLws
+import Foundation
 import GatewayCore
+import GatewayProtocol
 
 /// One WebSocket connection as the loop sees it: its send queue and close state.
 /// The node hangs its own per-connection state on `context`.
@@ -178,17 +180,40 @@ extension EventLoop {
 public final class HTTPRequest {
     public enum Method: String { case GET, POST, PATCH, PUT, DELETE, OPTIONS, HEAD }
 
+    /// Where the request is in its life: the glue acts only on the phase it expects, so a
+    /// late lws callback (a body after an early answer, a second completion) does nothing.
+    enum Phase {
+        case head
+        /// Taking in the body, until `deadline`.
+        case body
+        /// Handed to the delegate; awaiting `respond`.
+        case dispatched
+        /// Answered before the body was read (or while it was): the connection closes.
+        case refused
+        /// Answer written and the write side shut; input is dropped until the peer
+        /// closes or `deadline`.
+        case lingering
+        /// Answered, the connection kept for the next request.
+        case done
+    }
+
     public let method: Method
     public let path: String
     public let query: String
     public let authorization: String?
     public let signature: String?
-    public internal(set) var body: [UInt8] = []
+    public var body: [UInt8] { intake?.body ?? [] }
+    /// The delegate's own note on the request, made at `httpHead` (its route, its caller).
+    public var context: Any?
     var wsi: OpaquePointer?
-    var expectedBody = 0
-    var bodyTooLarge = false
+    var phase = Phase.head
+    var intake: HTTPBodyIntake?
+    var deadline = 0.0
+    /// lws cannot tell where this request ends (chunked, no length, refused unread): close after answering.
+    var closeAfterResponse = false
     private var response: (status: Int, body: [UInt8], contentType: String, headers: [(String, String)])?
     private var headersSent = false
+    private var shutdownPending = false
 
     init(method: Method, path: String, query: String, authorization: String?, signature: String?, wsi: OpaquePointer) {
         self.method = method
@@ -199,8 +224,8 @@ public final class HTTPRequest {
         self.wsi = wsi
     }
 
-    /// True once the client went away; a late answer is then dropped.
-    public var isGone: Bool { wsi == nil }
+    /// True once the client went away or the request was answered; a late answer is then dropped.
+    public var isGone: Bool { wsi == nil || response != nil }
 
     /// `headers`: extra response headers, e.g. `("Location", "/demo/")`.
     public func respond(status: Int, body: [UInt8], contentType: String = "application/json",
@@ -210,8 +235,20 @@ public final class HTTPRequest {
         lws_callback_on_writable(wsi)
     }
 
+    /// Answers before (or instead of) reading the rest of the body, then closes.
+    func refuse(status: Int, code: String, message: String) {
+        guard response == nil, wsi != nil else { return }
+        phase = .refused
+        closeAfterResponse = true
+        intake = nil
+        let error = JSON.object([("error", .object([("code", .string(code)), ("message", .string(message))]))])
+        respond(status: status, body: Array(error.serialized().utf8))
+    }
+
     func writable() -> Int32 {
-        guard let wsi, let response else { return 0 }
+        guard let wsi else { return 0 }
+        if shutdownPending { return halfClose(wsi) }
+        guard let response, phase == .dispatched || phase == .refused else { return 0 }
         if !headersSent {
             headersSent = true
             var buf = [UInt8](repeating: 0, count: Int(clws_pre) + 1024)
@@ -221,7 +258,9 @@ public final class HTTPRequest {
                 let end = b.baseAddress! + b.count - 1
                 if lws_add_http_common_headers(wsi, UInt32(response.status), response.contentType,
                                                lws_filepos_t(response.body.count), &p, end) != 0 { return -1 }
-                for (name, value) in response.headers {
+                var headers = response.headers
+                if closeAfterResponse { headers.append(("Connection", "close")) }
+                for (name, value) in headers {
                     let field = name.lowercased() + ":"
                     if lws_add_http_header_by_name(wsi, field, value, Int32(value.utf8.count), &p, end) != 0 { return -1 }
                 }
@@ -236,7 +275,44 @@ public final class HTTPRequest {
             lws_write(wsi, b.baseAddress! + Int(clws_pre), n, LWS_WRITE_HTTP_FINAL)
         }
         if written < n { return -1 }
+        if closeAfterResponse {
+            shutdownPending = true
+            // What lws could not write yet goes out before the next writable callback.
+            if lws_partial_buffered(wsi) != 0 {
+                lws_callback_on_writable(wsi)
+                return 0
+            }
+            return halfClose(wsi)
+        }
+        phase = .done
         self.wsi = nil
         return lws_http_transaction_completed(wsi) != 0 ? -1 : 0
+    }
+
+    /// The answer is out: shut the write side (the client sees the end of the answer) and
+    /// drop whatever it still sends for a moment, so closing does not reset the connection
+    /// under a client that is still sending and lose the answer it has not read yet.
+    private func halfClose(_ wsi: OpaquePointer) -> Int32 {
+        shutdownPending = false
+        guard shutdown(lws_get_socket_fd(wsi), Int32(SHUT_WR)) == 0 else { return -1 }
+        phase = .lingering
+        loopOf(lws_get_context(wsi))?.httpDeadlines.linger(self)
+        return 0
+    }
+
+    /// When lws first reported the end of the body; it reports it again while input past
+    /// this request waits in its buffer.
+    var firstCompletion: Double?
+
+    /// lws closed the connection.
+    func closed() {
+        wsi = nil
+        intake = nil
+    }
+
+    /// The body or linger deadline passed: drop the connection.
+    func expire(now: Double) {
+        guard let wsi, phase == .body || phase == .lingering, now >= deadline else { return }
+        lws_set_timeout(wsi, PENDING_TIMEOUT_KILLED_BY_PARENT, LWS_TO_KILL_ASYNC)
     }
 }

@@ -10,7 +10,10 @@ public protocol ServerDelegate: AnyObject {
     func connectionClosed(_ conn: WSConnection)
     /// The deadline armed with `WSConnection.armDeadline` passed.
     func connectionTimer(_ conn: WSConnection)
-    /// A complete HTTP request; answer with `request.respond`, now or later.
+    /// An HTTP request's headers arrived: decide on its route and credentials and give its
+    /// body limit, before any of the body is read. The decision may be noted in `request.context`.
+    func httpHead(_ request: HTTPRequest) -> HTTPAdmission
+    /// A complete HTTP request (admitted by `httpHead`); answer with `request.respond`, now or later.
     func httpRequest(_ request: HTTPRequest)
     /// Whether a WebSocket upgrade may proceed (false while draining).
     func acceptsConnections() -> Bool
@@ -25,6 +28,8 @@ public struct ListenOptions {
     public var maxFrame: Int
     public var maxBody: Int
     public var pingSeconds: Int
+    /// Seconds for an HTTP request's headers, and again for its body (`limits.http_timeout_s`).
+    public var httpTimeoutSeconds = 10
     public init(host: String, port: Int, maxFrame: Int, maxBody: Int, pingSeconds: Int) {
         self.host = host
         self.port = port
@@ -52,6 +57,7 @@ public final class EventLoop {
     var writeScratchCapacity: Int
     private var timers: [UnsafeMutableRawPointer: LoopTimer] = [:]
     let liveness: Liveness
+    let httpDeadlines: HTTPDeadlines
 
     public init(options: ListenOptions) {
         self.options = options
@@ -62,6 +68,7 @@ public final class EventLoop {
         writeScratchCapacity = 64 * 1024
         writeScratch = .allocate(byteCount: Int(clws_pre) + writeScratchCapacity, alignment: 16)
         liveness = Liveness(pingSeconds: options.pingSeconds)
+        httpDeadlines = HTTPDeadlines(bodySeconds: options.httpTimeoutSeconds)
     }
 
     deinit {
@@ -135,6 +142,9 @@ public final class EventLoop {
         info.retry_and_idle_policy = UnsafePointer(retryPolicy)
         info.user = Unmanaged.passUnretained(self).toOpaque()
         info.timeout_secs = 10
+        // lws holds a connection's header table from its first byte: this bounds how long
+        // the headers of a request may take (slowloris).
+        info.timeout_secs_ah_idle = UInt32(max(options.httpTimeoutSeconds, 1))
         info.pt_serv_buf_size = 16 * 1024
         info.fd_limit_per_thread = 0
         guard let ctx = lws_create_context(&info) else {
@@ -166,6 +176,7 @@ public final class EventLoop {
             let now = monotonicSeconds()
             self.longestStallSeconds = max(self.longestStallSeconds, now - due)
             self.liveness.tick(now: now, delegate: self.delegate)
+            self.httpDeadlines.tick(now: now)
             self.tick()
         }
     }

@@ -17,20 +17,20 @@ extension Node {
     // MARK: HTTP
 
     /// Routes under /api/v1 that belong to the order core; false when not one of them.
-    func commerceRoute(_ request: HTTPRequest, _ caller: APICaller, _ route: [String]) -> Bool {
-        switch (request.method, route.count, route.first) {
-        case (.POST, 3, "products") where route[2] == "keys":
-            withJSONBody(request) { self.addKeys(request, caller, product: route[1], $0) }
-        case (.POST, 1, "orders"):
+    func commerceRoute(_ request: HTTPRequest, _ caller: APICaller, _ route: APIRoute) -> Bool {
+        switch route {
+        case .addKeys(let product):
+            withJSONBody(request) { self.addKeys(request, caller, product: product, $0) }
+        case .createOrder:
             withJSONBody(request) { self.createOrder(request, caller, $0) }
-        case (.GET, 2, "orders"):
-            getOrder(request, caller, route[1])
-        case (.POST, 3, "orders") where route[2] == "payments":
-            withJSONBody(request) { self.createPayment(request, caller, order: route[1], $0) }
-        case (.POST, 3, "orders") where route[2] == "cancel":
-            shopAction(request, caller, order: route[1]) { rules, snapshot, now in rules.cancel(snapshot.order!, now: now) }
-        case (.POST, 3, "orders") where route[2] == "refund":
-            shopAction(request, caller, order: route[1]) { rules, snapshot, now in
+        case .getOrder(let id):
+            getOrder(request, caller, id)
+        case .createPayment(let order):
+            withJSONBody(request) { self.createPayment(request, caller, order: order, $0) }
+        case .cancel(let order):
+            shopAction(request, caller, order: order) { rules, snapshot, now in rules.cancel(snapshot.order!, now: now) }
+        case .refund(let order):
+            shopAction(request, caller, order: order) { rules, snapshot, now in
                 rules.refund(snapshot.order!, payment: snapshot.payment, now: now)
             }
         default:
@@ -82,11 +82,12 @@ extension Node {
     }
 
     private func createOrder(_ request: HTTPRequest, _ caller: APICaller, _ body: JSON) {
-        let decoded: OrderRequest
+        var decoded: OrderRequest
         switch OrderRequest.decode(body) {
         case .failure(let e): return fail(request, e)
         case .success(let r): decoded = r
         }
+        decoded.idempotencyKey = decoded.idempotencyKey.map { caller.idempotencyScope + $0 }
         let fresh = FreshIDs(order: freshID("o"), giftCode: freshID("g"), payCode: freshID("f"))
         let viewer = caller.viewer
         let create = { (onFailure: @escaping (GatewayError) -> Void) in
@@ -109,6 +110,10 @@ extension Node {
                 guard let id = reply.text else { return reply.isFailure ? self.fail(request, self.storageError(reply)) : otherwise() }
                 self.orderStore.load(.order, id) { loaded in
                     guard case .success(let s) = loaded, let order = s.order else { return self.fail(request, .redisUnavailable) }
+                    // The key is the caller's own; the answer is still checked like any order read.
+                    if case .merchant(let m) = caller, s.product?.merchant != m {
+                        return self.fail(request, GatewayError(.conflict, "idempotency_key already used"))
+                    }
                     self.respond(request, 200, order.json(for: viewer))
                 }
             }
@@ -305,6 +310,16 @@ extension Node {
 }
 
 extension APICaller {
+    /// Prefix of every idempotency key this caller sends: the shop and each merchant have
+    /// their own keys, so one can never be answered another's order. Ids have no "/", so
+    /// no two callers' prefixed keys can be equal.
+    var idempotencyScope: String {
+        switch self {
+        case .shop: "shop/"
+        case .merchant(let m): "merchant/\(m)/"
+        }
+    }
+
     var viewer: Viewer {
         switch self {
         case .shop: .shop

@@ -24,6 +24,25 @@ public final class DemoBotLease: @unchecked Sendable {
     func set(_ value: Bool) { lock.lock(); held = value; lock.unlock() }
 }
 
+/// A `/dev` route, recognised from the method and path alone.
+enum DevRoute: Equatable {
+    case token, products, orders, pay, price
+
+    init?(_ method: HTTPRequest.Method, _ route: [String]) {
+        switch (method, route) {
+        case (.POST, ["token"]): self = .token
+        case (.GET, ["products"]): self = .products
+        case (.POST, ["orders"]): self = .orders
+        case (.POST, ["pay"]): self = .pay
+        case (.POST, ["price"]): self = .price
+        default: return nil
+        }
+    }
+
+    /// Routes that act for the user of a gateway token.
+    var needsUser: Bool { self == .orders || self == .pay || self == .price }
+}
+
 /// `serve --dev` only: endpoints the demo page needs to stand in for the shop backend and
 /// the payment provider (`/dev/...`), and the demo products. Every order and payment goes
 /// through the same order rules and store as `/api/v1`; a sandbox payment is a success
@@ -43,33 +62,32 @@ extension Node {
 
     // MARK: Routes
 
-    func devRequest(_ request: HTTPRequest, _ route: [String]) {
-        let notFound = GatewayError(.notFound, "no route \(request.method.rawValue) \(request.path)")
-        guard options.dev else { return fail(request, notFound) }
-        switch (request.method, route) {
-        case (.POST, ["token"]):
+    func devRequest(_ request: HTTPRequest, _ route: DevRoute, user: String?) {
+        switch (route, user) {
+        case (.token, _):
             withJSONBody(request) { self.devToken(request, $0) }
-        case (.GET, ["products"]):
+        case (.products, _):
             devProducts(request)
-        case (.POST, ["orders"]):
-            devUser(request) { user in self.withJSONBody(request) { self.devOrder(request, user, $0) } }
-        case (.POST, ["pay"]):
-            devUser(request) { user in self.withJSONBody(request) { self.devPay(request, user, $0) } }
-        case (.POST, ["price"]):
-            devUser(request) { _ in self.withJSONBody(request) { self.devPrice(request, $0) } }
+        case (.orders, let user?):
+            withJSONBody(request) { self.devOrder(request, user, $0) }
+        case (.pay, let user?):
+            withJSONBody(request) { self.devPay(request, user, $0) }
+        case (.price, _?):
+            withJSONBody(request) { self.devPrice(request, $0) }
         default:
-            fail(request, notFound)
+            fail(request, GatewayError(.unauthorized, "Authorization: Bearer <token from /dev/token> required"))
         }
     }
 
-    /// The user of the `Authorization: Bearer <token>` (a gateway token, as on `/ws`).
-    private func devUser(_ request: HTTPRequest, _ body: (String) -> Void) {
+    /// The user of the `Authorization: Bearer <token>` (a gateway token, as on `/ws`),
+    /// checked on the headers before any body is read.
+    func devUser(_ request: HTTPRequest) -> Result<String, GatewayError> {
         guard let header = request.authorization, header.hasPrefix("Bearer ") else {
-            return fail(request, GatewayError(.unauthorized, "Authorization: Bearer <token from /dev/token> required"))
+            return .failure(GatewayError(.unauthorized, "Authorization: Bearer <token from /dev/token> required"))
         }
         switch verifier.verify(String(header.dropFirst(7)), nowSeconds: Int64(Date().timeIntervalSince1970)) {
-        case .failure(let e): fail(request, GatewayError(.unauthorized, e.message))
-        case .success(let claims): body(claims.sub)
+        case .failure(let e): return .failure(GatewayError(.unauthorized, e.message))
+        case .success(let claims): return .success(claims.sub)
         }
     }
 
@@ -129,11 +147,13 @@ extension Node {
     private func devOrder(_ request: HTTPRequest, _ user: String, _ body: JSON) {
         var fields = (body.objectValue ?? []).filter { $0.0 != "buyer" }
         fields.append(("buyer", .string(user)))
-        let decoded: OrderRequest
+        var decoded: OrderRequest
         switch OrderRequest.decode(.object(fields)) {
         case .failure(let e): return fail(request, e)
         case .success(let r): decoded = r
         }
+        // The buyer's own keys, apart from those the shop and merchants send for that buyer.
+        decoded.idempotencyKey = decoded.idempotencyKey.map { "dev/" + $0 }
         let fresh = FreshIDs(order: freshID("o"), giftCode: freshID("g"), payCode: freshID("f"))
         let create = {
             self.orderStore.run(.product, decoded.product, decide: { snapshot in

@@ -16,17 +16,101 @@ enum APICaller {
     }
 }
 
+/// A route under /api/v1, recognised from the method and path alone.
+enum APIRoute: Equatable {
+    case createProduct, publish, getProduct(String), updateProduct(String), addKeys(product: String)
+    case createOrder, getOrder(String), createPayment(order: String), cancel(order: String), refund(order: String)
+    case paymentNotify
+
+    init?(_ method: HTTPRequest.Method, _ r: [String]) {
+        switch (method, r.count, r.first) {
+        case (.POST, 1, "products"): self = .createProduct
+        case (.POST, 1, "publish"): self = .publish
+        case (.GET, 2, "products"): self = .getProduct(r[1])
+        case (.PATCH, 2, "products"): self = .updateProduct(r[1])
+        case (.POST, 3, "products") where r[2] == "keys": self = .addKeys(product: r[1])
+        case (.POST, 1, "orders"): self = .createOrder
+        case (.GET, 2, "orders"): self = .getOrder(r[1])
+        case (.POST, 3, "orders") where r[2] == "payments": self = .createPayment(order: r[1])
+        case (.POST, 3, "orders") where r[2] == "cancel": self = .cancel(order: r[1])
+        case (.POST, 3, "orders") where r[2] == "refund": self = .refund(order: r[1])
+        case (.POST, 2, "payments") where r[1] == "notify": self = .paymentNotify
+        default: return nil
+        }
+    }
+}
+
+/// What a request's headers resolved to at `httpHead`: the route, and for /api/v1 and
+/// /dev the caller whose credentials were already checked.
+enum HTTPRoute {
+    case healthz, readyz, metrics, home, staticFile
+    case api(APIRoute, APICaller?)
+    case dev(DevRoute, user: String?)
+}
+
 extension Node {
-    public func httpRequest(_ request: HTTPRequest) {
+    /// Every route but a key upload reads at most this much body (contract 4.1).
+    static let smallBodyLimit = 64 * 1024
+
+    /// Route, then credentials, then the body limit, on the headers alone: an unknown route
+    /// is 404 and a missing or wrong key 401 before any of the body is read. The provider's
+    /// notify is signed over its body, so only its size is checked here.
+    public func httpHead(_ request: HTTPRequest) -> HTTPAdmission {
+        let notFound = HTTPAdmission.refuse(status: 404, code: ErrorCode.notFound.rawValue,
+                                            message: "no route \(request.method.rawValue) \(request.path)")
         let segments = request.path.split(separator: "/", omittingEmptySubsequences: true).map(String.init)
+        let route: HTTPRoute
         switch (request.method, segments) {
-        case (.GET, ["healthz"]):
+        case (.GET, ["healthz"]): route = .healthz
+        case (.GET, ["readyz"]): route = .readyz
+        case (.GET, ["metrics"]): route = .metrics
+        case (.GET, []), (.HEAD, []):
+            guard options.dev else { return notFound }
+            route = .home
+        case (.GET, _) where segments.first == "client" || segments.first == "demo",
+             (.HEAD, _) where segments.first == "client" || segments.first == "demo":
+            route = .staticFile
+        case (_, _) where segments.first == "dev":
+            guard options.dev, let dev = DevRoute(request.method, Array(segments.dropFirst())) else { return notFound }
+            var user: String?
+            if dev.needsUser {
+                switch devUser(request) {
+                case .failure(let e): return .refuse(status: e.code.httpStatus, code: e.code.rawValue, message: e.message)
+                case .success(let u): user = u
+                }
+            }
+            route = .dev(dev, user: user)
+        case (_, _) where segments.count >= 3 && segments[0] == "api" && segments[1] == "v1":
+            guard let api = APIRoute(request.method, Array(segments.dropFirst(2))) else { return notFound }
+            if api == .paymentNotify {
+                route = .api(api, nil)
+            } else {
+                guard let caller = caller(request) else {
+                    return .refuse(status: 401, code: ErrorCode.unauthorized.rawValue,
+                                   message: "Authorization: Bearer <shop or merchant key> required")
+                }
+                route = .api(api, caller)
+            }
+        default:
+            return notFound
+        }
+        request.context = route
+        if case .api(.addKeys, _) = route { return .read(limit: options.maxBody) }
+        return .read(limit: Self.smallBodyLimit)
+    }
+
+    public func httpRequest(_ request: HTTPRequest) {
+        guard let route = request.context as? HTTPRoute else {
+            return fail(request, GatewayError(.internal, "request without a route"))
+        }
+        switch route {
+        case .healthz:
             respond(request, 200, .object([("ok", .bool(true)), ("node", .string(options.nodeName))]))
-        case (.GET, ["readyz"]):
+        case .readyz:
             let ready = redis.isReady && !draining
             respond(request, ready ? 200 : 503, .object([("ready", .bool(ready)), ("redis", .bool(redis.isReady)),
                                                          ("draining", .bool(draining))]))
-        case (.GET, ["metrics"]):
+        case .metrics:
             var frames = 0
             for client in clients.values { frames += client.conn.framesSent }
             let text = metrics.render(connections: clients.count, subscriptions: hub.subscriptionCount,
@@ -35,41 +119,31 @@ extension Node {
                                       loopStall: loop.longestStallSeconds, refusedAtLimit: loop.refusedForDescriptors)
             loop.longestStallSeconds = 0
             request.respond(status: 200, body: text, contentType: "text/plain; version=0.0.4")
-        case (.GET, []), (.HEAD, []):
-            if options.dev { return redirect(request, to: "/demo/") }
-            fail(request, GatewayError(.notFound, "no route \(request.method.rawValue) \(request.path)"))
-        case (.GET, _) where segments.first == "client" || segments.first == "demo",
-             (.HEAD, _) where segments.first == "client" || segments.first == "demo":
+        case .home:
+            redirect(request, to: "/demo/")
+        case .staticFile:
             serveStatic(request)
-        case (_, _) where segments.first == "dev":
-            devRequest(request, Array(segments.dropFirst()))
-        default:
-            if segments.count >= 3, segments[0] == "api", segments[1] == "v1" {
-                api(request, Array(segments.dropFirst(2)))
-                return
-            }
-            fail(request, GatewayError(.notFound, "no route \(request.method.rawValue) \(request.path)"))
+        case .dev(let dev, let user):
+            devRequest(request, dev, user: user)
+        case .api(.paymentNotify, _):
+            paymentNotify(request)
+        case .api(let api, let caller?):
+            self.api(request, api, caller)
+        case .api(_, nil):
+            fail(request, GatewayError(.unauthorized, "Authorization: Bearer <shop or merchant key> required"))
         }
     }
 
-    private func api(_ request: HTTPRequest, _ route: [String]) {
-        if request.method == .POST && route == ["payments", "notify"] {
-            paymentNotify(request)
-            return
-        }
-        guard let caller = caller(request) else {
-            fail(request, GatewayError(.unauthorized, "Authorization: Bearer <shop or merchant key> required"))
-            return
-        }
-        switch (request.method, route) {
-        case (.POST, ["products"]):
+    private func api(_ request: HTTPRequest, _ route: APIRoute, _ caller: APICaller) {
+        switch route {
+        case .createProduct:
             withJSONBody(request) { self.createProduct(request, caller, $0) }
-        case (.POST, ["publish"]):
+        case .publish:
             withJSONBody(request) { self.publishFromAPI(request, caller, $0) }
-        case (.GET, _) where route.count == 2 && route[0] == "products":
-            getProduct(request, caller, route[1])
-        case (.PATCH, _) where route.count == 2 && route[0] == "products":
-            withJSONBody(request) { self.updateProduct(request, caller, route[1], $0) }
+        case .getProduct(let id):
+            getProduct(request, caller, id)
+        case .updateProduct(let id):
+            withJSONBody(request) { self.updateProduct(request, caller, id, $0) }
         default:
             if !commerceRoute(request, caller, route) {
                 fail(request, GatewayError(.notFound, "no route \(request.method.rawValue) \(request.path)"))

@@ -48,8 +48,10 @@ public final class Node: ServerDelegate {
 
     public init(options: NodeOptions) {
         self.options = options
-        loop = EventLoop(options: ListenOptions(host: options.host, port: options.port, maxFrame: options.maxFrame,
-                                                maxBody: options.maxBody, pingSeconds: options.pingSeconds))
+        var listen = ListenOptions(host: options.host, port: options.port, maxFrame: options.maxFrame,
+                                   maxBody: options.maxBody, pingSeconds: options.pingSeconds)
+        listen.httpTimeoutSeconds = options.httpTimeoutSeconds
+        loop = EventLoop(options: listen)
         redis = RedisClient(loop: loop, config: Self.redisLink(options))
         verifier = TokenVerifier(secret: options.authSecret)
         orderRules = OrderRules(times: options.commerce)
