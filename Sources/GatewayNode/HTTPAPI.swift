@@ -1,4 +1,5 @@
 import Foundation
+import OrderCore
 import GatewayCrypto
 import GatewayIO
 import GatewayProtocol
@@ -190,8 +191,11 @@ extension Node {
         guard let title = body["title"]?.stringValue, (1...200).contains(title.trimmingCharacters(in: .whitespaces).count) else {
             return fail(request, .badRequest("\"title\" must be 1 to 200 characters"))
         }
-        guard case .int(let price)? = body["price"], price >= 0 else {
-            return fail(request, .badRequest("\"price\" must be a whole number of minor units, 0 or more"))
+        let price: Int64
+        switch ProductPrice.decode(body["price"]) {
+        case .success(let value?): price = value
+        case .success(nil): return fail(request, .badRequest("\"price\" is required"))
+        case .failure(let error): return fail(request, error)
         }
         guard let currency = body["currency"]?.stringValue, currency.utf8.count == 3,
               currency.utf8.allSatisfy({ (65...90).contains($0) }) else {

@@ -55,4 +55,16 @@ final class HostileInputTests: IntegrationCase {
         let (late, _) = try open(node, "u2")
         XCTAssertNotNil(try late.command("ping")["ok"], "new connections are still accepted")
     }
+
+    /// Money values from the shop API stay where an order amount cannot overflow.
+    func testProductPricesOutOfRangeAreBadRequest() throws {
+        let node = try startNode("n1")
+        for price in ["-1", "1000000000001", "9223372036854775807", "1e300", "19.99", "\"1999\"", "null"] {
+            let r = try node.http("POST", "/api/v1/products",
+                                  body: #"{"id":"p-bad","merchant":"m1","title":"Card","price":\#(price),"currency":"CNY"}"#)
+            XCTAssertEqual(r.status, 400, "price \(price): \(r.text)")
+        }
+        XCTAssertEqual(try node.http("GET", "/api/v1/products/p-bad").status, 404, "nothing was created")
+        try createProduct(node, "p-ok", price: 1_000_000_000_000)
+    }
 }
