@@ -56,6 +56,15 @@ private func respondNow(_ request: HTTPRequest, _ status: Int, _ message: String
     request.respond(status: status, body: body)
 }
 
+/// The first close callback of a WebSocket: marks it gone before anything else can run
+/// (the delegate's cleanup included), so no later send or close reaches the freed wsi.
+private func connectionGone(_ loop: EventLoop, _ user: UnsafeMutableRawPointer?) {
+    guard let conn = load(user, as: WSConnection.self) else { return }
+    conn.isGone = true
+    clear(user)
+    loop.delegate?.connectionClosed(conn)
+}
+
 /// The one callback for the gateway protocol: HTTP requests and WebSocket connections.
 func gatewayCallback(_ wsi: OpaquePointer?, _ reason: lws_callback_reasons, _ user: UnsafeMutableRawPointer?,
                      _ input: UnsafeMutableRawPointer?, _ len: Int) -> Int32 {
@@ -116,12 +125,13 @@ func gatewayCallback(_ wsi: OpaquePointer?, _ reason: lws_callback_reasons, _ us
         return 0
 
     case LWS_CALLBACK_CLOSED:
-        if let conn = load(user, as: WSConnection.self) {
-            conn.isGone = true
-            loop.delegate?.connectionClosed(conn)
-            clear(user)
-        }
+        connectionGone(loop, user)
         return 0
+
+    case LWS_CALLBACK_WSI_DESTROY:
+        // The last word on every wsi; CLOSED normally came first and emptied the slot.
+        connectionGone(loop, user)
+        return lws_callback_http_dummy(wsi, reason, user, input, len)
 
     case LWS_CALLBACK_HTTP:
         guard let (method, uri) = requestMethod(wsi) else { return -1 }

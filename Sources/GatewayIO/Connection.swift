@@ -34,7 +34,7 @@ public final class WSConnection {
     /// was closed for falling behind (4008) by this call.
     @discardableResult
     public func send(_ payload: Payload) -> Bool {
-        guard !isClosing else { return false }
+        guard !isClosing, !isGone else { return false }
         if queue.isEmpty { lws_callback_on_writable(wsi) }
         queue.append(payload)
         queuedBytes += payload.bytes.count + 1
@@ -51,7 +51,7 @@ public final class WSConnection {
     /// explaining the close goes out first), or at once with `flush: false` for a
     /// client that does not read. The peer gets two seconds before the socket is cut.
     public func close(code: UInt16, reason: String, flush: Bool = true) {
-        guard !isClosing else { return }
+        guard !isClosing, !isGone else { return }
         isClosing = true
         closeCode = code
         closeReason = String(reason.utf8.prefix(100)) ?? ""
@@ -72,8 +72,10 @@ public final class WSConnection {
     public func cancelDeadline() { deadlineArmed = false }
 
     var deadlineArmed = false
-    /// Closed by lws: the liveness sweep forgets it.
-    var isGone = false
+    /// Set at the first lws close callback (CLOSED, or WSI_DESTROY if that came first):
+    /// lws frees `wsi` right after, so from then on nothing here may touch it. Replies
+    /// that come back from Redis later are dropped; the liveness sweep forgets it.
+    public internal(set) var isGone = false
     /// Last time anything (data or pong) came from the peer.
     var lastActivity = monotonicSeconds()
     private var pingDue = false
@@ -86,7 +88,7 @@ public final class WSConnection {
     }
 
     func requestPing(at now: Double) {
-        guard !pingDue, !isClosing else { return }
+        guard !pingDue, !isClosing, !isGone else { return }
         pingDue = true
         pingSentAt = now
         lws_callback_on_writable(wsi)
@@ -101,6 +103,7 @@ public final class WSConnection {
     /// Writes queued payloads as one frame, newline separated, up to the scratch size.
     /// Returns -1 to make lws close the connection.
     func writable() -> Int32 {
+        if isGone { return -1 }
         if pingDue && !isClosing {
             pingDue = false
             let start = (loop.writeScratch + Int(clws_pre)).assumingMemoryBound(to: UInt8.self)

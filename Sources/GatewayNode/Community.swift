@@ -16,12 +16,12 @@ extension Node {
         let answer = answerer(client, id, op: op)
         switch command {
         case .publish(let channel, let text, let replyTo):
-            authorize(claims, channel, op: op) { error in
+            authorize(claims, channel, op: op, live(client) { error in
                 if let error { return answer(.failure(error)) }
                 self.groupPublish(claims, product: channel.id, text: text, replyTo: replyTo, answer)
-            }
+            })
         case .presence(let channel):
-            authorize(claims, channel, op: op) { error in
+            authorize(claims, channel, op: op, live(client) { error in
                 if let error { return answer(.failure(error)) }
                 self.redis.eval(CommunityScripts.presence, keys: [], args: [channel.description, channel.id, self.now]) { reply in
                     guard let items = reply.array, items.count >= 2, let online = items[0].int, let buyers = items[1].int else {
@@ -30,7 +30,7 @@ extension Node {
                     answer(.success(.object([("online", .int(online)), ("buyers", .int(buyers)),
                                              ("users", .array(items.dropFirst(2).compactMap { $0.text.map(JSON.string) }))])))
                 }
-            }
+            })
         case .moderate(let channel, let action, let user, let offset, let seconds):
             guard claims.products.contains(channel.id), claims.role == .merchant || (claims.role == .bot && claims.moderator) else {
                 return answer(.failure(.forbidden("only the product's merchant or a moderator bot may moderate")))

@@ -18,8 +18,15 @@ final class Client {
     /// Channels this client counts as present in (subscribed successfully).
     var present: [Channel] = []
     var violations = 0
+    /// Commands admitted and not yet answered, and the command rate (PROTOCOL 4.1).
+    var budget: CommandBudget
+    /// `subscribe` requests the hub has not answered yet, by channel.
+    var pendingSubscribes: [Channel: Int64] = [:]
 
-    init(conn: WSConnection) { self.conn = conn }
+    init(conn: WSConnection, budget: CommandBudget) {
+        self.conn = conn
+        self.budget = budget
+    }
 
     var isConnected: Bool { claims != nil && connectRequest == nil }
 }
@@ -140,7 +147,8 @@ public final class Node: ServerDelegate {
             case .subscribed(let id, let request, let channel, let result):
                 subscribed(id, request: request, channel, result)
             case .subscribeFailed(let id, let request, let channel, let error):
-                guard let client = clients[id] else { continue }
+                guard let client = clients[id], isLive(client) else { continue }
+                if client.pendingSubscribes[channel] == request { client.pendingSubscribes[channel] = nil }
                 if client.connectRequest == request {
                     reply(client, request, error: error)
                     client.conn.close(code: CloseCode.goingAway.rawValue, reason: "personal channel unavailable")
@@ -186,7 +194,8 @@ public final class Node: ServerDelegate {
     }
 
     private func subscribed(_ id: ConnectionID, request: Int64, _ channel: Channel, _ result: ReadResult) {
-        guard let client = clients[id] else { return }
+        guard let client = clients[id], isLive(client) else { return }
+        if client.pendingSubscribes[channel] == request { client.pendingSubscribes[channel] = nil }
         var fields: [(String, JSON)] = []
         if client.connectRequest == request, let claims = client.claims {
             client.connectRequest = nil
@@ -204,8 +213,8 @@ public final class Node: ServerDelegate {
         }
         fields += [("channel", .string(channel.description)), ("offset", .int(Int64(result.offset))),
                    ("epoch", .string(result.epoch)), ("recovered", .bool(result.recovered))]
-        client.conn.send(ReplyEncoder.okWithPublications(id: request, fields: fields,
-                                                         publications: result.publications.map(\.payload.bytes)))
+        sendReply(client, ReplyEncoder.okWithPublications(id: request, fields: fields,
+                                                          publications: result.publications.map(\.payload.bytes)))
     }
 
     // MARK: ServerDelegate
@@ -214,7 +223,8 @@ public final class Node: ServerDelegate {
 
     public func connectionOpened(_ conn: WSConnection) {
         conn.maxQueue = options.maxQueue
-        clients[conn.id] = Client(conn: conn)
+        clients[conn.id] = Client(conn: conn, budget: CommandBudget(maxInflight: options.maxInflight,
+                                                                    perSecond: options.commandsPerSecond, now: Self.clock()))
         conn.armDeadline(seconds: options.connectTimeoutSeconds)
         metrics.connectionsOpened += 1
     }
@@ -241,6 +251,7 @@ public final class Node: ServerDelegate {
             conn.close(code: CloseCode.tooLarge.rawValue, reason: "frame too large")
             return
         }
+        let now = Self.clock()
         for line in CommandDecoder.decodeFrame(message) {
             if conn.isClosing { return }
             switch line {
@@ -248,12 +259,34 @@ public final class Node: ServerDelegate {
                 violation(client, GatewayError.badRequest(why))
             case .invalid(let id, let error):
                 client.violations = 0
+                guard admit(client, id, op: "invalid", now: now) else { continue }
                 count(op: "invalid", error.code.rawValue)
                 reply(client, id, error: error)
             case .command(let id, let command):
                 client.violations = 0
+                guard admit(client, id, op: command.op, now: now) else { continue }
                 handle(client, id, command)
             }
+        }
+    }
+
+    /// Seconds on a monotonic clock, for the command budget.
+    static func clock() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
+
+    /// Takes an in-flight slot and a token for command `id`, or answers `rate_limited`
+    /// at once. A refused command does no work at all (no Redis call).
+    private func admit(_ client: Client, _ id: Int64, op: String, now: Double) -> Bool {
+        switch client.budget.admit(now: now) {
+        case .admit:
+            return true
+        case .reject(let retryAfterMs, let reason):
+            count(op: op, ErrorCode.rateLimited.rawValue)
+            let why = reason == .inflight
+                ? "more than \(options.maxInflight) commands awaiting replies"
+                : "more than \(options.commandsPerSecond) commands per second"
+            // Not an admitted command: answered directly, not through `sendReply`.
+            client.conn.send(ReplyEncoder.error(id: id, GatewayError(.rateLimited, why, temporary: true, retryAfterMs: retryAfterMs)))
+            return false
         }
     }
 
@@ -272,20 +305,45 @@ public final class Node: ServerDelegate {
 
     // MARK: Replies
 
+    /// True while `client` still owns a live connection: registered, and lws has not
+    /// closed its wsi. Whatever comes back from Redis after that must not touch it.
+    func isLive(_ client: Client) -> Bool {
+        !client.conn.isGone && clients[client.conn.id] === client
+    }
+
+    /// Wraps an asynchronous continuation (a Redis callback) of `client`'s command so it
+    /// runs only while the client is live; otherwise it is dropped.
+    func live<T>(_ client: Client, _ body: @escaping (T) -> Void) -> (T) -> Void {
+        { [weak self] value in
+            guard let self, self.isLive(client) else { return }
+            body(value)
+        }
+    }
+
+    /// The one way the reply to an admitted command leaves the node: dropped when the
+    /// client is gone, otherwise sent, freeing the command's in-flight slot.
+    func sendReply(_ client: Client, _ frame: [UInt8]) {
+        guard isLive(client) else { return }
+        client.budget.completed()
+        client.conn.send(frame)
+    }
+
     func reply(_ client: Client, _ id: Int64, _ result: JSON, op: String) {
         count(op: op, "ok")
-        client.conn.send(ReplyEncoder.ok(id: id, result))
+        sendReply(client, ReplyEncoder.ok(id: id, result))
     }
 
     func reply(_ client: Client, _ id: Int64, error: GatewayError, op: String? = nil) {
         if let op { count(op: op, error.code.rawValue) }
-        client.conn.send(ReplyEncoder.error(id: id, error))
+        sendReply(client, ReplyEncoder.error(id: id, error))
     }
 
     /// Answers command `id` later, once, if the client is still connected.
     func answerer(_ client: Client, _ id: Int64, op: String) -> (Result<JSON, GatewayError>) -> Void {
-        { [weak self] result in
-            guard let self, self.clients[client.conn.id] === client else { return }
+        var answered = false
+        return { [weak self] result in
+            guard let self, !answered, self.isLive(client) else { return }
+            answered = true
             switch result {
             case .success(let json): self.reply(client, id, json, op: op)
             case .failure(let e): self.reply(client, id, error: e, op: op)
