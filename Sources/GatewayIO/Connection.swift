@@ -25,9 +25,7 @@ public final class WSConnection {
         self.id = id
         self.wsi = wsi
         self.loop = loop
-        var buf = [CChar](repeating: 0, count: 64)
-        lws_get_peer_simple(wsi, &buf, buf.count)
-        peerAddress = String(cString: buf)
+        peerAddress = GatewayIO.peerAddress(wsi)
     }
 
     /// Queues bytes shared with other subscribers. Returns false if the connection

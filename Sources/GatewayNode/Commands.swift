@@ -86,6 +86,14 @@ extension Node {
                 reply(client, id, error: .redisUnavailable, op: "connect")
                 return
             }
+            guard userQuota.tryAdd(claims.sub) else {
+                // Per node (PROTOCOL.md): the error first, then 4029 (reconnect later, with backoff).
+                reply(client, id, error: GatewayError(.rateLimited, "more than \(options.connsPerUser) connections of this user",
+                                                      temporary: true, retryAfterMs: Self.tooManyConnectionsRetryMs), op: "connect")
+                client.conn.close(code: CloseCode.tooManyConnections.rawValue, reason: "too many connections of this user")
+                return
+            }
+            client.countedUser = claims.sub
             client.claims = claims
             client.connectRequest = id
             let personal = Channel.user(claims.sub)
@@ -93,6 +101,10 @@ extension Node {
             execute(hub.subscribe(client.conn.id, to: personal, since: since, request: id))
         }
     }
+
+    /// Retry hint with the per-user connection refusal: a connection has to close first,
+    /// so a few seconds, with the client's own backoff on top.
+    static let tooManyConnectionsRetryMs: Int64 = 5_000
 
     /// Who may read a channel (PROTOCOL.md 2.2). Calls back with nil when allowed.
     func authorize(_ claims: Claims, _ channel: Channel, op: String, _ done: @escaping (GatewayError?) -> Void) {

@@ -22,6 +22,8 @@ final class Client {
     var budget: CommandBudget
     /// `subscribe` requests the hub has not answered yet, by channel.
     var pendingSubscribes: [Channel: Int64] = [:]
+    /// Set once this connection counts toward its user's `limits.conns_per_user`.
+    var countedUser: String?
 
     init(conn: WSConnection, budget: CommandBudget) {
         self.conn = conn
@@ -47,6 +49,10 @@ public final class Node: ServerDelegate {
     /// Local connections per user in each group: and product: channel, for presence.
     var presence: [Channel: [String: Int]] = [:]
     var clients: [ConnectionID: Client] = [:]
+    /// WebSockets per source address (`limits.conns_per_ip`) and per user
+    /// (`limits.conns_per_user`) on this node.
+    var ipQuota: ConnectionQuota
+    var userQuota: ConnectionQuota
     private(set) var draining = false
     private var drainDeadline: LoopTimer?
     /// Set from a signal handler; read when the loop wakes.
@@ -68,6 +74,8 @@ public final class Node: ServerDelegate {
             case .product: sizes.2
             }
         }, newEpoch: { Crypto.randomToken(4) })
+        ipQuota = ConnectionQuota(limit: options.connsPerIP)
+        userQuota = ConnectionQuota(limit: options.connsPerUser)
         loop.delegate = self
     }
 
@@ -221,8 +229,13 @@ public final class Node: ServerDelegate {
 
     public func acceptsConnections() -> Bool { !draining }
 
+    public func admitsUpgrade(from peer: String) -> Bool { ipQuota.allows(peer) }
+
     public func connectionOpened(_ conn: WSConnection) {
         conn.maxQueue = options.maxQueue
+        // The filter callback checked `admitsUpgrade` just before, in the same lws callback
+        // sequence, so this fits; counted here so every close uncounts it.
+        _ = ipQuota.tryAdd(conn.peerAddress)
         clients[conn.id] = Client(conn: conn, budget: CommandBudget(maxInflight: options.maxInflight,
                                                                     perSecond: options.commandsPerSecond, now: Self.clock()))
         conn.armDeadline(seconds: options.connectTimeoutSeconds)
@@ -236,6 +249,8 @@ public final class Node: ServerDelegate {
 
     public func connectionClosed(_ conn: WSConnection) {
         guard let client = clients.removeValue(forKey: conn.id) else { return }
+        ipQuota.remove(conn.peerAddress)
+        if let user = client.countedUser { userQuota.remove(user) }
         metrics.framesSent += conn.framesSent
         for channel in client.channels {
             execute(hub.unsubscribe(conn.id, from: channel))

@@ -109,6 +109,52 @@ final class ConnectionLimitTests: IntegrationCase {
         }
     }
 
+    // MARK: Connections per IP and per user
+
+    /// Over `limits.conns_per_ip` the upgrade is answered 429 before it becomes a WebSocket.
+    func testConnectionsPerIPAreRefusedWith429BeforeTheUpgrade() throws {
+        let node = try startNode(env: ["GATEWAY_LIMITS_CONNS_PER_IP": "3"])
+        var open: [RawWebSocket] = []
+        for _ in 0..<3 {
+            let ws = try RawWebSocket(port: node.port)
+            XCTAssertEqual(ws.upgradeStatus, 101)
+            open.append(ws)
+        }
+        let refused = try RawWebSocket(port: node.port)
+        XCTAssertEqual(refused.upgradeStatus, 429)
+        XCTAssertEqual(try node.http("GET", "/healthz").status, 200, "HTTP is not counted")
+        // A freed slot takes a new connection, which works.
+        open.removeFirst().reset()
+        try waitUntil(timeout: 10, "a slot to free up") {
+            (try? RawWebSocket(port: node.port))?.upgradeStatus == 101
+        }
+        let ws = try rawConnect(node, "u1")
+        try ws.sendText(#"{"id":2,"op":"ping"}"#)
+        XCTAssertNotNil(ws.until(id: 2).reply?["ok"])
+    }
+
+    /// Over `limits.conns_per_user` the `connect` is answered `rate_limited` and the
+    /// connection closes with 4029; other users and freed slots are unaffected.
+    func testConnectionsPerUserCloseWith4029() throws {
+        let node = try startNode(env: ["GATEWAY_LIMITS_CONNS_PER_USER": "2"])
+        let (a, _) = try open(node, "u1")
+        let (b, _) = try open(node, "u1")
+        let (c, reply) = try open(node, "u1")
+        XCTAssertEqual(reply["error"]?["code"]?.stringValue, "rate_limited", "\(reply)")
+        XCTAssertGreaterThan(reply["error"]?["retry_after_ms"]?.intValue ?? 0, 0)
+        XCTAssertEqual(c.waitClosed(), 4029)
+        let (other, otherReply) = try open(node, "u2")
+        XCTAssertNotNil(otherReply["ok"])
+        XCTAssertNotNil(try a.command("ping")["ok"], "the connections within the cap keep working")
+        b.close()
+        try waitUntil(timeout: 10, "u1's slot to free up") {
+            guard let (s, r) = try? open(node, "u1") else { return false }
+            defer { s.close() }
+            return r["ok"] != nil
+        }
+        withExtendedLifetime(other) {}
+    }
+
     /// How many times Redis ran `command` (INFO commandstats).
     private func redisCommandCount(_ command: String) throws -> Int {
         let raw = try rawExchange(port: redis.port, Array("INFO commandstats\r\n".utf8), readUntilClose: false)
