@@ -48,6 +48,9 @@ public final class Node: ServerDelegate {
     var sweeping = false
     /// Local connections per user in each group: and product: channel, for presence.
     var presence: [Channel: [String: Int]] = [:]
+    /// This process in presence data: the node name plus a random part, so entries left
+    /// by an earlier run of the same node are reaped, never inherited.
+    let presenceNode: String
     var clients: [ConnectionID: Client] = [:]
     /// WebSockets per source address (`limits.conns_per_ip`) and per user
     /// (`limits.conns_per_user`) on this node.
@@ -74,6 +77,7 @@ public final class Node: ServerDelegate {
             case .product: sizes.2
             }
         }, newEpoch: { Crypto.randomToken(4) })
+        presenceNode = "\(options.nodeName).\(Crypto.randomToken(4))"
         ipQuota = ConnectionQuota(limit: options.connsPerIP)
         userQuota = ConnectionQuota(limit: options.connsPerUser)
         loop.delegate = self
@@ -100,6 +104,8 @@ public final class Node: ServerDelegate {
     private func redisReady() {
         log("redis ready at \(options.redisHost):\(options.redisPort)")
         execute(hub.redisConnected())
+        // Joins and leaves sent while Redis was away may be lost.
+        for channel in presence.keys { syncPresence(channel) }
     }
 
     private func redisLost(_ reason: String) {
