@@ -143,6 +143,7 @@ final class ConnectionLimitTests: IntegrationCase {
         XCTAssertEqual(reply["error"]?["code"]?.stringValue, "rate_limited", "\(reply)")
         XCTAssertGreaterThan(reply["error"]?["retry_after_ms"]?.intValue ?? 0, 0)
         XCTAssertEqual(c.waitClosed(), 4029)
+        XCTAssertEqual(c.closeAdvice, .reconnectWithBackoff)
         let (other, otherReply) = try open(node, "u2")
         XCTAssertNotNil(otherReply["ok"])
         XCTAssertNotNil(try a.command("ping")["ok"], "the connections within the cap keep working")
