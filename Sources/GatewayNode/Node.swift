@@ -24,6 +24,8 @@ final class Client {
     var pendingSubscribes: [Channel: Int64] = [:]
     /// Set once this connection counts toward its user's `limits.conns_per_user`.
     var countedUser: String?
+    /// Whether it counts toward its source address's `limits.conns_per_ip`.
+    var countedAddress = false
 
     init(conn: WSConnection, budget: CommandBudget) {
         self.conn = conn
@@ -239,11 +241,12 @@ public final class Node: ServerDelegate {
 
     public func connectionOpened(_ conn: WSConnection) {
         conn.maxQueue = options.maxQueue
+        let client = Client(conn: conn, budget: CommandBudget(maxInflight: options.maxInflight,
+                                                              perSecond: options.commandsPerSecond, now: Self.clock()))
         // The filter callback checked `admitsUpgrade` just before, in the same lws callback
-        // sequence, so this fits; counted here so every close uncounts it.
-        _ = ipQuota.tryAdd(conn.peerAddress)
-        clients[conn.id] = Client(conn: conn, budget: CommandBudget(maxInflight: options.maxInflight,
-                                                                    perSecond: options.commandsPerSecond, now: Self.clock()))
+        // sequence, so this fits; counted here (and uncounted at close) so the two match.
+        client.countedAddress = ipQuota.tryAdd(conn.peerAddress)
+        clients[conn.id] = client
         conn.armDeadline(seconds: options.connectTimeoutSeconds)
         metrics.connectionsOpened += 1
     }
@@ -255,7 +258,7 @@ public final class Node: ServerDelegate {
 
     public func connectionClosed(_ conn: WSConnection) {
         guard let client = clients.removeValue(forKey: conn.id) else { return }
-        ipQuota.remove(conn.peerAddress)
+        if client.countedAddress { ipQuota.remove(conn.peerAddress) }
         if let user = client.countedUser { userQuota.remove(user) }
         metrics.framesSent += conn.framesSent
         for channel in client.channels {
