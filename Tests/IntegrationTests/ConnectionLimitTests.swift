@@ -21,11 +21,15 @@ final class ConnectionLimitTests: IntegrationCase {
     /// A frame of ~1,000 `history` commands and then a TCP reset: the answers come back
     /// from Redis after lws freed the connection. None may reach it (use-after-free).
     func testResetAfterAFloodOfHistoryKeepsTheNodeUp() throws {
-        // glibc fills freed memory with a pattern (no thread cache to keep it intact), so
-        // a write through a freed wsi crashes here instead of passing silently.
+        // Freed memory is filled with a pattern, so a write through a freed wsi crashes
+        // here instead of passing silently: glibc (no thread cache to keep it intact), or
+        // AddressSanitizer, which cannot see the access itself because libwebsockets is
+        // not instrumented.
         // The command budget is opened wide so every one of the commands reaches Redis:
         // liveness, not the budget, has to protect the node here.
+        let asan = [ProcessInfo.processInfo.environment["ASAN_OPTIONS"], "max_free_fill_size=65536:free_fill_byte=165"]
         let node = try startNode(env: ["GLIBC_TUNABLES": "glibc.malloc.tcache_count=0:glibc.malloc.perturb=165",
+                                       "ASAN_OPTIONS": asan.compactMap { $0 }.joined(separator: ":"),
                                        "GATEWAY_LIMITS_MAX_INFLIGHT": "100000", "GATEWAY_LIMITS_COMMANDS_PER_S": "1000000"])
         try createProduct(node, "p1")
         for round in 0..<6 {
