@@ -114,7 +114,11 @@ extension Node {
         users[user, default: 0] += 1
         presence[channel] = users
         if users[user] == 1 {
-            redis.eval(CommunityScripts.presenceJoin, keys: presenceKeys(channel), args: [presenceNode, presenceTTLMs, user]) { _ in }
+            redis.eval(CommunityScripts.presenceJoin, keys: presenceKeys(channel), args: [presenceNode, presenceTTLMs, user]) { [weak self] reply in
+                // Taken for dead while it had other users here: they may have been reaped.
+                guard let self, reply.int == 1, (self.presence[channel]?.count ?? 0) > 1 else { return }
+                self.syncPresence(channel)
+            }
         }
     }
 

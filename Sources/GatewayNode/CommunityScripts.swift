@@ -75,10 +75,11 @@ enum CommunityScripts {
     """
 
     /// A node's first connection of a user on the channel. ARGV: node, ttl ms, user.
+    /// Returns 1 when the node had no live heartbeat on the channel (first user, or the
+    /// node was taken for dead and may have lost users), else 0.
     static let presenceJoin = presenceFunctions + """
     join(ARGV[3])
-    heartbeat(clockMs(), tonumber(ARGV[2]))
-    return 1
+    return heartbeat(clockMs(), tonumber(ARGV[2])) and 0 or 1
     """
 
     /// A node's last connection of a user on the channel went. ARGV: node, user.

@@ -126,6 +126,22 @@ final class PresenceTests: IntegrationCase {
         XCTAssertEqual(try presence(me)["users"]?.arrayValue?.compactMap(\.stringValue), ["me"])
     }
 
+    /// A node taken for dead (its heartbeat expired, e.g. a long stall) while it still
+    /// serves its users: they are reaped, and its next renewal puts them all back.
+    func testANodeTakenForDeadPutsItsUsersBack() throws {
+        let node = try startNode(env: ["GATEWAY_GROUPS_PRESENCE_TTL_S": "3"])
+        try createProduct(node, "p1")
+        let sessions = try (0..<5).map { try subscribed(node, "u\($0)") }
+        XCTAssertEqual(try presence(sessions[0])["online"]?.intValue, 5)
+        // Age the node's heartbeat as if it had stopped renewing; the next presence call reaps.
+        let expire = "for _, n in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do redis.call('ZADD', KEYS[1], 1, n) end return 1"
+        _ = try redisCall(["EVAL", expire, "1", "gw:{product:p1}:onodes"])
+        XCTAssertEqual(try presence(sessions[0])["online"]?.intValue, 0)
+        try waitUntil(timeout: 10, "the renewal to put the users back") {
+            (try? presence(sessions[0]))?["online"]?.intValue == 5
+        }
+    }
+
     /// One command to the test's Redis; the raw RESP answer.
     private func redisCall(_ args: [String]) throws -> String {
         var out = "*\(args.count)\r\n"
