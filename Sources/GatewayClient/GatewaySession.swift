@@ -195,6 +195,11 @@ public final class GatewaySession {
     /// Close reason text from the peer or the library (empty if none).
     public var closeReason: String { box.cond.withLock { box.closeReason } }
 
+    /// What to do about the close, once closed (4029: reconnect later, with backoff).
+    public var closeAdvice: CloseAdvice? {
+        box.cond.withLock { box.closed ? CloseAdvice(closeCode: box.closeCode ?? 1006) : nil }
+    }
+
     /// Last offset and epoch seen per channel, from pushes and connect/subscribe replies.
     public var positions: [String: Position] { box.cond.withLock { box.positions } }
 

@@ -109,6 +109,39 @@ private func httpStep(_ request: HTTPRequest, _ step: HTTPBodyIntake.Step, _ loo
     }
 }
 
+func peerAddress(_ wsi: OpaquePointer) -> String {
+    var buf = [CChar](repeating: 0, count: 64)
+    lws_get_peer_simple(wsi, &buf, buf.count)
+    return String(cString: buf)
+}
+
+/// Answers an upgrade request with an HTTP error before it becomes a WebSocket; lws
+/// closes the socket when the filter callback then returns nonzero.
+private func refuseUpgrade(_ wsi: OpaquePointer, status: UInt32, code: String, message: String) {
+    let body = Array(#"{"error":{"code":"\#(code)","message":"\#(message)","temporary":true}}"#.utf8)
+    var buf = [UInt8](repeating: 0, count: Int(clws_pre) + 1024 + body.count)
+    buf.withUnsafeMutableBufferPointer { b in
+        let start = b.baseAddress! + Int(clws_pre)
+        var p: UnsafeMutablePointer<UInt8>? = start
+        let end = b.baseAddress! + b.count - 1 - body.count
+        guard lws_add_http_common_headers(wsi, status, "application/json", lws_filepos_t(body.count), &p, end) == 0,
+              lws_add_http_header_by_name(wsi, "retry-after:", "1", 1, &p, end) == 0,
+              lws_finalize_http_header(wsi, &p, end) == 0, var out = p else { return }
+        body.withUnsafeBytes { UnsafeMutableRawPointer(out).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+        out += body.count
+        _ = lws_write(wsi, start, out - start, LWS_WRITE_HTTP_HEADERS)
+    }
+}
+
+/// The first close callback of a WebSocket: marks it gone before anything else can run
+/// (the delegate's cleanup included), so no later send or close reaches the freed wsi.
+private func connectionGone(_ loop: EventLoop, _ user: UnsafeMutableRawPointer?) {
+    guard let conn = load(user, as: WSConnection.self) else { return }
+    conn.isGone = true
+    clear(user)
+    loop.delegate?.connectionClosed(conn)
+}
+
 /// The one callback for the gateway protocol: HTTP requests and WebSocket connections.
 func gatewayCallback(_ wsi: OpaquePointer?, _ reason: lws_callback_reasons, _ user: UnsafeMutableRawPointer?,
                      _ input: UnsafeMutableRawPointer?, _ len: Int) -> Int32 {
@@ -127,6 +160,10 @@ func gatewayCallback(_ wsi: OpaquePointer?, _ reason: lws_callback_reasons, _ us
         guard path == "/ws", loop.delegate?.acceptsConnections() ?? false else { return 1 }
         if Int(lws_get_socket_fd(wsi)) >= loop.upgradeCeiling {
             loop.refusedForDescriptors += 1
+            return 1
+        }
+        if let delegate = loop.delegate, !delegate.admitsUpgrade(from: peerAddress(wsi)) {
+            refuseUpgrade(wsi, status: 429, code: "rate_limited", message: "too many connections from this address, retry later")
             return 1
         }
         return 0
@@ -169,12 +206,13 @@ func gatewayCallback(_ wsi: OpaquePointer?, _ reason: lws_callback_reasons, _ us
         return 0
 
     case LWS_CALLBACK_CLOSED:
-        if let conn = load(user, as: WSConnection.self) {
-            conn.isGone = true
-            loop.delegate?.connectionClosed(conn)
-            clear(user)
-        }
+        connectionGone(loop, user)
         return 0
+
+    case LWS_CALLBACK_WSI_DESTROY:
+        // The last word on every wsi; CLOSED normally came first and emptied the slot.
+        connectionGone(loop, user)
+        return lws_callback_http_dummy(wsi, reason, user, input, len)
 
     case LWS_CALLBACK_HTTP:
         guard let (method, uri) = requestMethod(wsi) else { return -1 }

@@ -32,9 +32,7 @@ public final class WSConnection {
         self.id = id
         self.wsi = wsi
         self.loop = loop
-        var buf = [CChar](repeating: 0, count: 64)
-        lws_get_peer_simple(wsi, &buf, buf.count)
-        peerAddress = String(cString: buf)
+        peerAddress = GatewayIO.peerAddress(wsi)
     }
 
     /// Queues bytes shared with other subscribers. Returns false if the connection
@@ -45,7 +43,7 @@ public final class WSConnection {
     /// back-pressure) so a client that never reads cannot grow the queue without bound.
     @discardableResult
     public func send(_ payload: Payload, isReply: Bool = false) -> Bool {
-        guard !isClosing else { return false }
+        guard !isClosing, !isGone else { return false }
         if queue.isEmpty { lws_callback_on_writable(wsi) }
         queue.append((payload, isReply))
         if isReply {
@@ -75,7 +73,7 @@ public final class WSConnection {
     /// explaining the close goes out first), or at once with `flush: false` for a
     /// client that does not read. The peer gets two seconds before the socket is cut.
     public func close(code: UInt16, reason: String, flush: Bool = true) {
-        guard !isClosing else { return }
+        guard !isClosing, !isGone else { return }
         isClosing = true
         closeCode = code
         closeReason = String(reason.utf8.prefix(100)) ?? ""
@@ -97,8 +95,10 @@ public final class WSConnection {
     public func cancelDeadline() { deadlineArmed = false }
 
     var deadlineArmed = false
-    /// Closed by lws: the liveness sweep forgets it.
-    var isGone = false
+    /// Set at the first lws close callback (CLOSED, or WSI_DESTROY if that came first):
+    /// lws frees `wsi` right after, so from then on nothing here may touch it. Replies
+    /// that come back from Redis later are dropped; the liveness sweep forgets it.
+    public internal(set) var isGone = false
     /// Last time anything (data or pong) came from the peer.
     var lastActivity = monotonicSeconds()
     private var pingDue = false
@@ -111,7 +111,7 @@ public final class WSConnection {
     }
 
     func requestPing(at now: Double) {
-        guard !pingDue, !isClosing else { return }
+        guard !pingDue, !isClosing, !isGone else { return }
         pingDue = true
         pingSentAt = now
         lws_callback_on_writable(wsi)
@@ -126,6 +126,7 @@ public final class WSConnection {
     /// Writes queued payloads as one frame, newline separated, up to the scratch size.
     /// Returns -1 to make lws close the connection.
     func writable() -> Int32 {
+        if isGone { return -1 }
         if pingDue && !isClosing {
             pingDue = false
             let start = (loop.writeScratch + Int(clws_pre)).assumingMemoryBound(to: UInt8.self)

@@ -17,8 +17,15 @@ public protocol ServerDelegate: AnyObject {
     func httpRequest(_ request: HTTPRequest)
     /// Whether a WebSocket upgrade may proceed (false while draining).
     func acceptsConnections() -> Bool
+    /// Whether one more WebSocket from this source address fits; a refusal is answered
+    /// HTTP 429 before the upgrade (`limits.conns_per_ip`).
+    func admitsUpgrade(from peer: String) -> Bool
     /// `lws_cancel_service` interrupted the poll (a signal handler does this).
     func loopWoken()
+}
+
+extension ServerDelegate {
+    public func admitsUpgrade(from peer: String) -> Bool { true }
 }
 
 /// Server settings the loop needs before it can listen.

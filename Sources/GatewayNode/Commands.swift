@@ -20,8 +20,8 @@ extension Node {
         case .ping:
             reply(client, id, .object([]), op: "ping")
         case .subscribe(let channel, let since):
-            authorize(claims, channel, op: "subscribe") { [weak self] error in
-                guard let self, self.clients[client.conn.id] === client else { return }
+            authorize(claims, channel, op: "subscribe", live(client) { [weak self] error in
+                guard let self else { return }
                 if let error {
                     self.reply(client, id, error: error, op: "subscribe")
                     return
@@ -31,9 +31,10 @@ extension Node {
                     return
                 }
                 client.channels.append(channel)
+                client.pendingSubscribes[channel] = id
                 self.count(op: "subscribe", "ok")
                 self.execute(self.hub.subscribe(client.conn.id, to: channel, since: since, request: id))
-            }
+            })
         case .unsubscribe(let channel):
             if channel == .user(claims.sub) {
                 reply(client, id, error: .badRequest("the personal channel stays subscribed"), op: "unsubscribe")
@@ -42,6 +43,12 @@ extension Node {
             if let index = client.channels.firstIndex(of: channel) {
                 client.channels.remove(at: index)
                 execute(hub.unsubscribe(client.conn.id, from: channel))
+                // The hub forgets a subscribe still reading; answer it so it does not hang
+                // (and its in-flight slot comes back).
+                if let pending = client.pendingSubscribes.removeValue(forKey: channel) {
+                    reply(client, pending, error: GatewayError(.conflict, "unsubscribed from \(channel) before the subscription completed"),
+                          op: "subscribe")
+                }
                 if let i = client.present.firstIndex(of: channel) {
                     client.present.remove(at: i)
                     presenceLeft(channel, user: claims.sub)
@@ -49,14 +56,14 @@ extension Node {
             }
             reply(client, id, .object([]), op: "unsubscribe")
         case .history(let channel, let since, let limit):
-            authorize(claims, channel, op: "history") { [weak self] error in
+            authorize(claims, channel, op: "history", live(client) { [weak self] error in
                 guard let self else { return }
                 if let error {
                     self.reply(client, id, error: error, op: "history")
                     return
                 }
                 self.history(client, id, channel, since: since, limit: limit)
-            }
+            })
         case .orderGet, .giftClaim, .giftDecline, .friendpayView:
             orderCommand(client, id, command, user: claims.sub)
         case .publish, .presence, .watch, .unwatch, .watches, .moderate:
@@ -79,6 +86,14 @@ extension Node {
                 reply(client, id, error: .redisUnavailable, op: "connect")
                 return
             }
+            guard userQuota.tryAdd(claims.sub) else {
+                // Per node (PROTOCOL.md): the error first, then 4029 (reconnect later, with backoff).
+                reply(client, id, error: GatewayError(.rateLimited, "more than \(options.connsPerUser) connections of this user",
+                                                      temporary: true, retryAfterMs: Self.tooManyConnectionsRetryMs), op: "connect")
+                client.conn.close(code: CloseCode.tooManyConnections.rawValue, reason: "too many connections of this user")
+                return
+            }
+            client.countedUser = claims.sub
             client.claims = claims
             client.connectRequest = id
             let personal = Channel.user(claims.sub)
@@ -86,6 +101,10 @@ extension Node {
             execute(hub.subscribe(client.conn.id, to: personal, since: since, request: id))
         }
     }
+
+    /// Retry hint with the per-user connection refusal: a connection has to close first,
+    /// so a few seconds, with the client's own backoff on top.
+    static let tooManyConnectionsRetryMs: Int64 = 5_000
 
     /// Who may read a channel (PROTOCOL.md 2.2). Calls back with nil when allowed.
     func authorize(_ claims: Claims, _ channel: Channel, op: String, _ done: @escaping (GatewayError?) -> Void) {
@@ -116,8 +135,8 @@ extension Node {
     private func history(_ client: Client, _ id: Int64, _ channel: Channel, since: StreamPosition?, limit: Int) {
         let args: [RedisArgument] = [since.map { String($0.offset) } ?? "", since?.epoch ?? "", limit,
                                      replyPublicationBytes, options.historyMaxRecover]
-        redis.eval(Scripts.history, keys: [Keys.meta(channel), Keys.log(channel)], args: args) { [weak self] reply in
-            guard let self, self.clients[client.conn.id] === client else { return }
+        redis.eval(Scripts.history, keys: [Keys.meta(channel), Keys.log(channel)], args: args, live(client) { [weak self] reply in
+            guard let self else { return }
             guard let items = reply.array, items.count >= 3, let offset = items[0].int, let epoch = items[1].text,
                   let truncated = items[2].int else {
                 self.reply(client, id, error: self.storageError(reply), op: "history")
@@ -132,8 +151,8 @@ extension Node {
             self.count(op: "history", "ok")
             var fields: [(String, JSON)] = [("offset", .int(offset)), ("epoch", .string(epoch))]
             if truncated == 1 { fields.append(("truncated", .bool(true))) }
-            client.conn.send(ReplyEncoder.okWithPublications(id: id, fields: fields, publications: pubs), isReply: true)
-        }
+            self.sendReply(client, ReplyEncoder.okWithPublications(id: id, fields: fields, publications: pubs))
+        })
     }
 
     /// Runs the publish script: history first, then the announcement.

@@ -208,31 +208,31 @@ extension Node {
         let answer = answerer(client, id, op: op)
         switch command {
         case .orderGet(let orderID):
-            orderStore.load(.order, orderID) { loaded in
+            orderStore.load(.order, orderID, live(client) { loaded in
                 switch loaded {
                 case .failure(let e): answer(.failure(e))
                 case .success(let s):
                     guard let order = s.order, order.concerned.contains(user) else { return answer(.failure(.notFound("no order \(orderID)"))) }
                     self.orderJSON(order, viewer: .user(user)) { answer(.success($0)) }
                 }
-            }
+            })
         case .giftClaim(let code):
             orderStore.run(.gift, code, decide: { s in
                 guard let order = s.order else { return .failure(.notFound("no gift with this code")) }
                 return self.orderRules.claim(order, by: user, now: self.now)
-            }) { result in
+            }, done: live(client) { result in
                 switch result {
                 case .failure(let e): answer(.failure(e))
                 case .success(let (decision, _)): self.orderJSON(decision.savedOrder!, viewer: .user(user)) { answer(.success($0)) }
                 }
-            }
+            })
         case .giftDecline(let code):
             orderStore.run(.gift, code, decide: { s in
                 guard let order = s.order else { return .failure(.notFound("no gift with this code")) }
                 return self.orderRules.decline(order, by: user, payment: s.payment, now: self.now)
             }) { result in answer(result.map { _ in .object([]) }) }
         case .friendpayView(let code):
-            orderStore.load(.pay, code) { loaded in
+            orderStore.load(.pay, code, live(client) { loaded in
                 switch loaded {
                 case .failure(let e): answer(.failure(e))
                 case .success(let s):
@@ -243,7 +243,7 @@ extension Node {
                         ("expires_at", .int(o.expiresAt)), ("status", .string(o.status.rawValue)),
                     ])))
                 }
-            }
+            })
         default:
             answer(.failure(.badRequest("not an order command")))
         }

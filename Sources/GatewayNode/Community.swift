@@ -19,21 +19,22 @@ extension Node {
         case .publish(let channel, let text, let replyTo):
             // The size rule needs `groups.max_text_bytes`, so it runs here, as early as the decoder's.
             if let error = GroupRules.textError(text, maxBytes: options.maxTextBytes) { return answer(.failure(error)) }
-            authorize(claims, channel, op: op) { error in
+            authorize(claims, channel, op: op, live(client) { error in
                 if let error { return answer(.failure(error)) }
                 self.groupPublish(claims, product: channel.id, text: text, replyTo: replyTo, answer)
-            }
+            })
         case .presence(let channel):
-            authorize(claims, channel, op: op) { error in
+            authorize(claims, channel, op: op, live(client) { error in
                 if let error { return answer(.failure(error)) }
-                self.redis.eval(CommunityScripts.presence, keys: [], args: [channel.description, channel.id, self.now]) { reply in
+                let keys = [Keys.presenceOnline(channel), Keys.presenceNodes(channel), CommerceKeys.members(channel.id)]
+                self.redis.eval(CommunityScripts.presence, keys: keys, args: [self.presenceNode]) { reply in
                     guard let items = reply.array, items.count >= 2, let online = items[0].int, let buyers = items[1].int else {
                         return answer(.failure(self.storageError(reply)))
                     }
                     answer(.success(.object([("online", .int(online)), ("buyers", .int(buyers)),
                                              ("users", .array(items.dropFirst(2).compactMap { $0.text.map(JSON.string) }))])))
                 }
-            }
+            })
         case .moderate(let channel, let action, let user, let offset, let seconds):
             guard claims.products.contains(channel.id), claims.role == .merchant || (claims.role == .bot && claims.moderator) else {
                 return answer(.failure(.forbidden("only the product's merchant or a moderator bot may moderate")))
@@ -107,16 +108,21 @@ extension Node {
 
     // MARK: Presence
 
-    /// A connection of `user` now listens to `channel` (group: and product: only).
+    private func presenceKeys(_ channel: Channel) -> [String] { [Keys.presenceOnline(channel), Keys.presenceNodes(channel)] }
+
+    /// A connection of `user` now listens to `channel` (group: and product: only). Redis
+    /// hears only of the first local connection of a user and the last one leaving.
     func presenceJoined(_ channel: Channel, user: String) {
         guard channel.kind != .user else { return }
         var users = presence[channel] ?? [:]
         users[user, default: 0] += 1
         presence[channel] = users
         if users[user] == 1 {
-            redis.send(["ZADD", Keys.presence(channel), now + presenceTTLMs, "\(options.nodeName)|\(user)"]) { _ in }
-            // The set lives while some node renews it: dead nodes' entries cannot outlast it.
-            redis.send(["PEXPIRE", Keys.presence(channel), presenceTTLMs]) { _ in }
+            redis.eval(CommunityScripts.presenceJoin, keys: presenceKeys(channel), args: [presenceNode, presenceTTLMs, user]) { [weak self] reply in
+                // Taken for dead while it had other users here: they may have been reaped.
+                guard let self, reply.int == 1, (self.presence[channel]?.count ?? 0) > 1 else { return }
+                self.syncPresence(channel)
+            }
         }
     }
 
@@ -126,26 +132,34 @@ extension Node {
             users[user] = n - 1
         } else {
             users[user] = nil
-            redis.send(["ZREM", Keys.presence(channel), "\(options.nodeName)|\(user)"]) { _ in }
+            redis.eval(CommunityScripts.presenceLeave, keys: presenceKeys(channel), args: [presenceNode, user]) { _ in }
         }
         presence[channel] = users.isEmpty ? nil : users
     }
 
-    /// Every node renews its entries; a dead node's entries age out.
+    /// Every ttl/3 the node renews one heartbeat per channel it has users on (not one
+    /// entry per user), which also reaps dead nodes' users a slice at a time. If the node
+    /// had been taken for dead meanwhile, it sends its whole list again.
     func refreshPresence() {
         loop.schedule(afterMs: options.presenceTTLSeconds * 1000 / 3) { [weak self] in
             guard let self else { return }
             defer { self.refreshPresence() }
             guard self.redis.isReady else { return }
-            let until = self.now + presenceTTLMs
-            for (channel, users) in self.presence {
-                var args: [RedisArgument] = ["ZADD", Keys.presence(channel)]
-                for user in users.keys { args += [until, "\(self.options.nodeName)|\(user)"] }
-                self.redis.send(args) { _ in }
-                self.redis.send(["PEXPIRE", Keys.presence(channel), self.presenceTTLMs]) { _ in }
-                self.redis.send(["ZREMRANGEBYSCORE", Keys.presence(channel), "-inf", self.now]) { _ in }
+            for channel in self.presence.keys {
+                self.redis.eval(CommunityScripts.presenceRenew, keys: self.presenceKeys(channel),
+                                args: [self.presenceNode, self.presenceTTLMs]) { [weak self] reply in
+                    if reply.int == 1 { self?.syncPresence(channel) }
+                }
             }
         }
+    }
+
+    /// Makes Redis hold exactly this node's local users of `channel` (after Redis came
+    /// back, when joins or leaves may have been lost). O(local users), rare.
+    func syncPresence(_ channel: Channel) {
+        let users = presence[channel].map { Array($0.keys) } ?? []
+        let args: [RedisArgument] = [presenceNode, presenceTTLMs] + users.map { $0 as RedisArgument }
+        redis.eval(CommunityScripts.presenceSync, keys: presenceKeys(channel), args: args) { _ in }
     }
 
     // MARK: Prices

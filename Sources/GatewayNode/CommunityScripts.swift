@@ -28,20 +28,110 @@ enum CommunityScripts {
     return {publish('group:' .. ARGV[1], 'group.message', ARGV[6], ARGV[7], ARGV[8], ARGV[9])}
     """
 
-    /// ARGV: channel, product, now ms. Returns {online, buyers, user1, user2, ... (at most 100)}.
-    static let presence = """
-    local entries = redis.call('ZRANGEBYSCORE', 'gw:{' .. ARGV[1] .. '}:presence', ARGV[3], '+inf')
-    local seen, users, online = {}, {}, 0
-    for _, e in ipairs(entries) do
-      local user = string.match(e, '^[^|]*|(.*)$')
-      if user and not seen[user] then
-        seen[user] = true
-        online = online + 1
-        if #users < 100 then users[#users + 1] = user end
+    /// Presence without walking who is online. Per channel (one hash slot):
+    /// - `online`: hash user -> number of node instances the user is present through,
+    ///   so `HLEN` is the number of distinct users online on any node;
+    /// - `onodes`: sorted set of node instances by heartbeat expiry (ms, Redis clock);
+    /// - `on:<node>`: the users present through that node instance.
+    /// A node joins/leaves a user when its first/last local connection subscribes/goes,
+    /// and renews its heartbeat (one ZADD per channel, not per user) every ttl/3. A node
+    /// instance whose heartbeat expired is dead: `reap` takes its users out, a bounded
+    /// number per call, from the next renewal or presence call on that channel. Node
+    /// instances are `<name>.<random>`, so a restarted node never inherits stale entries.
+    /// KEYS: online, onodes (`on:<node>` sits beside them, same slot); ARGV[1]: this node instance.
+    static let presenceFunctions = """
+    local ONLINE, NODES, NODE = KEYS[1], KEYS[2], ARGV[1]
+    local PREFIX = string.sub(ONLINE, 1, #ONLINE - 6) .. 'on:'
+    local MINE = PREFIX .. NODE
+    -- Keys live a day past the last renewal: long enough for any reap to finish, short
+    -- enough that a channel whose nodes all died does not linger.
+    local KEEP = 86400000
+    local function clockMs()
+      local t = redis.call('TIME')
+      return t[1] * 1000 + math.floor(t[2] / 1000)
+    end
+    local function drop(user)
+      if redis.call('HINCRBY', ONLINE, user, -1) <= 0 then redis.call('HDEL', ONLINE, user) end
+    end
+    local function join(user)
+      if redis.call('SADD', MINE, user) == 1 then redis.call('HINCRBY', ONLINE, user, 1) end
+    end
+    local function leave(user)
+      if redis.call('SREM', MINE, user) == 1 then drop(user) end
+    end
+    local function heartbeat(now, ttl)
+      local old = redis.call('ZSCORE', NODES, NODE)
+      redis.call('ZADD', NODES, now + ttl, NODE)
+      for _, k in ipairs({ONLINE, NODES, MINE}) do redis.call('PEXPIRE', k, KEEP) end
+      return old and tonumber(old) >= now
+    end
+    -- Forgets at most `budget` users of dead node instances.
+    local function reap(now, budget)
+      local dead = redis.call('ZRANGEBYSCORE', NODES, '-inf', '(' .. now, 'LIMIT', 0, 16)
+      for _, n in ipairs(dead) do
+        if budget <= 0 then break end
+        local key = PREFIX .. n
+        local users = redis.call('SPOP', key, budget)
+        for _, u in ipairs(users) do drop(u) end
+        budget = budget - #users
+        if redis.call('SCARD', key) == 0 then redis.call('ZREM', NODES, n) end
       end
     end
-    local res = {online, redis.call('HLEN', 'gw:{product:' .. ARGV[2] .. '}:members')}
-    for _, u in ipairs(users) do res[#res + 1] = u end
+
+    """
+
+    /// A node's first connection of a user on the channel. ARGV: node, ttl ms, user.
+    /// Returns 1 when the node had no live heartbeat on the channel (first user, or the
+    /// node was taken for dead and may have lost users), else 0.
+    static let presenceJoin = presenceFunctions + """
+    join(ARGV[3])
+    return heartbeat(clockMs(), tonumber(ARGV[2])) and 0 or 1
+    """
+
+    /// A node's last connection of a user on the channel went. ARGV: node, user.
+    static let presenceLeave = presenceFunctions + """
+    leave(ARGV[2])
+    if redis.call('SCARD', MINE) == 0 then redis.call('ZREM', NODES, NODE) end
+    return 1
+    """
+
+    /// The node's heartbeat on a channel, and a slice of reaping. ARGV: node, ttl ms.
+    /// Returns 1 when the node's heartbeat had expired (its users may have been reaped:
+    /// the node then sends its whole list with `presenceSync`), else 0.
+    static let presenceRenew = presenceFunctions + """
+    local now = clockMs()
+    local alive = heartbeat(now, tonumber(ARGV[2]))
+    reap(now, 10000)
+    return alive and 0 or 1
+    """
+
+    /// Makes the node's set exactly its local users (after Redis came back, or after the
+    /// node was taken for dead). ARGV: node, ttl ms, user1, user2, ...
+    static let presenceSync = presenceFunctions + """
+    local want = {}
+    for i = 3, #ARGV do want[ARGV[i]] = true end
+    for _, u in ipairs(redis.call('SMEMBERS', MINE)) do
+      if want[u] then want[u] = nil else leave(u) end
+    end
+    for u in pairs(want) do join(u) end
+    if redis.call('SCARD', MINE) == 0 then
+      redis.call('ZREM', NODES, NODE)
+    else
+      heartbeat(clockMs(), tonumber(ARGV[2]))
+    end
+    return 1
+    """
+
+    /// The `presence` command: O(1) count and a sample of at most 100 users, whatever
+    /// the number online (plus a bounded slice of reaping). KEYS: online, onodes, members
+    /// of the product; ARGV: node. Returns {online, buyers, user1, ... (at most 100)}.
+    static let presence = presenceFunctions + """
+    reap(clockMs(), 1000)
+    local online = redis.call('HLEN', ONLINE)
+    local res = {online, redis.call('HLEN', KEYS[3])}
+    if online > 0 then
+      for _, u in ipairs(redis.call('HRANDFIELD', ONLINE, 100)) do res[#res + 1] = u end
+    end
     return res
     """
 

@@ -11,8 +11,13 @@ enum Keys {
     static func log(_ channel: Channel) -> String { "gw:\(tag(channel)):log" }
     /// Pub/sub channel carrying `<offset> <epoch> <push JSON>`.
     static func pubsub(_ channel: Channel) -> String { "gw:\(tag(channel))" }
-    /// Sorted set of `<node>|<user>` by expiry: who is online in a group: or product: channel.
-    static func presence(_ channel: Channel) -> String { "gw:\(tag(channel)):presence" }
+    /// Presence of a group: or product: channel (see `CommunityScripts.presenceFunctions`).
+    /// Hash user -> number of node instances the user is present through: `HLEN` is `online`.
+    static func presenceOnline(_ channel: Channel) -> String { "gw:\(tag(channel)):online" }
+    /// Sorted set of node instances present on the channel, by heartbeat expiry (ms).
+    static func presenceNodes(_ channel: Channel) -> String { "gw:\(tag(channel)):onodes" }
+    /// Set of the users present through one node instance.
+    static func presenceNode(_ channel: Channel, _ node: String) -> String { "gw:\(tag(channel)):on:\(node)" }
     /// Hash of a product: id, merchant, title, price, currency, created_at.
     static func product(_ id: String) -> String { "gw:{product:\(id)}:info" }
 

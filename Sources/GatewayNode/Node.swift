@@ -19,8 +19,19 @@ final class Client {
     /// Channels this client counts as present in (subscribed successfully).
     var present: [Channel] = []
     var violations = 0
+    /// Commands admitted and not yet answered, and the command rate (PROTOCOL 4.1).
+    var budget: CommandBudget
+    /// `subscribe` requests the hub has not answered yet, by channel.
+    var pendingSubscribes: [Channel: Int64] = [:]
+    /// Set once this connection counts toward its user's `limits.conns_per_user`.
+    var countedUser: String?
+    /// Whether it counts toward its source address's `limits.conns_per_ip`.
+    var countedAddress = false
 
-    init(conn: WSConnection) { self.conn = conn }
+    init(conn: WSConnection, budget: CommandBudget) {
+        self.conn = conn
+        self.budget = budget
+    }
 
     var isConnected: Bool { claims != nil && connectRequest == nil }
 }
@@ -40,7 +51,14 @@ public final class Node: ServerDelegate {
     var sweeping = false
     /// Local connections per user in each group: and product: channel, for presence.
     var presence: [Channel: [String: Int]] = [:]
+    /// This process in presence data: the node name plus a random part, so entries left
+    /// by an earlier run of the same node are reaped, never inherited.
+    let presenceNode: String
     var clients: [ConnectionID: Client] = [:]
+    /// WebSockets per source address (`limits.conns_per_ip`) and per user
+    /// (`limits.conns_per_user`) on this node.
+    var ipQuota: ConnectionQuota
+    var userQuota: ConnectionQuota
     private(set) var draining = false
     private var drainDeadline: LoopTimer?
     /// Set from a signal handler; read when the loop wakes.
@@ -66,6 +84,9 @@ public final class Node: ServerDelegate {
             case .product: sizes.2
             }
         }, newEpoch: { Crypto.randomToken(4) })
+        presenceNode = "\(options.nodeName).\(Crypto.randomToken(4))"
+        ipQuota = ConnectionQuota(limit: options.connsPerIP)
+        userQuota = ConnectionQuota(limit: options.connsPerUser)
         loop.delegate = self
     }
 
@@ -113,6 +134,8 @@ public final class Node: ServerDelegate {
     private func redisReady() {
         log("redis ready at \(options.redisDescription)")
         execute(hub.redisConnected())
+        // Joins and leaves sent while Redis was away may be lost.
+        for channel in presence.keys { syncPresence(channel) }
     }
 
     /// Every command in flight has already been answered `.disconnected` (the old
@@ -171,7 +194,8 @@ public final class Node: ServerDelegate {
             case .subscribed(let id, let request, let channel, let result):
                 subscribed(id, request: request, channel, result)
             case .subscribeFailed(let id, let request, let channel, let error):
-                guard let client = clients[id] else { continue }
+                guard let client = clients[id], isLive(client) else { continue }
+                if client.pendingSubscribes[channel] == request { client.pendingSubscribes[channel] = nil }
                 if client.connectRequest == request {
                     reply(client, request, error: error)
                     client.conn.close(code: CloseCode.goingAway.rawValue, reason: "personal channel unavailable")
@@ -226,7 +250,8 @@ public final class Node: ServerDelegate {
     }
 
     private func subscribed(_ id: ConnectionID, request: Int64, _ channel: Channel, _ result: ReadResult) {
-        guard let client = clients[id] else { return }
+        guard let client = clients[id], isLive(client) else { return }
+        if client.pendingSubscribes[channel] == request { client.pendingSubscribes[channel] = nil }
         var fields: [(String, JSON)] = []
         if client.connectRequest == request, let claims = client.claims {
             client.connectRequest = nil
@@ -244,17 +269,24 @@ public final class Node: ServerDelegate {
         }
         fields += [("channel", .string(channel.description)), ("offset", .int(Int64(result.offset))),
                    ("epoch", .string(result.epoch)), ("recovered", .bool(result.recovered))]
-        client.conn.send(ReplyEncoder.okWithPublications(id: request, fields: fields,
-                                                         publications: result.publications.map(\.payload.bytes)), isReply: true)
+        sendReply(client, ReplyEncoder.okWithPublications(id: request, fields: fields,
+                                                          publications: result.publications.map(\.payload.bytes)))
     }
 
     // MARK: ServerDelegate
 
     public func acceptsConnections() -> Bool { !draining }
 
+    public func admitsUpgrade(from peer: String) -> Bool { ipQuota.allows(peer) }
+
     public func connectionOpened(_ conn: WSConnection) {
         conn.maxQueue = options.maxQueue
-        clients[conn.id] = Client(conn: conn)
+        let client = Client(conn: conn, budget: CommandBudget(maxInflight: options.maxInflight,
+                                                              perSecond: options.commandsPerSecond, now: Self.clock()))
+        // The filter callback checked `admitsUpgrade` just before, in the same lws callback
+        // sequence, so this fits; counted here (and uncounted at close) so the two match.
+        client.countedAddress = ipQuota.tryAdd(conn.peerAddress)
+        clients[conn.id] = client
         conn.armDeadline(seconds: options.connectTimeoutSeconds)
         metrics.connectionsOpened += 1
     }
@@ -266,6 +298,8 @@ public final class Node: ServerDelegate {
 
     public func connectionClosed(_ conn: WSConnection) {
         guard let client = clients.removeValue(forKey: conn.id) else { return }
+        if client.countedAddress { ipQuota.remove(conn.peerAddress) }
+        if let user = client.countedUser { userQuota.remove(user) }
         metrics.framesSent += conn.framesSent
         for channel in client.channels {
             execute(hub.unsubscribe(conn.id, from: channel))
@@ -281,6 +315,7 @@ public final class Node: ServerDelegate {
             conn.close(code: CloseCode.tooLarge.rawValue, reason: "frame too large")
             return
         }
+        let now = Self.clock()
         for line in CommandDecoder.decodeFrame(message) {
             if conn.isClosing { return }
             switch line {
@@ -288,12 +323,34 @@ public final class Node: ServerDelegate {
                 violation(client, GatewayError.badRequest(why))
             case .invalid(let id, let error):
                 client.violations = 0
+                guard admit(client, id, op: "invalid", now: now) else { continue }
                 count(op: "invalid", error.code.rawValue)
                 reply(client, id, error: error)
             case .command(let id, let command):
                 client.violations = 0
+                guard admit(client, id, op: command.op, now: now) else { continue }
                 handle(client, id, command)
             }
+        }
+    }
+
+    /// Seconds on a monotonic clock, for the command budget.
+    static func clock() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
+
+    /// Takes an in-flight slot and a token for command `id`, or answers `rate_limited`
+    /// at once. A refused command does no work at all (no Redis call).
+    private func admit(_ client: Client, _ id: Int64, op: String, now: Double) -> Bool {
+        switch client.budget.admit(now: now) {
+        case .admit:
+            return true
+        case .reject(let retryAfterMs, let reason):
+            count(op: op, ErrorCode.rateLimited.rawValue)
+            let why = reason == .inflight
+                ? "more than \(options.maxInflight) commands awaiting replies"
+                : "more than \(options.commandsPerSecond) commands per second"
+            // Not an admitted command: answered directly, not through `sendReply`.
+            client.conn.send(ReplyEncoder.error(id: id, GatewayError(.rateLimited, why, temporary: true, retryAfterMs: retryAfterMs)))
+            return false
         }
     }
 
@@ -312,20 +369,45 @@ public final class Node: ServerDelegate {
 
     // MARK: Replies
 
+    /// True while `client` still owns a live connection: registered, and lws has not
+    /// closed its wsi. Whatever comes back from Redis after that must not touch it.
+    func isLive(_ client: Client) -> Bool {
+        !client.conn.isGone && clients[client.conn.id] === client
+    }
+
+    /// Wraps an asynchronous continuation (a Redis callback) of `client`'s command so it
+    /// runs only while the client is live; otherwise it is dropped.
+    func live<T>(_ client: Client, _ body: @escaping (T) -> Void) -> (T) -> Void {
+        { [weak self] value in
+            guard let self, self.isLive(client) else { return }
+            body(value)
+        }
+    }
+
+    /// The one way the reply to an admitted command leaves the node: dropped when the
+    /// client is gone, otherwise sent, freeing the command's in-flight slot.
+    func sendReply(_ client: Client, _ frame: [UInt8]) {
+        guard isLive(client) else { return }
+        client.budget.completed()
+        client.conn.send(frame)
+    }
+
     func reply(_ client: Client, _ id: Int64, _ result: JSON, op: String) {
         count(op: op, "ok")
-        client.conn.send(ReplyEncoder.ok(id: id, result))
+        sendReply(client, ReplyEncoder.ok(id: id, result))
     }
 
     func reply(_ client: Client, _ id: Int64, error: GatewayError, op: String? = nil) {
         if let op { count(op: op, error.code.rawValue) }
-        client.conn.send(ReplyEncoder.error(id: id, error))
+        sendReply(client, ReplyEncoder.error(id: id, error))
     }
 
     /// Answers command `id` later, once, if the client is still connected.
     func answerer(_ client: Client, _ id: Int64, op: String) -> (Result<JSON, GatewayError>) -> Void {
-        { [weak self] result in
-            guard let self, self.clients[client.conn.id] === client else { return }
+        var answered = false
+        return { [weak self] result in
+            guard let self, !answered, self.isLive(client) else { return }
+            answered = true
             switch result {
             case .success(let json): self.reply(client, id, json, op: op)
             case .failure(let e): self.reply(client, id, error: e, op: op)

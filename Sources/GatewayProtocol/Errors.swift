@@ -70,4 +70,6 @@ public enum CloseCode: UInt16, Sendable {
     case slowConsumer = 4008
     case removed = 4010
     case protocolViolations = 4011
+    /// Over `limits.conns_per_user` (PROTOCOL 4.1): reconnect later, with backoff.
+    case tooManyConnections = 4029
 }

@@ -25,6 +25,12 @@
 const FINAL_CLOSE_CODES = new Set([1009, 4002, 4010, 4011]);
 const BAD_TOKEN = 4002;
 const TOKEN_EXPIRED = 4003;
+/**
+ * Too many connections of this user on the node (after a `rate_limited` connect reply):
+ * another tab has to close first, so reconnect later, with backoff, never at once.
+ */
+const TOO_MANY_CONNECTIONS = 4029;
+const TOO_MANY_MIN_DELAY_MS = 1000;
 /** After refusing a token the server closes at once; if that close never comes, drop the socket ourselves. */
 const UNAUTHORIZED_GRACE_MS = 5000;
 
@@ -196,6 +202,12 @@ export class GatewayClient extends EventTarget {
       }, UNAUTHORIZED_GRACE_MS);
       return;
     }
+    if (err.code === 'rate_limited') {
+      // Over the per-user connection limit; the server closes with 4029 next. Wait at least
+      // its retry_after_ms before trying again (plus the usual backoff).
+      this.retryFloor = err.retry_after_ms || TOO_MANY_MIN_DELAY_MS;
+      return this._lost(ws, TOO_MANY_CONNECTIONS, 'connect refused: ' + err.message, true);
+    }
     // bad_request may be our `since`: resuming with it again would fail forever.
     if (err.code === 'bad_request' && this.personalChannel) this.positions.delete(this.personalChannel);
     this._drop(ws, 'connect refused: ' + err.message); // `unavailable` (Redis away) is temporary too
@@ -293,6 +305,12 @@ export class GatewayClient extends EventTarget {
       if (this.getToken) this.token = null; // _open asks getToken for a fresh one
       else { final = true; reason = reason || 'token expired and no getToken'; }
     }
+    if (code === TOO_MANY_CONNECTIONS) {
+      const floor = Math.max(this.retryFloor || 0, TOO_MANY_MIN_DELAY_MS);
+      this.retryFloor = 0;
+      this.attempt = Math.max(this.attempt, 1);
+      return this._retry(floor);
+    }
     if (!final) return this._retry();
     this.gen++;
     this._setState('closed');
@@ -303,12 +321,12 @@ export class GatewayClient extends EventTarget {
   /** Gives up on a socket that is open but not useful (no reply, a gap, no pong). */
   _drop(ws, why) { this._lost(ws, 0, why, true); }
 
-  /** Exponential backoff with full jitter, capped: wait random(0, min(cap, base·2^n)). */
-  _retry() {
+  /** Exponential backoff with full jitter, capped: wait floor + random(0, min(cap, base·2^n)). */
+  _retry(floor = 0) {
     if (this.state === 'closed') return;
     this._setState('reconnecting');
     const ceiling = Math.min(this.backoff.cap, this.backoff.base * Math.pow(2, Math.min(this.attempt, 16)));
-    const delay = Math.floor(Math.random() * ceiling);
+    const delay = floor + Math.floor(Math.random() * ceiling);
     this.attempt++;
     this._emit('reconnect_scheduled', { delay, attempt: this.attempt });
     clearTimeout(this.timers.reconnect);
