@@ -339,7 +339,7 @@ final class RedisLinkTests: IntegrationCase {
         b.signal(SIGKILL)
         _ = b.waitExit()
 
-        let transient = ["gw:idem:", "gw:giftcode:", "gw:paycode:", ":presence", ":mute", ":watches", ":watchers", ":watch"]
+        let transient = ["gw:idem:", "gw:giftcode:", "gw:paycode:", ":online", ":onodes", ":on:", ":mute", ":watches", ":watchers", ":watch"]
         let keys = server.cli(["--scan"]).split(separator: "\n").map(String.init)
         var seen: Set<String> = []
         for key in keys {
@@ -348,16 +348,17 @@ final class RedisLinkTests: IntegrationCase {
             let ttl = server.cli(["PTTL", key])
             XCTAssertNotEqual(ttl, "-1", "\(key) never expires")
         }
-        for kind in ["gw:idem:", "gw:giftcode:", "gw:paycode:", ":presence", ":mute", ":watches"] {
+        for kind in ["gw:idem:", "gw:giftcode:", "gw:paycode:", ":online", ":onodes", ":on:", ":mute", ":watches"] {
             XCTAssertTrue(seen.contains(kind), "a \(kind) key was written (\(keys))")
         }
 
-        // Time passes: the short-lived ones are gone (the dead node's presence, the mute, the watch).
-        try waitUntil(timeout: 15, "presence, mutes and watches gone") {
-            let left = server.cli(["--scan"]).split(separator: "\n").filter {
-                $0.contains(":presence") || $0.contains(":mute") || $0.contains(":watch")
-            }
-            return left.isEmpty
+        // Time passes: the short-lived ones are gone (the mute, the watch), and the dead node's
+        // user drops out of presence (presence keys themselves live a day past the last renewal).
+        try waitUntil(timeout: 15, "mutes and watches gone") {
+            server.cli(["--scan"]).split(separator: "\n").allSatisfy { !$0.contains(":mute") && !$0.contains(":watch") }
+        }
+        try waitUntil(timeout: 15, "the dead node's user out of presence") {
+            (try? merchant.command("presence", [("channel", .string("group:p1"))]))?["ok"]?["online"]?.intValue == 0
         }
         XCTAssertNotNil(try watcher.command("watches")["ok"])
     }
