@@ -49,7 +49,7 @@ public struct NodeOptions: Sendable {
     public var historyMaxReplyBytes = 262_144
     /// Most publications in one recovery (`history.max_recover`).
     public var historyMaxRecover = 1_000
-    /// The parsed `redis.url` (credentials, db); nil for the private Redis.
+    /// The parsed `redis.url` (credentials, db), or the private server's address.
     public var redisURL: RedisURL?
     /// What acknowledged money writes wait for (`redis.durability`).
     public var durability: RedisDurability = .fsync
@@ -90,5 +90,46 @@ public struct NodeOptions: Sendable {
         self.paymentsSecret = paymentsSecret
         self.keysSecret = keysSecret
         self.commerce = commerce
+    }
+}
+
+extension NodeOptions {
+    /// The node's options from validated settings; `redis` is where to connect (the private
+    /// server's address when the settings name none).
+    public init(settings: Settings, nodeName: String, redis: RedisURL, dev: Bool) {
+        let (redisHost, redisPort): (String, Int) = switch redis.endpoint {
+        case .tcp(let host, let port): (host, port)
+        case .unix(let path): (path, 0)
+        }
+        self.init(
+            nodeName: nodeName, host: settings.server.host, port: settings.server.port,
+            redisHost: redisHost, redisPort: redisPort, authSecret: settings.auth.secret,
+            shopKey: settings.api.shopKey, merchantKeys: settings.api.merchantKeys,
+            maxFrame: settings.limits.maxFrame, maxBody: settings.limits.maxBody, maxQueue: settings.limits.maxQueue,
+            maxViolations: settings.limits.maxViolations,
+            connectTimeoutSeconds: Double(settings.limits.connectTimeoutSeconds), pingSeconds: settings.server.pingSeconds,
+            historyUserSize: settings.history.userSize, historyGroupSize: settings.history.groupSize,
+            historyProductSize: settings.history.productSize, historyTTLSeconds: settings.history.ttlSeconds,
+            paymentsSecret: settings.payments.secret, keysSecret: settings.keys.secretBytes ?? [],
+            commerce: CommerceTimes(orderTTL: Int64(settings.orders.ttlSeconds) * 1000, giftTTL: Int64(settings.gifts.ttlSeconds) * 1000,
+                                    friendpayTTL: Int64(settings.friendpay.ttlSeconds) * 1000,
+                                    paymentGrace: Int64(settings.payments.graceSeconds) * 1000))
+        groupRate = settings.groups.rate
+        groupRateWindowSeconds = settings.groups.rateWindowSeconds
+        allowLinks = settings.groups.allowLinks
+        alertCooldownSeconds = settings.alerts.cooldownSeconds
+        watchTTLSeconds = settings.alerts.watchTTLSeconds
+        presenceTTLSeconds = settings.groups.presenceTTLSeconds
+        maxTextBytes = settings.groups.maxTextBytes
+        maxInflight = settings.limits.maxInflight
+        commandsPerSecond = settings.limits.commandsPerSecond
+        connsPerUser = settings.limits.connsPerUser
+        connsPerIP = settings.limits.connsPerIP
+        httpTimeoutSeconds = settings.limits.httpTimeoutSeconds
+        historyMaxReplyBytes = settings.history.maxReplyBytes
+        historyMaxRecover = settings.history.maxRecover
+        redisURL = redis
+        durability = settings.redis.durabilityMode
+        self.dev = dev
     }
 }

@@ -71,20 +71,12 @@ struct Serve: ParsableCommand {
         }
 
         var privateRedis: PrivateRedis?
-        let redisHost: String
-        let redisPort: Int
-        var redisURL: RedisURL?
+        let redisURL: RedisURL
         if let url = settings.redis.url {
             // Settings validated the syntax; here is what this build cannot honour (PROTOCOL.md 4.2).
-            let parsed = try RedisURL.parse(url).get()
-            if parsed.tls { throw ValidationError("redis.url: rediss:// needs hiredis with TLS, and Debian's hiredis 0.14 has none; reach Redis over loopback, a unix socket or a TLS tunnel (stunnel) instead") }
-            if parsed.cluster { throw ValidationError("redis.url: redis+cluster:// is not supported by this build yet; give one server as redis://host:port") }
-            // The node connects to `parsed.endpoint` (NodeOptions.redisEndpoint); host/port stay for logs.
-            switch parsed.endpoint {
-            case .tcp(let host, let port): (redisHost, redisPort) = (host, port)
-            case .unix(let path): (redisHost, redisPort) = (path, 0)
-            }
-            redisURL = parsed
+            redisURL = try RedisURL.parse(url).get()
+            if redisURL.tls { throw ValidationError("redis.url: rediss:// needs hiredis with TLS, and Debian's hiredis 0.14 has none; reach Redis over loopback, a unix socket or a TLS tunnel (stunnel) instead") }
+            if redisURL.cluster { throw ValidationError("redis.url: redis+cluster:// is not supported by this build yet; give one server as redis://host:port") }
         } else {
             if case .replicas = settings.redis.durabilityMode {
                 throw ValidationError("redis.durability \(settings.redis.durability) needs a Redis with replicas: give one with --redis; the private redis-server has none (it fsyncs every write instead)")
@@ -92,42 +84,13 @@ struct Serve: ParsableCommand {
             let server = try PrivateRedis(dataDir: settings.redis.dataDir)
             try server.start()
             privateRedis = server
-            (redisHost, redisPort) = ("127.0.0.1", server.port)
+            redisURL = RedisURL(endpoints: [.tcp(host: "127.0.0.1", port: server.port)])
             print("private redis-server on 127.0.0.1:\(server.port), data in \(server.dataDir)")
         }
         defer { privateRedis?.stop() }
 
         let nodeName = settings.nodeName()
-        var options = NodeOptions(
-            nodeName: nodeName, host: settings.server.host, port: settings.server.port,
-            redisHost: redisHost, redisPort: redisPort, authSecret: settings.auth.secret,
-            shopKey: settings.api.shopKey, merchantKeys: settings.api.merchantKeys,
-            maxFrame: settings.limits.maxFrame, maxBody: settings.limits.maxBody, maxQueue: settings.limits.maxQueue,
-            maxViolations: settings.limits.maxViolations,
-            connectTimeoutSeconds: Double(settings.limits.connectTimeoutSeconds), pingSeconds: settings.server.pingSeconds,
-            historyUserSize: settings.history.userSize, historyGroupSize: settings.history.groupSize,
-            historyProductSize: settings.history.productSize, historyTTLSeconds: settings.history.ttlSeconds,
-            paymentsSecret: settings.payments.secret, keysSecret: settings.keys.secretBytes ?? [],
-            commerce: CommerceTimes(orderTTL: Int64(settings.orders.ttlSeconds) * 1000, giftTTL: Int64(settings.gifts.ttlSeconds) * 1000,
-                                    friendpayTTL: Int64(settings.friendpay.ttlSeconds) * 1000,
-                                    paymentGrace: Int64(settings.payments.graceSeconds) * 1000))
-        options.groupRate = settings.groups.rate
-        options.groupRateWindowSeconds = settings.groups.rateWindowSeconds
-        options.allowLinks = settings.groups.allowLinks
-        options.alertCooldownSeconds = settings.alerts.cooldownSeconds
-        options.watchTTLSeconds = settings.alerts.watchTTLSeconds
-        options.presenceTTLSeconds = settings.groups.presenceTTLSeconds
-        options.dev = dev
-        options.maxTextBytes = settings.groups.maxTextBytes
-        options.maxInflight = settings.limits.maxInflight
-        options.commandsPerSecond = settings.limits.commandsPerSecond
-        options.connsPerUser = settings.limits.connsPerUser
-        options.connsPerIP = settings.limits.connsPerIP
-        options.httpTimeoutSeconds = settings.limits.httpTimeoutSeconds
-        options.historyMaxReplyBytes = settings.history.maxReplyBytes
-        options.historyMaxRecover = settings.history.maxRecover
-        options.redisURL = redisURL
-        options.durability = settings.redis.durabilityMode
+        let options = NodeOptions(settings: settings, nodeName: nodeName, redis: redisURL, dev: dev)
         let web = Node.staticFiles
         if web.files.isEmpty { print("no browser files found (\(web.source)): /client and /demo answer 404") }
         let gateway = Node(options: options)
