@@ -1,0 +1,619 @@
+import ArgumentParser
+import Foundation
+import GatewayProtocol
+
+/// Scenario 6: the holiday peak with faults injected while it runs. A node is SIGKILLed
+/// and started again, Redis loses its pub/sub and normal clients (`CLIENT KILL TYPE`),
+/// is paused (`DEBUG SLEEP`), stopped cleanly (`SHUTDOWN NOSAVE`) and crashed (SIGKILL,
+/// `appendfsync always` so what was acknowledged survives). The holiday peak's own
+/// accounting still runs (every push once, in order, live or through `since` recovery;
+/// every key in exactly one order), and after the faults: unpaid orders still expire on
+/// time (the timers kept firing), and each node's descriptors and CPU are back to idle.
+struct ChaosCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "chaos",
+        abstract: "The holiday peak under faults: node SIGKILL, CLIENT KILL, DEBUG SLEEP, Redis SHUTDOWN NOSAVE and SIGKILL; nothing lost, doubled or wedged.",
+        discussion: """
+        Needs spawned nodes and Redis (no --url): it kills and restarts them. Faults run one after another, spread \
+        over 10% to 80% of the peak, each after the previous one has healed (every node's /readyz 200 again). \
+        Unpaid timer-probe orders are created before the faults and after each one (orders.ttl_s set by --order-ttl); \
+        each must end `canceled` within --timer-slack seconds of its expires_at.
+        """)
+
+    static let allFaults = ["node-kill", "pubsub-kill", "normal-kill", "debug-sleep", "redis-shutdown", "redis-kill"]
+
+    @Option(help: "Browsers held for the whole run.")
+    var browsers = 2000
+    @Option(help: "New browser connections per second during the ramp.")
+    var connectRate: Double = 250
+    @Option(help: "Seconds of peak; the faults happen inside it.")
+    var duration = 60
+    @Option(help: "Gift orders over the first 80% of the peak.")
+    var gifts = 400
+    @Option(help: "Friend-pay requests over the first 80% of the peak.")
+    var friendpays = 200
+    @Option(help: "Fraction of friend-pay requests paid by a second friend too.")
+    var doublePay = 0.3
+    @Option(help: "Buyer groups.")
+    var groups = 4
+    @Option(help: "Group members (buy during set-up, then chatter).")
+    var groupMembers = 400
+    @Option(help: "Group messages per second, all groups together.")
+    var chatterRate: Double = 40
+    @Option(help: "Watchers of the flash-drop product.")
+    var watchers = 1000
+    @Option(help: "Fraction of watchers kept connected.")
+    var watchConnected = 0.5
+    @Option(help: "When the price drops, as a fraction of the peak.")
+    var dropAt = 0.55
+    @Option(help: "Share of browsers in the reconnect storm (0: none; the faults drop plenty).")
+    var stormShare = 0.0
+    @Option(help: "When the storm hits, as a fraction of the peak.")
+    var stormAt = 0.3
+    @Option(help: "Seconds the stormed browsers stay away.")
+    var stormDown = 3.0
+    @Option(help: "Threads doing HTTP.")
+    var httpWorkers = 8
+    @Option(help: "Seconds to wait after the peak for late pushes and the last faults to heal.")
+    var drain = 30
+
+    @Option(help: "Faults, in order, comma-separated: \(allFaults.joined(separator: ",")).")
+    var faults = allFaults.joined(separator: ",")
+    @Option(help: "Seconds of DEBUG SLEEP.")
+    var sleepSeconds = 2.0
+    @Option(help: "Seconds a killed node stays down before it is started again.")
+    var nodeDown = 1.0
+    @Option(help: "orders.ttl_s of the spawned nodes: unpaid timer probes are canceled after it.")
+    var orderTtl = 8
+    @Option(help: "Unpaid timer-probe orders per batch (one batch before the faults, one after each, one at the end).")
+    var timerProbes = 3
+    @Option(help: "Seconds past expires_at by which a probe must read `canceled`.")
+    var timerSlack = 5.0
+    @Option(help: "Descriptors a node may hold above its idle count (right after start) once every client is gone.")
+    var fdSlack = 3
+    @Option(help: "Percent of one core a node may use once every client is gone.")
+    var idleCpu = 10.0
+
+    @OptionGroup var cluster: ClusterOptions
+    @OptionGroup var output: OutputOptions
+
+    var faultList: [String] { faults.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty } }
+
+    func validate() throws {
+        guard !cluster.external else { throw ValidationError("chaos kills and restarts nodes and Redis: it cannot use --url") }
+        for f in faultList where !Self.allFaults.contains(f) {
+            throw ValidationError("--faults: unknown fault \(f) (known: \(Self.allFaults.joined(separator: ", ")))")
+        }
+        guard (1...3600).contains(orderTtl) else { throw ValidationError("--order-ttl must be 1 to 3600") }
+        guard (0...1000).contains(timerProbes) else { throw ValidationError("--timer-probes must be 0 to 1000") }
+        guard sleepSeconds > 0, sleepSeconds <= 30 else { throw ValidationError("--sleep-seconds must be above 0 and at most 30") }
+        guard nodeDown >= 0, nodeDown <= 60 else { throw ValidationError("--node-down must be 0 to 60") }
+        _ = try peakCommand()
+    }
+
+    /// The holiday peak this run plays, with the same figures.
+    func peakCommand() throws -> HolidayPeakCommand {
+        var hp = try HolidayPeakCommand.parse([])
+        hp.browsers = browsers
+        hp.connectRate = connectRate
+        hp.duration = duration
+        hp.gifts = gifts
+        hp.friendpays = friendpays
+        hp.doublePay = doublePay
+        hp.groups = groups
+        hp.groupMembers = groupMembers
+        hp.chatterRate = chatterRate
+        hp.watchers = watchers
+        hp.watchConnected = watchConnected
+        hp.dropAt = dropAt
+        hp.stormShare = stormShare
+        hp.stormAt = stormAt
+        hp.stormDown = stormDown
+        hp.httpWorkers = httpWorkers
+        hp.drain = drain
+        // Fault windows make pushes late: latency objectives are not what this run judges.
+        hp.p99Objective = 1e9
+        var c = cluster
+        c.defaultNodes = 2
+        c.redisAof = true
+        c.redisFsyncAlways = true
+        c.redisDebugCommand = true
+        c.nodeEnv.insert("GATEWAY_ORDERS_TTL_S=\(orderTtl)", at: 0)
+        hp.cluster = c
+        hp.output = output
+        try hp.validate()
+        return hp
+    }
+
+    func run() throws {
+        let hp = try peakCommand()
+        guard hp.cluster.spawnCount >= 2 || !faultList.contains("node-kill") else {
+            throw ValidationError("node-kill needs at least 2 nodes (the second one is killed)")
+        }
+        let scenario = HolidayPeakScenario(hp)
+        scenario.chaos = ChaosDriver(self)
+        try scenario.run()
+    }
+}
+
+struct ChaosReport: Codable {
+    struct Parameters: Codable {
+        var faults: [String]
+        var sleepSeconds: Double
+        var nodeDownSeconds: Double
+        var orderTtlSeconds: Int
+        var timerProbesPerBatch: Int
+        var timerSlackSeconds: Double
+        var fdSlack: Int
+        var idleCpuPercent: Double
+    }
+
+    /// One injected fault, timed from the start of the peak.
+    struct Fault: Codable {
+        var fault: String
+        var atSeconds: Double
+        /// Seconds into the run (the chart's axis).
+        var runSeconds: Double
+        var detail: String
+        /// From the fault to every node answering /readyz 200 again.
+        var healedAfterSeconds: Double?
+        var error: String?
+    }
+
+    struct TimerProbe: Codable {
+        var order: String
+        var batch: String
+        var expiresAt: Int64
+        var status: String
+        /// When it was first read `canceled`, seconds after its expires_at (nil: never).
+        var canceledLateBySeconds: Double?
+    }
+
+    struct Timers: Codable {
+        var probes = 0
+        var canceled = 0
+        var onTime = 0
+        var createFailures = 0
+        var worstLatenessSeconds: Double?
+        var notCanceled: [String] = []
+        var list: [TimerProbe] = []
+    }
+
+    struct IdleNode: Codable {
+        var name: String
+        var pid: Int32?
+        var fdsAtStart: Int?
+        var fdsAfter: Int?
+        /// Over 1 s right after start, before any client: what idle costs on this machine.
+        var cpuPercentAtStart: Double?
+        var cpuPercentAfter: Double?
+        /// Descriptors held after but not at start (and the other way round, with a minus), by kind.
+        var fdsGained: [String] = []
+        var alive: Bool
+    }
+
+    struct KeyStock: Codable {
+        var product: String
+        var uploaded: Int
+        var stockAfter: Int?
+        var inOrdersReadBack: Int
+    }
+
+    var run: RunInfo
+    var parameters: Parameters
+    var faults: [Fault] = []
+    /// HTTP calls retried while a node or Redis was away (as a shop backend would retry), by cause.
+    var httpRetries: [String: Int] = [:]
+    var timers = Timers()
+    var idle: [IdleNode] = []
+    var keys: [KeyStock] = []
+    var browsersOnlineAtEnd = 0
+    var browsersStranded: [String] = []
+    var claimsUnanswered = 0
+    var deadNodes: [String] = []
+    var checks: [String] = []
+    var verdict = ""
+    var peak: HolidayPeakReport
+}
+
+/// Runs the faults on their own thread during the peak, and the timer and idle checks after it.
+final class ChaosDriver {
+    let cmd: ChaosCommand
+    private let lock = NSLock()
+    private var faultLog: [ChaosReport.Fault] = []
+    private var retries: [String: Int] = [:]
+    private var done = false
+    private var probes: [(id: String, batch: String, expiresAt: Int64)] = []
+    /// First time (Unix s) each probe read `canceled`, from the poller.
+    private var canceledAt: [String: Double] = [:]
+    private var lastStatus: [String: String] = [:]
+    private var polling = true
+    private var baselineCPU: [String: Double] = [:]
+    private var baselineKinds: [String: [String]] = [:]
+    private var probeFailures = 0
+    private var baselineFds: [String: Int] = [:]
+    private var thread: Thread?
+    private var timerProduct = ""
+    private var tag = ""
+    private var probeSeq = 0
+
+    init(_ cmd: ChaosCommand) { self.cmd = cmd }
+
+    var faultsDone: Bool { lock.withLock { done } }
+
+    func retried(_ why: String) { lock.withLock { retries[why, default: 0] += 1 } }
+
+    /// Idle descriptor counts (no client yet) and the timer-probe product.
+    func clusterStarted(_ c: Cluster, tag: String, progress p: Progress) throws {
+        self.tag = tag
+        usleep(300_000)
+        for ep in c.endpoints {
+            guard let pid = ep.pid else { continue }
+            baselineFds[ep.name] = Machine.openFiles(pid)
+            baselineKinds[ep.name] = Self.descriptorKinds(pid, redisPort: c.redisPort ?? 0, ownPort: ep.port)
+        }
+        baselineCPU = Self.cpuPercent(c.endpoints, seconds: 1)
+        timerProduct = "ch-\(tag)-timer"
+        let admin = ShopClient(c.endpoints[0], shopKey: c.shopKey, timeout: 30)
+        defer { admin.disconnect() }
+        try admin.createProduct(id: timerProduct, price: 500, title: "Chaos timer probe")
+        p.note("chaos: idle descriptors " + baselineFds.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
+            + "; faults: \(cmd.faultList.joined(separator: ", ")); orders.ttl_s \(cmd.orderTtl)")
+    }
+
+    /// Starts the fault thread: faults spread over 10%..80% of the peak, one after another.
+    func peakStarted(cluster c: Cluster, peakSeconds: Double, progress p: Progress) {
+        let start = Clock.now()
+        let list = cmd.faultList
+        // Probes are read every 250 ms from creation on, so lateness is measured, not the poll's delay.
+        Thread { [self] in
+            let shop = ShopClient(c.endpoints[0], shopKey: c.shopKey, timeout: 5)
+            defer { shop.disconnect() }
+            while lock.withLock({ polling }) {
+                let open = lock.withLock { probes.filter { canceledAt[$0.id] == nil } }
+                for pr in open {
+                    guard let r = try? shop.call("GET", "/api/v1/orders/\(pr.id)", idempotent: true), let st = r.json?["status"]?.stringValue else { continue }
+                    lock.withLock {
+                        lastStatus[pr.id] = st
+                        if st == "canceled" { canceledAt[pr.id] = Date().timeIntervalSince1970 }
+                    }
+                }
+                usleep(250_000)
+            }
+        }.start()
+        let t = Thread { [self] in
+            probeBatch(c, "before faults")
+            for (i, fault) in list.enumerated() {
+                let at = peakSeconds * (list.count == 1 ? 0.1 : 0.1 + 0.7 * Double(i) / Double(list.count - 1))
+                while Clock.now() - start < at { usleep(20_000) }
+                inject(fault, c, since: start, progress: p)
+                probeBatch(c, "after \(fault)")
+            }
+            lock.withLock { done = true }
+        }
+        thread = t
+        t.start()
+    }
+
+    private func inject(_ fault: String, _ c: Cluster, since start: Double, progress p: Progress) {
+        let t0 = Clock.now()
+        var entry = ChaosReport.Fault(fault: fault, atSeconds: t0 - start, runSeconds: p.elapsed, detail: "")
+        do {
+            switch fault {
+            case "node-kill":
+                let i = c.endpoints.count - 1
+                let name = c.endpoints[i].name
+                let status = c.killNode(i)
+                usleep(UInt32(cmd.nodeDown * 1e6))
+                try c.restartNode(i)
+                entry.detail = "SIGKILL \(name) (exit \(status.map(String.init) ?? "?")), down \(Fmt.num(cmd.nodeDown, 1)) s, started again as pid \(c.endpoints[i].pid ?? 0)"
+            case "pubsub-kill", "normal-kill":
+                let type = fault == "pubsub-kill" ? "pubsub" : "normal"
+                let probe = try RedisProbe(url: "redis://127.0.0.1:\(c.redisPort ?? 0)", timeout: 5)
+                // SKIPME yes (the default): this probe is a normal client and must live to read the count.
+                let r = try probe.call(["CLIENT", "KILL", "TYPE", type, "SKIPME", "yes"])
+                entry.detail = "CLIENT KILL TYPE \(type): \(r.int.map { "\($0) connections" } ?? "\(r)")"
+            case "debug-sleep":
+                let probe = try RedisProbe(url: "redis://127.0.0.1:\(c.redisPort ?? 0)", timeout: cmd.sleepSeconds + 10)
+                let r = try probe.call(["DEBUG", "SLEEP", Fmt.num(cmd.sleepSeconds, 1)])
+                entry.detail = "DEBUG SLEEP \(Fmt.num(cmd.sleepSeconds, 1)): \(r.text ?? "\(r)")"
+            case "redis-shutdown":
+                try c.shutdownRedis()
+                try c.restartRedis()
+                entry.detail = "SHUTDOWN NOSAVE, started again on the same port and AOF (pid \(c.redisPid ?? 0))"
+            case "redis-kill":
+                c.killRedis()
+                usleep(200_000)
+                try c.restartRedis()
+                entry.detail = "SIGKILL redis-server, started again on the same port and AOF (pid \(c.redisPid ?? 0))"
+            default:
+                entry.detail = "unknown"
+            }
+        } catch {
+            entry.error = "\(error)"
+        }
+        // Healed: every node reaches Redis again.
+        let deadline = Clock.now() + 30
+        while Clock.now() < deadline {
+            if c.allReady() {
+                entry.healedAfterSeconds = Clock.now() - t0
+                break
+            }
+            usleep(100_000)
+        }
+        p.note("chaos: \(fault) at \(Fmt.num(entry.atSeconds, 1)) s into the peak: \(entry.detail)"
+            + (entry.error.map { " ERROR \($0)" } ?? "") + "; healed after " + (entry.healedAfterSeconds.map { Fmt.num($0, 2) + " s" } ?? "NEVER (30 s)"))
+        lock.withLock { faultLog.append(entry) }
+    }
+
+    /// Unpaid orders that only the expiry timer can cancel.
+    private func probeBatch(_ c: Cluster, _ batch: String) {
+        guard cmd.timerProbes > 0 else { return }
+        let shop = ShopClient(c.endpoints[probeSeq % c.endpoints.count], shopKey: c.shopKey, timeout: 10)
+        defer { shop.disconnect() }
+        for _ in 0..<cmd.timerProbes {
+            probeSeq += 1
+            let body = #"{"buyer":"ch-\#(tag)-t\#(probeSeq)","product":"\#(timerProduct)","quantity":1,"idempotency_key":"ch-\#(tag)-t\#(probeSeq)"}"#
+            let deadline = Clock.now() + 20
+            var made = false
+            while !made && Clock.now() < deadline {
+                if let r = try? shop.call("POST", "/api/v1/orders", body), r.status == 201,
+                   let id = r.json?["id"]?.stringValue, let exp = r.json?["expires_at"]?.intValue {
+                    lock.withLock { probes.append((id, batch, exp)) }
+                    made = true
+                } else {
+                    usleep(200_000)
+                }
+            }
+            if !made { lock.withLock { probeFailures += 1 } }
+        }
+    }
+
+    /// After the peak: a last probe batch, the timers, clients gone, then descriptors and
+    /// CPU back to idle; writes the chaos report.
+    func finish(cluster c: Cluster, peak: HolidayPeakReport, ctx: RunContext, browsersOnline: Int, stranded: [String],
+                claimsUnanswered: Int, keysReadBack: [String: Int], products: (gift: (String, Int), friendpay: (String, Int)),
+                quiesce: () -> Void, printPeak: () -> Void) throws {
+        let p = ctx.progress
+        thread.map { _ in while !faultsDone { usleep(50_000) } }
+        probeBatch(c, "after all faults")
+        var report = ChaosReport(run: ctx.info, parameters: .init(
+            faults: cmd.faultList, sleepSeconds: cmd.sleepSeconds, nodeDownSeconds: cmd.nodeDown, orderTtlSeconds: cmd.orderTtl,
+            timerProbesPerBatch: cmd.timerProbes, timerSlackSeconds: cmd.timerSlack, fdSlack: cmd.fdSlack, idleCpuPercent: cmd.idleCpu), peak: peak)
+        report.browsersOnlineAtEnd = browsersOnline
+        report.browsersStranded = Array(stranded.prefix(20))
+        report.claimsUnanswered = claimsUnanswered
+
+        // Keys: stock left plus keys in the orders read back is what was uploaded.
+        let shop = ShopClient(c.endpoints[0], shopKey: c.shopKey, timeout: 10)
+        for (product, uploaded) in [products.gift, products.friendpay] {
+            let stock = (try? shop.product(product))?["stock"]?.intValue.map { Int($0) }
+            report.keys.append(.init(product: product, uploaded: uploaded, stockAfter: stock, inOrdersReadBack: keysReadBack[product] ?? 0))
+        }
+
+        // Timers: every probe canceled by expires_at + slack (the poller reads them every 250 ms).
+        let all = lock.withLock { probes }
+        let lastExpiry = all.map(\.expiresAt).max() ?? 0
+        let pollUntil = Double(lastExpiry) / 1000 + cmd.timerSlack + 1
+        p.note("chaos: waiting for \(all.count) timer probes to expire (orders.ttl_s \(cmd.orderTtl))")
+        while Date().timeIntervalSince1970 < pollUntil && lock.withLock({ all.contains { canceledAt[$0.id] == nil } }) { usleep(100_000) }
+        let list: [ChaosReport.TimerProbe] = lock.withLock {
+            polling = false
+            return all.map { pr in
+                ChaosReport.TimerProbe(order: pr.id, batch: pr.batch, expiresAt: pr.expiresAt, status: lastStatus[pr.id] ?? "?",
+                                       canceledLateBySeconds: canceledAt[pr.id].map { max(0, $0 - Double(pr.expiresAt) / 1000) })
+            }
+        }
+        shop.disconnect()
+        var timers = ChaosReport.Timers()
+        timers.probes = list.count
+        timers.createFailures = lock.withLock { probeFailures }
+        timers.canceled = list.filter { $0.status == "canceled" }.count
+        timers.onTime = list.filter { ($0.canceledLateBySeconds ?? .infinity) <= cmd.timerSlack }.count
+        timers.worstLatenessSeconds = list.compactMap(\.canceledLateBySeconds).max()
+        timers.notCanceled = list.filter { $0.status != "canceled" }.prefix(20).map { "\($0.order) (\($0.batch)): \($0.status)" }
+        timers.list = list
+        report.timers = timers
+
+        // Idle: clients gone, then descriptors back to the count at start and no spinning loop.
+        quiesce()
+        let settle = Clock.now() + 15
+        var fds: [String: Int] = [:]
+        while Clock.now() < settle {
+            fds = [:]
+            for ep in c.endpoints { if let pid = ep.pid, let n = Machine.openFiles(pid) { fds[ep.name] = n } }
+            if c.endpoints.allSatisfy({ (fds[$0.name] ?? .max) <= (baselineFds[$0.name] ?? 0) + cmd.fdSlack }) { break }
+            usleep(250_000)
+        }
+        let cpu = Self.cpuPercent(c.endpoints, seconds: 3)
+        for (i, ep) in c.endpoints.enumerated() {
+            var gained: [String] = []
+            if let pid = ep.pid {
+                var before = Dictionary(grouping: baselineKinds[ep.name] ?? [], by: { $0 }).mapValues(\.count)
+                for k in Self.descriptorKinds(pid, redisPort: c.redisPort ?? 0, ownPort: ep.port) { before[k, default: 0] -= 1 }
+                gained = before.filter { $0.value != 0 }.sorted { $0.key < $1.key }.map { "\(-$0.value > 0 ? "+" : "")\(-$0.value) \($0.key)" }
+            }
+            report.idle.append(.init(name: ep.name, pid: ep.pid, fdsAtStart: baselineFds[ep.name], fdsAfter: fds[ep.name],
+                                     cpuPercentAtStart: baselineCPU[ep.name], cpuPercentAfter: cpu[ep.name], fdsGained: gained,
+                                     alive: c.node(i)?.isRunning ?? false))
+        }
+        report.deadNodes = c.deadNodes()
+        report.faults = lock.withLock { faultLog }
+        report.httpRetries = lock.withLock { retries }
+        for f in report.faults { report.peak.events.append(ChartEvent(t: f.runSeconds, label: f.fault)) }
+        report.run.machine = MachineInfo()
+        (report.checks, report.verdict) = Self.verdict(report, cmd)
+
+        printPeak()
+        Self.summary(report)
+        try ctx.write(report)
+    }
+
+    /// Percent of one core per node over `seconds` (utime + stime from /proc/<pid>/stat).
+    static func cpuPercent(_ endpoints: [Endpoint], seconds: Double) -> [String: Double] {
+        let hz = Double(sysconf(Int32(_SC_CLK_TCK)))
+        let before = endpoints.map { $0.pid.flatMap { Machine.cpuTicks($0) } }
+        let t0 = Clock.now()
+        usleep(UInt32(seconds * 1e6))
+        let dt = Clock.now() - t0
+        var out: [String: Double] = [:]
+        for (i, ep) in endpoints.enumerated() {
+            if let b = before[i], let a = ep.pid.flatMap({ Machine.cpuTicks($0) }) { out[ep.name] = Double(a - b) / hz / dt * 100 }
+        }
+        return out
+    }
+
+    /// What each descriptor of a process is, without the parts that change (inodes, client
+    /// ports): "tcp to redis ESTABLISHED", "tcp listening", "tcp client", "anon_inode:[eventfd]", a path.
+    static func descriptorKinds(_ pid: pid_t, redisPort: Int, ownPort: Int) -> [String] {
+        var sockets: [String: String] = [:]   // inode -> kind
+        for file in ["tcp", "tcp6"] {
+            guard let text = try? String(contentsOfFile: "/proc/\(pid)/net/\(file)", encoding: .utf8) else { continue }
+            for line in text.split(separator: "\n").dropFirst() {
+                let f = line.split(separator: " ", omittingEmptySubsequences: true)
+                guard f.count > 9 else { continue }
+                let local = Int(f[1].split(separator: ":").last ?? "", radix: 16) ?? 0
+                let remote = Int(f[2].split(separator: ":").last ?? "", radix: 16) ?? 0
+                let states = ["01": "ESTABLISHED", "02": "SYN_SENT", "06": "TIME_WAIT", "07": "CLOSE", "08": "CLOSE_WAIT", "0A": "LISTEN", "09": "LAST_ACK", "04": "FIN_WAIT1", "05": "FIN_WAIT2"]
+                let state = states[String(f[3])] ?? String(f[3])
+                let kind = remote == redisPort ? "tcp to redis \(state)" : local == ownPort ? (state == "LISTEN" ? "tcp listening" : "tcp client \(state)") : "tcp other \(state)"
+                sockets[String(f[9])] = kind
+            }
+        }
+        if let text = try? String(contentsOfFile: "/proc/\(pid)/net/unix", encoding: .utf8) {
+            for line in text.split(separator: "\n").dropFirst() {
+                let f = line.split(separator: " ", omittingEmptySubsequences: true)
+                if f.count > 6 { sockets[String(f[6])] = "unix socket" + (f.count > 7 ? " \(f[7])" : "") }
+            }
+        }
+        let dir = "/proc/\(pid)/fd"
+        return ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).compactMap { fd in
+            guard let target = try? FileManager.default.destinationOfSymbolicLink(atPath: "\(dir)/\(fd)") else { return nil }
+            if target.hasPrefix("socket:[") {
+                let inode = String(target.dropFirst(8).dropLast())
+                // In no table: a TCP socket whose connect failed (or that was shut) and was never closed.
+                return sockets[inode] ?? "socket in no tcp/unix table (closed or never connected)"
+            }
+            if target.hasPrefix("pipe:") { return "pipe" }
+            return target
+        }
+    }
+
+    static func verdict(_ r: ChaosReport, _ cmd: ChaosCommand) -> ([String], String) {
+        var checks: [String] = []
+        var failed: [String] = []
+        func check(_ ok: Bool, _ text: String) {
+            checks.append((ok ? "ok      " : "MISSED  ") + text)
+            if !ok { failed.append(text) }
+        }
+        let pk = r.peak
+        let t = pk.totals
+        for f in r.faults {
+            check(f.error == nil && f.healedAfterSeconds != nil,
+                  "fault \(f.fault): \(f.error ?? f.detail); every node ready again after " + (f.healedAfterSeconds.map { Fmt.num($0, 2) + " s" } ?? "NEVER"))
+        }
+        check(t.lost == 0, "no push lost: \(t.lost) of \(t.expected) expected pushes and group deliveries lost (live or through `since`)")
+        check(t.duplicates == 0, "no push duplicated: \(t.duplicates)")
+        check(t.outOfOrder == 0, "in order: \(t.outOfOrder) offsets skipped (personal \(pk.browsers.personalGaps), groups \(pk.groups.outOfOrder))")
+        check(pk.storm.notRecovered == 0, "reconnects recovered with since: \(pk.storm.reconnected) reconnects, \(pk.storm.notRecovered) answered recovered:false or failed to resubscribe")
+        check(r.browsersStranded.isEmpty, "every browser back online at the end: \(r.browsersOnlineAtEnd) online, \(r.browsersStranded.count) not (\(r.browsersStranded.prefix(3).joined(separator: ", ")))")
+        let g = pk.gifts
+        check(g.readBackDelivered == g.paid && g.paid == g.ordered && g.keysSeenTwice == 0,
+              "gifts: \(g.ordered) ordered, \(g.paid) paid, \(g.readBackDelivered) read back delivered to the recipient with one key; keys seen twice \(g.keysSeenTwice)")
+        check(g.claimed + g.claimsConfirmedByRetry == g.paid && r.claimsUnanswered == 0 && g.claimErrors == 0,
+              "gift claims: \(g.claimed) answered ok + \(g.claimsConfirmedByRetry) confirmed by a retry (gone) of \(g.paid); unanswered \(r.claimsUnanswered), errors \(g.claimErrors)")
+        let f = pk.friendPay
+        check(f.readBackOK == f.paid && f.paid == f.requested && f.refundsReceived == f.refundsExpected,
+              "friend-pay: \(f.requested) requested, \(f.paid) paid, \(f.readBackOK) read back paid once by the first friend with one key; refunds \(f.refundsReceived)/\(f.refundsExpected)")
+        for k in r.keys {
+            let ok = k.stockAfter.map { $0 + k.inOrdersReadBack == k.uploaded } ?? false
+            check(ok, "keys of \(k.product): \(k.uploaded) uploaded = \(k.stockAfter.map(String.init) ?? "?") in stock + \(k.inOrdersReadBack) in orders (none lost or doubled)")
+        }
+        let tm = r.timers
+        check(tm.probes > 0 && tm.onTime == tm.probes && tm.createFailures == 0,
+              "timers: \(tm.onTime)/\(tm.probes) unpaid probes canceled within \(Fmt.num(cmd.timerSlack, 0)) s of expires_at (worst \(tm.worstLatenessSeconds.map { Fmt.num($0, 1) + " s" } ?? "-")); not canceled: \(tm.notCanceled.prefix(3).joined(separator: "; ")); create failures \(tm.createFailures)")
+        for n in r.idle {
+            check(n.alive, "node \(n.name) alive at the end")
+            if let a = n.fdsAfter, let b = n.fdsAtStart {
+                check(a <= b + cmd.fdSlack, "node \(n.name) descriptors back to idle: \(a) after, \(b) at start (slack \(cmd.fdSlack))"
+                      + (n.fdsGained.isEmpty ? "" : "; changed: " + n.fdsGained.joined(separator: ", ")))
+            } else {
+                check(false, "node \(n.name) descriptors: not measured")
+            }
+            if let c = n.cpuPercentAfter {
+                check(c <= cmd.idleCpu, "node \(n.name) CPU idle after: \(Fmt.num(c, 1))% of a core (at most \(Fmt.num(cmd.idleCpu, 0))%; \(n.cpuPercentAtStart.map { Fmt.num($0, 1) + "%" } ?? "?") idle at start)")
+            }
+        }
+        check(r.deadNodes.isEmpty, "no node exited on its own: \(r.deadNodes.joined(separator: "; "))")
+        let verdict = failed.isEmpty
+            ? "survived \(r.faults.count) faults: \(Fmt.int(t.received)) pushes checked, none lost, doubled or out of order; every key once; timers on time; idle after"
+            : "chaos found problems: " + failed.joined(separator: "; ")
+        return (checks, verdict)
+    }
+
+    static func summary(_ r: ChaosReport) {
+        var lines = ["", "== chaos: \(r.faults.count) faults during a \(r.peak.parameters.durationSeconds) s holiday peak, \(r.peak.parameters.nodes) nodes"]
+        for f in r.faults {
+            lines.append("fault       +\(Fmt.num(f.atSeconds, 1)) s \(f.fault): \(f.detail)" + (f.error.map { " ERROR \($0)" } ?? "")
+                + "; healed \(f.healedAfterSeconds.map { Fmt.num($0, 2) + " s" } ?? "never")")
+        }
+        if !r.httpRetries.isEmpty {
+            lines.append("retries     " + r.httpRetries.sorted { $0.value > $1.value }.prefix(5).map { "\($0.value) x \($0.key)" }.joined(separator: "; "))
+        }
+        lines.append("timers      \(r.timers.onTime)/\(r.timers.probes) probes canceled on time, worst \(r.timers.worstLatenessSeconds.map { Fmt.num($0, 1) + " s" } ?? "-") late")
+        for n in r.idle {
+            lines.append("idle        \(n.name): fds \(n.fdsAfter.map(String.init) ?? "?") (start \(n.fdsAtStart.map(String.init) ?? "?"); \(n.fdsGained.joined(separator: ", "))), cpu \(n.cpuPercentAfter.map { Fmt.num($0, 1) + "%" } ?? "?") (start \(n.cpuPercentAtStart.map { Fmt.num($0, 1) + "%" } ?? "?")), \(n.alive ? "alive" : "DEAD")")
+        }
+        for c in r.checks { lines.append("check       \(c)") }
+        lines.append("verdict     \(r.verdict)")
+        print(lines.joined(separator: "\n"))
+    }
+}
+
+extension ChaosReport: RichReport {
+    func markdown(chartFile: String?) -> String {
+        var out = "# Chaos: \(faults.count) faults during a \(peak.parameters.durationSeconds) s holiday peak, \(Fmt.int(peak.parameters.browsers)) browsers, \(peak.parameters.nodes) nodes\n\n"
+        out += "**Verdict:** \(verdict)\n\n"
+        out += checks.map { "- \($0.hasPrefix("ok") ? "✅" : "❌") " + $0.dropFirst(8) }.joined(separator: "\n") + "\n\n"
+        if let chartFile { out += "![latency, throughput and browsers online, faults marked](\(chartFile))\n\n" }
+        out += "## Fault timeline\n\nSeconds from the start of the peak; healed = every node's `/readyz` 200 again.\n\n"
+        out += MD.table(["at s", "fault", "what happened", "healed after s", "error"], faults.map {
+            [Fmt.num($0.atSeconds, 1), "`\($0.fault)`", $0.detail, $0.healedAfterSeconds.map { Fmt.num($0, 2) } ?? "never", $0.error ?? ""]
+        }, rightAlignFrom: 9) + "\n"
+        if !httpRetries.isEmpty {
+            out += "HTTP calls retried while a node or Redis was away: " + httpRetries.sorted { $0.value > $1.value }.prefix(8).map { "\($0.value) × \($0.key)" }.joined(separator: "; ") + ".\n\n"
+        }
+        out += "## Timers\n\nUnpaid orders (orders.ttl_s \(parameters.orderTtlSeconds)) created before the faults and after each: each must read `canceled` within \(Fmt.num(parameters.timerSlackSeconds, 0)) s of its `expires_at`.\n\n"
+        var byBatch: [String: (Int, Int, Double)] = [:]
+        for p in timers.list {
+            var e = byBatch[p.batch] ?? (0, 0, 0)
+            e.0 += 1
+            if p.status == "canceled" { e.1 += 1 }
+            e.2 = max(e.2, p.canceledLateBySeconds ?? .infinity)
+            byBatch[p.batch] = e
+        }
+        out += MD.table(["batch", "probes", "canceled", "worst s after expires_at"], byBatch.sorted { $0.key < $1.key }.map {
+            [$0.key, "\($0.value.0)", "\($0.value.1)", $0.value.2.isFinite ? Fmt.num($0.value.2, 1) : "never"]
+        }) + "\n"
+        out += "## Idle after\n\nEvery client closed; descriptors (`/proc/<pid>/fd`) against the count right after start, CPU (`/proc/<pid>/stat`) over 3 s.\n\n"
+        out += MD.table(["node", "pid", "fds at start", "fds after", "changed", "CPU % at start", "CPU % after", "alive"], idle.map {
+            [$0.name, "\($0.pid ?? 0)", $0.fdsAtStart.map(String.init) ?? "?", $0.fdsAfter.map(String.init) ?? "?", $0.fdsGained.joined(separator: ", "),
+             $0.cpuPercentAtStart.map { Fmt.num($0, 1) } ?? "?", $0.cpuPercentAfter.map { Fmt.num($0, 1) } ?? "?", $0.alive ? "yes" : "**no**"]
+        }, rightAlignFrom: 9) + "\n"
+        out += "## Keys\n\n" + MD.table(["product", "uploaded", "in stock after", "in orders read back"], keys.map {
+            ["`\($0.product)`", "\($0.uploaded)", $0.stockAfter.map(String.init) ?? "?", "\($0.inOrdersReadBack)"]
+        }) + "\n"
+        // The holiday peak's own page, one heading level down, without its run section (below).
+        let inner = peak.markdown(chartFile: nil).split(separator: "\n", omittingEmptySubsequences: false)
+            .map { $0.hasPrefix("#") ? "#" + $0 : String($0) }
+        let cut = inner.firstIndex { $0.hasPrefix("### Run") } ?? inner.count
+        out += inner[..<cut].joined(separator: "\n") + "\n"
+        out += MD.runSection(run)
+        return out
+    }
+
+    func chart() -> (title: String, panels: [ChartPanel], events: [ChartEvent])? {
+        guard let c = peak.chart() else { return nil }
+        return ("loadtest chaos: \(faults.count) faults, \(Fmt.int(peak.parameters.browsers)) browsers, \(peak.parameters.nodes) nodes", c.panels, c.events)
+    }
+}
