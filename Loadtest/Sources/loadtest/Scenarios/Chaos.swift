@@ -73,6 +73,8 @@ struct ChaosCommand: ParsableCommand {
     var fdSlack = 3
     @Option(help: "Percent of one core a node may use once every client is gone.")
     var idleCpu = 10.0
+    @Flag(inversion: .prefixedNo, help: "CLIENT KILL while the nodes have writes in flight: unpaid orders fall due just then and `CLIENT PAUSE WRITE` holds their expiry (and every other write) until the kill.")
+    var busyKills = true
 
     @OptionGroup var cluster: ClusterOptions
     @OptionGroup var output: OutputOptions
@@ -169,7 +171,17 @@ struct ChaosReport: Codable {
         var canceledLateBySeconds: Double?
     }
 
+    /// One node alone (the others SIGSTOPped): a wedged sweeper on it shows here, not hidden by the others.
+    struct NodeTimers: Codable {
+        var node: String
+        var probes: Int
+        var onTime: Int
+        var worstLatenessSeconds: Double?
+        var statuses: [String]
+    }
+
     struct Timers: Codable {
+        var perNode: [NodeTimers] = []
         var probes = 0
         var canceled = 0
         var onTime = 0
@@ -230,6 +242,10 @@ final class ChaosDriver {
     private var polling = true
     private var baselineCPU: [String: Double] = [:]
     private var baselineKinds: [String: [String]] = [:]
+    /// Busy kills: the latest expires_at (ms) of the probes made to fall due at fault `index`.
+    private var armed: [Int: Int64] = [:]
+    /// Per node, alone (the others stopped): probes canceled on time after all faults.
+    private var perNode: [String: (made: Int, onTime: Int, worst: Double?)] = [:]
     private var probeFailures = 0
     private var baselineFds: [String: Int] = [:]
     private var thread: Thread?
@@ -281,12 +297,22 @@ final class ChaosDriver {
                 usleep(250_000)
             }
         }.start()
+        let times = list.indices.map { i in peakSeconds * (list.count == 1 ? 0.1 : 0.1 + 0.7 * Double(i) / Double(list.count - 1)) }
+        // Busy kills: probes created one orders.ttl_s before their kill, so they fall due just then.
+        if cmd.busyKills {
+            Thread { [self] in
+                for (i, fault) in list.enumerated() where fault.hasSuffix("-kill") && fault != "node-kill" && fault != "redis-kill" {
+                    while Clock.now() - start < times[i] - Double(cmd.orderTtl) - 0.3 { usleep(20_000) }
+                    let due = probeBatch(c, "due at \(fault)", count: 2)
+                    lock.withLock { armed[i] = due ?? 0 }
+                }
+            }.start()
+        }
         let t = Thread { [self] in
             probeBatch(c, "before faults")
             for (i, fault) in list.enumerated() {
-                let at = peakSeconds * (list.count == 1 ? 0.1 : 0.1 + 0.7 * Double(i) / Double(list.count - 1))
-                while Clock.now() - start < at { usleep(20_000) }
-                inject(fault, c, since: start, progress: p)
+                while Clock.now() - start < times[i] { usleep(20_000) }
+                inject(fault, i, c, since: start, progress: p)
                 probeBatch(c, "after \(fault)")
             }
             lock.withLock { done = true }
@@ -295,7 +321,7 @@ final class ChaosDriver {
         t.start()
     }
 
-    private func inject(_ fault: String, _ c: Cluster, since start: Double, progress p: Progress) {
+    private func inject(_ fault: String, _ index: Int, _ c: Cluster, since start: Double, progress p: Progress) {
         let t0 = Clock.now()
         var entry = ChaosReport.Fault(fault: fault, atSeconds: t0 - start, runSeconds: p.elapsed, detail: "")
         do {
@@ -310,9 +336,25 @@ final class ChaosDriver {
             case "pubsub-kill", "normal-kill":
                 let type = fault == "pubsub-kill" ? "pubsub" : "normal"
                 let probe = try RedisProbe(url: "redis://127.0.0.1:\(c.redisPort ?? 0)", timeout: 5)
+                var busy = ""
+                if cmd.busyKills {
+                    // Wait for this kill's probes to fall due, then hold every write (CLIENT KILL is not one):
+                    // each node's timer sweep finds them and waits on their expiry, other writes pile up too.
+                    let wait = Clock.now() + Double(cmd.orderTtl) + 5
+                    var due: Int64?
+                    while due == nil && Clock.now() < wait {
+                        due = lock.withLock { armed[index] }
+                        if due == nil { usleep(20_000) }
+                    }
+                    if let due, due > 0 { while Date().timeIntervalSince1970 < Double(due) / 1000 + 0.05 { usleep(10_000) } }
+                    _ = try probe.call(["CLIENT", "PAUSE", "3000", "WRITE"])
+                    usleep(600_000)
+                    busy = " after 600 ms of CLIENT PAUSE WRITE with \(due.map { $0 > 0 ? "2 unpaid orders just due" : "no due orders (probes failed)" } ?? "no due orders (not armed in time)")"
+                }
                 // SKIPME yes (the default): this probe is a normal client and must live to read the count.
                 let r = try probe.call(["CLIENT", "KILL", "TYPE", type, "SKIPME", "yes"])
-                entry.detail = "CLIENT KILL TYPE \(type): \(r.int.map { "\($0) connections" } ?? "\(r)")"
+                if cmd.busyKills { _ = try? probe.call(["CLIENT", "UNPAUSE"]) }
+                entry.detail = "CLIENT KILL TYPE \(type): \(r.int.map { "\($0) connections" } ?? "\(r)")" + busy
             case "debug-sleep":
                 let probe = try RedisProbe(url: "redis://127.0.0.1:\(c.redisPort ?? 0)", timeout: cmd.sleepSeconds + 10)
                 let r = try probe.call(["DEBUG", "SLEEP", Fmt.num(cmd.sleepSeconds, 1)])
@@ -347,12 +389,17 @@ final class ChaosDriver {
     }
 
     /// Unpaid orders that only the expiry timer can cancel.
-    private func probeBatch(_ c: Cluster, _ batch: String) {
-        guard cmd.timerProbes > 0 else { return }
-        let shop = ShopClient(c.endpoints[probeSeq % c.endpoints.count], shopKey: c.shopKey, timeout: 10)
+    /// Unpaid orders that only the expiry timer can cancel; the latest expires_at (ms).
+    @discardableResult
+    private func probeBatch(_ c: Cluster, _ batch: String, count: Int? = nil, node: Int? = nil) -> Int64? {
+        let n = count ?? cmd.timerProbes
+        guard n > 0 else { return nil }
+        let seq = lock.withLock { () -> Int in probeSeq += n; return probeSeq - n }
+        let shop = ShopClient(c.endpoints[node ?? seq % c.endpoints.count], shopKey: c.shopKey, timeout: 10)
         defer { shop.disconnect() }
-        for _ in 0..<cmd.timerProbes {
-            probeSeq += 1
+        var latest: Int64?
+        for k in 0..<n {
+            let probeSeq = seq + k + 1
             let body = #"{"buyer":"ch-\#(tag)-t\#(probeSeq)","product":"\#(timerProduct)","quantity":1,"idempotency_key":"ch-\#(tag)-t\#(probeSeq)"}"#
             let deadline = Clock.now() + 20
             var made = false
@@ -360,6 +407,7 @@ final class ChaosDriver {
                 if let r = try? shop.call("POST", "/api/v1/orders", body), r.status == 201,
                    let id = r.json?["id"]?.stringValue, let exp = r.json?["expires_at"]?.intValue {
                     lock.withLock { probes.append((id, batch, exp)) }
+                    latest = max(latest ?? 0, exp)
                     made = true
                 } else {
                     usleep(200_000)
@@ -367,6 +415,7 @@ final class ChaosDriver {
             }
             if !made { lock.withLock { probeFailures += 1 } }
         }
+        return latest
     }
 
     /// After the peak: a last probe batch, the timers, clients gone, then descriptors and
@@ -417,6 +466,11 @@ final class ChaosDriver {
 
         // Idle: clients gone, then descriptors back to the count at start and no spinning loop.
         quiesce()
+        if cmd.timerProbes > 0 {
+            for i in c.endpoints.indices {
+                report.timers.perNode.append(timersAlone(c, i, progress: p))
+            }
+        }
         let settle = Clock.now() + 15
         var fds: [String: Int] = [:]
         while Clock.now() < settle {
@@ -447,6 +501,32 @@ final class ChaosDriver {
         printPeak()
         Self.summary(report)
         try ctx.write(report)
+    }
+
+    /// Node `i` alone (the others stopped with SIGSTOP): fresh probes must still expire on time.
+    private func timersAlone(_ c: Cluster, _ i: Int, progress p: Progress) -> ChaosReport.NodeTimers {
+        let name = c.endpoints[i].name
+        let others = c.endpoints.indices.filter { $0 != i }
+        others.forEach { c.node($0)?.signal(SIGSTOP) }
+        defer { others.forEach { c.node($0)?.signal(SIGCONT) } }
+        let before = lock.withLock { probes.count }
+        let latest = probeBatch(c, "alone on \(name)", count: 2, node: i) ?? 0
+        let mine = lock.withLock { Array(probes[before...]) }
+        p.note("chaos: timers on \(name) alone: \(mine.count) probes due in \(Fmt.num(max(0, Double(latest) / 1000 - Date().timeIntervalSince1970), 1)) s")
+        let shop = ShopClient(c.endpoints[i], shopKey: c.shopKey, timeout: 5)
+        defer { shop.disconnect() }
+        var late: [String: Double] = [:]
+        var status: [String: String] = [:]
+        while Date().timeIntervalSince1970 < Double(latest) / 1000 + cmd.timerSlack + 0.5 && late.count < mine.count {
+            for pr in mine where late[pr.id] == nil {
+                guard let st = (try? shop.call("GET", "/api/v1/orders/\(pr.id)", idempotent: true))?.json?["status"]?.stringValue else { continue }
+                status[pr.id] = st
+                if st == "canceled" { late[pr.id] = max(0, Date().timeIntervalSince1970 - Double(pr.expiresAt) / 1000) }
+            }
+            usleep(250_000)
+        }
+        return .init(node: name, probes: mine.count, onTime: late.values.filter { $0 <= cmd.timerSlack }.count,
+                     worstLatenessSeconds: late.values.max(), statuses: mine.map { status[$0.id] ?? "?" })
     }
 
     /// Percent of one core per node over `seconds` (utime + stime from /proc/<pid>/stat).
@@ -532,10 +612,16 @@ final class ChaosDriver {
         let tm = r.timers
         check(tm.probes > 0 && tm.onTime == tm.probes && tm.createFailures == 0,
               "timers: \(tm.onTime)/\(tm.probes) unpaid probes canceled within \(Fmt.num(cmd.timerSlack, 0)) s of expires_at (worst \(tm.worstLatenessSeconds.map { Fmt.num($0, 1) + " s" } ?? "-")); not canceled: \(tm.notCanceled.prefix(3).joined(separator: "; ")); create failures \(tm.createFailures)")
+        for t in tm.perNode {
+            check(t.probes > 0 && t.onTime == t.probes,
+                  "timers on \(t.node) alone (other nodes stopped): \(t.onTime)/\(t.probes) probes canceled within \(Fmt.num(cmd.timerSlack, 0)) s of expires_at; statuses \(t.statuses.joined(separator: ", "))")
+        }
         for n in r.idle {
             check(n.alive, "node \(n.name) alive at the end")
             if let a = n.fdsAfter, let b = n.fdsAtStart {
-                check(a <= b + cmd.fdSlack, "node \(n.name) descriptors back to idle: \(a) after, \(b) at start (slack \(cmd.fdSlack))"
+                // Sockets in no table (a failed or shut connection never closed) or left in CLOSE_WAIT are leaks at any count.
+                let leaked = n.fdsGained.filter { $0.hasPrefix("+") && ($0.contains("no tcp/unix table") || $0.contains("CLOSE_WAIT")) }
+                check(a <= b + cmd.fdSlack && leaked.isEmpty, "node \(n.name) descriptors back to idle: \(a) after, \(b) at start (slack \(cmd.fdSlack), none leaked)"
                       + (n.fdsGained.isEmpty ? "" : "; changed: " + n.fdsGained.joined(separator: ", ")))
             } else {
                 check(false, "node \(n.name) descriptors: not measured")
@@ -560,7 +646,8 @@ final class ChaosDriver {
         if !r.httpRetries.isEmpty {
             lines.append("retries     " + r.httpRetries.sorted { $0.value > $1.value }.prefix(5).map { "\($0.value) x \($0.key)" }.joined(separator: "; "))
         }
-        lines.append("timers      \(r.timers.onTime)/\(r.timers.probes) probes canceled on time, worst \(r.timers.worstLatenessSeconds.map { Fmt.num($0, 1) + " s" } ?? "-") late")
+        lines.append("timers      \(r.timers.onTime)/\(r.timers.probes) probes canceled on time, worst \(r.timers.worstLatenessSeconds.map { Fmt.num($0, 1) + " s" } ?? "-") late; alone: "
+            + r.timers.perNode.map { "\($0.node) \($0.onTime)/\($0.probes)" }.joined(separator: ", "))
         for n in r.idle {
             lines.append("idle        \(n.name): fds \(n.fdsAfter.map(String.init) ?? "?") (start \(n.fdsAtStart.map(String.init) ?? "?"); \(n.fdsGained.joined(separator: ", "))), cpu \(n.cpuPercentAfter.map { Fmt.num($0, 1) + "%" } ?? "?") (start \(n.cpuPercentAtStart.map { Fmt.num($0, 1) + "%" } ?? "?")), \(n.alive ? "alive" : "DEAD")")
         }
@@ -595,6 +682,12 @@ extension ChaosReport: RichReport {
         out += MD.table(["batch", "probes", "canceled", "worst s after expires_at"], byBatch.sorted { $0.key < $1.key }.map {
             [$0.key, "\($0.value.0)", "\($0.value.1)", $0.value.2.isFinite ? Fmt.num($0.value.2, 1) : "never"]
         }) + "\n"
+        if !timers.perNode.isEmpty {
+            out += "After the faults and with every client gone, each node alone (the others stopped with SIGSTOP), so one wedged timer sweeper is not hidden by the others:\n\n"
+            out += MD.table(["node", "probes", "canceled on time", "worst s after expires_at", "statuses"], timers.perNode.map {
+                [$0.node, "\($0.probes)", "\($0.onTime)", $0.worstLatenessSeconds.map { Fmt.num($0, 1) } ?? "never", $0.statuses.joined(separator: ", ")]
+            }) + "\n"
+        }
         out += "## Idle after\n\nEvery client closed; descriptors (`/proc/<pid>/fd`) against the count right after start, CPU (`/proc/<pid>/stat`) over 3 s.\n\n"
         out += MD.table(["node", "pid", "fds at start", "fds after", "changed", "CPU % at start", "CPU % after", "alive"], idle.map {
             [$0.name, "\($0.pid ?? 0)", $0.fdsAtStart.map(String.init) ?? "?", $0.fdsAfter.map(String.init) ?? "?", $0.fdsGained.joined(separator: ", "),
