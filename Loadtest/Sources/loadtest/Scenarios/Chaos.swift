@@ -592,6 +592,9 @@ final class ChaosDriver {
             check(f.error == nil && f.healedAfterSeconds != nil,
                   "fault \(f.fault): \(f.error ?? f.detail); every node ready again after " + (f.healedAfterSeconds.map { Fmt.num($0, 2) + " s" } ?? "NEVER"))
         }
+        let unanswered = r.httpRetries.filter { $0.key.contains("timed out") }.values.reduce(0, +)
+        check(unanswered == 0, "every HTTP call answered within 5 s: \(unanswered) left unanswered (then retried): "
+            + r.httpRetries.filter { $0.key.contains("timed out") }.keys.sorted().joined(separator: "; "))
         check(t.lost == 0, "no push lost: \(t.lost) of \(t.expected) expected pushes and group deliveries lost (live or through `since`)")
         check(t.duplicates == 0, "no push duplicated: \(t.duplicates)")
         check(t.outOfOrder == 0, "in order: \(t.outOfOrder) offsets skipped (personal \(pk.browsers.personalGaps), groups \(pk.groups.outOfOrder))")
