@@ -201,6 +201,8 @@ struct ChaosReport: Codable {
         var cpuPercentAfter: Double?
         /// Descriptors held after but not at start (and the other way round, with a minus), by kind.
         var fdsGained: [String] = []
+        /// What the descriptors were at start, by kind.
+        var fdKindsAtStart: [String] = []
         var alive: Bool
     }
 
@@ -489,6 +491,7 @@ final class ChaosDriver {
             }
             report.idle.append(.init(name: ep.name, pid: ep.pid, fdsAtStart: baselineFds[ep.name], fdsAfter: fds[ep.name],
                                      cpuPercentAtStart: baselineCPU[ep.name], cpuPercentAfter: cpu[ep.name], fdsGained: gained,
+                                     fdKindsAtStart: Dictionary(grouping: baselineKinds[ep.name] ?? [], by: { $0 }).map { "\($0.value.count) \($0.key)" }.sorted(),
                                      alive: c.node(i)?.isRunning ?? false))
         }
         report.deadNodes = c.deadNodes()
