@@ -201,6 +201,8 @@ struct ChaosReport: Codable {
         var cpuPercentAfter: Double?
         /// Descriptors held after but not at start (and the other way round, with a minus), by kind.
         var fdsGained: [String] = []
+        /// `/readyz` at the end (200: the node says it reaches Redis).
+        var readyAtEnd: Int?
         /// What the descriptors were at start, by kind.
         var fdKindsAtStart: [String] = []
         var alive: Bool
@@ -491,6 +493,7 @@ final class ChaosDriver {
             }
             report.idle.append(.init(name: ep.name, pid: ep.pid, fdsAtStart: baselineFds[ep.name], fdsAfter: fds[ep.name],
                                      cpuPercentAtStart: baselineCPU[ep.name], cpuPercentAfter: cpu[ep.name], fdsGained: gained,
+                                     readyAtEnd: HTTPConnection.get(host: ep.host, port: ep.port, path: "/readyz", timeout: 3)?.status,
                                      fdKindsAtStart: Dictionary(grouping: baselineKinds[ep.name] ?? [], by: { $0 }).map { "\($0.value.count) \($0.key)" }.sorted(),
                                      alive: c.node(i)?.isRunning ?? false))
         }
@@ -655,7 +658,7 @@ final class ChaosDriver {
         lines.append("timers      \(r.timers.onTime)/\(r.timers.probes) probes canceled on time, worst \(r.timers.worstLatenessSeconds.map { Fmt.num($0, 1) + " s" } ?? "-") late; alone: "
             + r.timers.perNode.map { "\($0.node) \($0.onTime)/\($0.probes)" }.joined(separator: ", "))
         for n in r.idle {
-            lines.append("idle        \(n.name): fds \(n.fdsAfter.map(String.init) ?? "?") (start \(n.fdsAtStart.map(String.init) ?? "?"); \(n.fdsGained.joined(separator: ", "))), cpu \(n.cpuPercentAfter.map { Fmt.num($0, 1) + "%" } ?? "?") (start \(n.cpuPercentAtStart.map { Fmt.num($0, 1) + "%" } ?? "?")), \(n.alive ? "alive" : "DEAD")")
+            lines.append("idle        \(n.name): fds \(n.fdsAfter.map(String.init) ?? "?") (start \(n.fdsAtStart.map(String.init) ?? "?"); \(n.fdsGained.joined(separator: ", "))), cpu \(n.cpuPercentAfter.map { Fmt.num($0, 1) + "%" } ?? "?") (start \(n.cpuPercentAtStart.map { Fmt.num($0, 1) + "%" } ?? "?")), readyz \(n.readyAtEnd.map(String.init) ?? "none"), \(n.alive ? "alive" : "DEAD")")
         }
         for c in r.checks { lines.append("check       \(c)") }
         lines.append("verdict     \(r.verdict)")

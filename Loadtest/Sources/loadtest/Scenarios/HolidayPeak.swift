@@ -1037,7 +1037,20 @@ final class HolidayPeakScenario {
     /// Lock held: one `gift.claim` (again after a reconnect under chaos).
     private func sendClaim(_ b: HPBrowser, code: String, order id: String, gift: HPOrder?) {
         let sent = fleet.send(b, "gift.claim", #""code":"\#(code)""#) { [self] reply in
-            let retried: Bool = stats.withLock { pendingClaims.removeValue(forKey: id)?.retried ?? false }
+            let entry = stats.withLock { pendingClaims.removeValue(forKey: id) }
+            let retried = entry?.retried ?? false
+            if chaos != nil, let entry, reply["error"]?["temporary"]?.boolValue == true {
+                // A temporary error (Redis away): a client claims again shortly; it stays pending until answered.
+                errors.add("gift.claim: \(reply["error"]?["code"]?.stringValue ?? "?") (temporary, retried)")
+                stats.withLock { pendingClaims[id] = (entry.browser, entry.code, entry.gift, true, b.generation) }
+                DispatchQueue.global().asyncAfter(deadline: .now() + 0.3) { [self] in
+                    fleet.lock.withLock {
+                        guard stats.withLock({ pendingClaims[id] != nil }) else { return }
+                        sendClaim(b, code: code, order: id, gift: gift)
+                    }
+                }
+                return
+            }
             if retried, reply["error"]?["code"]?.stringValue == "gone" {
                 // The first claim went through and its reply was lost: the read-back checks its keys.
                 stats.withLock { giftCount.claimsConfirmedByRetry += 1 }
