@@ -213,6 +213,8 @@ struct ChaosReport: Codable {
         var uploaded: Int
         var stockAfter: Int?
         var inOrdersReadBack: Int
+        /// Paid gifts not claimed: their keys are allocated but shown to nobody yet.
+        var heldByUnclaimedGifts = 0
     }
 
     var run: RunInfo
@@ -425,7 +427,7 @@ final class ChaosDriver {
     /// After the peak: a last probe batch, the timers, clients gone, then descriptors and
     /// CPU back to idle; writes the chaos report.
     func finish(cluster c: Cluster, peak: HolidayPeakReport, ctx: RunContext, browsersOnline: Int, stranded: [String],
-                claimsUnanswered: Int, keysReadBack: [String: Int], products: (gift: (String, Int), friendpay: (String, Int)),
+                claimsUnanswered: Int, keysReadBack: [String: Int], keysHeld: [String: Int], products: (gift: (String, Int), friendpay: (String, Int)),
                 quiesce: () -> Void, printPeak: () -> Void) throws {
         let p = ctx.progress
         thread.map { _ in while !faultsDone { usleep(50_000) } }
@@ -441,7 +443,8 @@ final class ChaosDriver {
         let shop = ShopClient(c.endpoints[0], shopKey: c.shopKey, timeout: 10)
         for (product, uploaded) in [products.gift, products.friendpay] {
             let stock = (try? shop.product(product))?["stock"]?.intValue.map { Int($0) }
-            report.keys.append(.init(product: product, uploaded: uploaded, stockAfter: stock, inOrdersReadBack: keysReadBack[product] ?? 0))
+            report.keys.append(.init(product: product, uploaded: uploaded, stockAfter: stock, inOrdersReadBack: keysReadBack[product] ?? 0,
+                                     heldByUnclaimedGifts: keysHeld[product] ?? 0))
         }
 
         // Timers: every probe canceled by expires_at + slack (the poller reads them every 250 ms).
@@ -615,8 +618,9 @@ final class ChaosDriver {
         check(f.readBackOK == f.paid && f.paid == f.requested && f.refundsReceived == f.refundsExpected,
               "friend-pay: \(f.requested) requested, \(f.paid) paid, \(f.readBackOK) read back paid once by the first friend with one key; refunds \(f.refundsReceived)/\(f.refundsExpected)")
         for k in r.keys {
-            let ok = k.stockAfter.map { $0 + k.inOrdersReadBack == k.uploaded } ?? false
-            check(ok, "keys of \(k.product): \(k.uploaded) uploaded = \(k.stockAfter.map(String.init) ?? "?") in stock + \(k.inOrdersReadBack) in orders (none lost or doubled)")
+            let ok = k.stockAfter.map { $0 + k.inOrdersReadBack + k.heldByUnclaimedGifts == k.uploaded } ?? false
+            check(ok, "keys of \(k.product): \(k.uploaded) uploaded = \(k.stockAfter.map(String.init) ?? "?") in stock + \(k.inOrdersReadBack) in orders read back"
+                + " + \(k.heldByUnclaimedGifts) held by paid gifts not claimed (none lost or doubled)")
         }
         let tm = r.timers
         check(tm.probes > 0 && tm.onTime == tm.probes && tm.createFailures == 0,
@@ -702,8 +706,8 @@ extension ChaosReport: RichReport {
             [$0.name, "\($0.pid ?? 0)", $0.fdsAtStart.map(String.init) ?? "?", $0.fdsAfter.map(String.init) ?? "?", $0.fdsGained.joined(separator: ", "),
              $0.cpuPercentAtStart.map { Fmt.num($0, 1) } ?? "?", $0.cpuPercentAfter.map { Fmt.num($0, 1) } ?? "?", $0.alive ? "yes" : "**no**"]
         }, rightAlignFrom: 9) + "\n"
-        out += "## Keys\n\n" + MD.table(["product", "uploaded", "in stock after", "in orders read back"], keys.map {
-            ["`\($0.product)`", "\($0.uploaded)", $0.stockAfter.map(String.init) ?? "?", "\($0.inOrdersReadBack)"]
+        out += "## Keys\n\n" + MD.table(["product", "uploaded", "in stock after", "in orders read back", "held by paid gifts not claimed"], keys.map {
+            ["`\($0.product)`", "\($0.uploaded)", $0.stockAfter.map(String.init) ?? "?", "\($0.inOrdersReadBack)", "\($0.heldByUnclaimedGifts)"]
         }) + "\n"
         // The holiday peak's own page, one heading level down, without its run section (below).
         let inner = peak.markdown(chartFile: nil).split(separator: "\n", omittingEmptySubsequences: false)

@@ -344,6 +344,7 @@ final class HolidayPeakScenario {
     private var pendingClaims: [String: (browser: HPBrowser, code: String, gift: HPOrder?, retried: Bool, generation: Int)] = [:]
     /// Keys found by the read-back, per product (chaos compares them with the stock left).
     private(set) var keysReadBack: [String: Int] = [:]
+    private(set) var keysHeldUnrevealed: [String: Int] = [:]
     /// Faults injected during the peak (the chaos scenario); nil for a plain holiday peak.
     var chaos: ChaosDriver?
     private var paySecret = ""
@@ -776,8 +777,9 @@ final class HolidayPeakScenario {
             let stranded = fleet.lock.withLock { browsers.filter { $0.state != .online }.map(\.user) }
             let pending = stats.withLock { pendingClaims.count }
             let keys = stats.withLock { keysReadBack }
+            let held = stats.withLock { keysHeldUnrevealed }
             try chaos.finish(cluster: c, peak: report, ctx: ctx, browsersOnline: online, stranded: stranded, claimsUnanswered: pending,
-                             keysReadBack: keys, products: (gift: (giftProduct, cmd.gifts + 10), friendpay: (fpProduct, cmd.friendpays + 10)),
+                             keysReadBack: keys, keysHeld: held, products: (gift: (giftProduct, cmd.gifts + 10), friendpay: (fpProduct, cmd.friendpays + 10)),
                              quiesce: { [self] in
                                  jobs.stop()
                                  fleet.shutdown()
@@ -1184,7 +1186,11 @@ final class HolidayPeakScenario {
             }
             let keys = (o["keys"]?.arrayValue ?? []).compactMap(\.stringValue)
             for k in keys { if keysSeen[k] != nil { twice += 1 } else { keysSeen[k] = id } }
-            stats.withLock { keysReadBack[giftProduct, default: 0] += keys.count }
+            stats.withLock {
+                keysReadBack[giftProduct, default: 0] += keys.count
+                // A paid gift nobody claimed holds its key unrevealed (not shown, not in stock).
+                if keys.isEmpty && o["status"]?.stringValue == "paid" { keysHeldUnrevealed[giftProduct, default: 0] += 1 }
+            }
             let claimedKeys = stats.withLock { g.keys }
             if o["status"]?.stringValue == "delivered", o["owner"]?.stringValue == g.friend.user, keys.count == 1,
                claimedKeys.isEmpty || claimedKeys == keys {
