@@ -25,7 +25,12 @@ func freePort() -> Int {
 /// The directory holding the built products (the gateway binary sits beside the test bundle).
 let productsDir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
 
+/// A built product; `GATEWAY_BIN` names another gateway binary (e.g. the AddressSanitizer
+/// build of `.ci/asan`) for every test that spawns nodes, the load tester's included.
 func executable(_ name: String) -> URL {
+    if name == "gateway", let override = ProcessInfo.processInfo.environment["GATEWAY_BIN"], !override.isEmpty {
+        return URL(fileURLWithPath: override)
+    }
     let candidates = [productsDir.appendingPathComponent(name),
                       productsDir.deletingLastPathComponent().appendingPathComponent(name)]
     return candidates.first { FileManager.default.isExecutableFile(atPath: $0.path) } ?? candidates[0]

@@ -179,6 +179,9 @@ struct HolidayPeakReport: Codable {
         /// Claims whose reply held exactly one key.
         var claimsWithOneKey = 0
         var claimErrors = 0
+        /// Chaos: claims whose reply was lost with the connection, re-sent on reconnect and answered
+        /// `gone` (the first one went through); their keys are checked by the read-back.
+        var claimsConfirmedByRetry = 0
         /// Keys that appeared in two claims or orders (must be 0).
         var keysSeenTwice = 0
         var readBackDelivered = 0
@@ -337,6 +340,13 @@ final class HolidayPeakScenario {
     private var giftsByOrder: [String: HPOrder] = [:]
     private var fpByOrder: [String: HPOrder] = [:]
     private var groupFinal: [String: Int64] = [:]
+    /// Chaos: gift claims sent and not answered yet, by order (re-sent when the recipient is back).
+    private var pendingClaims: [String: (browser: HPBrowser, code: String, gift: HPOrder?, retried: Bool, generation: Int)] = [:]
+    /// Keys found by the read-back, per product (chaos compares them with the stock left).
+    private(set) var keysReadBack: [String: Int] = [:]
+    private(set) var keysHeldUnrevealed: [String: Int] = [:]
+    /// Faults injected during the peak (the chaos scenario); nil for a plain holiday peak.
+    var chaos: ChaosDriver?
     private var paySecret = ""
     private var jobs: JobQueue!
     private var fleet: BrowserFleet!
@@ -350,7 +360,7 @@ final class HolidayPeakScenario {
     let price = 1999, watchPrice = 9900
 
     func run() throws {
-        let ctx = try RunContext(scenario: "holiday-peak", output: cmd.output)
+        let ctx = try RunContext(scenario: chaos == nil ? "holiday-peak" : "chaos", output: cmd.output)
         let p = ctx.progress
         let (clusterOptions, secret) = try ClusterSecrets.withPaymentsSecret(cmd.cluster, external: cmd.paymentsSecret)
         paySecret = secret
@@ -365,6 +375,7 @@ final class HolidayPeakScenario {
         }
         cluster = try Cluster.start(clusterOptions, logDir: ctx.logDir, progress: p)
         let c = cluster!
+        try chaos?.clusterStarted(c, tag: tag, progress: p)
         let n = cmd.browsers
         let peak = Double(cmd.duration)
         var report = HolidayPeakReport(run: ctx.info, parameters: .init(
@@ -388,12 +399,17 @@ final class HolidayPeakScenario {
         try admin.createProduct(id: watchProduct, price: watchPrice, title: "Holiday flash deal")
         admin.disconnect()
 
-        jobs = JobQueue(endpoints: c.endpoints, shopKey: c.shopKey, threads: cmd.httpWorkers)
+        // Under chaos a call the node never answers is retried after 5 s (and counted), not waited on for 20.
+        jobs = JobQueue(endpoints: c.endpoints, shopKey: c.shopKey, threads: cmd.httpWorkers, timeout: chaos == nil ? 20 : 5)
         let ttl = 7200 + cmd.duration + Int(Double(n) / cmd.connectRate)
         fleet = try BrowserFleet(urls: c.endpoints.map(\.wsURL), secret: c.secret, loops: n > 6000 ? 2 : 1, ttl: ttl,
                                  ledger: ledger, errors: errors)
         fleet.onPush = { [self] b, type, json, now, recovered in pushed(b, type, json, now, recovered) }
         let browsers = (0..<n).map { HPBrowser(user: "hp-\(tag)-\($0)", node: $0 % c.endpoints.count) }
+        if chaos != nil {
+            // A claim whose reply went down with the connection goes again once the recipient is back.
+            for b in browsers { b.onOnline = { [self] b in resendClaims(b) } }
+        }
         let offline = (0..<cmd.offlineWatchers).map { HPBrowser(user: "hp-\(tag)-w\($0)", node: $0 % c.endpoints.count) }
         var cpu = CPUWatch(cluster: c, workers: [])
         var clock = Timeline(progress: p)
@@ -545,6 +561,7 @@ final class HolidayPeakScenario {
         let steady = "2 peak, steady"
         var burstUntil: Double?
         ledger.setMoment(steady)
+        chaos?.peakStarted(cluster: c, peakSeconds: peak, progress: p)
         report.cpuDuringPeak = CPUSpan.measure(procs) {
           report.schedDuringPeak = SchedSpan.measure(procs) {
             while Clock.now() < peakEnd {
@@ -634,6 +651,7 @@ final class HolidayPeakScenario {
                         let down = fleet.lock.withLock { browsers.enumerated().filter { $0.element.state == .down } }
                         for (i, b) in down { fleet.connect(b, since: true, index: i) }
                     }
+                    if chaos != nil { retryFailed(browsers, offline: offlineCheckStarted ? offline : []) }
                     peakLine(p, &clock, &report, &cpu, "peak", n)
                 }
                 usleep(5_000)
@@ -646,6 +664,11 @@ final class HolidayPeakScenario {
         let drainStart = Clock.now()
         while Clock.now() - drainStart < Double(cmd.drain) {
             Children.haltIfInterrupted()
+            if chaos != nil && Clock.now() >= nextTick {
+                let down = fleet.lock.withLock { browsers.enumerated().filter { $0.element.state == .down } }
+                for (i, b) in down { fleet.connect(b, since: true, index: i) }
+                retryFailed(browsers, offline: offlineCheckStarted ? offline : [])
+            }
             if offlineCheckStarted {
                 while offlineNext < offline.count && offlineNext - offlineChecked.value < 500 {
                     fleet.connect(offline[offlineNext], since: true, index: offlineNext)
@@ -653,7 +676,9 @@ final class HolidayPeakScenario {
                 }
             }
             let groupsDone = groupsComplete(groupMembersByGroup)
-            if jobs.pending == 0 && ledger.outstanding == 0 && groupsDone && offlineChecked.value + fleet.snapshot.failed >= (offlineCheckStarted ? offline.count : 0) {
+            let chaosDone = chaos.map { $0.faultsDone && stats.withLock { pendingClaims.isEmpty } } ?? true
+            if jobs.pending == 0 && ledger.outstanding == 0 && groupsDone && chaosDone
+                && offlineChecked.value + (chaos == nil ? fleet.snapshot.failed : 0) >= (offlineCheckStarted ? offline.count : 0) {
                 break
             }
             usleep(50_000)
@@ -746,8 +771,45 @@ final class HolidayPeakScenario {
         report.limits = limits
         (report.checks, report.verdict) = verdict(report)
         report.run.machine = MachineInfo()
-        summary(report)
-        try ctx.write(report)
+        if let chaos {
+            let all = browsers + offline
+            let online = fleet.lock.withLock { all.filter { $0.state == .online }.count }
+            let stranded = fleet.lock.withLock { browsers.filter { $0.state != .online }.map(\.user) }
+            let pending = stats.withLock { pendingClaims.count }
+            let keys = stats.withLock { keysReadBack }
+            let held = stats.withLock { keysHeldUnrevealed }
+            try chaos.finish(cluster: c, peak: report, ctx: ctx, browsersOnline: online, stranded: stranded, claimsUnanswered: pending,
+                             keysReadBack: keys, keysHeld: held, products: (gift: (giftProduct, cmd.gifts + 10), friendpay: (fpProduct, cmd.friendpays + 10)),
+                             quiesce: { [self] in
+                                 jobs.stop()
+                                 fleet.shutdown()
+                             }, printPeak: { [self] in summary(report) })
+        } else {
+            summary(report)
+            try ctx.write(report)
+        }
+    }
+
+    /// Chaos: browsers whose reconnect failed (their node or Redis was down) try again,
+    /// with `since`; offline watchers in their check too. Only those that were online once.
+    private func retryFailed(_ browsers: [HPBrowser], offline: [HPBrowser]) {
+        let failed = fleet.lock.withLock {
+            (browsers + offline).enumerated().filter { $0.element.state == .failed && $0.element.personalEpoch != nil }
+        }
+        for (i, b) in failed { fleet.connect(b, since: true, index: i) }
+    }
+
+    /// Chaos, fleet lock held (the browser just came online): claims still unanswered go again.
+    private func resendClaims(_ b: HPBrowser) {
+        // Only claims sent on an earlier connection: one sent by a push replayed in this very connect reply is in flight.
+        let mine = stats.withLock { pendingClaims.filter { $0.value.browser === b && $0.value.generation != b.generation } }
+        for (id, c) in mine {
+            stats.withLock {
+                pendingClaims[id]?.retried = true
+                pendingClaims[id]?.generation = b.generation
+            }
+            sendClaim(b, code: c.code, order: id, gift: c.gift)
+        }
     }
 
     // MARK: Set-up
@@ -790,7 +852,7 @@ final class HolidayPeakScenario {
     private func placeGift(_ shop: ShopClient, _ g: HPOrder) {
         do {
             let t1 = Clock.unixMicros()
-            let body = #"{"buyer":"\#(g.buyer.user)","product":"\#(giftProduct)","quantity":1,"kind":"gift","gift":{"to":"\#(g.friend.user)","message":"Happy holidays"}}"#
+            let body = #"{"buyer":"\#(g.buyer.user)","product":"\#(giftProduct)","quantity":1,"kind":"gift","gift":{"to":"\#(g.friend.user)","message":"Happy holidays"}\#(idem("g\(g.n)"))}"#
             guard let o = try http(shop, "POST", "/api/v1/orders", body, want: 201, what: "gift order"),
                   let id = o["id"]?.stringValue else { return }
             ledger.expect(g.buyer.user, "order.status", "\(id) pending_payment", at: t1)
@@ -815,7 +877,7 @@ final class HolidayPeakScenario {
     private func requestFriendPay(_ shop: ShopClient, _ f: HPOrder) {
         do {
             let t1 = Clock.unixMicros()
-            let body = #"{"buyer":"\#(f.buyer.user)","product":"\#(fpProduct)","quantity":1,"kind":"friendpay","friendpay":{"to":"\#(f.friend.user)"}}"#
+            let body = #"{"buyer":"\#(f.buyer.user)","product":"\#(fpProduct)","quantity":1,"kind":"friendpay","friendpay":{"to":"\#(f.friend.user)"}\#(idem("f\(f.n)"))}"#
             guard let o = try http(shop, "POST", "/api/v1/orders", body, want: 201, what: "friend-pay order"),
                   let id = o["id"]?.stringValue else { return }
             ledger.expect(f.buyer.user, "order.status", "\(id) pending_payment", at: t1)
@@ -882,7 +944,7 @@ final class HolidayPeakScenario {
         for b in offline { ledger.expect(b.user, "price.drop", watchProduct, at: t) }
         stats.withLock { patchAt = t }
         do {
-            let r = try shop.call("PATCH", "/api/v1/products/\(watchProduct)", #"{"price":\#(newPrice)}"#)
+            let r = try call(shop, "PATCH", "", nil) { try shop.call("PATCH", "/api/v1/products/\(watchProduct)", #"{"price":\#(newPrice)}"#) }
             countHTTP()
             if r.status != 200 { httpErrors.add("PATCH price: HTTP \(r.status) \(r.text)") }
         } catch {
@@ -970,7 +1032,32 @@ final class HolidayPeakScenario {
             ledger.expect(buyer, "order.status", "\(id) delivered", at: t)
         }
         ledger.expect(b.user, "order.status", "\(id) delivered", at: t)
+        if chaos != nil { stats.withLock { pendingClaims[id] = (b, code, gift, false, b.generation) } }
+        sendClaim(b, code: code, order: id, gift: gift)
+    }
+
+    /// Lock held: one `gift.claim` (again after a reconnect under chaos).
+    private func sendClaim(_ b: HPBrowser, code: String, order id: String, gift: HPOrder?) {
         let sent = fleet.send(b, "gift.claim", #""code":"\#(code)""#) { [self] reply in
+            let entry = stats.withLock { pendingClaims.removeValue(forKey: id) }
+            let retried = entry?.retried ?? false
+            if chaos != nil, let entry, reply["error"]?["temporary"]?.boolValue == true {
+                // A temporary error (Redis away): a client claims again shortly; it stays pending until answered.
+                errors.add("gift.claim: \(reply["error"]?["code"]?.stringValue ?? "?") (temporary, retried)")
+                stats.withLock { pendingClaims[id] = (entry.browser, entry.code, entry.gift, true, b.generation) }
+                DispatchQueue.global().asyncAfter(deadline: .now() + 0.3) { [self] in
+                    fleet.lock.withLock {
+                        guard stats.withLock({ pendingClaims[id] != nil }) else { return }
+                        sendClaim(b, code: code, order: id, gift: gift)
+                    }
+                }
+                return
+            }
+            if retried, reply["error"]?["code"]?.stringValue == "gone" {
+                // The first claim went through and its reply was lost: the read-back checks its keys.
+                stats.withLock { giftCount.claimsConfirmedByRetry += 1 }
+                return
+            }
             guard let ok = reply["ok"] else {
                 errors.add("gift.claim: " + (reply["error"]?["code"]?.stringValue ?? "?"))
                 stats.withLock { giftCount.claimErrors += 1 }
@@ -986,7 +1073,7 @@ final class HolidayPeakScenario {
                 gift?.keys = keys
             }
         }
-        if !sent {
+        if !sent && chaos == nil {
             errors.add("gift.claim: recipient not connected")
             stats.withLock { giftCount.claimErrors += 1 }
         }
@@ -1003,8 +1090,32 @@ final class HolidayPeakScenario {
         }
     }
 
+    /// Chaos: an `idempotency_key` field, so a retried order creation finds the first one.
+    private func idem(_ key: String) -> String {
+        chaos == nil ? "" : #","idempotency_key":"hp-\#(tag)-\#(key)""#
+    }
+
+    /// One call; under chaos retried (as a shop backend or payment provider would) while the
+    /// node is unreachable or answers 5xx, up to 30 s.
+    private func call(_ shop: ShopClient, _ method: String, _ path: String, _ body: String?,
+                      send: () throws -> (status: Int, json: JSON?, text: String)) throws -> (status: Int, json: JSON?, text: String) {
+        guard let chaos else { return try send() }
+        let deadline = Clock.now() + 30
+        while true {
+            do {
+                let r = try send()
+                if r.status < 500 || Clock.now() > deadline { return r }
+                chaos.retried("HTTP \(r.status)")
+            } catch {
+                if Clock.now() > deadline { throw error }
+                chaos.retried("HTTP \(String("\(error)".prefix(60)))")
+            }
+            usleep(200_000)
+        }
+    }
+
     private func http(_ shop: ShopClient, _ method: String, _ path: String, _ body: String?, want: Int, what: String) throws -> JSON? {
-        let r = try shop.call(method, path, body)
+        let r = try call(shop, method, path, body) { try shop.call(method, path, body) }
         countHTTP()
         guard r.status == want else {
             httpErrors.add("\(what): HTTP \(r.status) \(r.text.prefix(100))")
@@ -1029,7 +1140,7 @@ final class HolidayPeakScenario {
 
     private func notify(_ shop: ShopClient, _ p: PaymentRef) throws -> Bool {
         let body = #"{"payment":"\#(p.id)","order":"\#(p.order)","amount":\#(p.amount),"currency":"\#(p.currency)","status":"success","trade_no":"hp-\#(p.id)"}"#
-        let r = try shop.notify(body, secret: paySecret)
+        let r = try call(shop, "POST", "notify", body) { try shop.notify(body, secret: paySecret) }
         countHTTP()
         guard r.status == 200 else {
             httpErrors.add("notify: HTTP \(r.status) \(r.text.prefix(100))")
@@ -1075,6 +1186,11 @@ final class HolidayPeakScenario {
             }
             let keys = (o["keys"]?.arrayValue ?? []).compactMap(\.stringValue)
             for k in keys { if keysSeen[k] != nil { twice += 1 } else { keysSeen[k] = id } }
+            stats.withLock {
+                keysReadBack[giftProduct, default: 0] += keys.count
+                // A paid gift nobody claimed holds its key unrevealed (not shown, not in stock).
+                if keys.isEmpty && o["status"]?.stringValue == "paid" { keysHeldUnrevealed[giftProduct, default: 0] += 1 }
+            }
             let claimedKeys = stats.withLock { g.keys }
             if o["status"]?.stringValue == "delivered", o["owner"]?.stringValue == g.friend.user, keys.count == 1,
                claimedKeys.isEmpty || claimedKeys == keys {
@@ -1095,6 +1211,7 @@ final class HolidayPeakScenario {
             }
             let keys = (o["keys"]?.arrayValue ?? []).compactMap(\.stringValue)
             for k in keys { if keysSeen[k] != nil { twice += 1 } else { keysSeen[k] = id } }
+            stats.withLock { keysReadBack[fpProduct, default: 0] += keys.count }
             if o["status"]?.stringValue == "delivered", o["owner"]?.stringValue == f.buyer.user,
                o["paid_by"]?.stringValue == f.friend.user, keys.count == 1 {
                 stats.withLock { fpCount.readBackOK += 1 }

@@ -331,11 +331,11 @@ final class JobQueue {
     private var stopped = false
     private var threads: [Thread] = []
 
-    init(endpoints: [Endpoint], shopKey: String, threads n: Int) {
+    init(endpoints: [Endpoint], shopKey: String, threads n: Int, timeout: Double = 20) {
         for i in 0..<n {
             let ep = endpoints[i % endpoints.count]
             let t = Thread { [self] in
-                let shop = ShopClient(ep, shopKey: shopKey, timeout: 20)
+                let shop = ShopClient(ep, shopKey: shopKey, timeout: timeout)
                 while let job = take() {
                     job(shop)
                     cond.withLock { running -= 1 }

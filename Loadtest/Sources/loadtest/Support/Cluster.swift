@@ -28,14 +28,20 @@ struct Endpoint: Codable {
 
 /// Redis plus gateway nodes: spawned and owned by this run, or found running.
 final class Cluster {
-    let endpoints: [Endpoint]
+    /// A restarted node keeps its name and port; only its pid changes.
+    private(set) var endpoints: [Endpoint]
     let shopKey: String
     let secret: String
     let spawned: Bool
     let logDir: String
-    private let redis: ChildProcess?
-    private let nodes: [ChildProcess]
+    private var redis: ChildProcess?
+    private var nodes: [ChildProcess]
     private let redisDir: String?
+    /// How each process was started, so the chaos scenario can start it again alike.
+    private var redisLaunch: (path: String, args: [String], log: String, port: Int)?
+    private var nodeLaunch: [(path: String, args: [String], env: [String: String], log: String)] = []
+    /// Guards `redis`, `nodes` and `endpoints` while a fault thread restarts processes.
+    private let restartLock = NSLock()
     /// Redis of a server this run only watches (see `foreign`).
     private let watchedRedisPid: pid_t?
 
@@ -52,7 +58,8 @@ final class Cluster {
         self.redisDir = redisDir
     }
 
-    var redisPid: pid_t? { redis?.pid ?? watchedRedisPid }
+    var redisPid: pid_t? { restartLock.withLock { redis?.pid } ?? watchedRedisPid }
+    var redisPort: Int? { redisLaunch?.port }
 
     /// A server that is not a gateway and that this run did not start (Nchan for
     /// `fanout --target nchan`): its processes and Redis are only watched for CPU and RSS.
@@ -90,11 +97,14 @@ final class Cluster {
         try FileManager.default.createDirectory(atPath: redisDir, withIntermediateDirectories: true)
         Children.addScratch(redisDir)
         let redisPort = try Machine.freePort()
-        let redis = try ChildProcess.spawn(redisServer, [
+        var redisArgs = [
             "--port", String(redisPort), "--bind", "127.0.0.1", "--dir", redisDir,
-            "--appendonly", options.redisAof ? "yes" : "no", "--appendfsync", "everysec", "--save", "",
+            "--appendonly", options.redisAof ? "yes" : "no", "--appendfsync", options.redisFsyncAlways ? "always" : "everysec", "--save", "",
             "--logfile", "\(logDir)/redis.log", "--daemonize", "no", "--protected-mode", "yes",
-        ], name: "redis", kind: .redis, stderr: .file("\(logDir)/redis.log"))
+        ]
+        // DEBUG SLEEP (Redis 7 refuses DEBUG unless enabled; `local` keeps it to loopback).
+        if options.redisDebugCommand { redisArgs += ["--enable-debug-command", "local"] }
+        let redis = try ChildProcess.spawn(redisServer, redisArgs, name: "redis", kind: .redis, stderr: .file("\(logDir)/redis.log"))
         var cluster: Cluster?
         var nodes: [ChildProcess] = []
         do {
@@ -113,20 +123,25 @@ final class Cluster {
             let config = options.gatewayConfig.map { URL(fileURLWithPath: $0).standardizedFileURL.path } ?? "\(logDir)/gateway.json"
             if options.gatewayConfig == nil { try Data("{}\n".utf8).write(to: URL(fileURLWithPath: config)) }
             var eps: [Endpoint] = []
+            var launches: [(path: String, args: [String], env: [String: String], log: String)] = []
             for k in 1...options.spawnCount {
                 let port = try Machine.freePort()
                 let name = "n\(k)"
                 let log = "\(logDir)/node-\(name).log"
-                let node = try ChildProcess.spawn(gateway, [
+                let args = [
                     "serve", "--config", config, "--host", "127.0.0.1", "--port", String(port), "--node", name,
                     "--redis", "redis://127.0.0.1:\(redisPort)",
-                ], name: "node \(name)", kind: .node, environment: env, stdout: .file(log), stderr: .file(log))
+                ]
+                let node = try ChildProcess.spawn(gateway, args, name: "node \(name)", kind: .node, environment: env, stdout: .file(log), stderr: .file(log))
+                launches.append((gateway, args, env, log))
                 nodes.append(node)
                 eps.append(Endpoint(name: name, host: "127.0.0.1", port: port, pid: node.pid))
             }
             for (ep, node) in zip(eps, nodes) { try waitReady(ep, node) }
             cluster = Cluster(endpoints: eps, shopKey: shopKey, secret: secret, spawned: true, logDir: logDir,
                               redis: redis, nodes: nodes, redisDir: redisDir)
+            cluster!.redisLaunch = (redisServer, redisArgs, "\(logDir)/redis.log", redisPort)
+            cluster!.nodeLaunch = launches
             // Throwaway secrets, so a person can poke at the nodes while the run goes on.
             let info: [String: Any] = ["redis": "redis://127.0.0.1:\(redisPort)", "shopKey": shopKey, "secret": secret,
                                        "nodes": eps.map { ["name": $0.name, "url": $0.wsURL, "pid": Int($0.pid ?? 0)] }]
@@ -195,7 +210,7 @@ final class Cluster {
 
     /// Spawned nodes that have exited, with the end of their logs.
     func deadNodes() -> [String] {
-        nodes.compactMap { n in n.poll().map { "\(n.name) exited with \($0): \(n.logTail(lines: 3))" } }
+        restartLock.withLock { nodes }.compactMap { n in n.poll().map { "\(n.name) exited with \($0): \(n.logTail(lines: 3))" } }
     }
 
     /// A gauge or counter from a node's /metrics.
@@ -225,10 +240,91 @@ final class Cluster {
     }
 
     func stop() {
+        let (nodes, redis) = restartLock.withLock { (self.nodes, self.redis) }
         // Nodes first: they close their clients (1001) and the TIME_WAIT lands on their side.
         for n in nodes { n.signal(SIGTERM) }
         for n in nodes { n.stop(grace: 12) }
         redis?.stop(grace: 5)
         if let redisDir { Children.removeScratch(redisDir) }
+    }
+}
+
+// MARK: Faults (the chaos scenario)
+
+extension Cluster {
+    /// A spawned node's process, for its pid and exit status.
+    func node(_ i: Int) -> ChildProcess? { restartLock.withLock { nodes.indices.contains(i) ? nodes[i] : nil } }
+
+    /// SIGKILL a spawned node (no drain, no close frames) and reap it. Returns its exit status.
+    @discardableResult
+    func killNode(_ i: Int) -> Int32? {
+        guard let n = node(i) else { return nil }
+        n.signal(SIGKILL)
+        return n.waitExit(timeout: 5)
+    }
+
+    /// Starts node `i` again on its port, with its settings; waits for /readyz.
+    func restartNode(_ i: Int) throws {
+        guard spawned, nodeLaunch.indices.contains(i) else { throw SpawnError("node \(i) was not spawned by this run") }
+        let l = nodeLaunch[i]
+        let ep = endpoints[i]
+        // The port may sit in TIME_WAIT from the killed process: the gateway binds with SO_REUSEADDR, so retry briefly.
+        var lastError = ""
+        for _ in 0..<20 {
+            let child = try ChildProcess.spawn(l.path, l.args, name: "node \(ep.name)", kind: .node, environment: l.env,
+                                               stdout: .file(l.log), stderr: .file(l.log))
+            do {
+                try Self.waitReady(ep, child)
+                restartLock.withLock {
+                    nodes[i] = child
+                    endpoints[i].pid = child.pid
+                }
+                return
+            } catch {
+                lastError = "\(error)"
+                child.stop(grace: 1)
+                usleep(250_000)
+            }
+        }
+        throw SpawnError("node \(ep.name) did not come back: \(lastError)")
+    }
+
+    /// SIGKILL Redis (a crash: only what the AOF holds survives) and reap it.
+    func killRedis() {
+        guard let r = restartLock.withLock({ redis }) else { return }
+        r.signal(SIGKILL)
+        _ = r.waitExit(timeout: 5)
+    }
+
+    /// `SHUTDOWN NOSAVE` (a clean stop without an RDB; the AOF is flushed) and wait for the exit.
+    func shutdownRedis() throws {
+        guard let r = restartLock.withLock({ redis }), let port = redisPort else { return }
+        let probe = try RedisProbe(url: "redis://127.0.0.1:\(port)", timeout: 5)
+        _ = try? probe.call(["SHUTDOWN", "NOSAVE"])   // the connection just closes on success
+        guard r.waitExit(timeout: 10) != nil else { throw SpawnError("redis-server did not exit after SHUTDOWN NOSAVE") }
+    }
+
+    /// Starts Redis again on the same port and data folder (it loads its AOF); waits for PING.
+    func restartRedis() throws {
+        guard let l = redisLaunch else { throw SpawnError("redis was not spawned by this run") }
+        var lastError = ""
+        for _ in 0..<20 {
+            let child = try ChildProcess.spawn(l.path, l.args, name: "redis", kind: .redis, stderr: .file(l.log))
+            do {
+                try Self.waitForRedis(port: l.port, process: child)
+                restartLock.withLock { redis = child }
+                return
+            } catch {
+                lastError = "\(error)"
+                child.stop(grace: 1)
+                usleep(250_000)
+            }
+        }
+        throw SpawnError("redis-server did not come back: \(lastError)")
+    }
+
+    /// True when every node answers /readyz 200 (Redis reachable from each).
+    func allReady(timeout: Double = 1) -> Bool {
+        endpoints.allSatisfy { ep in HTTPConnection.get(host: ep.host, port: ep.port, path: "/readyz", timeout: timeout)?.status == 200 }
     }
 }

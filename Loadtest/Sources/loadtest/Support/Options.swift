@@ -35,6 +35,11 @@ struct ClusterOptions: ParsableArguments {
 
     var external: Bool { !urls.isEmpty }
 
+    /// Spawned Redis fsyncs every write (`appendfsync always`): acknowledged writes survive a SIGKILL (chaos).
+    var redisFsyncAlways = false
+    /// Spawned Redis accepts DEBUG from loopback (chaos: `DEBUG SLEEP`).
+    var redisDebugCommand = false
+
     func validate() throws {
         if external {
             guard shopKey != nil, secret != nil else {
