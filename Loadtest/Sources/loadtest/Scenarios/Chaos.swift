@@ -557,7 +557,7 @@ final class ChaosDriver {
     static func descriptorKinds(_ pid: pid_t, redisPort: Int, ownPort: Int) -> [String] {
         var sockets: [String: String] = [:]   // inode -> kind
         for file in ["tcp", "tcp6"] {
-            guard let text = try? String(contentsOfFile: "/proc/\(pid)/net/\(file)", encoding: .utf8) else { continue }
+            guard let text = Machine.procText("/proc/\(pid)/net/\(file)") else { continue }
             for line in text.split(separator: "\n").dropFirst() {
                 let f = line.split(separator: " ", omittingEmptySubsequences: true)
                 guard f.count > 9 else { continue }
@@ -569,7 +569,7 @@ final class ChaosDriver {
                 sockets[String(f[9])] = kind
             }
         }
-        if let text = try? String(contentsOfFile: "/proc/\(pid)/net/unix", encoding: .utf8) {
+        if let text = Machine.procText("/proc/\(pid)/net/unix") {
             for line in text.split(separator: "\n").dropFirst() {
                 let f = line.split(separator: " ", omittingEmptySubsequences: true)
                 if f.count > 6 { sockets[String(f[6])] = "unix socket" + (f.count > 7 ? " \(f[7])" : "") }

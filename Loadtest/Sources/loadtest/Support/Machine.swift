@@ -5,6 +5,23 @@ import Foundation
 enum Machine {
     static var cores: Int { Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))) }
 
+    /// A /proc file read whole. Foundation's `String(contentsOfFile:)` stops at the first
+    /// 4 KiB of a procfs file (its size reads as 0), which cut `/proc/net/tcp` short on any
+    /// busy machine: read(2) until end of file instead.
+    static func procText(_ path: String) -> String? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var out: [UInt8] = []
+        var buf = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = read(fd, &buf, buf.count)
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else { return n == 0 ? String(decoding: out, as: UTF8.self) : nil }
+            out += buf[..<n]
+        }
+    }
+
     static func fdLimit() -> (soft: Int, hard: Int) {
         var rl = rlimit()
         getrlimit(Int32(RLIMIT_NOFILE.rawValue), &rl)
@@ -13,7 +30,7 @@ enum Machine {
 
     /// Local ports the kernel hands out per source address.
     static func portRange() -> (low: Int, high: Int) {
-        let text = (try? String(contentsOfFile: "/proc/sys/net/ipv4/ip_local_port_range", encoding: .utf8)) ?? ""
+        let text = Machine.procText("/proc/sys/net/ipv4/ip_local_port_range") ?? ""
         let parts = text.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\n" }).compactMap { Int($0) }
         return parts.count == 2 ? (parts[0], parts[1]) : (32768, 60999)
     }
@@ -25,7 +42,7 @@ enum Machine {
 
     static func memInfo() -> (total: Int, available: Int) {
         var total = 0, available = 0
-        let text = (try? String(contentsOfFile: "/proc/meminfo", encoding: .utf8)) ?? ""
+        let text = Machine.procText("/proc/meminfo") ?? ""
         for line in text.split(separator: "\n") {
             let f = line.split(separator: " ", omittingEmptySubsequences: true)
             guard f.count >= 2, let kb = Int(f[1]) else { continue }
@@ -37,7 +54,7 @@ enum Machine {
 
     /// Resident set size, bytes (VmRSS).
     static func rss(_ pid: pid_t) -> Int? {
-        guard let text = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return nil }
+        guard let text = Machine.procText("/proc/\(pid)/status") else { return nil }
         for line in text.split(separator: "\n") where line.hasPrefix("VmRSS:") {
             let f = line.split(separator: " ", omittingEmptySubsequences: true)
             if f.count >= 2, let kb = Int(f[1]) { return kb * 1024 }
@@ -47,7 +64,7 @@ enum Machine {
 
     /// utime + stime in clock ticks.
     static func cpuTicks(_ pid: pid_t) -> Int? {
-        guard let text = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+        guard let text = Machine.procText("/proc/\(pid)/stat"),
               let close = text.lastIndex(of: ")") else { return nil }
         // Fields after the command name; utime and stime are fields 14 and 15.
         let f = text[text.index(after: close)...].split(separator: " ")
@@ -57,7 +74,7 @@ enum Machine {
 
     /// Busy (non-idle, non-iowait) ticks of the whole machine, all cores.
     static func busyTicks() -> Int? {
-        guard let text = try? String(contentsOfFile: "/proc/stat", encoding: .utf8),
+        guard let text = Machine.procText("/proc/stat"),
               let line = text.split(separator: "\n").first, line.hasPrefix("cpu ") else { return nil }
         let f = line.split(separator: " ").dropFirst().compactMap { Int($0) }
         guard f.count >= 5 else { return nil }
@@ -65,7 +82,7 @@ enum Machine {
     }
 
     static func loadAverage() -> String {
-        ((try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8)) ?? "").split(separator: " ").prefix(3).joined(separator: " ")
+        (Machine.procText("/proc/loadavg") ?? "").split(separator: " ").prefix(3).joined(separator: " ")
     }
 
     static func openFiles(_ pid: pid_t) -> Int? {
@@ -74,7 +91,7 @@ enum Machine {
 
     /// Soft "Max open files" of another process.
     static func fdLimit(of pid: pid_t) -> Int? {
-        guard let text = try? String(contentsOfFile: "/proc/\(pid)/limits", encoding: .utf8) else { return nil }
+        guard let text = Machine.procText("/proc/\(pid)/limits") else { return nil }
         for line in text.split(separator: "\n") where line.hasPrefix("Max open files") {
             let f = line.split(separator: " ", omittingEmptySubsequences: true)
             if f.count >= 4 { return Int(f[3]) }
@@ -83,9 +100,9 @@ enum Machine {
     }
 
     static func conntrack() -> (count: Int, max: Int)? {
-        guard let m = try? String(contentsOfFile: "/proc/sys/net/netfilter/nf_conntrack_max", encoding: .utf8),
+        guard let m = Machine.procText("/proc/sys/net/netfilter/nf_conntrack_max"),
               let max = Int(m.trimmingCharacters(in: .whitespacesAndNewlines)) else { return nil }
-        let c = (try? String(contentsOfFile: "/proc/sys/net/netfilter/nf_conntrack_count", encoding: .utf8))
+        let c = (Machine.procText("/proc/sys/net/netfilter/nf_conntrack_count"))
             .flatMap { Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) } ?? 0
         return (c, max)
     }
@@ -93,7 +110,7 @@ enum Machine {
     /// TCP sockets (any state, TIME_WAIT included) per local IPv4 address, from
     /// /proc/net/tcp: a source address with many of them has fewer free ports.
     static func socketsPerLocalAddress() -> [String: Int] {
-        guard let text = try? String(contentsOfFile: "/proc/net/tcp", encoding: .utf8) else { return [:] }
+        guard let text = Machine.procText("/proc/net/tcp") else { return [:] }
         var counts: [String: Int] = [:]
         for line in text.split(separator: "\n").dropFirst() {
             let f = line.split(separator: " ", omittingEmptySubsequences: true)
@@ -108,7 +125,7 @@ enum Machine {
 
     /// The process listening on a local TCP port (for RSS of nodes we did not start).
     static func pidListening(port: Int) -> pid_t? {
-        guard let text = try? String(contentsOfFile: "/proc/net/tcp", encoding: .utf8) else { return nil }
+        guard let text = Machine.procText("/proc/net/tcp") else { return nil }
         var inode: String?
         let hexPort = String(format: "%04X", port)
         for line in text.split(separator: "\n").dropFirst() {

@@ -94,6 +94,20 @@ final class ChildProcess {
         self.stdoutFD = stdoutFD
     }
 
+    /// glibc 2.34+ has `posix_spawn_file_actions_addclosefrom_np`, which Swift's Glibc module
+    /// does not import: found at run time; without it every descriptor of ours is marked
+    /// close-on-exec instead (racy only with descriptors opened meanwhile).
+    private static func closeFrom3(_ actions: UnsafeMutablePointer<posix_spawn_file_actions_t>) {
+        typealias CloseFrom = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32
+        if let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "posix_spawn_file_actions_addclosefrom_np"),
+           unsafeBitCast(symbol, to: CloseFrom.self)(actions, 3) == 0 {
+            return
+        }
+        for entry in (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? [] {
+            if let fd = Int32(entry), fd > 2 { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+        }
+    }
+
     static func spawn(_ path: String, _ args: [String], name: String, kind: Kind,
                       environment extra: [String: String] = [:], stdinPipe: Bool = false,
                       stdout: Output = .null, stderr: Output = .null) throws -> ChildProcess {
@@ -133,6 +147,10 @@ final class ChildProcess {
                 posix_spawn_file_actions_addopen(&actions, fd, "/dev/null", O_WRONLY, 0)
             }
         }
+
+        // Nothing but 0, 1 and 2: a child must never hold a copy of one of our client sockets
+        // (a node restarted mid-run would keep the peer's connection half open).
+        closeFrom3(&actions)
 
         var attr = posix_spawnattr_t()
         posix_spawnattr_init(&attr)
