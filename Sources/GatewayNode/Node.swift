@@ -64,7 +64,13 @@ public final class Node: ServerDelegate {
     /// Set from a signal handler; read when the loop wakes.
     nonisolated(unsafe) static var terminateRequested = false
 
-    public init(options: NodeOptions) {
+    /// Refuses options it cannot run safely, such as a card-key secret that is not 32 bytes:
+    /// sealing keys under a made-up key would lose them.
+    public init(options: NodeOptions) throws {
+        guard let keyBox = SecretBox(key: options.keysSecret) else {
+            throw NodeStartError(description: "keys.secret must be 32 bytes (64 hex characters); refusing to seal card keys with anything else")
+        }
+        self.keyBox = keyBox
         self.options = options
         var listen = ListenOptions(host: options.host, port: options.port, maxFrame: options.maxFrame,
                                    maxBody: options.maxBody, pingSeconds: options.pingSeconds)
@@ -73,7 +79,6 @@ public final class Node: ServerDelegate {
         redis = RedisClient(loop: loop, config: Self.redisLink(options))
         verifier = TokenVerifier(secret: options.authSecret)
         orderRules = OrderRules(times: options.commerce)
-        keyBox = SecretBox(key: options.keysSecret) ?? SecretBox(key: Array(repeating: 0, count: 32))!
         let sizes = (options.historyUserSize, options.historyGroupSize, options.historyProductSize)
         orderStore = OrderStore(redis: redis, historyTTL: options.historyTTLSeconds,
                                 retention: KeyRetention(options.commerce), durability: options.durability,

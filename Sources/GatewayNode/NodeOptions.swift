@@ -67,7 +67,7 @@ public struct NodeOptions: Sendable {
                 maxFrame: Int = 65536, maxBody: Int = 8 << 20, maxQueue: Int = 1 << 20,
                 maxViolations: Int = 10, connectTimeoutSeconds: Double = 10, pingSeconds: Int = 25,
                 historyUserSize: Int = 1000, historyGroupSize: Int = 1000, historyProductSize: Int = 100,
-                historyTTLSeconds: Int = 86400, paymentsSecret: String = "", keysSecret: [UInt8] = Array(repeating: 0, count: 32),
+                historyTTLSeconds: Int = 86400, paymentsSecret: String = "", keysSecret: [UInt8] = [],
                 commerce: CommerceTimes = CommerceTimes(orderTTL: 900_000, giftTTL: 86_400_000, friendpayTTL: 1_800_000, paymentGrace: 43_200_000)) {
         self.nodeName = nodeName
         self.host = host

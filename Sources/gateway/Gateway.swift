@@ -93,7 +93,7 @@ struct Serve: ParsableCommand {
         let options = NodeOptions(settings: settings, nodeName: nodeName, redis: redisURL, dev: dev)
         let web = Node.staticFiles
         if web.files.isEmpty { print("no browser files found (\(web.source)): /client and /demo answer 404") }
-        let gateway = Node(options: options)
+        let gateway = try Node(options: options)
         try gateway.run { port in
             print("gateway node \(nodeName) listening on ws://\(settings.server.host):\(port)/ws and http://\(settings.server.host):\(port)/")
             if dev {

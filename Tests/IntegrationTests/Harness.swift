@@ -258,12 +258,14 @@ private func dechunk(_ data: [UInt8]) -> [UInt8] {
     return out
 }
 
-func rawExchange(port: Int, _ request: [UInt8], readUntilClose: Bool, timeout: Double = 10) throws -> [UInt8] {
+/// A blocking TCP socket connected to 127.0.0.1:`port`; reads give up after `timeout` seconds.
+func connectLoopback(port: Int, timeout: Double? = nil) throws -> Int32 {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     guard fd >= 0 else { throw TestError("socket failed") }
-    defer { close(fd) }
-    var tv = timeval(tv_sec: Int(timeout), tv_usec: 0)
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+    if let timeout {
+        var tv = timeval(tv_sec: Int(timeout), tv_usec: Int(timeout.truncatingRemainder(dividingBy: 1) * 1e6))
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+    }
     var addr = sockaddr_in()
     addr.sin_family = sa_family_t(AF_INET)
     addr.sin_addr.s_addr = inet_addr("127.0.0.1")
@@ -271,7 +273,16 @@ func rawExchange(port: Int, _ request: [UInt8], readUntilClose: Bool, timeout: D
     let ok = withUnsafePointer(to: &addr) {
         $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
     }
-    guard ok else { throw TestError("connect to \(port) refused") }
+    guard ok else {
+        close(fd)
+        throw TestError("connect to \(port) refused")
+    }
+    return fd
+}
+
+func rawExchange(port: Int, _ request: [UInt8], readUntilClose: Bool, timeout: Double = 10) throws -> [UInt8] {
+    let fd = try connectLoopback(port: port, timeout: timeout)
+    defer { close(fd) }
     var sent = 0
     while sent < request.count {
         let n = request[sent...].withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
