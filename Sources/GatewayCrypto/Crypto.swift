@@ -38,6 +38,14 @@ public enum Crypto {
         return out
     }
 
+    /// SHA-1 as lowercase hex: the name Redis gives a Lua script (EVALSHA), known without asking.
+    public static func sha1Hex(_ text: String) -> String {
+        var digest = [UInt8](repeating: 0, count: Int(SHA_DIGEST_LENGTH))
+        let bytes = Array(text.utf8)
+        _ = bytes.withUnsafeBufferPointer { SHA1($0.baseAddress, $0.count, &digest) }
+        return hex(digest)
+    }
+
     public static func hex(_ bytes: some Collection<UInt8>) -> String {
         withContiguousBytes(bytes) { buf in
             var out: [UInt8] = []

@@ -25,6 +25,8 @@ public final class WSConnection {
     var rxTooLarge = false
     /// Closes with this code once the queue passes this many bytes.
     public var maxQueue = 1 << 20
+    /// Unread reply bytes past which the client is closed with 4008.
+    public var maxUnreadReplies = 4 << 20
     /// Counts frames handed to lws; the node reads it for metrics.
     public private(set) var framesSent = 0
 
@@ -37,10 +39,12 @@ public final class WSConnection {
 
     /// Queues bytes shared with other subscribers. Returns false if the connection
     /// was closed for falling behind (4008) by this call.
-    /// Only pushes count toward `maxQueue`: 4008 is for pushes piling up unread. A reply
-    /// (`isReply`) never closes the connection, however large; while more than `maxQueue`
-    /// bytes of replies wait unread, the client's further commands are not read (TCP
-    /// back-pressure) so a client that never reads cannot grow the queue without bound.
+    /// Only pushes count toward `maxQueue`: 4008 is for pushes piling up unread. No single
+    /// reply closes the connection, however large; while more than `maxQueue` bytes of
+    /// replies wait unread, the client's further commands are not read (TCP back-pressure).
+    /// Commands already read still answer, so a client that sends a frame of big `history`
+    /// commands and never reads is closed with 4008 once its unread replies pass
+    /// `maxUnreadReplies` (which the node sets well above one largest reply).
     @discardableResult
     public func send(_ payload: Payload, isReply: Bool = false) -> Bool {
         guard !isClosing, !isGone else { return false }
@@ -48,6 +52,10 @@ public final class WSConnection {
         queue.append((payload, isReply))
         if isReply {
             replyBytes += payload.bytes.count + 1
+            if replyBytes > maxUnreadReplies {
+                close(code: 4008, reason: "too slow to read replies", flush: false)
+                return false
+            }
             if replyBytes > maxQueue && !readPaused {
                 readPaused = true
                 lws_rx_flow_control(wsi, 0)

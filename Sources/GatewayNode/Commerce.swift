@@ -114,7 +114,10 @@ extension Node {
                     if case .merchant(let m) = caller, s.product?.merchant != m {
                         return self.fail(request, GatewayError(.conflict, "idempotency_key already used"))
                     }
-                    self.respond(request, 200, order.json(for: viewer))
+                    self.orderStore.confirmExisting { error in
+                        if let error { return self.fail(request, error) }
+                        self.respond(request, 200, order.json(for: viewer))
+                    }
                 }
             }
         }

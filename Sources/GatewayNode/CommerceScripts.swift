@@ -122,6 +122,8 @@ enum CommerceKeys {
     static func members(_ product: String) -> String { "gw:{product:\(product)}:members" }
     static let timers = "gw:timers"
     static func idempotency(_ buyer: String, _ key: String) -> String { "gw:idem:{\(buyer)}:\(key)" }
+    /// A counter written before a WAIT that vouches for an earlier write (`confirmExisting`).
+    static let durabilityMark = "gw:durability-mark"
     static func giftCode(_ code: String) -> String { "gw:giftcode:\(code)" }
     static func payCode(_ code: String) -> String { "gw:paycode:\(code)" }
 }

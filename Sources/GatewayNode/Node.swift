@@ -286,6 +286,8 @@ public final class Node: ServerDelegate {
 
     public func connectionOpened(_ conn: WSConnection) {
         conn.maxQueue = options.maxQueue
+        // Room for the queue plus four of the largest replies: never reached by one reply.
+        conn.maxUnreadReplies = options.maxQueue + 4 * options.historyMaxReplyBytes
         let client = Client(conn: conn, budget: CommandBudget(maxInflight: options.maxInflight,
                                                               perSecond: options.commandsPerSecond, now: Self.clock()))
         // The filter callback checked `admitsUpgrade` just before, in the same lws callback

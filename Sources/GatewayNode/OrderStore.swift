@@ -75,7 +75,11 @@ final class OrderStore {
             case .success(let snapshot):
                 switch decide(snapshot) {
                 case .failure(let e): done(.failure(e))
-                case .success(let decision) where decision.isEmpty: done(.success((decision, snapshot)))
+                case .success(let decision) where decision.isEmpty:
+                    // A repeat (a notify already applied, say) answers success too: only once
+                    // the first write it repeats is as durable as a fresh one would be.
+                    guard durable else { return done(.success((decision, snapshot))) }
+                    self.confirmExisting { error in done(error.map { .failure($0) } ?? .success((decision, snapshot))) }
                 case .success(let decision):
                     self.apply(decision, durable: durable) { applied in
                         switch applied {
@@ -118,6 +122,18 @@ final class OrderStore {
         guard case .replicas(let n) = durability else { return done(nil) }
         redis.awaitReplicas(n, timeoutMs: durabilityTimeoutMs) { acknowledged in
             done(acknowledged ? nil : GatewayError(.unavailable, "written, but not confirmed by \(n) Redis replica\(n == 1 ? "" : "s") in time; retry", temporary: true))
+        }
+    }
+
+    /// `confirmDurable` for an answer that repeats an earlier write (a repeated notify, an
+    /// idempotency key seen before). That write may have been made on an earlier connection,
+    /// which a WAIT on this one does not cover, so a small write here comes first: replicas
+    /// that hold it hold everything before it in the replication stream.
+    func confirmExisting(_ done: @escaping (GatewayError?) -> Void) {
+        guard case .replicas = durability else { return done(nil) }
+        redis.send(["INCR", CommerceKeys.durabilityMark]) { [self] reply in
+            if reply.isFailure { return done(failure(reply, "durability mark")) }
+            confirmDurable(done)
         }
     }
 

@@ -1,4 +1,5 @@
 import Foundation
+import GatewayCrypto
 import GatewayIO
 
 /// How the node reaches Redis and what it says first on every connection.
@@ -58,6 +59,8 @@ final class RedisClient {
     private var reconnectTimer: LoopTimer?
     private var stopped = false
     private var scriptSHA: [String: String] = [:]
+    /// SHAs this connection has already run (EVAL cached them in Redis).
+    private var loadedScripts: Set<String> = []
     /// The eviction policy has been checked (or could not be): not asked again.
     private var policyChecked = false
     /// Bumped on every (re)open: a WAIT only vouches for writes sent on its own connection.
@@ -98,6 +101,8 @@ final class RedisClient {
 
     private func open() {
         generation += 1
+        // A new connection may reach a server that lost its script cache (a restart).
+        loadedScripts.removeAll()
         handshaken = []
         commands = RedisConnection(loop: loop, endpoint: config.endpoint)
         subscriber = RedisConnection(loop: loop, endpoint: config.endpoint)
@@ -225,27 +230,30 @@ final class RedisClient {
         commands.send(args, callback)
     }
 
-    /// Runs a Lua script by its SHA, loading it on first use or after Redis lost it.
+    /// Runs a Lua script. The first run on a connection is an EVAL, sent in order with
+    /// everything else (it also caches the script in Redis); later runs are EVALSHA. A
+    /// SCRIPT LOAD round trip would let commands sent meanwhile overtake this one, and the
+    /// presence join/leave scripts must reach Redis in the order they were sent.
     func eval(_ script: String, keys: [String], args: [RedisArgument], _ callback: @escaping (RedisReply) -> Void) {
         let tail: [RedisArgument] = [keys.count] + keys.map { $0 as RedisArgument } + args
-        if let sha = scriptSHA[script] {
-            send(["EVALSHA", sha] + tail) { [weak self] reply in
-                if case .error(let e) = reply, e.hasPrefix("NOSCRIPT") {
-                    self?.scriptSHA[script] = nil
-                    self?.eval(script, keys: keys, args: args, callback)
-                    return
-                }
-                callback(reply)
-            }
-            return
+        let sha = scriptSHA[script] ?? {
+            let sha = Crypto.sha1Hex(script)
+            scriptSHA[script] = sha
+            return sha
+        }()
+        guard loadedScripts.contains(sha) else {
+            loadedScripts.insert(sha)
+            return send(["EVAL", script] + tail, callback)
         }
-        send(["SCRIPT", "LOAD", script]) { [weak self] reply in
-            guard let sha = reply.text, !reply.isFailure else {
-                callback(reply)
+        send(["EVALSHA", sha] + tail) { [weak self] reply in
+            // Only after an operator's SCRIPT FLUSH: scripts sent since fail the same way and
+            // are run again in the order of their replies, which is the order they were sent.
+            if case .error(let e) = reply, e.hasPrefix("NOSCRIPT") {
+                self?.loadedScripts.removeAll()
+                self?.send(["EVAL", script] + tail, callback)
                 return
             }
-            self?.scriptSHA[script] = sha
-            self?.send(["EVALSHA", sha] + tail, callback)
+            callback(reply)
         }
     }
 

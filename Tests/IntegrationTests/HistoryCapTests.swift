@@ -131,21 +131,41 @@ final class HistoryCapTests: IntegrationCase {
         XCTAssertEqual(offsets(history["ok"]), [1, 2, 3, 4], "240 KB fit a 256 KiB reply: \(history.serialized().prefix(200))")
         XCTAssertNotEqual(history["ok"]?["truncated"]?.boolValue, true)
 
-        // Not reading while 12 of those replies (about 3 MB) are produced: the node stops reading
-        // this client's commands until it catches up, and closes nothing.
+        // Not reading while 4 of those replies (about 1 MB, 15 times max_queue) are produced: the
+        // node stops reading this client's commands until it catches up, and closes nothing
+        // (it would past max_queue + 4 x max_reply_bytes unread, see the test above).
         session.connection.pauseReading()
         let first: Int64 = 100
-        for i in 0..<12 {
+        for i in 0..<4 {
             session.sendRawText(#"{"id":\#(first + Int64(i)),"op":"history","channel":"user:u1","limit":50}"#)
         }
         usleep(1_000_000)
         session.connection.resumeReading()
-        for i in 0..<12 {
+        for i in 0..<4 {
             let reply = try XCTUnwrap(session.reply(id: first + Int64(i), timeout: 20), "reply \(i)")
             XCTAssertEqual(offsets(reply["ok"]), [1, 2, 3, 4], "reply \(i)")
         }
         XCTAssertNotNil(try session.command("ping")["ok"])
         XCTAssertFalse(session.isClosed)
+    }
+
+    /// A frame of big `history` commands from a client that never reads: each reply is allowed,
+    /// but not megabytes of them held for nobody. Past `max_queue` + 4 x `max_reply_bytes` of
+    /// unread replies the client is closed with 4008, and the node serves others as before.
+    func testAClientThatNeverReadsItsRepliesIsClosedNotBuffered() throws {
+        let node = try startNode()
+        for n in 1...4 { try publishBig(node, "user:u1", n) }
+        let (session, _) = try open(node, "u1")
+        let (bystander, _) = try open(node, "u2")
+        session.connection.pauseReading()
+        // 64 commands of about 240 KB of reply each: 15 MB, more than loopback buffers take.
+        let frame = (0..<64).map { #"{"id":\#(1000 + $0),"op":"history","channel":"user:u1","limit":50}"# }.joined(separator: "\n")
+        session.sendRawText(frame)
+        usleep(3_000_000)
+        XCTAssertNotNil(try bystander.command("ping")["ok"], "others are served")
+        session.connection.resumeReading()
+        XCTAssertEqual(session.waitClosed(timeout: 30), 4008, "closed for not reading, not buffered")
+        XCTAssertTrue(session.closeReason.contains("too slow to read replies"), session.closeReason)
     }
 
     /// A node that misses publications on pub/sub fills the gap from history in capped pages:

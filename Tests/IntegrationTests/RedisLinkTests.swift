@@ -283,6 +283,11 @@ final class RedisLinkTests: IntegrationCase {
         XCTAssertEqual(replica.cli(["HGET", "gw:{order:\(bought["id"]!.stringValue!)}:info", "status"]), "delivered",
                        "the replica has the delivery")
 
+        // Made while the replica is there: an order with an idempotency key, and an unpaid one.
+        let keyed = try order(node, #"{"buyer":"u3","product":"p1","idempotency_key":"k-1"}"#)
+        let unpaid = try order(node, #"{"buyer":"u4","product":"p1"}"#)
+        let notify = notifyBody(try pay(node, unpaid["id"]!.stringValue!, payer: "u4"))
+
         replica.stop()
         try waitUntil(timeout: 15, "replica gone") { master.cli(["INFO", "replication"]).contains("connected_slaves:0") }
         let r = try node.http("POST", "/api/v1/orders", body: #"{"buyer":"u2","product":"p1"}"#)
@@ -290,6 +295,11 @@ final class RedisLinkTests: IntegrationCase {
         XCTAssertEqual(r.json?["code"]?.stringValue ?? r.json?["error"]?["code"]?.stringValue, "unavailable", r.text)
         let keys = try node.http("POST", "/api/v1/products/p1/keys", body: #"{"keys":["K-9"]}"#)
         XCTAssertEqual(keys.status, 503, keys.text)
+        // A repeat is no shortcut: the write it repeats is not on any replica either.
+        XCTAssertEqual(try signedNotify(node, notify).status, 503, "the first notify")
+        XCTAssertEqual(try signedNotify(node, notify).status, 503, "its retry, already applied on the primary")
+        let again = try node.http("POST", "/api/v1/orders", body: #"{"buyer":"u3","product":"p1","idempotency_key":"k-1"}"#)
+        XCTAssertEqual(again.status, 503, "the idempotent repeat of \(keyed["id"]?.stringValue ?? ""): \(again.text)")
     }
 
     // MARK: maxmemory-policy
