@@ -20,10 +20,18 @@ extension Node {
         case .ping:
             reply(client, id, .object([]), op: "ping")
         case .subscribe(let channel, let since):
+            let ticket = client.startAuthorizing(channel)
             authorize(claims, channel, op: "subscribe", live(client) { [weak self] error in
                 guard let self else { return }
+                // An unsubscribe sent after this subscribe wins, even while it was being authorized.
+                let stillWanted = client.finishAuthorizing(channel, ticket)
                 if let error {
                     self.reply(client, id, error: error, op: "subscribe")
+                    return
+                }
+                if !stillWanted {
+                    self.reply(client, id, error: GatewayError(.conflict, "unsubscribed from \(channel) before the subscription completed"),
+                               op: "subscribe")
                     return
                 }
                 if client.channels.contains(channel) {
@@ -40,6 +48,7 @@ extension Node {
                 reply(client, id, error: .badRequest("the personal channel stays subscribed"), op: "unsubscribe")
                 return
             }
+            client.authorizing[channel] = nil
             if let index = client.channels.firstIndex(of: channel) {
                 client.channels.remove(at: index)
                 execute(hub.unsubscribe(client.conn.id, from: channel))

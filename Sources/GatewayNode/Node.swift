@@ -23,6 +23,23 @@ final class Client {
     var budget: CommandBudget
     /// `subscribe` requests the hub has not answered yet, by channel.
     var pendingSubscribes: [Channel: Int64] = [:]
+    /// Subscribes still being authorized, by channel; an unsubscribe drops the channel's
+    /// entry, so those subscribes end instead of completing after it.
+    var authorizing: [Channel: Set<Int>] = [:]
+    private var nextTicket = 0
+
+    func startAuthorizing(_ channel: Channel) -> Int {
+        nextTicket += 1
+        authorizing[channel, default: []].insert(nextTicket)
+        return nextTicket
+    }
+
+    /// False when an unsubscribe came in the meantime.
+    func finishAuthorizing(_ channel: Channel, _ ticket: Int) -> Bool {
+        guard authorizing[channel]?.remove(ticket) != nil else { return false }
+        if authorizing[channel]?.isEmpty == true { authorizing[channel] = nil }
+        return true
+    }
     /// Set once this connection counts toward its user's `limits.conns_per_user`.
     var countedUser: String?
     /// Whether it counts toward its source address's `limits.conns_per_ip`.

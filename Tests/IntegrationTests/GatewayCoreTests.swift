@@ -281,4 +281,18 @@ final class GatewayCoreIntegrationTests: IntegrationCase {
         XCTAssertTrue(metrics.contains("gateway_commands_total{op=\"connect\",result=\"ok\"} 1"), metrics)
         XCTAssertTrue(metrics.contains("gateway_redis_rtt_seconds"), metrics)
     }
+
+    /// `subscribe` then `unsubscribe` in one frame: the unsubscribe wins although the
+    /// subscribe was still being authorized, so no pushes follow and a later subscribe works.
+    func testUnsubscribeWhileTheSubscribeIsAuthorizedWins() throws {
+        let node = try startNode("n1")
+        try createProduct(node, "p1")
+        let (s, _) = try open(node, "u1")
+        s.sendRawText(#"{"id":2,"op":"subscribe","channel":"product:p1"}"# + "\n" + #"{"id":3,"op":"unsubscribe","channel":"product:p1"}"#)
+        XCTAssertNotNil(s.reply(id: 3)?["ok"])
+        XCTAssertEqual(s.reply(id: 2)?["error"]?["code"]?.stringValue, "conflict")
+        XCTAssertEqual(try node.http("PATCH", "/api/v1/products/p1", body: #"{"price":999}"#).status, 200)
+        XCTAssertNil(s.nextPush(timeout: 1), "no pushes of a channel unsubscribed")
+        XCTAssertNotNil(try s.command("subscribe", [("channel", .string("product:p1"))])["ok"], "and a new subscribe is no duplicate")
+    }
 }
