@@ -39,9 +39,10 @@ extension Node {
                     return
                 }
                 client.channels.append(channel)
-                client.pendingSubscribes[channel] = id
+                let ticket = client.hubTicket(for: id)
+                client.pendingSubscribes[channel] = ticket
                 self.count(op: "subscribe", "ok")
-                self.execute(self.hub.subscribe(client.conn.id, to: channel, since: since, request: id))
+                self.execute(self.hub.subscribe(client.conn.id, to: channel, since: since, request: ticket))
             })
         case .unsubscribe(let channel):
             if channel == .user(claims.sub) {
@@ -54,8 +55,9 @@ extension Node {
                 execute(hub.unsubscribe(client.conn.id, from: channel))
                 // The hub forgets a subscribe still reading; answer it so it does not hang
                 // (and its in-flight slot comes back).
-                if let pending = client.pendingSubscribes.removeValue(forKey: channel) {
-                    reply(client, pending, error: GatewayError(.conflict, "unsubscribed from \(channel) before the subscription completed"),
+                if let pending = client.pendingSubscribes.removeValue(forKey: channel),
+                   let pendingID = client.hubRequests.removeValue(forKey: pending) {
+                    reply(client, pendingID, error: GatewayError(.conflict, "unsubscribed from \(channel) before the subscription completed"),
                           op: "subscribe")
                 }
                 if let i = client.present.firstIndex(of: channel) {
@@ -104,10 +106,11 @@ extension Node {
             }
             client.countedUser = claims.sub
             client.claims = claims
-            client.connectRequest = id
+            let ticket = client.hubTicket(for: id)
+            client.connectRequest = ticket
             let personal = Channel.user(claims.sub)
             client.channels.append(personal)
-            execute(hub.subscribe(client.conn.id, to: personal, since: since, request: id))
+            execute(hub.subscribe(client.conn.id, to: personal, since: since, request: ticket))
         }
     }
 

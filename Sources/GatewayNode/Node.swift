@@ -13,7 +13,7 @@ import OrderCore
 final class Client {
     let conn: WSConnection
     var claims: Claims?
-    /// The id of the `connect` command while its personal channel is being read.
+    /// The hub ticket of the `connect` command while its personal channel is being read.
     var connectRequest: Int64?
     var channels: [Channel] = []
     /// Channels this client counts as present in (subscribed successfully).
@@ -21,8 +21,19 @@ final class Client {
     var violations = 0
     /// Commands admitted and not yet answered, and the command rate (PROTOCOL 4.1).
     var budget: CommandBudget
-    /// `subscribe` requests the hub has not answered yet, by channel.
+    /// `subscribe` requests the hub has not answered yet, by channel (their hub tickets).
     var pendingSubscribes: [Channel: Int64] = [:]
+    /// Hub ticket -> command id. The hub matches reads by the request it was given; a client
+    /// may reuse a command id, so the hub gets tickets that are never reused instead, and a
+    /// read answered after its subscription ended matches nothing.
+    var hubRequests: [Int64: Int64] = [:]
+    private var lastTicket: Int64 = 0
+
+    func hubTicket(for commandID: Int64) -> Int64 {
+        lastTicket += 1
+        hubRequests[lastTicket] = commandID
+        return lastTicket
+    }
     /// Subscribes still being authorized, by channel; an unsubscribe drops the channel's
     /// entry, so those subscribes end instead of completing after it.
     var authorizing: [Channel: Set<Int>] = [:]
@@ -216,14 +227,14 @@ public final class Node: ServerDelegate {
             case .subscribed(let id, let request, let channel, let result):
                 subscribed(id, request: request, channel, result)
             case .subscribeFailed(let id, let request, let channel, let error):
-                guard let client = clients[id], isLive(client) else { continue }
+                guard let client = clients[id], isLive(client), let commandID = client.hubRequests.removeValue(forKey: request) else { continue }
                 if client.pendingSubscribes[channel] == request { client.pendingSubscribes[channel] = nil }
                 if client.connectRequest == request {
-                    reply(client, request, error: error)
+                    reply(client, commandID, error: error)
                     client.conn.close(code: CloseCode.goingAway.rawValue, reason: "personal channel unavailable")
                 } else {
                     client.channels.removeAll { $0 == channel }
-                    reply(client, request, error: error)
+                    reply(client, commandID, error: error)
                 }
             case .resync(let id, let channel):
                 clients[id]?.conn.close(code: CloseCode.goingAway.rawValue, reason: "history of \(channel) lost, resubscribe")
@@ -272,7 +283,7 @@ public final class Node: ServerDelegate {
     }
 
     private func subscribed(_ id: ConnectionID, request: Int64, _ channel: Channel, _ result: ReadResult) {
-        guard let client = clients[id], isLive(client) else { return }
+        guard let client = clients[id], isLive(client), let commandID = client.hubRequests.removeValue(forKey: request) else { return }
         if client.pendingSubscribes[channel] == request { client.pendingSubscribes[channel] = nil }
         var fields: [(String, JSON)] = []
         if client.connectRequest == request, let claims = client.claims {
@@ -291,7 +302,7 @@ public final class Node: ServerDelegate {
         }
         fields += [("channel", .string(channel.description)), ("offset", .int(Int64(result.offset))),
                    ("epoch", .string(result.epoch)), ("recovered", .bool(result.recovered))]
-        sendReply(client, ReplyEncoder.okWithPublications(id: request, fields: fields,
+        sendReply(client, ReplyEncoder.okWithPublications(id: commandID, fields: fields,
                                                           publications: result.publications.map(\.payload.bytes)))
     }
 
