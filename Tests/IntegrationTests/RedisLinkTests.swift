@@ -141,7 +141,7 @@ final class RedisLinkTests: IntegrationCase {
     /// and the loop idle (not spinning on a dead descriptor).
     @discardableResult
     private func assertRecovers(from what: String, env: [String: String] = [:],
-                                _ fault: (CustomRedis, GatewayNodeProcess, GatewaySession) throws -> Void) throws -> GatewayNodeProcess {
+                                _ fault: (CustomRedis, GatewayNodeProcess, GatewaySession) throws -> Void) throws -> (GatewayNodeProcess, CustomRedis) {
         let server = try CustomRedis()
         let node = try startNode("n1", on: server, env: ["GATEWAY_ORDERS_TTL_S": "1"].merging(env) { $1 })
         try createProduct(node, "p1")
@@ -190,7 +190,8 @@ final class RedisLinkTests: IntegrationCase {
         let id = try XCTUnwrap(created["id"]?.stringValue)
         try waitUntil(timeout: 15, "\(what): unpaid order canceled by its timer") { status(node, order: id) == "canceled" }
         XCTAssertTrue(node.process?.isRunning ?? false, "\(what): the node is still running")
-        return node
+        // The server too: it stops when the caller lets go of it.
+        return (node, server)
     }
 
     /// The pub/sub connection dies while commands (the timer sweep, publishes) wait for
@@ -221,10 +222,11 @@ final class RedisLinkTests: IntegrationCase {
     /// A server busy for 2 s is slow, not lost: with the default `redis.timeout_s` (10) the
     /// stall watchdog must not drop the link.
     func testRedisStalledByDebugSleep() throws {
-        let node = try assertRecovers(from: "DEBUG SLEEP 2") { server, _, _ in
+        let (node, server) = try assertRecovers(from: "DEBUG SLEEP 2") { server, _, _ in
             XCTAssertEqual(server.cli(["DEBUG", "SLEEP", "2"]), "OK")
         }
         XCTAssertFalse(node.log().contains("redis lost"), "a 2 s stall under a 10 s limit is no reconnect: \(node.log())")
+        withExtendedLifetime(server) {}
     }
 
     /// A server that stops answering with its sockets open (SIGSTOP, a network black hole):
