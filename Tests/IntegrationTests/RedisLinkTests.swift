@@ -98,15 +98,6 @@ extension GatewayNodeProcess {
     }
 }
 
-/// A value a helper thread hands back.
-final class LockedValue<T>: @unchecked Sendable {
-    private let lock = NSLock()
-    private var value: T
-    init(_ value: T) { self.value = value }
-    func get() -> T { lock.withLock { value } }
-    func set(_ v: T) { lock.withLock { value = v } }
-}
-
 /// A flag a loader thread polls.
 final class StopFlag: @unchecked Sendable {
     private let lock = NSLock()
@@ -240,12 +231,12 @@ final class RedisLinkTests: IntegrationCase {
             let stoppedAt = Date()
             // A command waiting for Redis, and an HTTP call in flight.
             session.sendRawText(#"{"id":900,"op":"history","channel":"product:p1"}"#)
-            let httpStatus = LockedValue<Int?>(nil)
+            let httpStatus = Locked<Int?>(nil)
             let httpDone = DispatchSemaphore(value: 0)
             let port = node.port
             Thread.detachNewThread {
                 let r = try? httpRequest(port: port, "GET", "/api/v1/products/p1", key: TestSecrets.shopKey)
-                httpStatus.set(r?.status)
+                httpStatus.mutate { $0 = r?.status }
                 httpDone.signal()
             }
             let reply = session.reply(id: 900, timeout: 12)
@@ -256,7 +247,7 @@ final class RedisLinkTests: IntegrationCase {
             // HTTP call would otherwise wait.
             XCTAssertLessThan(Date().timeIntervalSince(stoppedAt), 8, "the stall is noticed about redis.timeout_s after it began")
             XCTAssertEqual(httpDone.wait(timeout: .now() + 12), .success, "the HTTP call is answered")
-            XCTAssertEqual(httpStatus.get(), 503, "the HTTP call in flight gets 503")
+            XCTAssertEqual(httpStatus.value, 503, "the HTTP call in flight gets 503")
             // Still frozen a while longer: reconnects get a socket but no handshake reply, and
             // the watchdog drops those too (said once). (CPU is checked once idle again: the
             // loader's requests, answered 503 at once now, keep the node busy meanwhile.)
