@@ -142,6 +142,9 @@ public struct Settings: Sendable, Equatable {
         public var durability: String = "fsync"
         /// CA bundle (PEM) that verifies a `rediss://` server (`redis.tls_ca`).
         public var tlsCA: String?
+        /// Seconds the oldest command may wait for Redis' reply before the node drops the
+        /// link and reconnects (`redis.timeout_s`): a frozen server must not hang everything.
+        public var timeoutSeconds: Int = 10
 
         /// `durability` decoded; valid once settings have loaded.
         public var durabilityMode: RedisDurability { RedisDurability(durability) ?? .fsync }
@@ -171,7 +174,7 @@ public struct Settings: Sendable, Equatable {
         history: History(userSize: 1_000, groupSize: 1_000, productSize: 100, ttlSeconds: 86_400,
                          maxReplyBytes: 262_144, maxRecover: 1_000),
         server: Server(port: 8_080, host: "127.0.0.1", pingSeconds: 25, node: nil),
-        redis: Redis(url: nil, dataDir: "data/redis", durability: "fsync", tlsCA: nil),
+        redis: Redis(url: nil, dataDir: "data/redis", durability: "fsync", tlsCA: nil, timeoutSeconds: 10),
         keys: Keys(secret: "")
     )
 }
@@ -359,6 +362,7 @@ extension Settings {
             Field(key: "redis.tls_ca", kind: .optionalString(\.redis.tlsCA, check: { path in
                 path.isEmpty ? "expected a PEM file path" : nil
             })),
+            Field(key: "redis.timeout_s", kind: .int(\.redis.timeoutSeconds, 1...3_600)),
             Field(key: "redis.data_dir", kind: .string(\.redis.dataDir, check: { dir in
                 dir.isEmpty ? "expected a folder path, got \"\"" : nil
             })),

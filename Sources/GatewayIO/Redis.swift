@@ -157,6 +157,13 @@ public final class RedisConnection {
     /// Pub/sub deliveries: kind (`message`, `subscribe`, `unsubscribe`), channel, payload.
     public var onPubSub: ((String, [UInt8], [UInt8]) -> Void)?
     private var lastError = ""
+    /// Send times (monotonic ns) of commands still waiting for their reply, oldest first
+    /// from `sentHead`. Replies to `send` come back in send order, so each retires the head:
+    /// the stall watchdog reads the oldest wait without scanning anything.
+    private var sentAt: [UInt64] = []
+    private var sentHead = 0
+    /// When `connect()` started, until hiredis reports the connect (a black-holed SYN waits too).
+    private var connectStartedAt: UInt64?
 
     public init(loop: EventLoop, endpoint: RedisEndpoint) {
         self.loop = loop
@@ -169,6 +176,29 @@ public final class RedisConnection {
 
     /// True while hiredis still holds a context of this connection (tests, metrics).
     public var hasContext: Bool { context != nil }
+
+    /// Since when (monotonic ns, `DispatchTime.uptimeNanoseconds`) this connection has been
+    /// waiting on Redis: the connect still under way, else the oldest command sent with
+    /// `send` and not answered yet; nil when it waits for nothing. SUBSCRIBE and the
+    /// messages of a pub/sub connection are not counted (they need no answer).
+    public var waitingSince: UInt64? {
+        guard context != nil else { return nil }
+        if let connectStartedAt { return connectStartedAt }
+        return sentHead < sentAt.count ? sentAt[sentHead] : nil
+    }
+
+    /// A reply (or `.disconnected`) retired the oldest command.
+    private func answered() {
+        guard sentHead < sentAt.count else { return }
+        sentHead += 1
+        if sentHead == sentAt.count {
+            sentAt.removeAll(keepingCapacity: sentAt.count <= 1_024)
+            sentHead = 0
+        } else if sentHead >= 1_024, sentHead * 2 >= sentAt.count {
+            sentAt.removeFirst(sentHead)
+            sentHead = 0
+        }
+    }
 
     /// Starts a non-blocking connect; `onConnect` or `onDisconnect` follows.
     public func connect() {
@@ -199,6 +229,7 @@ public final class RedisConnection {
             return
         }
         context = ac
+        connectStartedAt = DispatchTime.now().uptimeNanoseconds
         keepAlive = self
         ac.pointee.data = Unmanaged.passUnretained(self).toOpaque()
         let raw = RawDescriptor(owner: self)
@@ -242,11 +273,16 @@ public final class RedisConnection {
             callback(.disconnected)
             return
         }
-        let box = Unmanaged.passRetained(ReplyBox(callback)).toOpaque()
+        let box = Unmanaged.passRetained(ReplyBox { [weak self] reply in
+            self?.answered()
+            callback(reply)
+        }).toOpaque()
         if !sendArgv(ac, args.map(\.redisBytes), redisReplyCallback, box) {
             Unmanaged<ReplyBox>.fromOpaque(box).release()
             callback(.disconnected)
+            return
         }
+        sentAt.append(DispatchTime.now().uptimeNanoseconds)
     }
 
     /// SUBSCRIBE/UNSUBSCRIBE on a pub/sub connection: replies come through `onPubSub`.
@@ -285,6 +321,7 @@ public final class RedisConnection {
     }
 
     fileprivate func connected(status: Int32) {
+        connectStartedAt = nil
         if status != REDIS_OK {
             if let ac = context { lastError = String(cString: chiredis_conn_errstr(ac)) }
             if lastError.isEmpty { lastError = "connect failed" }
@@ -329,6 +366,7 @@ public final class RedisConnection {
         }
         raw = nil
         context = nil
+        connectStartedAt = nil
         // hiredis still calls the disconnect callback with our pointer after this: let go
         // of ourselves only once it is done with the context.
         if let me = keepAlive {

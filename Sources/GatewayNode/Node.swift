@@ -160,8 +160,13 @@ public final class Node: ServerDelegate {
         case .tcp(let host, let port): endpoint = .tcp(host: host, port: port)
         case .unix(let path): endpoint = .unix(path: path)
         }
-        return RedisLinkConfig(endpoint: endpoint, user: options.redisURL?.user, password: options.redisURL?.password,
-                               db: options.redisURL?.db ?? 0)
+        var link = RedisLinkConfig(endpoint: endpoint, user: options.redisURL?.user, password: options.redisURL?.password,
+                                   db: options.redisURL?.db ?? 0)
+        // A `WAIT` for replicas legitimately holds the command connection for up to its own
+        // timeout: the stall limit never undercuts it.
+        let waitFloor = if case .replicas = options.durability { options.durabilityTimeoutMs + 1_000 } else { 0 }
+        link.stallLimitMs = max(options.redisTimeoutSeconds * 1_000, waitFloor)
+        return link
     }
 
     private func redisReady() {

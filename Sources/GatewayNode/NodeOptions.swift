@@ -55,6 +55,9 @@ public struct NodeOptions: Sendable {
     public var durability: RedisDurability = .fsync
     /// How long one `WAIT` for replicas may take before the write is answered 503.
     public var durabilityTimeoutMs = 1_000
+    /// Seconds the oldest Redis command may wait for its reply before the link counts as
+    /// lost and is reconnected (`redis.timeout_s`).
+    public var redisTimeoutSeconds = 10
 
     /// Where Redis is: the URL's endpoint when one was given, else `redisHost:redisPort`.
     public var redisEndpoint: RedisURL.Endpoint { redisURL?.endpoint ?? .tcp(host: redisHost, port: redisPort) }
@@ -130,6 +133,7 @@ extension NodeOptions {
         historyMaxRecover = settings.history.maxRecover
         redisURL = redis
         durability = settings.redis.durabilityMode
+        redisTimeoutSeconds = settings.redis.timeoutSeconds
         self.dev = dev
     }
 }

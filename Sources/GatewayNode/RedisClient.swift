@@ -9,6 +9,10 @@ struct RedisLinkConfig {
     var user: String?
     var password: String?
     var db: Int = 0
+    /// How long the oldest command (or a connect) may wait for Redis before the link counts
+    /// as lost (`redis.timeout_s`): a server that stops answering with its sockets open
+    /// (SIGSTOP, a network black hole) would otherwise leave every command waiting forever.
+    var stallLimitMs: Int = 10_000
 
     /// The commands sent, in order, before a connection counts as up.
     var handshake: [[RedisArgument]] {
@@ -19,7 +23,7 @@ struct RedisLinkConfig {
     }
 }
 
-/// What the node makes of `CONFIG GET maxmemory-policy` at start-up.
+/// What the node makes of `CONFIG GET maxmemory-policy` (asked on every handshake).
 enum EvictionPolicyCheck: Equatable {
     case ok
     /// Redis may evict keys: orders, keys and history could vanish silently.
@@ -46,7 +50,8 @@ enum EvictionPolicyCheck: Equatable {
 /// pub/sub — kept alive with jittered exponential backoff. Either dropping counts as
 /// Redis being away: both are closed (every pending reply fails at once) and opened
 /// again together. A connection counts as up after AUTH and SELECT have succeeded on
-/// it; the first time, the command connection also checks the eviction policy.
+/// it; the command connection also checks the eviction policy, every time (a failover may
+/// land on a server that evicts). A watchdog drops both when Redis stops answering.
 final class RedisClient {
     let loop: EventLoop
     let config: RedisLinkConfig
@@ -61,8 +66,10 @@ final class RedisClient {
     private var scriptSHA: [String: String] = [:]
     /// SHAs this connection has already run (EVAL cached them in Redis).
     private var loadedScripts: Set<String> = []
-    /// The eviction policy has been checked (or could not be): not asked again.
-    private var policyChecked = false
+    /// Both connections were up once: from then on a bad eviction policy is retried, not fatal.
+    private var hasBeenReady = false
+    /// "cannot check maxmemory-policy" was said (once is enough).
+    private var policyWarned = false
     /// Bumped on every (re)open: a WAIT only vouches for writes sent on its own connection.
     private var generation = 0
 
@@ -73,7 +80,7 @@ final class RedisClient {
     /// A connection could not be made usable (refused, wrong password, bad db): the node
     /// is not ready and retries; said once per distinct reason.
     var onProblem: ((String) -> Void)?
-    /// Redis must not be used (eviction policy): the node should stop.
+    /// Redis must not be used (eviction policy at first start): the node should stop.
     var onFatal: ((String) -> Void)?
     var onPubSub: ((String, [UInt8], [UInt8]) -> Void)?
     private(set) var reconnects = 0
@@ -90,6 +97,7 @@ final class RedisClient {
     func start() {
         open()
         measureRoundTrip()
+        watchForStalls()
     }
 
     func stop() {
@@ -115,10 +123,11 @@ final class RedisClient {
         subscriber.connect()
     }
 
-    /// AUTH, SELECT (and once the policy check) on a fresh connection, then it counts as up.
+    /// AUTH, SELECT (and on the command connection the policy check) on a fresh
+    /// connection, then it counts as up.
     private func handshake(_ conn: RedisConnection) {
         var steps = config.handshake
-        let checkPolicy = conn === commands && !policyChecked
+        let checkPolicy = conn === commands
         if checkPolicy { steps.append(["CONFIG", "GET", "maxmemory-policy"]) }
         runHandshake(conn, steps[...], checkPolicy: checkPolicy)
     }
@@ -136,14 +145,19 @@ final class RedisClient {
             if isPolicy {
                 switch EvictionPolicyCheck(reply) {
                 case .ok:
-                    self.policyChecked = true
+                    break
                 case .refuse(let policy):
-                    self.onFatal?("Redis maxmemory-policy is \(policy.isEmpty ? "unset" : policy); the gateway needs noeviction (an evicted order, key or history entry would vanish silently). Run CONFIG SET maxmemory-policy noeviction on \(self.config.endpoint) and start again")
-                    return
+                    let what = "Redis maxmemory-policy is \(policy.isEmpty ? "unset" : policy); the gateway needs noeviction (an evicted order, key or history entry would vanish silently). Run CONFIG SET maxmemory-policy noeviction on \(self.config.endpoint)"
+                    // At first start refuse outright; a running node (a failover to a
+                    // misconfigured server) stays up, not ready, and retries until it is fixed.
+                    if !self.hasBeenReady { self.onFatal?(what + " and start again"); return }
+                    return self.failHandshake(conn, what + "; not ready until then")
                 case .unknown(let why):
                     if case .disconnected = reply { return self.failHandshake(conn, "connection lost during the handshake") }
-                    self.policyChecked = true
-                    self.onProblem?("warning: cannot check maxmemory-policy (\(why)); make sure it is noeviction")
+                    if !self.policyWarned {
+                        self.policyWarned = true
+                        self.onProblem?("warning: cannot check maxmemory-policy (\(why)); make sure it is noeviction")
+                    }
                 }
                 return self.runHandshake(conn, steps.dropFirst(), checkPolicy: checkPolicy)
             }
@@ -172,6 +186,7 @@ final class RedisClient {
         guard handshaken.contains(ObjectIdentifier(commands)), handshaken.contains(ObjectIdentifier(subscriber)),
               !isReady, !stopped else { return }
         isReady = true
+        hasBeenReady = true
         attempt = 0
         lastProblem = ""
         onReady?()
@@ -209,6 +224,26 @@ final class RedisClient {
             self.reconnectTimer = nil
             self.reconnects += 1
             self.open()
+        }
+    }
+
+    /// Every tick, drops the link when a connection has waited on Redis longer than
+    /// `stallLimitMs` (the oldest unanswered command, or a connect): closing both fails
+    /// every pending command once with `.disconnected`, and the usual backoff reconnects.
+    /// The 2 s round-trip PING keeps a command in flight on an idle node, so an idle
+    /// node notices a frozen server too.
+    private func watchForStalls() {
+        let limit = max(config.stallLimitMs, 100)
+        loop.schedule(afterMs: max(100, min(1_000, limit / 4))) { [weak self] in
+            guard let self, !self.stopped else { return }
+            let now = DispatchTime.now().uptimeNanoseconds
+            for conn in [self.commands, self.subscriber] {
+                guard let since = conn.waitingSince, now > since, now - since > UInt64(limit) * 1_000_000 else { continue }
+                let seconds = limit % 1_000 == 0 ? "\(limit / 1_000)" : String(format: "%.1f", Double(limit) / 1_000)
+                self.connectionDown(conn, "redis stopped answering: no reply within redis.timeout_s (\(seconds) s) on the \(conn === self.commands ? "command" : "pub/sub") connection")
+                break
+            }
+            self.watchForStalls()
         }
     }
 

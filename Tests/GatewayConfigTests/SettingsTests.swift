@@ -67,7 +67,7 @@ final class SettingsTests: XCTestCase {
             for name in try XCTUnwrap(value as? [String: Any]).keys { keys.insert(section + "." + name) }
         }
         XCTAssertEqual(keys, Set(Settings.settingKeys))
-        XCTAssertEqual(Settings.settingKeys.count, 40)
+        XCTAssertEqual(Settings.settingKeys.count, 41)
     }
 
     func testNoFileGivesDefaults() async throws {
@@ -190,6 +190,14 @@ final class SettingsTests: XCTestCase {
         XCTAssertTrue(ping.hasPrefix("GATEWAY_SERVER_PING_S: must be between 1 and 3600"), ping)
         let queue = await loadError(env: ["GATEWAY_LIMITS_MAX_QUEUE": "0"])
         XCTAssertTrue(queue.hasPrefix("GATEWAY_LIMITS_MAX_QUEUE: must be between 1 and"), queue)
+        let stall = await loadError(env: ["GATEWAY_REDIS_TIMEOUT_S": "0"])
+        XCTAssertEqual(stall, "GATEWAY_REDIS_TIMEOUT_S: must be between 1 and 3600, got 0")
+    }
+
+    func testRedisTimeoutFromEnvironment() async throws {
+        let settings = try await load(env: ["GATEWAY_REDIS_TIMEOUT_S": "3"])
+        XCTAssertEqual(settings.redis.timeoutSeconds, 3)
+        XCTAssertEqual(Settings.defaults.redis.timeoutSeconds, 10)
     }
 
     func testBadFlagInteger() async {
