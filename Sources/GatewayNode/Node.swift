@@ -27,34 +27,15 @@ final class Client {
     /// may reuse a command id, so the hub gets tickets that are never reused instead, and a
     /// read answered after its subscription ended matches nothing.
     var hubRequests: [Int64: Int64] = [:]
-    private var lastTicket: Int64 = 0
-
-    func hubTicket(for commandID: Int64) -> Int64 {
-        lastTicket += 1
-        hubRequests[lastTicket] = commandID
-        return lastTicket
-    }
-    /// Subscribes still being authorized, by channel; an unsubscribe drops the channel's
-    /// entry, so those subscribes end instead of completing after it.
-    var authorizing: [Channel: Set<Int>] = [:]
-    private var nextTicket = 0
-
-    func startAuthorizing(_ channel: Channel) -> Int {
-        nextTicket += 1
-        authorizing[channel, default: []].insert(nextTicket)
-        return nextTicket
-    }
-
-    /// False when an unsubscribe came in the meantime.
-    func finishAuthorizing(_ channel: Channel, _ ticket: Int) -> Bool {
-        guard authorizing[channel]?.remove(ticket) != nil else { return false }
-        if authorizing[channel]?.isEmpty == true { authorizing[channel] = nil }
-        return true
-    }
+    /// Subscribes still being authorized (their tickets), by channel; an unsubscribe drops
+    /// the channel's entry, so those subscribes end instead of completing after it.
+    var authorizing: [Channel: Set<Int64>] = [:]
     /// Set once this connection counts toward its user's `limits.conns_per_user`.
     var countedUser: String?
     /// Whether it counts toward its source address's `limits.conns_per_ip`.
     var countedAddress = false
+    /// The last ticket handed out on this connection (never reused).
+    private var lastTicket: Int64 = 0
 
     init(conn: WSConnection, budget: CommandBudget) {
         self.conn = conn
@@ -62,6 +43,25 @@ final class Client {
     }
 
     var isConnected: Bool { claims != nil && connectRequest == nil }
+
+    func hubTicket(for commandID: Int64) -> Int64 {
+        lastTicket += 1
+        hubRequests[lastTicket] = commandID
+        return lastTicket
+    }
+
+    func startAuthorizing(_ channel: Channel) -> Int64 {
+        lastTicket += 1
+        authorizing[channel, default: []].insert(lastTicket)
+        return lastTicket
+    }
+
+    /// False when an unsubscribe came in the meantime.
+    func finishAuthorizing(_ channel: Channel, _ ticket: Int64) -> Bool {
+        guard authorizing[channel]?.remove(ticket) != nil else { return false }
+        if authorizing[channel]?.isEmpty == true { authorizing[channel] = nil }
+        return true
+    }
 }
 
 /// One gateway node: owns every connection and all gateway state on the loop thread,
