@@ -12,40 +12,13 @@ final class LoadtestChaosTests: XCTestCase {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("loadtest-chaos-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }
-        let binary = executable("loadtest"), gateway = executable("gateway")
-        guard FileManager.default.isExecutableFile(atPath: binary.path), FileManager.default.isExecutableFile(atPath: gateway.path) else {
-            throw TestError("no loadtest or gateway binary at \(productsDir.path): swift build --product loadtest --product gateway first")
-        }
-        let p = Process()
-        p.executableURL = binary
-        p.arguments = [
+        let run = try LoadtestRun([
             "chaos", "--browsers", "100", "--connect-rate", "200", "--duration", "14", "--gifts", "20", "--friendpays", "15",
             "--double-pay", "0.4", "--groups", "2", "--group-members", "40", "--chatter-rate", "10", "--watchers", "40",
             "--drain", "10", "--http-workers", "4", "--order-ttl", "3", "--timer-probes", "2",
-            "--report-dir", dir.path, "--gateway", gateway.path,
-        ]
-        let logURL = dir.appendingPathComponent("chaos.out")
-        FileManager.default.createFile(atPath: logURL.path, contents: nil)
-        let log = try FileHandle(forWritingTo: logURL)
-        p.standardOutput = log
-        p.standardError = log
-        try p.run()
-        let deadline = Date().addingTimeInterval(150)
-        while p.isRunning && Date() < deadline { usleep(100_000) }
-        if p.isRunning {
-            p.interrupt()   // SIGINT: the load tester stops every process it started
-            usleep(3_000_000)
-            if p.isRunning { p.terminate() }
-            p.waitUntilExit()
-        }
-        let output = (try? String(contentsOf: logURL, encoding: .utf8)) ?? ""
-        let tail = output.split(separator: "\n", omittingEmptySubsequences: false).suffix(60).joined(separator: "\n")
-        XCTAssertEqual(p.terminationStatus, 0, "loadtest chaos failed:\n\(tail)")
+        ], scenario: "chaos", in: dir, timeout: 150)
+        let report = run.report, name = run.reportName, tail = run.output
         let files = try FileManager.default.contentsOfDirectory(atPath: dir.path)
-        guard let name = files.first(where: { $0.hasPrefix("chaos-") && $0.hasSuffix(".json") }) else {
-            throw TestError("no chaos JSON report in \(dir.path):\n\(tail)")
-        }
-        let report = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: dir.appendingPathComponent(name))) as? [String: Any])
         XCTAssertNotNil(files.first { $0.hasPrefix("chaos-") && $0.hasSuffix(".md") }, "Markdown beside the JSON: \(files)")
 
         // Every fault was injected, under real load.

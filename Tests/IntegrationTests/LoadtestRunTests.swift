@@ -90,36 +90,7 @@ final class LoadtestRunTests: XCTestCase {
 
     /// Runs `loadtest <args>` into the temp report folder; returns the parsed JSON report.
     private func runLoadtest(_ args: [String], scenario: String, timeout: Double) throws -> [String: Any] {
-        let binary = executable("loadtest")
-        guard FileManager.default.isExecutableFile(atPath: binary.path), FileManager.default.isExecutableFile(atPath: executable("gateway").path) else {
-            throw TestError("no loadtest or gateway binary beside the tests at \(productsDir.path): swift build --product loadtest --product gateway first")
-        }
-        let p = Process()
-        p.executableURL = binary
-        p.arguments = args + ["--report-dir", reportDir.path, "--gateway", executable("gateway").path]
-        let logURL = reportDir.appendingPathComponent("\(scenario).out")
-        FileManager.default.createFile(atPath: logURL.path, contents: nil)
-        let log = try FileHandle(forWritingTo: logURL)
-        p.standardOutput = log
-        p.standardError = log
-        try p.run()
-        let deadline = Date().addingTimeInterval(timeout)
-        while p.isRunning && Date() < deadline { usleep(100_000) }
-        if p.isRunning {
-            p.interrupt()   // SIGINT: the load tester stops every process it started
-            usleep(3_000_000)
-            if p.isRunning { p.terminate() }
-            p.waitUntilExit()
-            XCTFail("loadtest \(scenario) ran over \(Int(timeout)) s:\n\(tail(logURL))")
-        }
-        let output = tail(logURL)
-        XCTAssertEqual(p.terminationStatus, 0, "loadtest \(scenario) failed:\n\(output)")
-        let files = try FileManager.default.contentsOfDirectory(atPath: reportDir.path)
-        guard let name = files.first(where: { $0.hasPrefix("\(scenario)-") && $0.hasSuffix(".json") }) else {
-            throw TestError("no \(scenario) JSON report in \(reportDir.path):\n\(output)")
-        }
-        let data = try Data(contentsOf: reportDir.appendingPathComponent(name))
-        return try XCTUnwrap(JSONSerialization.jsonObject(with: data) as? [String: Any])
+        try LoadtestRun(args, scenario: scenario, in: reportDir, timeout: timeout).report
     }
 
     /// The Markdown report and its SVG chart sit beside the JSON, and the page links the chart.
@@ -134,10 +105,51 @@ final class LoadtestRunTests: XCTestCase {
         XCTAssertTrue(picture.hasPrefix("<svg") && picture.contains("<polyline"), "the chart has lines")
     }
 
-    private func tail(_ url: URL, lines: Int = 40) -> String {
-        let text = (try? String(contentsOf: url, encoding: .utf8)) ?? ""
-        return text.split(separator: "\n", omittingEmptySubsequences: false).suffix(lines).joined(separator: "\n")
-    }
-
     private func int(_ v: Any?) -> Int { (v as? NSNumber)?.intValue ?? -1 }
+}
+
+/// One `loadtest` run with its reports in `dir`, stopped with SIGINT (the load tester then
+/// stops every process it started) if it runs over `timeout`; an overrun or a non-zero exit
+/// is a test failure that shows the end of its output.
+struct LoadtestRun {
+    let report: [String: Any]
+    /// The JSON report's file name, e.g. `chaos-20261201-090856.json`.
+    let reportName: String
+    /// The last 60 lines the load tester printed.
+    let output: String
+
+    init(_ args: [String], scenario: String, in dir: URL, timeout: Double) throws {
+        let binary = executable("loadtest"), gateway = executable("gateway")
+        guard FileManager.default.isExecutableFile(atPath: binary.path), FileManager.default.isExecutableFile(atPath: gateway.path) else {
+            throw TestError("no loadtest or gateway binary beside the tests at \(productsDir.path): swift build --product loadtest --product gateway first")
+        }
+        let p = Process()
+        p.executableURL = binary
+        p.arguments = args + ["--report-dir", dir.path, "--gateway", gateway.path]
+        let logURL = dir.appendingPathComponent("\(scenario).out")
+        FileManager.default.createFile(atPath: logURL.path, contents: nil)
+        let log = try FileHandle(forWritingTo: logURL)
+        p.standardOutput = log
+        p.standardError = log
+        try p.run()
+        let deadline = Date().addingTimeInterval(timeout)
+        while p.isRunning && Date() < deadline { usleep(100_000) }
+        let overran = p.isRunning
+        if overran {
+            p.interrupt()
+            usleep(3_000_000)
+            if p.isRunning { p.terminate() }
+            p.waitUntilExit()
+        }
+        let text = (try? String(contentsOf: logURL, encoding: .utf8)) ?? ""
+        output = text.split(separator: "\n", omittingEmptySubsequences: false).suffix(60).joined(separator: "\n")
+        if overran { XCTFail("loadtest \(scenario) ran over \(Int(timeout)) s:\n\(output)") }
+        XCTAssertEqual(p.terminationStatus, 0, "loadtest \(scenario) failed:\n\(output)")
+        let files = try FileManager.default.contentsOfDirectory(atPath: dir.path)
+        guard let name = files.first(where: { $0.hasPrefix("\(scenario)-") && $0.hasSuffix(".json") }) else {
+            throw TestError("no \(scenario) JSON report in \(dir.path):\n\(output)")
+        }
+        reportName = name
+        report = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: dir.appendingPathComponent(name))) as? [String: Any])
+    }
 }
