@@ -11,15 +11,7 @@ extension BrowserTests {
         let result = try page.evaluate("""
             (async () => {
               const t = window.t, fakes = [], delays = [];
-              class Fake {
-                constructor() { this.sent = []; this.readyState = 0; fakes.push(this);
-                  setTimeout(() => { this.readyState = 1; if (this.onopen) this.onopen() }, 0) }
-                send(line) { this.sent.push(JSON.parse(line)) }
-                close() { if (this.readyState === 3) return; this.readyState = 3;
-                  setTimeout(() => { if (this.onclose) this.onclose({ code: 1005, reason: '' }) }, 0) }
-                frame(...objects) { this.onmessage({ data: objects.map((o) => JSON.stringify(o)).join('\\n') }) }
-                serverClose(code) { this.readyState = 3; if (this.onclose) this.onclose({ code, reason: 'too many' }) }
-              }
+              \(Self.fakeSocketClass)
               const until = async (f, what) => { for (let i = 0; i < 500; i++) { const v = f(); if (v) return v; await t.sleep(10) }
                                                  throw new Error('timed out waiting for ' + what) };
               const connectOf = (fake) => until(() => fake.sent.find((m) => m.op === 'connect'), 'connect');
@@ -31,11 +23,11 @@ extension BrowserTests {
               const c1 = await connectOf(fakes[0]);
               fakes[0].frame({ id: c1.id, error: { code: 'rate_limited', message: 'more than 20 connections of this user',
                                                    temporary: true, retry_after_ms: 300 } });
-              fakes[0].serverClose(4029);
+              fakes[0].serverClose(4029, 'too many');
               const stateAfterRefusal = c.state;
               // A 4029 close on its own also backs off (at least 1 s), never gives up.
               const c2 = await connectOf(await until(() => fakes[1], 'a second socket'));
-              fakes[1].serverClose(4029);
+              fakes[1].serverClose(4029, 'too many');
               const c3 = await connectOf(await until(() => fakes[2], 'a third socket'));
               fakes[2].frame({ id: c3.id, ok: { user: 'u', channel: 'user:u', offset: 0, epoch: 'e', recovered: true, publications: [] } });
               await until(() => c.state === 'open', 'open');

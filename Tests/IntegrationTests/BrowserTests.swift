@@ -6,6 +6,20 @@ import XCTest
 /// against real gateway nodes and Redis. Pages are driven only through the DOM contract
 /// the page documents (ids, `data-*` attributes, `window.demo`).
 final class BrowserTests: IntegrationCase {
+    /// A scripted stand-in for `WebSocket` in the page (pushed into `fakes`): tests drive the
+    /// browser client frame by frame and close by close.
+    static let fakeSocketClass = """
+        class Fake {
+          constructor() { this.sent = []; this.readyState = 0; fakes.push(this);
+            setTimeout(() => { this.readyState = 1; if (this.onopen) this.onopen() }, 0) }
+          send(line) { this.sent.push(JSON.parse(line)) }
+          close() { if (this.readyState === 3) return; this.readyState = 3;
+            setTimeout(() => { if (this.onclose) this.onclose({ code: 1005, reason: '' }) }, 0) }
+          frame(...objects) { this.onmessage({ data: objects.map((o) => JSON.stringify(o)).join('\\n') }) }
+          serverClose(code, reason = '') { this.readyState = 3; if (this.onclose) this.onclose({ code, reason }) }
+        }
+        """
+
     private var browser: Chromium?
     private var pages: [BrowserPage] = []
     /// Set once a failure message carried the diagnostics, so tearDown does not print them again.
@@ -561,14 +575,7 @@ final class BrowserTests: IntegrationCase {
         let result = try page.evaluate("""
             (async () => {
               const t = window.t, fakes = [];
-              class Fake {
-                constructor() { this.sent = []; this.readyState = 0; fakes.push(this);
-                  setTimeout(() => { this.readyState = 1; if (this.onopen) this.onopen() }, 0) }
-                send(line) { this.sent.push(JSON.parse(line)) }
-                close() { if (this.readyState === 3) return; this.readyState = 3;
-                  setTimeout(() => { if (this.onclose) this.onclose({ code: 1005, reason: '' }) }, 0) }
-                frame(...objects) { this.onmessage({ data: objects.map((o) => JSON.stringify(o)).join('\\n') }) }
-              }
+              \(Self.fakeSocketClass)
               const until = async (f, what) => { for (let i = 0; i < 300; i++) { const v = f(); if (v) return v; await t.sleep(10) }
                                                  throw new Error('timed out waiting for ' + what) };
               const cmd = (fake, op, channel) => until(() => fake.sent.find((m) => m.op === op && (!channel || m.channel === channel)), op + ' ' + (channel || ''));

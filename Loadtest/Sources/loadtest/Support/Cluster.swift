@@ -269,24 +269,33 @@ extension Cluster {
         let l = nodeLaunch[i]
         let ep = endpoints[i]
         // The port may sit in TIME_WAIT from the killed process: the gateway binds with SO_REUSEADDR, so retry briefly.
+        let child = try Self.respawn("node \(ep.name)") {
+            try ChildProcess.spawn(l.path, l.args, name: "node \(ep.name)", kind: .node, environment: l.env,
+                                   stdout: .file(l.log), stderr: .file(l.log))
+        } ready: { try Self.waitReady(ep, $0) }
+        restartLock.withLock {
+            nodes[i] = child
+            endpoints[i].pid = child.pid
+        }
+    }
+
+    /// Spawns and waits until `ready` passes, up to 20 times (a port still in TIME_WAIT, a
+    /// slow start); a try that fails is stopped before the next.
+    private static func respawn(_ what: String, spawn: () throws -> ChildProcess,
+                                ready: (ChildProcess) throws -> Void) throws -> ChildProcess {
         var lastError = ""
         for _ in 0..<20 {
-            let child = try ChildProcess.spawn(l.path, l.args, name: "node \(ep.name)", kind: .node, environment: l.env,
-                                               stdout: .file(l.log), stderr: .file(l.log))
+            let child = try spawn()
             do {
-                try Self.waitReady(ep, child)
-                restartLock.withLock {
-                    nodes[i] = child
-                    endpoints[i].pid = child.pid
-                }
-                return
+                try ready(child)
+                return child
             } catch {
                 lastError = "\(error)"
                 child.stop(grace: 1)
                 usleep(250_000)
             }
         }
-        throw SpawnError("node \(ep.name) did not come back: \(lastError)")
+        throw SpawnError("\(what) did not come back: \(lastError)")
     }
 
     /// SIGKILL Redis (a crash: only what the AOF holds survives) and reap it.
@@ -307,20 +316,10 @@ extension Cluster {
     /// Starts Redis again on the same port and data folder (it loads its AOF); waits for PING.
     func restartRedis() throws {
         guard let l = redisLaunch else { throw SpawnError("redis was not spawned by this run") }
-        var lastError = ""
-        for _ in 0..<20 {
-            let child = try ChildProcess.spawn(l.path, l.args, name: "redis", kind: .redis, stderr: .file(l.log))
-            do {
-                try Self.waitForRedis(port: l.port, process: child)
-                restartLock.withLock { redis = child }
-                return
-            } catch {
-                lastError = "\(error)"
-                child.stop(grace: 1)
-                usleep(250_000)
-            }
-        }
-        throw SpawnError("redis-server did not come back: \(lastError)")
+        let child = try Self.respawn("redis-server") {
+            try ChildProcess.spawn(l.path, l.args, name: "redis", kind: .redis, stderr: .file(l.log))
+        } ready: { try Self.waitForRedis(port: l.port, process: $0) }
+        restartLock.withLock { redis = child }
     }
 
     /// True when every node answers /readyz 200 (Redis reachable from each).
