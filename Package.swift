@@ -38,19 +38,21 @@ let package = Package(
         .target(name: "GatewayCore", dependencies: ["GatewayProtocol"]),
         .target(name: "OrderCore", dependencies: ["GatewayProtocol"]),
         .target(name: "CommunityCore", dependencies: ["GatewayProtocol"]),
+        // Redis values, replies, scripts and cluster slot routing: no I/O.
+        .target(name: "GatewayRedis", dependencies: ["GatewayCrypto"]),
         .target(name: "GatewayConfig", dependencies: [
             .product(name: "Configuration", package: "swift-configuration"),
         ]),
 
         // I/O glue: lws event loop and hiredis on it.
-        .target(name: "GatewayIO", dependencies: ["CLws", "CHiredis", "GatewayCore", "GatewayProtocol"], swiftSettings: glue),
+        .target(name: "GatewayIO", dependencies: ["CLws", "CHiredis", "GatewayCore", "GatewayProtocol", "GatewayRedis"], swiftSettings: glue),
 
         // The node: connections, commands, HTTP API, Redis scripts.
         .target(name: "GatewayNode", dependencies: [
             "GatewayProtocol", "GatewayAuth", "GatewayCore", "GatewayConfig", "GatewayIO",
-            "GatewayCrypto", "CLws", "OrderCore", "CommunityCore", "CProcess",
+            "GatewayCrypto", "GatewayRedis", "CLws", "OrderCore", "CommunityCore", "CProcess",
             .product(name: "Prometheus", package: "swift-prometheus"),
-        ], resources: [.copy("Web")], swiftSettings: glue),
+        ], resources: [.copy("Web"), .embedInCode("Lua")], swiftSettings: glue),
 
         // Client library on lws: tests, load tester and bots use it.
         .target(name: "GatewayClient", dependencies: ["GatewayProtocol", "CLws"],
@@ -69,6 +71,7 @@ let package = Package(
         .testTarget(name: "GatewayProtocolTests", dependencies: ["GatewayProtocol"]),
         .testTarget(name: "GatewayAuthTests", dependencies: ["GatewayAuth", "GatewayCrypto"]),
         .testTarget(name: "GatewayCoreTests", dependencies: ["GatewayCore", "GatewayProtocol"]),
+        .testTarget(name: "GatewayRedisTests", dependencies: ["GatewayRedis"]),
         .testTarget(name: "GatewayConfigTests", dependencies: ["GatewayConfig"]),
         .testTarget(name: "OrderCoreTests", dependencies: ["OrderCore", "GatewayProtocol"]),
         .testTarget(name: "CommunityCoreTests", dependencies: ["CommunityCore", "GatewayProtocol"]),

@@ -36,4 +36,16 @@ static inline int chiredis_command_argv(redisAsyncContext *ac, redisCallbackFn *
                                         int argc, const char **argv, const size_t *argvlen) {
     return redisAsyncCommandArgv(ac, fn, privdata, argc, argv, argvlen);
 }
+
+/// Every later reply on this connection goes to the callback now at the head of the reply
+/// queue: hiredis 0.14 knows SUBSCRIBE but not SSUBSCRIBE, so sharded pub/sub messages would
+/// find no callback. Its MONITOR mode re-queues the callback after each reply, which is what
+/// a connection that only receives pushes needs. Call it with exactly one callback queued.
+static inline void chiredis_route_all_replies(redisAsyncContext *ac) { ac->c.flags |= REDIS_MONITORING; }
+
+/// Appends a command to the output buffer without queueing a callback (its reply goes to the
+/// callback that `chiredis_route_all_replies` keeps at the head).
+static inline int chiredis_append_argv(redisAsyncContext *ac, int argc, const char **argv, const size_t *argvlen) {
+    return redisAppendCommandArgv(&ac->c, argc, argv, argvlen);
+}
 #endif

@@ -1,18 +1,10 @@
 import CHiredis
 import CLws
 import Foundation
+@_exported import GatewayRedis
 
-/// A reply from Redis, copied out of hiredis so it outlives the callback.
-public enum RedisReply: CustomStringConvertible {
-    case string([UInt8])
-    case status(String)
-    case integer(Int64)
-    case array([RedisReply])
-    case null
-    case error(String)
-    /// The connection went away before the reply came.
-    case disconnected
-
+extension RedisReply {
+    /// Copies a hiredis reply out, so it outlives the callback.
     init(_ r: UnsafeMutablePointer<redisReply>) {
         let reply = r.pointee
         switch Int32(reply.type) {
@@ -35,51 +27,7 @@ public enum RedisReply: CustomStringConvertible {
             self = .null
         }
     }
-
-    public var isFailure: Bool {
-        switch self {
-        case .error, .disconnected: true
-        default: false
-        }
-    }
-
-    public var int: Int64? {
-        switch self {
-        case .integer(let i): i
-        case .string(let b): Int64(String(decoding: b, as: UTF8.self))
-        default: nil
-        }
-    }
-
-    public var bytes: [UInt8]? {
-        if case .string(let b) = self { return b }
-        if case .status(let s) = self { return Array(s.utf8) }
-        return nil
-    }
-
-    public var text: String? { bytes.map { String(decoding: $0, as: UTF8.self) } }
-    public var array: [RedisReply]? { if case .array(let a) = self { a } else { nil } }
-
-    public var description: String {
-        switch self {
-        case .string(let b): "\"\(String(decoding: b, as: UTF8.self))\""
-        case .status(let s): s
-        case .integer(let i): "\(i)"
-        case .array(let a): "[\(a.map(\.description).joined(separator: ", "))]"
-        case .null: "nil"
-        case .error(let e): "ERR(\(e))"
-        case .disconnected: "disconnected"
-        }
-    }
 }
-
-/// An argument of a Redis command, binary safe.
-public protocol RedisArgument { var redisBytes: [UInt8] { get } }
-extension String: RedisArgument { public var redisBytes: [UInt8] { Array(utf8) } }
-extension Array: RedisArgument where Element == UInt8 { public var redisBytes: [UInt8] { self } }
-extension Int: RedisArgument { public var redisBytes: [UInt8] { Array(String(self).utf8) } }
-extension Int64: RedisArgument { public var redisBytes: [UInt8] { Array(String(self).utf8) } }
-extension UInt64: RedisArgument { public var redisBytes: [UInt8] { Array(String(self).utf8) } }
 
 /// A descriptor lws polls for us (hiredis' socket, adopted as a raw file). lws polls a
 /// dup of the socket so that lws and hiredis each close their own descriptor.
@@ -118,19 +66,6 @@ func rawDescriptorCallback(_ wsi: OpaquePointer?, _ reason: lws_callback_reasons
         return 0
     default:
         return 0
-    }
-}
-
-/// Where a Redis server listens.
-public enum RedisEndpoint: Sendable, Equatable, CustomStringConvertible {
-    case tcp(host: String, port: Int)
-    case unix(path: String)
-
-    public var description: String {
-        switch self {
-        case .tcp(let host, let port): host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
-        case .unix(let path): "unix://\(path)"
-        }
     }
 }
 
@@ -269,7 +204,7 @@ public final class RedisConnection {
 
     /// Sends a command; `callback` runs once with the reply (or `.disconnected`).
     public func send(_ args: [RedisArgument], _ callback: @escaping (RedisReply) -> Void) {
-        guard let ac = context, isConnected else {
+        guard let ac = context, isConnected, !routesAllReplies else {
             callback(.disconnected)
             return
         }
@@ -285,21 +220,41 @@ public final class RedisConnection {
         sentAt.append(DispatchTime.now().uptimeNanoseconds)
     }
 
-    /// SUBSCRIBE/UNSUBSCRIBE on a pub/sub connection: replies come through `onPubSub`.
+    /// Set once the connection only receives pushes (see `pubsub`).
+    private var routesAllReplies = false
+
+    /// SSUBSCRIBE/SUNSUBSCRIBE (or any pub/sub command) on a pub/sub connection: its answers
+    /// and the messages come through `onPubSub`. The first call turns the connection into one
+    /// that hands every reply to `onPubSub` (hiredis 0.14 has no notion of sharded pub/sub);
+    /// `send` is refused on it from then on.
     public func pubsub(_ command: String, _ channels: [String]) {
         guard let ac = context, isConnected, !channels.isEmpty else { return }
+        if !routesAllReplies {
+            // The one queued callback, re-queued after every reply; nothing else may be waiting.
+            guard sentHead == sentAt.count else { return }
+            let queued = withArgv([Array("PING".utf8)]) { argc, argv, lengths in
+                chiredis_command_argv(ac, redisPubSubCallback, Unmanaged.passUnretained(self).toOpaque(), argc, argv, lengths)
+            }
+            guard queued == REDIS_OK else { return }
+            chiredis_route_all_replies(ac)
+            routesAllReplies = true
+        }
         let args = [Array(command.utf8)] + channels.map { Array($0.utf8) }
-        _ = sendArgv(ac, args, redisPubSubCallback, Unmanaged.passUnretained(self).toOpaque())
+        if withArgv(args, { argc, argv, lengths in chiredis_append_argv(ac, argc, argv, lengths) }) == REDIS_OK {
+            wantWrite()
+        }
     }
 
     private func sendArgv(_ ac: UnsafeMutablePointer<redisAsyncContext>, _ args: [[UInt8]],
                           _ fn: @escaping @convention(c) (UnsafeMutablePointer<redisAsyncContext>?, UnsafeMutableRawPointer?, UnsafeMutableRawPointer?) -> Void,
                           _ privdata: UnsafeMutableRawPointer) -> Bool {
-        var pointers: [UnsafePointer<CChar>?] = []
-        var lengths: [Int] = []
-        pointers.reserveCapacity(args.count)
-        lengths.reserveCapacity(args.count)
-        // hiredis copies the arguments into its output buffer before returning.
+        withArgv(args) { argc, argv, lengths in chiredis_command_argv(ac, fn, privdata, argc, argv, lengths) } == REDIS_OK
+    }
+
+    /// Runs `body` with the arguments as C argv/length arrays (hiredis copies them into its
+    /// output buffer before returning).
+    private func withArgv(_ args: [[UInt8]],
+                          _ body: (Int32, UnsafeMutablePointer<UnsafePointer<CChar>?>?, UnsafePointer<Int>?) -> Int32) -> Int32 {
         let storage = args.map { arg -> UnsafeMutablePointer<CChar> in
             let p = UnsafeMutablePointer<CChar>.allocate(capacity: max(arg.count, 1))
             arg.withUnsafeBytes { b in
@@ -308,16 +263,11 @@ public final class RedisConnection {
             return p
         }
         defer { storage.forEach { $0.deallocate() } }
-        for (i, p) in storage.enumerated() {
-            pointers.append(UnsafePointer(p))
-            lengths.append(args[i].count)
+        var pointers = storage.map { UnsafePointer<CChar>?(UnsafePointer($0)) }
+        let lengths = args.map(\.count)
+        return pointers.withUnsafeMutableBufferPointer { pp in
+            lengths.withUnsafeBufferPointer { lp in body(Int32(args.count), pp.baseAddress, lp.baseAddress) }
         }
-        let rc = pointers.withUnsafeMutableBufferPointer { pp in
-            lengths.withUnsafeBufferPointer { lp in
-                chiredis_command_argv(ac, fn, privdata, Int32(args.count), pp.baseAddress, lp.baseAddress)
-            }
-        }
-        return rc == REDIS_OK
     }
 
     fileprivate func connected(status: Int32) {

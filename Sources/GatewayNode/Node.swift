@@ -187,15 +187,15 @@ public final class Node: ServerDelegate {
     private func pubsub(_ kind: String, _ name: [UInt8], _ payload: [UInt8]) {
         guard let channel = Keys.channel(fromPubSub: name) else { return }
         switch kind {
-        case "message":
+        case "smessage", "message":
             guard let publication = Self.parseAnnouncement(payload) else {
                 log("dropping a malformed announcement on \(channel)")
                 return
             }
             execute(hub.message(channel, publication))
-        case "subscribe":
+        case "ssubscribe", "subscribe":
             execute(hub.redisSubscribed(channel))
-        case "unsubscribe":
+        case "sunsubscribe", "unsubscribe":
             execute(hub.redisUnsubscribed(channel))
         default:
             break

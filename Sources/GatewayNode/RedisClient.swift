@@ -13,6 +13,8 @@ struct RedisLinkConfig {
     /// as lost (`redis.timeout_s`): a server that stops answering with its sockets open
     /// (SIGSTOP, a network black hole) would otherwise leave every command waiting forever.
     var stallLimitMs: Int = 10_000
+    /// Loaded with SCRIPT LOAD on every command connection before it counts as up.
+    var scripts: [LuaScript] = []
 
     /// The commands sent, in order, before a connection counts as up.
     var handshake: [[RedisArgument]] {
@@ -52,7 +54,7 @@ enum EvictionPolicyCheck: Equatable {
 /// again together. A connection counts as up after AUTH and SELECT have succeeded on
 /// it; the command connection also checks the eviction policy, every time (a failover may
 /// land on a server that evicts). A watchdog drops both when Redis stops answering.
-final class RedisClient {
+final class RedisClient: RedisLink {
     let loop: EventLoop
     let config: RedisLinkConfig
     private(set) var commands: RedisConnection
@@ -63,9 +65,6 @@ final class RedisClient {
     private var attempt = 0
     private var reconnectTimer: LoopTimer?
     private var stopped = false
-    private var scriptSHA: [String: String] = [:]
-    /// SHAs this connection has already run (EVAL cached them in Redis).
-    private var loadedScripts: Set<String> = []
     /// Both connections were up once: from then on a bad eviction policy is retried, not fatal.
     private var hasBeenReady = false
     /// "cannot check maxmemory-policy" was said (once is enough).
@@ -109,8 +108,6 @@ final class RedisClient {
 
     private func open() {
         generation += 1
-        // A new connection may reach a server that lost its script cache (a restart).
-        loadedScripts.removeAll()
         handshaken = []
         commands = RedisConnection(loop: loop, endpoint: config.endpoint)
         subscriber = RedisConnection(loop: loop, endpoint: config.endpoint)
@@ -128,7 +125,11 @@ final class RedisClient {
     private func handshake(_ conn: RedisConnection) {
         var steps = config.handshake
         let checkPolicy = conn === commands
-        if checkPolicy { steps.append(["CONFIG", "GET", "maxmemory-policy"]) }
+        if checkPolicy {
+            // A restarted or failed-over server may have lost its script cache.
+            steps += config.scripts.map { ["SCRIPT", "LOAD", $0.source] }
+            steps.append(["CONFIG", "GET", "maxmemory-policy"])
+        }
         runHandshake(conn, steps[...], checkPolicy: checkPolicy)
     }
 
@@ -265,35 +266,35 @@ final class RedisClient {
         commands.send(args, callback)
     }
 
-    /// Runs a Lua script. The first run on a connection is an EVAL, sent in order with
-    /// everything else (it also caches the script in Redis); later runs are EVALSHA. A
-    /// SCRIPT LOAD round trip would let commands sent meanwhile overtake this one, and the
-    /// presence join/leave scripts must reach Redis in the order they were sent.
-    func eval(_ script: String, keys: [String], args: [RedisArgument], _ callback: @escaping (RedisReply) -> Void) {
+    var isCluster: Bool { false }
+
+    func send(_ args: [RedisArgument], key: String?, _ callback: @escaping (RedisReply) -> Void) {
+        send(args, callback)
+    }
+
+    func sameConnection(_ a: String, _ b: String) -> Bool { true }
+
+    /// EVALSHA of a script loaded during the handshake. After an operator's SCRIPT FLUSH it
+    /// fails with NOSCRIPT: every script sent since fails the same way and is run again with
+    /// EVAL in the order of its reply, which is the order it was sent.
+    func run(_ script: LuaScript, keys: [String], args: [RedisArgument], _ callback: @escaping (RedisReply) -> Void) {
         let tail: [RedisArgument] = [keys.count] + keys.map { $0 as RedisArgument } + args
-        let sha = scriptSHA[script] ?? {
-            let sha = Crypto.sha1Hex(script)
-            scriptSHA[script] = sha
-            return sha
-        }()
-        guard loadedScripts.contains(sha) else {
-            loadedScripts.insert(sha)
-            return send(["EVAL", script] + tail, callback)
-        }
-        send(["EVALSHA", sha] + tail) { [weak self] reply in
-            // Only after an operator's SCRIPT FLUSH: scripts sent since fail the same way and
-            // are run again in the order of their replies, which is the order they were sent.
+        send(["EVALSHA", script.sha] + tail) { [weak self] reply in
             if case .error(let e) = reply, e.hasPrefix("NOSCRIPT") {
-                self?.loadedScripts.removeAll()
-                self?.send(["EVAL", script] + tail, callback)
+                self?.send(["EVAL", script.source] + tail, callback)
                 return
             }
             callback(reply)
         }
     }
 
-    func subscribe(_ names: [String]) { subscriber.pubsub("SUBSCRIBE", names) }
-    func unsubscribe(_ names: [String]) { subscriber.pubsub("UNSUBSCRIBE", names) }
+    /// Transitional: a script given as source text (EVALSHA, NOSCRIPT -> EVAL).
+    func eval(_ source: String, keys: [String], args: [RedisArgument], _ callback: @escaping (RedisReply) -> Void) {
+        run(LuaScript(name: "inline", source: source), keys: keys, args: args, callback)
+    }
+
+    func subscribe(_ names: [String]) { subscriber.pubsub("SSUBSCRIBE", names) }
+    func unsubscribe(_ names: [String]) { subscriber.pubsub("SUNSUBSCRIBE", names) }
 
     // MARK: Replica acknowledgement (redis.durability replicas:N)
 
@@ -310,7 +311,7 @@ final class RedisClient {
     /// answered so far, `done(false)` when fewer acknowledge within `timeoutMs` or the
     /// connection changed. One WAIT is in flight at a time and covers every write answered
     /// before it was sent: WAIT blocks the command connection, so they are batched.
-    func awaitReplicas(_ replicas: Int, timeoutMs: Int, _ done: @escaping (Bool) -> Void) {
+    func awaitReplicas(_ replicas: Int, timeoutMs: Int, key: String? = nil, _ done: @escaping (Bool) -> Void) {
         waitQueue.append(Waiter(generation: generation, done: done))
         if !waitInFlight { sendWait(replicas, timeoutMs) }
     }

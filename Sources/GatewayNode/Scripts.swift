@@ -22,7 +22,7 @@ enum Scripts {
       redis.call('XADD', log, 'MAXLEN', '~', size, '0-' .. off, 'd', push)
       redis.call('EXPIRE', meta, ttl)
       redis.call('EXPIRE', log, ttl)
-      redis.call('PUBLISH', 'gw:{' .. ch .. '}', off .. ' ' .. epoch .. ' ' .. push)
+      redis.call('SPUBLISH', 'gw:{' .. ch .. '}', off .. ' ' .. epoch .. ' ' .. push)
       return off
     end
 

@@ -1,0 +1,47 @@
+/// A reply from Redis, copied out of hiredis so it outlives the callback.
+public enum RedisReply: Sendable, Equatable, CustomStringConvertible {
+    case string([UInt8])
+    case status(String)
+    case integer(Int64)
+    case array([RedisReply])
+    case null
+    case error(String)
+    /// The connection went away before the reply came.
+    case disconnected
+
+    public var isFailure: Bool {
+        switch self {
+        case .error, .disconnected: true
+        default: false
+        }
+    }
+
+    public var int: Int64? {
+        switch self {
+        case .integer(let i): i
+        case .string(let b): Int64(String(decoding: b, as: UTF8.self))
+        default: nil
+        }
+    }
+
+    public var bytes: [UInt8]? {
+        if case .string(let b) = self { return b }
+        if case .status(let s) = self { return Array(s.utf8) }
+        return nil
+    }
+
+    public var text: String? { bytes.map { String(decoding: $0, as: UTF8.self) } }
+    public var array: [RedisReply]? { if case .array(let a) = self { a } else { nil } }
+
+    public var description: String {
+        switch self {
+        case .string(let b): "\"\(String(decoding: b, as: UTF8.self))\""
+        case .status(let s): s
+        case .integer(let i): "\(i)"
+        case .array(let a): "[\(a.map(\.description).joined(separator: ", "))]"
+        case .null: "nil"
+        case .error(let e): "ERR(\(e))"
+        case .disconnected: "disconnected"
+        }
+    }
+}
