@@ -72,6 +72,10 @@ let package = Package(
         .testTarget(name: "GatewayAuthTests", dependencies: ["GatewayAuth", "GatewayCrypto"]),
         .testTarget(name: "GatewayCoreTests", dependencies: ["GatewayCore", "GatewayProtocol"]),
         .testTarget(name: "GatewayRedisTests", dependencies: ["GatewayRedis"]),
+        // Node code against the in-memory store twins; each Lua script against a real redis-server.
+        .testTarget(name: "GatewayNodeTests", dependencies: ["GatewayNode", "GatewayRedis"], swiftSettings: glue),
+        .testTarget(name: "ScriptTests", dependencies: ["GatewayNode", "GatewayIO", "GatewayRedis", "CHiredis"],
+                    swiftSettings: glue),
         .testTarget(name: "GatewayConfigTests", dependencies: ["GatewayConfig"]),
         .testTarget(name: "OrderCoreTests", dependencies: ["OrderCore", "GatewayProtocol"]),
         .testTarget(name: "CommunityCoreTests", dependencies: ["CommunityCore", "GatewayProtocol"]),

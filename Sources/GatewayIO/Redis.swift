@@ -5,7 +5,7 @@ import Foundation
 
 extension RedisReply {
     /// Copies a hiredis reply out, so it outlives the callback.
-    init(_ r: UnsafeMutablePointer<redisReply>) {
+    public init(_ r: UnsafeMutablePointer<redisReply>) {
         let reply = r.pointee
         switch Int32(reply.type) {
         case REDIS_REPLY_STRING:

@@ -1,1 +1,27 @@
--- placeholder
+-- Shared by every script that publishes (prepended by LuaScript.embedded).
+-- Appends a push to a channel's history, then announces it on the channel's shard
+-- channel: the one way anything is published. `meta` and `log` are the channel's keys
+-- (passed in KEYS); its shard channel is the meta key without ':meta' (same hash tag).
+
+local function nowMs()
+  local t = redis.call('TIME')
+  return string.format('%d', t[1] * 1000 + math.floor(t[2] / 1000))
+end
+
+-- `ts0`: a batch of publishes may share one clock reading. Returns the offset.
+local function publish(meta, log, ch, kind, data, size, ttl, epoch0, ts0)
+  local epoch = redis.call('HGET', meta, 'epoch')
+  if not epoch then
+    epoch = epoch0
+    redis.call('HSET', meta, 'epoch', epoch)
+  end
+  local off = redis.call('HINCRBY', meta, 'offset', 1)
+  local ts = ts0 or nowMs()
+  local push = '{"push":"' .. kind .. '","channel":"' .. ch .. '","offset":' .. off ..
+    ',"epoch":"' .. epoch .. '","ts":' .. ts .. ',"data":' .. data .. '}'
+  redis.call('XADD', log, 'MAXLEN', '~', size, '0-' .. off, 'd', push)
+  redis.call('EXPIRE', meta, ttl)
+  redis.call('EXPIRE', log, ttl)
+  redis.call('SPUBLISH', string.sub(meta, 1, #meta - 5), off .. ' ' .. epoch .. ' ' .. push)
+  return off
+end
