@@ -9,6 +9,7 @@ final class PrivateRedisTests: IntegrationCase {
     private var folder: URL!
 
     override func setUpWithError() throws {
+        try requireSingleRedis("the private redis-server and `--redis` on one server are single-instance features")
         try super.setUpWithError()
         folder = FileManager.default.temporaryDirectory.appendingPathComponent("gw-own-\(UUID().uuidString.prefix(8))")
     }

@@ -5,77 +5,11 @@ import XCTest
 
 /// A redis-server started with the test's own arguments (debug commands, passwords, ACL
 /// users, a unix socket, replication, eviction policy), restartable on the same port.
-final class CustomRedis {
-    let port: Int
-    let dir: URL
-    let arguments: [String]
-    private(set) var process: Process?
-    var socketPath: String { dir.appendingPathComponent("redis.sock").path }
-    var logURL: URL { dir.appendingPathComponent("redis.log") }
-    /// redis-cli arguments that authenticate (for servers with a password).
-    var auth: [String] = []
+typealias CustomRedis = RedisServer
 
-    init(_ arguments: [String] = [], auth: [String] = []) throws {
-        port = freePort()
-        self.arguments = arguments
-        self.auth = auth
-        dir = URL(fileURLWithPath: "/tmp").appendingPathComponent("gw-cr-\(UUID().uuidString.prefix(8))")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        try start()
-    }
-
-    private func readyLines() -> Int {
-        ((try? String(contentsOf: logURL, encoding: .utf8)) ?? "").components(separatedBy: "Ready to accept connections").count - 1
-    }
-
-    func start() throws {
-        let before = readyLines()
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/redis-server")
-        p.arguments = ["--port", String(port), "--bind", "127.0.0.1", "--dir", dir.path, "--save", "", "--appendonly", "yes",
-                       "--appendfsync", "always", "--enable-debug-command", "local", "--unixsocket", socketPath,
-                       "--unixsocketperm", "700", "--logfile", logURL.path] + arguments
-        try p.run()
-        process = p
-        try waitUntil(timeout: 10, "redis-server on \(port)") { readyLines() > before }
-    }
-
-    /// `redis-cli` against this server; `input` is fed on stdin (one command a line).
-    @discardableResult
-    func cli(_ args: [String], input: String? = nil, db: Int = 0) -> String {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/redis-cli")
-        p.arguments = ["-p", String(port), "-n", String(db), "--no-auth-warning"] + auth + args
-        let out = Pipe()
-        p.standardOutput = out
-        p.standardError = out
-        let inPipe = Pipe()
-        p.standardInput = inPipe
-        guard (try? p.run()) != nil else { return "" }
-        if let input { inPipe.fileHandleForWriting.write(Data(input.utf8)) }
-        try? inPipe.fileHandleForWriting.close()
-        let data = out.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-    }
-
-    func waitExited(timeout: Double = 10) {
-        guard let p = process else { return }
-        let deadline = Date().addingTimeInterval(timeout)
-        while p.isRunning && Date() < deadline { usleep(20_000) }
-        process = nil
-    }
-
-    func stop() {
-        guard let p = process else { return }
-        p.terminate()
-        p.waitUntilExit()
-        process = nil
-    }
-
-    deinit {
-        stop()
-        try? FileManager.default.removeItem(at: dir)
+extension RedisServer {
+    convenience init(_ arguments: [String] = [], auth: [String] = []) throws {
+        try self.init(debug: true, extra: arguments, auth: auth)
     }
 }
 
@@ -111,7 +45,9 @@ final class StopFlag: @unchecked Sendable {
 /// check and the TTL of every transient key.
 final class RedisLinkTests: IntegrationCase {
     /// These tests start their own servers (`CustomRedis`), not the harness' default one.
-    override func setUpWithError() throws {}
+    override func setUpWithError() throws {
+        try requireSingleRedis("the link to one redis-server: its faults, credentials, unix socket and policy")
+    }
 
     private func startNode(_ name: String, on server: CustomRedis, env: [String: String] = [:], url: String? = nil,
                            waitReady: Bool = true) throws -> GatewayNodeProcess {
@@ -225,7 +161,7 @@ final class RedisLinkTests: IntegrationCase {
     /// `unavailable`, /readyz 503, one log line naming the stall) and comes back after it.
     func testRedisFrozenBySigstopPastTheTimeout() throws {
         try assertRecovers(from: "SIGSTOP past redis.timeout_s", env: ["GATEWAY_REDIS_TIMEOUT_S": "2"]) { server, node, session in
-            let pid = try XCTUnwrap(server.process?.processIdentifier)
+            let pid = try XCTUnwrap(server.pid)
             XCTAssertEqual(kill(pid, SIGSTOP), 0)
             defer { kill(pid, SIGCONT) }
             let stoppedAt = Date()
