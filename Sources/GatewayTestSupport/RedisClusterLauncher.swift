@@ -202,12 +202,23 @@ public final class RedisClusterLauncher {
         var agreed: [Int: [ClosedRange<Int>]]?
         for port in live {
             guard let text = try? RedisProbe.call(port: port, ["CLUSTER", "NODES"], timeout: 2).text else { return ":\(port) does not answer CLUSTER NODES" }
-            let masters = Self.parseNodes(text).filter { $0.role == .master && !$0.slots.isEmpty && !$0.failed }
+            let view = Self.parseNodes(text)
+            // A restarted old master shows for a while as a failed master before it is known as a replica.
+            if let stale = view.first(where: { live.contains($0.port) && ($0.failed || ($0.role == .master && $0.slots.isEmpty)) }) {
+                return ":\(port) sees :\(stale.port) as \(stale.failed ? "failed" : "a master without slots")"
+            }
+            let masters = view.filter { $0.role == .master && !$0.slots.isEmpty && !$0.failed }
             if masters.count != masterCount { return ":\(port) sees \(masters.count) masters serving slots, expected \(masterCount)" }
             if let dead = masters.first(where: { !live.contains($0.port) }) { return ":\(port) sees the dead node :\(dead.port) serving slots" }
-            let view = Dictionary(uniqueKeysWithValues: masters.map { ($0.port, $0.slots) })
-            if let agreed, agreed != view { return "nodes disagree on who serves which slots" }
-            agreed = view
+            let serving = Dictionary(uniqueKeysWithValues: masters.map { ($0.port, $0.slots) })
+            if let agreed, agreed != serving { return "nodes disagree on who serves which slots" }
+            agreed = serving
+        }
+        // A restarted old master is for a moment a master without slots before it turns replica.
+        for port in live where agreed?[port] == nil {
+            guard let repl = try? RedisProbe.call(port: port, ["INFO", "replication"], timeout: 2).text, repl.contains("role:slave") else {
+                return ":\(port) serves no slots and is not a replica yet"
+            }
         }
         return nil
     }
