@@ -37,7 +37,7 @@ final class ClusterFailoverTests: IntegrationCase {
     private static let readyBound = 30.0
 
     func testMasterKilledMidStreamLosesAndDoublesNothing() throws {
-        let cluster = try RedisClusterLauncher()
+        let cluster = try RedisClusterLauncher(dir: TestRedis.clusterFolder("failover"))
         self.cluster = cluster
         let env = ["GATEWAY_REDIS_DURABILITY": "replicas:1"]
         let a = try GatewayNodeProcess(name: "n1", redisPort: 0, env: env, redisURL: cluster.url)

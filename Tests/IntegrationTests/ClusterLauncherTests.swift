@@ -6,7 +6,7 @@ import XCTest
 final class ClusterLauncherTests: XCTestCase {
     private func launch() throws -> RedisClusterLauncher {
         let started = Date()
-        let cluster = try RedisClusterLauncher()
+        let cluster = try RedisClusterLauncher(dir: TestRedis.clusterFolder("launcher"))
         print("cluster of 3 masters and 3 replicas up in \(String(format: "%.1f", Date().timeIntervalSince(started))) s: \(cluster.url)")
         return cluster
     }

@@ -106,7 +106,12 @@ final class GatewayNodeProcess {
         process = p
         guard waitReady else { return }
         try waitUntil(timeout: 15, "gateway \(name) ready") {
-            (try? http("GET", "/readyz"))?.status == 200
+            (try? http("GET", "/readyz"))?.status == 200 || !p.isRunning
+        }
+        // A node that refused to start says why in its log (e.g. a Redis URL it cannot serve).
+        if !p.isRunning {
+            p.waitUntilExit()
+            throw TestError("gateway \(name) exited with \(p.terminationStatus) at start: \(self.log().suffix(600))")
         }
     }
 
@@ -178,10 +183,17 @@ enum TestRedis {
         setting == "start" ? try? startedCluster.get() : nil
     }
 
+    /// A folder for a cluster's nodes under `GATEWAY_TEST_CLUSTER_DIR` (where `.ci/cluster` looks
+    /// for leftovers), or nil for the launcher's own under /tmp.
+    static func clusterFolder(_ name: String) -> URL? {
+        ProcessInfo.processInfo.environment["GATEWAY_TEST_CLUSTER_DIR"].map {
+            URL(fileURLWithPath: $0).appendingPathComponent("\(name)-\(getpid())-\(UUID().uuidString.prefix(6))")
+        }
+    }
+
     private static let startedCluster: Result<RedisClusterLauncher, Error> = Result {
-        let parent = ProcessInfo.processInfo.environment["GATEWAY_TEST_CLUSTER_DIR"].map { URL(fileURLWithPath: $0) }
         let started = Date()
-        let cluster = try RedisClusterLauncher(dir: parent?.appendingPathComponent("shared-\(getpid())"))
+        let cluster = try RedisClusterLauncher(dir: clusterFolder("shared"))
         print("shared Redis Cluster \(cluster.url) up in \(String(format: "%.1f", Date().timeIntervalSince(started))) s")
         atexit { TestRedis.launcher?.stop() }
         return cluster
