@@ -77,4 +77,46 @@ final class ClusterLauncherTests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: cluster.dir.path), "the cluster's folder is removed")
         XCTAssertTrue(cluster.ports.allSatisfy { !redisPing($0) })
     }
+
+    /// A test process that dies (SIGKILL: no teardown, no atexit) takes its cluster along:
+    /// this test runs the bundle again as a child holding a cluster, kills it, and looks.
+    func testAKilledTestProcessLeavesNoServerBehind() throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("gw-hold-\(UUID().uuidString.prefix(8))")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let child = Process()
+        child.executableURL = URL(fileURLWithPath: try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe"))
+        child.arguments = ["IntegrationTests.ClusterLauncherTests/testHelperHoldingAClusterUntilKilled"]
+        child.environment = ProcessInfo.processInfo.environment.merging(["GATEWAY_TEST_HOLD_CLUSTER": folder.path]) { $1 }
+        child.standardOutput = FileHandle.nullDevice
+        child.standardError = FileHandle.nullDevice
+        try child.run()
+        defer { if child.isRunning { kill(child.processIdentifier, SIGKILL) } }
+        let pidsFile = folder.appendingPathComponent("pids")
+        try waitUntil(timeout: 30, "the child's cluster") { FileManager.default.fileExists(atPath: pidsFile.path) }
+        let pids = try String(contentsOf: pidsFile, encoding: .utf8).split(separator: " ").compactMap { pid_t($0) }
+        XCTAssertEqual(pids.count, 6)
+        XCTAssertTrue(pids.allSatisfy { Self.isRedis($0) }, "the child's servers run")
+
+        kill(child.processIdentifier, SIGKILL)
+        child.waitUntilExit()
+        try waitUntil(timeout: 10, "every server of the killed process gone") { !pids.contains { Self.isRedis($0) } }
+    }
+
+    /// Only as the child of the test above: holds a cluster until killed.
+    func testHelperHoldingAClusterUntilKilled() throws {
+        guard let path = ProcessInfo.processInfo.environment["GATEWAY_TEST_HOLD_CLUSTER"] else {
+            throw XCTSkip("runs as a child of testAKilledTestProcessLeavesNoServerBehind")
+        }
+        let folder = URL(fileURLWithPath: path)
+        let cluster = try RedisClusterLauncher(dir: folder.appendingPathComponent("cluster"))
+        let pids = cluster.ports.compactMap { cluster.pid(port: $0) }.map(String.init).joined(separator: " ")
+        try Data(pids.utf8).write(to: folder.appendingPathComponent("pids.tmp"))
+        try FileManager.default.moveItem(at: folder.appendingPathComponent("pids.tmp"), to: folder.appendingPathComponent("pids"))
+        sleep(60)
+        cluster.stop()
+    }
+
+    private static func isRedis(_ pid: pid_t) -> Bool {
+        ((try? String(contentsOfFile: "/proc/\(pid)/comm", encoding: .utf8)) ?? "").hasPrefix("redis-server")
+    }
 }
