@@ -34,7 +34,7 @@ struct ClusterOptions: ParsableArguments {
     var redisAof = true
 
     @Option(name: .customLong("redis-cluster"), help: ArgumentHelp(
-        "Spawned nodes share a local Redis Cluster of N masters with one replica each (at least 3) instead of one redis-server.",
+        "Spawned nodes share a local Redis Cluster of N masters with one replica each (3 to 16) instead of one redis-server; chaos's Redis faults then hit the master of slot 0 (its replica takes over).",
         valueName: "N"))
     var redisCluster: Int?
 
