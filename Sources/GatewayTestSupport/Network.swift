@@ -1,19 +1,19 @@
 import Foundation
 
-/// Free TCP port on loopback (bind to 0, read it back).
+/// A TCP port free right now on 127.0.0.1 (bind to 0, read it back). Running out of
+/// descriptors or ports is not something a test or load run can go on from.
 public func freePort() -> Int {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { fatalError("freePort: socket(): \(String(cString: strerror(errno)))") }
     defer { close(fd) }
     var addr = sockaddr_in()
     addr.sin_family = sa_family_t(AF_INET)
     addr.sin_addr.s_addr = inet_addr("127.0.0.1")
     var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-    _ = withUnsafeMutablePointer(to: &addr) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { p -> Int32 in
-            bind(fd, p, len)
-            return getsockname(fd, p, &len)
-        }
+    let ok = withUnsafeMutablePointer(to: &addr) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) == 0 && getsockname(fd, $0, &len) == 0 }
     }
+    guard ok else { fatalError("freePort: no free port: \(String(cString: strerror(errno)))") }
     return Int(UInt16(bigEndian: addr.sin_port))
 }
 

@@ -140,7 +140,7 @@ final class Cluster {
             var eps: [Endpoint] = []
             var launches: [(path: String, args: [String], env: [String: String], log: String)] = []
             for k in 1...options.spawnCount {
-                let port = try Machine.freePort()
+                let port = freePort()
                 let name = "n\(k)"
                 let log = "\(logDir)/node-\(name).log"
                 let args = [
