@@ -22,7 +22,7 @@ public final class RedisClusterLauncher {
     /// Parent of every node's folder; removed by `stop()`.
     public let dir: URL
     /// Every node's port, in launch order.
-    public let ports: [Int]
+    public private(set) var ports: [Int] = []
     private var servers: [Int: RedisServer] = [:]
     private let lock = NSLock()
 
@@ -36,34 +36,45 @@ public final class RedisClusterLauncher {
         precondition(masters >= 3, "redis-cli --cluster create needs at least 3 masters")
         masterCount = masters
         self.dir = dir ?? URL(fileURLWithPath: "/tmp").appendingPathComponent("gw-cluster-\(UUID().uuidString.prefix(8))")
-        try FileManager.default.createDirectory(at: self.dir, withIntermediateDirectories: true)
+        // Another process may take a free port before its server binds it: then again on new ports.
+        var attempt = 1
+        while true {
+            do {
+                try launch(nodeTimeoutMs: nodeTimeoutMs, appendOnly: appendOnly, fsyncAlways: fsyncAlways, timeout: timeout)
+                return
+            } catch {
+                stop()
+                // A server that exited at start: most likely its port was taken meanwhile.
+                if attempt == 3 || !"\(error)".contains("at start") { throw error }
+                attempt += 1
+            }
+        }
+    }
+
+    private func launch(nodeTimeoutMs: Int, appendOnly: Bool, fsyncAlways: Bool, timeout: Double) throws {
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         var ports: [Int] = []
-        while ports.count < masters * 2 {
+        while ports.count < masterCount * 2 {
             let p = freePort()
             // The cluster bus listens on port + 10000: both must be free.
             if p + 10000 < 65536, !ports.contains(p), Self.portFree(p + 10000) { ports.append(p) }
         }
-        self.ports = ports
-        do {
-            for port in ports {
-                let nodeDir = self.dir.appendingPathComponent(String(port))
-                let server = try RedisServer(port: port, dir: nodeDir, appendOnly: appendOnly, fsyncAlways: fsyncAlways, extra: [
-                    "--cluster-enabled", "yes", "--cluster-config-file", nodeDir.appendingPathComponent("nodes-\(port).conf").path,
-                    "--cluster-node-timeout", String(nodeTimeoutMs),
-                    // A replica's first sync (and its resync after a failover) starts at once, not after 5 s.
-                    "--repl-diskless-sync-delay", "0",
-                ], start: false)
-                server.removesFolder = false
-                servers[port] = server
-                try server.spawn()
-            }
-            for port in ports { try servers[port]!.waitReady(timeout: 15) }
-            try create()
-            try waitHealthy(timeout: timeout)
-        } catch {
-            stop()
-            throw error
+        lock.withLock { self.ports = ports }
+        for port in ports {
+            let nodeDir = dir.appendingPathComponent(String(port))
+            let server = try RedisServer(port: port, dir: nodeDir, appendOnly: appendOnly, fsyncAlways: fsyncAlways, extra: [
+                "--cluster-enabled", "yes", "--cluster-config-file", nodeDir.appendingPathComponent("nodes-\(port).conf").path,
+                "--cluster-node-timeout", String(nodeTimeoutMs),
+                // A replica's first sync (and its resync after a failover) starts at once, not after 5 s.
+                "--repl-diskless-sync-delay", "0",
+            ], start: false)
+            server.removesFolder = false
+            lock.withLock { servers[port] = server }
+            try server.spawn()
         }
+        for port in ports { try servers[port]!.waitReady(timeout: 15) }
+        try create()
+        try waitHealthy(timeout: timeout)
     }
 
     private static func portFree(_ port: Int) -> Bool {

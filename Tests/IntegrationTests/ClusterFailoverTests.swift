@@ -152,7 +152,8 @@ final class ClusterFailoverTests: IntegrationCase {
             for channel in channels {
                 let got = s.received(channel)
                 let numbers = got.compactMap(\.n)
-                XCTAssertEqual(got.map(\.offset), (0..<got.count).map { Int64($0 + 1) }, "\(s.user) \(channel): offsets without gaps or repeats")
+                let first = s.baseOffset(channel) + 1
+                XCTAssertEqual(got.map(\.offset), (0..<got.count).map { first + Int64($0) }, "\(s.user) \(channel): offsets without gaps or repeats")
                 XCTAssertTrue(zip(numbers, numbers.dropFirst()).allSatisfy { $0 < $1 }, "\(s.user) \(channel): each publication once, in order: \(numbers)")
                 for (n, offset) in expected[channel] ?? [:] {
                     XCTAssertEqual(got.filter { $0.n == n }.map(\.offset), [offset], "\(s.user) \(channel): publication \(n) once at offset \(offset)")
@@ -232,6 +233,8 @@ private final class Subscriber: @unchecked Sendable {
     private let lock = NSLock()
     private var got: [String: [Publication]] = [:]
     private var epochs: [String: String] = [:]
+    /// Each channel's offset when first subscribed: every later offset follows it.
+    private var base: [String: Int64] = [:]
     private var problemList: [String] = []
     /// Closes by the node: allowed (the client resumes with `since`), shown in the log.
     private var reconnectList: [String] = []
@@ -250,7 +253,8 @@ private final class Subscriber: @unchecked Sendable {
     var problems: [String] { lock.withLock { problemList } }
     var reconnects: [String] { lock.withLock { reconnectList } }
     func received(_ channel: String) -> [Publication] { lock.withLock { got[channel] ?? [] } }
-    func lastOffset(_ channel: String) -> Int64 { received(channel).last?.offset ?? 0 }
+    func lastOffset(_ channel: String) -> Int64 { received(channel).last?.offset ?? baseOffset(channel) }
+    func baseOffset(_ channel: String) -> Int64 { lock.withLock { base[channel] ?? 0 } }
 
     func stop() {
         lock.withLock { stopping = true }
@@ -272,7 +276,10 @@ private final class Subscriber: @unchecked Sendable {
             let r = try session.command("subscribe", fields, timeout: 10)
             guard let ok = r["ok"] else { throw TestError("\(user) subscribe \(channel): \(r.serialized())") }
             if last != nil && ok["recovered"]?.boolValue != true { note("\(channel): not recovered after a reconnect: \(ok.serialized())") }
-            lock.withLock { if let e = ok["epoch"]?.stringValue { epochs[channel] = e } }
+            lock.withLock {
+                if let e = ok["epoch"]?.stringValue { epochs[channel] = e }
+                if base[channel] == nil { base[channel] = ok["offset"]?.intValue ?? 0 }
+            }
             for p in ok["publications"]?.arrayValue ?? [] { record(p) }
         }
         return session
