@@ -56,8 +56,11 @@ final class ClusterLauncherTests: XCTestCase {
         cluster.kill(port: victim)
         XCTAssertFalse(cluster.livePorts.contains(victim))
         // cluster-node-timeout is 1 s: failure detection plus the election take a few seconds.
+        let killedAt = Date()
         try waitUntil(timeout: 20, "the replica :\(replica) promoted") { (try? cluster.masterFor(slot: slot)) == replica }
+        let promoted = Date().timeIntervalSince(killedAt)
         try cluster.waitHealthy(timeout: 30)
+        print(String(format: "failover: replica promoted %.1f s, cluster healthy %.1f s after the kill", promoted, Date().timeIntervalSince(killedAt)))
         XCTAssertEqual(try RedisProbe.call(port: replica, ["GET", key]).text, "kept", "the acknowledged write survived")
 
         // The old master comes back as a replica of the new one.
