@@ -3,13 +3,11 @@ import GatewayClient
 import GatewayProtocol
 import XCTest
 
-/// A redis-server started with the test's own arguments (debug commands, passwords, ACL
-/// users, a unix socket, replication, eviction policy), restartable on the same port.
-typealias CustomRedis = RedisServer
-
 extension RedisServer {
-    convenience init(_ arguments: [String] = [], auth: [String] = []) throws {
-        try self.init(debug: true, extra: arguments, auth: auth)
+    /// A redis-server with `DEBUG`, a unix socket and the test's own arguments (passwords, ACL
+    /// users, replication, eviction policy), restartable on the same port.
+    static func custom(_ arguments: [String] = [], auth: [String] = []) throws -> RedisServer {
+        try RedisServer(debug: true, extra: arguments, auth: auth)
     }
 }
 
@@ -44,12 +42,12 @@ final class StopFlag: @unchecked Sendable {
 /// server), credentials, databases, unix sockets, replica durability, the eviction policy
 /// check and the TTL of every transient key.
 final class RedisLinkTests: IntegrationCase {
-    /// These tests start their own servers (`CustomRedis`), not the harness' default one.
+    /// These tests start their own servers (`RedisServer.custom`), not the harness' default one.
     override func setUpWithError() throws {
         try requireSingleRedis("the link to one redis-server: its faults, credentials, unix socket and policy")
     }
 
-    private func startNode(_ name: String, on server: CustomRedis, env: [String: String] = [:], url: String? = nil,
+    private func startNode(_ name: String, on server: RedisServer, env: [String: String] = [:], url: String? = nil,
                            waitReady: Bool = true) throws -> GatewayNodeProcess {
         let node = try GatewayNodeProcess(name: name, redisPort: server.port, env: env, redisURL: url, waitReady: waitReady)
         nodes.append(node)
@@ -68,8 +66,8 @@ final class RedisLinkTests: IntegrationCase {
     /// and the loop idle (not spinning on a dead descriptor).
     @discardableResult
     private func assertRecovers(from what: String, env: [String: String] = [:],
-                                _ fault: (CustomRedis, GatewayNodeProcess, GatewaySession) throws -> Void) throws -> (GatewayNodeProcess, CustomRedis) {
-        let server = try CustomRedis()
+                                _ fault: (RedisServer, GatewayNodeProcess, GatewaySession) throws -> Void) throws -> (GatewayNodeProcess, RedisServer) {
+        let server = try RedisServer.custom()
         let node = try startNode("n1", on: server, env: ["GATEWAY_ORDERS_TTL_S": "1"].merging(env) { $1 })
         try createProduct(node, "p1")
         _ = try uploadKeys(node, "p1", ["K-1", "K-2", "K-3"])
@@ -204,7 +202,7 @@ final class RedisLinkTests: IntegrationCase {
 
     /// An ACL user with a password and db 3: AUTH and SELECT on both connections, keys in db 3.
     func testACLUserPasswordAndDatabase() throws {
-        let server = try CustomRedis(Self.aclServer, auth: ["--user", "alice", "--pass", "alice-pw"])
+        let server = try RedisServer.custom(Self.aclServer, auth: ["--user", "alice", "--pass", "alice-pw"])
         let node = try startNode("n1", on: server, url: "redis://alice:alice-pw@127.0.0.1:\(server.port)/3")
         try createProduct(node, "p1")
         let (session, _) = try open(node, "u1")
@@ -229,7 +227,7 @@ final class RedisLinkTests: IntegrationCase {
 
     /// A wrong password: /readyz 503 with a clear log line, the process keeps running and retrying.
     func testWrongPasswordIsNotReadyAndSaysWhy() throws {
-        let server = try CustomRedis(Self.aclServer, auth: ["--user", "alice", "--pass", "alice-pw"])
+        let server = try RedisServer.custom(Self.aclServer, auth: ["--user", "alice", "--pass", "alice-pw"])
         let node = try startNode("n1", on: server, url: "redis://alice:not-the-pw@127.0.0.1:\(server.port)", waitReady: false)
         try waitUntil(timeout: 15, "the node answers HTTP") { (try? node.http("GET", "/healthz")) != nil }
         usleep(3_000_000)
@@ -241,7 +239,7 @@ final class RedisLinkTests: IntegrationCase {
     }
 
     func testUnixSocketWithDatabase() throws {
-        let server = try CustomRedis()
+        let server = try RedisServer.custom()
         let node = try startNode("n1", on: server, url: "unix://\(server.socketPath)?db=2")
         try createProduct(node, "p1")
         let (session, _) = try open(node, "u1")
@@ -256,8 +254,8 @@ final class RedisLinkTests: IntegrationCase {
     /// `replicas:1`: money writes are answered once a replica has them, and 503 `unavailable`
     /// (temporary) when no replica acknowledges in time.
     func testReplicaDurability() throws {
-        let master = try CustomRedis()
-        let replica = try CustomRedis(["--replicaof", "127.0.0.1", String(master.port)])
+        let master = try RedisServer.custom()
+        let replica = try RedisServer.custom(["--replicaof", "127.0.0.1", String(master.port)])
         try waitUntil(timeout: 15, "replica in sync") {
             master.cli(["INFO", "replication"]).contains("state=online")
         }
@@ -291,7 +289,7 @@ final class RedisLinkTests: IntegrationCase {
     // MARK: maxmemory-policy
 
     func testRefusesToStartUnlessNoeviction() throws {
-        let server = try CustomRedis(["--maxmemory-policy", "allkeys-lru"])
+        let server = try RedisServer.custom(["--maxmemory-policy", "allkeys-lru"])
         let node = try startNode("n1", on: server, waitReady: false)
         let status = node.waitExit(timeout: 20)
         XCTAssertNotNil(status, "the node stopped")
@@ -299,7 +297,7 @@ final class RedisLinkTests: IntegrationCase {
         XCTAssertTrue(node.log().contains("maxmemory-policy"), node.log())
 
         // CONFIG renamed away: a warning, and the node runs.
-        let hidden = try CustomRedis(["--rename-command", "CONFIG", ""])
+        let hidden = try RedisServer.custom(["--rename-command", "CONFIG", ""])
         let ok = try startNode("n2", on: hidden)
         XCTAssertTrue(ok.log().contains("cannot check maxmemory-policy"), ok.log())
     }
@@ -307,7 +305,7 @@ final class RedisLinkTests: IntegrationCase {
     /// After a reconnect (a failover to a misconfigured server) the policy is checked again:
     /// not `noeviction` keeps the started node running and not ready until it is fixed.
     func testEvictionPolicyCheckedAgainAfterReconnect() throws {
-        let server = try CustomRedis()
+        let server = try RedisServer.custom()
         let node = try startNode("n1", on: server)
         try createProduct(node, "p1")
         let (session, _) = try open(node, "u1")
@@ -332,7 +330,7 @@ final class RedisLinkTests: IntegrationCase {
     /// Every transient key gets a TTL (or goes away with what it belongs to): idempotency
     /// keys, gift and pay codes, mutes, watches, presence of a dead node.
     func testTransientKeysExpire() throws {
-        let server = try CustomRedis()
+        let server = try RedisServer.custom()
         let env = ["GATEWAY_ORDERS_TTL_S": "1", "GATEWAY_GIFTS_TTL_S": "1", "GATEWAY_FRIENDPAY_TTL_S": "1",
                    "GATEWAY_PAYMENTS_GRACE_S": "1", "GATEWAY_ALERTS_WATCH_TTL_S": "2", "GATEWAY_GROUPS_PRESENCE_TTL_S": "3"]
         let a = try startNode("n1", on: server, env: env)
