@@ -58,12 +58,16 @@ let package = Package(
         .target(name: "GatewayClient", dependencies: ["GatewayProtocol", "CLws"],
                 swiftSettings: glue),
 
+        // Test infrastructure shared by the tests and the load tester: one Redis launcher (single
+        // server and local Cluster), free ports, a RESP probe, a blocking HTTP client. No XCTest.
+        .target(name: "GatewayTestSupport", dependencies: ["GatewayProtocol", "CProcess"], swiftSettings: glue),
+
         .executableTarget(name: "gateway", dependencies: [
             "GatewayNode", "GatewayConfig", "GatewayAuth", "OrderCore", "CommunityCore", "GatewayClient", "GatewayProtocol",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: glue),
         .executableTarget(name: "loadtest", dependencies: [
-            "GatewayClient", "GatewayProtocol", "GatewayAuth",
+            "GatewayClient", "GatewayProtocol", "GatewayAuth", "GatewayTestSupport",
             .product(name: "Histogram", package: "hdrhistogram-swift"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], path: "Loadtest/Sources/loadtest", swiftSettings: glue),
@@ -80,7 +84,7 @@ let package = Package(
         .testTarget(name: "OrderCoreTests", dependencies: ["OrderCore", "GatewayProtocol"]),
         .testTarget(name: "CommunityCoreTests", dependencies: ["CommunityCore", "GatewayProtocol"]),
         .testTarget(name: "IntegrationTests", dependencies: [
-            "GatewayClient", "GatewayProtocol", "GatewayAuth", "GatewayCrypto",
+            "GatewayClient", "GatewayProtocol", "GatewayAuth", "GatewayCrypto", "GatewayTestSupport",
         ], swiftSettings: glue),
     ]
 )

@@ -58,6 +58,7 @@ final class ConnectionLimitTests: IntegrationCase {
     /// ~1,300 commands in one 64 KiB frame: `max_inflight` start, the rest are refused
     /// with `rate_limited` and a retry hint, and none of those become Redis calls.
     func testAFrameOfCommandsStartsAtMostMaxInflight() throws {
+        try requireSingleRedis("counts commands with INFO commandstats on the server port")
         let node = try startNode(env: ["GATEWAY_LIMITS_COMMANDS_PER_S": "100000"])
         try createProduct(node, "p1")
         let ws = try rawConnect(node, "u1")

@@ -8,7 +8,7 @@ final class DescriptorLimitTests: IntegrationCase {
     func testFullNodeRefusesUpgradesButKeepsAnsweringAndRecovers() throws {
         // 160 descriptors: the node keeps 16 in reserve and 8 more for HTTP, so about
         // 130 WebSocket clients fit (its own Redis links and files take the rest).
-        let node = try GatewayNodeProcess(name: "n1", redisPort: redis.port, launcher: ["/usr/bin/prlimit", "--nofile=160:160"])
+        let node = try GatewayNodeProcess(name: "n1", redisPort: redis?.port ?? 0, launcher: ["/usr/bin/prlimit", "--nofile=160:160"])
         nodes.append(node)
         var sessions: [GatewaySession] = []
         var refused = 0

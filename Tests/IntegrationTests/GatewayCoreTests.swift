@@ -193,6 +193,7 @@ final class GatewayCoreIntegrationTests: IntegrationCase {
     }
 
     func testRedisRestartLosesNothingHistoryHolds() throws {
+        try requireSingleRedis("kills and restarts the redis-server")
         let a = try startNode("n1")
         let b = try startNode("n2")
         try createProduct(a, "p1")

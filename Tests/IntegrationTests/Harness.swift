@@ -3,24 +3,8 @@ import GatewayAuth
 import GatewayClient
 import GatewayCrypto
 import GatewayProtocol
+@_exported import GatewayTestSupport
 import XCTest
-
-/// Free TCP port on loopback (bind to 0, read it back).
-func freePort() -> Int {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    defer { close(fd) }
-    var addr = sockaddr_in()
-    addr.sin_family = sa_family_t(AF_INET)
-    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-    var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-    _ = withUnsafeMutablePointer(to: &addr) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { p -> Int32 in
-            bind(fd, p, len)
-            return getsockname(fd, p, &len)
-        }
-    }
-    return Int(UInt16(bigEndian: addr.sin_port))
-}
 
 /// The directory holding the built products (the gateway binary sits beside the test bundle).
 let productsDir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
@@ -34,55 +18,6 @@ func executable(_ name: String) -> URL {
     let candidates = [productsDir.appendingPathComponent(name),
                       productsDir.deletingLastPathComponent().appendingPathComponent(name)]
     return candidates.first { FileManager.default.isExecutableFile(atPath: $0.path) } ?? candidates[0]
-}
-
-/// A real redis-server on a free port with its own data folder.
-final class RedisServer {
-    let port: Int
-    let dir: URL
-    private var process: Process?
-
-    init() throws {
-        port = freePort()
-        dir = FileManager.default.temporaryDirectory.appendingPathComponent("gw-redis-\(UUID().uuidString.prefix(8))")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        try start()
-    }
-
-    func start() throws {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/redis-server")
-        p.arguments = ["--port", String(port), "--bind", "127.0.0.1", "--dir", dir.path, "--appendonly", "yes",
-                       "--appendfsync", "always", "--save", "", "--logfile", dir.appendingPathComponent("redis.log").path]
-        try p.run()
-        process = p
-        try waitUntil(timeout: 10, "redis-server on \(port)") { redisPing(port) }
-    }
-
-    /// Kills the server hard (as a crash would) and waits for it to be gone.
-    func kill() {
-        guard let p = process else { return }
-        Foundation.kill(p.processIdentifier, SIGKILL)
-        p.waitUntilExit()
-        process = nil
-    }
-
-    func stop() {
-        guard let p = process else { return }
-        p.terminate()
-        p.waitUntilExit()
-        process = nil
-    }
-
-    deinit {
-        stop()
-        try? FileManager.default.removeItem(at: dir)
-    }
-}
-
-func redisPing(_ port: Int) -> Bool {
-    guard let reply = try? rawExchange(port: port, Array("PING\r\n".utf8), readUntilClose: false) else { return false }
-    return String(decoding: reply, as: UTF8.self).hasPrefix("+PONG")
 }
 
 /// Secrets every test node shares.
@@ -118,7 +53,7 @@ final class GatewayNodeProcess {
     let extraArguments: [String]
     /// With `--dev`: a throwaway folder for `redis.data_dir`, so the dev secrets file lands there, not in the repo.
     private let devDir: URL?
-    /// `--redis` when not `redis://127.0.0.1:<redisPort>` (credentials, db, unix socket).
+    /// `--redis` when not `redis://127.0.0.1:<redisPort>` (credentials, db, unix socket) nor the shared cluster.
     private let redisURL: String?
     /// False: `start()` returns once the process runs, without waiting for `/readyz`.
     private let waitReady: Bool
@@ -137,7 +72,7 @@ final class GatewayNodeProcess {
         self.name = name
         self.redisPort = redisPort
         self.extraEnv = env
-        self.extraArguments = (dev || ownRedis != nil ? ["--dev"] : []) + (ownRedis == nil ? ["--redis", redisURL ?? "redis://127.0.0.1:\(redisPort)"] : []) + arguments
+        self.extraArguments = (dev || ownRedis != nil ? ["--dev"] : []) + (ownRedis == nil ? ["--redis", redisURL ?? TestRedis.clusterURL ?? "redis://127.0.0.1:\(redisPort)"] : []) + arguments
         devDir = ownRedis ?? (dev ? FileManager.default.temporaryDirectory.appendingPathComponent("gw-dev-\(UUID().uuidString.prefix(8))") : nil)
         port = freePort()
         logURL = FileManager.default.temporaryDirectory.appendingPathComponent("gw-\(name)-\(port).log")
@@ -171,7 +106,12 @@ final class GatewayNodeProcess {
         process = p
         guard waitReady else { return }
         try waitUntil(timeout: 15, "gateway \(name) ready") {
-            (try? http("GET", "/readyz"))?.status == 200
+            (try? http("GET", "/readyz"))?.status == 200 || !p.isRunning
+        }
+        // A node that refused to start says why in its log (e.g. a Redis URL it cannot serve).
+        if !p.isRunning {
+            p.waitUntilExit()
+            throw TestError("gateway \(name) exited with \(p.terminationStatus) at start: \(self.log().suffix(600))")
         }
     }
 
@@ -218,119 +158,71 @@ final class GatewayNodeProcess {
     func log() -> String { (try? String(contentsOf: logURL, encoding: .utf8)) ?? "" }
 }
 
-struct HTTPResponse {
-    let status: Int
-    let body: [UInt8]
-    var json: JSON? { try? JSON.parse(body) }
-    var text: String { String(decoding: body, as: UTF8.self) }
-}
+/// Where the integration tests' Redis comes from (`GATEWAY_TEST_REDIS_CLUSTER`):
+/// - unset: a redis-server of its own per test;
+/// - a `redis+cluster://h:p,...` URL: that cluster, shared, with FLUSHALL on every master before each test;
+/// - `start`: a local 3-master, 3-replica cluster (`RedisClusterLauncher`) this test process
+///   starts once, under `GATEWAY_TEST_CLUSTER_DIR` if set, and stops at exit (its servers die
+///   with the process however it ends: they are tied to it).
+enum TestRedis {
+    static let setting: String? = {
+        let v = ProcessInfo.processInfo.environment["GATEWAY_TEST_REDIS_CLUSTER"] ?? ""
+        return v.isEmpty ? nil : v
+    }()
 
-/// Minimal blocking HTTP/1.1 client (Connection: close) so tests control every byte sent.
-func httpRequest(port: Int, _ method: String, _ path: String, body: [UInt8]? = nil, key: String? = nil,
-                 headers: [String: String] = [:]) throws -> HTTPResponse {
-    var head = "\(method) \(path) HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\nConnection: close\r\n"
-    if let key { head += "Authorization: Bearer \(key)\r\n" }
-    for (k, v) in headers { head += "\(k): \(v)\r\n" }
-    if let body { head += "Content-Type: application/json\r\nContent-Length: \(body.count)\r\n" }
-    head += "\r\n"
-    let raw = try rawExchange(port: port, Array(head.utf8) + (body ?? []), readUntilClose: true)
-    guard let split = raw.firstRange(of: Array("\r\n\r\n".utf8)) else { throw TestError("no HTTP response: \(raw.count) bytes") }
-    let headText = String(decoding: raw[..<split.lowerBound], as: UTF8.self)
-    let statusLine = headText.split(separator: "\r\n").first ?? ""
-    let parts = statusLine.split(separator: " ")
-    guard parts.count >= 2, let status = Int(parts[1]) else { throw TestError("bad status line \(statusLine)") }
-    var payload = Array(raw[split.upperBound...])
-    if headText.lowercased().contains("transfer-encoding: chunked") { payload = dechunk(payload) }
-    return HTTPResponse(status: status, body: payload)
-}
+    static var isCluster: Bool { setting != nil }
 
-private func dechunk(_ data: [UInt8]) -> [UInt8] {
-    var out: [UInt8] = []
-    var i = 0
-    while i < data.count {
-        guard let lineEnd = data[i...].firstRange(of: Array("\r\n".utf8)) else { break }
-        let size = Int(String(decoding: data[i..<lineEnd.lowerBound], as: UTF8.self), radix: 16) ?? 0
-        if size == 0 { break }
-        let start = lineEnd.upperBound
-        out += data[start..<min(start + size, data.count)]
-        i = start + size + 2
+    /// The `--redis` URL of the shared cluster (nil: a server per test).
+    static var clusterURL: String? {
+        guard let setting else { return nil }
+        return setting == "start" ? (try? startedCluster.get())?.url : setting
     }
-    return out
+
+    /// The cluster started for `start`, once per process; nil for a given URL.
+    static var launcher: RedisClusterLauncher? {
+        setting == "start" ? try? startedCluster.get() : nil
+    }
+
+    /// A folder for a cluster's nodes under `GATEWAY_TEST_CLUSTER_DIR` (where `.ci/cluster` looks
+    /// for leftovers), or nil for the launcher's own under /tmp.
+    static func clusterFolder(_ name: String) -> URL? {
+        ProcessInfo.processInfo.environment["GATEWAY_TEST_CLUSTER_DIR"].map {
+            URL(fileURLWithPath: $0).appendingPathComponent("\(name)-\(getpid())-\(UUID().uuidString.prefix(6))")
+        }
+    }
+
+    private static let startedCluster: Result<RedisClusterLauncher, Error> = Result {
+        let started = Date()
+        let cluster = try RedisClusterLauncher(dir: clusterFolder("shared"))
+        print("shared Redis Cluster \(cluster.url) up in \(String(format: "%.1f", Date().timeIntervalSince(started))) s")
+        atexit { TestRedis.launcher?.stop() }
+        return cluster
+    }
+
+    /// Empties the shared cluster for the next test (throws if it could not be started).
+    static func flushCluster() throws {
+        if setting == "start" {
+            try startedCluster.get().flushAll()
+        } else if let setting {
+            try RedisClusterLauncher.flushAll(url: setting)
+        }
+    }
 }
 
-/// A blocking TCP socket connected to 127.0.0.1:`port`; reads give up after `timeout` seconds.
-func connectLoopback(port: Int, timeout: Double? = nil) throws -> Int32 {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    guard fd >= 0 else { throw TestError("socket failed") }
-    if let timeout {
-        var tv = timeval(tv_sec: Int(timeout), tv_usec: Int(timeout.truncatingRemainder(dividingBy: 1) * 1e6))
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-    }
-    var addr = sockaddr_in()
-    addr.sin_family = sa_family_t(AF_INET)
-    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-    addr.sin_port = in_port_t(UInt16(port).bigEndian)
-    let ok = withUnsafePointer(to: &addr) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
-    }
-    guard ok else {
-        close(fd)
-        throw TestError("connect to \(port) refused")
-    }
-    return fd
-}
-
-func rawExchange(port: Int, _ request: [UInt8], readUntilClose: Bool, timeout: Double = 10) throws -> [UInt8] {
-    let fd = try connectLoopback(port: port, timeout: timeout)
-    defer { close(fd) }
-    var sent = 0
-    while sent < request.count {
-        let n = request[sent...].withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-        if n <= 0 { break }
-        sent += n
-    }
-    var out: [UInt8] = []
-    var buf = [UInt8](repeating: 0, count: 65536)
-    while true {
-        let n = read(fd, &buf, buf.count)
-        if n <= 0 { break }
-        out += buf[..<n]
-        if !readUntilClose || responseComplete(out) { break }
-    }
-    return out
-}
-
-/// True once the headers and `Content-Length` bytes of body have arrived (servers may keep the connection open).
-private func responseComplete(_ data: [UInt8]) -> Bool {
-    guard let split = data.firstRange(of: Array("\r\n\r\n".utf8)) else { return false }
-    let head = String(decoding: data[..<split.lowerBound], as: UTF8.self).lowercased()
-    guard let line = head.split(separator: "\r\n").first(where: { $0.hasPrefix("content-length:") }),
-          let length = Int(line.dropFirst("content-length:".count).trimmingCharacters(in: .whitespaces)) else { return false }
-    return data.count - split.upperBound >= length
-}
-
-struct TestError: Error, CustomStringConvertible {
-    let description: String
-    init(_ d: String) { description = d }
-}
-
-func waitUntil(timeout: Double, _ what: String, _ condition: () -> Bool) throws {
-    let deadline = Date().addingTimeInterval(timeout)
-    while Date() < deadline {
-        if condition() { return }
-        usleep(50_000)
-    }
-    throw TestError("timed out waiting for \(what)")
-}
-
-/// Starts a real redis-server per test and the gateway nodes a test asks for.
+/// Starts a real redis-server per test (or uses the shared cluster, see `TestRedis`) and the
+/// gateway nodes a test asks for.
 class IntegrationCase: XCTestCase {
     static let loop = try! ClientLoop()
+    /// The test's own server; nil in cluster mode (tests that talk to it call `requireSingleRedis`).
     var redis: RedisServer!
     var nodes: [GatewayNodeProcess] = []
 
     override func setUpWithError() throws {
-        redis = try RedisServer()
+        if TestRedis.isCluster {
+            try TestRedis.flushCluster()
+        } else {
+            redis = try RedisServer()
+        }
     }
 
     override func tearDown() {
@@ -339,8 +231,14 @@ class IntegrationCase: XCTestCase {
         redis = nil
     }
 
+    /// Skips the test on a shared cluster: it talks to one redis-server directly (a port,
+    /// redis-cli, a kill or restart, CONFIG), which a cluster run does not have.
+    func requireSingleRedis(_ why: String) throws {
+        if TestRedis.isCluster { throw XCTSkip("needs a redis-server of its own, not the shared cluster: \(why)") }
+    }
+
     func startNode(_ name: String = "n1", env: [String: String] = [:], dev: Bool = false) throws -> GatewayNodeProcess {
-        let node = try GatewayNodeProcess(name: name, redisPort: redis.port, env: env, dev: dev)
+        let node = try GatewayNodeProcess(name: name, redisPort: redis?.port ?? 0, env: env, dev: dev)
         nodes.append(node)
         return node
     }

@@ -171,6 +171,7 @@ final class HistoryCapTests: IntegrationCase {
     /// A node that misses publications on pub/sub fills the gap from history in capped pages:
     /// every subscriber still gets each publication once, in order, and nobody is closed.
     func testGapFillLongerThanOneReplyComesInPages() throws {
+        try requireSingleRedis("writes the channel log with EVAL on the server port")
         let node = try startNode(env: ["GATEWAY_HISTORY_MAX_REPLY_BYTES": "4096"])
         let (session, hello) = try open(node, "u1")
         let epoch = try XCTUnwrap(hello["ok"]?["epoch"]?.stringValue)

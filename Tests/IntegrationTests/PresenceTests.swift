@@ -61,6 +61,7 @@ final class PresenceTests: IntegrationCase {
     /// each `presence` call stays as cheap as with a handful, measured inside Redis. The
     /// bound is ~100x the real cost; walking 100,000 entries takes far longer.
     func testPresenceCostDoesNotGrowWithTheCrowd() throws {
+        try requireSingleRedis("seeds presence keys and reads INFO commandstats on the server port")
         let node = try startNode()
         try createProduct(node, "p1")
         let me = try subscribed(node, "me")
@@ -107,6 +108,7 @@ final class PresenceTests: IntegrationCase {
     /// of them (bounded work), and they are all gone after three calls. (The live node's
     /// own renewal, which reaps too, first runs presence_ttl_s/3 = 10 s after it starts.)
     func testADeadNodesCrowdIsReapedInBoundedSlices() throws {
+        try requireSingleRedis("seeds a dead node's presence keys with EVAL on the server port")
         let node = try startNode()
         try createProduct(node, "p1")
         let me = try subscribed(node, "me")
@@ -129,6 +131,7 @@ final class PresenceTests: IntegrationCase {
     /// A node taken for dead (its heartbeat expired, e.g. a long stall) while it still
     /// serves its users: they are reaped, and its next renewal puts them all back.
     func testANodeTakenForDeadPutsItsUsersBack() throws {
+        try requireSingleRedis("expires a node's presence entry with EVAL on the server port")
         let node = try startNode(env: ["GATEWAY_GROUPS_PRESENCE_TTL_S": "3"])
         try createProduct(node, "p1")
         let sessions = try (0..<5).map { try subscribed(node, "u\($0)") }

@@ -3,79 +3,11 @@ import GatewayClient
 import GatewayProtocol
 import XCTest
 
-/// A redis-server started with the test's own arguments (debug commands, passwords, ACL
-/// users, a unix socket, replication, eviction policy), restartable on the same port.
-final class CustomRedis {
-    let port: Int
-    let dir: URL
-    let arguments: [String]
-    private(set) var process: Process?
-    var socketPath: String { dir.appendingPathComponent("redis.sock").path }
-    var logURL: URL { dir.appendingPathComponent("redis.log") }
-    /// redis-cli arguments that authenticate (for servers with a password).
-    var auth: [String] = []
-
-    init(_ arguments: [String] = [], auth: [String] = []) throws {
-        port = freePort()
-        self.arguments = arguments
-        self.auth = auth
-        dir = URL(fileURLWithPath: "/tmp").appendingPathComponent("gw-cr-\(UUID().uuidString.prefix(8))")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        try start()
-    }
-
-    private func readyLines() -> Int {
-        ((try? String(contentsOf: logURL, encoding: .utf8)) ?? "").components(separatedBy: "Ready to accept connections").count - 1
-    }
-
-    func start() throws {
-        let before = readyLines()
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/redis-server")
-        p.arguments = ["--port", String(port), "--bind", "127.0.0.1", "--dir", dir.path, "--save", "", "--appendonly", "yes",
-                       "--appendfsync", "always", "--enable-debug-command", "local", "--unixsocket", socketPath,
-                       "--unixsocketperm", "700", "--logfile", logURL.path] + arguments
-        try p.run()
-        process = p
-        try waitUntil(timeout: 10, "redis-server on \(port)") { readyLines() > before }
-    }
-
-    /// `redis-cli` against this server; `input` is fed on stdin (one command a line).
-    @discardableResult
-    func cli(_ args: [String], input: String? = nil, db: Int = 0) -> String {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/redis-cli")
-        p.arguments = ["-p", String(port), "-n", String(db), "--no-auth-warning"] + auth + args
-        let out = Pipe()
-        p.standardOutput = out
-        p.standardError = out
-        let inPipe = Pipe()
-        p.standardInput = inPipe
-        guard (try? p.run()) != nil else { return "" }
-        if let input { inPipe.fileHandleForWriting.write(Data(input.utf8)) }
-        try? inPipe.fileHandleForWriting.close()
-        let data = out.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-    }
-
-    func waitExited(timeout: Double = 10) {
-        guard let p = process else { return }
-        let deadline = Date().addingTimeInterval(timeout)
-        while p.isRunning && Date() < deadline { usleep(20_000) }
-        process = nil
-    }
-
-    func stop() {
-        guard let p = process else { return }
-        p.terminate()
-        p.waitUntilExit()
-        process = nil
-    }
-
-    deinit {
-        stop()
-        try? FileManager.default.removeItem(at: dir)
+extension RedisServer {
+    /// A redis-server with `DEBUG`, a unix socket and the test's own arguments (passwords, ACL
+    /// users, replication, eviction policy), restartable on the same port.
+    static func custom(_ arguments: [String] = [], auth: [String] = []) throws -> RedisServer {
+        try RedisServer(debug: true, extra: arguments, auth: auth)
     }
 }
 
@@ -110,10 +42,12 @@ final class StopFlag: @unchecked Sendable {
 /// server), credentials, databases, unix sockets, replica durability, the eviction policy
 /// check and the TTL of every transient key.
 final class RedisLinkTests: IntegrationCase {
-    /// These tests start their own servers (`CustomRedis`), not the harness' default one.
-    override func setUpWithError() throws {}
+    /// These tests start their own servers (`RedisServer.custom`), not the harness' default one.
+    override func setUpWithError() throws {
+        try requireSingleRedis("the link to one redis-server: its faults, credentials, unix socket and policy")
+    }
 
-    private func startNode(_ name: String, on server: CustomRedis, env: [String: String] = [:], url: String? = nil,
+    private func startNode(_ name: String, on server: RedisServer, env: [String: String] = [:], url: String? = nil,
                            waitReady: Bool = true) throws -> GatewayNodeProcess {
         let node = try GatewayNodeProcess(name: name, redisPort: server.port, env: env, redisURL: url, waitReady: waitReady)
         nodes.append(node)
@@ -132,8 +66,8 @@ final class RedisLinkTests: IntegrationCase {
     /// and the loop idle (not spinning on a dead descriptor).
     @discardableResult
     private func assertRecovers(from what: String, env: [String: String] = [:],
-                                _ fault: (CustomRedis, GatewayNodeProcess, GatewaySession) throws -> Void) throws -> (GatewayNodeProcess, CustomRedis) {
-        let server = try CustomRedis()
+                                _ fault: (RedisServer, GatewayNodeProcess, GatewaySession) throws -> Void) throws -> (GatewayNodeProcess, RedisServer) {
+        let server = try RedisServer.custom()
         let node = try startNode("n1", on: server, env: ["GATEWAY_ORDERS_TTL_S": "1"].merging(env) { $1 })
         try createProduct(node, "p1")
         _ = try uploadKeys(node, "p1", ["K-1", "K-2", "K-3"])
@@ -225,7 +159,7 @@ final class RedisLinkTests: IntegrationCase {
     /// `unavailable`, /readyz 503, one log line naming the stall) and comes back after it.
     func testRedisFrozenBySigstopPastTheTimeout() throws {
         try assertRecovers(from: "SIGSTOP past redis.timeout_s", env: ["GATEWAY_REDIS_TIMEOUT_S": "2"]) { server, node, session in
-            let pid = try XCTUnwrap(server.process?.processIdentifier)
+            let pid = try XCTUnwrap(server.pid)
             XCTAssertEqual(kill(pid, SIGSTOP), 0)
             defer { kill(pid, SIGCONT) }
             let stoppedAt = Date()
@@ -268,7 +202,7 @@ final class RedisLinkTests: IntegrationCase {
 
     /// An ACL user with a password and db 3: AUTH and SELECT on both connections, keys in db 3.
     func testACLUserPasswordAndDatabase() throws {
-        let server = try CustomRedis(Self.aclServer, auth: ["--user", "alice", "--pass", "alice-pw"])
+        let server = try RedisServer.custom(Self.aclServer, auth: ["--user", "alice", "--pass", "alice-pw"])
         let node = try startNode("n1", on: server, url: "redis://alice:alice-pw@127.0.0.1:\(server.port)/3")
         try createProduct(node, "p1")
         let (session, _) = try open(node, "u1")
@@ -293,7 +227,7 @@ final class RedisLinkTests: IntegrationCase {
 
     /// A wrong password: /readyz 503 with a clear log line, the process keeps running and retrying.
     func testWrongPasswordIsNotReadyAndSaysWhy() throws {
-        let server = try CustomRedis(Self.aclServer, auth: ["--user", "alice", "--pass", "alice-pw"])
+        let server = try RedisServer.custom(Self.aclServer, auth: ["--user", "alice", "--pass", "alice-pw"])
         let node = try startNode("n1", on: server, url: "redis://alice:not-the-pw@127.0.0.1:\(server.port)", waitReady: false)
         try waitUntil(timeout: 15, "the node answers HTTP") { (try? node.http("GET", "/healthz")) != nil }
         usleep(3_000_000)
@@ -305,7 +239,7 @@ final class RedisLinkTests: IntegrationCase {
     }
 
     func testUnixSocketWithDatabase() throws {
-        let server = try CustomRedis()
+        let server = try RedisServer.custom()
         let node = try startNode("n1", on: server, url: "unix://\(server.socketPath)?db=2")
         try createProduct(node, "p1")
         let (session, _) = try open(node, "u1")
@@ -320,8 +254,8 @@ final class RedisLinkTests: IntegrationCase {
     /// `replicas:1`: money writes are answered once a replica has them, and 503 `unavailable`
     /// (temporary) when no replica acknowledges in time.
     func testReplicaDurability() throws {
-        let master = try CustomRedis()
-        let replica = try CustomRedis(["--replicaof", "127.0.0.1", String(master.port)])
+        let master = try RedisServer.custom()
+        let replica = try RedisServer.custom(["--replicaof", "127.0.0.1", String(master.port)])
         try waitUntil(timeout: 15, "replica in sync") {
             master.cli(["INFO", "replication"]).contains("state=online")
         }
@@ -355,7 +289,7 @@ final class RedisLinkTests: IntegrationCase {
     // MARK: maxmemory-policy
 
     func testRefusesToStartUnlessNoeviction() throws {
-        let server = try CustomRedis(["--maxmemory-policy", "allkeys-lru"])
+        let server = try RedisServer.custom(["--maxmemory-policy", "allkeys-lru"])
         let node = try startNode("n1", on: server, waitReady: false)
         let status = node.waitExit(timeout: 20)
         XCTAssertNotNil(status, "the node stopped")
@@ -363,7 +297,7 @@ final class RedisLinkTests: IntegrationCase {
         XCTAssertTrue(node.log().contains("maxmemory-policy"), node.log())
 
         // CONFIG renamed away: a warning, and the node runs.
-        let hidden = try CustomRedis(["--rename-command", "CONFIG", ""])
+        let hidden = try RedisServer.custom(["--rename-command", "CONFIG", ""])
         let ok = try startNode("n2", on: hidden)
         XCTAssertTrue(ok.log().contains("cannot check maxmemory-policy"), ok.log())
     }
@@ -371,7 +305,7 @@ final class RedisLinkTests: IntegrationCase {
     /// After a reconnect (a failover to a misconfigured server) the policy is checked again:
     /// not `noeviction` keeps the started node running and not ready until it is fixed.
     func testEvictionPolicyCheckedAgainAfterReconnect() throws {
-        let server = try CustomRedis()
+        let server = try RedisServer.custom()
         let node = try startNode("n1", on: server)
         try createProduct(node, "p1")
         let (session, _) = try open(node, "u1")
@@ -396,7 +330,7 @@ final class RedisLinkTests: IntegrationCase {
     /// Every transient key gets a TTL (or goes away with what it belongs to): idempotency
     /// keys, gift and pay codes, mutes, watches, presence of a dead node.
     func testTransientKeysExpire() throws {
-        let server = try CustomRedis()
+        let server = try RedisServer.custom()
         let env = ["GATEWAY_ORDERS_TTL_S": "1", "GATEWAY_GIFTS_TTL_S": "1", "GATEWAY_FRIENDPAY_TTL_S": "1",
                    "GATEWAY_PAYMENTS_GRACE_S": "1", "GATEWAY_ALERTS_WATCH_TTL_S": "2", "GATEWAY_GROUPS_PRESENCE_TTL_S": "3"]
         let a = try startNode("n1", on: server, env: env)

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import GatewayTestSupport
 import GatewayProtocol
 
 /// Scenario 6: the holiday peak with faults injected while it runs. A node is SIGKILLed

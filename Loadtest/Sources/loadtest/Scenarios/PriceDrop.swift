@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import GatewayTestSupport
 import GatewayProtocol
 
 /// Scenario 4: one price cut with many watchers, most of them offline. Measures how

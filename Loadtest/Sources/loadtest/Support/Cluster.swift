@@ -1,4 +1,5 @@
 import Foundation
+import GatewayTestSupport
 
 /// One gateway node as the load tester reaches it.
 struct Endpoint: Codable {
@@ -34,11 +35,15 @@ final class Cluster {
     let secret: String
     let spawned: Bool
     let logDir: String
-    private var redis: ChildProcess?
+    /// The one redis-server (restartable on its port and AOF), or nil with `--redis-cluster`.
+    private let redis: RedisServer?
+    /// The local Redis Cluster of `--redis-cluster N`.
+    let redisCluster: RedisClusterLauncher?
+    /// The master the Redis faults hit on a cluster (SIGKILL: its replica takes over).
+    private var faultPort: Int?
     private var nodes: [ChildProcess]
     private let redisDir: String?
-    /// How each process was started, so the chaos scenario can start it again alike.
-    private var redisLaunch: (path: String, args: [String], log: String, port: Int)?
+    /// How each node was started, so the chaos scenario can start it again alike.
     private var nodeLaunch: [(path: String, args: [String], env: [String: String], log: String)] = []
     /// Guards `redis`, `nodes` and `endpoints` while a fault thread restarts processes.
     private let restartLock = NSLock()
@@ -46,8 +51,10 @@ final class Cluster {
     private let watchedRedisPid: pid_t?
 
     private init(endpoints: [Endpoint], shopKey: String, secret: String, spawned: Bool, logDir: String,
-                 redis: ChildProcess?, nodes: [ChildProcess], redisDir: String?, watchedRedisPid: pid_t? = nil) {
+                 redis: RedisServer?, redisCluster: RedisClusterLauncher? = nil, nodes: [ChildProcess], redisDir: String?,
+                 watchedRedisPid: pid_t? = nil) {
         self.watchedRedisPid = watchedRedisPid
+        self.redisCluster = redisCluster
         self.endpoints = endpoints
         self.shopKey = shopKey
         self.secret = secret
@@ -58,8 +65,14 @@ final class Cluster {
         self.redisDir = redisDir
     }
 
-    var redisPid: pid_t? { restartLock.withLock { redis?.pid } ?? watchedRedisPid }
-    var redisPort: Int? { redisLaunch?.port }
+    var redisPid: pid_t? { redis?.pid ?? watchedRedisPid }
+    /// The single server's port; on a cluster, the master that owns slot 0 (the one Redis faults hit).
+    var redisPort: Int? {
+        if let redisCluster { return restartLock.withLock { faultPort } ?? (try? redisCluster.masterFor(slot: 0)) }
+        return redis?.port
+    }
+    /// What the nodes get as `--redis`.
+    var redisURL: String? { redisCluster?.url ?? redis.map { "redis://127.0.0.1:\($0.port)" } }
 
     /// A server that is not a gateway and that this run did not start (Nchan for
     /// `fanout --target nchan`): its processes and Redis are only watched for CPU and RSS.
@@ -90,25 +103,27 @@ final class Cluster {
         guard FileManager.default.isExecutableFile(atPath: gateway) else {
             throw SpawnError("no gateway binary at \(gateway): build it (swift build -c release --product gateway) or pass --gateway")
         }
-        guard let redisServer = findInPath("redis-server") else {
-            throw SpawnError("redis-server not found in PATH: install it (apt-get install redis-server)")
-        }
         let redisDir = NSTemporaryDirectory() + "loadtest-redis-\(getpid())-\(Int.random(in: 0..<1_000_000))"
-        try FileManager.default.createDirectory(atPath: redisDir, withIntermediateDirectories: true)
         Children.addScratch(redisDir)
-        let redisPort = try Machine.freePort()
-        var redisArgs = [
-            "--port", String(redisPort), "--bind", "127.0.0.1", "--dir", redisDir,
-            "--appendonly", options.redisAof ? "yes" : "no", "--appendfsync", options.redisFsyncAlways ? "always" : "everysec", "--save", "",
-            "--logfile", "\(logDir)/redis.log", "--daemonize", "no", "--protected-mode", "yes",
-        ]
-        // DEBUG SLEEP (Redis 7 refuses DEBUG unless enabled; `local` keeps it to loopback).
-        if options.redisDebugCommand { redisArgs += ["--enable-debug-command", "local"] }
-        let redis = try ChildProcess.spawn(redisServer, redisArgs, name: "redis", kind: .redis, stderr: .file("\(logDir)/redis.log"))
+        // Tied to this process (PDEATHSIG): Redis goes with the load tester however it ends.
+        var redis: RedisServer?
+        var redisCluster: RedisClusterLauncher?
+        if let masters = options.redisCluster {
+            let started = Clock.now()
+            redisCluster = try RedisClusterLauncher(masters: masters, dir: URL(fileURLWithPath: redisDir),
+                                                    appendOnly: options.redisAof, fsyncAlways: options.redisFsyncAlways)
+            progress.note("started a Redis Cluster of \(masters) masters and \(masters) replicas in \(Fmt.num(Clock.now() - started, 1)) s: \(redisCluster!.url)")
+        } else {
+            let server = try RedisServer(dir: URL(fileURLWithPath: redisDir), appendOnly: options.redisAof, fsyncAlways: options.redisFsyncAlways,
+                                         debug: options.redisDebugCommand, extra: ["--protected-mode", "yes"],
+                                         logURL: URL(fileURLWithPath: "\(logDir)/redis.log"))
+            server.removesFolder = false
+            redis = server
+        }
+        let redisURL = redisCluster?.url ?? "redis://127.0.0.1:\(redis!.port)"
         var cluster: Cluster?
         var nodes: [ChildProcess] = []
         do {
-            try waitForRedis(port: redisPort, process: redis)
             let secret = Machine.randomHex(bytes: 24)
             let shopKey = "shop-" + Machine.randomHex(bytes: 16)
             var env = [
@@ -125,12 +140,12 @@ final class Cluster {
             var eps: [Endpoint] = []
             var launches: [(path: String, args: [String], env: [String: String], log: String)] = []
             for k in 1...options.spawnCount {
-                let port = try Machine.freePort()
+                let port = freePort()
                 let name = "n\(k)"
                 let log = "\(logDir)/node-\(name).log"
                 let args = [
                     "serve", "--config", config, "--host", "127.0.0.1", "--port", String(port), "--node", name,
-                    "--redis", "redis://127.0.0.1:\(redisPort)",
+                    "--redis", redisURL,
                 ]
                 let node = try ChildProcess.spawn(gateway, args, name: "node \(name)", kind: .node, environment: env, stdout: .file(log), stderr: .file(log))
                 launches.append((gateway, args, env, log))
@@ -139,61 +154,24 @@ final class Cluster {
             }
             for (ep, node) in zip(eps, nodes) { try waitReady(ep, node) }
             cluster = Cluster(endpoints: eps, shopKey: shopKey, secret: secret, spawned: true, logDir: logDir,
-                              redis: redis, nodes: nodes, redisDir: redisDir)
-            cluster!.redisLaunch = (redisServer, redisArgs, "\(logDir)/redis.log", redisPort)
+                              redis: redis, redisCluster: redisCluster, nodes: nodes, redisDir: redisDir)
             cluster!.nodeLaunch = launches
             // Throwaway secrets, so a person can poke at the nodes while the run goes on.
-            let info: [String: Any] = ["redis": "redis://127.0.0.1:\(redisPort)", "shopKey": shopKey, "secret": secret,
+            let info: [String: Any] = ["redis": redisURL, "shopKey": shopKey, "secret": secret,
                                        "nodes": eps.map { ["name": $0.name, "url": $0.wsURL, "pid": Int($0.pid ?? 0)] }]
             if let data = try? JSONSerialization.data(withJSONObject: info, options: [.prettyPrinted, .sortedKeys]) {
                 try? data.write(to: URL(fileURLWithPath: "\(logDir)/cluster.json"))
             }
-            progress.note("spawned redis-server :\(redisPort) and \(eps.count) gateway node(s): "
+            progress.note("spawned \(redisCluster == nil ? "redis-server :\(redis!.port)" : "the Redis Cluster") and \(eps.count) gateway node(s): "
                 + eps.map { "\($0.name) :\($0.port) (pid \($0.pid!))" }.joined(separator: ", ") + "; logs in \(logDir)")
             return cluster!
         } catch {
             nodes.forEach { $0.stop(grace: 3) }
-            redis.stop(grace: 3)
+            redis?.stop(grace: 3)
+            redisCluster?.stop()
             Children.removeScratch(redisDir)
             throw error
         }
-    }
-
-    private static func findInPath(_ name: String) -> String? {
-        let dirs = (ProcessInfo.processInfo.environment["PATH"] ?? "").split(separator: ":").map(String.init)
-            + ["/usr/bin", "/usr/sbin", "/usr/local/bin"]
-        return dirs.map { "\($0)/\(name)" }.first { FileManager.default.isExecutableFile(atPath: $0) }
-    }
-
-    private static func waitForRedis(port: Int, process: ChildProcess) throws {
-        let deadline = Clock.now() + 10
-        while Clock.now() < deadline {
-            if process.poll() != nil { throw SpawnError("redis-server exited at start:\n\(process.logTail())") }
-            if redisPing(port: port) { return }
-            usleep(50_000)
-        }
-        throw SpawnError("redis-server did not answer PING on port \(port) within 10 s")
-    }
-
-    private static func redisPing(port: Int) -> Bool {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { return false }
-        defer { close(fd) }
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_port = UInt16(port).bigEndian
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let ok = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
-        }
-        guard ok else { return false }
-        var tv = timeval(tv_sec: 1, tv_usec: 0)
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-        let ping = Array("PING\r\n".utf8)
-        guard send(fd, ping, ping.count, Int32(MSG_NOSIGNAL)) == ping.count else { return false }
-        var buf = [UInt8](repeating: 0, count: 64)
-        let n = recv(fd, &buf, buf.count, 0)
-        return n > 0 && String(decoding: buf[..<n], as: UTF8.self).hasPrefix("+PONG")
     }
 
     private static func waitReady(_ ep: Endpoint, _ node: ChildProcess) throws {
@@ -240,11 +218,12 @@ final class Cluster {
     }
 
     func stop() {
-        let (nodes, redis) = restartLock.withLock { (self.nodes, self.redis) }
+        let nodes = restartLock.withLock { self.nodes }
         // Nodes first: they close their clients (1001) and the TIME_WAIT lands on their side.
         for n in nodes { n.signal(SIGTERM) }
         for n in nodes { n.stop(grace: 12) }
         redis?.stop(grace: 5)
+        redisCluster?.stop()
         if let redisDir { Children.removeScratch(redisDir) }
     }
 }
@@ -298,28 +277,51 @@ extension Cluster {
         throw SpawnError("\(what) did not come back: \(lastError)")
     }
 
-    /// SIGKILL Redis (a crash: only what the AOF holds survives) and reap it.
+    /// SIGKILL Redis (a crash: only what the AOF holds survives) and reap it; on a cluster,
+    /// the master of slot 0 (its replica takes over).
     func killRedis() {
-        guard let r = restartLock.withLock({ redis }) else { return }
-        r.signal(SIGKILL)
-        _ = r.waitExit(timeout: 5)
+        if let redisCluster, let port = redisPort {
+            restartLock.withLock { faultPort = port }
+            redisCluster.kill(port: port)
+            return
+        }
+        redis?.kill()
     }
 
     /// `SHUTDOWN NOSAVE` (a clean stop without an RDB; the AOF is flushed) and wait for the exit.
     func shutdownRedis() throws {
-        guard let r = restartLock.withLock({ redis }), let port = redisPort else { return }
+        guard let port = redisPort else { return }
+        if redisCluster != nil { restartLock.withLock { faultPort = port } }
         let probe = try RedisProbe(url: "redis://127.0.0.1:\(port)", timeout: 5)
         _ = try? probe.call(["SHUTDOWN", "NOSAVE"])   // the connection just closes on success
-        guard r.waitExit(timeout: 10) != nil else { throw SpawnError("redis-server did not exit after SHUTDOWN NOSAVE") }
+        if let redisCluster {
+            try waitUntil(timeout: 10, "redis-server :\(port) exited after SHUTDOWN NOSAVE") { !redisCluster.livePorts.contains(port) }
+        } else if redis?.waitExited(timeout: 10) == false {
+            throw SpawnError("redis-server did not exit after SHUTDOWN NOSAVE")
+        }
     }
 
-    /// Starts Redis again on the same port and data folder (it loads its AOF); waits for PING.
+    /// Starts Redis again on the same port and data folder (it loads its AOF); waits until it
+    /// serves (on a cluster: until the cluster is healthy, the node back as a replica).
     func restartRedis() throws {
-        guard let l = redisLaunch else { throw SpawnError("redis was not spawned by this run") }
-        let child = try Self.respawn("redis-server") {
-            try ChildProcess.spawn(l.path, l.args, name: "redis", kind: .redis, stderr: .file(l.log))
-        } ready: { try Self.waitForRedis(port: l.port, process: $0) }
-        restartLock.withLock { redis = child }
+        if let redisCluster {
+            guard let port = restartLock.withLock({ faultPort }) else { throw SpawnError("no cluster node was stopped") }
+            try redisCluster.restart(port: port)
+            try redisCluster.waitHealthy(timeout: 30)
+            restartLock.withLock { faultPort = nil }
+            return
+        }
+        guard let redis else { throw SpawnError("redis was not spawned by this run") }
+        var lastError = ""
+        // The port may sit in TIME_WAIT briefly after a kill.
+        for _ in 0..<20 {
+            do { try redis.start(); return } catch {
+                lastError = "\(error)"
+                redis.stop(grace: 1)
+                usleep(250_000)
+            }
+        }
+        throw SpawnError("redis-server did not come back: \(lastError)")
     }
 
     /// True when every node answers /readyz 200 (Redis reachable from each).

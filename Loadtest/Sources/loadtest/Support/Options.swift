@@ -33,6 +33,11 @@ struct ClusterOptions: ParsableArguments {
     @Flag(inversion: .prefixedNo, help: "Spawned redis-server keeps an AOF (fsync every second), as `gateway serve` does.")
     var redisAof = true
 
+    @Option(name: .customLong("redis-cluster"), help: ArgumentHelp(
+        "Spawned nodes share a local Redis Cluster of N masters with one replica each (3 to 16) instead of one redis-server; chaos's Redis faults then hit the master of slot 0 (its replica takes over).",
+        valueName: "N"))
+    var redisCluster: Int?
+
     var external: Bool { !urls.isEmpty }
 
     /// Spawned Redis fsyncs every write (`appendfsync always`): acknowledged writes survive a SIGKILL (chaos).
@@ -45,6 +50,7 @@ struct ClusterOptions: ParsableArguments {
             guard shopKey != nil, secret != nil else {
                 throw ValidationError("--url needs --shop-key and --secret (the nodes' api.shop_key and auth.secret)")
             }
+            if redisCluster != nil { throw ValidationError("--redis-cluster starts Redis for spawned nodes: not with --url") }
             for url in urls {
                 guard let ep = Endpoint(wsURL: url, name: "") else { throw ValidationError("--url \(url): expected ws://host:port/ws") }
                 guard SourceAddresses.isLoopback(host: ep.host) else {
@@ -53,6 +59,7 @@ struct ClusterOptions: ParsableArguments {
             }
         } else {
             guard (1...64).contains(spawnCount) else { throw ValidationError("--nodes must be 1 to 64") }
+            if let n = redisCluster, !(3...16).contains(n) { throw ValidationError("--redis-cluster must be 3 to 16 (masters)") }
         }
         for kv in nodeEnv where !kv.contains("=") {
             throw ValidationError("--node-env \(kv): expected KEY=value")

@@ -1,39 +1,49 @@
 import Foundation
 
 /// A Redis reply, as far as the checks need it.
-indirect enum RESP {
+public indirect enum RESP: Equatable {
     case simple(String)
     case error(String)
     case int(Int64)
     case bulk([UInt8]?)
     case array([RESP]?)
 
-    var int: Int64? { if case .int(let v) = self { return v } else { return nil } }
-    var text: String? {
+    public var int: Int64? { if case .int(let v) = self { return v } else { return nil } }
+    public var text: String? {
         switch self {
         case .simple(let s): s
         case .bulk(let b?): String(decoding: b, as: UTF8.self)
         default: nil
         }
     }
-    var array: [RESP]? { if case .array(let a?) = self { return a } else { return nil } }
+    public var array: [RESP]? { if case .array(let a?) = self { return a } else { return nil } }
 }
 
 /// A blocking, pipelining Redis client for checking what the gateway stored (never on
-/// the gateway's own connections, so it measures without going through it).
-final class RedisProbe {
+/// the gateway's own connections, so it measures without going through it), and for the
+/// launchers' own health checks.
+public final class RedisProbe {
     private var fd: Int32 = -1
     private var buffer: [UInt8] = []
     private var head = 0
 
     /// `redis://host:port`.
-    init(url: String, timeout: Double = 10) throws {
-        guard url.hasPrefix("redis://") else { throw HTTPError("redis URL must be redis://host:port, got \(url)") }
+    public convenience init(port: Int, timeout: Double = 10) throws {
+        try self.init(url: "redis://127.0.0.1:\(port)", timeout: timeout)
+    }
+
+    /// One command on a fresh connection to 127.0.0.1:`port`.
+    public static func call(port: Int, _ args: [String], timeout: Double = 5) throws -> RESP {
+        try RedisProbe(port: port, timeout: timeout).call(args)
+    }
+
+    public init(url: String, timeout: Double = 10) throws {
+        guard url.hasPrefix("redis://") else { throw TestError("redis URL must be redis://host:port, got \(url)") }
         let hostPort = url.dropFirst(8).split(separator: "/").first ?? ""
         let parts = hostPort.split(separator: ":")
-        guard parts.count == 2, let port = UInt16(parts[1]) else { throw HTTPError("bad redis URL \(url)") }
+        guard parts.count == 2, let port = UInt16(parts[1]) else { throw TestError("bad redis URL \(url)") }
         let s = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard s >= 0 else { throw HTTPError("socket(): \(String(cString: strerror(errno)))") }
+        guard s >= 0 else { throw TestError("socket(): \(String(cString: strerror(errno)))") }
         var tv = timeval(tv_sec: Int(timeout), tv_usec: 0)
         setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
         var addr = sockaddr_in()
@@ -45,17 +55,17 @@ final class RedisProbe {
         }
         guard rc == 0 else {
             close(s)
-            throw HTTPError("connect \(url): \(String(cString: strerror(errno)))")
+            throw TestError("connect \(url): \(String(cString: strerror(errno)))")
         }
         fd = s
     }
 
     deinit { if fd >= 0 { close(fd) } }
 
-    func call(_ args: [String]) throws -> RESP { try pipeline([args])[0] }
+    public func call(_ args: [String]) throws -> RESP { try pipeline([args])[0] }
 
     /// Sends every command, then reads every reply.
-    func pipeline(_ commands: [[String]]) throws -> [RESP] {
+    public func pipeline(_ commands: [[String]]) throws -> [RESP] {
         var out: [UInt8] = []
         for args in commands {
             out += Array("*\(args.count)\r\n".utf8)
@@ -68,7 +78,7 @@ final class RedisProbe {
         while off < out.count {
             let n = out[off...].withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
             if n < 0 && errno == EINTR { continue }
-            guard n > 0 else { throw HTTPError("redis send: \(String(cString: strerror(errno)))") }
+            guard n > 0 else { throw TestError("redis send: \(String(cString: strerror(errno)))") }
             off += n
         }
         return try commands.map { _ in try reply() }
@@ -76,7 +86,7 @@ final class RedisProbe {
 
     private func reply() throws -> RESP {
         let line = try readLine()
-        guard let kind = line.first else { throw HTTPError("redis: empty reply line") }
+        guard let kind = line.first else { throw TestError("redis: empty reply line") }
         let rest = String(decoding: line.dropFirst(), as: UTF8.self)
         switch kind {
         case UInt8(ascii: "+"): return .simple(rest)
@@ -97,7 +107,7 @@ final class RedisProbe {
             for _ in 0..<n { items.append(try reply()) }
             return .array(items)
         default:
-            throw HTTPError("redis: unexpected reply type \(kind)")
+            throw TestError("redis: unexpected reply type \(kind)")
         }
     }
 
@@ -130,9 +140,15 @@ final class RedisProbe {
         while true {
             let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
             if n < 0 && errno == EINTR { continue }
-            guard n > 0 else { throw HTTPError(n == 0 ? "redis closed the connection" : "redis recv: \(String(cString: strerror(errno)))") }
+            guard n > 0 else { throw TestError(n == 0 ? "redis closed the connection" : "redis recv: \(String(cString: strerror(errno)))") }
             buffer += chunk[..<n]
             return
         }
     }
+}
+
+/// True when a Redis server answers PING on 127.0.0.1:`port`.
+public func redisPing(_ port: Int) -> Bool {
+    guard let reply = try? RedisProbe.call(port: port, ["PING"], timeout: 1) else { return false }
+    return reply == .simple("PONG")
 }
