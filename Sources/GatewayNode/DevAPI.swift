@@ -266,8 +266,9 @@ extension Node {
                 }
                 if (try? created.get()) == true { self.log("dev mode: created demo product \(product.id)") }
                 guard (try? created.get()) != nil else { return finish(false) }
-                self.redis.send(["LLEN", CommerceKeys.stock(product.id)]) { reply in
-                    guard let stock = reply.int else { return finish(false) }
+                self.communityStore.product(product.id) { viewed in
+                    guard case .success(let view?) = viewed else { return finish(false) }
+                    let stock = view.stock
                     guard stock < Self.demoLowStock else { return finish(true) }
                     self.addDemoKeys(product.id, count: Self.demoKeyBatch) { finish($0) }
                 }
