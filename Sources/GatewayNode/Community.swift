@@ -171,8 +171,8 @@ extension Node {
             case .success(.updated(let previous, let now, let title, let currency)):
                 self.getProduct(request, caller, id)
                 if now < previous {
-                    self.alertWatchers(AlertWalk(product: id, title: title, currency: currency, previous: previous, price: now,
-                                                     cooldownMs: Int64(self.options.alertCooldownSeconds) * 1000))
+                    self.alertWatchers(AlertWalk(PriceDrop(product: id, title: title, currency: currency, previous: previous, price: now,
+                                                               cooldownMs: Int64(self.options.alertCooldownSeconds) * 1000)))
                 }
             }
         }
@@ -182,8 +182,7 @@ extension Node {
     /// The next page is read while the previous one is being sent (one page ahead, no
     /// more), so Redis never waits on this node and other commands still interleave.
     final class AlertWalk {
-        let product: String, title: String, currency: String
-        let previous: Int64, price: Int64
+        let drop: PriceDrop
         let started = DispatchTime.now().uptimeNanoseconds
         var nextStart = 0
         var reading = false
@@ -191,18 +190,10 @@ extension Node {
         var sending = 0
         var sent = 0
 
-        var drop: PriceDrop
+        init(_ drop: PriceDrop) { self.drop = drop }
 
-        init(product: String, title: String, currency: String, previous: Int64, price: Int64, cooldownMs: Int64) {
-            drop = PriceDrop(product: product, title: title, currency: currency, previous: previous, price: price,
-                             cooldownMs: cooldownMs)
-            self.product = product
-            self.title = title
-            self.currency = currency
-            self.previous = previous
-            self.price = price
-        }
-
+        var product: String { drop.product }
+        var price: Int64 { drop.price }
         var done: Bool { readAll && !reading && sending == 0 }
         var elapsedMs: Double { Double(DispatchTime.now().uptimeNanoseconds - started) / 1e6 }
     }
