@@ -11,6 +11,8 @@ final class ScriptRedisLink: RedisLink {
     var isReady = true
     /// Commands and scripts sent, in order (script names for `run`).
     private(set) var sent: [String] = []
+    /// The keys of every script run, by script name.
+    private(set) var scriptKeys: [(name: String, keys: [String])] = []
 
     init(_ redis: ScriptRedis, cluster: Bool = false) {
         self.redis = redis
@@ -34,6 +36,7 @@ final class ScriptRedisLink: RedisLink {
 
     func run(_ script: LuaScript, keys: [String], args: [RedisArgument], _ callback: @escaping (RedisReply) -> Void) {
         sent.append(script.name)
+        scriptKeys.append((script.name, keys))
         callback(isReady ? redis.run(script, keys: keys, args: args) : .disconnected)
     }
 
