@@ -2,12 +2,19 @@ import GatewayIO
 import GatewayProtocol
 import GatewayRedis
 
+/// What a decision that pushes to other slots needs around it (commerce's apply, the
+/// price-drop batches): register the outbox before, relay it after. `OutboxRelay` on Redis.
+protocol EventStore: AnyObject {
+    func register(_ outbox: String, _ done: @escaping (Bool) -> Void)
+    func relay(_ outbox: String)
+}
+
 /// Relays pushes that a decision wrote to its slot's outbox stream (Redis Cluster only) to
 /// their channels' slots: the channel's publish, guarded by the last entry id relayed from
 /// that outbox (relay.lua), so nothing is lost or doubled whichever node relays and however
 /// often. Entries are sent in outbox order; per channel they are applied in that order (one
 /// connection per master, pipelined). Store/README.md has the whole story.
-final class OutboxRelay {
+final class OutboxRelay: EventStore {
     let calls: RedisCalls
     let settings: StoreSettings
     /// Schedules the sweep; nil in tests that drive `sweep()` themselves.

@@ -8,13 +8,13 @@ import GatewayRedis
 final class RedisCommunityStore: CommunityStore {
     let calls: RedisCalls
     let settings: StoreSettings
-    let relay: OutboxRelay
+    let relay: any EventStore
     /// Users sampled by `presence`, and users of dead nodes reaped per presence read / renewal.
     static let presenceSample = 100
     static let reapPerRead = 1_000
     static let reapPerRenewal = 10_000
 
-    init(redis: any RedisLink, settings: StoreSettings, relay: OutboxRelay, log: @escaping (String) -> Void) {
+    init(redis: any RedisLink, settings: StoreSettings, relay: any EventStore, log: @escaping (String) -> Void) {
         calls = RedisCalls(redis: redis, log: log)
         self.settings = settings
         self.relay = relay
