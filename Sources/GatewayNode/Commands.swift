@@ -128,16 +128,18 @@ extension Node {
                 done(claims.products.contains(channel.id) ? nil : .forbidden("your token does not list product \(channel.id)"))
                 return
             }
-            redis.send(["HGET", CommerceKeys.members(channel.id), claims.sub]) { [weak self] reply in
-                guard let self else { return }
-                if reply.isFailure { return done(self.storageError(reply)) }
-                done((reply.int ?? 0) > 0 ? nil : .forbidden("not a buyer of \(channel.id)"))
+            communityStore.isBuyer(product: channel.id, user: claims.sub) { result in
+                switch result {
+                case .failure(let error): done(error)
+                case .success(let buyer): done(buyer ? nil : .forbidden("not a buyer of \(channel.id)"))
+                }
             }
         case .product:
-            redis.send(["EXISTS", Keys.product(channel.id)]) { [weak self] reply in
-                guard let self else { return }
-                if reply.isFailure { return done(self.storageError(reply)) }
-                done(reply.int == 1 ? nil : .notFound("no product \(channel.id)"))
+            communityStore.productExists(channel.id) { result in
+                switch result {
+                case .failure(let error): done(error)
+                case .success(let exists): done(exists ? nil : .notFound("no product \(channel.id)"))
+                }
             }
         }
     }
@@ -145,40 +147,31 @@ extension Node {
     /// The newest page that fits `history.max_reply_bytes` and `history.max_recover`, with
     /// `"truncated":true` when those caps (not `limit`) left publications out.
     private func history(_ client: Client, _ id: Int64, _ channel: Channel, since: StreamPosition?, limit: Int) {
-        let args: [RedisArgument] = [since.map { String($0.offset) } ?? "", since?.epoch ?? "", limit,
-                                     replyPublicationBytes, options.historyMaxRecover]
-        redis.eval(Scripts.history, keys: [Keys.meta(channel), Keys.log(channel)], args: args, live(client) { [weak self] reply in
+        channelStore.history(channel, since: since, limit: limit, live(client) { [weak self] result in
             guard let self else { return }
-            guard let items = reply.array, items.count >= 3, let offset = items[0].int, let epoch = items[1].text,
-                  let truncated = items[2].int else {
-                self.reply(client, id, error: self.storageError(reply), op: "history")
-                return
+            switch result {
+            case .failure(let error):
+                self.reply(client, id, error: error, op: "history")
+            case .success(let page):
+                self.count(op: "history", "ok")
+                var fields: [(String, JSON)] = [("offset", .int(page.offset)), ("epoch", .string(page.epoch))]
+                if page.truncated { fields.append(("truncated", .bool(true))) }
+                self.sendReply(client, ReplyEncoder.okWithPublications(id: id, fields: fields, publications: page.publications))
             }
-            var pubs: [[UInt8]] = []
-            var i = 4
-            while i < items.count {
-                if let bytes = items[i].bytes { pubs.append(bytes) }
-                i += 2
-            }
-            self.count(op: "history", "ok")
-            var fields: [(String, JSON)] = [("offset", .int(offset)), ("epoch", .string(epoch))]
-            if truncated == 1 { fields.append(("truncated", .bool(true))) }
-            self.sendReply(client, ReplyEncoder.okWithPublications(id: id, fields: fields, publications: pubs))
         })
     }
 
-    /// Runs the publish script: history first, then the announcement.
-    func publish(_ channel: Channel, type: String, data: JSON, _ done: @escaping (Result<UInt64, GatewayError>) -> Void) {
-        let size: Int
-        switch channel.kind {
-        case .user: size = options.historyUserSize
-        case .group: size = options.historyGroupSize
-        case .product: size = options.historyProductSize
-        }
-        let args: [RedisArgument] = [channel.description, type, data.serialized(), size, options.historyTTLSeconds, newEpoch()]
-        redis.eval(Scripts.publish, keys: [], args: args) { [weak self] reply in
-            guard let self else { return }
-            if let offset = reply.int, !reply.isFailure { done(.success(UInt64(offset))) } else { done(.failure(self.storageError(reply))) }
+    /// Publishes a push: history first, then the announcement. `merchant` non-nil: only to
+    /// that merchant's product's group: or product: channel.
+    func publish(_ channel: Channel, type: String, data: JSON, merchant: String? = nil,
+                 _ done: @escaping (Result<UInt64, GatewayError>) -> Void) {
+        channelStore.publish(channel, type: type, data: data.serialized(), merchant: merchant) { result in
+            switch result {
+            case .failure(let error): done(.failure(error))
+            case .success(.published(let offset)): done(.success(offset))
+            case .success(.noProduct): done(.failure(.notFound("no product \(channel.id)")))
+            case .success(.notYours): done(.failure(.forbidden("product \(channel.id) is not yours")))
+            }
         }
     }
 }

@@ -26,13 +26,11 @@ extension Node {
         case .presence(let channel):
             authorize(claims, channel, op: op, live(client) { error in
                 if let error { return answer(.failure(error)) }
-                let keys = [Keys.presenceOnline(channel), Keys.presenceNodes(channel), CommerceKeys.members(channel.id)]
-                self.redis.eval(CommunityScripts.presence, keys: keys, args: [self.presenceNode]) { reply in
-                    guard let items = reply.array, items.count >= 2, let online = items[0].int, let buyers = items[1].int else {
-                        return answer(.failure(self.storageError(reply)))
-                    }
-                    answer(.success(.object([("online", .int(online)), ("buyers", .int(buyers)),
-                                             ("users", .array(items.dropFirst(2).compactMap { $0.text.map(JSON.string) }))])))
+                self.communityStore.presence(channel) { result in
+                    answer(result.map { snapshot in
+                        .object([("online", .int(snapshot.online)), ("buyers", .int(snapshot.buyers)),
+                                 ("users", .array(snapshot.users.map(JSON.string)))])
+                    })
                 }
             })
         case .moderate(let channel, let action, let user, let offset, let seconds):
@@ -41,39 +39,30 @@ extension Node {
             }
             // `seconds` is within Ranges.moderateSeconds (decoder), so this cannot overflow.
             let until = now + (seconds ?? Ranges.defaultMuteSeconds) * 1000
-            let args: [RedisArgument] = [channel.id, action.rawValue, user ?? "", until, offset ?? 0,
-                                         options.historyGroupSize, options.historyTTLSeconds, newEpoch()]
-            redis.eval(CommunityScripts.moderate, keys: [], args: args) { reply in
-                switch reply.int {
-                case 1?: answer(.success(.object([])))
-                case 0?: answer(.failure(.notFound("no message at offset \(offset ?? 0) in \(channel)")))
-                default: answer(.failure(self.storageError(reply)))
+            communityStore.moderate(product: channel.id, action: action, user: user ?? "", untilMs: until, offset: offset ?? 0) { result in
+                switch result {
+                case .success(true): answer(.success(.object([])))
+                case .success(false): answer(.failure(.notFound("no message at offset \(offset ?? 0) in \(channel)")))
+                case .failure(let error): answer(.failure(error))
                 }
             }
         case .watch(let product, let below):
             let ttl = Int64(options.watchTTLSeconds) * 1000
-            redis.eval(CommunityScripts.watch, keys: [], args: [product, claims.sub, below.map { String($0) } ?? "", now, ttl]) { reply in
-                guard let price = reply.int else { return answer(.failure(self.storageError(reply))) }
-                if price < 0 { return answer(.failure(.notFound("no product \(product)"))) }
-                answer(.success(.object([("product", .string(product)), ("price", .int(price)), ("below", .int(below ?? price))])))
+            communityStore.watch(product: product, user: claims.sub, below: below, nowMs: now, ttlMs: ttl) { result in
+                switch result {
+                case .failure(let error): answer(.failure(error))
+                case .success(nil): answer(.failure(.notFound("no product \(product)")))
+                case .success(let price?):
+                    answer(.success(.object([("product", .string(product)), ("price", .int(price)), ("below", .int(below ?? price))])))
+                }
             }
         case .unwatch(let product):
-            redis.eval(CommunityScripts.unwatch, keys: [], args: [product, claims.sub]) { reply in
-                answer(reply.isFailure ? .failure(self.storageError(reply)) : .success(.object([])))
+            communityStore.unwatch(product: product, user: claims.sub) { result in
+                answer(result.map { .object([]) })
             }
         case .watches:
-            redis.eval(CommunityScripts.watches, keys: [], args: [claims.sub]) { reply in
-                guard let items = reply.array else { return answer(.failure(self.storageError(reply))) }
-                var list: [JSON] = []
-                var i = 0
-                while i + 2 < items.count {
-                    if let p = items[i].text, let r = items[i + 1].text, let w = Watch(product: p, user: claims.sub, record: r),
-                       w.expiresAt > self.now {
-                        list.append(w.json(price: items[i + 2].int))
-                    }
-                    i += 3
-                }
-                answer(.success(.object([("watches", .array(list))])))
+            communityStore.watches(user: claims.sub, nowMs: now) { result in
+                answer(result.map { list in .object([("watches", .array(list.map { $0.watch.json(price: $0.price) }))]) })
             }
         default:
             answer(.failure(.badRequest("not a community command")))
@@ -90,25 +79,20 @@ extension Node {
         if let name = claims.name { data.append(("name", .string(name))) }
         data += [("role", .string(claims.role.rawValue)), ("text", .string(text))]
         if let replyTo { data.append(("reply_to", .int(Int64(replyTo)))) }
-        let args: [RedisArgument] = [product, claims.sub, buyer ? "1" : "0", options.groupRate,
-                                     options.groupRateWindowSeconds * 1000, JSON.object(data).serialized(),
-                                     options.historyGroupSize, options.historyTTLSeconds, newEpoch()]
-        redis.eval(CommunityScripts.groupPublish, keys: [], args: args) { reply in
-            guard let items = reply.array, let first = items.first?.int else { return answer(.failure(self.storageError(reply))) }
-            switch first {
-            case -1: answer(.failure(.forbidden("you are muted in this group")))
-            case -2:
-                let retry = items.count > 1 ? items[1].int ?? 0 : 0
+        communityStore.groupPublish(product: product, user: claims.sub, limited: buyer, rate: options.groupRate,
+                                    windowMs: options.groupRateWindowSeconds * 1000, data: JSON.object(data).serialized()) { result in
+            switch result {
+            case .failure(let error): answer(.failure(error))
+            case .success(.muted): answer(.failure(.forbidden("you are muted in this group")))
+            case .success(.rateLimited(let retry)):
                 answer(.failure(GatewayError(.rateLimited, "at most \(self.options.groupRate) messages per \(self.options.groupRateWindowSeconds) s",
                                              temporary: true, retryAfterMs: max(retry, 1))))
-            default: answer(.success(.object([("offset", .int(first))])))
+            case .success(.published(let offset)): answer(.success(.object([("offset", .int(offset))])))
             }
         }
     }
 
     // MARK: Presence
-
-    private func presenceKeys(_ channel: Channel) -> [String] { [Keys.presenceOnline(channel), Keys.presenceNodes(channel)] }
 
     /// A connection of `user` now listens to `channel` (group: and product: only). Redis
     /// hears only of the first local connection of a user and the last one leaving.
@@ -118,9 +102,9 @@ extension Node {
         users[user, default: 0] += 1
         presence[channel] = users
         if users[user] == 1 {
-            redis.eval(CommunityScripts.presenceJoin, keys: presenceKeys(channel), args: [presenceNode, presenceTTLMs, user]) { [weak self] reply in
+            communityStore.presenceJoin(channel, node: presenceNode, ttlMs: presenceTTLMs, user: user) { [weak self] result in
                 // Taken for dead while it had other users here: they may have been reaped.
-                guard let self, reply.int == 1, (self.presence[channel]?.count ?? 0) > 1 else { return }
+                guard let self, case .success(true) = result, (self.presence[channel]?.count ?? 0) > 1 else { return }
                 self.syncPresence(channel)
             }
         }
@@ -132,7 +116,7 @@ extension Node {
             users[user] = n - 1
         } else {
             users[user] = nil
-            redis.eval(CommunityScripts.presenceLeave, keys: presenceKeys(channel), args: [presenceNode, user]) { _ in }
+            communityStore.presenceLeave(channel, node: presenceNode, user: user)
         }
         presence[channel] = users.isEmpty ? nil : users
     }
@@ -146,9 +130,8 @@ extension Node {
             defer { self.refreshPresence() }
             guard self.redis.isReady else { return }
             for channel in self.presence.keys {
-                self.redis.eval(CommunityScripts.presenceRenew, keys: self.presenceKeys(channel),
-                                args: [self.presenceNode, self.presenceTTLMs]) { [weak self] reply in
-                    if reply.int == 1 { self?.syncPresence(channel) }
+                self.communityStore.presenceRenew(channel, node: self.presenceNode, ttlMs: self.presenceTTLMs) { [weak self] result in
+                    if case .success(true) = result { self?.syncPresence(channel) }
                 }
             }
         }
@@ -158,20 +141,19 @@ extension Node {
     /// back, when joins or leaves may have been lost). O(local users), rare.
     func syncPresence(_ channel: Channel) {
         let users = presence[channel].map { Array($0.keys) } ?? []
-        let args: [RedisArgument] = [presenceNode, presenceTTLMs] + users.map { $0 as RedisArgument }
-        redis.eval(CommunityScripts.presenceSync, keys: presenceKeys(channel), args: args) { _ in }
+        communityStore.presenceSync(channel, node: presenceNode, ttlMs: presenceTTLMs, users: users)
     }
 
     // MARK: Prices
 
     /// `PATCH /api/v1/products/{id}`: a lower price announces `product.price` and alerts watchers.
     func updateProduct(_ request: HTTPRequest, _ caller: APICaller, _ id: String, _ body: JSON) {
-        var price = ""
+        var price: Int64?
         switch ProductPrice.decode(body["price"]) {
         case .failure(let error): return fail(request, error)
-        case .success(let v): price = v.map { String($0) } ?? ""
+        case .success(let v): price = v
         }
-        var title = ""
+        var title: String?
         if let t = body["title"], !t.isNull {
             guard let v = t.stringValue, (1...200).contains(v.trimmingCharacters(in: .whitespaces).count) else {
                 return fail(request, .badRequest("\"title\" must be 1 to 200 characters"))
@@ -179,23 +161,20 @@ extension Node {
             title = v
         }
         guard Names.isValidID(id) else { return fail(request, .badRequest("not a valid product id")) }
-        let go = {
-            let args: [RedisArgument] = [id, price, title, self.options.historyProductSize, self.options.historyTTLSeconds, self.newEpoch()]
-            self.redis.eval(CommunityScripts.updateProduct, keys: [], args: args) { reply in
-                guard let r = reply.array else { return self.fail(request, self.storageError(reply)) }
-                guard r.count == 5, let previous = r[0].int, let now = r[1].int, let title = r[2].text, let currency = r[3].text
-                else { return self.fail(request, .notFound("no product \(id)")) }
+        var merchant: String?
+        if case .merchant(let m) = caller { merchant = m }
+        communityStore.updateProduct(id, price: price, title: title, merchant: merchant) { result in
+            switch result {
+            case .failure(let error): self.fail(request, error)
+            case .success(.noProduct): self.fail(request, .notFound("no product \(id)"))
+            case .success(.notYours): self.fail(request, .forbidden("product \(id) belongs to another merchant"))
+            case .success(.updated(let previous, let now, let title, let currency)):
                 self.getProduct(request, caller, id)
                 if now < previous {
-                    self.alertWatchers(AlertWalk(product: id, title: title, currency: currency, previous: previous, price: now))
+                    self.alertWatchers(AlertWalk(PriceDrop(product: id, title: title, currency: currency, previous: previous, price: now,
+                                                               cooldownMs: Int64(self.options.alertCooldownSeconds) * 1000)))
                 }
             }
-        }
-        guard case .merchant(let m) = caller else { return go() }
-        redis.send(["HGET", Keys.product(id), "merchant"]) { reply in
-            guard let owner = reply.text else { return self.fail(request, reply.isFailure ? self.storageError(reply) : .notFound("no product \(id)")) }
-            guard owner == m else { return self.fail(request, .forbidden("product \(id) belongs to another merchant")) }
-            go()
         }
     }
 
@@ -203,8 +182,7 @@ extension Node {
     /// The next page is read while the previous one is being sent (one page ahead, no
     /// more), so Redis never waits on this node and other commands still interleave.
     final class AlertWalk {
-        let product: String, title: String, currency: String
-        let previous: Int64, price: Int64
+        let drop: PriceDrop
         let started = DispatchTime.now().uptimeNanoseconds
         var nextStart = 0
         var reading = false
@@ -212,14 +190,10 @@ extension Node {
         var sending = 0
         var sent = 0
 
-        init(product: String, title: String, currency: String, previous: Int64, price: Int64) {
-            self.product = product
-            self.title = title
-            self.currency = currency
-            self.previous = previous
-            self.price = price
-        }
+        init(_ drop: PriceDrop) { self.drop = drop }
 
+        var product: String { drop.product }
+        var price: Int64 { drop.price }
         var done: Bool { readAll && !reading && sending == 0 }
         var elapsedMs: Double { Double(DispatchTime.now().uptimeNanoseconds - started) / 1e6 }
     }
@@ -229,18 +203,17 @@ extension Node {
         walk.reading = true
         let start = walk.nextStart
         walk.nextStart += Self.alertBatch
-        redis.eval(CommunityScripts.watchersBelow, keys: [],
-                   args: [walk.product, walk.price, start, Self.alertBatch]) { reply in
+        communityStore.watchersBelow(product: walk.product, price: walk.price, start: start, count: Self.alertBatch) { result in
             walk.reading = false
-            if reply.isFailure { self.log("price drop on \(walk.product): reading watchers failed: \(reply)") }
-            let all = reply.array ?? []
-            let scanned = all.first?.int ?? 0
-            if scanned < Self.alertBatch { walk.readAll = true }
-            if let args = self.alertArguments(walk, Array(all.dropFirst())) {
+            if case .failure(let error) = result { self.log("price drop on \(walk.product): reading watchers failed: \(error.message)") }
+            let page = (try? result.get()) ?? WatcherPage(scanned: 0, watches: [])
+            if page.scanned < Self.alertBatch { walk.readAll = true }
+            let alerts = walk.drop.alerts(page.watches, now: self.now)
+            if !alerts.isEmpty {
                 walk.sending += 1
-                self.redis.eval(CommunityScripts.sendAlerts, keys: [], args: args) { reply in
+                self.communityStore.sendAlerts(product: walk.product, alerts) { result in
                     walk.sending -= 1
-                    walk.sent += Int(reply.int ?? 0)
+                    walk.sent += (try? result.get()) ?? 0
                     self.alertWalkStep(walk)
                 }
             }
@@ -257,26 +230,21 @@ extension Node {
             alertWatchers(walk)
         }
     }
+}
 
-    /// `sendAlerts` arguments for the watchers of one page the alert rule picks; nil when
-    /// it picks none.
-    private func alertArguments(_ walk: AlertWalk, _ items: [RedisReply]) -> [RedisArgument]? {
-        let now = self.now
-        let cooldown = Int64(options.alertCooldownSeconds) * 1000
-        var args: [RedisArgument] = [walk.product, options.historyUserSize, options.historyTTLSeconds, newEpoch()]
-        var picked = false
-        var i = 0
-        while i + 1 < items.count {
-            defer { i += 2 }
-            guard let user = items[i].text, let record = items[i + 1].text,
-                  let watch = Watch(product: walk.product, user: user, record: record),
-                  AlertRules.shouldAlert(watch, newPrice: walk.price, now: now, cooldownMs: cooldown) else { continue }
-            let after = AlertRules.alerted(watch, price: walk.price, now: now)
-            args += [user, record, after.record,
-                     AlertRules.alertData(watch, title: walk.title, previous: walk.previous, price: walk.price,
-                                          currency: walk.currency).serialized()]
-            picked = true
+/// Which watchers of one page a price drop alerts, and with what: the alert rule over
+/// each watch, the watch as it becomes, the alert's data. Pure, so it is unit-tested.
+struct PriceDrop: Equatable {
+    var product: String, title: String, currency: String
+    var previous: Int64, price: Int64
+    var cooldownMs: Int64
+
+    func alerts(_ watches: [Watch], now: Int64) -> [PriceDropAlert] {
+        watches.compactMap { watch in
+            guard AlertRules.shouldAlert(watch, newPrice: price, now: now, cooldownMs: cooldownMs) else { return nil }
+            return PriceDropAlert(seen: watch, after: AlertRules.alerted(watch, price: price, now: now),
+                                  data: AlertRules.alertData(watch, title: title, previous: previous, price: price,
+                                                             currency: currency).serialized())
         }
-        return picked ? args : nil
     }
 }

@@ -114,25 +114,18 @@ extension Node {
         var remaining = Self.demoProducts.count
         var failure: GatewayError?
         for product in Self.demoProducts {
-            redis.eval(Scripts.productView, keys: [], args: [product.id]) { [weak self] reply in
+            communityStore.product(product.id) { [weak self] result in
                 guard let self else { return }
-                if let all = reply.array, all.count == 4, let items = all[0].array {
-                    var fields: [String: String] = [:]
-                    var i = 0
-                    while i + 1 < items.count {
-                        if let k = items[i].text, let v = items[i + 1].text { fields[k] = v }
-                        i += 2
-                    }
-                    if fields["merchant"] != nil {
-                        found[product.id] = .object([
-                            ("id", .string(product.id)), ("title", .string(fields["title"] ?? product.title)),
-                            ("price", .int(Int64(fields["price"] ?? "") ?? product.price)),
-                            ("currency", .string(fields["currency"] ?? product.currency)),
-                            ("stock", .int(all[1].int ?? 0)),
-                        ])
-                    }
-                } else {
-                    failure = self.storageError(reply)
+                switch result {
+                case .success(let view?):
+                    found[product.id] = .object([
+                        ("id", .string(product.id)), ("title", .string(view.product.title)), ("price", .int(view.product.price)),
+                        ("currency", .string(view.product.currency)), ("stock", .int(view.stock)),
+                    ])
+                case .success(nil):
+                    break
+                case .failure(let error):
+                    failure = error
                 }
                 remaining -= 1
                 guard remaining == 0 else { return }
@@ -245,19 +238,14 @@ extension Node {
 
     /// Takes or keeps the demo-bot lease (15 s, renewed every 5 s).
     private func renewBotLease() {
-        let script = """
-        if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
-        if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1 end
-        return 0
-        """
         loop.schedule(afterMs: DemoBotLease.shared.isHeld ? 5_000 : 1_000) { [weak self] in
             guard let self else { return }
             guard self.redis.isReady else {
                 DemoBotLease.shared.set(false)
                 return self.renewBotLease()
             }
-            self.redis.eval(script, keys: ["gw:demo:bot-lease"], args: [self.options.nodeName, 15_000]) { reply in
-                DemoBotLease.shared.set(reply.int == 1)
+            self.communityStore.renewBotLease(node: self.options.nodeName, ttlMs: 15_000) { result in
+                DemoBotLease.shared.set((try? result.get()) == true)
                 self.renewBotLease()
             }
         }
@@ -267,19 +255,20 @@ extension Node {
         var remaining = Self.demoProducts.count
         var allGood = true
         for product in Self.demoProducts {
-            let fields: [RedisArgument] = ["id", product.id, "merchant", Self.demoMerchant, "title", product.title,
-                                           "price", product.price, "currency", product.currency, "created_at", now]
-            redis.eval(Scripts.createProduct, keys: [Keys.product(product.id)], args: fields) { [weak self] reply in
+            let record = ProductRecord(id: product.id, merchant: Self.demoMerchant, title: product.title, price: product.price,
+                                       currency: product.currency, createdAt: now)
+            communityStore.createProduct(record) { [weak self] created in
                 guard let self else { return }
                 let finish = { (ok: Bool) in
                     allGood = allGood && ok
                     remaining -= 1
                     if remaining == 0 { done(allGood) }
                 }
-                if reply.int == 1 { self.log("dev mode: created demo product \(product.id)") }
-                guard reply.int != nil else { return finish(false) }
-                self.redis.send(["LLEN", CommerceKeys.stock(product.id)]) { reply in
-                    guard let stock = reply.int else { return finish(false) }
+                if (try? created.get()) == true { self.log("dev mode: created demo product \(product.id)") }
+                guard (try? created.get()) != nil else { return finish(false) }
+                self.communityStore.product(product.id) { viewed in
+                    guard case .success(let view?) = viewed else { return finish(false) }
+                    let stock = view.stock
                     guard stock < Self.demoLowStock else { return finish(true) }
                     self.addDemoKeys(product.id, count: Self.demoKeyBatch) { finish($0) }
                 }

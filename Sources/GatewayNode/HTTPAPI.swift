@@ -202,50 +202,41 @@ extension Node {
             return fail(request, .badRequest("\"currency\" must be a three-letter code such as CNY"))
         }
         let now = Int64(Date().timeIntervalSince1970 * 1000)
-        let fields: [RedisArgument] = ["id", id, "merchant", merchant, "title", title, "price", price,
-                                       "currency", currency, "created_at", now]
-        redis.eval(Scripts.createProduct, keys: [Keys.product(id)], args: fields) { [weak self] reply in
+        let record = ProductRecord(id: id, merchant: merchant, title: title, price: price, currency: currency, createdAt: now)
+        communityStore.createProduct(record) { [weak self] result in
             guard let self else { return }
-            switch reply.int {
-            case 1?:
-                self.respond(request, 201, self.productJSON(id: id, merchant: merchant, title: title, price: price,
-                                                             currency: currency, stock: 0, buyers: 0, watchers: 0))
-            case 0?:
+            switch result {
+            case .success(true):
+                self.respond(request, 201, self.productJSON(ProductView(product: record, stock: 0, buyers: 0, watchers: 0)))
+            case .success(false):
                 self.fail(request, GatewayError(.conflict, "product \(id) exists"))
-            default:
-                self.fail(request, self.storageError(reply))
+            case .failure(let error):
+                self.fail(request, error)
             }
         }
     }
 
     func getProduct(_ request: HTTPRequest, _ caller: APICaller, _ id: String) {
         guard Names.isValidID(id) else { return fail(request, .badRequest("not a valid product id")) }
-        redis.eval(Scripts.productView, keys: [], args: [id]) { [weak self] reply in
+        communityStore.product(id) { [weak self] result in
             guard let self else { return }
-            guard let all = reply.array, all.count == 4, let items = all[0].array else { return self.fail(request, self.storageError(reply)) }
-            var fields: [String: String] = [:]
-            var i = 0
-            while i + 1 < items.count {
-                if let k = items[i].text, let v = items[i + 1].text { fields[k] = v }
-                i += 2
+            switch result {
+            case .failure(let error): self.fail(request, error)
+            case .success(nil): self.fail(request, .notFound("no product \(id)"))
+            case .success(let view?):
+                guard caller.mayTouch(merchant: view.product.merchant) else {
+                    return self.fail(request, .forbidden("product \(id) belongs to another merchant"))
+                }
+                self.respond(request, 200, self.productJSON(view))
             }
-            fields["stock"] = all[1].int.map { String($0) }
-            fields["buyers"] = all[2].int.map { String($0) }
-            fields["watchers"] = all[3].int.map { String($0) }
-            guard let merchant = fields["merchant"] else { return self.fail(request, .notFound("no product \(id)")) }
-            guard caller.mayTouch(merchant: merchant) else { return self.fail(request, .forbidden("product \(id) belongs to another merchant")) }
-            self.respond(request, 200, self.productJSON(
-                id: id, merchant: merchant, title: fields["title"] ?? "", price: Int64(fields["price"] ?? "") ?? 0,
-                currency: fields["currency"] ?? "", stock: Int64(fields["stock"] ?? "") ?? 0,
-                buyers: Int64(fields["buyers"] ?? "") ?? 0, watchers: Int64(fields["watchers"] ?? "") ?? 0))
         }
     }
 
-    private func productJSON(id: String, merchant: String, title: String, price: Int64, currency: String,
-                             stock: Int64, buyers: Int64, watchers: Int64) -> JSON {
-        .object([("id", .string(id)), ("merchant", .string(merchant)), ("title", .string(title)),
-                 ("price", .int(price)), ("currency", .string(currency)), ("stock", .int(stock)),
-                 ("buyers", .int(buyers)), ("watchers", .int(watchers))])
+    private func productJSON(_ view: ProductView) -> JSON {
+        let p = view.product
+        return .object([("id", .string(p.id)), ("merchant", .string(p.merchant)), ("title", .string(p.title)),
+                        ("price", .int(p.price)), ("currency", .string(p.currency)), ("stock", .int(view.stock)),
+                        ("buyers", .int(view.buyers)), ("watchers", .int(view.watchers))])
     }
 
     /// `POST /api/v1/publish`: the shop (or a merchant, on its own products' channels) pushes anything.
@@ -257,21 +248,16 @@ extension Node {
             return fail(request, .badRequest("\"type\" must match [a-z][a-z0-9_.]{0,63}"))
         }
         guard let data = body["data"], data.objectValue != nil else { return fail(request, .badRequest("\"data\" must be an object")) }
-        let go = {
-            self.publish(channel, type: type, data: data) { result in
-                switch result {
-                case .success(let offset): self.respond(request, 200, .object([("offset", .int(Int64(offset)))]))
-                case .failure(let error): self.fail(request, error)
-                }
-            }
+        var merchant: String?
+        if case .merchant(let id) = caller {
+            guard channel.kind != .user else { return fail(request, .forbidden("merchants publish only to their products' channels")) }
+            merchant = id
         }
-        guard case .merchant(let merchantID) = caller else { return go() }
-        guard channel.kind != .user else { return fail(request, .forbidden("merchants publish only to their products' channels")) }
-        redis.send(["HGET", Keys.product(channel.id), "merchant"]) { [weak self] reply in
-            guard let self else { return }
-            if reply.isFailure { return self.fail(request, self.storageError(reply)) }
-            guard reply.text == merchantID else { return self.fail(request, .forbidden("product \(channel.id) is not yours")) }
-            go()
+        publish(channel, type: type, data: data, merchant: merchant) { result in
+            switch result {
+            case .success(let offset): self.respond(request, 200, .object([("offset", .int(Int64(offset)))]))
+            case .failure(let error): self.fail(request, error)
+            }
         }
     }
 

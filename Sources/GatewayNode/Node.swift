@@ -75,6 +75,11 @@ public final class Node: ServerDelegate {
     let metrics = NodeMetrics()
     let orderRules: OrderRules
     let orderStore: OrderStore
+    /// Channels and community data (Store/): every non-commerce Redis call.
+    let channelStore: any ChannelStore
+    let communityStore: any CommunityStore
+    /// Pushes written to outboxes by decisions (Redis Cluster only).
+    let outboxRelay: OutboxRelay
     let keyBox: SecretBox
     var sweeping = false
     /// Local connections per user in each group: and product: channel, for presence.
@@ -117,6 +122,13 @@ public final class Node: ServerDelegate {
             case .product: sizes.2
             }
         }, newEpoch: { Crypto.randomToken(4) })
+        let storeSettings = Self.storeSettings(options)
+        let log: (String) -> Void = { [nodeName = options.nodeName] message in
+            FileHandle.standardError.write(Data("[\(nodeName)] \(message)\n".utf8))
+        }
+        channelStore = RedisChannelStore(redis: redis, settings: storeSettings, log: log)
+        outboxRelay = OutboxRelay(redis: redis, settings: storeSettings, log: log) { [loop] ms, body in loop.schedule(afterMs: ms, body) }
+        communityStore = RedisCommunityStore(redis: redis, settings: storeSettings, relay: outboxRelay, log: log)
         presenceNode = "\(options.nodeName).\(Crypto.randomToken(4))"
         ipQuota = ConnectionQuota(limit: options.connsPerIP)
         userQuota = ConnectionQuota(limit: options.connsPerUser)
@@ -144,6 +156,7 @@ public final class Node: ServerDelegate {
         redis.start()
         sweepTimers()
         refreshPresence()
+        outboxRelay.start()
         if options.dev { startDemo() }
         installSignalHandlers(loop)
         loop.run()
@@ -166,7 +179,16 @@ public final class Node: ServerDelegate {
         // timeout: the stall limit never undercuts it.
         let waitFloor = if case .replicas = options.durability { options.durabilityTimeoutMs + 1_000 } else { 0 }
         link.stallLimitMs = max(options.redisTimeoutSeconds * 1_000, waitFloor)
+        link.scripts = LuaScripts.all
         return link
+    }
+
+    /// What the channel and community stores need from the options.
+    static func storeSettings(_ options: NodeOptions) -> StoreSettings {
+        StoreSettings(historyUserSize: options.historyUserSize, historyGroupSize: options.historyGroupSize,
+                      historyProductSize: options.historyProductSize, historyTTLSeconds: options.historyTTLSeconds,
+                      replyPublicationBytes: replyPublicationBytes(options), maxRecover: options.historyMaxRecover,
+                      newEpoch: { Crypto.randomToken(4) })
     }
 
     private func redisReady() {
@@ -185,7 +207,7 @@ public final class Node: ServerDelegate {
     }
 
     private func pubsub(_ kind: String, _ name: [UInt8], _ payload: [UInt8]) {
-        guard let channel = Keys.channel(fromPubSub: name) else { return }
+        guard let channel = StoreKeys.channel(fromShardChannel: name) else { return }
         switch kind {
         case "smessage", "message":
             guard let publication = Self.parseAnnouncement(payload) else {
@@ -218,9 +240,9 @@ public final class Node: ServerDelegate {
         for action in actions {
             switch action {
             case .redisSubscribe(let channel):
-                redis.subscribe([Keys.pubsub(channel)])
+                redis.subscribe([StoreKeys.shardChannel(channel)])
             case .redisUnsubscribe(let channel):
-                redis.unsubscribe([Keys.pubsub(channel)])
+                redis.unsubscribe([StoreKeys.shardChannel(channel)])
             case .read(let channel, let since, let purpose):
                 read(channel, since: since, purpose: purpose)
             case .deliver(let payload, let targets):
@@ -250,36 +272,18 @@ public final class Node: ServerDelegate {
     /// Bytes of publications one history or recovery reply may carry: `history.max_reply_bytes`
     /// less room for the rest of the reply (id, connect fields, offset, epoch, flags), so the
     /// whole reply stays within the cap.
-    var replyPublicationBytes: Int {
+    static func replyPublicationBytes(_ options: NodeOptions) -> Int {
         max(0, options.historyMaxReplyBytes - 512 - 6 * options.nodeName.utf8.count)
     }
 
     private func read(_ channel: Channel, since: StreamPosition?, purpose: ReadPurpose) {
-        // A subscriber's recovery answers the newest that fit; a gap fill reads oldest first in pages.
-        let mode = purpose == .gapFill ? "page" : "recover"
-        let args: [RedisArgument] = [since.map { String($0.offset) } ?? "", since?.epoch ?? "", newEpoch(),
-                                     options.historyTTLSeconds, mode, replyPublicationBytes, options.historyMaxRecover]
-        redis.eval(Scripts.read, keys: [Keys.meta(channel), Keys.log(channel)], args: args) { [weak self] reply in
+        channelStore.read(channel, since: since, purpose: purpose) { [weak self] result in
             guard let self else { return }
-            guard let result = Self.parseRead(reply) else {
-                self.execute(self.hub.readFailed(channel, purpose: purpose, self.storageError(reply)))
-                return
+            switch result {
+            case .success(let read): self.execute(self.hub.readCompleted(channel, purpose: purpose, read))
+            case .failure(let error): self.execute(self.hub.readFailed(channel, purpose: purpose, error))
             }
-            self.execute(self.hub.readCompleted(channel, purpose: purpose, result))
         }
-    }
-
-    static func parseRead(_ reply: RedisReply) -> ReadResult? {
-        guard let items = reply.array, items.count >= 3, let offset = items[0].int, let epoch = items[1].text,
-              let recovered = items[2].int else { return nil }
-        var pubs: [Publication] = []
-        var i = 3
-        while i + 1 < items.count {
-            guard let off = items[i].int, let bytes = items[i + 1].bytes else { return nil }
-            pubs.append(Publication(offset: UInt64(off), epoch: epoch, payload: Payload(bytes)))
-            i += 2
-        }
-        return ReadResult(offset: UInt64(max(offset, 0)), epoch: epoch, recovered: recovered == 1, publications: pubs)
     }
 
     func storageError(_ reply: RedisReply) -> GatewayError {

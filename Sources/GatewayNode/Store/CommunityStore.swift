@@ -1,0 +1,189 @@
+import Foundation
+import CommunityCore
+import GatewayProtocol
+import GatewayRedis
+
+/// Buyer groups, presence, moderation, products and price watches.
+protocol CommunityStore: AnyObject {
+    /// Whether `user` bought `product` (a member of its group).
+    func isBuyer(product: String, user: String, _ done: @escaping (StoreResult<Bool>) -> Void)
+    func productExists(_ id: String, _ done: @escaping (StoreResult<Bool>) -> Void)
+
+    /// A group message: refused while muted; `limited` (buyers) are rate limited.
+    func groupPublish(product: String, user: String, limited: Bool, rate: Int, windowMs: Int, data: String,
+                      _ done: @escaping (StoreResult<GroupPublishOutcome>) -> Void)
+    /// false: a deletion of an offset the group does not have.
+    func moderate(product: String, action: ModerationAction, user: String, untilMs: Int64, offset: UInt64,
+                  _ done: @escaping (StoreResult<Bool>) -> Void)
+
+    /// true: the node had no live heartbeat there (it should sync its users).
+    func presenceJoin(_ channel: Channel, node: String, ttlMs: Int64, user: String, _ done: @escaping (StoreResult<Bool>) -> Void)
+    func presenceLeave(_ channel: Channel, node: String, user: String)
+    /// Renews the node's heartbeat and reaps a slice of dead nodes; true: the node had been
+    /// taken for dead (it should sync its users).
+    func presenceRenew(_ channel: Channel, node: String, ttlMs: Int64, _ done: @escaping (StoreResult<Bool>) -> Void)
+    func presenceSync(_ channel: Channel, node: String, ttlMs: Int64, users: [String])
+    func presence(_ channel: Channel, _ done: @escaping (StoreResult<PresenceSnapshot>) -> Void)
+
+    /// The product's price, or nil without the product.
+    func watch(product: String, user: String, below: Int64?, nowMs: Int64, ttlMs: Int64, _ done: @escaping (StoreResult<Int64?>) -> Void)
+    func unwatch(product: String, user: String, _ done: @escaping (StoreResult<Void>) -> Void)
+    /// The user's live watches (ended ones and gone products left out).
+    func watches(user: String, nowMs: Int64, _ done: @escaping (StoreResult<[WatchedProduct]>) -> Void)
+
+    /// false: the id exists.
+    func createProduct(_ product: ProductRecord, _ done: @escaping (StoreResult<Bool>) -> Void)
+    /// nil without the product.
+    func product(_ id: String, _ done: @escaping (StoreResult<ProductView?>) -> Void)
+    /// `merchant` nil for the shop; otherwise the product must be that merchant's.
+    func updateProduct(_ id: String, price: Int64?, title: String?, merchant: String?,
+                       _ done: @escaping (StoreResult<ProductUpdate>) -> Void)
+    /// Watchers whose threshold is above `price`, `count` from rank `start` among them.
+    func watchersBelow(product: String, price: Int64, start: Int, count: Int, _ done: @escaping (StoreResult<WatcherPage>) -> Void)
+    /// Sends the alerts whose watch is still as read; the number sent.
+    func sendAlerts(product: String, _ alerts: [PriceDropAlert], _ done: @escaping (StoreResult<Int>) -> Void)
+
+    /// Takes or keeps the demo bot's lease; true while `node` holds it.
+    func renewBotLease(node: String, ttlMs: Int, _ done: @escaping (StoreResult<Bool>) -> Void)
+}
+
+enum GroupPublishOutcome: Equatable {
+    case published(offset: Int64)
+    case muted(untilMs: Int64)
+    case rateLimited(retryAfterMs: Int64)
+}
+
+struct PresenceSnapshot: Equatable {
+    var online: Int64
+    var buyers: Int64
+    /// At most 100 of the users online.
+    var users: [String]
+}
+
+/// A product's own fields (its info hash).
+struct ProductRecord: Equatable {
+    var id: String
+    var merchant: String
+    var title: String
+    var price: Int64
+    var currency: String
+    var createdAt: Int64
+
+    var fields: [RedisArgument] {
+        ["id", id, "merchant", merchant, "title", title, "price", price, "currency", currency, "created_at", createdAt]
+    }
+
+    init(id: String, merchant: String, title: String, price: Int64, currency: String, createdAt: Int64) {
+        self.id = id
+        self.merchant = merchant
+        self.title = title
+        self.price = price
+        self.currency = currency
+        self.createdAt = createdAt
+    }
+
+    /// nil when the hash is empty (no product).
+    init?(_ hash: RedisHash) {
+        guard let id = hash["id"], let merchant = hash["merchant"] else { return nil }
+        self.init(id: id, merchant: merchant, title: hash["title"] ?? "", price: Int64(hash["price"] ?? "") ?? 0,
+                  currency: hash["currency"] ?? "", createdAt: Int64(hash["created_at"] ?? "") ?? 0)
+    }
+}
+
+struct ProductView: Equatable {
+    var product: ProductRecord
+    var stock: Int64
+    var buyers: Int64
+    var watchers: Int64
+}
+
+enum ProductUpdate: Equatable {
+    case updated(previous: Int64, price: Int64, title: String, currency: String)
+    case noProduct
+    case notYours
+}
+
+struct WatchedProduct: Equatable {
+    var watch: Watch
+    /// The product's price now.
+    var price: Int64
+}
+
+struct WatcherPage: Equatable {
+    /// Users read (a short page means the walk is over).
+    var scanned: Int
+    var watches: [Watch]
+}
+
+/// One price-drop alert: sent only if the watch is still `seen`, which becomes `after`.
+struct PriceDropAlert: Equatable {
+    var seen: Watch
+    var after: Watch
+    /// The alert's `data` JSON.
+    var data: String
+}
+
+// MARK: Reply formats
+
+extension GroupPublishOutcome: RedisReplyDecodable {
+    /// group_publish.lua: {offset} or {-1, until} or {-2, retry after}.
+    init(redisReply: RedisReply) throws(RedisDecodingError) {
+        var reader = try RedisArrayReader(redisReply)
+        let first: Int64 = try reader.next()
+        switch first {
+        case -1: self = .muted(untilMs: try reader.next())
+        case -2: self = .rateLimited(retryAfterMs: max(try reader.next(Int64.self), 1))
+        default: self = .published(offset: first)
+        }
+    }
+}
+
+extension ProductUpdate: RedisReplyDecodable {
+    /// product_update.lua: {0, previous, price, title, currency} or {-1} or {-2}.
+    init(redisReply: RedisReply) throws(RedisDecodingError) {
+        var reader = try RedisArrayReader(redisReply)
+        switch try reader.next(Int64.self) {
+        case -1: self = .noProduct
+        case -2: self = .notYours
+        default:
+            self = .updated(previous: try reader.next(), price: try reader.next(), title: try reader.next(),
+                            currency: try reader.next(String?.self) ?? "")
+        }
+    }
+}
+
+/// product_view.lua: {fields, stock, buyers, watchers}.
+struct ProductViewReply: RedisReplyDecodable {
+    var view: ProductView?
+
+    init(redisReply: RedisReply) throws(RedisDecodingError) {
+        var reader = try RedisArrayReader(redisReply)
+        let hash: RedisHash = try reader.next()
+        let stock: Int64 = try reader.next(), buyers: Int64 = try reader.next(), watchers: Int64 = try reader.next()
+        view = ProductRecord(hash).map { ProductView(product: $0, stock: stock, buyers: buyers, watchers: watchers) }
+    }
+}
+
+/// The watch record's one owner on the store side: CommunityCore's `Watch.record` for the
+/// format, plus the template watch.lua fills with the price it reads.
+enum WatchRecords {
+    static let pricePlaceholder = "$PRICE"
+
+    /// A new watch's record with the baseline (the price at watch time) left to the script.
+    static func template(product: String, user: String, below: Int64?, expiresAt: Int64) -> String {
+        let record = Watch(product: product, user: user, below: below, baseline: 0, expiresAt: expiresAt).record
+        var fields = record.split(separator: "|", omittingEmptySubsequences: false).map(String.init)
+        fields[1] = pricePlaceholder
+        return fields.joined(separator: "|")
+    }
+
+    /// The record a template becomes at `price`.
+    static func filled(_ template: String, price: Int64) -> String {
+        template.replacingOccurrences(of: pricePlaceholder, with: String(price))
+    }
+
+    /// `{user, record, ...}` pairs into watches; a malformed record is skipped.
+    static func decode(product: String, pairs: [String]) -> [Watch] {
+        stride(from: 0, to: pairs.count - 1, by: 2).compactMap { Watch(product: product, user: pairs[$0], record: pairs[$0 + 1]) }
+    }
+}

@@ -1,0 +1,79 @@
+import GatewayProtocol
+
+/// Every non-commerce Redis key and shard channel name (commerce keys: `CommerceKeys`).
+/// Scripts never build a key: they get every key in KEYS from here. Keys that one script
+/// touches share a hash tag, so under Redis Cluster each script runs in one slot:
+/// - a channel `{kind:id}`: its meta, log, shard channel, presence, group moderation;
+/// - a product `{product:P}`: its info and watch keys and outbox (the same tag as its
+///   `product:` channel, so a price change publishes inline);
+/// - a user `{user:U}`: the products the user watches;
+/// - global keys in slots of their own.
+/// Layout and slot rules: Store/README.md.
+enum StoreKeys {
+    static func tag(_ channel: Channel) -> String { "{\(channel.kind.rawValue):\(channel.id)}" }
+
+    // MARK: Channels
+
+    /// Hash: `offset`, `epoch`, and `relayed:<outbox key>` (last outbox entry relayed here).
+    static func meta(_ channel: Channel) -> String { "gw:\(tag(channel)):meta" }
+    /// Stream of pushes; entry id `0-<offset>`, field `d` holds the push JSON.
+    static func log(_ channel: Channel) -> String { "gw:\(tag(channel)):log" }
+    /// Shard channel (SPUBLISH/SSUBSCRIBE) carrying `<offset> <epoch> <push JSON>`; the
+    /// meta key without `:meta` (lib_publish.lua relies on that).
+    static func shardChannel(_ channel: Channel) -> String { "gw:\(tag(channel))" }
+
+    /// Inverse of `shardChannel`: `gw:{group:p1}` -> group:p1.
+    static func channel(fromShardChannel name: [UInt8]) -> Channel? {
+        guard name.count > 5, name.starts(with: Array("gw:{".utf8)), name.last == UInt8(ascii: "}") else { return nil }
+        return Channel(String(decoding: name[4..<(name.count - 1)], as: UTF8.self))
+    }
+
+    // MARK: Presence (group: and product: channels; lib_presence.lua)
+
+    /// Hash user -> number of node instances the user is present through.
+    static func presenceOnline(_ channel: Channel) -> String { "gw:\(tag(channel)):online" }
+    /// Sorted set of node instances present on the channel, by heartbeat expiry (ms).
+    static func presenceNodes(_ channel: Channel) -> String { "gw:\(tag(channel)):onodes" }
+    /// Set of the users present through one node instance.
+    static func presenceNode(_ channel: Channel, _ node: String) -> String { "gw:\(tag(channel)):on:\(node)" }
+
+    // MARK: Group moderation (the group channel's slot)
+
+    /// String: until when (ms) `user` is muted; expires with the mute.
+    static func groupMute(_ product: String, _ user: String) -> String { "gw:\(tag(.group(product))):mute:\(user)" }
+    /// Hash user -> until ms: mutes written before they were keys of their own (read, then dropped).
+    static func groupLegacyMuted(_ product: String) -> String { "gw:\(tag(.group(product))):muted" }
+    /// Counter of `user`'s messages in the current rate window.
+    static func groupRate(_ product: String, _ user: String) -> String { "gw:\(tag(.group(product))):rate:\(user)" }
+
+    // MARK: Products (the product's slot; stock, keys, burned, members: CommerceKeys)
+
+    /// Hash: id, merchant, title, price, currency, created_at.
+    static func productInfo(_ id: String) -> String { "gw:\(tag(.product(id))):info" }
+    /// Sorted set user -> alert threshold.
+    static func watchers(_ id: String) -> String { "gw:\(tag(.product(id))):watchers" }
+    /// Hash user -> watch record (CommunityCore `Watch.record`).
+    static func watchRecords(_ id: String) -> String { "gw:\(tag(.product(id))):watch" }
+    /// Sorted set user -> watch expiry (ms).
+    static func watchExpiry(_ id: String) -> String { "gw:\(tag(.product(id))):watch:exp" }
+    /// Stream of pushes to other slots waiting to be relayed (cluster only): `ch type data size`.
+    static func outbox(_ id: String) -> String { "gw:\(tag(.product(id))):outbox" }
+
+    // MARK: Users
+
+    /// Set of the products `user` watches.
+    static func userWatches(_ user: String) -> String { "gw:\(tag(.user(user))):watches" }
+
+    // MARK: Global keys (each in a slot of its own)
+
+    /// Sorted set outbox key -> due ms: outboxes a node may not have relayed yet (cluster only).
+    static let relays = "gw:relays"
+    /// The demo bot's lease (dev mode).
+    static let botLease = "gw:demo:bot-lease"
+}
+
+/// Transitional: the commerce code still names the product hash `Keys.product` (until the
+/// commerce store checks ownership in its scripts).
+enum Keys {
+    static func product(_ id: String) -> String { StoreKeys.productInfo(id) }
+}
