@@ -1,0 +1,54 @@
+/// The shortest base-36 string (`0-9a-z`) that hashes to a given slot, used as the hash tag
+/// `{T}` of keys that must live in the slot of another key: an order's keys carry the tag
+/// of its product's slot, so one script touches the order and the product's stock, and ids
+/// minted with the tag in them (`o-<T>-<random>`) route to their slot with no lookup.
+public enum SlotTag {
+    /// The tag of `slot` (0..<16384).
+    public static func of(slot: Int) -> String { table[slot] }
+
+    /// The tag whose slot is the slot of `key` (`SlotTag.for(key: "product:p1")`).
+    public static func `for`(key: String) -> String { table[HashSlot.of(key)] }
+
+    /// True when `tag` is the tag this type hands out for its slot: anything else (a
+    /// made-up or mangled id) is no tag, and what it names is simply not found.
+    public static func isValid<S: StringProtocol>(_ tag: S) -> Bool {
+        guard (1...maxLength).contains(tag.utf8.count),
+              tag.utf8.allSatisfy({ digits.contains($0) }) else { return false }
+        let text = String(tag)
+        return table[HashSlot.of(text)] == text
+    }
+
+    static let maxLength = 4
+    private static let digits: [UInt8] = Array("0123456789abcdefghijklmnopqrstuvwxyz".utf8)
+
+    /// Every slot's tag, computed once (all strings of length 1, 2, ... in order until each
+    /// slot has one; length 4 covers every slot).
+    private static let table: [String] = {
+        var tags = [String?](repeating: nil, count: HashSlot.count)
+        var missing = HashSlot.count
+        var length = 1
+        while missing > 0 && length <= maxLength {
+            var index = [Int](repeating: 0, count: length)
+            var bytes = [UInt8](repeating: digits[0], count: length)
+            while true {
+                let slot = Int(HashSlot.crc16(bytes[...]) % UInt16(HashSlot.count))
+                if tags[slot] == nil {
+                    tags[slot] = String(decoding: bytes, as: UTF8.self)
+                    missing -= 1
+                }
+                var i = length - 1
+                while i >= 0 {
+                    index[i] += 1
+                    if index[i] < digits.count { bytes[i] = digits[index[i]]; break }
+                    index[i] = 0
+                    bytes[i] = digits[0]
+                    i -= 1
+                }
+                if i < 0 { break }
+            }
+            length += 1
+        }
+        precondition(missing == 0, "every slot has a base-36 tag of at most \(maxLength) characters")
+        return tags.map { $0! }
+    }()
+}
