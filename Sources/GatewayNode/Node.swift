@@ -108,15 +108,14 @@ public final class Node: ServerDelegate {
         verifier = TokenVerifier(secret: options.authSecret)
         orderRules = OrderRules(times: options.commerce)
         let sizes = (options.historyUserSize, options.historyGroupSize, options.historyProductSize)
-        orderStore = OrderStore(redis: redis, historyTTL: options.historyTTLSeconds,
-                                retention: KeyRetention(options.commerce), durability: options.durability,
-                                durabilityTimeoutMs: options.durabilityTimeoutMs, historySize: { kind in
-            switch kind {
-            case .user: sizes.0
-            case .group: sizes.1
-            case .product: sizes.2
-            }
-        }, newEpoch: { Crypto.randomToken(4) })
+        orderStore = OrderStore(store: RedisCommerceStore(
+            redis: redis, retention: KeyRetention(options.commerce), historyTTL: options.historyTTLSeconds, historySize: { kind in
+                switch kind {
+                case .user: sizes.0
+                case .group: sizes.1
+                case .product: sizes.2
+                }
+            }, durability: options.durability, durabilityTimeoutMs: options.durabilityTimeoutMs, newEpoch: { Crypto.randomToken(4) }))
         presenceNode = "\(options.nodeName).\(Crypto.randomToken(4))"
         ipQuota = ConnectionQuota(limit: options.connsPerIP)
         userQuota = ConnectionQuota(limit: options.connsPerUser)
@@ -166,6 +165,7 @@ public final class Node: ServerDelegate {
         // timeout: the stall limit never undercuts it.
         let waitFloor = if case .replicas = options.durability { options.durabilityTimeoutMs + 1_000 } else { 0 }
         link.stallLimitMs = max(options.redisTimeoutSeconds * 1_000, waitFloor)
+        link.scripts = LuaScripts.all
         return link
     }
 
