@@ -21,10 +21,14 @@ public enum HashSlot {
     /// CRC16-CCITT (XMODEM): polynomial 0x1021, initial value 0, no reflection.
     public static func crc16(_ bytes: ArraySlice<UInt8>) -> UInt16 {
         var crc: UInt16 = 0
-        for byte in bytes {
-            crc = (crc << 8) ^ table[Int(UInt8(truncatingIfNeeded: crc >> 8) ^ byte)]
-        }
+        for byte in bytes { crc = crcStep(crc, byte) }
         return crc
+    }
+
+    /// The CRC of a string extended by one byte, from the CRC of the string.
+    @inline(__always)
+    static func crcStep(_ crc: UInt16, _ byte: UInt8) -> UInt16 {
+        (crc << 8) ^ table[Int(UInt8(truncatingIfNeeded: crc >> 8) ^ byte)]
     }
 
     private static let table: [UInt16] = (0..<256).map { i -> UInt16 in

@@ -21,31 +21,33 @@ public enum SlotTag {
     static let maxLength = 4
     private static let digits: [UInt8] = Array("0123456789abcdefghijklmnopqrstuvwxyz".utf8)
 
-    /// Every slot's tag, computed once (all strings of length 1, 2, ... in order until each
-    /// slot has one; length 4 covers every slot).
+    /// Every slot's tag, computed once: all strings of length 1, then 2, ... in order until
+    /// each slot has one (length 4 covers every slot). The CRC is carried from a prefix to
+    /// its extensions, so each candidate costs one table step.
     private static let table: [String] = {
         var tags = [String?](repeating: nil, count: HashSlot.count)
         var missing = HashSlot.count
+        var prefix: [UInt8] = []
+        func visit(_ crc: UInt16, depth: Int, length: Int) {
+            for d in digits {
+                let next = HashSlot.crcStep(crc, d)
+                prefix.append(d)
+                if depth + 1 == length {
+                    let slot = Int(next % UInt16(HashSlot.count))
+                    if tags[slot] == nil {
+                        tags[slot] = String(decoding: prefix, as: UTF8.self)
+                        missing -= 1
+                    }
+                } else {
+                    visit(next, depth: depth + 1, length: length)
+                }
+                prefix.removeLast()
+                if missing == 0 { return }
+            }
+        }
         var length = 1
         while missing > 0 && length <= maxLength {
-            var index = [Int](repeating: 0, count: length)
-            var bytes = [UInt8](repeating: digits[0], count: length)
-            while true {
-                let slot = Int(HashSlot.crc16(bytes[...]) % UInt16(HashSlot.count))
-                if tags[slot] == nil {
-                    tags[slot] = String(decoding: bytes, as: UTF8.self)
-                    missing -= 1
-                }
-                var i = length - 1
-                while i >= 0 {
-                    index[i] += 1
-                    if index[i] < digits.count { bytes[i] = digits[index[i]]; break }
-                    index[i] = 0
-                    bytes[i] = digits[0]
-                    i -= 1
-                }
-                if i < 0 { break }
-            }
+            visit(0, depth: 0, length: length)
             length += 1
         }
         precondition(missing == 0, "every slot has a base-36 tag of at most \(maxLength) characters")
