@@ -268,11 +268,6 @@ extension Node {
 
     // MARK: Timers
 
-    /// How long past due a timer whose order does not exist is kept: timers are written
-    /// ahead of the decision that creates their order, so one seen a moment before its
-    /// order lands must not be dropped; one left by a decision that never applied is.
-    static let timerWithoutOrderGraceMs: Int64 = 60_000
-
     /// Runs due expiries every 250 ms on every node; each is a conditional transition,
     /// so two nodes racing on one timer change the order once.
     func sweepTimers() {
@@ -307,9 +302,8 @@ extension Node {
             if !d.isEmpty { d.effects.append(.unschedule(order: order.id, kind)) }
             return .success(d)
         }) { result in
-            // Nothing to do: the order moved on (or never came to exist): drop the timer.
-            guard case .success(let (decision, snapshot)) = result, decision.isEmpty else { return done() }
-            if snapshot.order == nil, now - timer.due < Self.timerWithoutOrderGraceMs { return done() }
+            guard case .success(let (decision, snapshot)) = result, decision.isEmpty,
+                  OrderStore.dropsTimer(timer, orderExists: snapshot.order != nil, now: now) else { return done() }
             self.orderStore.store.removeTimer(timer.member, done)
         }
     }

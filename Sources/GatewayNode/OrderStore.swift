@@ -68,6 +68,17 @@ final class OrderStore {
         store.confirmDurable(product: product, repeated: repeated, done)
     }
 
+    /// How long past due a timer whose order does not exist is kept: timers are written
+    /// ahead of the decision that creates their order, so one seen a moment before its
+    /// order lands must not be dropped; one left by a decision that never applied is.
+    static let timerWithoutOrderGraceMs: Int64 = 60_000
+
+    /// Whether a due timer whose expiry decided nothing is removed: yes when its order
+    /// moved on; when its order does not exist, only once it is past the grace.
+    static func dropsTimer(_ timer: DueTimer, orderExists: Bool, now: Int64) -> Bool {
+        orderExists || now - timer.due >= timerWithoutOrderGraceMs
+    }
+
     /// The product whose slot a decision on `snapshot` writes to.
     static func product(of snapshot: CommerceSnapshot, _ entry: CommerceEntry) -> String? {
         if let order = snapshot.order { return order.product }

@@ -102,6 +102,19 @@ final class CommerceStoreTests: XCTestCase {
         XCTAssertEqual(try load(.payment(payment.id)).order?.status, .abnormal)
     }
 
+    /// A timer is written before the decision that creates its order: seen first, it is kept
+    /// (the order may be landing); a minute past due with still no order, it is dropped.
+    func testTimerWithoutItsOrderIsKeptForAGraceThenDropped() throws {
+        let order = try create(#"{"buyer":"u1","product":"p1"}"#)
+        let timer = DueTimer(member: "pay:\(order.id)", due: now)
+        XCTAssertTrue(OrderStore.dropsTimer(timer, orderExists: true, now: now), "an order that moved on")
+        XCTAssertFalse(OrderStore.dropsTimer(timer, orderExists: false, now: now + 1_000))
+        XCTAssertTrue(OrderStore.dropsTimer(timer, orderExists: false, now: now + OrderStore.timerWithoutOrderGraceMs))
+        // The rules decide nothing for an order that moved on: the sweeper's empty decision.
+        let (canceled, _) = try run(.order(order.id)) { s in self.rules.cancel(s.order!, now: self.now) }
+        XCTAssertEqual(rules.expire(try XCTUnwrap(canceled.savedOrder), .payment, payment: nil, now: now + 1), Decision())
+    }
+
     func testKeysAddChecksTheMerchant() {
         var results: [KeysAdded] = []
         let keys = [SealedCardKey(id: "a", sealed: "s")]
