@@ -77,8 +77,8 @@ let package = Package(
         .testTarget(name: "GatewayCoreTests", dependencies: ["GatewayCore", "GatewayProtocol"]),
         .testTarget(name: "GatewayRedisTests", dependencies: ["GatewayRedis"]),
         // Node code against the in-memory store twins; each Lua script against a real redis-server.
-        .testTarget(name: "GatewayNodeTests", dependencies: ["GatewayNode", "GatewayRedis"], swiftSettings: glue),
-        .testTarget(name: "ScriptTests", dependencies: ["GatewayNode", "GatewayIO", "GatewayRedis", "CHiredis"],
+        .testTarget(name: "GatewayNodeTests", dependencies: ["GatewayNode", "GatewayRedis", "OrderCore", "GatewayProtocol", "GatewayConfig"], swiftSettings: glue),
+        .testTarget(name: "ScriptTests", dependencies: ["GatewayNode", "GatewayIO", "GatewayRedis", "CHiredis", "OrderCore", "GatewayProtocol"],
                     swiftSettings: glue),
         .testTarget(name: "GatewayConfigTests", dependencies: ["GatewayConfig"]),
         .testTarget(name: "OrderCoreTests", dependencies: ["OrderCore", "GatewayProtocol"]),

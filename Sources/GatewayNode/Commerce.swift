@@ -12,7 +12,10 @@ extension Node {
 
     var now: Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
 
-    func freshID(_ prefix: String) -> String { "\(prefix)-\(Crypto.randomToken(10))" }
+    /// `<prefix>-<T>-<random>`: carries the slot tag of `product`'s orders (`CommerceKeys`).
+    func freshID(_ prefix: String, product: String) -> String {
+        CommerceKeys.freshID(prefix, product: product, random: Crypto.randomToken(10))
+    }
 
     // MARK: HTTP
 
@@ -45,7 +48,7 @@ extension Node {
         guard list.count <= Self.maxKeysPerUpload else {
             return fail(request, .badRequest("at most \(Self.maxKeysPerUpload) keys per call"))
         }
-        var args: [RedisArgument] = [product]
+        var sealed: [SealedCardKey] = []
         let context = Array(product.utf8)
         for (i, item) in list.enumerated() {
             guard let key = item.stringValue, (1...512).contains(key.utf8.count) else {
@@ -53,31 +56,22 @@ extension Node {
             }
             let plain = Array(key.utf8)
             let fingerprint = Crypto.hex(Crypto.hmacSHA256(key: options.keysSecret, message: context + [0] + plain).prefix(16))
-            args.append(fingerprint)
-            args.append(Base64URL.encode(keyBox.seal(plain, context: context)))
+            sealed.append(SealedCardKey(id: fingerprint, sealed: Base64URL.encode(keyBox.seal(plain, context: context))))
         }
-        ownedProduct(request, caller, product) {
-            self.redis.eval(CommerceScripts.addKeys, keys: [], args: args) { reply in
-                guard let r = reply.array, r.count == 3, let added = r[0].int, let dup = r[1].int, let stock = r[2].int else {
-                    return self.fail(request, self.storageError(reply))
-                }
-                if added < 0 { return self.fail(request, .notFound("no product \(product)")) }
-                self.orderStore.confirmDurable { error in
+        let merchant: String? = if case .merchant(let m) = caller { m } else { nil }
+        // The merchant's ownership is checked inside the script: one round trip.
+        orderStore.store.addKeys(product: product, merchant: merchant, sealed) { result in
+            switch result {
+            case .failure(let e): self.fail(request, e)
+            case .success(.noProduct): self.fail(request, .notFound("no product \(product)"))
+            case .success(.otherMerchant): self.fail(request, .forbidden("product \(product) belongs to another merchant"))
+            case .success(.added(let added, let dup, let stock)):
+                self.orderStore.confirmDurable(product: product) { error in
                     if let error { return self.fail(request, error) }
-                    self.respond(request, 200, .object([("added", .int(added)), ("duplicates", .int(dup)), ("stock", .int(stock))]))
+                    self.respond(request, 200, .object([("added", .int(Int64(added))), ("duplicates", .int(Int64(dup))),
+                                                        ("stock", .int(Int64(stock)))]))
                 }
             }
-        }
-    }
-
-    /// Runs `body` when the caller may touch `product` (the shop, or its merchant).
-    private func ownedProduct(_ request: HTTPRequest, _ caller: APICaller, _ product: String, _ body: @escaping () -> Void) {
-        guard case .merchant(let merchant) = caller else { return body() }
-        redis.send(["HGET", Keys.product(product), "merchant"]) { reply in
-            if reply.isFailure { return self.fail(request, self.storageError(reply)) }
-            guard let owner = reply.text else { return self.fail(request, .notFound("no product \(product)")) }
-            guard owner == merchant else { return self.fail(request, .forbidden("product \(product) belongs to another merchant")) }
-            body()
         }
     }
 
@@ -88,10 +82,12 @@ extension Node {
         case .success(let r): decoded = r
         }
         decoded.idempotencyKey = decoded.idempotencyKey.map { caller.idempotencyScope + $0 }
-        let fresh = FreshIDs(order: freshID("o"), giftCode: freshID("g"), payCode: freshID("f"))
+        let product = decoded.product
+        let fresh = FreshIDs(order: freshID("o", product: product), giftCode: freshID("g", product: product),
+                             payCode: freshID("f", product: product))
         let viewer = caller.viewer
         let create = { (onFailure: @escaping (GatewayError) -> Void) in
-            self.orderStore.run(.product, decoded.product, decide: { snapshot in
+            self.orderStore.run(.product(product), decide: { snapshot in
                 if case .merchant(let m) = caller, let p = snapshot.product, p.merchant != m {
                     return .failure(.forbidden("product \(p.id) belongs to another merchant"))
                 }
@@ -105,16 +101,18 @@ extension Node {
         }
         guard let key = decoded.idempotencyKey else { return create { self.fail(request, $0) } }
         // A repeated idempotency key answers the order it made, also after losing a race.
+        // Keys are per (caller scope, buyer, product).
         let existing = { (otherwise: @escaping () -> Void) in
-            self.redis.send(["GET", CommerceKeys.idempotency(decoded.buyer, key)]) { reply in
-                guard let id = reply.text else { return reply.isFailure ? self.fail(request, self.storageError(reply)) : otherwise() }
-                self.orderStore.load(.order, id) { loaded in
-                    guard case .success(let s) = loaded, let order = s.order else { return self.fail(request, .redisUnavailable) }
+            self.orderStore.load(.idempotency(product: product, buyer: decoded.buyer, key: key)) { loaded in
+                switch loaded {
+                case .failure(let e): return self.fail(request, e)
+                case .success(let s):
+                    guard let order = s.order else { return otherwise() }
                     // The key is the caller's own; the answer is still checked like any order read.
                     if case .merchant(let m) = caller, s.product?.merchant != m {
                         return self.fail(request, GatewayError(.conflict, "idempotency_key already used"))
                     }
-                    self.orderStore.confirmExisting { error in
+                    self.orderStore.confirmDurable(product: product, repeated: true) { error in
                         if let error { return self.fail(request, error) }
                         self.respond(request, 200, order.json(for: viewer))
                     }
@@ -125,7 +123,7 @@ extension Node {
     }
 
     private func getOrder(_ request: HTTPRequest, _ caller: APICaller, _ id: String) {
-        orderStore.load(.order, id) { loaded in
+        orderStore.load(.order(id)) { loaded in
             switch loaded {
             case .failure(let e): self.fail(request, e)
             case .success(let s):
@@ -142,8 +140,9 @@ extension Node {
         guard let payer = body["payer"]?.stringValue, Names.isValidID(payer) else {
             return fail(request, .badRequest("\"payer\" must be a valid id"))
         }
-        let paymentID = freshID("pay")
-        orderStore.run(.order, order, decide: { s in
+        // The payment lives in its order's slot: its id carries the order's tag.
+        let paymentID = CommerceKeys.tag(ofID: order).map { "pay-\($0)-\(Crypto.randomToken(10))" } ?? ""
+        orderStore.run(.order(order), decide: { s in
             guard let o = s.order else { return .failure(.notFound("no order \(order)")) }
             if case .merchant(let m) = caller, s.product?.merchant != m { return .failure(.notFound("no order \(order)")) }
             return self.orderRules.createPayment(order: o, payer: payer, paymentID: paymentID, now: self.now)
@@ -158,7 +157,7 @@ extension Node {
 
     private func shopAction(_ request: HTTPRequest, _ caller: APICaller, order: String,
                             _ decide: @escaping (OrderRules, CommerceSnapshot, Int64) -> Result<Decision, GatewayError>) {
-        orderStore.run(.order, order, decide: { s in
+        orderStore.run(.order(order), decide: { s in
             guard s.order != nil else { return .failure(.notFound("no order \(order)")) }
             if case .merchant(let m) = caller, s.product?.merchant != m { return .failure(.notFound("no order \(order)")) }
             return decide(self.orderRules, s, self.now)
@@ -199,7 +198,7 @@ extension Node {
         case .failure(let e): return done(.failure(e))
         case .success(let n): notify = n
         }
-        orderStore.run(.payment, notify.payment, decide: { s in
+        orderStore.run(.payment(notify.payment), decide: { s in
             self.orderRules.notify(notify, payment: s.payment, order: s.order, stock: s.stock, now: self.now)
         }) { result in done(result.map { _ in () }) }
     }
@@ -211,7 +210,7 @@ extension Node {
         let answer = answerer(client, id, op: op)
         switch command {
         case .orderGet(let orderID):
-            orderStore.load(.order, orderID, live(client) { loaded in
+            orderStore.load(.order(orderID), live(client) { loaded in
                 switch loaded {
                 case .failure(let e): answer(.failure(e))
                 case .success(let s):
@@ -220,7 +219,7 @@ extension Node {
                 }
             })
         case .giftClaim(let code):
-            orderStore.run(.gift, code, decide: { s in
+            orderStore.run(.giftCode(code), decide: { s in
                 guard let order = s.order else { return .failure(.notFound("no gift with this code")) }
                 return self.orderRules.claim(order, by: user, now: self.now)
             }, done: live(client) { result in
@@ -230,12 +229,12 @@ extension Node {
                 }
             })
         case .giftDecline(let code):
-            orderStore.run(.gift, code, decide: { s in
+            orderStore.run(.giftCode(code), decide: { s in
                 guard let order = s.order else { return .failure(.notFound("no gift with this code")) }
                 return self.orderRules.decline(order, by: user, payment: s.payment, now: self.now)
             }) { result in answer(result.map { _ in .object([]) }) }
         case .friendpayView(let code):
-            orderStore.load(.pay, code, live(client) { loaded in
+            orderStore.load(.payCode(code), live(client) { loaded in
                 switch loaded {
                 case .failure(let e): answer(.failure(e))
                 case .success(let s):
@@ -255,10 +254,10 @@ extension Node {
     /// The order object for `viewer`, with its keys opened when the viewer may see them.
     func orderJSON(_ order: Order, viewer: Viewer, _ done: @escaping (JSON) -> Void) {
         guard order.keysVisible(to: viewer) else { return done(order.json(for: viewer)) }
-        redis.send(["HMGET", CommerceKeys.cardKeys(order.product)] + order.keyIDs.map { $0 as RedisArgument }) { reply in
+        orderStore.store.sealedKeys(of: order) { result in
             let context = Array(order.product.utf8)
-            let keys = (reply.array ?? []).compactMap { item -> String? in
-                guard let sealed = item.text.flatMap({ Base64URL.decode($0) }),
+            let keys = ((try? result.get()) ?? []).compactMap { item -> String? in
+                guard let sealed = item.flatMap({ Base64URL.decode($0) }),
                       let plain = self.keyBox.open(sealed, context: context) else { return nil }
                 return String(decoding: plain, as: UTF8.self)
             }
@@ -275,14 +274,14 @@ extension Node {
         loop.schedule(afterMs: 250) { [weak self] in
             guard let self else { return }
             defer { self.sweepTimers() }
-            guard self.redis.isReady, !self.sweeping else { return }
+            guard self.orderStore.store.isReady, !self.sweeping else { return }
             self.sweeping = true
-            self.redis.send(["ZRANGEBYSCORE", CommerceKeys.timers, "-inf", String(self.now), "LIMIT", "0", "200"]) { reply in
-                let due = (reply.array ?? []).compactMap(\.text)
+            self.orderStore.store.dueTimers(now: self.now, limit: 200) { page in
+                let due = (try? page.get()) ?? []
                 var remaining = due.count
                 if remaining == 0 { self.sweeping = false }
-                for member in due {
-                    self.expire(member) {
+                for timer in due {
+                    self.expire(timer) {
                         remaining -= 1
                         if remaining == 0 { self.sweeping = false }
                     }
@@ -291,23 +290,21 @@ extension Node {
         }
     }
 
-    private func expire(_ member: String, _ done: @escaping () -> Void) {
-        let parts = member.split(separator: ":", maxSplits: 1).map(String.init)
+    private func expire(_ timer: DueTimer, _ done: @escaping () -> Void) {
+        let parts = timer.member.split(separator: ":", maxSplits: 1).map(String.init)
         guard parts.count == 2, let kind = TimerKind(rawValue: parts[0]) else {
-            redis.send(["ZREM", CommerceKeys.timers, member]) { _ in done() }
-            return
+            return orderStore.store.removeTimer(timer.member, done)
         }
-        orderStore.run(.order, parts[1], durable: false, decide: { s in
+        let now = self.now
+        orderStore.run(.order(parts[1]), durable: false, decide: { s in
             guard let order = s.order else { return .success(Decision()) }
-            var d = self.orderRules.expire(order, kind, payment: s.payment, now: self.now)
+            var d = self.orderRules.expire(order, kind, payment: s.payment, now: now)
             if !d.isEmpty { d.effects.append(.unschedule(order: order.id, kind)) }
             return .success(d)
         }) { result in
-            if case .success(let (decision, _)) = result, decision.isEmpty {
-                self.redis.send(["ZREM", CommerceKeys.timers, member]) { _ in done() }
-            } else {
-                done()
-            }
+            guard case .success(let (decision, snapshot)) = result, decision.isEmpty,
+                  OrderStore.dropsTimer(timer, orderExists: snapshot.order != nil, now: now) else { return done() }
+            self.orderStore.store.removeTimer(timer.member, done)
         }
     }
 }

@@ -147,9 +147,11 @@ extension Node {
         }
         // The buyer's own keys, apart from those the shop and merchants send for that buyer.
         decoded.idempotencyKey = decoded.idempotencyKey.map { "dev/" + $0 }
-        let fresh = FreshIDs(order: freshID("o"), giftCode: freshID("g"), payCode: freshID("f"))
+        let product = decoded.product
+        let fresh = FreshIDs(order: freshID("o", product: product), giftCode: freshID("g", product: product),
+                             payCode: freshID("f", product: product))
         let create = {
-            self.orderStore.run(.product, decoded.product, decide: { snapshot in
+            self.orderStore.run(.product(product), decide: { snapshot in
                 self.orderRules.create(decoded, product: snapshot.product, now: self.now, fresh: fresh)
             }) { result in
                 switch result {
@@ -159,10 +161,11 @@ extension Node {
             }
         }
         guard let key = decoded.idempotencyKey else { return create() }
-        redis.send(["GET", CommerceKeys.idempotency(user, key)]) { reply in
-            guard let id = reply.text else { return reply.isFailure ? self.fail(request, self.storageError(reply)) : create() }
-            self.orderStore.load(.order, id) { loaded in
-                guard case .success(let s) = loaded, let order = s.order else { return self.fail(request, .redisUnavailable) }
+        orderStore.load(.idempotency(product: product, buyer: user, key: key)) { loaded in
+            switch loaded {
+            case .failure(let e): self.fail(request, e)
+            case .success(let s):
+                guard let order = s.order else { return create() }
                 self.respond(request, 200, order.json(for: .user(user)))
             }
         }
@@ -175,8 +178,8 @@ extension Node {
         guard let orderID = body["order"]?.stringValue, !orderID.isEmpty, orderID.utf8.count <= 128 else {
             return fail(request, .badRequest("\"order\" must be an order id"))
         }
-        let paymentID = freshID("pay")
-        orderStore.run(.order, orderID, decide: { s in
+        let paymentID = CommerceKeys.tag(ofID: orderID).map { "pay-\($0)-\(Crypto.randomToken(10))" } ?? ""
+        orderStore.run(.order(orderID), decide: { s in
             guard let o = s.order else { return .failure(.notFound("no order \(orderID)")) }
             return self.orderRules.createPayment(order: o, payer: user, paymentID: paymentID, now: self.now)
         }) { result in
@@ -193,7 +196,7 @@ extension Node {
                 let signature = Crypto.hex(Crypto.hmacSHA256(key: Array(self.options.paymentsSecret.utf8), message: raw))
                 self.applyPaymentNotify(body: raw, signature: signature) { outcome in
                     if case .failure(let e) = outcome { return self.fail(request, e) }
-                    self.orderStore.load(.payment, payment.id) { loaded in
+                    self.orderStore.load(.payment(payment.id)) { loaded in
                         switch loaded {
                         case .failure(let e): self.fail(request, e)
                         case .success(let s):
@@ -278,7 +281,7 @@ extension Node {
 
     /// Throwaway keys, sealed and fingerprinted exactly as `POST /api/v1/products/{id}/keys` does.
     private func addDemoKeys(_ product: String, count: Int, _ done: @escaping (Bool) -> Void) {
-        var args: [RedisArgument] = [product]
+        var sealed: [SealedCardKey] = []
         let context = Array(product.utf8)
         for _ in 0..<count {
             let hex = Crypto.randomToken(8).uppercased()
@@ -287,11 +290,10 @@ extension Node {
             while !rest.isEmpty { groups.append(rest.prefix(4)); rest = rest.dropFirst(4) }
             let plain = Array(("DEMO-" + groups.joined(separator: "-")).utf8)
             let fingerprint = Crypto.hex(Crypto.hmacSHA256(key: options.keysSecret, message: context + [0] + plain).prefix(16))
-            args.append(fingerprint)
-            args.append(Base64URL.encode(keyBox.seal(plain, context: context)))
+            sealed.append(SealedCardKey(id: fingerprint, sealed: Base64URL.encode(keyBox.seal(plain, context: context))))
         }
-        redis.eval(CommerceScripts.addKeys, keys: [], args: args) { [weak self] reply in
-            guard let r = reply.array, r.count == 3, let added = r[0].int, let stock = r[2].int else { return done(false) }
+        orderStore.store.addKeys(product: product, merchant: nil, sealed) { [weak self] result in
+            guard case .success(.added(let added, _, let stock)) = result else { return done(false) }
             self?.log("dev mode: \(added) demo keys added to \(product) (stock \(stock))")
             done(true)
         }

@@ -113,15 +113,6 @@ public final class Node: ServerDelegate {
         verifier = TokenVerifier(secret: options.authSecret)
         orderRules = OrderRules(times: options.commerce)
         let sizes = (options.historyUserSize, options.historyGroupSize, options.historyProductSize)
-        orderStore = OrderStore(redis: redis, historyTTL: options.historyTTLSeconds,
-                                retention: KeyRetention(options.commerce), durability: options.durability,
-                                durabilityTimeoutMs: options.durabilityTimeoutMs, historySize: { kind in
-            switch kind {
-            case .user: sizes.0
-            case .group: sizes.1
-            case .product: sizes.2
-            }
-        }, newEpoch: { Crypto.randomToken(4) })
         let storeSettings = Self.storeSettings(options)
         let log: (String) -> Void = { [nodeName = options.nodeName] message in
             FileHandle.standardError.write(Data("[\(nodeName)] \(message)\n".utf8))
@@ -129,6 +120,16 @@ public final class Node: ServerDelegate {
         channelStore = RedisChannelStore(redis: redis, settings: storeSettings, log: log)
         outboxRelay = OutboxRelay(redis: redis, settings: storeSettings, log: log) { [loop] ms, body in loop.schedule(afterMs: ms, body) }
         communityStore = RedisCommunityStore(redis: redis, settings: storeSettings, relay: outboxRelay, log: log)
+        let commerceStore = RedisCommerceStore(
+            redis: redis, retention: KeyRetention(options.commerce), historyTTL: options.historyTTLSeconds, historySize: { kind in
+                switch kind {
+                case .user: sizes.0
+                case .group: sizes.1
+                case .product: sizes.2
+                }
+            }, durability: options.durability, durabilityTimeoutMs: options.durabilityTimeoutMs, newEpoch: { Crypto.randomToken(4) })
+        commerceStore.relay = outboxRelay
+        orderStore = OrderStore(store: commerceStore)
         presenceNode = "\(options.nodeName).\(Crypto.randomToken(4))"
         ipQuota = ConnectionQuota(limit: options.connsPerIP)
         userQuota = ConnectionQuota(limit: options.connsPerUser)

@@ -288,11 +288,6 @@ final class RedisClient: RedisLink {
         }
     }
 
-    /// Transitional: a script given as source text (EVALSHA, NOSCRIPT -> EVAL).
-    func eval(_ source: String, keys: [String], args: [RedisArgument], _ callback: @escaping (RedisReply) -> Void) {
-        run(LuaScript(name: "inline", source: source), keys: keys, args: args, callback)
-    }
-
     func subscribe(_ names: [String]) { subscriber.pubsub("SSUBSCRIBE", names) }
     func unsubscribe(_ names: [String]) { subscriber.pubsub("SUNSUBSCRIBE", names) }
 

@@ -10,7 +10,8 @@ public enum Precondition: Equatable, Sendable {
     case paymentAbsent(String)
     case stockAtLeast(product: String, Int)
     case stockBelow(product: String, Int)
-    case idempotencyAbsent(buyer: String, key: String)
+    /// Idempotency keys are per (caller scope, buyer, product); `key` carries the scope.
+    case idempotencyAbsent(buyer: String, product: String, key: String)
 }
 
 /// Timers live in Redis by due time; any node runs them.
@@ -35,7 +36,7 @@ public enum Effect: Equatable, Sendable {
     case membership(product: String, user: String, delta: Int)
     case schedule(order: String, TimerKind, at: Int64)
     case unschedule(order: String, TimerKind)
-    case indexIdempotency(buyer: String, key: String, order: String)
+    case indexIdempotency(buyer: String, product: String, key: String, order: String)
     case indexGiftCode(String, order: String)
     case indexPayCode(String, order: String)
     case push(user: String, type: String, data: JSON)

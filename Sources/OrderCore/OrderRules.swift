@@ -58,8 +58,8 @@ public struct OrderRules: Sendable {
         }
         d.effects.append(.saveOrder(order))
         if let key = r.idempotencyKey {
-            d.preconditions.append(.idempotencyAbsent(buyer: r.buyer, key: key))
-            d.effects.append(.indexIdempotency(buyer: r.buyer, key: key, order: order.id))
+            d.preconditions.append(.idempotencyAbsent(buyer: r.buyer, product: product.id, key: key))
+            d.effects.append(.indexIdempotency(buyer: r.buyer, product: product.id, key: key, order: order.id))
         }
         d.effects.append(.schedule(order: order.id, .payment, at: order.expiresAt))
         d.effects += statusPushes(order)

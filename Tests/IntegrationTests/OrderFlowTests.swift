@@ -106,6 +106,28 @@ final class OrderFlowTests: IntegrationCase {
         XCTAssertEqual(try getOrder(node, orderID)["status"]?.stringValue, "pending_payment")
     }
 
+    /// Idempotency keys are per (caller, buyer, product); ids carry their slot tag
+    /// (`o-<T>-<random>`), and an id whose tag names no slot is simply not found.
+    func testIdempotencyKeyIsPerProductAndIdsCarryTheirSlot() throws {
+        let node = try startNode()
+        try createProduct(node, "p1")
+        try createProduct(node, "p2")
+        let body = #"{"buyer":"u1","product":"p1","idempotency_key":"k-1"}"#
+        let first = try XCTUnwrap(try order(node, body)["id"]?.stringValue)
+        let again = try node.http("POST", "/api/v1/orders", body: body)
+        XCTAssertEqual(again.status, 200, again.text)
+        XCTAssertEqual(again.json?["id"]?.stringValue, first)
+        let other = try order(node, #"{"buyer":"u1","product":"p2","idempotency_key":"k-1"}"#)
+        XCTAssertNotEqual(other["id"]?.stringValue, first, "the same key for another product is another order")
+        XCTAssertEqual(other["product"]?.stringValue, "p2")
+
+        let parts = first.split(separator: "-")
+        XCTAssertEqual(parts.count, 3, first)
+        XCTAssertEqual(try node.http("GET", "/api/v1/orders/\(first)").status, 200)
+        XCTAssertEqual(try node.http("GET", "/api/v1/orders/o-NOPE-\(parts[2])").status, 404)
+        XCTAssertEqual(try node.http("GET", "/api/v1/orders/o-\(parts[2])").status, 404)
+    }
+
     func testOutOfStockMakesTheOrderAbnormal() throws {
         let node = try startNode()
         try createProduct(node, "p1")

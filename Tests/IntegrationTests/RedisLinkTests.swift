@@ -264,7 +264,9 @@ final class RedisLinkTests: IntegrationCase {
         _ = try uploadKeys(node, "p1", ["K-1", "K-2", "K-3"])
         let bought = try buy(node, "u1", "p1")
         XCTAssertEqual(bought["status"]?.stringValue, "delivered")
-        XCTAssertEqual(replica.cli(["HGET", "gw:{order:\(bought["id"]!.stringValue!)}:info", "status"]), "delivered",
+        // An order's key carries the slot tag in its id (`o-<T>-<random>`): `gw:{T}:order:<id>`.
+        let boughtID = try XCTUnwrap(bought["id"]?.stringValue)
+        XCTAssertEqual(replica.cli(["HGET", "gw:{\(boughtID.split(separator: "-")[1])}:order:\(boughtID)", "status"]), "delivered",
                        "the replica has the delivery")
 
         // Made while the replica is there: an order with an idempotency key, and an unpaid one.
@@ -356,7 +358,7 @@ final class RedisLinkTests: IntegrationCase {
         b.signal(SIGKILL)
         _ = b.waitExit()
 
-        let transient = ["gw:idem:", "gw:giftcode:", "gw:paycode:", ":online", ":onodes", ":on:", ":mute", ":watches", ":watchers", ":watch"]
+        let transient = [":idem:", ":giftcode:", ":paycode:", ":online", ":onodes", ":on:", ":mute", ":watches", ":watchers", ":watch"]
         let keys = server.cli(["--scan"]).split(separator: "\n").map(String.init)
         var seen: Set<String> = []
         for key in keys {
@@ -365,7 +367,7 @@ final class RedisLinkTests: IntegrationCase {
             let ttl = server.cli(["PTTL", key])
             XCTAssertNotEqual(ttl, "-1", "\(key) never expires")
         }
-        for kind in ["gw:idem:", "gw:giftcode:", "gw:paycode:", ":online", ":onodes", ":on:", ":mute", ":watches"] {
+        for kind in [":idem:", ":giftcode:", ":paycode:", ":online", ":onodes", ":on:", ":mute", ":watches"] {
             XCTAssertTrue(seen.contains(kind), "a \(kind) key was written (\(keys))")
         }
 

@@ -131,9 +131,9 @@ final class CreateOrderTests: XCTestCase {
 
     func testIdempotencyKeyIsAPreconditionAndAnIndex() throws {
         let d = try success(rules.create(Fx.request(key: "req-42"), product: Fx.product, now: Fx.t0, fresh: Fx.fresh))
-        XCTAssertEqual(d.preconditions, [.orderAbsent("o-1"), .idempotencyAbsent(buyer: "u1", key: "req-42")])
+        XCTAssertEqual(d.preconditions, [.orderAbsent("o-1"), .idempotencyAbsent(buyer: "u1", product: "p1", key: "req-42")])
         XCTAssertEqual(d.effects.filter { if case .indexIdempotency = $0 { true } else { false } },
-                       [.indexIdempotency(buyer: "u1", key: "req-42", order: "o-1")])
+                       [.indexIdempotency(buyer: "u1", product: "p1", key: "req-42", order: "o-1")])
     }
 
     func testNoIdempotencyKeyNoIndex() throws {

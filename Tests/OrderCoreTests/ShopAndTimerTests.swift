@@ -68,6 +68,14 @@ final class PaymentTimerTests: XCTestCase {
         let (delivered, p) = try pay(try create(Fx.request()), payer: "u1")
         XCTAssertEqual(rules.expire(delivered, .payment, payment: p, now: delivered.expiresAt), Decision())
     }
+
+    /// Timers are written ahead of the decision that schedules them: a gift timer can be
+    /// seen while its order is still awaiting the payment that schedules it. Nothing changes.
+    func testGiftTimerSeenBeforeItsPaymentLandedDecidesNothing() throws {
+        let gift = try create(Fx.request(.gift, giftTo: "u2"))
+        XCTAssertEqual(gift.status, .pendingPayment)
+        XCTAssertEqual(rules.expire(gift, .gift, payment: nil, now: gift.expiresAt + Fx.giftTTL), Decision())
+    }
 }
 
 final class CancelTests: XCTestCase {

@@ -71,9 +71,3 @@ enum StoreKeys {
     /// The demo bot's lease (dev mode).
     static let botLease = "gw:demo:bot-lease"
 }
-
-/// Transitional: the commerce code still names the product hash `Keys.product` (until the
-/// commerce store checks ownership in its scripts).
-enum Keys {
-    static func product(_ id: String) -> String { StoreKeys.productInfo(id) }
-}

@@ -1,0 +1,77 @@
+-- Applies one order-core decision atomically: every check first, then every op.
+-- Needs lib_publish and lib_emit. The program is built by CommerceProgram (Swift), the
+-- one place that maps the order effects to these opcodes.
+-- KEYS: every key the decision touches, all in the product's hash slot; the program
+--       refers to them by index (`key`, `order`, `stock`, `meta`, ...)
+-- ARGV[1]: the program, JSON {checks = [...], ops = [...]}
+-- ARGV[2]: epoch of a channel's first push; ARGV[3]: history TTL (s)
+-- ARGV[4]: KEYS index of the product's outbox (cluster), 0: pushes are published inline
+-- Returns {1, pushes emitted} when applied, {0, index of the failed check} otherwise.
+local PROGRAM = cjson.decode(ARGV[1])
+local EPOCH, TTL, OUTBOX = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
+EMIT.epoch, EMIT.ttl = EPOCH, TTL
+if OUTBOX > 0 then EMIT.outbox = KEYS[OUTBOX] end
+
+local function splitIDs(list)
+  local out = {}
+  if list then for id in string.gmatch(list, '[^,]+') do out[#out + 1] = id end end
+  return out
+end
+
+local CHECKS = {
+  check_version = function(c) return redis.call('HGET', KEYS[c.key], 'version') == c.version end,
+  check_absent = function(c) return redis.call('EXISTS', KEYS[c.key]) == 0 end,
+  check_stock_at_least = function(c) return redis.call('LLEN', KEYS[c.key]) >= c.count end,
+  check_stock_below = function(c) return redis.call('LLEN', KEYS[c.key]) < c.count end,
+}
+
+local function publishBuyers(o)
+  local buyers = redis.call('HLEN', KEYS[o.members])
+  publish(KEYS[o.meta], KEYS[o.log], o.channel, 'product.buyers',
+    '{"product":' .. cjson.encode(o.product) .. ',"buyers":' .. buyers .. '}', o.size, TTL, EPOCH)
+end
+
+local OPS = {
+  save_order = function(o) redis.call('HSET', KEYS[o.key], unpack(o.fields)) end,
+  save_payment = function(o) redis.call('HSET', KEYS[o.key], unpack(o.fields)) end,
+  allocate_keys = function(o)
+    local ids = redis.call('LPOP', KEYS[o.stock], o.count)
+    redis.call('HSET', KEYS[o.order], 'keys', table.concat(ids or {}, ','))
+  end,
+  return_keys = function(o)
+    local ids = splitIDs(redis.call('HGET', KEYS[o.order], 'keys'))
+    if #ids > 0 then redis.call('RPUSH', KEYS[o.stock], unpack(ids)) end
+    redis.call('HSET', KEYS[o.order], 'keys', '')
+  end,
+  burn_keys = function(o)
+    local ids = splitIDs(redis.call('HGET', KEYS[o.order], 'keys'))
+    if #ids > 0 then redis.call('SADD', KEYS[o.burned], unpack(ids)) end
+  end,
+  add_member = function(o)
+    local n = redis.call('HINCRBY', KEYS[o.members], o.user, o.count)
+    if n == o.count then publishBuyers(o) end
+  end,
+  remove_member = function(o)
+    local n = redis.call('HINCRBY', KEYS[o.members], o.user, -o.count)
+    if n <= 0 then
+      redis.call('HDEL', KEYS[o.members], o.user)
+      publishBuyers(o)
+    end
+  end,
+  index_code = function(o) redis.call('SET', KEYS[o.key], KEYS[o.order], 'PX', o.ttl_ms) end,
+  push = function(o)
+    emit(o.meta and KEYS[o.meta], o.log and KEYS[o.log], o.channel, o.type, o.data, o.size)
+  end,
+}
+
+for i, c in ipairs(PROGRAM.checks) do
+  local check = CHECKS[c.op]
+  if not check then return redis.error_reply('commerce_apply: unknown check ' .. tostring(c.op)) end
+  if not check(c) then return {0, i} end
+end
+-- Every opcode is known before the first write, so a bad program changes nothing.
+for _, o in ipairs(PROGRAM.ops) do
+  if not OPS[o.op] then return redis.error_reply('commerce_apply: unknown op ' .. tostring(o.op)) end
+end
+for _, o in ipairs(PROGRAM.ops) do OPS[o.op](o) end
+return {1, EMIT.emitted}

@@ -1,0 +1,10 @@
+import GatewayRedis
+
+/// The order core's scripts (`Lua/commerce_*.lua`, `Lua/keys_add.lua`).
+enum CommerceScripts {
+    static let load = LuaScript.embedded("commerce_load", PackageResources.commerce_load_lua)
+    static let apply = LuaScript.embedded("commerce_apply", PackageResources.commerce_apply_lua,
+                                          libraries: [PackageResources.lib_publish_lua, PackageResources.lib_emit_lua])
+    static let addKeys = LuaScript.embedded("keys_add", PackageResources.keys_add_lua)
+    static let all = [load, apply, addKeys]
+}

@@ -1,0 +1,256 @@
+import Foundation
+import GatewayConfig
+import GatewayProtocol
+import GatewayRedis
+import OrderCore
+
+/// A consistent read of what a decision is made on.
+struct CommerceSnapshot: Equatable {
+    var order: Order?
+    var payment: Payment?
+    var product: Product?
+    var stock: Int
+}
+
+/// What a snapshot is loaded through.
+enum CommerceEntry: Equatable {
+    case order(String)
+    case payment(String)
+    case giftCode(String)
+    case payCode(String)
+    /// A product with no order: its record and stock (order creation, the demo's stock).
+    case product(String)
+    /// The order an `idempotency_key` made, per (caller scope, buyer, product): `key`
+    /// carries the caller's scope. No order in the snapshot when the key is unused.
+    case idempotency(product: String, buyer: String, key: String)
+}
+
+/// The answer of a key upload.
+enum KeysAdded: Equatable {
+    case added(count: Int, duplicates: Int, stock: Int)
+    case noProduct
+    /// The product belongs to another merchant than the one uploading.
+    case otherMerchant
+}
+
+/// A card key as stored: its id (a keyed fingerprint) and the sealed key.
+struct SealedCardKey: Equatable {
+    var id: String
+    var sealed: String
+}
+
+/// A `gw:timers` member that is due: `<kind>:<order id>` and its due time (ms).
+struct DueTimer: Equatable {
+    var member: String
+    var due: Int64
+}
+
+/// What the commerce store needs of the outbox relay (`OutboxRelay`, cluster only): the
+/// outbox is registered before a decision that writes to it, relayed after.
+/// The order core's storage: snapshots, decisions applied atomically under their
+/// preconditions, card keys and timers. `RedisCommerceStore` holds every Redis call of the
+/// order core; `MemoryCommerceStore` has the same semantics for unit tests.
+protocol CommerceStore: AnyObject {
+    var isReady: Bool { get }
+    func load(_ entry: CommerceEntry, _ done: @escaping (Result<CommerceSnapshot, GatewayError>) -> Void)
+    /// Applies `decision` (its records all in `product`'s slot): true when applied, false
+    /// when a precondition no longer held (nothing was changed). Scheduled timers are
+    /// written ahead of the apply, unscheduled ones removed (best effort) after it.
+    func apply(_ decision: Decision, product: String, _ done: @escaping (Result<Bool, GatewayError>) -> Void)
+    /// `merchant`: nil for the shop; another merchant's product is refused inside the script.
+    func addKeys(product: String, merchant: String?, _ keys: [SealedCardKey], _ done: @escaping (Result<KeysAdded, GatewayError>) -> Void)
+    /// The sealed keys of `order.keyIDs`, in order (nil for one that is missing).
+    func sealedKeys(of order: Order, _ done: @escaping (Result<[String?], GatewayError>) -> Void)
+    func dueTimers(now: Int64, limit: Int, _ done: @escaping (Result<[DueTimer], GatewayError>) -> Void)
+    func removeTimer(_ member: String, _ done: @escaping () -> Void)
+    /// With `redis.durability replicas:N`: nil once N replicas hold what was written in
+    /// `product`'s slot so far; `repeated`: the write being vouched for may have been made
+    /// earlier on another connection (a repeated notify, an idempotency key seen before).
+    func confirmDurable(product: String, repeated: Bool, _ done: @escaping (GatewayError?) -> Void)
+}
+
+/// The order core's Redis calls. Every key comes from `CommerceKeys`; every reply is
+/// decoded through `RedisReplyDecodable`.
+final class RedisCommerceStore: CommerceStore {
+    let redis: any RedisLink
+    let settings: () -> CommerceProgram.Settings
+    let historyTTL: Int
+    let newEpoch: () -> String
+    let durability: RedisDurability
+    let durabilityTimeoutMs: Int
+    /// Cluster only; nil until the relay is wired (pushes then wait in the outbox).
+    var relay: EventStore?
+
+    init(redis: any RedisLink, retention: KeyRetention, historyTTL: Int, historySize: @escaping (Channel.Kind) -> Int,
+         durability: RedisDurability, durabilityTimeoutMs: Int, newEpoch: @escaping () -> String) {
+        self.redis = redis
+        self.historyTTL = historyTTL
+        self.newEpoch = newEpoch
+        self.durability = durability
+        self.durabilityTimeoutMs = durabilityTimeoutMs
+        let link = redis
+        settings = { CommerceProgram.Settings(retention: retention, historySize: historySize, viaOutbox: link.isCluster) }
+    }
+
+    var isReady: Bool { redis.isReady }
+
+    func load(_ entry: CommerceEntry, _ done: @escaping (Result<CommerceSnapshot, GatewayError>) -> Void) {
+        let keys: [String]?
+        let kind: String
+        switch entry {
+        case .order(let id): (keys, kind) = (CommerceKeys.order(id).map { [$0] }, "order")
+        case .payment(let id): (keys, kind) = (CommerceKeys.payment(id).map { [$0] }, "payment")
+        case .giftCode(let code): (keys, kind) = (CommerceKeys.giftCode(code).map { [$0] }, "lookup")
+        case .payCode(let code): (keys, kind) = (CommerceKeys.payCode(code).map { [$0] }, "lookup")
+        case .idempotency(let product, let buyer, let key):
+            (keys, kind) = ([CommerceKeys.idempotency(product: product, buyer: buyer, key: key)], "lookup")
+        case .product(let id): (keys, kind) = ([CommerceKeys.info(id), CommerceKeys.stock(id)], "product")
+        }
+        // An id without a valid slot tag names nothing.
+        guard let keys else { return done(.success(CommerceSnapshot(stock: 0))) }
+        redis.run(CommerceScripts.load, keys: keys, args: [kind]) { reply in
+            done(Self.decode(reply, "load") { (r: RedisReply) throws(RedisDecodingError) in
+                var items = try RedisArrayReader(r)
+                let order = try items.next(RedisHash.self), payment = try items.next(RedisHash.self)
+                let product = try items.next(RedisHash.self), stock = try items.next(Int.self)
+                return CommerceSnapshot(order: order.isEmpty ? nil : Order(record: order.fields),
+                                        payment: payment.isEmpty ? nil : Payment(record: payment.fields),
+                                        product: product.isEmpty ? nil : Product(record: product.fields), stock: stock)
+            })
+        }
+    }
+
+    func apply(_ decision: Decision, product: String, _ done: @escaping (Result<Bool, GatewayError>) -> Void) {
+        guard let program = CommerceProgram(decision, product: product, settings()), let routing = program.keys.first else {
+            return done(.failure(GatewayError(.internal, "a decision named a record without a slot tag")))
+        }
+        let outbox = program.outbox > 0 ? program.keys[program.outbox - 1] : nil
+        let args: [RedisArgument] = [program.json.serialized(), newEpoch(), historyTTL, program.outbox]
+        let applyNow = {
+            self.redis.run(CommerceScripts.apply, keys: program.keys, args: args) { reply in
+                let applied = Self.decode(reply, "apply") { (r: RedisReply) throws(RedisDecodingError) -> Bool in
+                    var items = try RedisArrayReader(r)
+                    return try items.next(Int.self) == 1
+                }
+                if case .success(true) = applied {
+                    // Best effort: a timer left behind finds its order moved on and is removed by the sweep.
+                    if !program.timersAfter.isEmpty {
+                        self.redis.send(["ZREM", CommerceKeys.timers] + program.timersAfter.map { $0 as RedisArgument },
+                                        key: CommerceKeys.timers) { _ in }
+                    }
+                    if let outbox { self.relay?.relay(outbox) }
+                }
+                done(applied)
+            }
+        }
+        let writeTimers = {
+            self.scheduleAhead(program.timersAhead, before: routing) { ok in
+                ok ? applyNow() : done(.failure(.redisUnavailable))
+            }
+        }
+        guard let outbox, let relay else { return writeTimers() }
+        relay.register(outbox) { ok in ok ? writeTimers() : done(.failure(.redisUnavailable)) }
+    }
+
+    /// ZADD of the timers a decision schedules, before the decision: pipelined on the same
+    /// connection as the apply when there is one (commands on one connection are applied in
+    /// order), awaited first otherwise (a cluster, where `gw:timers` has its own slot).
+    private func scheduleAhead(_ timers: [(member: String, due: Int64)], before key: String, _ then: @escaping (Bool) -> Void) {
+        guard !timers.isEmpty else { return then(true) }
+        var args: [RedisArgument] = ["ZADD", CommerceKeys.timers]
+        for t in timers { args += [t.due, t.member] }
+        if redis.sameConnection(CommerceKeys.timers, key) {
+            redis.send(args, key: CommerceKeys.timers) { reply in
+                if case .error(let e) = reply { Self.log("timer write failed: \(e)") }
+            }
+            return then(true)
+        }
+        redis.send(args, key: CommerceKeys.timers) { reply in then(!reply.isFailure) }
+    }
+
+    func addKeys(product: String, merchant: String?, _ keys: [SealedCardKey], _ done: @escaping (Result<KeysAdded, GatewayError>) -> Void) {
+        var args: [RedisArgument] = [merchant ?? ""]
+        for k in keys { args += [k.id, k.sealed] }
+        let keyNames = [CommerceKeys.info(product), CommerceKeys.cardKeys(product), CommerceKeys.stock(product)]
+        redis.run(CommerceScripts.addKeys, keys: keyNames, args: args) { reply in
+            done(Self.decode(reply, "keys_add") { (r: RedisReply) throws(RedisDecodingError) -> KeysAdded in
+                var items = try RedisArrayReader(r)
+                let outcome = try items.next(String.self)
+                let added = try items.next(Int.self), duplicates = try items.next(Int.self), stock = try items.next(Int.self)
+                switch outcome {
+                case "ok": return .added(count: added, duplicates: duplicates, stock: stock)
+                case "no_product": return .noProduct
+                case "other_merchant": return .otherMerchant
+                default: throw .unexpected(expected: "ok, no_product or other_merchant", got: outcome)
+                }
+            })
+        }
+    }
+
+    func sealedKeys(of order: Order, _ done: @escaping (Result<[String?], GatewayError>) -> Void) {
+        guard !order.keyIDs.isEmpty else { return done(.success([])) }
+        let key = CommerceKeys.cardKeys(order.product)
+        redis.send(["HMGET", key] + order.keyIDs.map { $0 as RedisArgument }, key: key) { reply in
+            done(Self.decode(reply, "card keys") { (r: RedisReply) throws(RedisDecodingError) in try [String?](redisReply: r) })
+        }
+    }
+
+    func dueTimers(now: Int64, limit: Int, _ done: @escaping (Result<[DueTimer], GatewayError>) -> Void) {
+        redis.send(["ZRANGEBYSCORE", CommerceKeys.timers, "-inf", now, "WITHSCORES", "LIMIT", 0, limit],
+                   key: CommerceKeys.timers) { reply in
+            done(Self.decode(reply, "timers") { (r: RedisReply) throws(RedisDecodingError) -> [DueTimer] in
+                var items = try RedisArrayReader(r)
+                var out: [DueTimer] = []
+                while !items.isAtEnd {
+                    let member = try items.next(String.self), score = try items.next(String.self)
+                    guard let due = Double(score) else { throw .unexpected(expected: "a score", got: score) }
+                    out.append(DueTimer(member: member, due: Int64(due)))
+                }
+                return out
+            })
+        }
+    }
+
+    func removeTimer(_ member: String, _ done: @escaping () -> Void) {
+        redis.send(["ZREM", CommerceKeys.timers, member], key: CommerceKeys.timers) { _ in done() }
+    }
+
+    func confirmDurable(product: String, repeated: Bool, _ done: @escaping (GatewayError?) -> Void) {
+        guard case .replicas(let n) = durability else { return done(nil) }
+        let wait = {
+            // WAIT on the connection that owns the slot written (the order's, the product's).
+            self.redis.awaitReplicas(n, timeoutMs: self.durabilityTimeoutMs, key: CommerceKeys.stock(product)) { acknowledged in
+                done(acknowledged ? nil : GatewayError(.unavailable, "written, but not confirmed by \(n) Redis replica\(n == 1 ? "" : "s") in time; retry",
+                                                       temporary: true))
+            }
+        }
+        guard repeated else { return wait() }
+        // That write may have been made on an earlier connection, which a WAIT on this one
+        // does not cover: a small write in the slot first, so replicas holding it hold everything before it.
+        let mark = CommerceKeys.durabilityMark(product: product)
+        redis.send(["INCR", mark], key: mark) { reply in
+            if case .failure(let e) = Self.decode(reply, "durability mark", { (r: RedisReply) throws(RedisDecodingError) in try Int(redisReply: r) }) {
+                return done(e)
+            }
+            wait()
+        }
+    }
+
+    /// A script error is a bug or a Redis problem: logged, answered `internal`; a lost
+    /// connection is `unavailable`.
+    private static func decode<T>(_ reply: RedisReply, _ what: String,
+                                  _ body: (RedisReply) throws(RedisDecodingError) -> T) -> Result<T, GatewayError> {
+        do {
+            return .success(try body(reply))
+        } catch .disconnected {
+            return .failure(.redisUnavailable)
+        } catch {
+            log("\(what): \(error)")
+            return .failure(GatewayError(.internal, "store refused the change"))
+        }
+    }
+
+    private static func log(_ message: String) {
+        FileHandle.standardError.write(Data("order store: \(message)\n".utf8))
+    }
+}

@@ -1,0 +1,149 @@
+import GatewayProtocol
+import OrderCore
+
+/// `CommerceStore` in memory, for unit tests of the order handlers: it runs the same
+/// `CommerceProgram` the apply script runs (same checks, key allocation, links and
+/// timers), on dictionaries standing for the Redis keys. Answers synchronously.
+final class MemoryCommerceStore: CommerceStore {
+    private(set) var hashes: [String: [String: String]] = [:]
+    private(set) var strings: [String: String] = [:]
+    private(set) var lists: [String: [String]] = [:]
+    private(set) var sets: [String: Set<String>] = [:]
+    private(set) var timers: [String: Int64] = [:]
+    /// Pushes in the order they were made: channel, push type, data JSON.
+    private(set) var pushes: [(channel: String, type: String, data: String)] = []
+    var retention = KeyRetention(CommerceTimes(orderTTL: 900_000, giftTTL: 86_400_000, friendpayTTL: 86_400_000, paymentGrace: 60_000))
+    var viaOutbox = false
+    var historySize: (Channel.Kind) -> Int = { _ in 100 }
+    var isReady = true
+    /// Set to make the next apply find its preconditions broken (a concurrent writer).
+    var interfere: ((MemoryCommerceStore) -> Void)?
+
+    init() {}
+
+    /// A product as `product_create` leaves it.
+    func addProduct(_ product: Product) {
+        hashes[CommerceKeys.info(product.id)] = ["id": product.id, "merchant": product.merchant, "title": product.title,
+                                                 "price": String(product.price), "currency": product.currency]
+    }
+
+    func stock(_ product: String) -> [String] { lists[CommerceKeys.stock(product)] ?? [] }
+
+    func load(_ entry: CommerceEntry, _ done: @escaping (Result<CommerceSnapshot, GatewayError>) -> Void) {
+        guard isReady else { return done(.failure(.redisUnavailable)) }
+        var orderKey: String?, paymentKey: String?, infoKey: String?, stockKey: String?
+        switch entry {
+        case .order(let id): orderKey = CommerceKeys.order(id)
+        case .payment(let id):
+            paymentKey = CommerceKeys.payment(id)
+            orderKey = paymentKey.flatMap { hashes[$0]?[CommerceKeys.Link.order] }
+        case .giftCode(let code): orderKey = CommerceKeys.giftCode(code).flatMap { strings[$0] }
+        case .payCode(let code): orderKey = CommerceKeys.payCode(code).flatMap { strings[$0] }
+        case .idempotency(let product, let buyer, let key): orderKey = strings[CommerceKeys.idempotency(product: product, buyer: buyer, key: key)]
+        case .product(let id): (infoKey, stockKey) = (CommerceKeys.info(id), CommerceKeys.stock(id))
+        }
+        let order = orderKey.flatMap { hashes[$0] } ?? [:]
+        if !order.isEmpty {
+            paymentKey = paymentKey ?? order[CommerceKeys.Link.payment]
+            (infoKey, stockKey) = (order[CommerceKeys.Link.info], order[CommerceKeys.Link.stock])
+        }
+        let payment = paymentKey.flatMap { hashes[$0] } ?? [:]
+        let product = infoKey.flatMap { hashes[$0] } ?? [:]
+        done(.success(CommerceSnapshot(order: order.isEmpty ? nil : Order(record: order),
+                                       payment: payment.isEmpty ? nil : Payment(record: payment),
+                                       product: product.isEmpty ? nil : Product(record: product),
+                                       stock: stockKey.map { lists[$0]?.count ?? 0 } ?? 0)))
+    }
+
+    func apply(_ decision: Decision, product: String, _ done: @escaping (Result<Bool, GatewayError>) -> Void) {
+        guard isReady else { return done(.failure(.redisUnavailable)) }
+        let settings = CommerceProgram.Settings(retention: retention, historySize: historySize, viaOutbox: viaOutbox)
+        guard let program = CommerceProgram(decision, product: product, settings) else {
+            return done(.failure(GatewayError(.internal, "a decision named a record without a slot tag")))
+        }
+        for t in program.timersAhead { timers[t.member] = t.due }
+        if let interfere { self.interfere = nil; interfere(self) }
+        done(.success(run(program)))
+    }
+
+    /// The program as commerce_apply.lua runs it.
+    func run(_ program: CommerceProgram) -> Bool {
+        let keys = program.keys
+        func k(_ i: Int) -> String { keys[i - 1] }
+        for check in program.checks {
+            let ok: Bool
+            switch check {
+            case .checkVersion(let key, let v): ok = hashes[k(key)]?["version"] == String(v)
+            case .checkAbsent(let key): ok = hashes[k(key)] == nil && strings[k(key)] == nil
+            case .checkStockAtLeast(let key, let n): ok = (lists[k(key)]?.count ?? 0) >= n
+            case .checkStockBelow(let key, let n): ok = (lists[k(key)]?.count ?? 0) < n
+            }
+            if !ok { return false }
+        }
+        func ids(_ order: String) -> [String] { (hashes[order]?["keys"] ?? "").split(separator: ",").map(String.init) }
+        func buyers(_ members: String, _ b: CommerceOp.BuyersChannel) {
+            pushes.append((b.channel, "product.buyers", #"{"product":"\#(b.product)","buyers":\#(hashes[members]?.count ?? 0)}"#))
+        }
+        for op in program.ops {
+            switch op {
+            case .saveOrder(let key, let fields), .savePayment(let key, let fields):
+                for f in fields { hashes[k(key), default: [:]][f.name] = f.value }
+            case .allocateKeys(let order, let stock, let count):
+                let taken = Array((lists[k(stock)] ?? []).prefix(count))
+                lists[k(stock)] = Array((lists[k(stock)] ?? []).dropFirst(count))
+                hashes[k(order), default: [:]]["keys"] = taken.joined(separator: ",")
+            case .returnKeys(let order, let stock):
+                lists[k(stock), default: []] += ids(k(order))
+                hashes[k(order), default: [:]]["keys"] = ""
+            case .burnKeys(let order, let burned):
+                sets[k(burned), default: []].formUnion(ids(k(order)))
+            case .addMember(let members, let user, let count, let b):
+                let n = Int(hashes[k(members)]?[user] ?? "0")! + count
+                hashes[k(members), default: [:]][user] = String(n)
+                if n == count { buyers(k(members), b) }
+            case .removeMember(let members, let user, let count, let b):
+                let n = Int(hashes[k(members)]?[user] ?? "0")! - count
+                hashes[k(members), default: [:]][user] = String(n)
+                if n <= 0 {
+                    hashes[k(members)]?[user] = nil
+                    buyers(k(members), b)
+                }
+            case .indexCode(let key, let order, _):
+                strings[k(key)] = k(order)
+            case .push(_, _, let channel, let type, let data, _):
+                pushes.append((channel, type, data))
+            }
+        }
+        for member in program.timersAfter { timers[member] = nil }
+        return true
+    }
+
+    func addKeys(product: String, merchant: String?, _ keys: [SealedCardKey], _ done: @escaping (Result<KeysAdded, GatewayError>) -> Void) {
+        guard isReady else { return done(.failure(.redisUnavailable)) }
+        guard let owner = hashes[CommerceKeys.info(product)]?["merchant"] else { return done(.success(.noProduct)) }
+        if let merchant, owner != merchant { return done(.success(.otherMerchant)) }
+        var added = 0
+        for key in keys where hashes[CommerceKeys.cardKeys(product)]?[key.id] == nil {
+            hashes[CommerceKeys.cardKeys(product), default: [:]][key.id] = key.sealed
+            lists[CommerceKeys.stock(product), default: []].append(key.id)
+            added += 1
+        }
+        done(.success(.added(count: added, duplicates: keys.count - added, stock: stock(product).count)))
+    }
+
+    func sealedKeys(of order: Order, _ done: @escaping (Result<[String?], GatewayError>) -> Void) {
+        done(.success(order.keyIDs.map { hashes[CommerceKeys.cardKeys(order.product)]?[$0] }))
+    }
+
+    func dueTimers(now: Int64, limit: Int, _ done: @escaping (Result<[DueTimer], GatewayError>) -> Void) {
+        let due = timers.filter { $0.value <= now }.sorted { ($0.value, $0.key) < ($1.value, $1.key) }.prefix(limit)
+        done(.success(due.map { DueTimer(member: $0.key, due: $0.value) }))
+    }
+
+    func removeTimer(_ member: String, _ done: @escaping () -> Void) {
+        timers[member] = nil
+        done()
+    }
+
+    func confirmDurable(product: String, repeated: Bool, _ done: @escaping (GatewayError?) -> Void) { done(nil) }
+}

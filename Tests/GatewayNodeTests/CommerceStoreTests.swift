@@ -1,0 +1,127 @@
+@testable import GatewayNode
+import GatewayProtocol
+@testable import OrderCore
+import XCTest
+
+/// The order runner (`OrderStore`) against the in-memory commerce store: slot-tagged ids,
+/// retries on a broken precondition, timers written ahead, idempotency per product.
+final class CommerceStoreTests: XCTestCase {
+    let product = Product(id: "p1", merchant: "m1", title: "Steam key", price: 1999, currency: "CNY")
+    let rules = OrderRules(times: CommerceTimes(orderTTL: 900_000, giftTTL: 86_400_000, friendpayTTL: 1_800_000, paymentGrace: 60_000))
+    let now: Int64 = 1_763_900_000_000
+    var memory: MemoryCommerceStore!
+    var orders: OrderStore!
+
+    override func setUp() {
+        memory = MemoryCommerceStore()
+        memory.addProduct(product)
+        memory.addProduct(Product(id: "p2", merchant: "m2", title: "Other", price: 100, currency: "CNY"))
+        orders = OrderStore(store: memory)
+    }
+
+    func fresh(_ n: Int, product: String = "p1") -> FreshIDs {
+        FreshIDs(order: CommerceKeys.freshID("o", product: product, random: "r\(n)"),
+                 giftCode: CommerceKeys.freshID("g", product: product, random: "r\(n)"),
+                 payCode: CommerceKeys.freshID("f", product: product, random: "r\(n)"))
+    }
+
+    func request(_ json: String) throws -> OrderRequest { try OrderRequest.decode(JSON.parse(Array(json.utf8))).get() }
+
+    /// Runs synchronously (the memory store answers at once).
+    func run(_ entry: CommerceEntry, _ decide: @escaping (CommerceSnapshot) -> Result<Decision, GatewayError>) throws -> (Decision, CommerceSnapshot) {
+        var result: Result<(Decision, CommerceSnapshot), GatewayError>?
+        orders.run(entry, decide: decide) { result = $0 }
+        return try XCTUnwrap(result).get()
+    }
+
+    func load(_ entry: CommerceEntry) throws -> CommerceSnapshot {
+        var result: Result<CommerceSnapshot, GatewayError>?
+        orders.load(entry) { result = $0 }
+        return try XCTUnwrap(result).get()
+    }
+
+    func create(_ json: String, _ n: Int = 1, product: String = "p1") throws -> Order {
+        let r = try request(json)
+        let (d, _) = try run(.product(product)) { s in self.rules.create(r, product: s.product, now: self.now, fresh: self.fresh(n, product: product)) }
+        return try XCTUnwrap(d.savedOrder)
+    }
+
+    func testIdsCarryTheirProductsSlotTag() throws {
+        let order = try create(#"{"buyer":"u1","product":"p1"}"#)
+        XCTAssertEqual(CommerceKeys.tag(ofID: order.id), CommerceKeys.tag(product: "p1"))
+        XCTAssertEqual(try load(.order(order.id)).order, order)
+        XCTAssertEqual(try load(.order(order.id)).product, product)
+    }
+
+    func testMalformedIdsAreSimplyNotFound() throws {
+        for entry: CommerceEntry in [.order("o-nope"), .order("o-00000000000000000000"), .payment("pay-zzzz-1"),
+                                     .giftCode("g-1"), .payCode("f--x"), .order("")] {
+            let s = try load(entry)
+            XCTAssertNil(s.order, "\(entry)")
+            XCTAssertNil(s.payment, "\(entry)")
+        }
+        XCTAssertNil(CommerceKeys.order("o-nope-1"), "a tag that is not the tag of its slot")
+    }
+
+    func testIdempotencyKeysArePerProduct() throws {
+        let order = try create(#"{"buyer":"u1","product":"p1","idempotency_key":"k"}"#)
+        XCTAssertEqual(try load(.idempotency(product: "p1", buyer: "u1", key: "k")).order?.id, order.id)
+        XCTAssertNil(try load(.idempotency(product: "p2", buyer: "u1", key: "k")).order, "same key, another product")
+        XCTAssertNil(try load(.idempotency(product: "p1", buyer: "u2", key: "k")).order, "same key, another buyer")
+        let other = try create(#"{"buyer":"u1","product":"p2","idempotency_key":"k"}"#, 2, product: "p2")
+        XCTAssertNotEqual(other.id, order.id)
+    }
+
+    func testTimersAreWrittenAheadAndRemovedAfterTheDecision() throws {
+        let order = try create(#"{"buyer":"u1","product":"p1"}"#)
+        XCTAssertEqual(memory.timers, ["pay:\(order.id)": order.expiresAt])
+        _ = try run(.order(order.id)) { s in self.rules.cancel(s.order!, now: self.now) }
+        XCTAssertEqual(memory.timers, [:], "unscheduled after the cancel")
+    }
+
+    func testABrokenPreconditionDecidesAgainOnAFreshSnapshot() throws {
+        memory.addKeys(product: "p1", merchant: nil, [SealedCardKey(id: "k1", sealed: "s1")]) { _ in }
+        let order = try create(#"{"buyer":"u1","product":"p1"}"#)
+        let paymentID = CommerceKeys.freshID("pay", product: "p1", random: "1")
+        let (pd, _) = try run(.order(order.id)) { s in self.rules.createPayment(order: s.order!, payer: "u1", paymentID: paymentID, now: self.now) }
+        let payment = try XCTUnwrap(pd.savedPayment)
+        // Between the snapshot and the apply, another order takes the last key.
+        memory.interfere = { store in
+            let other = Decision(effects: [.allocateKeys(order: CommerceKeys.freshID("o", product: "p1", random: "x"), product: "p1", count: 1)])
+            _ = store.run(CommerceProgram(other, product: "p1", .init(retention: store.retention, historySize: { _ in 1 }, viaOutbox: false))!)
+        }
+        var decisions = 0
+        let notify = PaymentNotify(payment: payment.id, order: order.id, amount: payment.amount, currency: payment.currency,
+                                   outcome: .success, tradeNo: "T")
+        let (d, _) = try run(.payment(payment.id)) { s in
+            decisions += 1
+            return self.rules.notify(notify, payment: s.payment, order: s.order, stock: s.stock, now: self.now)
+        }
+        XCTAssertEqual(decisions, 2, "decided again after check_stock_at_least failed")
+        XCTAssertEqual(d.savedOrder?.status, .abnormal, "no key left: paid but abnormal")
+        XCTAssertEqual(try load(.payment(payment.id)).order?.status, .abnormal)
+    }
+
+    /// A timer is written before the decision that creates its order: seen first, it is kept
+    /// (the order may be landing); a minute past due with still no order, it is dropped.
+    func testTimerWithoutItsOrderIsKeptForAGraceThenDropped() throws {
+        let order = try create(#"{"buyer":"u1","product":"p1"}"#)
+        let timer = DueTimer(member: "pay:\(order.id)", due: now)
+        XCTAssertTrue(OrderStore.dropsTimer(timer, orderExists: true, now: now), "an order that moved on")
+        XCTAssertFalse(OrderStore.dropsTimer(timer, orderExists: false, now: now + 1_000))
+        XCTAssertTrue(OrderStore.dropsTimer(timer, orderExists: false, now: now + OrderStore.timerWithoutOrderGraceMs))
+        // The rules decide nothing for an order that moved on: the sweeper's empty decision.
+        let (canceled, _) = try run(.order(order.id)) { s in self.rules.cancel(s.order!, now: self.now) }
+        XCTAssertEqual(rules.expire(try XCTUnwrap(canceled.savedOrder), .payment, payment: nil, now: now + 1), Decision())
+    }
+
+    func testKeysAddChecksTheMerchant() {
+        var results: [KeysAdded] = []
+        let keys = [SealedCardKey(id: "a", sealed: "s")]
+        memory.addKeys(product: "p1", merchant: "m2", keys) { results.append(try! $0.get()) }
+        memory.addKeys(product: "p9", merchant: nil, keys) { results.append(try! $0.get()) }
+        memory.addKeys(product: "p1", merchant: "m1", keys) { results.append(try! $0.get()) }
+        memory.addKeys(product: "p1", merchant: nil, keys) { results.append(try! $0.get()) }
+        XCTAssertEqual(results, [.otherMerchant, .noProduct, .added(count: 1, duplicates: 0, stock: 1), .added(count: 0, duplicates: 1, stock: 1)])
+    }
+}

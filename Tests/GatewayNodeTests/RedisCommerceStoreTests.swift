@@ -1,0 +1,136 @@
+@testable import GatewayNode
+import GatewayConfig
+import GatewayIO
+import GatewayProtocol
+import GatewayRedis
+@testable import OrderCore
+import XCTest
+
+/// The order of RedisCommerceStore's calls around an apply, on a recording link: timers
+/// written ahead (pipelined on one server, awaited on a cluster), the outbox registered
+/// before and relayed after on a cluster, unscheduled timers removed after.
+final class RedisCommerceStoreTests: XCTestCase {
+    final class RecordingLink: RedisLink {
+        var isReady = true
+        var isCluster: Bool
+        var reconnects = 0
+        var lastRoundTrip = 0.0
+        var onReady: (() -> Void)?
+        var onLost: ((String) -> Void)?
+        var onProblem: ((String) -> Void)?
+        var onFatal: ((String) -> Void)?
+        var onPubSub: ((String, [UInt8], [UInt8]) -> Void)?
+        /// What was sent, in order: the command name (or script name) and its routing key.
+        var log: [String] = []
+        /// Replies held back until `flush`, as a cluster's awaited round trips would be.
+        var pending: [() -> Void] = []
+        var hold = false
+        var applyReply: RedisReply = .array([.integer(1), .integer(0)])
+
+        init(cluster: Bool) { isCluster = cluster }
+
+        func start() {}
+        func stop() {}
+        func send(_ args: [RedisArgument], key: String?, _ callback: @escaping (RedisReply) -> Void) {
+            let name = String(decoding: args[0].redisBytes, as: UTF8.self)
+            log.append("\(name) \(key ?? "-")")
+            reply(.integer(1), callback)
+        }
+        func run(_ script: LuaScript, keys: [String], args: [RedisArgument], _ callback: @escaping (RedisReply) -> Void) {
+            log.append("\(script.name) \(keys[0])")
+            reply(applyReply, callback)
+        }
+        private func reply(_ r: RedisReply, _ callback: @escaping (RedisReply) -> Void) {
+            if hold { pending.append { callback(r) } } else { callback(r) }
+        }
+        func flush() {
+            let now = pending
+            pending = []
+            now.forEach { $0() }
+        }
+        func subscribe(_ names: [String]) {}
+        func unsubscribe(_ names: [String]) {}
+        func awaitReplicas(_ replicas: Int, timeoutMs: Int, key: String?, _ done: @escaping (Bool) -> Void) {
+            log.append("WAIT \(key ?? "-")")
+            done(true)
+        }
+        func sameConnection(_ a: String, _ b: String) -> Bool { !isCluster }
+    }
+
+    final class RecordingRelay: EventStore {
+        var log: [String] = []
+        weak var link: RecordingLink?
+        func register(_ outbox: String, _ done: @escaping (Bool) -> Void) {
+            link?.log.append("register \(outbox)")
+            done(true)
+        }
+        func relay(_ outbox: String) { link?.log.append("relay \(outbox)") }
+    }
+
+    let product = Product(id: "p1", merchant: "m1", title: "Steam key", price: 1999, currency: "CNY")
+    let rules = OrderRules(times: CommerceTimes(orderTTL: 900_000, giftTTL: 86_400_000, friendpayTTL: 1_800_000, paymentGrace: 60_000))
+
+    func store(_ link: RecordingLink, durability: RedisDurability = .fsync) -> RedisCommerceStore {
+        RedisCommerceStore(redis: link, retention: KeyRetention(rules.times), historyTTL: 60, historySize: { _ in 10 },
+                           durability: durability, durabilityTimeoutMs: 100, newEpoch: { "e" })
+    }
+
+    func creation() throws -> Decision {
+        let r = try OrderRequest.decode(JSON.parse(Array(#"{"buyer":"u1","product":"p1"}"#.utf8))).get()
+        let fresh = FreshIDs(order: CommerceKeys.freshID("o", product: "p1", random: "1"),
+                             giftCode: CommerceKeys.freshID("g", product: "p1", random: "1"),
+                             payCode: CommerceKeys.freshID("f", product: "p1", random: "1"))
+        return try rules.create(r, product: product, now: 1_000, fresh: fresh).get()
+    }
+
+    func testOneServerPipelinesTheTimerAheadOfTheApply() throws {
+        let link = RecordingLink(cluster: false)
+        link.hold = true
+        var applied: Bool?
+        let decision = try creation()
+        store(link).apply(decision, product: "p1") { applied = try? $0.get() }
+        let order = CommerceKeys.order(decision.savedOrder!.id)!
+        XCTAssertEqual(link.log, ["ZADD gw:timers", "commerce_apply \(order)"], "both sent before any reply")
+        link.flush()
+        XCTAssertEqual(applied, true)
+    }
+
+    func testClusterAwaitsTheTimerAndRegistersTheOutbox() throws {
+        let link = RecordingLink(cluster: true)
+        let relay = RecordingRelay()
+        relay.link = link
+        let s = store(link, durability: .replicas(1))
+        s.relay = relay
+        link.hold = true
+        var applied: Bool?
+        let decision = try creation()
+        s.apply(decision, product: "p1") { applied = try? $0.get() }
+        let order = CommerceKeys.order(decision.savedOrder!.id)!
+        XCTAssertEqual(link.log, ["register gw:{product:p1}:outbox", "ZADD gw:timers"], "the apply waits for the timer")
+        link.flush()
+        XCTAssertEqual(link.log.suffix(1), ["commerce_apply \(order)"])
+        link.flush()
+        XCTAssertEqual(link.log.suffix(1), ["relay gw:{product:p1}:outbox"])
+        XCTAssertEqual(applied, true)
+        var confirmed = false
+        s.confirmDurable(product: "p1", repeated: false) { confirmed = $0 == nil }
+        XCTAssertTrue(confirmed)
+        XCTAssertEqual(link.log.last, "WAIT \(CommerceKeys.stock("p1"))", "WAIT on the connection of the slot written")
+    }
+
+    func testUnscheduleIsRemovedOnlyAfterAnAppliedDecision() throws {
+        let link = RecordingLink(cluster: false)
+        let s = store(link)
+        let orderID = CommerceKeys.freshID("o", product: "p1", random: "1")
+        let cancel = Decision(preconditions: [.orderVersion(orderID, 1)], effects: [.unschedule(order: orderID, .payment)])
+        link.applyReply = .array([.integer(0), .integer(1)])
+        var result: Bool?
+        s.apply(cancel, product: "p1") { result = try? $0.get() }
+        XCTAssertEqual(result, false)
+        XCTAssertFalse(link.log.contains { $0.hasPrefix("ZREM") }, "a decision that did not apply keeps its timers")
+        link.applyReply = .array([.integer(1), .integer(0)])
+        s.apply(cancel, product: "p1") { result = try? $0.get() }
+        XCTAssertEqual(result, true)
+        XCTAssertEqual(link.log.last, "ZREM gw:timers")
+    }
+}

@@ -1,0 +1,249 @@
+@testable import GatewayNode
+import GatewayIO
+import GatewayProtocol
+import GatewayRedis
+@testable import OrderCore
+import XCTest
+
+/// commerce_load, commerce_apply (every opcode, every failed check) and keys_add on a real
+/// redis-server, with programs built by `CommerceProgram` from order-core decisions.
+final class CommerceScriptTests: XCTestCase {
+    var redis: ScriptRedis!
+    let product = Product(id: "p1", merchant: "m1", title: "Steam key", price: 1999, currency: "CNY")
+    let rules = OrderRules(times: CommerceTimes(orderTTL: 900_000, giftTTL: 86_400_000, friendpayTTL: 1_800_000, paymentGrace: 60_000))
+    let retention = KeyRetention(CommerceTimes(orderTTL: 900_000, giftTTL: 86_400_000, friendpayTTL: 1_800_000, paymentGrace: 60_000))
+    let now: Int64 = 1_763_900_000_000
+
+    override func setUpWithError() throws {
+        redis = try ScriptRedis()
+        redis.call(["HSET", CommerceKeys.info("p1"), "id", "p1", "merchant", "m1", "title", "Steam key", "price", "1999", "currency", "CNY"])
+    }
+
+    override func tearDown() { redis = nil }
+
+    func id(_ prefix: String, _ n: Int) -> String { CommerceKeys.freshID(prefix, product: "p1", random: String(n)) }
+
+    func fresh(_ n: Int) -> FreshIDs { FreshIDs(order: id("o", n), giftCode: id("g", n), payCode: id("f", n)) }
+
+    func stockUp(_ ids: [String]) {
+        redis.call(["RPUSH", CommerceKeys.stock("p1")] + ids.map { $0 as RedisArgument })
+    }
+
+    /// Runs `decision` through commerce_apply; {1, emitted} or {0, failed check}.
+    @discardableResult
+    func apply(_ decision: Decision, viaOutbox: Bool = false) throws -> (applied: Bool, detail: Int) {
+        let settings = CommerceProgram.Settings(retention: retention, historySize: { _ in 100 }, viaOutbox: viaOutbox)
+        let program = try XCTUnwrap(CommerceProgram(decision, product: "p1", settings))
+        let reply = redis.run(CommerceScripts.apply, keys: program.keys, args: [program.json.serialized(), "ep1", 3600, program.outbox])
+        var items = try RedisArrayReader(reply)
+        return (try items.next(Int.self) == 1, try items.next(Int.self))
+    }
+
+    func load(_ keys: [String], _ entry: String) throws -> CommerceSnapshot {
+        var items = try RedisArrayReader(redis.run(CommerceScripts.load, keys: keys, args: [entry]))
+        let o = try items.next(RedisHash.self), p = try items.next(RedisHash.self), pr = try items.next(RedisHash.self)
+        return CommerceSnapshot(order: Order(record: o.fields), payment: Payment(record: p.fields),
+                                product: Product(record: pr.fields), stock: try items.next(Int.self))
+    }
+
+    func request(_ json: String) throws -> OrderRequest { try OrderRequest.decode(JSON.parse(Array(json.utf8))).get() }
+
+    func created(_ json: String = #"{"buyer":"u1","product":"p1"}"#, _ n: Int = 1) throws -> Order {
+        let d = try rules.create(request(json), product: product, now: now, fresh: fresh(n)).get()
+        XCTAssertTrue(try apply(d).applied)
+        return try XCTUnwrap(d.savedOrder)
+    }
+
+    /// A paid order: payment created, success notify applied.
+    func paid(_ order: Order, payer: String = "u1", _ n: Int = 1) throws -> (Order, Payment) {
+        let pd = try rules.createPayment(order: order, payer: payer, paymentID: id("pay", n), now: now).get()
+        XCTAssertTrue(try apply(pd).applied)
+        let payment = try XCTUnwrap(pd.savedPayment)
+        let notify = PaymentNotify(payment: payment.id, order: order.id, amount: payment.amount, currency: payment.currency,
+                                   outcome: .success, tradeNo: "T")
+        let stock = Int(redis.call(["LLEN", CommerceKeys.stock("p1")]).int ?? 0)
+        let d = try rules.notify(notify, payment: payment, order: order, stock: stock, now: now).get()
+        XCTAssertTrue(try apply(d).applied)
+        return (try XCTUnwrap(d.savedOrder), try XCTUnwrap(d.savedPayment))
+    }
+
+    // MARK: save_order, save_payment, index_code, push; commerce_load through every entry
+
+    func testCreateSavesIndexesAndLoadFollowsTheLinks() throws {
+        let order = try created(#"{"buyer":"u1","product":"p1","kind":"gift","gift":{"to":"u2"},"idempotency_key":"shop/k1"}"#)
+        let orderKey = try XCTUnwrap(CommerceKeys.order(order.id))
+        XCTAssertEqual(HashSlot.of(orderKey), HashSlot.of(CommerceKeys.stock("p1")), "the order lives in its product's slot")
+        XCTAssertEqual(redis.call(["HGET", orderKey, "status"]).text, "pending_payment")
+        XCTAssertEqual(redis.call(["HGET", orderKey, CommerceKeys.Link.info]).text, CommerceKeys.info("p1"))
+        let giftKey = try XCTUnwrap(CommerceKeys.giftCode(order.gift!.code))
+        XCTAssertEqual(redis.call(["GET", giftKey]).text, orderKey, "index_code points at the order's key")
+        let ttl = try XCTUnwrap(redis.call(["PTTL", giftKey]).int)
+        XCTAssertTrue((1...retention.giftCodeMs).contains(ttl), "\(ttl)")
+        let idem = CommerceKeys.idempotency(product: "p1", buyer: "u1", key: "shop/k1")
+        XCTAssertEqual(redis.call(["GET", idem]).text, orderKey)
+        XCTAssertEqual(redis.call(["PTTL", CommerceKeys.timers]).int, -2, "timers are not written by the script")
+        // The status push went out inline, on the buyer's channel.
+        let log = redis.call(["XRANGE", StoreKeys.log(Channel(kind: .user, id: "u1")), "-", "+"]).array ?? []
+        XCTAssertEqual(log.count, 1)
+
+        for (keys, entry) in [([orderKey], "order"), ([giftKey], "lookup"), ([idem], "lookup")] {
+            let s = try load(keys, entry)
+            XCTAssertEqual(s.order, order, entry)
+            XCTAssertEqual(s.product, product, entry)
+            XCTAssertNil(s.payment)
+        }
+        let byProduct = try load([CommerceKeys.info("p1"), CommerceKeys.stock("p1")], "product")
+        XCTAssertNil(byProduct.order)
+        XCTAssertEqual(byProduct.product, product)
+        XCTAssertNil(try load([CommerceKeys.giftCode(id("g", 99))!], "lookup").order, "an unknown code loads nothing")
+    }
+
+    func testNotifyAllocatesKeysAndLoadByPaymentReachesTheOrder() throws {
+        stockUp(["k1", "k2", "k3"])
+        let order = try created(#"{"buyer":"u1","product":"p1","quantity":2}"#)
+        let (delivered, payment) = try paid(order)
+        XCTAssertEqual(delivered.status, .delivered)
+        let s = try load([CommerceKeys.payment(payment.id)!], "payment")
+        XCTAssertEqual(s.order?.keyIDs, ["k1", "k2"], "allocate_keys took the head of the stock")
+        XCTAssertEqual(s.payment?.status, .succeeded)
+        XCTAssertEqual(s.stock, 1)
+        XCTAssertEqual(try load([CommerceKeys.order(order.id)!], "order").payment?.id, payment.id, "the order links its payment")
+        XCTAssertEqual(redis.call(["HGET", CommerceKeys.members("p1"), "u1"]).text, "1")
+    }
+
+    // MARK: return_keys, burn_keys, add_member, remove_member
+
+    func testRefundBurnsDeliveredKeysAndRemovesTheMember() throws {
+        stockUp(["k1", "k2"])
+        let (delivered, payment) = try paid(try created())
+        let productLog = StoreKeys.log(Channel(kind: .product, id: "p1"))
+        XCTAssertEqual((redis.call(["XRANGE", productLog, "-", "+"]).array ?? []).count, 1, "add_member: product.buyers once")
+        let refund = try rules.refund(delivered, payment: payment, now: now).get()
+        XCTAssertTrue(try apply(refund).applied)
+        XCTAssertEqual(redis.call(["SMEMBERS", CommerceKeys.burned("p1")]).array?.compactMap(\.text), ["k1"])
+        XCTAssertEqual(redis.call(["HEXISTS", CommerceKeys.members("p1"), "u1"]).int, 0, "remove_member drops the user at 0")
+        let buyers = (redis.call(["XRANGE", productLog, "-", "+"]).array ?? []).compactMap { $0.array?[1].array?[1].text }
+        XCTAssertEqual(buyers.count, 2)
+        XCTAssertTrue(buyers[1].contains(#""data":{"product":"p1","buyers":0}"#), buyers[1])
+        XCTAssertEqual(redis.call(["LRANGE", CommerceKeys.stock("p1"), 0, -1]).array?.compactMap(\.text), ["k2"], "burned keys are not restocked")
+    }
+
+    func testSecondOrderOfAMemberPublishesNoBuyersChange() throws {
+        stockUp(["k1", "k2"])
+        _ = try paid(try created(#"{"buyer":"u1","product":"p1"}"#, 1), 1)
+        _ = try paid(try created(#"{"buyer":"u1","product":"p1"}"#, 2), 2)
+        XCTAssertEqual(redis.call(["HGET", CommerceKeys.members("p1"), "u1"]).text, "2")
+        XCTAssertEqual((redis.call(["XRANGE", StoreKeys.log(Channel(kind: .product, id: "p1")), "-", "+"]).array ?? []).count, 1)
+    }
+
+    func testDeclinedGiftReturnsItsKeysToStock() throws {
+        stockUp(["k1", "k2"])
+        let (gift, payment) = try paid(try created(#"{"buyer":"u1","product":"p1","kind":"gift","gift":{"to":"u2"}}"#))
+        XCTAssertEqual(gift.status, .paid)
+        XCTAssertEqual(redis.call(["LRANGE", CommerceKeys.stock("p1"), 0, -1]).array?.compactMap(\.text), ["k2"])
+        let stored = try XCTUnwrap(try load([CommerceKeys.order(gift.id)!], "order").order)
+        let d = try rules.decline(stored, by: "u2", payment: payment, now: now).get()
+        XCTAssertTrue(try apply(d).applied)
+        XCTAssertEqual(redis.call(["LRANGE", CommerceKeys.stock("p1"), 0, -1]).array?.compactMap(\.text), ["k2", "k1"])
+        XCTAssertEqual(redis.call(["HGET", CommerceKeys.order(gift.id)!, "keys"]).text, "")
+    }
+
+    // MARK: push through the outbox (cluster)
+
+    func testPushesGoToTheOutboxOnACluster() throws {
+        let d = try rules.create(request(#"{"buyer":"u1","product":"p1","kind":"friendpay","friendpay":{"to":"u2"}}"#),
+                                 product: product, now: now, fresh: fresh(1)).get()
+        let settings = CommerceProgram.Settings(retention: retention, historySize: { _ in 100 }, viaOutbox: true)
+        let program = try XCTUnwrap(CommerceProgram(d, product: "p1", settings))
+        XCTAssertTrue(program.keys.allSatisfy { HashSlot.of($0) == HashSlot.of("product:p1") }, "one slot: \(program.keys)")
+        let result = try apply(d, viaOutbox: true)
+        XCTAssertTrue(result.applied)
+        XCTAssertEqual(result.detail, 2, "order.status to u1 and friendpay.requested to u2")
+        let entries = redis.call(["XRANGE", CommerceKeys.outbox("p1"), "-", "+"]).array ?? []
+        XCTAssertEqual(entries.compactMap { $0.array?[1].array?[1].text }, ["user:u1", "user:u2"])
+        XCTAssertEqual(redis.call(["EXISTS", StoreKeys.log(Channel(kind: .user, id: "u1"))]).int, 0, "nothing published inline")
+    }
+
+    // MARK: every failed check
+
+    func testEveryFailedCheckChangesNothing() throws {
+        stockUp(["k1"])
+        let order = try created()
+        let orderKey = CommerceKeys.order(order.id)!
+        let save = Effect.saveOrder(order)
+        var moved = order
+        moved.status = .canceled
+        let cases: [(String, Precondition)] = [
+            ("check_version", .orderVersion(order.id, order.version + 1)),
+            ("check_absent", .orderAbsent(order.id)),
+            ("check_stock_at_least", .stockAtLeast(product: "p1", 2)),
+            ("check_stock_below", .stockBelow(product: "p1", 1)),
+        ]
+        for (name, failing) in cases {
+            let d = Decision(preconditions: [.orderVersion(order.id, order.version), failing],
+                             effects: [.saveOrder(moved), .push(user: "u9", type: "t", data: .object([]))])
+            let result = try apply(d)
+            XCTAssertFalse(result.applied, name)
+            XCTAssertEqual(result.detail, 2, "\(name): the index of the failed check")
+            XCTAssertEqual(redis.call(["HGET", orderKey, "status"]).text, "pending_payment", name)
+            XCTAssertEqual(redis.call(["EXISTS", StoreKeys.log(Channel(kind: .user, id: "u9"))]).int, 0, name)
+        }
+        // And each holds when it should.
+        let holding = Decision(preconditions: [.orderVersion(order.id, order.version), .paymentAbsent(id("pay", 5)),
+                                               .stockAtLeast(product: "p1", 1), .stockBelow(product: "p1", 2),
+                                               .idempotencyAbsent(buyer: "u1", product: "p1", key: "shop/x")],
+                               effects: [save])
+        XCTAssertTrue(try apply(holding).applied)
+    }
+
+    func testUnknownOpcodeIsRefusedBeforeAnyWrite() throws {
+        let keys = ["gw:{\(CommerceKeys.tag(product: "p1"))}:order:x"]
+        let program = #"{"checks":[],"ops":[{"op":"save_order","key":1,"fields":["a","1"]},{"op":"teleport"}]}"#
+        let reply = redis.run(CommerceScripts.apply, keys: keys, args: [program, "e", 60, 0])
+        guard case .error(let message) = reply else { return XCTFail("\(reply)") }
+        XCTAssertTrue(message.contains("unknown op teleport"), message)
+        XCTAssertEqual(redis.call(["EXISTS", keys[0]]).int, 0)
+    }
+
+    // MARK: keys_add
+
+    func testKeysAddChecksTheMerchantAndSkipsDuplicates() throws {
+        let keys = [CommerceKeys.info("p1"), CommerceKeys.cardKeys("p1"), CommerceKeys.stock("p1")]
+        func add(_ merchant: String, _ pairs: [String], product: [String]? = nil) -> [String] {
+            let reply = redis.run(CommerceScripts.addKeys, keys: product ?? keys, args: [merchant] + pairs.map { $0 as RedisArgument })
+            return (reply.array ?? []).compactMap { $0.text ?? $0.int.map(String.init) }
+        }
+        XCTAssertEqual(add("m1", ["a", "sa", "b", "sb"]), ["ok", "2", "0", "2"])
+        XCTAssertEqual(add("", ["b", "sb2", "c", "sc"]), ["ok", "1", "1", "3"], "the shop may add; a seen id is a duplicate")
+        XCTAssertEqual(redis.call(["HGET", keys[1], "b"]).text, "sb", "a duplicate never replaces the stored key")
+        XCTAssertEqual(add("m2", ["d", "sd"]), ["other_merchant", "0", "0", "0"])
+        let none = [CommerceKeys.info("p2"), CommerceKeys.cardKeys("p2"), CommerceKeys.stock("p2")]
+        XCTAssertEqual(add("", ["d", "sd"], product: none), ["no_product", "0", "0", "0"])
+        XCTAssertEqual(redis.call(["LRANGE", keys[2], 0, -1]).array?.compactMap(\.text), ["a", "b", "c"])
+    }
+
+    // MARK: the in-memory twin agrees with the script
+
+    func testMemoryStoreRunsProgramsAsTheScriptDoes() throws {
+        stockUp(["k1", "k2", "k3"])
+        let memory = MemoryCommerceStore()
+        memory.addProduct(product)
+        memory.addKeys(product: "p1", merchant: nil, ["k1", "k2", "k3"].map { SealedCardKey(id: $0, sealed: "s") }) { _ in }
+        let settings = CommerceProgram.Settings(retention: retention, historySize: { _ in 100 }, viaOutbox: false)
+        let order = try created(#"{"buyer":"u1","product":"p1","quantity":2}"#)
+        let create = try rules.create(request(#"{"buyer":"u1","product":"p1","quantity":2}"#), product: product, now: now, fresh: fresh(1)).get()
+        XCTAssertTrue(memory.run(try XCTUnwrap(CommerceProgram(create, product: "p1", settings))))
+        let (_, payment) = try paid(order)
+        let pd = try rules.createPayment(order: order, payer: "u1", paymentID: payment.id, now: now).get()
+        XCTAssertTrue(memory.run(try XCTUnwrap(CommerceProgram(pd, product: "p1", settings))))
+        let notify = PaymentNotify(payment: payment.id, order: order.id, amount: payment.amount, currency: payment.currency, outcome: .success, tradeNo: "T")
+        let nd = try rules.notify(notify, payment: pd.savedPayment, order: order, stock: 3, now: now).get()
+        XCTAssertTrue(memory.run(try XCTUnwrap(CommerceProgram(nd, product: "p1", settings))))
+        for key in [CommerceKeys.order(order.id)!, CommerceKeys.payment(payment.id)!, CommerceKeys.members("p1")] {
+            let stored = try redis.call(["HGETALL", key]).decode(as: RedisHash.self)
+            XCTAssertEqual(memory.hashes[key], stored.fields, key)
+        }
+        XCTAssertEqual(memory.stock("p1"), ["k3"])
+        XCTAssertEqual(redis.call(["LRANGE", CommerceKeys.stock("p1"), 0, -1]).array?.compactMap(\.text), ["k3"])
+    }
+}
