@@ -17,7 +17,7 @@ struct CommerceSnapshot {
 /// decide, applies the decision in one Lua script guarded by versions, and decides
 /// again on a conflict. This is the only place that knows the commerce key layout.
 final class OrderStore {
-    let redis: RedisClient
+    let redis: any RedisLink
     let historySize: (Channel.Kind) -> Int
     let historyTTL: Int
     let newEpoch: () -> String
@@ -26,7 +26,7 @@ final class OrderStore {
     let durabilityTimeoutMs: Int
     static let maxAttempts = 12
 
-    init(redis: RedisClient, historyTTL: Int, retention: KeyRetention, durability: RedisDurability = .fsync,
+    init(redis: any RedisLink, historyTTL: Int, retention: KeyRetention, durability: RedisDurability = .fsync,
          durabilityTimeoutMs: Int = 1_000, historySize: @escaping (Channel.Kind) -> Int, newEpoch: @escaping () -> String) {
         self.redis = redis
         self.historyTTL = historyTTL
