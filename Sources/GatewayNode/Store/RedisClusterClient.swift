@@ -115,6 +115,9 @@ final class RedisClusterClient: RedisLink {
         do {
             let topology = try ClusterTopology(clusterSlots: reply, answeredBy: endpoint)
             guard !topology.masters.isEmpty else { throw RedisDecodingError.unexpected(expected: "slots", got: "none") }
+            if topology.masters != state.topology?.masters {
+                onProblem?("redis cluster masters: \(topology.masters.map(\.description).sorted().joined(separator: ", "))")
+            }
             execute(state.topologyLoaded(topology))
             lastProblem = ""
         } catch {

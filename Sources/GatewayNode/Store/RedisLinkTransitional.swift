@@ -9,8 +9,16 @@ extension RedisLink {
         send(args, key: key, callback)
     }
 
+    /// A script that builds its key names itself (`keys: []`) is sent, on a cluster, to the
+    /// owner of its first argument: the channel name (`group:p1` hashes like `gw:{group:p1}:meta`).
     func eval(_ source: String, keys: [String], args: [RedisArgument], _ callback: @escaping (RedisReply) -> Void) {
-        run(LuaScript(name: "inline", source: source), keys: keys, args: args, callback)
+        let script = LuaScript(name: "inline", source: source)
+        guard keys.isEmpty, isCluster, let first = args.first else { return run(script, keys: keys, args: args, callback) }
+        let tail: [RedisArgument] = [0] + args
+        send(["EVALSHA", script.sha] + tail, key: String(decoding: first.redisBytes, as: UTF8.self)) { [weak self] reply in
+            guard case .error(let e) = reply, e.hasPrefix("NOSCRIPT"), let self else { return callback(reply) }
+            self.send(["EVAL", script.source] + tail, key: String(decoding: first.redisBytes, as: UTF8.self), callback)
+        }
     }
 
     func awaitReplicas(_ replicas: Int, timeoutMs: Int, _ done: @escaping (Bool) -> Void) {
