@@ -114,6 +114,20 @@ public struct ClusterLinkState: Sendable {
         return [.subscriptionsLost([channel]), .refreshTopology]
     }
 
+    /// A master refused an SSUBSCRIBE with `error` (MOVED or ASK: the slot is not, or no longer
+    /// only, its own). The channels of that slot placed there wait for the topology to be asked
+    /// again (shortly: an ASK lasts until the migration ends) and are placed anew then.
+    public mutating func subscribeRefused(_ error: String, on endpoint: RedisEndpoint) -> [Action] {
+        guard let redirect = ClusterRedirect(error: error, answeredBy: endpoint) else { return [] }
+        let slot = switch redirect {
+        case .moved(let slot, _), .ask(let slot, _): slot
+        }
+        for (channel, placed) in subscriptions where placed == endpoint && HashSlot.of(channel) == slot {
+            subscriptions[channel] = .some(nil)
+        }
+        return [.refreshTopology]
+    }
+
     /// The node wants these channels. Already placed ones are asked again too: the node
     /// waits for each `ssubscribe` answer (after a reconnect it re-asks all of them).
     public mutating func subscribe(_ channels: [String]) -> [Action] {

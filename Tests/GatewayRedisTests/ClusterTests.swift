@@ -237,3 +237,23 @@ final class ClusterLinkStateTests: XCTestCase {
         XCTAssertEqual(state.topologyLoaded(topology(ranges)), [.subscriptionsLost([onA]), .subscribe([onA], on: c)])
     }
 }
+
+extension ClusterLinkStateTests {
+    func testASubscribeRefusedWithMovedWaitsForTheTopology() {
+        var state = ClusterLinkState()
+        _ = state.topologyLoaded(three)
+        _ = state.masterUp(a); _ = state.masterUp(b); _ = state.masterUp(c)
+        let onA = channel(on: a), other = channel(on: a, 1)
+        XCTAssertEqual(state.subscribe([onA, other]), [.subscribe([onA, other], on: a)])
+        let slot = HashSlot.of(onA)
+        XCTAssertEqual(state.subscribeRefused("ERR unknown command", on: a), [])
+        XCTAssertEqual(state.subscribeRefused("MOVED \(slot) 127.0.0.1:7001", on: a), [.refreshTopology])
+        XCTAssertEqual(state.subscriptions[onA], .some(nil))
+        XCTAssertEqual(state.subscriptions[other], .some(a))
+        var ranges: [(ClosedRange<Int>, RedisEndpoint)] = [(5461...10922, b), (10923...16383, c), (slot...slot, b)]
+        if slot > 0 { ranges.append((0...(slot - 1), a)) }
+        if slot < 5460 { ranges.append(((slot + 1)...5460, a)) }
+        // Never confirmed, so not reported lost: the node still waits for its `ssubscribe`.
+        XCTAssertEqual(state.topologyLoaded(topology(ranges)), [.subscribe([onA], on: b)])
+    }
+}

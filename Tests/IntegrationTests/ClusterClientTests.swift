@@ -156,6 +156,55 @@ final class ClusterClientTests: IntegrationCase {
         return got
     }
 
+    /// Migrates `slot` the way `redis-cli --cluster reshard` does; `during` runs while the slot
+    /// is MIGRATING on `source` and IMPORTING on `target`, its keys already moved.
+    func moveSlot(_ slot: Int, from source: PrivateRedisCluster.Node, to target: PrivateRedisCluster.Node, during: () -> Void) {
+        cluster.cli(["CLUSTER", "SETSLOT", String(slot), "IMPORTING", source.id], port: target.port)
+        cluster.cli(["CLUSTER", "SETSLOT", String(slot), "MIGRATING", target.id], port: source.port)
+        let keys = cluster.cli(["CLUSTER", "GETKEYSINSLOT", String(slot), "100"], port: source.port)
+            .split(separator: "\n").map(String.init).filter { !$0.isEmpty }
+        if !keys.isEmpty {
+            let migrated = cluster.cli(["MIGRATE", "127.0.0.1", String(target.port), "", "0", "5000", "KEYS"] + keys, port: source.port)
+            XCTAssertTrue(migrated.contains("OK"), migrated)
+        }
+        during()
+        for node in cluster.nodes() where node.isMaster {
+            cluster.cli(["CLUSTER", "SETSLOT", String(slot), "NODE", target.id], port: node.port)
+        }
+        XCTAssertEqual(cluster.master(ofSlot: slot)?.port, target.port)
+    }
+
+    /// Commands sent in one go on one connection (e.g. ASKING then the command); the raw replies.
+    func redisPipeline(_ port: Int, _ commands: [[String]]) -> String {
+        var out = ""
+        for args in commands + [["QUIT"]] {
+            out += "*\(args.count)\r\n"
+            for a in args { out += "$\(a.utf8.count)\r\n\(a)\r\n" }
+        }
+        return String(decoding: (try? rawExchange(port: port, Array(out.utf8), readUntilClose: true)) ?? [], as: UTF8.self)
+    }
+
+    /// A publication written straight into the channel's stream on `port` and announced
+    /// there, in the publish script's format (ASKING first while its slot is migrating).
+    func publishDirect(_ port: Int, user: String, n: Int, asking: Bool = false) -> Int? {
+        let script = """
+            local epoch = redis.call('HGET', KEYS[1], 'epoch')
+            local off = redis.call('HINCRBY', KEYS[1], 'offset', 1)
+            local push = '{"push":"test.note","channel":"' .. ARGV[1] .. '","offset":' .. off .. ',"epoch":"' .. epoch ..
+              '","ts":1,"data":{"n":' .. ARGV[2] .. '}}'
+            redis.call('XADD', KEYS[2], '0-' .. off, 'd', push)
+            redis.call('SPUBLISH', ARGV[3], off .. ' ' .. epoch .. ' ' .. push)
+            return off
+            """
+        // The shard channel is not a key: while the slot is importing, a key that does not
+        // exist would make the script TRYAGAIN.
+        let eval = ["EVAL", script, "2", "gw:{user:\(user)}:meta", "gw:{user:\(user)}:log", "user:\(user)", String(n), "gw:{user:\(user)}"]
+        let reply = redisPipeline(port, (asking ? [["ASKING"]] : []) + [eval])
+        let line = reply.split(separator: "\r\n").first { $0.hasPrefix(":") }
+        XCTAssertNotNil(line, reply.debugDescription)
+        return line.flatMap { Int($0.dropFirst()) }
+    }
+
     func testChannelsOnEveryMasterRoutingAMovedSlotAndAFailover() throws {
         let n1 = try startClusterNode("c1")
         let n2 = try startClusterNode("c2")
@@ -176,25 +225,34 @@ final class ClusterClientTests: IntegrationCase {
             XCTAssertEqual(cluster.cli(["EXISTS", "gw:{user:\(user)}:log"], port: master.port).trimmingCharacters(in: .whitespacesAndNewlines), "1")
         }
 
-        // Move the first user's slot to another master under the running nodes: their next
-        // command for it gets MOVED, and Redis drops their shard subscription (sunsubscribe).
+        // Move the first user's slot to another master under the running nodes. A publication
+        // made on the new owner while the slot is migrating (ASKING) reaches no node by pub/sub:
+        // their subscriptions are still on the old owner. Once the slot is handed over, Redis
+        // drops those subscriptions (`sunsubscribe`); each node subscribes on the new owner and
+        // fills the gap from the stream, with no later publication to reveal it.
         let (moving, source) = users[0]
         let target = users[1].master
         let slot = cluster.slot("user:\(moving)")
-        cluster.cli(["CLUSTER", "SETSLOT", String(slot), "IMPORTING", source.id], port: target.port)
-        cluster.cli(["CLUSTER", "SETSLOT", String(slot), "MIGRATING", target.id], port: source.port)
-        let keys = cluster.cli(["CLUSTER", "GETKEYSINSLOT", String(slot), "100"], port: source.port)
-            .split(separator: "\n").map(String.init).filter { !$0.isEmpty }
-        XCTAssertFalse(keys.isEmpty)
-        let migrated = cluster.cli(["MIGRATE", "127.0.0.1", String(target.port), "", "0", "5000", "KEYS"] + keys, port: source.port)
-        XCTAssertTrue(migrated.contains("OK"), migrated)
-        for node in cluster.nodes() where node.isMaster {
-            cluster.cli(["CLUSTER", "SETSLOT", String(slot), "NODE", target.id], port: node.port)
+        moveSlot(slot, from: source, to: target) {
+            XCTAssertEqual(publishDirect(target.port, user: moving, n: 7, asking: true), 7)
         }
-        XCTAssertEqual(cluster.master(ofSlot: slot)?.port, target.port)
-        for n in 7...10 { try publish(n % 2 == 0 ? n1 : n2, "user:\(moving)", n) }
-        for s in sessions[moving]! { XCTAssertEqual(notes(s, 4), Array(7...10), "after the slot moved") }
+        for s in sessions[moving]! { XCTAssertEqual(notes(s, 1), [7], "the publication made during the migration") }
+        for n in 8...10 { try publish(n % 2 == 0 ? n1 : n2, "user:\(moving)", n) }
+        for s in sessions[moving]! { XCTAssertEqual(notes(s, 3), Array(8...10), "after the slot moved") }
         XCTAssertEqual(cluster.cli(["EXISTS", "gw:{user:\(moving)}:log"], port: target.port).trimmingCharacters(in: .whitespacesAndNewlines), "1")
+
+        // A slot no node subscribes to moves too: the nodes learn it only from MOVED, on the
+        // subscribe (SSUBSCRIBE refused) and on the read of a new connection's personal channel.
+        let quiet = "quiet-\(slot)"
+        let quietSlot = cluster.slot("user:\(quiet)")
+        let quietOwner = try XCTUnwrap(cluster.master(ofSlot: quietSlot))
+        XCTAssertEqual(try publish(n1, "user:\(quiet)", 1), 1)
+        let quietTarget = try XCTUnwrap(users.map(\.master).first { $0.port != quietOwner.port })
+        moveSlot(quietSlot, from: quietOwner, to: quietTarget) {}
+        let (quietSession, hello) = try open(n1, quiet)
+        XCTAssertEqual(hello["ok"]?["offset"]?.intValue, 1, "\(hello)")
+        XCTAssertEqual(publishDirect(quietTarget.port, user: quiet, n: 2), 2)
+        XCTAssertEqual(notes(quietSession, 1), [2])
 
         // SIGKILL the master of the third user: its slots answer 503 (or /readyz says 503)
         // until the replica is promoted, then publications flow again to the same sessions.

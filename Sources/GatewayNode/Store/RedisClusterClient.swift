@@ -193,6 +193,12 @@ final class RedisClusterClient: RedisLink {
         link.onFatal = { [weak self] reason in self?.onFatal?(reason) }
         link.onPubSub = { [weak self, weak link] kind, channel, payload in
             guard let self, let link, self.links[endpoint] === link else { return }
+            if kind == "error" {
+                let refused = self.state.subscribeRefused(String(decoding: payload, as: UTF8.self), on: endpoint)
+                // Not at once: an ASK repeats until the slot's migration has ended.
+                if refused.contains(.refreshTopology) { self.scheduleRefresh(afterMs: 100) }
+                return
+            }
             if kind == "sunsubscribe", let actions = self.state.unsubscribed(String(decoding: channel, as: UTF8.self), on: endpoint) {
                 return self.execute(actions)
             }
