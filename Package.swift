@@ -52,7 +52,7 @@ let package = Package(
             "GatewayProtocol", "GatewayAuth", "GatewayCore", "GatewayConfig", "GatewayIO",
             "GatewayCrypto", "GatewayRedis", "CLws", "OrderCore", "CommunityCore", "CProcess",
             .product(name: "Prometheus", package: "swift-prometheus"),
-        ], resources: [.copy("Web"), .embedInCode("Lua")], swiftSettings: glue),
+        ], exclude: ["Store/README.md"], resources: [.copy("Web"), .embedInCode("Lua")], swiftSettings: glue),
 
         // Client library on lws: tests, load tester and bots use it.
         .target(name: "GatewayClient", dependencies: ["GatewayProtocol", "CLws"],
