@@ -104,6 +104,9 @@ public final class Node: ServerDelegate {
                                    maxBody: options.maxBody, pingSeconds: options.pingSeconds)
         listen.httpTimeoutSeconds = options.httpTimeoutSeconds
         loop = EventLoop(options: listen)
+        if options.redisURL?.tls == true {
+            throw NodeStartError(description: "rediss:// needs hiredis with TLS, and hiredis 0.14 has none; reach Redis over loopback, a unix socket or a TLS tunnel")
+        }
         if let url = options.redisURL, url.cluster {
             redis = RedisClusterClient(loop: loop, config: Self.redisLink(options), seeds: url.endpoints.map(RedisEndpoint.init))
         } else {

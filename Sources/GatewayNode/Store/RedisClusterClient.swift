@@ -29,6 +29,7 @@ final class RedisClusterClient: RedisLink {
     private var bootstrap: RedisConnection?
     private var lastProblem = ""
     private var lostMasters = 0
+    private var hasBeenReady = false
 
     var onReady: (() -> Void)?
     var onLost: ((String) -> Void)?
@@ -166,6 +167,7 @@ final class RedisClusterClient: RedisLink {
             case .refreshTopology:
                 refreshTopology()
             case .ready:
+                hasBeenReady = true
                 onReady?()
             case .notReady:
                 lostMasters += 1
@@ -179,6 +181,9 @@ final class RedisClusterClient: RedisLink {
         var linkConfig = config
         linkConfig.endpoint = endpoint
         let link = RedisClient(loop: loop, config: linkConfig)
+        // A master that appears later (a promoted replica) with a bad eviction policy makes the
+        // node not ready and retried, as a failover on one server does; only at start is it fatal.
+        link.hasBeenReady = hasBeenReady
         links[endpoint] = link
         link.onReady = { [weak self, weak link] in
             guard let self, let link, self.links[endpoint] === link else { return }
