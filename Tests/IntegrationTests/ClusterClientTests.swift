@@ -9,8 +9,11 @@ final class PrivateRedisCluster {
     let ports: [Int]
     let dir: URL
     private var processes: [Int: Process] = [:]
+    /// `requirepass` (and `masterauth`) of every server, when given.
+    let password: String?
 
-    init(masters: Int = 3) throws {
+    init(masters: Int = 3, password: String? = nil) throws {
+        self.password = password
         var ports: [Int] = []
         while ports.count < masters * 2 {
             let port = freePort()
@@ -45,10 +48,11 @@ final class PrivateRedisCluster {
         p.arguments = ["--port", String(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes",
                        "--cluster-config-file", "nodes-\(port).conf", "--cluster-node-timeout", "1000",
                        "--appendonly", "yes", "--save", "", "--dir", own.path,
+                       "--requirepass", password ?? "", "--masterauth", password ?? "",
                        "--logfile", dir.appendingPathComponent("redis-\(port).log").path]
         try p.run()
         processes[port] = p
-        try waitUntil(timeout: 10, "redis-server on \(port)") { redisPing(port) }
+        try waitUntil(timeout: 10, "redis-server on \(port)") { cli(["PING"], port: port).contains("PONG") }
     }
 
     func kill(_ port: Int) {
@@ -57,14 +61,18 @@ final class PrivateRedisCluster {
         p.waitUntilExit()
     }
 
-    var url: String { "redis+cluster://" + ports.prefix(2).map { "127.0.0.1:\($0)" }.joined(separator: ",") }
+    var url: String { url(password: password) }
+
+    func url(password: String?) -> String {
+        "redis+cluster://" + (password.map { ":\($0)@" } ?? "") + ports.prefix(2).map { "127.0.0.1:\($0)" }.joined(separator: ",")
+    }
 
     /// `redis-cli [-p port] args...`, its output (stdout and stderr).
     @discardableResult
     func cli(_ args: [String], port: Int?) -> String {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/usr/bin/redis-cli")
-        p.arguments = (port.map { ["-p", String($0)] } ?? []) + args
+        p.arguments = (port.map { ["-p", String($0)] } ?? []) + (password.map { ["-a", $0, "--no-auth-warning"] } ?? []) + args
         let pipe = Pipe()
         p.standardOutput = pipe
         p.standardError = pipe
@@ -127,8 +135,8 @@ final class ClusterClientTests: IntegrationCase {
         cluster = nil
     }
 
-    func startClusterNode(_ name: String) throws -> GatewayNodeProcess {
-        let node = try GatewayNodeProcess(name: name, redisPort: 0, redisURL: cluster.url)
+    func startClusterNode(_ name: String, url: String? = nil, waitReady: Bool = true) throws -> GatewayNodeProcess {
+        let node = try GatewayNodeProcess(name: name, redisPort: 0, redisURL: url ?? cluster.url, waitReady: waitReady)
         nodes.append(node)
         return node
     }
@@ -177,7 +185,7 @@ final class ClusterClientTests: IntegrationCase {
     /// Commands sent in one go on one connection (e.g. ASKING then the command); the raw replies.
     func redisPipeline(_ port: Int, _ commands: [[String]]) -> String {
         var out = ""
-        for args in commands + [["QUIT"]] {
+        for args in (cluster.password.map { [["AUTH", $0]] } ?? []) + commands + [["QUIT"]] {
             out += "*\(args.count)\r\n"
             for a in args { out += "$\(a.utf8.count)\r\n\(a)\r\n" }
         }
@@ -291,5 +299,23 @@ final class ClusterClientTests: IntegrationCase {
             for s in sessions[user]! { XCTAssertEqual(notes(s, 1), [100]) }
         }
         for s in sessions.values.joined() { XCTAssertNil(push(s, "test.note", timeout: 0.3), "a push came twice") }
+    }
+
+    /// AUTH on every master: with the password the nodes are ready and publications flow on
+    /// every master; with a wrong one the node stays not ready and says why (never the password).
+    func testPasswordIsSentToEveryMaster() throws {
+        cluster = nil
+        cluster = try PrivateRedisCluster(password: "cluster-pass")
+        let good = try startClusterNode("a1")
+        let users = try usersOnEachMaster()
+        for (user, _) in users {
+            let (session, _) = try open(good, user)
+            XCTAssertEqual(try publish(good, "user:\(user)", 1), 1)
+            XCTAssertEqual(notes(session, 1), [1])
+        }
+        let bad = try startClusterNode("a2", url: cluster.url(password: "wrong-pass"), waitReady: false)
+        try waitUntil(timeout: 10, "the refusal in the log") { bad.log().contains("redis authentication failed (WRONGPASS") }
+        XCTAssertEqual(try bad.http("GET", "/readyz").status, 503)
+        XCTAssertFalse(bad.log().contains("wrong-pass"), bad.log())
     }
 }

@@ -101,7 +101,11 @@ final class RedisClusterClient: RedisLink {
                 guard let step = steps.popFirst() else {
                     return c.send(["CLUSTER", "SLOTS"], finish)
                 }
-                c.send(step) { reply in reply.isFailure ? finish(reply) : next() }
+                c.send(step) { reply in
+                    guard case .error(let message) = reply else { return reply.isFailure ? finish(reply) : next() }
+                    let auth = step.first.map { $0.redisBytes == Array("AUTH".utf8) } ?? false
+                    finish(.error(auth ? "redis authentication failed (\(message)); check the user and password in redis.url" : message))
+                }
             }
             next()
         }
