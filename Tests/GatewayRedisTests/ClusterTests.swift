@@ -4,7 +4,9 @@ import XCTest
 private func s(_ text: String) -> RedisReply { .string(Array(text.utf8)) }
 private func ep(_ port: Int, _ host: String = "127.0.0.1") -> RedisEndpoint { .tcp(host: host, port: port) }
 
-final class HashSlotTests: XCTestCase {
+/// What the cluster client relies on (commerce's HashSlotTests cover HashSlot itself): a channel's keys,
+/// its shard channel and its bare name hash alike.
+final class ClusterKeySlotTests: XCTestCase {
     func testKnownSlots() {
         // Values from `CLUSTER KEYSLOT` on Redis 7.
         XCTAssertEqual(HashSlot.of("foo"), 12_182)
