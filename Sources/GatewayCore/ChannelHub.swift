@@ -204,8 +204,19 @@ public final class ChannelHub {
         return actions
     }
 
+    /// Redis ended a subscription: the answer to our `.redisUnsubscribe`, or (Redis Cluster)
+    /// one Redis dropped on its own when the channel's slot moved or its master failed over.
     public func redisUnsubscribed(_ channel: Channel) -> [HubAction] {
-        guard let state = channels[channel], state.redis == .unsubscribing else { return [] }
+        guard let state = channels[channel] else { return [] }
+        if state.redis == .active {
+            // Dropped by Redis: the link subscribes again on the slot's new owner by itself.
+            // What is published until then is missed here; the `redisSubscribed` that follows
+            // reads it from the stream (gap fill from the last delivered offset).
+            state.redis = .subscribing
+            state.filling = false
+            return []
+        }
+        guard state.redis == .unsubscribing else { return [] }
         if state.subscribers.isEmpty {
             channels[channel] = nil
             return []

@@ -89,7 +89,8 @@ public final class RedisConnection {
     private var closing = false
     public var onConnect: ((RedisConnection) -> Void)?
     public var onDisconnect: ((RedisConnection, String) -> Void)?
-    /// Pub/sub deliveries: kind (`message`, `subscribe`, `unsubscribe`), channel, payload.
+    /// Pub/sub deliveries: kind (`message`, `subscribe`, `unsubscribe`), channel, payload;
+    /// kind `error` (no channel, the message as payload) for a refused command.
     public var onPubSub: ((String, [UInt8], [UInt8]) -> Void)?
     private var lastError = ""
     /// Send times (monotonic ns) of commands still waiting for their reply, oldest first
@@ -341,6 +342,8 @@ public final class RedisConnection {
     }
 
     fileprivate func pubsubReply(_ reply: RedisReply) {
+        // A refused SSUBSCRIBE (Redis Cluster: `MOVED` when the slot lives elsewhere).
+        if case .error(let message) = reply { return onPubSub?("error", [], Array(message.utf8)) ?? () }
         guard case .array(let items) = reply, items.count >= 3, let kind = items[0].text,
               let channel = items[1].bytes else { return }
         let payload = items[2].bytes ?? []

@@ -69,7 +69,7 @@ final class Client {
 public final class Node: ServerDelegate {
     public let options: NodeOptions
     let loop: EventLoop
-    let redis: RedisClient
+    let redis: any RedisLink
     let hub = ChannelHub()
     let verifier: TokenVerifier
     let metrics = NodeMetrics()
@@ -109,7 +109,14 @@ public final class Node: ServerDelegate {
                                    maxBody: options.maxBody, pingSeconds: options.pingSeconds)
         listen.httpTimeoutSeconds = options.httpTimeoutSeconds
         loop = EventLoop(options: listen)
-        redis = RedisClient(loop: loop, config: Self.redisLink(options))
+        if options.redisURL?.tls == true {
+            throw NodeStartError(description: "rediss:// needs hiredis with TLS, and hiredis 0.14 has none; reach Redis over loopback, a unix socket or a TLS tunnel")
+        }
+        if let url = options.redisURL, url.cluster {
+            redis = RedisClusterClient(loop: loop, config: Self.redisLink(options), seeds: url.endpoints.map(RedisEndpoint.init))
+        } else {
+            redis = RedisClient(loop: loop, config: Self.redisLink(options))
+        }
         verifier = TokenVerifier(secret: options.authSecret)
         orderRules = OrderRules(times: options.commerce)
         let sizes = (options.historyUserSize, options.historyGroupSize, options.historyProductSize)

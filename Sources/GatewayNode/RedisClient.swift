@@ -66,7 +66,8 @@ final class RedisClient: RedisLink {
     private var reconnectTimer: LoopTimer?
     private var stopped = false
     /// Both connections were up once: from then on a bad eviction policy is retried, not fatal.
-    private var hasBeenReady = false
+    /// Set from outside for a cluster master linked after the cluster was ready (a promoted replica).
+    var hasBeenReady = false
     /// "cannot check maxmemory-policy" was said (once is enough).
     private var policyWarned = false
     /// Bumped on every (re)open: a WAIT only vouches for writes sent on its own connection.

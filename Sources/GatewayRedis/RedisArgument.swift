@@ -7,7 +7,7 @@ extension Int64: RedisArgument { public var redisBytes: [UInt8] { Array(String(s
 extension UInt64: RedisArgument { public var redisBytes: [UInt8] { Array(String(self).utf8) } }
 
 /// Where a Redis server listens.
-public enum RedisEndpoint: Sendable, Equatable, CustomStringConvertible {
+public enum RedisEndpoint: Sendable, Hashable, CustomStringConvertible {
     case tcp(host: String, port: Int)
     case unix(path: String)
 

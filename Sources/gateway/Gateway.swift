@@ -76,7 +76,6 @@ struct Serve: ParsableCommand {
             // Settings validated the syntax; here is what this build cannot honour (PROTOCOL.md 4.2).
             redisURL = try RedisURL.parse(url).get()
             if redisURL.tls { throw ValidationError("redis.url: rediss:// needs hiredis with TLS, and Debian's hiredis 0.14 has none; reach Redis over loopback, a unix socket or a TLS tunnel (stunnel) instead") }
-            if redisURL.cluster { throw ValidationError("redis.url: redis+cluster:// is not supported by this build yet; give one server as redis://host:port") }
         } else {
             if case .replicas = settings.redis.durabilityMode {
                 throw ValidationError("redis.durability \(settings.redis.durability) needs a Redis with replicas: give one with --redis; the private redis-server has none (it fsyncs every write instead)")

@@ -674,4 +674,29 @@ final class ChannelHubTests: XCTestCase {
         XCTAssertEqual(hub.channelCount, 0)
         assertActs(hub.redisConnected(), [])
     }
+    // MARK: a subscription Redis dropped on its own (Redis Cluster: slot moved, failover)
+
+    func testSubscriptionDroppedByRedisIsRestoredAndItsGapFilledFromTheStream() {
+        activate(g1, [1, 2], at: 10)
+        assertActs(hub.message(g1, pub(11)), [d(11, to: [1, 2])])
+        // An unrequested `sunsubscribe`: nothing to send, the link subscribes again itself.
+        assertActs(hub.redisUnsubscribed(g1), [])
+        XCTAssertEqual(hub.subscriberCount(g1), 2)
+        // The restored subscription reads from the last delivered offset: 12 and 13 were
+        // published while no subscription was in place.
+        assertActs(hub.redisSubscribed(g1), [.read(g1, since: pos(11), purpose: .gapFill)])
+        assertActs(hub.message(g1, pub(14)), [])
+        assertActs(hub.readCompleted(g1, purpose: .gapFill, result(13, recovered: true, pubs: [12, 13])),
+                   [d(12, to: [1, 2]), d(13, to: [1, 2]), d(14, to: [1, 2])])
+        assertActs(hub.message(g1, pub(15)), [d(15, to: [1, 2])])
+    }
+
+    func testUnsubscribeWhileADroppedSubscriptionIsBeingRestored() {
+        activate(g1, [1], at: 10)
+        assertActs(hub.redisUnsubscribed(g1), [])
+        assertActs(hub.unsubscribe(1, from: g1), [.unsub(g1)])
+        assertActs(hub.redisSubscribed(g1), [])
+        assertActs(hub.redisUnsubscribed(g1), [])
+        XCTAssertEqual(hub.channelCount, 0)
+    }
 }
