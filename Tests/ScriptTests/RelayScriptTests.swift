@@ -328,4 +328,24 @@ final class RelayScriptTests: XCTestCase {
         XCTAssertEqual(dead.first?.array?.last?.array?.compactMap(\.text).prefix(2), ["id", bad])
         XCTAssertTrue(f.logged.contains { $0.contains(bad) && $0.contains("channel user:w") && $0.contains("failed 3 time") })
     }
+
+    /// Under `replicas:N` price-drop alerts are relayed only once a replica holds the
+    /// outbox entries (so their ids are safe as dedupe marks); unconfirmed, they wait for
+    /// the sweep.
+    func testUnderReplicasAlertsAreRelayedOnlyOnceAReplicaHoldsThem() throws {
+        var settings = StoreFixture.settings
+        settings.durability = .replicas(1)
+        let f = try StoreFixture(cluster: true, settings: settings)
+        XCTAssertTrue(try f.value { f.community.createProduct(ProductRecord(id: "p", merchant: "m", title: "T", price: 100,
+                                                                            currency: "CNY", createdAt: 1), $0) })
+        let now = Int64(Date().timeIntervalSince1970 * 1000)
+        _ = try f.value { f.community.watch(product: "p", user: "a", below: nil, nowMs: now, ttlMs: 60_000, $0) }
+        let page = try f.value { f.community.watchersBelow(product: "p", price: 80, start: 0, count: 10, $0) }
+        let drop = PriceDrop(product: "p", title: "T", currency: "CNY", previous: 100, price: 80, cooldownMs: 0)
+        f.link.replicasConfirm = false
+        XCTAssertEqual(try f.value { f.community.sendAlerts(product: "p", drop.alerts(page.watches, now: now), $0) }, 1)
+        XCTAssertEqual(f.link.sent.filter { ["send_alerts", "WAIT", "relay"].contains($0) }, ["send_alerts", "WAIT"])
+        XCTAssertEqual(f.redis.call(["XLEN", StoreKeys.outbox("p")]).int, 1, "left for the sweep")
+        XCTAssertEqual(f.pushes("user:a").count, 0)
+    }
 }
