@@ -284,6 +284,8 @@ final class OutboxRelay: EventStore {
         var dead: [(id: String, reason: String)] = []
         for (entry, failure) in failed {
             let key = "\(outbox) \(entry.id)"
+            // Entries another node relayed or buried leave their count behind: bounded.
+            if strikes.count >= 10_000 { strikes.removeAll() }
             let count = (strikes[key] ?? 0) + 1
             strikes[key] = count
             calls.log("outbox \(outbox): relaying entry \(entry.id) (channel \(entry.channel), type \(entry.type)) failed \(count) time(s): \(failure.prefix(200))")
