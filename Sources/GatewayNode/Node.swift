@@ -196,7 +196,8 @@ public final class Node: ServerDelegate {
         StoreSettings(historyUserSize: options.historyUserSize, historyGroupSize: options.historyGroupSize,
                       historyProductSize: options.historyProductSize, historyTTLSeconds: options.historyTTLSeconds,
                       replyPublicationBytes: replyPublicationBytes(options), maxRecover: options.historyMaxRecover,
-                      newEpoch: { Crypto.randomToken(4) })
+                      redisTimeoutSeconds: options.redisTimeoutSeconds, durability: options.durability,
+                      durabilityTimeoutMs: options.durabilityTimeoutMs, newEpoch: { Crypto.randomToken(4) })
     }
 
     private func redisReady() {

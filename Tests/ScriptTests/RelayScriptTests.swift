@@ -8,10 +8,30 @@ import XCTest
 /// OutboxRelay end to end. A single server stands in for a cluster (`cluster: true`):
 /// the outbox code paths are the same, every key just happens to be in reach.
 final class RelayScriptTests: XCTestCase {
+    /// relay.lua for one channel's entries (`id`, `data`), in order: its answer.
+    private func relayEntries(_ f: StoreFixture, _ entries: [(id: String, data: String)], channel: String = "u",
+                              outbox: String = "gw:{product:p}:outbox") -> [RedisReply] {
+        let ch = Channel.user(channel)
+        var args: [RedisArgument] = [outbox, "user:\(channel)", 600, "e1"]
+        for entry in entries { args += [entry.id, "t", entry.data, 10] }
+        return f.redis.run(ChannelScripts.relay, keys: [StoreKeys.meta(ch), StoreKeys.log(ch)], args: args).array ?? []
+    }
+
     private func relayEntry(_ f: StoreFixture, _ id: String, outbox: String = "gw:{product:p}:outbox", data: String = "{}") -> Int64? {
-        let ch = Channel.user("u")
-        return f.redis.run(ChannelScripts.relay, keys: [StoreKeys.meta(ch), StoreKeys.log(ch)],
-                           args: [outbox, id, "user:u", "t", data, 10, 600, "e1"]).int
+        relayEntries(f, [(id, data)], outbox: outbox).first?.int
+    }
+
+    /// The `n` of each push in a channel's log, in order.
+    private func numbers(_ f: StoreFixture, _ channel: String) -> [Int] {
+        f.pushes(channel).compactMap { push in
+            guard let r = push.range(of: "\"data\":{\"n\":") else { return nil }
+            return Int(push[r.upperBound...].prefix { $0.isNumber })
+        }
+    }
+
+    @discardableResult
+    private func add(_ f: StoreFixture, _ outbox: String, _ channel: String, _ n: Int, size: String = "10") -> String {
+        f.redis.call(["XADD", outbox, "*", "ch", channel, "type", "t", "data", "{\"n\":\(n)}", "size", size]).text ?? ""
     }
 
     func testTheSameEntryTwiceIsPublishedOnceAndAnOlderEntryIsSkipped() throws {
@@ -81,8 +101,8 @@ final class RelayScriptTests: XCTestCase {
         XCTAssertEqual(f.pushes("user:a").count, 1)
         XCTAssertEqual(f.pushes("user:b").count, 1)
         XCTAssertEqual(f.redis.call(["XLEN", StoreKeys.outbox("p")]).int, 0, "relayed entries are deleted")
-        XCTAssertNotEqual(f.redis.call(["ZSCORE", StoreKeys.relays, StoreKeys.outbox("p")]), .null,
-                          "the registration stays until a sweep finds it due")
+        XCTAssertEqual(f.redis.call(["ZSCORE", StoreKeys.relays, StoreKeys.outbox("p")]), .null,
+                       "the node's own relay emptied the outbox: its registration is taken back")
     }
 
     /// A node relayed the first entry and died before deleting it: relaying the outbox again
@@ -121,5 +141,211 @@ final class RelayScriptTests: XCTestCase {
         f.redis.call(["ZADD", StoreKeys.relays, 2000, due])
         XCTAssertEqual(f.redis.run(ChannelScripts.relayDone, keys: [StoreKeys.relays], args: [due, "1000"]).int, 0)
         XCTAssertEqual(f.redis.run(ChannelScripts.relayDone, keys: [StoreKeys.relays], args: [due, "2000"]).int, 1)
+    }
+
+    /// A channel's entries of a batch go in one call: when it fails (a NOSCRIPT after a
+    /// SCRIPT FLUSH, a MOVED retry), nothing of the batch is deleted and the whole list is
+    /// sent again, so a later entry can never be published while an earlier one was not.
+    func testAFailedChannelCallIsSentAgainWholeAndNothingIsLost() throws {
+        let f = try StoreFixture(cluster: true)
+        let outbox = StoreKeys.outbox("p")
+        add(f, outbox, "user:u", 1)
+        add(f, outbox, "user:v", 2)
+        add(f, outbox, "user:u", 3)
+        f.link.answerInstead["relay"] = [.error("NOSCRIPT No matching script")]
+        var emptied: Bool?
+        f.relay.relay(outbox) { emptied = $0 }
+        XCTAssertEqual(emptied, false)
+        XCTAssertEqual(f.link.sent.filter { $0 == "relay" }.count, 2, "one call per channel")
+        XCTAssertEqual(f.redis.call(["XLEN", outbox]).int, 3, "nothing deleted while a channel call failed")
+        XCTAssertEqual(numbers(f, "user:u"), [], "user:u's call failed as a whole")
+        XCTAssertEqual(numbers(f, "user:v"), [2])
+
+        f.relay.relay(outbox) { emptied = $0 }
+        XCTAssertEqual(emptied, true)
+        XCTAssertEqual(numbers(f, "user:u"), [1, 3], "no push lost, in order")
+        XCTAssertEqual(numbers(f, "user:v"), [2], "a true repeat is skipped")
+        XCTAssertEqual(f.redis.call(["XLEN", outbox]).int, 0)
+    }
+
+    /// relay.lua stops at an entry that fails: later entries of the channel are not tried,
+    /// earlier ones are published and marked.
+    func testTheRelayScriptStopsAtTheFirstFailingEntry() throws {
+        let f = try StoreFixture()
+        let answer = relayEntries(f, [("1700000000001-0", "{\"n\":1}"), ("1700000000002-0", "{\"n\":2}")])
+        XCTAssertEqual(answer.compactMap(\.int), [1, 2])
+        f.redis.call(["SET", StoreKeys.meta(.user("w")), "not a hash"])
+        let failed = relayEntries(f, [("1700000000001-0", "{}"), ("1700000000002-0", "{}")], channel: "w")
+        XCTAssertEqual(failed.count, 1, "one error, nothing after it")
+        XCTAssertTrue(failed.first?.text?.contains("WRONGTYPE") ?? false, "\(failed)")
+    }
+
+    /// A decision's apply may take up to `redis.timeout_s` per call (retries included): a
+    /// registration must not come due (and be swept away) before the decision is over.
+    func testARegistrationComesDueOnlyAfterThreeRedisTimeouts() throws {
+        var settings = StoreFixture.settings
+        settings.redisTimeoutSeconds = 10
+        let f = try StoreFixture(cluster: true, settings: settings)
+        var registered: Bool?
+        f.relay.register(StoreKeys.outbox("p")) { registered = $0 }
+        XCTAssertEqual(registered, true)
+        let time = f.redis.call(["TIME"]).array?.compactMap { $0.text.flatMap { Int64($0) } } ?? []
+        let nowMs = time[0] * 1000 + time[1] / 1000
+        let due = Int64(f.redis.call(["ZSCORE", StoreKeys.relays, StoreKeys.outbox("p")]).text ?? "") ?? 0
+        XCTAssertGreaterThanOrEqual(due - nowMs, 29_000)
+    }
+
+    /// The node's own relay after a decision failed (Redis lost): the outbox is registered
+    /// again, so a sweep relays it even if the first registration was swept away meanwhile;
+    /// when Redis is away for that too, the next tick registers it.
+    func testAFailedOwnRelayRegistersTheOutboxAgain() throws {
+        let f = try StoreFixture(cluster: true)
+        let outbox = StoreKeys.outbox("p")
+        f.relay.register(outbox) { _ in }
+        f.redis.call(["ZREM", StoreKeys.relays, outbox])  // a sweep took it while the apply was slow
+        add(f, outbox, "user:u", 1)
+        f.link.answerInstead["XRANGE"] = [.disconnected]
+        f.relay.relay(outbox)
+        XCTAssertNotEqual(f.redis.call(["ZSCORE", StoreKeys.relays, outbox]), .null, "registered again")
+
+        f.redis.call(["ZREM", StoreKeys.relays, outbox])
+        f.link.answerInstead["XRANGE"] = [.disconnected]
+        f.link.answerInstead["relay_register"] = [.disconnected]
+        f.relay.relay(outbox)
+        XCTAssertEqual(f.redis.call(["ZSCORE", StoreKeys.relays, outbox]), .null)
+        f.relay.registerUnregistered()
+        XCTAssertNotEqual(f.redis.call(["ZSCORE", StoreKeys.relays, outbox]), .null, "registered on the next tick")
+        XCTAssertEqual(f.redis.call(["XLEN", outbox]).int, 1, "still waiting for its relay")
+    }
+
+    /// A registration another decision shares (its own still pending) is left to the sweep:
+    /// the first decision may still be writing to the outbox.
+    func testAnOwnRelayTakesBackOnlyARegistrationNoOtherDecisionShares() throws {
+        let f = try StoreFixture(cluster: true)
+        let other = OutboxRelay(redis: f.link, settings: StoreFixture.settings, log: { _ in }, schedule: nil)
+        let outbox = StoreKeys.outbox("p")
+        f.relay.register(outbox) { _ in }  // decision A, this node
+        other.register(outbox) { _ in }    // decision B, another node, while A is pending
+        add(f, outbox, "user:u", 1)
+        other.relay(outbox)                // B applied and relayed: A may still be writing
+        XCTAssertNotEqual(f.redis.call(["ZSCORE", StoreKeys.relays, outbox]), .null, "B's registration is shared")
+        f.relay.relay(outbox)              // A relayed: B renewed the registration, so it is not A's to take
+        XCTAssertNotEqual(f.redis.call(["ZSCORE", StoreKeys.relays, outbox]), .null, "left to the sweep")
+        XCTAssertEqual(numbers(f, "user:u"), [1])
+
+        f.redis.call(["DEL", StoreKeys.relays])
+        f.relay.register(outbox) { _ in }
+        f.relay.relay(outbox)
+        XCTAssertEqual(f.redis.call(["EXISTS", StoreKeys.relays]).int, 0, "an exclusive registration is taken back")
+    }
+
+    /// A sweep whose page of due registrations could not be finished goes on after it next
+    /// time, instead of reading the same page again and never reaching the rest.
+    func testTheSweepPagesPastRegistrationsItCouldNotFinish() throws {
+        let f = try StoreFixture(cluster: true)
+        for n in 1...OutboxRelay.batch { f.redis.call(["ZADD", StoreKeys.relays, 1000 + n, StoreKeys.outbox("stuck\(n)")]) }
+        let last = StoreKeys.outbox("last")
+        f.redis.call(["ZADD", StoreKeys.relays, 5000, last])
+        add(f, last, "user:u", 1)
+        f.link.answerInstead["XRANGE"] = Array(repeating: .disconnected, count: OutboxRelay.batch)
+        f.relay.sweep()
+        f.relay.sweep()
+        XCTAssertEqual(numbers(f, "user:u"), [1], "the registration behind the unfinished page was relayed")
+        XCTAssertEqual(f.redis.call(["ZSCORE", StoreKeys.relays, last]), .null)
+    }
+
+    /// Under `replicas:N` a batch is deleted only after every channel master it published to
+    /// confirmed the writes on replicas; unconfirmed, the entries stay for another relay.
+    func testUnderReplicasTheRelayWaitsBeforeDeleting() throws {
+        var settings = StoreFixture.settings
+        settings.durability = .replicas(1)
+        let f = try StoreFixture(cluster: true, settings: settings)
+        let outbox = StoreKeys.outbox("p")
+        add(f, outbox, "user:u", 1)
+        add(f, outbox, "user:v", 2)
+        f.link.replicasConfirm = false
+        var emptied: Bool?
+        f.relay.relay(outbox) { emptied = $0 }
+        XCTAssertEqual(emptied, false)
+        XCTAssertEqual(f.redis.call(["XLEN", outbox]).int, 2, "kept: not confirmed on a replica")
+        XCTAssertFalse(f.link.sent.contains("XDEL"))
+        XCTAssertTrue(f.logged.contains { $0.contains("replicas did not confirm") })
+
+        f.link.replicasConfirm = true
+        f.relay.relay(outbox) { emptied = $0 }
+        XCTAssertEqual(emptied, true)
+        let tail = f.link.sent.filter { ["relay", "WAIT", "XDEL"].contains($0) }.suffix(4)
+        XCTAssertEqual(Array(tail), ["relay", "relay", "WAIT", "XDEL"])
+        XCTAssertEqual(numbers(f, "user:u"), [1])
+        XCTAssertEqual(numbers(f, "user:v"), [2])
+    }
+
+    /// An undecodable entry goes to `<outbox>:dead` at once (logged by id, never its data)
+    /// and the entries around it are relayed.
+    func testAnUndecodableEntryIsDeadLetteredAndTheRelayGoesOn() throws {
+        let f = try StoreFixture(cluster: true)
+        let outbox = StoreKeys.outbox("p")
+        add(f, outbox, "user:u", 1)
+        let bad = f.redis.call(["XADD", outbox, "*", "ch", "user:u", "type", "t", "data", "{\"secret\":\"s3cr3t\"}"]).text ?? ""
+        add(f, outbox, "user:u", 3, size: "ten")
+        add(f, outbox, "user:u", 4)
+        var emptied: Bool?
+        f.relay.relay(outbox) { emptied = $0 }
+        XCTAssertEqual(emptied, true)
+        XCTAssertEqual(numbers(f, "user:u"), [1, 4])
+        XCTAssertEqual(f.redis.call(["XLEN", outbox]).int, 0)
+        let dead = f.redis.call(["XRANGE", StoreKeys.deadLetters(ofOutbox: outbox), "-", "+"]).array ?? []
+        let deadFields = dead.map { ($0.array?.last?.array ?? []).compactMap(\.text) }
+        XCTAssertEqual(deadFields.count, 2)
+        XCTAssertEqual(deadFields.first?.prefix(2), ["id", bad])
+        XCTAssertTrue(deadFields.first?.contains("{\"secret\":\"s3cr3t\"}") ?? false, "the original fields are kept")
+        XCTAssertTrue(f.logged.contains { $0.contains(bad) && $0.contains(":dead") })
+        XCTAssertFalse(f.logged.contains { $0.contains("s3cr3t") }, "push data is never logged")
+    }
+
+    /// An entry whose relay keeps failing with a script error is dead-lettered after three
+    /// strikes; the other channels' entries were relayed (once) all along and the outbox
+    /// empties.
+    func testAnEntryFailingWithAScriptErrorIsDeadLetteredAfterThreeStrikes() throws {
+        let f = try StoreFixture(cluster: true)
+        let outbox = StoreKeys.outbox("p")
+        f.redis.call(["SET", StoreKeys.meta(.user("w")), "not a hash"])
+        add(f, outbox, "user:u", 1)
+        let bad = add(f, outbox, "user:w", 2)
+        add(f, outbox, "user:u", 3)
+        var emptied: Bool?
+        for _ in 1...2 {
+            f.relay.relay(outbox) { emptied = $0 }
+            XCTAssertEqual(emptied, false)
+            XCTAssertEqual(f.redis.call(["XLEN", outbox]).int, 3)
+        }
+        f.relay.relay(outbox) { emptied = $0 }
+        XCTAssertEqual(emptied, true)
+        XCTAssertEqual(f.redis.call(["XLEN", outbox]).int, 0)
+        XCTAssertEqual(numbers(f, "user:u"), [1, 3], "relayed once, whatever the retries")
+        let dead = f.redis.call(["XRANGE", StoreKeys.deadLetters(ofOutbox: outbox), "-", "+"]).array ?? []
+        XCTAssertEqual(dead.count, 1)
+        XCTAssertEqual(dead.first?.array?.last?.array?.compactMap(\.text).prefix(2), ["id", bad])
+        XCTAssertTrue(f.logged.contains { $0.contains(bad) && $0.contains("channel user:w") && $0.contains("failed 3 time") })
+    }
+
+    /// Under `replicas:N` price-drop alerts are relayed only once a replica holds the
+    /// outbox entries (so their ids are safe as dedupe marks); unconfirmed, they wait for
+    /// the sweep.
+    func testUnderReplicasAlertsAreRelayedOnlyOnceAReplicaHoldsThem() throws {
+        var settings = StoreFixture.settings
+        settings.durability = .replicas(1)
+        let f = try StoreFixture(cluster: true, settings: settings)
+        XCTAssertTrue(try f.value { f.community.createProduct(ProductRecord(id: "p", merchant: "m", title: "T", price: 100,
+                                                                            currency: "CNY", createdAt: 1), $0) })
+        let now = Int64(Date().timeIntervalSince1970 * 1000)
+        _ = try f.value { f.community.watch(product: "p", user: "a", below: nil, nowMs: now, ttlMs: 60_000, $0) }
+        let page = try f.value { f.community.watchersBelow(product: "p", price: 80, start: 0, count: 10, $0) }
+        let drop = PriceDrop(product: "p", title: "T", currency: "CNY", previous: 100, price: 80, cooldownMs: 0)
+        f.link.replicasConfirm = false
+        XCTAssertEqual(try f.value { f.community.sendAlerts(product: "p", drop.alerts(page.watches, now: now), $0) }, 1)
+        XCTAssertEqual(f.link.sent.filter { ["send_alerts", "WAIT", "relay"].contains($0) }, ["send_alerts", "WAIT"])
+        XCTAssertEqual(f.redis.call(["XLEN", StoreKeys.outbox("p")]).int, 1, "left for the sweep")
+        XCTAssertEqual(f.pushes("user:a").count, 0)
     }
 }

@@ -13,6 +13,11 @@ final class ScriptRedisLink: RedisLink {
     private(set) var sent: [String] = []
     /// The keys of every script run, by script name.
     private(set) var scriptKeys: [(name: String, keys: [String])] = []
+    /// Replies given instead of Redis's to the next calls of a command or script name, one
+    /// per call (a lost connection, a NOSCRIPT, ...); the call is not sent.
+    var answerInstead: [String: [RedisReply]] = [:]
+    /// What `awaitReplicas` answers (it is recorded in `sent` as `WAIT`).
+    var replicasConfirm = true
 
     init(_ redis: ScriptRedis, cluster: Bool = false) {
         self.redis = redis
@@ -30,19 +35,32 @@ final class ScriptRedisLink: RedisLink {
     func stop() {}
 
     func send(_ args: [RedisArgument], key: String?, _ callback: @escaping (RedisReply) -> Void) {
-        sent.append(String(decoding: args[0].redisBytes, as: UTF8.self))
+        let name = String(decoding: args[0].redisBytes, as: UTF8.self)
+        sent.append(name)
+        if let instead = takeInstead(name) { return callback(instead) }
         callback(isReady ? redis.call(args) : .disconnected)
     }
 
     func run(_ script: LuaScript, keys: [String], args: [RedisArgument], _ callback: @escaping (RedisReply) -> Void) {
         sent.append(script.name)
         scriptKeys.append((script.name, keys))
+        if let instead = takeInstead(script.name) { return callback(instead) }
         callback(isReady ? redis.run(script, keys: keys, args: args) : .disconnected)
     }
 
     func subscribe(_ names: [String]) {}
     func unsubscribe(_ names: [String]) {}
-    func awaitReplicas(_ replicas: Int, timeoutMs: Int, key: String?, _ done: @escaping (Bool) -> Void) { done(true) }
+    func awaitReplicas(_ replicas: Int, timeoutMs: Int, key: String?, _ done: @escaping (Bool) -> Void) {
+        sent.append("WAIT")
+        done(replicasConfirm)
+    }
+
+    private func takeInstead(_ name: String) -> RedisReply? {
+        guard var replies = answerInstead[name], !replies.isEmpty else { return nil }
+        let reply = replies.removeFirst()
+        answerInstead[name] = replies
+        return reply
+    }
     func sameConnection(_ a: String, _ b: String) -> Bool { true }
 }
 

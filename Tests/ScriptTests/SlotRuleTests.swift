@@ -40,10 +40,12 @@ final class SlotRuleTests: XCTestCase {
         try f.value { f.community.unwatch(product: "p", user: "a", $0) }
         _ = try f.value { f.community.product("p", $0) }
         _ = try f.value { f.community.renewBotLease(node: "n", ttlMs: 1_000, $0) }
+        f.redis.call(["XADD", StoreKeys.outbox("p"), "*", "ch", "no channel"])  // dead-lettered
+        f.relay.relay(StoreKeys.outbox("p"))
         f.relay.sweep()
 
         let ran = Set(f.link.scriptKeys.map(\.name))
-        let expected = Set((ChannelScripts.all + CommunityScripts.all).map(\.name)).subtracting(["relay_done"])
+        let expected = Set((ChannelScripts.all + CommunityScripts.all).map(\.name))
         XCTAssertEqual(expected.subtracting(ran), [], "the scenario runs every script")
         for call in f.link.scriptKeys {
             XCTAssertFalse(call.keys.isEmpty, "\(call.name) gets its keys in KEYS")

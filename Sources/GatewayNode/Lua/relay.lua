@@ -1,23 +1,43 @@
--- Relays one outbox entry to its channel (cluster only), in the channel's slot. With lib_publish.
+-- Relays one channel's entries of an outbox batch (cluster only), in the channel's slot,
+-- in outbox order, in ONE call: within a channel a later entry can never be published
+-- while an earlier one failed. With lib_publish.
 -- The channel's meta hash keeps, per source outbox, the last entry id relayed to it
--- (`relayed:<outbox key>`): an entry not newer than that was relayed already (by this
--- node or another) and is skipped, so a retried or concurrent relay never doubles a push.
--- Returns the offset published, or 0 when skipped.
+-- (`relayed:<outbox key>`), set with each publish: an entry not newer than that was
+-- relayed already (by this node or another) and is skipped, so a re-sent batch never
+-- doubles a push.
+-- Each entry runs under pcall; the first that raises stops the call (later entries are
+-- not tried, so none overtakes it). Returns, per entry handled, the offset published or
+-- 0 for a repeat; after them, when an entry failed, its error (a string).
 local META, LOG = KEYS[1], KEYS[2]
-local OUTBOX, ID, CHANNEL, KIND, DATA, SIZE, TTL, EPOCH =
-  ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8]
+local OUTBOX, CHANNEL, TTL, EPOCH = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local FIRST_ENTRY, ENTRY_FIELDS = 5, 4 -- then per entry: ID, KIND, DATA, SIZE
 
 local function parts(id)
   local ms, seq = string.match(id, '^(%d+)-(%d+)$')
   return tonumber(ms), tonumber(seq)
 end
-local FIELD = 'relayed:' .. OUTBOX
-local last = redis.call('HGET', META, FIELD)
-if last then
-  local ms, seq = parts(ID)
-  local lastMs, lastSeq = parts(last)
-  if ms < lastMs or (ms == lastMs and seq <= lastSeq) then return 0 end
+local function newer(id, than)
+  local ms, seq = parts(id)
+  local lastMs, lastSeq = parts(than)
+  return ms > lastMs or (ms == lastMs and seq > lastSeq)
 end
-local off = publish(META, LOG, CHANNEL, KIND, DATA, SIZE, TTL, EPOCH)
-redis.call('HSET', META, FIELD, ID)
-return off
+
+local FIELD = 'relayed:' .. OUTBOX
+local res = {}
+for i = FIRST_ENTRY, #ARGV, ENTRY_FIELDS do
+  local id, kind, data, size = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+  local ok, out = pcall(function()
+    local last = redis.call('HGET', META, FIELD)
+    if last and not newer(id, last) then return 0 end
+    local off = publish(META, LOG, CHANNEL, kind, data, size, TTL, EPOCH)
+    redis.call('HSET', META, FIELD, id)
+    return off
+  end)
+  if not ok then
+    if type(out) == 'table' then out = out.err or 'error' end
+    res[#res + 1] = tostring(out)
+    return res
+  end
+  res[#res + 1] = out
+end
+return res

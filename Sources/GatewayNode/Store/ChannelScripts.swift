@@ -10,6 +10,7 @@ enum ChannelScripts {
     static let relayRegister = LuaScript.embedded("relay_register", PackageResources.relay_register_lua)
     static let relayDue = LuaScript.embedded("relay_due", PackageResources.relay_due_lua)
     static let relayDone = LuaScript.embedded("relay_done", PackageResources.relay_done_lua)
+    static let relayDead = LuaScript.embedded("relay_dead", PackageResources.relay_dead_lua)
 
-    static let all: [LuaScript] = [publish, read, history, relay, relayRegister, relayDue, relayDone]
+    static let all: [LuaScript] = [publish, read, history, relay, relayRegister, relayDue, relayDone, relayDead]
 }

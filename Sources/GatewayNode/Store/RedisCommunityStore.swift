@@ -256,8 +256,18 @@ final class RedisCommunityStore: CommunityStore {
         relay.register(outbox) { registered in
             guard registered else { return done(.failure(.redisUnavailable)) }
             self.calls.run(CommunityScripts.sendAlerts, keys: keys, args: args, as: Int.self) { result in
-                if cluster { self.relay.relay(outbox) }
-                done(result)
+                guard cluster else { return done(result) }
+                // Under replicas:N the entries are relayed only once a replica holds them
+                // (stream ids as dedupe marks, Store/README.md); unconfirmed, the sweep
+                // relays them later.
+                guard case .replicas(let n) = self.settings.durability else {
+                    self.relay.relay(outbox)
+                    return done(result)
+                }
+                self.redis.awaitReplicas(n, timeoutMs: self.settings.durabilityTimeoutMs, key: outbox) { confirmed in
+                    if confirmed { self.relay.relay(outbox) }
+                    done(result)
+                }
             }
         }
     }

@@ -58,6 +58,9 @@ enum StoreKeys {
     static func watchExpiry(_ id: String) -> String { "gw:\(tag(.product(id))):watch:exp" }
     /// Stream of pushes to other slots waiting to be relayed (cluster only): `ch type data size`.
     static func outbox(_ id: String) -> String { "gw:\(tag(.product(id))):outbox" }
+    /// Stream of the outbox entries that could not be relayed (`<outbox>:dead`, the same
+    /// slot): the original fields plus `id` and `reason`, for an operator to look at.
+    static func deadLetters(ofOutbox outbox: String) -> String { "\(outbox):dead" }
 
     // MARK: Users
 

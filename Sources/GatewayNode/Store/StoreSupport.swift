@@ -1,4 +1,5 @@
 import Foundation
+import GatewayConfig
 import GatewayCore
 import GatewayProtocol
 import GatewayRedis
@@ -15,6 +16,13 @@ struct StoreSettings {
     /// Bytes of publications one history or recovery reply may carry.
     var replyPublicationBytes = 1 << 20
     var maxRecover = 1_000
+    /// How long one Redis call may take, retries included, before it fails (`redis.timeout_s`):
+    /// bounds how long a decision can still be writing after it registered its outbox.
+    var redisTimeoutSeconds = 10
+    /// `redis.durability`: with `replicas:N` the relay WAITs on each channel master it
+    /// published to before it deletes the relayed outbox entries.
+    var durability: RedisDurability = .fsync
+    var durabilityTimeoutMs = 1_000
     /// A fresh epoch for a channel that has none.
     var newEpoch: () -> String = { String(UInt32.random(in: 0...UInt32.max), radix: 16) }
 
