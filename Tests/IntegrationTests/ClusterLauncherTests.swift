@@ -1,4 +1,5 @@
 import Foundation
+import GatewayRedis
 import XCTest
 
 /// The test cluster itself (`RedisClusterLauncher`): no gateway involved, so it runs in every
