@@ -60,7 +60,7 @@ let package = Package(
 
         // Test infrastructure shared by the tests and the load tester: one Redis launcher (single
         // server and local Cluster), free ports, a RESP probe, a blocking HTTP client. No XCTest.
-        .target(name: "GatewayTestSupport", dependencies: ["GatewayProtocol", "CProcess"], swiftSettings: glue),
+        .target(name: "GatewayTestSupport", dependencies: ["GatewayProtocol", "GatewayRedis", "CProcess"], swiftSettings: glue),
 
         .executableTarget(name: "gateway", dependencies: [
             "GatewayNode", "GatewayConfig", "GatewayAuth", "OrderCore", "CommunityCore", "GatewayClient", "GatewayProtocol",
@@ -84,7 +84,7 @@ let package = Package(
         .testTarget(name: "OrderCoreTests", dependencies: ["OrderCore", "GatewayProtocol"]),
         .testTarget(name: "CommunityCoreTests", dependencies: ["CommunityCore", "GatewayProtocol"]),
         .testTarget(name: "IntegrationTests", dependencies: [
-            "GatewayClient", "GatewayProtocol", "GatewayAuth", "GatewayCrypto", "GatewayTestSupport",
+            "GatewayClient", "GatewayProtocol", "GatewayAuth", "GatewayCrypto", "GatewayRedis", "GatewayTestSupport",
         ], swiftSettings: glue),
     ]
 )

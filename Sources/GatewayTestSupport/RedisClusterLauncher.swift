@@ -1,8 +1,10 @@
 import Foundation
+import GatewayRedis
 
 /// A real local Redis Cluster: `masters` masters with one replica each, every node a
 /// `RedisServer` (tied to this process, durable AOF, `cluster-node-timeout` 1 s so a killed
 /// master's replica takes over within a few seconds), joined by `redis-cli --cluster create`.
+/// With a `password`, every node requires it (`requirepass`, and `masterauth` for its replication).
 public final class RedisClusterLauncher {
     public enum Role: String, Sendable { case master, replica }
 
@@ -19,6 +21,8 @@ public final class RedisClusterLauncher {
     }
 
     public let masterCount: Int
+    /// Every node's `requirepass` (and `masterauth`); the launcher's own calls AUTH with it.
+    public let password: String?
     /// Parent of every node's folder; removed by `stop()`.
     public let dir: URL
     /// Every node's port, in launch order.
@@ -27,14 +31,23 @@ public final class RedisClusterLauncher {
     private let lock = NSLock()
 
     /// Seeds for the gateway's `--redis`: every node, so it can start whichever is down.
-    public var url: String { "redis+cluster://" + ports.map { "127.0.0.1:\($0)" }.joined(separator: ",") }
+    public var url: String { url(password: password) }
+
+    /// `url` with another password (or none), e.g. to see a wrong one refused.
+    public func url(password: String?) -> String {
+        "redis+cluster://" + (password.map { ":\($0)@" } ?? "") + ports.map { "127.0.0.1:\($0)" }.joined(separator: ",")
+    }
+
+    /// redis-cli arguments that authenticate, when the nodes have a password.
+    private var cliAuth: [String] { password.map { ["-a", $0, "--no-auth-warning"] } ?? [] }
 
     /// Starts the nodes, creates the cluster and waits until it is healthy.
     /// - Parameter dir: where the node folders go (default: a fresh folder under /tmp).
     public init(masters: Int = 3, dir: URL? = nil, nodeTimeoutMs: Int = 1000, appendOnly: Bool = true,
-                fsyncAlways: Bool = true, timeout: Double = 60) throws {
+                fsyncAlways: Bool = true, password: String? = nil, timeout: Double = 60) throws {
         precondition(masters >= 3, "redis-cli --cluster create needs at least 3 masters")
         masterCount = masters
+        self.password = password
         self.dir = dir ?? URL(fileURLWithPath: "/tmp").appendingPathComponent("gw-cluster-\(UUID().uuidString.prefix(8))")
         // Another process may take a free port before its server binds it: then again on new ports.
         var attempt = 1
@@ -67,7 +80,7 @@ public final class RedisClusterLauncher {
                 "--cluster-node-timeout", String(nodeTimeoutMs),
                 // A replica's first sync (and its resync after a failover) starts at once, not after 5 s.
                 "--repl-diskless-sync-delay", "0",
-            ], start: false)
+            ] + (password.map { ["--requirepass", $0, "--masterauth", $0] } ?? []), auth: password.map { ["-a", $0] } ?? [], start: false)
             server.removesFolder = false
             lock.withLock { servers[port] = server }
             try server.spawn()
@@ -86,7 +99,7 @@ public final class RedisClusterLauncher {
     private func create() throws {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: try RedisServer.binary("redis-cli"))
-        p.arguments = ["--cluster", "create"] + ports.map { "127.0.0.1:\($0)" } + ["--cluster-replicas", "1", "--cluster-yes"]
+        p.arguments = cliAuth + ["--cluster", "create"] + ports.map { "127.0.0.1:\($0)" } + ["--cluster-replicas", "1", "--cluster-yes"]
         let out = dir.appendingPathComponent("create.log")
         FileManager.default.createFile(atPath: out.path, contents: nil)
         let handle = try FileHandle(forWritingTo: out)
@@ -101,6 +114,18 @@ public final class RedisClusterLauncher {
         }
     }
 
+    /// One command on a fresh connection to the node on `port` (AUTHenticated when the nodes have a password).
+    public func call(port: Int, _ args: [String], timeout: Double = 5) throws -> RESP {
+        try RedisProbe.call(port: port, args, timeout: timeout, password: password)
+    }
+
+    /// `redis-cli` against the node on `port` (authenticated); its output, stdout and stderr.
+    @discardableResult
+    public func cli(_ args: [String], port: Int) -> String {
+        guard let server = lock.withLock({ servers[port] }) else { return "no cluster node on \(port)" }
+        return server.cli(args)
+    }
+
     /// Ports of the nodes whose process runs now.
     public var livePorts: [Int] { lock.withLock { ports.filter { servers[$0]?.isRunning == true } } }
 
@@ -112,7 +137,7 @@ public final class RedisClusterLauncher {
         var lastError: Error = TestError("no live cluster node")
         for port in livePorts {
             do {
-                guard let text = try RedisProbe.call(port: port, ["CLUSTER", "NODES"]).text else { continue }
+                guard let text = try call(port: port, ["CLUSTER", "NODES"]).text else { continue }
                 return Self.parseNodes(text)
             } catch { lastError = error }
         }
@@ -142,13 +167,16 @@ public final class RedisClusterLauncher {
 
     public func replicas() throws -> [Node] { try nodes().filter { $0.role == .replica } }
 
-    /// The port of the master that serves `slot` now.
-    public func masterFor(slot: Int) throws -> Int {
+    /// The master that serves `slot` now.
+    public func master(ofSlot slot: Int) throws -> Node {
         guard let m = try masters().first(where: { $0.slots.contains { $0.contains(slot) } }) else {
             throw TestError("no master serves slot \(slot)")
         }
-        return m.port
+        return m
     }
+
+    /// The port of the master that serves `slot` now.
+    public func masterFor(slot: Int) throws -> Int { try master(ofSlot: slot).port }
 
     public func masterFor(key: String) throws -> Int { try masterFor(slot: HashSlot.of(key)) }
 
@@ -166,7 +194,7 @@ public final class RedisClusterLauncher {
     /// FLUSHALL on every master, so a test starts on an empty cluster.
     public func flushAll() throws {
         for m in try masters() {
-            let reply = try RedisProbe.call(port: m.port, ["FLUSHALL"])
+            let reply = try call(port: m.port, ["FLUSHALL"])
             guard reply == .simple("OK") else { throw TestError("FLUSHALL on \(m.port): \(reply)") }
         }
     }
@@ -202,17 +230,17 @@ public final class RedisClusterLauncher {
         let live = livePorts
         if live.isEmpty { return "no node runs" }
         for port in live {
-            guard let info = try? RedisProbe.call(port: port, ["CLUSTER", "INFO"], timeout: 2).text else { return ":\(port) does not answer CLUSTER INFO" }
+            guard let info = try? call(port: port, ["CLUSTER", "INFO"], timeout: 2).text else { return ":\(port) does not answer CLUSTER INFO" }
             if !info.contains("cluster_state:ok") { return ":\(port) cluster_state is not ok" }
             if !info.contains("cluster_slots_ok:\(HashSlot.count)") { return ":\(port) does not see every slot ok" }
-            guard let repl = try? RedisProbe.call(port: port, ["INFO", "replication"], timeout: 2).text else { return ":\(port) does not answer INFO" }
+            guard let repl = try? call(port: port, ["INFO", "replication"], timeout: 2).text else { return ":\(port) does not answer INFO" }
             if repl.contains("role:slave"), !repl.contains("master_link_status:up") { return "replica :\(port) not linked to its master" }
         }
         // Every live node sees the same masters serving the same slots, all of them alive
         // (a restarted old master believes it still serves its slots until gossip corrects it).
         var agreed: [Int: [ClosedRange<Int>]]?
         for port in live {
-            guard let text = try? RedisProbe.call(port: port, ["CLUSTER", "NODES"], timeout: 2).text else { return ":\(port) does not answer CLUSTER NODES" }
+            guard let text = try? call(port: port, ["CLUSTER", "NODES"], timeout: 2).text else { return ":\(port) does not answer CLUSTER NODES" }
             let view = Self.parseNodes(text)
             // A restarted old master shows for a while as a failed master before it is known as a replica.
             if let stale = view.first(where: { live.contains($0.port) && ($0.failed || ($0.role == .master && $0.slots.isEmpty)) }) {
@@ -227,7 +255,7 @@ public final class RedisClusterLauncher {
         }
         // A restarted old master is for a moment a master without slots before it turns replica.
         for port in live where agreed?[port] == nil {
-            guard let repl = try? RedisProbe.call(port: port, ["INFO", "replication"], timeout: 2).text, repl.contains("role:slave") else {
+            guard let repl = try? call(port: port, ["INFO", "replication"], timeout: 2).text, repl.contains("role:slave") else {
                 return ":\(port) serves no slots and is not a replica yet"
             }
         }

@@ -27,14 +27,17 @@ public final class RedisProbe {
     private var buffer: [UInt8] = []
     private var head = 0
 
-    /// `redis://host:port`.
-    public convenience init(port: Int, timeout: Double = 10) throws {
+    /// `redis://host:port`; with a `password`, AUTHenticated before anything else is sent.
+    public convenience init(port: Int, timeout: Double = 10, password: String? = nil) throws {
         try self.init(url: "redis://127.0.0.1:\(port)", timeout: timeout)
+        if let password, case .error(let message) = try call(["AUTH", password]) {
+            throw TestError("AUTH on \(port) refused: \(message)")
+        }
     }
 
     /// One command on a fresh connection to 127.0.0.1:`port`.
-    public static func call(port: Int, _ args: [String], timeout: Double = 5) throws -> RESP {
-        try RedisProbe(port: port, timeout: timeout).call(args)
+    public static func call(port: Int, _ args: [String], timeout: Double = 5, password: String? = nil) throws -> RESP {
+        try RedisProbe(port: port, timeout: timeout, password: password).call(args)
     }
 
     public init(url: String, timeout: Double = 10) throws {

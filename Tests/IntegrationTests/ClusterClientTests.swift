@@ -1,137 +1,22 @@
 import Foundation
 import GatewayClient
 import GatewayProtocol
+import GatewayRedis
 import XCTest
-
-/// TEMPORARY, private to this file: a minimal 3-master, 3-replica Redis Cluster. To be
-/// replaced by GatewayTestSupport's shared `RedisClusterLauncher` (helper "tests") at the merge.
-final class PrivateRedisCluster {
-    let ports: [Int]
-    let dir: URL
-    private var processes: [Int: Process] = [:]
-    /// `requirepass` (and `masterauth`) of every server, when given.
-    let password: String?
-
-    init(masters: Int = 3, password: String? = nil) throws {
-        self.password = password
-        var ports: [Int] = []
-        while ports.count < masters * 2 {
-            let port = freePort()
-            // The cluster bus listens on port + 10000.
-            if port < 55_000, !ports.contains(port) { ports.append(port) }
-        }
-        self.ports = ports
-        dir = FileManager.default.temporaryDirectory.appendingPathComponent("gw-cluster-\(UUID().uuidString.prefix(8))")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        for port in ports { try start(port) }
-        let create = cli(["--cluster", "create"] + ports.map { "127.0.0.1:\($0)" } + ["--cluster-replicas", "1", "--cluster-yes"],
-                         port: nil)
-        guard create.contains("[OK] All 16384 slots covered") else { throw TestError("redis-cli --cluster create failed: \(create)") }
-        try waitUntil(timeout: 30, "cluster_state:ok on every node") {
-            ports.allSatisfy { cli(["CLUSTER", "INFO"], port: $0).contains("cluster_state:ok") }
-        }
-        // A replica that has not synced once cannot be promoted (its data counts as too old).
-        try waitUntil(timeout: 30, "every replica in sync") {
-            ports.allSatisfy { port in
-                let info = cli(["INFO", "replication"], port: port)
-                return info.contains("role:master") || info.contains("master_link_status:up")
-            }
-        }
-    }
-
-    func start(_ port: Int) throws {
-        // A folder per server: their AOF files must not mix.
-        let own = dir.appendingPathComponent(String(port))
-        try FileManager.default.createDirectory(at: own, withIntermediateDirectories: true)
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/redis-server")
-        p.arguments = ["--port", String(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes",
-                       "--cluster-config-file", "nodes-\(port).conf", "--cluster-node-timeout", "1000",
-                       "--appendonly", "yes", "--save", "", "--dir", own.path,
-                       "--requirepass", password ?? "", "--masterauth", password ?? "",
-                       "--logfile", dir.appendingPathComponent("redis-\(port).log").path]
-        try p.run()
-        processes[port] = p
-        try waitUntil(timeout: 10, "redis-server on \(port)") { cli(["PING"], port: port).contains("PONG") }
-    }
-
-    func kill(_ port: Int) {
-        guard let p = processes.removeValue(forKey: port) else { return }
-        Foundation.kill(p.processIdentifier, SIGKILL)
-        p.waitUntilExit()
-    }
-
-    var url: String { url(password: password) }
-
-    func url(password: String?) -> String {
-        "redis+cluster://" + (password.map { ":\($0)@" } ?? "") + ports.prefix(2).map { "127.0.0.1:\($0)" }.joined(separator: ",")
-    }
-
-    /// `redis-cli [-p port] args...`, its output (stdout and stderr).
-    @discardableResult
-    func cli(_ args: [String], port: Int?) -> String {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/redis-cli")
-        p.arguments = (port.map { ["-p", String($0)] } ?? []) + (password.map { ["-a", $0, "--no-auth-warning"] } ?? []) + args
-        let pipe = Pipe()
-        p.standardOutput = pipe
-        p.standardError = pipe
-        guard (try? p.run()) != nil else { return "" }
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return String(decoding: data, as: UTF8.self)
-    }
-
-    struct Node {
-        let id: String
-        let port: Int
-        let isMaster: Bool
-        let slots: [ClosedRange<Int>]
-    }
-
-    /// `CLUSTER NODES` as seen by a live node; failed nodes left out.
-    func nodes() -> [Node] {
-        for port in ports where processes[port] != nil {
-            let text = cli(["CLUSTER", "NODES"], port: port)
-            let lines = text.split(separator: "\n").map { $0.split(separator: " ") }.filter { $0.count >= 8 }
-            guard !lines.isEmpty else { continue }
-            return lines.compactMap { f -> Node? in
-                let flags = f[2]
-                guard !flags.contains("fail"), let colon = f[1].firstIndex(of: ":"),
-                      let at = f[1].firstIndex(of: "@"), let p = Int(f[1][f[1].index(after: colon)..<at]) else { return nil }
-                let slots = f.dropFirst(8).compactMap { item -> ClosedRange<Int>? in
-                    if item.hasPrefix("[") { return nil }
-                    let bounds = item.split(separator: "-").compactMap { Int($0) }
-                    return bounds.count == 2 ? bounds[0]...bounds[1] : bounds.count == 1 ? bounds[0]...bounds[0] : nil
-                }
-                return Node(id: String(f[0]), port: p, isMaster: flags.contains("master"), slots: slots)
-            }
-        }
-        return []
-    }
-
-    func slot(_ key: String) -> Int { Int(cli(["CLUSTER", "KEYSLOT", key], port: ports[0]).trimmingCharacters(in: .whitespacesAndNewlines)) ?? -1 }
-
-    func master(ofSlot slot: Int) -> Node? { nodes().first { $0.isMaster && $0.slots.contains { $0.contains(slot) } } }
-
-    deinit {
-        for port in Array(processes.keys) { kill(port) }
-        if ProcessInfo.processInfo.environment["GATEWAY_TEST_KEEP_CLUSTER"] == nil { try? FileManager.default.removeItem(at: dir) }
-    }
-}
 
 /// Gateway nodes on a real Redis Cluster (3 masters, 3 replicas): slot routing, sharded
 /// pub/sub per master, a slot moved under the nodes (MOVED and Redis' own `sunsubscribe`),
 /// and a master SIGKILLed until its replica is promoted.
 final class ClusterClientTests: IntegrationCase {
-    var cluster: PrivateRedisCluster!
+    var cluster: RedisClusterLauncher!
 
     override func setUpWithError() throws {
-        cluster = try PrivateRedisCluster()
+        cluster = try RedisClusterLauncher(dir: TestRedis.clusterFolder("client"))
     }
 
     override func tearDown() {
         super.tearDown()
+        cluster?.stop()
         cluster = nil
     }
 
@@ -142,11 +27,11 @@ final class ClusterClientTests: IntegrationCase {
     }
 
     /// One user per master: `user:<u>`'s slot is on a different master for each.
-    func usersOnEachMaster() throws -> [(user: String, master: PrivateRedisCluster.Node)] {
-        var found: [(String, PrivateRedisCluster.Node)] = []
+    func usersOnEachMaster() throws -> [(user: String, master: RedisClusterLauncher.Node)] {
+        var found: [(String, RedisClusterLauncher.Node)] = []
         for i in 0..<200 where found.count < 3 {
             let user = "cu\(i)"
-            let master = try XCTUnwrap(cluster.master(ofSlot: cluster.slot("user:\(user)")))
+            let master = try cluster.master(ofSlot: HashSlot.of("user:\(user)"))
             if !found.contains(where: { $0.1.port == master.port }) { found.append((user, master)) }
         }
         XCTAssertEqual(found.count, 3)
@@ -166,7 +51,7 @@ final class ClusterClientTests: IntegrationCase {
 
     /// Migrates `slot` the way `redis-cli --cluster reshard` does; `during` runs while the slot
     /// is MIGRATING on `source` and IMPORTING on `target`, its keys already moved.
-    func moveSlot(_ slot: Int, from source: PrivateRedisCluster.Node, to target: PrivateRedisCluster.Node, during: () -> Void) {
+    func moveSlot(_ slot: Int, from source: RedisClusterLauncher.Node, to target: RedisClusterLauncher.Node, during: () -> Void) {
         cluster.cli(["CLUSTER", "SETSLOT", String(slot), "IMPORTING", source.id], port: target.port)
         cluster.cli(["CLUSTER", "SETSLOT", String(slot), "MIGRATING", target.id], port: source.port)
         let keys = cluster.cli(["CLUSTER", "GETKEYSINSLOT", String(slot), "100"], port: source.port)
@@ -176,20 +61,10 @@ final class ClusterClientTests: IntegrationCase {
             XCTAssertTrue(migrated.contains("OK"), migrated)
         }
         during()
-        for node in cluster.nodes() where node.isMaster {
+        for node in (try? cluster.nodes()) ?? [] where node.role == .master {
             cluster.cli(["CLUSTER", "SETSLOT", String(slot), "NODE", target.id], port: node.port)
         }
-        XCTAssertEqual(cluster.master(ofSlot: slot)?.port, target.port)
-    }
-
-    /// Commands sent in one go on one connection (e.g. ASKING then the command); the raw replies.
-    func redisPipeline(_ port: Int, _ commands: [[String]]) -> String {
-        var out = ""
-        for args in (cluster.password.map { [["AUTH", $0]] } ?? []) + commands + [["QUIT"]] {
-            out += "*\(args.count)\r\n"
-            for a in args { out += "$\(a.utf8.count)\r\n\(a)\r\n" }
-        }
-        return String(decoding: (try? rawExchange(port: port, Array(out.utf8), readUntilClose: true)) ?? [], as: UTF8.self)
+        XCTAssertEqual(try? cluster.master(ofSlot: slot).port, target.port)
     }
 
     /// A publication written straight into the channel's stream on `port` and announced
@@ -207,10 +82,11 @@ final class ClusterClientTests: IntegrationCase {
         // The shard channel is not a key: while the slot is importing, a key that does not
         // exist would make the script TRYAGAIN.
         let eval = ["EVAL", script, "2", "gw:{user:\(user)}:meta", "gw:{user:\(user)}:log", "user:\(user)", String(n), "gw:{user:\(user)}"]
-        let reply = redisPipeline(port, (asking ? [["ASKING"]] : []) + [eval])
-        let line = reply.split(separator: "\r\n").first { $0.hasPrefix(":") }
-        XCTAssertNotNil(line, reply.debugDescription)
-        return line.flatMap { Int($0.dropFirst()) }
+        // On one connection, so ASKING applies to the EVAL.
+        let replies = Result { try RedisProbe(port: port, password: cluster.password).pipeline((asking ? [["ASKING"]] : []) + [eval]) }
+        let offset = (try? replies.get())?.last?.int
+        XCTAssertNotNil(offset, "\(replies)")
+        return offset.map { Int($0) }
     }
 
     func testChannelsOnEveryMasterRoutingAMovedSlotAndAFailover() throws {
@@ -240,7 +116,7 @@ final class ClusterClientTests: IntegrationCase {
         // fills the gap from the stream, with no later publication to reveal it.
         let (moving, source) = users[0]
         let target = users[1].master
-        let slot = cluster.slot("user:\(moving)")
+        let slot = HashSlot.of("user:\(moving)")
         moveSlot(slot, from: source, to: target) {
             XCTAssertEqual(publishDirect(target.port, user: moving, n: 7, asking: true), 7)
         }
@@ -252,8 +128,8 @@ final class ClusterClientTests: IntegrationCase {
         // A slot no node subscribes to moves too: the nodes learn it only from MOVED, on the
         // subscribe (SSUBSCRIBE refused) and on the read of a new connection's personal channel.
         let quiet = "quiet-\(slot)"
-        let quietSlot = cluster.slot("user:\(quiet)")
-        let quietOwner = try XCTUnwrap(cluster.master(ofSlot: quietSlot))
+        let quietSlot = HashSlot.of("user:\(quiet)")
+        let quietOwner = try cluster.master(ofSlot: quietSlot)
         XCTAssertEqual(try publish(n1, "user:\(quiet)", 1), 1)
         let quietTarget = try XCTUnwrap(users.map(\.master).first { $0.port != quietOwner.port })
         moveSlot(quietSlot, from: quietOwner, to: quietTarget) {}
@@ -265,7 +141,7 @@ final class ClusterClientTests: IntegrationCase {
         // SIGKILL the master of the third user: its slots answer 503 (or /readyz says 503)
         // until the replica is promoted, then publications flow again to the same sessions.
         let (victimUser, victim) = users[2]
-        cluster.kill(victim.port)
+        cluster.kill(port: victim.port)
         var published: [Int64] = []
         var sawUnavailable = false
         var n: Int64 = 11
@@ -286,7 +162,7 @@ final class ClusterClientTests: IntegrationCase {
         }
         XCTAssertTrue(sawUnavailable, "the lost master never showed as unavailable")
         XCTAssertEqual(published.count, 8, "publishing never recovered after the failover")
-        XCTAssertNotEqual(cluster.master(ofSlot: cluster.slot("user:\(victimUser)"))?.port, victim.port)
+        XCTAssertNotEqual(try? cluster.master(ofSlot: HashSlot.of("user:\(victimUser)")).port, victim.port)
         try waitUntil(timeout: 15, "both nodes ready again") {
             [n1, n2].allSatisfy { (try? $0.http("GET", "/readyz"))?.status == 200 }
         }
@@ -304,8 +180,8 @@ final class ClusterClientTests: IntegrationCase {
     /// AUTH on every master: with the password the nodes are ready and publications flow on
     /// every master; with a wrong one the node stays not ready and says why (never the password).
     func testPasswordIsSentToEveryMaster() throws {
-        cluster = nil
-        cluster = try PrivateRedisCluster(password: "cluster-pass")
+        cluster.stop()
+        cluster = try RedisClusterLauncher(dir: TestRedis.clusterFolder("client-auth"), password: "cluster-pass")
         let good = try startClusterNode("a1")
         let users = try usersOnEachMaster()
         for (user, _) in users {

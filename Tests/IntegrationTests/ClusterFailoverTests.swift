@@ -2,6 +2,7 @@ import Foundation
 import GatewayClient
 import GatewayCrypto
 import GatewayProtocol
+import GatewayRedis
 import XCTest
 
 /// A master of the Redis Cluster dies (SIGKILL) under a stream of publications and concurrent

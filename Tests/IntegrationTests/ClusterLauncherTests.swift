@@ -1,4 +1,5 @@
 import Foundation
+import GatewayRedis
 import XCTest
 
 /// The test cluster itself (`RedisClusterLauncher`): no gateway involved, so it runs in every
@@ -79,6 +80,27 @@ final class ClusterLauncherTests: XCTestCase {
         }
         XCTAssertFalse(FileManager.default.fileExists(atPath: cluster.dir.path), "the cluster's folder is removed")
         XCTAssertTrue(cluster.ports.allSatisfy { !redisPing($0) })
+    }
+
+    /// With a password every node refuses a caller without it, while the launcher's own calls,
+    /// its redis-cli and the replicas' links (masterauth) authenticate.
+    func testPasswordProtectsEveryNodeAndTheLauncherAuthenticates() throws {
+        let cluster = try RedisClusterLauncher(dir: TestRedis.clusterFolder("launcher-auth"), password: "launch-pass")
+        defer { cluster.stop() }
+        XCTAssertTrue(cluster.url.hasPrefix("redis+cluster://:launch-pass@127.0.0.1:"), cluster.url)
+        // Started at all: init waits until every replica is linked to its master, which needs masterauth.
+        XCTAssertEqual(try cluster.replicas().count, 3)
+        for port in cluster.ports {
+            guard case .error(let refusal) = try RedisProbe.call(port: port, ["PING"]) else { return XCTFail(":\(port) answered without AUTH") }
+            XCTAssertTrue(refusal.hasPrefix("NOAUTH"), refusal)
+            XCTAssertEqual(try cluster.call(port: port, ["PING"]), .simple("PONG"))
+            XCTAssertEqual(cluster.cli(["PING"], port: port), "PONG")
+        }
+        let key = "gw:{user:u1}:meta"
+        let owner = try cluster.master(ofSlot: HashSlot.of(key))
+        XCTAssertEqual(try cluster.call(port: owner.port, ["SET", key, "v"]), .simple("OK"))
+        try cluster.flushAll()
+        XCTAssertEqual(try cluster.call(port: owner.port, ["EXISTS", key]).int, 0, "FLUSHALL reached the owner")
     }
 
     /// A test process that dies (SIGKILL: no teardown, no atexit) takes its cluster along:
