@@ -299,7 +299,8 @@ extension Node {
         orderStore.run(.order(parts[1]), durable: false, decide: { s in
             guard let order = s.order else { return .success(Decision()) }
             var d = self.orderRules.expire(order, kind, payment: s.payment, now: now)
-            if !d.isEmpty { d.effects.append(.unschedule(order: order.id, kind)) }
+            // A timer that fired early is only put back (a schedule, no save): it must stay.
+            if d.savedOrder != nil { d.effects.append(.unschedule(order: order.id, kind)) }
             return .success(d)
         }) { result in
             guard case .success(let (decision, snapshot)) = result, decision.isEmpty,
