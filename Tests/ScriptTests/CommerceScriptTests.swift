@@ -267,6 +267,7 @@ final class CommerceScriptTests: XCTestCase {
         XCTAssertEqual(redis.call(["EXISTS", order]).int, 0)
         redis.call(["HSET", order, "id", "o-0123456789abcdef0123"])
         XCTAssertEqual(redis.run(CommerceScripts.legacyLink, keys: [order], args: ["link:info", "x"]).int, 1)
+        XCTAssertEqual(redis.run(CommerceScripts.legacyLink, keys: [order], args: ["link:info", "x"]).int, 0, "rerun")
         XCTAssertEqual(redis.call(["HGET", order, "link:info"]).bytes.map { String(decoding: $0, as: UTF8.self) }, "x")
 
         let code = "gw:giftcode:g-0123456789abcdef0123"

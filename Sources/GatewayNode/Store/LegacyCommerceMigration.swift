@@ -19,6 +19,7 @@ import GatewayRedis
 /// Until it is done the commerce store answers 503 `unavailable` (temporary) and the node's
 /// `/readyz` stays 503, so no decision is made on a record that is half upgraded.
 final class LegacyCommerceMigration {
+    /// What this node changed (nodes upgrading at once split the work: their counts add up).
     struct Counts: Equatable {
         var orders = 0, payments = 0, codes = 0, idempotencyKeys = 0, scanned = 0
     }
