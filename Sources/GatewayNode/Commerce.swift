@@ -141,7 +141,7 @@ extension Node {
             return fail(request, .badRequest("\"payer\" must be a valid id"))
         }
         // The payment lives in its order's slot: its id carries the order's tag.
-        let paymentID = CommerceKeys.tag(ofID: order).map { "pay-\($0)-\(Crypto.randomToken(10))" } ?? ""
+        let paymentID = CommerceKeys.paymentID(forOrder: order, random: Crypto.randomToken(10)) ?? ""
         orderStore.run(.order(order), decide: { s in
             guard let o = s.order else { return .failure(.notFound("no order \(order)")) }
             if case .merchant(let m) = caller, s.product?.merchant != m { return .failure(.notFound("no order \(order)")) }

@@ -187,7 +187,7 @@ extension Node {
         guard let orderID = body["order"]?.stringValue, !orderID.isEmpty, orderID.utf8.count <= 128 else {
             return fail(request, .badRequest("\"order\" must be an order id"))
         }
-        let paymentID = CommerceKeys.tag(ofID: orderID).map { "pay-\($0)-\(Crypto.randomToken(10))" } ?? ""
+        let paymentID = CommerceKeys.paymentID(forOrder: orderID, random: Crypto.randomToken(10)) ?? ""
         orderStore.run(.order(orderID), decide: { s in
             guard let o = s.order else { return .failure(.notFound("no order \(orderID)")) }
             return self.orderRules.createPayment(order: o, payer: user, paymentID: paymentID, now: self.now)

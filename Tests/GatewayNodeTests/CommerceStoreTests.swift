@@ -117,6 +117,12 @@ final class CommerceStoreTests: XCTestCase {
         for notV1 in ["o-0123", "o-0123456789ABCDEF0123", "x-0123456789abcdef0123", "o-0123456789abcdef0123-1"] {
             XCTAssertNil(CommerceKeys.order(notV1), notV1)
         }
+        // A payment of a v1 order is a v1 payment (beside its order on the one server).
+        XCTAssertEqual(CommerceKeys.paymentID(forOrder: id, random: "fedcba9876543210fedc"), "pay-fedcba9876543210fedc")
+        XCTAssertNotNil(CommerceKeys.payment("pay-fedcba9876543210fedc"))
+        let tagged = CommerceKeys.freshID("o", product: "p1", random: "r")
+        XCTAssertEqual(CommerceKeys.paymentID(forOrder: tagged, random: "x"), "pay-\(CommerceKeys.tag(product: "p1"))-x")
+        XCTAssertNil(CommerceKeys.paymentID(forOrder: "o-nope", random: "x"))
     }
 
     func testTimersAreWrittenAheadAndRemovedAfterTheDecision() throws {

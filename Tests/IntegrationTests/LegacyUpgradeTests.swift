@@ -11,6 +11,7 @@ final class LegacyUpgradeTests: IntegrationCase {
     let delivered = "o-0000000000000000de01", deliveredPayment = "pay-0000000000000000de01"
     let claimable = "o-00000000000000000a01", claimablePayment = "pay-00000000000000000a01", claimableCode = "g-00000000000000000a01"
     let expiring = "o-00000000000000000b01", expiringPayment = "pay-00000000000000000b01", expiringCode = "g-00000000000000000b01"
+    let unpaid = "o-00000000000000000c01"
     let friendpay = "o-00000000000000000f01", friendpayPayment = "pay-00000000000000000f01", payCode = "f-00000000000000000f01"
 
     func hset(_ key: String, _ fields: [(String, String)]) {
@@ -59,6 +60,9 @@ final class LegacyUpgradeTests: IntegrationCase {
             redis.cli(["ZADD", "gw:timers", String(due), "gift:\(order)"])
         }
 
+        v1Order(unpaid, kind: "normal", status: "pending_payment", keys: "", now: now, extra: [("version", "1")])
+        redis.cli(["ZADD", "gw:timers", String(now + 3_600_000), "pay:\(unpaid)"])
+
         v1Order(friendpay, kind: "friendpay", status: "pending_payment", keys: "", now: now, extra: [
             ("version", "1"), ("pay_code", payCode), ("friend", "u2"),
         ])
@@ -106,7 +110,7 @@ final class LegacyUpgradeTests: IntegrationCase {
         let node = starting[0]
         XCTAssertEqual(redis.cli(["GET", "gw:schema"]).trimmingCharacters(in: .whitespacesAndNewlines), "2")
         // Each record is upgraded by one of them: what they did adds up.
-        XCTAssertEqual(upgradeCounts(starting), [4, 4, 3, 1], starting.map { $0.log() }.joined(separator: "\n"))
+        XCTAssertEqual(upgradeCounts(starting), [5, 4, 3, 1], starting.map { $0.log() }.joined(separator: "\n"))
 
         // The delivered order, with its key, over HTTP and to its buyer.
         let shopView = try getOrder(node, delivered)
@@ -137,14 +141,19 @@ final class LegacyUpgradeTests: IntegrationCase {
         XCTAssertEqual(try notify(node, payment: friendpayPayment, order: friendpay).status, 200)
         XCTAssertEqual(try getOrder(node, friendpay)["status"]?.stringValue, "delivered")
 
+        // An unpaid v1 order gets a payment today (a v1 payment id, beside its order) and is paid.
+        let payment = try pay(node, unpaid, payer: "u1")
+        XCTAssertEqual(try signedNotify(node, notifyBody(payment)).status, 200)
+        XCTAssertEqual(try getOrder(node, unpaid)["status"]?.stringValue, "delivered")
+
         // The other gift's timer fires: refunded, its key back in stock.
         try waitUntil(timeout: 20, "the v1 gift timer fired") {
             (try? node.http("GET", "/api/v1/orders/\(expiring)"))?.json?["status"]?.stringValue == "refunded"
         }
         XCTAssertEqual(try getOrder(node, expiring)["gift"]?["status"]?.stringValue, "expired")
-        // Five uploaded, three held by v1 orders, one to the friend-pay, the expired gift's back;
-        // none to the repeated notify.
-        XCTAssertEqual(try product(node, "p1")["stock"]?.intValue, 2)
+        // Five uploaded, three held by v1 orders, one each to the friend-pay and the unpaid
+        // order, the expired gift's back; none to the repeated notify.
+        XCTAssertEqual(try product(node, "p1")["stock"]?.intValue, 1)
 
         // Run again from the start (as after a crash before the marker): nothing changes.
         redis.cli(["DEL", "gw:schema"])

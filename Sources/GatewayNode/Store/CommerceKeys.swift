@@ -19,6 +19,14 @@ enum CommerceKeys {
         "\(prefix)-\(tag(product: product))-\(random)"
     }
 
+    /// The id of a new payment of `order`, in the order's slot: it carries the order's tag.
+    /// A v1 order (one server) gets a v1 payment id, so it names a v1 record beside its order.
+    /// `random`: 20 hex digits. Nil for an id that names no order.
+    static func paymentID(forOrder order: String, random: String) -> String? {
+        if let tag = tag(ofID: order) { return "pay-\(tag)-\(random)" }
+        return Legacy.isID(order) ? "pay-\(random)" : nil
+    }
+
     /// The `T` of an id minted by `freshID`, nil when the id has none.
     static func tag(ofID id: String) -> String? {
         let parts = id.split(separator: "-", maxSplits: 2, omittingEmptySubsequences: false)
