@@ -146,7 +146,7 @@ final class RedisCommerceStore: CommerceStore {
             guard !program.timersAhead.isEmpty, program.timersAfter.isEmpty else {
                 return done(.failure(GatewayError(.internal, "a decision that touches no record")))
             }
-            return scheduleAhead(program.timersAhead, before: nil) { ok in done(ok ? .success(.applied) : .failure(.redisUnavailable)) }
+            return scheduleAhead(program.timersAhead, before: nil) { error in done(error.map { .failure($0) } ?? .success(.applied)) }
         }
         let outbox = program.outbox > 0 ? program.keys[program.outbox - 1] : nil
         let args: [RedisArgument] = [program.json.serialized(), newEpoch(), historyTTL, program.outbox]
@@ -171,8 +171,9 @@ final class RedisCommerceStore: CommerceStore {
             }
         }
         let writeTimers = {
-            self.scheduleAhead(program.timersAhead, before: routing) { ok in
-                ok ? applyNow() : done(.failure(.redisUnavailable))
+            self.scheduleAhead(program.timersAhead, before: routing) { error in
+                if let error { return done(.failure(error)) }
+                applyNow()
             }
         }
         guard let outbox, let relay else { return writeTimers() }
@@ -189,20 +190,23 @@ final class RedisCommerceStore: CommerceStore {
     /// order, and the WAIT after the apply covers it), awaited first otherwise (a cluster,
     /// where `gw:timers` has its own slot; with `replicas:N` the timer's own master is then
     /// WAITed on too, as no later WAIT on the order's master covers it). `key` nil: no apply follows.
-    private func scheduleAhead(_ timers: [(member: String, due: Int64)], before key: String?, _ then: @escaping (Bool) -> Void) {
-        guard !timers.isEmpty else { return then(true) }
+    private func scheduleAhead(_ timers: [(member: String, due: Int64)], before key: String?, _ then: @escaping (GatewayError?) -> Void) {
+        guard !timers.isEmpty else { return then(nil) }
         var args: [RedisArgument] = ["ZADD", CommerceKeys.timers]
         for t in timers { args += [t.due, t.member] }
         if let key, redis.sameConnection(CommerceKeys.timers, key) {
             redis.send(args, key: CommerceKeys.timers) { reply in
                 if case .error(let e) = reply { Self.log("timer write failed: \(e)") }
             }
-            return then(true)
+            return then(nil)
         }
         redis.send(args, key: CommerceKeys.timers) { reply in
-            guard !reply.isFailure else { return then(false) }
-            guard key != nil, case .replicas(let n) = self.durability else { return then(true) }
-            self.redis.awaitReplicas(n, timeoutMs: self.durabilityTimeoutMs, key: CommerceKeys.timers, then)
+            guard !reply.isFailure else { return then(.redisUnavailable) }
+            guard key != nil, case .replicas(let n) = self.durability else { return then(nil) }
+            // Not held by enough replicas: the decision is not sent (its timer alone is harmless).
+            self.redis.awaitReplicas(n, timeoutMs: self.durabilityTimeoutMs, key: CommerceKeys.timers) { acknowledged in
+                then(acknowledged ? nil : Self.notConfirmed(n))
+            }
         }
     }
 
@@ -258,8 +262,7 @@ final class RedisCommerceStore: CommerceStore {
         let wait = {
             // WAIT on the connection that owns the slot written (the order's, the product's).
             self.redis.awaitReplicas(n, timeoutMs: self.durabilityTimeoutMs, key: CommerceKeys.stock(product)) { acknowledged in
-                done(acknowledged ? nil : GatewayError(.unavailable, "written, but not confirmed by \(n) Redis replica\(n == 1 ? "" : "s") in time; retry",
-                                                       temporary: true))
+                done(acknowledged ? nil : Self.notConfirmed(n))
             }
         }
         guard repeated else { return wait() }
@@ -272,6 +275,10 @@ final class RedisCommerceStore: CommerceStore {
             }
             wait()
         }
+    }
+
+    static func notConfirmed(_ n: Int) -> GatewayError {
+        GatewayError(.unavailable, "written, but not confirmed by \(n) Redis replica\(n == 1 ? "" : "s") in time; retry", temporary: true)
     }
 
     /// A script error is a bug or a Redis problem: logged, answered `internal`; a lost
