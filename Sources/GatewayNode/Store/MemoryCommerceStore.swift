@@ -66,9 +66,8 @@ final class MemoryCommerceStore: CommerceStore {
         done(.success(run(program).map { .refused(decision.preconditions[$0 - 1]) } ?? .applied))
     }
 
-    /// Pushes were recorded by the apply; counts the decisions handed on.
-    private(set) var deliveries = 0
-    func deliverPushes(of decision: Decision, product: String) { deliveries += 1 }
+    /// Nothing to hand on: `pushes` were recorded by the apply, as one server publishes inline.
+    func deliverPushes(of decision: Decision, product: String) {}
 
     /// The program as commerce_apply.lua runs it: nil when applied, else the 1-based index of the failed check.
     func run(_ program: CommerceProgram) -> Int? {
