@@ -141,7 +141,7 @@ extension Node {
             return fail(request, .badRequest("\"payer\" must be a valid id"))
         }
         // The payment lives in its order's slot: its id carries the order's tag.
-        let paymentID = CommerceKeys.tag(ofID: order).map { "pay-\($0)-\(Crypto.randomToken(10))" } ?? ""
+        let paymentID = CommerceKeys.paymentID(forOrder: order, random: Crypto.randomToken(10)) ?? ""
         orderStore.run(.order(order), decide: { s in
             guard let o = s.order else { return .failure(.notFound("no order \(order)")) }
             if case .merchant(let m) = caller, s.product?.merchant != m { return .failure(.notFound("no order \(order)")) }
@@ -299,7 +299,8 @@ extension Node {
         orderStore.run(.order(parts[1]), durable: false, decide: { s in
             guard let order = s.order else { return .success(Decision()) }
             var d = self.orderRules.expire(order, kind, payment: s.payment, now: now)
-            if !d.isEmpty { d.effects.append(.unschedule(order: order.id, kind)) }
+            // A timer that fired early is only put back (a schedule, no save): it must stay.
+            if d.savedOrder != nil { d.effects.append(.unschedule(order: order.id, kind)) }
             return .success(d)
         }) { result in
             guard case .success(let (decision, snapshot)) = result, decision.isEmpty,

@@ -150,23 +150,32 @@ extension Node {
         let product = decoded.product
         let fresh = FreshIDs(order: freshID("o", product: product), giftCode: freshID("g", product: product),
                              payCode: freshID("f", product: product))
-        let create = {
+        let create = { (onFailure: @escaping (GatewayError) -> Void) in
             self.orderStore.run(.product(product), decide: { snapshot in
                 self.orderRules.create(decoded, product: snapshot.product, now: self.now, fresh: fresh)
             }) { result in
                 switch result {
                 case .success(let (decision, _)): self.respond(request, 201, decision.savedOrder!.json(for: .user(user)))
-                case .failure(let e): self.fail(request, e)
+                case .failure(let e): onFailure(e)
                 }
             }
         }
-        guard let key = decoded.idempotencyKey else { return create() }
-        orderStore.load(.idempotency(product: product, buyer: user, key: key)) { loaded in
-            switch loaded {
-            case .failure(let e): self.fail(request, e)
-            case .success(let s):
-                guard let order = s.order else { return create() }
-                self.respond(request, 200, order.json(for: .user(user)))
+        guard let key = decoded.idempotencyKey else { return create { self.fail(request, $0) } }
+        // A repeated key answers the order it made, also after losing a race for it.
+        let existing = { (otherwise: @escaping () -> Void) in
+            self.orderStore.load(.idempotency(product: product, buyer: user, key: key)) { loaded in
+                switch loaded {
+                case .failure(let e): self.fail(request, e)
+                case .success(let s):
+                    guard let order = s.order else { return otherwise() }
+                    self.respond(request, 200, order.json(for: .user(user)))
+                }
+            }
+        }
+        existing {
+            create { error in
+                guard error == OrderStore.idempotencyKeyTaken else { return self.fail(request, error) }
+                existing { self.fail(request, error) }
             }
         }
     }
@@ -178,7 +187,7 @@ extension Node {
         guard let orderID = body["order"]?.stringValue, !orderID.isEmpty, orderID.utf8.count <= 128 else {
             return fail(request, .badRequest("\"order\" must be an order id"))
         }
-        let paymentID = CommerceKeys.tag(ofID: orderID).map { "pay-\($0)-\(Crypto.randomToken(10))" } ?? ""
+        let paymentID = CommerceKeys.paymentID(forOrder: orderID, random: Crypto.randomToken(10)) ?? ""
         orderStore.run(.order(orderID), decide: { s in
             guard let o = s.order else { return .failure(.notFound("no order \(orderID)")) }
             return self.orderRules.createPayment(order: o, payer: user, paymentID: paymentID, now: self.now)

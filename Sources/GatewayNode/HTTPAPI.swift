@@ -108,7 +108,8 @@ extension Node {
         case .healthz:
             respond(request, 200, .object([("ok", .bool(true)), ("node", .string(options.nodeName))]))
         case .readyz:
-            let ready = redis.isReady && !draining
+            // Not ready while v1 order records are being upgraded (orders answer 503 meanwhile).
+            let ready = redis.isReady && !draining && legacyMigration.isDone
             respond(request, ready ? 200 : 503, .object([("ready", .bool(ready)), ("redis", .bool(redis.isReady)),
                                                          ("draining", .bool(draining))]))
         case .metrics:

@@ -75,6 +75,8 @@ public final class Node: ServerDelegate {
     let metrics = NodeMetrics()
     let orderRules: OrderRules
     let orderStore: OrderStore
+    /// One-time upgrade of v1 order records (one server), run at connect.
+    let legacyMigration: LegacyCommerceMigration
     /// Channels and community data (Store/): every non-commerce Redis call.
     let channelStore: any ChannelStore
     let communityStore: any CommunityStore
@@ -136,6 +138,8 @@ public final class Node: ServerDelegate {
                 }
             }, durability: options.durability, durabilityTimeoutMs: options.durabilityTimeoutMs, newEpoch: { Crypto.randomToken(4) })
         commerceStore.relay = outboxRelay
+        legacyMigration = LegacyCommerceMigration(redis: redis, log: log) { [loop] ms, body in loop.schedule(afterMs: ms, body) }
+        commerceStore.legacyMigration = legacyMigration
         orderStore = OrderStore(store: commerceStore)
         presenceNode = "\(options.nodeName).\(Crypto.randomToken(4))"
         ipQuota = ConnectionQuota(limit: options.connsPerIP)
@@ -203,6 +207,7 @@ public final class Node: ServerDelegate {
     private func redisReady() {
         log("redis ready at \(options.redisDescription)")
         execute(hub.redisConnected())
+        legacyMigration.start()
         // Joins and leaves sent while Redis was away may be lost.
         for channel in presence.keys { syncPresence(channel) }
     }

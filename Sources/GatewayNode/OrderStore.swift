@@ -43,12 +43,23 @@ final class OrderStore {
                     self.store.apply(decision, product: product) { applied in
                         switch applied {
                         case .failure(let e): done(.failure(e))
-                        case .success(true):
-                            guard durable else { return done(.success((decision, snapshot))) }
-                            self.store.confirmDurable(product: product, repeated: false) { error in
-                                done(error.map { .failure($0) } ?? .success((decision, snapshot)))
+                        case .success(.applied):
+                            guard durable else {
+                                self.store.deliverPushes(of: decision, product: product)
+                                return done(.success((decision, snapshot)))
                             }
-                        case .success(false):
+                            // Pushes go out only once the decision is durable: a push about a
+                            // decision a failover may still lose would tell users something false.
+                            self.store.confirmDurable(product: product, repeated: false) { error in
+                                if let error { return done(.failure(error)) }
+                                self.store.deliverPushes(of: decision, product: product)
+                                done(.success((decision, snapshot)))
+                            }
+                        case .success(.refused(.idempotencyAbsent)):
+                            // Another request made an order with this key: deciding again cannot
+                            // succeed; the caller answers the existing order.
+                            done(.failure(Self.idempotencyKeyTaken))
+                        case .success(.refused):
                             guard attempt < Self.maxAttempts else {
                                 return done(.failure(GatewayError(.unavailable, "too much contention on this order, retry")))
                             }
@@ -59,6 +70,9 @@ final class OrderStore {
             }
         }
     }
+
+    /// The failure of a create whose idempotency key another request used meanwhile.
+    static let idempotencyKeyTaken = GatewayError(.conflict, "idempotency_key already used")
 
     /// With `redis.durability` `replicas:N`: nil once N replicas hold the writes in the slot
     /// of `product`. Fewer in time is 503 `unavailable` (temporary): the write stands on the

@@ -18,6 +18,14 @@ public enum HashSlot {
         return Int(crc16(key[...]) % UInt16(count))
     }
 
+    /// `keys` in groups of one slot each, in slot order (each group keeps the given order):
+    /// Redis Cluster refuses a multi-key command, SSUBSCRIBE included, across slots (CROSSSLOT).
+    public static func groupedBySlot(_ keys: [String]) -> [[String]] {
+        var groups: [Int: [String]] = [:]
+        for key in keys { groups[of(key), default: []].append(key) }
+        return groups.sorted { $0.key < $1.key }.map(\.value)
+    }
+
     /// CRC16-CCITT (XMODEM): polynomial 0x1021, initial value 0, no reflection.
     public static func crc16(_ bytes: ArraySlice<UInt8>) -> UInt16 {
         var crc: UInt16 = 0

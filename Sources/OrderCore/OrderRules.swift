@@ -239,11 +239,14 @@ public struct OrderRules: Sendable {
 
     // MARK: Timers
 
-    /// A due timer. Conditional: an order that moved on meanwhile is left alone.
+    /// A due timer. Conditional: an order that moved on meanwhile is left alone. A timer
+    /// that fires before the order's own due time (one written ahead by a decision that
+    /// then lost a race, at its own time) changes nothing but is put back at that due time.
     public func expire(_ order: Order, _ kind: TimerKind, payment: Payment?, now: Int64) -> Decision {
         switch kind {
         case .payment:
             guard order.status == .pendingPayment else { return Decision() }
+            if now < order.expiresAt { return Decision(effects: [.schedule(order: order.id, .payment, at: order.expiresAt)]) }
             var o = order
             o.status = .canceled
             o.canceledAt = now
@@ -258,6 +261,7 @@ public struct OrderRules: Sendable {
             return d
         case .gift:
             guard order.status == .paid, order.gift?.status == .pending else { return Decision() }
+            if let due = order.gift?.expiresAt, now < due { return Decision(effects: [.schedule(order: order.id, .gift, at: due)]) }
             return unwindGift(order, payment: payment, status: .expired, by: nil, now: now)
         }
     }

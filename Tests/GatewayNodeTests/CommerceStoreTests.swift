@@ -72,6 +72,59 @@ final class CommerceStoreTests: XCTestCase {
         XCTAssertNotEqual(other.id, order.id)
     }
 
+    /// Ids may hold `:`, so `:` between product, buyer and key made two different triples one key name.
+    func testIdempotencyKeyNamesDoNotRunIntoEachOther() {
+        XCTAssertNotEqual(CommerceKeys.idempotency(product: "p1", buyer: "u:x", key: "shop/k"),
+                          CommerceKeys.idempotency(product: "p1", buyer: "u", key: "x:shop/k"))
+        XCTAssertNotEqual(CommerceKeys.idempotency(product: "p1", buyer: "a:b", key: "k"),
+                          CommerceKeys.idempotency(product: "p1:a", buyer: "b", key: "k"))
+    }
+
+    /// A create that loses the race for its idempotency key cannot win by deciding again:
+    /// it ends at once, so the handler answers the order that won.
+    func testACreateThatLostItsIdempotencyKeyStopsAtOnce() throws {
+        let r = try request(#"{"buyer":"u1","product":"p1","idempotency_key":"k"}"#)
+        memory.interfere = { store in
+            let winner = try! self.rules.create(r, product: self.product, now: self.now, fresh: self.fresh(9)).get()
+            XCTAssertNil(store.run(CommerceProgram(winner, product: "p1", .init(retention: store.retention, historySize: { _ in 1 }, viaOutbox: false))!))
+        }
+        var decisions = 0
+        var result: Result<(Decision, CommerceSnapshot), GatewayError>?
+        orders.run(.product("p1"), decide: { s in
+            decisions += 1
+            return self.rules.create(r, product: s.product, now: self.now, fresh: self.fresh(decisions))
+        }) { result = $0 }
+        XCTAssertEqual(decisions, 1, "no second attempt after the idempotency check failed")
+        XCTAssertThrowsError(try XCTUnwrap(result).get()) { XCTAssertEqual($0 as? GatewayError, OrderStore.idempotencyKeyTaken) }
+        XCTAssertEqual(try load(.idempotency(product: "p1", buyer: "u1", key: "k")).order?.id, fresh(9).order)
+    }
+
+    /// An early timer is put back at its order's due time; the order is left as it is.
+    func testAnEarlyTimerIsPutBackNotFired() throws {
+        let order = try create(#"{"buyer":"u1","product":"p1"}"#)
+        let (d, _) = try run(.order(order.id)) { s in .success(self.rules.expire(s.order!, .payment, payment: nil, now: self.now)) }
+        XCTAssertNil(d.savedOrder)
+        XCTAssertEqual(memory.timers, ["pay:\(order.id)": order.expiresAt])
+        XCTAssertEqual(try load(.order(order.id)).order, order)
+    }
+
+    func testLegacyIdsNameTheirV1Records() {
+        let id = "o-0123456789abcdef0123"
+        XCTAssertEqual(CommerceKeys.order(id), "gw:{order:\(id)}:info")
+        XCTAssertEqual(CommerceKeys.payment("pay-0123456789abcdef0123"), "gw:{payment:pay-0123456789abcdef0123}:info")
+        XCTAssertEqual(CommerceKeys.giftCode("g-0123456789abcdef0123"), "gw:giftcode:g-0123456789abcdef0123")
+        XCTAssertEqual(CommerceKeys.payCode("f-0123456789abcdef0123"), "gw:paycode:f-0123456789abcdef0123")
+        for notV1 in ["o-0123", "o-0123456789ABCDEF0123", "x-0123456789abcdef0123", "o-0123456789abcdef0123-1"] {
+            XCTAssertNil(CommerceKeys.order(notV1), notV1)
+        }
+        // A payment of a v1 order is a v1 payment (beside its order on the one server).
+        XCTAssertEqual(CommerceKeys.paymentID(forOrder: id, random: "fedcba9876543210fedc"), "pay-fedcba9876543210fedc")
+        XCTAssertNotNil(CommerceKeys.payment("pay-fedcba9876543210fedc"))
+        let tagged = CommerceKeys.freshID("o", product: "p1", random: "r")
+        XCTAssertEqual(CommerceKeys.paymentID(forOrder: tagged, random: "x"), "pay-\(CommerceKeys.tag(product: "p1"))-x")
+        XCTAssertNil(CommerceKeys.paymentID(forOrder: "o-nope", random: "x"))
+    }
+
     func testTimersAreWrittenAheadAndRemovedAfterTheDecision() throws {
         let order = try create(#"{"buyer":"u1","product":"p1"}"#)
         XCTAssertEqual(memory.timers, ["pay:\(order.id)": order.expiresAt])

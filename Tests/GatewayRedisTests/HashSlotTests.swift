@@ -3,6 +3,14 @@ import XCTest
 
 /// Slots as Redis computes them (vectors from the Redis Cluster specification).
 final class HashSlotTests: XCTestCase {
+    func testChannelsAreGroupedOnePerSlotForSSUBSCRIBE() {
+        let channels = ["gw:{user:a}", "gw:{user:b}", "gw:{user:a}", "x{user:b}"]
+        let groups = HashSlot.groupedBySlot(channels)
+        XCTAssertEqual(groups.count, 2)
+        for group in groups { XCTAssertEqual(Set(group.map { HashSlot.of($0) }).count, 1, "one slot per command") }
+        XCTAssertEqual(groups.flatMap { $0 }.sorted(), channels.sorted(), "nothing lost or added")
+    }
+
     func testCRC16AndSlotOfKnownKeys() {
         XCTAssertEqual(HashSlot.crc16(Array("123456789".utf8)[...]), 0x31C3)
         XCTAssertEqual(HashSlot.of("123456789"), 12739)

@@ -83,8 +83,9 @@ final class GiftTests: XCTestCase {
         let (o, p) = try paidGift(to: nil)
         let declined = try XCTUnwrap(try success(rules.decline(o, by: "u5", payment: p, now: later)).savedOrder)
         assertFailure(rules.claim(declined, by: "u5", now: later + 1), .gone)
-        let expired = try XCTUnwrap(rules.expire(o, .gift, payment: p, now: later).savedOrder)
-        assertFailure(rules.claim(expired, by: "u5", now: later + 1), .gone)
+        let due = try XCTUnwrap(o.gift?.expiresAt)
+        let expired = try XCTUnwrap(rules.expire(o, .gift, payment: p, now: due).savedOrder)
+        assertFailure(rules.claim(expired, by: "u5", now: due + 1), .gone)
     }
 
     /// Past its expiry a gift is gone even before the timer sweep has run.
@@ -230,6 +231,16 @@ final class GiftTests: XCTestCase {
         XCTAssertEqual(d.pushes("gift.expired"), [Push(user: "u1", type: "gift.expired", data: .object([("order", .string("o-1"))]))])
         XCTAssertEqual(d.savedOrder?.gift?.status, .expired)
         XCTAssertEqual(d.pushes("payment.refunded").first?.data["reason"], .string("gift expired"))
+    }
+
+    /// Two racing notifies each write the gift timer ahead at their own time; the loser's
+    /// may be earlier than the order's due time and must not unwind a gift that is not due.
+    func testAnEarlyGiftTimerIsPutBackAtTheGiftsDueTime() throws {
+        let (o, p) = try paidGift(to: "u3")
+        let due = try XCTUnwrap(o.gift?.expiresAt)
+        let d = rules.expire(o, .gift, payment: p, now: due - 1)
+        XCTAssertEqual(d, Decision(effects: [.schedule(order: o.id, .gift, at: due)]))
+        XCTAssertNil(d.savedOrder)
     }
 
     func testGiftTimerLeavesOtherOrdersAlone() throws {

@@ -95,7 +95,7 @@ final class RecordTests: XCTestCase {
         roundTrip(paidGift)
         roundTrip(try XCTUnwrap(try success(Fx.rules.claim(paidGift, by: "u3", now: Fx.t0 + 9000)).savedOrder))
         roundTrip(try XCTUnwrap(try success(Fx.rules.decline(paidGift, by: "u3", payment: p, now: Fx.t0 + 9000)).savedOrder))
-        roundTrip(try XCTUnwrap(Fx.rules.expire(paidGift, .gift, payment: p, now: Fx.t0 + Fx.giftTTL).savedOrder))
+        roundTrip(try XCTUnwrap(Fx.rules.expire(paidGift, .gift, payment: p, now: try XCTUnwrap(paidGift.gift?.expiresAt)).savedOrder))
         let fp = try create(Fx.request(.friendpay, friend: "u2"))
         roundTrip(fp)
         roundTrip(try pay(fp, payer: "u2").0)

@@ -25,6 +25,13 @@ final class PaymentTimerTests: XCTestCase {
         XCTAssertEqual(d.savedOrder?.canceledAt, at)
     }
 
+    func testAnEarlyPaymentTimerIsPutBackAtTheOrdersDueTime() throws {
+        let o = try create(Fx.request())
+        let d = rules.expire(o, .payment, payment: nil, now: o.expiresAt - 1)
+        XCTAssertEqual(d, Decision(effects: [.schedule(order: o.id, .payment, at: o.expiresAt)]))
+        XCTAssertNil(d.savedOrder, "nothing is canceled before it is due")
+    }
+
     func testUnpaidGiftExpires() throws {
         let o = try create(Fx.request(.gift, giftTo: "u3"))
         let d = rules.expire(o, .payment, payment: nil, now: o.expiresAt)

@@ -232,18 +232,57 @@ final class CommerceScriptTests: XCTestCase {
         let settings = CommerceProgram.Settings(retention: retention, historySize: { _ in 100 }, viaOutbox: false)
         let order = try created(#"{"buyer":"u1","product":"p1","quantity":2}"#)
         let create = try rules.create(request(#"{"buyer":"u1","product":"p1","quantity":2}"#), product: product, now: now, fresh: fresh(1)).get()
-        XCTAssertTrue(memory.run(try XCTUnwrap(CommerceProgram(create, product: "p1", settings))))
+        XCTAssertNil(memory.run(try XCTUnwrap(CommerceProgram(create, product: "p1", settings))))
         let (_, payment) = try paid(order)
         let pd = try rules.createPayment(order: order, payer: "u1", paymentID: payment.id, now: now).get()
-        XCTAssertTrue(memory.run(try XCTUnwrap(CommerceProgram(pd, product: "p1", settings))))
+        XCTAssertNil(memory.run(try XCTUnwrap(CommerceProgram(pd, product: "p1", settings))))
         let notify = PaymentNotify(payment: payment.id, order: order.id, amount: payment.amount, currency: payment.currency, outcome: .success, tradeNo: "T")
         let nd = try rules.notify(notify, payment: pd.savedPayment, order: order, stock: 3, now: now).get()
-        XCTAssertTrue(memory.run(try XCTUnwrap(CommerceProgram(nd, product: "p1", settings))))
+        XCTAssertNil(memory.run(try XCTUnwrap(CommerceProgram(nd, product: "p1", settings))))
         for key in [CommerceKeys.order(order.id)!, CommerceKeys.payment(payment.id)!, CommerceKeys.members("p1")] {
             let stored = try redis.call(["HGETALL", key]).decode(as: RedisHash.self)
             XCTAssertEqual(memory.hashes[key], stored.fields, key)
         }
         XCTAssertEqual(memory.stock("p1"), ["k3"])
         XCTAssertEqual(redis.call(["LRANGE", CommerceKeys.stock("p1"), 0, -1]).array?.compactMap(\.text), ["k3"])
+    }
+
+    /// A record with `link:info` and no `link:stock` (a partly upgraded v1 record) reads
+    /// the product and no stock instead of raising on LLEN of nothing.
+    func testLoadOfARecordWithOneLinkAndNotTheOther() throws {
+        let order = try created()
+        let key = try XCTUnwrap(CommerceKeys.order(order.id))
+        redis.call(["HDEL", key, CommerceKeys.Link.stock])
+        XCTAssertFalse(redis.run(CommerceScripts.load, keys: [key], args: ["order"]).isFailure)
+        let s = try load([key], "order")
+        XCTAssertEqual(s.order?.id, order.id)
+        XCTAssertEqual(s.product, product)
+        XCTAssertEqual(s.stock, 0)
+    }
+
+    /// The v1 upgrade's steps: each changes a record once, and only the record it was read from.
+    func testLegacyUpgradeStepsAreIdempotent() throws {
+        let order = "gw:{order:o-0123456789abcdef0123}:info"
+        XCTAssertEqual(redis.run(CommerceScripts.legacyLink, keys: [order], args: ["link:info", "x"]).int, 0, "no record: nothing made")
+        XCTAssertEqual(redis.call(["EXISTS", order]).int, 0)
+        redis.call(["HSET", order, "id", "o-0123456789abcdef0123"])
+        XCTAssertEqual(redis.run(CommerceScripts.legacyLink, keys: [order], args: ["link:info", "x"]).int, 1)
+        XCTAssertEqual(redis.run(CommerceScripts.legacyLink, keys: [order], args: ["link:info", "x"]).int, 0, "rerun")
+        XCTAssertEqual(redis.call(["HGET", order, "link:info"]).bytes.map { String(decoding: $0, as: UTF8.self) }, "x")
+
+        let code = "gw:giftcode:g-0123456789abcdef0123"
+        redis.call(["SET", code, "o-0123456789abcdef0123", "PX", 600_000])
+        XCTAssertEqual(redis.run(CommerceScripts.legacyLookup, keys: [code], args: ["o-0123456789abcdef0123", order]).int, 1)
+        XCTAssertEqual(redis.run(CommerceScripts.legacyLookup, keys: [code], args: ["o-0123456789abcdef0123", order]).int, 0, "rerun")
+        XCTAssertEqual(redis.call(["GET", code]).bytes.map { String(decoding: $0, as: UTF8.self) }, order)
+        XCTAssertGreaterThan(redis.call(["PTTL", code]).int ?? -1, 0, "TTL kept")
+
+        let old = "gw:idem:{u1}:shop/k", today = CommerceKeys.idempotency(product: "p1", buyer: "u1", key: "shop/k")
+        redis.call(["SET", old, "o-0123456789abcdef0123", "PX", 600_000])
+        XCTAssertEqual(redis.run(CommerceScripts.legacyIdempotency, keys: [old, today], args: ["o-0123456789abcdef0123", order]).int, 1)
+        XCTAssertEqual(redis.run(CommerceScripts.legacyIdempotency, keys: [old, today], args: ["o-0123456789abcdef0123", "other"]).int, 0, "NX")
+        XCTAssertEqual(redis.call(["GET", today]).bytes.map { String(decoding: $0, as: UTF8.self) }, order)
+        let ttl = redis.call(["PTTL", today]).int ?? -1
+        XCTAssertTrue(ttl > 0 && ttl <= 600_000, "the old key's remaining TTL: \(ttl)")
     }
 }

@@ -2,40 +2,28 @@ import CHiredis
 import Foundation
 @testable import GatewayNode
 import GatewayIO
+import GatewayTestSupport
 import XCTest
 
 /// A real redis-server for script tests, with a blocking hiredis client: each test loads
 /// fixture keys, runs one script with EVALSHA (as the node does) and reads the keys back.
 final class ScriptRedis {
-    let port: Int
-    private let dir: URL
-    private let process: Process
+    /// The one Redis launcher of the repo (GatewayTestSupport).
+    let server: RedisServer
+    var port: Int { server.port }
     private var context: UnsafeMutablePointer<redisContext>?
 
     init() throws {
-        port = Self.freePort()
-        dir = FileManager.default.temporaryDirectory.appendingPathComponent("gw-script-\(UUID().uuidString.prefix(8))")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/redis-server")
-        process.arguments = ["--port", String(port), "--bind", "127.0.0.1", "--dir", dir.path, "--save", "",
-                             "--appendonly", "no", "--logfile", dir.appendingPathComponent("redis.log").path]
-        try process.run()
-        let deadline = Date().addingTimeInterval(10)
-        while Date() < deadline {
-            if let c = redisConnect("127.0.0.1", Int32(port)), c.pointee.err == 0 {
-                context = c
-                break
-            } else { usleep(20_000) }
+        server = try RedisServer(appendOnly: false)
+        guard let c = redisConnect("127.0.0.1", Int32(server.port)), c.pointee.err == 0 else {
+            throw XCTSkip("cannot connect to redis-server on \(server.port)")
         }
-        guard context != nil else { throw XCTSkip("redis-server did not start on \(port)") }
+        context = c
     }
 
     deinit {
         if let context { redisFree(context) }
-        process.terminate()
-        process.waitUntilExit()
-        try? FileManager.default.removeItem(at: dir)
+        server.stop()
     }
 
     /// One command; the reply copied out.
@@ -63,21 +51,5 @@ final class ScriptRedis {
     func run(_ script: LuaScript, keys: [String], args: [RedisArgument]) -> RedisReply {
         call(["SCRIPT", "LOAD", script.source])
         return call(["EVALSHA", script.sha, keys.count] + keys.map { $0 as RedisArgument } + args)
-    }
-
-    private static func freePort() -> Int {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { p -> Int32 in
-                bind(fd, p, len)
-                return getsockname(fd, p, &len)
-            }
-        }
-        return Int(UInt16(bigEndian: addr.sin_port))
     }
 }

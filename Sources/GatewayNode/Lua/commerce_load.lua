@@ -1,6 +1,7 @@
 -- A consistent snapshot of what an order-core decision is made on: the order, its
 -- payment, its product and the product's stock count. Keys reached through a record are
--- read from the record's link fields (written by the store), never built here.
+-- read from the record's link fields (written by the store), never built here: they
+-- share the entry's slot by construction (Store/README.md, "Keys read from records").
 -- KEYS[1]: the entry: an order, a payment, a lookup key (gift code, pay code or
 --          idempotency key; its value is the order's key) or a product's info hash
 -- KEYS[2]: with ENTRY = 'product', the product's stock list
@@ -34,9 +35,9 @@ if orderKey then
 end
 local payment = {}
 if paymentKey then payment = redis.call('HGETALL', paymentKey) end
+-- Each link is followed only when present: a record with one link and not another (a
+-- partly migrated v1 record, say) reads as missing that part instead of raising.
 local product, stock = {}, 0
-if infoKey then
-  product = redis.call('HGETALL', infoKey)
-  stock = redis.call('LLEN', stockKey)
-end
+if infoKey then product = redis.call('HGETALL', infoKey) end
+if stockKey then stock = redis.call('LLEN', stockKey) end
 return {order, payment, product, stock}

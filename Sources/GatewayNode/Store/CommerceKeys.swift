@@ -8,7 +8,8 @@ import GatewayRedis
 /// "product:P")` hashes to the same slot. Every id the order core mints carries its `T`
 /// (`o-<T>-<random>`), so an order, payment, gift code or pay code routes to its slot with
 /// no lookup, and one script touches an order and its product's stock. An id without a
-/// valid `T` names nothing (its key functions return nil): it is simply not found.
+/// valid `T` names nothing (its key functions return nil): it is simply not found, unless
+/// it is a v1 id (`o-<20 hex>`, see `Legacy`), which names its v1 record.
 enum CommerceKeys {
     /// The tag of the slot that `product`'s orders live in.
     static func tag(product: String) -> String { SlotTag.for(key: "product:\(product)") }
@@ -18,6 +19,14 @@ enum CommerceKeys {
         "\(prefix)-\(tag(product: product))-\(random)"
     }
 
+    /// The id of a new payment of `order`, in the order's slot: it carries the order's tag.
+    /// A v1 order (one server) gets a v1 payment id, so it names a v1 record beside its order.
+    /// `random`: 20 hex digits. Nil for an id that names no order.
+    static func paymentID(forOrder order: String, random: String) -> String? {
+        if let tag = tag(ofID: order) { return "pay-\(tag)-\(random)" }
+        return Legacy.isID(order) ? "pay-\(random)" : nil
+    }
+
     /// The `T` of an id minted by `freshID`, nil when the id has none.
     static func tag(ofID id: String) -> String? {
         let parts = id.split(separator: "-", maxSplits: 2, omittingEmptySubsequences: false)
@@ -25,16 +34,26 @@ enum CommerceKeys {
         return String(parts[1])
     }
 
-    static func order(_ id: String) -> String? { tag(ofID: id).map { "gw:{\($0)}:order:\(id)" } }
-    static func payment(_ id: String) -> String? { tag(ofID: id).map { "gw:{\($0)}:payment:\(id)" } }
+    static func order(_ id: String) -> String? {
+        tag(ofID: id).map { "gw:{\($0)}:order:\(id)" } ?? Legacy.order(id)
+    }
+    static func payment(_ id: String) -> String? {
+        tag(ofID: id).map { "gw:{\($0)}:payment:\(id)" } ?? Legacy.payment(id)
+    }
     /// String: the key of the order the gift code belongs to.
-    static func giftCode(_ code: String) -> String? { tag(ofID: code).map { "gw:{\($0)}:giftcode:\(code)" } }
+    static func giftCode(_ code: String) -> String? {
+        tag(ofID: code).map { "gw:{\($0)}:giftcode:\(code)" } ?? Legacy.giftCode(code)
+    }
     /// String: the key of the friend-pay order the pay code belongs to.
-    static func payCode(_ code: String) -> String? { tag(ofID: code).map { "gw:{\($0)}:paycode:\(code)" } }
+    static func payCode(_ code: String) -> String? {
+        tag(ofID: code).map { "gw:{\($0)}:paycode:\(code)" } ?? Legacy.payCode(code)
+    }
     /// String: the key of the order an `idempotency_key` made. Per (caller scope, buyer,
     /// product): `key` already starts with the caller's scope (`APICaller.idempotencyScope`).
+    /// `/` is outside the id alphabet (`[A-Za-z0-9_.:-]`), so product and buyer cannot run
+    /// into each other or into the key (which may itself hold `/`).
     static func idempotency(product: String, buyer: String, key: String) -> String {
-        "gw:{\(tag(product: product))}:idem:\(product):\(buyer):\(key)"
+        "gw:{\(tag(product: product))}:idem/\(product)/\(buyer)/\(key)"
     }
     /// A counter written before a WAIT that vouches for an earlier write in this slot
     /// (`OrderStore.confirmExisting`): WAIT covers what came before on its connection.
@@ -55,6 +74,29 @@ enum CommerceKeys {
     /// The channel keys a push from a decision is published with (inline, one server).
     static func channelMeta(_ channel: Channel) -> String { StoreKeys.meta(channel) }
     static func channelLog(_ channel: Channel) -> String { StoreKeys.log(channel) }
+
+    /// The record names of v1 (one Redis server, no slot tags), kept so an upgraded
+    /// installation's orders keep working: an id of v1's form (`<prefix>-<20 hex>`) names
+    /// its v1 record. `LegacyCommerceMigration` adds what the load script needs to them.
+    /// On a cluster these names are never written (v1 never ran on one), so they are not found.
+    enum Legacy {
+        /// `o-`, `pay-`, `g-` or `f-` followed by 20 lowercase hex digits, as v1 minted them.
+        static func isID(_ id: String) -> Bool {
+            let parts = id.split(separator: "-", omittingEmptySubsequences: false)
+            guard parts.count == 2, ["o", "pay", "g", "f"].contains(parts[0]), parts[1].utf8.count == 20 else { return false }
+            return parts[1].utf8.allSatisfy { (48...57).contains($0) || (97...102).contains($0) }
+        }
+        static func order(_ id: String) -> String? { isID(id) ? "gw:{order:\(id)}:info" : nil }
+        static func payment(_ id: String) -> String? { isID(id) ? "gw:{payment:\(id)}:info" : nil }
+        /// String: the order id (v1), rewritten to the order's key by the migration.
+        static func giftCode(_ code: String) -> String? { isID(code) ? "gw:giftcode:\(code)" : nil }
+        static func payCode(_ code: String) -> String? { isID(code) ? "gw:paycode:\(code)" : nil }
+        /// String: the order id; v1's idempotency keys were per (buyer, scoped key), not per product.
+        static func idempotency(buyer: String, key: String) -> String { "gw:idem:{\(buyer)}:\(key)" }
+        /// The set-once marker of the record format: absent in v1, `2` once migrated.
+        static let schemaMarker = "gw:schema"
+        static let schema = 2
+    }
 
     /// Fields the store adds to a saved order or payment: the keys of the records it points
     /// at, so the load script follows them without building a key name.

@@ -1,10 +1,14 @@
 import GatewayRedis
 
-/// The order core's scripts (`Lua/commerce_*.lua`, `Lua/keys_add.lua`).
+/// The order core's scripts (`Lua/commerce_*.lua`, `Lua/keys_add.lua`, `Lua/legacy_*.lua`).
 enum CommerceScripts {
     static let load = LuaScript.embedded("commerce_load", PackageResources.commerce_load_lua)
     static let apply = LuaScript.embedded("commerce_apply", PackageResources.commerce_apply_lua,
                                           libraries: [PackageResources.lib_publish_lua, PackageResources.lib_emit_lua])
     static let addKeys = LuaScript.embedded("keys_add", PackageResources.keys_add_lua)
-    static let all = [load, apply, addKeys]
+    /// The v1 upgrade's steps (`LegacyCommerceMigration`).
+    static let legacyLink = LuaScript.embedded("legacy_link", PackageResources.legacy_link_lua)
+    static let legacyLookup = LuaScript.embedded("legacy_lookup", PackageResources.legacy_lookup_lua)
+    static let legacyIdempotency = LuaScript.embedded("legacy_idempotency", PackageResources.legacy_idempotency_lua)
+    static let all = [load, apply, addKeys, legacyLink, legacyLookup, legacyIdempotency]
 }

@@ -45,18 +45,29 @@ struct DueTimer: Equatable {
     var due: Int64
 }
 
-/// What the commerce store needs of the outbox relay (`OutboxRelay`, cluster only): the
-/// outbox is registered before a decision that writes to it, relayed after.
+/// The answer of an apply.
+enum ApplyOutcome: Equatable {
+    case applied
+    /// Nothing was changed: `precondition` no longer held.
+    case refused(Precondition)
+}
+
 /// The order core's storage: snapshots, decisions applied atomically under their
 /// preconditions, card keys and timers. `RedisCommerceStore` holds every Redis call of the
 /// order core; `MemoryCommerceStore` has the same semantics for unit tests.
 protocol CommerceStore: AnyObject {
     var isReady: Bool { get }
     func load(_ entry: CommerceEntry, _ done: @escaping (Result<CommerceSnapshot, GatewayError>) -> Void)
-    /// Applies `decision` (its records all in `product`'s slot): true when applied, false
-    /// when a precondition no longer held (nothing was changed). Scheduled timers are
-    /// written ahead of the apply, unscheduled ones removed (best effort) after it.
-    func apply(_ decision: Decision, product: String, _ done: @escaping (Result<Bool, GatewayError>) -> Void)
+    /// Applies `decision` (its records all in `product`'s slot), or refuses it when a
+    /// precondition no longer held (nothing was changed). Scheduled timers are written
+    /// ahead of the apply, unscheduled ones removed (best effort) after it. A decision
+    /// that only schedules (a timer put back) writes the timers and nothing else.
+    func apply(_ decision: Decision, product: String, _ done: @escaping (Result<ApplyOutcome, GatewayError>) -> Void)
+    /// Hands the pushes of an applied `decision` on to their channels, once it is as
+    /// durable as it must be (cluster: relays the product's outbox; one server: they were
+    /// published inline by the apply). Pushes not handed on wait in the outbox for the
+    /// relay's sweep.
+    func deliverPushes(of decision: Decision, product: String)
     /// `merchant`: nil for the shop; another merchant's product is refused inside the script.
     func addKeys(product: String, merchant: String?, _ keys: [SealedCardKey], _ done: @escaping (Result<KeysAdded, GatewayError>) -> Void)
     /// The sealed keys of `order.keyIDs`, in order (nil for one that is missing).
@@ -80,6 +91,10 @@ final class RedisCommerceStore: CommerceStore {
     let durabilityTimeoutMs: Int
     /// Cluster only; nil until the relay is wired (pushes then wait in the outbox).
     var relay: EventStore?
+    /// One server: v1 records are upgraded before any order is read or decided on.
+    var legacyMigration: LegacyCommerceMigration?
+    private var upgrading: Bool { legacyMigration.map { !$0.isDone } ?? false }
+    static let upgradingError = GatewayError(.unavailable, "upgrading stored orders, retry", temporary: true)
 
     init(redis: any RedisLink, retention: KeyRetention, historyTTL: Int, historySize: @escaping (Channel.Kind) -> Int,
          durability: RedisDurability, durabilityTimeoutMs: Int, newEpoch: @escaping () -> String) {
@@ -92,9 +107,10 @@ final class RedisCommerceStore: CommerceStore {
         settings = { CommerceProgram.Settings(retention: retention, historySize: historySize, viaOutbox: link.isCluster) }
     }
 
-    var isReady: Bool { redis.isReady }
+    var isReady: Bool { redis.isReady && !upgrading }
 
     func load(_ entry: CommerceEntry, _ done: @escaping (Result<CommerceSnapshot, GatewayError>) -> Void) {
+        guard !upgrading else { return done(.failure(Self.upgradingError)) }
         let keys: [String]?
         let kind: String
         switch entry {
@@ -120,52 +136,78 @@ final class RedisCommerceStore: CommerceStore {
         }
     }
 
-    func apply(_ decision: Decision, product: String, _ done: @escaping (Result<Bool, GatewayError>) -> Void) {
-        guard let program = CommerceProgram(decision, product: product, settings()), let routing = program.keys.first else {
+    func apply(_ decision: Decision, product: String, _ done: @escaping (Result<ApplyOutcome, GatewayError>) -> Void) {
+        guard !upgrading else { return done(.failure(Self.upgradingError)) }
+        guard let program = CommerceProgram(decision, product: product, settings()) else {
             return done(.failure(GatewayError(.internal, "a decision named a record without a slot tag")))
+        }
+        guard let routing = program.keys.first else {
+            // Only timers (an early timer put back at its order's due time): nothing to apply.
+            guard !program.timersAhead.isEmpty, program.timersAfter.isEmpty else {
+                return done(.failure(GatewayError(.internal, "a decision that touches no record")))
+            }
+            return scheduleAhead(program.timersAhead, before: nil) { error in done(error.map { .failure($0) } ?? .success(.applied)) }
         }
         let outbox = program.outbox > 0 ? program.keys[program.outbox - 1] : nil
         let args: [RedisArgument] = [program.json.serialized(), newEpoch(), historyTTL, program.outbox]
         let applyNow = {
             self.redis.run(CommerceScripts.apply, keys: program.keys, args: args) { reply in
-                let applied = Self.decode(reply, "apply") { (r: RedisReply) throws(RedisDecodingError) -> Bool in
+                let outcome = Self.decode(reply, "apply") { (r: RedisReply) throws(RedisDecodingError) -> ApplyOutcome in
                     var items = try RedisArrayReader(r)
-                    return try items.next(Int.self) == 1
-                }
-                if case .success(true) = applied {
-                    // Best effort: a timer left behind finds its order moved on and is removed by the sweep.
-                    if !program.timersAfter.isEmpty {
-                        self.redis.send(["ZREM", CommerceKeys.timers] + program.timersAfter.map { $0 as RedisArgument },
-                                        key: CommerceKeys.timers) { _ in }
+                    let applied = try items.next(Int.self), index = try items.next(Int.self)
+                    if applied == 1 { return .applied }
+                    // Checks are the decision's preconditions, one each, in order.
+                    guard index >= 1, index <= decision.preconditions.count else {
+                        throw .unexpected(expected: "the index of a failed check", got: String(index))
                     }
-                    if let outbox { self.relay?.relay(outbox) }
+                    return .refused(decision.preconditions[index - 1])
                 }
-                done(applied)
+                if case .success(.applied) = outcome, !program.timersAfter.isEmpty {
+                    // Best effort: a timer left behind finds its order moved on and is removed by the sweep.
+                    self.redis.send(["ZREM", CommerceKeys.timers] + program.timersAfter.map { $0 as RedisArgument },
+                                    key: CommerceKeys.timers) { _ in }
+                }
+                done(outcome)
             }
         }
         let writeTimers = {
-            self.scheduleAhead(program.timersAhead, before: routing) { ok in
-                ok ? applyNow() : done(.failure(.redisUnavailable))
+            self.scheduleAhead(program.timersAhead, before: routing) { error in
+                if let error { return done(.failure(error)) }
+                applyNow()
             }
         }
         guard let outbox, let relay else { return writeTimers() }
         relay.register(outbox) { ok in ok ? writeTimers() : done(.failure(.redisUnavailable)) }
     }
 
+    func deliverPushes(of decision: Decision, product: String) {
+        guard let relay, redis.isCluster, decision.effects.contains(where: { if case .push = $0 { true } else { false } }) else { return }
+        relay.relay(CommerceKeys.outbox(product))
+    }
+
     /// ZADD of the timers a decision schedules, before the decision: pipelined on the same
     /// connection as the apply when there is one (commands on one connection are applied in
-    /// order), awaited first otherwise (a cluster, where `gw:timers` has its own slot).
-    private func scheduleAhead(_ timers: [(member: String, due: Int64)], before key: String, _ then: @escaping (Bool) -> Void) {
-        guard !timers.isEmpty else { return then(true) }
+    /// order, and the WAIT after the apply covers it), awaited first otherwise (a cluster,
+    /// where `gw:timers` has its own slot; with `replicas:N` the timer's own master is then
+    /// WAITed on too, as no later WAIT on the order's master covers it). `key` nil: no apply follows.
+    private func scheduleAhead(_ timers: [(member: String, due: Int64)], before key: String?, _ then: @escaping (GatewayError?) -> Void) {
+        guard !timers.isEmpty else { return then(nil) }
         var args: [RedisArgument] = ["ZADD", CommerceKeys.timers]
         for t in timers { args += [t.due, t.member] }
-        if redis.sameConnection(CommerceKeys.timers, key) {
+        if let key, redis.sameConnection(CommerceKeys.timers, key) {
             redis.send(args, key: CommerceKeys.timers) { reply in
                 if case .error(let e) = reply { Self.log("timer write failed: \(e)") }
             }
-            return then(true)
+            return then(nil)
         }
-        redis.send(args, key: CommerceKeys.timers) { reply in then(!reply.isFailure) }
+        redis.send(args, key: CommerceKeys.timers) { reply in
+            guard !reply.isFailure else { return then(.redisUnavailable) }
+            guard key != nil, case .replicas(let n) = self.durability else { return then(nil) }
+            // Not held by enough replicas: the decision is not sent (its timer alone is harmless).
+            self.redis.awaitReplicas(n, timeoutMs: self.durabilityTimeoutMs, key: CommerceKeys.timers) { acknowledged in
+                then(acknowledged ? nil : Self.notConfirmed(n))
+            }
+        }
     }
 
     func addKeys(product: String, merchant: String?, _ keys: [SealedCardKey], _ done: @escaping (Result<KeysAdded, GatewayError>) -> Void) {
@@ -220,8 +262,7 @@ final class RedisCommerceStore: CommerceStore {
         let wait = {
             // WAIT on the connection that owns the slot written (the order's, the product's).
             self.redis.awaitReplicas(n, timeoutMs: self.durabilityTimeoutMs, key: CommerceKeys.stock(product)) { acknowledged in
-                done(acknowledged ? nil : GatewayError(.unavailable, "written, but not confirmed by \(n) Redis replica\(n == 1 ? "" : "s") in time; retry",
-                                                       temporary: true))
+                done(acknowledged ? nil : Self.notConfirmed(n))
             }
         }
         guard repeated else { return wait() }
@@ -234,6 +275,10 @@ final class RedisCommerceStore: CommerceStore {
             }
             wait()
         }
+    }
+
+    static func notConfirmed(_ n: Int) -> GatewayError {
+        GatewayError(.unavailable, "written, but not confirmed by \(n) Redis replica\(n == 1 ? "" : "s") in time; retry", temporary: true)
     }
 
     /// A script error is a bug or a Redis problem: logged, answered `internal`; a lost

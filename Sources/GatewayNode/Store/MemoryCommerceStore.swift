@@ -55,7 +55,7 @@ final class MemoryCommerceStore: CommerceStore {
                                        stock: stockKey.map { lists[$0]?.count ?? 0 } ?? 0)))
     }
 
-    func apply(_ decision: Decision, product: String, _ done: @escaping (Result<Bool, GatewayError>) -> Void) {
+    func apply(_ decision: Decision, product: String, _ done: @escaping (Result<ApplyOutcome, GatewayError>) -> Void) {
         guard isReady else { return done(.failure(.redisUnavailable)) }
         let settings = CommerceProgram.Settings(retention: retention, historySize: historySize, viaOutbox: viaOutbox)
         guard let program = CommerceProgram(decision, product: product, settings) else {
@@ -63,14 +63,17 @@ final class MemoryCommerceStore: CommerceStore {
         }
         for t in program.timersAhead { timers[t.member] = t.due }
         if let interfere { self.interfere = nil; interfere(self) }
-        done(.success(run(program)))
+        done(.success(run(program).map { .refused(decision.preconditions[$0 - 1]) } ?? .applied))
     }
 
-    /// The program as commerce_apply.lua runs it.
-    func run(_ program: CommerceProgram) -> Bool {
+    /// Nothing to hand on: `pushes` were recorded by the apply, as one server publishes inline.
+    func deliverPushes(of decision: Decision, product: String) {}
+
+    /// The program as commerce_apply.lua runs it: nil when applied, else the 1-based index of the failed check.
+    func run(_ program: CommerceProgram) -> Int? {
         let keys = program.keys
         func k(_ i: Int) -> String { keys[i - 1] }
-        for check in program.checks {
+        for (index, check) in program.checks.enumerated() {
             let ok: Bool
             switch check {
             case .checkVersion(let key, let v): ok = hashes[k(key)]?["version"] == String(v)
@@ -78,7 +81,7 @@ final class MemoryCommerceStore: CommerceStore {
             case .checkStockAtLeast(let key, let n): ok = (lists[k(key)]?.count ?? 0) >= n
             case .checkStockBelow(let key, let n): ok = (lists[k(key)]?.count ?? 0) < n
             }
-            if !ok { return false }
+            if !ok { return index + 1 }
         }
         func ids(_ order: String) -> [String] { (hashes[order]?["keys"] ?? "").split(separator: ",").map(String.init) }
         func buyers(_ members: String, _ b: CommerceOp.BuyersChannel) {
@@ -115,7 +118,7 @@ final class MemoryCommerceStore: CommerceStore {
             }
         }
         for member in program.timersAfter { timers[member] = nil }
-        return true
+        return nil
     }
 
     func addKeys(product: String, merchant: String?, _ keys: [SealedCardKey], _ done: @escaping (Result<KeysAdded, GatewayError>) -> Void) {

@@ -161,9 +161,9 @@ final class RedisClusterClient: RedisLink {
             case .close(let endpoint):
                 if let link = links.removeValue(forKey: endpoint) { link.stop() }
             case .subscribe(let channels, let endpoint):
-                links[endpoint]?.subscribe(channels)
+                for group in HashSlot.groupedBySlot(channels) { links[endpoint]?.subscribe(group) }
             case .unsubscribe(let channels, let endpoint):
-                links[endpoint]?.unsubscribe(channels)
+                for group in HashSlot.groupedBySlot(channels) { links[endpoint]?.unsubscribe(group) }
             case .subscriptionsLost(let channels), .unsubscribedLocally(let channels):
                 // The node hears them as Redis' own `sunsubscribe`: its hub marks the channel
                 // as waiting and fills the gap from the stream on the next `ssubscribe`.
