@@ -132,6 +132,9 @@ final class ClusterFailoverTests: IntegrationCase {
         try waitUntil(timeout: 20, "a replica promoted for slot \(victimSlot)") {
             (try? cluster.masterFor(slot: victimSlot)).map { $0 != victim } ?? false
         }
+        // The failed machine comes back and rejoins as the new master's replica: until then
+        // that shard has no replica, and `replicas:1` rightly answers its writes 503.
+        try cluster.restart(port: victim)
         try waitUntil(timeout: Self.readyBound, "both nodes ready again") {
             [a, b].allSatisfy { (try? $0.http("GET", "/readyz"))?.status == 200 }
         }
