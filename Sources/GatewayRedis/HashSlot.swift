@@ -7,15 +7,27 @@ public enum HashSlot {
     /// The slot of `key`. A hash tag is the part between the first `{` and the next `}`
     /// when that part is not empty; otherwise the whole key is hashed (`foo{}{bar}`).
     public static func of(_ key: String) -> Int {
-        of(bytes: Array(key.utf8))
+        // Straight over the string's own UTF-8 (no copy): key functions call this per record.
+        if let slot = key.utf8.withContiguousStorageIfAvailable({ of(buffer: $0) }) { return slot }
+        return of(bytes: Array(key.utf8))
     }
 
     public static func of(bytes key: [UInt8]) -> Int {
+        key.withUnsafeBufferPointer { of(buffer: $0) }
+    }
+
+    static func of(buffer key: UnsafeBufferPointer<UInt8>) -> Int {
         if let open = key.firstIndex(of: UInt8(ascii: "{")),
            let close = key[(open + 1)...].firstIndex(of: UInt8(ascii: "}")), close > open + 1 {
             return Int(crc16(key[(open + 1)..<close]) % UInt16(count))
         }
         return Int(crc16(key[...]) % UInt16(count))
+    }
+
+    static func crc16(_ bytes: Slice<UnsafeBufferPointer<UInt8>>) -> UInt16 {
+        var crc: UInt16 = 0
+        for byte in bytes { crc = crcStep(crc, byte) }
+        return crc
     }
 
     /// `keys` in groups of one slot each, in slot order (each group keeps the given order):

@@ -113,9 +113,16 @@ public struct RedisHash: RedisReplyDecodable, Equatable, Sendable {
     public init(_ fields: [String: String] = [:]) { self.fields = fields }
 
     public init(redisReply: RedisReply) throws(RedisDecodingError) {
-        let flat = try [RedisReply](redisReply: redisReply)
+        // The reply's own array, not a checked copy of it: snapshots are read on every order call.
+        let flat: [RedisReply]
+        switch redisReply {
+        case .array(let items): flat = items
+        case .null: flat = []
+        default: throw .check(redisReply, "an array")
+        }
         guard flat.count % 2 == 0 else { throw .unexpected(expected: "field/value pairs", got: "\(flat.count) items") }
         var fields: [String: String] = [:]
+        fields.reserveCapacity(flat.count / 2)
         var i = 0
         while i < flat.count {
             fields[try String(redisReply: flat[i])] = try String(redisReply: flat[i + 1])
@@ -135,7 +142,11 @@ public struct RedisArrayReader {
     private var index = 0
 
     public init(_ reply: RedisReply) throws(RedisDecodingError) {
-        items = try [RedisReply](redisReply: reply)
+        switch reply {
+        case .array(let items): self.items = items
+        case .null: items = []
+        default: throw .check(reply, "an array")
+        }
     }
 
     public var isAtEnd: Bool { index >= items.count }

@@ -12,10 +12,25 @@ public enum SlotTag {
     /// True when `tag` is the tag this type hands out for its slot: anything else (a
     /// made-up or mangled id) is no tag, and what it names is simply not found.
     public static func isValid<S: StringProtocol>(_ tag: S) -> Bool {
-        guard (1...maxLength).contains(tag.utf8.count),
-              tag.utf8.allSatisfy({ digits.contains($0) }) else { return false }
-        let text = String(tag)
-        return table[HashSlot.of(text)] == text
+        // A tag is base-36 digits only (no braces), so its slot is the CRC of all of it.
+        guard (1...maxLength).contains(tag.utf8.count) else { return false }
+        var crc: UInt16 = 0
+        var packed: UInt32 = 0
+        for byte in tag.utf8 {
+            guard isDigit(byte) else { return false }
+            crc = HashSlot.crcStep(crc, byte)
+            packed = packed << 8 | UInt32(byte)
+        }
+        return packedTable[Int(crc % UInt16(HashSlot.count))] == packed
+    }
+
+    /// `table` with each tag's bytes packed into one integer (no byte is 0), for `isValid`,
+    /// which runs for every id an order call names.
+    private static let packedTable: [UInt32] = table.map { $0.utf8.reduce(0) { $0 << 8 | UInt32($1) } }
+
+    @inline(__always)
+    private static func isDigit(_ byte: UInt8) -> Bool {
+        (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte) || (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(byte)
     }
 
     static let maxLength = 4
