@@ -34,7 +34,7 @@ final class CommerceScriptTests: XCTestCase {
     func apply(_ decision: Decision, viaOutbox: Bool = false) throws -> (applied: Bool, detail: Int) {
         let settings = CommerceProgram.Settings(retention: retention, historySize: { _ in 100 }, viaOutbox: viaOutbox)
         let program = try XCTUnwrap(CommerceProgram(decision, product: "p1", settings))
-        let reply = redis.run(CommerceScripts.apply, keys: program.keys, args: [program.json.serialized(), "ep1", 3600, program.outbox])
+        let reply = redis.run(CommerceScripts.apply, keys: program.keys, args: [program.encoded, "ep1", 3600, program.outbox])
         var items = try RedisArrayReader(reply)
         return (try items.next(Int.self) == 1, try items.next(Int.self))
     }

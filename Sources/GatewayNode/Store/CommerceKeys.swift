@@ -29,9 +29,14 @@ enum CommerceKeys {
 
     /// The `T` of an id minted by `freshID`, nil when the id has none.
     static func tag(ofID id: String) -> String? {
-        let parts = id.split(separator: "-", maxSplits: 2, omittingEmptySubsequences: false)
-        guard parts.count == 3, !parts[2].isEmpty, SlotTag.isValid(parts[1]) else { return nil }
-        return String(parts[1])
+        // `<prefix>-<T>-<rest>`, rest not empty; found by index, as this runs for every key of every order call.
+        let utf8 = id.utf8, dash = UInt8(ascii: "-")
+        guard let first = utf8.firstIndex(of: dash) else { return nil }
+        let start = utf8.index(after: first)
+        guard let second = utf8[start...].firstIndex(of: dash), utf8.index(after: second) != utf8.endIndex else { return nil }
+        let tag = id[start..<second]
+        guard SlotTag.isValid(tag) else { return nil }
+        return String(tag)
     }
 
     static func order(_ id: String) -> String? {
@@ -53,7 +58,31 @@ enum CommerceKeys {
     /// `/` is outside the id alphabet (`[A-Za-z0-9_.:-]`), so product and buyer cannot run
     /// into each other or into the key (which may itself hold `/`).
     static func idempotency(product: String, buyer: String, key: String) -> String {
-        "gw:{\(tag(product: product))}:idem/\(product)/\(buyer)/\(key)"
+        idempotency(tag: tag(product: product), product: product, buyer: buyer, key: key)
+    }
+    private static func idempotency(tag: String, product: String, buyer: String, key: String) -> String {
+        "gw:{\(tag)}:idem/\(product)/\(buyer)/\(key)"
+    }
+
+    /// The names of one product a decision uses most, built once per program
+    /// (`CommerceProgram`): its tag `T` (a CRC) and its stock and info keys.
+    struct ProductNames {
+        let product: String
+        let tag: String
+        let stock: String
+        let info: String
+
+        init(_ product: String) {
+            self.product = product
+            tag = CommerceKeys.tag(product: product)
+            stock = CommerceKeys.stock(product)
+            info = CommerceKeys.info(product)
+        }
+
+        /// `CommerceKeys.idempotency(product:buyer:key:)`.
+        func idempotency(buyer: String, key: String) -> String {
+            CommerceKeys.idempotency(tag: tag, product: product, buyer: buyer, key: key)
+        }
     }
     /// A counter written before a WAIT that vouches for an earlier write in this slot
     /// (`OrderStore.confirmExisting`): WAIT covers what came before on its connection.

@@ -94,44 +94,76 @@ struct CommerceProgram: Equatable {
         return keys.count
     }
 
+    /// Key names met before in this program: a decision names its order, payment and
+    /// product several times, and each name is a string build (a tag a CRC besides).
+    private var memo = Memo()
+    private struct Memo {
+        var product: (id: String, names: CommerceKeys.ProductNames)?
+        var order: (id: String, key: String?)?
+        var payment: (id: String, key: String?)?
+    }
+
+    private mutating func names(_ product: String) -> CommerceKeys.ProductNames {
+        if let m = memo.product, m.id == product { return m.names }
+        let names = CommerceKeys.ProductNames(product)
+        memo.product = (product, names)
+        return names
+    }
+    private mutating func orderKey(_ id: String) -> String? {
+        if let m = memo.order, m.id == id { return m.key }
+        let key = CommerceKeys.order(id)
+        memo.order = (id, key)
+        return key
+    }
+    private mutating func paymentKey(_ id: String) -> String? {
+        if let m = memo.payment, m.id == id { return m.key }
+        let key = CommerceKeys.payment(id)
+        memo.payment = (id, key)
+        return key
+    }
+
     private mutating func check(_ p: Precondition) -> CommerceCheck? {
         switch p {
-        case .orderVersion(let id, let v): CommerceKeys.order(id).map { .checkVersion(key: key($0), version: v) }
-        case .paymentVersion(let id, let v): CommerceKeys.payment(id).map { .checkVersion(key: key($0), version: v) }
-        case .orderAbsent(let id): CommerceKeys.order(id).map { .checkAbsent(key: key($0)) }
-        case .paymentAbsent(let id): CommerceKeys.payment(id).map { .checkAbsent(key: key($0)) }
+        case .orderVersion(let id, let v): orderKey(id).map { .checkVersion(key: key($0), version: v) }
+        case .paymentVersion(let id, let v): paymentKey(id).map { .checkVersion(key: key($0), version: v) }
+        case .orderAbsent(let id): orderKey(id).map { .checkAbsent(key: key($0)) }
+        case .paymentAbsent(let id): paymentKey(id).map { .checkAbsent(key: key($0)) }
         case .idempotencyAbsent(let buyer, let product, let k):
-            .checkAbsent(key: key(CommerceKeys.idempotency(product: product, buyer: buyer, key: k)))
-        case .stockAtLeast(let product, let n): .checkStockAtLeast(key: key(CommerceKeys.stock(product)), count: n)
-        case .stockBelow(let product, let n): .checkStockBelow(key: key(CommerceKeys.stock(product)), count: n)
+            .checkAbsent(key: key(names(product).idempotency(buyer: buyer, key: k)))
+        case .stockAtLeast(let product, let n): .checkStockAtLeast(key: key(names(product).stock), count: n)
+        case .stockBelow(let product, let n): .checkStockBelow(key: key(names(product).stock), count: n)
         }
     }
 
     private mutating func mapEffect(_ e: Effect, product: String, _ settings: Settings) -> Bool {
         switch e {
         case .saveOrder(let o):
-            guard let orderKey = CommerceKeys.order(o.id) else { return false }
-            var fields = o.record.filter { $0.0 != "keys" }.map { CommerceOp.Field(name: $0.0, value: $0.1) }
-            fields.append(.init(name: CommerceKeys.Link.info, value: CommerceKeys.info(o.product)))
-            fields.append(.init(name: CommerceKeys.Link.stock, value: CommerceKeys.stock(o.product)))
+            guard let orderKey = orderKey(o.id) else { return false }
+            let record = o.record
+            var fields: [CommerceOp.Field] = []
+            fields.reserveCapacity(record.count + 2)
+            for (name, value) in record where name != "keys" { fields.append(.init(name: name, value: value)) }
+            let productNames = names(o.product)
+            fields.append(.init(name: CommerceKeys.Link.info, value: productNames.info))
+            fields.append(.init(name: CommerceKeys.Link.stock, value: productNames.stock))
             if let p = o.payment {
-                guard let paymentKey = CommerceKeys.payment(p) else { return false }
+                guard let paymentKey = paymentKey(p) else { return false }
                 fields.append(.init(name: CommerceKeys.Link.payment, value: paymentKey))
             }
             ops.append(.saveOrder(key: key(orderKey), fields: fields))
         case .savePayment(let p):
-            guard let paymentKey = CommerceKeys.payment(p.id), let orderKey = CommerceKeys.order(p.order) else { return false }
+            guard let paymentKey = paymentKey(p.id), let orderKey = orderKey(p.order) else { return false }
             var fields = p.record.map { CommerceOp.Field(name: $0.0, value: $0.1) }
             fields.append(.init(name: CommerceKeys.Link.order, value: orderKey))
             ops.append(.savePayment(key: key(paymentKey), fields: fields))
         case .allocateKeys(let order, let product, let count):
-            guard let orderKey = CommerceKeys.order(order) else { return false }
-            ops.append(.allocateKeys(order: key(orderKey), stock: key(CommerceKeys.stock(product)), count: count))
+            guard let orderKey = orderKey(order) else { return false }
+            ops.append(.allocateKeys(order: key(orderKey), stock: key(names(product).stock), count: count))
         case .returnKeys(let order, let product):
-            guard let orderKey = CommerceKeys.order(order) else { return false }
-            ops.append(.returnKeys(order: key(orderKey), stock: key(CommerceKeys.stock(product))))
+            guard let orderKey = orderKey(order) else { return false }
+            ops.append(.returnKeys(order: key(orderKey), stock: key(names(product).stock)))
         case .burnKeys(let order, let product):
-            guard let orderKey = CommerceKeys.order(order) else { return false }
+            guard let orderKey = orderKey(order) else { return false }
             ops.append(.burnKeys(order: key(orderKey), burned: key(CommerceKeys.burned(product))))
         case .membership(let product, let user, let delta):
             guard delta != 0 else { return true }
@@ -146,14 +178,14 @@ struct CommerceProgram: Equatable {
         case .unschedule(let order, let kind):
             timersAfter.append("\(kind.rawValue):\(order)")
         case .indexIdempotency(let buyer, let product, let k, let order):
-            guard let orderKey = CommerceKeys.order(order) else { return false }
-            let lookup = key(CommerceKeys.idempotency(product: product, buyer: buyer, key: k))
+            guard let orderKey = orderKey(order) else { return false }
+            let lookup = key(names(product).idempotency(buyer: buyer, key: k))
             ops.append(.indexCode(key: lookup, order: key(orderKey), ttlMs: settings.retention.idempotencyMs))
         case .indexGiftCode(let code, let order):
-            guard let codeKey = CommerceKeys.giftCode(code), let orderKey = CommerceKeys.order(order) else { return false }
+            guard let codeKey = CommerceKeys.giftCode(code), let orderKey = orderKey(order) else { return false }
             ops.append(.indexCode(key: key(codeKey), order: key(orderKey), ttlMs: settings.retention.giftCodeMs))
         case .indexPayCode(let code, let order):
-            guard let codeKey = CommerceKeys.payCode(code), let orderKey = CommerceKeys.order(order) else { return false }
+            guard let codeKey = CommerceKeys.payCode(code), let orderKey = orderKey(order) else { return false }
             ops.append(.indexCode(key: key(codeKey), order: key(orderKey), ttlMs: settings.retention.payCodeMs))
         case .push(let user, let type, let data):
             let channel = Channel(kind: .user, id: user)
@@ -166,45 +198,114 @@ struct CommerceProgram: Equatable {
         return true
     }
 
-    /// ARGV[1] of commerce_apply.lua.
-    var json: JSON {
-        .object([("checks", .array(checks.map(\.json))), ("ops", .array(ops.map(\.json)))])
+    /// ARGV[1] of commerce_apply.lua: `{"checks":[...],"ops":[...]}`, written straight into
+    /// bytes: this runs for every order call, and a `JSON` tree first cost as much again.
+    var encoded: [UInt8] {
+        var w = ProgramWriter()
+        w.bytes.reserveCapacity(1024)
+        w.raw("{\"checks\":[")
+        for (i, c) in checks.enumerated() {
+            if i > 0 { w.raw(",") }
+            c.write(into: &w)
+        }
+        w.raw("],\"ops\":[")
+        for (i, o) in ops.enumerated() {
+            if i > 0 { w.raw(",") }
+            o.write(into: &w)
+        }
+        w.raw("]}")
+        return w.bytes
     }
 }
 
-extension CommerceCheck {
-    var json: JSON {
-        switch self {
-        case .checkVersion(let k, let v): .object([("op", .string("check_version")), ("key", .int(Int64(k))), ("version", .string(String(v)))])
-        case .checkAbsent(let k): .object([("op", .string("check_absent")), ("key", .int(Int64(k)))])
-        case .checkStockAtLeast(let k, let n): .object([("op", .string("check_stock_at_least")), ("key", .int(Int64(k))), ("count", .int(Int64(n)))])
-        case .checkStockBelow(let k, let n): .object([("op", .string("check_stock_below")), ("key", .int(Int64(k))), ("count", .int(Int64(n)))])
+/// Writes the program's JSON objects: `{"op":"<name>","<field>":<value>,...}`.
+struct ProgramWriter {
+    var bytes: [UInt8] = []
+
+    mutating func raw(_ text: StaticString) {
+        bytes.append(contentsOf: UnsafeBufferPointer(start: text.utf8Start, count: text.utf8CodeUnitCount))
+    }
+    mutating func open(_ op: StaticString) {
+        raw("{\"op\":\"")
+        raw(op)
+        raw("\"")
+    }
+    mutating func name(_ field: StaticString) {
+        raw(",\"")
+        raw(field)
+        raw("\":")
+    }
+    mutating func field(_ field: StaticString, _ value: Int) {
+        name(field)
+        bytes.append(contentsOf: String(value).utf8)
+    }
+    mutating func field(_ field: StaticString, _ value: Int64) {
+        name(field)
+        bytes.append(contentsOf: String(value).utf8)
+    }
+    mutating func field(_ field: StaticString, _ value: String) {
+        name(field)
+        appendJSONString(value, into: &bytes)
+    }
+    /// A flat `[name, value, ...]` list (HSET's arguments).
+    mutating func field(_ field: StaticString, _ fields: [CommerceOp.Field]) {
+        name(field)
+        raw("[")
+        for (i, f) in fields.enumerated() {
+            if i > 0 { raw(",") }
+            appendJSONString(f.name, into: &bytes)
+            raw(",")
+            appendJSONString(f.value, into: &bytes)
         }
+        raw("]")
+    }
+    mutating func close() { raw("}") }
+}
+
+extension CommerceCheck {
+    func write(into w: inout ProgramWriter) {
+        switch self {
+        case .checkVersion(let k, let v):
+            w.open("check_version"); w.field("key", k); w.field("version", String(v))
+        case .checkAbsent(let k):
+            w.open("check_absent"); w.field("key", k)
+        case .checkStockAtLeast(let k, let n):
+            w.open("check_stock_at_least"); w.field("key", k); w.field("count", n)
+        case .checkStockBelow(let k, let n):
+            w.open("check_stock_below"); w.field("key", k); w.field("count", n)
+        }
+        w.close()
     }
 }
 
 extension CommerceOp {
-    var json: JSON {
-        func i(_ n: Int) -> JSON { .int(Int64(n)) }
-        func fieldList(_ f: [Field]) -> JSON { .array(f.flatMap { [JSON.string($0.name), .string($0.value)] }) }
-        func buyersFields(_ b: BuyersChannel) -> [(String, JSON)] {
-            [("meta", i(b.meta)), ("log", i(b.log)), ("channel", .string(b.channel)), ("product", .string(b.product)), ("size", i(b.size))]
+    func write(into w: inout ProgramWriter) {
+        func buyers(_ b: BuyersChannel) {
+            w.field("meta", b.meta); w.field("log", b.log); w.field("channel", b.channel)
+            w.field("product", b.product); w.field("size", b.size)
         }
         switch self {
-        case .saveOrder(let k, let f): return .object([("op", .string("save_order")), ("key", i(k)), ("fields", fieldList(f))])
-        case .savePayment(let k, let f): return .object([("op", .string("save_payment")), ("key", i(k)), ("fields", fieldList(f))])
-        case .allocateKeys(let o, let s, let n): return .object([("op", .string("allocate_keys")), ("order", i(o)), ("stock", i(s)), ("count", i(n))])
-        case .returnKeys(let o, let s): return .object([("op", .string("return_keys")), ("order", i(o)), ("stock", i(s))])
-        case .burnKeys(let o, let b): return .object([("op", .string("burn_keys")), ("order", i(o)), ("burned", i(b))])
+        case .saveOrder(let k, let f):
+            w.open("save_order"); w.field("key", k); w.field("fields", f)
+        case .savePayment(let k, let f):
+            w.open("save_payment"); w.field("key", k); w.field("fields", f)
+        case .allocateKeys(let o, let s, let n):
+            w.open("allocate_keys"); w.field("order", o); w.field("stock", s); w.field("count", n)
+        case .returnKeys(let o, let s):
+            w.open("return_keys"); w.field("order", o); w.field("stock", s)
+        case .burnKeys(let o, let b):
+            w.open("burn_keys"); w.field("order", o); w.field("burned", b)
         case .addMember(let m, let u, let n, let b):
-            return .object([("op", .string("add_member")), ("members", i(m)), ("user", .string(u)), ("count", i(n))] + buyersFields(b))
+            w.open("add_member"); w.field("members", m); w.field("user", u); w.field("count", n); buyers(b)
         case .removeMember(let m, let u, let n, let b):
-            return .object([("op", .string("remove_member")), ("members", i(m)), ("user", .string(u)), ("count", i(n))] + buyersFields(b))
-        case .indexCode(let k, let o, let ttl): return .object([("op", .string("index_code")), ("key", i(k)), ("order", i(o)), ("ttl_ms", .int(ttl))])
+            w.open("remove_member"); w.field("members", m); w.field("user", u); w.field("count", n); buyers(b)
+        case .indexCode(let k, let o, let ttl):
+            w.open("index_code"); w.field("key", k); w.field("order", o); w.field("ttl_ms", ttl)
         case .push(let meta, let log, let ch, let type, let data, let size):
-            var f: [(String, JSON)] = [("op", .string("push"))]
-            if let meta, let log { f += [("meta", i(meta)), ("log", i(log))] }
-            return .object(f + [("channel", .string(ch)), ("type", .string(type)), ("data", .string(data)), ("size", i(size))])
+            w.open("push")
+            if let meta, let log { w.field("meta", meta); w.field("log", log) }
+            w.field("channel", ch); w.field("type", type); w.field("data", data); w.field("size", size)
         }
+        w.close()
     }
 }

@@ -149,7 +149,7 @@ final class RedisCommerceStore: CommerceStore {
             return scheduleAhead(program.timersAhead, before: nil) { error in done(error.map { .failure($0) } ?? .success(.applied)) }
         }
         let outbox = program.outbox > 0 ? program.keys[program.outbox - 1] : nil
-        let args: [RedisArgument] = [program.json.serialized(), newEpoch(), historyTTL, program.outbox]
+        let args: [RedisArgument] = [program.encoded, newEpoch(), historyTTL, program.outbox]
         let applyNow = {
             self.redis.run(CommerceScripts.apply, keys: program.keys, args: args) { reply in
                 let outcome = Self.decode(reply, "apply") { (r: RedisReply) throws(RedisDecodingError) -> ApplyOutcome in
