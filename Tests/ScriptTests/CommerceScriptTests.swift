@@ -247,6 +247,22 @@ final class CommerceScriptTests: XCTestCase {
         XCTAssertEqual(redis.call(["LRANGE", CommerceKeys.stock("p1"), 0, -1]).array?.compactMap(\.text), ["k3"])
     }
 
+    /// The link fields are the store's, not the record's: commerce_load follows them and
+    /// leaves them out of what it returns (the node decodes every field it gets).
+    func testLoadReturnsNoLinkFields() throws {
+        stockUp(["k1"])
+        let (_, payment) = try paid(try created())
+        for (keys, entry) in [([CommerceKeys.payment(payment.id)!], "payment"), ([CommerceKeys.order(payment.order)!], "order")] {
+            var items = try RedisArrayReader(redis.run(CommerceScripts.load, keys: keys, args: [entry]))
+            let order = try items.next(RedisHash.self), paid = try items.next(RedisHash.self)
+            XCTAssertEqual(order["status"], "delivered", entry)
+            XCTAssertEqual(paid["status"], "succeeded", entry)
+            for (name, record) in [("order", order), ("payment", paid)] {
+                XCTAssertEqual(record.fields.keys.filter { $0.hasPrefix("link:") }, [], "\(entry): \(name)")
+            }
+        }
+    }
+
     /// A record with `link:info` and no `link:stock` (a partly upgraded v1 record) reads
     /// the product and no stock instead of raising on LLEN of nothing.
     func testLoadOfARecordWithOneLinkAndNotTheOther() throws {

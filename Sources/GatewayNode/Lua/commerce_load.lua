@@ -6,16 +6,35 @@
 --          idempotency key; its value is the order's key) or a product's info hash
 -- KEYS[2]: with ENTRY = 'product', the product's stock list
 -- ARGV[1]: what KEYS[1] is: order | payment | lookup | product
--- Returns {order fields, payment fields, product fields, stock}.
+-- Returns {order fields, payment fields, product fields, stock}; records without their link:* fields.
 local ENTRY_KEY, PRODUCT_STOCK = KEYS[1], KEYS[2]
 local ENTRY = ARGV[1]
 
+-- A record's own fields, and apart from them its link fields (the store's, not the
+-- record's: the caller never sees them, and they are read here with no second call).
+local function split(flat)
+  local fields, links = {}, {}
+  for i = 1, #flat, 2 do
+    local name = flat[i]
+    if string.sub(name, 1, 5) == 'link:' then
+      links[name] = flat[i + 1]
+    else
+      fields[#fields + 1] = name
+      fields[#fields + 1] = flat[i + 1]
+    end
+  end
+  return fields, links
+end
+
 local orderKey, paymentKey, infoKey, stockKey
+local order, payment, product, stock = {}, {}, {}, 0
 if ENTRY == 'order' then
   orderKey = ENTRY_KEY
 elseif ENTRY == 'payment' then
   paymentKey = ENTRY_KEY
-  orderKey = redis.call('HGET', paymentKey, 'link:order')
+  local links
+  payment, links = split(redis.call('HGETALL', paymentKey))
+  orderKey = links['link:order']
 elseif ENTRY == 'lookup' then
   orderKey = redis.call('GET', ENTRY_KEY)
 elseif ENTRY == 'product' then
@@ -24,20 +43,19 @@ else
   return redis.error_reply('commerce_load: unknown entry ' .. tostring(ENTRY))
 end
 
-local order = {}
 if orderKey then
-  order = redis.call('HGETALL', orderKey)
+  local links
+  order, links = split(redis.call('HGETALL', orderKey))
   if #order > 0 then
-    local links = redis.call('HMGET', orderKey, 'link:payment', 'link:info', 'link:stock')
-    paymentKey = paymentKey or links[1] or nil
-    infoKey, stockKey = links[2] or nil, links[3] or nil
+    if not paymentKey then
+      paymentKey = links['link:payment']
+      if paymentKey then payment = split(redis.call('HGETALL', paymentKey)) end
+    end
+    infoKey, stockKey = links['link:info'], links['link:stock']
   end
 end
-local payment = {}
-if paymentKey then payment = redis.call('HGETALL', paymentKey) end
 -- Each link is followed only when present: a record with one link and not another (a
 -- partly migrated v1 record, say) reads as missing that part instead of raising.
-local product, stock = {}, 0
 if infoKey then product = redis.call('HGETALL', infoKey) end
 if stockKey then stock = redis.call('LLEN', stockKey) end
 return {order, payment, product, stock}
