@@ -253,19 +253,28 @@ public final class RedisConnection {
     }
 
     /// Runs `body` with the arguments as C argv/length arrays (hiredis copies them into its
-    /// output buffer before returning).
+    /// output buffer before returning). All arguments share one block: one allocation per
+    /// command, not one per argument.
     private func withArgv(_ args: [[UInt8]],
                           _ body: (Int32, UnsafeMutablePointer<UnsafePointer<CChar>?>?, UnsafePointer<Int>?) -> Int32) -> Int32 {
-        let storage = args.map { arg -> UnsafeMutablePointer<CChar> in
-            let p = UnsafeMutablePointer<CChar>.allocate(capacity: max(arg.count, 1))
+        var total = 0
+        for arg in args { total += arg.count }
+        let block = UnsafeMutableRawPointer.allocate(byteCount: max(total, 1), alignment: 1)
+        defer { block.deallocate() }
+        var pointers: [UnsafePointer<CChar>?] = []
+        var lengths: [Int] = []
+        pointers.reserveCapacity(args.count)
+        lengths.reserveCapacity(args.count)
+        var offset = 0
+        for arg in args {
+            let start = block + offset
             arg.withUnsafeBytes { b in
-                if let base = b.baseAddress { UnsafeMutableRawPointer(p).copyMemory(from: base, byteCount: b.count) }
+                if let base = b.baseAddress { start.copyMemory(from: base, byteCount: b.count) }
             }
-            return p
+            pointers.append(UnsafePointer(start.assumingMemoryBound(to: CChar.self)))
+            lengths.append(arg.count)
+            offset += arg.count
         }
-        defer { storage.forEach { $0.deallocate() } }
-        var pointers = storage.map { UnsafePointer<CChar>?(UnsafePointer($0)) }
-        let lengths = args.map(\.count)
         return pointers.withUnsafeMutableBufferPointer { pp in
             lengths.withUnsafeBufferPointer { lp in body(Int32(args.count), pp.baseAddress, lp.baseAddress) }
         }
