@@ -7,8 +7,8 @@ import GatewayRedis
 import XCTest
 
 /// The order of RedisCommerceStore's calls around an apply, on a recording link: timers
-/// written ahead (pipelined on one server, awaited on a cluster), the outbox registered
-/// before and relayed after on a cluster, unscheduled timers removed after.
+/// written by the apply itself on one server, written ahead (awaited) on a cluster, the
+/// outbox registered before and relayed after on a cluster, unscheduled timers removed after.
 final class RedisCommerceStoreTests: XCTestCase {
     final class RecordingLink: RedisLink {
         var isReady = true
@@ -84,15 +84,26 @@ final class RedisCommerceStoreTests: XCTestCase {
         return try rules.create(r, product: product, now: 1_000, fresh: fresh).get()
     }
 
-    func testOneServerPipelinesTheTimerAheadOfTheApply() throws {
+    /// One server: the timer rides in the apply (KEYS holds gw:timers), no command of its own.
+    func testOneServerWritesTheTimerInTheApply() throws {
         let link = RecordingLink(cluster: false)
         link.hold = true
         var applied: ApplyOutcome?
         let decision = try creation()
         store(link).apply(decision, product: "p1") { applied = try? $0.get() }
         let order = CommerceKeys.order(decision.savedOrder!.id)!
-        XCTAssertEqual(link.log, ["ZADD gw:timers", "commerce_apply \(order)"], "both sent before any reply")
+        XCTAssertEqual(link.log, ["commerce_apply \(order)"])
         link.flush()
+        XCTAssertEqual(applied, .applied)
+    }
+
+    /// A decision that only schedules (an early timer put back) has no apply to ride in.
+    func testOneServerWritesATimerOnlyDecisionByItself() throws {
+        let link = RecordingLink(cluster: false)
+        let orderID = CommerceKeys.freshID("o", product: "p1", random: "1")
+        var applied: ApplyOutcome?
+        store(link).apply(Decision(effects: [.schedule(order: orderID, .payment, at: 5_000)]), product: "p1") { applied = try? $0.get() }
+        XCTAssertEqual(link.log, ["ZADD gw:timers"])
         XCTAssertEqual(applied, .applied)
     }
 
@@ -115,20 +126,20 @@ final class RedisCommerceStoreTests: XCTestCase {
                                   "relay gw:{product:p1}:outbox"])
     }
 
-    /// One server, `replicas:1`: no WAIT of its own for the timer (the WAIT after the apply
-    /// on the same connection covers it).
+    /// One server, `replicas:1`: no command and no WAIT of its own for the timer (it is in the
+    /// apply, which the WAIT after it covers).
     func testOneServerAddsNoRoundTripForTheTimer() throws {
         let link = RecordingLink(cluster: false)
         let s = store(link, durability: .replicas(1))
         let decision = try creation()
         let order = CommerceKeys.order(decision.savedOrder!.id)!
         OrderStore(store: s).run(.product("p1"), decide: { _ in .success(decision) }) { _ in }
-        XCTAssertEqual(link.log, ["commerce_load gw:{product:p1}:info", "ZADD gw:timers", "commerce_apply \(order)",
+        XCTAssertEqual(link.log, ["commerce_load gw:{product:p1}:info", "commerce_apply \(order)",
                                   "WAIT \(CommerceKeys.stock("p1"))"])
     }
 
     func testUnscheduleIsRemovedOnlyAfterAnAppliedDecision() throws {
-        let link = RecordingLink(cluster: false)
+        let link = RecordingLink(cluster: true)
         let s = store(link)
         let orderID = CommerceKeys.freshID("o", product: "p1", random: "1")
         let cancel = Decision(preconditions: [.orderVersion(orderID, 1)], effects: [.unschedule(order: orderID, .payment)])

@@ -81,7 +81,8 @@ final class CommerceScriptTests: XCTestCase {
         XCTAssertTrue((1...retention.giftCodeMs).contains(ttl), "\(ttl)")
         let idem = CommerceKeys.idempotency(product: "p1", buyer: "u1", key: "shop/k1")
         XCTAssertEqual(redis.call(["GET", idem]).text, orderKey)
-        XCTAssertEqual(redis.call(["PTTL", CommerceKeys.timers]).int, -2, "timers are not written by the script")
+        XCTAssertEqual(redis.call(["ZSCORE", CommerceKeys.timers, "pay:\(order.id)"]).text.flatMap { Int64($0) }, order.expiresAt,
+                       "one server: the script writes the timer with the decision")
         // The status push went out inline, on the buyer's channel.
         let log = redis.call(["XRANGE", StoreKeys.log(Channel(kind: .user, id: "u1")), "-", "+"]).array ?? []
         XCTAssertEqual(log.count, 1)
@@ -108,6 +109,7 @@ final class CommerceScriptTests: XCTestCase {
         XCTAssertEqual(s.payment?.status, .succeeded)
         XCTAssertEqual(s.stock, 1)
         XCTAssertEqual(try load([CommerceKeys.order(order.id)!], "order").payment?.id, payment.id, "the order links its payment")
+        XCTAssertNil(redis.call(["ZSCORE", CommerceKeys.timers, "pay:\(order.id)"]).text, "one server: the script removed the paid order's timer")
         XCTAssertEqual(redis.call(["HGET", CommerceKeys.members("p1"), "u1"]).text, "1")
     }
 
@@ -162,6 +164,8 @@ final class CommerceScriptTests: XCTestCase {
         let entries = redis.call(["XRANGE", CommerceKeys.outbox("p1"), "-", "+"]).array ?? []
         XCTAssertEqual(entries.compactMap { $0.array?[1].array?[1].text }, ["user:u1", "user:u2"])
         XCTAssertEqual(redis.call(["EXISTS", StoreKeys.log(Channel(kind: .user, id: "u1"))]).int, 0, "nothing published inline")
+        XCTAssertEqual(redis.call(["EXISTS", CommerceKeys.timers]).int, 0, "cluster: timers are written by the store, in their own slot")
+        XCTAssertEqual(program.timersAhead.map(\.member), ["pay:\(d.savedOrder!.id)"])
     }
 
     // MARK: every failed check

@@ -1,8 +1,9 @@
 -- Applies one order-core decision atomically: every check first, then every op.
 -- Needs lib_publish and lib_emit. The program is built by CommerceProgram (Swift), the
 -- one place that maps the order effects to these opcodes.
--- KEYS: every key the decision touches, all in the product's hash slot; the program
---       refers to them by index (`key`, `order`, `stock`, `meta`, ...)
+-- KEYS: every key the decision touches, all in the product's hash slot (one server: also
+--       the pushed channels' meta/log and gw:timers); the program refers to them by index
+--       (`key`, `order`, `stock`, `meta`, `timers`, ...)
 -- ARGV[1]: the program, JSON {checks = [...], ops = [...]}
 -- ARGV[2]: epoch of a channel's first push; ARGV[3]: history TTL (s)
 -- ARGV[4]: KEYS index of the product's outbox (cluster), 0: pushes are published inline
@@ -62,6 +63,9 @@ local OPS = {
   push = function(o)
     emit(o.meta and KEYS[o.meta], o.log and KEYS[o.log], o.channel, o.type, o.data, o.size)
   end,
+  -- One server only (a cluster writes timers around the apply, in their own slot).
+  schedule_timer = function(o) redis.call('ZADD', KEYS[o.timers], o.due, o.member) end,
+  unschedule_timer = function(o) redis.call('ZREM', KEYS[o.timers], o.member) end,
 }
 
 for i, c in ipairs(PROGRAM.checks) do

@@ -32,6 +32,9 @@ enum CommerceOp: Equatable {
     /// A push to a user channel through lib_emit: published inline with the channel's keys
     /// (one server), or written to the outbox (cluster: `meta`/`log` are nil).
     case push(meta: Int?, log: Int?, channel: String, type: String, data: String, size: Int)
+    /// One server only: ZADD / ZREM of a `gw:timers` member, in the decision's own script.
+    case scheduleTimer(timers: Int, member: String, due: Int64)
+    case unscheduleTimer(timers: Int, member: String)
 
     struct Field: Equatable {
         var name: String
@@ -48,9 +51,11 @@ enum CommerceOp: Equatable {
 }
 
 /// A decision as the apply script runs it: the one place that maps `Effect`s and
-/// `Precondition`s to opcodes and lists the keys they touch. Timers are not in it: they
-/// live in another slot and are written ahead of the apply (`timersAhead`) or removed
-/// after it (`timersAfter`) by the store.
+/// `Precondition`s to opcodes and lists the keys they touch. On a cluster timers are not
+/// in it: they live in another slot and are written ahead of the apply (`timersAhead`) or
+/// removed after it (`timersAfter`) by the store. On one server (no slots, one connection)
+/// the apply writes them itself, as it publishes pushes inline: atomically with the
+/// decision, and two commands fewer per order call.
 struct CommerceProgram: Equatable {
     private(set) var keys: [String] = []
     private(set) var checks: [CommerceCheck] = []
@@ -66,7 +71,8 @@ struct CommerceProgram: Equatable {
     struct Settings {
         var retention: KeyRetention
         var historySize: (Channel.Kind) -> Int
-        /// Cluster: pushes go to the product's outbox, not inline.
+        /// Cluster: pushes go to the product's outbox, not inline, and timers are written
+        /// by the store around the apply, not by it.
         var viaOutbox: Bool
     }
 
@@ -80,6 +86,14 @@ struct CommerceProgram: Equatable {
             guard mapEffect(e, product: product, settings) else { return nil }
         }
         if settings.viaOutbox, hasPushes { outbox = key(CommerceKeys.outbox(product)) }
+        // A decision that only schedules (a timer put back) has no script to ride in.
+        if !settings.viaOutbox, !keys.isEmpty, !(timersAhead.isEmpty && timersAfter.isEmpty) {
+            let timers = key(CommerceKeys.timers)
+            for t in timersAhead { ops.append(.scheduleTimer(timers: timers, member: t.member, due: t.due)) }
+            for member in timersAfter { ops.append(.unscheduleTimer(timers: timers, member: member)) }
+            timersAhead = []
+            timersAfter = []
+        }
     }
 
     static func == (a: CommerceProgram, b: CommerceProgram) -> Bool {
@@ -305,6 +319,10 @@ extension CommerceOp {
             w.open("push")
             if let meta, let log { w.field("meta", meta); w.field("log", log) }
             w.field("channel", ch); w.field("type", type); w.field("data", data); w.field("size", size)
+        case .scheduleTimer(let t, let member, let due):
+            w.open("schedule_timer"); w.field("timers", t); w.field("member", member); w.field("due", String(due))
+        case .unscheduleTimer(let t, let member):
+            w.open("unschedule_timer"); w.field("timers", t); w.field("member", member)
         }
         w.close()
     }

@@ -115,6 +115,10 @@ final class MemoryCommerceStore: CommerceStore {
                 strings[k(key)] = k(order)
             case .push(_, _, let channel, let type, let data, _):
                 pushes.append((channel, type, data))
+            case .scheduleTimer(_, let member, let due):
+                timers[member] = due
+            case .unscheduleTimer(_, let member):
+                timers[member] = nil
             }
         }
         for member in program.timersAfter { timers[member] = nil }
