@@ -279,10 +279,19 @@ final class RedisClient: RedisLink {
     /// fails with NOSCRIPT: every script sent since fails the same way and is run again with
     /// EVAL in the order of its reply, which is the order it was sent.
     func run(_ script: LuaScript, keys: [String], args: [RedisArgument], _ callback: @escaping (RedisReply) -> Void) {
-        let tail: [RedisArgument] = [keys.count] + keys.map { $0 as RedisArgument } + args
-        send(["EVALSHA", script.sha] + tail) { [weak self] reply in
+        // One argument array (every order call runs two scripts): EVAL reuses it with the source.
+        var argv: [RedisArgument] = []
+        argv.reserveCapacity(3 + keys.count + args.count)
+        argv.append("EVALSHA")
+        argv.append(script.sha)
+        argv.append(keys.count)
+        for key in keys { argv.append(key) }
+        argv.append(contentsOf: args)
+        send(argv) { [weak self] reply in
             if case .error(let e) = reply, e.hasPrefix("NOSCRIPT") {
-                self?.send(["EVAL", script.source] + tail, callback)
+                argv[0] = "EVAL"
+                argv[1] = script.source
+                self?.send(argv, callback)
                 return
             }
             callback(reply)

@@ -236,32 +236,39 @@ struct CommerceProgram: Equatable {
 struct ProgramWriter {
     var bytes: [UInt8] = []
 
+    @inline(__always)
     mutating func raw(_ text: StaticString) {
         bytes.append(contentsOf: UnsafeBufferPointer(start: text.utf8Start, count: text.utf8CodeUnitCount))
     }
+    @inline(__always)
     mutating func open(_ op: StaticString) {
         raw("{\"op\":\"")
         raw(op)
         raw("\"")
     }
+    @inline(__always)
     mutating func name(_ field: StaticString) {
         raw(",\"")
         raw(field)
         raw("\":")
     }
+    @inline(__always)
     mutating func field(_ field: StaticString, _ value: Int) {
         name(field)
         bytes.append(contentsOf: String(value).utf8)
     }
+    @inline(__always)
     mutating func field(_ field: StaticString, _ value: Int64) {
         name(field)
         bytes.append(contentsOf: String(value).utf8)
     }
+    @inline(__always)
     mutating func field(_ field: StaticString, _ value: String) {
         name(field)
         appendJSONString(value, into: &bytes)
     }
     /// A flat `[name, value, ...]` list (HSET's arguments).
+    @inline(__always)
     mutating func field(_ field: StaticString, _ fields: [CommerceOp.Field]) {
         name(field)
         raw("[")
