@@ -127,7 +127,8 @@ public final class Node: ServerDelegate {
             FileHandle.standardError.write(Data("[\(nodeName)] \(message)\n".utf8))
         }
         channelStore = RedisChannelStore(redis: redis, settings: storeSettings, log: log)
-        outboxRelay = OutboxRelay(redis: redis, settings: storeSettings, log: log) { [loop] ms, body in loop.schedule(afterMs: ms, body) }
+        let schedule: (Int, @escaping () -> Void) -> Void = { [loop] ms, body in loop.schedule(afterMs: ms, body) }
+        outboxRelay = OutboxRelay(redis: redis, settings: storeSettings, log: log, schedule: schedule)
         communityStore = RedisCommunityStore(redis: redis, settings: storeSettings, relay: outboxRelay, log: log)
         let commerceStore = RedisCommerceStore(
             redis: redis, retention: KeyRetention(options.commerce), historyTTL: options.historyTTLSeconds, historySize: { kind in
@@ -138,7 +139,7 @@ public final class Node: ServerDelegate {
                 }
             }, durability: options.durability, durabilityTimeoutMs: options.durabilityTimeoutMs, newEpoch: { Crypto.randomToken(4) })
         commerceStore.relay = outboxRelay
-        legacyMigration = LegacyCommerceMigration(redis: redis, log: log) { [loop] ms, body in loop.schedule(afterMs: ms, body) }
+        legacyMigration = LegacyCommerceMigration(redis: redis, log: log, after: schedule)
         commerceStore.legacyMigration = legacyMigration
         orderStore = OrderStore(store: commerceStore)
         presenceNode = "\(options.nodeName).\(Crypto.randomToken(4))"
@@ -223,15 +224,15 @@ public final class Node: ServerDelegate {
     private func pubsub(_ kind: String, _ name: [UInt8], _ payload: [UInt8]) {
         guard let channel = StoreKeys.channel(fromShardChannel: name) else { return }
         switch kind {
-        case "smessage", "message":
+        case "smessage":
             guard let publication = Self.parseAnnouncement(payload) else {
                 log("dropping a malformed announcement on \(channel)")
                 return
             }
             execute(hub.message(channel, publication))
-        case "ssubscribe", "subscribe":
+        case "ssubscribe":
             execute(hub.redisSubscribed(channel))
-        case "sunsubscribe", "unsubscribe":
+        case "sunsubscribe":
             execute(hub.redisUnsubscribed(channel))
         default:
             break
