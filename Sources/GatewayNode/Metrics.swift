@@ -65,3 +65,24 @@ final class NodeMetrics {
         exported[name] = value
     }
 }
+
+/// One point of the admin page's live chart: what one node pushed over one interval.
+/// (Issue 12 seam: the metrics work fills these; the admin page reads them.)
+public struct LivePoint: Sendable, Equatable {
+    /// End of the interval, ms since the epoch.
+    public let atMs: Int64
+    public let pushesPerSecond: Double
+    /// Push latency p99 over the interval (publication `ts` to the socket write), seconds.
+    public let p99Seconds: Double
+
+    public init(atMs: Int64, pushesPerSecond: Double, p99Seconds: Double) {
+        self.atMs = atMs
+        self.pushesPerSecond = pushesPerSecond
+        self.p99Seconds = p99Seconds
+    }
+}
+
+extension NodeMetrics {
+    /// The last few minutes of points, oldest first. (Stub until the metrics work lands.)
+    func livePoints() -> [LivePoint] { [] }
+}
