@@ -6,7 +6,7 @@ import GatewayProtocol
 
 extension Node {
     func handle(_ client: Client, _ id: Int64, _ command: Command) {
-        if case .connect(let token, let since) = command {
+        if case .session(.connect(let token, let since)) = command {
             connect(client, id, token: token, since: since)
             return
         }
@@ -15,10 +15,25 @@ extension Node {
             return
         }
         switch command {
-        case .connect:
-            break
+        case .session(let command): sessionCommand(client, id, command)
+        case .channel(let command): channelCommand(client, id, command, claims)
+        case .order(let command): orderCommand(client, id, command, user: claims.sub)
+        case .community(let command): communityCommand(client, id, command, claims)
+        }
+    }
+
+    private func sessionCommand(_ client: Client, _ id: Int64, _ command: SessionCommand) {
+        switch command {
+        case .connect(let token, let since):
+            // Answered "already connected".
+            connect(client, id, token: token, since: since)
         case .ping:
             reply(client, id, .object([]), op: "ping")
+        }
+    }
+
+    private func channelCommand(_ client: Client, _ id: Int64, _ command: ChannelCommand, _ claims: Claims) {
+        switch command {
         case .subscribe(let channel, let since):
             let ticket = client.startAuthorizing(channel)
             authorize(claims, channel, op: "subscribe", live(client) { [weak self] error in
@@ -75,10 +90,6 @@ extension Node {
                 }
                 self.history(client, id, channel, since: since, limit: limit)
             })
-        case .orderGet, .giftClaim, .giftDecline, .friendpayView:
-            orderCommand(client, id, command, user: claims.sub)
-        case .publish, .presence, .watch, .unwatch, .watches, .moderate:
-            communityCommand(client, id, command, claims)
         }
     }
 

@@ -12,7 +12,7 @@ extension Node {
 
     // MARK: Commands
 
-    func communityCommand(_ client: Client, _ id: Int64, _ command: Command, _ claims: Claims) {
+    func communityCommand(_ client: Client, _ id: Int64, _ command: CommunityCommand, _ claims: Claims) {
         let op = command.op
         let answer = answerer(client, id, op: op)
         switch command {
@@ -64,8 +64,6 @@ extension Node {
             communityStore.watches(user: claims.sub, nowMs: now) { result in
                 answer(result.map { list in .object([("watches", .array(list.map { $0.watch.json(price: $0.price) }))]) })
             }
-        default:
-            answer(.failure(.badRequest("not a community command")))
         }
     }
 

@@ -13,42 +13,87 @@ public enum ModerationAction: String, Sendable {
     case mute, unmute, delete
 }
 
-/// A client command after validation: the node never looks at raw JSON again.
+/// A client command after validation: the node never looks at raw JSON again. Nested by
+/// area so each area's handler switches over its own commands only, exhaustively.
 public enum Command: Equatable, Sendable {
-    case connect(token: String, since: StreamPosition?)
-    case subscribe(Channel, since: StreamPosition?)
-    case unsubscribe(Channel)
-    case publish(Channel, text: String, replyTo: UInt64?)
-    case history(Channel, since: StreamPosition?, limit: Int)
-    case presence(Channel)
-    case watch(product: String, below: Int64?)
-    case unwatch(product: String)
-    case watches
-    case orderGet(order: String)
-    case giftClaim(code: String)
-    case giftDecline(code: String)
-    case friendpayView(code: String)
-    case moderate(Channel, action: ModerationAction, user: String?, offset: UInt64?, seconds: Int64?)
-    case ping
+    case session(SessionCommand)
+    case channel(ChannelCommand)
+    case order(OrderCommand)
+    case community(CommunityCommand)
 
     /// The wire name, used for metrics labels.
     public var op: String {
         switch self {
+        case .session(let c): c.op
+        case .channel(let c): c.op
+        case .order(let c): c.op
+        case .community(let c): c.op
+        }
+    }
+}
+
+/// The connection itself (PROTOCOL.md 2.1).
+public enum SessionCommand: Equatable, Sendable {
+    case connect(token: String, since: StreamPosition?)
+    case ping
+
+    public var op: String {
+        switch self {
         case .connect: "connect"
+        case .ping: "ping"
+        }
+    }
+}
+
+/// Subscriptions and history of any channel.
+public enum ChannelCommand: Equatable, Sendable {
+    case subscribe(Channel, since: StreamPosition?)
+    case unsubscribe(Channel)
+    case history(Channel, since: StreamPosition?, limit: Int)
+
+    public var op: String {
+        switch self {
         case .subscribe: "subscribe"
         case .unsubscribe: "unsubscribe"
-        case .publish: "publish"
         case .history: "history"
-        case .presence: "presence"
-        case .watch: "watch"
-        case .unwatch: "unwatch"
-        case .watches: "watches"
-        case .orderGet: "order.get"
+        }
+    }
+}
+
+/// The order core's client commands.
+public enum OrderCommand: Equatable, Sendable {
+    case get(order: String)
+    case giftClaim(code: String)
+    case giftDecline(code: String)
+    case friendpayView(code: String)
+
+    public var op: String {
+        switch self {
+        case .get: "order.get"
         case .giftClaim: "gift.claim"
         case .giftDecline: "gift.decline"
         case .friendpayView: "friendpay.view"
+        }
+    }
+}
+
+/// Buyer groups, presence, moderation and price watches.
+public enum CommunityCommand: Equatable, Sendable {
+    case publish(Channel, text: String, replyTo: UInt64?)
+    case presence(Channel)
+    case moderate(Channel, action: ModerationAction, user: String?, offset: UInt64?, seconds: Int64?)
+    case watch(product: String, below: Int64?)
+    case unwatch(product: String)
+    case watches
+
+    public var op: String {
+        switch self {
+        case .publish: "publish"
+        case .presence: "presence"
         case .moderate: "moderate"
-        case .ping: "ping"
+        case .watch: "watch"
+        case .unwatch: "unwatch"
+        case .watches: "watches"
         }
     }
 }
@@ -127,11 +172,11 @@ public enum CommandDecoder {
             let f = Fields(json)
             switch op {
             case "connect":
-                return .success(.connect(token: try f.string("token"), since: try f.since()))
+                return .success(.session(.connect(token: try f.string("token"), since: try f.since())))
             case "subscribe":
-                return .success(.subscribe(try f.channel(), since: try f.since()))
+                return .success(.channel(.subscribe(try f.channel(), since: try f.since())))
             case "unsubscribe":
-                return .success(.unsubscribe(try f.channel()))
+                return .success(.channel(.unsubscribe(try f.channel())))
             case "publish":
                 let channel = try f.channel()
                 guard channel.kind == .group else { throw GatewayError.badRequest("only group: channels take publish") }
@@ -143,29 +188,29 @@ public enum CommandDecoder {
                 guard (1...maxTextLength).contains(text.count) else {
                     throw GatewayError.badRequest("\"text\" must be 1 to \(maxTextLength) characters")
                 }
-                return .success(.publish(channel, text: text, replyTo: try d.optionalOffset("reply_to")))
+                return .success(.community(.publish(channel, text: text, replyTo: try d.optionalOffset("reply_to"))))
             case "history":
                 let limit = try f.optionalInt("limit", in: Ranges.historyLimit) ?? Int64(defaultHistoryLimit)
-                return .success(.history(try f.channel(), since: try f.since(), limit: Int(limit)))
+                return .success(.channel(.history(try f.channel(), since: try f.since(), limit: Int(limit))))
             case "presence":
                 let channel = try f.channel()
                 guard channel.kind != .user else { throw GatewayError.badRequest("presence is for group: and product: channels") }
-                return .success(.presence(channel))
+                return .success(.community(.presence(channel)))
             case "watch":
                 let below = try f.optionalInt("below", in: Ranges.below)
-                return .success(.watch(product: try f.id("product"), below: below))
+                return .success(.community(.watch(product: try f.id("product"), below: below)))
             case "unwatch":
-                return .success(.unwatch(product: try f.id("product")))
+                return .success(.community(.unwatch(product: try f.id("product"))))
             case "watches":
-                return .success(.watches)
+                return .success(.community(.watches))
             case "order.get":
-                return .success(.orderGet(order: try f.token("order")))
+                return .success(.order(.get(order: try f.token("order"))))
             case "gift.claim":
-                return .success(.giftClaim(code: try f.token("code")))
+                return .success(.order(.giftClaim(code: try f.token("code"))))
             case "gift.decline":
-                return .success(.giftDecline(code: try f.token("code")))
+                return .success(.order(.giftDecline(code: try f.token("code"))))
             case "friendpay.view":
-                return .success(.friendpayView(code: try f.token("code")))
+                return .success(.order(.friendpayView(code: try f.token("code"))))
             case "moderate":
                 let channel = try f.channel()
                 guard channel.kind == .group else { throw GatewayError.badRequest("moderate takes a group: channel") }
@@ -182,9 +227,9 @@ public enum CommandDecoder {
                 case .delete:
                     guard offset != nil else { throw GatewayError.badRequest("delete needs \"offset\"") }
                 }
-                return .success(.moderate(channel, action: action, user: user, offset: offset, seconds: seconds))
+                return .success(.community(.moderate(channel, action: action, user: user, offset: offset, seconds: seconds)))
             case "ping":
-                return .success(.ping)
+                return .success(.session(.ping))
             default:
                 return .failure(.badRequest("unknown op \"\(op)\""))
             }

@@ -161,7 +161,7 @@ final class BotAnswersTests: XCTestCase {
         let command = JSON.object([("op", .string("publish")), ("channel", .string("group:p1")),
                                    ("data", .object([("text", .string(text)), ("reply_to", .int(3))]))])
         switch CommandDecoder.decodeCommand(command) {
-        case .success(.publish(_, let sent, let replyTo)):
+        case .success(.community(.publish(_, let sent, let replyTo))):
             XCTAssertFalse(sent.isEmpty, file: file, line: line)
             XCTAssertEqual(replyTo, 3, file: file, line: line)
         case .success(let other):

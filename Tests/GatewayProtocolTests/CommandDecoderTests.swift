@@ -59,49 +59,49 @@ final class CommandDecoderTests: XCTestCase {
     // MARK: every op decodes
 
     func testConnect() {
-        assertCommand(#"{"id":1,"op":"connect","token":"a.b.c"}"#, .connect(token: "a.b.c", since: nil))
+        assertCommand(#"{"id":1,"op":"connect","token":"a.b.c"}"#, .session(.connect(token: "a.b.c", since: nil)))
         assertCommand(#"{"id":1,"op":"connect","token":"a.b.c","since":{"offset":41,"epoch":"e1"}}"#,
-                      .connect(token: "a.b.c", since: StreamPosition(offset: 41, epoch: "e1")))
-        assertCommand(#"{"id":1,"op":"connect","token":"t","since":null}"#, .connect(token: "t", since: nil))
+                      .session(.connect(token: "a.b.c", since: StreamPosition(offset: 41, epoch: "e1"))))
+        assertCommand(#"{"id":1,"op":"connect","token":"t","since":null}"#, .session(.connect(token: "t", since: nil)))
         assertCommand(#"{"id":1,"op":"connect","token":"t","since":{"offset":0,"epoch":""}}"#,
-                      .connect(token: "t", since: StreamPosition(offset: 0, epoch: "")))
+                      .session(.connect(token: "t", since: StreamPosition(offset: 0, epoch: ""))))
     }
 
     func testSubscribe() {
-        assertCommand(#"{"id":2,"op":"subscribe","channel":"group:p1"}"#, id: 2, .subscribe(.group("p1"), since: nil))
+        assertCommand(#"{"id":2,"op":"subscribe","channel":"group:p1"}"#, id: 2, .channel(.subscribe(.group("p1"), since: nil)))
         assertCommand(#"{"id":2,"op":"subscribe","channel":"product:p-1.x","since":{"offset":7,"epoch":"ab12"}}"#, id: 2,
-                      .subscribe(.product("p-1.x"), since: StreamPosition(offset: 7, epoch: "ab12")))
-        assertCommand(#"{"id":2,"op":"subscribe","channel":"user:u1"}"#, id: 2, .subscribe(.user("u1"), since: nil))
+                      .channel(.subscribe(.product("p-1.x"), since: StreamPosition(offset: 7, epoch: "ab12"))))
+        assertCommand(#"{"id":2,"op":"subscribe","channel":"user:u1"}"#, id: 2, .channel(.subscribe(.user("u1"), since: nil)))
         // Key order and unknown fields do not matter.
         assertCommand(#"{"channel":"group:p1","extra":[1,{"x":null}],"op":"subscribe","id":3}"#, id: 3,
-                      .subscribe(.group("p1"), since: nil))
+                      .channel(.subscribe(.group("p1"), since: nil)))
     }
 
     func testUnsubscribe() {
-        assertCommand(#"{"id":3,"op":"unsubscribe","channel":"group:p1"}"#, id: 3, .unsubscribe(.group("p1")))
-        assertCommand(#"{"id":3,"op":"unsubscribe","channel":"product:p1"}"#, id: 3, .unsubscribe(.product("p1")))
+        assertCommand(#"{"id":3,"op":"unsubscribe","channel":"group:p1"}"#, id: 3, .channel(.unsubscribe(.group("p1"))))
+        assertCommand(#"{"id":3,"op":"unsubscribe","channel":"product:p1"}"#, id: 3, .channel(.unsubscribe(.product("p1"))))
     }
 
     func testPublish() {
         assertCommand(#"{"id":4,"op":"publish","channel":"group:p1","data":{"text":"hello"}}"#, id: 4,
-                      .publish(.group("p1"), text: "hello", replyTo: nil))
+                      .community(.publish(.group("p1"), text: "hello", replyTo: nil)))
         assertCommand(#"{"id":4,"op":"publish","channel":"group:p1","data":{"text":"re: hi \"you\"\n","reply_to":12}}"#, id: 4,
-                      .publish(.group("p1"), text: "re: hi \"you\"", replyTo: 12))
+                      .community(.publish(.group("p1"), text: "re: hi \"you\"", replyTo: 12)))
         assertCommand(#"{"id":4,"op":"publish","channel":"group:p1","data":{"text":"你好","reply_to":null}}"#, id: 4,
-                      .publish(.group("p1"), text: "你好", replyTo: nil))
+                      .community(.publish(.group("p1"), text: "你好", replyTo: nil)))
     }
 
     func testPublishTextLength() {
         let max = String(repeating: "a", count: 1000)
         assertCommand(#"{"id":1,"op":"publish","channel":"group:p1","data":{"text":"\#(max)"}}"#,
-                      .publish(.group("p1"), text: max, replyTo: nil))
+                      .community(.publish(.group("p1"), text: max, replyTo: nil)))
         // Characters, not bytes.
         let wide = String(repeating: "好", count: 1000)
         assertCommand(#"{"id":1,"op":"publish","channel":"group:p1","data":{"text":"\#(wide)"}}"#,
-                      .publish(.group("p1"), text: wide, replyTo: nil))
+                      .community(.publish(.group("p1"), text: wide, replyTo: nil)))
         // Counted after trimming.
         assertCommand(#"{"id":1,"op":"publish","channel":"group:p1","data":{"text":"  \#(max)\n\t "}}"#,
-                      .publish(.group("p1"), text: max, replyTo: nil))
+                      .community(.publish(.group("p1"), text: max, replyTo: nil)))
         assertBadRequest(#"{"id":1,"op":"publish","channel":"group:p1","data":{"text":"\#(max)b"}}"#, containing: "text")
         assertBadRequest(#"{"id":1,"op":"publish","channel":"group:p1","data":{"text":""}}"#, containing: "text")
         assertBadRequest(#"{"id":1,"op":"publish","channel":"group:p1","data":{"text":" \n\t "}}"#, containing: "text")
@@ -109,66 +109,66 @@ final class CommandDecoderTests: XCTestCase {
 
     func testHistory() {
         assertCommand(#"{"id":5,"op":"history","channel":"group:p1"}"#, id: 5,
-                      .history(.group("p1"), since: nil, limit: 50))
+                      .channel(.history(.group("p1"), since: nil, limit: 50)))
         XCTAssertEqual(CommandDecoder.defaultHistoryLimit, 50)
         assertCommand(#"{"id":5,"op":"history","channel":"user:u1","since":{"offset":3,"epoch":"e"},"limit":500}"#, id: 5,
-                      .history(.user("u1"), since: StreamPosition(offset: 3, epoch: "e"), limit: 500))
+                      .channel(.history(.user("u1"), since: StreamPosition(offset: 3, epoch: "e"), limit: 500)))
         assertCommand(#"{"id":5,"op":"history","channel":"product:p1","limit":1}"#, id: 5,
-                      .history(.product("p1"), since: nil, limit: 1))
+                      .channel(.history(.product("p1"), since: nil, limit: 1)))
         assertCommand(#"{"id":5,"op":"history","channel":"product:p1","limit":null}"#, id: 5,
-                      .history(.product("p1"), since: nil, limit: 50))
+                      .channel(.history(.product("p1"), since: nil, limit: 50)))
     }
 
     func testPresence() {
-        assertCommand(#"{"id":6,"op":"presence","channel":"group:p1"}"#, id: 6, .presence(.group("p1")))
-        assertCommand(#"{"id":6,"op":"presence","channel":"product:p1"}"#, id: 6, .presence(.product("p1")))
+        assertCommand(#"{"id":6,"op":"presence","channel":"group:p1"}"#, id: 6, .community(.presence(.group("p1"))))
+        assertCommand(#"{"id":6,"op":"presence","channel":"product:p1"}"#, id: 6, .community(.presence(.product("p1"))))
     }
 
     func testWatchUnwatchWatches() {
-        assertCommand(#"{"id":7,"op":"watch","product":"p1"}"#, id: 7, .watch(product: "p1", below: nil))
-        assertCommand(#"{"id":7,"op":"watch","product":"p1","below":1500}"#, id: 7, .watch(product: "p1", below: 1500))
-        assertCommand(#"{"id":7,"op":"watch","product":"p1","below":null}"#, id: 7, .watch(product: "p1", below: nil))
-        assertCommand(#"{"id":8,"op":"unwatch","product":"p_2"}"#, id: 8, .unwatch(product: "p_2"))
-        assertCommand(#"{"id":9,"op":"watches"}"#, id: 9, .watches)
+        assertCommand(#"{"id":7,"op":"watch","product":"p1"}"#, id: 7, .community(.watch(product: "p1", below: nil)))
+        assertCommand(#"{"id":7,"op":"watch","product":"p1","below":1500}"#, id: 7, .community(.watch(product: "p1", below: 1500)))
+        assertCommand(#"{"id":7,"op":"watch","product":"p1","below":null}"#, id: 7, .community(.watch(product: "p1", below: nil)))
+        assertCommand(#"{"id":8,"op":"unwatch","product":"p_2"}"#, id: 8, .community(.unwatch(product: "p_2")))
+        assertCommand(#"{"id":9,"op":"watches"}"#, id: 9, .community(.watches))
     }
 
     func testOrderAndGiftAndFriendpay() {
-        assertCommand(#"{"id":10,"op":"order.get","order":"o-8f2a"}"#, id: 10, .orderGet(order: "o-8f2a"))
-        assertCommand(#"{"id":11,"op":"gift.claim","code":"G7x9Qk"}"#, id: 11, .giftClaim(code: "G7x9Qk"))
-        assertCommand(#"{"id":12,"op":"gift.decline","code":"G7x9Qk"}"#, id: 12, .giftDecline(code: "G7x9Qk"))
-        assertCommand(#"{"id":13,"op":"friendpay.view","code":"F-1"}"#, id: 13, .friendpayView(code: "F-1"))
+        assertCommand(#"{"id":10,"op":"order.get","order":"o-8f2a"}"#, id: 10, .order(.get(order: "o-8f2a")))
+        assertCommand(#"{"id":11,"op":"gift.claim","code":"G7x9Qk"}"#, id: 11, .order(.giftClaim(code: "G7x9Qk")))
+        assertCommand(#"{"id":12,"op":"gift.decline","code":"G7x9Qk"}"#, id: 12, .order(.giftDecline(code: "G7x9Qk")))
+        assertCommand(#"{"id":13,"op":"friendpay.view","code":"F-1"}"#, id: 13, .order(.friendpayView(code: "F-1")))
         let longest = String(repeating: "c", count: 128)
-        assertCommand(#"{"id":13,"op":"gift.claim","code":"\#(longest)"}"#, id: 13, .giftClaim(code: longest))
+        assertCommand(#"{"id":13,"op":"gift.claim","code":"\#(longest)"}"#, id: 13, .order(.giftClaim(code: longest)))
     }
 
     func testModerate() {
         assertCommand(#"{"id":14,"op":"moderate","channel":"group:p1","action":"mute","user":"u2"}"#, id: 14,
-                      .moderate(.group("p1"), action: .mute, user: "u2", offset: nil, seconds: nil))
+                      .community(.moderate(.group("p1"), action: .mute, user: "u2", offset: nil, seconds: nil)))
         assertCommand(#"{"id":14,"op":"moderate","channel":"group:p1","action":"mute","user":"u2","seconds":600}"#, id: 14,
-                      .moderate(.group("p1"), action: .mute, user: "u2", offset: nil, seconds: 600))
+                      .community(.moderate(.group("p1"), action: .mute, user: "u2", offset: nil, seconds: 600)))
         assertCommand(#"{"id":14,"op":"moderate","channel":"group:p1","action":"unmute","user":"u2"}"#, id: 14,
-                      .moderate(.group("p1"), action: .unmute, user: "u2", offset: nil, seconds: nil))
+                      .community(.moderate(.group("p1"), action: .unmute, user: "u2", offset: nil, seconds: nil)))
         assertCommand(#"{"id":14,"op":"moderate","channel":"group:p1","action":"delete","offset":33}"#, id: 14,
-                      .moderate(.group("p1"), action: .delete, user: nil, offset: 33, seconds: nil))
+                      .community(.moderate(.group("p1"), action: .delete, user: nil, offset: 33, seconds: nil)))
         assertCommand(#"{"id":14,"op":"moderate","channel":"group:p1","action":"delete","offset":33,"user":"u2"}"#, id: 14,
-                      .moderate(.group("p1"), action: .delete, user: "u2", offset: 33, seconds: nil))
+                      .community(.moderate(.group("p1"), action: .delete, user: "u2", offset: 33, seconds: nil)))
     }
 
     func testPing() {
-        assertCommand(#"{"id":15,"op":"ping"}"#, id: 15, .ping)
-        assertCommand(#"  {"op":"ping","id":9007199254740993}  "#, id: 9007199254740993, .ping)
-        assertCommand(#"{"id":9223372036854775807,"op":"ping"}"#, id: .max, .ping)
+        assertCommand(#"{"id":15,"op":"ping"}"#, id: 15, .session(.ping))
+        assertCommand(#"  {"op":"ping","id":9007199254740993}  "#, id: 9007199254740993, .session(.ping))
+        assertCommand(#"{"id":9223372036854775807,"op":"ping"}"#, id: .max, .session(.ping))
     }
 
     func testOpNames() {
         let cases: [(Command, String)] = [
-            (.connect(token: "t", since: nil), "connect"), (.subscribe(.group("p"), since: nil), "subscribe"),
-            (.unsubscribe(.group("p")), "unsubscribe"), (.publish(.group("p"), text: "x", replyTo: nil), "publish"),
-            (.history(.group("p"), since: nil, limit: 1), "history"), (.presence(.group("p")), "presence"),
-            (.watch(product: "p", below: nil), "watch"), (.unwatch(product: "p"), "unwatch"), (.watches, "watches"),
-            (.orderGet(order: "o"), "order.get"), (.giftClaim(code: "c"), "gift.claim"),
-            (.giftDecline(code: "c"), "gift.decline"), (.friendpayView(code: "c"), "friendpay.view"),
-            (.moderate(.group("p"), action: .delete, user: nil, offset: 1, seconds: nil), "moderate"), (.ping, "ping"),
+            (.session(.connect(token: "t", since: nil)), "connect"), (.channel(.subscribe(.group("p"), since: nil)), "subscribe"),
+            (.channel(.unsubscribe(.group("p"))), "unsubscribe"), (.community(.publish(.group("p"), text: "x", replyTo: nil)), "publish"),
+            (.channel(.history(.group("p"), since: nil, limit: 1)), "history"), (.community(.presence(.group("p"))), "presence"),
+            (.community(.watch(product: "p", below: nil)), "watch"), (.community(.unwatch(product: "p")), "unwatch"), (.community(.watches), "watches"),
+            (.order(.get(order: "o")), "order.get"), (.order(.giftClaim(code: "c")), "gift.claim"),
+            (.order(.giftDecline(code: "c")), "gift.decline"), (.order(.friendpayView(code: "c")), "friendpay.view"),
+            (.community(.moderate(.group("p"), action: .delete, user: nil, offset: 1, seconds: nil)), "moderate"), (.session(.ping), "ping"),
         ]
         for (command, op) in cases {
             XCTAssertEqual(command.op, op)
@@ -227,7 +227,7 @@ final class CommandDecoderTests: XCTestCase {
                          containing: "epoch")
         let okEpoch = String(repeating: "e", count: 64)
         assertCommand(#"{"id":1,"op":"subscribe","channel":"group:p1","since":{"offset":4,"epoch":"\#(okEpoch)"}}"#,
-                      .subscribe(.group("p1"), since: StreamPosition(offset: 4, epoch: okEpoch)))
+                      .channel(.subscribe(.group("p1"), since: StreamPosition(offset: 4, epoch: okEpoch))))
     }
 
     func testPublishRules() {
@@ -341,15 +341,15 @@ final class CommandDecoderTests: XCTestCase {
         let frame = #"{"id":1,"op":"ping"}"# + "\n" + #"{"id":2,"op":"subscribe","channel":"group:p1"}"# + "\n\n" +
             "   \n" + #"{"id":3,"op":"watches"}"# + "\n"
         XCTAssertEqual(CommandDecoder.decodeFrame(frame), [
-            .command(id: 1, .ping),
-            .command(id: 2, .subscribe(.group("p1"), since: nil)),
-            .command(id: 3, .watches),
+            .command(id: 1, .session(.ping)),
+            .command(id: 2, .channel(.subscribe(.group("p1"), since: nil))),
+            .command(id: 3, .community(.watches)),
         ])
     }
 
     func testFrameWithCRLFAndLeadingBlankLines() {
         let frame = "\n\r\n" + #"{"id":1,"op":"ping"}"# + "\r\n" + #"{"id":2,"op":"watches"}"# + "\r\n"
-        XCTAssertEqual(CommandDecoder.decodeFrame(frame), [.command(id: 1, .ping), .command(id: 2, .watches)])
+        XCTAssertEqual(CommandDecoder.decodeFrame(frame), [.command(id: 1, .session(.ping)), .command(id: 2, .community(.watches))])
     }
 
     func testFrameMixesGoodAndBadLinesInOrder() {
@@ -363,30 +363,30 @@ final class CommandDecoderTests: XCTestCase {
         let lines = CommandDecoder.decodeFrame(frame)
         XCTAssertEqual(lines.count, 5, "\(lines)")
         guard lines.count == 5 else { return }
-        XCTAssertEqual(lines[0], .command(id: 1, .ping))
+        XCTAssertEqual(lines[0], .command(id: 1, .session(.ping)))
         guard case .malformed = lines[1] else { return XCTFail("\(lines[1])") }
         guard case .missingID = lines[2] else { return XCTFail("\(lines[2])") }
         guard case .invalid(4, let error) = lines[3] else { return XCTFail("\(lines[3])") }
         XCTAssertEqual(error.code, .badRequest)
-        XCTAssertEqual(lines[4], .command(id: 5, .unwatch(product: "p1")))
+        XCTAssertEqual(lines[4], .command(id: 5, .community(.unwatch(product: "p1"))))
     }
 
     func testNewlineInsideJSONStringIsEscapedSoItDoesNotSplit() {
         // A raw newline may only appear between lines; inside strings it is escaped.
         let frame = #"{"id":1,"op":"publish","channel":"group:p1","data":{"text":"a\nb"}}"#
-        XCTAssertEqual(CommandDecoder.decodeFrame(frame), [.command(id: 1, .publish(.group("p1"), text: "a\nb", replyTo: nil))])
+        XCTAssertEqual(CommandDecoder.decodeFrame(frame), [.command(id: 1, .community(.publish(.group("p1"), text: "a\nb", replyTo: nil)))])
     }
 
     func testRawBufferEntryPoint() {
         let bytes = Array((#"{"id":1,"op":"ping"}"# + "\n" + #"{"id":2,"op":"unsubscribe","channel":"user:u1"}"#).utf8)
         let lines = bytes.withUnsafeBytes { CommandDecoder.decodeFrame($0) }
-        XCTAssertEqual(lines, [.command(id: 1, .ping), .command(id: 2, .unsubscribe(.user("u1")))])
+        XCTAssertEqual(lines, [.command(id: 1, .session(.ping)), .command(id: 2, .channel(.unsubscribe(.user("u1"))))])
         // A slice of a larger buffer decodes only its own bytes.
         let padded = Array("xx".utf8) + Array(#"{"id":9,"op":"ping"}"#.utf8) + Array("yy".utf8)
         let sliced = padded.withUnsafeBytes { raw in
             CommandDecoder.decodeFrame(UnsafeRawBufferPointer(rebasing: raw[2..<(padded.count - 2)]))
         }
-        XCTAssertEqual(sliced, [.command(id: 9, .ping)])
+        XCTAssertEqual(sliced, [.command(id: 9, .session(.ping))])
     }
 
     // MARK: replies

@@ -57,7 +57,7 @@ final class RangeTests: XCTestCase {
         XCTAssertEqual(Ranges.moderateSeconds, 1...31_536_000)
         for s: Int64 in [1, 3600, 31_536_000] {
             assertCommand(#"{"id":1,"op":"moderate","channel":"group:p1","action":"mute","user":"u2","seconds":\#(s)}"#,
-                          .moderate(.group("p1"), action: .mute, user: "u2", offset: nil, seconds: s))
+                          .community(.moderate(.group("p1"), action: .mute, user: "u2", offset: nil, seconds: s)))
         }
     }
 
@@ -79,17 +79,17 @@ final class RangeTests: XCTestCase {
                              containing: "offset")
         }
         assertCommand(#"{"id":1,"op":"subscribe","channel":"group:p1","since":{"offset":\#(max),"epoch":"e1"}}"#,
-                      .subscribe(.group("p1"), since: StreamPosition(offset: UInt64(max), epoch: "e1")))
+                      .channel(.subscribe(.group("p1"), since: StreamPosition(offset: UInt64(max), epoch: "e1"))))
         assertCommand(#"{"id":1,"op":"publish","channel":"group:p1","data":{"text":"x","reply_to":\#(max)}}"#,
-                      .publish(.group("p1"), text: "x", replyTo: UInt64(max)))
+                      .community(.publish(.group("p1"), text: "x", replyTo: UInt64(max))))
         assertCommand(#"{"id":1,"op":"moderate","channel":"group:p1","action":"delete","offset":\#(max)}"#,
-                      .moderate(.group("p1"), action: .delete, user: nil, offset: UInt64(max), seconds: nil))
+                      .community(.moderate(.group("p1"), action: .delete, user: nil, offset: UInt64(max), seconds: nil)))
     }
 
     /// Offsets start at 1: `since.offset` 0 means "before the first", but a message at 0 does not exist.
     func testOffsetZero() {
         assertCommand(#"{"id":1,"op":"subscribe","channel":"group:p1","since":{"offset":0,"epoch":"e1"}}"#,
-                      .subscribe(.group("p1"), since: StreamPosition(offset: 0, epoch: "e1")))
+                      .channel(.subscribe(.group("p1"), since: StreamPosition(offset: 0, epoch: "e1"))))
         assertBadRequest(#"{"id":1,"op":"publish","channel":"group:p1","data":{"text":"x","reply_to":0}}"#, containing: "reply_to")
         assertBadRequest(#"{"id":1,"op":"moderate","channel":"group:p1","action":"delete","offset":0}"#, containing: "offset")
     }
@@ -101,8 +101,8 @@ final class RangeTests: XCTestCase {
         for n in hostileNumbers + ["0", "-1", "1000000000001"] {
             assertBadRequest(#"{"id":1,"op":"watch","product":"p1","below":\#(n)}"#, containing: "below")
         }
-        assertCommand(#"{"id":1,"op":"watch","product":"p1","below":1000000000000}"#, .watch(product: "p1", below: 1_000_000_000_000))
-        assertCommand(#"{"id":1,"op":"watch","product":"p1","below":1}"#, .watch(product: "p1", below: 1))
+        assertCommand(#"{"id":1,"op":"watch","product":"p1","below":1000000000000}"#, .community(.watch(product: "p1", below: 1_000_000_000_000)))
+        assertCommand(#"{"id":1,"op":"watch","product":"p1","below":1}"#, .community(.watch(product: "p1", below: 1)))
     }
 
     func testHistoryLimitHostileNumbers() {
