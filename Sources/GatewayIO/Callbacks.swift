@@ -118,7 +118,7 @@ func peerAddress(_ wsi: OpaquePointer) -> String {
 /// Answers an upgrade request with an HTTP error before it becomes a WebSocket; lws
 /// closes the socket when the filter callback then returns nonzero.
 private func refuseUpgrade(_ wsi: OpaquePointer, status: UInt32, code: String, message: String) {
-    let body = Array(#"{"error":{"code":"\#(code)","message":"\#(message)","temporary":true}}"#.utf8)
+    let body = GatewayError(wireCode: code, message, temporary: true, retryAfterMs: 1000).httpBody
     var buf = [UInt8](repeating: 0, count: Int(clws_pre) + 1024 + body.count)
     buf.withUnsafeMutableBufferPointer { b in
         let start = b.baseAddress! + Int(clws_pre)

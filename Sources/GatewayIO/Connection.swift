@@ -250,8 +250,8 @@ public final class HTTPRequest {
         phase = .refused
         closeAfterResponse = true
         intake = nil
-        let error = JSON.object([("error", .object([("code", .string(code)), ("message", .string(message))]))])
-        respond(status: status, body: Array(error.serialized().utf8))
+        let error = GatewayError(wireCode: code, message)
+        respond(status: status, body: error.httpBody, headers: error.httpHeaders)
     }
 
     func writable() -> Int32 {

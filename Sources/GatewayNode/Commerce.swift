@@ -19,8 +19,8 @@ extension Node {
 
     // MARK: HTTP
 
-    /// Routes under /api/v1 that belong to the order core; false when not one of them.
-    func commerceRoute(_ request: HTTPRequest, _ caller: APICaller, _ route: APIRoute) -> Bool {
+    /// Routes under /api/v1 that belong to the order core.
+    func commerceRequest(_ request: HTTPRequest, _ route: CommerceRoute, _ caller: APICaller) {
         switch route {
         case .addKeys(let product):
             withJSONBody(request) { self.addKeys(request, caller, product: product, $0) }
@@ -36,10 +36,7 @@ extension Node {
             shopAction(request, caller, order: order) { rules, snapshot, now in
                 rules.refund(snapshot.order!, payment: snapshot.payment, now: now)
             }
-        default:
-            return false
         }
-        return true
     }
 
     private func addKeys(_ request: HTTPRequest, _ caller: APICaller, product: String, _ body: JSON) {

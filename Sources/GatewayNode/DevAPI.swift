@@ -24,25 +24,6 @@ public final class DemoBotLease: @unchecked Sendable {
     func set(_ value: Bool) { lock.lock(); held = value; lock.unlock() }
 }
 
-/// A `/dev` route, recognised from the method and path alone.
-enum DevRoute: Equatable {
-    case token, products, orders, pay, price
-
-    init?(_ method: HTTPRequest.Method, _ route: [String]) {
-        switch (method, route) {
-        case (.POST, ["token"]): self = .token
-        case (.GET, ["products"]): self = .products
-        case (.POST, ["orders"]): self = .orders
-        case (.POST, ["pay"]): self = .pay
-        case (.POST, ["price"]): self = .price
-        default: return nil
-        }
-    }
-
-    /// Routes that act for the user of a gateway token.
-    var needsUser: Bool { self == .orders || self == .pay || self == .price }
-}
-
 /// `serve --dev` only: endpoints the demo page needs to stand in for the shop backend and
 /// the payment provider (`/dev/...`), and the demo products. Every order and payment goes
 /// through the same order rules and store as `/api/v1`; a sandbox payment is a success

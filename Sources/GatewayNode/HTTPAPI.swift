@@ -17,38 +17,6 @@ enum APICaller {
     }
 }
 
-/// A route under /api/v1, recognised from the method and path alone.
-enum APIRoute: Equatable {
-    case createProduct, publish, getProduct(String), updateProduct(String), addKeys(product: String)
-    case createOrder, getOrder(String), createPayment(order: String), cancel(order: String), refund(order: String)
-    case paymentNotify
-
-    init?(_ method: HTTPRequest.Method, _ r: [String]) {
-        switch (method, r.count, r.first) {
-        case (.POST, 1, "products"): self = .createProduct
-        case (.POST, 1, "publish"): self = .publish
-        case (.GET, 2, "products"): self = .getProduct(r[1])
-        case (.PATCH, 2, "products"): self = .updateProduct(r[1])
-        case (.POST, 3, "products") where r[2] == "keys": self = .addKeys(product: r[1])
-        case (.POST, 1, "orders"): self = .createOrder
-        case (.GET, 2, "orders"): self = .getOrder(r[1])
-        case (.POST, 3, "orders") where r[2] == "payments": self = .createPayment(order: r[1])
-        case (.POST, 3, "orders") where r[2] == "cancel": self = .cancel(order: r[1])
-        case (.POST, 3, "orders") where r[2] == "refund": self = .refund(order: r[1])
-        case (.POST, 2, "payments") where r[1] == "notify": self = .paymentNotify
-        default: return nil
-        }
-    }
-}
-
-/// What a request's headers resolved to at `httpHead`: the route, and for /api/v1 and
-/// /dev the caller whose credentials were already checked.
-enum HTTPRoute {
-    case healthz, readyz, metrics, home, staticFile
-    case api(APIRoute, APICaller?)
-    case dev(DevRoute, user: String?)
-}
-
 extension Node {
     /// Every route but a key upload reads at most this much body (contract 4.1).
     static let smallBodyLimit = 64 * 1024
@@ -57,54 +25,36 @@ extension Node {
     /// is 404 and a missing or wrong key 401 before any of the body is read. The provider's
     /// notify is signed over its body, so only its size is checked here.
     public func httpHead(_ request: HTTPRequest) -> HTTPAdmission {
-        let notFound = HTTPAdmission.refuse(status: 404, code: ErrorCode.notFound.rawValue,
-                                            message: "no route \(request.method.rawValue) \(request.path)")
-        let segments = request.path.split(separator: "/", omittingEmptySubsequences: true).map(String.init)
-        let route: HTTPRoute
-        switch (request.method, segments) {
-        case (.GET, ["healthz"]): route = .healthz
-        case (.GET, ["readyz"]): route = .readyz
-        case (.GET, ["metrics"]): route = .metrics
-        case (.GET, []), (.HEAD, []):
-            guard options.dev else { return notFound }
-            route = .home
-        case (.GET, _) where segments.first == "client" || segments.first == "demo",
-             (.HEAD, _) where segments.first == "client" || segments.first == "demo":
-            route = .staticFile
-        case (_, _) where segments.first == "dev":
-            guard options.dev, let dev = DevRoute(request.method, Array(segments.dropFirst())) else { return notFound }
-            var user: String?
-            if dev.needsUser {
-                switch devUser(request) {
-                case .failure(let e): return .refuse(status: e.code.httpStatus, code: e.code.rawValue, message: e.message)
-                case .success(let u): user = u
-                }
-            }
-            route = .dev(dev, user: user)
-        case (_, _) where segments.count >= 3 && segments[0] == "api" && segments[1] == "v1":
-            guard let api = APIRoute(request.method, Array(segments.dropFirst(2))) else { return notFound }
-            if api == .paymentNotify {
-                route = .api(api, nil)
-            } else {
-                guard let caller = caller(request) else {
-                    return .refuse(status: 401, code: ErrorCode.unauthorized.rawValue,
-                                   message: "Authorization: Bearer <shop or merchant key> required")
-                }
-                route = .api(api, caller)
-            }
-        default:
-            return notFound
+        guard let (rule, route) = HTTPRoutes.find(request.method, request.path, dev: options.dev) else {
+            return .refuse(status: 404, code: ErrorCode.notFound.rawValue, message: "no route \(request.method.rawValue) \(request.path)")
         }
-        request.context = route
-        if case .api(.addKeys, _) = route { return .read(limit: options.maxBody) }
-        return .read(limit: Self.smallBodyLimit)
+        var admitted = AdmittedRoute(route: route, label: rule.pattern)
+        switch rule.access {
+        case .anyone, .signedNotify, .dev:
+            break
+        case .shopOrMerchant:
+            guard let caller = caller(request) else { return .refuse(status: 401, code: ErrorCode.unauthorized.rawValue, message: Self.keyRequired) }
+            admitted.caller = caller
+        case .devUser:
+            switch devUser(request) {
+            case .failure(let e): return .refuse(status: e.code.httpStatus, code: e.code.rawValue, message: e.message)
+            case .success(let user): admitted.user = user
+            }
+        }
+        request.context = admitted
+        switch rule.body {
+        case .small: return .read(limit: Self.smallBodyLimit)
+        case .keyUpload: return .read(limit: options.maxBody)
+        }
     }
 
+    static let keyRequired = "Authorization: Bearer <shop or merchant key> required"
+
     public func httpRequest(_ request: HTTPRequest) {
-        guard let route = request.context as? HTTPRoute else {
+        guard let admitted = request.context as? AdmittedRoute else {
             return fail(request, GatewayError(.internal, "request without a route"))
         }
-        switch route {
+        switch admitted.route {
         case .healthz:
             respond(request, 200, .object([("ok", .bool(true)), ("node", .string(options.nodeName))]))
         case .readyz:
@@ -125,18 +75,25 @@ extension Node {
             redirect(request, to: "/demo/")
         case .staticFile:
             serveStatic(request)
-        case .dev(let dev, let user):
-            devRequest(request, dev, user: user)
-        case .api(.paymentNotify, _):
+        case .dev(let dev):
+            devRequest(request, dev, user: admitted.user)
+        case .paymentNotify:
             paymentNotify(request)
-        case .api(let api, let caller?):
-            self.api(request, api, caller)
-        case .api(_, nil):
-            fail(request, GatewayError(.unauthorized, "Authorization: Bearer <shop or merchant key> required"))
+        case .catalog(let route):
+            guard let caller = admitted.caller else { return fail(request, GatewayError(.unauthorized, Self.keyRequired)) }
+            catalogRequest(request, route, caller)
+        case .commerce(let route):
+            guard let caller = admitted.caller else { return fail(request, GatewayError(.unauthorized, Self.keyRequired)) }
+            commerceRequest(request, route, caller)
         }
     }
 
-    private func api(_ request: HTTPRequest, _ route: APIRoute, _ caller: APICaller) {
+    /// The `route` label of a request's metrics: its table pattern, or `unmatched`.
+    public func routeLabel(_ request: HTTPRequest) -> String {
+        (request.context as? AdmittedRoute)?.label ?? HTTPRoutes.unmatchedLabel
+    }
+
+    private func catalogRequest(_ request: HTTPRequest, _ route: CatalogRoute, _ caller: APICaller) {
         switch route {
         case .createProduct:
             withJSONBody(request) { self.createProduct(request, caller, $0) }
@@ -146,10 +103,6 @@ extension Node {
             getProduct(request, caller, id)
         case .updateProduct(let id):
             withJSONBody(request) { self.updateProduct(request, caller, id, $0) }
-        default:
-            if !commerceRoute(request, caller, route) {
-                fail(request, GatewayError(.notFound, "no route \(request.method.rawValue) \(request.path)"))
-            }
         }
     }
 
@@ -178,9 +131,7 @@ extension Node {
     }
 
     func fail(_ request: HTTPRequest, _ error: GatewayError) {
-        let body: JSON = .object([("error", .object([("code", .string(error.code.rawValue)),
-                                                      ("message", .string(error.message))]))])
-        respond(request, error.code.httpStatus, body)
+        request.respond(status: error.code.httpStatus, body: error.httpBody, headers: error.httpHeaders)
     }
 
     private func createProduct(_ request: HTTPRequest, _ caller: APICaller, _ body: JSON) {

@@ -57,6 +57,25 @@ public struct GatewayError: Error, Equatable, Sendable {
         if let retryAfterMs { fields.append(("retry_after_ms", .int(retryAfterMs))) }
         return .object(fields)
     }
+
+    /// `{"error":{...}}`: the one builder of HTTP error bodies (the node's and the I/O glue's),
+    /// so they carry `temporary` and `retry_after_ms` exactly as WebSocket errors do.
+    public var httpBody: [UInt8] {
+        var out: [UInt8] = []
+        JSON.object([("error", json)]).write(into: &out)
+        return out
+    }
+
+    /// `Retry-After` in whole seconds (rounded up) when the error says when to retry.
+    public var httpHeaders: [(String, String)] {
+        guard let retryAfterMs else { return [] }
+        return [("Retry-After", String(max(1, (retryAfterMs + 999) / 1000)))]
+    }
+
+    /// An error named by its wire code, as the I/O glue refuses requests.
+    public init(wireCode: String, _ message: String, temporary: Bool? = nil, retryAfterMs: Int64? = nil) {
+        self.init(ErrorCode(rawValue: wireCode) ?? .internal, message, temporary: temporary, retryAfterMs: retryAfterMs)
+    }
 }
 
 /// WebSocket close codes of the contract (PROTOCOL.md 2.6).

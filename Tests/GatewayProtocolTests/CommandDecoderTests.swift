@@ -434,6 +434,20 @@ final class CommandDecoderTests: XCTestCase {
         XCTAssertEqual(parse(ReplyEncoder.error(id: 6, forcedTemporary))?["error"]?["temporary"], .bool(true))
     }
 
+    /// HTTP errors: the WebSocket error object under `error`, and `Retry-After` in seconds.
+    func testHTTPErrorBodyMatchesTheWebSocketError() {
+        let limited = GatewayError(.rateLimited, "slow down", temporary: true, retryAfterMs: 1500)
+        XCTAssertEqual(String(decoding: limited.httpBody, as: UTF8.self),
+                       #"{"error":{"code":"rate_limited","message":"slow down","temporary":true,"retry_after_ms":1500}}"#)
+        XCTAssertEqual(limited.httpHeaders.map { "\($0.0): \($0.1)" }, ["Retry-After: 2"])
+        XCTAssertEqual(GatewayError(.rateLimited, "x", retryAfterMs: 1).httpHeaders.first?.1, "1")
+        XCTAssertEqual(String(decoding: GatewayError.redisUnavailable.httpBody, as: UTF8.self),
+                       #"{"error":{"code":"unavailable","message":"storage is unavailable, retry shortly","temporary":true}}"#)
+        XCTAssertTrue(GatewayError.redisUnavailable.httpHeaders.isEmpty)
+        XCTAssertEqual(GatewayError(wireCode: "too_large", "big").code, .tooLarge)
+        XCTAssertEqual(GatewayError(wireCode: "no-such-code", "?").code, .internal)
+    }
+
     func testOkWithPublicationsSplicesRawBytes() {
         let p1 = #"{"push":"order.status","channel":"user:u1","offset":58,"epoch":"e1","ts":1763900000000,"data":{"order":"o-1"}}"#
         let p2 = #"{"push":"gift.created","channel":"user:u1","offset":59,"epoch":"e1","ts":1763900000001,"data":{"code":"G\"1"}}"#

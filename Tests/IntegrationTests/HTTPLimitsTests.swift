@@ -26,6 +26,7 @@ final class HTTPLimitsTests: IntegrationCase {
         let r = c.readResponse(timeout: 5)
         XCTAssertEqual(r.status, status, "\(headers.prefix(60)): \(r.text)", file: file, line: line)
         XCTAssertEqual(r.json?["error"]?["code"]?.stringValue, code, r.text, file: file, line: line)
+        XCTAssertNotNil(r.json?["error"]?["temporary"]?.boolValue, "every HTTP error says whether it is temporary: \(r.text)", file: file, line: line)
         XCTAssertTrue(r.headers.contains("connection: close"), r.headers, file: file, line: line)
         XCTAssertTrue(c.waitClosed(timeout: 5), "the node closes after answering before the body", file: file, line: line)
     }
@@ -50,6 +51,22 @@ final class HTTPLimitsTests: IntegrationCase {
         let r = c.readResponse(timeout: 10)
         XCTAssertEqual(r.status, 200, r.text)
         XCTAssertEqual(r.json?["added"]?.intValue, 2200)
+    }
+
+    /// The node's errors and the I/O glue's have one shape, with `temporary` as on the WebSocket.
+    func testEveryHTTPErrorCarriesTemporary() throws {
+        let node = try startNode()
+        let answers = [
+            try node.http("GET", "/api/v1/orders/o-none"),                  // the node, after routing
+            try node.http("POST", "/api/v1/orders", body: "[1]"),           // the node, a bad body
+            try node.http("GET", "/nowhere"),                               // refused on the headers
+            try node.http("GET", "/api/v1/orders/o-1", key: "wrong"),
+        ]
+        XCTAssertEqual(answers.map(\.status), [404, 400, 404, 401])
+        for r in answers {
+            XCTAssertEqual(r.json?["error"]?["temporary"], .bool(false), r.text)
+            XCTAssertNotNil(r.json?["error"]?["message"]?.stringValue, r.text)
+        }
     }
 
     func testRouteAndKeyAreCheckedBeforeTheBody() throws {

@@ -1,0 +1,152 @@
+import GatewayIO
+
+/// Every HTTP route of the node. `HTTPRoutes.table` says how each is reached and who may
+/// call it; the handlers switch over their own area's cases, exhaustively.
+enum HTTPRoute: Equatable {
+    case healthz, readyz, metrics
+    /// `/` in `serve --dev`: redirects to the demo page.
+    case home
+    /// `/client/…` (the browser client) and `/demo/…`.
+    case staticFile
+    /// Products and pushes of the shop and merchants (`HTTPAPI.swift`).
+    case catalog(CatalogRoute)
+    /// Keys, orders and payments (`Commerce.swift`).
+    case commerce(CommerceRoute)
+    /// The payment provider's notify, signed over its body.
+    case paymentNotify
+    /// `serve --dev` only (`DevAPI.swift`).
+    case dev(DevRoute)
+    // Operators: `case admin(AdminRoute)`, shop key only, goes here (see the table's admin section).
+}
+
+enum CatalogRoute: Equatable {
+    case createProduct, getProduct(String), updateProduct(String), publish
+}
+
+enum CommerceRoute: Equatable {
+    case addKeys(product: String), createOrder, getOrder(String), createPayment(order: String)
+    case cancel(order: String), refund(order: String)
+}
+
+/// A `/dev` route; which of them act for a token's user is the table's `access`.
+enum DevRoute: Equatable {
+    case token, products, orders, pay, price
+}
+
+/// Who may call a route, checked on the headers before any of the body is read.
+enum RouteAccess: Equatable {
+    case anyone
+    /// `Authorization: Bearer <shop or merchant key>`.
+    case shopOrMerchant
+    /// The payment provider: the signature covers the body, so it is checked once that is read.
+    case signedNotify
+    /// `serve --dev` only.
+    case dev
+    /// `serve --dev` only, for the user of `Authorization: Bearer <gateway token>`.
+    case devUser
+}
+
+/// How much body a route reads (contract 4.1).
+enum BodyLimit: Equatable {
+    /// `Node.smallBodyLimit`.
+    case small
+    /// `limits.max_body`: key uploads.
+    case keyUpload
+}
+
+/// One row of the route table.
+struct RouteRule {
+    let methods: [HTTPRequest.Method]
+    /// `/api/v1/orders/{id}/payments`: `{name}` takes one path segment, a final `*` any number.
+    /// Also the stable `route` label of the request metrics.
+    let pattern: String
+    let access: RouteAccess
+    let body: BodyLimit
+    /// The route, from the values of the pattern's `{…}` segments in order.
+    let route: ([String]) -> HTTPRoute
+
+    private let segments: [Substring]
+
+    init(_ methods: [HTTPRequest.Method], _ pattern: String, _ access: RouteAccess, body: BodyLimit = .small,
+         _ route: @escaping ([String]) -> HTTPRoute) {
+        self.methods = methods
+        self.pattern = pattern
+        self.access = access
+        self.body = body
+        self.route = route
+        self.segments = pattern.split(separator: "/", omittingEmptySubsequences: true)
+    }
+
+    init(_ method: HTTPRequest.Method, _ pattern: String, _ access: RouteAccess, body: BodyLimit = .small,
+         _ route: @escaping ([String]) -> HTTPRoute) {
+        self.init([method], pattern, access, body: body, route)
+    }
+
+    /// The values of the `{…}` segments when `path` (split on `/`, empty segments dropped) matches.
+    func match(_ path: [String]) -> [String]? {
+        var values: [String] = []
+        for (i, part) in segments.enumerated() {
+            if part == "*" { return values }
+            guard i < path.count else { return nil }
+            if part.first == "{" {
+                values.append(path[i])
+            } else if part != path[i] {
+                return nil
+            }
+        }
+        return path.count == segments.count ? values : nil
+    }
+}
+
+enum HTTPRoutes {
+    /// The `route` label of requests no rule matched (404s).
+    static let unmatchedLabel = "unmatched"
+
+    static let table: [RouteRule] = [
+        RouteRule(.GET, "/healthz", .anyone) { _ in .healthz },
+        RouteRule(.GET, "/readyz", .anyone) { _ in .readyz },
+        RouteRule(.GET, "/metrics", .anyone) { _ in .metrics },
+        RouteRule([.GET, .HEAD], "/", .dev) { _ in .home },
+        RouteRule([.GET, .HEAD], "/client/*", .anyone) { _ in .staticFile },
+        RouteRule([.GET, .HEAD], "/demo/*", .anyone) { _ in .staticFile },
+
+        RouteRule(.POST, "/api/v1/products", .shopOrMerchant) { _ in .catalog(.createProduct) },
+        RouteRule(.GET, "/api/v1/products/{id}", .shopOrMerchant) { .catalog(.getProduct($0[0])) },
+        RouteRule(.PATCH, "/api/v1/products/{id}", .shopOrMerchant) { .catalog(.updateProduct($0[0])) },
+        RouteRule(.POST, "/api/v1/publish", .shopOrMerchant) { _ in .catalog(.publish) },
+
+        RouteRule(.POST, "/api/v1/products/{id}/keys", .shopOrMerchant, body: .keyUpload) { .commerce(.addKeys(product: $0[0])) },
+        RouteRule(.POST, "/api/v1/orders", .shopOrMerchant) { _ in .commerce(.createOrder) },
+        RouteRule(.GET, "/api/v1/orders/{id}", .shopOrMerchant) { .commerce(.getOrder($0[0])) },
+        RouteRule(.POST, "/api/v1/orders/{id}/payments", .shopOrMerchant) { .commerce(.createPayment(order: $0[0])) },
+        RouteRule(.POST, "/api/v1/orders/{id}/cancel", .shopOrMerchant) { .commerce(.cancel(order: $0[0])) },
+        RouteRule(.POST, "/api/v1/orders/{id}/refund", .shopOrMerchant) { .commerce(.refund(order: $0[0])) },
+        RouteRule(.POST, "/api/v1/payments/notify", .signedNotify) { _ in .paymentNotify },
+
+        // MARK: Operators (/api/v1/admin/..., shop key only)
+
+        RouteRule(.POST, "/dev/token", .dev) { _ in .dev(.token) },
+        RouteRule(.GET, "/dev/products", .dev) { _ in .dev(.products) },
+        RouteRule(.POST, "/dev/orders", .devUser) { _ in .dev(.orders) },
+        RouteRule(.POST, "/dev/pay", .devUser) { _ in .dev(.pay) },
+        RouteRule(.POST, "/dev/price", .devUser) { _ in .dev(.price) },
+    ]
+
+    /// The first rule for `method` and `path` (dev-only rules only in dev mode), with its values.
+    static func find(_ method: HTTPRequest.Method, _ path: String, dev: Bool) -> (rule: RouteRule, route: HTTPRoute)? {
+        let segments = path.split(separator: "/", omittingEmptySubsequences: true).map(String.init)
+        for rule in table where rule.methods.contains(method) {
+            if !dev && (rule.access == .dev || rule.access == .devUser) { continue }
+            if let values = rule.match(segments) { return (rule, rule.route(values)) }
+        }
+        return nil
+    }
+}
+
+/// What `httpHead` admitted: the route, its label, and the credentials its access asked for.
+struct AdmittedRoute {
+    let route: HTTPRoute
+    let label: String
+    var caller: APICaller?
+    var user: String?
+}

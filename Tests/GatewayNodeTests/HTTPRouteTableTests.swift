@@ -1,0 +1,75 @@
+@testable import GatewayIO
+@testable import GatewayNode
+import XCTest
+
+/// The one route table: every path the node answers, who may call it, its body limit, and
+/// the pattern that labels its metrics.
+final class HTTPRouteTableTests: XCTestCase {
+    private func find(_ method: HTTPRequest.Method, _ path: String, dev: Bool = false) -> (label: String, route: HTTPRoute, access: RouteAccess, body: BodyLimit)? {
+        HTTPRoutes.find(method, path, dev: dev).map { ($0.rule.pattern, $0.route, $0.rule.access, $0.rule.body) }
+    }
+
+    func testAPIRoutesCarryTheirIdsAndLabelByPattern() {
+        let cases: [(HTTPRequest.Method, String, HTTPRoute, String)] = [
+            (.POST, "/api/v1/products", .catalog(.createProduct), "/api/v1/products"),
+            (.GET, "/api/v1/products/p1", .catalog(.getProduct("p1")), "/api/v1/products/{id}"),
+            (.PATCH, "/api/v1/products/p1", .catalog(.updateProduct("p1")), "/api/v1/products/{id}"),
+            (.POST, "/api/v1/publish", .catalog(.publish), "/api/v1/publish"),
+            (.POST, "/api/v1/products/p1/keys", .commerce(.addKeys(product: "p1")), "/api/v1/products/{id}/keys"),
+            (.POST, "/api/v1/orders", .commerce(.createOrder), "/api/v1/orders"),
+            (.GET, "/api/v1/orders/o-1", .commerce(.getOrder("o-1")), "/api/v1/orders/{id}"),
+            (.POST, "/api/v1/orders/o-1/payments", .commerce(.createPayment(order: "o-1")), "/api/v1/orders/{id}/payments"),
+            (.POST, "/api/v1/orders/o-1/cancel", .commerce(.cancel(order: "o-1")), "/api/v1/orders/{id}/cancel"),
+            (.POST, "/api/v1/orders/o-1/refund", .commerce(.refund(order: "o-1")), "/api/v1/orders/{id}/refund"),
+            (.POST, "/api/v1/payments/notify", .paymentNotify, "/api/v1/payments/notify"),
+            (.GET, "/healthz", .healthz, "/healthz"),
+            (.GET, "/metrics", .metrics, "/metrics"),
+            (.GET, "/demo/app.js", .staticFile, "/demo/*"),
+            (.HEAD, "/client/gateway-client.js", .staticFile, "/client/*"),
+            (.GET, "/demo", .staticFile, "/demo/*"),
+        ]
+        for (method, path, route, label) in cases {
+            let found = find(method, path)
+            XCTAssertEqual(found?.route, route, "\(method) \(path)")
+            XCTAssertEqual(found?.label, label, "\(method) \(path)")
+        }
+        // Empty segments do not count, as before the table.
+        XCTAssertEqual(find(.GET, "//api/v1/orders/o-1/")?.route, .commerce(.getOrder("o-1")))
+    }
+
+    func testWhoMayCallAndHowMuchBody() {
+        XCTAssertEqual(find(.POST, "/api/v1/orders")?.access, .shopOrMerchant)
+        XCTAssertEqual(find(.POST, "/api/v1/payments/notify")?.access, .signedNotify)
+        XCTAssertEqual(find(.GET, "/healthz")?.access, .anyone)
+        XCTAssertEqual(find(.POST, "/dev/pay", dev: true)?.access, .devUser)
+        XCTAssertEqual(find(.POST, "/dev/token", dev: true)?.access, .dev)
+        XCTAssertEqual(find(.POST, "/api/v1/products/p1/keys")?.body, .keyUpload)
+        for rule in HTTPRoutes.table where rule.pattern != "/api/v1/products/{id}/keys" {
+            XCTAssertEqual(rule.body, .small, rule.pattern)
+        }
+    }
+
+    func testUnknownPathsAndMethodsMatchNothing() {
+        for (method, path) in [(HTTPRequest.Method.GET, "/api/v1"), (.DELETE, "/api/v1/orders/o-1"), (.GET, "/api/v1/orders/o-1/x"),
+                               (.POST, "/healthz"), (.GET, "/nothing"), (.GET, "/api/v1/products/p1/keys")] {
+            XCTAssertNil(find(method, path), "\(method) \(path)")
+        }
+    }
+
+    func testDevRoutesOnlyInDevMode() {
+        for (method, path) in [(HTTPRequest.Method.GET, "/"), (.POST, "/dev/token"), (.GET, "/dev/products"), (.POST, "/dev/orders")] {
+            XCTAssertNil(find(method, path), "\(path) without --dev")
+            XCTAssertNotNil(find(method, path, dev: true), "\(path) with --dev")
+        }
+        XCTAssertEqual(find(.GET, "/", dev: true)?.route, .home)
+    }
+
+    func testPatternsAreUniquePerMethod() {
+        var seen = Set<String>()
+        for rule in HTTPRoutes.table {
+            for method in rule.methods {
+                XCTAssertTrue(seen.insert("\(method.rawValue) \(rule.pattern)").inserted, rule.pattern)
+            }
+        }
+    }
+}
