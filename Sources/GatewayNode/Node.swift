@@ -99,9 +99,12 @@ public final class Node: ServerDelegate {
     /// Set from a signal handler; read when the loop wakes.
     nonisolated(unsafe) static var terminateRequested = false
 
-    /// Refuses options it cannot run safely, such as a card-key secret that is not 32 bytes:
-    /// sealing keys under a made-up key would lose them.
+    /// Refuses options it cannot run safely, such as a card-key secret that is not 32 bytes
+    /// or is all zeros: sealing keys under a made-up or guessable key would lose them.
     public init(options: NodeOptions) throws {
+        if !options.keysSecret.isEmpty, options.keysSecret.allSatisfy({ $0 == 0 }) {
+            throw NodeStartError(description: "keys.secret is all zeros; refusing to seal card keys with a key anyone can guess (make one with: openssl rand -hex 32)")
+        }
         guard let keyBox = SecretBox(key: options.keysSecret) else {
             throw NodeStartError(description: "keys.secret must be 32 bytes (64 hex characters); refusing to seal card keys with anything else")
         }

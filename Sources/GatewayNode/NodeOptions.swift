@@ -1,7 +1,8 @@
 import GatewayConfig
 import OrderCore
 
-/// Everything a node needs to run, already validated (the CLI builds it from settings).
+/// Everything a node needs to run, derived once from validated settings
+/// (`NodeOptions(settings: .defaults, ...)` and then a field or two, in tests).
 public struct NodeOptions: Sendable {
     public var nodeName: String
     public var host: String
@@ -25,75 +26,45 @@ public struct NodeOptions: Sendable {
     /// 32 bytes: seals card keys at rest and keys their fingerprints.
     public var keysSecret: [UInt8]
     public var commerce: CommerceTimes
-    public var groupRate = 5
-    public var groupRateWindowSeconds = 10
-    public var allowLinks = false
-    public var alertCooldownSeconds = 3600
-    public var watchTTLSeconds = 7_776_000
-    public var presenceTTLSeconds = 30
+    public var groupRate: Int
+    public var groupRateWindowSeconds: Int
+    public var allowLinks: Bool
+    public var alertCooldownSeconds: Int
+    public var watchTTLSeconds: Int
+    public var presenceTTLSeconds: Int
     /// `serve --dev`: the /dev endpoints, demo products and `GET /` to the demo page.
-    public var dev = false
+    public var dev: Bool
     /// Most UTF-8 bytes of one group message (`groups.max_text_bytes`).
-    public var maxTextBytes = 4_000
+    public var maxTextBytes: Int
     /// Commands of one connection awaiting replies (`limits.max_inflight`).
-    public var maxInflight = 64
+    public var maxInflight: Int
     /// Commands per second per connection, burst 2x (`limits.commands_per_s`).
-    public var commandsPerSecond = 50
+    public var commandsPerSecond: Int
     /// Connections per user on this node, 0 = no limit (`limits.conns_per_user`).
-    public var connsPerUser = 20
+    public var connsPerUser: Int
     /// Connections per source IP on this node, 0 = no limit (`limits.conns_per_ip`).
-    public var connsPerIP = 0
+    public var connsPerIP: Int
     /// Seconds for an HTTP request's headers and body (`limits.http_timeout_s`).
-    public var httpTimeoutSeconds = 10
+    public var httpTimeoutSeconds: Int
     /// Most bytes of publications in one history or recovery reply (`history.max_reply_bytes`).
-    public var historyMaxReplyBytes = 262_144
+    public var historyMaxReplyBytes: Int
     /// Most publications in one recovery (`history.max_recover`).
-    public var historyMaxRecover = 1_000
+    public var historyMaxRecover: Int
     /// The parsed `redis.url` (credentials, db), or the private server's address.
     public var redisURL: RedisURL?
     /// What acknowledged money writes wait for (`redis.durability`).
-    public var durability: RedisDurability = .fsync
+    public var durability: RedisDurability
     /// How long one `WAIT` for replicas may take before the write is answered 503.
     public var durabilityTimeoutMs = 1_000
     /// Seconds the oldest Redis command may wait for its reply before the link counts as
     /// lost and is reconnected (`redis.timeout_s`).
-    public var redisTimeoutSeconds = 10
+    public var redisTimeoutSeconds: Int
 
     /// Where Redis is: the URL's endpoint when one was given, else `redisHost:redisPort`.
     public var redisEndpoint: RedisURL.Endpoint { redisURL?.endpoint ?? .tcp(host: redisHost, port: redisPort) }
 
     /// Host and port (or socket) for logs; never the password.
     public var redisDescription: String { redisURL?.redacted ?? "\(redisHost):\(redisPort)" }
-
-    public init(nodeName: String, host: String, port: Int, redisHost: String, redisPort: Int,
-                authSecret: String, shopKey: String, merchantKeys: [String: String],
-                maxFrame: Int = 65536, maxBody: Int = 8 << 20, maxQueue: Int = 1 << 20,
-                maxViolations: Int = 10, connectTimeoutSeconds: Double = 10, pingSeconds: Int = 25,
-                historyUserSize: Int = 1000, historyGroupSize: Int = 1000, historyProductSize: Int = 100,
-                historyTTLSeconds: Int = 86400, paymentsSecret: String = "", keysSecret: [UInt8] = [],
-                commerce: CommerceTimes = CommerceTimes(orderTTL: 900_000, giftTTL: 86_400_000, friendpayTTL: 1_800_000, paymentGrace: 43_200_000)) {
-        self.nodeName = nodeName
-        self.host = host
-        self.port = port
-        self.redisHost = redisHost
-        self.redisPort = redisPort
-        self.authSecret = authSecret
-        self.shopKey = shopKey
-        self.merchantKeys = merchantKeys
-        self.maxFrame = maxFrame
-        self.maxBody = maxBody
-        self.maxQueue = maxQueue
-        self.maxViolations = maxViolations
-        self.connectTimeoutSeconds = connectTimeoutSeconds
-        self.pingSeconds = pingSeconds
-        self.historyUserSize = historyUserSize
-        self.historyGroupSize = historyGroupSize
-        self.historyProductSize = historyProductSize
-        self.historyTTLSeconds = historyTTLSeconds
-        self.paymentsSecret = paymentsSecret
-        self.keysSecret = keysSecret
-        self.commerce = commerce
-    }
 }
 
 extension NodeOptions {
@@ -104,19 +75,29 @@ extension NodeOptions {
         case .tcp(let host, let port): (host, port)
         case .unix(let path): (path, 0)
         }
-        self.init(
-            nodeName: nodeName, host: settings.server.host, port: settings.server.port,
-            redisHost: redisHost, redisPort: redisPort, authSecret: settings.auth.secret,
-            shopKey: settings.api.shopKey, merchantKeys: settings.api.merchantKeys,
-            maxFrame: settings.limits.maxFrame, maxBody: settings.limits.maxBody, maxQueue: settings.limits.maxQueue,
-            maxViolations: settings.limits.maxViolations,
-            connectTimeoutSeconds: Double(settings.limits.connectTimeoutSeconds), pingSeconds: settings.server.pingSeconds,
-            historyUserSize: settings.history.userSize, historyGroupSize: settings.history.groupSize,
-            historyProductSize: settings.history.productSize, historyTTLSeconds: settings.history.ttlSeconds,
-            paymentsSecret: settings.payments.secret, keysSecret: settings.keys.secretBytes ?? [],
-            commerce: CommerceTimes(orderTTL: Int64(settings.orders.ttlSeconds) * 1000, giftTTL: Int64(settings.gifts.ttlSeconds) * 1000,
-                                    friendpayTTL: Int64(settings.friendpay.ttlSeconds) * 1000,
-                                    paymentGrace: Int64(settings.payments.graceSeconds) * 1000))
+        self.nodeName = nodeName
+        host = settings.server.host
+        port = settings.server.port
+        self.redisHost = redisHost
+        self.redisPort = redisPort
+        authSecret = settings.auth.secret
+        shopKey = settings.api.shopKey
+        merchantKeys = settings.api.merchantKeys
+        maxFrame = settings.limits.maxFrame
+        maxBody = settings.limits.maxBody
+        maxQueue = settings.limits.maxQueue
+        maxViolations = settings.limits.maxViolations
+        connectTimeoutSeconds = Double(settings.limits.connectTimeoutSeconds)
+        pingSeconds = settings.server.pingSeconds
+        historyUserSize = settings.history.userSize
+        historyGroupSize = settings.history.groupSize
+        historyProductSize = settings.history.productSize
+        historyTTLSeconds = settings.history.ttlSeconds
+        paymentsSecret = settings.payments.secret
+        keysSecret = settings.keys.secretBytes ?? []
+        commerce = CommerceTimes(orderTTL: Int64(settings.orders.ttlSeconds) * 1000, giftTTL: Int64(settings.gifts.ttlSeconds) * 1000,
+                                 friendpayTTL: Int64(settings.friendpay.ttlSeconds) * 1000,
+                                 paymentGrace: Int64(settings.payments.graceSeconds) * 1000)
         groupRate = settings.groups.rate
         groupRateWindowSeconds = settings.groups.rateWindowSeconds
         allowLinks = settings.groups.allowLinks
