@@ -41,8 +41,8 @@ public enum TokenError: Error, Equatable, Sendable {
 
     /// 4003 tells the client a fresh token will do; 4002 tells it not to retry.
     public var closeCode: UInt16 {
-        if case .expired = self { return 4003 }
-        return 4002
+        if case .expired = self { return CloseCode.tokenExpired.rawValue }
+        return CloseCode.badToken.rawValue
     }
 
     public var message: String {

@@ -42,6 +42,9 @@ struct BotRunner {
     /// Asked before each answer (the dev bot answers only while its node holds the lease).
     var shouldAnswer: @Sendable () -> Bool = { true }
 
+    /// Closes after which the same token cannot get back in.
+    static let refusals: Set<UInt16> = Set([CloseCode.badToken, .tokenExpired, .removed, .protocolViolations].map(\.rawValue))
+
     /// - Parameters:
     ///   - token: asked before every connection (the dev bot mints a fresh one each time).
     ///   - giveUp: throw on a refusal (4002/4003/4010/4011, a group it may not join)
@@ -56,7 +59,7 @@ struct BotRunner {
                 let (session, reply) = try GatewaySession.open(loop: loop, url: url, token: token(), timeout: 10)
                 guard let me = reply["ok"]?["user"]?.stringValue else {
                     let message = reply["error"]?["message"]?.stringValue ?? "\(reply)"
-                    if let code = session.waitClosed(timeout: 2), [4002, 4003, 4010, 4011].contains(code) {
+                    if let code = session.waitClosed(timeout: 2), Self.refusals.contains(code) {
                         throw ValidationError("the gateway refused the bot (\(code)): \(message)")
                     }
                     throw GatewayClientError.closed(code: nil, reason: message)
@@ -84,7 +87,7 @@ struct BotRunner {
                 }
                 let code = session.waitClosed(timeout: 1)
                 for (channel, pos) in session.positions where channel.hasPrefix("group:") { positions[channel] = pos }
-                if let code, [4002, 4003, 4010, 4011].contains(code) {
+                if let code, Self.refusals.contains(code) {
                     throw ValidationError("closed by the gateway with \(code): \(session.closeReason); not reconnecting")
                 }
             } catch let error as ValidationError {
