@@ -188,8 +188,18 @@ public final class EventLoop {
         }
     }
 
+    /// The thread in `run()`; set in debug builds only, for `assertOnLoopThread`.
+    private var loopThread: pthread_t?
+
+    /// Traps in debug builds when called off the thread running the loop (once it runs):
+    /// everything the loop owns is unsynchronised. Free in release builds.
+    public func assertOnLoopThread(file: StaticString = #fileID, line: UInt = #line) {
+        assert(loopThread.map { pthread_equal($0, pthread_self()) != 0 } ?? true, "off the event-loop thread", file: file, line: line)
+    }
+
     /// Services the loop until `stop()`.
     public func run() {
+        assert({ loopThread = pthread_self(); return true }())
         while !stopping, let context {
             if lws_service(context, 0) < 0 { break }
         }

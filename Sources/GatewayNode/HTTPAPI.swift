@@ -25,6 +25,7 @@ extension Node {
     /// is 404 and a missing or wrong key 401 before any of the body is read. The provider's
     /// notify is signed over its body, so only its size is checked here.
     public func httpHead(_ request: HTTPRequest) -> HTTPAdmission {
+        loop.assertOnLoopThread()
         guard let (rule, route) = HTTPRoutes.find(request.method, request.path, dev: options.dev) else {
             return .refuse(status: 404, code: ErrorCode.notFound.rawValue, message: "no route \(request.method.rawValue) \(request.path)")
         }
@@ -51,6 +52,7 @@ extension Node {
     static let keyRequired = "Authorization: Bearer <shop or merchant key> required"
 
     public func httpRequest(_ request: HTTPRequest) {
+        loop.assertOnLoopThread()
         guard let admitted = request.context as? AdmittedRoute else {
             return fail(request, GatewayError(.internal, "request without a route"))
         }

@@ -209,6 +209,7 @@ public final class Node: ServerDelegate {
     }
 
     private func redisReady() {
+        loop.assertOnLoopThread()
         log("redis ready at \(options.redisDescription)")
         execute(hub.redisConnected())
         legacyMigration.start()
@@ -220,11 +221,13 @@ public final class Node: ServerDelegate {
     /// connections are freed before this runs), so in-progress flags such as `sweeping`
     /// were reset by their own callbacks.
     private func redisLost(_ reason: String) {
+        loop.assertOnLoopThread()
         log("redis lost: \(reason); reconnecting")
         hub.redisDisconnected()
     }
 
     private func pubsub(_ kind: String, _ name: [UInt8], _ payload: [UInt8]) {
+        loop.assertOnLoopThread()
         guard let channel = StoreKeys.channel(fromShardChannel: name) else { return }
         switch kind {
         case "smessage":
@@ -340,6 +343,7 @@ public final class Node: ServerDelegate {
     public func admitsUpgrade(from peer: String) -> Bool { ipQuota.allows(peer) }
 
     public func connectionOpened(_ conn: WSConnection) {
+        loop.assertOnLoopThread()
         conn.maxQueue = options.maxQueue
         // Room for the queue plus four of the largest replies: never reached by one reply.
         conn.maxUnreadReplies = options.maxQueue + 4 * options.historyMaxReplyBytes
@@ -354,11 +358,13 @@ public final class Node: ServerDelegate {
     }
 
     public func connectionTimer(_ conn: WSConnection) {
+        loop.assertOnLoopThread()
         guard let client = clients[conn.id], !client.isConnected else { return }
         conn.close(code: CloseCode.connectTimeout.rawValue, reason: "no connect in time")
     }
 
     public func connectionClosed(_ conn: WSConnection) {
+        loop.assertOnLoopThread()
         guard let client = clients.removeValue(forKey: conn.id) else { return }
         if client.countedAddress { ipQuota.remove(conn.peerAddress) }
         if let user = client.countedUser { userQuota.remove(user) }
@@ -372,6 +378,7 @@ public final class Node: ServerDelegate {
     }
 
     public func connectionReceived(_ conn: WSConnection, _ message: UnsafeRawBufferPointer) {
+        loop.assertOnLoopThread()
         guard let client = clients[conn.id], !conn.isClosing else { return }
         if message.count > options.maxFrame {
             conn.close(code: CloseCode.tooLarge.rawValue, reason: "frame too large")
@@ -426,6 +433,7 @@ public final class Node: ServerDelegate {
     }
 
     public func loopWoken() {
+        loop.assertOnLoopThread()
         if Node.terminateRequested && !draining { beginDrain() }
     }
 
@@ -433,8 +441,10 @@ public final class Node: ServerDelegate {
 
     /// True while `client` still owns a live connection: registered, and lws has not
     /// closed its wsi. Whatever comes back from Redis after that must not touch it.
+    /// Every continuation and reply passes here, so here is where they check their thread.
     func isLive(_ client: Client) -> Bool {
-        !client.conn.isGone && clients[client.conn.id] === client
+        loop.assertOnLoopThread()
+        return !client.conn.isGone && clients[client.conn.id] === client
     }
 
     /// Wraps an asynchronous continuation (a Redis callback) of `client`'s command so it
