@@ -62,8 +62,15 @@ let package = Package(
         // server and local Cluster), free ports, a RESP probe, a blocking HTTP client. No XCTest.
         .target(name: "GatewayTestSupport", dependencies: ["GatewayProtocol", "GatewayRedis", "CProcess"], swiftSettings: glue),
 
+        // `serve --dev` and the single-machine setup: the /dev endpoints, the demo page and its
+        // bot, and the private redis-server.
+        .target(name: "GatewayDev", dependencies: [
+            "GatewayNode", "GatewayIO", "GatewayProtocol", "GatewayAuth", "GatewayCrypto", "OrderCore", "CommunityCore",
+            "GatewayClient", "GatewayTestSupport", "CProcess",
+        ], resources: [.copy("Web")], swiftSettings: glue),
+
         .executableTarget(name: "gateway", dependencies: [
-            "GatewayNode", "GatewayConfig", "GatewayAuth", "OrderCore", "CommunityCore", "GatewayClient", "GatewayProtocol",
+            "GatewayNode", "GatewayDev", "GatewayConfig", "GatewayAuth", "OrderCore", "CommunityCore", "GatewayClient", "GatewayProtocol",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: glue),
         .executableTarget(name: "loadtest", dependencies: [

@@ -10,10 +10,10 @@ import OrderCore
 extension Node {
     static let maxKeysPerUpload = 10_000
 
-    var now: Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
+    package var now: Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
 
     /// `<prefix>-<T>-<random>`: carries the slot tag of `product`'s orders (`CommerceKeys`).
-    func freshID(_ prefix: String, product: String) -> String {
+    package func freshID(_ prefix: String, product: String) -> String {
         CommerceKeys.freshID(prefix, product: product, random: Crypto.randomToken(10))
     }
 
@@ -46,14 +46,11 @@ extension Node {
             return fail(request, .badRequest("at most \(Self.maxKeysPerUpload) keys per call"))
         }
         var sealed: [SealedCardKey] = []
-        let context = Array(product.utf8)
         for (i, item) in list.enumerated() {
             guard let key = item.stringValue, (1...512).contains(key.utf8.count) else {
                 return fail(request, .badRequest("keys[\(i)] must be a string of 1 to 512 bytes"))
             }
-            let plain = Array(key.utf8)
-            let fingerprint = Crypto.hex(Crypto.hmacSHA256(key: options.keysSecret, message: context + [0] + plain).prefix(16))
-            sealed.append(SealedCardKey(id: fingerprint, sealed: Base64URL.encode(keyBox.seal(plain, context: context))))
+            sealed.append(seal(key, product: product))
         }
         let merchant: String? = if case .merchant(let m) = caller { m } else { nil }
         // The merchant's ownership is checked inside the script: one round trip.
@@ -70,6 +67,14 @@ extension Node {
                 }
             }
         }
+    }
+
+    /// A card key as stored: sealed under `keys.secret` for its product, with a keyed fingerprint as its id.
+    func seal(_ key: String, product: String) -> SealedCardKey {
+        let context = Array(product.utf8)
+        let plain = Array(key.utf8)
+        let fingerprint = Crypto.hex(Crypto.hmacSHA256(key: options.keysSecret, message: context + [0] + plain).prefix(16))
+        return SealedCardKey(id: fingerprint, sealed: Base64URL.encode(keyBox.seal(plain, context: context)))
     }
 
     private func createOrder(_ request: HTTPRequest, _ caller: APICaller, _ body: JSON) {
@@ -179,7 +184,7 @@ extension Node {
 
     /// The provider's notify: signature over the raw body, then the order rules' `notify`
     /// (idempotent by payment, first success wins). The dev sandbox pays through it too.
-    func applyPaymentNotify(body: [UInt8], signature: String?, _ done: @escaping (Result<Void, GatewayError>) -> Void) {
+    package func applyPaymentNotify(body: [UInt8], signature: String?, _ done: @escaping (Result<Void, GatewayError>) -> Void) {
         guard let sig = signature.flatMap({ Crypto.fromHex($0.trimmingCharacters(in: .whitespaces)) }) else {
             return done(.failure(GatewayError(.unauthorized, "X-Signature: <hex HMAC-SHA256 of the body> required")))
         }

@@ -145,7 +145,7 @@ extension Node {
     // MARK: Prices
 
     /// `PATCH /api/v1/products/{id}`: a lower price announces `product.price` and alerts watchers.
-    func updateProduct(_ request: HTTPRequest, _ caller: APICaller, _ id: String, _ body: JSON) {
+    package func updateProduct(_ request: HTTPRequest, _ caller: APICaller, _ id: String, _ body: JSON) {
         var price: Int64?
         switch ProductPrice.decode(body["price"]) {
         case .failure(let error): return fail(request, error)

@@ -5,7 +5,7 @@ import GatewayIO
 import GatewayProtocol
 
 /// Who is calling the HTTP API.
-enum APICaller {
+package enum APICaller {
     case shop
     case merchant(String)
 
@@ -78,7 +78,8 @@ extension Node {
         case .staticFile:
             serveStatic(request)
         case .dev(let dev):
-            devRequest(request, dev, user: admitted.user)
+            guard let devEndpoints else { return fail(request, .notFound("no route \(request.method.rawValue) \(request.path)")) }
+            devEndpoints.request(request, dev, user: admitted.user, node: self)
         case .paymentNotify:
             paymentNotify(request)
         case .catalog(let route):
@@ -108,6 +109,18 @@ extension Node {
         }
     }
 
+    /// The user of the `Authorization: Bearer <token>` (a gateway token, as on `/ws`),
+    /// checked on the headers before any body is read.
+    func devUser(_ request: HTTPRequest) -> Result<String, GatewayError> {
+        guard let header = request.authorization, header.hasPrefix("Bearer ") else {
+            return .failure(GatewayError(.unauthorized, "Authorization: Bearer <token from /dev/token> required"))
+        }
+        switch verifier.verify(String(header.dropFirst(7)), nowSeconds: Int64(Date().timeIntervalSince1970)) {
+        case .failure(let e): return .failure(GatewayError(.unauthorized, e.message))
+        case .success(let claims): return .success(claims.sub)
+        }
+    }
+
     private func caller(_ request: HTTPRequest) -> APICaller? {
         guard let header = request.authorization, header.hasPrefix("Bearer ") else { return nil }
         let key = Array(header.dropFirst(7).utf8)
@@ -118,7 +131,7 @@ extension Node {
         return nil
     }
 
-    func withJSONBody(_ request: HTTPRequest, _ body: (JSON) -> Void) {
+    package func withJSONBody(_ request: HTTPRequest, _ body: (JSON) -> Void) {
         guard let json = try? JSON.parse(request.body), json.objectValue != nil else {
             fail(request, .badRequest("the body must be a JSON object"))
             return
@@ -126,13 +139,13 @@ extension Node {
         body(json)
     }
 
-    func respond(_ request: HTTPRequest, _ status: Int, _ json: JSON) {
+    package func respond(_ request: HTTPRequest, _ status: Int, _ json: JSON) {
         var out: [UInt8] = []
         json.write(into: &out)
         request.respond(status: status, body: out)
     }
 
-    func fail(_ request: HTTPRequest, _ error: GatewayError) {
+    package func fail(_ request: HTTPRequest, _ error: GatewayError) {
         request.respond(status: error.code.httpStatus, body: error.httpBody, headers: error.httpHeaders)
     }
 

@@ -14,7 +14,7 @@ enum HTTPRoute: Equatable {
     case commerce(CommerceRoute)
     /// The payment provider's notify, signed over its body.
     case paymentNotify
-    /// `serve --dev` only (`DevAPI.swift`).
+    /// `serve --dev` only, answered by `devEndpoints` (GatewayDev).
     case dev(DevRoute)
     // Operators: `case admin(AdminRoute)`, shop key only, goes here (see the table's admin section).
 }
@@ -29,7 +29,7 @@ enum CommerceRoute: Equatable {
 }
 
 /// A `/dev` route; which of them act for a token's user is the table's `access`.
-enum DevRoute: Equatable {
+package enum DevRoute: Equatable {
     case token, products, orders, pay, price
 }
 
@@ -149,4 +149,11 @@ struct AdmittedRoute {
     let label: String
     var caller: APICaller?
     var user: String?
+}
+
+/// `serve --dev`'s demo shop (GatewayDev): answers the table's `/dev` routes and stocks the
+/// demo products once the node runs.
+package protocol DevEndpoints: AnyObject {
+    func start(_ node: Node)
+    func request(_ request: HTTPRequest, _ route: DevRoute, user: String?, node: Node)
 }

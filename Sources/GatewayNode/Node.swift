@@ -68,13 +68,13 @@ final class Client {
 /// turns commands into hub events and Redis calls, and executes the hub's actions.
 public final class Node: ServerDelegate {
     public let options: NodeOptions
-    let loop: EventLoop
+    package let loop: EventLoop
     let redis: any RedisLink
     let hub = ChannelHub()
     let verifier: TokenVerifier
     let metrics = NodeMetrics()
-    let orderRules: OrderRules
-    let orderStore: OrderStore
+    package let orderRules: OrderRules
+    package let orderStore: OrderStore
     /// One-time upgrade of v1 order records (one server), run at connect.
     let legacyMigration: LegacyCommerceMigration
     /// Channels and community data (Store/): every non-commerce Redis call.
@@ -83,6 +83,8 @@ public final class Node: ServerDelegate {
     /// Pushes written to outboxes by decisions (Redis Cluster only).
     let outboxRelay: OutboxRelay
     let keyBox: SecretBox
+    /// `serve --dev`: the /dev routes and demo products (GatewayDev).
+    package var devEndpoints: DevEndpoints?
     var sweeping = false
     /// Local connections per user in each group: and product: channel, for presence.
     var presence: [Channel: [String: Int]] = [:]
@@ -97,7 +99,7 @@ public final class Node: ServerDelegate {
     private(set) var draining = false
     private var drainDeadline: LoopTimer?
     /// Set from a signal handler; read when the loop wakes.
-    nonisolated(unsafe) static var terminateRequested = false
+    nonisolated(unsafe) package static var terminateRequested = false
 
     /// Refuses options it cannot run safely, such as a card-key secret that is not 32 bytes
     /// or is all zeros: sealing keys under a made-up or guessable key would lose them.
@@ -173,7 +175,7 @@ public final class Node: ServerDelegate {
         sweepTimers()
         refreshPresence()
         outboxRelay.start()
-        if options.dev { startDemo() }
+        if options.dev { devEndpoints?.start(self) }
         installSignalHandlers(loop)
         loop.run()
         redis.stop()
@@ -517,7 +519,7 @@ public final class Node: ServerDelegate {
         loop.stop()
     }
 
-    func log(_ message: String) {
+    package func log(_ message: String) {
         FileHandle.standardError.write(Data("[\(options.nodeName)] \(message)\n".utf8))
     }
 }

@@ -4,7 +4,7 @@ import OrderCore
 /// Runs order-core decisions against a `CommerceStore`: reads a snapshot, lets the pure
 /// rules decide, applies the decision guarded by its preconditions, and decides again on
 /// a conflict. No Redis here: the store owns the key layout and every call.
-final class OrderStore {
+package final class OrderStore {
     let store: any CommerceStore
     static let maxAttempts = 12
 
@@ -12,7 +12,7 @@ final class OrderStore {
         self.store = store
     }
 
-    func load(_ entry: CommerceEntry, _ done: @escaping (Result<CommerceSnapshot, GatewayError>) -> Void) {
+    package func load(_ entry: CommerceEntry, _ done: @escaping (Result<CommerceSnapshot, GatewayError>) -> Void) {
         store.load(entry, done)
     }
 
@@ -20,7 +20,7 @@ final class OrderStore {
     /// `done` gets the decision that was applied (possibly empty) and the snapshot it was made on.
     /// `durable`: an applied decision is answered only once `redis.durability` holds for it
     /// (false for the timer sweep, which answers nobody).
-    func run(_ entry: CommerceEntry, attempt: Int = 1, durable: Bool = true,
+    package func run(_ entry: CommerceEntry, attempt: Int = 1, durable: Bool = true,
              decide: @escaping (CommerceSnapshot) -> Result<Decision, GatewayError>,
              done: @escaping (Result<(Decision, CommerceSnapshot), GatewayError>) -> Void) {
         store.load(entry) { [weak self] loaded in
@@ -72,7 +72,7 @@ final class OrderStore {
     }
 
     /// The failure of a create whose idempotency key another request used meanwhile.
-    static let idempotencyKeyTaken = GatewayError(.conflict, "idempotency_key already used")
+    package static let idempotencyKeyTaken = GatewayError(.conflict, "idempotency_key already used")
 
     /// With `redis.durability` `replicas:N`: nil once N replicas hold the writes in the slot
     /// of `product`. Fewer in time is 503 `unavailable` (temporary): the write stands on the

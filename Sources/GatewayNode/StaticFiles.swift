@@ -1,9 +1,9 @@
 import Foundation
 import GatewayIO
 
-/// The browser client (`/client/…`) and the demo page (`/demo/…`), read once into memory
-/// from the target's `Web` resources. Lookups are exact matches against the files found
-/// at start, so no request path can reach anything else on disk.
+/// The browser client (`/client/…`, this target's `Web` resources) and the demo page
+/// (`/demo/…`, GatewayDev's), read once into memory. Lookups are exact matches against the
+/// files found at start, so no request path can reach anything else on disk.
 public struct StaticFiles: Sendable {
     public struct File: Sendable {
         public let body: [UInt8]
@@ -15,9 +15,6 @@ public struct StaticFiles: Sendable {
     /// Where the files were read from (for the start-up log).
     public let source: String
 
-    /// Top-level folders of `Web` that are served.
-    static let roots: Set<String> = ["client", "demo"]
-
     static let types: [String: String] = [
         "js": "text/javascript; charset=utf-8", "mjs": "text/javascript; charset=utf-8",
         "html": "text/html; charset=utf-8", "css": "text/css; charset=utf-8",
@@ -25,8 +22,8 @@ public struct StaticFiles: Sendable {
         "txt": "text/plain; charset=utf-8",
     ]
 
-    /// Reads every file under `dir` whose top folder is served.
-    static func read(from dir: URL) -> [String: File] {
+    /// Reads every file under `dir` whose top folder is one of `roots`.
+    static func read(from dir: URL, roots: Set<String>) -> [String: File] {
         var out: [String: File] = [:]
         let base = dir.standardizedFileURL.resolvingSymlinksInPath().path
         guard let walker = FileManager.default.enumerator(at: dir, includingPropertiesForKeys: [.isRegularFileKey]) else { return out }
@@ -47,11 +44,10 @@ public struct StaticFiles: Sendable {
         return out
     }
 
-    /// The `Web` folder: the SwiftPM resource bundle beside the executable (`swift run`,
-    /// `.build/<config>/gateway`), else the source tree this binary was built from (a
-    /// binary copied away from its build folder).
-    static func locate() -> URL? {
-        let bundleName = "cardshop-gateway_GatewayNode.resources"
+    /// The `Web` folder of a target: its SwiftPM resource bundle beside the executable
+    /// (`swift run`, `.build/<config>/gateway`), else the source tree this binary was built
+    /// from (a binary copied away from its build folder).
+    static func locate(bundleName: String, module: () -> Bundle, sourceFile: String) -> URL? {
         var candidates: [URL] = []
         if let exe = Bundle.main.executableURL?.resolvingSymlinksInPath() {
             candidates.append(exe.deletingLastPathComponent().appendingPathComponent(bundleName))
@@ -59,22 +55,32 @@ public struct StaticFiles: Sendable {
         candidates.append(Bundle.main.bundleURL.appendingPathComponent(bundleName))
         // Bundle.module stops the process when its bundle is missing: ask it only once one exists.
         if candidates.contains(where: { FileManager.default.fileExists(atPath: $0.path) }) {
-            let web = Bundle.module.bundleURL.appendingPathComponent("Web")
+            let web = module().bundleURL.appendingPathComponent("Web")
             if FileManager.default.fileExists(atPath: web.path) { return web }
         }
-        let source = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Web")
+        let source = URL(fileURLWithPath: sourceFile).deletingLastPathComponent().appendingPathComponent("Web")
         return FileManager.default.fileExists(atPath: source.path) ? source : nil
     }
 
-    public static func load() -> StaticFiles {
-        guard let dir = locate() else { return StaticFiles(files: [:], source: "(no Web resources found)") }
-        return StaticFiles(files: read(from: dir), source: dir.path)
+    /// The folders `roots` of the `Web` resources of the target named `target`; `module` is
+    /// that target's `Bundle.module`, `sourceFile` a file beside its `Web` folder.
+    package static func load(roots: Set<String>, target: String, module: () -> Bundle, sourceFile: String) -> StaticFiles {
+        guard let dir = locate(bundleName: "cardshop-gateway_\(target).resources", module: module, sourceFile: sourceFile) else {
+            return StaticFiles(files: [:], source: "(no \(target) Web resources found)")
+        }
+        return StaticFiles(files: read(from: dir, roots: roots), source: dir.path)
+    }
+
+    /// Both sets of files (`other` wins a path both have).
+    public func adding(_ other: StaticFiles) -> StaticFiles {
+        StaticFiles(files: files.merging(other.files) { $1 }, source: source + ", " + other.source)
     }
 }
 
 extension Node {
-    /// Loaded on first use; `gateway serve` touches it before listening.
-    public static let staticFiles = StaticFiles.load()
+    /// The browser client; `gateway serve` adds the demo page before listening.
+    nonisolated(unsafe) public static var staticFiles = StaticFiles.load(roots: ["client"], target: "GatewayNode",
+                                                                          module: { Bundle.module }, sourceFile: #filePath)
 
     /// GET/HEAD of a served file, or a 404 in the API's error shape.
     func serveStatic(_ request: HTTPRequest) {

@@ -3,6 +3,7 @@ import Foundation
 import CommunityCore
 import GatewayAuth
 import GatewayConfig
+import GatewayDev
 import GatewayNode
 import GatewayProtocol
 import OrderCore
@@ -90,9 +91,11 @@ struct Serve: ParsableCommand {
 
         let nodeName = settings.nodeName()
         let options = NodeOptions(settings: settings, nodeName: nodeName, redis: redisURL, dev: dev)
+        Node.staticFiles = Node.staticFiles.adding(DemoPage.load())
         let web = Node.staticFiles
         if web.files.isEmpty { print("no browser files found (\(web.source)): /client and /demo answer 404") }
         let gateway = try Node(options: options)
+        if dev { gateway.devEndpoints = DevShop() }
         try gateway.run { port in
             print("gateway node \(nodeName) listening on ws://\(settings.server.host):\(port)/ws and http://\(settings.server.host):\(port)/")
             if dev {
@@ -191,51 +194,5 @@ enum DevSecrets {
         if host == "localhost" || host == "::1" || host == "[::1]" { return true }
         let parts = host.split(separator: ".")
         return parts.count == 4 && parts[0] == "127" && parts.allSatisfy { UInt8($0) != nil }
-    }
-}
-
-/// The sample bot (`gateway bot`) answering in the demo products' groups of a `--dev` node,
-/// on a thread of its own with a token minted from the node's own secret.
-enum DemoBot {
-    static let user = "demo-bot"
-
-    static func reachableHost(_ host: String) -> String {
-        ["", "0.0.0.0", "::", "*"].contains(host) ? "127.0.0.1" : host
-    }
-
-    /// Config/bot-answers.json from the working directory, else from the source tree.
-    static func answersFile() -> URL? {
-        let local = URL(fileURLWithPath: "Config/bot-answers.json")
-        if FileManager.default.fileExists(atPath: local.path) { return local }
-        let source = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .deletingLastPathComponent().appendingPathComponent("Config/bot-answers.json")
-        return FileManager.default.fileExists(atPath: source.path) ? source : nil
-    }
-
-    static func start(host: String, port: Int, secret: String) {
-        guard let file = answersFile(), let data = try? Data(contentsOf: file),
-              case .success(let brain) = BotAnswers.decode((try? JSON.parse(Array(data))) ?? .null) else {
-            print("dev mode: no usable Config/bot-answers.json, the demo groups run without a bot")
-            return
-        }
-        let products = Node.demoProducts.map(\.id)
-        let url = "ws://\(reachableHost(host)):\(port)/ws"
-        let minter = TokenMinter(secret: secret)
-        let thread = Thread {
-            // Give the node a moment to reach Redis and create the demo products.
-            Thread.sleep(forTimeInterval: 1.5)
-            let runner = BotRunner(products: products, brain: brain, url: url, maxBackoff: 10,
-                                   shouldAnswer: { DemoBotLease.shared.isHeld })
-            do {
-                try runner.run(token: {
-                    minter.mint(Claims(sub: user, exp: Int64(Date().timeIntervalSince1970) + 86400, role: .bot,
-                                       products: products, name: "Shop helper"))
-                }, giveUp: false)
-            } catch {
-                FileHandle.standardError.write(Data("dev bot stopped: \(error)\n".utf8))
-            }
-        }
-        thread.name = "demo-bot"
-        thread.start()
     }
 }

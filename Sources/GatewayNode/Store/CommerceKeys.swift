@@ -10,7 +10,7 @@ import GatewayRedis
 /// no lookup, and one script touches an order and its product's stock. An id without a
 /// valid `T` names nothing (its key functions return nil): it is simply not found, unless
 /// it is a v1 id (`o-<20 hex>`, see `Legacy`), which names its v1 record.
-enum CommerceKeys {
+package enum CommerceKeys {
     /// The tag of the slot that `product`'s orders live in.
     static func tag(product: String) -> String { SlotTag.for(key: "product:\(product)") }
 
@@ -22,7 +22,7 @@ enum CommerceKeys {
     /// The id of a new payment of `order`, in the order's slot: it carries the order's tag.
     /// A v1 order (one server) gets a v1 payment id, so it names a v1 record beside its order.
     /// `random`: 20 hex digits. Nil for an id that names no order.
-    static func paymentID(forOrder order: String, random: String) -> String? {
+    package static func paymentID(forOrder order: String, random: String) -> String? {
         if let tag = tag(ofID: order) { return "pay-\(tag)-\(random)" }
         return Legacy.isID(order) ? "pay-\(random)" : nil
     }

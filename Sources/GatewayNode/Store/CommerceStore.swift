@@ -5,15 +5,15 @@ import GatewayRedis
 import OrderCore
 
 /// A consistent read of what a decision is made on.
-struct CommerceSnapshot: Equatable {
-    var order: Order?
-    var payment: Payment?
-    var product: Product?
-    var stock: Int
+package struct CommerceSnapshot: Equatable {
+    package var order: Order?
+    package var payment: Payment?
+    package var product: Product?
+    package var stock: Int
 }
 
 /// What a snapshot is loaded through.
-enum CommerceEntry: Equatable {
+package enum CommerceEntry: Equatable {
     case order(String)
     case payment(String)
     case giftCode(String)

@@ -61,19 +61,19 @@ struct PresenceSnapshot: Equatable {
 }
 
 /// A product's own fields (its info hash).
-struct ProductRecord: Equatable {
-    var id: String
-    var merchant: String
-    var title: String
-    var price: Int64
-    var currency: String
-    var createdAt: Int64
+package struct ProductRecord: Equatable {
+    package var id: String
+    package var merchant: String
+    package var title: String
+    package var price: Int64
+    package var currency: String
+    package var createdAt: Int64
 
     var fields: [RedisArgument] {
         ["id", id, "merchant", merchant, "title", title, "price", price, "currency", currency, "created_at", createdAt]
     }
 
-    init(id: String, merchant: String, title: String, price: Int64, currency: String, createdAt: Int64) {
+    package init(id: String, merchant: String, title: String, price: Int64, currency: String, createdAt: Int64) {
         self.id = id
         self.merchant = merchant
         self.title = title
@@ -90,11 +90,11 @@ struct ProductRecord: Equatable {
     }
 }
 
-struct ProductView: Equatable {
-    var product: ProductRecord
-    var stock: Int64
-    var buyers: Int64
-    var watchers: Int64
+package struct ProductView: Equatable {
+    package var product: ProductRecord
+    package var stock: Int64
+    package var buyers: Int64
+    package var watchers: Int64
 }
 
 enum ProductUpdate: Equatable {

@@ -1,5 +1,8 @@
 import CProcess
 import Foundation
+import GatewayNode
+// One redis-server launcher kit with the tests and the load tester: binary, free port, PING.
+import GatewayTestSupport
 
 /// A `redis-server` this process owns, so that one command runs everything on one
 /// machine: AOF fsynced on every write, data under a local folder, restarted if it dies.
@@ -25,22 +28,14 @@ public final class PrivateRedis: @unchecked Sendable {
         self.dataDir = URL(fileURLWithPath: dataDir).standardizedFileURL.path
         try FileManager.default.createDirectory(atPath: self.dataDir, withIntermediateDirectories: true)
         folderLock = try DataFolderLock(folder: self.dataDir)
-        self.port = try port ?? PrivateRedis.freePort()
+        self.port = port ?? freePort()
     }
 
     public var pidFile: String { "\(dataDir)/redis.pid" }
 
-    public static func serverPath() -> String? {
-        for dir in (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/usr/sbin").split(separator: ":") + ["/usr/bin", "/usr/sbin"] {
-            let path = "\(dir)/redis-server"
-            if FileManager.default.isExecutableFile(atPath: path) { return path }
-        }
-        return nil
-    }
-
     /// Shuts down servers left on the folder, starts ours and waits until it answers PING.
     public func start() throws {
-        guard let path = Self.serverPath() else {
+        guard let path = try? RedisServer.binary() else {
             throw RedisStartError("redis-server not found: install it (apt-get install redis-server) or pass --redis redis://host:port")
         }
         for orphan in Self.serversOn(dataDir, pidFile: pidFile) {
@@ -59,7 +54,7 @@ public final class PrivateRedis: @unchecked Sendable {
         thread.start()
         let deadline = Date().addingTimeInterval(15)
         while Date() < deadline {
-            if PrivateRedis.ping(port: port) { return }
+            if redisPing(port) { return }
             usleep(50_000)
         }
         stop()
@@ -161,46 +156,6 @@ public final class PrivateRedis: @unchecked Sendable {
             usleep(100_000)
         }
         return !isLiveRedis(pid)
-    }
-
-    // MARK: Ports
-
-    static func freePort() throws -> Int {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw RedisStartError("socket() failed") }
-        defer { close(fd) }
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        addr.sin_port = 0
-        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let ok = withUnsafeMutablePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                bind(fd, $0, len) == 0 && getsockname(fd, $0, &len) == 0
-            }
-        }
-        guard ok else { throw RedisStartError("could not find a free port") }
-        return Int(UInt16(bigEndian: addr.sin_port))
-    }
-
-    /// A blocking PING over a plain socket: used only at start-up.
-    static func ping(port: Int) -> Bool {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { return false }
-        defer { close(fd) }
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        addr.sin_port = in_port_t(UInt16(port).bigEndian)
-        let connected = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
-        }
-        guard connected else { return false }
-        let ping = Array("PING\r\n".utf8)
-        guard write(fd, ping, ping.count) == ping.count else { return false }
-        var buf = [UInt8](repeating: 0, count: 64)
-        let n = read(fd, &buf, buf.count)
-        return n > 0 && String(decoding: buf[..<n], as: UTF8.self).hasPrefix("+PONG")
     }
 }
 

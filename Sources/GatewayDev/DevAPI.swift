@@ -2,6 +2,7 @@ import Foundation
 import GatewayAuth
 import GatewayCrypto
 import GatewayIO
+import GatewayNode
 import GatewayProtocol
 import OrderCore
 
@@ -60,18 +61,6 @@ extension Node {
         }
     }
 
-    /// The user of the `Authorization: Bearer <token>` (a gateway token, as on `/ws`),
-    /// checked on the headers before any body is read.
-    func devUser(_ request: HTTPRequest) -> Result<String, GatewayError> {
-        guard let header = request.authorization, header.hasPrefix("Bearer ") else {
-            return .failure(GatewayError(.unauthorized, "Authorization: Bearer <token from /dev/token> required"))
-        }
-        switch verifier.verify(String(header.dropFirst(7)), nowSeconds: Int64(Date().timeIntervalSince1970)) {
-        case .failure(let e): return .failure(GatewayError(.unauthorized, e.message))
-        case .success(let claims): return .success(claims.sub)
-        }
-    }
-
     /// `POST /dev/token {"user":"alice","name"?:"Alice"}`: a buyer token for anyone.
     private func devToken(_ request: HTTPRequest, _ body: JSON) {
         guard let user = body["user"]?.stringValue, Names.isValidID(user) else {
@@ -95,7 +84,7 @@ extension Node {
         var remaining = Self.demoProducts.count
         var failure: GatewayError?
         for product in Self.demoProducts {
-            communityStore.product(product.id) { [weak self] result in
+            self.product(product.id) { [weak self] result in
                 guard let self else { return }
                 switch result {
                 case .success(let view?):
@@ -221,7 +210,7 @@ extension Node {
         func tick() {
             loop.schedule(afterMs: stocked ? 30_000 : 1_000) { [weak self] in
                 guard let self else { return }
-                if self.redis.isReady { self.stockDemoProducts { stocked = $0 } }
+                if self.isRedisReady { self.stockDemoProducts { stocked = $0 } }
                 tick()
             }
         }
@@ -233,11 +222,11 @@ extension Node {
     private func renewBotLease() {
         loop.schedule(afterMs: DemoBotLease.shared.isHeld ? 5_000 : 1_000) { [weak self] in
             guard let self else { return }
-            guard self.redis.isReady else {
+            guard self.isRedisReady else {
                 DemoBotLease.shared.set(false)
                 return self.renewBotLease()
             }
-            self.communityStore.renewBotLease(node: self.options.nodeName, ttlMs: 15_000) { result in
+            self.renewBotLease(ttlMs: 15_000) { result in
                 DemoBotLease.shared.set((try? result.get()) == true)
                 self.renewBotLease()
             }
@@ -250,7 +239,7 @@ extension Node {
         for product in Self.demoProducts {
             let record = ProductRecord(id: product.id, merchant: Self.demoMerchant, title: product.title, price: product.price,
                                        currency: product.currency, createdAt: now)
-            communityStore.createProduct(record) { [weak self] created in
+            createProduct(record) { [weak self] created in
                 guard let self else { return }
                 let finish = { (ok: Bool) in
                     allGood = allGood && ok
@@ -259,7 +248,7 @@ extension Node {
                 }
                 if (try? created.get()) == true { self.log("dev mode: created demo product \(product.id)") }
                 guard (try? created.get()) != nil else { return finish(false) }
-                self.communityStore.product(product.id) { viewed in
+                self.product(product.id) { viewed in
                     guard case .success(let view?) = viewed else { return finish(false) }
                     let stock = view.stock
                     guard stock < Self.demoLowStock else { return finish(true) }
@@ -269,23 +258,28 @@ extension Node {
         }
     }
 
-    /// Throwaway keys, sealed and fingerprinted exactly as `POST /api/v1/products/{id}/keys` does.
+    /// Throwaway keys, added exactly as `POST /api/v1/products/{id}/keys` adds them.
     private func addDemoKeys(_ product: String, count: Int, _ done: @escaping (Bool) -> Void) {
-        var sealed: [SealedCardKey] = []
-        let context = Array(product.utf8)
-        for _ in 0..<count {
+        let keys = (0..<count).map { _ in
             let hex = Crypto.randomToken(8).uppercased()
             var groups: [Substring] = []
             var rest = Substring(hex)
             while !rest.isEmpty { groups.append(rest.prefix(4)); rest = rest.dropFirst(4) }
-            let plain = Array(("DEMO-" + groups.joined(separator: "-")).utf8)
-            let fingerprint = Crypto.hex(Crypto.hmacSHA256(key: options.keysSecret, message: context + [0] + plain).prefix(16))
-            sealed.append(SealedCardKey(id: fingerprint, sealed: Base64URL.encode(keyBox.seal(plain, context: context))))
+            return "DEMO-" + groups.joined(separator: "-")
         }
-        orderStore.store.addKeys(product: product, merchant: nil, sealed) { [weak self] result in
-            guard case .success(.added(let added, _, let stock)) = result else { return done(false) }
+        addKeys(keys, product: product) { [weak self] result in
+            guard case .success(let (added, stock)) = result else { return done(false) }
             self?.log("dev mode: \(added) demo keys added to \(product) (stock \(stock))")
             done(true)
         }
+    }
+}
+
+/// What `gateway serve --dev` hands the node: the /dev routes and the demo products.
+public final class DevShop: DevEndpoints {
+    public init() {}
+    package func start(_ node: Node) { node.startDemo() }
+    package func request(_ request: HTTPRequest, _ route: DevRoute, user: String?, node: Node) {
+        node.devRequest(request, route, user: user)
     }
 }

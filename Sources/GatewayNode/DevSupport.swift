@@ -1,0 +1,33 @@
+import GatewayProtocol
+
+/// What the dev shop (GatewayDev) uses of the node beyond its HTTP helpers and the order
+/// store: products, Redis readiness and key uploads, without opening the stores' protocols.
+extension Node {
+    package var isRedisReady: Bool { redis.isReady }
+
+    package func product(_ id: String, _ done: @escaping (Result<ProductView?, GatewayError>) -> Void) {
+        communityStore.product(id, done)
+    }
+
+    /// false when the product exists already.
+    package func createProduct(_ record: ProductRecord, _ done: @escaping (Result<Bool, GatewayError>) -> Void) {
+        communityStore.createProduct(record, done)
+    }
+
+    /// Takes or keeps a short lease for this node; true while it holds it.
+    package func renewBotLease(ttlMs: Int, _ done: @escaping (Result<Bool, GatewayError>) -> Void) {
+        communityStore.renewBotLease(node: options.nodeName, ttlMs: ttlMs, done)
+    }
+
+    /// Seals and adds `keys` to the shop's own `product`, as `POST /api/v1/products/{id}/keys`
+    /// does; answers how many were added and the stock after.
+    package func addKeys(_ keys: [String], product: String, _ done: @escaping (Result<(added: Int, stock: Int), GatewayError>) -> Void) {
+        orderStore.store.addKeys(product: product, merchant: nil, keys.map { seal($0, product: product) }) { result in
+            switch result {
+            case .failure(let e): done(.failure(e))
+            case .success(.added(let added, _, let stock)): done(.success((added, stock)))
+            case .success(.noProduct), .success(.otherMerchant): done(.failure(.notFound("no product \(product)")))
+            }
+        }
+    }
+}
