@@ -117,37 +117,7 @@ extension Node {
         }
         // The buyer's own keys, apart from those the shop and merchants send for that buyer.
         decoded.idempotencyKey = decoded.idempotencyKey.map { "dev/" + $0 }
-        let product = decoded.product
-        let fresh = FreshIDs(order: freshID("o", product: product), giftCode: freshID("g", product: product),
-                             payCode: freshID("f", product: product))
-        let create = { (onFailure: @escaping (GatewayError) -> Void) in
-            self.orderStore.run(.product(product), decide: { snapshot in
-                self.orderRules.create(decoded, product: snapshot.product, now: self.now, fresh: fresh)
-            }) { result in
-                switch result {
-                case .success(let (decision, _)): self.respond(request, 201, decision.savedOrder!.json(for: .user(user)))
-                case .failure(let e): onFailure(e)
-                }
-            }
-        }
-        guard let key = decoded.idempotencyKey else { return create { self.fail(request, $0) } }
-        // A repeated key answers the order it made, also after losing a race for it.
-        let existing = { (otherwise: @escaping () -> Void) in
-            self.orderStore.load(.idempotency(product: product, buyer: user, key: key)) { loaded in
-                switch loaded {
-                case .failure(let e): self.fail(request, e)
-                case .success(let s):
-                    guard let order = s.order else { return otherwise() }
-                    self.respond(request, 200, order.json(for: .user(user)))
-                }
-            }
-        }
-        existing {
-            create { error in
-                guard error == OrderStore.idempotencyKeyTaken else { return self.fail(request, error) }
-                existing { self.fail(request, error) }
-            }
-        }
+        placeOrder(request, decoded, viewer: .user(user), merchant: nil)
     }
 
     /// `POST /dev/pay {"order"}`: the sandbox provider. Creates a payment for the token's user

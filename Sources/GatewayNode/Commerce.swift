@@ -13,7 +13,7 @@ extension Node {
     package var now: Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
 
     /// `<prefix>-<T>-<random>`: carries the slot tag of `product`'s orders (`CommerceKeys`).
-    package func freshID(_ prefix: String, product: String) -> String {
+    func freshID(_ prefix: String, product: String) -> String {
         CommerceKeys.freshID(prefix, product: product, random: Crypto.randomToken(10))
     }
 
@@ -84,13 +84,20 @@ extension Node {
         case .success(let r): decoded = r
         }
         decoded.idempotencyKey = decoded.idempotencyKey.map { caller.idempotencyScope + $0 }
+        let merchant: String? = if case .merchant(let m) = caller { m } else { nil }
+        placeOrder(request, decoded, viewer: caller.viewer, merchant: merchant)
+    }
+
+    /// Creates the order `decoded` asks for (its idempotency key already scoped to its caller)
+    /// and answers 201, or 200 with the order a repeated key made. `merchant`: that merchant's
+    /// products only.
+    package func placeOrder(_ request: HTTPRequest, _ decoded: OrderRequest, viewer: Viewer, merchant: String?) {
         let product = decoded.product
         let fresh = FreshIDs(order: freshID("o", product: product), giftCode: freshID("g", product: product),
                              payCode: freshID("f", product: product))
-        let viewer = caller.viewer
         let create = { (onFailure: @escaping (GatewayError) -> Void) in
             self.orderStore.run(.product(product), decide: { snapshot in
-                if case .merchant(let m) = caller, let p = snapshot.product, p.merchant != m {
+                if let merchant, let p = snapshot.product, p.merchant != merchant {
                     return .failure(.forbidden("product \(p.id) belongs to another merchant"))
                 }
                 return self.orderRules.create(decoded, product: snapshot.product, now: self.now, fresh: fresh)
@@ -111,7 +118,7 @@ extension Node {
                 case .success(let s):
                     guard let order = s.order else { return otherwise() }
                     // The key is the caller's own; the answer is still checked like any order read.
-                    if case .merchant(let m) = caller, s.product?.merchant != m {
+                    if let merchant, s.product?.merchant != merchant {
                         return self.fail(request, GatewayError(.conflict, "idempotency_key already used"))
                     }
                     self.orderStore.confirmDurable(product: product, repeated: true) { error in

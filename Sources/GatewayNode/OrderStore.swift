@@ -72,7 +72,7 @@ package final class OrderStore {
     }
 
     /// The failure of a create whose idempotency key another request used meanwhile.
-    package static let idempotencyKeyTaken = GatewayError(.conflict, "idempotency_key already used")
+    static let idempotencyKeyTaken = GatewayError(.conflict, "idempotency_key already used")
 
     /// With `redis.durability` `replicas:N`: nil once N replicas hold the writes in the slot
     /// of `product`. Fewer in time is 503 `unavailable` (temporary): the write stands on the
