@@ -85,7 +85,7 @@ package enum CommerceKeys {
         }
     }
     /// A counter written before a WAIT that vouches for an earlier write in this slot
-    /// (`OrderStore.confirmExisting`): WAIT covers what came before on its connection.
+    /// (`confirmDurable(product:repeated: true)`): WAIT covers what came before on its connection.
     static func durabilityMark(product: String) -> String { "gw:{\(tag(product: product))}:durability-mark" }
 
     static func info(_ product: String) -> String { StoreKeys.productInfo(product) }
