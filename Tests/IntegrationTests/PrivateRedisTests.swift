@@ -156,6 +156,16 @@ final class PrivateRedisTests: IntegrationCase {
         try runGateway(["serve", "--dev", "--port", String(freePort()), "--redis", "redis://127.0.0.1:\(redis.port)"] + extra, env: env)
     }
 
+    /// An all-zero `keys.secret` would seal card keys under a key anyone can guess.
+    func testAnAllZeroKeysSecretRefusesToStart() throws {
+        let env = ["GATEWAY_AUTH_SECRET": TestSecrets.auth, "GATEWAY_API_SHOP_KEY": TestSecrets.shopKey,
+                   "GATEWAY_PAYMENTS_SECRET": TestSecrets.payments, "GATEWAY_KEYS_SECRET": String(repeating: "0", count: 64)]
+        let run = try runGateway(["serve", "--port", String(freePort()), "--redis", "redis://127.0.0.1:\(redis.port)"], env: env)
+        XCTAssertNotEqual(run.status, 0, run.output)
+        XCTAssertTrue(run.output.contains("keys.secret is all zeros"), run.output)
+        XCTAssertFalse(run.output.contains("listening"), run.output)
+    }
+
     func testDevRefusesANonLoopbackHost() throws {
         for host in ["0.0.0.0", "::", "192.0.2.10", "example.com"] {
             let run = try devRun(["--host", host], env: [:])
