@@ -63,11 +63,12 @@ let package = Package(
         .target(name: "GatewayTestSupport", dependencies: ["GatewayProtocol", "GatewayRedis", "CProcess"], swiftSettings: glue),
 
         // `serve --dev` and the single-machine setup: the /dev endpoints, the demo page and its
-        // bot, and the private redis-server.
+        // bot, and the private redis-server. Swift 6 mode: the bot and the Redis supervisor run
+        // on threads of their own.
         .target(name: "GatewayDev", dependencies: [
             "GatewayNode", "GatewayIO", "GatewayProtocol", "GatewayAuth", "GatewayCrypto", "OrderCore", "CommunityCore",
             "GatewayClient", "GatewayTestSupport", "CProcess",
-        ], resources: [.copy("Web")], swiftSettings: glue),
+        ], resources: [.copy("Web")]),
 
         .executableTarget(name: "gateway", dependencies: [
             "GatewayNode", "GatewayDev", "GatewayConfig", "GatewayAuth", "OrderCore", "CommunityCore", "GatewayClient", "GatewayProtocol",

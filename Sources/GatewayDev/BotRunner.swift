@@ -59,7 +59,7 @@ public struct BotRunner {
                     for pub in r["ok"]?["publications"]?.arrayValue ?? [] { answer(pub, session, brain, me) }
                 }
                 print("bot \(me) answering in \(product.map { "group:\($0)" }.joined(separator: ", "))")
-                fflush(stdout)
+                fflush(nil) // all streams: `stdout` is shared mutable state to Swift 6
                 attempt = 0
                 while !session.isClosed {
                     guard let push = session.nextPush(timeout: 1) else { continue }
