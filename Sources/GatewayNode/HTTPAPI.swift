@@ -5,7 +5,7 @@ import GatewayIO
 import GatewayProtocol
 
 /// Who is calling the HTTP API.
-package enum APICaller {
+package enum APICaller: Equatable {
     case shop
     case merchant(String)
 
@@ -26,23 +26,23 @@ extension Node {
     /// notify is signed over its body, so only its size is checked here.
     public func httpHead(_ request: HTTPRequest) -> HTTPAdmission {
         loop.assertOnLoopThread()
-        guard let (rule, route) = HTTPRoutes.find(request.method, request.path, dev: options.dev) else {
+        guard let (rule, values) = HTTPRoutes.find(request.method, request.path, dev: options.dev) else {
             return .refuse(status: 404, code: ErrorCode.notFound.rawValue, message: "no route \(request.method.rawValue) \(request.path)")
         }
-        var admitted = AdmittedRoute(route: route, label: rule.pattern)
+        let route: HTTPRoute
         switch rule.access {
-        case .anyone, .signedNotify, .dev:
-            break
-        case .shopOrMerchant:
+        case .anyone(let build), .signedNotify(let build), .dev(let build):
+            route = build(values)
+        case .shopOrMerchant(let build):
             guard let caller = caller(request) else { return .refuse(status: 401, code: ErrorCode.unauthorized.rawValue, message: Self.keyRequired) }
-            admitted.caller = caller
-        case .devUser:
+            route = build(values, caller)
+        case .devUser(let build):
             switch devUser(request) {
             case .failure(let e): return .refuse(status: e.code.httpStatus, code: e.code.rawValue, message: e.message)
-            case .success(let user): admitted.user = user
+            case .success(let user): route = build(values, user)
             }
         }
-        request.context = admitted
+        request.context = AdmittedRoute(route: route, label: rule.pattern)
         switch rule.body {
         case .small: return .read(limit: Self.smallBodyLimit)
         case .keyUpload: return .read(limit: options.maxBody)
@@ -79,14 +79,12 @@ extension Node {
             serveStatic(request)
         case .dev(let dev):
             guard let devEndpoints else { return fail(request, .notFound("no route \(request.method.rawValue) \(request.path)")) }
-            devEndpoints.request(request, dev, user: admitted.user, node: self)
+            devEndpoints.request(request, dev, node: self)
         case .paymentNotify:
             paymentNotify(request)
-        case .catalog(let route):
-            guard let caller = admitted.caller else { return fail(request, GatewayError(.unauthorized, Self.keyRequired)) }
+        case .catalog(let route, let caller):
             catalogRequest(request, route, caller)
-        case .commerce(let route):
-            guard let caller = admitted.caller else { return fail(request, GatewayError(.unauthorized, Self.keyRequired)) }
+        case .commerce(let route, let caller):
             commerceRequest(request, route, caller)
         }
     }

@@ -1,7 +1,8 @@
 import GatewayIO
 
 /// Every HTTP route of the node. `HTTPRoutes.table` says how each is reached and who may
-/// call it; the handlers switch over their own area's cases, exhaustively.
+/// call it; the handlers switch over their own area's cases, exhaustively. A route that
+/// acts for a caller carries it: it is built only once the access check found one.
 enum HTTPRoute: Equatable {
     case healthz, readyz, metrics
     /// `/` in `serve --dev`: redirects to the demo page.
@@ -9,9 +10,9 @@ enum HTTPRoute: Equatable {
     /// `/client/…` (the browser client) and `/demo/…`.
     case staticFile
     /// Products and pushes of the shop and merchants (`HTTPAPI.swift`).
-    case catalog(CatalogRoute)
+    case catalog(CatalogRoute, APICaller)
     /// Keys, orders and payments (`Commerce.swift`).
-    case commerce(CommerceRoute)
+    case commerce(CommerceRoute, APICaller)
     /// The payment provider's notify, signed over its body.
     case paymentNotify
     /// `serve --dev` only, answered by `devEndpoints` (GatewayDev).
@@ -28,22 +29,36 @@ enum CommerceRoute: Equatable {
     case cancel(order: String), refund(order: String)
 }
 
-/// A `/dev` route; which of them act for a token's user is the table's `access`.
+/// A `/dev` route; those that act for a gateway token's user carry it.
 package enum DevRoute: Equatable {
-    case token, products, orders, pay, price
+    case token, products
+    case orders(user: String), pay(user: String), price(user: String)
 }
 
-/// Who may call a route, checked on the headers before any of the body is read.
-enum RouteAccess: Equatable {
-    case anyone
+/// Who may call a route, checked on the headers before any of the body is read. Each case
+/// builds the route from the pattern's `{…}` values and what its check found.
+enum RouteAccess {
+    case anyone(([String]) -> HTTPRoute)
     /// `Authorization: Bearer <shop or merchant key>`.
-    case shopOrMerchant
+    case shopOrMerchant(([String], APICaller) -> HTTPRoute)
     /// The payment provider: the signature covers the body, so it is checked once that is read.
-    case signedNotify
+    case signedNotify(([String]) -> HTTPRoute)
     /// `serve --dev` only.
-    case dev
+    case dev(([String]) -> HTTPRoute)
     /// `serve --dev` only, for the user of `Authorization: Bearer <gateway token>`.
-    case devUser
+    case devUser(([String], String) -> HTTPRoute)
+
+    enum Kind: Equatable { case anyone, shopOrMerchant, signedNotify, dev, devUser }
+
+    var kind: Kind {
+        switch self {
+        case .anyone: .anyone
+        case .shopOrMerchant: .shopOrMerchant
+        case .signedNotify: .signedNotify
+        case .dev: .dev
+        case .devUser: .devUser
+        }
+    }
 }
 
 /// How much body a route reads (contract 4.1).
@@ -60,26 +75,21 @@ struct RouteRule {
     /// `/api/v1/orders/{id}/payments`: `{name}` takes one path segment, a final `*` any number.
     /// Also the stable `route` label of the request metrics.
     let pattern: String
-    let access: RouteAccess
     let body: BodyLimit
-    /// The route, from the values of the pattern's `{…}` segments in order.
-    let route: ([String]) -> HTTPRoute
+    let access: RouteAccess
 
     private let segments: [Substring]
 
-    init(_ methods: [HTTPRequest.Method], _ pattern: String, _ access: RouteAccess, body: BodyLimit = .small,
-         _ route: @escaping ([String]) -> HTTPRoute) {
+    init(_ methods: [HTTPRequest.Method], _ pattern: String, body: BodyLimit = .small, _ access: RouteAccess) {
         self.methods = methods
         self.pattern = pattern
-        self.access = access
         self.body = body
-        self.route = route
+        self.access = access
         self.segments = pattern.split(separator: "/", omittingEmptySubsequences: true)
     }
 
-    init(_ method: HTTPRequest.Method, _ pattern: String, _ access: RouteAccess, body: BodyLimit = .small,
-         _ route: @escaping ([String]) -> HTTPRoute) {
-        self.init([method], pattern, access, body: body, route)
+    init(_ method: HTTPRequest.Method, _ pattern: String, body: BodyLimit = .small, _ access: RouteAccess) {
+        self.init([method], pattern, body: body, access)
     }
 
     /// The values of the `{…}` segments when `path` (split on `/`, empty segments dropped) matches.
@@ -103,57 +113,55 @@ enum HTTPRoutes {
     static let unmatchedLabel = "unmatched"
 
     static let table: [RouteRule] = [
-        RouteRule(.GET, "/healthz", .anyone) { _ in .healthz },
-        RouteRule(.GET, "/readyz", .anyone) { _ in .readyz },
-        RouteRule(.GET, "/metrics", .anyone) { _ in .metrics },
-        RouteRule([.GET, .HEAD], "/", .dev) { _ in .home },
-        RouteRule([.GET, .HEAD], "/client/*", .anyone) { _ in .staticFile },
-        RouteRule([.GET, .HEAD], "/demo/*", .anyone) { _ in .staticFile },
+        RouteRule(.GET, "/healthz", .anyone { _ in .healthz }),
+        RouteRule(.GET, "/readyz", .anyone { _ in .readyz }),
+        RouteRule(.GET, "/metrics", .anyone { _ in .metrics }),
+        RouteRule([.GET, .HEAD], "/", .dev { _ in .home }),
+        RouteRule([.GET, .HEAD], "/client/*", .anyone { _ in .staticFile }),
+        RouteRule([.GET, .HEAD], "/demo/*", .anyone { _ in .staticFile }),
 
-        RouteRule(.POST, "/api/v1/products", .shopOrMerchant) { _ in .catalog(.createProduct) },
-        RouteRule(.GET, "/api/v1/products/{id}", .shopOrMerchant) { .catalog(.getProduct($0[0])) },
-        RouteRule(.PATCH, "/api/v1/products/{id}", .shopOrMerchant) { .catalog(.updateProduct($0[0])) },
-        RouteRule(.POST, "/api/v1/publish", .shopOrMerchant) { _ in .catalog(.publish) },
+        RouteRule(.POST, "/api/v1/products", .shopOrMerchant { .catalog(.createProduct, $1) }),
+        RouteRule(.GET, "/api/v1/products/{id}", .shopOrMerchant { .catalog(.getProduct($0[0]), $1) }),
+        RouteRule(.PATCH, "/api/v1/products/{id}", .shopOrMerchant { .catalog(.updateProduct($0[0]), $1) }),
+        RouteRule(.POST, "/api/v1/publish", .shopOrMerchant { .catalog(.publish, $1) }),
 
-        RouteRule(.POST, "/api/v1/products/{id}/keys", .shopOrMerchant, body: .keyUpload) { .commerce(.addKeys(product: $0[0])) },
-        RouteRule(.POST, "/api/v1/orders", .shopOrMerchant) { _ in .commerce(.createOrder) },
-        RouteRule(.GET, "/api/v1/orders/{id}", .shopOrMerchant) { .commerce(.getOrder($0[0])) },
-        RouteRule(.POST, "/api/v1/orders/{id}/payments", .shopOrMerchant) { .commerce(.createPayment(order: $0[0])) },
-        RouteRule(.POST, "/api/v1/orders/{id}/cancel", .shopOrMerchant) { .commerce(.cancel(order: $0[0])) },
-        RouteRule(.POST, "/api/v1/orders/{id}/refund", .shopOrMerchant) { .commerce(.refund(order: $0[0])) },
-        RouteRule(.POST, "/api/v1/payments/notify", .signedNotify) { _ in .paymentNotify },
+        RouteRule(.POST, "/api/v1/products/{id}/keys", body: .keyUpload, .shopOrMerchant { .commerce(.addKeys(product: $0[0]), $1) }),
+        RouteRule(.POST, "/api/v1/orders", .shopOrMerchant { .commerce(.createOrder, $1) }),
+        RouteRule(.GET, "/api/v1/orders/{id}", .shopOrMerchant { .commerce(.getOrder($0[0]), $1) }),
+        RouteRule(.POST, "/api/v1/orders/{id}/payments", .shopOrMerchant { .commerce(.createPayment(order: $0[0]), $1) }),
+        RouteRule(.POST, "/api/v1/orders/{id}/cancel", .shopOrMerchant { .commerce(.cancel(order: $0[0]), $1) }),
+        RouteRule(.POST, "/api/v1/orders/{id}/refund", .shopOrMerchant { .commerce(.refund(order: $0[0]), $1) }),
+        RouteRule(.POST, "/api/v1/payments/notify", .signedNotify { _ in .paymentNotify }),
 
         // MARK: Operators (/api/v1/admin/..., shop key only)
 
-        RouteRule(.POST, "/dev/token", .dev) { _ in .dev(.token) },
-        RouteRule(.GET, "/dev/products", .dev) { _ in .dev(.products) },
-        RouteRule(.POST, "/dev/orders", .devUser) { _ in .dev(.orders) },
-        RouteRule(.POST, "/dev/pay", .devUser) { _ in .dev(.pay) },
-        RouteRule(.POST, "/dev/price", .devUser) { _ in .dev(.price) },
+        RouteRule(.POST, "/dev/token", .dev { _ in .dev(.token) }),
+        RouteRule(.GET, "/dev/products", .dev { _ in .dev(.products) }),
+        RouteRule(.POST, "/dev/orders", .devUser { .dev(.orders(user: $1)) }),
+        RouteRule(.POST, "/dev/pay", .devUser { .dev(.pay(user: $1)) }),
+        RouteRule(.POST, "/dev/price", .devUser { .dev(.price(user: $1)) }),
     ]
 
-    /// The first rule for `method` and `path` (dev-only rules only in dev mode), with its values.
-    static func find(_ method: HTTPRequest.Method, _ path: String, dev: Bool) -> (rule: RouteRule, route: HTTPRoute)? {
+    /// The first rule for `method` and `path` (dev-only rules only in dev mode), with the
+    /// values of its `{…}` segments.
+    static func find(_ method: HTTPRequest.Method, _ path: String, dev: Bool) -> (rule: RouteRule, values: [String])? {
         let segments = path.split(separator: "/", omittingEmptySubsequences: true).map(String.init)
         for rule in table where rule.methods.contains(method) {
-            if !dev && (rule.access == .dev || rule.access == .devUser) { continue }
-            if let values = rule.match(segments) { return (rule, rule.route(values)) }
+            if !dev && (rule.access.kind == .dev || rule.access.kind == .devUser) { continue }
+            if let values = rule.match(segments) { return (rule, values) }
         }
         return nil
     }
 }
 
-/// What `httpHead` admitted: the route, its label, and the credentials its access asked for.
+/// What `httpHead` admitted: the route (with the caller it acts for) and its metrics label.
 struct AdmittedRoute {
     let route: HTTPRoute
     let label: String
-    var caller: APICaller?
-    var user: String?
 }
-
 /// `serve --dev`'s demo shop (GatewayDev): answers the table's `/dev` routes and stocks the
 /// demo products once the node runs.
 package protocol DevEndpoints: AnyObject {
     func start(_ node: Node)
-    func request(_ request: HTTPRequest, _ route: DevRoute, user: String?, node: Node)
+    func request(_ request: HTTPRequest, _ route: DevRoute, node: Node)
 }

@@ -5,22 +5,31 @@ import XCTest
 /// The one route table: every path the node answers, who may call it, its body limit, and
 /// the pattern that labels its metrics.
 final class HTTPRouteTableTests: XCTestCase {
-    private func find(_ method: HTTPRequest.Method, _ path: String, dev: Bool = false) -> (label: String, route: HTTPRoute, access: RouteAccess, body: BodyLimit)? {
-        HTTPRoutes.find(method, path, dev: dev).map { ($0.rule.pattern, $0.route, $0.rule.access, $0.rule.body) }
+    /// The matching rule's label, access, body limit, and its route as built for the shop
+    /// (key routes) or user u1 (token routes).
+    private func find(_ method: HTTPRequest.Method, _ path: String, dev: Bool = false)
+        -> (label: String, route: HTTPRoute, access: RouteAccess.Kind, body: BodyLimit)? {
+        guard let (rule, values) = HTTPRoutes.find(method, path, dev: dev) else { return nil }
+        let route: HTTPRoute = switch rule.access {
+        case .anyone(let build), .signedNotify(let build), .dev(let build): build(values)
+        case .shopOrMerchant(let build): build(values, .shop)
+        case .devUser(let build): build(values, "u1")
+        }
+        return (rule.pattern, route, rule.access.kind, rule.body)
     }
 
     func testAPIRoutesCarryTheirIdsAndLabelByPattern() {
         let cases: [(HTTPRequest.Method, String, HTTPRoute, String)] = [
-            (.POST, "/api/v1/products", .catalog(.createProduct), "/api/v1/products"),
-            (.GET, "/api/v1/products/p1", .catalog(.getProduct("p1")), "/api/v1/products/{id}"),
-            (.PATCH, "/api/v1/products/p1", .catalog(.updateProduct("p1")), "/api/v1/products/{id}"),
-            (.POST, "/api/v1/publish", .catalog(.publish), "/api/v1/publish"),
-            (.POST, "/api/v1/products/p1/keys", .commerce(.addKeys(product: "p1")), "/api/v1/products/{id}/keys"),
-            (.POST, "/api/v1/orders", .commerce(.createOrder), "/api/v1/orders"),
-            (.GET, "/api/v1/orders/o-1", .commerce(.getOrder("o-1")), "/api/v1/orders/{id}"),
-            (.POST, "/api/v1/orders/o-1/payments", .commerce(.createPayment(order: "o-1")), "/api/v1/orders/{id}/payments"),
-            (.POST, "/api/v1/orders/o-1/cancel", .commerce(.cancel(order: "o-1")), "/api/v1/orders/{id}/cancel"),
-            (.POST, "/api/v1/orders/o-1/refund", .commerce(.refund(order: "o-1")), "/api/v1/orders/{id}/refund"),
+            (.POST, "/api/v1/products", .catalog(.createProduct, .shop), "/api/v1/products"),
+            (.GET, "/api/v1/products/p1", .catalog(.getProduct("p1"), .shop), "/api/v1/products/{id}"),
+            (.PATCH, "/api/v1/products/p1", .catalog(.updateProduct("p1"), .shop), "/api/v1/products/{id}"),
+            (.POST, "/api/v1/publish", .catalog(.publish, .shop), "/api/v1/publish"),
+            (.POST, "/api/v1/products/p1/keys", .commerce(.addKeys(product: "p1"), .shop), "/api/v1/products/{id}/keys"),
+            (.POST, "/api/v1/orders", .commerce(.createOrder, .shop), "/api/v1/orders"),
+            (.GET, "/api/v1/orders/o-1", .commerce(.getOrder("o-1"), .shop), "/api/v1/orders/{id}"),
+            (.POST, "/api/v1/orders/o-1/payments", .commerce(.createPayment(order: "o-1"), .shop), "/api/v1/orders/{id}/payments"),
+            (.POST, "/api/v1/orders/o-1/cancel", .commerce(.cancel(order: "o-1"), .shop), "/api/v1/orders/{id}/cancel"),
+            (.POST, "/api/v1/orders/o-1/refund", .commerce(.refund(order: "o-1"), .shop), "/api/v1/orders/{id}/refund"),
             (.POST, "/api/v1/payments/notify", .paymentNotify, "/api/v1/payments/notify"),
             (.GET, "/healthz", .healthz, "/healthz"),
             (.GET, "/metrics", .metrics, "/metrics"),
@@ -34,7 +43,7 @@ final class HTTPRouteTableTests: XCTestCase {
             XCTAssertEqual(found?.label, label, "\(method) \(path)")
         }
         // Empty segments do not count, as before the table.
-        XCTAssertEqual(find(.GET, "//api/v1/orders/o-1/")?.route, .commerce(.getOrder("o-1")))
+        XCTAssertEqual(find(.GET, "//api/v1/orders/o-1/")?.route, .commerce(.getOrder("o-1"), .shop))
     }
 
     func testWhoMayCallAndHowMuchBody() {
@@ -62,6 +71,8 @@ final class HTTPRouteTableTests: XCTestCase {
             XCTAssertNotNil(find(method, path, dev: true), "\(path) with --dev")
         }
         XCTAssertEqual(find(.GET, "/", dev: true)?.route, .home)
+        // Token routes carry the token's user.
+        XCTAssertEqual(find(.POST, "/dev/pay", dev: true)?.route, .dev(.pay(user: "u1")))
     }
 
     func testPatternsAreUniquePerMethod() {
