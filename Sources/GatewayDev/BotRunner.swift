@@ -28,7 +28,7 @@ public struct BotRunner {
 
     /// - Parameters:
     ///   - token: asked before every connection (the dev bot mints a fresh one each time).
-    ///   - giveUp: throw on a refusal (4002/4003/4010/4011, a group it may not join)
+    ///   - giveUp: throw on a refusal (`refusals`, a group it may not join)
     ///     instead of trying again after the backoff.
     public func run(token: () -> String, giveUp: Bool) throws {
         let product = products
