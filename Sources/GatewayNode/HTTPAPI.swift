@@ -47,6 +47,8 @@ enum HTTPRoute {
     case healthz, readyz, metrics, home, staticFile
     case api(APIRoute, APICaller?)
     case dev(DevRoute, user: String?)
+    /// The operators' view, shop key already checked (AdminAPI.swift).
+    case admin(AdminRoute)
 }
 
 extension Node {
@@ -68,8 +70,8 @@ extension Node {
         case (.GET, []), (.HEAD, []):
             guard options.dev else { return notFound }
             route = .home
-        case (.GET, _) where segments.first == "client" || segments.first == "demo",
-             (.HEAD, _) where segments.first == "client" || segments.first == "demo":
+        case (.GET, _) where StaticFiles.roots.contains(segments.first ?? ""),
+             (.HEAD, _) where StaticFiles.roots.contains(segments.first ?? ""):
             route = .staticFile
         case (_, _) where segments.first == "dev":
             guard options.dev, let dev = DevRoute(request.method, Array(segments.dropFirst())) else { return notFound }
@@ -81,6 +83,10 @@ extension Node {
                 }
             }
             route = .dev(dev, user: user)
+        case (_, _) where segments.starts(with: ["api", "v1", "admin"]):
+            guard let admin = AdminRoute(request.method, Array(segments.dropFirst(3))) else { return notFound }
+            if let refusal = AdminRoute.refusal(for: caller(request)) { return refusal }
+            route = .admin(admin)
         case (_, _) where segments.count >= 3 && segments[0] == "api" && segments[1] == "v1":
             guard let api = APIRoute(request.method, Array(segments.dropFirst(2))) else { return notFound }
             if api == .paymentNotify {
@@ -127,6 +133,8 @@ extension Node {
             serveStatic(request)
         case .dev(let dev, let user):
             devRequest(request, dev, user: user)
+        case .admin(let admin):
+            adminRequest(request, admin)
         case .api(.paymentNotify, _):
             paymentNotify(request)
         case .api(let api, let caller?):

@@ -95,6 +95,8 @@ public final class Node: ServerDelegate {
     var ipQuota: ConnectionQuota
     var userQuota: ConnectionQuota
     private(set) var draining = false
+    /// For the operators' view (AdminStats.swift).
+    let startedMs = Int64(Date().timeIntervalSince1970 * 1000)
     private var drainDeadline: LoopTimer?
     /// Set from a signal handler; read when the loop wakes.
     nonisolated(unsafe) static var terminateRequested = false
@@ -169,6 +171,7 @@ public final class Node: ServerDelegate {
         redis.start()
         sweepTimers()
         refreshPresence()
+        reportAdminStats()
         outboxRelay.start()
         if options.dev { startDemo() }
         installSignalHandlers(loop)

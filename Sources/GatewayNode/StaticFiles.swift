@@ -1,7 +1,8 @@
 import Foundation
 import GatewayIO
 
-/// The browser client (`/client/…`) and the demo page (`/demo/…`), read once into memory
+/// The browser client (`/client/…`), the demo page (`/demo/…`) and the operators' page
+/// (`/admin/…`), read once into memory
 /// from the target's `Web` resources. Lookups are exact matches against the files found
 /// at start, so no request path can reach anything else on disk.
 public struct StaticFiles: Sendable {
@@ -16,7 +17,7 @@ public struct StaticFiles: Sendable {
     public let source: String
 
     /// Top-level folders of `Web` that are served.
-    static let roots: Set<String> = ["client", "demo"]
+    static let roots: Set<String> = ["client", "demo", "admin"]
 
     static let types: [String: String] = [
         "js": "text/javascript; charset=utf-8", "mjs": "text/javascript; charset=utf-8",
@@ -78,7 +79,7 @@ extension Node {
 
     /// GET/HEAD of a served file, or a 404 in the API's error shape.
     func serveStatic(_ request: HTTPRequest) {
-        if request.path == "/demo" { return redirect(request, to: "/demo/") }
+        if request.path == "/demo" || request.path == "/admin" { return redirect(request, to: request.path + "/") }
         guard let file = Self.staticFiles.files[request.path] else {
             return fail(request, .notFound("no file \(request.path)"))
         }
