@@ -9,7 +9,7 @@ const SVG = 'http://www.w3.org/2000/svg';
 
 let shopKey = null;
 let timer = null;
-/// Bumped on sign in and out, so an answer to an older session is ignored.
+// Bumped on sign in and out, so an answer to an older session is ignored.
 let session = 0;
 
 const $ = (id) => document.getElementById(id);
@@ -145,15 +145,15 @@ function render(o) {
 
 const PAD = { left: 44, right: 8, top: 10, bottom: 20 };
 
-/// A round top for the y axis: 1, 2 or 5 times a power of ten, at least `max`.
+// A round top for the y axis: 1, 2 or 5 times a power of ten, at least `max`.
 function niceTop(max) {
   if (!(max > 0)) return 1;
   const step = Math.pow(10, Math.floor(Math.log10(max)));
   return [1, 2, 5, 10].map((m) => m * step).find((v) => v >= max);
 }
 
-/// Points of `field` within the last `spanMs` before `nowMs`, per node, in plot coordinates.
-/// Pure: an empty series (or one with no point in the window) gives no lines.
+// Points of `field` within the last `spanMs` before `nowMs`, per node, in plot coordinates.
+// Pure: an empty series (or one with no point in the window) gives no lines.
 export function chartLines(series, field, { nowMs, spanMs, width, height }) {
   const from = nowMs - spanMs;
   const visible = series.map((s) => ({
@@ -166,10 +166,10 @@ export function chartLines(series, field, { nowMs, spanMs, width, height }) {
   const y = (v) => PAD.top + plotH - (v / top) * plotH;
   return {
     top,
-    lines: visible.map((s) => ({
-      node: s.node,
-      points: s.points.map((p) => `${x(p.at_ms).toFixed(1)},${y(p[field]).toFixed(1)}`).join(' '),
-    })),
+    lines: visible.map((s) => {
+      const xy = s.points.map((p) => [x(p.at_ms).toFixed(1), y(p[field]).toFixed(1)]);
+      return { node: s.node, points: xy.map((p) => p.join(',')).join(' '), last: xy[xy.length - 1] };
+    }),
   };
 }
 
@@ -192,7 +192,10 @@ function drawChart(svg, { top, lines }, color, label) {
     make('text', { x: width / 2, y: height / 2, 'text-anchor': 'middle', class: 'no-data' }, 'no data yet');
   }
   for (const line of lines) {
-    make('polyline', { points: line.points, stroke: color.get(line.node) || COLORS[0], 'data-node': line.node });
+    const stroke = color.get(line.node) || COLORS[0];
+    make('polyline', { points: line.points, stroke, 'data-node': line.node });
+    // The latest value as a dot: visible even while a node has a single point.
+    make('circle', { cx: line.last[0], cy: line.last[1], r: 3, fill: stroke });
   }
   svg.dataset.empty = String(lines.length === 0);
   svg.replaceChildren(...parts);
