@@ -2,9 +2,9 @@ import Foundation
 import GatewayIO
 
 /// The browser client (`/client/…`), the demo page (`/demo/…`) and the operators' page
-/// (`/admin/…`), read once into memory
-/// from the target's `Web` resources. Lookups are exact matches against the files found
-/// at start, so no request path can reach anything else on disk.
+/// (`/admin/…`), read once into memory from the target's `Web` resources. Lookups are
+/// exact matches against the files found at start, so no request path can reach anything
+/// else on disk.
 public struct StaticFiles: Sendable {
     public struct File: Sendable {
         public let body: [UInt8]
