@@ -73,6 +73,23 @@ final class AdminTests: IntegrationCase {
         XCTAssertNil(nodes.json?["channels"], "one part per route: \(nodes.text)")
     }
 
+    func testADeadNodeShowsSilentAndItsChannelsStopCounting() throws {
+        let a = try startNode("n1")
+        let b = try startNode("n2")
+        try createProduct(a, "p1")
+        let (u1, _) = try open(b, "u1")
+        XCTAssertNotNil(try u1.command("subscribe", [("channel", .string("product:p1"))])["ok"])
+        try overview(a, "n2 live with product:p1") {
+            self.row($0, "n2")?["live"]?.boolValue == true && $0["channels"]?.arrayValue?.first?["channel"]?.stringValue == "product:p1"
+        }
+        b.signal(SIGKILL)
+        XCTAssertNotNil(b.waitExit(), "n2 did not die")
+        let after = try overview(a, "n2 shown silent (10 s without stats)") { self.row($0, "n2")?["live"]?.boolValue == false }
+        XCTAssertEqual(row(after, "n2")?["connections"]?.intValue, 1, "its last figures stay readable: \(after)")
+        XCTAssertEqual(after["channels"]?.arrayValue?.count, 0, "a silent node's channels do not count: \(after)")
+        XCTAssertEqual(row(after, "n1")?["live"]?.boolValue, true, "\(after)")
+    }
+
     func testOnlyTheShopKeyOpensTheAdminAPI() throws {
         let node = try startNode("n1")
         for part in ["overview", "nodes", "channels", "groups", "refunds", "webhooks", "series"] {
