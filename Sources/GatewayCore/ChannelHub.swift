@@ -113,6 +113,11 @@ public final class ChannelHub {
 
     public func subscriberCount(_ channel: Channel) -> Int { channels[channel]?.subscribers.count ?? 0 }
 
+    /// Every channel with its number of local subscribers, in no order (the operators' view ranks them).
+    public func forEachSubscriberCount(_ body: (Channel, Int) -> Void) {
+        for (channel, state) in channels { body(channel, state.subscribers.count) }
+    }
+
     // MARK: Events from connections
 
     /// A connection asks for a channel. Answered later by `.subscribed` or `.subscribeFailed`.

@@ -36,6 +36,12 @@ extension Node {
         case .shopOrMerchant(let build):
             guard let caller = caller(request) else { return .refuse(status: 401, code: ErrorCode.unauthorized.rawValue, message: Self.keyRequired) }
             route = build(values, caller)
+        case .shop(let build):
+            switch caller(request) {
+            case .shop?: route = build(values)
+            case .merchant?: return .refuse(status: 403, code: ErrorCode.forbidden.rawValue, message: "this route takes the shop key")
+            case nil: return .refuse(status: 401, code: ErrorCode.unauthorized.rawValue, message: "Authorization: Bearer <shop key> required")
+            }
         case .devUser(let build):
             switch devUser(request) {
             case .failure(let e): return .refuse(status: e.code.httpStatus, code: e.code.rawValue, message: e.message)
@@ -80,6 +86,8 @@ extension Node {
         case .dev(let dev):
             guard let devEndpoints else { return fail(request, .notFound("no route \(request.method.rawValue) \(request.path)")) }
             devEndpoints.request(request, dev, node: self)
+        case .admin(let admin):
+            adminRequest(request, admin)
         case .paymentNotify:
             paymentNotify(request)
         case .catalog(let route, let caller):

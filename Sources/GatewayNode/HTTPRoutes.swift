@@ -17,7 +17,8 @@ enum HTTPRoute: Equatable {
     case paymentNotify
     /// `serve --dev` only, answered by `devEndpoints` (GatewayDev).
     case dev(DevRoute)
-    // Operators: `case admin(AdminRoute)`, shop key only, goes here (see the table's admin section).
+    /// The operators' read-only view (`AdminAPI.swift`).
+    case admin(AdminRoute)
 }
 
 enum CatalogRoute: Equatable {
@@ -41,6 +42,8 @@ enum RouteAccess {
     case anyone(([String]) -> HTTPRoute)
     /// `Authorization: Bearer <shop or merchant key>`.
     case shopOrMerchant(([String], APICaller) -> HTTPRoute)
+    /// `Authorization: Bearer <shop key>`: a merchant's key is 403.
+    case shop(([String]) -> HTTPRoute)
     /// The payment provider: the signature covers the body, so it is checked once that is read.
     case signedNotify(([String]) -> HTTPRoute)
     /// `serve --dev` only.
@@ -48,12 +51,13 @@ enum RouteAccess {
     /// `serve --dev` only, for the user of `Authorization: Bearer <gateway token>`.
     case devUser(([String], String) -> HTTPRoute)
 
-    enum Kind: Equatable { case anyone, shopOrMerchant, signedNotify, dev, devUser }
+    enum Kind: Equatable { case anyone, shopOrMerchant, shop, signedNotify, dev, devUser }
 
     var kind: Kind {
         switch self {
         case .anyone: .anyone
         case .shopOrMerchant: .shopOrMerchant
+        case .shop: .shop
         case .signedNotify: .signedNotify
         case .dev: .dev
         case .devUser: .devUser
@@ -119,6 +123,7 @@ enum HTTPRoutes {
         RouteRule([.GET, .HEAD], "/", .dev { _ in .home }),
         RouteRule([.GET, .HEAD], "/client/*", .anyone { _ in .staticFile }),
         RouteRule([.GET, .HEAD], "/demo/*", .anyone { _ in .staticFile }),
+        RouteRule([.GET, .HEAD], "/admin/*", .anyone { _ in .staticFile }),
 
         RouteRule(.POST, "/api/v1/products", .shopOrMerchant { .catalog(.createProduct, $1) }),
         RouteRule(.GET, "/api/v1/products/{id}", .shopOrMerchant { .catalog(.getProduct($0[0]), $1) }),
@@ -134,6 +139,11 @@ enum HTTPRoutes {
         RouteRule(.POST, "/api/v1/payments/notify", .signedNotify { _ in .paymentNotify }),
 
         // MARK: Operators (/api/v1/admin/..., shop key only)
+
+        RouteRule(.GET, "/api/v1/admin/overview", .shop { _ in .admin(.overview) }),
+    ] + AdminPart.allCases.map { part in
+        RouteRule(.GET, "/api/v1/admin/\(part.rawValue)", .shop { _ in .admin(.part(part)) })
+    } + [
 
         RouteRule(.POST, "/dev/token", .dev { _ in .dev(.token) }),
         RouteRule(.GET, "/dev/products", .dev { _ in .dev(.products) }),

@@ -97,6 +97,8 @@ public final class Node: ServerDelegate {
     var ipQuota: ConnectionQuota
     var userQuota: ConnectionQuota
     private(set) var draining = false
+    /// For the operators' view (AdminStats.swift).
+    let startedMs = Int64(Date().timeIntervalSince1970 * 1000)
     private var drainDeadline: LoopTimer?
     /// Set from a signal handler; read when the loop wakes.
     nonisolated(unsafe) package static var terminateRequested = false
@@ -174,6 +176,7 @@ public final class Node: ServerDelegate {
         redis.start()
         sweepTimers()
         refreshPresence()
+        reportAdminStats()
         outboxRelay.start()
         if options.dev { devEndpoints?.start(self) }
         installSignalHandlers(loop)

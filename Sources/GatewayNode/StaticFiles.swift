@@ -1,8 +1,8 @@
 import Foundation
 import GatewayIO
 
-/// The browser client (`/client/…`, this target's `Web` resources) and the demo page
-/// (`/demo/…`, GatewayDev's), read once into memory. Lookups are exact matches against the
+/// The browser client and the operators' page (`/client/…`, `/admin/…`, this target's `Web`
+/// resources) and the demo page (`/demo/…`, GatewayDev's), read once into memory. Lookups are exact matches against the
 /// files found at start, so no request path can reach anything else on disk.
 public struct StaticFiles: Sendable {
     public struct File: Sendable {
@@ -78,18 +78,22 @@ public struct StaticFiles: Sendable {
 }
 
 extension Node {
-    /// The browser client; `gateway serve` adds the demo page before listening.
-    nonisolated(unsafe) public static var staticFiles = StaticFiles.load(roots: ["client"], target: "GatewayNode",
+    /// The browser client and the operators' page; `gateway serve` adds the demo page before listening.
+    nonisolated(unsafe) public static var staticFiles = StaticFiles.load(roots: ["client", "admin"], target: "GatewayNode",
                                                                           module: { Bundle.module }, sourceFile: #filePath)
 
     /// GET/HEAD of a served file, or a 404 in the API's error shape.
     func serveStatic(_ request: HTTPRequest) {
-        if request.path == "/demo" { return redirect(request, to: "/demo/") }
+        if request.path == "/demo" || request.path == "/admin" { return redirect(request, to: request.path + "/") }
         guard let file = Self.staticFiles.files[request.path] else {
             return fail(request, .notFound("no file \(request.path)"))
         }
-        request.respond(status: 200, body: file.body(for: request.method), contentType: file.contentType,
-                        headers: [("Cache-Control", "no-cache")])
+        var headers = [("Cache-Control", "no-cache")]
+        // The operators' page takes the shop key: no other site may frame it and watch the typing.
+        if request.path.hasPrefix("/admin/") {
+            headers += [("X-Frame-Options", "DENY"), ("Content-Security-Policy", "frame-ancestors 'none'")]
+        }
+        request.respond(status: 200, body: file.body(for: request.method), contentType: file.contentType, headers: headers)
     }
 
     func redirect(_ request: HTTPRequest, to location: String) {

@@ -11,7 +11,7 @@ final class HTTPRouteTableTests: XCTestCase {
         -> (label: String, route: HTTPRoute, access: RouteAccess.Kind, body: BodyLimit)? {
         guard let (rule, values) = HTTPRoutes.find(method, path, dev: dev) else { return nil }
         let route: HTTPRoute = switch rule.access {
-        case .anyone(let build), .signedNotify(let build), .dev(let build): build(values)
+        case .anyone(let build), .signedNotify(let build), .dev(let build), .shop(let build): build(values)
         case .shopOrMerchant(let build): build(values, .shop)
         case .devUser(let build): build(values, "u1")
         }
@@ -36,6 +36,9 @@ final class HTTPRouteTableTests: XCTestCase {
             (.GET, "/demo/app.js", .staticFile, "/demo/*"),
             (.HEAD, "/client/gateway-client.js", .staticFile, "/client/*"),
             (.GET, "/demo", .staticFile, "/demo/*"),
+            (.GET, "/admin/", .staticFile, "/admin/*"),
+            (.GET, "/api/v1/admin/overview", .admin(.overview), "/api/v1/admin/overview"),
+            (.GET, "/api/v1/admin/groups", .admin(.part(.groups)), "/api/v1/admin/groups"),
         ]
         for (method, path, route, label) in cases {
             let found = find(method, path)
@@ -50,6 +53,11 @@ final class HTTPRouteTableTests: XCTestCase {
         XCTAssertEqual(find(.POST, "/api/v1/orders")?.access, .shopOrMerchant)
         XCTAssertEqual(find(.POST, "/api/v1/payments/notify")?.access, .signedNotify)
         XCTAssertEqual(find(.GET, "/healthz")?.access, .anyone)
+        XCTAssertEqual(find(.GET, "/api/v1/admin/nodes")?.access, .shop)
+        // The operators' view is read-only, one part per route.
+        XCTAssertNil(find(.POST, "/api/v1/admin/groups"))
+        XCTAssertNil(find(.GET, "/api/v1/admin/groups/p1"))
+        XCTAssertNil(find(.GET, "/api/v1/admin"))
         XCTAssertEqual(find(.POST, "/dev/pay", dev: true)?.access, .devUser)
         XCTAssertEqual(find(.POST, "/dev/token", dev: true)?.access, .dev)
         XCTAssertEqual(find(.POST, "/api/v1/products/p1/keys")?.body, .keyUpload)

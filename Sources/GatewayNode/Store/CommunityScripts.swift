@@ -8,7 +8,8 @@ enum CommunityScripts {
     }
 
     static let groupPublish = LuaScript.embedded("group_publish", PackageResources.group_publish_lua, libraries: [publishLibrary])
-    static let moderate = LuaScript.embedded("moderate", PackageResources.moderate_lua, libraries: [publishLibrary])
+    static let moderate = LuaScript.embedded("moderate", PackageResources.moderate_lua,
+                                             libraries: [publishLibrary, PackageResources.lib_ending_lua])
     static let presenceJoin = presence("presence_join", PackageResources.presence_join_lua)
     static let presenceLeave = presence("presence_leave", PackageResources.presence_leave_lua)
     static let presenceRenew = presence("presence_renew", PackageResources.presence_renew_lua)

@@ -48,9 +48,13 @@ final class RedisCommunityStore: CommunityStore {
                   _ done: @escaping (StoreResult<Bool>) -> Void) {
         let channel = Channel.group(product)
         let keys = [StoreKeys.meta(channel), StoreKeys.log(channel), StoreKeys.groupMute(product, user),
-                    StoreKeys.groupLegacyMuted(product)]
+                    StoreKeys.groupLegacyMuted(product), StoreKeys.groupMutes(product)]
         let args: [RedisArgument] = [channel.description, action.rawValue, user, untilMs, offset,
                                      settings.historyGroupSize, settings.historyTTLSeconds, settings.newEpoch()]
+        if action == .mute {
+            // The index of muted groups lives in another slot: pipelined beside the mute, best effort.
+            calls.run(AdminScripts.mutedGroup, keys: [StoreKeys.mutedGroups], args: [product, untilMs], as: RedisReply.self) { _ in }
+        }
         calls.run(CommunityScripts.moderate, keys: keys, args: args, as: Int64.self) { done($0.map { $0 == 1 }) }
     }
 

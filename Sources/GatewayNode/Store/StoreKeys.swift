@@ -45,6 +45,9 @@ enum StoreKeys {
     static func groupLegacyMuted(_ product: String) -> String { "gw:\(tag(.group(product))):muted" }
     /// Counter of `user`'s messages in the current rate window.
     static func groupRate(_ product: String, _ user: String) -> String { "gw:\(tag(.group(product))):rate:\(user)" }
+    /// Sorted set user -> until ms of the group's live mutes, for the operators' view (the
+    /// mute keys above stay the truth; this lists them without a SCAN).
+    static func groupMutes(_ product: String) -> String { "gw:\(tag(.group(product))):mutes" }
 
     // MARK: Products (the product's slot; stock, keys, burned, members: CommerceKeys)
 
@@ -73,4 +76,13 @@ enum StoreKeys {
     static let relays = "gw:relays"
     /// The demo bot's lease (dev mode).
     static let botLease = "gw:demo:bot-lease"
+
+    // MARK: The operators' view (one slot: `{admin}`)
+
+    /// Hash node name -> its latest stats (JSON, `NodeStats`).
+    static let adminStats = "gw:{admin}:stats"
+    /// Sorted set node name -> when it last wrote its stats (ms, Redis clock).
+    static let adminSeen = "gw:{admin}:seen"
+    /// Sorted set group (product id) -> end of its latest mute (ms): groups that may have live mutes.
+    static let mutedGroups = "gw:{admin}:muted-groups"
 }

@@ -1,0 +1,96 @@
+@testable import GatewayNode
+import GatewayProtocol
+import XCTest
+
+/// The operators' view without Redis: ranking a node's channels, a node's stats as stored,
+/// merging the nodes' stats, and the admin routes.
+final class AdminViewTests: XCTestCase {
+    func testTopCountsKeepsTheLargestMostFirstWithTiesByKey() {
+        var top = TopCounts<String>(limit: 3, tieBreak: <)
+        for (key, count) in [("a", 1), ("b", 5), ("c", 0), ("d", 5), ("e", 2), ("f", 9), ("g", 2), ("h", 1)] {
+            top.offer(key, count)
+        }
+        XCTAssertEqual(top.items.map(\.key), ["f", "b", "d"])
+        XCTAssertEqual(top.items.map(\.count), [9, 5, 5])
+
+        var few = TopCounts<String>(limit: 5, tieBreak: <)
+        for (key, count) in [("x", 2), ("y", 0), ("w", 2)] { few.offer(key, count) }
+        XCTAssertEqual(few.items.map(\.key), ["w", "x"], "zero is not ranked; ties by key")
+    }
+
+    func testNodeStatsRoundTripThroughJSON() throws {
+        let stats = NodeStats(name: "n1", instance: "n1.ab12", startedMs: 1_700_000_000_000, connections: 3, subscriptions: 7,
+                              channels: 4, busiest: [ChannelCount(channel: "product:p1", subscribers: 3)],
+                              groups: [ChannelCount(channel: "group:p1", subscribers: 1)],
+                              series: [LivePoint(atMs: 1_700_000_002_000, pushesPerSecond: 12.5, p99Seconds: 0.004),
+                                       LivePoint(atMs: 1_700_000_004_000, pushesPerSecond: 0, p99Seconds: 0)])
+        let parsed = try JSON.parse(stats.json.serialized())
+        XCTAssertEqual(NodeStats(json: parsed), stats)
+        XCTAssertNil(NodeStats(json: .object([("name", .string("n1"))])), "another shape is not stats")
+        var broken = stats.json.objectValue!
+        broken.removeAll { $0.0 == "series" }
+        broken.append(("series", .array([.array([.int(1), .string("fast"), .double(0)])])))
+        XCTAssertNil(NodeStats(json: .object(broken)), "a malformed point")
+    }
+
+    private func stored(_ name: String, seen: Int64, connections: Int = 1, busiest: [(String, Int)] = [],
+                        groups: [(String, Int)] = [], series: [LivePoint] = []) -> StoredStats {
+        let stats = NodeStats(name: name, instance: name + ".x", startedMs: 1, connections: connections, subscriptions: 0, channels: 0,
+                              busiest: busiest.map { ChannelCount(channel: $0.0, subscribers: $0.1) },
+                              groups: groups.map { ChannelCount(channel: $0.0, subscribers: $0.1) }, series: series)
+        return StoredStats(node: name, seenMs: seen, stats: stats.json.serialized())
+    }
+
+    func testTheViewMergesLiveNodesOnly() {
+        let board = AdminBoard(nowMs: 100_000, nodes: [
+            stored("n2", seen: 99_000, busiest: [("product:p1", 2), ("group:p1", 1)], groups: [("group:p1", 1)]),
+            stored("n1", seen: 95_000, busiest: [("product:p1", 3), ("product:p2", 5)], groups: [("group:p3", 4)]),
+            stored("old", seen: 80_000, busiest: [("product:p9", 100)], groups: [("group:p9", 100)]),
+            StoredStats(node: "garbled", seenMs: 99_000, stats: "{not json"),
+        ], mutedGroups: [])
+        let view = ClusterView(board, liveWithinMs: 10_000)
+        XCTAssertEqual(view.members.map(\.stats.name), ["n1", "n2", "old"], "by name")
+        XCTAssertEqual(view.members.map(\.live), [true, true, false])
+        XCTAssertEqual(view.unreadable, ["garbled"])
+        XCTAssertEqual(view.busiest(limit: 10), [
+            MergedCount(channel: "product:p1", subscribers: 5, nodes: 2),
+            MergedCount(channel: "product:p2", subscribers: 5, nodes: 1),
+            MergedCount(channel: "group:p1", subscribers: 1, nodes: 1),
+        ], "a silent node's channels do not count; ties by name")
+        XCTAssertEqual(view.busiest(limit: 1).count, 1)
+        XCTAssertEqual(view.groups(muted: ["p1", "p5"], limit: 10), [
+            MergedCount(channel: "group:p3", subscribers: 4, nodes: 1),
+            MergedCount(channel: "group:p1", subscribers: 1, nodes: 1),
+            MergedCount(channel: "group:p5", subscribers: 0, nodes: 0),
+        ], "muted groups nobody listed come last")
+        XCTAssertEqual(view.groups(muted: ["p5"], limit: 2).count, 2)
+    }
+
+    func testTheReportAnswersTheRoutesParts() throws {
+        let point = LivePoint(atMs: 99_000, pushesPerSecond: 40, p99Seconds: 0.0025)
+        let board = AdminBoard(nowMs: 100_000, nodes: [stored("n1", seen: 99_500, connections: 2, series: [point]),
+                                                       stored("n2", seen: 99_500)], mutedGroups: [])
+        var report = AdminReport(view: ClusterView(board, liveWithinMs: 10_000))
+        report.groups = [(group: MergedCount(channel: "group:p1", subscribers: 3, nodes: 1), mutes: [GroupMute(user: "u9", untilMs: 160_000)])]
+
+        let nodes = report.json([.nodes])
+        XCTAssertEqual(nodes["now_ms"]?.intValue, 100_000)
+        XCTAssertNil(nodes["channels"])
+        let n1 = try XCTUnwrap(nodes["nodes"]?.arrayValue?.first)
+        XCTAssertEqual(n1["name"]?.stringValue, "n1")
+        XCTAssertEqual(n1["connections"]?.intValue, 2)
+        XCTAssertEqual(n1["pushes_per_s"], .double(40))
+        XCTAssertEqual(n1["p99_ms"], .double(2.5))
+        XCTAssertEqual(nodes["nodes"]?.arrayValue?.last?["pushes_per_s"], .null, "no live points yet: no figure")
+
+        let all = report.json(AdminRoute.overview.parts)
+        XCTAssertEqual(all.objectValue?.map(\.0), ["now_ms", "live_within_ms", "nodes", "channels", "groups", "refund_required", "webhooks", "series"])
+        XCTAssertEqual(all["groups"], .array([.object([("group", .string("p1")), ("subscribers", .int(3)),
+                                                       ("mutes", .array([.object([("user", .string("u9")), ("until_ms", .int(160_000))])]))])]))
+        XCTAssertEqual(all["refund_required"], .array([]))
+        XCTAssertEqual(all["webhooks"]?["backlog"]?.intValue, 0)
+        let series = all["series"]?.arrayValue ?? []
+        XCTAssertEqual(series.map { $0["points"]?.arrayValue?.count }, [1, 0], "an empty series is an empty list")
+        XCTAssertEqual(series.first?["points"]?.arrayValue?.first?["p99_ms"], .double(2.5))
+    }
+}
