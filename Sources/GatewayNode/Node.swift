@@ -110,6 +110,7 @@ public final class Node: ServerDelegate {
         var listen = ListenOptions(host: options.host, port: options.port, maxFrame: options.maxFrame,
                                    maxBody: options.maxBody, pingSeconds: options.pingSeconds)
         listen.httpTimeoutSeconds = options.httpTimeoutSeconds
+        if let cert = options.tlsCert, let key = options.tlsKey { listen.tls = TLSFiles(certificate: cert, privateKey: key) }
         loop = EventLoop(options: listen)
         if options.redisURL?.tls == true {
             throw NodeStartError(description: "rediss:// needs hiredis with TLS, and hiredis 0.14 has none; reach Redis over loopback, a unix socket or a TLS tunnel")

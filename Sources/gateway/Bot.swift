@@ -41,6 +41,8 @@ struct BotRunner {
     var maxBackoff = 30.0
     /// Asked before each answer (the dev bot answers only while its node holds the lease).
     var shouldAnswer: @Sendable () -> Bool = { true }
+    /// `wss://` to a self-signed certificate (the dev bot talks to its own node on loopback).
+    var allowSelfSigned = false
 
     /// - Parameters:
     ///   - token: asked before every connection (the dev bot mints a fresh one each time).
@@ -48,7 +50,7 @@ struct BotRunner {
     ///     instead of trying again after the backoff.
     func run(token: () -> String, giveUp: Bool) throws {
         let product = products
-        let loop = try ClientLoop()
+        let loop = try ClientLoop(allowSelfSigned: allowSelfSigned)
         var positions: [String: GatewaySession.Position] = [:]
         var attempt = 0
         while true {

@@ -94,9 +94,10 @@ struct Serve: ParsableCommand {
         if web.files.isEmpty { print("no browser files found (\(web.source)): /client and /demo answer 404") }
         let gateway = try Node(options: options)
         try gateway.run { port in
-            print("gateway node \(nodeName) listening on ws://\(settings.server.host):\(port)/ws and http://\(settings.server.host):\(port)/")
+            let secure = settings.server.tlsCert != nil ? "s" : ""
+            print("gateway node \(nodeName) listening on ws\(secure)://\(settings.server.host):\(port)/ws and http\(secure)://\(settings.server.host):\(port)/")
             if dev {
-                DemoBot.start(host: settings.server.host, port: port, secret: settings.auth.secret)
+                DemoBot.start(host: settings.server.host, port: port, secret: settings.auth.secret, tls: !secure.isEmpty)
                 let minter = TokenMinter(secret: settings.auth.secret)
                 let sample = minter.mint(Claims(sub: "u1", exp: Int64(Date().timeIntervalSince1970) + 86400, name: "Demo buyer"))
                 print("""
@@ -105,7 +106,7 @@ struct Serve: ParsableCommand {
                   payments secret: \(settings.payments.secret)
                   token for u1:    \(sample)
                   more tokens:     GATEWAY_AUTH_SECRET=\(settings.auth.secret) gateway token --sub u2
-                  demo page:       http://\(DemoBot.reachableHost(settings.server.host)):\(port)/demo/
+                  demo page:       http\(secure)://\(DemoBot.reachableHost(settings.server.host)):\(port)/demo/
                 """)
             }
             fflush(stdout)
@@ -212,20 +213,22 @@ enum DemoBot {
         return FileManager.default.fileExists(atPath: source.path) ? source : nil
     }
 
-    static func start(host: String, port: Int, secret: String) {
+    static func start(host: String, port: Int, secret: String, tls: Bool) {
         guard let file = answersFile(), let data = try? Data(contentsOf: file),
               case .success(let brain) = BotAnswers.decode((try? JSON.parse(Array(data))) ?? .null) else {
             print("dev mode: no usable Config/bot-answers.json, the demo groups run without a bot")
             return
         }
         let products = Node.demoProducts.map(\.id)
-        let url = "ws://\(reachableHost(host)):\(port)/ws"
+        let url = "\(tls ? "wss" : "ws")://\(reachableHost(host)):\(port)/ws"
         let minter = TokenMinter(secret: secret)
         let thread = Thread {
             // Give the node a moment to reach Redis and create the demo products.
             Thread.sleep(forTimeInterval: 1.5)
-            let runner = BotRunner(products: products, brain: brain, url: url, maxBackoff: 10,
+            var runner = BotRunner(products: products, brain: brain, url: url, maxBackoff: 10,
                                    shouldAnswer: { DemoBotLease.shared.isHeld })
+            // Its own node's certificate, on loopback.
+            runner.allowSelfSigned = tls
             do {
                 try runner.run(token: {
                     minter.mint(Claims(sub: user, exp: Int64(Date().timeIntervalSince1970) + 86400, role: .bot,
