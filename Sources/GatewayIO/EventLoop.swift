@@ -168,6 +168,11 @@ public final class EventLoop {
             names += [cert, key]
             info.ssl_cert_filepath = UnsafePointer(cert)
             info.ssl_private_key_filepath = UnsafePointer(key)
+            // HTTP/1.1 only: the request glue (bodies, half-close, the upgrade filter) is
+            // HTTP/1, and lws would otherwise offer h2 to browsers and curl.
+            let alpn = strdup("http/1.1")!
+            names.append(alpn)
+            info.alpn = UnsafePointer(alpn)
         }
         guard let ctx = lws_create_context(&info) else {
             if let tls = options.tls {

@@ -16,6 +16,11 @@ final class TLSTests: IntegrationCase {
         let node = try startTLSNode()
         XCTAssertTrue(node.log().contains("listening on wss://127.0.0.1:\(node.port)/ws and https://127.0.0.1:\(node.port)/"), node.log())
         XCTAssertEqual(try node.http("GET", "/healthz").status, 200)
+        // A body of several TLS records, over the HTTP/1.1 the node offers (curl would take h2).
+        let script = try node.http("GET", "/client/gateway-client.js", key: nil)
+        XCTAssertEqual(script.status, 200)
+        XCTAssertGreaterThan(script.body.count, 16_384)
+        XCTAssertTrue(script.text.contains("export class GatewayClient"), String(script.text.prefix(200)))
 
         let (session, reply) = try open(node, "u1")
         XCTAssertEqual(reply["ok"]?["user"]?.stringValue, "u1", "\(reply)")

@@ -35,7 +35,7 @@ enum TestTLS {
     /// HTTP answer came (a refused handshake, a dropped connection).
     static func request(port: Int, _ method: String, _ path: String, body: [UInt8]? = nil, key: String? = nil,
                         headers: [String: String] = [:], timeout: Double = 10) throws -> HTTPResponse {
-        var args = ["-k", "-s", "-S", "--http1.1", "-X", method, "--max-time", String(Int(timeout.rounded(.up))),
+        var args = ["-k", "-s", "-S", "-X", method, "--max-time", String(Int(timeout.rounded(.up))),
                     "-o", "-", "-w", "\n%{http_code}", "https://127.0.0.1:\(port)\(path)"]
         if let key { args += ["-H", "Authorization: Bearer \(key)"] }
         for (k, v) in headers { args += ["-H", "\(k): \(v)"] }
