@@ -34,6 +34,7 @@ public final class WSConnection {
         self.id = id
         self.wsi = wsi
         self.loop = loop
+        liveness = PeerLiveness(pingSeconds: loop.options.pingSeconds, now: monotonicSeconds())
         peerAddress = GatewayIO.peerAddress(wsi)
     }
 
@@ -107,22 +108,18 @@ public final class WSConnection {
     /// lws frees `wsi` right after, so from then on nothing here may touch it. Replies
     /// that come back from Redis later are dropped; the liveness sweep forgets it.
     public internal(set) var isGone = false
-    /// Last time anything (data or pong) came from the peer.
-    var lastActivity = monotonicSeconds()
-    private var pingDue = false
-    /// When the unanswered ping went out; any traffic from the peer answers it.
-    var pingSentAt: Double?
+    /// Pings and the pong deadline; the sweep in `Liveness` drives it.
+    var liveness: PeerLiveness
 
-    func touch() {
-        lastActivity = monotonicSeconds()
-        pingSentAt = nil
-    }
+    func touch() { liveness.heard(at: monotonicSeconds()) }
 
-    func requestPing(at now: Double) {
-        guard !pingDue, !isClosing, !isGone else { return }
-        pingDue = true
-        pingSentAt = now
-        lws_callback_on_writable(wsi)
+    /// The sweep's visit: ping a quiet peer, drop one that left a ping unanswered.
+    func checkLiveness(at now: Double) {
+        switch liveness.check(at: now, closing: isClosing) {
+        case .none: break
+        case .sendPing: lws_callback_on_writable(wsi)
+        case .drop: kill()
+        }
     }
 
     /// The peer stopped answering pings: drop it without a close handshake.
@@ -135,8 +132,7 @@ public final class WSConnection {
     /// Returns -1 to make lws close the connection.
     func writable() -> Int32 {
         if isGone { return -1 }
-        if pingDue && !isClosing {
-            pingDue = false
+        if !isClosing && liveness.takeOwedPing() {
             let start = (loop.writeScratch + Int(clws_pre)).assumingMemoryBound(to: UInt8.self)
             start[0] = UInt8(ascii: "g")
             start[1] = UInt8(ascii: "w")

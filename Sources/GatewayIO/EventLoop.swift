@@ -296,19 +296,16 @@ func monotonicSeconds() -> Double {
 
 /// Pings idle connections, drops dead ones and fires connect deadlines without a timer
 /// per connection: every connection is visited twice per ping interval, a slice per
-/// tick, and deadlines (all of one length) wait in arrival order. A connection is dropped
-/// only when a ping it was sent went unanswered, never for being quiet.
+/// tick, and deadlines (all of one length) wait in arrival order. What a visit does is
+/// each connection's `PeerLiveness`.
 final class Liveness {
     let pingSeconds: Double
-    /// How long an unanswered ping is given before the peer counts as dead.
-    let pongGraceSeconds: Double
     private var ring: [WSConnection] = []
     private var cursor = 0
     private var deadlines = FIFO<(at: Double, conn: WSConnection)>()
 
     init(pingSeconds: Int) {
         self.pingSeconds = Double(max(pingSeconds, 1))
-        pongGraceSeconds = Double(max(pingSeconds, 1) + 5)
     }
 
     func add(_ conn: WSConnection) { ring.append(conn) }
@@ -335,11 +332,7 @@ final class Liveness {
             }
             budget -= 1
             cursor += 1
-            if let sent = conn.pingSentAt {
-                if now - sent >= pongGraceSeconds { conn.kill() }
-            } else if now - conn.lastActivity >= pingSeconds {
-                conn.requestPing(at: now)
-            }
+            conn.checkLiveness(at: now)
         }
     }
 }
