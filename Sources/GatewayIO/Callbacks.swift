@@ -194,7 +194,7 @@ func gatewayCallback(_ wsi: OpaquePointer?, _ reason: lws_callback_reasons, _ us
         }
         if conn.rxAssembly.count + len > loop.options.maxFrame {
             conn.rxAssembly = []
-            conn.close(code: 1009, reason: "frame too large")
+            conn.close(code: CloseCode.tooLarge.rawValue, reason: "frame too large")
             return 0
         }
         conn.rxAssembly.append(contentsOf: chunk)

@@ -4,12 +4,11 @@ import GatewayCore
 import GatewayProtocol
 
 /// One WebSocket connection as the loop sees it: its send queue and close state.
-/// The node hangs its own per-connection state on `context`.
+/// The node keeps its own per-connection state by `id`.
 public final class WSConnection {
     public let id: ConnectionID
     let wsi: OpaquePointer
     unowned let loop: EventLoop
-    public var context: AnyObject?
     /// Bytes of pushes queued: what `maxQueue` limits.
     public private(set) var queuedBytes = 0
     /// Bytes of replies queued: never a reason to close (PROTOCOL.md 4.1).
@@ -22,7 +21,6 @@ public final class WSConnection {
     private var closeCode: UInt16 = 0
     private var closeReason = ""
     var rxAssembly: [UInt8] = []
-    var rxTooLarge = false
     /// Closes with this code once the queue passes this many bytes.
     public var maxQueue = 1 << 20
     /// Unread reply bytes past which the client is closed with 4008.
@@ -54,7 +52,7 @@ public final class WSConnection {
         if isReply {
             replyBytes += payload.bytes.count + 1
             if replyBytes > maxUnreadReplies {
-                close(code: 4008, reason: "too slow to read replies", flush: false)
+                close(code: CloseCode.slowConsumer.rawValue, reason: "too slow to read replies", flush: false)
                 return false
             }
             if replyBytes > maxQueue && !readPaused {
@@ -65,7 +63,7 @@ public final class WSConnection {
         }
         queuedBytes += payload.bytes.count + 1
         if queuedBytes > maxQueue {
-            close(code: 4008, reason: "too slow to read", flush: false)
+            close(code: CloseCode.slowConsumer.rawValue, reason: "too slow to read", flush: false)
             return false
         }
         return true

@@ -49,7 +49,8 @@ public struct ListenOptions {
 }
 
 /// One lws context serving WebSocket and HTTP on one port, plus raw descriptors
-/// (hiredis) and timers, all on one thread. The only thread-safe entry is `wake()`.
+/// (hiredis) and timers, all on one thread. The only thread-safe call is `lws_cancel_service`
+/// on `context` (a signal handler wakes the loop with it: `loopWoken`).
 public final class EventLoop {
     public weak var delegate: ServerDelegate?
     public let options: ListenOptions

@@ -365,7 +365,6 @@ public final class Node: ServerDelegate {
             execute(hub.unsubscribe(conn.id, from: channel))
             if let user = client.claims?.sub, client.present.contains(channel) { presenceLeft(channel, user: user) }
         }
-        client.conn.context = nil
         if draining && clients.isEmpty { finishDrain() }
     }
 
