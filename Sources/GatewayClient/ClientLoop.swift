@@ -41,6 +41,8 @@ public final class ClientLoop {
         var path: String
         var hostHeader: String
         var sourceAddress: String?
+        /// `wss://`: TLS to the server.
+        var tls = false
     }
 
     /// Guards the command queue and every connection's outbound queue and state.
@@ -61,6 +63,7 @@ public final class ClientLoop {
     private var scratch: UnsafeMutableRawPointer
     private var scratchCapacity: Int
     let maxMessageSize: Int
+    private let allowSelfSigned: Bool
 
     /// - Parameters:
     ///   - rxBufferSize: lws mallocs this per connection at handshake (larger frames
@@ -69,11 +72,14 @@ public final class ClientLoop {
     ///     creation; raise it first with `raiseOpenFileLimit`).
     ///   - maxMessageSize: a peer message larger than this closes with 1009.
     ///   - quietLogs: lws logging is process-wide; errors only by default.
+    ///   - allowSelfSigned: `wss://` accepts a self-signed certificate whatever its host name
+    ///     (tests, a node's own loopback); otherwise the system's CAs must vouch for the host.
     public init(rxBufferSize: Int = 65536, maxConnections: Int? = nil,
                 connectTimeout: UInt32 = 10, timeout: UInt32 = 10,
-                maxMessageSize: Int = 16 << 20, quietLogs: Bool = true) throws {
+                maxMessageSize: Int = 16 << 20, quietLogs: Bool = true, allowSelfSigned: Bool = false) throws {
         if quietLogs { lws_set_log_level(Int32(LLL_ERR), nil) }
         self.maxMessageSize = maxMessageSize
+        self.allowSelfSigned = allowSelfSigned
         scratchCapacity = 4096
         scratch = .allocate(byteCount: scratchCapacity + Int(clws_pre), alignment: 16)
 
@@ -85,6 +91,8 @@ public final class ClientLoop {
 
         var info = lws_context_creation_info()
         info.port = CONTEXT_PORT_NO_LISTEN
+        // The client TLS context (system CAs) for `wss://`.
+        info.options = UInt64(LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT)
         info.protocols = UnsafePointer(protocols)
         info.gid = -1
         info.uid = -1
@@ -195,13 +203,14 @@ public final class ClientLoop {
     }
 
     private static func parse(url: String, sourceAddress: String?) -> Target? {
-        guard url.hasPrefix("ws://") else { return nil }
-        let rest = url.dropFirst(5)
+        let tls = url.hasPrefix("wss://")
+        guard tls || url.hasPrefix("ws://") else { return nil }
+        let rest = url.dropFirst(tls ? 6 : 5)
         let slash = rest.firstIndex(of: "/") ?? rest.endIndex
         let authority = rest[..<slash]
         let path = slash < rest.endIndex ? String(rest[slash...]) : "/"
         var host = Substring(authority)
-        var port: Int32 = 80
+        var port: Int32 = tls ? 443 : 80
         if authority.hasPrefix("[") {
             guard let close = authority.firstIndex(of: "]") else { return nil }
             host = authority[authority.index(after: authority.startIndex)..<close]
@@ -217,7 +226,7 @@ public final class ClientLoop {
         }
         guard !host.isEmpty, port > 0, port < 65536 else { return nil }
         return Target(address: String(host), port: port, path: path,
-                      hostHeader: String(authority), sourceAddress: sourceAddress)
+                      hostHeader: String(authority), sourceAddress: sourceAddress, tls: tls)
     }
 
     // MARK: - Loop thread
@@ -294,6 +303,11 @@ public final class ClientLoop {
         info.context = context
         info.port = target.port
         info.ietf_version_or_minus_one = -1
+        if target.tls {
+            var flags = Int32(LCCSCF_USE_SSL.rawValue)
+            if allowSelfSigned { flags |= Int32(LCCSCF_ALLOW_SELFSIGNED.rawValue | LCCSCF_SKIP_SERVER_CERT_HOSTNAME_CHECK.rawValue) }
+            info.ssl_connection = flags
+        }
         // The wsi holds a reference until LWS_CALLBACK_WSI_DESTROY.
         info.opaque_user_data = Unmanaged.passRetained(conn).toOpaque()
         conn.wsiRetain = true

@@ -129,6 +129,11 @@ public struct Settings: Sendable, Equatable {
         /// Node id shown to clients and used in Redis; nil means `hostname-pid` (`server.node`).
         /// Use `nodeName()` for the effective value.
         public var node: String?
+        /// PEM certificate (chain) for `wss://` and `https://` on `port`; nil serves plain
+        /// `ws://` and `http://` (`server.tls_cert`). Set together with `tlsKey`.
+        public var tlsCert: String? = nil
+        /// PEM private key of `tlsCert` (`server.tls_key`).
+        public var tlsKey: String? = nil
     }
 
     public struct Redis: Sendable, Equatable {
@@ -350,6 +355,8 @@ extension Settings {
             Field(key: "server.node", kind: .optionalString(\.server.node, check: { node in
                 isValidID(node) ? nil : "expected 1 to 64 of A-Z a-z 0-9 _ . : -, got \(quoted(node))"
             })),
+            Field(key: "server.tls_cert", kind: .optionalString(\.server.tlsCert, check: { _ in nil })),
+            Field(key: "server.tls_key", kind: .optionalString(\.server.tlsKey, check: { _ in nil })),
             Field(key: "redis.url", kind: .optionalString(\.redis.url, check: { url in
                 switch RedisURL.parse(url) {
                 case .success: nil
@@ -699,6 +706,12 @@ private struct Loader {
                 problems.append("api.merchant_keys: merchants \(quoted(other)) and \(quoted(id)) share one key")
             }
             owners[key] = id
+        }
+        // Half a TLS setup would silently serve plain text where TLS was meant.
+        switch (settings.server.tlsCert, settings.server.tlsKey) {
+        case (.some, nil): problems.append("server.tls_cert is set but server.tls_key is not: give both PEM files, or neither for plain ws:// and http://")
+        case (nil, .some): problems.append("server.tls_key is set but server.tls_cert is not: give both PEM files, or neither for plain ws:// and http://")
+        default: break
         }
     }
 

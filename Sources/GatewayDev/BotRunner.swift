@@ -13,6 +13,8 @@ public struct BotRunner {
     var maxBackoff = 30.0
     /// Asked before each answer (the dev bot answers only while its node holds the lease).
     var shouldAnswer: @Sendable () -> Bool = { true }
+    /// `wss://` to a self-signed certificate (the dev bot talks to its own node on loopback).
+    var allowSelfSigned = false
 
     public init(products: [String], brain: BotAnswers, url: String, maxBackoff: Double = 30.0,
                 shouldAnswer: @escaping @Sendable () -> Bool = { true }) {
@@ -32,7 +34,7 @@ public struct BotRunner {
     ///     instead of trying again after the backoff.
     public func run(token: () -> String, giveUp: Bool) throws {
         let product = products
-        let loop = try ClientLoop()
+        let loop = try ClientLoop(allowSelfSigned: allowSelfSigned)
         var positions: [String: GatewaySession.Position] = [:]
         var attempt = 0
         while true {

@@ -22,20 +22,22 @@ public enum DemoBot {
         return FileManager.default.fileExists(atPath: source.path) ? source : nil
     }
 
-    public static func start(host: String, port: Int, secret: String) {
+    public static func start(host: String, port: Int, secret: String, tls: Bool) {
         guard let file = answersFile(), let data = try? Data(contentsOf: file),
               case .success(let brain) = BotAnswers.decode((try? JSON.parse(Array(data))) ?? .null) else {
             print("dev mode: no usable Config/bot-answers.json, the demo groups run without a bot")
             return
         }
         let products = Node.demoProducts.map(\.id)
-        let url = "ws://\(reachableHost(host)):\(port)/ws"
+        let url = "\(tls ? "wss" : "ws")://\(reachableHost(host)):\(port)/ws"
         let minter = TokenMinter(secret: secret)
         let thread = Thread {
             // Give the node a moment to reach Redis and create the demo products.
             Thread.sleep(forTimeInterval: 1.5)
-            let runner = BotRunner(products: products, brain: brain, url: url, maxBackoff: 10,
+            var runner = BotRunner(products: products, brain: brain, url: url, maxBackoff: 10,
                                    shouldAnswer: { DemoBotLease.shared.isHeld })
+            // Its own node's certificate, on loopback.
+            runner.allowSelfSigned = tls
             do {
                 try runner.run(token: {
                     minter.mint(Claims(sub: user, exp: Int64(Date().timeIntervalSince1970) + 86400, role: .bot,

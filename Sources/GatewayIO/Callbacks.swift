@@ -78,7 +78,7 @@ private func httpHead(_ request: HTTPRequest, _ wsi: OpaquePointer, _ loop: Even
         case .more:
             request.phase = .body
             loop.httpDeadlines.body(request)
-            if header(wsi, WSI_TOKEN_HTTP_EXPECT)?.lowercased() == "100-continue" { sendContinue(wsi) }
+            if header(wsi, WSI_TOKEN_HTTP_EXPECT)?.lowercased() == "100-continue" { sendContinue(wsi, tls: loop.isTLS) }
         case let step:
             httpStep(request, step, loop)
         }
@@ -87,10 +87,18 @@ private func httpHead(_ request: HTTPRequest, _ wsi: OpaquePointer, _ loop: Even
 
 /// A client that waits for `100 Continue` (curl does above 1 MiB) gets it once the headers
 /// passed, and only then sends the body; lws does not send it. Nothing else has been written
-/// on the connection yet, so the line goes straight to the socket.
-private func sendContinue(_ wsi: OpaquePointer) {
+/// on the connection yet, so on plain text the line goes straight to the socket; under TLS it
+/// must go through lws' encryption.
+private func sendContinue(_ wsi: OpaquePointer, tls: Bool) {
     let line = Array("HTTP/1.1 100 Continue\r\n\r\n".utf8)
-    _ = line.withUnsafeBytes { send(lws_get_socket_fd(wsi), $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+    guard tls else {
+        _ = line.withUnsafeBytes { send(lws_get_socket_fd(wsi), $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+        return
+    }
+    var buf = [UInt8](repeating: 0, count: Int(clws_pre)) + line
+    _ = buf.withUnsafeMutableBufferPointer { b in
+        lws_write(wsi, b.baseAddress! + Int(clws_pre), line.count, LWS_WRITE_HTTP)
+    }
 }
 
 /// Acts on what the body intake decided.
@@ -186,7 +194,7 @@ func gatewayCallback(_ wsi: OpaquePointer?, _ reason: lws_callback_reasons, _ us
         }
         if conn.rxAssembly.count + len > loop.options.maxFrame {
             conn.rxAssembly = []
-            conn.close(code: 1009, reason: "frame too large")
+            conn.close(code: CloseCode.tooLarge.rawValue, reason: "frame too large")
             return 0
         }
         conn.rxAssembly.append(contentsOf: chunk)

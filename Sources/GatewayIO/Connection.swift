@@ -4,12 +4,11 @@ import GatewayCore
 import GatewayProtocol
 
 /// One WebSocket connection as the loop sees it: its send queue and close state.
-/// The node hangs its own per-connection state on `context`.
+/// The node keeps its own per-connection state by `id`.
 public final class WSConnection {
     public let id: ConnectionID
     let wsi: OpaquePointer
     unowned let loop: EventLoop
-    public var context: AnyObject?
     /// Bytes of pushes queued: what `maxQueue` limits.
     public private(set) var queuedBytes = 0
     /// Bytes of replies queued: never a reason to close (PROTOCOL.md 4.1).
@@ -22,7 +21,6 @@ public final class WSConnection {
     private var closeCode: UInt16 = 0
     private var closeReason = ""
     var rxAssembly: [UInt8] = []
-    var rxTooLarge = false
     /// Closes with this code once the queue passes this many bytes.
     public var maxQueue = 1 << 20
     /// Unread reply bytes past which the client is closed with 4008.
@@ -34,6 +32,7 @@ public final class WSConnection {
         self.id = id
         self.wsi = wsi
         self.loop = loop
+        liveness = PeerLiveness(pingSeconds: loop.options.pingSeconds, now: monotonicSeconds())
         peerAddress = GatewayIO.peerAddress(wsi)
     }
 
@@ -53,7 +52,7 @@ public final class WSConnection {
         if isReply {
             replyBytes += payload.bytes.count + 1
             if replyBytes > maxUnreadReplies {
-                close(code: 4008, reason: "too slow to read replies", flush: false)
+                close(code: CloseCode.slowConsumer.rawValue, reason: "too slow to read replies", flush: false)
                 return false
             }
             if replyBytes > maxQueue && !readPaused {
@@ -64,7 +63,7 @@ public final class WSConnection {
         }
         queuedBytes += payload.bytes.count + 1
         if queuedBytes > maxQueue {
-            close(code: 4008, reason: "too slow to read", flush: false)
+            close(code: CloseCode.slowConsumer.rawValue, reason: "too slow to read", flush: false)
             return false
         }
         return true
@@ -107,22 +106,18 @@ public final class WSConnection {
     /// lws frees `wsi` right after, so from then on nothing here may touch it. Replies
     /// that come back from Redis later are dropped; the liveness sweep forgets it.
     public internal(set) var isGone = false
-    /// Last time anything (data or pong) came from the peer.
-    var lastActivity = monotonicSeconds()
-    private var pingDue = false
-    /// When the unanswered ping went out; any traffic from the peer answers it.
-    var pingSentAt: Double?
+    /// Pings and the pong deadline; the sweep in `Liveness` drives it.
+    var liveness: PeerLiveness
 
-    func touch() {
-        lastActivity = monotonicSeconds()
-        pingSentAt = nil
-    }
+    func touch() { liveness.heard(at: monotonicSeconds()) }
 
-    func requestPing(at now: Double) {
-        guard !pingDue, !isClosing, !isGone else { return }
-        pingDue = true
-        pingSentAt = now
-        lws_callback_on_writable(wsi)
+    /// The sweep's visit: ping a quiet peer, drop one that left a ping unanswered.
+    func checkLiveness(at now: Double) {
+        switch liveness.check(at: now, closing: isClosing) {
+        case .none: break
+        case .sendPing: lws_callback_on_writable(wsi)
+        case .drop: kill()
+        }
     }
 
     /// The peer stopped answering pings: drop it without a close handshake.
@@ -135,8 +130,7 @@ public final class WSConnection {
     /// Returns -1 to make lws close the connection.
     func writable() -> Int32 {
         if isGone { return -1 }
-        if pingDue && !isClosing {
-            pingDue = false
+        if !isClosing && liveness.takeOwedPing() {
             let start = (loop.writeScratch + Int(clws_pre)).assumingMemoryBound(to: UInt8.self)
             start[0] = UInt8(ascii: "g")
             start[1] = UInt8(ascii: "w")

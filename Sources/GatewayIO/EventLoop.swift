@@ -37,6 +37,8 @@ public struct ListenOptions {
     public var pingSeconds: Int
     /// Seconds for an HTTP request's headers, and again for its body (`limits.http_timeout_s`).
     public var httpTimeoutSeconds = 10
+    /// Serve TLS (`wss://`, `https://`) with these files; nil serves plain text.
+    public var tls: TLSFiles?
     public init(host: String, port: Int, maxFrame: Int, maxBody: Int, pingSeconds: Int) {
         self.host = host
         self.port = port
@@ -47,13 +49,16 @@ public struct ListenOptions {
 }
 
 /// One lws context serving WebSocket and HTTP on one port, plus raw descriptors
-/// (hiredis) and timers, all on one thread. The only thread-safe entry is `wake()`.
+/// (hiredis) and timers, all on one thread. The only thread-safe call is `lws_cancel_service`
+/// on `context` (a signal handler wakes the loop with it: `loopWoken`).
 public final class EventLoop {
     public weak var delegate: ServerDelegate?
     public let options: ListenOptions
     public private(set) var context: OpaquePointer?
     var vhost: OpaquePointer?
     public private(set) var boundPort: Int = 0
+    /// The port speaks TLS: `wss://` and `https://`.
+    public var isTLS: Bool { options.tls != nil }
 
     private var protocols: UnsafeMutablePointer<lws_protocols>
     private var retryPolicy: UnsafeMutablePointer<lws_retry_bo_t>
@@ -115,8 +120,10 @@ public final class EventLoop {
     /// Descriptors kept for HTTP between `upgradeCeiling` and `descriptorCeiling`.
     static func httpHeadroom(_ ceiling: Int) -> Int { min(64, max(8, ceiling / 64)) }
 
-    /// Creates the context and starts listening. Throws with the reason when the port is taken.
+    /// Creates the context and starts listening. Throws with the reason when the port is taken
+    /// or the TLS files are unusable.
     public func start() throws {
+        try options.tls?.check()
         descriptorCeiling = Self.acceptCeiling()
         upgradeCeiling = descriptorCeiling == Int.max ? Int.max : descriptorCeiling - Self.httpHeadroom(descriptorCeiling)
         lws_set_log_level(Int32(LLL_ERR), nil)
@@ -154,7 +161,24 @@ public final class EventLoop {
         info.timeout_secs_ah_idle = UInt32(max(options.httpTimeoutSeconds, 1))
         info.pt_serv_buf_size = 16 * 1024
         info.fd_limit_per_thread = 0
+        if let tls = options.tls {
+            // The vhost loads both files at creation; a plain request on the port fails its handshake.
+            info.options |= UInt64(LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT)
+            let cert = strdup(tls.certificate)!
+            let key = strdup(tls.privateKey)!
+            names += [cert, key]
+            info.ssl_cert_filepath = UnsafePointer(cert)
+            info.ssl_private_key_filepath = UnsafePointer(key)
+            // HTTP/1.1 only: the request glue (bodies, half-close, the upgrade filter) is
+            // HTTP/1, and lws would otherwise offer h2 to browsers and curl.
+            let alpn = strdup("http/1.1")!
+            names.append(alpn)
+            info.alpn = UnsafePointer(alpn)
+        }
         guard let ctx = lws_create_context(&info) else {
+            if let tls = options.tls {
+                throw IOError("could not start TLS with server.tls_cert \(tls.certificate) and server.tls_key \(tls.privateKey) (does the key belong to the certificate?), or \(options.host):\(options.port) is not free")
+            }
             throw IOError("could not create the lws context (is \(options.host):\(options.port) free?)")
         }
         context = ctx
@@ -283,19 +307,16 @@ func monotonicSeconds() -> Double {
 
 /// Pings idle connections, drops dead ones and fires connect deadlines without a timer
 /// per connection: every connection is visited twice per ping interval, a slice per
-/// tick, and deadlines (all of one length) wait in arrival order. A connection is dropped
-/// only when a ping it was sent went unanswered, never for being quiet.
+/// tick, and deadlines (all of one length) wait in arrival order. What a visit does is
+/// each connection's `PeerLiveness`.
 final class Liveness {
     let pingSeconds: Double
-    /// How long an unanswered ping is given before the peer counts as dead.
-    let pongGraceSeconds: Double
     private var ring: [WSConnection] = []
     private var cursor = 0
     private var deadlines = FIFO<(at: Double, conn: WSConnection)>()
 
     init(pingSeconds: Int) {
         self.pingSeconds = Double(max(pingSeconds, 1))
-        pongGraceSeconds = Double(max(pingSeconds, 1) + 5)
     }
 
     func add(_ conn: WSConnection) { ring.append(conn) }
@@ -322,11 +343,7 @@ final class Liveness {
             }
             budget -= 1
             cursor += 1
-            if let sent = conn.pingSentAt {
-                if now - sent >= pongGraceSeconds { conn.kill() }
-            } else if now - conn.lastActivity >= pingSeconds {
-                conn.requestPing(at: now)
-            }
+            conn.checkLiveness(at: now)
         }
     }
 }

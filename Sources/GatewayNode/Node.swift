@@ -117,6 +117,7 @@ public final class Node: ServerDelegate {
         var listen = ListenOptions(host: options.host, port: options.port, maxFrame: options.maxFrame,
                                    maxBody: options.maxBody, pingSeconds: options.pingSeconds)
         listen.httpTimeoutSeconds = options.httpTimeoutSeconds
+        if let cert = options.tlsCert, let key = options.tlsKey { listen.tls = TLSFiles(certificate: cert, privateKey: key) }
         loop = EventLoop(options: listen)
         if options.redisURL?.tls == true {
             throw NodeStartError(description: "rediss:// needs hiredis with TLS, and hiredis 0.14 has none; reach Redis over loopback, a unix socket or a TLS tunnel")
@@ -378,7 +379,6 @@ public final class Node: ServerDelegate {
             execute(hub.unsubscribe(conn.id, from: channel))
             if let user = client.claims?.sub, client.present.contains(channel) { presenceLeft(channel, user: user) }
         }
-        client.conn.context = nil
         if draining && clients.isEmpty { finishDrain() }
     }
 

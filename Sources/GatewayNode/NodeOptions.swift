@@ -46,6 +46,10 @@ public struct NodeOptions: Sendable {
     public var connsPerIP: Int
     /// Seconds for an HTTP request's headers and body (`limits.http_timeout_s`).
     public var httpTimeoutSeconds: Int
+    /// PEM certificate and key for `wss://` and `https://` (`server.tls_cert`, `server.tls_key`);
+    /// nil serves plain text.
+    public var tlsCert: String?
+    public var tlsKey: String?
     /// Most bytes of publications in one history or recovery reply (`history.max_reply_bytes`).
     public var historyMaxReplyBytes: Int
     /// Most publications in one recovery (`history.max_recover`).
@@ -110,6 +114,8 @@ extension NodeOptions {
         connsPerUser = settings.limits.connsPerUser
         connsPerIP = settings.limits.connsPerIP
         httpTimeoutSeconds = settings.limits.httpTimeoutSeconds
+        tlsCert = settings.server.tlsCert
+        tlsKey = settings.server.tlsKey
         historyMaxReplyBytes = settings.history.maxReplyBytes
         historyMaxRecover = settings.history.maxRecover
         redisURL = redis

@@ -54,20 +54,22 @@ enum EvictionPolicyCheck: Equatable {
 /// again together. A connection counts as up after AUTH and SELECT have succeeded on
 /// it; the command connection also checks the eviction policy, every time (a failover may
 /// land on a server that evicts). A watchdog drops both when Redis stops answering.
+/// The phases are `RedisLinkState`'s; this is the glue that carries out its actions.
 final class RedisClient: RedisLink {
     let loop: EventLoop
     let config: RedisLinkConfig
     private(set) var commands: RedisConnection
     private(set) var subscriber: RedisConnection
-    private(set) var isReady = false
-    /// Connections whose handshake has completed (by identity).
-    private var handshaken: Set<ObjectIdentifier> = []
-    private var attempt = 0
+    private var state = RedisLinkState()
+    var isReady: Bool { state.isReady }
     private var reconnectTimer: LoopTimer?
-    private var stopped = false
+    private var stopped: Bool { state.phase == .stopped }
     /// Both connections were up once: from then on a bad eviction policy is retried, not fatal.
     /// Set from outside for a cluster master linked after the cluster was ready (a promoted replica).
-    var hasBeenReady = false
+    var hasBeenReady: Bool {
+        get { state.hasBeenReady }
+        set { state.hasBeenReady = newValue }
+    }
     /// "cannot check maxmemory-policy" was said (once is enough).
     private var policyWarned = false
     /// Bumped on every (re)open: a WAIT only vouches for writes sent on its own connection.
@@ -83,9 +85,8 @@ final class RedisClient: RedisLink {
     /// Redis must not be used (eviction policy at first start): the node should stop.
     var onFatal: ((String) -> Void)?
     var onPubSub: ((String, [UInt8], [UInt8]) -> Void)?
-    private(set) var reconnects = 0
+    var reconnects: Int { state.reconnects }
     private(set) var lastRoundTrip: Double = 0
-    private var lastProblem = ""
 
     init(loop: EventLoop, config: RedisLinkConfig) {
         self.loop = loop
@@ -95,21 +96,50 @@ final class RedisClient: RedisLink {
     }
 
     func start() {
-        open()
+        execute(state.start())
         measureRoundTrip()
         watchForStalls()
     }
 
     func stop() {
-        stopped = true
-        reconnectTimer?.cancel()
-        commands.close()
-        subscriber.close()
+        execute(state.stop())
+    }
+
+    private func execute(_ actions: [RedisLinkState.Action]) {
+        for action in actions {
+            switch action {
+            case .open:
+                open()
+            case .closeConnections:
+                closeConnections()
+            case .reconnect(let range):
+                reconnectTimer = loop.schedule(afterMs: Int.random(in: range)) { [weak self] in
+                    guard let self else { return }
+                    self.reconnectTimer = nil
+                    self.execute(self.state.reconnectDue())
+                }
+            case .cancelReconnect:
+                reconnectTimer?.cancel()
+                reconnectTimer = nil
+            case .ready:
+                onReady?()
+            case .lost(let reason):
+                onLost?(reason)
+            case .problem(let problem):
+                onProblem?(problem)
+            case .fatal(let reason):
+                onFatal?(reason)
+            }
+        }
+    }
+
+    /// Which of the current connections `conn` is; nil for one already replaced.
+    private func role(of conn: RedisConnection) -> RedisLinkState.Connection? {
+        conn === commands ? .commands : conn === subscriber ? .subscriber : nil
     }
 
     private func open() {
         generation += 1
-        handshaken = []
         commands = RedisConnection(loop: loop, endpoint: config.endpoint)
         subscriber = RedisConnection(loop: loop, endpoint: config.endpoint)
         for conn in [commands, subscriber] {
@@ -135,12 +165,8 @@ final class RedisClient: RedisLink {
     }
 
     private func runHandshake(_ conn: RedisConnection, _ steps: ArraySlice<[RedisArgument]>, checkPolicy: Bool) {
-        guard conn === commands || conn === subscriber else { return }
-        guard let step = steps.first else {
-            handshaken.insert(ObjectIdentifier(conn))
-            connectionUp()
-            return
-        }
+        guard let role = role(of: conn) else { return }
+        guard let step = steps.first else { return execute(state.handshakeCompleted(role)) }
         let isPolicy = checkPolicy && steps.count == 1
         conn.send(step) { [weak self] reply in
             guard let self, conn === self.commands || conn === self.subscriber else { return }
@@ -150,10 +176,7 @@ final class RedisClient: RedisLink {
                     break
                 case .refuse(let policy):
                     let what = "Redis maxmemory-policy is \(policy.isEmpty ? "unset" : policy); the gateway needs noeviction (an evicted order, key or history entry would vanish silently). Run CONFIG SET maxmemory-policy noeviction on \(self.config.endpoint)"
-                    // At first start refuse outright; a running node (a failover to a
-                    // misconfigured server) stays up, not ready, and retries until it is fixed.
-                    if !self.hasBeenReady { self.onFatal?(what + " and start again"); return }
-                    return self.failHandshake(conn, what + "; not ready until then")
+                    return self.execute(self.state.evictionPolicyRefused(what, endpoint: "\(self.config.endpoint)"))
                 case .unknown(let why):
                     if case .disconnected = reply { return self.failHandshake(conn, "connection lost during the handshake") }
                     if !self.policyWarned {
@@ -178,54 +201,23 @@ final class RedisClient: RedisLink {
         connectionDown(conn, reason)
     }
 
-    private func report(_ problem: String) {
-        guard problem != lastProblem else { return }
-        lastProblem = problem
-        onProblem?(problem)
-    }
-
-    private func connectionUp() {
-        guard handshaken.contains(ObjectIdentifier(commands)), handshaken.contains(ObjectIdentifier(subscriber)),
-              !isReady, !stopped else { return }
-        isReady = true
-        hasBeenReady = true
-        attempt = 0
-        lastProblem = ""
-        onReady?()
-    }
-
     private func connectionDown(_ conn: RedisConnection, _ reason: String) {
-        guard conn === commands || conn === subscriber else { return }
-        let wasReady = isReady
-        isReady = false
-        if !wasReady { report("redis at \(config.endpoint) not usable: \(reason); retrying") }
-        // Detach both, then close them: hiredis frees each context (now, or when the reply
-        // callback we may be in returns), every pending callback gets `.disconnected` once,
-        // and both descriptors are closed. Nothing is left waiting for replies nobody reads.
+        guard role(of: conn) != nil else { return }
+        execute(state.connectionDown(reason, endpoint: "\(config.endpoint)"))
+    }
+
+    /// Detaches both connections, then closes them: hiredis frees each context (now, or when
+    /// the reply callback we may be in returns), every pending callback gets `.disconnected`
+    /// once, and both descriptors are closed. Nothing is left waiting for replies nobody reads.
+    private func closeConnections() {
         let old = [commands, subscriber]
         commands = RedisConnection(loop: loop, endpoint: config.endpoint)
         subscriber = RedisConnection(loop: loop, endpoint: config.endpoint)
-        handshaken = []
         for c in old {
             c.onConnect = nil
             c.onDisconnect = nil
             c.onPubSub = nil
             c.close()
-        }
-        if wasReady { onLost?(reason) }
-        scheduleReconnect()
-    }
-
-    private func scheduleReconnect() {
-        guard !stopped, reconnectTimer == nil else { return }
-        attempt += 1
-        let cap = min(5_000, 100 * (1 << min(attempt, 6)))
-        let delay = Int.random(in: cap / 2...cap)
-        reconnectTimer = loop.schedule(afterMs: delay) { [weak self] in
-            guard let self else { return }
-            self.reconnectTimer = nil
-            self.reconnects += 1
-            self.open()
         }
     }
 

@@ -6,6 +6,10 @@ public struct HTTPResponse {
     public let body: [UInt8]
     public var json: JSON? { try? JSON.parse(body) }
     public var text: String { String(decoding: body, as: UTF8.self) }
+    public init(status: Int, body: [UInt8]) {
+        self.status = status
+        self.body = body
+    }
 }
 
 /// Minimal blocking HTTP/1.1 client (Connection: close) so tests control every byte sent.

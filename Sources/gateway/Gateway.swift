@@ -97,9 +97,10 @@ struct Serve: ParsableCommand {
         let gateway = try Node(options: options)
         if dev { gateway.devEndpoints = DevShop() }
         try gateway.run { port in
-            print("gateway node \(nodeName) listening on ws://\(settings.server.host):\(port)/ws and http://\(settings.server.host):\(port)/")
+            let secure = settings.server.tlsCert != nil ? "s" : ""
+            print("gateway node \(nodeName) listening on ws\(secure)://\(settings.server.host):\(port)/ws and http\(secure)://\(settings.server.host):\(port)/")
             if dev {
-                DemoBot.start(host: settings.server.host, port: port, secret: settings.auth.secret)
+                DemoBot.start(host: settings.server.host, port: port, secret: settings.auth.secret, tls: !secure.isEmpty)
                 let minter = TokenMinter(secret: settings.auth.secret)
                 let sample = minter.mint(Claims(sub: "u1", exp: Int64(Date().timeIntervalSince1970) + 86400, name: "Demo buyer"))
                 print("""
@@ -108,7 +109,7 @@ struct Serve: ParsableCommand {
                   payments secret: \(settings.payments.secret)
                   token for u1:    \(sample)
                   more tokens:     GATEWAY_AUTH_SECRET=\(settings.auth.secret) gateway token --sub u2
-                  demo page:       http://\(DemoBot.reachableHost(settings.server.host)):\(port)/demo/
+                  demo page:       http\(secure)://\(DemoBot.reachableHost(settings.server.host)):\(port)/demo/
                 """)
             }
             fflush(stdout)

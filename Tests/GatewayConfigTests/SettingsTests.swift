@@ -67,7 +67,7 @@ final class SettingsTests: XCTestCase {
             for name in try XCTUnwrap(value as? [String: Any]).keys { keys.insert(section + "." + name) }
         }
         XCTAssertEqual(keys, Set(Settings.settingKeys))
-        XCTAssertEqual(Settings.settingKeys.count, 41)
+        XCTAssertEqual(Settings.settingKeys.count, 43)
     }
 
     func testNoFileGivesDefaults() async throws {
@@ -192,6 +192,17 @@ final class SettingsTests: XCTestCase {
         XCTAssertTrue(queue.hasPrefix("GATEWAY_LIMITS_MAX_QUEUE: must be between 1 and"), queue)
         let stall = await loadError(env: ["GATEWAY_REDIS_TIMEOUT_S": "0"])
         XCTAssertEqual(stall, "GATEWAY_REDIS_TIMEOUT_S: must be between 1 and 3600, got 0")
+    }
+
+    func testTLSNeedsBothCertificateAndKey() async throws {
+        let settings = try await load(env: ["GATEWAY_SERVER_TLS_CERT": "/etc/gw/cert.pem", "GATEWAY_SERVER_TLS_KEY": "/etc/gw/key.pem"])
+        XCTAssertEqual(settings.server.tlsCert, "/etc/gw/cert.pem")
+        XCTAssertEqual(settings.server.tlsKey, "/etc/gw/key.pem")
+        XCTAssertNil(Settings.defaults.server.tlsCert)
+        let certOnly = await loadError(overrides: ["server.tls_cert": "/etc/gw/cert.pem"])
+        XCTAssertTrue(certOnly.hasPrefix("server.tls_cert is set but server.tls_key is not"), certOnly)
+        let keyOnly = await loadError(env: ["GATEWAY_SERVER_TLS_KEY": "/etc/gw/key.pem"])
+        XCTAssertTrue(keyOnly.hasPrefix("server.tls_key is set but server.tls_cert is not"), keyOnly)
     }
 
     func testRedisTimeoutFromEnvironment() async throws {

@@ -9,7 +9,7 @@ extension BrowserTests {
     /// The admin page of `node`, loaded, with no key yet.
     func openAdmin(_ node: GatewayNodeProcess) throws -> BrowserPage {
         let page = try newPage("admin")
-        try page.navigate("http://127.0.0.1:\(node.port)/admin/")
+        try page.navigate("\(node.baseURL)/admin/")
         try page.waitFor("document.querySelector('#key-form') && window.adminPage", "the admin page's key form")
         return page
     }

@@ -71,7 +71,7 @@ final class BrowserTests: IntegrationCase {
     /// Opens the demo page on `node`, logs in as `user` and waits for the live connection.
     func openDemo(_ node: GatewayNodeProcess, as user: String, page name: String? = nil) throws -> BrowserPage {
         let page = try newPage(name ?? user)
-        try page.navigate("http://127.0.0.1:\(node.port)/demo/")
+        try page.navigate("\(node.baseURL)/demo/")
         try page.waitFor("document.querySelector('#login-user') && document.querySelector('#login')", "the login form")
         try page.setValue("#login-user", user)
         try page.click("#login")
@@ -165,10 +165,10 @@ final class BrowserTests: IntegrationCase {
     /// client opens (`WS`, `sockets`), and `watch(client)`, which records what a client emits.
     func openClientPage(_ node: GatewayNodeProcess, _ name: String) throws -> BrowserPage {
         let page = try newPage(name)
-        try page.navigate("http://127.0.0.1:\(node.port)/healthz")
+        try page.navigate("\(node.baseURL)/healthz")
         try page.evaluate("""
             (async () => {
-              const t = window.t = { m: await import('/client/gateway-client.js'), url: 'ws://' + location.host + '/ws',
+              const t = window.t = { m: await import('/client/gateway-client.js'), url: (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/ws',
                 sockets: [], pushes: [], resyncs: [], errors: [], closed: [],
                 sleep: (ms) => new Promise((r) => setTimeout(r, ms)) };
               t.WS = class extends WebSocket { constructor(u) { super(u); t.sockets.push(this) } };

@@ -171,7 +171,9 @@ final class Chromium {
                          "--remote-allow-origins=*", "--user-data-dir=\(profile.path)", "--window-size=\(windowSize)",
                          "--no-first-run", "--no-default-browser-check", "--disable-background-networking",
                          "--disable-component-update", "--disable-sync", "--disable-features=Translate,MediaRouter",
-                         "--hide-scrollbars", "--mute-audio", "about:blank"]
+                         "--hide-scrollbars", "--mute-audio"]
+            // The nodes of a TLS run (`GATEWAY_TEST_TLS`) show a self-signed certificate.
+            + (TestTLS.enabledByEnvironment ? ["--ignore-certificate-errors"] : []) + ["about:blank"]
         pid = try spawnInOwnGroup(arguments, log: workDir.appendingPathComponent("chromium.log").path)
 
         // Chromium writes the port and the browser target's path once it listens.

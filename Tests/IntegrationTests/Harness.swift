@@ -57,6 +57,8 @@ final class GatewayNodeProcess {
     private let redisURL: String?
     /// False: `start()` returns once the process runs, without waiting for `/readyz`.
     private let waitReady: Bool
+    /// Serves `wss://` and `https://` with `TestTLS`'s self-signed certificate.
+    let tls: Bool
     private(set) var process: Process?
     let logURL: URL
 
@@ -65,13 +67,15 @@ final class GatewayNodeProcess {
     /// - Parameter ownRedis: a folder for `serve --dev` with no `--redis`: the node runs its private
     ///   redis-server on `<folder>/redis` (`redisPort` is then unused).
     init(name: String, redisPort: Int, env: [String: String] = [:], dev: Bool = false, arguments: [String] = [],
-         launcher: [String] = [], redisURL: String? = nil, waitReady: Bool = true, ownRedis: URL? = nil) throws {
+         launcher: [String] = [], redisURL: String? = nil, waitReady: Bool = true, ownRedis: URL? = nil,
+         tls: Bool = TestTLS.enabledByEnvironment) throws {
         self.launcher = launcher
+        self.tls = tls
         self.redisURL = redisURL
         self.waitReady = waitReady
         self.name = name
         self.redisPort = redisPort
-        self.extraEnv = env
+        self.extraEnv = tls ? try TestTLS.environment().merging(env) { _, given in given } : env
         self.extraArguments = (dev || ownRedis != nil ? ["--dev"] : []) + (ownRedis == nil ? ["--redis", redisURL ?? TestRedis.clusterURL ?? "redis://127.0.0.1:\(redisPort)"] : []) + arguments
         devDir = ownRedis ?? (dev ? FileManager.default.temporaryDirectory.appendingPathComponent("gw-dev-\(UUID().uuidString.prefix(8))") : nil)
         port = freePort()
@@ -120,7 +124,9 @@ final class GatewayNodeProcess {
             .deletingLastPathComponent().appendingPathComponent("Config/gateway.json").path
     }
 
-    var wsURL: String { "ws://127.0.0.1:\(port)/ws" }
+    var wsURL: String { "\(tls ? "wss" : "ws")://127.0.0.1:\(port)/ws" }
+    /// Where a browser finds the node: `http://` or `https://`, no trailing slash.
+    var baseURL: String { "\(tls ? "https" : "http")://127.0.0.1:\(port)" }
 
     func signal(_ sig: Int32) {
         if let p = process { kill(p.processIdentifier, sig) }
@@ -152,7 +158,8 @@ final class GatewayNodeProcess {
 
     func http(_ method: String, _ path: String, body: String? = nil, key: String? = TestSecrets.shopKey,
               headers: [String: String] = [:]) throws -> HTTPResponse {
-        try httpRequest(port: port, method, path, body: body.map { Array($0.utf8) }, key: key, headers: headers)
+        if tls { return try TestTLS.request(port: port, method, path, body: body.map { Array($0.utf8) }, key: key, headers: headers) }
+        return try httpRequest(port: port, method, path, body: body.map { Array($0.utf8) }, key: key, headers: headers)
     }
 
     func log() -> String { (try? String(contentsOf: logURL, encoding: .utf8)) ?? "" }
@@ -212,7 +219,7 @@ enum TestRedis {
 /// Starts a real redis-server per test (or uses the shared cluster, see `TestRedis`) and the
 /// gateway nodes a test asks for.
 class IntegrationCase: XCTestCase {
-    static let loop = try! ClientLoop()
+    static let loop = try! ClientLoop(allowSelfSigned: true)
     /// The test's own server; nil in cluster mode (tests that talk to it call `requireSingleRedis`).
     var redis: RedisServer!
     var nodes: [GatewayNodeProcess] = []
