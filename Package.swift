@@ -73,6 +73,7 @@ let package = Package(
         ], path: "Loadtest/Sources/loadtest", swiftSettings: glue),
 
         .testTarget(name: "GatewayProtocolTests", dependencies: ["GatewayProtocol"]),
+        .testTarget(name: "GatewayClientTests", dependencies: ["GatewayClient"]),
         .testTarget(name: "GatewayAuthTests", dependencies: ["GatewayAuth", "GatewayCrypto"]),
         .testTarget(name: "GatewayCoreTests", dependencies: ["GatewayCore", "GatewayProtocol"]),
         .testTarget(name: "GatewayRedisTests", dependencies: ["GatewayRedis"]),

@@ -51,14 +51,13 @@ public final class ClientConnection {
     // Loop thread only.
     var wsi: OpaquePointer?
     var rx: [UInt8] = []
-    var closeCode: UInt16?
-    var peerCloseCode: UInt16?
-    var closeReason: String?
-    var established = false
-    var finished = false
+    var phase = ConnectionPhase()
     var wsiRetain = false
     var readPaused = false
-    var cancelled = false
+
+    var established: Bool { phase.wasEstablished }
+    var finished: Bool { phase.isFinished }
+    var cancelled: Bool { phase.cancelled }
 
     init(loop: ClientLoop, handlers: ClientHandlers, userData: AnyObject?) {
         self.loop = loop

@@ -258,27 +258,9 @@ public final class ClientLoop {
             lock.withLock { conn.writePosted = false }
             if let wsi = conn.wsi, conn.established { lws_callback_on_writable(wsi) }
         case let .close(conn, code):
-            guard !conn.finished, conn.closeCode == nil else { return }
-            guard let wsi = conn.wsi else {
-                conn.cancelled = true   // its connect is still queued
-                return
-            }
-            if conn.established {
-                conn.closeCode = code
-                lock.withLock { conn.state = .closing }
-                lws_callback_on_writable(wsi)
-            } else {
-                conn.closeReason = "closed before open"
-                lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC)
-            }
+            carryOut(conn.phase.closeRequested(code: code), conn)
         case let .abort(conn):
-            guard !conn.finished else { return }
-            guard let wsi = conn.wsi else {
-                conn.cancelled = true
-                return
-            }
-            conn.closeReason = "aborted"
-            lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC)
+            carryOut(conn.phase.abortRequested(), conn)
         case let .readFlow(conn, enabled):
             conn.readPaused = !enabled
             if let wsi = conn.wsi, conn.established { _ = lws_rx_flow_control(wsi, enabled ? 1 : 0) }
@@ -286,10 +268,8 @@ public final class ClientLoop {
     }
 
     private func open(_ conn: ClientConnection, _ target: Target) {
-        guard running, !conn.cancelled else {
-            finish(conn, code: nil, reason: running ? "closed before open" : "client loop shut down")
-            return
-        }
+        let due = conn.phase.connectDue(loopRunning: running)
+        guard due == .nothing else { return carryOut(due, conn) }
         var info = lws_client_connect_info()
         info.context = context
         info.port = target.port
@@ -322,6 +302,28 @@ public final class ClientLoop {
         }
     }
 
+    /// Does what the connection's phase decided.
+    private func carryOut(_ decision: ConnectionPhase.Decision, _ conn: ClientConnection) {
+        switch decision {
+        case .nothing:
+            break
+        case .sendCloseAfterQueue:
+            lock.withLock { conn.state = conn.phase.state }
+            if let wsi = conn.wsi { lws_callback_on_writable(wsi) }
+        case .dropSocket:
+            if let wsi = conn.wsi { lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC) }
+        case let .finish(code, reason):
+            conn.rx = []
+            lock.withLock {
+                conn.state = .closed
+                conn.outbound = []
+                conn.outboundHead = 0
+                live -= 1
+            }
+            conn.handlers.onClose?(conn, code, reason)
+        }
+    }
+
     fileprivate func releaseWsiRetain(_ conn: ClientConnection) {
         guard conn.wsiRetain else { return }
         conn.wsiRetain = false
@@ -329,23 +331,9 @@ public final class ClientLoop {
         Unmanaged.passUnretained(conn).release()
     }
 
-    /// Reports the end of a connection exactly once.
+    /// Reports the end of a connection (the phase makes it exactly once).
     fileprivate func finish(_ conn: ClientConnection, code: UInt16?, reason: String) {
-        guard !conn.finished else { return }
-        var reason = reason
-        if reason.isEmpty && code == nil {
-            reason = !running ? "client loop shut down"
-                : conn.established ? "connection lost without a close frame" : "connect failed"
-        }
-        conn.finished = true
-        conn.rx = []
-        lock.withLock {
-            conn.state = .closed
-            conn.outbound = []
-            conn.outboundHead = 0
-            live -= 1
-        }
-        conn.handlers.onClose?(conn, code, reason)
+        carryOut(conn.phase.end(code: code, reason: reason, loopRunning: running), conn)
     }
 
     // MARK: - lws callback
@@ -371,14 +359,14 @@ public final class ClientLoop {
         switch reason {
         case LWS_CALLBACK_CLIENT_ESTABLISHED:
             conn.wsi = wsi
-            conn.established = true
+            let closing = conn.phase.established() == .sendCloseAfterQueue
             let pending: Bool = lock.withLock {
-                conn.state = .open
+                conn.state = conn.phase.state
                 return conn.outboundHead < conn.outbound.count
             }
             if conn.readPaused { _ = lws_rx_flow_control(wsi, 0) }
             conn.handlers.onOpen?(conn)
-            if pending || conn.closeCode != nil { lws_callback_on_writable(wsi) }
+            if pending || closing { lws_callback_on_writable(wsi) }
 
         case LWS_CALLBACK_CLIENT_RECEIVE:
             guard !conn.finished else { return -1 }
@@ -389,7 +377,7 @@ public final class ClientLoop {
             } else {
                 if conn.rx.count + len > maxMessageSize {
                     conn.rx = []
-                    conn.closeCode = 1009
+                    conn.phase.messageTooLarge()
                     lws_close_reason(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, nil, 0)
                     return -1
                 }
@@ -406,25 +394,22 @@ public final class ClientLoop {
 
         case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
             if len >= 2, let p = input?.assumingMemoryBound(to: UInt8.self) {
-                conn.peerCloseCode = UInt16(p[0]) << 8 | UInt16(p[1])
-                conn.closeReason = String(decoding: UnsafeBufferPointer(start: p + 2, count: len - 2),
-                                          as: UTF8.self)
+                conn.phase.peerClosed(code: UInt16(p[0]) << 8 | UInt16(p[1]),
+                                      reason: String(decoding: UnsafeBufferPointer(start: p + 2, count: len - 2), as: UTF8.self))
             } else {
-                conn.peerCloseCode = 1005   // close frame without a status
+                conn.phase.peerClosed(code: nil, reason: "")
             }
             lock.withLock { conn.state = .closing }
 
         case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
             let message = input.map { String(cString: $0.assumingMemoryBound(to: CChar.self)) }
-            finish(conn, code: nil, reason: message ?? "connection error")
+            carryOut(conn.phase.connectionError(message), conn)
 
         case LWS_CALLBACK_CLIENT_CLOSED:
-            finish(conn, code: conn.peerCloseCode ?? conn.closeCode,
-                   reason: conn.closeReason ?? "")
+            carryOut(conn.phase.socketClosed(loopRunning: running), conn)
 
         case LWS_CALLBACK_WSI_DESTROY:
-            finish(conn, code: conn.peerCloseCode ?? conn.closeCode,
-                   reason: conn.closeReason ?? "")
+            carryOut(conn.phase.socketClosed(loopRunning: running), conn)
             releaseWsiRetain(conn)
 
         default:
@@ -451,7 +436,7 @@ public final class ClientLoop {
             return (frame, true)
         }
         guard let frame else {
-            if let code = conn.closeCode {
+            if let code = conn.phase.ourCloseCode {
                 lws_close_reason(wsi, lws_close_status(rawValue: UInt32(code)), nil, 0)
                 return -1
             }
@@ -471,7 +456,7 @@ public final class ClientLoop {
         let written = lws_write(wsi, body.assumingMemoryBound(to: UInt8.self), count,
                                 lws_write_protocol(rawValue: frame.flags))
         if written < 0 { return -1 }
-        if more || conn.closeCode != nil { lws_callback_on_writable(wsi) }
+        if more || conn.phase.ourCloseCode != nil { lws_callback_on_writable(wsi) }
         return 0
     }
 }
