@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import GatewayProtocol
+import GatewayTestSupport
 
 /// Scenario 2: publications through the HTTP API fanned out to many subscribers;
 /// checks every offset (lost, duplicated, out of order) and measures end-to-end latency.

@@ -1,5 +1,6 @@
 import Foundation
 import GatewayProtocol
+import GatewayTestSupport
 
 /// Publishes `total` publications at `rate` per second through `POST /api/v1/publish`
 /// (or Nchan's `POST /pub/<channel>`), open loop: publication n is due at start + n/rate
