@@ -1,6 +1,7 @@
 import CLws
 import Foundation
 import GatewayProtocol
+import Synchronization
 
 /// Errors the client library throws synchronously (events report the rest).
 public enum GatewayClientError: Error, Equatable, CustomStringConvertible {
@@ -25,7 +26,10 @@ public enum GatewayClientError: Error, Equatable, CustomStringConvertible {
 /// One lws client context serviced by one thread. lws is single-threaded, so every
 /// lws call happens on that thread; other threads post commands and wake it with
 /// `lws_cancel_service`.
-public final class ClientLoop {
+///
+/// Sendable by confinement: what other threads touch is in `control` (a Mutex); every
+/// other stored property belongs to the loop thread (or is set once in `init`).
+public final class ClientLoop: @unchecked Sendable {
     // Commands posted by other threads, drained on EVENT_WAIT_CANCELLED.
     enum Command {
         case connect(ClientConnection, Target)
@@ -43,13 +47,15 @@ public final class ClientLoop {
         var sourceAddress: String?
     }
 
-    /// Guards the command queue and every connection's outbound queue and state.
-    let lock = NSLock()
-    private var commands: [Command] = []
-    private var wakePending = false
-    private var stopRequested = false
-    private var stopped = false
-    private var live = 0
+    /// What other threads share with the loop thread.
+    private struct Control {
+        var commands: [Command] = []
+        var wakePending = false
+        var stopRequested = false
+        var stopped = false
+        var live = 0
+    }
+    private let control = Mutex(Control())
 
     private var context: OpaquePointer?
     private let protocols: UnsafeMutablePointer<lws_protocols>
@@ -106,8 +112,7 @@ public final class ClientLoop {
         // The thread owns the loop until run() returns, then lets go (no cycle).
         let ref = LoopRef(self)
         let t = Thread {
-            ref.loop?.run()
-            ref.loop = nil
+            ref.take()?.run()
         }
         t.name = "lws-client"
         thread = t
@@ -137,22 +142,22 @@ public final class ClientLoop {
     }
 
     /// Connections not yet reported closed (including ones still connecting).
-    public var connectionCount: Int { lock.withLock { live } }
+    public var connectionCount: Int { control.withLock { $0.live } }
 
     public var isLoopThread: Bool { Thread.current === thread }
 
     /// Starts a connection; events arrive on the loop thread through `handlers`.
     /// `sourceAddress` binds the local end (e.g. 127.0.0.2) so one process can exceed
     /// one address's ephemeral port range.
-    public func connect(url: String, sourceAddress: String? = nil, userData: AnyObject? = nil,
+    public func connect(url: String, sourceAddress: String? = nil, userData: (any AnyObject & Sendable)? = nil,
                         handlers: ClientHandlers) throws -> ClientConnection {
         guard let target = Self.parse(url: url, sourceAddress: sourceAddress) else {
             throw GatewayClientError.badURL(url)
         }
         let conn = ClientConnection(loop: self, handlers: handlers, userData: userData)
-        let accepted: Bool = lock.withLock {
-            guard !stopRequested else { return false }
-            live += 1
+        let accepted: Bool = control.withLock {
+            guard !$0.stopRequested else { return false }
+            $0.live += 1
             return true
         }
         guard accepted else { throw GatewayClientError.loopStopped }
@@ -162,10 +167,10 @@ public final class ClientLoop {
 
     /// Closes every connection (without close frames) and joins the loop thread.
     public func shutdown() {
-        lock.withLock {
-            stopRequested = true
+        control.withLock {
+            $0.stopRequested = true
             // Under the lock: the loop thread marks `stopped` before destroying the context.
-            if !stopped { lws_cancel_service(context) }
+            if !$0.stopped { lws_cancel_service(context) }
         }
         if !isLoopThread {
             finished.wait()
@@ -184,11 +189,11 @@ public final class ClientLoop {
                 return
             }
         }
-        lock.withLock {
-            guard !stopped else { return }
-            commands.append(command)
-            if !wakePending {
-                wakePending = true
+        control.withLock {
+            guard !$0.stopped else { return }
+            $0.commands.append(command)
+            if !$0.wakePending {
+                $0.wakePending = true
                 lws_cancel_service(context)   // a pipe write; safe from any thread
             }
         }
@@ -226,11 +231,11 @@ public final class ClientLoop {
         while running {
             if lws_service(context, 0) < 0 { break }
         }
-        let leftovers: [Command] = lock.withLock {
-            stopRequested = true
-            stopped = true
-            defer { commands = [] }
-            return commands
+        let leftovers: [Command] = control.withLock { c in
+            c.stopRequested = true
+            c.stopped = true
+            defer { c.commands = [] }
+            return c.commands
         }
         // Fires close callbacks for every wsi still open.
         lws_context_destroy(context)
@@ -241,12 +246,12 @@ public final class ClientLoop {
     }
 
     fileprivate func drain() {
-        let batch: [Command] = lock.withLock {
-            wakePending = false
-            if stopRequested { running = false }
-            defer { commands = [] }
-            return commands
+        let (batch, stop): ([Command], Bool) = control.withLock { c in
+            c.wakePending = false
+            defer { c.commands = [] }
+            return (c.commands, c.stopRequested)
         }
+        if stop { running = false }
         for command in batch { perform(command) }
     }
 
@@ -255,7 +260,7 @@ public final class ClientLoop {
         case let .connect(conn, target):
             open(conn, target)
         case let .write(conn):
-            lock.withLock { conn.writePosted = false }
+            conn.shared.withLock { $0.writePosted = false }
             if let wsi = conn.wsi, conn.established { lws_callback_on_writable(wsi) }
         case let .close(conn, code):
             carryOut(conn.phase.closeRequested(code: code), conn)
@@ -308,18 +313,18 @@ public final class ClientLoop {
         case .nothing:
             break
         case .sendCloseAfterQueue:
-            lock.withLock { conn.state = conn.phase.state }
+            conn.shared.withLock { $0.state = conn.phase.state }
             if let wsi = conn.wsi { lws_callback_on_writable(wsi) }
         case .dropSocket:
             if let wsi = conn.wsi { lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC) }
         case let .finish(code, reason):
             conn.rx = []
-            lock.withLock {
-                conn.state = .closed
-                conn.outbound = []
-                conn.outboundHead = 0
-                live -= 1
+            conn.shared.withLock {
+                $0.state = .closed
+                $0.outbound = []
+                $0.outboundHead = 0
             }
+            control.withLock { $0.live -= 1 }
             conn.handlers.onClose?(conn, code, reason)
         }
     }
@@ -360,9 +365,10 @@ public final class ClientLoop {
         case LWS_CALLBACK_CLIENT_ESTABLISHED:
             conn.wsi = wsi
             let closing = conn.phase.established() == .sendCloseAfterQueue
-            let pending: Bool = lock.withLock {
-                conn.state = conn.phase.state
-                return conn.outboundHead < conn.outbound.count
+            let state = conn.phase.state
+            let pending: Bool = conn.shared.withLock {
+                $0.state = state
+                return $0.outboundHead < $0.outbound.count
             }
             if conn.readPaused { _ = lws_rx_flow_control(wsi, 0) }
             conn.handlers.onOpen?(conn)
@@ -399,7 +405,7 @@ public final class ClientLoop {
             } else {
                 conn.phase.peerClosed(code: nil, reason: "")
             }
-            lock.withLock { conn.state = .closing }
+            conn.shared.withLock { $0.state = .closing }
 
         case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
             let message = input.map { String(cString: $0.assumingMemoryBound(to: CChar.self)) }
@@ -420,18 +426,18 @@ public final class ClientLoop {
 
     /// One queued message per writable callback keeps connections fair.
     private func writable(_ conn: ClientConnection, _ wsi: OpaquePointer) -> Int32 {
-        let (frame, more): (ClientConnection.Frame?, Bool) = lock.withLock {
-            guard conn.outboundHead < conn.outbound.count else { return (nil, false) }
-            let frame = conn.outbound[conn.outboundHead]
-            conn.outboundHead += 1
-            if conn.outboundHead == conn.outbound.count {
-                conn.outbound = []
-                conn.outboundHead = 0
+        let (frame, more): (ClientConnection.Frame?, Bool) = conn.shared.withLock { out in
+            guard out.outboundHead < out.outbound.count else { return (nil, false) }
+            let frame = out.outbound[out.outboundHead]
+            out.outboundHead += 1
+            if out.outboundHead == out.outbound.count {
+                out.outbound = []
+                out.outboundHead = 0
                 return (frame, false)
             }
-            if conn.outboundHead >= 64 && conn.outboundHead * 2 >= conn.outbound.count {
-                conn.outbound.removeFirst(conn.outboundHead)
-                conn.outboundHead = 0
+            if out.outboundHead >= 64 && out.outboundHead * 2 >= out.outbound.count {
+                out.outbound.removeFirst(out.outboundHead)
+                out.outboundHead = 0
             }
             return (frame, true)
         }
@@ -461,9 +467,11 @@ public final class ClientLoop {
     }
 }
 
-private final class LoopRef {
-    var loop: ClientLoop?
-    init(_ loop: ClientLoop) { self.loop = loop }
+/// The loop thread's one strong reference to its loop, dropped when `run()` returns (no cycle).
+private final class LoopRef: Sendable {
+    private let slot: Mutex<ClientLoop?>
+    init(_ loop: ClientLoop) { slot = Mutex(loop) }
+    func take() -> ClientLoop? { slot.withLock { loop in defer { loop = nil }; return loop } }
 }
 
 private func withOptionalCString<R>(_ s: String?, _ body: (UnsafePointer<CChar>?) -> R) -> R {
