@@ -61,7 +61,7 @@ let package = Package(
 
         // Test infrastructure shared by the tests and the load tester: one Redis launcher (single
         // server and local Cluster), free ports, a RESP probe, a blocking HTTP client. No XCTest.
-        .target(name: "GatewayTestSupport", dependencies: ["GatewayProtocol", "GatewayRedis", "CProcess"], swiftSettings: glue),
+        .target(name: "GatewayTestSupport", dependencies: ["GatewayProtocol", "GatewayRedis", "CProcess"]),
 
         .executableTarget(name: "gateway", dependencies: [
             "GatewayNode", "GatewayConfig", "GatewayAuth", "OrderCore", "CommunityCore", "GatewayClient", "GatewayProtocol",
@@ -71,7 +71,7 @@ let package = Package(
             "GatewayClient", "GatewayProtocol", "GatewayAuth", "GatewayTestSupport",
             .product(name: "Histogram", package: "hdrhistogram-swift"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
-        ], path: "Loadtest/Sources/loadtest", swiftSettings: glue),
+        ], path: "Loadtest/Sources/loadtest"),
 
         .testTarget(name: "GatewayProtocolTests", dependencies: ["GatewayProtocol"]),
         .testTarget(name: "GatewayClientTests", dependencies: ["GatewayClient"]),

@@ -236,7 +236,8 @@ struct ChaosReport: Codable {
 }
 
 /// Runs the faults on their own thread during the peak, and the timer and idle checks after it.
-final class ChaosDriver {
+/// Mutable state under `lock`.
+final class ChaosDriver: @unchecked Sendable {
     let cmd: ChaosCommand
     private let lock = NSLock()
     private var faultLog: [ChaosReport.Fault] = []

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Synchronization
 import GatewayProtocol
 
 /// Scenario 5: a holiday evening. Browsers ramp up and stay; meanwhile gifts are bought
@@ -301,8 +302,8 @@ struct HolidayPeakReport: Codable {
     var events: [ChartEvent] = []
 }
 
-/// What a gift or friend-pay is, for claiming, paying and reading back.
-final class HPOrder {
+/// What a gift or friend-pay is, for claiming, paying and reading back. Under the scenario's `stats` lock.
+final class HPOrder: @unchecked Sendable {
     let n: Int
     let buyer: HPBrowser
     let friend: HPBrowser
@@ -320,7 +321,8 @@ final class HPOrder {
     }
 }
 
-final class HolidayPeakScenario {
+/// Counters under `stats`, browsers under the fleet lock; the rest is the main thread's.
+final class HolidayPeakScenario: @unchecked Sendable {
     let cmd: HolidayPeakCommand
     let tag = Machine.randomHex(bytes: 3)
     let ledger = PushLedger()
@@ -1334,11 +1336,10 @@ final class HolidayPeakScenario {
 }
 
 /// A thread-safe count.
-final class Counter {
-    private let lock = NSLock()
-    private var n = 0
-    func add() { lock.withLock { n += 1 } }
-    var value: Int { lock.withLock { n } }
+final class Counter: Sendable {
+    private let n = Mutex(0)
+    func add() { n.withLock { $0 += 1 } }
+    var value: Int { n.withLock { $0 } }
 }
 
 /// Per-second buckets of the run for the report and its chart.

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Synchronization
 import GatewayProtocol
 
 /// Scenario 3: the money path end to end. Orders are created, paid and notified over
@@ -152,8 +153,9 @@ struct OrdersReport: Codable {
     }
 }
 
-/// Everything the HTTP workers and the buyers' receipts record, under one lock.
-final class OrderLedger {
+/// Everything the HTTP workers and the buyers' receipts record, under one lock (hence
+/// unchecked Sendable, as every lock-guarded class of the load tester).
+final class OrderLedger: @unchecked Sendable {
     private let lock = NSLock()
     let total: Int
     private var nextIndex = 0
@@ -279,15 +281,15 @@ final class OrderLedger {
 }
 
 /// Threads still running, for the parent's progress loop.
-final class ActiveCount {
-    private let lock = NSLock()
-    private var n: Int
-    init(_ n: Int) { self.n = n }
-    var value: Int { lock.withLock { n } }
-    func decrement() { lock.withLock { n -= 1 } }
+final class ActiveCount: Sendable {
+    private let n: Mutex<Int>
+    init(_ n: Int) { self.n = Mutex(n) }
+    var value: Int { n.withLock { $0 } }
+    func decrement() { n.withLock { $0 -= 1 } }
 }
 
-final class OrdersScenario {
+/// Its threads share only what is set in `init`.
+final class OrdersScenario: @unchecked Sendable {
     let cmd: OrdersCommand
     let tag = Machine.randomHex(bytes: 3)
 
@@ -515,7 +517,7 @@ final class OrdersScenario {
     }
 
     /// What the read-back threads share, under its lock.
-    private final class ReadBack {
+    private final class ReadBack: @unchecked Sendable {
         let lock = NSLock()
         var next = 0
         var done = 0
