@@ -132,7 +132,9 @@ struct HolidayPeakCommand: ParsableCommand {
     }
 }
 
-struct HolidayPeakReport: Codable {
+struct HolidayPeakResults: EmptyResults {
+    static let sections: ReportSections = [.limits, .checks, .verdict, .timeline]
+
     struct Parameters: Codable {
         var browsers: Int
         var connectRate: Double
@@ -269,8 +271,6 @@ struct HolidayPeakReport: Codable {
         var errors: Int
     }
 
-    var run: RunInfo
-    var parameters: Parameters
     var browsers = Browsers()
     /// Per kind of push: expected, received, lost, duplicates, latency (action to receipt).
     var pushes: [String: PushLedger.KindCounts] = [:]
@@ -294,13 +294,10 @@ struct HolidayPeakReport: Codable {
     var cpuDuringPeak: [CPUSpan] = []
     /// Run time and time spent waiting for a core, per process of the run, during the peak.
     var schedDuringPeak: [SchedSpan] = []
-    var limits: [String] = []
-    /// One line per target: `ok`/`MISSED`.
-    var checks: [String] = []
-    var verdict = ""
-    var timeline: [Point] = []
     var events: [ChartEvent] = []
 }
+
+typealias HolidayPeakReport = ScenarioReport<HolidayPeakResults>
 
 /// What a gift or friend-pay is, for claiming, paying and reading back. Under the scenario's `stats` lock.
 final class HPOrder: @unchecked Sendable {
@@ -330,10 +327,10 @@ final class HolidayPeakScenario: @unchecked Sendable {
     let httpErrors = ErrorTally()
     private let stats = NSLock()
     private var httpCalls = 0
-    private var giftCount = HolidayPeakReport.Gifts()
-    private var fpCount = HolidayPeakReport.FriendPay()
-    private var grp = HolidayPeakReport.Groups()
-    private var drop = HolidayPeakReport.Drop()
+    private var giftCount = HolidayPeakResults.Gifts()
+    private var fpCount = HolidayPeakResults.FriendPay()
+    private var grp = HolidayPeakResults.Groups()
+    private var drop = HolidayPeakResults.Drop()
     private var groupLatency = Latency()
     private var lastLiveAlert: Int64?
     private var patchAt: Int64?
@@ -537,7 +534,7 @@ final class HolidayPeakScenario: @unchecked Sendable {
         report.httpErrors = httpErrors.all
         report.errors = errors.all
         report.missingSamples = ledger.missingSamples()
-        var totals = HolidayPeakReport.Totals()
+        var totals = HolidayPeakResults.Totals()
         for k in report.pushes.values {
             totals.expected += k.expected
             totals.received += k.received
@@ -1113,10 +1110,10 @@ struct Timeline {
     init(progress: Progress) { self.progress = progress }
 
     @discardableResult
-    mutating func tick(_ report: inout HolidayPeakReport, _ phase: String, _ online: Int, _ ledger: PushLedger, httpCalls: Int, errors: Int) -> HolidayPeakReport.Point {
+    mutating func tick(_ report: inout HolidayPeakReport, _ phase: String, _ online: Int, _ ledger: PushLedger, httpCalls: Int, errors: Int) -> HolidayPeakResults.Point {
         let (all, _, receipts) = ledger.takeInterval()
         let s = all.summary
-        let point = HolidayPeakReport.Point(t: progress.elapsed, phase: phase, online: online, pushesPerSecond: receipts,
+        let point = HolidayPeakResults.Point(t: progress.elapsed, phase: phase, online: online, pushesPerSecond: receipts,
                                             p50Ms: s.p50Ms, p99Ms: s.p99Ms, maxMs: s.maxMs, httpPerSecond: httpCalls, errors: errors)
         report.timeline.append(point)
         return point

@@ -64,7 +64,9 @@ struct OrdersCommand: ParsableCommand {
     }
 }
 
-struct OrdersReport: Codable {
+struct OrdersResults: EmptyResults {
+    static let sections: ReportSections = [.limits, .verdict, .timeline]
+
     struct Parameters: Codable {
         var orders: Int
         var keys: Int
@@ -129,8 +131,6 @@ struct OrdersReport: Codable {
         var problems: [String] = []
     }
 
-    var run: RunInfo
-    var parameters: Parameters
     var keyUploadSeconds = 0.0
     var buyersConnected = 0
     var buyerFailures: [String: Int] = [:]
@@ -139,9 +139,6 @@ struct OrdersReport: Codable {
     var check = Check()
     var cpuWhileOrdering: [CPUSpan] = []
     var perfTop: [String] = []
-    var limits: [String] = []
-    var verdict = ""
-    var timeline: [Point] = []
 
     struct Point: Codable {
         var t: Double
@@ -152,6 +149,8 @@ struct OrdersReport: Codable {
         var pushP99Ms: Double
     }
 }
+
+typealias OrdersReport = ScenarioReport<OrdersResults>
 
 /// Everything the HTTP workers and the buyers' receipts record, under one lock (hence
 /// unchecked Sendable, as every lock-guarded class of the load tester).
@@ -424,7 +423,7 @@ final class OrdersScenario: @unchecked Sendable {
         let check = verify(c, ledger, keys: m, progress: p)
         let s = ledger.snapshot
         let lat = ledger.summaries
-        var flow = OrdersReport.Flow()
+        var flow = OrdersResults.Flow()
         flow.created = s.created
         flow.paymentsCreated = s.payments
         flow.notified = s.notified
@@ -511,7 +510,7 @@ final class OrdersScenario: @unchecked Sendable {
     }
 
     private struct Verification {
-        var check = OrdersReport.Check()
+        var check = OrdersResults.Check()
         var missing = 0
         var mismatched = 0
     }
