@@ -1,10 +1,11 @@
 // swift-tools-version: 6.1
 import PackageDescription
 
-/// Swift 5 mode only where lws and hiredis callbacks force it: the node's targets (and the
-/// tests that drive its code directly) own state confined to the one event-loop thread, which
-/// the compiler cannot see through C callbacks. Everything else is Swift 6; GatewayClient
-/// included (its own loop thread: the state shared with callers is behind a Mutex).
+/// Swift 5 language mode only where lws and hiredis callbacks force it: GatewayIO and
+/// GatewayNode (with `gateway`, which runs them, and the node's own test targets) own state
+/// confined to the one event-loop thread, which the compiler cannot follow through C callbacks.
+/// Everything else compiles in Swift 6 mode, GatewayClient included: it runs its own lws loop
+/// thread, and what callers share with that thread is behind a Mutex.
 let glue: [SwiftSetting] = [.swiftLanguageMode(.v5)]
 
 let package = Package(
@@ -87,6 +88,6 @@ let package = Package(
         .testTarget(name: "CommunityCoreTests", dependencies: ["CommunityCore", "GatewayProtocol"]),
         .testTarget(name: "IntegrationTests", dependencies: [
             "GatewayClient", "GatewayProtocol", "GatewayAuth", "GatewayCrypto", "GatewayRedis", "GatewayTestSupport",
-        ], swiftSettings: glue),
+        ]),
     ]
 )
