@@ -1,8 +1,11 @@
 // swift-tools-version: 6.1
 import PackageDescription
 
-/// Targets that touch C callbacks and global loop state compile in Swift 5 mode:
-/// everything they own is confined to the one event-loop thread.
+/// Swift 5 language mode only where lws and hiredis callbacks force it: GatewayIO and
+/// GatewayNode (with `gateway`, which runs them, and the node's own test targets) own state
+/// confined to the one event-loop thread, which the compiler cannot follow through C callbacks.
+/// Everything else compiles in Swift 6 mode, GatewayClient included: it runs its own lws loop
+/// thread, and what callers share with that thread is behind a Mutex.
 let glue: [SwiftSetting] = [.swiftLanguageMode(.v5)]
 
 let package = Package(
@@ -55,12 +58,11 @@ let package = Package(
         ], exclude: ["Store/README.md"], resources: [.copy("Web"), .embedInCode("Lua")], swiftSettings: glue),
 
         // Client library on lws: tests, load tester and bots use it.
-        .target(name: "GatewayClient", dependencies: ["GatewayProtocol", "CLws"],
-                swiftSettings: glue),
+        .target(name: "GatewayClient", dependencies: ["GatewayProtocol", "CLws"]),
 
         // Test infrastructure shared by the tests and the load tester: one Redis launcher (single
         // server and local Cluster), free ports, a RESP probe, a blocking HTTP client. No XCTest.
-        .target(name: "GatewayTestSupport", dependencies: ["GatewayProtocol", "GatewayRedis", "CProcess"], swiftSettings: glue),
+        .target(name: "GatewayTestSupport", dependencies: ["GatewayProtocol", "GatewayRedis", "CProcess"]),
 
         // `serve --dev` and the single-machine setup: the /dev endpoints, the demo page and its
         // bot, and the private redis-server. Swift 6 mode: the bot and the Redis supervisor run
@@ -78,9 +80,10 @@ let package = Package(
             "GatewayClient", "GatewayProtocol", "GatewayAuth", "GatewayTestSupport",
             .product(name: "Histogram", package: "hdrhistogram-swift"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
-        ], path: "Loadtest/Sources/loadtest", swiftSettings: glue),
+        ], path: "Loadtest/Sources/loadtest"),
 
         .testTarget(name: "GatewayProtocolTests", dependencies: ["GatewayProtocol"]),
+        .testTarget(name: "GatewayClientTests", dependencies: ["GatewayClient"]),
         .testTarget(name: "GatewayAuthTests", dependencies: ["GatewayAuth", "GatewayCrypto"]),
         .testTarget(name: "GatewayCoreTests", dependencies: ["GatewayCore", "GatewayProtocol"]),
         .testTarget(name: "GatewayRedisTests", dependencies: ["GatewayRedis"]),
@@ -93,6 +96,6 @@ let package = Package(
         .testTarget(name: "CommunityCoreTests", dependencies: ["CommunityCore", "GatewayProtocol"]),
         .testTarget(name: "IntegrationTests", dependencies: [
             "GatewayClient", "GatewayProtocol", "GatewayAuth", "GatewayCrypto", "GatewayRedis", "GatewayTestSupport",
-        ], swiftSettings: glue),
+        ]),
     ]
 )

@@ -1,23 +1,25 @@
 import CLws
 import GatewayProtocol
+import Synchronization
 
-/// Event handlers, called on the loop thread. A class so thousands of connections
-/// can share one set: each handler gets the connection (and its `userData`).
-public final class ClientHandlers {
-    public let onOpen: ((ClientConnection) -> Void)?
+/// Event handlers, called on the loop thread (so they are `@Sendable`: they are made on
+/// another). A class so thousands of connections can share one set: each handler gets the
+/// connection (and its `userData`).
+public final class ClientHandlers: Sendable {
+    public let onOpen: (@Sendable (ClientConnection) -> Void)?
     /// A whole message (fragments reassembled), text or binary.
-    public let onText: ((ClientConnection, [UInt8]) -> Void)?
+    public let onText: (@Sendable (ClientConnection, [UInt8]) -> Void)?
     /// Each `\n`-separated JSON object of a message; lines that are not JSON are skipped
     /// (they still reach `onText`).
-    public let onMessage: ((ClientConnection, JSON) -> Void)?
+    public let onMessage: (@Sendable (ClientConnection, JSON) -> Void)?
     /// Called once. `code` is the peer's close code (1005 if its close frame had none),
     /// or ours if we closed first; nil when the socket ended without a close handshake.
-    public let onClose: ((ClientConnection, UInt16?, String) -> Void)?
+    public let onClose: (@Sendable (ClientConnection, UInt16?, String) -> Void)?
 
-    public init(onOpen: ((ClientConnection) -> Void)? = nil,
-                onText: ((ClientConnection, [UInt8]) -> Void)? = nil,
-                onMessage: ((ClientConnection, JSON) -> Void)? = nil,
-                onClose: ((ClientConnection, UInt16?, String) -> Void)? = nil) {
+    public init(onOpen: (@Sendable (ClientConnection) -> Void)? = nil,
+                onText: (@Sendable (ClientConnection, [UInt8]) -> Void)? = nil,
+                onMessage: (@Sendable (ClientConnection, JSON) -> Void)? = nil,
+                onClose: (@Sendable (ClientConnection, UInt16?, String) -> Void)? = nil) {
         self.onOpen = onOpen
         self.onText = onText
         self.onMessage = onMessage
@@ -27,51 +29,58 @@ public final class ClientHandlers {
 
 /// One WebSocket client connection on a `ClientLoop`. Methods are thread-safe; they
 /// queue work for the loop thread.
-public final class ClientConnection {
-    public enum State: UInt8 { case connecting, open, closing, closed }
+///
+/// Sendable by confinement: what callers' threads touch is in `shared` (a Mutex); the
+/// lws side (`wsi`, `rx`, `phase`, ...) belongs to the loop thread.
+public final class ClientConnection: @unchecked Sendable {
+    public enum State: UInt8, Sendable { case connecting, open, closing, closed }
 
-    public enum FrameKind { case text, binary, ping }
+    public enum FrameKind: Sendable { case text, binary, ping }
 
     struct Frame {
         var bytes: [UInt8]
         var flags: UInt32
     }
 
+    /// The state callers see and the messages they queued for the loop thread.
+    struct Shared {
+        var state: State = .connecting
+        var outbound: [Frame] = []
+        var outboundHead = 0
+        var writePosted = false
+    }
+
     public let loop: ClientLoop
     public let handlers: ClientHandlers
-    /// Caller's per-connection object, so shared handlers need no lookup table.
-    public let userData: AnyObject?
+    /// Caller's per-connection object, so shared handlers need no lookup table (the handlers
+    /// get it on the loop thread, hence Sendable).
+    public let userData: (any AnyObject & Sendable)?
 
-    // Guarded by loop.lock.
-    var state: State = .connecting
-    var outbound: [Frame] = []
-    var outboundHead = 0
-    var writePosted = false
+    let shared = Mutex(Shared())
 
     // Loop thread only.
     var wsi: OpaquePointer?
     var rx: [UInt8] = []
-    var closeCode: UInt16?
-    var peerCloseCode: UInt16?
-    var closeReason: String?
-    var established = false
-    var finished = false
+    var phase = ConnectionPhase()
     var wsiRetain = false
     var readPaused = false
-    var cancelled = false
 
-    init(loop: ClientLoop, handlers: ClientHandlers, userData: AnyObject?) {
+    var established: Bool { phase.wasEstablished }
+    var finished: Bool { phase.isFinished }
+    var cancelled: Bool { phase.cancelled }
+
+    init(loop: ClientLoop, handlers: ClientHandlers, userData: (any AnyObject & Sendable)?) {
         self.loop = loop
         self.handlers = handlers
         self.userData = userData
     }
 
-    public var currentState: State { loop.lock.withLock { state } }
+    public var currentState: State { shared.withLock { $0.state } }
     public var isOpen: Bool { currentState == .open }
     public var isClosed: Bool { currentState == .closed }
 
     /// Messages queued but not yet handed to the socket.
-    public var queuedCount: Int { loop.lock.withLock { outbound.count - outboundHead } }
+    public var queuedCount: Int { shared.withLock { $0.outbound.count - $0.outboundHead } }
 
     /// Queues a text message; sent once open. False if the connection is closing.
     @discardableResult
@@ -127,11 +136,11 @@ public final class ClientConnection {
     public func resumeReading() { loop.post(.readFlow(self, true)) }
 
     private func enqueue(_ frames: [Frame]) -> Bool {
-        let post: Bool? = loop.lock.withLock {
-            guard state == .connecting || state == .open else { return nil }
-            outbound.append(contentsOf: frames)
-            if writePosted || state == .connecting { return false }
-            writePosted = true
+        let post: Bool? = shared.withLock {
+            guard $0.state == .connecting || $0.state == .open else { return nil }
+            $0.outbound.append(contentsOf: frames)
+            if $0.writePosted || $0.state == .connecting { return false }
+            $0.writePosted = true
             return true
         }
         guard let post else { return false }

@@ -1,6 +1,7 @@
 import CLws
 import Foundation
 import GatewayProtocol
+import Synchronization
 
 /// Errors the client library throws synchronously (events report the rest).
 public enum GatewayClientError: Error, Equatable, CustomStringConvertible {
@@ -25,7 +26,10 @@ public enum GatewayClientError: Error, Equatable, CustomStringConvertible {
 /// One lws client context serviced by one thread. lws is single-threaded, so every
 /// lws call happens on that thread; other threads post commands and wake it with
 /// `lws_cancel_service`.
-public final class ClientLoop {
+///
+/// Sendable by confinement: what other threads touch is in `control` (a Mutex); every
+/// other stored property belongs to the loop thread (or is set once in `init`).
+public final class ClientLoop: @unchecked Sendable {
     // Commands posted by other threads, drained on EVENT_WAIT_CANCELLED.
     enum Command {
         case connect(ClientConnection, Target)
@@ -45,13 +49,15 @@ public final class ClientLoop {
         var tls = false
     }
 
-    /// Guards the command queue and every connection's outbound queue and state.
-    let lock = NSLock()
-    private var commands: [Command] = []
-    private var wakePending = false
-    private var stopRequested = false
-    private var stopped = false
-    private var live = 0
+    /// What other threads share with the loop thread.
+    private struct Control {
+        var commands: [Command] = []
+        var wakePending = false
+        var stopRequested = false
+        var stopped = false
+        var live = 0
+    }
+    private let control = Mutex(Control())
 
     private var context: OpaquePointer?
     private let protocols: UnsafeMutablePointer<lws_protocols>
@@ -114,8 +120,7 @@ public final class ClientLoop {
         // The thread owns the loop until run() returns, then lets go (no cycle).
         let ref = LoopRef(self)
         let t = Thread {
-            ref.loop?.run()
-            ref.loop = nil
+            ref.take()?.run()
         }
         t.name = "lws-client"
         thread = t
@@ -145,22 +150,22 @@ public final class ClientLoop {
     }
 
     /// Connections not yet reported closed (including ones still connecting).
-    public var connectionCount: Int { lock.withLock { live } }
+    public var connectionCount: Int { control.withLock { $0.live } }
 
     public var isLoopThread: Bool { Thread.current === thread }
 
     /// Starts a connection; events arrive on the loop thread through `handlers`.
     /// `sourceAddress` binds the local end (e.g. 127.0.0.2) so one process can exceed
     /// one address's ephemeral port range.
-    public func connect(url: String, sourceAddress: String? = nil, userData: AnyObject? = nil,
+    public func connect(url: String, sourceAddress: String? = nil, userData: (any AnyObject & Sendable)? = nil,
                         handlers: ClientHandlers) throws -> ClientConnection {
         guard let target = Self.parse(url: url, sourceAddress: sourceAddress) else {
             throw GatewayClientError.badURL(url)
         }
         let conn = ClientConnection(loop: self, handlers: handlers, userData: userData)
-        let accepted: Bool = lock.withLock {
-            guard !stopRequested else { return false }
-            live += 1
+        let accepted: Bool = control.withLock {
+            guard !$0.stopRequested else { return false }
+            $0.live += 1
             return true
         }
         guard accepted else { throw GatewayClientError.loopStopped }
@@ -170,10 +175,10 @@ public final class ClientLoop {
 
     /// Closes every connection (without close frames) and joins the loop thread.
     public func shutdown() {
-        lock.withLock {
-            stopRequested = true
+        control.withLock {
+            $0.stopRequested = true
             // Under the lock: the loop thread marks `stopped` before destroying the context.
-            if !stopped { lws_cancel_service(context) }
+            if !$0.stopped { lws_cancel_service(context) }
         }
         if !isLoopThread {
             finished.wait()
@@ -192,11 +197,11 @@ public final class ClientLoop {
                 return
             }
         }
-        lock.withLock {
-            guard !stopped else { return }
-            commands.append(command)
-            if !wakePending {
-                wakePending = true
+        control.withLock {
+            guard !$0.stopped else { return }
+            $0.commands.append(command)
+            if !$0.wakePending {
+                $0.wakePending = true
                 lws_cancel_service(context)   // a pipe write; safe from any thread
             }
         }
@@ -235,11 +240,11 @@ public final class ClientLoop {
         while running {
             if lws_service(context, 0) < 0 { break }
         }
-        let leftovers: [Command] = lock.withLock {
-            stopRequested = true
-            stopped = true
-            defer { commands = [] }
-            return commands
+        let leftovers: [Command] = control.withLock { c in
+            c.stopRequested = true
+            c.stopped = true
+            defer { c.commands = [] }
+            return c.commands
         }
         // Fires close callbacks for every wsi still open.
         lws_context_destroy(context)
@@ -250,12 +255,12 @@ public final class ClientLoop {
     }
 
     fileprivate func drain() {
-        let batch: [Command] = lock.withLock {
-            wakePending = false
-            if stopRequested { running = false }
-            defer { commands = [] }
-            return commands
+        let (batch, stop): ([Command], Bool) = control.withLock { c in
+            c.wakePending = false
+            defer { c.commands = [] }
+            return (c.commands, c.stopRequested)
         }
+        if stop { running = false }
         for command in batch { perform(command) }
     }
 
@@ -264,30 +269,12 @@ public final class ClientLoop {
         case let .connect(conn, target):
             open(conn, target)
         case let .write(conn):
-            lock.withLock { conn.writePosted = false }
+            conn.shared.withLock { $0.writePosted = false }
             if let wsi = conn.wsi, conn.established { lws_callback_on_writable(wsi) }
         case let .close(conn, code):
-            guard !conn.finished, conn.closeCode == nil else { return }
-            guard let wsi = conn.wsi else {
-                conn.cancelled = true   // its connect is still queued
-                return
-            }
-            if conn.established {
-                conn.closeCode = code
-                lock.withLock { conn.state = .closing }
-                lws_callback_on_writable(wsi)
-            } else {
-                conn.closeReason = "closed before open"
-                lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC)
-            }
+            carryOut(conn.phase.closeRequested(code: code), conn)
         case let .abort(conn):
-            guard !conn.finished else { return }
-            guard let wsi = conn.wsi else {
-                conn.cancelled = true
-                return
-            }
-            conn.closeReason = "aborted"
-            lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC)
+            carryOut(conn.phase.abortRequested(), conn)
         case let .readFlow(conn, enabled):
             conn.readPaused = !enabled
             if let wsi = conn.wsi, conn.established { _ = lws_rx_flow_control(wsi, enabled ? 1 : 0) }
@@ -295,10 +282,8 @@ public final class ClientLoop {
     }
 
     private func open(_ conn: ClientConnection, _ target: Target) {
-        guard running, !conn.cancelled else {
-            finish(conn, code: nil, reason: running ? "closed before open" : "client loop shut down")
-            return
-        }
+        let due = conn.phase.connectDue(loopRunning: running)
+        guard due == .nothing else { return carryOut(due, conn) }
         var info = lws_client_connect_info()
         info.context = context
         info.port = target.port
@@ -336,6 +321,28 @@ public final class ClientLoop {
         }
     }
 
+    /// Does what the connection's phase decided.
+    private func carryOut(_ decision: ConnectionPhase.Decision, _ conn: ClientConnection) {
+        switch decision {
+        case .nothing:
+            break
+        case .sendCloseAfterQueue:
+            conn.shared.withLock { $0.state = conn.phase.state }
+            if let wsi = conn.wsi { lws_callback_on_writable(wsi) }
+        case .dropSocket:
+            if let wsi = conn.wsi { lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC) }
+        case let .finish(code, reason):
+            conn.rx = []
+            conn.shared.withLock {
+                $0.state = .closed
+                $0.outbound = []
+                $0.outboundHead = 0
+            }
+            control.withLock { $0.live -= 1 }
+            conn.handlers.onClose?(conn, code, reason)
+        }
+    }
+
     fileprivate func releaseWsiRetain(_ conn: ClientConnection) {
         guard conn.wsiRetain else { return }
         conn.wsiRetain = false
@@ -343,23 +350,9 @@ public final class ClientLoop {
         Unmanaged.passUnretained(conn).release()
     }
 
-    /// Reports the end of a connection exactly once.
+    /// Reports the end of a connection (the phase makes it exactly once).
     fileprivate func finish(_ conn: ClientConnection, code: UInt16?, reason: String) {
-        guard !conn.finished else { return }
-        var reason = reason
-        if reason.isEmpty && code == nil {
-            reason = !running ? "client loop shut down"
-                : conn.established ? "connection lost without a close frame" : "connect failed"
-        }
-        conn.finished = true
-        conn.rx = []
-        lock.withLock {
-            conn.state = .closed
-            conn.outbound = []
-            conn.outboundHead = 0
-            live -= 1
-        }
-        conn.handlers.onClose?(conn, code, reason)
+        carryOut(conn.phase.end(code: code, reason: reason, loopRunning: running), conn)
     }
 
     // MARK: - lws callback
@@ -385,14 +378,15 @@ public final class ClientLoop {
         switch reason {
         case LWS_CALLBACK_CLIENT_ESTABLISHED:
             conn.wsi = wsi
-            conn.established = true
-            let pending: Bool = lock.withLock {
-                conn.state = .open
-                return conn.outboundHead < conn.outbound.count
+            let closing = conn.phase.established() == .sendCloseAfterQueue
+            let state = conn.phase.state
+            let pending: Bool = conn.shared.withLock {
+                $0.state = state
+                return $0.outboundHead < $0.outbound.count
             }
             if conn.readPaused { _ = lws_rx_flow_control(wsi, 0) }
             conn.handlers.onOpen?(conn)
-            if pending || conn.closeCode != nil { lws_callback_on_writable(wsi) }
+            if pending || closing { lws_callback_on_writable(wsi) }
 
         case LWS_CALLBACK_CLIENT_RECEIVE:
             guard !conn.finished else { return -1 }
@@ -403,7 +397,7 @@ public final class ClientLoop {
             } else {
                 if conn.rx.count + len > maxMessageSize {
                     conn.rx = []
-                    conn.closeCode = 1009
+                    conn.phase.messageTooLarge()
                     lws_close_reason(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, nil, 0)
                     return -1
                 }
@@ -420,25 +414,22 @@ public final class ClientLoop {
 
         case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
             if len >= 2, let p = input?.assumingMemoryBound(to: UInt8.self) {
-                conn.peerCloseCode = UInt16(p[0]) << 8 | UInt16(p[1])
-                conn.closeReason = String(decoding: UnsafeBufferPointer(start: p + 2, count: len - 2),
-                                          as: UTF8.self)
+                conn.phase.peerClosed(code: UInt16(p[0]) << 8 | UInt16(p[1]),
+                                      reason: String(decoding: UnsafeBufferPointer(start: p + 2, count: len - 2), as: UTF8.self))
             } else {
-                conn.peerCloseCode = 1005   // close frame without a status
+                conn.phase.peerClosed(code: nil, reason: "")
             }
-            lock.withLock { conn.state = .closing }
+            conn.shared.withLock { $0.state = .closing }
 
         case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
             let message = input.map { String(cString: $0.assumingMemoryBound(to: CChar.self)) }
-            finish(conn, code: nil, reason: message ?? "connection error")
+            carryOut(conn.phase.connectionError(message), conn)
 
         case LWS_CALLBACK_CLIENT_CLOSED:
-            finish(conn, code: conn.peerCloseCode ?? conn.closeCode,
-                   reason: conn.closeReason ?? "")
+            carryOut(conn.phase.socketClosed(loopRunning: running), conn)
 
         case LWS_CALLBACK_WSI_DESTROY:
-            finish(conn, code: conn.peerCloseCode ?? conn.closeCode,
-                   reason: conn.closeReason ?? "")
+            carryOut(conn.phase.socketClosed(loopRunning: running), conn)
             releaseWsiRetain(conn)
 
         default:
@@ -449,23 +440,23 @@ public final class ClientLoop {
 
     /// One queued message per writable callback keeps connections fair.
     private func writable(_ conn: ClientConnection, _ wsi: OpaquePointer) -> Int32 {
-        let (frame, more): (ClientConnection.Frame?, Bool) = lock.withLock {
-            guard conn.outboundHead < conn.outbound.count else { return (nil, false) }
-            let frame = conn.outbound[conn.outboundHead]
-            conn.outboundHead += 1
-            if conn.outboundHead == conn.outbound.count {
-                conn.outbound = []
-                conn.outboundHead = 0
+        let (frame, more): (ClientConnection.Frame?, Bool) = conn.shared.withLock { out in
+            guard out.outboundHead < out.outbound.count else { return (nil, false) }
+            let frame = out.outbound[out.outboundHead]
+            out.outboundHead += 1
+            if out.outboundHead == out.outbound.count {
+                out.outbound = []
+                out.outboundHead = 0
                 return (frame, false)
             }
-            if conn.outboundHead >= 64 && conn.outboundHead * 2 >= conn.outbound.count {
-                conn.outbound.removeFirst(conn.outboundHead)
-                conn.outboundHead = 0
+            if out.outboundHead >= 64 && out.outboundHead * 2 >= out.outbound.count {
+                out.outbound.removeFirst(out.outboundHead)
+                out.outboundHead = 0
             }
             return (frame, true)
         }
         guard let frame else {
-            if let code = conn.closeCode {
+            if let code = conn.phase.ourCloseCode {
                 lws_close_reason(wsi, lws_close_status(rawValue: UInt32(code)), nil, 0)
                 return -1
             }
@@ -485,14 +476,16 @@ public final class ClientLoop {
         let written = lws_write(wsi, body.assumingMemoryBound(to: UInt8.self), count,
                                 lws_write_protocol(rawValue: frame.flags))
         if written < 0 { return -1 }
-        if more || conn.closeCode != nil { lws_callback_on_writable(wsi) }
+        if more || conn.phase.ourCloseCode != nil { lws_callback_on_writable(wsi) }
         return 0
     }
 }
 
-private final class LoopRef {
-    var loop: ClientLoop?
-    init(_ loop: ClientLoop) { self.loop = loop }
+/// The loop thread's one strong reference to its loop, dropped when `run()` returns (no cycle).
+private final class LoopRef: Sendable {
+    private let slot: Mutex<ClientLoop?>
+    init(_ loop: ClientLoop) { slot = Mutex(loop) }
+    func take() -> ClientLoop? { slot.withLock { loop in defer { loop = nil }; return loop } }
 }
 
 private func withOptionalCString<R>(_ s: String?, _ body: (UnsafePointer<CChar>?) -> R) -> R {

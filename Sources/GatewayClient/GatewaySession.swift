@@ -3,15 +3,16 @@ import GatewayProtocol
 
 /// A blocking gateway client for tests and scripts: request/reply by id, pushes in
 /// arrival order. Never call its waiting methods on the loop thread.
-public final class GatewaySession {
+public final class GatewaySession: Sendable {
     /// Where a channel's stream was last seen, for reconnecting with `since`.
     public typealias Position = (offset: Int64, epoch: String)
 
     public let connection: ClientConnection
     private let box: Box
 
-    /// State shared with the loop thread's handlers.
-    private final class Box {
+    /// State shared with the loop thread's handlers: every field is read and written under
+    /// `cond` (a condition variable, which a Mutex has not), hence unchecked.
+    private final class Box: @unchecked Sendable {
         let cond = NSCondition()
         var opened = false
         var closed = false

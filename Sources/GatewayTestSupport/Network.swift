@@ -19,22 +19,34 @@ public func freePort() -> Int {
 
 /// A blocking TCP socket connected to 127.0.0.1:`port`; reads give up after `timeout` seconds.
 public func connectLoopback(port: Int, timeout: Double? = nil) throws -> Int32 {
+    try connectTCP(host: "127.0.0.1", port: port, timeout: timeout)
+}
+
+/// A blocking TCP socket connected to `host` (an IPv4 address or `localhost`); reads and
+/// writes give up after `timeout` seconds. The one connect of the HTTP and Redis clients.
+public func connectTCP(host: String, port: Int, timeout: Double? = nil, noDelay: Bool = false) throws -> Int32 {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    guard fd >= 0 else { throw TestError("socket failed") }
+    guard fd >= 0 else { throw TestError("socket(): \(String(cString: strerror(errno)))") }
     if let timeout {
         var tv = timeval(tv_sec: Int(timeout), tv_usec: Int(timeout.truncatingRemainder(dividingBy: 1) * 1e6))
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+    }
+    if noDelay {
+        var one: Int32 = 1
+        setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
     }
     var addr = sockaddr_in()
     addr.sin_family = sa_family_t(AF_INET)
-    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+    addr.sin_addr.s_addr = inet_addr(host == "localhost" ? "127.0.0.1" : host)
     addr.sin_port = in_port_t(UInt16(port).bigEndian)
     let ok = withUnsafePointer(to: &addr) {
         $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
     }
     guard ok else {
+        let reason = String(cString: strerror(errno))
         close(fd)
-        throw TestError("connect to \(port) refused")
+        throw TestError("connect \(host):\(port): \(reason)")
     }
     return fd
 }

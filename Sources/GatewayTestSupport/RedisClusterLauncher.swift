@@ -5,7 +5,8 @@ import GatewayRedis
 /// `RedisServer` (tied to this process, durable AOF, `cluster-node-timeout` 1 s so a killed
 /// master's replica takes over within a few seconds), joined by `redis-cli --cluster create`.
 /// With a `password`, every node requires it (`requirepass`, and `masterauth` for its replication).
-public final class RedisClusterLauncher {
+/// Shared with fault threads: `ports` and `servers` change under `lock` (hence unchecked Sendable).
+public final class RedisClusterLauncher: @unchecked Sendable {
     public enum Role: String, Sendable { case master, replica }
 
     /// One node as the cluster itself reports it (`CLUSTER NODES`).

@@ -45,22 +45,7 @@ public final class RedisProbe {
         let hostPort = url.dropFirst(8).split(separator: "/").first ?? ""
         let parts = hostPort.split(separator: ":")
         guard parts.count == 2, let port = UInt16(parts[1]) else { throw TestError("bad redis URL \(url)") }
-        let s = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard s >= 0 else { throw TestError("socket(): \(String(cString: strerror(errno)))") }
-        var tv = timeval(tv_sec: Int(timeout), tv_usec: 0)
-        setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_port = port.bigEndian
-        addr.sin_addr.s_addr = inet_addr(parts[0] == "localhost" ? "127.0.0.1" : String(parts[0]))
-        let rc = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(s, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard rc == 0 else {
-            close(s)
-            throw TestError("connect \(url): \(String(cString: strerror(errno)))")
-        }
-        fd = s
+        fd = try connectTCP(host: String(parts[0]), port: Int(port), timeout: timeout)
     }
 
     deinit { if fd >= 0 { close(fd) } }

@@ -3,7 +3,9 @@ import Foundation
 /// A real redis-server on a port of its own with its own data folder, tied to this process
 /// (`TiedProcess`): the one Redis launcher of the tests, the cluster launcher and the load tester.
 /// Durable by default (AOF, `appendfsync always`), so a SIGKILL loses nothing acknowledged.
-public final class RedisServer {
+/// Shared with fault threads: the process under `lock`; `auth` and `removesFolder` are set
+/// before it is shared (hence unchecked Sendable).
+public final class RedisServer: @unchecked Sendable {
     public let port: Int
     public let dir: URL
     /// Every argument after the binary, so `start()` brings it back alike (same port, same AOF).

@@ -7,7 +7,7 @@ import Foundation
 ///
 /// PDEATHSIG fires when the *thread* that forked exits, so every fork happens on one thread
 /// that lives as long as the process (a test or a fault thread may end any time).
-public final class TiedProcess {
+public final class TiedProcess: @unchecked Sendable {   // its exit status is under `lock`
     public let pid: pid_t
     private let lock = NSLock()
     private var exitStatus: Int32?

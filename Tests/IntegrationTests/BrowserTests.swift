@@ -692,7 +692,7 @@ final class BrowserTests: IntegrationCase {
 
 /// Publishes notes to `channel` through the shop API from `threads` threads of its own, as fast
 /// as one connection per call allows, until `stop()`.
-private final class BackgroundPublisher {
+private final class BackgroundPublisher: @unchecked Sendable {   // its state is under `lock`
     private let lock = NSLock()
     private var stopped = false
     private var offsets: [Int64] = []

@@ -104,6 +104,8 @@ final class ClusterFailoverTests: IntegrationCase {
         let paid = Locked<[String]>([])
         let orderProblems = Locked<[String]>([])
         let workersDone = DispatchGroup()
+        // The buyers only call HTTP helpers, which read the nodes and the secrets.
+        nonisolated(unsafe) let test = self
         for w in 0..<Self.orderWorkers {
             workersDone.enter()
             Thread.detachNewThread {
@@ -112,7 +114,7 @@ final class ClusterFailoverTests: IntegrationCase {
                     let node = (w + i) % 2 == 0 ? a : b
                     let product = productIDs[(w * Self.ordersPerWorker + i) % productIDs.count]
                     do {
-                        let id = try self.paidOrder(node, buyer: "b\(w)-\(i)", product: product, idempotencyKey: "k\(w)-\(i)")
+                        let id = try test.paidOrder(node, buyer: "b\(w)-\(i)", product: product, idempotencyKey: "k\(w)-\(i)")
                         paid.mutate { $0.append(id) }
                     } catch {
                         orderProblems.mutate { $0.append("b\(w)-\(i) on \(product): \(error)") }

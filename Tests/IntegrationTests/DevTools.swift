@@ -14,7 +14,7 @@ struct DevToolsError: Error, CustomStringConvertible {
 
 /// One WebSocket to a browser's DevTools endpoint. Waiting methods block the caller;
 /// never call them on the client loop thread.
-final class DevToolsConnection {
+final class DevToolsConnection: @unchecked Sendable {   // its state is under `cond`
     private let cond = NSCondition()
     private var opened = false
     private var closedReason: String?

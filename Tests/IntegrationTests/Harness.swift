@@ -42,8 +42,9 @@ func token(_ sub: String, role: Role = .buyer, products: [String] = [], moderato
                                             products: products, moderator: moderator))
 }
 
-/// A real gateway process.
-final class GatewayNodeProcess {
+/// A real gateway process. Worker threads of a test only call `http` (the port is set once);
+/// start and stop belong to the test's own thread (hence unchecked Sendable).
+final class GatewayNodeProcess: @unchecked Sendable {
     let port: Int
     let name: String
     let redisPort: Int

@@ -19,7 +19,7 @@ struct SplitMix64: RandomNumberGenerator {
 }
 
 /// One fuzzing WebSocket: counts replies per id, pushes and the close code.
-final class FuzzSocket {
+final class FuzzSocket: @unchecked Sendable {   // its state is under `cond`
     private(set) var conn: ClientConnection!
     let user: String
     private let cond = NSCondition()

@@ -139,7 +139,10 @@ struct ChaosCommand: ParsableCommand {
     }
 }
 
-struct ChaosReport: Codable {
+struct ChaosResults: ScenarioResults {
+    static let sections: ReportSections = [.checks, .verdict]
+    typealias Point = Never
+
     struct Parameters: Codable {
         var faults: [String]
         var sleepSeconds: Double
@@ -218,8 +221,6 @@ struct ChaosReport: Codable {
         var heldByUnclaimedGifts = 0
     }
 
-    var run: RunInfo
-    var parameters: Parameters
     var faults: [Fault] = []
     /// HTTP calls retried while a node or Redis was away (as a shop backend would retry), by cause.
     var httpRetries: [String: Int] = [:]
@@ -230,16 +231,17 @@ struct ChaosReport: Codable {
     var browsersStranded: [String] = []
     var claimsUnanswered = 0
     var deadNodes: [String] = []
-    var checks: [String] = []
-    var verdict = ""
     var peak: HolidayPeakReport
 }
 
+typealias ChaosReport = ScenarioReport<ChaosResults>
+
 /// Runs the faults on their own thread during the peak, and the timer and idle checks after it.
-final class ChaosDriver {
+/// Mutable state under `lock`.
+final class ChaosDriver: @unchecked Sendable {
     let cmd: ChaosCommand
     private let lock = NSLock()
-    private var faultLog: [ChaosReport.Fault] = []
+    private var faultLog: [ChaosResults.Fault] = []
     private var retries: [String: Int] = [:]
     private var done = false
     private var probes: [(id: String, batch: String, expiresAt: Int64)] = []
@@ -330,7 +332,7 @@ final class ChaosDriver {
 
     private func inject(_ fault: String, _ index: Int, _ c: Cluster, since start: Double, progress p: Progress) {
         let t0 = Clock.now()
-        var entry = ChaosReport.Fault(fault: fault, atSeconds: t0 - start, runSeconds: p.elapsed, detail: "")
+        var entry = ChaosResults.Fault(fault: fault, atSeconds: t0 - start, runSeconds: p.elapsed, detail: "")
         do {
             switch fault {
             case "node-kill":
@@ -435,7 +437,8 @@ final class ChaosDriver {
         probeBatch(c, "after all faults")
         var report = ChaosReport(run: ctx.info, parameters: .init(
             faults: cmd.faultList, sleepSeconds: cmd.sleepSeconds, nodeDownSeconds: cmd.nodeDown, orderTtlSeconds: cmd.orderTtl,
-            timerProbesPerBatch: cmd.timerProbes, timerSlackSeconds: cmd.timerSlack, fdSlack: cmd.fdSlack, idleCpuPercent: cmd.idleCpu), peak: peak)
+            timerProbesPerBatch: cmd.timerProbes, timerSlackSeconds: cmd.timerSlack, fdSlack: cmd.fdSlack, idleCpuPercent: cmd.idleCpu),
+            results: ChaosResults(peak: peak))
         report.browsersOnlineAtEnd = browsersOnline
         report.browsersStranded = Array(stranded.prefix(20))
         report.claimsUnanswered = claimsUnanswered
@@ -454,15 +457,15 @@ final class ChaosDriver {
         let pollUntil = Double(lastExpiry) / 1000 + cmd.timerSlack + 1
         p.note("chaos: waiting for \(all.count) timer probes to expire (orders.ttl_s \(cmd.orderTtl))")
         while Date().timeIntervalSince1970 < pollUntil && lock.withLock({ all.contains { canceledAt[$0.id] == nil } }) { usleep(100_000) }
-        let list: [ChaosReport.TimerProbe] = lock.withLock {
+        let list: [ChaosResults.TimerProbe] = lock.withLock {
             polling = false
             return all.map { pr in
-                ChaosReport.TimerProbe(order: pr.id, batch: pr.batch, expiresAt: pr.expiresAt, status: lastStatus[pr.id] ?? "?",
+                ChaosResults.TimerProbe(order: pr.id, batch: pr.batch, expiresAt: pr.expiresAt, status: lastStatus[pr.id] ?? "?",
                                        canceledLateBySeconds: canceledAt[pr.id].map { max(0, $0 - Double(pr.expiresAt) / 1000) })
             }
         }
         shop.disconnect()
-        var timers = ChaosReport.Timers()
+        var timers = ChaosResults.Timers()
         timers.probes = list.count
         timers.createFailures = lock.withLock { probeFailures }
         timers.canceled = list.filter { $0.status == "canceled" }.count
@@ -514,7 +517,7 @@ final class ChaosDriver {
     }
 
     /// Node `i` alone (the others stopped with SIGSTOP): fresh probes must still expire on time.
-    private func timersAlone(_ c: Cluster, _ i: Int, progress p: Progress) -> ChaosReport.NodeTimers {
+    private func timersAlone(_ c: Cluster, _ i: Int, progress p: Progress) -> ChaosResults.NodeTimers {
         let name = c.endpoints[i].name
         let others = c.endpoints.indices.filter { $0 != i }
         others.forEach { c.node($0)?.signal(SIGSTOP) }
@@ -671,22 +674,27 @@ final class ChaosDriver {
     }
 }
 
-extension ChaosReport: RichReport {
+extension ChaosResults {
+    static func markdown(_ report: ChaosReport, chartFile: String?) -> String? { report.markdown(chartFile: chartFile) }
+    static func chart(_ report: ChaosReport) -> (title: String, panels: [ChartPanel], events: [ChartEvent])? { report.chart() }
+}
+
+extension ScenarioReport where Results == ChaosResults {
     func markdown(chartFile: String?) -> String {
-        var out = "# Chaos: \(faults.count) faults during a \(peak.parameters.durationSeconds) s holiday peak, \(Fmt.int(peak.parameters.browsers)) browsers, \(peak.parameters.nodes) nodes\n\n"
+        var out = "# Chaos: \(self.faults.count) faults during a \(self.peak.parameters.durationSeconds) s holiday peak, \(Fmt.int(self.peak.parameters.browsers)) browsers, \(self.peak.parameters.nodes) nodes\n\n"
         out += "**Verdict:** \(verdict)\n\n"
         out += checks.map { "- \($0.hasPrefix("ok") ? "✅" : "❌") " + $0.dropFirst(8) }.joined(separator: "\n") + "\n\n"
         if let chartFile { out += "![latency, throughput and browsers online, faults marked](\(chartFile))\n\n" }
         out += "## Fault timeline\n\nSeconds from the start of the peak; healed = every node's `/readyz` 200 again.\n\n"
-        out += MD.table(["at s", "fault", "what happened", "healed after s", "error"], faults.map {
+        out += MD.table(["at s", "fault", "what happened", "healed after s", "error"], self.faults.map {
             [Fmt.num($0.atSeconds, 1), "`\($0.fault)`", $0.detail, $0.healedAfterSeconds.map { Fmt.num($0, 2) } ?? "never", $0.error ?? ""]
         }, rightAlignFrom: 9) + "\n"
-        if !httpRetries.isEmpty {
-            out += "HTTP calls retried while a node or Redis was away: " + httpRetries.sorted { $0.value > $1.value }.prefix(8).map { "\($0.value) × \($0.key)" }.joined(separator: "; ") + ".\n\n"
+        if !self.httpRetries.isEmpty {
+            out += "HTTP calls retried while a node or Redis was away: " + self.httpRetries.sorted { $0.value > $1.value }.prefix(8).map { "\($0.value) × \($0.key)" }.joined(separator: "; ") + ".\n\n"
         }
         out += "## Timers\n\nUnpaid orders (orders.ttl_s \(parameters.orderTtlSeconds)) created before the faults and after each: each must read `canceled` within \(Fmt.num(parameters.timerSlackSeconds, 0)) s of its `expires_at`.\n\n"
         var byBatch: [String: (Int, Int, Double)] = [:]
-        for p in timers.list {
+        for p in self.timers.list {
             var e = byBatch[p.batch] ?? (0, 0, 0)
             e.0 += 1
             if p.status == "canceled" { e.1 += 1 }
@@ -696,22 +704,22 @@ extension ChaosReport: RichReport {
         out += MD.table(["batch", "probes", "canceled", "worst s after expires_at"], byBatch.sorted { $0.key < $1.key }.map {
             [$0.key, "\($0.value.0)", "\($0.value.1)", $0.value.2.isFinite ? Fmt.num($0.value.2, 1) : "never"]
         }) + "\n"
-        if !timers.perNode.isEmpty {
+        if !self.timers.perNode.isEmpty {
             out += "After the faults and with every client gone, each node alone (the others stopped with SIGSTOP), so one wedged timer sweeper is not hidden by the others:\n\n"
-            out += MD.table(["node", "probes", "canceled on time", "worst s after expires_at", "statuses"], timers.perNode.map {
+            out += MD.table(["node", "probes", "canceled on time", "worst s after expires_at", "statuses"], self.timers.perNode.map {
                 [$0.node, "\($0.probes)", "\($0.onTime)", $0.worstLatenessSeconds.map { Fmt.num($0, 1) } ?? "never", $0.statuses.joined(separator: ", ")]
             }) + "\n"
         }
         out += "## Idle after\n\nEvery client closed; descriptors (`/proc/<pid>/fd`) against the count right after start, CPU (`/proc/<pid>/stat`) over 3 s.\n\n"
-        out += MD.table(["node", "pid", "fds at start", "fds after", "changed", "CPU % at start", "CPU % after", "alive"], idle.map {
+        out += MD.table(["node", "pid", "fds at start", "fds after", "changed", "CPU % at start", "CPU % after", "alive"], self.idle.map {
             [$0.name, "\($0.pid ?? 0)", $0.fdsAtStart.map(String.init) ?? "?", $0.fdsAfter.map(String.init) ?? "?", $0.fdsGained.joined(separator: ", "),
              $0.cpuPercentAtStart.map { Fmt.num($0, 1) } ?? "?", $0.cpuPercentAfter.map { Fmt.num($0, 1) } ?? "?", $0.alive ? "yes" : "**no**"]
         }, rightAlignFrom: 9) + "\n"
-        out += "## Keys\n\n" + MD.table(["product", "uploaded", "in stock after", "in orders read back", "held by paid gifts not claimed"], keys.map {
+        out += "## Keys\n\n" + MD.table(["product", "uploaded", "in stock after", "in orders read back", "held by paid gifts not claimed"], self.keys.map {
             ["`\($0.product)`", "\($0.uploaded)", $0.stockAfter.map(String.init) ?? "?", "\($0.inOrdersReadBack)", "\($0.heldByUnclaimedGifts)"]
         }) + "\n"
         // The holiday peak's own page, one heading level down, without its run section (below).
-        let inner = peak.markdown(chartFile: nil).split(separator: "\n", omittingEmptySubsequences: false)
+        let inner = self.peak.markdown(chartFile: nil).split(separator: "\n", omittingEmptySubsequences: false)
             .map { $0.hasPrefix("#") ? "#" + $0 : String($0) }
         let cut = inner.firstIndex { $0.hasPrefix("### Run") } ?? inner.count
         out += inner[..<cut].joined(separator: "\n") + "\n"
@@ -720,7 +728,7 @@ extension ChaosReport: RichReport {
     }
 
     func chart() -> (title: String, panels: [ChartPanel], events: [ChartEvent])? {
-        guard let c = peak.chart() else { return nil }
-        return ("loadtest chaos: \(faults.count) faults, \(Fmt.int(peak.parameters.browsers)) browsers, \(peak.parameters.nodes) nodes", c.panels, c.events)
+        guard let c = self.peak.chart() else { return nil }
+        return ("loadtest chaos: \(self.faults.count) faults, \(Fmt.int(self.peak.parameters.browsers)) browsers, \(self.peak.parameters.nodes) nodes", c.panels, c.events)
     }
 }

@@ -34,7 +34,9 @@ struct ConnectionsCommand: ParsableCommand {
     func run() throws { try ConnectionsScenario(self).run() }
 }
 
-struct ConnectionsReport: Codable {
+struct ConnectionsResults: EmptyResults {
+    static let sections: ReportSections = [.limits, .timeline]
+
     struct Parameters: Codable {
         var connections: Int
         var rate: Double
@@ -92,15 +94,12 @@ struct ConnectionsReport: Codable {
         var nodeRssBytes: [Int?]
     }
 
-    var run: RunInfo
-    var parameters: Parameters
     var result = Result()
     var nodes: [NodeResult] = []
     var loadGeneratorRssBytes = 0
-    /// What bounded the run, each line starting with "machine:" or "gateway:".
-    var limits: [String] = []
-    var timeline: [Point] = []
 }
+
+typealias ConnectionsReport = ScenarioReport<ConnectionsResults>
 
 final class ConnectionsScenario {
     let cmd: ConnectionsCommand
@@ -228,7 +227,7 @@ final class ConnectionsScenario {
         pl.finish()
         let t = pl.totals()
 
-        var r = ConnectionsReport.Result()
+        var r = ConnectionsResults.Result()
         r.attempted = t.attempted
         r.connected = t.connected
         r.failed = t.failed
@@ -281,7 +280,7 @@ final class ConnectionsScenario {
     }
 
     /// Why the ramp was slower than asked: a busy node loop, a busy machine, or neither.
-    private func rampLimit(_ r: ConnectionsReport.Result, inFlightCapped: Bool, peak: [String: Double],
+    private func rampLimit(_ r: ConnectionsResults.Result, inFlightCapped: Bool, peak: [String: Double],
                            mean: [String: Double], nodes: [String]) -> String {
         let head = "connections came up at \(Fmt.num(r.connectRatePerSecond, 0))/s, below the requested \(Fmt.num(cmd.rate, 0))/s"
             + (inFlightCapped ? " with the in-flight cap reached (connect reply p50 \(Fmt.num(r.connectLatency?.p50Ms ?? 0, 0)) ms)" : "")

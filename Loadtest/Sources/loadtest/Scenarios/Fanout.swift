@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import GatewayProtocol
+import GatewayTestSupport
 
 /// Scenario 2: publications through the HTTP API fanned out to many subscribers;
 /// checks every offset (lost, duplicated, out of order) and measures end-to-end latency.
@@ -88,7 +89,9 @@ struct FanoutCommand: ParsableCommand {
 
 extension FanoutTarget: ExpressibleByArgument {}
 
-struct FanoutReport: Codable {
+struct FanoutResults: EmptyResults {
+    static let sections: ReportSections = [.limits, .verdict, .timeline]
+
     struct Parameters: Codable {
         /// "gateway" or "nchan": the server measured.
         var target: String
@@ -151,18 +154,15 @@ struct FanoutReport: Codable {
         var maxMs: Double
     }
 
-    var run: RunInfo
-    var parameters: Parameters
     var subscribers = Subscribers()
     var publications = Publications()
     var deliveries = Deliveries()
     /// Percent of one core while publishing.
     var cpuWhilePublishing: [CPUSpan] = []
     var nodeRssBytes: [String: Int] = [:]
-    var limits: [String] = []
-    var verdict = ""
-    var timeline: [Point] = []
 }
+
+typealias FanoutReport = ScenarioReport<FanoutResults>
 
 final class FanoutScenario {
     let cmd: FanoutCommand

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Synchronization
 import GatewayProtocol
 
 /// Scenario 5: a holiday evening. Browsers ramp up and stay; meanwhile gifts are bought
@@ -131,7 +132,9 @@ struct HolidayPeakCommand: ParsableCommand {
     }
 }
 
-struct HolidayPeakReport: Codable {
+struct HolidayPeakResults: EmptyResults {
+    static let sections: ReportSections = [.limits, .checks, .verdict, .timeline]
+
     struct Parameters: Codable {
         var browsers: Int
         var connectRate: Double
@@ -268,8 +271,6 @@ struct HolidayPeakReport: Codable {
         var errors: Int
     }
 
-    var run: RunInfo
-    var parameters: Parameters
     var browsers = Browsers()
     /// Per kind of push: expected, received, lost, duplicates, latency (action to receipt).
     var pushes: [String: PushLedger.KindCounts] = [:]
@@ -293,16 +294,13 @@ struct HolidayPeakReport: Codable {
     var cpuDuringPeak: [CPUSpan] = []
     /// Run time and time spent waiting for a core, per process of the run, during the peak.
     var schedDuringPeak: [SchedSpan] = []
-    var limits: [String] = []
-    /// One line per target: `ok`/`MISSED`.
-    var checks: [String] = []
-    var verdict = ""
-    var timeline: [Point] = []
     var events: [ChartEvent] = []
 }
 
-/// What a gift or friend-pay is, for claiming, paying and reading back.
-final class HPOrder {
+typealias HolidayPeakReport = ScenarioReport<HolidayPeakResults>
+
+/// What a gift or friend-pay is, for claiming, paying and reading back. Under the scenario's `stats` lock.
+final class HPOrder: @unchecked Sendable {
     let n: Int
     let buyer: HPBrowser
     let friend: HPBrowser
@@ -320,7 +318,8 @@ final class HPOrder {
     }
 }
 
-final class HolidayPeakScenario {
+/// Counters under `stats`, browsers under the fleet lock; the rest is the main thread's.
+final class HolidayPeakScenario: @unchecked Sendable {
     let cmd: HolidayPeakCommand
     let tag = Machine.randomHex(bytes: 3)
     let ledger = PushLedger()
@@ -328,10 +327,10 @@ final class HolidayPeakScenario {
     let httpErrors = ErrorTally()
     private let stats = NSLock()
     private var httpCalls = 0
-    private var giftCount = HolidayPeakReport.Gifts()
-    private var fpCount = HolidayPeakReport.FriendPay()
-    private var grp = HolidayPeakReport.Groups()
-    private var drop = HolidayPeakReport.Drop()
+    private var giftCount = HolidayPeakResults.Gifts()
+    private var fpCount = HolidayPeakResults.FriendPay()
+    private var grp = HolidayPeakResults.Groups()
+    private var drop = HolidayPeakResults.Drop()
     private var groupLatency = Latency()
     private var lastLiveAlert: Int64?
     private var patchAt: Int64?
@@ -348,8 +347,8 @@ final class HolidayPeakScenario {
     /// Faults injected during the peak (the chaos scenario); nil for a plain holiday peak.
     var chaos: ChaosDriver?
     private var paySecret = ""
-    private var jobs: JobQueue!
-    private var fleet: BrowserFleet!
+    private(set) var jobs: JobQueue!
+    private(set) var fleet: BrowserFleet!
 
     init(_ cmd: HolidayPeakCommand) { self.cmd = cmd }
 
@@ -357,7 +356,32 @@ final class HolidayPeakScenario {
     var fpProduct: String { "hp-\(tag)-fp" }
     var watchProduct: String { "hp-\(tag)-watch" }
     func groupProduct(_ k: Int) -> String { "hp-\(tag)-g\(k)" }
+    var watchFields: String { #""product":"\#(watchProduct)""# }
     let price = 1999, watchPrice = 9900
+
+    // MARK: What the phases record
+
+    func watchFailed(_ reply: JSON) {
+        errors.add("watch: " + (reply["error"]?["code"]?.stringValue ?? "?"))
+        stats.withLock { drop.watchErrors += 1 }
+    }
+
+    /// The watcher was not connected: its watch never went out.
+    func watchNotSent() { stats.withLock { drop.watchErrors += 1 } }
+
+    func groupsJoined(groups: Int, members: Int, subscribed: Int) {
+        stats.withLock {
+            grp.groups = groups
+            grp.members = members
+            grp.subscribed = subscribed
+        }
+    }
+
+    /// The price-drop PATCH went out (its time is known).
+    var pricePatched: Bool { stats.withLock { patchAt != nil } }
+
+    /// Chaos: gift claims sent and not answered yet.
+    var claimsPending: Bool { stats.withLock { !pendingClaims.isEmpty } }
 
     func run() throws {
         let ctx = try RunContext(scenario: chaos == nil ? "holiday-peak" : "chaos", output: cmd.output)
@@ -411,289 +435,48 @@ final class HolidayPeakScenario {
             for b in browsers { b.onOnline = { [self] b in resendClaims(b) } }
         }
         let offline = (0..<cmd.offlineWatchers).map { HPBrowser(user: "hp-\(tag)-w\($0)", node: $0 % c.endpoints.count) }
-        var cpu = CPUWatch(cluster: c, workers: [])
-        var clock = Timeline(progress: p)
-
-        // 1. Ramp: browsers connect and stay; offline watchers connect, watch and leave.
-        p.note("ramp: \(Fmt.int(n)) browsers at \(Fmt.num(cmd.connectRate, 0))/s over \(c.endpoints.count) node(s), \(Fmt.int(offline.count)) offline watchers alongside")
-        let rampStart = Clock.now()
-        var opened = 0, openedOffline = 0
-        let offlineWatchDone = Counter()
-        let watchFields = #""product":"\#(watchProduct)""#
-        for w in offline {
-            w.onOnline = { [self] b in
-                // First connect only: watch, then go offline.
-                guard !b.reconnecting else { return }
-                fleet.send(b, "watch", watchFields) { [self] reply in
-                    if reply["ok"] == nil {
-                        errors.add("watch: " + (reply["error"]?["code"]?.stringValue ?? "?"))
-                        stats.withLock { drop.watchErrors += 1 }
-                    }
-                    offlineWatchDone.add()
-                    DispatchQueue.global().async { [self] in fleet.close(b) }
-                }
-            }
-        }
-        let rampDeadline = rampStart + Double(n) / cmd.connectRate * 2 + 30
-        var nextTick = Clock.now() + 1
-        var nextSettleCheck = 0.0
-        while true {
-            Children.haltIfInterrupted()
-            let due = min(n, Int((Clock.now() - rampStart) * cmd.connectRate) + 1)
-            while opened < due {
-                fleet.connect(browsers[opened], since: false, index: opened)
-                opened += 1
-            }
-            let dueOffline = min(offline.count, Int((Clock.now() - rampStart) * cmd.connectRate) + 1)
-            while openedOffline < dueOffline && openedOffline - offlineWatchDone.value < 500 {
-                fleet.connect(offline[openedOffline], since: false, index: openedOffline)
-                openedOffline += 1
-            }
-            if Clock.now() >= nextTick {
-                nextTick += 1
-                let s = fleet.snapshot
-                clock.tick(&report, "ramp", s.online, ledger, httpCalls: takeHTTP(), errors: errors.total + httpErrors.total)
-                p.line("ramp", "browsers online \(Fmt.int(s.online))/\(Fmt.int(n)) failed \(s.failed) | offline watchers \(offlineWatchDone.value)/\(offline.count) | connect \(fleet.connectSummary.line) | " + cpu.line())
-            }
-            if opened == n && openedOffline == offline.count && Clock.now() >= nextSettleCheck {
-                nextSettleCheck = Clock.now() + 0.1
-                let settled = fleet.lock.withLock {
-                    browsers.allSatisfy { $0.state == .online || $0.state == .failed }
-                        && offline.allSatisfy { $0.state == .closed || $0.state == .failed }
-                }
-                if settled { break }
-            }
-            if Clock.now() > rampDeadline {
-                p.note("ramp timed out; going on with the browsers online")
-                break
-            }
-            usleep(2_000)
-        }
-        report.browsers.rampSeconds = Clock.now() - rampStart
-        let afterRamp = fleet.snapshot
-        guard afterRamp.online > 0 else { throw SpawnError("no browser connected; see \(ctx.logDir)") }
-        report.browsers.connected = afterRamp.online
-        p.note("ramp done in \(Fmt.num(report.browsers.rampSeconds, 1)) s: \(Fmt.int(afterRamp.online)) browsers online, \(afterRamp.failed) failed")
-
-        // 2. Set-up: connected watchers watch; group members buy and join their group.
-        ledger.setMoment("1 set-up (members buy at once)")
-        let members = Array(browsers.prefix(cmd.groupMembers))
-        let connectedWatchers = Array(browsers.suffix(cmd.connectedWatchers))
-        let watched = Counter()
-        for b in connectedWatchers {
-            let sent = fleet.command(b, "watch", watchFields) { [self] reply in
-                if reply["ok"] == nil {
-                    errors.add("watch: " + (reply["error"]?["code"]?.stringValue ?? "?"))
-                    stats.withLock { drop.watchErrors += 1 }
-                }
-                watched.add()
-            }
-            if !sent { watched.add(); stats.withLock { drop.watchErrors += 1 } }
-        }
-        let bought = Counter()
-        for (i, b) in members.enumerated() {
-            jobs.add { [self] shop in buyForGroup(shop, b, group: i % cmd.groups, done: bought) }
-        }
-        let setupDeadline = Clock.now() + 60 + Double(members.count) / 20
-        while (bought.value < members.count || watched.value < connectedWatchers.count) && Clock.now() < setupDeadline {
-            Children.haltIfInterrupted()
-            usleep(100_000)
-            if Clock.now() >= nextTick {
-                nextTick += 1
-                clock.tick(&report, "setup", fleet.snapshot.online, ledger, httpCalls: takeHTTP(), errors: errors.total + httpErrors.total)
-                p.line("setup", "members bought \(bought.value)/\(members.count) | watches \(watched.value)/\(connectedWatchers.count) | " + cpu.line())
-            }
-        }
-        let subscribed = Counter()
-        let subscribeDone = Counter()
-        for (i, b) in members.enumerated() {
-            let channel = "group:\(groupProduct(i % cmd.groups))"
-            let sent = fleet.command(b, "subscribe", #""channel":"\#(channel)""#) { [self] reply in
-                if let ok = reply["ok"], let offset = ok["offset"]?.intValue, let epoch = ok["epoch"]?.stringValue {
-                    if b.groups[channel] == nil { b.groups[channel] = GroupPosition(start: offset, last: offset, epoch: epoch) }
-                    subscribed.add()
-                } else {
-                    errors.add("subscribe group: " + (reply["error"]?["code"]?.stringValue ?? "?"))
-                }
-                subscribeDone.add()
-            }
-            if !sent { subscribeDone.add() }
-        }
-        let subDeadline = Clock.now() + 30
-        while subscribeDone.value < members.count && Clock.now() < subDeadline { usleep(20_000) }
-        stats.withLock {
-            grp.groups = cmd.groups
-            grp.members = members.count
-            grp.subscribed = subscribed.value
-        }
-        // Only subscribed members count as senders and receivers.
-        let groupMembersByGroup: [[HPBrowser]] = fleet.lock.withLock {
-            (0..<cmd.groups).map { k in
-                members.enumerated().filter { $0.offset % cmd.groups == k }.map(\.element).filter { !$0.groups.isEmpty }
-            }
-        }
-        p.note("set-up: \(subscribed.value)/\(members.count) members in \(cmd.groups) groups, \(watched.value) connected + \(offlineWatchDone.value) offline watches; peak of \(cmd.duration) s begins")
-
-        // 3. Peak.
-        var procs: [(String, pid_t)] = c.endpoints.compactMap { ep in ep.pid.map { (ep.name, $0) } }
-        if let r = c.redisPid { procs.append(("redis", r)) }
-        procs.append(("loadtest (browsers, HTTP)", getpid()))
-        let victimIndexes = cmd.stormShare > 0 ? (0..<n).filter { Double(($0 * 7919) % 1000) < cmd.stormShare * 1000 } : []
-        var victims: [HPBrowser] = []
-        var inStorm = false
-        let senders = groupMembersByGroup
-        var senderCursor = Array(repeating: 0, count: cmd.groups)
-        let giftOrders = (0..<cmd.gifts).map { g in HPOrder(n: g, buyer: browsers[(2 * g) % n], friend: browsers[(2 * g + 1) % n]) }
-        let fpOrders = (0..<cmd.friendpays).map { f -> HPOrder in
-            let base = 3 * f + 1
-            let double = cmd.doublePay > 0 && Double((f * 7) % 100) < cmd.doublePay * 100
-            return HPOrder(n: f, buyer: browsers[base % n], friend: browsers[(base + 1) % n], second: double ? browsers[(base + 2) % n] : nil)
-        }
-        let spread = peak * 0.8
-        var nextGift = 0, nextFP = 0, messageSeq = 0
-        var stormDownAt: Double?, stormBackAt: Double?, stormBackDone: Double?
-        var dropDone = false, offlineCheckStarted = false
-        var offlineNext = 0
-        var offlineReturnDone = false
-        let offlineChecked = Counter()
-        let peakStart = Clock.now()
-        let peakEnd = peakStart + peak
-        let steady = "2 peak, steady"
-        var burstUntil: Double?
-        ledger.setMoment(steady)
-        chaos?.peakStarted(cluster: c, peakSeconds: peak, progress: p)
-        report.cpuDuringPeak = CPUSpan.measure(procs) {
-          report.schedDuringPeak = SchedSpan.measure(procs) {
-            while Clock.now() < peakEnd {
-                Children.haltIfInterrupted()
-                let t = Clock.now() - peakStart
-                // Gift rush and friend-pay requests, evenly over the first 80% of the peak.
-                while nextGift < giftOrders.count && Double(nextGift) * spread / Double(giftOrders.count) <= t {
-                    let g = giftOrders[nextGift]
-                    jobs.add { [self] shop in placeGift(shop, g) }
-                    nextGift += 1
-                }
-                while nextFP < fpOrders.count && Double(nextFP) * spread / Double(fpOrders.count) <= t {
-                    let f = fpOrders[nextFP]
-                    jobs.add { [self] shop in requestFriendPay(shop, f) }
-                    nextFP += 1
-                }
-                // Group chatter.
-                while cmd.chatterRate > 0 && Double(messageSeq) / cmd.chatterRate <= t {
-                    let k = messageSeq % cmd.groups
-                    messageSeq += 1
-                    guard !senders[k].isEmpty else { continue }
-                    let sender = senders[k][senderCursor[k] % senders[k].count]
-                    senderCursor[k] += 1
-                    chat(sender, group: "group:\(groupProduct(k))")
-                }
-                // Reconnect storm: down at once, back at once with `since`.
-                if stormDownAt == nil && !victimIndexes.isEmpty && t >= cmd.stormAt * peak {
-                    stormDownAt = t
-                    inStorm = true
-                    // Browsers waiting for a reply stay: a lost reply would be a lost claim or message, not the gateway's.
-                    victims = victimIndexes.map { browsers[$0] }.filter { fleet.drop($0) }
-                    report.events.append(ChartEvent(t: p.elapsed, label: "storm: \(victims.count) drop"))
-                    p.note("storm: dropped \(victims.count) browsers without a close frame")
-                }
-                if let down = stormDownAt, stormBackAt == nil && t >= down + cmd.stormDown {
-                    stormBackAt = t
-                    inStorm = false
-                    report.events.append(ChartEvent(t: p.elapsed, label: "storm: back with since"))
-                    let away = fleet.lock.withLock { victims.filter { $0.state == .down } }
-                    ledger.setMoment("3 peak, storm return (until 1 s after all are back)")
-                    for (i, b) in away.enumerated() { fleet.connect(b, since: true, index: i) }
-                }
-                if let back = stormBackAt, stormBackDone == nil,
-                   fleet.lock.withLock({ victims.allSatisfy { $0.state != .down && $0.state != .connecting } }) {
-                    stormBackDone = t - back
-                    burstUntil = Clock.now() + 1
-                }
-                // Flash price drop.
-                if !dropDone && t >= cmd.dropAt * peak {
-                    dropDone = true
-                    report.events.append(ChartEvent(t: p.elapsed, label: "price drop"))
-                    ledger.setMoment("4 peak, price drop (1 s from the PATCH)")
-                    burstUntil = Clock.now() + 1
-                    jobs.add { [self] shop in priceDrop(shop, connected: connectedWatchers, offline: offline) }
-                }
-                // Offline watchers come back with `since` a few seconds after the drop and read their alert.
-                if dropDone && !offlineCheckStarted && t >= cmd.dropAt * peak + 3 && stats.withLock({ patchAt != nil }) {
-                    offlineCheckStarted = true
-                    ledger.setMoment("5 peak, offline watchers come back (until 1 s after the last)")
-                    burstUntil = nil
-                    for w in offline {
-                        w.onOnline = { [self] b in
-                            offlineChecked.add()
-                            DispatchQueue.global().async { [self] in fleet.close(b) }
-                        }
-                    }
-                }
-                if offlineCheckStarted {
-                    let due = min(offline.count, Int((t - cmd.dropAt * peak - 3) * cmd.connectRate) + 1)
-                    while offlineNext < due && offlineNext - offlineChecked.value < 500 {
-                        fleet.connect(offline[offlineNext], since: true, index: offlineNext)
-                        offlineNext += 1
-                    }
-                    if offlineNext == offline.count && offlineChecked.value >= offline.count && !offlineReturnDone {
-                        offlineReturnDone = true
-                        burstUntil = Clock.now() + 1
-                    }
-                }
-                if let until = burstUntil, Clock.now() >= until {
-                    burstUntil = nil
-                    ledger.setMoment(steady)
-                }
-                // Browsers dropped by accident come back like the stormed ones.
-                if Clock.now() >= nextTick {
-                    nextTick += 1
-                    if !inStorm {
-                        let down = fleet.lock.withLock { browsers.enumerated().filter { $0.element.state == .down } }
-                        for (i, b) in down { fleet.connect(b, since: true, index: i) }
-                    }
-                    if chaos != nil { retryFailed(browsers, offline: offlineCheckStarted ? offline : []) }
-                    peakLine(p, &clock, &report, &cpu, "peak", n)
-                }
-                usleep(5_000)
-            }
-          }
-        }
-
-        // 4. Drain: late pushes, queued HTTP work, stragglers of the offline check.
-        ledger.setMoment("6 drain")
-        let drainStart = Clock.now()
-        while Clock.now() - drainStart < Double(cmd.drain) {
-            Children.haltIfInterrupted()
-            if chaos != nil && Clock.now() >= nextTick {
-                let down = fleet.lock.withLock { browsers.enumerated().filter { $0.element.state == .down } }
-                for (i, b) in down { fleet.connect(b, since: true, index: i) }
-                retryFailed(browsers, offline: offlineCheckStarted ? offline : [])
-            }
-            if offlineCheckStarted {
-                while offlineNext < offline.count && offlineNext - offlineChecked.value < 500 {
-                    fleet.connect(offline[offlineNext], since: true, index: offlineNext)
-                    offlineNext += 1
-                }
-            }
-            let groupsDone = groupsComplete(groupMembersByGroup)
-            let chaosDone = chaos.map { $0.faultsDone && stats.withLock { pendingClaims.isEmpty } } ?? true
-            if jobs.pending == 0 && ledger.outstanding == 0 && groupsDone && chaosDone
-                && offlineChecked.value + (chaos == nil ? fleet.snapshot.failed : 0) >= (offlineCheckStarted ? offline.count : 0) {
-                break
-            }
-            usleep(50_000)
-            if Clock.now() >= nextTick {
-                nextTick += 1
-                peakLine(p, &clock, &report, &cpu, "drain", n)
-            }
-        }
-        let drainSeconds = Clock.now() - drainStart
-        p.note("drain: \(Fmt.num(drainSeconds, 1)) s; reading back gifts and friend-pay orders")
+        let run = HolidayPeak.Run(scenario: self, cluster: c, progress: p, browsers: browsers, offline: offline, report: report)
+        let offlineWatchDone = try HolidayPeak.Ramp(run: run)()
+        let setUp = HolidayPeak.SetUp(run: run, offlineWatchDone: offlineWatchDone)()
+        let peakResult = HolidayPeak.Peak(run: run, setUp: setUp)()
+        HolidayPeak.Drain(run: run, setUp: setUp, peak: peakResult)()
 
         // 5. Read back orders: state, owner, exactly one key each, no key twice.
-        verify(c, giftOrders, fpOrders, p)
+        verify(c, peakResult.giftOrders, peakResult.fpOrders, p)
 
         // 6. Report.
+        report = completed(run, setUp, peakResult)
+        limits += judge(report)
+        if !c.deadNodes().isEmpty { limits.append("gateway: node exited: " + c.deadNodes().joined(separator: "; ")) }
+        report.limits = limits
+        (report.checks, report.verdict) = verdict(report)
+        report.run.machine = MachineInfo()
+        if let chaos {
+            let all = browsers + offline
+            let online = fleet.lock.withLock { all.filter { $0.state == .online }.count }
+            let stranded = fleet.lock.withLock { browsers.filter { $0.state != .online }.map(\.user) }
+            let pending = stats.withLock { pendingClaims.count }
+            let keys = stats.withLock { keysReadBack }
+            let held = stats.withLock { keysHeldUnrevealed }
+            try chaos.finish(cluster: c, peak: report, ctx: ctx, browsersOnline: online, stranded: stranded, claimsUnanswered: pending,
+                             keysReadBack: keys, keysHeld: held, products: (gift: (giftProduct, cmd.gifts + 10), friendpay: (fpProduct, cmd.friendpays + 10)),
+                             quiesce: { [self] in
+                                 jobs.stop()
+                                 fleet.shutdown()
+                             }, printPeak: { [self] in summary(report) })
+        } else {
+            summary(report)
+            try ctx.write(report)
+        }
+    }
+
+    /// The report once the run is over: the fleet's, the ledger's and the scenario's counts
+    /// and every total, before the limits and the verdict.
+    private func completed(_ run: HolidayPeak.Run, _ setUp: HolidayPeak.SetUp.Result, _ peak: HolidayPeak.Peak.Result) -> HolidayPeakReport {
+        var report = run.report
+        let n = run.n
+        let connectedWatchers = setUp.connectedWatchers, groupMembersByGroup = setUp.groupMembersByGroup
+        let offline = run.offline, offlineChecked = peak.offlineChecked, victims = peak.victims, stormBackDone = peak.stormBackDone
         let s = fleet.snapshot
         report.browsers.target = n
         report.browsers.failed = s.failed
@@ -751,7 +534,7 @@ final class HolidayPeakScenario {
         report.httpErrors = httpErrors.all
         report.errors = errors.all
         report.missingSamples = ledger.missingSamples()
-        var totals = HolidayPeakReport.Totals()
+        var totals = HolidayPeakResults.Totals()
         for k in report.pushes.values {
             totals.expected += k.expected
             totals.received += k.received
@@ -766,33 +549,12 @@ final class HolidayPeakScenario {
         totals.pushesReceived = ledger.totalReceipts
         totals.latency = ledger.all.summary
         report.totals = totals
-        limits += judge(report)
-        if !c.deadNodes().isEmpty { limits.append("gateway: node exited: " + c.deadNodes().joined(separator: "; ")) }
-        report.limits = limits
-        (report.checks, report.verdict) = verdict(report)
-        report.run.machine = MachineInfo()
-        if let chaos {
-            let all = browsers + offline
-            let online = fleet.lock.withLock { all.filter { $0.state == .online }.count }
-            let stranded = fleet.lock.withLock { browsers.filter { $0.state != .online }.map(\.user) }
-            let pending = stats.withLock { pendingClaims.count }
-            let keys = stats.withLock { keysReadBack }
-            let held = stats.withLock { keysHeldUnrevealed }
-            try chaos.finish(cluster: c, peak: report, ctx: ctx, browsersOnline: online, stranded: stranded, claimsUnanswered: pending,
-                             keysReadBack: keys, keysHeld: held, products: (gift: (giftProduct, cmd.gifts + 10), friendpay: (fpProduct, cmd.friendpays + 10)),
-                             quiesce: { [self] in
-                                 jobs.stop()
-                                 fleet.shutdown()
-                             }, printPeak: { [self] in summary(report) })
-        } else {
-            summary(report)
-            try ctx.write(report)
-        }
+        return report
     }
 
     /// Chaos: browsers whose reconnect failed (their node or Redis was down) try again,
     /// with `since`; offline watchers in their check too. Only those that were online once.
-    private func retryFailed(_ browsers: [HPBrowser], offline: [HPBrowser]) {
+    func retryFailed(_ browsers: [HPBrowser], offline: [HPBrowser]) {
         let failed = fleet.lock.withLock {
             (browsers + offline).enumerated().filter { $0.element.state == .failed && $0.element.personalEpoch != nil }
         }
@@ -829,7 +591,7 @@ final class HolidayPeakScenario {
     let setupLabel = "order.status (set-up)"
 
     /// A normal purchase: the member then may join the product's group.
-    private func buyForGroup(_ shop: ShopClient, _ b: HPBrowser, group k: Int, done: Counter) {
+    func buyForGroup(_ shop: ShopClient, _ b: HPBrowser, group k: Int, done: Counter) {
         defer { done.add() }
         let product = groupProduct(k)
         do {
@@ -849,7 +611,7 @@ final class HolidayPeakScenario {
     // MARK: Peak parts
 
     /// Gift order, payment, signed notify; the recipient claims on `gift.received`.
-    private func placeGift(_ shop: ShopClient, _ g: HPOrder) {
+    func placeGift(_ shop: ShopClient, _ g: HPOrder) {
         do {
             let t1 = Clock.unixMicros()
             let body = #"{"buyer":"\#(g.buyer.user)","product":"\#(giftProduct)","quantity":1,"kind":"gift","gift":{"to":"\#(g.friend.user)","message":"Happy holidays"}\#(idem("g\(g.n)"))}"#
@@ -874,7 +636,7 @@ final class HolidayPeakScenario {
     }
 
     /// Friend-pay request; the friend pays on `friendpay.requested`.
-    private func requestFriendPay(_ shop: ShopClient, _ f: HPOrder) {
+    func requestFriendPay(_ shop: ShopClient, _ f: HPOrder) {
         do {
             let t1 = Clock.unixMicros()
             let body = #"{"buyer":"\#(f.buyer.user)","product":"\#(fpProduct)","quantity":1,"kind":"friendpay","friendpay":{"to":"\#(f.friend.user)"}\#(idem("f\(f.n)"))}"#
@@ -919,7 +681,7 @@ final class HolidayPeakScenario {
         }
     }
 
-    private func chat(_ sender: HPBrowser, group channel: String) {
+    func chat(_ sender: HPBrowser, group channel: String) {
         let t = Clock.unixMicros()
         let sent = fleet.command(sender, "publish", #""channel":"\#(channel)","data":{"text":"hp \#(t) merry chatter"}"#) { [self] reply in
             if let offset = reply["ok"]?["offset"]?.intValue {
@@ -937,7 +699,7 @@ final class HolidayPeakScenario {
     }
 
     /// One PATCH to a lower price; every watcher expects exactly one `price.drop`.
-    private func priceDrop(_ shop: ShopClient, connected: [HPBrowser], offline: [HPBrowser]) {
+    func priceDrop(_ shop: ShopClient, connected: [HPBrowser], offline: [HPBrowser]) {
         let newPrice = watchPrice * 8 / 10
         let t = Clock.unixMicros()
         for b in connected { ledger.expect(b.user, "price.drop", watchProduct, at: t) }
@@ -1083,7 +845,7 @@ final class HolidayPeakScenario {
 
     private func countHTTP() { stats.withLock { httpCalls += 1 } }
 
-    private func takeHTTP() -> Int {
+    func takeHTTP() -> Int {
         stats.withLock {
             defer { httpCalls = 0 }
             return httpCalls
@@ -1161,7 +923,7 @@ final class HolidayPeakScenario {
 
     // MARK: Checks
 
-    private func groupsComplete(_ byGroup: [[HPBrowser]]) -> Bool {
+    func groupsComplete(_ byGroup: [[HPBrowser]]) -> Bool {
         fleet.lock.withLock {
             stats.withLock {
                 for (k, list) in byGroup.enumerated() {
@@ -1232,12 +994,14 @@ final class HolidayPeakScenario {
 
     // MARK: Progress, verdict, summary
 
-    private func peakLine(_ p: Progress, _ clock: inout Timeline, _ report: inout HolidayPeakReport, _ cpu: inout CPUWatch, _ phase: String, _ n: Int) {
+    /// The once-a-second line of the peak and the drain (and its timeline point).
+    func peakLine(_ run: HolidayPeak.Run, _ phase: String) {
+        let p = run.progress, n = run.n
         let s = fleet.snapshot
-        let point = clock.tick(&report, phase, s.online, ledger, httpCalls: takeHTTP(), errors: errors.total + httpErrors.total)
+        let point = run.clock.tick(&run.report, phase, s.online, ledger, httpCalls: takeHTTP(), errors: errors.total + httpErrors.total)
         let (gc, fc, g) = stats.withLock { (giftCount, fpCount, grp) }
         p.line(phase, "online \(Fmt.int(s.online))/\(Fmt.int(n)) | gifts \(gc.paid)/\(cmd.gifts) claimed \(gc.claimed) | friend-pay \(fc.paid)/\(cmd.friendpays) refunds \(fc.refundsReceived)/\(fc.refundsExpected) | chat \(g.messagesAccepted) | "
-            + "pushes +\(Fmt.int(point.pushesPerSecond))/s p99 \(Fmt.num(point.p99Ms, 1)) ms (run \(Fmt.num(ledger.p99SoFar, 1))) | waiting \(ledger.outstanding) | gaps \(s.personalGaps) dup \(s.personalDuplicates) err \(point.errors) | " + cpu.line())
+            + "pushes +\(Fmt.int(point.pushesPerSecond))/s p99 \(Fmt.num(point.p99Ms, 1)) ms (run \(Fmt.num(ledger.p99SoFar, 1))) | waiting \(ledger.outstanding) | gaps \(s.personalGaps) dup \(s.personalDuplicates) err \(point.errors) | " + run.cpu.line())
     }
 
     private func judge(_ r: HolidayPeakReport) -> [String] {
@@ -1334,11 +1098,10 @@ final class HolidayPeakScenario {
 }
 
 /// A thread-safe count.
-final class Counter {
-    private let lock = NSLock()
-    private var n = 0
-    func add() { lock.withLock { n += 1 } }
-    var value: Int { lock.withLock { n } }
+final class Counter: Sendable {
+    private let n = Mutex(0)
+    func add() { n.withLock { $0 += 1 } }
+    var value: Int { n.withLock { $0 } }
 }
 
 /// Per-second buckets of the run for the report and its chart.
@@ -1347,10 +1110,10 @@ struct Timeline {
     init(progress: Progress) { self.progress = progress }
 
     @discardableResult
-    mutating func tick(_ report: inout HolidayPeakReport, _ phase: String, _ online: Int, _ ledger: PushLedger, httpCalls: Int, errors: Int) -> HolidayPeakReport.Point {
+    mutating func tick(_ report: inout HolidayPeakReport, _ phase: String, _ online: Int, _ ledger: PushLedger, httpCalls: Int, errors: Int) -> HolidayPeakResults.Point {
         let (all, _, receipts) = ledger.takeInterval()
         let s = all.summary
-        let point = HolidayPeakReport.Point(t: progress.elapsed, phase: phase, online: online, pushesPerSecond: receipts,
+        let point = HolidayPeakResults.Point(t: progress.elapsed, phase: phase, online: online, pushesPerSecond: receipts,
                                             p50Ms: s.p50Ms, p99Ms: s.p99Ms, maxMs: s.maxMs, httpPerSecond: httpCalls, errors: errors)
         report.timeline.append(point)
         return point

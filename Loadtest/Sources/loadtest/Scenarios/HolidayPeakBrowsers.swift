@@ -15,8 +15,8 @@ struct GroupPosition {
 }
 
 /// One simulated browser tab: a user with one connection at a time, its personal
-/// channel position (for `since`) and its group subscriptions.
-final class HPBrowser {
+/// channel position (for `since`) and its group subscriptions. Under the fleet lock.
+final class HPBrowser: @unchecked Sendable {
     enum State { case idle, connecting, online, down, failed, closed }
     let user: String
     let node: Int
@@ -57,7 +57,7 @@ struct FleetCounts {
 /// Every browser of the run on a few `ClientLoop`s in this process. One lock guards all
 /// browser state; push handlers run under it on a loop thread and must not block
 /// (HTTP work goes to the job queue).
-final class BrowserFleet {
+final class BrowserFleet: @unchecked Sendable {
     let lock = NSLock()
     private let loops: [ClientLoop]
     private let urls: [String]
@@ -173,7 +173,7 @@ final class BrowserFleet {
 
     // MARK: Loop threads
 
-    private final class Tag {
+    private final class Tag: Sendable {
         let browser: HPBrowser
         let generation: Int
         init(_ b: HPBrowser, _ g: Int) {
@@ -322,8 +322,8 @@ final class BrowserFleet {
 }
 
 /// HTTP work (orders, payments, notifies, the PATCH) on a few threads, each with a
-/// keep-alive connection to one node.
-final class JobQueue {
+/// keep-alive connection to one node. The queue is under `cond`.
+final class JobQueue: @unchecked Sendable {
     private let cond = NSCondition()
     private var jobs: [(ShopClient) -> Void] = []
     private var head = 0

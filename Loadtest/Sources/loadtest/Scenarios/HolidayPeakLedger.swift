@@ -1,9 +1,10 @@
 import Foundation
+import Synchronization
 
 /// Every push the holiday-peak run expects, keyed by who gets it and what it is about,
 /// with the time of the action that caused it. A push may beat the HTTP answer that
 /// tells us its order id, so a receipt with no expectation yet waits for one.
-final class PushLedger {
+final class PushLedger: @unchecked Sendable {
     struct Entry {
         var kind: String
         var sentAt: Int64?
@@ -177,11 +178,10 @@ final class PushLedger {
 }
 
 /// Error reasons counted by name, shared by every thread of the run.
-final class ErrorTally {
-    private let lock = NSLock()
-    private var reasons: [String: Int] = [:]
+final class ErrorTally: Sendable {
+    private let reasons = Mutex<[String: Int]>([:])
 
-    func add(_ what: String) { lock.withLock { reasons[String(what.prefix(160)), default: 0] += 1 } }
-    var total: Int { lock.withLock { reasons.values.reduce(0, +) } }
-    var all: [String: Int] { lock.withLock { reasons } }
+    func add(_ what: String) { reasons.withLock { $0[String(what.prefix(160)), default: 0] += 1 } }
+    var total: Int { reasons.withLock { $0.values.reduce(0, +) } }
+    var all: [String: Int] { reasons.withLock { $0 } }
 }

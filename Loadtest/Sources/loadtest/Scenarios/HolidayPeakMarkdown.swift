@@ -2,7 +2,12 @@ import Foundation
 
 /// The holiday-peak report as a page people read: verdict lines against the targets,
 /// a table per kind of push, each part of the evening, the chart and the run.
-extension HolidayPeakReport: RichReport {
+extension HolidayPeakResults {
+    static func markdown(_ report: HolidayPeakReport, chartFile: String?) -> String? { report.markdown(chartFile: chartFile) }
+    static func chart(_ report: HolidayPeakReport) -> (title: String, panels: [ChartPanel], events: [ChartEvent])? { report.chart() }
+}
+
+extension ScenarioReport where Results == HolidayPeakResults {
     func markdown(chartFile: String?) -> String {
         let p = parameters
         var out = "# Holiday peak: \(Fmt.int(p.browsers)) browsers, \(p.durationSeconds) s peak, \(p.nodes) node(s)\n\n"
@@ -17,61 +22,61 @@ extension HolidayPeakReport: RichReport {
 
         out += "## Pushes per kind\n\n"
         out += "Latency runs from the action that caused the push (the HTTP request, the `gift.claim`, the PATCH, or the `t` stamped in a group message) to its receipt on the browser's socket. Pushes replayed by `since` recovery count as received but have no latency.\n\n"
-        var rows: [[String]] = pushes.sorted { $0.key < $1.key }.map { kind, k in
+        var rows: [[String]] = self.pushes.sorted { $0.key < $1.key }.map { kind, k in
             let l = k.latency
             return ["`\(kind)`", Fmt.int(k.expected), Fmt.int(k.received), Fmt.int(k.lost), Fmt.int(k.duplicates), Fmt.int(k.unexpected),
                     Fmt.int(k.recovered), l.map { MD.ms($0.p50Ms) } ?? "-", l.map { MD.ms($0.p95Ms) } ?? "-",
                     l.map { MD.ms($0.p99Ms) } ?? "-", l.map { MD.ms($0.maxMs) } ?? "-"]
         }
-        let t = totals
+        let t = self.totals
         rows.append(["**all**", Fmt.int(t.expected), Fmt.int(t.received), Fmt.int(t.lost), Fmt.int(t.duplicates), Fmt.int(t.unexpected), "",
                      t.latency.map { MD.ms($0.p50Ms) } ?? "-", t.latency.map { MD.ms($0.p95Ms) } ?? "-",
                      t.latency.map { MD.ms($0.p99Ms) } ?? "-", t.latency.map { MD.ms($0.maxMs) } ?? "-"])
         out += MD.table(["kind", "expected", "received", "lost", "dup", "unexpected", "recovered", "p50 ms", "p95 ms", "p99 ms", "max ms"], rows) + "\n"
-        out += "Offsets skipped or out of order: \(t.outOfOrder) (personal channels \(browsers.personalGaps), groups \(groups.outOfOrder)); errors: \(t.errors); pushes received in all: \(Fmt.int(t.pushesReceived)).\n\n"
+        out += "Offsets skipped or out of order: \(t.outOfOrder) (personal channels \(self.browsers.personalGaps), groups \(self.groups.outOfOrder)); errors: \(t.errors); pushes received in all: \(Fmt.int(t.pushesReceived)).\n\n"
 
-        if !latencyByMoment.isEmpty {
+        if !self.latencyByMoment.isEmpty {
             out += "## Latency by moment\n\nThe same pushes, by what the run was doing when they arrived: steady state apart from the bursts.\n\n"
-            out += MD.latencyTable(latencyByMoment.sorted { $0.key < $1.key }.map { (String($0.key.dropFirst(2)), $0.value) }, firstColumn: "moment") + "\n"
-            if !fanoutByMoment.isEmpty {
+            out += MD.latencyTable(self.latencyByMoment.sorted { $0.key < $1.key }.map { (String($0.key.dropFirst(2)), $0.value) }, firstColumn: "moment") + "\n"
+            if !self.fanoutByMoment.isEmpty {
                 out += "Fan-out half only: from the push's publication (`ts`, stamped by Redis when it is stored, 1 ms resolution) to its receipt (pub/sub, the node's loop, the socket, the load generator):\n\n"
-                out += MD.latencyTable(fanoutByMoment.sorted { $0.key < $1.key }.map { (String($0.key.dropFirst(2)), $0.value) }, firstColumn: "moment") + "\n"
+                out += MD.latencyTable(self.fanoutByMoment.sorted { $0.key < $1.key }.map { (String($0.key.dropFirst(2)), $0.value) }, firstColumn: "moment") + "\n"
             }
         }
         out += "## The parts of the evening\n\n"
-        let b = browsers
+        let b = self.browsers
         out += "**Browsers.** \(Fmt.int(b.connected)) of \(Fmt.int(b.target)) connected in \(Fmt.num(b.rampSeconds, 1)) s at \(Fmt.num(p.connectRate, 0))/s (\(b.failed) failed), held to the end (\(Fmt.int(b.onlineAtEnd)) online then); \(b.drops) unplanned drops, each back with `since`.\n\n"
-        let g = gifts
+        let g = self.gifts
         out += "**Gift rush.** \(g.ordered) gift orders paid by signed notify (\(g.paid) paid); \(g.received) `gift.received` pushes; \(g.claimed) claims over WebSocket, \(g.claimsWithOneKey) with exactly one key; read back: \(g.readBackDelivered) delivered to the named friend; keys seen twice: \(g.keysSeenTwice).\n\n"
-        let f = friendPay
+        let f = self.friendPay
         out += "**Friend-pay.** \(f.requested) requests, \(f.paid) paid by the friend on `friendpay.requested`; \(f.secondPayments) paid by a second friend too, \(f.refundsReceived)/\(f.refundsExpected) of those refunded (`payment.refunded`); read back: \(f.readBackOK) paid exactly once, by the first friend.\n\n"
-        let gr = groups
+        let gr = self.groups
         out += "**Group chatter.** \(gr.subscribed)/\(gr.members) members in \(gr.groups) groups; \(gr.messagesAccepted) of \(gr.messagesSent) messages accepted (\(gr.rateLimited) rate limited, \(gr.skippedSenderOffline) skipped while the sender was away); \(Fmt.int(gr.delivered)) of \(Fmt.int(gr.expectedDeliveries)) deliveries checked by offset on every member: \(gr.lost) lost, \(gr.duplicates) duplicated, \(gr.outOfOrder) out of order.\n\n"
-        let d = priceDrop
+        let d = self.priceDrop
         out += "**Flash price drop.** \(d.oldPrice) → \(d.newPrice) with \(d.connectedWatchers) connected and \(d.offlineWatchers) offline watchers; the PATCH took \(Fmt.num(d.patchMs, 1)) ms; \(d.liveAlerts) live alerts, the last \(d.lastLiveAlertMs.map { Fmt.num($0, 1) + " ms" } ?? "-") after the PATCH; \(d.offlineChecked) offline watchers came back with `since`; missing \(d.missing), duplicated \(d.duplicates).\n\n"
-        let s = storm
+        let s = self.storm
         out += "**Reconnect storm.** \(s.victims) browsers dropped without a close frame for \(Fmt.num(s.downSeconds, 1)) s, then came back at once with `since` (all back in \(s.backInSeconds.map { Fmt.num($0, 2) + " s" } ?? "-")); \(s.reconnected) reconnects in the run, \(s.notRecovered) not recovered; \(s.recoveredPushes) pushes arrived through recovery.\n\n"
 
-        if !replies.isEmpty {
-            out += "## Command replies over WebSocket\n\n" + MD.latencyTable(replies.sorted { $0.key < $1.key }.map { ("`\($0.key)`", $0.value) }, firstColumn: "command")
+        if !self.replies.isEmpty {
+            out += "## Command replies over WebSocket\n\n" + MD.latencyTable(self.replies.sorted { $0.key < $1.key }.map { ("`\($0.key)`", $0.value) }, firstColumn: "command")
             if let c = b.connectLatency, c.count > 0 { out += MD.latencyTable([("connect (socket + `connect` reply)", c)], firstColumn: "step").split(separator: "\n").dropFirst(2).joined(separator: "\n") + "\n" }
             out += "\n"
         }
-        if !cpuDuringPeak.isEmpty {
+        if !self.cpuDuringPeak.isEmpty {
             out += "## CPU during the peak\n\n"
-            let sched = Dictionary(schedDuringPeak.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+            let sched = Dictionary(self.schedDuringPeak.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
             out += MD.table(["process", "% of one core", "waiting for a core, % of the peak", "worst thread waiting", "wait per wake-up ms"],
-                            cpuDuringPeak.map { c in
+                            self.cpuDuringPeak.map { c in
                                 let s = sched[c.name]
                                 return [c.name, Fmt.num(c.percentOfOneCore, 0), s.map { Fmt.num($0.waitPercent, 1) } ?? "", s.map { Fmt.num($0.worstThreadWaitPercent, 1) } ?? "",
                                         s.map { Fmt.num($0.worstThreadWaitPerSliceMs, 2) } ?? ""]
                             }) + "\n"
         }
-        let problems = errors.merging(httpErrors) { $0 + $1 }
-        if !problems.isEmpty || !missingSamples.isEmpty || !b.failures.isEmpty {
+        let problems = self.errors.merging(self.httpErrors) { $0 + $1 }
+        if !problems.isEmpty || !self.missingSamples.isEmpty || !b.failures.isEmpty {
             out += "## Errors\n\n"
             out += MD.table(["count", "what"], (problems.merging(b.failures) { $0 + $1 }).sorted { $0.value > $1.value }.prefix(20).map { [Fmt.int($0.value), $0.key] }, rightAlignFrom: 9)
-            if !missingSamples.isEmpty { out += "\nSome missing pushes (user, kind, subject):\n\n" + missingSamples.map { "- `\($0)`" }.joined(separator: "\n") + "\n" }
+            if !self.missingSamples.isEmpty { out += "\nSome missing pushes (user, kind, subject):\n\n" + self.missingSamples.map { "- `\($0)`" }.joined(separator: "\n") + "\n" }
             out += "\n"
         }
         out += "## Parameters\n\n" + MD.table(["parameter", "value"], [
@@ -101,6 +106,6 @@ extension HolidayPeakReport: RichReport {
         let online = ChartPanel(title: "Browsers online", unit: "connections", series: [
             ChartSeries(name: "online", points: timeline.map { ($0.t, Double($0.online)) }, color: "#9467bd"),
         ])
-        return ("loadtest holiday-peak: \(Fmt.int(parameters.browsers)) browsers, \(parameters.nodes) node(s)", [latency, throughput, online], events)
+        return ("loadtest holiday-peak: \(Fmt.int(parameters.browsers)) browsers, \(parameters.nodes) node(s)", [latency, throughput, online], self.events)
     }
 }

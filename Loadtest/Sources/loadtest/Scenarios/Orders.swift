@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Synchronization
 import GatewayProtocol
 
 /// Scenario 3: the money path end to end. Orders are created, paid and notified over
@@ -63,7 +64,9 @@ struct OrdersCommand: ParsableCommand {
     }
 }
 
-struct OrdersReport: Codable {
+struct OrdersResults: EmptyResults {
+    static let sections: ReportSections = [.limits, .verdict, .timeline]
+
     struct Parameters: Codable {
         var orders: Int
         var keys: Int
@@ -128,8 +131,6 @@ struct OrdersReport: Codable {
         var problems: [String] = []
     }
 
-    var run: RunInfo
-    var parameters: Parameters
     var keyUploadSeconds = 0.0
     var buyersConnected = 0
     var buyerFailures: [String: Int] = [:]
@@ -138,9 +139,6 @@ struct OrdersReport: Codable {
     var check = Check()
     var cpuWhileOrdering: [CPUSpan] = []
     var perfTop: [String] = []
-    var limits: [String] = []
-    var verdict = ""
-    var timeline: [Point] = []
 
     struct Point: Codable {
         var t: Double
@@ -152,8 +150,11 @@ struct OrdersReport: Codable {
     }
 }
 
-/// Everything the HTTP workers and the buyers' receipts record, under one lock.
-final class OrderLedger {
+typealias OrdersReport = ScenarioReport<OrdersResults>
+
+/// Everything the HTTP workers and the buyers' receipts record, under one lock (hence
+/// unchecked Sendable, as every lock-guarded class of the load tester).
+final class OrderLedger: @unchecked Sendable {
     private let lock = NSLock()
     let total: Int
     private var nextIndex = 0
@@ -279,15 +280,15 @@ final class OrderLedger {
 }
 
 /// Threads still running, for the parent's progress loop.
-final class ActiveCount {
-    private let lock = NSLock()
-    private var n: Int
-    init(_ n: Int) { self.n = n }
-    var value: Int { lock.withLock { n } }
-    func decrement() { lock.withLock { n -= 1 } }
+final class ActiveCount: Sendable {
+    private let n: Mutex<Int>
+    init(_ n: Int) { self.n = Mutex(n) }
+    var value: Int { n.withLock { $0 } }
+    func decrement() { n.withLock { $0 -= 1 } }
 }
 
-final class OrdersScenario {
+/// Its threads share only what is set in `init`.
+final class OrdersScenario: @unchecked Sendable {
     let cmd: OrdersCommand
     let tag = Machine.randomHex(bytes: 3)
 
@@ -422,7 +423,7 @@ final class OrdersScenario {
         let check = verify(c, ledger, keys: m, progress: p)
         let s = ledger.snapshot
         let lat = ledger.summaries
-        var flow = OrdersReport.Flow()
+        var flow = OrdersResults.Flow()
         flow.created = s.created
         flow.paymentsCreated = s.payments
         flow.notified = s.notified
@@ -509,13 +510,13 @@ final class OrdersScenario {
     }
 
     private struct Verification {
-        var check = OrdersReport.Check()
+        var check = OrdersResults.Check()
         var missing = 0
         var mismatched = 0
     }
 
     /// What the read-back threads share, under its lock.
-    private final class ReadBack {
+    private final class ReadBack: @unchecked Sendable {
         let lock = NSLock()
         var next = 0
         var done = 0

@@ -78,7 +78,9 @@ struct PriceDropCommand: ParsableCommand {
     }
 }
 
-struct PriceDropReport: Codable {
+struct PriceDropResults: EmptyResults {
+    static let sections: ReportSections = [.limits, .verdict, .timeline]
+
     struct Parameters: Codable {
         var watchers: Int
         var connectedFraction: Double
@@ -154,15 +156,10 @@ struct PriceDropReport: Codable {
         var ok = false
     }
 
-    var run: RunInfo
-    var parameters: PriceDropReport.Parameters
     var setup = Setup()
     var drop = Drop()
     var alerts = Alerts()
     var perfTop: [String] = []
-    var limits: [String] = []
-    var verdict = ""
-    var timeline: [Point] = []
 
     struct Point: Codable {
         var t: Double
@@ -172,6 +169,8 @@ struct PriceDropReport: Codable {
         var alerts: Int
     }
 }
+
+typealias PriceDropReport = ScenarioReport<PriceDropResults>
 
 final class PriceDropScenario {
     let cmd: PriceDropCommand
@@ -268,7 +267,7 @@ final class PriceDropScenario {
             usleep(200_000)
         }
         let t = pl.totals()
-        var setup = PriceDropReport.Setup(seconds: setupSeconds, watchesPerSecond: Double(t.watched) / max(setupSeconds, 0.001),
+        var setup = PriceDropResults.Setup(seconds: setupSeconds, watchesPerSecond: Double(t.watched) / max(setupSeconds, 0.001),
                                           watched: t.watched, online: t.online, closedOffline: t.closedOffline, failed: t.failed,
                                           dropped: t.dropped, watchFailed: t.watchFailed, failures: t.failures, drops: t.drops)
         setup.productWatchers = (try? admin.product(productID))?["watchers"]?.intValue.map { Int($0) }
@@ -298,7 +297,7 @@ final class PriceDropScenario {
         procs.append(("loadtest (pings, Redis polls)", getpid()))
         let perf = cmd.perf ? c.endpoints[0].pid.flatMap { PerfRecorder(pid: $0, logDir: ctx.logDir, name: "pricedrop-n1", progress: p) } : nil
         let expectedOnline = t.online
-        var drop = PriceDropReport.Drop()
+        var drop = PriceDropResults.Drop()
         for ep in c.endpoints {
             if let pid = ep.pid { drop.nodeFiles[ep.name] = "\(Machine.openFiles(pid).map(String.init) ?? "?")/\(Machine.fdLimit(of: pid).map(String.init) ?? "?")" }
         }
@@ -375,7 +374,7 @@ final class PriceDropScenario {
         report.drop = drop
 
         // Every watcher's history: exactly one price.drop of this product.
-        var a = PriceDropReport.Alerts(expectedOnline: expectedOnline, receivedOnline: ft.alerted, duplicatesOnline: ft.alertDuplicates,
+        var a = PriceDropResults.Alerts(expectedOnline: expectedOnline, receivedOnline: ft.alerted, duplicatesOnline: ft.alertDuplicates,
                                        wrongOnline: ft.alertWrong)
         a.droppedAfterSetup = ft.dropped - t.dropped
         a.dropReasons = ft.drops.merging(t.drops) { $0 - $1 }.filter { $0.value > 0 }

@@ -28,7 +28,8 @@ struct Endpoint: Codable {
 }
 
 /// Redis plus gateway nodes: spawned and owned by this run, or found running.
-final class Cluster {
+/// Processes and endpoints a fault thread may restart are under `restartLock`.
+final class Cluster: @unchecked Sendable {
     /// A restarted node keeps its name and port; only its pid changes.
     private(set) var endpoints: [Endpoint]
     let shopKey: String

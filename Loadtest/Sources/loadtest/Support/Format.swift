@@ -33,7 +33,7 @@ enum Fmt {
 }
 
 /// One line per second while a scenario runs, prefixed with the elapsed time.
-final class Progress {
+final class Progress: Sendable {
     let start = Clock.now()
 
     var elapsed: Double { Clock.now() - start }
@@ -41,12 +41,12 @@ final class Progress {
     func line(_ phase: String, _ text: String) {
         let head = String(format: "[%4.0fs]", elapsed)
         print("\(head) \(phase.padding(toLength: 7, withPad: " ", startingAt: 0)) \(text)")
-        fflush(stdout)
+        fflush(nil)
     }
 
     func note(_ text: String) {
         print(text)
-        fflush(stdout)
+        fflush(nil)
     }
 }
 

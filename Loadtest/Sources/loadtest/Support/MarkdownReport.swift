@@ -1,14 +1,5 @@
 import Foundation
 
-/// A scenario report that draws its own Markdown and chart; others get the generic
-/// rendering of their JSON (see `MarkdownReport.generic`).
-protocol RichReport: Encodable {
-    /// The whole Markdown page; `chartFile` is the SVG's file name beside it (nil: none).
-    func markdown(chartFile: String?) -> String
-    /// The chart, nil for none.
-    func chart() -> (title: String, panels: [ChartPanel], events: [ChartEvent])?
-}
-
 /// Small Markdown helpers shared by the renderers.
 enum MD {
     static func table(_ header: [String], _ rows: [[String]], rightAlignFrom: Int = 1) -> String {
@@ -47,15 +38,17 @@ enum MD {
 
 enum MarkdownReport {
     /// Markdown and SVG beside the JSON report: `<name>.md`, `<name>.svg`. Returns the paths written.
-    static func write<T: Encodable>(_ report: T, json: Data, jsonPath: String) -> (md: String, svg: String?) {
+    /// A scenario whose results draw their own page and chart gets them; the others the
+    /// generic rendering of their JSON (see `generic`).
+    static func write<Results>(_ report: ScenarioReport<Results>, json: Data, jsonPath: String) -> (md: String, svg: String?) {
         let base = jsonPath.hasSuffix(".json") ? String(jsonPath.dropLast(5)) : jsonPath
         let mdPath = base + ".md", svgPath = base + ".svg"
         let svgName = URL(fileURLWithPath: svgPath).lastPathComponent
         var svg: String?
         var md: String
-        if let rich = report as? RichReport {
-            if let c = rich.chart() { svg = SVGChart.render(title: c.title, panels: c.panels, events: c.events) }
-            md = rich.markdown(chartFile: svg == nil ? nil : svgName)
+        if let c = Results.chart(report) { svg = SVGChart.render(title: c.title, panels: c.panels, events: c.events) }
+        if let own = Results.markdown(report, chartFile: svg == nil ? nil : svgName) {
+            md = own
         } else {
             let obj = (try? JSONSerialization.jsonObject(with: json)) as? [String: Any] ?? [:]
             if let c = genericChart(obj) { svg = SVGChart.render(title: c.title, panels: c.panels) }

@@ -6,8 +6,9 @@ import GatewayProtocol
 /// One client per node sending `ping` every few milliseconds: the longest answer is
 /// how long the node's loop kept a client waiting. The node's own stall gauge only
 /// sees stalls that overlap its 250 ms tick, so this measures it from outside too.
-final class PingProbe {
-    private final class Peer {
+/// Mutable state under `lock`.
+final class PingProbe: @unchecked Sendable {
+    private final class Peer: @unchecked Sendable {
         let node: Int
         var connected = false
         var pending: [Int64: Int64] = [:]

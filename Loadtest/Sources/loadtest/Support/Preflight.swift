@@ -46,7 +46,7 @@ enum Preflight {
         return nil
     }
 
-    static func explain(failures: [String: Int], drops: [String: Int], nodes: [ConnectionsReport.NodeResult],
+    static func explain(failures: [String: Int], drops: [String: Int], nodes: [ConnectionsResults.NodeResult],
                         aborted: String?, logComplaints: [String]) -> [String] {
         var out: [String] = []
         for n in nodes {

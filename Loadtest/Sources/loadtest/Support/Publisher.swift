@@ -1,5 +1,6 @@
 import Foundation
 import GatewayProtocol
+import GatewayTestSupport
 
 /// Publishes `total` publications at `rate` per second through `POST /api/v1/publish`
 /// (or Nchan's `POST /pub/<channel>`), open loop: publication n is due at start + n/rate
@@ -11,7 +12,8 @@ import GatewayProtocol
 /// number n / channels + 1 on its channel): subscribers check both servers the same way
 /// and receive frames of the same size. Concurrent publishers may reach Nchan in another
 /// order than they numbered, so out-of-order counts there include publisher races.
-final class Publisher {
+/// Mutable state under `lock`.
+final class Publisher: @unchecked Sendable {
     struct Stats {
         var sent = 0
         var ok = 0

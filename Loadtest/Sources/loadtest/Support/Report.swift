@@ -45,7 +45,7 @@ final class RunContext {
     }
 
     /// The JSON report, and beside it the same as Markdown with an SVG chart of the timeline.
-    func write<T: Encodable>(_ report: T) throws {
+    func write<Results>(_ report: ScenarioReport<Results>) throws {
         Children.haltIfInterrupted()
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
@@ -134,5 +134,82 @@ struct CPUSpan: Codable {
             spans.append(CPUSpan(name: "other processes", percentOfOneCore: max(0, (pct(ma - mb) - ours) * 10).rounded() / 10))
         }
         return spans
+    }
+}
+
+/// Which of the shared sections a scenario's report carries (and so its JSON has).
+struct ReportSections: OptionSet {
+    let rawValue: Int
+    static let limits = ReportSections(rawValue: 1)
+    static let checks = ReportSections(rawValue: 2)
+    static let verdict = ReportSections(rawValue: 4)
+    static let timeline = ReportSections(rawValue: 8)
+}
+
+/// A scenario's own findings: the part of its report no other scenario has.
+protocol ScenarioResults: Encodable {
+    associatedtype Parameters: Encodable
+    /// One second of the run in the timeline (`Never` for none).
+    associatedtype Point: Encodable
+    static var sections: ReportSections { get }
+    /// A Markdown page of its own; nil: the generic rendering of the JSON.
+    static func markdown(_ report: ScenarioReport<Self>, chartFile: String?) -> String?
+    /// A chart of its own; nil: the generic chart of the timeline, if any.
+    static func chart(_ report: ScenarioReport<Self>) -> (title: String, panels: [ChartPanel], events: [ChartEvent])?
+}
+
+extension ScenarioResults {
+    static func markdown(_ report: ScenarioReport<Self>, chartFile: String?) -> String? { nil }
+    static func chart(_ report: ScenarioReport<Self>) -> (title: String, panels: [ChartPanel], events: [ChartEvent])? { nil }
+}
+
+/// Results that start empty and fill up as the run goes.
+protocol EmptyResults: ScenarioResults {
+    init()
+}
+
+/// Every scenario's report: the run, its parameters and the shared sections (limits,
+/// checks, verdict, timeline) around the scenario's own results, all in one JSON object.
+/// The results' fields read as the report's own (`report.deliveries`).
+@dynamicMemberLookup
+struct ScenarioReport<Results: ScenarioResults>: Encodable {
+    var run: RunInfo
+    var parameters: Results.Parameters
+    var results: Results
+    var limits: [String] = []
+    /// One line per target: `ok`/`MISSED`.
+    var checks: [String] = []
+    var verdict = ""
+    var timeline: [Results.Point] = []
+
+    init(run: RunInfo, parameters: Results.Parameters, results: Results) {
+        self.run = run
+        self.parameters = parameters
+        self.results = results
+    }
+
+    subscript<T>(dynamicMember path: WritableKeyPath<Results, T>) -> T {
+        get { results[keyPath: path] }
+        set { results[keyPath: path] = newValue }
+    }
+
+    private enum CodingKeys: String, CodingKey { case run, parameters, limits, checks, verdict, timeline }
+
+    func encode(to encoder: Encoder) throws {
+        try results.encode(to: encoder)
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(run, forKey: .run)
+        try c.encode(parameters, forKey: .parameters)
+        let sections = Results.sections
+        if sections.contains(.limits) { try c.encode(limits, forKey: .limits) }
+        if sections.contains(.checks) { try c.encode(checks, forKey: .checks) }
+        if sections.contains(.verdict) { try c.encode(verdict, forKey: .verdict) }
+        if sections.contains(.timeline) { try c.encode(timeline, forKey: .timeline) }
+    }
+}
+
+extension ScenarioReport where Results: EmptyResults {
+    init(run: RunInfo, parameters: Results.Parameters) {
+        self.init(run: run, parameters: parameters, results: Results())
     }
 }

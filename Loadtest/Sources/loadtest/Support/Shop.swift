@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import GatewayCrypto
 import GatewayProtocol
+import GatewayTestSupport
 
 /// The shop backend and payment provider as the commerce scenarios play them: one
 /// keep-alive connection per caller, JSON in and out.

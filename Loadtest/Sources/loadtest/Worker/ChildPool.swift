@@ -1,12 +1,12 @@
 import Foundation
 
 /// A load-generator child's instructions: one JSON line on its stdin.
-protocol ChildSpec: Codable {
+protocol ChildSpec: Codable, Sendable {
     var index: Int { get }
 }
 
 /// A load-generator child's report: one JSON line on its stdout, repeated, the last one `final`.
-protocol ChildStatus: Codable {
+protocol ChildStatus: Codable, Sendable {
     var final: Bool { get }
 }
 
@@ -14,7 +14,7 @@ protocol ChildStatus: Codable {
 /// children): spawns `loadtest <arguments>` per spec, hands each its spec, reads its
 /// status lines on a thread of its own, merges one latency histogram, finishes and reaps.
 /// What the counters mean is the kind's business (`WorkerPool`, `ProbePool`).
-final class ChildPool<Spec: ChildSpec, Status: ChildStatus> {
+final class ChildPool<Spec: ChildSpec, Status: ChildStatus>: @unchecked Sendable {
     /// One child's spec with its latest and final status.
     struct Child {
         let spec: Spec
@@ -22,7 +22,7 @@ final class ChildPool<Spec: ChildSpec, Status: ChildStatus> {
         let final: Status?
     }
 
-    private final class Slot {
+    private final class Slot: @unchecked Sendable {
         let spec: Spec
         let process: ChildProcess
         var latest: Status?

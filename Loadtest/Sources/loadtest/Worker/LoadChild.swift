@@ -7,7 +7,7 @@ import GatewayClient
 /// obeys `finish` and `exit` on stdin, and keeps its sockets until the parent lets go.
 /// Subclasses (`Worker`, `ProbeWorker`) open connections, handle their frames and say
 /// what a status line holds.
-class LoadChild {
+class LoadChild: @unchecked Sendable {
     /// Guards the subclass's counters too: frames arrive on the lws thread, reports go
     /// out from the main thread.
     let lock = NSLock()
@@ -63,7 +63,7 @@ class LoadChild {
     func closed(_ conn: ClientConnection, key: String) {}
 
     /// The `onClose` handler: routes closes to `closed(_:key:)`.
-    var closeHandler: (ClientConnection, UInt16?, String) -> Void {
+    var closeHandler: @Sendable (ClientConnection, UInt16?, String) -> Void {
         { [unowned self] conn, code, reason in
             let key = Self.closeKey(code, reason)
             lock.withLock { if !closing { closed(conn, key: key) } }

@@ -4,8 +4,8 @@ import GatewayAuth
 import GatewayClient
 import GatewayProtocol
 
-/// One probe user's connection.
-final class ProbePeer {
+/// One probe user's connection, under the child's lock.
+final class ProbePeer: @unchecked Sendable {
     enum State { case connecting, connected, watching, online, closing, closed }
     let g: Int
     let user: String
@@ -31,7 +31,7 @@ final class ProbePeer {
 
 /// The child process behind `--probe-worker`: connects its users, watches or waits
 /// for order pushes, and reports JSON lines on stdout (the process plumbing is `LoadChild`'s).
-final class ProbeWorker: LoadChild {
+final class ProbeWorker: LoadChild, @unchecked Sendable {
     let spec: ProbeSpec
     private var status: ProbeStatus
     private var peers: [ProbePeer] = []

@@ -16,8 +16,8 @@ struct WorkerCommand: ParsableCommand {
     }
 }
 
-/// One client connection's view of its stream.
-final class Peer {
+/// One client connection's view of its stream, under the child's lock.
+final class Peer: @unchecked Sendable {
     enum State { case connecting, connected, subscribing, subscribed, failed, closed }
     let node: Int
     let channel: Int
@@ -36,7 +36,7 @@ final class Peer {
 
 /// Opens its share of the connections (connect, subscribe), checks every push's offset
 /// and records its latency; the process plumbing is `LoadChild`'s.
-final class Worker: LoadChild {
+final class Worker: LoadChild, @unchecked Sendable {
     let spec: WorkerSpec
     private var status: WorkerStatus
     private var interval = Latency()
