@@ -2,7 +2,7 @@
 import PackageDescription
 
 /// Swift 5 language mode only where lws and hiredis callbacks force it: GatewayIO and
-/// GatewayNode (with `gateway`, which runs them, and the node's own test targets) own state
+/// GatewayNode (with the node's own test targets) own state
 /// confined to the one event-loop thread, which the compiler cannot follow through C callbacks.
 /// Everything else compiles in Swift 6 mode, GatewayClient included: it runs its own lws loop
 /// thread, and what callers share with that thread is behind a Mutex.
@@ -75,7 +75,7 @@ let package = Package(
         .executableTarget(name: "gateway", dependencies: [
             "GatewayNode", "GatewayDev", "GatewayConfig", "GatewayAuth", "OrderCore", "CommunityCore", "GatewayClient", "GatewayProtocol",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
-        ], swiftSettings: glue),
+        ]),
         .executableTarget(name: "loadtest", dependencies: [
             "GatewayClient", "GatewayProtocol", "GatewayAuth", "GatewayTestSupport",
             .product(name: "Histogram", package: "hdrhistogram-swift"),

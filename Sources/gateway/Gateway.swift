@@ -112,7 +112,7 @@ struct Serve: ParsableCommand {
                   demo page:       http\(secure)://\(DemoBot.reachableHost(settings.server.host)):\(port)/demo/
                 """)
             }
-            fflush(stdout)
+            fflush(nil)  // every stream: Swift 6 mode refuses the global `stdout`
         }
     }
 }
