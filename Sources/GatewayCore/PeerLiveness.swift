@@ -28,10 +28,12 @@ public struct PeerLiveness: Sendable {
         lastHeard = now
     }
 
-    /// Anything from the peer: it is alive, and any ping is answered.
+    /// Anything from the peer: it is alive, and a ping already written is answered. A ping
+    /// still waiting for its write turn is not: a peer that sends but never lets us write
+    /// (its receive window full) must still reach the drop.
     public mutating func heard(at now: Double) {
         lastHeard = now
-        pingSentAt = nil
+        if !pingOwed { pingSentAt = nil }
     }
 
     /// One visit of the sweep. A closing connection is not pinged (its close has its own

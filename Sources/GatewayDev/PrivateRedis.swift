@@ -28,7 +28,9 @@ public final class PrivateRedis: @unchecked Sendable {
         self.dataDir = URL(fileURLWithPath: dataDir).standardizedFileURL.path
         try FileManager.default.createDirectory(atPath: self.dataDir, withIntermediateDirectories: true)
         folderLock = try DataFolderLock(folder: self.dataDir)
-        self.port = port ?? freePort()
+        do { self.port = try port ?? findFreePort() } catch {
+            throw RedisStartError("no port for the private redis-server: \(error)")
+        }
     }
 
     public var pidFile: String { "\(dataDir)/redis.pid" }

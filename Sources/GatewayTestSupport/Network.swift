@@ -3,8 +3,13 @@ import Foundation
 /// A TCP port free right now on 127.0.0.1 (bind to 0, read it back). Running out of
 /// descriptors or ports is not something a test or load run can go on from.
 public func freePort() -> Int {
+    do { return try findFreePort() } catch { fatalError("freePort: \(error)") }
+}
+
+/// `freePort` for product code (the private redis-server), which fails with a message instead.
+public func findFreePort() throws -> Int {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    guard fd >= 0 else { fatalError("freePort: socket(): \(String(cString: strerror(errno)))") }
+    guard fd >= 0 else { throw TestError("socket(): \(String(cString: strerror(errno)))") }
     defer { close(fd) }
     var addr = sockaddr_in()
     addr.sin_family = sa_family_t(AF_INET)
@@ -13,7 +18,7 @@ public func freePort() -> Int {
     let ok = withUnsafeMutablePointer(to: &addr) {
         $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) == 0 && getsockname(fd, $0, &len) == 0 }
     }
-    guard ok else { fatalError("freePort: no free port: \(String(cString: strerror(errno)))") }
+    guard ok else { throw TestError("no free port on 127.0.0.1: \(String(cString: strerror(errno)))") }
     return Int(UInt16(bigEndian: addr.sin_port))
 }
 

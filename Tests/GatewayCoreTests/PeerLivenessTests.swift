@@ -24,6 +24,19 @@ final class PeerLivenessTests: XCTestCase {
         XCTAssertEqual(peer.check(at: 22, closing: false), .sendPing, "pinged again once quiet for ping_s")
     }
 
+    /// The sweep asked for a ping, the peer kept sending, but the socket's write turn never
+    /// came (the peer does not read): the unwritten ping is not answered, so the peer is dropped.
+    func testAPeerThatSendsButNeverLetsThePingOutIsStillDropped() {
+        var peer = PeerLiveness(pingSeconds: 25, now: 0)
+        XCTAssertEqual(peer.check(at: 25, closing: false), .sendPing)
+        for t in stride(from: 26.0, through: 54.0, by: 1) {
+            peer.heard(at: t)
+            XCTAssertEqual(peer.check(at: t, closing: false), .none)
+        }
+        peer.heard(at: 55)
+        XCTAssertEqual(peer.check(at: 55, closing: false), .drop)
+    }
+
     /// A client that sends nothing but answers every ping stays, however long.
     func testQuietPeerThatAnswersPingsIsNeverDropped() {
         var peer = PeerLiveness(pingSeconds: 10, now: 0)
@@ -62,15 +75,17 @@ final class PeerLivenessTests: XCTestCase {
         XCTAssertEqual(pinged.check(at: 15, closing: true), .drop)
     }
 
-    /// A ping asked for but not written yet (the socket had no write turn) is not asked again,
-    /// even once the peer spoke and went quiet again.
+    /// A ping asked for but not written yet (the socket had no write turn) is not asked again
+    /// while the peer speaks; once written, the next answer clears it.
     func testOwedPingIsNotAskedTwice() {
         var peer = PeerLiveness(pingSeconds: 5, now: 0)
         XCTAssertEqual(peer.check(at: 5, closing: false), .sendPing)
         peer.heard(at: 6)
-        XCTAssertEqual(peer.check(at: 20, closing: false), .none)
+        XCTAssertEqual(peer.check(at: 12, closing: false), .none)
         XCTAssertTrue(peer.takeOwedPing())
-        XCTAssertEqual(peer.check(at: 21, closing: false), .sendPing)
+        peer.heard(at: 13)
+        XCTAssertNil(peer.pingSentAt, "the written ping is answered")
+        XCTAssertEqual(peer.check(at: 18, closing: false), .sendPing)
     }
 
     func testPingIntervalHasAFloorOfOneSecond() {

@@ -91,6 +91,21 @@ final class TLSTests: IntegrationCase {
         }
     }
 
+    /// A key under a pass phrase: OpenSSL would prompt on the terminal (or fail blaming the
+    /// certificate without one); the node refuses it by name instead.
+    func testRefusesAnEncryptedKey() throws {
+        let (cert, key) = try TestTLS.files
+        let locked = FileManager.default.temporaryDirectory.appendingPathComponent("gw-locked-key-\(getpid()).pem").path
+        let (status, output) = try TestTLS.run("/usr/bin/openssl", ["pkey", "-in", key, "-aes256", "-passout", "pass:secret", "-out", locked])
+        XCTAssertEqual(status, 0, output)
+        defer { try? FileManager.default.removeItem(atPath: locked) }
+        let node = try GatewayNodeProcess(name: "locked-key", redisPort: redis?.port ?? 0,
+                                          env: ["GATEWAY_SERVER_TLS_CERT": cert, "GATEWAY_SERVER_TLS_KEY": locked], waitReady: false, tls: false)
+        XCTAssertNotNil(node.waitExit(timeout: 15), "the node kept running (or waits for a pass phrase)")
+        XCTAssertTrue(node.log().contains("is encrypted with a pass phrase"), node.log().suffix(500).description)
+        XCTAssertFalse(node.log().contains("listening on"), node.log())
+    }
+
     /// A key that is PEM but not the certificate's: lws rejects the pair at listen time.
     func testRefusesAKeyThatIsNotTheCertificates() throws {
         let (cert, _) = try TestTLS.files
