@@ -7,7 +7,34 @@ public typealias ConnectionID = UInt32
 /// so that a publication is encoded once per node whatever its fan-out.
 public final class Payload: @unchecked Sendable {
     public let bytes: [UInt8]
-    public init(_ bytes: [UInt8]) { self.bytes = bytes }
+    /// The publication's `ts` (ms since the epoch) for a push, 0 for a reply: the socket write
+    /// measures push latency from it.
+    public let publishedAtMs: Int64
+    public init(_ bytes: [UInt8]) {
+        self.bytes = bytes
+        publishedAtMs = 0
+    }
+
+    /// A push as the publish script encodes it, its `ts` read once here for every subscriber.
+    public init(push bytes: [UInt8]) {
+        self.bytes = bytes
+        publishedAtMs = Self.timestamp(ofPush: bytes)
+    }
+
+    /// The number after the first `,"ts":` of a push (`{"push":T,"channel":C,"offset":N,
+    /// "epoch":E,"ts":MS,...}`: names and epochs hold no quotes, so the first is the field); 0 if none.
+    static func timestamp(ofPush bytes: [UInt8]) -> Int64 {
+        let window = bytes.prefix(512)
+        guard let at = window.indices.first(where: { window[$0...].starts(with: tsKey) }) else { return 0 }
+        var value: Int64 = 0
+        for digit in bytes[(at + tsKey.count)...].prefix(18) {
+            guard digit >= 0x30 && digit <= 0x39 else { break }
+            value = value * 10 + Int64(digit - 0x30)
+        }
+        return value
+    }
+
+    private static let tsKey = Array(#","ts":"#.utf8)
 }
 
 /// A publication as the node sees it: its place in the channel's history and its bytes.

@@ -118,7 +118,8 @@ extension Node {
             let text = metrics.render(connections: clients.count, subscriptions: hub.subscriptionCount,
                                       channels: hub.channelCount, redisUp: redis.isReady, redisRTT: redis.lastRoundTrip,
                                       redisReconnects: redis.reconnects, framesSent: frames + metrics.framesSent,
-                                      loopStall: loop.longestStallSeconds, refusedAtLimit: loop.refusedForDescriptors)
+                                      loopStall: loop.longestStallSeconds, refusedAtLimit: loop.refusedForDescriptors,
+                                      pushLatency: loop.pushLatency)
             loop.longestStallSeconds = 0
             request.respond(status: 200, body: text, contentType: "text/plain; version=0.0.4")
         case .home:
