@@ -2,7 +2,9 @@ import ArgumentParser
 import CommunityCore
 import Foundation
 import GatewayClient
+import GatewayLog
 import GatewayProtocol
+import Logging
 
 /// A group bot built on the client library, as an example of how bots are written:
 /// it joins its products' groups, answers questions from an answers file, and
@@ -17,6 +19,7 @@ struct Bot: ParsableCommand {
     @Option(help: "Longest wait between reconnects, seconds.") var maxBackoff = 30.0
 
     func run() throws {
+        GatewayLog.bootstrap(node: "bot", level: .info)
         guard let token = ProcessInfo.processInfo.environment["GATEWAY_BOT_TOKEN"], !token.isEmpty else {
             throw ValidationError("set GATEWAY_BOT_TOKEN to a bot token listing the products")
         }
@@ -89,14 +92,14 @@ struct BotRunner {
                 }
             } catch let error as ValidationError {
                 if giveUp { throw error }
-                FileHandle.standardError.write(Data("bot: \(error.message)\n".utf8))
+                botLogger.warning("bot: \(error.message)")
             } catch {
-                FileHandle.standardError.write(Data("bot: \(error)\n".utf8))
+                botLogger.warning("bot: \(error)")
             }
             attempt += 1
             let cap = min(maxBackoff, 0.5 * pow(2, Double(min(attempt, 10))))
             let delay = Double.random(in: 0...cap)
-            FileHandle.standardError.write(Data("bot: reconnecting in \(String(format: "%.1f", delay)) s\n".utf8))
+            botLogger.notice("bot: reconnecting in \(String(format: "%.1f", delay)) s")
             Thread.sleep(forTimeInterval: delay)
         }
     }
@@ -110,3 +113,6 @@ struct BotRunner {
                                              ("data", .object([("text", .string(reply)), ("reply_to", .int(offset))]))])
     }
 }
+
+/// The process logger (JSON lines once `serve` or `bot` bootstrapped it).
+private let botLogger = Logger(label: "bot")

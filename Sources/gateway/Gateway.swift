@@ -3,8 +3,10 @@ import Foundation
 import CommunityCore
 import GatewayAuth
 import GatewayConfig
+import GatewayLog
 import GatewayNode
 import GatewayProtocol
+import Logging
 import OrderCore
 
 @main
@@ -61,6 +63,7 @@ struct Serve: ParsableCommand {
         if let redis { overrides["redis.url"] = redis }
         if let node { overrides["server.node"] = node }
         var settings = try configOptions.load(overrides: overrides)
+        GatewayLog.bootstrap(node: settings.nodeName(), level: Logger.Level(rawValue: settings.logging.level) ?? .info)
         if dev {
             try DevSecrets.fill(&settings)
         } else {
@@ -232,7 +235,7 @@ enum DemoBot {
                                        products: products, name: "Shop helper"))
                 }, giveUp: false)
             } catch {
-                FileHandle.standardError.write(Data("dev bot stopped: \(error)\n".utf8))
+                Logger(label: "bot").error("dev bot stopped: \(error)")
             }
         }
         thread.name = "demo-bot"
