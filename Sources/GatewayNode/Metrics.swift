@@ -1,5 +1,6 @@
 import CoreMetrics
 import GatewayCore
+import GatewayLog
 import Prometheus
 
 /// Counters kept as plain integers on the loop thread (no locks on the hot path) and
@@ -207,6 +208,17 @@ enum HTTPRouteLabel {
             return "/" + pattern.joined(separator: "/")
         }
         return "unmatched"
+    }
+
+    /// The order or product a `/api/v1/orders/{id}...` or `/api/v1/products/{id}...` call is about.
+    static func ids(path: String) -> [LogID] {
+        let segments = path.split(separator: "/")
+        guard segments.count >= 4, segments[0] == "api", segments[1] == "v1" else { return [] }
+        switch segments[2] {
+        case "orders": return [.order(String(segments[3]))]
+        case "products": return [.product(String(segments[3]))]
+        default: return []
+        }
     }
 
     /// `{id}` is any one segment, a final `*` any rest (none included).

@@ -152,7 +152,7 @@ public final class Node: ServerDelegate {
                 }
             }, durability: options.durability, durabilityTimeoutMs: options.durabilityTimeoutMs, newEpoch: { Crypto.randomToken(4) })
         commerceStore.relay = outboxRelay
-        legacyMigration = LegacyCommerceMigration(redis: redis, log: log, after: schedule)
+        legacyMigration = LegacyCommerceMigration(redis: redis, log: { message in logger.notice("\(message)") }, after: schedule)
         commerceStore.legacyMigration = legacyMigration
         orderStore = OrderStore(store: commerceStore)
         presenceNode = "\(options.nodeName).\(Crypto.randomToken(4))"
@@ -446,7 +446,8 @@ public final class Node: ServerDelegate {
         let route = HTTPRouteLabel.label(path: request.path)
         metrics.httpCompleted(route: route, status: status, seconds: seconds)
         if logsDebug {
-            log("\(request.method.rawValue) \(route) \(status) in \(String(format: "%.1f", seconds * 1_000)) ms", level: .debug)
+            log("\(request.method.rawValue) \(route) \(status) in \(String(format: "%.1f", seconds * 1_000)) ms", level: .debug,
+                ids: HTTPRouteLabel.ids(path: request.path))
         }
     }
 
@@ -544,6 +545,10 @@ public final class Node: ServerDelegate {
 
     /// One JSON line on stderr (PROTOCOL 4.7): the ids go in `ids`, never a key, token or secret.
     package func log(_ message: String, level: Logger.Level = .info, _ ids: LogID...) {
+        log(message, level: level, ids: ids)
+    }
+
+    package func log(_ message: String, level: Logger.Level, ids: [LogID]) {
         guard level >= logger.logLevel else { return }
         var metadata: Logger.Metadata = [:]
         for id in ids { metadata[id.field.name] = .string(id.field.value) }
