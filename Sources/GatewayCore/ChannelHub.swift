@@ -24,17 +24,25 @@ public final class Payload: @unchecked Sendable {
     /// The number after the first `,"ts":` of a push (`{"push":T,"channel":C,"offset":N,
     /// "epoch":E,"ts":MS,...}`: names and epochs hold no quotes, so the first is the field); 0 if none.
     static func timestamp(ofPush bytes: [UInt8]) -> Int64 {
-        let window = bytes.prefix(512)
-        guard let at = window.indices.first(where: { window[$0...].starts(with: tsKey) }) else { return 0 }
-        var value: Int64 = 0
-        for digit in bytes[(at + tsKey.count)...].prefix(18) {
-            guard digit >= 0x30 && digit <= 0x39 else { break }
-            value = value * 10 + Int64(digit - 0x30)
+        bytes.withUnsafeBufferPointer { b in
+            // `,"ts":` is 6 bytes: 2C 22 74 73 22 3A.
+            let end = min(b.count, 512) - 6
+            var i = 0
+            while i < end {
+                if b[i] == 0x2C && b[i + 1] == 0x22 && b[i + 2] == 0x74 && b[i + 3] == 0x73 && b[i + 4] == 0x22 && b[i + 5] == 0x3A {
+                    var value: Int64 = 0
+                    var j = i + 6
+                    while j < b.count && j < i + 24 && b[j] >= 0x30 && b[j] <= 0x39 {
+                        value = value * 10 + Int64(b[j] - 0x30)
+                        j += 1
+                    }
+                    return value
+                }
+                i += 1
+            }
+            return 0
         }
-        return value
     }
-
-    private static let tsKey = Array(#","ts":"#.utf8)
 }
 
 /// A publication as the node sees it: its place in the channel's history and its bytes.

@@ -54,3 +54,25 @@ public struct LatencyHistogram: Sendable, Equatable {
         return delta
     }
 }
+
+/// A `LatencyHistogram` the loop records into through a pointer, so a push costs no runtime
+/// exclusivity check (a struct in a class property gets one per mutation) and no lock.
+/// Loop thread only.
+public final class LatencyRecorder {
+    private let storage: UnsafeMutablePointer<LatencyHistogram>
+
+    public init(bounds: [Double] = LatencyHistogram.latencyBounds) {
+        storage = .allocate(capacity: 1)
+        storage.initialize(to: LatencyHistogram(bounds: bounds))
+    }
+
+    deinit {
+        storage.deinitialize(count: 1)
+        storage.deallocate()
+    }
+
+    public func record(_ seconds: Double) { storage.pointee.record(seconds) }
+
+    /// A copy of the counts so far.
+    public var histogram: LatencyHistogram { storage.pointee }
+}

@@ -30,10 +30,14 @@ public final class WSConnection {
     /// Counts frames handed to lws; the node reads it for metrics.
     public private(set) var framesSent = 0
 
+    /// The loop's, held here so a push written does not go through the unowned `loop`.
+    private let pushLatency: LatencyRecorder
+
     init(id: ConnectionID, wsi: OpaquePointer, loop: EventLoop) {
         self.id = id
         self.wsi = wsi
         self.loop = loop
+        pushLatency = loop.pushLatency
         peerAddress = GatewayIO.peerAddress(wsi)
     }
 
@@ -80,7 +84,7 @@ public final class WSConnection {
         let publishedAt = entry.payload.publishedAtMs
         guard publishedAt > 0 else { return }
         if writtenAtMs == 0 { writtenAtMs = wallClockMs() }
-        loop.pushLatency.record(Double(writtenAtMs - publishedAt) / 1_000)
+        pushLatency.record(Double(writtenAtMs - publishedAt) / 1_000)
     }
 
     /// Sends a close frame with `code` after what is already queued (an error reply

@@ -102,7 +102,7 @@ public final class EventLoop {
     /// Connections closed at accept because the node was at `descriptorCeiling`.
     public internal(set) var refusedForDescriptors = 0
     /// Publication `ts` to the socket write of every push written (`gateway_push_latency_seconds`).
-    public internal(set) var pushLatency = LatencyHistogram()
+    public let pushLatency = LatencyRecorder()
 
     /// Raises the soft descriptor limit to the hard one and returns the ceiling for
     /// accepted sockets.

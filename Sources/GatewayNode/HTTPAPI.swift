@@ -119,7 +119,7 @@ extension Node {
                                       channels: hub.channelCount, redisUp: redis.isReady, redisRTT: redis.lastRoundTrip,
                                       redisReconnects: redis.reconnects, framesSent: frames + metrics.framesSent,
                                       loopStall: loop.longestStallSeconds, refusedAtLimit: loop.refusedForDescriptors,
-                                      pushLatency: loop.pushLatency)
+                                      pushLatency: loop.pushLatency.histogram)
             loop.longestStallSeconds = 0
             request.respond(status: 200, body: text, contentType: "text/plain; version=0.0.4")
         case .home:

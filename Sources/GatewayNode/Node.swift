@@ -513,7 +513,7 @@ public final class Node: ServerDelegate {
 
     /// Every `LiveSeries.intervalMs`, for the admin page's chart.
     private func sampleLiveSeries() {
-        metrics.sampleLive(atMs: Int64(Date().timeIntervalSince1970 * 1_000), pushLatency: loop.pushLatency)
+        metrics.sampleLive(atMs: Int64(Date().timeIntervalSince1970 * 1_000), pushLatency: loop.pushLatency.histogram)
         loop.schedule(afterMs: LiveSeries.intervalMs) { [weak self] in self?.sampleLiveSeries() }
     }
 

@@ -44,10 +44,21 @@ final class LatencyHistogramTests: XCTestCase {
         XCTAssertEqual(delta.quantile(0.99), 1)
     }
 
+    func testRecorderCountsLikeTheHistogram() {
+        let recorder = LatencyRecorder(bounds: [0.01, 1])
+        recorder.record(0.002)
+        let first = recorder.histogram
+        recorder.record(0.5)
+        XCTAssertEqual(first.counts, [1, 0, 0], "a reading is a copy")
+        XCTAssertEqual(recorder.histogram.counts, [1, 1, 0])
+    }
+
     func testAPushCarriesItsPublicationTimestamp() {
         let push = #"{"push":"test.note","channel":"product:p1","offset":7,"epoch":"e1","ts":1763900000123,"data":{"ts":5}}"#
         XCTAssertEqual(Payload(push: Array(push.utf8)).publishedAtMs, 1_763_900_000_123)
         XCTAssertEqual(Payload(Array(push.utf8)).publishedAtMs, 0, "a reply is not timed")
         XCTAssertEqual(Payload(push: Array(#"{"push":"x","data":{}}"#.utf8)).publishedAtMs, 0, "no ts: not timed")
+        XCTAssertEqual(Payload(push: Array(#"{"ts":12}"#.utf8)).publishedAtMs, 0, "only the field after another")
+        XCTAssertEqual(Payload(push: Array(#"{"a":1,"ts":"#.utf8)).publishedAtMs, 0, "cut short")
     }
 }
