@@ -16,6 +16,13 @@ public struct LatencyHistogram: Sendable, Equatable {
         counts = Array(repeating: 0, count: bounds.count + 1)
     }
 
+    init(bounds: [Double], counts: [Int], count: Int, sum: Double) {
+        self.bounds = bounds
+        self.counts = counts
+        self.count = count
+        self.sum = sum
+    }
+
     /// 1 ms to 10 s: publication timestamps are whole milliseconds, and a push later than
     /// 10 s is lost as far as a watcher is concerned.
     public static let latencyBounds: [Double] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
@@ -55,24 +62,46 @@ public struct LatencyHistogram: Sendable, Equatable {
     }
 }
 
-/// A `LatencyHistogram` the loop records into through a pointer, so a push costs no runtime
-/// exclusivity check (a struct in a class property gets one per mutation) and no lock.
+/// Push latencies counted by the loop: publication timestamps are whole milliseconds, so a
+/// table maps each millisecond to its bucket and a push costs a lookup and two additions,
+/// through pointers (no runtime exclusivity check, no lock, no copy-on-write check).
 /// Loop thread only.
 public final class LatencyRecorder {
-    private let storage: UnsafeMutablePointer<LatencyHistogram>
+    private let bounds: [Double]
+    /// The bucket of each whole millisecond up to the last bound; later ones are +Inf.
+    private let bucketOfMs: UnsafeMutablePointer<UInt8>
+    private let lastMs: Int
+    /// The bucket counts, then the count, then the sum in ms.
+    private let totals: UnsafeMutablePointer<Int>
 
     public init(bounds: [Double] = LatencyHistogram.latencyBounds) {
-        storage = .allocate(capacity: 1)
-        storage.initialize(to: LatencyHistogram(bounds: bounds))
+        precondition(bounds.count < 255 && (bounds.last ?? 0) <= 3_600)
+        self.bounds = bounds
+        lastMs = Int(((bounds.last ?? 0) * 1_000).rounded(.down))
+        bucketOfMs = .allocate(capacity: lastMs + 1)
+        for ms in 0...lastMs {
+            bucketOfMs[ms] = UInt8(bounds.firstIndex { Double(ms) / 1_000 <= $0 } ?? bounds.count)
+        }
+        totals = .allocate(capacity: bounds.count + 3)
+        totals.initialize(repeating: 0, count: bounds.count + 3)
     }
 
     deinit {
-        storage.deinitialize(count: 1)
-        storage.deallocate()
+        bucketOfMs.deallocate()
+        totals.deallocate()
     }
 
-    public func record(_ seconds: Double) { storage.pointee.record(seconds) }
+    /// One push written `ms` after its publication (negative, from clocks apart, counts as 0).
+    public func record(ms: Int64) {
+        let ms = max(0, Int(truncatingIfNeeded: ms))
+        totals[ms <= lastMs ? Int(bucketOfMs[ms]) : bounds.count] += 1
+        totals[bounds.count + 1] += 1
+        totals[bounds.count + 2] += ms
+    }
 
-    /// A copy of the counts so far.
-    public var histogram: LatencyHistogram { storage.pointee }
+    /// The counts so far.
+    public var histogram: LatencyHistogram {
+        LatencyHistogram(bounds: bounds, counts: Array(UnsafeBufferPointer(start: totals, count: bounds.count + 1)),
+                         count: totals[bounds.count + 1], sum: Double(totals[bounds.count + 2]) / 1_000)
+    }
 }

@@ -84,7 +84,7 @@ public final class WSConnection {
         let publishedAt = entry.payload.publishedAtMs
         guard publishedAt > 0 else { return }
         if writtenAtMs == 0 { writtenAtMs = wallClockMs() }
-        pushLatency.record(Double(writtenAtMs - publishedAt) / 1_000)
+        pushLatency.record(ms: writtenAtMs - publishedAt)
     }
 
     /// Sends a close frame with `code` after what is already queued (an error reply

@@ -44,13 +44,22 @@ final class LatencyHistogramTests: XCTestCase {
         XCTAssertEqual(delta.quantile(0.99), 1)
     }
 
-    func testRecorderCountsLikeTheHistogram() {
-        let recorder = LatencyRecorder(bounds: [0.01, 1])
-        recorder.record(0.002)
+    func testRecorderCountsWholeMillisecondsLikeTheHistogram() {
+        let bounds = [0.001, 0.0025, 0.01, 1]
+        let recorder = LatencyRecorder(bounds: bounds)
+        var expected = LatencyHistogram(bounds: bounds)
+        for ms: Int64 in [0, 1, 2, 3, 10, 11, 999, 1_000, 1_001, 60_000, -5] {
+            recorder.record(ms: ms)
+            expected.record(Double(max(0, ms)) / 1_000)
+        }
         let first = recorder.histogram
-        recorder.record(0.5)
-        XCTAssertEqual(first.counts, [1, 0, 0], "a reading is a copy")
-        XCTAssertEqual(recorder.histogram.counts, [1, 1, 0])
+        XCTAssertEqual(first.counts, expected.counts)
+        XCTAssertEqual(first.counts, [3, 1, 2, 3, 2])
+        XCTAssertEqual(first.count, 11)
+        XCTAssertEqual(first.sum, expected.sum, accuracy: 1e-9)
+        recorder.record(ms: 5)
+        XCTAssertEqual(first.counts[2], 2, "a reading is a copy")
+        XCTAssertEqual(recorder.histogram.counts[2], 3)
     }
 
     func testAPushCarriesItsPublicationTimestamp() {
