@@ -40,6 +40,11 @@ final class MetricsTests: XCTestCase {
         XCTAssertEqual(HTTPRouteLabel.label(path: "/metrics"), "/metrics")
         XCTAssertEqual(HTTPRouteLabel.label(path: "/wp-login.php"), "unmatched")
         XCTAssertEqual(HTTPRouteLabel.label(path: "/api/v1/orders/o-1/pay/now"), "unmatched")
+        XCTAssertEqual(HTTPRouteLabel.label(path: "/api/v1/products/p1/keys"), "/api/v1/products/{id}/keys")
+        XCTAssertEqual(HTTPRouteLabel.label(path: "//api//v1/publish/"), "/api/v1/publish", "empty segments are skipped, as httpHead does")
+        XCTAssertEqual(HTTPRouteLabel.label(path: "/api/v1/admin/nodes"), "/api/v1/admin/*")
+        XCTAssertEqual(HTTPRouteLabel.label(path: "/healthz/x"), "unmatched")
+        XCTAssertEqual(HTTPRouteLabel.label(path: "/api/v1/ordersx"), "unmatched")
     }
 
     func testScrapeHasTheHistograms() {
