@@ -56,7 +56,7 @@ final class NodeMetrics {
         timer.recordNanoseconds(Int64(seconds * 1e9))
     }
 
-    /// From the request line to the response, by route pattern (`HTTPRouteLabel`) and status.
+    /// From the request's headers to the response, by route pattern (`HTTPRouteLabel`) and status.
     func httpCompleted(route: String, status: Int, seconds: Double) {
         let key = HTTPLabels(route: route, status: status)
         let timer = httpTimers[key] ?? CoreMetrics.Timer(label: Self.httpDuration, dimensions: [("route", route), ("status", String(status))],
@@ -193,9 +193,9 @@ struct LiveSeries {
 
 /// The `route` label of `gateway_http_request_duration_seconds`: the path pattern, so ids do
 /// not multiply the series, and `unmatched` for anything else (scanners, typos).
-/// (Until the one route table carries its own labels; this list mirrors `httpHead`.)
-/// Byte comparisons on the path's UTF-8, not `String.split` and pattern matching (which cost
-/// ~20k instructions a request): it runs for every request.
+/// Until the one route table carries its own labels, this mirrors `httpHead`. Byte comparisons
+/// on the path's UTF-8, not `String.split` and pattern matching (~20k instructions a request):
+/// it runs for every request.
 enum HTTPRouteLabel {
     static func label(path: String) -> String {
         var path = path
