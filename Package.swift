@@ -21,6 +21,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-configuration", from: "1.4.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
     ],
     targets: [
         // C libraries from Debian, reached through tiny shims.
@@ -43,18 +45,24 @@ let package = Package(
         .target(name: "CommunityCore", dependencies: ["GatewayProtocol"]),
         // Redis values, replies, scripts and cluster slot routing: no I/O.
         .target(name: "GatewayRedis", dependencies: ["GatewayCrypto"]),
+        // JSON-lines logs (swift-log handler): ids as fields, never a secret.
+        .target(name: "GatewayLog", dependencies: [
+            "GatewayProtocol", .product(name: "Logging", package: "swift-log"),
+        ]),
         .target(name: "GatewayConfig", dependencies: [
             .product(name: "Configuration", package: "swift-configuration"),
         ]),
 
         // I/O glue: lws event loop and hiredis on it.
-        .target(name: "GatewayIO", dependencies: ["CLws", "CHiredis", "GatewayCore", "GatewayProtocol", "GatewayRedis"], swiftSettings: glue),
+        .target(name: "GatewayIO", dependencies: ["CLws", "CHiredis", "GatewayCore", "GatewayProtocol", "GatewayRedis", .product(name: "Logging", package: "swift-log")], swiftSettings: glue),
 
         // The node: connections, commands, HTTP API, Redis scripts.
         .target(name: "GatewayNode", dependencies: [
             "GatewayProtocol", "GatewayAuth", "GatewayCore", "GatewayConfig", "GatewayIO",
-            "GatewayCrypto", "GatewayRedis", "CLws", "OrderCore", "CommunityCore", "CProcess",
+            "GatewayCrypto", "GatewayRedis", "CLws", "OrderCore", "CommunityCore", "CProcess", "GatewayLog",
             .product(name: "Prometheus", package: "swift-prometheus"),
+            .product(name: "CoreMetrics", package: "swift-metrics"),
+            .product(name: "Logging", package: "swift-log"),
         ], exclude: ["Store/README.md"], resources: [.copy("Web"), .embedInCode("Lua")], swiftSettings: glue),
 
         // Client library on lws: tests, load tester and bots use it.
@@ -69,11 +77,12 @@ let package = Package(
         // on threads of their own.
         .target(name: "GatewayDev", dependencies: [
             "GatewayNode", "GatewayIO", "GatewayProtocol", "GatewayAuth", "GatewayCrypto", "OrderCore", "CommunityCore",
-            "GatewayClient", "GatewayTestSupport", "CProcess",
+            "GatewayClient", "GatewayTestSupport", "CProcess", .product(name: "Logging", package: "swift-log"),
         ], resources: [.copy("Web")]),
 
         .executableTarget(name: "gateway", dependencies: [
             "GatewayNode", "GatewayDev", "GatewayConfig", "GatewayAuth", "OrderCore", "CommunityCore", "GatewayClient", "GatewayProtocol",
+            "GatewayLog", .product(name: "Logging", package: "swift-log"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "loadtest", dependencies: [
@@ -88,7 +97,8 @@ let package = Package(
         .testTarget(name: "GatewayCoreTests", dependencies: ["GatewayCore", "GatewayProtocol"]),
         .testTarget(name: "GatewayRedisTests", dependencies: ["GatewayRedis"]),
         // Node code against the in-memory store twins; each Lua script against a real redis-server.
-        .testTarget(name: "GatewayNodeTests", dependencies: ["GatewayNode", "GatewayRedis", "OrderCore", "GatewayProtocol", "GatewayConfig"], swiftSettings: glue),
+        .testTarget(name: "GatewayNodeTests", dependencies: ["GatewayNode", "GatewayRedis", "OrderCore", "GatewayProtocol", "GatewayConfig", "GatewayCore"], swiftSettings: glue),
+        .testTarget(name: "GatewayLogTests", dependencies: ["GatewayLog", "GatewayProtocol", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "ScriptTests", dependencies: ["GatewayNode", "GatewayIO", "GatewayRedis", "GatewayTestSupport", "CHiredis", "OrderCore", "GatewayProtocol"],
                     swiftSettings: glue),
         .testTarget(name: "GatewayConfigTests", dependencies: ["GatewayConfig"]),

@@ -25,6 +25,7 @@ public struct Settings: Sendable, Equatable {
     public var server: Server
     public var redis: Redis
     public var keys: Keys
+    public var logging: Logging
 
     public struct Auth: Sendable, Equatable {
         /// HS256 key for client JWTs (`auth.secret`); required outside `--dev`.
@@ -163,6 +164,14 @@ public struct Settings: Sendable, Equatable {
         public var secretBytes: [UInt8]? { hexBytes(secret) }
     }
 
+    public struct Logging: Sendable, Equatable {
+        /// Least severe level written (`logging.level`): one of `levels`.
+        public var level: String
+
+        /// swift-log's levels, least severe first.
+        public static let levels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
+    }
+
     /// The built-in defaults; `Config/gateway.json` must say the same (a test checks it).
     public static let defaults = Settings(
         auth: Auth(secret: ""),
@@ -180,7 +189,8 @@ public struct Settings: Sendable, Equatable {
                          maxReplyBytes: 262_144, maxRecover: 1_000),
         server: Server(port: 8_080, host: "127.0.0.1", pingSeconds: 25, node: nil),
         redis: Redis(url: nil, dataDir: "data/redis", durability: "fsync", tlsCA: nil, timeoutSeconds: 10),
-        keys: Keys(secret: "")
+        keys: Keys(secret: ""),
+        logging: Logging(level: "info")
     )
 }
 
@@ -377,6 +387,9 @@ extension Settings {
                 hex.isEmpty || hexBytes(hex)?.count == 32
                     ? nil : "expected 64 hex characters (32 bytes), got \(hex.count) characters"
             }), secret: true),
+            Field(key: "logging.level", kind: .string(\.logging.level, check: { level in
+                Logging.levels.contains(level) ? nil : "expected one of \(Logging.levels.joined(separator: ", ")), got \(quoted(level))"
+            })),
         ]
     }
 }

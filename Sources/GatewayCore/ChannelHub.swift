@@ -7,7 +7,42 @@ public typealias ConnectionID = UInt32
 /// so that a publication is encoded once per node whatever its fan-out.
 public final class Payload: @unchecked Sendable {
     public let bytes: [UInt8]
-    public init(_ bytes: [UInt8]) { self.bytes = bytes }
+    /// The publication's `ts` (ms since the epoch) for a push, 0 for a reply: the socket write
+    /// measures push latency from it.
+    public let publishedAtMs: Int64
+    public init(_ bytes: [UInt8]) {
+        self.bytes = bytes
+        publishedAtMs = 0
+    }
+
+    /// A push as the publish script encodes it, its `ts` read once here for every subscriber.
+    public init(push bytes: [UInt8]) {
+        self.bytes = bytes
+        publishedAtMs = Self.timestamp(ofPush: bytes)
+    }
+
+    /// The number after the first `,"ts":` of a push (`{"push":T,"channel":C,"offset":N,
+    /// "epoch":E,"ts":MS,...}`: names and epochs hold no quotes, so the first is the field); 0 if none.
+    static func timestamp(ofPush bytes: [UInt8]) -> Int64 {
+        bytes.withUnsafeBufferPointer { b in
+            // `,"ts":` is 6 bytes: 2C 22 74 73 22 3A.
+            let end = min(b.count, 512) - 6
+            var i = 0
+            while i < end {
+                if b[i] == 0x2C && b[i + 1] == 0x22 && b[i + 2] == 0x74 && b[i + 3] == 0x73 && b[i + 4] == 0x22 && b[i + 5] == 0x3A {
+                    var value: Int64 = 0
+                    var j = i + 6
+                    while j < b.count && j < i + 24 && b[j] >= 0x30 && b[j] <= 0x39 {
+                        value = value * 10 + Int64(b[j] - 0x30)
+                        j += 1
+                    }
+                    return value
+                }
+                i += 1
+            }
+            return 0
+        }
+    }
 }
 
 /// A publication as the node sees it: its place in the channel's history and its bytes.

@@ -1,5 +1,6 @@
 import CommunityCore
 import Foundation
+import Logging
 import GatewayClient
 import GatewayProtocol
 
@@ -75,14 +76,14 @@ public struct BotRunner {
                 }
             } catch let error as BotRefused {
                 if giveUp { throw error }
-                FileHandle.standardError.write(Data("bot: \(error.message)\n".utf8))
+                botLogger.warning("bot: \(error.message)")
             } catch {
-                FileHandle.standardError.write(Data("bot: \(error)\n".utf8))
+                botLogger.warning("bot: \(error)")
             }
             attempt += 1
             let cap = min(maxBackoff, 0.5 * pow(2, Double(min(attempt, 10))))
             let delay = Double.random(in: 0...cap)
-            FileHandle.standardError.write(Data("bot: reconnecting in \(String(format: "%.1f", delay)) s\n".utf8))
+            botLogger.notice("bot: reconnecting in \(String(format: "%.1f", delay)) s")
             Thread.sleep(forTimeInterval: delay)
         }
     }
@@ -103,3 +104,6 @@ public struct BotRefused: Error, CustomStringConvertible {
     public var description: String { message }
     init(_ message: String) { self.message = message }
 }
+
+/// The process logger (JSON lines once `serve` or `bot` bootstrapped it).
+private let botLogger = Logger(label: "bot")

@@ -1,5 +1,6 @@
 import CommunityCore
 import Foundation
+import Logging
 import GatewayAuth
 import GatewayNode
 import GatewayProtocol
@@ -44,7 +45,7 @@ public enum DemoBot {
                                        products: products, name: "Shop helper"))
                 }, giveUp: false)
             } catch {
-                FileHandle.standardError.write(Data("dev bot stopped: \(error)\n".utf8))
+                Logger(label: "bot").error("dev bot stopped: \(error)")
             }
         }
         thread.name = "demo-bot"

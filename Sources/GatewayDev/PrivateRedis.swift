@@ -3,6 +3,7 @@ import Foundation
 import GatewayNode
 // One redis-server launcher kit with the tests and the load tester: binary, free port, PING.
 import GatewayTestSupport
+import Logging
 
 /// A `redis-server` this process owns, so that one command runs everything on one
 /// machine: AOF fsynced on every write, data under a local folder, restarted if it dies.
@@ -118,8 +119,11 @@ public final class PrivateRedis: @unchecked Sendable {
     }
 
     private func log(_ message: String) {
-        FileHandle.standardError.write(Data("\(message)\n".utf8))
+        Self.logger.notice("\(message)")
     }
+
+    /// Runs before any node exists: the process logger, JSON lines once the CLI bootstrapped it.
+    private static let logger = Logger(label: "private-redis")
 
     // MARK: Servers already on the folder
 

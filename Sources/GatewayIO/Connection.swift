@@ -28,11 +28,15 @@ public final class WSConnection {
     /// Counts frames handed to lws; the node reads it for metrics.
     public private(set) var framesSent = 0
 
+    /// The loop's, held here so a push written does not go through the unowned `loop`.
+    private let pushLatency: LatencyRecorder
+
     init(id: ConnectionID, wsi: OpaquePointer, loop: EventLoop) {
         self.id = id
         self.wsi = wsi
         self.loop = loop
         liveness = PeerLiveness(pingSeconds: loop.options.pingSeconds, now: monotonicSeconds())
+        pushLatency = loop.pushLatency
         peerAddress = GatewayIO.peerAddress(wsi)
     }
 
@@ -72,8 +76,14 @@ public final class WSConnection {
     /// A reply or error for this connection alone (pushes go through `send(_: Payload)`).
     public func send(_ bytes: [UInt8], isReply: Bool = true) { send(Payload(bytes), isReply: isReply) }
 
-    private func unqueued(_ entry: (payload: Payload, isReply: Bool)) {
-        if entry.isReply { replyBytes -= entry.payload.bytes.count + 1 } else { queuedBytes -= entry.payload.bytes.count + 1 }
+    /// `writtenAtMs`: the wall clock of this write, read at its first timed push (0 until then).
+    private func unqueued(_ entry: (payload: Payload, isReply: Bool), writtenAtMs: inout Int64) {
+        if entry.isReply { replyBytes -= entry.payload.bytes.count + 1; return }
+        queuedBytes -= entry.payload.bytes.count + 1
+        let publishedAt = entry.payload.publishedAtMs
+        guard publishedAt > 0 else { return }
+        if writtenAtMs == 0 { writtenAtMs = wallClockMs() }
+        pushLatency.record(ms: writtenAtMs - publishedAt)
     }
 
     /// Sends a close frame with `code` after what is already queued (an error reply
@@ -149,14 +159,15 @@ public final class WSConnection {
         loop.ensureScratch(length)
         var out = loop.writeScratch + pre
         first.payload.bytes.withUnsafeBytes { out.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
-        unqueued(first)
+        var writtenAtMs: Int64 = 0
+        unqueued(first, writtenAtMs: &writtenAtMs)
         while let next = queue.peek(), length + 1 + next.payload.bytes.count <= loop.writeScratchCapacity {
             _ = queue.popFirst()
             out = loop.writeScratch + pre + length
             out.storeBytes(of: UInt8(ascii: "\n"), as: UInt8.self)
             next.payload.bytes.withUnsafeBytes { (out + 1).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
             length += 1 + next.payload.bytes.count
-            unqueued(next)
+            unqueued(next, writtenAtMs: &writtenAtMs)
         }
         let start = (loop.writeScratch + pre).assumingMemoryBound(to: UInt8.self)
         if lws_write(wsi, start, length, LWS_WRITE_TEXT) < length { return -1 }
@@ -214,6 +225,8 @@ public final class HTTPRequest {
     var deadline = 0.0
     /// lws cannot tell where this request ends (chunked, no length, refused unread): close after answering.
     var closeAfterResponse = false
+    /// When the request line arrived (monotonic seconds): what its duration counts from.
+    let receivedAt = monotonicSeconds()
     private var response: (status: Int, body: [UInt8], contentType: String, headers: [(String, String)])?
     private var headersSent = false
     private var shutdownPending = false
@@ -236,6 +249,7 @@ public final class HTTPRequest {
         guard response == nil, let wsi else { return }
         response = (status, body, contentType, headers)
         lws_callback_on_writable(wsi)
+        loopOf(lws_get_context(wsi))?.delegate?.httpAnswered(self, status: status, seconds: monotonicSeconds() - receivedAt)
     }
 
     /// Answers before (or instead of) reading the rest of the body, then closes.

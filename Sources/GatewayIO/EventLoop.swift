@@ -1,6 +1,7 @@
 import CLws
 import Foundation
 import GatewayCore
+import Logging
 
 /// What the lws server reports; every call happens on the loop thread.
 public protocol ServerDelegate: AnyObject {
@@ -22,10 +23,14 @@ public protocol ServerDelegate: AnyObject {
     func admitsUpgrade(from peer: String) -> Bool
     /// `lws_cancel_service` interrupted the poll (a signal handler does this).
     func loopWoken()
+    /// Every answer to an HTTP request, whoever gave it (the delegate or a refusal here),
+    /// as it is queued for writing, `seconds` after its request line came in.
+    func httpAnswered(_ request: HTTPRequest, status: Int, seconds: Double)
 }
 
 extension ServerDelegate {
     public func admitsUpgrade(from peer: String) -> Bool { true }
+    public func httpAnswered(_ request: HTTPRequest, status: Int, seconds: Double) {}
 }
 
 /// Server settings the loop needs before it can listen.
@@ -101,6 +106,8 @@ public final class EventLoop {
     private(set) var upgradeCeiling = Int.max
     /// Connections closed at accept because the node was at `descriptorCeiling`.
     public internal(set) var refusedForDescriptors = 0
+    /// Publication `ts` to the socket write of every push written (`gateway_push_latency_seconds`).
+    public let pushLatency = LatencyRecorder()
 
     /// Raises the soft descriptor limit to the hard one and returns the ceiling for
     /// accepted sockets.
@@ -126,7 +133,10 @@ public final class EventLoop {
         try options.tls?.check()
         descriptorCeiling = Self.acceptCeiling()
         upgradeCeiling = descriptorCeiling == Int.max ? Int.max : descriptorCeiling - Self.httpHeadroom(descriptorCeiling)
-        lws_set_log_level(Int32(LLL_ERR), nil)
+        lws_set_log_level(Int32(LLL_ERR)) { _, line in
+            guard let line else { return }
+            lwsLogger.error("lws: \(String(cString: line).trimmingCharacters(in: .whitespacesAndNewlines))")
+        }
         let gatewayName = strdup("gateway")!
         let redisName = strdup(RawDescriptor.protocolName)!
         names = [gatewayName, redisName]
@@ -299,6 +309,16 @@ func loopOf(_ ctx: OpaquePointer?) -> EventLoop? {
 }
 
 /// Seconds on a monotonic clock, coarse enough for liveness.
+/// lws' own error lines, as JSON lines like the node's (the process bootstraps the handler).
+private let lwsLogger = Logger(label: "lws")
+
+/// Milliseconds since the epoch, the clock of a publication's `ts`.
+func wallClockMs() -> Int64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_REALTIME, &ts)
+    return Int64(ts.tv_sec) * 1_000 + Int64(ts.tv_nsec) / 1_000_000
+}
+
 func monotonicSeconds() -> Double {
     var ts = timespec()
     clock_gettime(CLOCK_MONOTONIC, &ts)

@@ -167,7 +167,7 @@ extension Node {
                 self.count(op: "history", "ok")
                 var fields: [(String, JSON)] = [("offset", .int(page.offset)), ("epoch", .string(page.epoch))]
                 if page.truncated { fields.append(("truncated", .bool(true))) }
-                self.sendReply(client, ReplyEncoder.okWithPublications(id: id, fields: fields, publications: page.publications))
+                self.sendReply(client, id, ReplyEncoder.okWithPublications(id: id, fields: fields, publications: page.publications))
             }
         })
     }

@@ -268,7 +268,7 @@ extension Node {
                       let plain = self.keyBox.open(sealed, context: context) else { return nil }
                 return String(decoding: plain, as: UTF8.self)
             }
-            if keys.count != order.keyIDs.count { self.log("order \(order.id): \(order.keyIDs.count - keys.count) keys could not be opened") }
+            if keys.count != order.keyIDs.count { self.log("order \(order.id): \(order.keyIDs.count - keys.count) keys could not be opened", level: .error, .order(order.id)) }
             done(order.json(for: viewer, keys: keys))
         }
     }

@@ -203,7 +203,7 @@ extension Node {
         walk.nextStart += Self.alertBatch
         communityStore.watchersBelow(product: walk.product, price: walk.price, start: start, count: Self.alertBatch) { result in
             walk.reading = false
-            if case .failure(let error) = result { self.log("price drop on \(walk.product): reading watchers failed: \(error.message)") }
+            if case .failure(let error) = result { self.log("price drop on \(walk.product): reading watchers failed: \(error.message)", level: .error, .product(walk.product)) }
             let page = (try? result.get()) ?? WatcherPage(scanned: 0, watches: [])
             if page.scanned < Self.alertBatch { walk.readAll = true }
             let alerts = walk.drop.alerts(page.watches, now: self.now)
@@ -222,7 +222,7 @@ extension Node {
     private func alertWalkStep(_ walk: AlertWalk) {
         if walk.done {
             if walk.sent > 0 {
-                log("price drop on \(walk.product): \(walk.sent) alerts in \(String(format: "%.0f", walk.elapsedMs)) ms")
+                log("price drop on \(walk.product): \(walk.sent) alerts in \(String(format: "%.0f", walk.elapsedMs)) ms", .product(walk.product))
             }
         } else {
             alertWatchers(walk)

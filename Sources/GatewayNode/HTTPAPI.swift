@@ -29,6 +29,7 @@ extension Node {
         guard let (rule, values) = HTTPRoutes.find(request.method, request.path, dev: options.dev) else {
             return .refuse(status: 404, code: ErrorCode.notFound.rawValue, message: "no route \(request.method.rawValue) \(request.path)")
         }
+        request.context = AdmittedRoute(label: rule.pattern)
         let route: HTTPRoute
         switch rule.access {
         case .anyone(let build), .signedNotify(let build), .dev(let build):
@@ -48,7 +49,7 @@ extension Node {
             case .success(let user): route = build(values, user)
             }
         }
-        request.context = AdmittedRoute(route: route, label: rule.pattern)
+        request.context = AdmittedRoute(label: rule.pattern, route: route)
         switch rule.body {
         case .small: return .read(limit: Self.smallBodyLimit)
         case .keyUpload: return .read(limit: options.maxBody)
@@ -59,10 +60,10 @@ extension Node {
 
     public func httpRequest(_ request: HTTPRequest) {
         loop.assertOnLoopThread()
-        guard let admitted = request.context as? AdmittedRoute else {
+        guard let route = (request.context as? AdmittedRoute)?.route else {
             return fail(request, GatewayError(.internal, "request without a route"))
         }
-        switch admitted.route {
+        switch route {
         case .healthz:
             respond(request, 200, .object([("ok", .bool(true)), ("node", .string(options.nodeName))]))
         case .readyz:
@@ -76,7 +77,8 @@ extension Node {
             let text = metrics.render(connections: clients.count, subscriptions: hub.subscriptionCount,
                                       channels: hub.channelCount, redisUp: redis.isReady, redisRTT: redis.lastRoundTrip,
                                       redisReconnects: redis.reconnects, framesSent: frames + metrics.framesSent,
-                                      loopStall: loop.longestStallSeconds, refusedAtLimit: loop.refusedForDescriptors)
+                                      loopStall: loop.longestStallSeconds, refusedAtLimit: loop.refusedForDescriptors,
+                                      pushLatency: loop.pushLatency.histogram)
             loop.longestStallSeconds = 0
             request.respond(status: 200, body: text, contentType: "text/plain; version=0.0.4")
         case .home:

@@ -1,3 +1,4 @@
+import GatewayLog
 import GatewayIO
 
 /// Every HTTP route of the node. `HTTPRoutes.table` says how each is reached and who may
@@ -164,10 +165,27 @@ enum HTTPRoutes {
     }
 }
 
-/// What `httpHead` admitted: the route (with the caller it acts for) and its metrics label.
+/// What `httpHead` made of a request: the matching rule's pattern (its metrics `route`
+/// label, noted before the access check so that refusals count under their route), and the
+/// route once the check admitted it.
 struct AdmittedRoute {
-    let route: HTTPRoute
     let label: String
+    var route: HTTPRoute?
+}
+
+extension HTTPRoute {
+    /// The order or product a request is about, for its log line.
+    var logIDs: [LogID] {
+        switch self {
+        case .catalog(.getProduct(let id), _), .catalog(.updateProduct(let id), _), .commerce(.addKeys(let id), _):
+            [.product(id)]
+        case .commerce(.getOrder(let id), _), .commerce(.createPayment(let id), _), .commerce(.cancel(let id), _),
+             .commerce(.refund(let id), _):
+            [.order(id)]
+        case .healthz, .readyz, .metrics, .home, .staticFile, .catalog, .commerce, .paymentNotify, .dev, .admin:
+            []
+        }
+    }
 }
 /// `serve --dev`'s demo shop (GatewayDev): answers the table's `/dev` routes and stocks the
 /// demo products once the node runs.

@@ -6,7 +6,9 @@ import GatewayCore
 import GatewayConfig
 import GatewayCrypto
 import GatewayIO
+import GatewayLog
 import GatewayProtocol
+import Logging
 import OrderCore
 
 /// Node-side state of one WebSocket client.
@@ -34,6 +36,9 @@ final class Client {
     var countedUser: String?
     /// Whether it counts toward its source address's `limits.conns_per_ip`.
     var countedAddress = false
+    /// Admitted commands not answered yet, by id: their op and admission time (`Node.clock`),
+    /// for `gateway_command_duration_seconds`. A command id reused while in flight is timed once.
+    var commandStarts: [Int64: (op: String, at: Double)] = [:]
     /// The last ticket handed out on this connection (never reused).
     private var lastTicket: Int64 = 0
 
@@ -73,6 +78,11 @@ public final class Node: ServerDelegate {
     let hub = ChannelHub()
     let verifier: TokenVerifier
     let metrics = NodeMetrics()
+    /// JSON lines on stderr at `logging.level` (`log`).
+    let logger: Logger
+    /// The per-request and per-command lines, decided once: the hot paths test a Bool.
+    let logsDebug: Bool
+    let logsTrace: Bool
     package let orderRules: OrderRules
     package let orderStore: OrderStore
     /// One-time upgrade of v1 order records (one server), run at connect.
@@ -131,9 +141,12 @@ public final class Node: ServerDelegate {
         orderRules = OrderRules(times: options.commerce)
         let sizes = (options.historyUserSize, options.historyGroupSize, options.historyProductSize)
         let storeSettings = Self.storeSettings(options)
-        let log: (String) -> Void = { [nodeName = options.nodeName] message in
-            FileHandle.standardError.write(Data("[\(nodeName)] \(message)\n".utf8))
-        }
+        let logger = GatewayLog.logger(node: options.nodeName, level: Logger.Level(rawValue: options.logLevel) ?? .info)
+        self.logger = logger
+        logsDebug = logger.logLevel <= .debug
+        logsTrace = logger.logLevel <= .trace
+        // The stores report trouble: a Redis error, an entry they could not relay.
+        let log: (String) -> Void = { message in logger.warning("\(message)") }
         channelStore = RedisChannelStore(redis: redis, settings: storeSettings, log: log)
         let schedule: (Int, @escaping () -> Void) -> Void = { [loop] ms, body in loop.schedule(afterMs: ms, body) }
         outboxRelay = OutboxRelay(redis: redis, settings: storeSettings, log: log, schedule: schedule)
@@ -147,7 +160,7 @@ public final class Node: ServerDelegate {
                 }
             }, durability: options.durability, durabilityTimeoutMs: options.durabilityTimeoutMs, newEpoch: { Crypto.randomToken(4) })
         commerceStore.relay = outboxRelay
-        legacyMigration = LegacyCommerceMigration(redis: redis, log: log, after: schedule)
+        legacyMigration = LegacyCommerceMigration(redis: redis, log: { message in logger.notice("\(message)") }, after: schedule)
         commerceStore.legacyMigration = legacyMigration
         orderStore = OrderStore(store: commerceStore)
         presenceNode = "\(options.nodeName).\(Crypto.randomToken(4))"
@@ -166,10 +179,10 @@ public final class Node: ServerDelegate {
         onListening(loop.boundPort)
         redis.onReady = { [weak self] in self?.redisReady() }
         redis.onLost = { [weak self] reason in self?.redisLost(reason) }
-        redis.onProblem = { [weak self] problem in self?.log(problem) }
+        redis.onProblem = { [weak self] problem in self?.log(problem, level: .warning) }
         redis.onFatal = { [weak self] reason in
             guard let self else { return }
-            self.log("refusing to run: \(reason)")
+            self.log("refusing to run: \(reason)", level: .critical)
             self.fatal = reason
             self.loop.stop()
         }
@@ -179,6 +192,7 @@ public final class Node: ServerDelegate {
         refreshPresence()
         reportAdminStats()
         outboxRelay.start()
+        sampleLiveSeries()
         if options.dev { devEndpoints?.start(self) }
         installSignalHandlers(loop)
         loop.run()
@@ -228,7 +242,7 @@ public final class Node: ServerDelegate {
     /// were reset by their own callbacks.
     private func redisLost(_ reason: String) {
         loop.assertOnLoopThread()
-        log("redis lost: \(reason); reconnecting")
+        log("redis lost: \(reason); reconnecting", level: .warning)
         hub.redisDisconnected()
     }
 
@@ -238,7 +252,7 @@ public final class Node: ServerDelegate {
         switch kind {
         case "smessage":
             guard let publication = Self.parseAnnouncement(payload) else {
-                log("dropping a malformed announcement on \(channel)")
+                log("dropping a malformed announcement on \(channel)", level: .warning, .channel(channel.description))
                 return
             }
             execute(hub.message(channel, publication))
@@ -257,7 +271,7 @@ public final class Node: ServerDelegate {
         guard let s2 = payload[(s1 + 1)...].firstIndex(of: 0x20) else { return nil }
         guard let offset = UInt64(String(decoding: payload[..<s1], as: UTF8.self)) else { return nil }
         let epoch = String(decoding: payload[(s1 + 1)..<s2], as: UTF8.self)
-        return Publication(offset: offset, epoch: epoch, payload: Payload(Array(payload[(s2 + 1)...])))
+        return Publication(offset: offset, epoch: epoch, payload: Payload(push: Array(payload[(s2 + 1)...])))
     }
 
     func newEpoch() -> String { Crypto.randomToken(4) }
@@ -314,7 +328,7 @@ public final class Node: ServerDelegate {
     }
 
     func storageError(_ reply: RedisReply) -> GatewayError {
-        if case .error(let message) = reply { log("redis error: \(message)") }
+        if case .error(let message) = reply { log("redis error: \(message)", level: .error) }
         return reply.isFailure && !redis.isReady ? .redisUnavailable : GatewayError(.unavailable, "storage error, retry")
     }
 
@@ -325,8 +339,9 @@ public final class Node: ServerDelegate {
         if client.connectRequest == request, let claims = client.claims {
             client.connectRequest = nil
             client.conn.cancelDeadline()
+            if logsDebug { log("connected", level: .debug, .client(clientID(id)), .user(claims.sub)) }
             fields = [
-                ("client", .string("c-\(options.nodeName)-\(String(id, radix: 16))")),
+                ("client", .string(clientID(id))),
                 ("user", .string(claims.sub)), ("role", .string(claims.role.rawValue)),
                 ("node", .string(options.nodeName)), ("ping_s", .int(Int64(options.pingSeconds))),
             ]
@@ -338,7 +353,7 @@ public final class Node: ServerDelegate {
         }
         fields += [("channel", .string(channel.description)), ("offset", .int(Int64(result.offset))),
                    ("epoch", .string(result.epoch)), ("recovered", .bool(result.recovered))]
-        sendReply(client, ReplyEncoder.okWithPublications(id: commandID, fields: fields,
+        sendReply(client, commandID, ReplyEncoder.okWithPublications(id: commandID, fields: fields,
                                                           publications: result.publications.map(\.payload.bytes)))
     }
 
@@ -416,6 +431,7 @@ public final class Node: ServerDelegate {
     private func admit(_ client: Client, _ id: Int64, op: String, now: Double) -> Bool {
         switch client.budget.admit(now: now) {
         case .admit:
+            client.commandStarts[id] = (op, now)
             return true
         case .reject(let retryAfterMs, let reason):
             count(op: op, ErrorCode.rateLimited.rawValue)
@@ -442,6 +458,15 @@ public final class Node: ServerDelegate {
         if Node.terminateRequested && !draining { beginDrain() }
     }
 
+    public func httpAnswered(_ request: HTTPRequest, status: Int, seconds: Double) {
+        let route = routeLabel(request)
+        metrics.httpCompleted(route: route, status: status, seconds: seconds)
+        if logsDebug {
+            log("\(request.method.rawValue) \(route) \(status) in \(String(format: "%.1f", seconds * 1_000)) ms", level: .debug,
+                ids: (request.context as? AdmittedRoute)?.route?.logIDs ?? [])
+        }
+    }
+
     // MARK: Replies
 
     /// True while `client` still owns a live connection: registered, and lws has not
@@ -462,21 +487,29 @@ public final class Node: ServerDelegate {
     }
 
     /// The one way the reply to an admitted command leaves the node: dropped when the
-    /// client is gone, otherwise sent, freeing the command's in-flight slot.
-    func sendReply(_ client: Client, _ frame: [UInt8]) {
+    /// client is gone, otherwise sent, freeing the command's in-flight slot (and timed).
+    func sendReply(_ client: Client, _ id: Int64, _ frame: [UInt8]) {
         guard isLive(client) else { return }
         client.budget.completed()
         client.conn.send(frame)
+        if let start = client.commandStarts.removeValue(forKey: id) {
+            let seconds = Self.clock() - start.at
+            metrics.commandCompleted(op: start.op, seconds: seconds)
+            if logsTrace {
+                log("\(start.op) answered in \(String(format: "%.1f", seconds * 1_000)) ms", level: .trace,
+                    .client(clientID(client.conn.id)), .user(client.claims?.sub ?? ""))
+            }
+        }
     }
 
     func reply(_ client: Client, _ id: Int64, _ result: JSON, op: String) {
         count(op: op, "ok")
-        sendReply(client, ReplyEncoder.ok(id: id, result))
+        sendReply(client, id, ReplyEncoder.ok(id: id, result))
     }
 
     func reply(_ client: Client, _ id: Int64, error: GatewayError, op: String? = nil) {
         if let op { count(op: op, error.code.rawValue) }
-        sendReply(client, ReplyEncoder.error(id: id, error))
+        sendReply(client, id, ReplyEncoder.error(id: id, error))
     }
 
     /// Answers command `id` later, once, if the client is still connected.
@@ -494,6 +527,12 @@ public final class Node: ServerDelegate {
 
     func count(op: String, _ result: String) {
         metrics.commands[NodeMetrics.OpResult(op: op, result: result), default: 0] += 1
+    }
+
+    /// Every `LiveSeries.intervalMs`, for the admin page's chart.
+    private func sampleLiveSeries() {
+        metrics.sampleLive(atMs: Int64(Date().timeIntervalSince1970 * 1_000), pushLatency: loop.pushLatency.histogram)
+        loop.schedule(afterMs: LiveSeries.intervalMs) { [weak self] in self?.sampleLiveSeries() }
     }
 
     // MARK: Shutdown
@@ -522,9 +561,20 @@ public final class Node: ServerDelegate {
         loop.stop()
     }
 
-    package func log(_ message: String) {
-        FileHandle.standardError.write(Data("[\(options.nodeName)] \(message)\n".utf8))
+    /// One JSON line on stderr (PROTOCOL 4.7): the ids go in `ids`, never a key, token or secret.
+    package func log(_ message: String, level: Logger.Level = .info, _ ids: LogID...) {
+        log(message, level: level, ids: ids)
     }
+
+    package func log(_ message: String, level: Logger.Level, ids: [LogID]) {
+        guard level >= logger.logLevel else { return }
+        var metadata: Logger.Metadata = [:]
+        for id in ids { metadata[id.field.name] = .string(id.field.value) }
+        logger.log(level: level, "\(message)", metadata: metadata)
+    }
+
+    /// The id clients see for a connection (the connect reply's `client`).
+    func clientID(_ id: ConnectionID) -> String { "c-\(options.nodeName)-\(String(id, radix: 16))" }
 }
 
 private func installSignalHandlers(_ loop: EventLoop) {

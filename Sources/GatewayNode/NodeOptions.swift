@@ -63,6 +63,8 @@ public struct NodeOptions: Sendable {
     /// Seconds the oldest Redis command may wait for its reply before the link counts as
     /// lost and is reconnected (`redis.timeout_s`).
     public var redisTimeoutSeconds: Int
+    /// `logging.level`: trace, debug, info, notice, warning, error or critical.
+    public var logLevel: String
 
     /// Where Redis is: the URL's endpoint when one was given, else `redisHost:redisPort`.
     public var redisEndpoint: RedisURL.Endpoint { redisURL?.endpoint ?? .tcp(host: redisHost, port: redisPort) }
@@ -103,6 +105,7 @@ extension NodeOptions {
                                  friendpayTTL: Int64(settings.friendpay.ttlSeconds) * 1000,
                                  paymentGrace: Int64(settings.payments.graceSeconds) * 1000)
         groupRate = settings.groups.rate
+        logLevel = settings.logging.level
         groupRateWindowSeconds = settings.groups.rateWindowSeconds
         allowLinks = settings.groups.allowLinks
         alertCooldownSeconds = settings.alerts.cooldownSeconds

@@ -3,7 +3,9 @@ import CommunityCore
 import Foundation
 import GatewayClient
 import GatewayDev
+import GatewayLog
 import GatewayProtocol
+import Logging
 
 /// A group bot built on the client library, as an example of how bots are written:
 /// it joins its products' groups, answers questions from an answers file, and
@@ -18,6 +20,7 @@ struct Bot: ParsableCommand {
     @Option(help: "Longest wait between reconnects, seconds.") var maxBackoff = 30.0
 
     func run() throws {
+        GatewayLog.bootstrap(node: "bot", level: .info)
         guard let token = ProcessInfo.processInfo.environment["GATEWAY_BOT_TOKEN"], !token.isEmpty else {
             throw ValidationError("set GATEWAY_BOT_TOKEN to a bot token listing the products")
         }
@@ -35,3 +38,6 @@ struct Bot: ParsableCommand {
         }
     }
 }
+
+/// The process logger (JSON lines once `serve` or `bot` bootstrapped it).
+private let botLogger = Logger(label: "bot")

@@ -4,8 +4,10 @@ import CommunityCore
 import GatewayAuth
 import GatewayConfig
 import GatewayDev
+import GatewayLog
 import GatewayNode
 import GatewayProtocol
+import Logging
 import OrderCore
 
 @main
@@ -62,6 +64,7 @@ struct Serve: ParsableCommand {
         if let redis { overrides["redis.url"] = redis }
         if let node { overrides["server.node"] = node }
         var settings = try configOptions.load(overrides: overrides)
+        GatewayLog.bootstrap(node: settings.nodeName(), level: Logger.Level(rawValue: settings.logging.level) ?? .info)
         if dev {
             try DevSecrets.fill(&settings)
         } else {

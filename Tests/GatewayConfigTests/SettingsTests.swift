@@ -67,7 +67,7 @@ final class SettingsTests: XCTestCase {
             for name in try XCTUnwrap(value as? [String: Any]).keys { keys.insert(section + "." + name) }
         }
         XCTAssertEqual(keys, Set(Settings.settingKeys))
-        XCTAssertEqual(Settings.settingKeys.count, 43)
+        XCTAssertEqual(Settings.settingKeys.count, 44)
     }
 
     func testNoFileGivesDefaults() async throws {
@@ -313,6 +313,14 @@ final class SettingsTests: XCTestCase {
         XCTAssertTrue(host.hasPrefix("GATEWAY_SERVER_HOST: expected a host name"), host)
         let dataDir = await loadError(overrides: ["redis.data_dir": ""])
         XCTAssertEqual(dataDir, #"command line redis.data_dir: expected a folder path, got """#)
+        let level = await loadError(env: ["GATEWAY_LOGGING_LEVEL": "verbose"])
+        XCTAssertEqual(level, #"GATEWAY_LOGGING_LEVEL: expected one of trace, debug, info, notice, warning, error, critical, got "verbose""#)
+    }
+
+    func testLoggingLevel() async throws {
+        XCTAssertEqual(Settings.defaults.logging.level, "info")
+        let debug = try await load(env: ["GATEWAY_LOGGING_LEVEL": "debug"])
+        XCTAssertEqual(debug.logging.level, "debug")
     }
 
     func testAllProblemsReportedTogether() async {

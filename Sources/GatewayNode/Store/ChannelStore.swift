@@ -63,7 +63,7 @@ struct ChannelPage: RedisReplyDecodable {
 
     var readResult: ReadResult {
         ReadResult(offset: UInt64(max(offset, 0)), epoch: epoch, recovered: flag,
-                   publications: publications.map { Publication(offset: UInt64($0.offset), epoch: epoch, payload: Payload($0.push)) })
+                   publications: publications.map { Publication(offset: UInt64($0.offset), epoch: epoch, payload: Payload(push: $0.push)) })
     }
 
     var historyPage: HistoryPage {

@@ -2,6 +2,7 @@ import Foundation
 import GatewayConfig
 import GatewayProtocol
 import GatewayRedis
+import Logging
 import OrderCore
 
 /// A consistent read of what a decision is made on.
@@ -295,7 +296,10 @@ final class RedisCommerceStore: CommerceStore {
         }
     }
 
+    /// Static code has no node at hand: the process logger (JSON lines once the CLI bootstrapped it).
     private static func log(_ message: String) {
-        FileHandle.standardError.write(Data("order store: \(message)\n".utf8))
+        logger.warning("order store: \(message)")
     }
+
+    private static let logger = Logger(label: "gateway.store")
 }

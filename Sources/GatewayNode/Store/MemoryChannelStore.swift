@@ -83,7 +83,7 @@ final class MemoryChannelStore: ChannelStore {
         let epoch = log.epoch!
         func result(_ recovered: Bool, _ kept: [(offset: Int64, push: [UInt8])] = []) -> StoreResult<ReadResult> {
             .success(ReadResult(offset: UInt64(log.offset), epoch: epoch, recovered: recovered,
-                                publications: kept.map { Publication(offset: UInt64($0.offset), epoch: epoch, payload: Payload($0.push)) }))
+                                publications: kept.map { Publication(offset: UInt64($0.offset), epoch: epoch, payload: Payload(push: $0.push)) }))
         }
         guard let since else { return done(result(false)) }
         let from = Int64(since.offset)
