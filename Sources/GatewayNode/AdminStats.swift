@@ -141,8 +141,7 @@ extension Node {
     func adminStats() -> NodeStats {
         var busiest = TopCounts<Channel>(limit: AdminStats.busiest, tieBreak: Channel.ranksBefore)
         var groups = TopCounts<Channel>(limit: AdminStats.groups, tieBreak: Channel.ranksBefore)
-        hub.forEachSubscriberCount { channel, count in
-            guard channel.kind != .user else { return }
+        hub.forEachSharedSubscriberCount { channel, count in
             busiest.offer(channel, count)
             if channel.kind == .group { groups.offer(channel, count) }
         }
