@@ -135,6 +135,9 @@ public final class ChannelHub {
     }
 
     private var channels: [Channel: State] = [:]
+    /// The group: and product: channels of `channels`, so the operators' view ranks them
+    /// without walking every personal user: channel (one per connected user).
+    private var sharedChannels: [Channel: State] = [:]
     public private(set) var redisReady = false
 
     public init() {}
@@ -148,9 +151,20 @@ public final class ChannelHub {
 
     public func subscriberCount(_ channel: Channel) -> Int { channels[channel]?.subscribers.count ?? 0 }
 
-    /// Every channel with its number of local subscribers, in no order (the operators' view ranks them).
-    public func forEachSubscriberCount(_ body: (Channel, Int) -> Void) {
-        for (channel, state) in channels { body(channel, state.subscribers.count) }
+    /// Every group: and product: channel with its number of local subscribers, in no order
+    /// (the operators' view ranks them); personal user: channels are not visited.
+    public func forEachSharedSubscriberCount(_ body: (Channel, Int) -> Void) {
+        for (channel, state) in sharedChannels { body(channel, state.subscribers.count) }
+    }
+
+    private func add(_ channel: Channel, _ state: State) {
+        channels[channel] = state
+        if channel.kind != .user { sharedChannels[channel] = state }
+    }
+
+    private func forget(_ channel: Channel) {
+        channels[channel] = nil
+        if channel.kind != .user { sharedChannels[channel] = nil }
     }
 
     // MARK: Events from connections
@@ -166,7 +180,7 @@ public final class ChannelHub {
             }
         } else {
             state = State()
-            channels[channel] = state
+            add(channel, state)
             if redisReady { actions.append(.redisSubscribe(channel)) }
         }
         var pending = Pending(request: request, since: since, reading: false)
@@ -189,7 +203,7 @@ public final class ChannelHub {
         case .unsubscribing:
             return []
         case .subscribing where !redisReady:
-            channels[channel] = nil
+            forget(channel)
             return []
         case .subscribing, .active:
             state.redis = .unsubscribing
@@ -205,7 +219,7 @@ public final class ChannelHub {
         var actions: [HubAction] = []
         for (channel, state) in channels {
             if state.subscribers.isEmpty {
-                channels[channel] = nil
+                forget(channel)
                 continue
             }
             state.redis = .subscribing
@@ -258,7 +272,7 @@ public final class ChannelHub {
         }
         guard state.redis == .unsubscribing else { return [] }
         if state.subscribers.isEmpty {
-            channels[channel] = nil
+            forget(channel)
             return []
         }
         state.redis = .subscribing

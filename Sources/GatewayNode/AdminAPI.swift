@@ -20,13 +20,13 @@ extension Node {
     /// The operators' view in Redis (Store/AdminStore.swift); a value type over the node's link.
     var adminStore: any AdminStore { RedisAdminStore(redis: redis, log: { [weak self] in self?.log($0) }) }
 
-    /// Reads the nodes' stats (and the listed groups' mutes when asked for) and answers the
+    /// Reads the nodes' stats (and the muted groups' mutes when asked for) and answers the
     /// parts of `route`. Answers are never cached: they carry shop data.
     func adminRequest(_ request: HTTPRequest, _ route: AdminRoute) {
         let parts = route.parts
         let nowMs = now
         let store = adminStore
-        store.board(keepMs: AdminStats.keepMs, nowMs: nowMs, groups: AdminStats.groups) { [weak self] result in
+        store.board(keepMs: AdminStats.keepMs, nowMs: nowMs, groups: AdminStats.mutedGroupCandidates) { [weak self] result in
             guard let self else { return }
             let board: AdminBoard
             switch result {
@@ -36,15 +36,20 @@ extension Node {
             var report = AdminReport(view: ClusterView(board, liveWithinMs: AdminStats.liveWithinMs))
             for node in report.view.unreadable { self.log("admin: unreadable stats of node \(node)") }
             guard parts.contains(.groups) else { return self.adminAnswer(request, report.json(parts)) }
-            let groups = report.view.groups(muted: board.mutedGroups, limit: AdminStats.groups)
-            let products = groups.map { Channel($0.channel)?.id ?? "" }
-            store.mutes(groups: products, nowMs: nowMs, limit: AdminStats.mutesPerGroup) { [weak self] result in
+            // Mutes are read only for the groups the index names: none on most polls.
+            let candidates = board.mutedGroups
+            guard !candidates.isEmpty else {
+                report.groups = report.view.groups(muted: [], limit: AdminStats.groups)
+                return self.adminAnswer(request, report.json(parts))
+            }
+            store.mutes(groups: candidates, nowMs: nowMs, limit: AdminStats.mutesPerGroup) { [weak self] result in
                 guard let self else { return }
                 switch result {
                 case .failure(let error):
                     self.fail(request, error)
                 case .success(let mutes):
-                    report.groups = Array(zip(groups, mutes)).map { (group: $0.0, mutes: $0.1) }
+                    let muted = zip(candidates, mutes).map { (product: $0.0, mutes: $0.1) }
+                    report.groups = report.view.groups(muted: muted, limit: AdminStats.groups)
                     self.adminAnswer(request, report.json(parts))
                 }
             }

@@ -10,9 +10,13 @@ enum AdminStats {
     static let keepMs: Int64 = 60_000
     /// Channels each node reports and the admin API lists.
     static let busiest = 20
-    /// Group channels each node reports, and groups the admin API lists.
+    /// Group channels each node reports, and groups the admin API lists (as many again with mutes).
     static let groups = 50
     static let mutesPerGroup = 100
+    /// Muted groups read from the index per admin read: more than are listed, in case a few
+    /// entries are a write behind (see RedisCommunityStore.moderate); those without a live
+    /// mute are left out.
+    static let mutedGroupCandidates = 2 * groups
 }
 
 /// A channel and its number of subscribers.
@@ -137,8 +141,7 @@ extension Node {
     func adminStats() -> NodeStats {
         var busiest = TopCounts<Channel>(limit: AdminStats.busiest, tieBreak: Channel.ranksBefore)
         var groups = TopCounts<Channel>(limit: AdminStats.groups, tieBreak: Channel.ranksBefore)
-        hub.forEachSubscriberCount { channel, count in
-            guard channel.kind != .user else { return }
+        hub.forEachSharedSubscriberCount { channel, count in
             busiest.offer(channel, count)
             if channel.kind == .group { groups.offer(channel, count) }
         }

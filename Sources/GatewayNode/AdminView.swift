@@ -7,6 +7,12 @@ struct MergedCount: Equatable {
     var nodes: Int
 }
 
+/// A group as the admin API lists it: its subscribers over the live nodes and its live mutes.
+struct ListedGroup: Equatable {
+    var group: MergedCount
+    var mutes: [GroupMute]
+}
+
 /// The cluster as the admin API shows it: the nodes' stored stats, parsed and merged. Pure.
 struct ClusterView {
     struct Member: Equatable {
@@ -47,15 +53,22 @@ struct ClusterView {
         Array(Self.merge(live.map(\.busiest)).prefix(limit))
     }
 
-    /// The live nodes' busiest groups, then groups with live mutes that no node listed
-    /// (no subscribers), at most `limit`.
-    func groups(muted: [String], limit: Int) -> [MergedCount] {
-        var merged = Self.merge(live.map(\.groups))
-        let listed = Set(merged.map(\.channel))
-        for product in muted where !listed.contains(Channel.group(product).description) {
-            merged.append(MergedCount(channel: Channel.group(product).description, subscribers: 0, nodes: 0))
+    /// Groups with live mutes first, in the order given (the muted-groups index: the latest
+    /// mute end first), with their subscribers where a live node listed them; then the live
+    /// nodes' busiest groups without mutes. At most `limit` of each, so a busy shop's groups
+    /// never hide a mute and many mutes never hide the busiest groups.
+    func groups(muted: [(product: String, mutes: [GroupMute])], limit: Int) -> [ListedGroup] {
+        let merged = Self.merge(live.map(\.groups))
+        let listed = Dictionary(merged.map { ($0.channel, $0) }, uniquingKeysWith: { first, _ in first })
+        var out: [ListedGroup] = []
+        var shown = Set<String>()
+        for (product, mutes) in muted where !mutes.isEmpty && out.count < limit {
+            let channel = Channel.group(product).description
+            guard shown.insert(channel).inserted else { continue }
+            out.append(ListedGroup(group: listed[channel] ?? MergedCount(channel: channel, subscribers: 0, nodes: 0), mutes: mutes))
         }
-        return Array(merged.prefix(limit))
+        out += merged.lazy.filter { !shown.contains($0.channel) }.prefix(limit).map { ListedGroup(group: $0, mutes: []) }
+        return out
     }
 
     /// Most subscribers first, then by name.
@@ -79,8 +92,8 @@ enum AdminPart: String, CaseIterable {
 /// One admin answer: the parts a route asks for, as JSON. Pure.
 struct AdminReport {
     var view: ClusterView
-    /// The listed groups (`ClusterView.groups`), each with its live mutes.
-    var groups: [(group: MergedCount, mutes: [GroupMute])] = []
+    /// The listed groups (`ClusterView.groups`).
+    var groups: [ListedGroup] = []
     /// Issue 13 seams: payments in `refund_required` and the webhook event log's backlog.
     /// Neither exists before it, so they read empty and 0.
     var refundRequired: [JSON] = []

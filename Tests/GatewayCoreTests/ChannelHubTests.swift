@@ -194,6 +194,32 @@ final class ChannelHubTests: XCTestCase {
         assertActs(hub.redisUnsubscribed(g1), [])
     }
 
+    func testSharedSubscriberCountsSkipUserChannelsAndFollowReleases() {
+        func shared() -> [Channel: Int] {
+            var out: [Channel: Int] = [:]
+            hub.forEachSharedSubscriberCount { out[$0] = $1 }
+            return out
+        }
+        let product = Channel.product("p9")
+        activate(g1, [1, 2], at: 10)
+        activate(u1, [1], at: 3)
+        activate(product, [3], at: 1)
+        XCTAssertEqual(shared(), [g1: 2, product: 1], "no personal user: channel")
+        assertActs(hub.unsubscribe(1, from: g1), [])
+        XCTAssertEqual(shared(), [g1: 1, product: 1])
+        assertActs(hub.unsubscribe(3, from: product), [.unsub(product)])
+        assertActs(hub.redisUnsubscribed(product), [])
+        XCTAssertEqual(shared(), [g1: 1], "a released channel is gone")
+        // Reconnecting drops channels left without subscribers; one before Redis is ready too.
+        assertActs(hub.unsubscribe(2, from: g1), [.unsub(g1)])
+        hub.redisDisconnected()
+        assertActSet(hub.redisConnected(), [.sub(u1)])
+        assertActs(hub.subscribe(4, to: g2, since: nil, request: 4), [.sub(g2)])
+        hub.redisDisconnected()
+        assertActs(hub.unsubscribe(4, from: g2), [])
+        XCTAssertEqual(shared(), [:])
+    }
+
     func testUnsubscribeBeforeSubscribeConfirmed() {
         assertActs(hub.redisConnected(), [])
         assertActs(hub.subscribe(1, to: g1, since: nil, request: 1), [.sub(g1)])

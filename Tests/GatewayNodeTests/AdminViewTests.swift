@@ -58,12 +58,29 @@ final class AdminViewTests: XCTestCase {
             MergedCount(channel: "group:p1", subscribers: 1, nodes: 1),
         ], "a silent node's channels do not count; ties by name")
         XCTAssertEqual(view.busiest(limit: 1).count, 1)
-        XCTAssertEqual(view.groups(muted: ["p1", "p5"], limit: 10), [
-            MergedCount(channel: "group:p3", subscribers: 4, nodes: 1),
-            MergedCount(channel: "group:p1", subscribers: 1, nodes: 1),
-            MergedCount(channel: "group:p5", subscribers: 0, nodes: 0),
-        ], "muted groups nobody listed come last")
-        XCTAssertEqual(view.groups(muted: ["p5"], limit: 2).count, 2)
+        let mute = GroupMute(user: "u1", untilMs: 160_000)
+        XCTAssertEqual(view.groups(muted: [("p5", [mute]), ("p1", [mute]), ("p7", [])], limit: 10), [
+            ListedGroup(group: MergedCount(channel: "group:p5", subscribers: 0, nodes: 0), mutes: [mute]),
+            ListedGroup(group: MergedCount(channel: "group:p1", subscribers: 1, nodes: 1), mutes: [mute]),
+            ListedGroup(group: MergedCount(channel: "group:p3", subscribers: 4, nodes: 1), mutes: []),
+        ], "muted groups first with their subscribers, then the busiest others; p7 has no live mute")
+    }
+
+    func testAMutedGroupIsListedHoweverManyBusierGroupsThereAre() {
+        let busy = (1...60).map { ("group:b\($0)", 100 + $0) }
+        let board = AdminBoard(nowMs: 100_000, nodes: [stored("n1", seen: 99_000, groups: busy + [("group:quiet", 1)])], mutedGroups: [])
+        let view = ClusterView(board, liveWithinMs: 10_000)
+        let mute = GroupMute(user: "u1", untilMs: 160_000)
+        let listed = view.groups(muted: [("quiet", [mute])], limit: 50)
+        XCTAssertEqual(listed.first, ListedGroup(group: MergedCount(channel: "group:quiet", subscribers: 1, nodes: 1), mutes: [mute]))
+        XCTAssertEqual(listed.count, 51, "the muted group and the 50 busiest")
+        XCTAssertEqual(listed.dropFirst().map(\.mutes), Array(repeating: [], count: 50))
+        XCTAssertEqual(listed[1].group.channel, "group:b60")
+
+        let many = (1...60).map { (product: "m\($0)", mutes: [mute]) }
+        let crowded = view.groups(muted: many, limit: 50)
+        XCTAssertEqual(crowded.filter { !$0.mutes.isEmpty }.count, 50, "at most `limit` muted groups")
+        XCTAssertEqual(crowded.filter(\.mutes.isEmpty).count, 50, "and the busiest still shown")
     }
 
     func testTheReportAnswersTheRoutesParts() throws {
@@ -71,7 +88,7 @@ final class AdminViewTests: XCTestCase {
         let board = AdminBoard(nowMs: 100_000, nodes: [stored("n1", seen: 99_500, connections: 2, series: [point]),
                                                        stored("n2", seen: 99_500)], mutedGroups: [])
         var report = AdminReport(view: ClusterView(board, liveWithinMs: 10_000))
-        report.groups = [(group: MergedCount(channel: "group:p1", subscribers: 3, nodes: 1), mutes: [GroupMute(user: "u9", untilMs: 160_000)])]
+        report.groups = [ListedGroup(group: MergedCount(channel: "group:p1", subscribers: 3, nodes: 1), mutes: [GroupMute(user: "u9", untilMs: 160_000)])]
 
         let nodes = report.json([.nodes])
         XCTAssertEqual(nodes["now_ms"]?.intValue, 100_000)

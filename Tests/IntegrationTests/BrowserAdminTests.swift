@@ -74,6 +74,31 @@ extension BrowserTests {
         XCTAssertEqual(try page.evaluate("document.querySelector('#board').hidden"), .bool(true))
     }
 
+    func testAdminPageKeepsPollingAfterAnAnswerItCannotRead() throws {
+        let node = try startNode("n1")
+        let page = try openAdmin(node)
+        try typeKey(page, TestSecrets.shopKey)
+        try adminState(page, "live")
+        // The next poll gets a proxy's HTML page with status 200, then the gateway again. The
+        // states the badge goes through are recorded, so a short-lived one is not missed.
+        _ = try page.evaluate("""
+            (() => { const badge = document.querySelector('#state'); window.seenStates = [];
+              new MutationObserver(() => window.seenStates.push(badge.dataset.state + ':' + badge.textContent))
+                .observe(badge, { attributes: true, childList: true, characterData: true, subtree: true });
+              const real = window.fetch;
+              window.fetch = (...args) => { window.fetch = real;
+                return Promise.resolve(new Response('<html><body>502 from a proxy</body></html>',
+                                                    { status: 200, headers: { 'Content-Type': 'text/html' } })); };
+              return true })()
+            """)
+        try page.waitFor("window.seenStates.includes('error:unreadable answer')", "the unreadable answer shown as an error")
+        try page.waitFor("""
+            (() => { const i = window.seenStates.indexOf('error:unreadable answer');
+                     return window.seenStates.slice(i + 1).includes('live:live') })()
+            """, "the page live again after it")
+        try adminState(page, "live")
+    }
+
     func testAdminChartDrawsOneLinePerNodeAndSaysSoWhenThereIsNoData() throws {
         let node = try startNode("n1")
         let page = try openAdmin(node)

@@ -1,4 +1,5 @@
--- Shared by every script that publishes (prepended by LuaScript.embedded).
+-- Shared by every script that publishes (prepended by LuaScript.embedded), and for its
+-- nowMs() by scripts that read the Redis clock.
 -- Appends a push to a channel's history, then announces it on the channel's shard
 -- channel: the one way anything is published. `meta` and `log` are the channel's keys
 -- (passed in KEYS); its shard channel is the meta key without ':meta' (same hash tag).

@@ -51,11 +51,15 @@ final class RedisCommunityStore: CommunityStore {
                     StoreKeys.groupLegacyMuted(product), StoreKeys.groupMutes(product)]
         let args: [RedisArgument] = [channel.description, action.rawValue, user, untilMs, offset,
                                      settings.historyGroupSize, settings.historyTTLSeconds, settings.newEpoch()]
-        if action == .mute {
-            // The index of muted groups lives in another slot: pipelined beside the mute, best effort.
-            calls.run(AdminScripts.mutedGroup, keys: [StoreKeys.mutedGroups], args: [product, untilMs], as: RedisReply.self) { _ in }
+        calls.run(CommunityScripts.moderate, keys: keys, args: args, as: [Int64].self) { [calls] result in
+            // moderate.lua answers {applied, end of the group's last live mute (0: none)} to a
+            // mute or unmute. The index of muted groups lives in another slot: set to exactly
+            // that afterwards, best effort (two moderations racing may leave it a write behind).
+            if action != .delete, case .success(let reply) = result, reply.count == 2 {
+                calls.run(AdminScripts.mutedGroup, keys: [StoreKeys.mutedGroups], args: [product, reply[1]], as: RedisReply.self) { _ in }
+            }
+            done(result.map { $0.first == 1 })
         }
-        calls.run(CommunityScripts.moderate, keys: keys, args: args, as: Int64.self) { done($0.map { $0 == 1 }) }
     }
 
     // MARK: Presence

@@ -47,34 +47,40 @@ function refuse(message) {
   $('key').focus();
 }
 
+// One poll, then the next one while the session lasts, whatever this one met: a body that
+// is not the overview (a proxy's page, an answer cut off) or a drawing error shows as an
+// error and the page keeps polling, so it recovers by itself.
 async function poll(mine) {
+  try {
+    await pollOnce(mine);
+  } catch (e) {
+    if (mine === session) setState('error', 'unreadable answer');
+  }
+  if (mine === session) timer = setTimeout(() => poll(mine), POLL_MS);
+}
+
+async function pollOnce(mine) {
   let response;
   try {
     response = await fetch('/api/v1/admin/overview', {
       headers: { Authorization: 'Bearer ' + shopKey }, cache: 'no-store', credentials: 'omit',
     });
   } catch (e) {
-    if (mine !== session) return;
-    setState('error', 'gateway unreachable');
-    timer = setTimeout(() => poll(mine), POLL_MS);
+    if (mine === session) setState('error', 'gateway unreachable');
     return;
   }
   if (mine !== session) return;
   if (response.status === 401) return refuse('Refused: that is not the shop key.');
   if (response.status === 403) return refuse('Refused: a merchant key cannot open this page; it needs the shop key.');
-  if (!response.ok) {
-    setState('error', 'error ' + response.status);
-  } else {
-    const overview = await response.json();
-    if (mine !== session) return;
-    render(overview);
-    $('key-form').hidden = true;
-    $('board').hidden = false;
-    $('sign-out').hidden = false;
-    setState('live', 'live');
-    $('updated').textContent = 'updated ' + new Date().toLocaleTimeString();
-  }
-  timer = setTimeout(() => poll(mine), POLL_MS);
+  if (!response.ok) return setState('error', 'error ' + response.status);
+  const overview = await response.json();
+  if (mine !== session) return;
+  render(overview);
+  $('key-form').hidden = true;
+  $('board').hidden = false;
+  $('sign-out').hidden = false;
+  setState('live', 'live');
+  $('updated').textContent = 'updated ' + new Date().toLocaleTimeString();
 }
 
 // MARK: Drawing (textContent only: every name on the page is data)
