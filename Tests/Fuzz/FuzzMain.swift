@@ -36,9 +36,9 @@ public func fuzzOne(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
         for line in CommandDecoder.decodeFrame(body) {
             guard case .command(_, let command) = line else { continue }
             switch command {
-            case .publish(_, let text, _):
+            case .community(.publish(_, let text, _)):
                 _ = GroupRules.textError(text, maxBytes: 4000)
-            case .moderate(_, _, _, _, let seconds):
+            case .community(.moderate(_, _, _, _, let seconds)):
                 // What the node computes from it: must not overflow for anything decoded.
                 consume(Int64(1_800_000_000_000) + (seconds ?? Ranges.defaultMuteSeconds) * 1000)
             default:
