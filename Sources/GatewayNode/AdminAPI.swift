@@ -36,8 +36,7 @@ extension Node {
             var report = AdminReport(view: ClusterView(board, liveWithinMs: AdminStats.liveWithinMs))
             for node in report.view.unreadable { self.log("admin: unreadable stats of node \(node)") }
             guard parts.contains(.groups) else { return self.adminAnswer(request, report.json(parts)) }
-            // Mutes are read only for the groups the index names: none on most polls.
-            let candidates = board.mutedGroups
+            let candidates = report.view.groupsToRead(indexed: board.mutedGroups, limit: AdminStats.groups)
             guard !candidates.isEmpty else {
                 report.groups = report.view.groups(muted: [], limit: AdminStats.groups)
                 return self.adminAnswer(request, report.json(parts))

@@ -53,9 +53,18 @@ struct ClusterView {
         Array(Self.merge(live.map(\.busiest)).prefix(limit))
     }
 
+    /// The groups whose mutes the groups part reads: those the muted-groups index names, then
+    /// the busiest groups it does not (the index is written after the mute and may lag, but a
+    /// listed group always shows its mutes).
+    func groupsToRead(indexed: [String], limit: Int) -> [String] {
+        var seen = Set(indexed)
+        let busiest = Self.merge(live.map(\.groups)).prefix(limit).compactMap { Channel($0.channel)?.id }
+        return indexed + busiest.filter { seen.insert($0).inserted }
+    }
+
     /// Groups with live mutes first, in the order given (the muted-groups index: the latest
     /// mute end first), with their subscribers where a live node listed them; then the live
-    /// nodes' busiest groups without mutes. At most `limit` of each, so a busy shop's groups
+    /// nodes' busiest groups not listed yet, with whatever mutes were read for them. At most `limit` of each, so a busy shop's groups
     /// never hide a mute and many mutes never hide the busiest groups.
     func groups(muted: [(product: String, mutes: [GroupMute])], limit: Int) -> [ListedGroup] {
         let merged = Self.merge(live.map(\.groups))
@@ -67,7 +76,9 @@ struct ClusterView {
             guard shown.insert(channel).inserted else { continue }
             out.append(ListedGroup(group: listed[channel] ?? MergedCount(channel: channel, subscribers: 0, nodes: 0), mutes: mutes))
         }
-        out += merged.lazy.filter { !shown.contains($0.channel) }.prefix(limit).map { ListedGroup(group: $0, mutes: []) }
+        // A busy group shows the mutes read for it even when the muted part is full.
+        let read = Dictionary(muted.map { (Channel.group($0.product).description, $0.mutes) }, uniquingKeysWith: { first, _ in first })
+        out += merged.lazy.filter { !shown.contains($0.channel) }.prefix(limit).map { ListedGroup(group: $0, mutes: read[$0.channel] ?? []) }
         return out
     }
 

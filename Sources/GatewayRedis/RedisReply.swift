@@ -33,6 +33,20 @@ public enum RedisReply: Sendable, Equatable, CustomStringConvertible {
     public var text: String? { bytes.map { String(decoding: $0, as: UTF8.self) } }
     public var array: [RedisReply]? { if case .array(let a) = self { a } else { nil } }
 
+    /// The reply's types and sizes, never its content: what a decoding error may log, since
+    /// stored records hold gift and pay codes.
+    public var shape: String {
+        switch self {
+        case .string(let b): "string(\(b.count) bytes)"
+        case .status: "status"
+        case .integer: "integer"
+        case .array(let a): "array[\(a.prefix(8).map(\.shape).joined(separator: ", "))\(a.count > 8 ? ", ... \(a.count) in all" : "")]"
+        case .null: "nil"
+        case .error: "error"
+        case .disconnected: "disconnected"
+        }
+    }
+
     public var description: String {
         switch self {
         case .string(let b): "\"\(String(decoding: b, as: UTF8.self))\""

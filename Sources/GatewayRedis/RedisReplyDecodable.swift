@@ -26,7 +26,7 @@ public enum RedisDecodingError: Error, Equatable, CustomStringConvertible {
         switch reply {
         case .error(let message): .server(message)
         case .disconnected: .disconnected
-        default: .unexpected(expected: expected, got: String(reply.description.prefix(200)))
+        default: .unexpected(expected: expected, got: reply.shape)
         }
     }
 }

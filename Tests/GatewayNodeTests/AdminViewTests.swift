@@ -83,6 +83,23 @@ final class AdminViewTests: XCTestCase {
         XCTAssertEqual(crowded.filter(\.mutes.isEmpty).count, 50, "and the busiest still shown")
     }
 
+    /// The index is written after the mute and may lag or be crowded by long mutes elsewhere:
+    /// the busiest groups' mutes are read anyway, and shown even when the muted part is full.
+    func testTheBusiestGroupsShowTheirMutesWhateverTheIndexSays() {
+        let board = AdminBoard(nowMs: 100_000, nodes: [stored("n1", seen: 99_000, groups: [("group:busy", 500), ("group:calm", 3)])],
+                               mutedGroups: [])
+        let view = ClusterView(board, liveWithinMs: 10_000)
+        let indexed = (1...100).map { "long\($0)" }
+        XCTAssertEqual(view.groupsToRead(indexed: indexed, limit: 50), indexed + ["busy", "calm"])
+        XCTAssertEqual(view.groupsToRead(indexed: ["busy"], limit: 50), ["busy", "calm"], "each group read once")
+
+        let ban = GroupMute(user: "spammer", untilMs: 999_000_000)
+        let mute = GroupMute(user: "u1", untilMs: 160_000)
+        let read = indexed.map { (product: $0, mutes: [ban]) } + [(product: "busy", mutes: [mute]), (product: "calm", mutes: [])]
+        let listed = view.groups(muted: read, limit: 50)
+        XCTAssertEqual(listed.first { $0.group.channel == "group:busy" }?.mutes, [mute])
+    }
+
     func testTheReportAnswersTheRoutesParts() throws {
         let point = LivePoint(atMs: 99_000, pushesPerSecond: 40, p99Seconds: 0.0025)
         let board = AdminBoard(nowMs: 100_000, nodes: [stored("n1", seen: 99_500, connections: 2, series: [point]),

@@ -22,6 +22,17 @@ final class ReplyDecodingTests: XCTestCase {
         XCTAssertThrowsError(try reader.next(Int.self))
     }
 
+    /// A reply of the wrong shape is logged by the stores: the error names its types and
+    /// sizes, never its content (order records hold gift and pay codes).
+    func testAWrongShapeErrorNeverCarriesTheReplysContent() {
+        let record = RedisReply.array([.string(Array("gift_code".utf8)), .string(Array("g-1a-secretcode0123456789".utf8))])
+        XCTAssertThrowsError(try record.decode(as: Int.self)) { error in
+            let text = "\(error)"
+            XCTAssertFalse(text.contains("secretcode"), text)
+            XCTAssertEqual(error as? RedisDecodingError, .unexpected(expected: "an integer", got: "array[string(9 bytes), string(25 bytes)]"))
+        }
+    }
+
     func testFailuresAreErrorsNotDefaults() {
         XCTAssertThrowsError(try RedisReply.error("ERR boom").decode(as: Int.self)) { error in
             XCTAssertEqual(error as? RedisDecodingError, .server("ERR boom"))

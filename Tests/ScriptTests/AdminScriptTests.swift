@@ -109,4 +109,22 @@ final class AdminScriptTests: XCTestCase {
             XCTAssertFalse(script.source.contains("'gw:") || script.source.contains("\"gw:"), "\(script.name) builds a key name")
         }
     }
+
+    /// Two nodes' index writes for one group may land in either order: the older one (an
+    /// unmute's "no mutes") arriving last must not erase the newer mute.
+    func testIndexWritesArrivingOutOfOrderKeepTheNewerOne() throws {
+        let f = try StoreFixture()
+        let admin = RedisAdminStore(redis: f.link, log: { _ in })
+        let now = nowMs
+        let index: ([RedisArgument]) throws -> Int = { args in
+            try f.value { RedisCalls(redis: f.link, log: { _ in }).run(AdminScripts.mutedGroup, keys: [StoreKeys.mutedGroups, StoreKeys.mutedGroupVersions],
+                                                                      args: args, as: Int.self, $0) }
+        }
+        XCTAssertEqual(try index(["g", now + 600_000, 2_000]), 1, "node A's mute (the newer moderation)")
+        XCTAssertEqual(try index(["g", 0, 1_000]), 0, "node B's earlier unmute, arriving late, is dropped")
+        let board = try f.value { admin.board(keepMs: 60_000, nowMs: now, groups: 10, $0) }
+        XCTAssertEqual(board.mutedGroups, ["g"])
+        XCTAssertEqual(try index(["g", 0, 3_000]), 1, "a newer unmute removes it")
+        XCTAssertEqual(try f.value { admin.board(keepMs: 60_000, nowMs: now, groups: 10, $0) }.mutedGroups, [])
+    }
 }

@@ -2,8 +2,10 @@
 -- KEYS: the group channel's meta and log, the user's mute key, the legacy `muted` hash,
 -- the group's mutes set (user -> until ms, read by the operators' view).
 -- A mute is a key of its own (value: until ms) that expires when the mute ends, so ended
--- mutes never pile up. Returns {1, latest}: latest is when the group's last live mute ends
--- after a mute or unmute (0: none), which the muted-groups index is set to; 0 is for a
+-- mutes never pile up. Returns {1, latest, version}: latest is when the group's last live
+-- mute ends after a mute or unmute (0: none), which the muted-groups index is set to;
+-- version (the Redis clock in microseconds: moderations of one group run one after another
+-- on its master) orders those index writes, which travel separately. latest is 0 for a
 -- deletion. Returns {0} when the offset to delete does not exist.
 local META, LOG, MUTE, LEGACY_MUTED, MUTES = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local CHANNEL, ACTION, USER, UNTIL_MS, OFFSET, SIZE, TTL, EPOCH =
@@ -24,4 +26,5 @@ else
   if OFFSET < 1 or OFFSET > current then return {0} end
   publish(META, LOG, CHANNEL, 'group.deleted', '{"offset":' .. OFFSET .. '}', SIZE, TTL, EPOCH)
 end
-return {1, tonumber(latest or '0')}
+local clock = redis.call('TIME')
+return {1, tonumber(latest or '0'), tonumber(clock[1]) * 1000000 + tonumber(clock[2])}

@@ -52,11 +52,14 @@ final class RedisCommunityStore: CommunityStore {
         let args: [RedisArgument] = [channel.description, action.rawValue, user, untilMs, offset,
                                      settings.historyGroupSize, settings.historyTTLSeconds, settings.newEpoch()]
         calls.run(CommunityScripts.moderate, keys: keys, args: args, as: [Int64].self) { [calls] result in
-            // moderate.lua answers {applied, end of the group's last live mute (0: none)} to a
-            // mute or unmute. The index of muted groups lives in another slot: set to exactly
-            // that afterwards, best effort (two moderations racing may leave it a write behind).
-            if action != .delete, case .success(let reply) = result, reply.count == 2 {
-                calls.run(AdminScripts.mutedGroup, keys: [StoreKeys.mutedGroups], args: [product, reply[1]], as: RedisReply.self) { _ in }
+            // moderate.lua answers {applied, end of the group's last live mute (0: none), version}
+            // to a mute or unmute. The index of muted groups lives in another slot: set to
+            // exactly that afterwards, best effort, the version keeping racing writes in order.
+            if action != .delete, case .success(let reply) = result, reply.count == 3 {
+                calls.run(AdminScripts.mutedGroup, keys: [StoreKeys.mutedGroups, StoreKeys.mutedGroupVersions],
+                          args: [product, reply[1], reply[2]], as: RedisReply.self) { written in
+                    if case .failure(let error) = written { calls.log("muted-groups index of \(product) not written: \(error)") }
+                }
             }
             done(result.map { $0.first == 1 })
         }

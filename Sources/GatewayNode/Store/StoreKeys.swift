@@ -85,4 +85,7 @@ enum StoreKeys {
     static let adminSeen = "gw:{admin}:seen"
     /// Sorted set group (product id) -> end of its latest mute (ms): groups that may have live mutes.
     static let mutedGroups = "gw:{admin}:muted-groups"
+    /// Hash group -> version (moderate.lua's) of the last write to `mutedGroups`, so writes
+    /// arriving out of order never undo a newer one.
+    static let mutedGroupVersions = "gw:{admin}:muted-versions"
 }
