@@ -43,6 +43,8 @@ let package = Package(
         .target(name: "GatewayCore", dependencies: ["GatewayProtocol"]),
         .target(name: "OrderCore", dependencies: ["GatewayProtocol"]),
         .target(name: "CommunityCore", dependencies: ["GatewayProtocol"]),
+        // Payment providers' notifies (Alipay, WeChat Pay v3, 易支付): parsed and verified, no I/O.
+        .target(name: "GatewayPayments", dependencies: ["GatewayProtocol", "GatewayCrypto"]),
         // Redis values, replies, scripts and cluster slot routing: no I/O.
         .target(name: "GatewayRedis", dependencies: ["GatewayCrypto"]),
         // JSON-lines logs (swift-log handler): ids as fields, never a secret.
@@ -70,7 +72,7 @@ let package = Package(
 
         // Test infrastructure shared by the tests and the load tester: one Redis launcher (single
         // server and local Cluster), free ports, a RESP probe, a blocking HTTP client. No XCTest.
-        .target(name: "GatewayTestSupport", dependencies: ["GatewayProtocol", "GatewayRedis", "CProcess"]),
+        .target(name: "GatewayTestSupport", dependencies: ["GatewayProtocol", "GatewayRedis", "GatewayCrypto", "COpenSSL", "CProcess"]),
 
         // `serve --dev` and the single-machine setup: the /dev endpoints, the demo page and its
         // bot, and the private redis-server. Swift 6 mode: the bot and the Redis supervisor run
@@ -104,6 +106,7 @@ let package = Package(
         .testTarget(name: "GatewayConfigTests", dependencies: ["GatewayConfig"]),
         .testTarget(name: "OrderCoreTests", dependencies: ["OrderCore", "GatewayProtocol"]),
         .testTarget(name: "CommunityCoreTests", dependencies: ["CommunityCore", "GatewayProtocol"]),
+        .testTarget(name: "GatewayPaymentsTests", dependencies: ["GatewayPayments", "GatewayCrypto", "GatewayProtocol", "GatewayTestSupport"]),
         .testTarget(name: "IntegrationTests", dependencies: [
             "GatewayClient", "GatewayProtocol", "GatewayAuth", "GatewayCrypto", "GatewayRedis", "GatewayTestSupport",
         ]),
