@@ -61,7 +61,7 @@ let package = Package(
         // The node: connections, commands, HTTP API, Redis scripts.
         .target(name: "GatewayNode", dependencies: [
             "GatewayProtocol", "GatewayAuth", "GatewayCore", "GatewayConfig", "GatewayIO",
-            "GatewayCrypto", "GatewayRedis", "CLws", "OrderCore", "CommunityCore", "CProcess", "GatewayLog",
+            "GatewayCrypto", "GatewayRedis", "CLws", "OrderCore", "CommunityCore", "CProcess", "GatewayLog", "GatewayPayments",
             .product(name: "Prometheus", package: "swift-prometheus"),
             .product(name: "CoreMetrics", package: "swift-metrics"),
             .product(name: "Logging", package: "swift-log"),
@@ -99,7 +99,7 @@ let package = Package(
         .testTarget(name: "GatewayCoreTests", dependencies: ["GatewayCore", "GatewayProtocol"]),
         .testTarget(name: "GatewayRedisTests", dependencies: ["GatewayRedis"]),
         // Node code against the in-memory store twins; each Lua script against a real redis-server.
-        .testTarget(name: "GatewayNodeTests", dependencies: ["GatewayNode", "GatewayRedis", "OrderCore", "GatewayProtocol", "GatewayConfig", "GatewayCore"], swiftSettings: glue),
+        .testTarget(name: "GatewayNodeTests", dependencies: ["GatewayNode", "GatewayRedis", "OrderCore", "GatewayProtocol", "GatewayConfig", "GatewayCore", "GatewayPayments"], swiftSettings: glue),
         .testTarget(name: "GatewayLogTests", dependencies: ["GatewayLog", "GatewayProtocol", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "ScriptTests", dependencies: ["GatewayNode", "GatewayIO", "GatewayRedis", "GatewayTestSupport", "CHiredis", "OrderCore", "GatewayProtocol"],
                     swiftSettings: glue),
