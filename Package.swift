@@ -43,6 +43,8 @@ let package = Package(
         .target(name: "GatewayCore", dependencies: ["GatewayProtocol"]),
         .target(name: "OrderCore", dependencies: ["GatewayProtocol"]),
         .target(name: "CommunityCore", dependencies: ["GatewayProtocol"]),
+        // Payment providers' notifies (Alipay, WeChat Pay v3, 易支付): parsed and verified, no I/O.
+        .target(name: "GatewayPayments", dependencies: ["GatewayProtocol", "GatewayCrypto"]),
         // Redis values, replies, scripts and cluster slot routing: no I/O.
         .target(name: "GatewayRedis", dependencies: ["GatewayCrypto"]),
         // JSON-lines logs (swift-log handler): ids as fields, never a secret.
@@ -59,7 +61,7 @@ let package = Package(
         // The node: connections, commands, HTTP API, Redis scripts.
         .target(name: "GatewayNode", dependencies: [
             "GatewayProtocol", "GatewayAuth", "GatewayCore", "GatewayConfig", "GatewayIO",
-            "GatewayCrypto", "GatewayRedis", "CLws", "OrderCore", "CommunityCore", "CProcess", "GatewayLog",
+            "GatewayCrypto", "GatewayRedis", "CLws", "OrderCore", "CommunityCore", "CProcess", "GatewayLog", "GatewayPayments",
             .product(name: "Prometheus", package: "swift-prometheus"),
             .product(name: "CoreMetrics", package: "swift-metrics"),
             .product(name: "Logging", package: "swift-log"),
@@ -70,7 +72,7 @@ let package = Package(
 
         // Test infrastructure shared by the tests and the load tester: one Redis launcher (single
         // server and local Cluster), free ports, a RESP probe, a blocking HTTP client. No XCTest.
-        .target(name: "GatewayTestSupport", dependencies: ["GatewayProtocol", "GatewayRedis", "CProcess"]),
+        .target(name: "GatewayTestSupport", dependencies: ["GatewayProtocol", "GatewayRedis", "GatewayCrypto", "COpenSSL", "CProcess"]),
 
         // `serve --dev` and the single-machine setup: the /dev endpoints, the demo page and its
         // bot, and the private redis-server. Swift 6 mode: the bot and the Redis supervisor run
@@ -97,13 +99,14 @@ let package = Package(
         .testTarget(name: "GatewayCoreTests", dependencies: ["GatewayCore", "GatewayProtocol"]),
         .testTarget(name: "GatewayRedisTests", dependencies: ["GatewayRedis"]),
         // Node code against the in-memory store twins; each Lua script against a real redis-server.
-        .testTarget(name: "GatewayNodeTests", dependencies: ["GatewayNode", "GatewayRedis", "OrderCore", "GatewayProtocol", "GatewayConfig", "GatewayCore"], swiftSettings: glue),
+        .testTarget(name: "GatewayNodeTests", dependencies: ["GatewayNode", "GatewayRedis", "OrderCore", "GatewayProtocol", "GatewayConfig", "GatewayCore", "GatewayPayments"], swiftSettings: glue),
         .testTarget(name: "GatewayLogTests", dependencies: ["GatewayLog", "GatewayProtocol", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "ScriptTests", dependencies: ["GatewayNode", "GatewayIO", "GatewayRedis", "GatewayTestSupport", "CHiredis", "OrderCore", "GatewayProtocol"],
                     swiftSettings: glue),
         .testTarget(name: "GatewayConfigTests", dependencies: ["GatewayConfig"]),
         .testTarget(name: "OrderCoreTests", dependencies: ["OrderCore", "GatewayProtocol"]),
         .testTarget(name: "CommunityCoreTests", dependencies: ["CommunityCore", "GatewayProtocol"]),
+        .testTarget(name: "GatewayPaymentsTests", dependencies: ["GatewayPayments", "GatewayCrypto", "GatewayProtocol", "GatewayTestSupport"]),
         .testTarget(name: "IntegrationTests", dependencies: [
             "GatewayClient", "GatewayProtocol", "GatewayAuth", "GatewayCrypto", "GatewayRedis", "GatewayTestSupport",
         ]),

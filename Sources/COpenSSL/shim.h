@@ -1,8 +1,11 @@
 #ifndef COPENSSL_SHIM_H
 #define COPENSSL_SHIM_H
+#include <openssl/bio.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+#include <openssl/pem.h>
 #include <openssl/rand.h>
+#include <openssl/rsa.h>
 #include <openssl/sha.h>
 #endif

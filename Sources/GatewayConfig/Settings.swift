@@ -44,6 +44,15 @@ public struct Settings: Sendable, Equatable {
         public var secret: String
         /// A success notify this long after an unpaid order was canceled still pays it (`payments.grace_s`).
         public var graceSeconds: Int
+        /// PEM file of Alipay's public key (`payments.alipay_public_key`); nil leaves
+        /// `/api/v1/payments/notify/alipay` answering `fail`.
+        public var alipayPublicKey: String? = nil
+        /// PEM file of the WeChat Pay platform public key (`payments.wechatpay_platform_public_key`).
+        public var wechatpayPlatformPublicKey: String? = nil
+        /// The 32-character API v3 key that seals WeChat Pay's `resource` (`payments.wechatpay_api_v3_key`).
+        public var wechatpayAPIv3Key: String = ""
+        /// The 易支付 merchant key its MD5 signatures end with (`payments.epay_key`).
+        public var epayKey: String = ""
     }
 
     public struct Orders: Sendable, Equatable {
@@ -330,6 +339,13 @@ extension Settings {
             Field(key: "api.merchant_keys", kind: .merchantKeys, secret: true),
             Field(key: "payments.secret", kind: .string(\.payments.secret, check: anything), secret: true),
             Field(key: "payments.grace_s", kind: .int(\.payments.graceSeconds, 0...maxSeconds)),
+            Field(key: "payments.alipay_public_key", kind: .optionalString(\.payments.alipayPublicKey, check: { _ in nil })),
+            Field(key: "payments.wechatpay_platform_public_key",
+                  kind: .optionalString(\.payments.wechatpayPlatformPublicKey, check: { _ in nil })),
+            Field(key: "payments.wechatpay_api_v3_key", kind: .string(\.payments.wechatpayAPIv3Key, check: { key in
+                key.isEmpty || key.utf8.count == 32 ? nil : "must be the 32-character API v3 key WeChat Pay issues"
+            }), secret: true),
+            Field(key: "payments.epay_key", kind: .string(\.payments.epayKey, check: anything), secret: true),
             Field(key: "orders.ttl_s", kind: .int(\.orders.ttlSeconds, 1...maxSeconds)),
             Field(key: "gifts.ttl_s", kind: .int(\.gifts.ttlSeconds, 1...maxSeconds)),
             Field(key: "friendpay.ttl_s", kind: .int(\.friendpay.ttlSeconds, 1...maxSeconds)),
@@ -719,6 +735,10 @@ private struct Loader {
                 problems.append("api.merchant_keys: merchants \(quoted(other)) and \(quoted(id)) share one key")
             }
             owners[key] = id
+        }
+        // Half a WeChat Pay setup could verify notifies but never read them, or the reverse.
+        if (settings.payments.wechatpayPlatformPublicKey == nil) != settings.payments.wechatpayAPIv3Key.isEmpty {
+            problems.append("payments.wechatpay_platform_public_key and payments.wechatpay_api_v3_key go together: give both, or neither to leave WeChat Pay off")
         }
         // Half a TLS setup would silently serve plain text where TLS was meant.
         switch (settings.server.tlsCert, settings.server.tlsKey) {

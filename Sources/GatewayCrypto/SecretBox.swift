@@ -14,7 +14,13 @@ public struct SecretBox: Sendable {
 
     /// nonce (12) | ciphertext | tag (16)
     public func seal(_ plaintext: [UInt8], context: [UInt8] = []) -> [UInt8] {
-        let nonce = Crypto.randomBytes(12)
+        seal(plaintext, nonce: Crypto.randomBytes(12), context: context)
+    }
+
+    /// With a nonce the caller chose (12 bytes, never twice under one key): a payment
+    /// provider fixes its own nonce, so test vectors must too.
+    public func seal(_ plaintext: [UInt8], nonce: [UInt8], context: [UInt8] = []) -> [UInt8] {
+        precondition(nonce.count == 12, "AES-GCM nonce must be 12 bytes")
         var out = [UInt8](repeating: 0, count: 12 + plaintext.count + 16)
         guard let ctx = EVP_CIPHER_CTX_new() else { fatalError("EVP_CIPHER_CTX_new failed") }
         defer { EVP_CIPHER_CTX_free(ctx) }

@@ -40,6 +40,50 @@ private func customHeader(_ wsi: OpaquePointer, _ name: String) -> String? {
     return String(cString: buf)
 }
 
+private func namedHeaders(_ wsi: OpaquePointer) -> [String: String] {
+    var found: [String: String] = [:]
+    for name in HTTPRequest.namedHeaders {
+        if let value = customHeader(wsi, name + ":") { found[name] = value }
+    }
+    return found
+}
+
+/// lws splits the query at each `&` and percent-decodes every `name=value` piece; encoded
+/// again here, the query reads as one `application/x-www-form-urlencoded` string, where an
+/// escaped `&` or `=` inside a value stays part of it.
+private func queryString(_ wsi: OpaquePointer) -> String {
+    var pieces: [String] = []
+    var index: Int32 = 0
+    while true {
+        let len = Int(lws_hdr_fragment_length(wsi, WSI_TOKEN_HTTP_URI_ARGS, index))
+        guard len > 0 else { break }
+        var buf = [CChar](repeating: 0, count: len + 1)
+        guard lws_hdr_copy_fragment(wsi, &buf, Int32(buf.count), WSI_TOKEN_HTTP_URI_ARGS, index) >= 0 else { break }
+        let piece = buf.prefix(len).map { UInt8(bitPattern: $0) }
+        if let eq = piece.firstIndex(of: UInt8(ascii: "=")) {
+            pieces.append(percentEncoded(piece[..<eq]) + "=" + percentEncoded(piece[(eq + 1)...]))
+        } else {
+            pieces.append(percentEncoded(piece[...]))
+        }
+        index += 1
+    }
+    return pieces.joined(separator: "&")
+}
+
+private func percentEncoded(_ bytes: ArraySlice<UInt8>) -> String {
+    var out = ""
+    for byte in bytes {
+        switch byte {
+        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
+             UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "-"), UInt8(ascii: "_"), UInt8(ascii: "."):
+            out.unicodeScalars.append(Unicode.Scalar(byte))
+        default:
+            out += "%" + String(byte >> 4, radix: 16) + String(byte & 0x0F, radix: 16)
+        }
+    }
+    return out
+}
+
 private func requestMethod(_ wsi: OpaquePointer) -> (HTTPRequest.Method, String)? {
     let candidates: [(lws_token_indexes, HTTPRequest.Method)] = [
         (WSI_TOKEN_GET_URI, .GET), (WSI_TOKEN_POST_URI, .POST), (WSI_TOKEN_PATCH_URI, .PATCH),
@@ -226,9 +270,10 @@ func gatewayCallback(_ wsi: OpaquePointer?, _ reason: lws_callback_reasons, _ us
         guard let (method, uri) = requestMethod(wsi) else { return -1 }
         let parts = uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)
         let request = HTTPRequest(method: method, path: String(parts[0]),
-                                  query: parts.count > 1 ? String(parts[1]) : "",
+                                  query: parts.count > 1 ? String(parts[1]) : queryString(wsi),
                                   authorization: header(wsi, WSI_TOKEN_HTTP_AUTHORIZATION),
-                                  signature: customHeader(wsi, "x-signature:"), wsi: wsi)
+                                  signature: customHeader(wsi, "x-signature:"),
+                                  headers: namedHeaders(wsi), wsi: wsi)
         store(request, in: user)
         httpHead(request, wsi, loop)
         return 0

@@ -216,6 +216,8 @@ public final class HTTPRequest {
     public let query: String
     public let authorization: String?
     public let signature: String?
+    /// The headers of `HTTPRequest.namedHeaders` the request carried, by lowercase name.
+    public let headers: [String: String]
     public var body: [UInt8] { intake?.body ?? [] }
     /// The delegate's own note on the request, made at `httpHead` (its route, its caller).
     public var context: Any?
@@ -231,12 +233,17 @@ public final class HTTPRequest {
     private var headersSent = false
     private var shutdownPending = false
 
-    init(method: Method, path: String, query: String, authorization: String?, signature: String?, wsi: OpaquePointer) {
+    /// Headers kept besides the standard ones: WeChat Pay signs its notify in these.
+    public static let namedHeaders = ["wechatpay-timestamp", "wechatpay-nonce", "wechatpay-signature", "wechatpay-serial"]
+
+    init(method: Method, path: String, query: String, authorization: String?, signature: String?,
+         headers: [String: String], wsi: OpaquePointer) {
         self.method = method
         self.path = path
         self.query = query
         self.authorization = authorization
         self.signature = signature
+        self.headers = headers
         self.wsi = wsi
     }
 

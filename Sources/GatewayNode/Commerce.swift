@@ -207,8 +207,16 @@ extension Node {
         case .failure(let e): return done(.failure(e))
         case .success(let n): notify = n
         }
-        orderStore.run(.payment(notify.payment), decide: { s in
-            self.orderRules.notify(notify, payment: s.payment, order: s.order, stock: s.stock, now: self.now)
+        applyNotify(payment: notify.payment, { _ in notify }, done)
+    }
+
+    /// The one notify path every provider's notify ends in: the order rules' `notify` on the
+    /// payment's snapshot, applied in one step. `notify` is built from the stored payment, for
+    /// providers that name only the payment (its order comes from the record).
+    func applyNotify(payment: String, _ notify: @escaping (Payment?) -> PaymentNotify,
+                     _ done: @escaping (Result<Void, GatewayError>) -> Void) {
+        orderStore.run(.payment(payment), decide: { s in
+            self.orderRules.notify(notify(s.payment), payment: s.payment, order: s.order, stock: s.stock, now: self.now)
         }) { result in done(result.map { _ in () }) }
     }
 

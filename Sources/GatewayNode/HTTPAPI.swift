@@ -92,6 +92,8 @@ extension Node {
             adminRequest(request, admin)
         case .paymentNotify:
             paymentNotify(request)
+        case .providerNotify(let provider):
+            providerNotify(request, provider)
         case .catalog(let route, let caller):
             catalogRequest(request, route, caller)
         case .commerce(let route, let caller):

@@ -1,5 +1,6 @@
 import GatewayLog
 import GatewayIO
+import GatewayPayments
 
 /// Every HTTP route of the node. `HTTPRoutes.table` says how each is reached and who may
 /// call it; the handlers switch over their own area's cases, exhaustively. A route that
@@ -16,6 +17,8 @@ enum HTTPRoute: Equatable {
     case commerce(CommerceRoute, APICaller)
     /// The payment provider's notify, signed over its body.
     case paymentNotify
+    /// Alipay's, WeChat Pay's or 易支付's notify (`ProviderNotify.swift`), in its own format.
+    case providerNotify(PaymentProvider)
     /// `serve --dev` only, answered by `devEndpoints` (GatewayDev).
     case dev(DevRoute)
     /// The operators' read-only view (`AdminAPI.swift`).
@@ -138,6 +141,10 @@ enum HTTPRoutes {
         RouteRule(.POST, "/api/v1/orders/{id}/cancel", .shopOrMerchant { .commerce(.cancel(order: $0[0]), $1) }),
         RouteRule(.POST, "/api/v1/orders/{id}/refund", .shopOrMerchant { .commerce(.refund(order: $0[0]), $1) }),
         RouteRule(.POST, "/api/v1/payments/notify", .signedNotify { _ in .paymentNotify }),
+        RouteRule(.POST, "/api/v1/payments/notify/alipay", .signedNotify { _ in .providerNotify(.alipay) }),
+        RouteRule(.POST, "/api/v1/payments/notify/wechatpay", .signedNotify { _ in .providerNotify(.wechatpay) }),
+        // 易支付 aggregators call the notify URL with GET (query string) or POST (form).
+        RouteRule([.GET, .POST], "/api/v1/payments/notify/epay", .signedNotify { _ in .providerNotify(.epay) }),
 
         // MARK: Operators (/api/v1/admin/..., shop key only)
 
@@ -182,7 +189,7 @@ extension HTTPRoute {
         case .commerce(.getOrder(let id), _), .commerce(.createPayment(let id), _), .commerce(.cancel(let id), _),
              .commerce(.refund(let id), _):
             [.order(id)]
-        case .healthz, .readyz, .metrics, .home, .staticFile, .catalog, .commerce, .paymentNotify, .dev, .admin:
+        case .healthz, .readyz, .metrics, .home, .staticFile, .catalog, .commerce, .paymentNotify, .providerNotify, .dev, .admin:
             []
         }
     }

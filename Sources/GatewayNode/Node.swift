@@ -93,6 +93,8 @@ public final class Node: ServerDelegate {
     /// Pushes written to outboxes by decisions (Redis Cluster only).
     let outboxRelay: OutboxRelay
     let keyBox: SecretBox
+    /// Alipay, WeChat Pay and 易支付 notifies, for the providers whose settings are given.
+    let providers: ProviderAdapters
     /// `serve --dev`: the /dev routes and demo products (GatewayDev).
     package var devEndpoints: DevEndpoints?
     var sweeping = false
@@ -123,6 +125,7 @@ public final class Node: ServerDelegate {
             throw NodeStartError(description: "keys.secret must be 32 bytes (64 hex characters); refusing to seal card keys with anything else")
         }
         self.keyBox = keyBox
+        providers = try ProviderAdapters(options.providerSettings)
         self.options = options
         var listen = ListenOptions(host: options.host, port: options.port, maxFrame: options.maxFrame,
                                    maxBody: options.maxBody, pingSeconds: options.pingSeconds)

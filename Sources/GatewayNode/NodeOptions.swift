@@ -23,6 +23,9 @@ public struct NodeOptions: Sendable {
     public var historyProductSize: Int
     public var historyTTLSeconds: Int
     public var paymentsSecret: String
+    /// The payment providers' keys (`payments.alipay_public_key` ... `payments.epay_key`):
+    /// PEM paths and secrets, loaded into `ProviderAdapters` when the node starts.
+    public var providerSettings: ProviderSettings
     /// 32 bytes: seals card keys at rest and keys their fingerprints.
     public var keysSecret: [UInt8]
     public var commerce: CommerceTimes
@@ -100,6 +103,10 @@ extension NodeOptions {
         historyProductSize = settings.history.productSize
         historyTTLSeconds = settings.history.ttlSeconds
         paymentsSecret = settings.payments.secret
+        providerSettings = ProviderSettings(alipayPublicKey: settings.payments.alipayPublicKey,
+                                            wechatpayPlatformPublicKey: settings.payments.wechatpayPlatformPublicKey,
+                                            wechatpayAPIv3Key: settings.payments.wechatpayAPIv3Key,
+                                            epayKey: settings.payments.epayKey)
         keysSecret = settings.keys.secretBytes ?? []
         commerce = CommerceTimes(orderTTL: Int64(settings.orders.ttlSeconds) * 1000, giftTTL: Int64(settings.gifts.ttlSeconds) * 1000,
                                  friendpayTTL: Int64(settings.friendpay.ttlSeconds) * 1000,

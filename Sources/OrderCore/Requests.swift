@@ -83,6 +83,15 @@ public struct PaymentNotify: Equatable, Sendable {
     public var outcome: Outcome
     public var tradeNo: String
 
+    public init(payment: String, order: String, amount: Int64, currency: String, outcome: Outcome, tradeNo: String) {
+        self.payment = payment
+        self.order = order
+        self.amount = amount
+        self.currency = currency
+        self.outcome = outcome
+        self.tradeNo = tradeNo
+    }
+
     public static func decode(_ json: JSON) -> Result<PaymentNotify, GatewayError> {
         guard let payment = json["payment"]?.stringValue, !payment.isEmpty, payment.utf8.count <= 128 else {
             return .failure(.badRequest("\"payment\" is required"))

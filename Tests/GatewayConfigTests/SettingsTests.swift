@@ -67,7 +67,7 @@ final class SettingsTests: XCTestCase {
             for name in try XCTUnwrap(value as? [String: Any]).keys { keys.insert(section + "." + name) }
         }
         XCTAssertEqual(keys, Set(Settings.settingKeys))
-        XCTAssertEqual(Settings.settingKeys.count, 44)
+        XCTAssertEqual(Settings.settingKeys.count, 48)
     }
 
     func testNoFileGivesDefaults() async throws {
@@ -203,6 +203,23 @@ final class SettingsTests: XCTestCase {
         XCTAssertTrue(certOnly.hasPrefix("server.tls_cert is set but server.tls_key is not"), certOnly)
         let keyOnly = await loadError(env: ["GATEWAY_SERVER_TLS_KEY": "/etc/gw/key.pem"])
         XCTAssertTrue(keyOnly.hasPrefix("server.tls_key is set but server.tls_cert is not"), keyOnly)
+    }
+
+    func testPaymentProviderSettings() async throws {
+        let settings = try await load(env: ["GATEWAY_PAYMENTS_ALIPAY_PUBLIC_KEY": "/etc/gw/alipay.pem",
+                                            "GATEWAY_PAYMENTS_WECHATPAY_PLATFORM_PUBLIC_KEY": "/etc/gw/wechatpay.pem",
+                                            "GATEWAY_PAYMENTS_WECHATPAY_API_V3_KEY": String(repeating: "k", count: 32),
+                                            "GATEWAY_PAYMENTS_EPAY_KEY": "epay-merchant-key"])
+        XCTAssertEqual(settings.payments.alipayPublicKey, "/etc/gw/alipay.pem")
+        XCTAssertEqual(settings.payments.wechatpayPlatformPublicKey, "/etc/gw/wechatpay.pem")
+        XCTAssertEqual(settings.payments.epayKey, "epay-merchant-key")
+        XCTAssertFalse(settings.description.contains("epay-merchant-key"), "a provider key must never be printed")
+        XCTAssertFalse(settings.description.contains(String(repeating: "k", count: 32)))
+        XCTAssertNil(Settings.defaults.payments.alipayPublicKey)
+        let short = await loadError(overrides: ["payments.wechatpay_api_v3_key": "short"])
+        XCTAssertTrue(short.contains("32-character API v3 key"), short)
+        let half = await loadError(overrides: ["payments.wechatpay_platform_public_key": "/etc/gw/wechatpay.pem"])
+        XCTAssertTrue(half.hasPrefix("payments.wechatpay_platform_public_key and payments.wechatpay_api_v3_key go together"), half)
     }
 
     func testRedisTimeoutFromEnvironment() async throws {

@@ -1,5 +1,6 @@
 @testable import GatewayIO
 @testable import GatewayNode
+import GatewayPayments
 import XCTest
 
 /// The one route table: every path the node answers, who may call it, its body limit, and
@@ -31,6 +32,10 @@ final class HTTPRouteTableTests: XCTestCase {
             (.POST, "/api/v1/orders/o-1/cancel", .commerce(.cancel(order: "o-1"), .shop), "/api/v1/orders/{id}/cancel"),
             (.POST, "/api/v1/orders/o-1/refund", .commerce(.refund(order: "o-1"), .shop), "/api/v1/orders/{id}/refund"),
             (.POST, "/api/v1/payments/notify", .paymentNotify, "/api/v1/payments/notify"),
+            (.POST, "/api/v1/payments/notify/alipay", .providerNotify(.alipay), "/api/v1/payments/notify/alipay"),
+            (.POST, "/api/v1/payments/notify/wechatpay", .providerNotify(.wechatpay), "/api/v1/payments/notify/wechatpay"),
+            (.POST, "/api/v1/payments/notify/epay", .providerNotify(.epay), "/api/v1/payments/notify/epay"),
+            (.GET, "/api/v1/payments/notify/epay", .providerNotify(.epay), "/api/v1/payments/notify/epay"),
             (.GET, "/healthz", .healthz, "/healthz"),
             (.GET, "/metrics", .metrics, "/metrics"),
             (.GET, "/demo/app.js", .staticFile, "/demo/*"),
@@ -52,6 +57,13 @@ final class HTTPRouteTableTests: XCTestCase {
     func testWhoMayCallAndHowMuchBody() {
         XCTAssertEqual(find(.POST, "/api/v1/orders")?.access, .shopOrMerchant)
         XCTAssertEqual(find(.POST, "/api/v1/payments/notify")?.access, .signedNotify)
+        for provider in ["alipay", "wechatpay", "epay"] {
+            XCTAssertEqual(find(.POST, "/api/v1/payments/notify/\(provider)")?.access, .signedNotify)
+            XCTAssertEqual(find(.POST, "/api/v1/payments/notify/\(provider)")?.body, .small)
+        }
+        // Only 易支付 calls with GET.
+        XCTAssertNil(find(.GET, "/api/v1/payments/notify/alipay"))
+        XCTAssertNil(find(.GET, "/api/v1/payments/notify/wechatpay"))
         XCTAssertEqual(find(.GET, "/healthz")?.access, .anyone)
         XCTAssertEqual(find(.GET, "/api/v1/admin/nodes")?.access, .shop)
         // The operators' view is read-only, one part per route.

@@ -1,3 +1,4 @@
+import Foundation
 import GatewayConfig
 @testable import GatewayNode
 import XCTest
@@ -23,6 +24,29 @@ final class NodeOptionsTests: XCTestCase {
         XCTAssertEqual(o.redisPort, 6390)
         XCTAssertEqual(o.pingSeconds, Settings.defaults.server.pingSeconds)
         XCTAssertEqual(o.historyMaxRecover, Settings.defaults.history.maxRecover)
+    }
+
+    func testProviderSettingsReachTheNodeAndBadKeyFilesStopIt() throws {
+        var settings = Settings.defaults
+        settings.payments.epayKey = "epay-key"
+        settings.payments.alipayPublicKey = "/nonexistent/alipay.pem"
+        let o = options(settings)
+        XCTAssertEqual(o.providerSettings, ProviderSettings(alipayPublicKey: "/nonexistent/alipay.pem", epayKey: "epay-key"))
+        XCTAssertThrowsError(try ProviderAdapters(o.providerSettings)) { error in
+            XCTAssertTrue("\(error)".hasPrefix("payments.alipay_public_key: cannot read /nonexistent/alipay.pem"), "\(error)")
+        }
+        let notAKey = FileManager.default.temporaryDirectory.appendingPathComponent("gw-not-a-key-\(UUID().uuidString).pem")
+        try "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n".write(to: notAKey, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(at: notAKey) }
+        XCTAssertThrowsError(try ProviderAdapters(ProviderSettings(wechatpayPlatformPublicKey: notAKey.path,
+                                                                   wechatpayAPIv3Key: String(repeating: "k", count: 32)))) { error in
+            XCTAssertTrue("\(error)".contains("holds no RSA public key"), "\(error)")
+        }
+        let empty = try ProviderAdapters(ProviderSettings())
+        XCTAssertNil(empty.alipay)
+        XCTAssertNil(empty.wechatpay)
+        XCTAssertNil(empty.epay)
+        XCTAssertNotNil(try ProviderAdapters(ProviderSettings(epayKey: "k")).epay)
     }
 
     func testAllZeroCardKeySecretIsRefused() {
