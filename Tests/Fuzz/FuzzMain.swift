@@ -6,11 +6,14 @@
 //   3: TokenVerifier.verify of a token signed with the test secret, payload = the input,
 //      so the fuzzer reaches the claim checks past the signature
 //   4: HTTP bodies: OrderRequest, PaymentNotify and ProductPrice decoding of one JSON body
+//   5: payment providers' form bodies: FormFields.parse, every value as a yuan amount, and the
+//      易支付 check over what parsed (it must refuse: nobody here knows the key)
 // Decoded group text also goes through GroupRules.textError, as the node does.
 // A crash, a sanitizer report or a slow input (-timeout) is a finding.
 import CommunityCore
 import GatewayAuth
 import GatewayCrypto
+import GatewayPayments
 import GatewayProtocol
 import OrderCore
 
@@ -21,7 +24,7 @@ private let headerPart = Base64URL.encode(Array(#"{"alg":"HS256","typ":"JWT"}"#.
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzOne(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     guard size > 0 else { return 0 }
-    let selector = data[0] % 5
+    let selector = data[0] % 6
     let body = UnsafeRawBufferPointer(start: data + 1, count: size - 1)
     switch selector {
     case 0:
@@ -55,6 +58,18 @@ public func fuzzOne(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
             guard Names.isValidID(claims.sub), (claims.name?.utf8.count ?? 0) <= 128 else {
                 fatalError("accepted claims that break the rules: \(claims)")
             }
+        }
+    case 5:
+        guard case .success(let fields) = FormFields.parse(body) else { return 0 }
+        for value in fields.values {
+            guard let fen = YuanAmount.fen(value) else { continue }
+            // Exact: what it accepts is in range and reads back the same from its own yuan form.
+            guard Ranges.amount.contains(fen), YuanAmount.fen("\(fen / 100).\(fen % 100 < 10 ? "0" : "")\(fen % 100)") == fen else {
+                fatalError("yuan \(value) read as \(fen) fen")
+            }
+        }
+        if case .success = EpayNotify(merchantKey: "fuzz-key").verify(fields: fields) {
+            fatalError("a 易支付 notify passed without its key: \(fields)")
         }
     default:
         guard let json = try? JSON.parse(body) else { return 0 }
