@@ -124,7 +124,9 @@ final class AdminScriptTests: XCTestCase {
         XCTAssertEqual(try index(["g", 0, 1_000]), 0, "node B's earlier unmute, arriving late, is dropped")
         let board = try f.value { admin.board(keepMs: 60_000, nowMs: now, groups: 10, $0) }
         XCTAssertEqual(board.mutedGroups, ["g"])
+        XCTAssertGreaterThan(f.redis.call(["PTTL", StoreKeys.mutedGroupVersions]).int ?? -1, 0, "the versions expire with the index")
         XCTAssertEqual(try index(["g", 0, 3_000]), 1, "a newer unmute removes it")
         XCTAssertEqual(try f.value { admin.board(keepMs: 60_000, nowMs: now, groups: 10, $0) }.mutedGroups, [])
+        XCTAssertEqual(f.redis.call(["EXISTS", StoreKeys.mutedGroupVersions]).int, 0, "nothing left once no group is muted")
     }
 }

@@ -86,6 +86,6 @@ enum StoreKeys {
     /// Sorted set group (product id) -> end of its latest mute (ms): groups that may have live mutes.
     static let mutedGroups = "gw:{admin}:muted-groups"
     /// Hash group -> version (moderate.lua's) of the last write to `mutedGroups`, so writes
-    /// arriving out of order never undo a newer one.
+    /// arriving out of order never undo a newer one; it expires with `mutedGroups`.
     static let mutedGroupVersions = "gw:{admin}:muted-versions"
 }
