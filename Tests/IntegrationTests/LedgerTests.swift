@@ -164,6 +164,14 @@ final class LedgerTests: IntegrationCase {
         XCTAssertEqual(try getOrder(b, orderID)["paid_by"], winner["payer"])
         try assertLedgerAgrees(a, [first, second])
 
+        // The operators' list, read on the other node, shows the payment owed.
+        func listed(_ node: GatewayNodeProcess) -> [String] {
+            ((try? node.http("GET", "/api/v1/admin/refunds"))?.json?["refund_required"]?.arrayValue ?? []).compactMap { $0["id"]?.stringValue }
+        }
+        try waitUntil(timeout: 10, "the owed payment listed") { listed(b) == [loser["id"]!.stringValue!] }
+        let row = try XCTUnwrap(try b.http("GET", "/api/v1/admin/refunds").json?["refund_required"]?.arrayValue?.first)
+        XCTAssertEqual(row, try ledger(a, loser), "the list shows the ledger entry")
+
         XCTAssertEqual(try refunded(b, loser, "R-7").status, 200)
         XCTAssertEqual(try refunded(a, loser, "R-7").status, 200, "the repeat on the other node answers the payment")
         XCTAssertEqual(try ledger(a, loser)["status"]?.stringValue, "refunded")
@@ -171,5 +179,26 @@ final class LedgerTests: IntegrationCase {
         XCTAssertEqual(try notify(a, winner), "duplicate")
         try assertLedgerAgrees(b, [first, second])
         XCTAssertEqual(try product(a, "p1")["stock"]?.intValue, 1, "one key sold")
+        try waitUntil(timeout: 10, "the settled payment off the list") { listed(a).isEmpty }
+    }
+
+    /// A list entry a write behind (the payment settled meanwhile) is not shown, and is dropped.
+    func testRefundsListDropsEntriesThatMovedOn() throws {
+        try requireSingleRedis("writes the refunds index directly")
+        let node = try startNode()
+        try createProduct(node, "p1")
+        _ = try uploadKeys(node, "p1", ["X-1"])
+        let orderID = try XCTUnwrap(try order(node, #"{"buyer":"u1","product":"p1"}"#)["id"]?.stringValue)
+        let payment = try pay(node, orderID, payer: "u1")
+        XCTAssertEqual(try notify(node, payment), "paid")
+        XCTAssertEqual(try node.http("POST", "/api/v1/orders/\(orderID)/refund").status, 200)
+        XCTAssertEqual(try refunded(node, payment, "R-1").status, 200)
+        let id = payment["id"]!.stringValue!
+        _ = redis.cli(["ZADD", "gw:{admin}:refund-required", "1", id])
+        _ = redis.cli(["ZADD", "gw:{admin}:refund-required", "2", "pay-nope"])
+        XCTAssertEqual(try node.http("GET", "/api/v1/admin/refunds").json?["refund_required"], .array([]))
+        try waitUntil(timeout: 10, "stale entries dropped") {
+            self.redis.cli(["ZCARD", "gw:{admin}:refund-required"]).trimmingCharacters(in: .whitespacesAndNewlines) == "0"
+        }
     }
 }
