@@ -336,7 +336,9 @@ public struct OrderRules: Sendable {
             .savePayment(p),
             .push(user: p.payer, type: "payment.refunded", data: .object([
                 ("payment", .string(p.id)), ("order", .string(p.order)), ("amount", .int(p.amount)),
-                ("currency", .string(p.currency)), ("refund_no", .string(refundNo)),
+                // `reason` keeps the contract's fields of this push (2.3); the why was told with
+                // `payment.refund_required`.
+                ("currency", .string(p.currency)), ("reason", .string("refund sent")), ("refund_no", .string(refundNo)),
             ])),
         ]))
     }

@@ -107,7 +107,7 @@ final class LedgerTests: XCTestCase {
             .savePayment(settled),
             .push(user: "u1", type: "payment.refunded", data: .object([
                 ("payment", .string("pay-1")), ("order", .string("o-1")), ("amount", .int(1999)),
-                ("currency", .string("CNY")), ("refund_no", .string("R-1")),
+                ("currency", .string("CNY")), ("reason", .string("refund sent")), ("refund_no", .string("R-1")),
             ])),
         ])
         // The same call again changes nothing; another refund number is a conflict.
