@@ -17,6 +17,8 @@ enum AdminStats {
     /// entries are a write behind (see RedisCommunityStore.moderate); those without a live
     /// mute are left out.
     static let mutedGroupCandidates = 2 * groups
+    /// Payments to refund by hand the admin API lists, the longest owed first.
+    static let refunds = 100
 }
 
 /// A channel and its number of subscribers.

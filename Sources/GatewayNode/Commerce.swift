@@ -36,6 +36,10 @@ extension Node {
             shopAction(request, caller, order: order) { rules, snapshot, now in
                 rules.refund(snapshot.order!, payment: snapshot.payment, now: now)
             }
+        case .getPayment(let id):
+            getPayment(request, caller, id)
+        case .paymentRefunded(let id):
+            withJSONBody(request) { self.paymentRefunded(request, caller, id, $0) }
         }
     }
 
@@ -179,19 +183,55 @@ extension Node {
         }
     }
 
+    /// `GET /api/v1/payments/{id}`: the ledger entry; a merchant sees the payments of its
+    /// own products' orders only (others are 404, as orders are).
+    private func getPayment(_ request: HTTPRequest, _ caller: APICaller, _ id: String) {
+        orderStore.load(.payment(id)) { loaded in
+            switch loaded {
+            case .failure(let e): self.fail(request, e)
+            case .success(let s):
+                guard let payment = s.payment, payment.id == id else { return self.fail(request, .notFound("no payment \(id)")) }
+                if case .merchant(let m) = caller, s.product?.merchant != m {
+                    return self.fail(request, .notFound("no payment \(id)"))
+                }
+                self.respond(request, 200, payment.json)
+            }
+        }
+    }
+
+    /// `POST /api/v1/payments/{id}/refunded {refund_no}`: the shop sent the money back.
+    private func paymentRefunded(_ request: HTTPRequest, _ caller: APICaller, _ id: String, _ body: JSON) {
+        let refundNo: String
+        switch RefundConfirmation.decode(body) {
+        case .failure(let e): return fail(request, e)
+        case .success(let no): refundNo = no
+        }
+        orderStore.run(.payment(id), decide: { s in
+            guard let payment = s.payment, payment.id == id else { return .failure(.notFound("no payment \(id)")) }
+            if case .merchant(let m) = caller, s.product?.merchant != m { return .failure(.notFound("no payment \(id)")) }
+            return self.orderRules.markRefunded(payment, id: id, refundNo: refundNo, now: self.now)
+        }) { result in
+            switch result {
+            case .failure(let e): self.fail(request, e)
+            case .success(let (decision, snapshot)): self.respond(request, 200, (decision.savedPayment ?? snapshot.payment!).json)
+            }
+        }
+    }
+
     /// `POST /api/v1/payments/notify`: signed by the payment provider over the raw body.
     func paymentNotify(_ request: HTTPRequest) {
         applyPaymentNotify(body: request.body, signature: request.signature) { result in
             switch result {
             case .failure(let e): self.fail(request, e)
-            case .success: self.respond(request, 200, .object([("ok", .bool(true))]))
+            case .success(let outcome):
+                self.respond(request, 200, .object([("ok", .bool(true)), ("outcome", .string(outcome.rawValue))]))
             }
         }
     }
 
     /// The provider's notify: signature over the raw body, then the order rules' `notify`
     /// (idempotent by payment, first success wins). The dev sandbox pays through it too.
-    package func applyPaymentNotify(body: [UInt8], signature: String?, _ done: @escaping (Result<Void, GatewayError>) -> Void) {
+    package func applyPaymentNotify(body: [UInt8], signature: String?, _ done: @escaping (Result<NotifyOutcome, GatewayError>) -> Void) {
         guard let sig = signature.flatMap({ Crypto.fromHex($0.trimmingCharacters(in: .whitespaces)) }) else {
             return done(.failure(GatewayError(.unauthorized, "X-Signature: <hex HMAC-SHA256 of the body> required")))
         }
@@ -214,10 +254,10 @@ extension Node {
     /// payment's snapshot, applied in one step. `notify` is built from the stored payment, for
     /// providers that name only the payment (its order comes from the record).
     func applyNotify(payment: String, _ notify: @escaping (Payment?) -> PaymentNotify,
-                     _ done: @escaping (Result<Void, GatewayError>) -> Void) {
+                     _ done: @escaping (Result<NotifyOutcome, GatewayError>) -> Void) {
         orderStore.run(.payment(payment), decide: { s in
             self.orderRules.notify(notify(s.payment), payment: s.payment, order: s.order, stock: s.stock, now: self.now)
-        }) { result in done(result.map { _ in () }) }
+        }) { result in done(result.map { NotifyOutcome($0.0) }) }
     }
 
     // MARK: Client commands

@@ -32,6 +32,7 @@ enum CatalogRoute: Equatable {
 enum CommerceRoute: Equatable {
     case addKeys(product: String), createOrder, getOrder(String), createPayment(order: String)
     case cancel(order: String), refund(order: String)
+    case getPayment(String), paymentRefunded(String)
 }
 
 /// A `/dev` route; those that act for a gateway token's user carry it.
@@ -145,6 +146,8 @@ enum HTTPRoutes {
         RouteRule(.POST, "/api/v1/payments/notify/wechatpay", .signedNotify { _ in .providerNotify(.wechatpay) }),
         // 易支付 aggregators call the notify URL with GET (query string) or POST (form).
         RouteRule([.GET, .POST], "/api/v1/payments/notify/epay", .signedNotify { _ in .providerNotify(.epay) }),
+        RouteRule(.GET, "/api/v1/payments/{id}", .shopOrMerchant { .commerce(.getPayment($0[0]), $1) }),
+        RouteRule(.POST, "/api/v1/payments/{id}/refunded", .shopOrMerchant { .commerce(.paymentRefunded($0[0]), $1) }),
 
         // MARK: Operators (/api/v1/admin/..., shop key only)
 

@@ -181,6 +181,7 @@ public final class Node: ServerDelegate {
         try loop.start()
         onListening(loop.boundPort)
         redis.onReady = { [weak self] in self?.redisReady() }
+        orderStore.afterApply = { [weak self] decision in self?.indexRefunds(of: decision) }
         redis.onLost = { [weak self] reason in self?.redisLost(reason) }
         redis.onProblem = { [weak self] problem in self?.log(problem, level: .warning) }
         redis.onFatal = { [weak self] reason in

@@ -7,6 +7,9 @@ import OrderCore
 package final class OrderStore {
     let store: any CommerceStore
     static let maxAttempts = 12
+    /// Told of every decision once applied (and durable when asked): for indexes kept in
+    /// other slots, written after the decision, best effort (the refunds list).
+    var afterApply: ((Decision) -> Void)?
 
     init(store: any CommerceStore) {
         self.store = store
@@ -46,6 +49,7 @@ package final class OrderStore {
                         case .success(.applied):
                             guard durable else {
                                 self.store.deliverPushes(of: decision, product: product)
+                                self.afterApply?(decision)
                                 return done(.success((decision, snapshot)))
                             }
                             // Pushes go out only once the decision is durable: a push about a
@@ -53,6 +57,7 @@ package final class OrderStore {
                             self.store.confirmDurable(product: product, repeated: false) { error in
                                 if let error { return done(.failure(error)) }
                                 self.store.deliverPushes(of: decision, product: product)
+                                self.afterApply?(decision)
                                 done(.success((decision, snapshot)))
                             }
                         case .success(.refused(.idempotencyAbsent)):

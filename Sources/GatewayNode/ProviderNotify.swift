@@ -82,7 +82,7 @@ extension Node {
             // The provider names only the payment; Alipay and 易支付 settle in yuan.
             PaymentNotify(payment: notice.paymentID, order: payment?.order ?? "", amount: notice.amountFen,
                           currency: notice.currency ?? "CNY", outcome: notice.result == .failed ? .failed : .success,
-                          tradeNo: notice.tradeNo)
+                          tradeNo: notice.tradeNo, provider: provider.rawValue)
         }) { result in
             switch result {
             case .success: self.answer(request, provider.accepted)

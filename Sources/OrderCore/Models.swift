@@ -9,7 +9,13 @@ public enum OrderStatus: String, Sendable {
 
 public enum GiftStatus: String, Sendable { case pending, claimed, declined, expired }
 
-public enum PaymentStatus: String, Sendable { case created, succeeded, failed, refunded }
+/// `refund_required`: money was taken that must go back; it stays so until the shop says
+/// it sent the money back (`refunded`), so no refund is forgotten.
+public enum PaymentStatus: String, Sendable, CaseIterable {
+    case created, succeeded, failed
+    case refundRequired = "refund_required"
+    case refunded
+}
 
 /// What the order core needs to know of a product.
 public struct Product: Equatable, Sendable {
@@ -81,10 +87,39 @@ public struct Payment: Equatable, Sendable {
     public var createdAt: Int64
     public var tradeNo: String?
     public var version: Int
+    /// The notify route that settled it: `hmac` (the v1 JSON notify), `alipay`, `wechatpay`, `epay`.
+    public var provider: String?
+    public var updatedAt: Int64
+    /// The shop's reference for the money it sent back (`POST /api/v1/payments/{id}/refunded`).
+    public var refundNo: String?
 
+    public init(id: String, order: String, payer: String, amount: Int64, currency: String, status: PaymentStatus,
+                createdAt: Int64, tradeNo: String?, version: Int, provider: String? = nil, updatedAt: Int64? = nil,
+                refundNo: String? = nil) {
+        self.id = id
+        self.order = order
+        self.payer = payer
+        self.amount = amount
+        self.currency = currency
+        self.status = status
+        self.createdAt = createdAt
+        self.tradeNo = tradeNo
+        self.version = version
+        self.provider = provider
+        self.updatedAt = updatedAt ?? createdAt
+        self.refundNo = refundNo
+    }
+
+    /// The payment object of `GET /api/v1/payments/{id}` (contract 4.4).
     public var json: JSON {
-        .object([("id", .string(id)), ("order", .string(order)), ("payer", .string(payer)),
-                 ("amount", .int(amount)), ("currency", .string(currency)), ("status", .string(status.rawValue))])
+        var f: [(String, JSON)] = [
+            ("id", .string(id)), ("order", .string(order)), ("payer", .string(payer)), ("amount", .int(amount)),
+            ("currency", .string(currency)), ("status", .string(status.rawValue)),
+            ("trade_no", tradeNo.map(JSON.string) ?? .null), ("provider", provider.map(JSON.string) ?? .null),
+            ("created_at", .int(createdAt)), ("updated_at", .int(updatedAt)),
+        ]
+        if let refundNo { f.append(("refund_no", .string(refundNo))) }
+        return .object(f)
     }
 }
 

@@ -93,18 +93,22 @@ public struct OrderRules: Sendable {
     // MARK: Paying
 
     /// A signed notify from the payment provider. Idempotent by payment: a payment that
-    /// is no longer `created` changes nothing.
+    /// is no longer `created` changes nothing, except a success for one recorded `failed`
+    /// (the provider charged after all: a late success, paid like a first one).
     public func notify(_ n: PaymentNotify, payment: Payment?, order: Order?, stock: Int, now: Int64) -> Result<Decision, GatewayError> {
         guard var payment else { return .failure(.notFound("no payment \(n.payment)")) }
         guard n.order == payment.order else { return .failure(.badRequest("payment \(payment.id) belongs to another order")) }
         guard n.amount == payment.amount, n.currency == payment.currency else {
             return .failure(.badRequest("amount or currency does not match payment \(payment.id)"))
         }
-        guard payment.status == .created else { return .success(Decision()) }
+        let lateSuccess = payment.status == .failed && n.outcome == .success
+        guard payment.status == .created || lateSuccess else { return .success(Decision()) }
         guard var order else { return .failure(.notFound("no order \(n.order)")) }
         var d = Decision(preconditions: [.paymentVersion(payment.id, payment.version), .orderVersion(order.id, order.version)])
         payment.version += 1
-        payment.tradeNo = n.tradeNo.isEmpty ? nil : n.tradeNo
+        payment.updatedAt = now
+        payment.provider = n.provider
+        if !n.tradeNo.isEmpty { payment.tradeNo = n.tradeNo }
         if n.outcome == .failed {
             payment.status = .failed
             d.effects.append(.savePayment(payment))
@@ -119,9 +123,10 @@ public struct OrderRules: Sendable {
             case .refunded: reason = "order refunded"
             default: reason = "order already paid"
             }
-            payment.status = .refunded
+            payment.status = .refundRequired
             d.effects.append(.savePayment(payment))
-            d.effects.append(refundedPush(payment, reason: reason))
+            d.effects.append(refundRequiredPush(payment, reason: reason))
+            // Event log seam (issue 13 item 3): `payment.refund_required` is appended here.
             return .success(d)
         }
         payment.status = .succeeded
@@ -229,7 +234,7 @@ public struct OrderRules: Sendable {
         d.effects.append(.saveOrder(o))
         d.effects.append(.returnKeys(order: o.id, product: o.product))
         d.effects.append(.unschedule(order: o.id, .gift))
-        d.effects += refundPayment(payment, reason: status == .declined ? "gift declined" : "gift expired", into: &d)
+        d.effects += refundPayment(payment, reason: status == .declined ? "gift declined" : "gift expired", now: now, into: &d)
         var data: [(String, JSON)] = [("order", .string(o.id))]
         if let by { data.append(("by", .string(by))) }
         d.effects.append(.push(user: o.buyer, type: "gift.\(status.rawValue)", data: .object(data)))
@@ -305,9 +310,37 @@ public struct OrderRules: Sendable {
             break
         }
         d.effects.insert(.saveOrder(o), at: 0)
-        d.effects += refundPayment(payment, reason: "refunded by the shop", into: &d)
+        d.effects += refundPayment(payment, reason: "refunded by the shop", now: now, into: &d)
         d.effects += statusPushes(o)
         return .success(d)
+    }
+
+    /// `POST /api/v1/payments/{id}/refunded`: the shop sent the money back. Repeating the
+    /// same call changes nothing; any other payment than a `refund_required` one is a conflict.
+    public func markRefunded(_ payment: Payment?, id: String, refundNo: String, now: Int64) -> Result<Decision, GatewayError> {
+        guard var p = payment else { return .failure(.notFound("no payment \(id)")) }
+        switch p.status {
+        case .refundRequired:
+            break
+        case .refunded where p.refundNo == refundNo:
+            return .success(Decision())
+        default:
+            return .failure(GatewayError(.conflict, "payment \(p.id) is \(p.status.rawValue), not refund_required"))
+        }
+        let seen = Precondition.paymentVersion(p.id, p.version)
+        p.status = .refunded
+        p.refundNo = refundNo
+        p.updatedAt = now
+        p.version += 1
+        return .success(Decision(preconditions: [seen], effects: [
+            .savePayment(p),
+            .push(user: p.payer, type: "payment.refunded", data: .object([
+                ("payment", .string(p.id)), ("order", .string(p.order)), ("amount", .int(p.amount)),
+                // `reason` keeps the contract's fields of this push (2.3); the why was told with
+                // `payment.refund_required`.
+                ("currency", .string(p.currency)), ("reason", .string("refund sent")), ("refund_no", .string(refundNo)),
+            ])),
+        ]))
     }
 
     // MARK: Pushes
@@ -319,16 +352,19 @@ public struct OrderRules: Sendable {
         return o.concerned.map { .push(user: $0, type: "order.status", data: data) }
     }
 
-    private func refundPayment(_ payment: Payment?, reason: String, into d: inout Decision) -> [Effect] {
+    /// Money taken must go back: `refund_required` until the shop confirms it.
+    private func refundPayment(_ payment: Payment?, reason: String, now: Int64, into d: inout Decision) -> [Effect] {
         guard var p = payment, p.status == .succeeded else { return [] }
         d.preconditions.append(.paymentVersion(p.id, p.version))
-        p.status = .refunded
+        p.status = .refundRequired
+        p.updatedAt = now
         p.version += 1
-        return [.savePayment(p), refundedPush(p, reason: reason)]
+        // Event log seam (issue 13 item 3): `payment.refund_required` is appended here.
+        return [.savePayment(p), refundRequiredPush(p, reason: reason)]
     }
 
-    private func refundedPush(_ p: Payment, reason: String) -> Effect {
-        .push(user: p.payer, type: "payment.refunded", data: .object([
+    private func refundRequiredPush(_ p: Payment, reason: String) -> Effect {
+        .push(user: p.payer, type: "payment.refund_required", data: .object([
             ("payment", .string(p.id)), ("order", .string(p.order)), ("amount", .int(p.amount)),
             ("currency", .string(p.currency)), ("reason", .string(reason)),
         ]))

@@ -64,7 +64,8 @@ extension Payment {
     public var record: [(String, String)] {
         [("id", id), ("order", order), ("payer", payer), ("amount", String(amount)), ("currency", currency),
          ("status", status.rawValue), ("created_at", String(createdAt)), ("trade_no", tradeNo ?? ""),
-         ("version", String(version))]
+         ("version", String(version)), ("provider", provider ?? ""), ("updated_at", String(updatedAt)),
+         ("refund_no", refundNo ?? "")]
     }
 
     public init?(record f: [String: String]) {
@@ -72,8 +73,11 @@ extension Payment {
               let amount = f["amount"].flatMap({ Int64($0) }), let currency = f["currency"],
               let status = f["status"].flatMap(PaymentStatus.init), let createdAt = f["created_at"].flatMap({ Int64($0) }),
               let version = f["version"].flatMap({ Int($0) }) else { return nil }
+        func opt(_ k: String) -> String? { f[k].flatMap { $0.isEmpty ? nil : $0 } }
+        // Records written before the ledger have no provider, update time or refund number.
         self.init(id: id, order: order, payer: payer, amount: amount, currency: currency, status: status,
-                  createdAt: createdAt, tradeNo: f["trade_no"].flatMap { $0.isEmpty ? nil : $0 }, version: version)
+                  createdAt: createdAt, tradeNo: opt("trade_no"), version: version, provider: opt("provider"),
+                  updatedAt: opt("updated_at").flatMap { Int64($0) }, refundNo: opt("refund_no"))
     }
 }
 

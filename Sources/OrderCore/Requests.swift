@@ -82,14 +82,18 @@ public struct PaymentNotify: Equatable, Sendable {
     public var currency: String
     public var outcome: Outcome
     public var tradeNo: String
+    /// The route it came by, stored on the payment it settles: `hmac` is this JSON notify.
+    public var provider: String
 
-    public init(payment: String, order: String, amount: Int64, currency: String, outcome: Outcome, tradeNo: String) {
+    public init(payment: String, order: String, amount: Int64, currency: String, outcome: Outcome, tradeNo: String,
+                provider: String = "hmac") {
         self.payment = payment
         self.order = order
         self.amount = amount
         self.currency = currency
         self.outcome = outcome
         self.tradeNo = tradeNo
+        self.provider = provider
     }
 
     public static func decode(_ json: JSON) -> Result<PaymentNotify, GatewayError> {
@@ -110,6 +114,32 @@ public struct PaymentNotify: Equatable, Sendable {
         guard tradeNo.utf8.count <= 128 else { return .failure(.badRequest("\"trade_no\" is too long")) }
         return .success(PaymentNotify(payment: payment, order: order, amount: amount, currency: currency,
                                       outcome: outcome, tradeNo: tradeNo))
+    }
+}
+
+/// What a notify did, as its answer says (contract 4.4), read off the decision the rules made.
+public enum NotifyOutcome: String, Sendable {
+    case paid, duplicate, failed
+    case refundRequired = "refund_required"
+
+    public init(_ decision: Decision) {
+        switch decision.savedPayment?.status {
+        case .succeeded?: self = .paid
+        case .failed?: self = .failed
+        case .refundRequired?: self = .refundRequired
+        case .created?, .refunded?, nil: self = .duplicate
+        }
+    }
+}
+
+/// `POST /api/v1/payments/{id}/refunded` body: the shop's reference for the money sent back.
+public enum RefundConfirmation {
+    public static func decode(_ json: JSON) -> Result<String, GatewayError> {
+        guard let no = json["refund_no"]?.stringValue, (1...128).contains(no.utf8.count),
+              no.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) else {
+            return .failure(.badRequest("\"refund_no\" must be 1 to 128 printable characters"))
+        }
+        return .success(no)
     }
 }
 

@@ -36,6 +36,8 @@ final class HTTPRouteTableTests: XCTestCase {
             (.POST, "/api/v1/payments/notify/wechatpay", .providerNotify(.wechatpay), "/api/v1/payments/notify/wechatpay"),
             (.POST, "/api/v1/payments/notify/epay", .providerNotify(.epay), "/api/v1/payments/notify/epay"),
             (.GET, "/api/v1/payments/notify/epay", .providerNotify(.epay), "/api/v1/payments/notify/epay"),
+            (.GET, "/api/v1/payments/pay-1", .commerce(.getPayment("pay-1"), .shop), "/api/v1/payments/{id}"),
+            (.POST, "/api/v1/payments/pay-1/refunded", .commerce(.paymentRefunded("pay-1"), .shop), "/api/v1/payments/{id}/refunded"),
             (.GET, "/healthz", .healthz, "/healthz"),
             (.GET, "/metrics", .metrics, "/metrics"),
             (.GET, "/demo/app.js", .staticFile, "/demo/*"),

@@ -54,7 +54,7 @@ final class LoadtestRunTests: XCTestCase {
         // Every part ran and was checked.
         let pushes = try XCTUnwrap(report["pushes"] as? [String: [String: Any]])
         for kind in ["order.status (set-up)", "order.status", "gift.created", "gift.received", "gift.claimed", "friendpay.requested", "friendpay.paid",
-                     "friendpay.receipt", "payment.refunded", "group.message", "price.drop"] {
+                     "friendpay.receipt", "payment.refund_required", "group.message", "price.drop"] {
             let k = try XCTUnwrap(pushes[kind], "no \(kind) pushes in \(pushes.keys.sorted())")
             XCTAssertGreaterThan(int(k["expected"]), 0, kind)
             XCTAssertEqual(int(k["received"]), int(k["expected"]), kind)

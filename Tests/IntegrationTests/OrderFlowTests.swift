@@ -52,7 +52,7 @@ final class OrderFlowTests: IntegrationCase {
         // Refund after delivery: keys burned (not back in stock), membership gone.
         let refunded = try node.http("POST", "/api/v1/orders/\(orderID)/refund")
         XCTAssertEqual(refunded.json?["status"]?.stringValue, "refunded", refunded.text)
-        XCTAssertEqual(push(buyer, "payment.refunded")?["data"]?["payment"]?.stringValue, payment["id"]?.stringValue)
+        XCTAssertEqual(push(buyer, "payment.refund_required")?["data"]?["payment"]?.stringValue, payment["id"]?.stringValue)
         XCTAssertEqual(try product(node, "p1")["stock"]?.intValue, 1)
         XCTAssertEqual(try product(node, "p1")["buyers"]?.intValue, 0)
         let (later, _) = try open(node, "u1")
@@ -102,8 +102,7 @@ final class OrderFlowTests: IntegrationCase {
         XCTAssertEqual(try getOrder(node, orderID)["status"]?.stringValue, "pending_payment", "bad notifies changed nothing")
         XCTAssertEqual(try product(node, "p1")["stock"]?.intValue, 2)
         XCTAssertEqual(try signedNotify(node, notifyBody(payment, status: "failed")).status, 200)
-        XCTAssertEqual(try signedNotify(node, notifyBody(payment)).status, 200, "a failed payment stays failed")
-        XCTAssertEqual(try getOrder(node, orderID)["status"]?.stringValue, "pending_payment")
+        XCTAssertEqual(try getOrder(node, orderID)["status"]?.stringValue, "pending_payment", "a failed payment pays nothing")
     }
 
     /// Idempotency keys are per (caller, buyer, product); ids carry their slot tag
@@ -188,7 +187,8 @@ final class OrderFlowTests: IntegrationCase {
         XCTAssertEqual(try product(node, "p1")["stock"]?.intValue, 0)
         XCTAssertNotNil(try someone.command("gift.decline", [("code", .string(code))])["ok"])
         XCTAssertEqual(push(buyer, "gift.declined")?["data"]?["by"]?.stringValue, "u4")
-        XCTAssertEqual(push(buyer, "payment.refunded")?["data"]?["reason"]?.stringValue, "gift declined")
+        XCTAssertEqual(push(buyer, "payment.refund_required")?["data"]?["reason"]?.stringValue, "gift declined")
+        XCTAssertEqual(try node.http("GET", "/api/v1/payments/\(payment["id"]!.stringValue!)").json?["status"]?.stringValue, "refund_required")
         XCTAssertEqual(try product(node, "p1")["stock"]?.intValue, 1, "unrevealed key back in stock")
         XCTAssertEqual(try getOrder(node, created["id"]!.stringValue!)["status"]?.stringValue, "refunded")
         XCTAssertEqual(try someone.command("gift.claim", [("code", .string(code))])["error"]?["code"]?.stringValue, "gone")
@@ -243,7 +243,7 @@ final class OrderFlowTests: IntegrationCase {
         XCTAssertEqual(try signedNotify(node, notifyBody(second)).status, 200)
         XCTAssertEqual(push(requester, "friendpay.paid")?["data"]?["by"]?.stringValue, "u2")
         XCTAssertEqual(push(friend, "friendpay.receipt")?["data"]?["for"]?.stringValue, "u1")
-        let refund = try XCTUnwrap(push(third, "payment.refunded"))
+        let refund = try XCTUnwrap(push(third, "payment.refund_required"))
         XCTAssertEqual(refund["data"]?["payment"]?.stringValue, second["id"]?.stringValue)
         XCTAssertEqual(refund["data"]?["reason"]?.stringValue, "order already paid")
         let o = try getOrder(node, orderID)

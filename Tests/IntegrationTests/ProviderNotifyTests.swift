@@ -53,11 +53,18 @@ final class ProviderNotifyTests: IntegrationCase {
         return try open(node, "u1").0
     }
 
-    func expectDelivered(_ node: GatewayNodeProcess, _ buyer: GatewaySession, _ orderID: String, line: UInt = #line) throws {
+    /// Delivered, and the ledger names the route the paying notify came by and its trade number.
+    func expectDelivered(_ node: GatewayNodeProcess, _ buyer: GatewaySession, _ orderID: String, payment: String,
+                         provider: String, tradeNo: String, line: UInt = #line) throws {
         let delivered = push(buyer, "order.status")
         XCTAssertEqual(delivered?["data"]?["order"]?.stringValue, orderID, line: line)
         XCTAssertEqual(delivered?["data"]?["status"]?.stringValue, "delivered", line: line)
         XCTAssertEqual(try getOrder(node, orderID)["status"]?.stringValue, "delivered", line: line)
+        let entry = try node.http("GET", "/api/v1/payments/\(payment)").json
+        XCTAssertEqual(entry?["status"]?.stringValue, "succeeded", line: line)
+        XCTAssertEqual(entry?["provider"]?.stringValue, provider, line: line)
+        XCTAssertEqual(entry?["trade_no"]?.stringValue, tradeNo, line: line)
+        XCTAssertEqual(entry?["amount"]?.intValue, 2900, line: line)
     }
 
     func expectStillUnpaid(_ node: GatewayNodeProcess, _ orderID: String, line: UInt = #line) throws {
@@ -100,7 +107,7 @@ final class ProviderNotifyTests: IntegrationCase {
         let paid = try alipay(node, alipayFields(payment))
         XCTAssertEqual(paid.status, 200)
         XCTAssertEqual(paid.text, "success")
-        try expectDelivered(node, buyer, orderID)
+        try expectDelivered(node, buyer, orderID, payment: payment, provider: "alipay", tradeNo: "2026120122001400000000000001")
 
         // Alipay repeats a notify until it reads success: the repeat changes nothing.
         XCTAssertEqual(try alipay(node, alipayFields(payment)).text, "success")
@@ -145,7 +152,7 @@ final class ProviderNotifyTests: IntegrationCase {
 
         let paid = try wechatpay(node, transaction(payment))
         XCTAssertEqual(paid.status, 204, paid.text)
-        try expectDelivered(node, buyer, orderID)
+        try expectDelivered(node, buyer, orderID, payment: payment, provider: "wechatpay", tradeNo: "4200000000202612010000000001")
         XCTAssertEqual(try wechatpay(node, transaction(payment)).status, 204, "a repeat is acknowledged")
         XCTAssertEqual(try product(node, "p1")["stock"]?.intValue, 5)
     }
@@ -170,7 +177,7 @@ final class ProviderNotifyTests: IntegrationCase {
         let posted = try node.http("POST", "/api/v1/payments/notify/epay",
                                    body: ProviderRequests.epay(epayFields(firstPayment), merchantKey: Self.epayKey).body, key: nil)
         XCTAssertEqual(posted.text, "success")
-        try expectDelivered(node, buyer, first)
+        try expectDelivered(node, buyer, first, payment: firstPayment, provider: "epay", tradeNo: "2026120114000012345")
 
         let (second, secondPayment) = try pendingPayment(node, buyer)
         let query = ProviderRequests.epay(epayFields(secondPayment), merchantKey: Self.epayKey).body
@@ -179,7 +186,7 @@ final class ProviderNotifyTests: IntegrationCase {
         try expectStillUnpaid(node, second)
         let got = try node.http("GET", "/api/v1/payments/notify/epay?" + query, key: nil)
         XCTAssertEqual(got.text, "success", "GET with the signed fields in the query string")
-        try expectDelivered(node, buyer, second)
+        try expectDelivered(node, buyer, second, payment: secondPayment, provider: "epay", tradeNo: "2026120114000012345")
     }
 
     // MARK: Not configured

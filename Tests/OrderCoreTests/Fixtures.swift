@@ -24,8 +24,8 @@ enum Fx {
         .push(user: user, type: "order.status", data: statusData(o))
     }
 
-    static func refundedPush(_ p: Payment, reason: String) -> Effect {
-        .push(user: p.payer, type: "payment.refunded", data: .object([
+    static func refundRequiredPush(_ p: Payment, reason: String) -> Effect {
+        .push(user: p.payer, type: "payment.refund_required", data: .object([
             ("payment", .string(p.id)), ("order", .string(p.order)), ("amount", .int(p.amount)),
             ("currency", .string(p.currency)), ("reason", .string(reason)),
         ]))

@@ -124,14 +124,15 @@ final class GiftTests: XCTestCase {
 
     // MARK: Decline
 
-    func expectedDecline(_ o: Order, _ p: Payment, by: String, reasonStatus: GiftStatus) -> [Effect] {
+    func expectedDecline(_ o: Order, _ p: Payment, by: String, reasonStatus: GiftStatus, at: Int64? = nil) -> [Effect] {
         var saved = o
         saved.status = .refunded
         saved.gift?.status = reasonStatus
         saved.version = 3
         var refunded = p
-        refunded.status = .refunded
+        refunded.status = .refundRequired
         refunded.version = 3
+        refunded.updatedAt = at ?? later
         var data: [(String, JSON)] = [("order", .string("o-1"))]
         if reasonStatus == .declined { data.append(("by", .string(by))) }
         return [
@@ -139,7 +140,7 @@ final class GiftTests: XCTestCase {
             .returnKeys(order: "o-1", product: "p1"),
             .unschedule(order: "o-1", .gift),
             .savePayment(refunded),
-            Fx.refundedPush(refunded, reason: reasonStatus == .declined ? "gift declined" : "gift expired"),
+            Fx.refundRequiredPush(refunded, reason: reasonStatus == .declined ? "gift declined" : "gift expired"),
             .push(user: "u1", type: "gift.\(reasonStatus.rawValue)", data: .object(data)),
             Fx.statusPush("u1", saved),
         ]
@@ -150,7 +151,7 @@ final class GiftTests: XCTestCase {
         let d = try success(rules.decline(o, by: "u3", payment: p, now: later))
         XCTAssertEqual(d.preconditions, [.orderVersion("o-1", 2), .paymentVersion("pay-1", 2)])
         assertEffects(d, expectedDecline(o, p, by: "u3", reasonStatus: .declined))
-        XCTAssertEqual(d.pushes("payment.refunded").first?.data["reason"], .string("gift declined"))
+        XCTAssertEqual(d.pushes("payment.refund_required").first?.data["reason"], .string("gift declined"))
         XCTAssertEqual(d.pushes("gift.declined").first?.data, .object([("order", .string("o-1")), ("by", .string("u3"))]))
         XCTAssertEqual(d.savedOrder?.owner, "u1")
         XCTAssertFalse(d.effects.contains { if case .burnKeys = $0 { true } else { false } }, "unrevealed keys go back, not burned")
@@ -174,7 +175,7 @@ final class GiftTests: XCTestCase {
     func testDeclineWithoutASucceededPaymentRefundsNoPayment() throws {
         let (o, p) = try paidGift(to: "u3")
         var notSucceeded: [Payment?] = [nil]
-        for status in [PaymentStatus.created, .failed, .refunded] {
+        for status in [PaymentStatus.created, .failed, .refundRequired, .refunded] {
             var q = p
             q.status = status
             notSucceeded.append(q)
@@ -183,7 +184,7 @@ final class GiftTests: XCTestCase {
             let d = try success(rules.decline(o, by: "u3", payment: payment, now: later))
             XCTAssertEqual(d.preconditions, [.orderVersion("o-1", 2)])
             XCTAssertNil(d.savedPayment)
-            XCTAssertTrue(d.pushes("payment.refunded").isEmpty)
+            XCTAssertTrue(d.pushes("payment.refund_required").isEmpty)
             XCTAssertEqual(d.savedOrder?.status, .refunded)
             XCTAssertTrue(d.effects.contains(.returnKeys(order: "o-1", product: "p1")))
         }
@@ -225,12 +226,13 @@ final class GiftTests: XCTestCase {
 
     func testGiftTimerExpiresAnUnclaimedGift() throws {
         let (o, p) = try paidGift(to: "u3")
-        let d = rules.expire(o, .gift, payment: p, now: try XCTUnwrap(o.gift?.expiresAt))
+        let expiry = try XCTUnwrap(o.gift?.expiresAt)
+        let d = rules.expire(o, .gift, payment: p, now: expiry)
         XCTAssertEqual(d.preconditions, [.orderVersion("o-1", 2), .paymentVersion("pay-1", 2)])
-        assertEffects(d, expectedDecline(o, p, by: "", reasonStatus: .expired))
+        assertEffects(d, expectedDecline(o, p, by: "", reasonStatus: .expired, at: expiry))
         XCTAssertEqual(d.pushes("gift.expired"), [Push(user: "u1", type: "gift.expired", data: .object([("order", .string("o-1"))]))])
         XCTAssertEqual(d.savedOrder?.gift?.status, .expired)
-        XCTAssertEqual(d.pushes("payment.refunded").first?.data["reason"], .string("gift expired"))
+        XCTAssertEqual(d.pushes("payment.refund_required").first?.data["reason"], .string("gift expired"))
     }
 
     /// Two racing notifies each write the gift timer ahead at their own time; the loser's

@@ -13,11 +13,14 @@ final class NotifyTests: XCTestCase {
         return (o, try makePayment(o, payer: payer))
     }
 
-    func paidVersion(_ p: Payment, _ status: PaymentStatus, tradeNo: String? = "T-1") -> Payment {
+    /// `p` as a notify at `at` (default `now`) by the v1 JSON notify saves it.
+    func paidVersion(_ p: Payment, _ status: PaymentStatus, tradeNo: String? = "T-1", at: Int64? = nil) -> Payment {
         var q = p
         q.status = status
         q.version = p.version + 1
         q.tradeNo = tradeNo
+        q.provider = "hmac"
+        q.updatedAt = at ?? now
         return q
     }
 
@@ -78,9 +81,10 @@ final class NotifyTests: XCTestCase {
 
     func testRepeatChangesNothing() throws {
         let (o, p) = try pending()
-        for status in [PaymentStatus.succeeded, .failed, .refunded] {
+        for status in [PaymentStatus.succeeded, .failed, .refundRequired, .refunded] {
             let seen = paidVersion(p, status)
-            for outcome in [PaymentNotify.Outcome.success, .failed] {
+            // A success for a failed payment is a late success (below), not a repeat.
+            for outcome in [PaymentNotify.Outcome.success, .failed] where !(status == .failed && outcome == .success) {
                 let d = try success(rules.notify(Fx.notice(p, outcome), payment: seen, order: o, stock: 10, now: now))
                 XCTAssertEqual(d, Decision(), "\(status) \(outcome)")
                 XCTAssertTrue(d.isEmpty)
@@ -299,7 +303,7 @@ final class NotifyTests: XCTestCase {
             let delivered = paidOrder(o, .delivered, by: "u1", at: at)
             XCTAssertEqual(d.preconditions, [.paymentVersion("pay-1", 1), .orderVersion("o-1", 2), .stockAtLeast(product: "p1", 1)])
             assertEffects(d, [
-                .savePayment(paidVersion(p, .succeeded)),
+                .savePayment(paidVersion(p, .succeeded, at: at)),
                 .unschedule(order: "o-1", .payment),
                 .allocateKeys(order: "o-1", product: "p1", count: 1),
                 .saveOrder(delivered),
@@ -329,10 +333,10 @@ final class NotifyTests: XCTestCase {
         let cancelAt = Fx.t0 + Fx.orderTTL
         let (o, p) = try canceled(at: cancelAt)
         let d = try success(rules.notify(Fx.notice(p), payment: p, order: o, stock: 5, now: cancelAt + Fx.grace + 1))
-        let refunded = paidVersion(p, .refunded)
+        let refunded = paidVersion(p, .refundRequired, at: cancelAt + Fx.grace + 1)
         XCTAssertEqual(d.preconditions, [.paymentVersion("pay-1", 1), .orderVersion("o-1", 2)])
-        assertEffects(d, [.savePayment(refunded), Fx.refundedPush(refunded, reason: "order canceled")])
-        XCTAssertEqual(d.pushes("payment.refunded").first?.data, .object([
+        assertEffects(d, [.savePayment(refunded), Fx.refundRequiredPush(refunded, reason: "order canceled")])
+        XCTAssertEqual(d.pushes("payment.refund_required").first?.data, .object([
             ("payment", .string("pay-1")), ("order", .string("o-1")), ("amount", .int(1999)),
             ("currency", .string("CNY")), ("reason", .string("order canceled")),
         ]))
@@ -348,7 +352,7 @@ final class NotifyTests: XCTestCase {
         XCTAssertEqual(within.savedOrder?.status, .delivered)
         let beyond = try success(rules.notify(Fx.notice(p), payment: p, order: c, stock: 5, now: o.expiresAt + Fx.grace + 1))
         XCTAssertNil(beyond.savedOrder)
-        XCTAssertEqual(beyond.savedPayment?.status, .refunded)
+        XCTAssertEqual(beyond.savedPayment?.status, .refundRequired)
     }
 
     func testFriendpayExpiredRequestPaidWithinGrace() throws {
@@ -369,11 +373,12 @@ final class NotifyTests: XCTestCase {
         let delivered = try XCTUnwrap(d1.savedOrder)
         XCTAssertEqual(delivered.payment, "pay-1")
         let d2 = try success(rules.notify(Fx.notice(second, tradeNo: "T-2"), payment: second, order: delivered, stock: 4, now: now + 1))
-        let refunded = paidVersion(second, .refunded, tradeNo: "T-2")
+        let refunded = paidVersion(second, .refundRequired, tradeNo: "T-2", at: now + 1)
         XCTAssertEqual(d2.preconditions, [.paymentVersion("pay-2", 1), .orderVersion("o-1", 2)])
+        XCTAssertEqual(NotifyOutcome(d2), .refundRequired)
         assertEffects(d2, [
             .savePayment(refunded),
-            .push(user: "u9", type: "payment.refunded", data: .object([
+            .push(user: "u9", type: "payment.refund_required", data: .object([
                 ("payment", .string("pay-2")), ("order", .string("o-1")), ("amount", .int(1999)),
                 ("currency", .string("CNY")), ("reason", .string("order already paid")),
             ])),
@@ -390,7 +395,8 @@ final class NotifyTests: XCTestCase {
             moved.version = 7
             let d = try success(rules.notify(Fx.notice(late), payment: late, order: moved, stock: 5, now: now))
             XCTAssertEqual(d.preconditions, [.paymentVersion("pay-2", 1), .orderVersion("o-1", 7)], "\(status)")
-            assertEffects(d, [.savePayment(paidVersion(late, .refunded)), Fx.refundedPush(paidVersion(late, .refunded), reason: reason)])
+            let owed = paidVersion(late, .refundRequired)
+            assertEffects(d, [.savePayment(owed), Fx.refundRequiredPush(owed, reason: reason)])
         }
     }
 
@@ -401,7 +407,7 @@ final class NotifyTests: XCTestCase {
         c.payment = "pay-0"
         let d = try success(rules.notify(Fx.notice(p), payment: p, order: c, stock: 5, now: Fx.t0 + Fx.orderTTL + 1))
         XCTAssertNil(d.savedOrder)
-        XCTAssertEqual(d.savedPayment?.status, .refunded)
+        XCTAssertEqual(d.savedPayment?.status, .refundRequired)
     }
 
     func testPreconditionsAlwaysHoldBothVersions() throws {

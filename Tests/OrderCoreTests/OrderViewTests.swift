@@ -139,7 +139,8 @@ final class OrderViewTests: XCTestCase {
         let p = try makePayment(try create(Fx.request(quantity: 2)), payer: "u1")
         XCTAssertEqual(p.json, .object([
             ("id", .string("pay-1")), ("order", .string("o-1")), ("payer", .string("u1")), ("amount", .int(3998)),
-            ("currency", .string("CNY")), ("status", .string("created")),
+            ("currency", .string("CNY")), ("status", .string("created")), ("trade_no", .null), ("provider", .null),
+            ("created_at", .int(Fx.t0 + 1000)), ("updated_at", .int(Fx.t0 + 1000)),
         ]))
     }
 }

@@ -159,14 +159,18 @@ final class RecordTests: XCTestCase {
         let p = try makePayment(try create(Fx.request()), payer: "u1")
         XCTAssertNil(p.tradeNo)
         XCTAssertEqual(Payment(record: dict(p.record)), p)
-        for status in [PaymentStatus.created, .succeeded, .failed, .refunded] {
+        for status in PaymentStatus.allCases {
             var q = p
             q.status = status
             q.tradeNo = "T-55"
             q.version = 3
+            q.provider = "alipay"
+            q.updatedAt = p.createdAt + 9
+            q.refundNo = status == .refunded ? "R-1" : nil
             XCTAssertEqual(Payment(record: dict(q.record)), q)
         }
-        XCTAssertEqual(p.record.map(\.0), ["id", "order", "payer", "amount", "currency", "status", "created_at", "trade_no", "version"])
+        XCTAssertEqual(p.record.map(\.0), ["id", "order", "payer", "amount", "currency", "status", "created_at", "trade_no", "version",
+                                             "provider", "updated_at", "refund_no"])
         XCTAssertEqual(dict(p.record)["trade_no"], "")
     }
 

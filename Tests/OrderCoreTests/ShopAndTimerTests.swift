@@ -132,8 +132,9 @@ final class RefundTests: XCTestCase {
 
     func refundedVersion(_ p: Payment) -> Payment {
         var r = p
-        r.status = .refunded
+        r.status = .refundRequired
         r.version = p.version + 1
+        r.updatedAt = at
         return r
     }
 
@@ -149,7 +150,7 @@ final class RefundTests: XCTestCase {
             .burnKeys(order: "o-1", product: "p1"),
             .membership(product: "p1", user: "u1", delta: -1),
             .savePayment(rp),
-            Fx.refundedPush(rp, reason: "refunded by the shop"),
+            Fx.refundRequiredPush(rp, reason: "refunded by the shop"),
             Fx.statusPush("u1", r),
         ])
         XCTAssertEqual(d.savedOrder?.keyIDs, o.keyIDs, "the order keeps the record of its burnt keys")
@@ -169,7 +170,7 @@ final class RefundTests: XCTestCase {
             .burnKeys(order: "o-1", product: "p1"),
             .membership(product: "p1", user: "u3", delta: -1),
             .savePayment(rp),
-            Fx.refundedPush(rp, reason: "refunded by the shop"),
+            Fx.refundRequiredPush(rp, reason: "refunded by the shop"),
             Fx.statusPush("u1", r),
             Fx.statusPush("u3", r),
         ])
@@ -186,11 +187,11 @@ final class RefundTests: XCTestCase {
             .burnKeys(order: "o-1", product: "p1"),
             .membership(product: "p1", user: "u1", delta: -1),
             .savePayment(rp),
-            Fx.refundedPush(rp, reason: "refunded by the shop"),
+            Fx.refundRequiredPush(rp, reason: "refunded by the shop"),
             Fx.statusPush("u1", r),
             Fx.statusPush("u2", r),
         ])
-        XCTAssertEqual(d.pushes("payment.refunded").map(\.user), ["u2"])
+        XCTAssertEqual(d.pushes("payment.refund_required").map(\.user), ["u2"])
     }
 
     func testRefundOfPaidGiftReturnsKeys() throws {
@@ -205,7 +206,7 @@ final class RefundTests: XCTestCase {
             .returnKeys(order: "o-1", product: "p1"),
             .unschedule(order: "o-1", .gift),
             .savePayment(rp),
-            Fx.refundedPush(rp, reason: "refunded by the shop"),
+            Fx.refundRequiredPush(rp, reason: "refunded by the shop"),
             Fx.statusPush("u1", r),
         ])
     }
@@ -218,18 +219,20 @@ final class RefundTests: XCTestCase {
         let r = refundedVersion(abnormal)
         let rp = refundedVersion(p)
         XCTAssertEqual(d.preconditions, [.orderVersion("o-1", 2), .paymentVersion("pay-1", 2)])
-        assertEffects(d, [.saveOrder(r), .savePayment(rp), Fx.refundedPush(rp, reason: "refunded by the shop"), Fx.statusPush("u1", r)])
+        assertEffects(d, [.saveOrder(r), .savePayment(rp), Fx.refundRequiredPush(rp, reason: "refunded by the shop"), Fx.statusPush("u1", r)])
     }
 
     func testRefundWithoutASucceededPayment() throws {
         let (o, p) = try pay(try create(Fx.request()), payer: "u1")
+        var owed = p
+        owed.status = .refundRequired
         var q = p
         q.status = .refunded
-        for payment in [nil, q] as [Payment?] {
+        for payment in [nil, owed, q] as [Payment?] {
             let d = try success(rules.refund(o, payment: payment, now: at))
             XCTAssertEqual(d.preconditions, [.orderVersion("o-1", 2)])
             XCTAssertNil(d.savedPayment)
-            XCTAssertTrue(d.pushes("payment.refunded").isEmpty)
+            XCTAssertTrue(d.pushes("payment.refund_required").isEmpty)
             XCTAssertEqual(d.savedOrder?.status, .refunded)
         }
     }

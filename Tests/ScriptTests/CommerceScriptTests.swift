@@ -130,6 +130,67 @@ final class CommerceScriptTests: XCTestCase {
         XCTAssertEqual(redis.call(["LRANGE", CommerceKeys.stock("p1"), 0, -1]).array?.compactMap(\.text), ["k2"], "burned keys are not restocked")
     }
 
+    // MARK: The payments ledger
+
+    func testRefundLeavesThePaymentOwedUntilTheShopsRefundedCall() throws {
+        stockUp(["k1"])
+        let (delivered, payment) = try paid(try created())
+        let paymentKey = try XCTUnwrap(CommerceKeys.payment(payment.id))
+        XCTAssertEqual(redis.call(["HGET", paymentKey, "provider"]).text, "hmac")
+        let refund = try rules.refund(delivered, payment: payment, now: now + 5).get()
+        XCTAssertTrue(try apply(refund).applied)
+        let owed = try XCTUnwrap(try load([paymentKey], "payment").payment)
+        XCTAssertEqual(owed.status, .refundRequired)
+        XCTAssertEqual(owed.updatedAt, now + 5)
+        let buyerLog = StoreKeys.log(Channel(kind: .user, id: "u1"))
+        func pushTypes() -> [String] {
+            (redis.call(["XRANGE", buyerLog, "-", "+"]).array ?? []).compactMap { $0.array?[1].array?[1].text }
+                .compactMap { try? JSON.parse(Array($0.utf8))["push"]?.stringValue }
+        }
+        XCTAssertTrue(pushTypes().contains("payment.refund_required"))
+        XCTAssertFalse(pushTypes().contains("payment.refunded"), "nothing was sent back yet")
+
+        let settle = try rules.markRefunded(owed, id: owed.id, refundNo: "R-1", now: now + 9).get()
+        // A second node deciding on the same snapshot loses the version check and writes nothing.
+        let rival = try rules.markRefunded(owed, id: owed.id, refundNo: "R-2", now: now + 9).get()
+        XCTAssertTrue(try apply(settle).applied)
+        XCTAssertFalse(try apply(rival).applied)
+        let settled = try XCTUnwrap(try load([paymentKey], "payment").payment)
+        XCTAssertEqual(settled.status, .refunded)
+        XCTAssertEqual(settled.refundNo, "R-1")
+        XCTAssertEqual(settled.updatedAt, now + 9)
+        XCTAssertEqual(pushTypes().filter { $0 == "payment.refunded" }.count, 1)
+        XCTAssertEqual(try rules.markRefunded(settled, id: settled.id, refundNo: "R-1", now: now + 10).get(), Decision(),
+                       "the same call again changes nothing")
+    }
+
+    func testLateSuccessOfAFailedPaymentPaysThroughTheScript() throws {
+        stockUp(["k1"])
+        let order = try created()
+        let pd = try rules.createPayment(order: order, payer: "u1", paymentID: id("pay", 1), now: now).get()
+        XCTAssertTrue(try apply(pd).applied)
+        let payment = try XCTUnwrap(pd.savedPayment)
+        func notice(_ outcome: PaymentNotify.Outcome, _ trade: String) -> PaymentNotify {
+            PaymentNotify(payment: payment.id, order: order.id, amount: payment.amount, currency: payment.currency,
+                          outcome: outcome, tradeNo: trade, provider: "epay")
+        }
+        let failed = try rules.notify(notice(.failed, "T-F"), payment: payment, order: order, stock: 1, now: now).get()
+        XCTAssertTrue(try apply(failed).applied)
+        let paymentKey = try XCTUnwrap(CommerceKeys.payment(payment.id))
+        let s = try load([paymentKey], "payment")
+        XCTAssertEqual(s.payment?.status, .failed)
+        XCTAssertEqual(s.payment?.tradeNo, "T-F")
+        let late = try rules.notify(notice(.success, "T-S"), payment: s.payment, order: s.order, stock: s.stock, now: now + 1).get()
+        XCTAssertEqual(NotifyOutcome(late), .paid)
+        XCTAssertTrue(try apply(late).applied)
+        let after = try load([paymentKey], "payment")
+        XCTAssertEqual(after.payment?.status, .succeeded)
+        XCTAssertEqual(after.payment?.tradeNo, "T-S")
+        XCTAssertEqual(after.payment?.provider, "epay")
+        XCTAssertEqual(after.order?.status, .delivered)
+        XCTAssertEqual(after.order?.keyIDs, ["k1"])
+    }
+
     func testSecondOrderOfAMemberPublishesNoBuyersChange() throws {
         stockUp(["k1", "k2"])
         _ = try paid(try created(#"{"buyer":"u1","product":"p1"}"#, 1), 1)

@@ -9,6 +9,10 @@ protocol AdminStore: AnyObject {
     func board(keepMs: Int64, nowMs: Int64, groups: Int, _ done: @escaping (StoreResult<AdminBoard>) -> Void)
     /// Each group's live mutes (at most `limit` each), in the order of `groups`: one call per group, pipelined.
     func mutes(groups: [String], nowMs: Int64, limit: Int, _ done: @escaping (StoreResult<[[GroupMute]]>) -> Void)
+    /// Lists `payment` as owed since `sinceMs`, or (nil) no longer.
+    func noteRefund(payment: String, sinceMs: Int64?)
+    /// Up to `limit` payment ids listed as owed, the longest owed first.
+    func owedRefunds(limit: Int, _ done: @escaping (StoreResult<[String]>) -> Void)
 }
 
 /// One node's stats as stored: the JSON it wrote and when (Redis clock).
@@ -75,6 +79,17 @@ final class RedisAdminStore: AdminStore {
     func board(keepMs: Int64, nowMs: Int64, groups: Int, _ done: @escaping (StoreResult<AdminBoard>) -> Void) {
         calls.run(AdminScripts.board, keys: [StoreKeys.adminStats, StoreKeys.adminSeen, StoreKeys.mutedGroups],
                   args: [keepMs, nowMs, groups], as: AdminBoard.self, done)
+    }
+
+    func noteRefund(payment: String, sinceMs: Int64?) {
+        let key = StoreKeys.refundsOwed
+        // NX: a repeat keeps the first time, so the list stays oldest first.
+        let args: [RedisArgument] = sinceMs.map { ["ZADD", key, "NX", $0, payment] } ?? ["ZREM", key, payment]
+        calls.send(args, key: key, as: Int64.self) { _ in }
+    }
+
+    func owedRefunds(limit: Int, _ done: @escaping (StoreResult<[String]>) -> Void) {
+        calls.send(["ZRANGE", StoreKeys.refundsOwed, 0, limit - 1], key: StoreKeys.refundsOwed, as: [String].self, done)
     }
 
     func mutes(groups: [String], nowMs: Int64, limit: Int, _ done: @escaping (StoreResult<[[GroupMute]]>) -> Void) {

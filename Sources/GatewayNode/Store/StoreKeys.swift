@@ -88,4 +88,9 @@ enum StoreKeys {
     /// Hash group -> version (moderate.lua's) of the last write to `mutedGroups`, so writes
     /// arriving out of order never undo a newer one; it expires with `mutedGroups`.
     static let mutedGroupVersions = "gw:{admin}:muted-versions"
+    /// Sorted set payment id -> when it became `refund_required` (ms): the payments to
+    /// refund by hand, for the operators' list. Written after each decision (the payments
+    /// live in their products' slots); the list re-reads each payment, so an entry a write
+    /// behind is dropped there.
+    static let refundsOwed = "gw:{admin}:refund-required"
 }

@@ -669,7 +669,7 @@ final class HolidayPeakScenario: @unchecked Sendable {
             stats.withLock { fpCount.paid += 1 }
             if let second, let who = f.second {
                 let t2 = Clock.unixMicros()
-                ledger.expect(who.user, "payment.refunded", id, at: t2)
+                ledger.expect(who.user, "payment.refund_required", id, at: t2)
                 stats.withLock {
                     fpCount.secondPayments += 1
                     fpCount.refundsExpected += 1
@@ -770,7 +770,7 @@ final class HolidayPeakScenario: @unchecked Sendable {
                     if let found { payFriendPay(shop, found, id) } else { errors.add("friendpay.requested for an unknown order") }
                 }
             }
-        case "payment.refunded":
+        case "payment.refund_required":
             stats.withLock { fpCount.refundsReceived += 1 }
         default:
             break

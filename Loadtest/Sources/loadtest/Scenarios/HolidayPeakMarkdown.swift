@@ -49,7 +49,7 @@ extension ScenarioReport where Results == HolidayPeakResults {
         let g = self.gifts
         out += "**Gift rush.** \(g.ordered) gift orders paid by signed notify (\(g.paid) paid); \(g.received) `gift.received` pushes; \(g.claimed) claims over WebSocket, \(g.claimsWithOneKey) with exactly one key; read back: \(g.readBackDelivered) delivered to the named friend; keys seen twice: \(g.keysSeenTwice).\n\n"
         let f = self.friendPay
-        out += "**Friend-pay.** \(f.requested) requests, \(f.paid) paid by the friend on `friendpay.requested`; \(f.secondPayments) paid by a second friend too, \(f.refundsReceived)/\(f.refundsExpected) of those refunded (`payment.refunded`); read back: \(f.readBackOK) paid exactly once, by the first friend.\n\n"
+        out += "**Friend-pay.** \(f.requested) requests, \(f.paid) paid by the friend on `friendpay.requested`; \(f.secondPayments) paid by a second friend too, \(f.refundsReceived)/\(f.refundsExpected) of those owed back (`payment.refund_required`); read back: \(f.readBackOK) paid exactly once, by the first friend.\n\n"
         let gr = self.groups
         out += "**Group chatter.** \(gr.subscribed)/\(gr.members) members in \(gr.groups) groups; \(gr.messagesAccepted) of \(gr.messagesSent) messages accepted (\(gr.rateLimited) rate limited, \(gr.skippedSenderOffline) skipped while the sender was away); \(Fmt.int(gr.delivered)) of \(Fmt.int(gr.expectedDeliveries)) deliveries checked by offset on every member: \(gr.lost) lost, \(gr.duplicates) duplicated, \(gr.outOfOrder) out of order.\n\n"
         let d = self.priceDrop

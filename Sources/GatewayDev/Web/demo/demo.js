@@ -581,9 +581,14 @@ function onPush(p) {
     case 'friendpay.expired':
       fetchOrder(d.order);
       break;
+    case 'payment.refund_required': {
+      const o = S.orders.get(d.order);
+      if (o) { o.note = `payment ${d.payment} will be refunded: ${d.reason}`; renderOrder(o); }
+      break;
+    }
     case 'payment.refunded': {
       const o = S.orders.get(d.order);
-      if (o) { o.note = `payment ${d.payment} refunded: ${d.reason}`; renderOrder(o); }
+      if (o) { o.note = `payment ${d.payment} refunded (${d.refund_no})`; renderOrder(o); }
       break;
     }
     case 'price.drop':
