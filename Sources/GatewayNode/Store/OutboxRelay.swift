@@ -2,11 +2,14 @@ import GatewayIO
 import GatewayProtocol
 import GatewayRedis
 
-/// What a decision that pushes to other slots needs around it (commerce's apply, the
-/// price-drop batches): register the outbox before, relay it after. `OutboxRelay` on Redis.
+/// What a decision that pushes to other slots or writes events needs around it (commerce's
+/// apply, the price-drop batches): register the outbox before, relay it after; and the
+/// reading of the event log those events end in. `OutboxRelay` on Redis.
 protocol EventStore: AnyObject {
     func register(_ outbox: String, _ done: @escaping (Bool) -> Void)
     func relay(_ outbox: String)
+    /// `GET /api/v1/events`: the events after `after` (nil: from the oldest kept), oldest first.
+    func events(after: String?, limit: Int, _ done: @escaping (StoreResult<[LoggedEvent]>) -> Void)
 }
 
 /// Relays pushes that a decision wrote to its slot's outbox stream (Redis Cluster only) to
