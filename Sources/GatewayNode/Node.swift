@@ -163,6 +163,7 @@ public final class Node: ServerDelegate {
                 }
             }, durability: options.durability, durabilityTimeoutMs: options.durabilityTimeoutMs, newEpoch: { Crypto.randomToken(4) })
         commerceStore.relay = outboxRelay
+        commerceStore.eventRetentionMs = Self.eventRetentionMs(options)
         legacyMigration = LegacyCommerceMigration(redis: redis, log: { message in logger.notice("\(message)") }, after: schedule)
         commerceStore.legacyMigration = legacyMigration
         orderStore = OrderStore(store: commerceStore)
@@ -229,8 +230,12 @@ public final class Node: ServerDelegate {
                       historyProductSize: options.historyProductSize, historyTTLSeconds: options.historyTTLSeconds,
                       replyPublicationBytes: replyPublicationBytes(options), maxRecover: options.historyMaxRecover,
                       redisTimeoutSeconds: options.redisTimeoutSeconds, durability: options.durability,
-                      durabilityTimeoutMs: options.durabilityTimeoutMs, newEpoch: { Crypto.randomToken(4) })
+                      durabilityTimeoutMs: options.durabilityTimeoutMs,
+                      eventRetentionMs: eventRetentionMs(options), newEpoch: { Crypto.randomToken(4) })
     }
+
+    /// The event log keeps an event at least as long as webhooks retry it (`webhooks.retry_for_s`).
+    static func eventRetentionMs(_ options: NodeOptions) -> Int64 { Int64(options.webhooks.retryForSeconds) * 1_000 }
 
     private func redisReady() {
         loop.assertOnLoopThread()

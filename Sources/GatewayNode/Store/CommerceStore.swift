@@ -92,8 +92,7 @@ final class RedisCommerceStore: CommerceStore {
     let durabilityTimeoutMs: Int
     /// Cluster only; nil until the relay is wired (pushes then wait in the outbox).
     var relay: EventStore?
-    /// How long the event log keeps an event (`webhooks.retry_for_s`; the contract's default
-    /// until that setting exists).
+    /// How long the event log keeps an event at least (`webhooks.retry_for_s`), in ms.
     var eventRetentionMs: Int64 = 259_200_000
     /// One server: v1 records are upgraded before any order is read or decided on.
     var legacyMigration: LegacyCommerceMigration?
