@@ -5,7 +5,7 @@ import XCTest
 /// The event log (contract 4.4) on real nodes and Redis: each decision's events, read with
 /// `GET /api/v1/events` through one cursor. Run on the shared cluster too
 /// (`GATEWAY_TEST_REDIS_CLUSTER`), where events are relayed from the products' slots.
-final class EventLogTests: IntegrationCase {
+extension IntegrationCase {
     /// The events after `after`; `expecting`: polls (bounded) until that many came, since on
     /// a cluster they are relayed just after the answer.
     func events(_ node: GatewayNodeProcess, after: String? = nil, limit: Int? = nil, expecting: Int? = nil,
@@ -23,6 +23,22 @@ final class EventLogTests: IntegrationCase {
             Thread.sleep(forTimeInterval: 0.05)
         }
     }
+
+    /// The first event of `type` about `payment` (its `data.payment`), polling (bounded) for
+    /// it: on a cluster events are relayed just after the answer.
+    func event(_ node: GatewayNodeProcess, _ type: String, payment: String) throws -> JSON? {
+        let deadline = Date().addingTimeInterval(10)
+        while true {
+            let found = try events(node, limit: 1000).first {
+                $0["type"]?.stringValue == type && $0["data"]?["payment"]?.stringValue == payment
+            }
+            if found != nil || Date() > deadline { return found }
+            Thread.sleep(forTimeInterval: 0.05)
+        }
+    }
+}
+
+final class EventLogTests: IntegrationCase {
 
     func ids(_ list: [JSON]) -> [[Int64]] {
         list.map { ($0["id"]?.stringValue ?? "").split(separator: "-").compactMap { Int64($0) } }
