@@ -102,4 +102,23 @@ enum StoreKeys {
     static let eventsLog = "gw:{events}:log"
     /// Hash outbox key -> the last outbox entry id appended to the log (cluster relay dedupe).
     static let eventsRelayed = "gw:{events}:relayed"
+
+    // Webhook delivery (same slot; webhook_*.lua; design: /work/notes/design13c.md section 3)
+
+    /// String: the last log id handed to the delivery queues.
+    static let webhookDispatched = "gw:{events}:dispatched"
+    /// Hash ordering key -> its undelivered event ids, space-separated, in log order.
+    static let webhookQueues = "gw:{events}:queues"
+    /// Sorted set ordering key -> next attempt (ms, Redis clock); a leased key's lease end.
+    static let webhookDue = "gw:{events}:due"
+    /// Hash ordering key -> `<token> <event id>` of the delivery in flight.
+    static let webhookLeases = "gw:{events}:leases"
+    /// Hash event id -> attempts so far.
+    static let webhookAttempts = "gw:{events}:attempts"
+    /// Sorted set ordering key -> time (ms) of its oldest undelivered event.
+    static let webhookHeads = "gw:{events}:heads"
+    /// Hash `backlog` (queued, undelivered), `delivered`, `given_up`, `claims`.
+    static let webhookStats = "gw:{events}:stats"
+    /// Stream of given-up events `id key reason`, capped.
+    static let webhookDead = "gw:{events}:dead"
 }

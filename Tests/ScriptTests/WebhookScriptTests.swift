@@ -1,0 +1,139 @@
+@testable import GatewayNode
+import GatewayRedis
+import XCTest
+
+/// The webhook sender's state in Redis (design13c section 3): dispatch queues each event
+/// once per ordering key; a claim leases a key's head so no other claim gets it until the
+/// lease ends; a settle is taken only under its own lease; a key's next event is claimable
+/// only once its head settled.
+final class WebhookScriptTests: XCTestCase {
+    var redis: ScriptRedis!
+
+    override func setUpWithError() throws { redis = try ScriptRedis() }
+    override func tearDown() { redis = nil }
+
+    @discardableResult
+    func append(_ key: String, _ type: String = "order.paid") -> String {
+        redis.call(["XADD", StoreKeys.eventsLog, "*", "type", type, "key", key, "at", "1", "data", "{}"]).text ?? ""
+    }
+
+    @discardableResult
+    func dispatch(_ limit: Int = 100) -> Int64 {
+        redis.run(WebhookScripts.dispatch, keys: WebhookScripts.dispatchKeys, args: [limit]).int ?? -1
+    }
+
+    struct Claim: Equatable {
+        var key: String
+        var id: String
+        var token: String
+        var attempt: Int64
+    }
+
+    func claim(_ count: Int = 10, leaseMs: Int = 60_000, node: String = "n1") -> [Claim] {
+        let reply = redis.run(WebhookScripts.claim, keys: WebhookScripts.claimKeys, args: [count, leaseMs, node, WebhookScripts.deadCap])
+        return (reply.array ?? []).compactMap { c in
+            guard let a = c.array, a.count == 5, let key = a[0].text, let id = a[1].text, let token = a[2].text, let n = a[3].int else { return nil }
+            return Claim(key: key, id: id, token: token, attempt: n)
+        }
+    }
+
+    @discardableResult
+    func settle(_ c: Claim, _ outcome: String, retryAt: Int64 = 0, reason: String = "") -> Int64 {
+        redis.run(WebhookScripts.settle, keys: WebhookScripts.settleKeys,
+                  args: [c.key, c.id, c.token, outcome, retryAt, reason, WebhookScripts.deadCap]).int ?? -1
+    }
+
+    func stats() -> (backlog: Int64, oldest: Int64) {
+        let a = redis.run(WebhookScripts.stats, keys: WebhookScripts.statsKeys, args: []).array ?? []
+        return (a.first?.int ?? -1, a.last?.int ?? -1)
+    }
+
+    func testDispatchQueuesEachEventOncePerKeyInLogOrder() {
+        let a1 = append("o-a"), b1 = append("o-b"), a2 = append("o-a")
+        XCTAssertEqual(stats().backlog, 3, "undispatched events count")
+        XCTAssertEqual(dispatch(2), 2, "at most the limit")
+        XCTAssertEqual(dispatch(), 1, "from the cursor on")
+        XCTAssertEqual(dispatch(), 0, "a second dispatcher finds nothing new")
+        XCTAssertEqual(redis.call(["HGET", StoreKeys.webhookQueues, "o-a"]).text, "\(a1) \(a2)")
+        XCTAssertEqual(redis.call(["HGET", StoreKeys.webhookQueues, "o-b"]).text, b1)
+        XCTAssertEqual(stats().backlog, 3)
+        XCTAssertEqual(stats().oldest, Int64(a1.split(separator: "-")[0]))
+    }
+
+    func testAKeyIsDeliveredOneEventAtATimeInOrder() {
+        let a1 = append("o-a"), a2 = append("o-a"), b1 = append("o-b")
+        dispatch()
+        let first = claim()
+        XCTAssertEqual(Set(first.map(\.id)), [a1, b1], "only each key's head")
+        XCTAssertEqual(first.map(\.attempt), [1, 1])
+        XCTAssertEqual(claim(), [], "leased keys are not claimed again")
+        let a = first.first { $0.key == "o-a" }!
+        XCTAssertEqual(settle(a, "delivered"), 1)
+        let next = claim()
+        XCTAssertEqual(next.map(\.id), [a2], "the key's next event, once its head was delivered")
+        XCTAssertEqual(stats().backlog, 2)
+        XCTAssertEqual(settle(next[0], "delivered"), 1)
+        XCTAssertEqual(settle(first.first { $0.key == "o-b" }!, "delivered"), 1)
+        XCTAssertEqual(stats().backlog, 0)
+        XCTAssertEqual(stats().oldest, 0)
+        XCTAssertEqual(redis.call(["HLEN", StoreKeys.webhookQueues]).int, 0, "nothing left behind")
+        XCTAssertEqual(redis.call(["ZCARD", StoreKeys.webhookDue]).int, 0)
+        XCTAssertEqual(redis.call(["HLEN", StoreKeys.webhookAttempts]).int, 0)
+    }
+
+    func testARetryComesDueAtItsTimeWithTheNextAttemptNumber() {
+        let a1 = append("o-a")
+        dispatch()
+        let c = claim()[0]
+        XCTAssertEqual(settle(c, "retry", retryAt: 9_999_999_999_999), 1)
+        XCTAssertEqual(claim(), [], "not due before its time")
+        redis.call(["ZADD", StoreKeys.webhookDue, 0, "o-a"])  // its time came
+        let again = claim()
+        XCTAssertEqual(again.map(\.id), [a1])
+        XCTAssertEqual(again.map(\.attempt), [2])
+        XCTAssertNotEqual(again[0].token, c.token)
+    }
+
+    /// A node killed mid-delivery: its lease lapses, another node claims the same event; the
+    /// first node's late answer is not taken.
+    func testALapsedLeaseGoesToAnotherNodeAndTheOldAnswerIsRefused() {
+        let a1 = append("o-a")
+        dispatch()
+        let dead = claim(leaseMs: 1, node: "n1")[0]
+        let deadline = Date().addingTimeInterval(5)
+        var taken: [Claim] = []
+        while taken.isEmpty && Date() < deadline {
+            Thread.sleep(forTimeInterval: 0.005)
+            taken = claim(node: "n2")
+        }
+        XCTAssertEqual(taken.map(\.id), [a1])
+        XCTAssertTrue(taken[0].token.hasPrefix("n2:"))
+        XCTAssertEqual(settle(dead, "delivered"), 0, "the lapsed lease's answer is not taken")
+        XCTAssertEqual(stats().backlog, 1)
+        XCTAssertEqual(settle(taken[0], "delivered"), 1)
+        XCTAssertEqual(stats().backlog, 0)
+    }
+
+    func testAGivenUpOrMissingEventGoesToTheDeadLettersAndTheKeyGoesOn() {
+        let a1 = append("o-a"), a2 = append("o-a"), a3 = append("o-a")
+        dispatch()
+        let c = claim()[0]
+        XCTAssertEqual(c.id, a1)
+        XCTAssertEqual(settle(c, "give_up", reason: "retried for 259200 s"), 1)
+        redis.call(["XDEL", StoreKeys.eventsLog, a2])  // trimmed or lost
+        XCTAssertEqual(claim().map(\.id), [a3], "a head missing from the log is given up and the next claimed")
+        let dead = (redis.call(["XRANGE", StoreKeys.webhookDead, "-", "+"]).array ?? []).compactMap { $0.array?[1].array?.compactMap(\.text) }
+        XCTAssertEqual(dead.map { $0[1] }, [a1, a2])
+        XCTAssertEqual(dead.map { $0[5] }, ["retried for 259200 s", "missing from the log"])
+        XCTAssertEqual(redis.call(["HGET", StoreKeys.webhookStats, "given_up"]).text, "2")
+    }
+
+    func testEveryScriptTouchesOnlyTheEventsSlot() {
+        for keys in [WebhookScripts.dispatchKeys, WebhookScripts.claimKeys, WebhookScripts.settleKeys, WebhookScripts.statsKeys] {
+            XCTAssertEqual(Set(keys.map { HashSlot.of($0) }), [HashSlot.of(StoreKeys.eventsLog)], "\(keys)")
+        }
+        for script in WebhookScripts.all {
+            XCTAssertFalse(script.source.contains("'gw:"), "\(script.name) builds a key name")
+        }
+    }
+}
