@@ -128,6 +128,31 @@ final class WebhookScriptTests: XCTestCase {
         XCTAssertEqual(redis.call(["HGET", StoreKeys.webhookStats, "given_up"]).text, "2")
     }
 
+    /// The store over the scripts: claims decode into the logged event, settles answer
+    /// whether they were taken, the backlog reads back.
+    func testRedisWebhookStoreDecodesClaimsAndSettles() throws {
+        let f = try StoreFixture()
+        let store = RedisWebhookStore(redis: f.link, log: { _ in })
+        let id = f.redis.call(["XADD", StoreKeys.eventsLog, "*", "type", "order.paid", "key", "o-a", "at", "42",
+                               "data", #"{"order":"o-a"}"#]).text ?? ""
+        XCTAssertEqual(try f.value { store.dispatch(limit: 100, $0) }, 1)
+        let claims = try f.value { store.claim(count: 8, leaseMs: 30_000, node: "n1", $0) }
+        XCTAssertEqual(claims.count, 1)
+        let c = try XCTUnwrap(claims.first)
+        XCTAssertEqual(c.key, "o-a")
+        XCTAssertEqual(c.attempt, 1)
+        XCTAssertEqual(c.event, LoggedEvent(id: id, type: "order.paid", key: "o-a", createdAt: 42, data: #"{"order":"o-a"}"#))
+        XCTAssertEqual(try f.value { store.backlog($0) }.count, 1)
+        var stale = c
+        stale.token = "n9:1"
+        XCTAssertEqual(try f.value { store.settle(stale, .delivered, $0) }, false, "not this attempt's lease")
+        XCTAssertEqual(try f.value { store.settle(c, .retry(atMs: 0), $0) }, true)
+        let again = try f.value { store.claim(count: 8, leaseMs: 30_000, node: "n1", $0) }
+        XCTAssertEqual(again.map(\.attempt), [2])
+        XCTAssertEqual(try f.value { store.settle(again[0], .delivered, $0) }, true)
+        XCTAssertEqual(try f.value { store.backlog($0) }, WebhookBacklog(count: 0, oldestMs: 0))
+    }
+
     func testEveryScriptTouchesOnlyTheEventsSlot() {
         for keys in [WebhookScripts.dispatchKeys, WebhookScripts.claimKeys, WebhookScripts.settleKeys, WebhookScripts.statsKeys] {
             XCTAssertEqual(Set(keys.map { HashSlot.of($0) }), [HashSlot.of(StoreKeys.eventsLog)], "\(keys)")

@@ -19,6 +19,10 @@ struct LoggedEvent: RedisReplyDecodable, Equatable {
     /// Errors name fields only: the data is the shop's business.
     init(redisReply: RedisReply) throws(RedisDecodingError) {
         let (id, fields) = try OutboxRelay.fields(of: redisReply)
+        try self.init(id: id, fields)
+    }
+
+    init(id: String, _ fields: OutboxRelay.OutboxFields) throws(RedisDecodingError) {
         guard let type = fields.map["type"], let key = fields.map["key"], let at = fields.map["at"].flatMap({ Int64($0) }),
               let data = fields.map["data"] else {
             throw .unexpected(expected: "an event (type key at data)", got: "fields " + fields.names)

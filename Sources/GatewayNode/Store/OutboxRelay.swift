@@ -192,16 +192,18 @@ final class OutboxRelay: EventStore {
     struct OutboxFields {
         var map: [String: String] = [:]
         var names = ""
+
+        /// From a stream entry's `[name, value, ...]`.
+        init(_ list: [String]) {
+            for i in stride(from: 0, to: list.count - 1, by: 2) { map[list[i]] = list[i + 1] }
+            names = stride(from: 0, to: list.count - 1, by: 2).map { list[$0] }.joined(separator: " ")
+        }
     }
 
     static func fields(of reply: RedisReply) throws(RedisDecodingError) -> (id: String, OutboxFields) {
         var reader = try RedisArrayReader(reply)
         let id: String = try reader.next()
-        let list: [String] = try reader.next()
-        var fields = OutboxFields()
-        for i in stride(from: 0, to: list.count - 1, by: 2) { fields.map[list[i]] = list[i + 1] }
-        fields.names = stride(from: 0, to: list.count - 1, by: 2).map { list[$0] }.joined(separator: " ")
-        return (id, fields)
+        return (id, OutboxFields(try reader.next()))
     }
 
     /// An event for the event log (lib_emit's emitEvent): `ev <type> key <ordering key> at <ms> data <json>`.

@@ -1,0 +1,87 @@
+import GatewayProtocol
+import GatewayRedis
+
+/// A key's head event, leased to this node for one delivery attempt (webhook_claim.lua).
+struct WebhookClaim: RedisReplyDecodable, Equatable {
+    /// The ordering key (an order id, ...).
+    var key: String
+    var token: String
+    /// 1 for the first attempt.
+    var attempt: Int
+    var event: LoggedEvent
+
+    init(redisReply: RedisReply) throws(RedisDecodingError) {
+        var reader = try RedisArrayReader(redisReply)
+        key = try reader.next()
+        let id: String = try reader.next()
+        token = try reader.next()
+        attempt = try reader.next()
+        event = try LoggedEvent(id: id, OutboxRelay.OutboxFields(try reader.next()))
+    }
+}
+
+/// How one attempt ended (webhook_settle.lua).
+enum WebhookOutcome: Equatable {
+    case delivered
+    case retry(atMs: Int64)
+    case giveUp(reason: String)
+}
+
+/// Undelivered events and the time of the oldest (ms, 0: none), for the gauges.
+struct WebhookBacklog: RedisReplyDecodable, Equatable {
+    var count: Int
+    var oldestMs: Int64
+
+    init(count: Int, oldestMs: Int64) {
+        (self.count, self.oldestMs) = (count, oldestMs)
+    }
+
+    init(redisReply: RedisReply) throws(RedisDecodingError) {
+        var reader = try RedisArrayReader(redisReply)
+        count = try reader.next()
+        oldestMs = try reader.next()
+    }
+}
+
+/// The webhook sender's state, all in the `{events}` slot (design13c section 3): queues
+/// per ordering key fed from the event log, leases, attempts, dead letters.
+protocol WebhookStore: AnyObject {
+    /// Queues up to `limit` new log events; answers how many log entries it handled.
+    func dispatch(limit: Int, _ done: @escaping (StoreResult<Int>) -> Void)
+    /// Leases up to `count` due keys' head events to `node` for `leaseMs`.
+    func claim(count: Int, leaseMs: Int64, node: String, _ done: @escaping (StoreResult<[WebhookClaim]>) -> Void)
+    /// Ends an attempt; false when its lease had lapsed (the answer was not taken).
+    func settle(_ claim: WebhookClaim, _ outcome: WebhookOutcome, _ done: @escaping (StoreResult<Bool>) -> Void)
+    func backlog(_ done: @escaping (StoreResult<WebhookBacklog>) -> Void)
+}
+
+final class RedisWebhookStore: WebhookStore {
+    let calls: RedisCalls
+
+    init(redis: any RedisLink, log: @escaping (String) -> Void) {
+        calls = RedisCalls(redis: redis, log: log)
+    }
+
+    func dispatch(limit: Int, _ done: @escaping (StoreResult<Int>) -> Void) {
+        calls.run(WebhookScripts.dispatch, keys: WebhookScripts.dispatchKeys, args: [limit], done)
+    }
+
+    func claim(count: Int, leaseMs: Int64, node: String, _ done: @escaping (StoreResult<[WebhookClaim]>) -> Void) {
+        calls.run(WebhookScripts.claim, keys: WebhookScripts.claimKeys, args: [count, leaseMs, node, WebhookScripts.deadCap], done)
+    }
+
+    func settle(_ claim: WebhookClaim, _ outcome: WebhookOutcome, _ done: @escaping (StoreResult<Bool>) -> Void) {
+        let (name, retryAt, reason): (String, Int64, String) = switch outcome {
+        case .delivered: ("delivered", 0, "")
+        case .retry(let at): ("retry", at, "")
+        case .giveUp(let why): ("give_up", 0, why)
+        }
+        calls.run(WebhookScripts.settle, keys: WebhookScripts.settleKeys,
+                  args: [claim.key, claim.event.id, claim.token, name, retryAt, reason, WebhookScripts.deadCap],
+                  as: Int64.self) { done($0.map { $0 == 1 }) }
+    }
+
+    func backlog(_ done: @escaping (StoreResult<WebhookBacklog>) -> Void) {
+        calls.run(WebhookScripts.stats, keys: WebhookScripts.statsKeys, args: [], done)
+    }
+}
