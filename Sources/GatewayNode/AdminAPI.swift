@@ -48,6 +48,9 @@ extension Node {
             case .success(let b): board = b
             }
             var report = AdminReport(view: ClusterView(board, liveWithinMs: AdminStats.liveWithinMs))
+            // This node's latest reading (every 2 s): the backlog is cluster-wide.
+            report.webhookBacklog = self.metrics.webhookBacklog
+            report.webhookOldestSeconds = self.metrics.webhookOldestSeconds
             for node in report.view.unreadable { self.log("admin: unreadable stats of node \(node)") }
             guard parts.contains(.groups) else { return answer(report) }
             let candidates = report.view.groupsToRead(indexed: board.mutedGroups, limit: AdminStats.groups)

@@ -20,7 +20,8 @@ final class NodeMetrics {
     var commands: [OpResult: Int] = [:]
     var framesSent = 0
 
-    /// Webhook deliveries waiting and the age of the oldest (issue 13 fills them; 0 until then).
+    /// Events not yet delivered by webhook and the age of the oldest (cluster-wide, read every
+    /// 2 s with `webhooks.url` set; 0 without).
     var webhookBacklog = 0
     var webhookOldestSeconds = 0.0
 

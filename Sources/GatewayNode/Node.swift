@@ -541,7 +541,19 @@ public final class Node: ServerDelegate {
     /// Every `LiveSeries.intervalMs`, for the admin page's chart.
     private func sampleLiveSeries() {
         metrics.sampleLive(atMs: Int64(Date().timeIntervalSince1970 * 1_000), pushLatency: loop.pushLatency.histogram)
+        sampleWebhookBacklog()
         loop.schedule(afterMs: LiveSeries.intervalMs) { [weak self] in self?.sampleLiveSeries() }
+    }
+
+    /// With `webhooks.url` set: the events not yet delivered and the oldest one's age, for
+    /// `/metrics` and the admin page (the same cluster-wide figures on every node).
+    private func sampleWebhookBacklog() {
+        guard !options.webhooks.url.isEmpty, redis.isReady else { return }
+        RedisWebhookStore(redis: redis, log: { [weak self] in self?.log($0) }).backlog { [weak self] result in
+            guard let self, case .success(let backlog) = result else { return }
+            self.metrics.webhookBacklog = backlog.count
+            self.metrics.webhookOldestSeconds = backlog.oldestSeconds(nowMs: self.now)
+        }
     }
 
     // MARK: Shutdown

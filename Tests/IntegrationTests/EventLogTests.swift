@@ -101,6 +101,26 @@ final class EventLogTests: IntegrationCase {
         XCTAssertEqual(seen, list, "paging with the last id reads each event once")
     }
 
+    /// With `webhooks.url` set and nothing delivered (the receiver is unreachable), the
+    /// events wait: `/metrics` and the admin page show how many and how old the oldest is.
+    func testUndeliveredEventsShowAsTheWebhookBacklog() throws {
+        let node = try startNode(env: ["GATEWAY_WEBHOOKS_URL": "http://127.0.0.1:9/hooks", "GATEWAY_WEBHOOKS_SECRET": "whsec-test"])
+        try createProduct(node, "p1")
+        _ = try uploadKeys(node, "p1", ["L-1"])
+        let orderID = try XCTUnwrap(try order(node, #"{"buyer":"u1","product":"p1"}"#)["id"]?.stringValue)
+        XCTAssertEqual(try signedNotify(node, notifyBody(try pay(node, orderID, payer: "u1"))).status, 200)
+        func gauge(_ name: String) throws -> Double? {
+            try node.http("GET", "/metrics").text.split(separator: "\n").first { $0.hasPrefix(name + " ") }
+                .flatMap { Double($0.split(separator: " ").last!) }
+        }
+        let deadline = Date().addingTimeInterval(10)
+        while try gauge("gateway_webhook_backlog") != 2, Date() < deadline { Thread.sleep(forTimeInterval: 0.1) }
+        XCTAssertEqual(try gauge("gateway_webhook_backlog"), 2, "order.paid and order.delivered wait")
+        XCTAssertGreaterThanOrEqual(try gauge("gateway_webhook_oldest_seconds") ?? -1, 0)
+        let admin = try node.http("GET", "/api/v1/admin/webhooks")
+        XCTAssertEqual(admin.json?["webhooks"]?["backlog"]?.intValue, 2, admin.text)
+    }
+
     func testBadQueriesAndMerchantKeysAreRefused() throws {
         let node = try startNode()
         for query in ["after=abc", "after=1-2-3", "after=", "limit=0", "limit=1001", "limit=x", "limit=1&limit=2"] {

@@ -153,6 +153,12 @@ final class WebhookScriptTests: XCTestCase {
         XCTAssertEqual(try f.value { store.backlog($0) }, WebhookBacklog(count: 0, oldestMs: 0))
     }
 
+    func testTheOldestAgeNeverGoesNegative() {
+        XCTAssertEqual(WebhookBacklog(count: 2, oldestMs: 10_000).oldestSeconds(nowMs: 12_500), 2.5)
+        XCTAssertEqual(WebhookBacklog(count: 2, oldestMs: 10_000).oldestSeconds(nowMs: 9_000), 0, "Redis' clock ahead of the node's")
+        XCTAssertEqual(WebhookBacklog(count: 0, oldestMs: 0).oldestSeconds(nowMs: 9_000), 0)
+    }
+
     func testEveryScriptTouchesOnlyTheEventsSlot() {
         for keys in [WebhookScripts.dispatchKeys, WebhookScripts.claimKeys, WebhookScripts.settleKeys, WebhookScripts.statsKeys] {
             XCTAssertEqual(Set(keys.map { HashSlot.of($0) }), [HashSlot.of(StoreKeys.eventsLog)], "\(keys)")

@@ -36,6 +36,13 @@ struct WebhookBacklog: RedisReplyDecodable, Equatable {
         (self.count, self.oldestMs) = (count, oldestMs)
     }
 
+    /// Age of the oldest undelivered event at `nowMs` (0 with none; never negative, the
+    /// event's time being Redis' clock and `nowMs` the node's).
+    func oldestSeconds(nowMs: Int64) -> Double {
+        guard count > 0, oldestMs > 0 else { return 0 }
+        return Double(max(0, nowMs - oldestMs)) / 1_000
+    }
+
     init(redisReply: RedisReply) throws(RedisDecodingError) {
         var reader = try RedisArrayReader(redisReply)
         count = try reader.next()
