@@ -29,7 +29,7 @@ enum WebhookDelivery {
     static func outcome(status: Int?, _ claim: WebhookClaim, _ retry: WebhookRetry, nowMs: Int64, jitter: Double) -> WebhookOutcome {
         if let status, (200..<300).contains(status) { return .delivered }
         switch retry.afterFailure(attempt: claim.attempt, eventAtMs: claim.event.idMs, nowMs: nowMs, jitter: jitter) {
-        case .retry(let at): return .retry(atMs: at)
+        case .retry(let at): return .retry(afterMs: max(0, at - nowMs))
         case .giveUp:
             return .giveUp(reason: "no 2xx in \(retry.retryForMs / 1_000) s (\(claim.attempt) attempts, last \(status.map { "HTTP \($0)" } ?? "no answer"))")
         }

@@ -36,11 +36,11 @@ final class WebhookDeliveryTests: XCTestCase {
         let start = event.idMs
         XCTAssertEqual(WebhookDelivery.outcome(status: 204, try claim(attempt: 1), retry, nowMs: start + 10, jitter: 0.5), .delivered)
         XCTAssertEqual(WebhookDelivery.outcome(status: 500, try claim(attempt: 1), retry, nowMs: start + 10, jitter: 0.5),
-                       .retry(atMs: start + 1_010))
+                       .retry(afterMs: 1_000))
         XCTAssertEqual(WebhookDelivery.outcome(status: 302, try claim(attempt: 2), retry, nowMs: start + 10, jitter: 0.5),
-                       .retry(atMs: start + 2_010), "a redirect is not followed: a failure")
+                       .retry(afterMs: 2_000), "a redirect is not followed: a failure")
         XCTAssertEqual(WebhookDelivery.outcome(status: nil, try claim(attempt: 3), retry, nowMs: start + 10, jitter: 0.5),
-                       .retry(atMs: start + 4_010), "no answer")
+                       .retry(afterMs: 4_000), "no answer")
         guard case .giveUp(let reason) = WebhookDelivery.outcome(status: 500, try claim(attempt: 9), retry, nowMs: start + 60_000, jitter: 0.5)
         else { return XCTFail("retried past retry_for_s") }
         XCTAssertEqual(reason, "no 2xx in 60 s (9 attempts, last HTTP 500)")

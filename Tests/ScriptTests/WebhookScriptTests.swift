@@ -1,5 +1,7 @@
 @testable import GatewayNode
 import GatewayRedis
+import GatewayCore
+import GatewayCrypto
 import XCTest
 
 /// The webhook sender's state in Redis (design13c section 3): dispatch queues each event
@@ -38,9 +40,9 @@ final class WebhookScriptTests: XCTestCase {
     }
 
     @discardableResult
-    func settle(_ c: Claim, _ outcome: String, retryAt: Int64 = 0, reason: String = "") -> Int64 {
+    func settle(_ c: Claim, _ outcome: String, retryIn: Int64 = 0, reason: String = "") -> Int64 {
         redis.run(WebhookScripts.settle, keys: WebhookScripts.settleKeys,
-                  args: [c.key, c.id, c.token, outcome, retryAt, reason, WebhookScripts.deadCap]).int ?? -1
+                  args: [c.key, c.id, c.token, outcome, retryIn, reason, WebhookScripts.deadCap]).int ?? -1
     }
 
     func stats() -> (backlog: Int64, oldest: Int64) {
@@ -85,7 +87,7 @@ final class WebhookScriptTests: XCTestCase {
         let a1 = append("o-a")
         dispatch()
         let c = claim()[0]
-        XCTAssertEqual(settle(c, "retry", retryAt: 9_999_999_999_999), 1)
+        XCTAssertEqual(settle(c, "retry", retryIn: 3_600_000), 1)
         XCTAssertEqual(claim(), [], "not due before its time")
         redis.call(["ZADD", StoreKeys.webhookDue, 0, "o-a"])  // its time came
         let again = claim()
@@ -146,7 +148,7 @@ final class WebhookScriptTests: XCTestCase {
         var stale = c
         stale.token = "n9:1"
         XCTAssertEqual(try f.value { store.settle(stale, .delivered, $0) }, false, "not this attempt's lease")
-        XCTAssertEqual(try f.value { store.settle(c, .retry(atMs: 0), $0) }, true)
+        XCTAssertEqual(try f.value { store.settle(c, .retry(afterMs: 0), $0) }, true)
         let again = try f.value { store.claim(count: 8, leaseMs: 30_000, node: "n1", $0) }
         XCTAssertEqual(again.map(\.attempt), [2])
         XCTAssertEqual(try f.value { store.settle(again[0], .delivered, $0) }, true)
@@ -166,5 +168,49 @@ final class WebhookScriptTests: XCTestCase {
         for script in WebhookScripts.all {
             XCTAssertFalse(script.source.contains("'gw:"), "\(script.name) builds a key name")
         }
+    }
+}
+
+/// The sender's loop against the scripts on a real redis-server, with a transport that
+/// answers as told: the "500 twice, then 200" arrives exactly once as delivered,
+/// with a valid signature, and a key's events go one at a time in log order.
+final class WebhookSenderTests: XCTestCase {
+    final class ScriptedReceiver: WebhookTransport {
+        var answers: [Int?] = []
+        var received: [(id: String, signature: String, body: [UInt8])] = []
+        func post(body: [UInt8], headers: [WebhookDelivery.Header], timeoutMs: Int64, _ done: @escaping (Int?) -> Void) {
+            let byName = Dictionary(uniqueKeysWithValues: headers.map { ($0.name, $0.value) })
+            received.append((byName["X-Gateway-Event-Id"] ?? "", byName["X-Gateway-Signature"] ?? "", body))
+            done(answers.isEmpty ? 200 : answers.removeFirst())
+        }
+    }
+
+    func testFailsTwiceThenDeliveredOnceSignedAndInOrderPerKey() throws {
+        let f = try StoreFixture()
+        let store = RedisWebhookStore(redis: f.link, log: { _ in })
+        let receiver = ScriptedReceiver()
+        receiver.answers = [500, nil]
+        var lines: [String] = []
+        // No jitter, no waiting: a retry's delay is made due by hand below.
+        let sender = WebhookSender(store: store, transport: receiver, retry: WebhookRetry(maxBackoffSeconds: 600, retryForSeconds: 3_600),
+                                   secret: "whsec-test", node: "n1", concurrency: 4,
+                                   nowMs: { Int64(Date().timeIntervalSince1970 * 1_000) }, jitter: { 0.5 }, log: { lines.append($0) })
+        var ids: [String] = []
+        for type in ["order.paid", "order.delivered"] {
+            ids.append(f.redis.call(["XADD", StoreKeys.eventsLog, "*", "type", type, "key", "o-a", "at", "1", "data", "{}"]).text ?? "")
+        }
+        for _ in 0..<4 {
+            sender.tick()
+            f.redis.call(["ZADD", StoreKeys.webhookDue, "XX", 0, "o-a"])  // a retry's time came
+        }
+        XCTAssertEqual(receiver.received.map(\.id), [ids[0], ids[0], ids[0], ids[1]], "the second event waits for the first")
+        let now = Int64(Date().timeIntervalSince1970)
+        for r in receiver.received {
+            XCTAssertTrue(WebhookSignature.verify(header: r.signature, secret: "whsec-test", body: r.body, now: now))
+        }
+        XCTAssertEqual(sender.inFlight, 0)
+        XCTAssertEqual(try f.value { store.backlog($0) }.count, 0, "both delivered")
+        XCTAssertEqual(f.redis.call(["HGET", StoreKeys.webhookStats, "delivered"]).text, "2", "each delivered exactly once")
+        XCTAssertEqual(lines, [])
     }
 }

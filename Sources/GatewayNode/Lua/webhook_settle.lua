@@ -1,17 +1,17 @@
 -- The end of one delivery attempt, from the node holding the key's lease: `delivered`,
--- `retry` (due again at RETRY_AT_MS) or `give_up` (to the dead letters with REASON). Taken
+-- `retry` (due again RETRY_IN_MS from now, by Redis' clock: a node's clock may be off) or `give_up` (to the dead letters with REASON). Taken
 -- only while the lease is still this attempt's (else 0: it lapsed and the key may be
 -- another node's now; the receiver had the event at least once either way). With
 -- lib_publish and lib_webhook.
 -- Returns 1 when taken, 0 when the lease was not this attempt's.
 local QUEUES, DUE, LEASES, ATTEMPTS, HEADS, STATS, DEAD = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
-local KEY, ID, TOKEN, OUTCOME, RETRY_AT, REASON, DEAD_CAP = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], tonumber(ARGV[7])
+local KEY, ID, TOKEN, OUTCOME, RETRY_IN, REASON, DEAD_CAP = ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5]), ARGV[6], tonumber(ARGV[7])
 WH.queues, WH.due, WH.attempts, WH.heads, WH.stats, WH.dead = QUEUES, DUE, ATTEMPTS, HEADS, STATS, DEAD
 
 if redis.call('HGET', LEASES, KEY) ~= TOKEN .. ' ' .. ID then return 0 end
 redis.call('HDEL', LEASES, KEY)
 if OUTCOME == 'retry' then
-  redis.call('ZADD', DUE, RETRY_AT, KEY)
+  redis.call('ZADD', DUE, tonumber(nowMs()) + RETRY_IN, KEY)
 elseif OUTCOME == 'delivered' then
   whPop(KEY, ID, tonumber(nowMs()), false, DEAD_CAP)
 elseif OUTCOME == 'give_up' then

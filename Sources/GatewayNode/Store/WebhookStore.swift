@@ -23,7 +23,8 @@ struct WebhookClaim: RedisReplyDecodable, Equatable {
 /// How one attempt ended (webhook_settle.lua).
 enum WebhookOutcome: Equatable {
     case delivered
-    case retry(atMs: Int64)
+    /// Due again this long from now (Redis' clock).
+    case retry(afterMs: Int64)
     case giveUp(reason: String)
 }
 
@@ -78,13 +79,13 @@ final class RedisWebhookStore: WebhookStore {
     }
 
     func settle(_ claim: WebhookClaim, _ outcome: WebhookOutcome, _ done: @escaping (StoreResult<Bool>) -> Void) {
-        let (name, retryAt, reason): (String, Int64, String) = switch outcome {
+        let (name, retryIn, reason): (String, Int64, String) = switch outcome {
         case .delivered: ("delivered", 0, "")
-        case .retry(let at): ("retry", at, "")
+        case .retry(let after): ("retry", after, "")
         case .giveUp(let why): ("give_up", 0, why)
         }
         calls.run(WebhookScripts.settle, keys: WebhookScripts.settleKeys,
-                  args: [claim.key, claim.event.id, claim.token, name, retryAt, reason, WebhookScripts.deadCap],
+                  args: [claim.key, claim.event.id, claim.token, name, retryIn, reason, WebhookScripts.deadCap],
                   as: Int64.self) { done($0.map { $0 == 1 }) }
     }
 

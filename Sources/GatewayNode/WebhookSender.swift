@@ -1,0 +1,90 @@
+import GatewayCore
+
+/// Carries one webhook POST to `webhooks.url`. `done(status)` once answered; nil when no
+/// answer came within `timeoutMs` or the connection failed (the transport ends the request
+/// at the timeout, well inside the lease).
+protocol WebhookTransport: AnyObject {
+    func post(body: [UInt8], headers: [WebhookDelivery.Header], timeoutMs: Int64, _ done: @escaping (Int?) -> Void)
+}
+
+/// Sends the event log to `webhooks.url` (contract 4.4; design13c section 3). Every node
+/// runs one: each tick dispatches new log events to the per-key queues, then claims as many
+/// due keys as it has free slots; the Redis lease on a key keeps every other node off that
+/// event, and the key's next event is claimable only once this one settled. Any failure
+/// just waits for the next tick (a claim whose settle is lost lapses and is sent again).
+final class WebhookSender {
+    let store: any WebhookStore
+    let transport: any WebhookTransport
+    let retry: WebhookRetry
+    let secret: String
+    /// Names this node in lease tokens.
+    let node: String
+    let concurrency: Int
+    let nowMs: () -> Int64
+    /// 0..<1, for the backoff's jitter.
+    let jitter: () -> Double
+    let log: (String) -> Void
+
+    static let tickMs = 250
+    static let dispatchBatch = 500
+
+    private(set) var inFlight = 0
+    private var dispatching = false
+    private var claiming = false
+
+    init(store: any WebhookStore, transport: any WebhookTransport, retry: WebhookRetry, secret: String, node: String,
+         concurrency: Int, nowMs: @escaping () -> Int64, jitter: @escaping () -> Double, log: @escaping (String) -> Void) {
+        (self.store, self.transport, self.retry, self.secret, self.node) = (store, transport, retry, secret, node)
+        (self.concurrency, self.nowMs, self.jitter, self.log) = (concurrency, nowMs, jitter, log)
+    }
+
+    /// Every `tickMs` while Redis is ready.
+    func tick() {
+        dispatch { [weak self] in self?.claim() }
+    }
+
+    /// Queues the log's new events, a batch after another while batches come full.
+    private func dispatch(_ then: @escaping () -> Void) {
+        guard !dispatching else { return then() }
+        dispatching = true
+        store.dispatch(limit: Self.dispatchBatch) { [weak self] result in
+            guard let self else { return }
+            self.dispatching = false
+            if case .success(let n) = result, n == Self.dispatchBatch { return self.dispatch(then) }
+            then()
+        }
+    }
+
+    private func claim() {
+        let free = concurrency - inFlight
+        guard free > 0, !claiming else { return }
+        claiming = true
+        store.claim(count: free, leaseMs: WebhookRetry.leaseMs, node: node) { [weak self] result in
+            guard let self else { return }
+            self.claiming = false
+            guard case .success(let claims) = result else { return }
+            for c in claims { self.deliver(c) }
+        }
+    }
+
+    private func deliver(_ claim: WebhookClaim) {
+        inFlight += 1
+        let (body, headers) = WebhookDelivery.request(claim.event, secret: secret, nowSeconds: nowMs() / 1_000)
+        transport.post(body: body, headers: headers, timeoutMs: WebhookRetry.answerTimeoutMs) { [weak self] status in
+            guard let self else { return }
+            let outcome = WebhookDelivery.outcome(status: status, claim, self.retry, nowMs: self.nowMs(), jitter: self.jitter())
+            if case .giveUp(let reason) = outcome {
+                self.log("webhook: event \(claim.event.id) (\(claim.event.type), key \(claim.key)) given up: \(reason)")
+            }
+            self.store.settle(claim, outcome) { [weak self] settled in
+                guard let self else { return }
+                self.inFlight -= 1
+                if case .success(false) = settled {
+                    self.log("webhook: event \(claim.event.id): the lease lapsed before the answer; another node may have sent it again")
+                }
+                // The key's next event is due at once: take it without waiting for the tick.
+                if outcome == .delivered { self.claim() }
+            }
+        }
+    }
+}
