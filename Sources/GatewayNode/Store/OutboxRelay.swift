@@ -15,9 +15,10 @@ protocol EventStore: AnyObject {
 /// Relays pushes that a decision wrote to its slot's outbox stream (Redis Cluster only) to
 /// their channels' slots: the channel's publish, guarded by the last entry id relayed from
 /// that outbox (relay.lua), so nothing is lost or doubled whichever node relays and however
-/// often. A batch sends each channel's entries in one call, in outbox order, and deletes
-/// the batch only once every channel call of it succeeded (and, under `replicas:N`, was
-/// confirmed on replicas). Store/README.md has the whole story.
+/// often. Events go the same way to the event log's slot (events_relay.lua, its own mark).
+/// A batch sends each channel's entries in one call, and its events in one call, in outbox
+/// order, and deletes the batch only once every call of it succeeded (and, under
+/// `replicas:N`, was confirmed on replicas). Store/README.md has the whole story.
 final class OutboxRelay: EventStore {
     let calls: RedisCalls
     let settings: StoreSettings
