@@ -66,6 +66,8 @@ public struct Settings: Sendable, Equatable {
         public var maxBackoffSeconds: Int
         /// How long an event is retried, and the least time the log keeps it (`webhooks.retry_for_s`).
         public var retryForSeconds: Int
+        /// Deliveries in flight per node (`webhooks.concurrency`): the sender's worker threads.
+        public var concurrency: Int = 8
     }
 
     public static let defaultWebhooks = Webhooks(url: "", secret: "", maxBackoffSeconds: 600, retryForSeconds: 259_200)
@@ -368,6 +370,7 @@ extension Settings {
             Field(key: "webhooks.secret", kind: .string(\.webhooks.secret, check: anything), secret: true),
             Field(key: "webhooks.max_backoff_s", kind: .int(\.webhooks.maxBackoffSeconds, 1...86_400)),
             Field(key: "webhooks.retry_for_s", kind: .int(\.webhooks.retryForSeconds, 60...31_536_000)),
+            Field(key: "webhooks.concurrency", kind: .int(\.webhooks.concurrency, 1...256)),
             Field(key: "orders.ttl_s", kind: .int(\.orders.ttlSeconds, 1...maxSeconds)),
             Field(key: "gifts.ttl_s", kind: .int(\.gifts.ttlSeconds, 1...maxSeconds)),
             Field(key: "friendpay.ttl_s", kind: .int(\.friendpay.ttlSeconds, 1...maxSeconds)),

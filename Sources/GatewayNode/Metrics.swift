@@ -74,7 +74,7 @@ final class NodeMetrics {
     /// Prometheus text for the current values.
     func render(connections: Int, subscriptions: Int, channels: Int, redisUp: Bool, redisRTT: Double,
                 redisReconnects: Int, framesSent: Int, loopStall: Double, refusedAtLimit: Int,
-                pushLatency: LatencyHistogram) -> [UInt8] {
+                pushLatency: LatencyHistogram, webhookAttempts: [String: Int]) -> [UInt8] {
         gauge("gateway_loop_stall_max_seconds", "Longest event-loop stall since the last scrape").set(loopStall)
         gauge("gateway_connections", "Open WebSocket connections").set(Int64(connections))
         gauge("gateway_subscriptions", "Channel subscriptions of local clients").set(Int64(subscriptions))
@@ -90,6 +90,10 @@ final class NodeMetrics {
         advance("gateway_redis_reconnects_total", "Redis reconnect attempts", redisReconnects)
         advance("gateway_connections_refused_total", "Sockets closed at accept: the node was at its descriptor ceiling",
                 refusedAtLimit)
+        for (outcome, value) in webhookAttempts {
+            advance("gateway_webhook_attempts_total", "Webhook POSTs this node made, by outcome (delivered, retry, give_up)", value,
+                    labels: [("outcome", outcome)])
+        }
         for (key, value) in commands {
             let counter = commandCounters[key] ?? registry.makeCounter(
                 descriptor: Self.descriptor("gateway_commands_total", "Commands by op and result (ok or error code)"),
@@ -128,11 +132,13 @@ final class NodeMetrics {
         MetricNameDescriptor(metricName: name, unitName: "", helpText: help)
     }
 
-    private func advance(_ name: String, _ help: String, _ value: Int) {
-        let delta = value - (exported[name] ?? 0)
-        let counter = registry.makeCounter(descriptor: Self.descriptor(name, help))
+    /// Brings a counter up to `value` (the registry hands back the same counter each call).
+    private func advance(_ name: String, _ help: String, _ value: Int, labels: [(String, String)] = []) {
+        let key = ([name] + labels.map { "\($0.0)=\($0.1)" }).joined(separator: ":")
+        let delta = value - (exported[key] ?? 0)
+        let counter = registry.makeCounter(descriptor: Self.descriptor(name, help), labels: labels)
         if delta > 0 { counter.increment(by: Int64(delta)) }
-        exported[name] = value
+        exported[key] = value
     }
 }
 

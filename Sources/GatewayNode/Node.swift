@@ -103,6 +103,8 @@ public final class Node: ServerDelegate {
     /// This process in presence data: the node name plus a random part, so entries left
     /// by an earlier run of the same node are reaped, never inherited.
     let presenceNode: String
+    /// Posts the event log to `webhooks.url`; nil without one.
+    let webhookSender: WebhookSender?
     var clients: [ConnectionID: Client] = [:]
     /// WebSockets per source address (`limits.conns_per_ip`) and per user
     /// (`limits.conns_per_user`) on this node.
@@ -168,6 +170,7 @@ public final class Node: ServerDelegate {
         commerceStore.legacyMigration = legacyMigration
         orderStore = OrderStore(store: commerceStore)
         presenceNode = "\(options.nodeName).\(Crypto.randomToken(4))"
+        webhookSender = try Self.webhookSender(options, redis: redis, loop: loop, node: presenceNode, log: log)
         ipQuota = ConnectionQuota(limit: options.connsPerIP)
         userQuota = ConnectionQuota(limit: options.connsPerUser)
         loop.delegate = self
@@ -182,7 +185,10 @@ public final class Node: ServerDelegate {
         try loop.start()
         onListening(loop.boundPort)
         redis.onReady = { [weak self] in self?.redisReady() }
-        orderStore.afterApply = { [weak self] decision in self?.indexRefunds(of: decision) }
+        orderStore.afterApply = { [weak self] decision in
+            self?.indexRefunds(of: decision)
+            if !decision.events.isEmpty { self?.webhookSender?.tick() }
+        }
         redis.onLost = { [weak self] reason in self?.redisLost(reason) }
         redis.onProblem = { [weak self] problem in self?.log(problem, level: .warning) }
         redis.onFatal = { [weak self] reason in
@@ -198,6 +204,7 @@ public final class Node: ServerDelegate {
         reportAdminStats()
         outboxRelay.start()
         sampleLiveSeries()
+        if webhookSender != nil { tickWebhooks() }
         if options.dev { devEndpoints?.start(self) }
         installSignalHandlers(loop)
         loop.run()
@@ -543,6 +550,23 @@ public final class Node: ServerDelegate {
         metrics.sampleLive(atMs: Int64(Date().timeIntervalSince1970 * 1_000), pushLatency: loop.pushLatency.histogram)
         sampleWebhookBacklog()
         loop.schedule(afterMs: LiveSeries.intervalMs) { [weak self] in self?.sampleLiveSeries() }
+    }
+
+    /// Every `WebhookSender.tickMs` with `webhooks.url` set: new events queued, due ones sent.
+    private func tickWebhooks() {
+        if redis.isReady { webhookSender?.tick() }
+        loop.schedule(afterMs: WebhookSender.tickMs) { [weak self] in self?.tickWebhooks() }
+    }
+
+    static func webhookSender(_ options: NodeOptions, redis: any RedisLink, loop: EventLoop, node: String,
+                              log: @escaping (String) -> Void) throws -> WebhookSender? {
+        let settings = options.webhooks
+        guard !settings.url.isEmpty else { return nil }
+        let transport = try WebhookHTTPTransport(url: settings.url, concurrency: settings.concurrency, loop: loop)
+        return WebhookSender(store: RedisWebhookStore(redis: redis, log: log), transport: transport,
+                             retry: WebhookRetry(maxBackoffSeconds: settings.maxBackoffSeconds, retryForSeconds: settings.retryForSeconds),
+                             secret: settings.secret, node: node, concurrency: settings.concurrency,
+                             nowMs: { Int64(Date().timeIntervalSince1970 * 1_000) }, jitter: { Double.random(in: 0..<1) }, log: log)
     }
 
     /// With `webhooks.url` set: the events not yet delivered and the oldest one's age, for

@@ -30,7 +30,11 @@ final class WebhookSender {
 
     private(set) var inFlight = 0
     private var dispatching = false
+    /// Events were logged while a dispatch was on its way: dispatch once more after it.
+    private var dispatchAgain = false
     private var claiming = false
+    /// Attempts by how they ended (`delivered`, `retry`, `give_up`), for `/metrics`.
+    private(set) var attempts: [String: Int] = [:]
 
     init(store: any WebhookStore, transport: any WebhookTransport, retry: WebhookRetry, secret: String, node: String,
          concurrency: Int, nowMs: @escaping () -> Int64, jitter: @escaping () -> Double, log: @escaping (String) -> Void) {
@@ -38,20 +42,26 @@ final class WebhookSender {
         (self.concurrency, self.nowMs, self.jitter, self.log) = (concurrency, nowMs, jitter, log)
     }
 
-    /// Every `tickMs` while Redis is ready.
+    /// Every `tickMs` while Redis is ready, and right after a decision logged events (so a
+    /// delivery does not wait for the next tick).
     func tick() {
-        dispatch { [weak self] in self?.claim() }
+        guard !dispatching else {
+            dispatchAgain = true
+            return
+        }
+        dispatch()
     }
 
-    /// Queues the log's new events, a batch after another while batches come full.
-    private func dispatch(_ then: @escaping () -> Void) {
-        guard !dispatching else { return then() }
+    /// Queues the log's new events, a batch after another while batches come full or events
+    /// were logged meanwhile, then claims what is due.
+    private func dispatch() {
         dispatching = true
+        dispatchAgain = false
         store.dispatch(limit: Self.dispatchBatch) { [weak self] result in
             guard let self else { return }
             self.dispatching = false
-            if case .success(let n) = result, n == Self.dispatchBatch { return self.dispatch(then) }
-            then()
+            if case .success(let n) = result, n == Self.dispatchBatch || self.dispatchAgain { return self.dispatch() }
+            self.claim()
         }
     }
 
@@ -73,6 +83,7 @@ final class WebhookSender {
         transport.post(body: body, headers: headers, timeoutMs: WebhookRetry.answerTimeoutMs) { [weak self] status in
             guard let self else { return }
             let outcome = WebhookDelivery.outcome(status: status, claim, self.retry, nowMs: self.nowMs(), jitter: self.jitter())
+            self.attempts[outcome.name, default: 0] += 1
             if case .giveUp(let reason) = outcome {
                 self.log("webhook: event \(claim.event.id) (\(claim.event.type), key \(claim.key)) given up: \(reason)")
             }

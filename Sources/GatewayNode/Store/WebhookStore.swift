@@ -26,6 +26,15 @@ enum WebhookOutcome: Equatable {
     /// Due again this long from now (Redis' clock).
     case retry(afterMs: Int64)
     case giveUp(reason: String)
+
+    /// The `outcome` label of `gateway_webhook_attempts_total`.
+    var name: String {
+        switch self {
+        case .delivered: "delivered"
+        case .retry: "retry"
+        case .giveUp: "give_up"
+        }
+    }
 }
 
 /// Undelivered events and the time of the oldest (ms, 0: none), for the gauges.
