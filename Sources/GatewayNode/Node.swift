@@ -114,6 +114,8 @@ public final class Node: ServerDelegate {
     /// For the operators' view (AdminStats.swift).
     let startedMs = Int64(Date().timeIntervalSince1970 * 1000)
     private var drainDeadline: LoopTimer?
+    private var waitingForWebhooks = false
+    private var stopped = false
     /// Set from a signal handler; read when the loop wakes.
     nonisolated(unsafe) package static var terminateRequested = false
 
@@ -187,7 +189,7 @@ public final class Node: ServerDelegate {
         redis.onReady = { [weak self] in self?.redisReady() }
         orderStore.afterApply = { [weak self] decision in
             self?.indexRefunds(of: decision)
-            if !decision.events.isEmpty { self?.webhookSender?.tick() }
+            if !decision.events.isEmpty, self?.draining == false { self?.webhookSender?.tick() }
         }
         redis.onLost = { [weak self] reason in self?.redisLost(reason) }
         redis.onProblem = { [weak self] problem in self?.log(problem, level: .warning) }
@@ -553,8 +555,9 @@ public final class Node: ServerDelegate {
     }
 
     /// Every `WebhookSender.tickMs` with `webhooks.url` set: new events queued, due ones sent.
+    /// A draining node claims nothing more (what it holds would lapse and go again).
     private func tickWebhooks() {
-        if redis.isReady { webhookSender?.tick() }
+        if redis.isReady && !draining { webhookSender?.tick() }
         loop.schedule(afterMs: WebhookSender.tickMs) { [weak self] in self?.tickWebhooks() }
     }
 
@@ -585,7 +588,7 @@ public final class Node: ServerDelegate {
     private func beginDrain() {
         draining = true
         log("draining \(clients.count) connections")
-        drainDeadline = loop.schedule(afterMs: 10_000) { [weak self] in self?.finishDrain() }
+        drainDeadline = loop.schedule(afterMs: 10_000) { [weak self] in self?.stopLoop() }
         closeBatch()
     }
 
@@ -600,7 +603,24 @@ public final class Node: ServerDelegate {
         loop.schedule(afterMs: 20) { [weak self] in self?.closeBatch() }
     }
 
+    /// The clients are gone; webhook deliveries in flight still get their answer and settle
+    /// (within the drain deadline), so none lapses only to be sent again by another node.
     private func finishDrain() {
+        guard !waitingForWebhooks else { return }
+        if let sender = webhookSender, sender.inFlight > 0 {
+            waitingForWebhooks = true
+            loop.schedule(afterMs: 20) { [weak self] in
+                self?.waitingForWebhooks = false
+                self?.finishDrain()
+            }
+            return
+        }
+        stopLoop()
+    }
+
+    private func stopLoop() {
+        guard !stopped else { return }
+        stopped = true
         drainDeadline?.cancel()
         log("stopped")
         loop.stop()
