@@ -189,7 +189,7 @@ public final class Node: ServerDelegate {
         redis.onReady = { [weak self] in self?.redisReady() }
         orderStore.afterApply = { [weak self] decision in
             self?.indexRefunds(of: decision)
-            if !decision.events.isEmpty, self?.draining == false { self?.webhookSender?.tick() }
+            if !decision.events.isEmpty { self?.webhookSender?.tick() }
         }
         redis.onLost = { [weak self] reason in self?.redisLost(reason) }
         redis.onProblem = { [weak self] problem in self?.log(problem, level: .warning) }
@@ -243,8 +243,9 @@ public final class Node: ServerDelegate {
                       eventRetentionMs: eventRetentionMs(options), newEpoch: { Crypto.randomToken(4) })
     }
 
-    /// The event log keeps an event at least as long as webhooks retry it (`webhooks.retry_for_s`).
-    static func eventRetentionMs(_ options: NodeOptions) -> Int64 { Int64(options.webhooks.retryForSeconds) * 1_000 }
+    /// The event log keeps an event as long as webhooks retry it (`webhooks.retry_for_s`) and an
+    /// hour more, so the last retry, due at the very end, still finds it.
+    static func eventRetentionMs(_ options: NodeOptions) -> Int64 { Int64(options.webhooks.retryForSeconds) * 1_000 + 3_600_000 }
 
     private func redisReady() {
         loop.assertOnLoopThread()
@@ -555,9 +556,8 @@ public final class Node: ServerDelegate {
     }
 
     /// Every `WebhookSender.tickMs` with `webhooks.url` set: new events queued, due ones sent.
-    /// A draining node claims nothing more (what it holds would lapse and go again).
     private func tickWebhooks() {
-        if redis.isReady && !draining { webhookSender?.tick() }
+        if redis.isReady { webhookSender?.tick() }
         loop.schedule(afterMs: WebhookSender.tickMs) { [weak self] in self?.tickWebhooks() }
     }
 
@@ -569,7 +569,8 @@ public final class Node: ServerDelegate {
         return WebhookSender(store: RedisWebhookStore(redis: redis, log: log), transport: transport,
                              retry: WebhookRetry(maxBackoffSeconds: settings.maxBackoffSeconds, retryForSeconds: settings.retryForSeconds),
                              secret: settings.secret, node: node, concurrency: settings.concurrency,
-                             nowMs: { Int64(Date().timeIntervalSince1970 * 1_000) }, jitter: { Double.random(in: 0..<1) }, log: log)
+                             nowMs: { Int64(Date().timeIntervalSince1970 * 1_000) }, jitter: { Double.random(in: 0..<1) },
+                             schedule: { [loop] ms, body in loop.schedule(afterMs: ms, body).cancel }, log: log)
     }
 
     /// With `webhooks.url` set: the events not yet delivered and the oldest one's age, for
@@ -587,6 +588,7 @@ public final class Node: ServerDelegate {
 
     private func beginDrain() {
         draining = true
+        webhookSender?.stop()
         log("draining \(clients.count) connections")
         drainDeadline = loop.schedule(afterMs: 10_000) { [weak self] in self?.stopLoop() }
         closeBatch()

@@ -12,10 +12,13 @@ public struct EventsQuery: Equatable, Sendable {
         self.limit = limit
     }
 
-    /// An event id is a log stream id, `<ms>-<seq>`: digits, a dash, digits.
+    /// An event id is a log stream id, `<ms>-<seq>`: two unsigned 64-bit numbers, and not
+    /// the very last id (Redis refuses an exclusive range after it).
     public static func isEventID(_ s: Substring) -> Bool {
         let parts = s.split(separator: "-", omittingEmptySubsequences: false)
-        return parts.count == 2 && parts.allSatisfy { (1...20).contains($0.count) && $0.allSatisfy(\.isASCIIDigit) }
+        guard parts.count == 2, parts.allSatisfy({ !$0.isEmpty && $0.allSatisfy(\.isASCIIDigit) }),
+              let ms = UInt64(parts[0]), let seq = UInt64(parts[1]) else { return false }
+        return !(ms == .max && seq == .max)
     }
 
     /// Parameters other than `after` and `limit` are ignored; either given twice, empty or

@@ -28,9 +28,10 @@ final class NodeOptionsTests: XCTestCase {
 
     func testWebhooksRetryTimeIsTheEventLogsRetention() {
         var settings = Settings.defaults
-        XCTAssertEqual(Node.storeSettings(options(settings)).eventRetentionMs, 259_200_000, "3 days by default (contract 4.4)")
+        XCTAssertEqual(Node.storeSettings(options(settings)).eventRetentionMs, 259_200_000 + 3_600_000,
+                       "3 days by default (contract 4.4), and an hour for the last retry")
         settings.webhooks.retryForSeconds = 3_600
-        XCTAssertEqual(Node.storeSettings(options(settings)).eventRetentionMs, 3_600_000)
+        XCTAssertEqual(Node.storeSettings(options(settings)).eventRetentionMs, 7_200_000)
     }
 
     func testProviderSettingsReachTheNodeAndBadKeyFilesStopIt() throws {

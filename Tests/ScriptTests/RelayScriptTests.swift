@@ -182,6 +182,34 @@ final class RelayScriptTests: XCTestCase {
         XCTAssertEqual(f.redis.call(["XLEN", StoreKeys.deadLetters(ofOutbox: outbox)]).int, 1)
     }
 
+    /// Redis out of memory (or refusing writes) while relaying: the whole call fails, no
+    /// entry is struck or dead-lettered however often it happens, and all of it is relayed
+    /// once Redis takes writes again.
+    func testAServerRefusingWritesFailsTheWholeCallAndStrikesNoEntry() throws {
+        let f = try StoreFixture(cluster: true)
+        let events = StoreKeys.outbox("p"), pushes = StoreKeys.outbox("q")
+        addEvent(f, events, "order.paid")
+        add(f, pushes, "user:u", 1)
+        func relay(_ outbox: String) -> Bool? {
+            var emptied: Bool?
+            f.relay.relay(outbox) { emptied = $0 }
+            return emptied
+        }
+        f.redis.call(["CONFIG", "SET", "maxmemory", "1"])
+        for _ in 0..<(OutboxRelay.strikesBeforeDeadLetter + 1) {
+            XCTAssertEqual(relay(events), false)
+            XCTAssertEqual(relay(pushes), false)
+        }
+        XCTAssertEqual(f.relay.strikes, [:], "no strike: a burial would succeed the moment memory frees up")
+        f.redis.call(["CONFIG", "SET", "maxmemory", "0"])
+        for outbox in [events, pushes] {
+            XCTAssertEqual(f.redis.call(["EXISTS", StoreKeys.deadLetters(ofOutbox: outbox)]).int, 0, "nothing buried")
+            XCTAssertEqual(relay(outbox), true)
+        }
+        XCTAssertEqual(logged(f), ["order.paid o-1"])
+        XCTAssertEqual(numbers(f, "user:u"), [1])
+    }
+
     /// The trim (MINID ~, by age) keeps every event younger than the retention; a whole
     /// stream node of old ones (100 entries by default) goes.
     func testTheLogIsTrimmedOnlyPastItsRetention() throws {

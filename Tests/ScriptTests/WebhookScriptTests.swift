@@ -21,8 +21,10 @@ final class WebhookScriptTests: XCTestCase {
 
     @discardableResult
     func dispatch(_ limit: Int = 100) -> Int64 {
-        redis.run(WebhookScripts.dispatch, keys: WebhookScripts.dispatchKeys, args: [limit]).int ?? -1
+        redis.run(WebhookScripts.dispatch, keys: WebhookScripts.dispatchKeys, args: [limit, WebhookScripts.deadCap]).int ?? -1
     }
+
+    var missing: [String] = []
 
     struct Claim: Equatable {
         var key: String
@@ -31,9 +33,11 @@ final class WebhookScriptTests: XCTestCase {
         var attempt: Int64
     }
 
+    /// The claims (and in `missing`, the heads given up as gone from the log).
     func claim(_ count: Int = 10, leaseMs: Int = 60_000, node: String = "n1") -> [Claim] {
         let reply = redis.run(WebhookScripts.claim, keys: WebhookScripts.claimKeys, args: [count, leaseMs, node, WebhookScripts.deadCap])
-        return (reply.array ?? []).compactMap { c in
+        missing = (reply.array?.last?.array ?? []).compactMap { $0.array?.last?.text }
+        return (reply.array?.first?.array ?? []).compactMap { c in
             guard let a = c.array, a.count == 5, let key = a[0].text, let id = a[1].text, let token = a[2].text, let n = a[3].int else { return nil }
             return Claim(key: key, id: id, token: token, attempt: n)
         }
@@ -42,7 +46,7 @@ final class WebhookScriptTests: XCTestCase {
     @discardableResult
     func settle(_ c: Claim, _ outcome: String, retryIn: Int64 = 0, reason: String = "") -> Int64 {
         redis.run(WebhookScripts.settle, keys: WebhookScripts.settleKeys,
-                  args: [c.key, c.id, c.token, outcome, retryIn, reason, WebhookScripts.deadCap]).int ?? -1
+                  args: [c.key, c.id, c.token, outcome, retryIn, reason, WebhookScripts.deadCap, "order.paid"]).int ?? -1
     }
 
     func stats() -> (backlog: Int64, oldest: Int64) {
@@ -124,10 +128,37 @@ final class WebhookScriptTests: XCTestCase {
         XCTAssertEqual(settle(c, "give_up", reason: "retried for 259200 s"), 1)
         redis.call(["XDEL", StoreKeys.eventsLog, a2])  // trimmed or lost
         XCTAssertEqual(claim().map(\.id), [a3], "a head missing from the log is given up and the next claimed")
+        XCTAssertEqual(missing, [a2], "and named in the reply, for the node to log and count")
         let dead = (redis.call(["XRANGE", StoreKeys.webhookDead, "-", "+"]).array ?? []).compactMap { $0.array?[1].array?.compactMap(\.text) }
         XCTAssertEqual(dead.map { $0[1] }, [a1, a2])
-        XCTAssertEqual(dead.map { $0[5] }, ["retried for 259200 s", "missing from the log"])
+        XCTAssertEqual(dead.map { $0[5] }, ["order.paid", ""], "the type, when the log still had the event")
+        XCTAssertEqual(dead.map { $0[7] }, ["retried for 259200 s", "missing from the log"])
         XCTAssertEqual(redis.call(["HGET", StoreKeys.webhookStats, "given_up"]).text, "2")
+    }
+
+    /// A node stalls past its lease, the head is then found missing by another node's claim:
+    /// the stalled node's late settle must not touch the key's next event.
+    func testALateSettleAfterTheHeadWasGivenUpIsRefused() {
+        let a1 = append("o-a")
+        dispatch()
+        let stalled = claim(leaseMs: 1)[0]
+        Thread.sleep(forTimeInterval: 0.01)
+        redis.call(["XDEL", StoreKeys.eventsLog, a1])
+        XCTAssertEqual(claim(), [], "the missing head is given up")
+        XCTAssertEqual(redis.call(["HEXISTS", StoreKeys.webhookLeases, "o-a"]).int, 0, "its lease went with it")
+        let a2 = append("o-a")
+        dispatch()
+        XCTAssertEqual(settle(stalled, "retry", retryIn: 600_000), 0, "the late answer is not taken")
+        XCTAssertEqual(claim().map(\.id), [a2], "the next event is due at once, not pushed back by it")
+    }
+
+    func testAnEventWithoutAnOrderingKeyIsDeadLetteredNotSkipped() {
+        redis.call(["XADD", StoreKeys.eventsLog, "*", "type", "order.paid", "at", "1", "data", "{}"])
+        let a1 = append("o-a")
+        XCTAssertEqual(dispatch(), 2)
+        XCTAssertEqual(claim().map(\.id), [a1])
+        XCTAssertEqual(redis.call(["XLEN", StoreKeys.webhookDead]).int, 1)
+        XCTAssertEqual(redis.call(["HGET", StoreKeys.webhookStats, "given_up"]).text, "1")
     }
 
     /// The store over the scripts: claims decode into the logged event, settles answer
@@ -138,7 +169,7 @@ final class WebhookScriptTests: XCTestCase {
         let id = f.redis.call(["XADD", StoreKeys.eventsLog, "*", "type", "order.paid", "key", "o-a", "at", "42",
                                "data", #"{"order":"o-a"}"#]).text ?? ""
         XCTAssertEqual(try f.value { store.dispatch(limit: 100, $0) }, 1)
-        let claims = try f.value { store.claim(count: 8, leaseMs: 30_000, node: "n1", $0) }
+        let claims = try f.value { store.claim(count: 8, leaseMs: 30_000, node: "n1", $0) }.leased
         XCTAssertEqual(claims.count, 1)
         let c = try XCTUnwrap(claims.first)
         XCTAssertEqual(c.key, "o-a")
@@ -149,7 +180,7 @@ final class WebhookScriptTests: XCTestCase {
         stale.token = "n9:1"
         XCTAssertEqual(try f.value { store.settle(stale, .delivered, $0) }, false, "not this attempt's lease")
         XCTAssertEqual(try f.value { store.settle(c, .retry(afterMs: 0), $0) }, true)
-        let again = try f.value { store.claim(count: 8, leaseMs: 30_000, node: "n1", $0) }
+        let again = try f.value { store.claim(count: 8, leaseMs: 30_000, node: "n1", $0) }.leased
         XCTAssertEqual(again.map(\.attempt), [2])
         XCTAssertEqual(try f.value { store.settle(again[0], .delivered, $0) }, true)
         XCTAssertEqual(try f.value { store.backlog($0) }, WebhookBacklog(count: 0, oldestMs: 0))
@@ -194,7 +225,8 @@ final class WebhookSenderTests: XCTestCase {
         // No jitter, no waiting: a retry's delay is made due by hand below.
         let sender = WebhookSender(store: store, transport: receiver, retry: WebhookRetry(maxBackoffSeconds: 600, retryForSeconds: 3_600),
                                    secret: "whsec-test", node: "n1", concurrency: 4,
-                                   nowMs: { Int64(Date().timeIntervalSince1970 * 1_000) }, jitter: { 0.5 }, log: { lines.append($0) })
+                                   nowMs: { Int64(Date().timeIntervalSince1970 * 1_000) }, jitter: { 0.5 }, schedule: { _, _ in {} },
+                                   log: { lines.append($0) })
         var ids: [String] = []
         for type in ["order.paid", "order.delivered"] {
             ids.append(f.redis.call(["XADD", StoreKeys.eventsLog, "*", "type", type, "key", "o-a", "at", "1", "data", "{}"]).text ?? "")

@@ -6,6 +6,8 @@
 -- master, so ids increase. The log is trimmed by age: entries older than `retention` ms
 -- go (MINID ~, whole nodes only), never younger ones.
 local function appendEvent(log, kind, key, at, data, retention)
+  -- A caller that forgot the retention would trim the whole log.
+  if not retention or retention <= 0 then error('appendEvent: no retention') end
   local minID = tonumber(nowMs()) - retention
   if minID < 0 then minID = 0 end
   return redis.call('XADD', log, 'MINID', '~', string.format('%d', minID), '*',

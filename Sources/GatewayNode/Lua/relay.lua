@@ -7,7 +7,9 @@
 -- doubles a push.
 -- Each entry runs under pcall; the first that raises stops the call (later entries are
 -- not tried, so none overtakes it). Returns, per entry handled, the offset published or
--- 0 for a repeat; after them, when an entry failed, its error (a string).
+-- 0 for a repeat; after them, when an entry failed, its error (a string). A server
+-- refusing writes (OOM, MISCONF, READONLY, ...) is no entry's fault: that fails the whole
+-- call, which the relay tries again with no strike against the entry.
 local META, LOG = KEYS[1], KEYS[2]
 local OUTBOX, CHANNEL, TTL, EPOCH = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local FIRST_ENTRY, ENTRY_FIELDS = 5, 4 -- then per entry: ID, KIND, DATA, SIZE
@@ -35,7 +37,11 @@ for i = FIRST_ENTRY, #ARGV, ENTRY_FIELDS do
   end)
   if not ok then
     if type(out) == 'table' then out = out.err or 'error' end
-    res[#res + 1] = tostring(out)
+    out = tostring(out)
+    for _, code in ipairs({'OOM', 'MISCONF', 'READONLY', 'LOADING', 'NOREPLICAS', 'BUSY', 'CLUSTERDOWN'}) do
+      if string.sub(out, 1, #code) == code then return redis.error_reply(out) end
+    end
+    res[#res + 1] = out
     return res
   end
   res[#res + 1] = out

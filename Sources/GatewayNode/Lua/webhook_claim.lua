@@ -3,14 +3,15 @@
 -- killed mid-delivery lets it lapse and the key comes due again). A head no longer in the
 -- log (trimmed, or lost) is given up at once and the next one taken. With lib_publish and
 -- lib_webhook.
--- Returns per claim {key, id, token, attempt, fields of the log entry}.
+-- Returns {claims, missing}: per claim {key, id, token, attempt, fields of the log entry};
+-- per head given up as missing {key, id}, for the node to log and count.
 local LOG, QUEUES, DUE, LEASES, ATTEMPTS, HEADS, STATS, DEAD =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
 local COUNT, LEASE_MS, NODE, DEAD_CAP = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])
-WH.queues, WH.due, WH.attempts, WH.heads, WH.stats, WH.dead = QUEUES, DUE, ATTEMPTS, HEADS, STATS, DEAD
+WH.queues, WH.due, WH.leases, WH.attempts, WH.heads, WH.stats, WH.dead = QUEUES, DUE, LEASES, ATTEMPTS, HEADS, STATS, DEAD
 
 local now = tonumber(nowMs())
-local out = {}
+local out, missing = {}, {}
 for _, key in ipairs(redis.call('ZRANGEBYSCORE', DUE, '-inf', now, 'LIMIT', 0, COUNT)) do
   while true do
     local queue = redis.call('HGET', QUEUES, key)
@@ -22,7 +23,8 @@ for _, key in ipairs(redis.call('ZRANGEBYSCORE', DUE, '-inf', now, 'LIMIT', 0, C
     local head = string.match(queue, '^(%S+)')
     local entry = redis.call('XRANGE', LOG, head, head)
     if #entry == 0 then
-      whPop(key, head, now, 'missing from the log', DEAD_CAP)
+      whPop(key, head, now, '', 'missing from the log', DEAD_CAP)
+      missing[#missing + 1] = {key, head}
     else
       local token = NODE .. ':' .. redis.call('HINCRBY', STATS, 'claims', 1)
       redis.call('ZADD', DUE, now + LEASE_MS, key)
@@ -33,4 +35,4 @@ for _, key in ipairs(redis.call('ZRANGEBYSCORE', DUE, '-inf', now, 'LIMIT', 0, C
     end
   end
 end
-return out
+return {out, missing}

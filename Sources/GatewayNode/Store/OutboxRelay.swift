@@ -54,7 +54,7 @@ final class OutboxRelay: EventStore {
     /// away): registered again on each tick until it works.
     private var unregistered: Set<String> = []
     /// Script errors per outbox entry (`<outbox> <id>`), on this node.
-    private var strikes: [String: Int] = [:]
+    private(set) var strikes: [String: Int] = [:]
 
     init(redis: any RedisLink, settings: StoreSettings, log: @escaping (String) -> Void,
          schedule: ((Int, @escaping () -> Void) -> Void)?) {

@@ -3,7 +3,8 @@ import GatewayRedis
 /// The webhook sender's scripts (`Lua/webhook_*.lua`), every key in the `{events}` slot.
 enum WebhookScripts {
     private static let publishLibrary = PackageResources.lib_publish_lua
-    static let dispatch = LuaScript.embedded("webhook_dispatch", PackageResources.webhook_dispatch_lua, libraries: [publishLibrary])
+    static let dispatch = LuaScript.embedded("webhook_dispatch", PackageResources.webhook_dispatch_lua,
+                                             libraries: [publishLibrary, PackageResources.lib_webhook_lua])
     static let claim = LuaScript.embedded("webhook_claim", PackageResources.webhook_claim_lua,
                                           libraries: [publishLibrary, PackageResources.lib_webhook_lua])
     static let settle = LuaScript.embedded("webhook_settle", PackageResources.webhook_settle_lua,
@@ -13,7 +14,7 @@ enum WebhookScripts {
 
     /// KEYS of each script, in its order.
     static let dispatchKeys = [StoreKeys.eventsLog, StoreKeys.webhookDispatched, StoreKeys.webhookQueues, StoreKeys.webhookDue,
-                               StoreKeys.webhookHeads, StoreKeys.webhookStats]
+                               StoreKeys.webhookHeads, StoreKeys.webhookStats, StoreKeys.webhookDead]
     static let claimKeys = [StoreKeys.eventsLog, StoreKeys.webhookQueues, StoreKeys.webhookDue, StoreKeys.webhookLeases,
                             StoreKeys.webhookAttempts, StoreKeys.webhookHeads, StoreKeys.webhookStats, StoreKeys.webhookDead]
     static let settleKeys = [StoreKeys.webhookQueues, StoreKeys.webhookDue, StoreKeys.webhookLeases, StoreKeys.webhookAttempts,

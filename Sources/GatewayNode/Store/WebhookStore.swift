@@ -9,6 +9,9 @@ struct WebhookClaim: RedisReplyDecodable, Equatable {
     /// 1 for the first attempt.
     var attempt: Int
     var event: LoggedEvent
+    /// Why the leased log entry could not be read (its field names); such a claim is given
+    /// up at once rather than sent, and the rest of the batch is not held up by it.
+    var unreadable: String?
 
     init(redisReply: RedisReply) throws(RedisDecodingError) {
         var reader = try RedisArrayReader(redisReply)
@@ -16,7 +19,33 @@ struct WebhookClaim: RedisReplyDecodable, Equatable {
         let id: String = try reader.next()
         token = try reader.next()
         attempt = try reader.next()
-        event = try LoggedEvent(id: id, OutboxRelay.OutboxFields(try reader.next()))
+        do {
+            event = try LoggedEvent(id: id, OutboxRelay.OutboxFields(try reader.next()))
+        } catch {
+            event = LoggedEvent(id: id, type: "", key: key, createdAt: 0, data: "null")
+            unreadable = error.description
+        }
+    }
+}
+
+/// What one claim call leased, and the heads it found gone from the log (trimmed, or lost
+/// with a Redis that restarted without its data): those it gave up, for the node to tell.
+struct WebhookClaims: RedisReplyDecodable, Equatable {
+    struct Missing: RedisReplyDecodable, Equatable {
+        var key: String
+        var id: String
+        init(redisReply: RedisReply) throws(RedisDecodingError) {
+            var reader = try RedisArrayReader(redisReply)
+            (key, id) = (try reader.next(), try reader.next())
+        }
+    }
+
+    var leased: [WebhookClaim]
+    var missing: [Missing]
+
+    init(redisReply: RedisReply) throws(RedisDecodingError) {
+        var reader = try RedisArrayReader(redisReply)
+        (leased, missing) = (try reader.next(), try reader.next())
     }
 }
 
@@ -66,7 +95,7 @@ protocol WebhookStore: AnyObject {
     /// Queues up to `limit` new log events; answers how many log entries it handled.
     func dispatch(limit: Int, _ done: @escaping (StoreResult<Int>) -> Void)
     /// Leases up to `count` due keys' head events to `node` for `leaseMs`.
-    func claim(count: Int, leaseMs: Int64, node: String, _ done: @escaping (StoreResult<[WebhookClaim]>) -> Void)
+    func claim(count: Int, leaseMs: Int64, node: String, _ done: @escaping (StoreResult<WebhookClaims>) -> Void)
     /// Ends an attempt; false when its lease had lapsed (the answer was not taken).
     func settle(_ claim: WebhookClaim, _ outcome: WebhookOutcome, _ done: @escaping (StoreResult<Bool>) -> Void)
     func backlog(_ done: @escaping (StoreResult<WebhookBacklog>) -> Void)
@@ -80,10 +109,10 @@ final class RedisWebhookStore: WebhookStore {
     }
 
     func dispatch(limit: Int, _ done: @escaping (StoreResult<Int>) -> Void) {
-        calls.run(WebhookScripts.dispatch, keys: WebhookScripts.dispatchKeys, args: [limit], done)
+        calls.run(WebhookScripts.dispatch, keys: WebhookScripts.dispatchKeys, args: [limit, WebhookScripts.deadCap], done)
     }
 
-    func claim(count: Int, leaseMs: Int64, node: String, _ done: @escaping (StoreResult<[WebhookClaim]>) -> Void) {
+    func claim(count: Int, leaseMs: Int64, node: String, _ done: @escaping (StoreResult<WebhookClaims>) -> Void) {
         calls.run(WebhookScripts.claim, keys: WebhookScripts.claimKeys, args: [count, leaseMs, node, WebhookScripts.deadCap], done)
     }
 
@@ -94,7 +123,7 @@ final class RedisWebhookStore: WebhookStore {
         case .giveUp(let why): ("give_up", 0, why)
         }
         calls.run(WebhookScripts.settle, keys: WebhookScripts.settleKeys,
-                  args: [claim.key, claim.event.id, claim.token, name, retryIn, reason, WebhookScripts.deadCap],
+                  args: [claim.key, claim.event.id, claim.token, name, retryIn, reason, WebhookScripts.deadCap, claim.event.type],
                   as: Int64.self) { done($0.map { $0 == 1 }) }
     }
 
