@@ -27,7 +27,7 @@ extension Node {
         let parts = route.parts
         let nowMs = now
         let store = adminStore
-        let answer = { [weak self] (report: AdminReport) in
+        let withRefunds = { [weak self] (report: AdminReport) in
             guard let self else { return }
             guard parts.contains(.refunds) else { return self.adminAnswer(request, report.json(parts)) }
             self.owedRefunds(store) { result in
@@ -37,6 +37,20 @@ extension Node {
                     var report = report
                     report.refundRequired = rows
                     self.adminAnswer(request, report.json(parts))
+                }
+            }
+        }
+        // Read at each request, unlike the backlog: the operator wants the list as it is now.
+        let answer = { [weak self] (report: AdminReport) in
+            guard let self else { return }
+            guard parts.contains(.webhooks) else { return withRefunds(report) }
+            RedisWebhookStore(redis: self.redis, log: { [weak self] in self?.log($0) }).trouble(limit: AdminStats.retryingWebhooks) { result in
+                switch result {
+                case .failure(let error): self.fail(request, error)
+                case .success(let trouble):
+                    var report = report
+                    report.webhookTrouble = trouble
+                    withRefunds(report)
                 }
             }
         }

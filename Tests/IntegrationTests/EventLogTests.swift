@@ -102,7 +102,9 @@ final class EventLogTests: IntegrationCase {
     }
 
     /// With `webhooks.url` set and nothing delivered (the receiver is unreachable), the
-    /// events wait: `/metrics` and the admin page show how many and how old the oldest is.
+    /// events wait: `/metrics` and the admin page show how many and how old the oldest is,
+    /// and the admin page lists the order as being retried (the sender tries it again after
+    /// about 1 s), with nothing given up.
     func testUndeliveredEventsShowAsTheWebhookBacklog() throws {
         let node = try startNode(env: ["GATEWAY_WEBHOOKS_URL": "http://127.0.0.1:9/hooks", "GATEWAY_WEBHOOKS_SECRET": "whsec-test"])
         try createProduct(node, "p1")
@@ -119,6 +121,19 @@ final class EventLogTests: IntegrationCase {
         XCTAssertGreaterThanOrEqual(try gauge("gateway_webhook_oldest_seconds") ?? -1, 0)
         let admin = try node.http("GET", "/api/v1/admin/webhooks")
         XCTAssertEqual(admin.json?["webhooks"]?["backlog"]?.intValue, 2, admin.text)
+
+        func retrying() throws -> (hooks: JSON?, row: JSON?) {
+            let hooks = try node.http("GET", "/api/v1/admin/webhooks").json?["webhooks"]
+            return (hooks, hooks?["retrying"]?.arrayValue?.first { $0["key"]?.stringValue == orderID })
+        }
+        let retryDeadline = Date().addingTimeInterval(20)
+        while try (retrying().row?["attempts"]?.intValue ?? 0) < 2, Date() < retryDeadline { Thread.sleep(forTimeInterval: 0.2) }
+        let (hooks, row) = try retrying()
+        XCTAssertGreaterThanOrEqual(row?["attempts"]?.intValue ?? 0, 2, "the order is being retried: \(String(describing: hooks))")
+        XCTAssertEqual(row?["type"]?.stringValue, "order.paid", "its head is the first event")
+        XCTAssertNotNil(row?["event"]?.stringValue)
+        XCTAssertNotNil(row?["next_attempt_ms"]?.intValue)
+        XCTAssertEqual(hooks?["dead"]?.intValue, 0, "nothing given up within retry_for_s")
     }
 
     func testBadQueriesAndMerchantKeysAreRefused() throws {

@@ -4,7 +4,7 @@ import GatewayCore
 import GatewayCrypto
 import XCTest
 
-/// The webhook sender's state in Redis (design13c section 3): dispatch queues each event
+/// The webhook sender's state in Redis (Store/README.md "Webhooks"): dispatch queues each event
 /// once per ordering key; a claim leases a key's head so no other claim gets it until the
 /// lease ends; a settle is taken only under its own lease; a key's next event is claimable
 /// only once its head settled.
@@ -186,6 +186,51 @@ final class WebhookScriptTests: XCTestCase {
         XCTAssertEqual(try f.value { store.backlog($0) }, WebhookBacklog(count: 0, oldestMs: 0))
     }
 
+    /// The admin page's list: keys whose head was tried more than once, oldest first, with
+    /// the head's type, attempts and next time; a first attempt is not listed; given-up
+    /// events are counted.
+    func testRetryingListsKeysTriedMoreThanOnceOldestFirstAndCountsTheDead() throws {
+        let f = try StoreFixture()
+        let store = RedisWebhookStore(redis: f.link, log: { _ in })
+        func log(_ key: String, _ type: String) -> String {
+            f.redis.call(["XADD", StoreKeys.eventsLog, "*", "type", type, "key", key, "at", "1", "data", "{}"]).text ?? ""
+        }
+        let a1 = log("o-a", "order.paid"), b1 = log("o-b", "order.canceled")
+        _ = log("o-c", "order.paid")
+        _ = log("o-a", "order.delivered")
+        XCTAssertEqual(try f.value { store.dispatch(limit: 100, $0) }, 4)
+        XCTAssertEqual(try f.value { store.trouble(limit: 20, $0) }, WebhookTrouble(dead: 0, retrying: []), "nothing tried yet")
+
+        let first = try f.value { store.claim(count: 8, leaseMs: 30_000, node: "n1", $0) }
+        XCTAssertEqual(first.map(\.attempt), [1, 1, 1])
+        XCTAssertEqual(try f.value { store.trouble(limit: 20, $0) }.retrying, [], "a first attempt is not a retry")
+        for claim in first where claim.key != "o-c" {
+            XCTAssertEqual(try f.value { store.settle(claim, .retry(afterMs: 0), $0) }, true)
+        }
+        let c = try XCTUnwrap(first.first { $0.key == "o-c" })
+        XCTAssertEqual(try f.value { store.settle(c, .giveUp(reason: "retried for 60 s"), $0) }, true)
+        let second = try f.value { store.claim(count: 8, leaseMs: 30_000, node: "n1", $0) }
+        XCTAssertEqual(Set(second.map(\.key)), ["o-a", "o-b"])
+        let b = try XCTUnwrap(second.first { $0.key == "o-b" })
+        XCTAssertEqual(try f.value { store.settle(b, .retry(afterMs: 3_600_000), $0) }, true)
+
+        let trouble = try f.value { store.trouble(limit: 20, $0) }
+        XCTAssertEqual(trouble.dead, 1)
+        XCTAssertEqual(trouble.retrying.map(\.key), ["o-a", "o-b"], "oldest head first")
+        XCTAssertEqual(trouble.retrying.map(\.eventID), [a1, b1])
+        XCTAssertEqual(trouble.retrying.map(\.type), ["order.paid", "order.canceled"])
+        XCTAssertEqual(trouble.retrying.map(\.attempts), [2, 2])
+        XCTAssertEqual(trouble.retrying.map(\.inFlight), [true, false], "o-a is leased, o-b waits for its retry")
+        let redisNow = try XCTUnwrap(f.redis.call(["TIME"]).array?.first?.text.flatMap { Int64($0) }) * 1_000
+        XCTAssertGreaterThan(trouble.retrying[1].dueMs, redisNow + 3_000_000, "the retry's time, on Redis' clock")
+        XCTAssertEqual(try f.value { store.trouble(limit: 1, $0) }.retrying.map(\.key), ["o-a"], "at most the limit")
+
+        let a = try XCTUnwrap(second.first { $0.key == "o-a" })
+        XCTAssertEqual(try f.value { store.settle(a, .delivered, $0) }, true)
+        XCTAssertEqual(try f.value { store.trouble(limit: 20, $0) }.retrying.map(\.key), ["o-b"],
+                       "o-a's next event has not been tried yet")
+    }
+
     func testTheOldestAgeNeverGoesNegative() {
         XCTAssertEqual(WebhookBacklog(count: 2, oldestMs: 10_000).oldestSeconds(nowMs: 12_500), 2.5)
         XCTAssertEqual(WebhookBacklog(count: 2, oldestMs: 10_000).oldestSeconds(nowMs: 9_000), 0, "Redis' clock ahead of the node's")
@@ -193,7 +238,8 @@ final class WebhookScriptTests: XCTestCase {
     }
 
     func testEveryScriptTouchesOnlyTheEventsSlot() {
-        for keys in [WebhookScripts.dispatchKeys, WebhookScripts.claimKeys, WebhookScripts.settleKeys, WebhookScripts.statsKeys] {
+        for keys in [WebhookScripts.dispatchKeys, WebhookScripts.claimKeys, WebhookScripts.settleKeys, WebhookScripts.statsKeys,
+                     WebhookScripts.retryingKeys] {
             XCTAssertEqual(Set(keys.map { HashSlot.of($0) }), [HashSlot.of(StoreKeys.eventsLog)], "\(keys)")
         }
         for script in WebhookScripts.all {

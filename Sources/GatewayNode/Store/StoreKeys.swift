@@ -103,7 +103,7 @@ enum StoreKeys {
     /// Hash outbox key -> the last outbox entry id appended to the log (cluster relay dedupe).
     static let eventsRelayed = "gw:{events}:relayed"
 
-    // Webhook delivery (same slot; webhook_*.lua; design: /work/notes/design13c.md section 3)
+    // Webhook delivery (same slot; webhook_*.lua; Store/README.md "Webhooks")
 
     /// String: the last log id handed to the delivery queues.
     static let webhookDispatched = "gw:{events}:dispatched"

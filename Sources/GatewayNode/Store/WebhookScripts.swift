@@ -10,7 +10,8 @@ enum WebhookScripts {
     static let settle = LuaScript.embedded("webhook_settle", PackageResources.webhook_settle_lua,
                                            libraries: [publishLibrary, PackageResources.lib_webhook_lua])
     static let stats = LuaScript.embedded("webhook_stats", PackageResources.webhook_stats_lua)
-    static let all = [dispatch, claim, settle, stats]
+    static let retrying = LuaScript.embedded("webhook_retrying", PackageResources.webhook_retrying_lua)
+    static let all = [dispatch, claim, settle, stats, retrying]
 
     /// KEYS of each script, in its order.
     static let dispatchKeys = [StoreKeys.eventsLog, StoreKeys.webhookDispatched, StoreKeys.webhookQueues, StoreKeys.webhookDue,
@@ -20,6 +21,10 @@ enum WebhookScripts {
     static let settleKeys = [StoreKeys.webhookQueues, StoreKeys.webhookDue, StoreKeys.webhookLeases, StoreKeys.webhookAttempts,
                              StoreKeys.webhookHeads, StoreKeys.webhookStats, StoreKeys.webhookDead]
     static let statsKeys = [StoreKeys.eventsLog, StoreKeys.webhookDispatched, StoreKeys.webhookHeads, StoreKeys.webhookStats]
+    static let retryingKeys = [StoreKeys.eventsLog, StoreKeys.webhookQueues, StoreKeys.webhookDue, StoreKeys.webhookLeases,
+                               StoreKeys.webhookAttempts, StoreKeys.webhookHeads, StoreKeys.webhookStats]
+    /// The admin read looks at this many of the oldest keys for ones being retried.
+    static let retryingScan = 500
     /// The dead-letter stream keeps about this many given-up events.
     static let deadCap = 10_000
 }

@@ -89,7 +89,7 @@ struct WebhookBacklog: RedisReplyDecodable, Equatable {
     }
 }
 
-/// The webhook sender's state, all in the `{events}` slot (design13c section 3): queues
+/// The webhook sender's state, all in the `{events}` slot (Store/README.md "Webhooks"): queues
 /// per ordering key fed from the event log, leases, attempts, dead letters.
 protocol WebhookStore: AnyObject {
     /// Queues up to `limit` new log events; answers how many log entries it handled.
@@ -129,5 +129,54 @@ final class RedisWebhookStore: WebhookStore {
 
     func backlog(_ done: @escaping (StoreResult<WebhookBacklog>) -> Void) {
         calls.run(WebhookScripts.stats, keys: WebhookScripts.statsKeys, args: [], done)
+    }
+}
+
+/// A key whose head event has been tried more than once (webhook_retrying.lua): what the
+/// operator looks at when a receiver refuses or is down.
+struct RetryingWebhook: RedisReplyDecodable, Equatable {
+    /// The ordering key (an order id, ...).
+    var key: String
+    var eventID: String
+    /// Empty when the event has left the log (it is given up at its next claim).
+    var type: String
+    var attempts: Int
+    /// The next attempt (Redis' clock, ms), or the lease's end while `inFlight`.
+    var dueMs: Int64
+    var inFlight: Bool
+
+    init(key: String, eventID: String, type: String, attempts: Int, dueMs: Int64, inFlight: Bool) {
+        (self.key, self.eventID, self.type, self.attempts, self.dueMs, self.inFlight) = (key, eventID, type, attempts, dueMs, inFlight)
+    }
+
+    init(redisReply: RedisReply) throws(RedisDecodingError) {
+        var reader = try RedisArrayReader(redisReply)
+        self.init(key: try reader.next(), eventID: try reader.next(), type: try reader.next(), attempts: try reader.next(),
+                  dueMs: try reader.next(), inFlight: try reader.next())
+    }
+}
+
+/// Deliveries in trouble, for the admin page: events given up so far and the keys being retried.
+struct WebhookTrouble: RedisReplyDecodable, Equatable {
+    /// Events given up (dead-lettered) since the log began.
+    var dead: Int
+    /// Oldest first.
+    var retrying: [RetryingWebhook]
+
+    init(dead: Int, retrying: [RetryingWebhook]) {
+        (self.dead, self.retrying) = (dead, retrying)
+    }
+
+    init(redisReply: RedisReply) throws(RedisDecodingError) {
+        var reader = try RedisArrayReader(redisReply)
+        self.init(dead: try reader.next(), retrying: try reader.next())
+    }
+}
+
+extension RedisWebhookStore {
+    /// The given-up count and up to `limit` keys being retried, oldest first (among the
+    /// `WebhookScripts.retryingScan` oldest keys).
+    func trouble(limit: Int, _ done: @escaping (StoreResult<WebhookTrouble>) -> Void) {
+        calls.run(WebhookScripts.retrying, keys: WebhookScripts.retryingKeys, args: [limit, WebhookScripts.retryingScan], done)
     }
 }
