@@ -7,7 +7,7 @@ protocol WebhookTransport: AnyObject {
     func post(body: [UInt8], headers: [WebhookDelivery.Header], timeoutMs: Int64, _ done: @escaping (Int?) -> Void)
 }
 
-/// Sends the event log to `webhooks.url` (contract 4.4; design13c section 3). Every node
+/// Sends the event log to `webhooks.url` (contract 4.4; Store/README.md "Webhooks"). Every node
 /// runs one: each tick dispatches new log events to the per-key queues, then claims as many
 /// due keys as it has free slots; the Redis lease on a key keeps every other node off that
 /// event, and the key's next event is claimable only once this one settled. Any failure

@@ -201,7 +201,7 @@ final class WebhookScriptTests: XCTestCase {
         XCTAssertEqual(try f.value { store.dispatch(limit: 100, $0) }, 4)
         XCTAssertEqual(try f.value { store.trouble(limit: 20, $0) }, WebhookTrouble(dead: 0, retrying: []), "nothing tried yet")
 
-        let first = try f.value { store.claim(count: 8, leaseMs: 30_000, node: "n1", $0) }
+        let first = try f.value { store.claim(count: 8, leaseMs: 30_000, node: "n1", $0) }.leased
         XCTAssertEqual(first.map(\.attempt), [1, 1, 1])
         XCTAssertEqual(try f.value { store.trouble(limit: 20, $0) }.retrying, [], "a first attempt is not a retry")
         for claim in first where claim.key != "o-c" {
@@ -209,7 +209,7 @@ final class WebhookScriptTests: XCTestCase {
         }
         let c = try XCTUnwrap(first.first { $0.key == "o-c" })
         XCTAssertEqual(try f.value { store.settle(c, .giveUp(reason: "retried for 60 s"), $0) }, true)
-        let second = try f.value { store.claim(count: 8, leaseMs: 30_000, node: "n1", $0) }
+        let second = try f.value { store.claim(count: 8, leaseMs: 30_000, node: "n1", $0) }.leased
         XCTAssertEqual(Set(second.map(\.key)), ["o-a", "o-b"])
         let b = try XCTUnwrap(second.first { $0.key == "o-b" })
         XCTAssertEqual(try f.value { store.settle(b, .retry(afterMs: 3_600_000), $0) }, true)
