@@ -1,5 +1,6 @@
 import Foundation
 import GatewayCrypto
+import GatewayProtocol
 
 /// A shop's webhook endpoint for the tests and the load tester: a real HTTP/1.1 server on
 /// 127.0.0.1 (keep-alive, `Content-Length` bodies) that records every request and answers as
@@ -294,6 +295,91 @@ public final class WebhookReceiver: @unchecked Sendable {   // mutable state is 
         case 503: "Service Unavailable"
         default: "Status"
         }
+    }
+}
+
+/// What the deliveries amount to, held against the event log read back with
+/// `GET /api/v1/events`: the load tester's webhook report, and a test's "nothing lost,
+/// nothing out of order" in one call. Only 2xx answers a client got count as delivered.
+public struct WebhookAudit: Sendable {
+    public struct LoggedEvent: Sendable {
+        public let id: String
+        public let type: String
+        public let createdAtMs: Int64?
+        /// `data.order`: the events of one order must arrive in log order.
+        public let order: String?
+
+        public init(id: String, type: String, createdAtMs: Int64?, order: String?) {
+            self.id = id
+            self.type = type
+            self.createdAtMs = createdAtMs
+            self.order = order
+        }
+
+        /// One element of `events` in a `GET /api/v1/events` answer.
+        public init?(_ event: JSON) {
+            guard let id = event["id"]?.stringValue else { return nil }
+            self.init(id: id, type: event["type"]?.stringValue ?? "", createdAtMs: event["created_at"]?.intValue,
+                      order: event["data"]?["order"]?.stringValue)
+        }
+    }
+
+    /// Every request the receiver answered.
+    public var requests = 0
+    /// Distinct event ids delivered.
+    public var received = 0
+    /// Deliveries of an id already delivered (allowed: at least once).
+    public var duplicates = 0
+    /// Logged, never delivered; `missingSample` names the first few.
+    public var missing = 0
+    public var missingSample: [String] = []
+    /// Delivered, not in the log.
+    public var unexpected = 0
+    /// First deliveries that came after a later-logged event of the same order.
+    public var outOfOrder = 0
+    public var signaturesInvalid = 0
+    /// `created_at` to the receiver having the request (wall clock ms), per logged event's first delivery.
+    public var latenciesMs: [Int64] = []
+    /// Wall clock (ms) of the first and the last first delivery.
+    public var firstDeliveryMs: Int64?
+    public var lastDeliveryMs: Int64?
+
+    public init(log: [LoggedEvent], receipts: [WebhookReceiver.Receipt]) {
+        requests = receipts.count
+        signaturesInvalid = receipts.count { !$0.signatureValid }
+        var position: [String: Int] = [:]
+        for (i, e) in log.enumerated() { position[e.id] = i }
+        var delivered: Set<String> = []
+        var latestOfOrder: [String: Int] = [:]
+        for d in receipts where d.delivered {
+            guard delivered.insert(d.eventID).inserted else {
+                duplicates += 1
+                continue
+            }
+            firstDeliveryMs = min(firstDeliveryMs ?? d.receivedAtMs, d.receivedAtMs)
+            lastDeliveryMs = max(lastDeliveryMs ?? d.receivedAtMs, d.receivedAtMs)
+            guard let i = position[d.eventID] else {
+                unexpected += 1
+                continue
+            }
+            let event = log[i]
+            if let created = event.createdAtMs { latenciesMs.append(d.receivedAtMs - created) }
+            if let order = event.order {
+                if let latest = latestOfOrder[order], latest > i { outOfOrder += 1 }
+                latestOfOrder[order] = max(latestOfOrder[order] ?? i, i)
+            }
+        }
+        received = delivered.count
+        for e in log where !delivered.contains(e.id) {
+            missing += 1
+            if missingSample.count < 10 { missingSample.append(e.id) }
+        }
+    }
+
+    /// Distinct events delivered per second, first to last delivery.
+    public var receivedPerSecond: Double {
+        guard let first = firstDeliveryMs, let last = lastDeliveryMs, last > first else { return 0 }
+        return Double(received) / (Double(last - first) / 1000)
     }
 }
 

@@ -1,5 +1,6 @@
 import Foundation
 import GatewayCrypto
+import GatewayProtocol
 import GatewayTestSupport
 import XCTest
 
@@ -120,5 +121,43 @@ final class WebhookReceiverTests: XCTestCase {
         let garbage = try rawExchange(port: receiver.port, Array("HELLO\r\n\r\n".utf8), readUntilClose: true, timeout: 5)
         XCTAssertTrue(String(decoding: garbage, as: UTF8.self).hasPrefix("HTTP/1.1 400 "))
         XCTAssertTrue(receiver.receipts().isEmpty)
+    }
+
+    func testTheAuditFindsLostDoubledUnexpectedAndReorderedDeliveries() throws {
+        let receiver = try WebhookReceiver(secret: secret) { id, _ in (id == "4-0" ? 500 : 200, 0) }
+        defer { receiver.stop() }
+        let now = Int64(Date().timeIntervalSince1970 * 1000)
+        let log = [
+            WebhookAudit.LoggedEvent(id: "1-0", type: "order.paid", createdAtMs: now, order: "o-1"),
+            WebhookAudit.LoggedEvent(id: "2-0", type: "order.delivered", createdAtMs: now, order: "o-1"),
+            WebhookAudit.LoggedEvent(id: "3-0", type: "order.paid", createdAtMs: now, order: "o-2"),
+            WebhookAudit.LoggedEvent(id: "4-0", type: "order.delivered", createdAtMs: now, order: "o-2"),
+            WebhookAudit.LoggedEvent(id: "5-0", type: "gift.expired", createdAtMs: now, order: nil),
+        ]
+        let client = HTTPConnection(host: "127.0.0.1", port: receiver.port, timeout: 5)
+        defer { client.disconnect() }
+        for (id, signedWith) in [("2-0", secret), ("1-0", secret), ("3-0", secret), ("3-0", secret), ("4-0", secret),
+                                 ("5-0", "not-the-secret"), ("x-9", secret)] {
+            let body = event(id)
+            _ = try client.request("POST", "/hooks", body: body, headers: headers(id, body, secret: signedWith))
+        }
+
+        let audit = WebhookAudit(log: log, receipts: receiver.receipts())
+        XCTAssertEqual(audit.requests, 7)
+        XCTAssertEqual(audit.received, 5, "1-0, 2-0, 3-0, 5-0 and the unexpected x-9")
+        XCTAssertEqual(audit.duplicates, 1)
+        XCTAssertEqual(audit.missing, 1, "4-0 was answered 500")
+        XCTAssertEqual(audit.missingSample, ["4-0"])
+        XCTAssertEqual(audit.unexpected, 1)
+        XCTAssertEqual(audit.outOfOrder, 1, "o-1's 2-0 came before its 1-0")
+        XCTAssertEqual(audit.signaturesInvalid, 1)
+        XCTAssertEqual(audit.latenciesMs.count, 4)
+        XCTAssertTrue(audit.latenciesMs.allSatisfy { (0..<60_000).contains($0) }, "\(audit.latenciesMs)")
+
+        let parsed = try XCTUnwrap(WebhookAudit.LoggedEvent(JSON.parse(event("7-1", order: "o-7"))))
+        XCTAssertEqual(parsed.id, "7-1")
+        XCTAssertEqual(parsed.order, "o-7")
+        XCTAssertEqual(parsed.type, "order.paid")
+        XCTAssertEqual(parsed.createdAtMs, 1_764_600_000_000)
     }
 }
