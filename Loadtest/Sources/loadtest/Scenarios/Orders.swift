@@ -421,7 +421,7 @@ final class OrdersScenario: @unchecked Sendable {
             }
             orderSeconds = Clock.now() - t0
         }
-        hooks?.ordersEnded(c)
+        hooks?.ordersEnded(c, lastNotifyAnsweredMicros: ledger.lastAnsweredMicros)
         if let perf, let path = perf.stop() { report.perfTop = PerfRecorder.top(path, 15) }
 
         // Late pushes.

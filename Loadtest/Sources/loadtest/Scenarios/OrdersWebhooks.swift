@@ -26,6 +26,8 @@ struct WebhookResults: Codable {
     /// An order's event delivered (first time) before an event of that order logged earlier.
     var outOfOrder = 0
     var signaturesInvalid = 0
+    /// Wall clock (ms) of the last first delivery.
+    var lastDeliveryMs: Int64?
     /// Distinct events delivered per second, first to last delivery.
     var receivedPerSecond = 0.0
     /// The event's `created_at` (the decision) to the receiver having the request, same host's wall clock.
@@ -33,8 +35,9 @@ struct WebhookResults: Codable {
     /// `gateway_webhook_backlog` of the first node when the last notify was answered, and 10 s later.
     var backlogAtEnd: Int?
     var backlogTenSecondsLater: Int?
-    /// From the end of the orders to every logged event delivered (or giving up).
-    var drainSeconds = 0.0
+    /// From the last notify answered to the last logged event's first delivery (0 when the
+    /// sender kept up); nil while events are missing.
+    var caughtUpSeconds: Double?
 }
 
 /// The receiver of one run and its live counts.
@@ -46,6 +49,7 @@ final class WebhookWatch: @unchecked Sendable {   // the receiver locks its own 
     private var backlogAtEnd: Int?
     private var backlogLater: Int?
     private var ordersEndedAt = 0.0
+    private var ordersEndedWallMs: Int64 = 0
     private let laterSampled = DispatchSemaphore(value: 0)
 
     init() throws {
@@ -55,9 +59,6 @@ final class WebhookWatch: @unchecked Sendable {   // the receiver locks its own 
 
     /// The spawned nodes' settings; appended after `--node-env` so they win.
     var nodeEnv: [String] { ["GATEWAY_WEBHOOKS_URL=\(receiver.url)", "GATEWAY_WEBHOOKS_SECRET=\(secret)"] }
-
-    /// Distinct event ids delivered so far.
-    func deliveredIDs() -> Set<String> { Set(receiver.delivered().map(\.eventID)) }
 
     /// For the once-a-second progress line: received, per second since the last call, bad signatures.
     func progress() -> String {
@@ -73,10 +74,11 @@ final class WebhookWatch: @unchecked Sendable {   // the receiver locks its own 
 
     /// The backlog when the orders ended, and (on a thread of its own, whatever the run does
     /// meanwhile) 10 s later: how far behind the sender is, and how fast it catches up.
-    func ordersEnded(_ c: Cluster) {
+    func ordersEnded(_ c: Cluster, lastNotifyAnsweredMicros: Int64?) {
         let backlog = Self.backlog(c)
         lock.withLock {
             ordersEndedAt = Clock.now()
+            ordersEndedWallMs = (lastNotifyAnsweredMicros ?? Clock.unixMicros()) / 1000
             backlogAtEnd = backlog
         }
         Thread { [self] in
@@ -99,19 +101,20 @@ final class WebhookWatch: @unchecked Sendable {   // the receiver locks its own 
         var readError: String?
         do { log = try Self.readLog(ShopClient(c.endpoints[0], shopKey: c.shopKey, timeout: 30)) } catch { readError = "\(error)" }
         let logged = Set(log.compactMap { $0["id"]?.stringValue })
-        var lastProgress = (count: deliveredIDs().count, at: Clock.now())
         var ticker = Ticker(interval: 1)
-        while Clock.now() - endedAt < drainLimit && Clock.now() - lastProgress.at < 10 {
-            let delivered = deliveredIDs()
+        while Clock.now() - endedAt < drainLimit {
+            let receipts = receiver.delivered()
+            let delivered = Set(receipts.map(\.eventID))
             if logged.isSubset(of: delivered) { break }
-            if delivered.count != lastProgress.count { lastProgress = (delivered.count, Clock.now()) }
+            // Receipt times are on the same monotonic clock as `Clock.now()`.
+            if Clock.now() - max(endedAt, receipts.last?.endedAt ?? 0) >= 10 { break }
             p.line("hooks", "\(Fmt.int(logged.intersection(delivered).count))/\(Fmt.int(logged.count)) logged events delivered | " + progress())
             ticker.wait()
         }
         var r = results(log: log)
         r.logReadError = readError
-        r.drainSeconds = Clock.now() - endedAt
         lock.withLock {
+            if r.missing == 0, let last = r.lastDeliveryMs { r.caughtUpSeconds = Double(max(0, last - ordersEndedWallMs)) / 1000 }
             r.backlogAtEnd = backlogAtEnd
             r.backlogTenSecondsLater = backlogLater
         }
@@ -150,6 +153,7 @@ final class WebhookWatch: @unchecked Sendable {   // the receiver locks its own 
         r.outOfOrder = audit.outOfOrder
         r.signaturesInvalid = audit.signaturesInvalid
         r.receivedPerSecond = audit.receivedPerSecond
+        r.lastDeliveryMs = audit.lastDeliveryMs
         var latency = Latency()
         for ms in audit.latenciesMs { latency.record(micros: ms * 1000) }
         r.latency = latency.count > 0 ? latency.summary : nil
@@ -173,7 +177,8 @@ final class WebhookWatch: @unchecked Sendable {   // the receiver locks its own 
             "webhooks    written \(Fmt.int(w.eventsWritten)) (\(types)); received \(Fmt.int(w.received)) at \(Fmt.num(w.receivedPerSecond, 0))/s in \(Fmt.int(w.requests)) requests; "
                 + "duplicates \(w.duplicates), missing \(w.missing), unexpected \(w.unexpected), out of order \(w.outOfOrder), signatures invalid \(w.signaturesInvalid)",
             "hook lat.   " + (w.latency?.line ?? "no samples") + " (event created_at -> receiver)",
-            "backlog     \(w.backlogAtEnd.map { Fmt.int($0) } ?? "?") when the orders ended, \(w.backlogTenSecondsLater.map { Fmt.int($0) } ?? "?") 10 s later; drained in \(Fmt.num(w.drainSeconds, 1)) s",
+            "backlog     \(w.backlogAtEnd.map { Fmt.int($0) } ?? "?") when the orders ended, \(w.backlogTenSecondsLater.map { Fmt.int($0) } ?? "?") 10 s later; "
+                + (w.caughtUpSeconds.map { "every event delivered \(Fmt.num($0, 1)) s after the orders ended" } ?? "not every event delivered"),
         ]
     }
 }
