@@ -243,8 +243,10 @@ public final class WebhookReceiver: @unchecked Sendable {   // mutable state is 
         }
     }
 
-    /// Sleeps `delayMs` in short slices; false when `stop()` came or the client hung up meanwhile.
+    /// Sleeps `delayMs` in short slices; false when `stop()` came or the client hung up meanwhile
+    /// (a client that only half-closed looks hung up too: only a delayed answer checks).
     private func waitOut(_ delayMs: Int, _ fd: Int32, _ myGeneration: Int) -> Bool {
+        if delayMs <= 0 { return isCurrent(myGeneration) }
         let deadline = Self.now() + Double(delayMs) / 1000
         while true {
             guard isCurrent(myGeneration), !peerHungUp(fd) else { return false }

@@ -112,6 +112,25 @@ final class WebhookReceiverTests: XCTestCase {
         XCTAssertEqual(recv(client, &byte, 1, 0), 0, "closed without an answer")
     }
 
+    func testAClientThatHalfClosesAfterItsRequestStillGetsAnImmediateAnswer() throws {
+        let receiver = try WebhookReceiver(secret: secret)
+        defer { receiver.stop() }
+        let fd = try connectLoopback(port: receiver.port, timeout: 5)
+        defer { close(fd) }
+        let request = Array("POST /hooks HTTP/1.1\r\nHost: x\r\nX-Gateway-Event-Id: 1-0\r\nContent-Length: 2\r\n\r\n{}".utf8)
+        XCTAssertEqual(request.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }, request.count)
+        shutdown(fd, Int32(SHUT_WR))
+        var answer: [UInt8] = []
+        var buf = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let n = recv(fd, &buf, buf.count, 0)
+            if n <= 0 { break }
+            answer += buf[..<n]
+        }
+        XCTAssertTrue(String(decoding: answer, as: UTF8.self).hasPrefix("HTTP/1.1 200 "), String(decoding: answer, as: UTF8.self))
+        XCTAssertEqual(receiver.delivered().map(\.eventID), ["1-0"])
+    }
+
     func testMalformedRequestsAreRefusedNotRecorded() throws {
         let receiver = try WebhookReceiver(secret: secret)
         defer { receiver.stop() }
