@@ -10,8 +10,13 @@ final class WebhookHTTPTransport: WebhookTransport {
     private let log: (String) -> Void
     private var lastProblem: String?
 
-    init(target: HTTPTarget, concurrency: Int, loop: EventLoop, log: @escaping (String) -> Void) throws {
-        pool = try OutboundHTTPPool(target: target, workers: concurrency) { [weak loop] work in loop?.post(work) }
+    convenience init(target: HTTPTarget, concurrency: Int, loop: EventLoop, log: @escaping (String) -> Void) throws {
+        try self.init(target: target, concurrency: concurrency, deliver: { [weak loop] work in loop?.post(work) }, log: log)
+    }
+
+    /// `deliver` runs each answer where the sender lives (the loop; tests run it in place).
+    init(target: HTTPTarget, concurrency: Int, deliver: @escaping (@escaping () -> Void) -> Void, log: @escaping (String) -> Void) throws {
+        pool = try OutboundHTTPPool(target: target, workers: concurrency, deliver: deliver)
         self.log = log
     }
 

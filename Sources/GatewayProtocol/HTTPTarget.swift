@@ -71,13 +71,14 @@ public struct HTTPTarget: Equatable, Sendable {
         requestTarget = path.isEmpty ? "/" : path.hasPrefix("?") ? "/" + path : String(path)
     }
 
-    /// A DNS name or an IPv4 address: dot-separated labels of letters, digits and hyphens.
+    /// A DNS name or an IPv4 address: dot-separated labels of letters, digits, hyphens and
+    /// underscores (container and service names have them).
     private static func checkHostName(_ name: Substring) throws(Invalid) {
         guard !name.isEmpty else { throw Invalid("the URL has no host") }
         guard name.count <= 253 else { throw Invalid("the host name is too long") }
         for label in name.split(separator: ".", omittingEmptySubsequences: false) {
             guard !label.isEmpty, label.count <= 63, !label.hasPrefix("-"), !label.hasSuffix("-"),
-                  label.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-") }) else {
+                  label.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_") }) else {
                 throw Invalid("the host must be a name like hooks.example.com, an IPv4 address or [an IPv6 address]")
             }
         }

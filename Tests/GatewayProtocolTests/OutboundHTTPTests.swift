@@ -14,6 +14,7 @@ final class HTTPTargetTests: XCTestCase {
         XCTAssertFalse(b.isTLS)
         XCTAssertEqual(target("HTTP://h?q=1")?.requestTarget, "/?q=1")
         XCTAssertEqual(target("http://h:80/")?.hostHeader, "h")
+        XCTAssertEqual(target("http://shop_app:3000/hook")?.host, "shop_app")
         let v6 = try HTTPTarget("https://[::1]:8443/hook")
         XCTAssertEqual([v6.host, String(v6.port), v6.hostHeader], ["::1", "8443", "[::1]:8443"])
         XCTAssertEqual(target("https://[2001:DB8::1]/")?.hostHeader, "[2001:db8::1]")
@@ -26,7 +27,7 @@ final class HTTPTargetTests: XCTestCase {
     func testRefusesWhatCannotBeSentOrShouldNotBe() {
         for bad in ["", "hooks.example.com", "ftp://h/", "http://", "http:///path", "http://user:pw@h/", "http://u@h",
                     "http://h/#frag", "http://h/a b", "http://h/\u{e9}", "http://h:0/", "http://h:65536/", "http://h:/",
-                    "http://h:8o/", "http://h:+80/", "http://-h/", "http://h..example/", "http://h_x/", "http://[::1/",
+                    "http://h:8o/", "http://h:+80/", "http://-h/", "http://h..example/", "http://h%41/", "http://[::1/",
                     "http://[::1]x/", "http://[zz]/", "http://h\t/", "http://h/\n", "https://a.b:443:1/"] {
             XCTAssertNil(target(bad), bad)
         }
