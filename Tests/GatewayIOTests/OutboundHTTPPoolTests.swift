@@ -28,6 +28,7 @@ final class ScriptedServer: @unchecked Sendable {
     private let lock = NSLock()
     private var received: [Request] = []
     private var accepted = 0
+    private var ended = 0
     private var serverNames: [String] = []
     private var open: [Int32] = []
 
@@ -63,6 +64,8 @@ final class ScriptedServer: @unchecked Sendable {
 
     var requests: [Request] { lock.withLock { received } }
     var connections: Int { lock.withLock { accepted } }
+    /// Connections the client closed (or the script ended).
+    var closedConnections: Int { lock.withLock { ended } }
     /// The SNI names TLS clients sent.
     var sniNames: [String] { lock.withLock { serverNames } }
 
@@ -99,6 +102,7 @@ final class ScriptedServer: @unchecked Sendable {
         defer {
             if let ssl { SSL_free(ssl) }
             Glibc.close(fd)
+            lock.withLock { ended += 1 }
         }
         if let tls {
             ssl = SSL_new(tls)
@@ -283,6 +287,18 @@ final class OutboundHTTPPoolTests: XCTestCase {
         XCTAssertEqual(group.wait(timeout: .now() + 60), .success)
         XCTAssertEqual(server.connections, 2)
         XCTAssertLessThan(Date().timeIntervalSince(started), 5.9, "not serialised (2 x 3 s)")
+    }
+
+    func testShutdownClosesTheKeptConnection() throws {
+        let server = try ScriptedServer()
+        defer { server.stop() }
+        let pool = try pool("http://127.0.0.1:\(server.port)/")
+        XCTAssertEqual(status(post(pool, "a").result), 200)
+        XCTAssertEqual(server.closedConnections, 0, "kept")
+        pool.shutdown()
+        let until = Date().addingTimeInterval(30)
+        while server.closedConnections == 0 && Date() < until { usleep(10_000) }
+        XCTAssertEqual(server.closedConnections, 1)
     }
 
     func testAnswersReachTheLoopThread() throws {
