@@ -134,27 +134,21 @@ private final class OutboundWorker {
         let deadline = monotonicSeconds() + job.timeoutSeconds
         if let conn = kept {
             kept = nil
-            if conn.isIdleAndOpen {
-                switch exchange(conn, job.request, deadline: deadline) {
-                case .answered(let status, let reusable):
-                    if reusable { kept = conn } else { conn.close() }
-                    return .success(status)
-                case .failed(let why):
-                    conn.close()
-                    return .failure(why)
-                case .stale:
-                    conn.close()
-                }
-            } else {
-                conn.close()
-            }
+            if conn.isIdleAndOpen, let result = settle(conn, exchange(conn, job.request, deadline: deadline)) { return result }
+            conn.close()
         }
-        let conn: OutboundConnection
         switch OutboundConnection.open(shared.target, tls: shared.tls, deadline: deadline) {
-        case .success(let c): conn = c
-        case .failure(let why): return .failure(why)
+        case .success(let conn):
+            return settle(conn, exchange(conn, job.request, deadline: deadline))
+                ?? .failure(OutboundHTTPFailure("\(shared.target.origin) closed the connection without an answer"))
+        case .failure(let why):
+            return .failure(why)
         }
-        switch exchange(conn, job.request, deadline: deadline) {
+    }
+
+    /// Keeps the connection when the answer allows, else closes it; nil when it was stale.
+    private func settle(_ conn: OutboundConnection, _ exchange: Exchange) -> Result<Int, OutboundHTTPFailure>? {
+        switch exchange {
         case .answered(let status, let reusable):
             if reusable { kept = conn } else { conn.close() }
             return .success(status)
@@ -163,7 +157,7 @@ private final class OutboundWorker {
             return .failure(why)
         case .stale:
             conn.close()
-            return .failure(OutboundHTTPFailure("\(shared.target.origin) closed the connection without an answer"))
+            return nil
         }
     }
 
