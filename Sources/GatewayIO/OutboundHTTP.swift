@@ -20,7 +20,7 @@ public final class OutboundHTTPPool {
         shared = Shared(target: target, tls: tls, deliver: deliver)
         for i in 0..<max(1, workers) {
             let worker = Thread { [shared] in OutboundWorker(shared).run() }
-            worker.name = "webhook-http-\(i)"
+            worker.name = "outbound-http-\(i)"
             worker.start()
         }
     }
