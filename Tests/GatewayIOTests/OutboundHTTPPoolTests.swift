@@ -17,6 +17,8 @@ final class ScriptedServer: @unchecked Sendable {
         case closeWithoutAnswer
         /// Reads the request and never answers.
         case silent
+        /// These bytes as the answer, then the connection closed or not.
+        case raw(String, close: Bool)
     }
 
     struct Request { let connection: Int; let head: String; let body: String }
@@ -153,6 +155,9 @@ final class ScriptedServer: @unchecked Sendable {
                 return
             case .closeWithoutAnswer:
                 return
+            case .raw(let text, let close):
+                io.write(Array(text.utf8))
+                if close { return }
             case .silent:
                 while io.read(chunk.withUnsafeMutableBytes { $0.baseAddress! }, chunk.count) > 0 {}
                 return
@@ -234,6 +239,23 @@ final class OutboundHTTPPoolTests: XCTestCase {
         XCTAssertEqual(status(post(pool, "b").result), 200)
         XCTAssertEqual(server.requests.map(\.body), ["a", "b", "b"])
         XCTAssertEqual(server.requests.map(\.connection), [1, 1, 2])
+    }
+
+    func testChunkedAnswersKeepTheConnectionAndCloseDelimitedOnesEndAtTheClose() throws {
+        let chunked = "HTTP/1.1 202 Accepted\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n"
+        let answers: [ScriptedServer.Behaviour] = [
+            .raw(chunked, close: false), .raw(chunked, close: false),
+            .raw("HTTP/1.0 201 Created\r\n\r\nno length", close: true),
+            .raw("HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\n" + String(repeating: "x", count: 100_000), close: false),
+            .answer(204),
+        ]
+        let server = try ScriptedServer { answers[$0] }
+        defer { server.stop() }
+        let pool = try pool("http://127.0.0.1:\(server.port)/")
+        defer { pool.shutdown() }
+        XCTAssertEqual(try (0..<5).map { _ in try post(pool, "x").result?.get() }, [202, 202, 201, 200, 204])
+        XCTAssertEqual(server.requests.map(\.connection), [1, 1, 1, 2, 3],
+                       "kept after chunked answers; a new one after the close and after a body past 64 KiB")
     }
 
     func testAFreshConnectionClosedWithoutAnswerIsNotRetried() throws {
