@@ -126,6 +126,58 @@ final class HTTPResponseReaderTests: XCTestCase {
         }
     }
 
+    /// Mutated answers (a seeded generator, so a failure repeats) never trap, and where the
+    /// reads split them never changes the outcome.
+    func testMutatedAnswersGiveTheSameStepHoweverTheyAreSplit() {
+        let seeds = [
+            "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello",
+            "HTTP/1.1 202 Accepted\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\nX: y\r\n\r\n",
+            "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.0 500 E\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n",
+            "HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n",
+        ].map { Array($0.utf8) }
+        let alphabet = Array("HTTP/1.0 2:\r\n;-aF\t".utf8) + [0, 255]
+        var state: UInt64 = 0x9E37_79B9_7F4A_7C15
+        func next(_ bound: Int) -> Int {
+            state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+            return Int((state >> 33) % UInt64(bound))
+        }
+        for _ in 0..<5_000 {
+            var input = seeds[next(seeds.count)]
+            for _ in 0..<(1 + next(4)) {
+                let at = next(input.count + 1)
+                switch next(3) {
+                case 0 where at < input.count: input.remove(at: at)
+                case 1: input.insert(alphabet[next(alphabet.count)], at: at)
+                default: if at < input.count { input[at] = alphabet[next(alphabet.count)] }
+                }
+            }
+            /// The step, and whether it came before the last piece (bytes past the end of
+            /// an answer that a later read would bring: seen by the idle check, not here).
+            func run(_ pieces: [ArraySlice<UInt8>]) -> (HTTPResponseReader.Step, early: Bool) {
+                var reader = HTTPResponseReader()
+                for (n, piece) in pieces.enumerated() {
+                    let step = reader.feed(Array(piece))
+                    if step != .more { return (step, n < pieces.count - 1) }
+                }
+                return (reader.peerClosed(), false)
+            }
+            var pieces: [ArraySlice<UInt8>] = []
+            var i = 0
+            while i < input.count {
+                let n = 1 + next(7)
+                pieces.append(input[i..<min(input.count, i + n)])
+                i += n
+            }
+            let (whole, _) = run([input[...]])
+            let (split, early) = run(pieces)
+            switch (whole, split) {
+            case (.malformed, .malformed): break
+            case (.answered(let a, false), .answered(let b, true)) where early: XCTAssertEqual(a, b)
+            default: XCTAssertEqual(whole, split, String(decoding: input, as: UTF8.self))
+            }
+        }
+    }
+
     func testSawBytesTellsAStaleConnectionFromAnAnsweringOne() {
         var reader = HTTPResponseReader()
         XCTAssertFalse(reader.sawBytes)
