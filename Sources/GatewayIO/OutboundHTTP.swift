@@ -245,8 +245,13 @@ final class OutboundConnection {
             let conn = OutboundConnection(fd: fd)
             if connect(fd, ai.pointee.ai_addr, ai.pointee.ai_addrlen) != 0 {
                 guard errno == EINPROGRESS else { lastError = String(cString: strerror(errno)); conn.close(); continue }
-                guard conn.wait(Int16(POLLOUT), until: deadline) else {
+                // With another address to try, this one gets half the time left (an
+                // unreachable IPv6 route must not use up the request before IPv4 is tried).
+                let now = monotonicSeconds()
+                let giveUp = next == nil ? deadline : now + (deadline - now) / 2
+                guard conn.wait(Int16(POLLOUT), until: giveUp) else {
                     conn.close()
+                    if next != nil { lastError = "timed out"; continue }
                     return .failure(OutboundHTTPFailure("connecting to \(origin) timed out"))
                 }
                 var soError: Int32 = 0
