@@ -264,10 +264,10 @@ public final class EventLoop {
     /// work posted before `start` runs once the loop first wakes.
     public func post(_ body: @escaping () -> Void) {
         postedLock.lock()
+        defer { postedLock.unlock() }
         posted.append(body)
-        let context = wakeable
-        postedLock.unlock()
-        if let context { lws_cancel_service(context) }
+        // Under the lock: `deinit` clears `wakeable` under it before destroying the context.
+        if let wakeable { lws_cancel_service(wakeable) }
     }
 
     /// On the loop, when `lws_cancel_service` woke it.
