@@ -52,6 +52,7 @@ let package = Package(
             "GatewayProtocol", .product(name: "Logging", package: "swift-log"),
         ]),
         .target(name: "GatewayConfig", dependencies: [
+            "GatewayProtocol",
             .product(name: "Configuration", package: "swift-configuration"),
         ]),
 

@@ -1,4 +1,5 @@
 import Configuration
+import GatewayProtocol
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -364,8 +365,13 @@ extension Settings {
             }), secret: true),
             Field(key: "payments.epay_key", kind: .string(\.payments.epayKey, check: anything), secret: true),
             Field(key: "webhooks.url", kind: .string(\.webhooks.url, check: { url in
-                url.isEmpty || ((url.hasPrefix("http://") || url.hasPrefix("https://")) && !url.contains(where: \.isWhitespace))
-                    ? nil : "expected an http:// or https:// URL, or empty for no webhooks"
+                // Parsed as the sender will (empty: no webhooks); the message never repeats the URL.
+                do throws(HTTPTarget.Invalid) {
+                    if !url.isEmpty { _ = try HTTPTarget(url) }
+                    return nil
+                } catch {
+                    return error.description
+                }
             })),
             Field(key: "webhooks.secret", kind: .string(\.webhooks.secret, check: anything), secret: true),
             Field(key: "webhooks.max_backoff_s", kind: .int(\.webhooks.maxBackoffSeconds, 1...86_400)),

@@ -565,7 +565,14 @@ public final class Node: ServerDelegate {
                               log: @escaping (String) -> Void) throws -> WebhookSender? {
         let settings = options.webhooks
         guard !settings.url.isEmpty else { return nil }
-        let transport = try WebhookHTTPTransport(url: settings.url, concurrency: settings.concurrency, loop: loop)
+        // The settings refused a URL HTTPTarget cannot take; a TLS setup failure stops the node
+        // rather than leave it running without webhooks.
+        let transport: WebhookHTTPTransport
+        do {
+            transport = try WebhookHTTPTransport(target: try HTTPTarget(settings.url), concurrency: settings.concurrency, loop: loop, log: log)
+        } catch {
+            throw NodeStartError(description: "webhooks.url: \(error)")
+        }
         return WebhookSender(store: RedisWebhookStore(redis: redis, log: log), transport: transport,
                              retry: WebhookRetry(maxBackoffSeconds: settings.maxBackoffSeconds, retryForSeconds: settings.retryForSeconds),
                              secret: settings.secret, node: node, concurrency: settings.concurrency,

@@ -95,12 +95,13 @@ final class LoadtestRunTests: XCTestCase {
         XCTAssertEqual(int(hooks["eventsWritten"]), 40, "order.paid + order.delivered for each of 20 orders: \(hooks)")
         XCTAssertEqual(hooks["eventsByType"] as? [String: Int], ["order.paid": 20, "order.delivered": 20])
         XCTAssertNil(hooks["logReadError"])
-        XCTAssertEqual(int(hooks["received"]) + int(hooks["missing"]), 40, "\(hooks)")
+        XCTAssertEqual(int(hooks["received"]), 40, "every logged event delivered: \(hooks)")
+        XCTAssertEqual(int(hooks["missing"]), 0)
         XCTAssertEqual(int(hooks["unexpected"]), 0)
         XCTAssertEqual(int(hooks["outOfOrder"]), 0)
         XCTAssertEqual(int(hooks["signaturesInvalid"]), 0)
         XCTAssertGreaterThanOrEqual(int(hooks["backlogAtEnd"]), 0, "the backlog gauge was read")
-        XCTAssertGreaterThanOrEqual(int(hooks["backlogTenSecondsLater"]), 0)
+        XCTAssertEqual(int(hooks["backlogTenSecondsLater"]), 0, "the backlog drained")
         XCTAssertTrue((hooks["url"] as? String)?.hasPrefix("http://127.0.0.1:") == true)
     }
 
