@@ -372,7 +372,7 @@ extension Settings {
                 } catch {
                     return error.description
                 }
-            })),
+            }), secret: true),  // a receiver's URL may carry a token in its query
             Field(key: "webhooks.secret", kind: .string(\.webhooks.secret, check: anything), secret: true),
             Field(key: "webhooks.max_backoff_s", kind: .int(\.webhooks.maxBackoffSeconds, 1...86_400)),
             Field(key: "webhooks.retry_for_s", kind: .int(\.webhooks.retryForSeconds, 60...31_536_000)),

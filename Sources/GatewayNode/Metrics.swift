@@ -1,3 +1,4 @@
+import Foundation
 import CoreMetrics
 import GatewayCore
 import GatewayLog
@@ -20,10 +21,12 @@ final class NodeMetrics {
     var commands: [OpResult: Int] = [:]
     var framesSent = 0
 
-    /// Events not yet delivered by webhook and the age of the oldest (cluster-wide, read every
-    /// 2 s with `webhooks.url` set; 0 without).
-    var webhookBacklog = 0
-    var webhookOldestSeconds = 0.0
+    /// Events not yet delivered by webhook and the time of the oldest (cluster-wide, read every
+    /// 2 s with `webhooks.url` set; 0 without). The age is taken when asked, so it keeps
+    /// growing while Redis is away and no new sample comes.
+    var webhookBacklogSample = WebhookBacklog(count: 0, oldestMs: 0)
+    var webhookBacklog: Int { webhookBacklogSample.count }
+    var webhookOldestSeconds: Double { webhookBacklogSample.oldestSeconds(nowMs: Int64(Date().timeIntervalSince1970 * 1_000)) }
 
     private let registry = PrometheusCollectorRegistry()
     private let factory: PrometheusMetricsFactory
@@ -91,7 +94,7 @@ final class NodeMetrics {
         advance("gateway_connections_refused_total", "Sockets closed at accept: the node was at its descriptor ceiling",
                 refusedAtLimit)
         for (outcome, value) in webhookAttempts {
-            advance("gateway_webhook_attempts_total", "Webhook POSTs this node made, by outcome (delivered, retry, give_up)", value,
+            advance("gateway_webhook_attempts_total", "Webhook events this node settled, by outcome (delivered, retry, give_up, lease_lost, unsettled)", value,
                     labels: [("outcome", outcome)])
         }
         for (key, value) in commands {

@@ -577,7 +577,10 @@ public final class Node: ServerDelegate {
                              retry: WebhookRetry(maxBackoffSeconds: settings.maxBackoffSeconds, retryForSeconds: settings.retryForSeconds),
                              secret: settings.secret, node: node, concurrency: settings.concurrency,
                              nowMs: { Int64(Date().timeIntervalSince1970 * 1_000) }, jitter: { Double.random(in: 0..<1) },
-                             schedule: { [loop] ms, body in loop.schedule(afterMs: ms, body).cancel }, log: log)
+                             schedule: { [loop] ms, body in
+                                 let timer = loop.schedule(afterMs: ms, body)
+                                 return { [weak timer] in timer?.cancel() }
+                             }, log: log)
     }
 
     /// With `webhooks.url` set: the events not yet delivered and the oldest one's age, for
@@ -586,8 +589,7 @@ public final class Node: ServerDelegate {
         guard !options.webhooks.url.isEmpty, redis.isReady else { return }
         RedisWebhookStore(redis: redis, log: { [weak self] in self?.log($0) }).backlog { [weak self] result in
             guard let self, case .success(let backlog) = result else { return }
-            self.metrics.webhookBacklog = backlog.count
-            self.metrics.webhookOldestSeconds = backlog.oldestSeconds(nowMs: self.now)
+            self.metrics.webhookBacklogSample = backlog
         }
     }
 
@@ -597,7 +599,9 @@ public final class Node: ServerDelegate {
         draining = true
         webhookSender?.stop()
         log("draining \(clients.count) connections")
-        drainDeadline = loop.schedule(afterMs: 10_000) { [weak self] in self?.stopLoop() }
+        // Webhook attempts get their whole answer time, and a moment to settle.
+        let deadline = webhookSender == nil ? 10_000 : Int(WebhookRetry.answerTimeoutMs) + 3_000
+        drainDeadline = loop.schedule(afterMs: deadline) { [weak self] in self?.stopLoop() }
         closeBatch()
     }
 
@@ -616,7 +620,7 @@ public final class Node: ServerDelegate {
     /// (within the drain deadline), so none lapses only to be sent again by another node.
     private func finishDrain() {
         guard !waitingForWebhooks else { return }
-        if let sender = webhookSender, sender.inFlight > 0 {
+        if let sender = webhookSender, !sender.isIdle {
             waitingForWebhooks = true
             loop.schedule(afterMs: 20) { [weak self] in
                 self?.waitingForWebhooks = false

@@ -10,8 +10,10 @@ protocol WebhookTransport: AnyObject {
 /// Sends the event log to `webhooks.url` (contract 4.4; Store/README.md "Webhooks"). Every node
 /// runs one: each tick dispatches new log events to the per-key queues, then claims as many
 /// due keys as it has free slots; the Redis lease on a key keeps every other node off that
-/// event, and the key's next event is claimable only once this one settled. Any failure
-/// just waits for the next tick (a claim whose settle is lost lapses and is sent again).
+/// event, and the key's next event is claimable only once this one settled. Finished
+/// attempts are settled in batches, each batch claiming the slots it frees in the same
+/// script call. Any failure just waits for the next tick (an attempt whose settle is lost
+/// lapses and is sent again).
 final class WebhookSender {
     let store: any WebhookStore
     let transport: any WebhookTransport
@@ -30,16 +32,25 @@ final class WebhookSender {
 
     static let tickMs = 250
     static let dispatchBatch = 500
+    /// The outcomes counted in `attempts`, all exported from the start.
+    static let outcomes = ["delivered", "retry", "give_up", "lease_lost", "unsettled"]
 
+    /// Attempts leased and not yet settled (sent, or finished and waiting for `step`).
     private(set) var inFlight = 0
     private var dispatching = false
     /// Events were logged while a dispatch was on its way: dispatch once more after it.
     private var dispatchAgain = false
-    private var claiming = false
+    /// A settle-and-claim call is on its way; `stepAgain`: another is wanted after it.
+    private var stepping = false
+    private var stepAgain = false
+    /// Finished attempts waiting for the next step.
+    private var finished: [WebhookSettlement] = []
     /// Set when the node drains: what is in flight settles, nothing more is claimed.
     private(set) var stopped = false
-    /// Attempts by how they ended (`delivered`, `retry`, `give_up`), for `/metrics`.
-    private(set) var attempts: [String: Int] = [:]
+    /// Events settled by this node, by outcome: `delivered`, `retry`, `give_up` (including
+    /// heads found missing from the log, never sent), `lease_lost` (settled too late: the
+    /// event goes again), `unsettled` (Redis did not take the outcome: the event goes again).
+    private(set) var attempts = Dictionary(uniqueKeysWithValues: WebhookSender.outcomes.map { ($0, 0) })
 
     init(store: any WebhookStore, transport: any WebhookTransport, retry: WebhookRetry, secret: String, node: String,
          concurrency: Int, nowMs: @escaping () -> Int64, jitter: @escaping () -> Double,
@@ -47,6 +58,9 @@ final class WebhookSender {
         (self.store, self.transport, self.retry, self.secret, self.node) = (store, transport, retry, secret, node)
         (self.concurrency, self.nowMs, self.jitter, self.schedule, self.log) = (concurrency, nowMs, jitter, schedule, log)
     }
+
+    /// Nothing in flight, nothing to settle, no call on its way: a draining node may stop.
+    var isIdle: Bool { inFlight == 0 && !stepping && !dispatching }
 
     /// Every `tickMs` while Redis is ready, and right after a decision logged events (so a
     /// delivery does not wait for the next tick).
@@ -59,7 +73,7 @@ final class WebhookSender {
         dispatch()
     }
 
-    /// The node drains: claim nothing more.
+    /// The node drains: claim nothing more (what is in flight still settles).
     func stop() { stopped = true }
 
     /// Queues the log's new events, then claims what is due; dispatches again while batches
@@ -71,24 +85,55 @@ final class WebhookSender {
         store.dispatch(limit: Self.dispatchBatch) { [weak self] result in
             guard let self else { return }
             self.dispatching = false
-            self.claim()
+            self.step()
             if case .success(let n) = result, n == Self.dispatchBatch || self.dispatchAgain { self.tick() }
         }
     }
 
-    private func claim() {
-        let free = concurrency - inFlight
-        guard free > 0, !claiming, !stopped else { return }
-        claiming = true
-        store.claim(count: free, leaseMs: WebhookRetry.leaseMs, node: node) { [weak self] result in
+    /// Settles what finished and claims the free slots, in one call; one call at a time, so
+    /// answers arriving meanwhile are settled together by the next.
+    private func step() {
+        guard !stepping else {
+            stepAgain = true
+            return
+        }
+        let settling = finished
+        let free = stopped ? 0 : concurrency - (inFlight - settling.count)
+        guard !settling.isEmpty || free > 0 else { return }
+        finished = []
+        stepping = true
+        stepAgain = false
+        store.settle(settling, thenClaim: free, leaseMs: WebhookRetry.leaseMs, node: node) { [weak self] result in
             guard let self else { return }
-            self.claiming = false
-            guard case .success(let claims) = result else { return }
-            for gone in claims.missing {
-                self.attempts["give_up", default: 0] += 1
-                self.log("webhook: event \(gone.id) (key \(gone.key)) given up: no longer in the event log (trimmed, or lost by Redis)")
+            self.inFlight -= settling.count
+            switch result {
+            case .success(let step):
+                for (s, taken) in zip(settling, step.taken) { self.count(s, taken: taken) }
+                for gone in step.missing {
+                    self.attempts["give_up", default: 0] += 1
+                    self.log("webhook: event \(gone.id) (key \(gone.key)) given up: no longer in the event log (trimmed, or lost by Redis)")
+                }
+                for c in step.leased { self.deliver(c) }
+            case .failure:
+                self.attempts["unsettled", default: 0] += settling.count
+                if !settling.isEmpty {
+                    self.log("webhook: \(settling.count) outcome(s) not settled (Redis); those events go again once their lease lapses")
+                }
             }
-            for c in claims.leased { self.deliver(c) }
+            // Only now: an attempt finished while the claims were being sent waits for this.
+            self.stepping = false
+            if self.stepAgain || !self.finished.isEmpty { self.step() }
+        }
+    }
+
+    private func count(_ s: WebhookSettlement, taken: Bool) {
+        guard taken else {
+            attempts["lease_lost", default: 0] += 1
+            return log("webhook: event \(s.claim.event.id): the lease lapsed before the answer; another node may have sent it again")
+        }
+        attempts[s.outcome.name, default: 0] += 1
+        if case .giveUp(let reason) = s.outcome {
+            log("webhook: event \(s.claim.event.id) (\(s.claim.event.type), key \(s.claim.key)) given up: \(reason)")
         }
     }
 
@@ -103,7 +148,9 @@ final class WebhookSender {
         let answer: (Int?) -> Void = { [weak self] status in
             guard let self, !answered else { return }
             answered = true
-            cancelDeadline()
+            let cancel = cancelDeadline
+            cancelDeadline = {}  // the timer and this closure hold each other until now
+            cancel()
             self.finish(claim, WebhookDelivery.outcome(status: status, claim, self.retry, nowMs: self.nowMs(), jitter: self.jitter()))
         }
         cancelDeadline = schedule(Int(WebhookRetry.answerTimeoutMs) + 1_000) { answer(nil) }
@@ -111,18 +158,7 @@ final class WebhookSender {
     }
 
     private func finish(_ claim: WebhookClaim, _ outcome: WebhookOutcome) {
-        attempts[outcome.name, default: 0] += 1
-        if case .giveUp(let reason) = outcome {
-            log("webhook: event \(claim.event.id) (\(claim.event.type), key \(claim.key)) given up: \(reason)")
-        }
-        store.settle(claim, outcome) { [weak self] settled in
-            guard let self else { return }
-            self.inFlight -= 1
-            if case .success(false) = settled {
-                self.log("webhook: event \(claim.event.id): the lease lapsed before the answer; another node may have sent it again")
-            }
-            // The key's next event is due at once: take it without waiting for the tick.
-            if outcome == .delivered { self.claim() }
-        }
+        finished.append(WebhookSettlement(claim: claim, outcome: outcome))
+        step()
     }
 }

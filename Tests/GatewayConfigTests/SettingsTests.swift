@@ -212,6 +212,7 @@ final class SettingsTests: XCTestCase {
         XCTAssertEqual(settings.webhooks, Settings.Webhooks(url: "https://shop.example/hooks", secret: "whsec-1",
                                                             maxBackoffSeconds: 60, retryForSeconds: 3600, concurrency: 4))
         XCTAssertFalse(settings.description.contains("whsec-1"), "the secret is never printed")
+        XCTAssertFalse(settings.description.contains("shop.example"), "nor the URL, which may carry a token")
         let noSecret = await loadError(overrides: ["webhooks.url": "http://127.0.0.1:9000/hooks"])
         XCTAssertTrue(noSecret.hasPrefix("webhooks.url is set but webhooks.secret is not"), noSecret)
         let notHTTP = await loadError(overrides: ["webhooks.url": "ftp://shop.example/hooks", "webhooks.secret": "s"])

@@ -33,20 +33,23 @@ final class WebhookScriptTests: XCTestCase {
         var attempt: Int64
     }
 
-    /// The claims (and in `missing`, the heads given up as gone from the log).
+    /// The claims (and in `missing`, the heads given up as gone from the log): a settle
+    /// call with no settlements.
     func claim(_ count: Int = 10, leaseMs: Int = 60_000, node: String = "n1") -> [Claim] {
-        let reply = redis.run(WebhookScripts.claim, keys: WebhookScripts.claimKeys, args: [count, leaseMs, node, WebhookScripts.deadCap])
+        let reply = redis.run(WebhookScripts.settle, keys: WebhookScripts.settleKeys, args: [count, leaseMs, node, WebhookScripts.deadCap])
         missing = (reply.array?.last?.array ?? []).compactMap { $0.array?.last?.text }
-        return (reply.array?.first?.array ?? []).compactMap { c in
+        return (reply.array?[1].array ?? []).compactMap { c in
             guard let a = c.array, a.count == 5, let key = a[0].text, let id = a[1].text, let token = a[2].text, let n = a[3].int else { return nil }
             return Claim(key: key, id: id, token: token, attempt: n)
         }
     }
 
+    /// 1 when taken, 0 when the lease was not this attempt's (claims nothing after it).
     @discardableResult
     func settle(_ c: Claim, _ outcome: String, retryIn: Int64 = 0, reason: String = "") -> Int64 {
-        redis.run(WebhookScripts.settle, keys: WebhookScripts.settleKeys,
-                  args: [c.key, c.id, c.token, outcome, retryIn, reason, WebhookScripts.deadCap, "order.paid"]).int ?? -1
+        let reply = redis.run(WebhookScripts.settle, keys: WebhookScripts.settleKeys,
+                              args: [0, 0, "n1", WebhookScripts.deadCap, c.key, c.id, c.token, outcome, retryIn, reason, "order.paid"])
+        return reply.array?.first?.array?.first?.int ?? -1
     }
 
     func stats() -> (backlog: Int64, oldest: Int64) {
@@ -169,7 +172,7 @@ final class WebhookScriptTests: XCTestCase {
         let id = f.redis.call(["XADD", StoreKeys.eventsLog, "*", "type", "order.paid", "key", "o-a", "at", "42",
                                "data", #"{"order":"o-a"}"#]).text ?? ""
         XCTAssertEqual(try f.value { store.dispatch(limit: 100, $0) }, 1)
-        let claims = try f.value { store.claim(count: 8, leaseMs: 30_000, node: "n1", $0) }.leased
+        let claims = try f.value { store.claim($0) }.leased
         XCTAssertEqual(claims.count, 1)
         let c = try XCTUnwrap(claims.first)
         XCTAssertEqual(c.key, "o-a")
@@ -178,11 +181,11 @@ final class WebhookScriptTests: XCTestCase {
         XCTAssertEqual(try f.value { store.backlog($0) }.count, 1)
         var stale = c
         stale.token = "n9:1"
-        XCTAssertEqual(try f.value { store.settle(stale, .delivered, $0) }, false, "not this attempt's lease")
-        XCTAssertEqual(try f.value { store.settle(c, .retry(afterMs: 0), $0) }, true)
-        let again = try f.value { store.claim(count: 8, leaseMs: 30_000, node: "n1", $0) }.leased
+        XCTAssertEqual(try f.value { store.settleOne(stale, .delivered, $0) }, false, "not this attempt's lease")
+        XCTAssertEqual(try f.value { store.settleOne(c, .retry(afterMs: 0), $0) }, true)
+        let again = try f.value { store.claim($0) }.leased
         XCTAssertEqual(again.map(\.attempt), [2])
-        XCTAssertEqual(try f.value { store.settle(again[0], .delivered, $0) }, true)
+        XCTAssertEqual(try f.value { store.settleOne(again[0], .delivered, $0) }, true)
         XCTAssertEqual(try f.value { store.backlog($0) }, WebhookBacklog(count: 0, oldestMs: 0))
     }
 
@@ -201,18 +204,18 @@ final class WebhookScriptTests: XCTestCase {
         XCTAssertEqual(try f.value { store.dispatch(limit: 100, $0) }, 4)
         XCTAssertEqual(try f.value { store.trouble(limit: 20, $0) }, WebhookTrouble(dead: 0, retrying: []), "nothing tried yet")
 
-        let first = try f.value { store.claim(count: 8, leaseMs: 30_000, node: "n1", $0) }.leased
+        let first = try f.value { store.claim($0) }.leased
         XCTAssertEqual(first.map(\.attempt), [1, 1, 1])
         XCTAssertEqual(try f.value { store.trouble(limit: 20, $0) }.retrying, [], "a first attempt is not a retry")
         for claim in first where claim.key != "o-c" {
-            XCTAssertEqual(try f.value { store.settle(claim, .retry(afterMs: 0), $0) }, true)
+            XCTAssertEqual(try f.value { store.settleOne(claim, .retry(afterMs: 0), $0) }, true)
         }
         let c = try XCTUnwrap(first.first { $0.key == "o-c" })
-        XCTAssertEqual(try f.value { store.settle(c, .giveUp(reason: "retried for 60 s"), $0) }, true)
-        let second = try f.value { store.claim(count: 8, leaseMs: 30_000, node: "n1", $0) }.leased
+        XCTAssertEqual(try f.value { store.settleOne(c, .giveUp(reason: "retried for 60 s"), $0) }, true)
+        let second = try f.value { store.claim($0) }.leased
         XCTAssertEqual(Set(second.map(\.key)), ["o-a", "o-b"])
         let b = try XCTUnwrap(second.first { $0.key == "o-b" })
-        XCTAssertEqual(try f.value { store.settle(b, .retry(afterMs: 3_600_000), $0) }, true)
+        XCTAssertEqual(try f.value { store.settleOne(b, .retry(afterMs: 3_600_000), $0) }, true)
 
         let trouble = try f.value { store.trouble(limit: 20, $0) }
         XCTAssertEqual(trouble.dead, 1)
@@ -226,7 +229,7 @@ final class WebhookScriptTests: XCTestCase {
         XCTAssertEqual(try f.value { store.trouble(limit: 1, $0) }.retrying.map(\.key), ["o-a"], "at most the limit")
 
         let a = try XCTUnwrap(second.first { $0.key == "o-a" })
-        XCTAssertEqual(try f.value { store.settle(a, .delivered, $0) }, true)
+        XCTAssertEqual(try f.value { store.settleOne(a, .delivered, $0) }, true)
         XCTAssertEqual(try f.value { store.trouble(limit: 20, $0) }.retrying.map(\.key), ["o-b"],
                        "o-a's next event has not been tried yet")
     }
@@ -238,7 +241,7 @@ final class WebhookScriptTests: XCTestCase {
     }
 
     func testEveryScriptTouchesOnlyTheEventsSlot() {
-        for keys in [WebhookScripts.dispatchKeys, WebhookScripts.claimKeys, WebhookScripts.settleKeys, WebhookScripts.statsKeys,
+        for keys in [WebhookScripts.dispatchKeys, WebhookScripts.settleKeys, WebhookScripts.statsKeys,
                      WebhookScripts.retryingKeys] {
             XCTAssertEqual(Set(keys.map { HashSlot.of($0) }), [HashSlot.of(StoreKeys.eventsLog)], "\(keys)")
         }
@@ -290,5 +293,19 @@ final class WebhookSenderTests: XCTestCase {
         XCTAssertEqual(try f.value { store.backlog($0) }.count, 0, "both delivered")
         XCTAssertEqual(f.redis.call(["HGET", StoreKeys.webhookStats, "delivered"]).text, "2", "each delivered exactly once")
         XCTAssertEqual(lines, [])
+    }
+}
+
+extension RedisWebhookStore {
+    /// A claim alone: a settle call with nothing to settle.
+    func claim(_ done: @escaping (StoreResult<WebhookStep>) -> Void) {
+        settle([], thenClaim: 8, leaseMs: 30_000, node: "n1", done)
+    }
+
+    /// One settlement alone; whether it was taken.
+    func settleOne(_ claim: WebhookClaim, _ outcome: WebhookOutcome, _ done: @escaping (StoreResult<Bool>) -> Void) {
+        settle([WebhookSettlement(claim: claim, outcome: outcome)], thenClaim: 0, leaseMs: 30_000, node: "n1") {
+            done($0.map { $0.taken == [true] })
+        }
     }
 }

@@ -1,7 +1,7 @@
 import GatewayProtocol
 import GatewayRedis
 
-/// A key's head event, leased to this node for one delivery attempt (webhook_claim.lua).
+/// A key's head event, leased to this node for one delivery attempt (webhook_settle.lua).
 struct WebhookClaim: RedisReplyDecodable, Equatable {
     /// The ordering key (an order id, ...).
     var key: String
@@ -28,9 +28,16 @@ struct WebhookClaim: RedisReplyDecodable, Equatable {
     }
 }
 
-/// What one claim call leased, and the heads it found gone from the log (trimmed, or lost
-/// with a Redis that restarted without its data): those it gave up, for the node to tell.
-struct WebhookClaims: RedisReplyDecodable, Equatable {
+/// One finished attempt for webhook_settle.lua.
+struct WebhookSettlement: Equatable {
+    var claim: WebhookClaim
+    var outcome: WebhookOutcome
+}
+
+/// What one settle call did: per settlement whether it was taken (false: its lease had
+/// lapsed), what it leased next, and the heads it found gone from the log (trimmed, or
+/// lost with a Redis that restarted without its data), given up there, for the node to tell.
+struct WebhookStep: RedisReplyDecodable, Equatable {
     struct Missing: RedisReplyDecodable, Equatable {
         var key: String
         var id: String
@@ -40,11 +47,13 @@ struct WebhookClaims: RedisReplyDecodable, Equatable {
         }
     }
 
+    var taken: [Bool]
     var leased: [WebhookClaim]
     var missing: [Missing]
 
     init(redisReply: RedisReply) throws(RedisDecodingError) {
         var reader = try RedisArrayReader(redisReply)
+        taken = try reader.next([Int64].self).map { $0 == 1 }
         (leased, missing) = (try reader.next(), try reader.next())
     }
 }
@@ -94,10 +103,10 @@ struct WebhookBacklog: RedisReplyDecodable, Equatable {
 protocol WebhookStore: AnyObject {
     /// Queues up to `limit` new log events; answers how many log entries it handled.
     func dispatch(limit: Int, _ done: @escaping (StoreResult<Int>) -> Void)
-    /// Leases up to `count` due keys' head events to `node` for `leaseMs`.
-    func claim(count: Int, leaseMs: Int64, node: String, _ done: @escaping (StoreResult<WebhookClaims>) -> Void)
-    /// Ends an attempt; false when its lease had lapsed (the answer was not taken).
-    func settle(_ claim: WebhookClaim, _ outcome: WebhookOutcome, _ done: @escaping (StoreResult<Bool>) -> Void)
+    /// Ends the finished attempts, then leases up to `count` due keys' head events to `node`
+    /// for `leaseMs`, in one atomic step (no settlements: just a claim).
+    func settle(_ settlements: [WebhookSettlement], thenClaim count: Int, leaseMs: Int64, node: String,
+                _ done: @escaping (StoreResult<WebhookStep>) -> Void)
     func backlog(_ done: @escaping (StoreResult<WebhookBacklog>) -> Void)
 }
 
@@ -112,19 +121,18 @@ final class RedisWebhookStore: WebhookStore {
         calls.run(WebhookScripts.dispatch, keys: WebhookScripts.dispatchKeys, args: [limit, WebhookScripts.deadCap], done)
     }
 
-    func claim(count: Int, leaseMs: Int64, node: String, _ done: @escaping (StoreResult<WebhookClaims>) -> Void) {
-        calls.run(WebhookScripts.claim, keys: WebhookScripts.claimKeys, args: [count, leaseMs, node, WebhookScripts.deadCap], done)
-    }
-
-    func settle(_ claim: WebhookClaim, _ outcome: WebhookOutcome, _ done: @escaping (StoreResult<Bool>) -> Void) {
-        let (name, retryIn, reason): (String, Int64, String) = switch outcome {
-        case .delivered: ("delivered", 0, "")
-        case .retry(let after): ("retry", after, "")
-        case .giveUp(let why): ("give_up", 0, why)
+    func settle(_ settlements: [WebhookSettlement], thenClaim count: Int, leaseMs: Int64, node: String,
+                _ done: @escaping (StoreResult<WebhookStep>) -> Void) {
+        var args: [RedisArgument] = [count, leaseMs, node, WebhookScripts.deadCap]
+        for s in settlements {
+            let (name, retryIn, reason): (String, Int64, String) = switch s.outcome {
+            case .delivered: ("delivered", 0, "")
+            case .retry(let after): ("retry", after, "")
+            case .giveUp(let why): ("give_up", 0, why)
+            }
+            args += [s.claim.key, s.claim.event.id, s.claim.token, name, retryIn, reason, s.claim.event.type]
         }
-        calls.run(WebhookScripts.settle, keys: WebhookScripts.settleKeys,
-                  args: [claim.key, claim.event.id, claim.token, name, retryIn, reason, WebhookScripts.deadCap, claim.event.type],
-                  as: Int64.self) { done($0.map { $0 == 1 }) }
+        calls.run(WebhookScripts.settle, keys: WebhookScripts.settleKeys, args: args, done)
     }
 
     func backlog(_ done: @escaping (StoreResult<WebhookBacklog>) -> Void) {
