@@ -183,7 +183,10 @@ private final class OutboundWorker {
             switch received {
             case .bytes(let n): step = buffer.withUnsafeBytes { reader.feed(UnsafeRawBufferPointer(rebasing: $0[..<n])) }
             case .closed: step = reader.peerClosed()
-            case .timedOut: return .failed(OutboundHTTPFailure("no answer from \(origin) in time"))
+            case .timedOut:
+                // Headers that arrived count: the receiver took the request.
+                if case .answered(let status, _) = reader.timedOut() { return .answered(status: status, reusable: false) }
+                return .failed(OutboundHTTPFailure("no answer from \(origin) in time"))
             }
             switch step {
             case .more: continue

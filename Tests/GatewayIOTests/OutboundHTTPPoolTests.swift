@@ -241,6 +241,29 @@ final class OutboundHTTPPoolTests: XCTestCase {
         XCTAssertEqual(server.requests.map(\.connection), [1, 1, 2])
     }
 
+    func testAnAnswerWithoutLengthCountsOnceItsHeadersAreIn() throws {
+        // The body would end at a close that never comes: the status is not held back for it.
+        let server = try ScriptedServer { $0 == 0 ? .raw("HTTP/1.1 200 OK\r\n\r\nthe body goes on", close: false) : .answer(201) }
+        defer { server.stop() }
+        let pool = try pool("http://127.0.0.1:\(server.port)/")
+        defer { pool.shutdown() }
+        XCTAssertEqual(status(post(pool, "a", timeoutMs: 20_000).result), 200)
+        XCTAssertEqual(status(post(pool, "b").result), 201)
+        XCTAssertEqual(server.requests.map(\.connection), [1, 2], "the first connection is not reused")
+    }
+
+    func testATimeoutAfterTheHeadersReportsTheStatus() throws {
+        let server = try ScriptedServer {
+            $0 == 0 ? .raw("HTTP/1.1 503 Busy\r\nContent-Length: 100\r\n\r\nhalf", close: false) : .answer(200)
+        }
+        defer { server.stop() }
+        let pool = try pool("http://127.0.0.1:\(server.port)/")
+        defer { pool.shutdown() }
+        XCTAssertEqual(status(post(pool, "a", timeoutMs: 1_000).result), 503, "the receiver answered; only its body is late")
+        XCTAssertEqual(status(post(pool, "b").result), 200)
+        XCTAssertEqual(server.requests.map(\.connection), [1, 2], "the first connection is not reused")
+    }
+
     func testChunkedAnswersKeepTheConnectionAndCloseDelimitedOnesEndAtTheClose() throws {
         let chunked = "HTTP/1.1 202 Accepted\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n"
         let answers: [ScriptedServer.Behaviour] = [
