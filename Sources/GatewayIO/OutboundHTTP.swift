@@ -28,11 +28,13 @@ public final class OutboundHTTPPool {
     deinit { shutdown() }
 
     /// Queues one POST to the target; `done` gets the status, or why there is none, via
-    /// `deliver`, within about `timeoutMs` of the request leaving the queue.
+    /// `deliver`. `timeoutMs` counts from now, time in the queue included: past it the
+    /// request is never sent (the caller has given up on it and may send it again elsewhere),
+    /// and one under way is abandoned (name resolution aside, see `OutboundConnection`).
     public func post(headers: [Header], body: [UInt8], timeoutMs: Int64,
                      _ done: @escaping (Result<Int, OutboundHTTPFailure>) -> Void) {
         let bytes = Self.request(shared.target, headers: headers, body: body)
-        shared.enqueue(Job(request: bytes, timeoutSeconds: Double(timeoutMs) / 1000, done: done))
+        shared.enqueue(Job(request: bytes, notAfter: monotonicSeconds() + Double(timeoutMs) / 1000, done: done))
     }
 
     /// The workers stop after their current request; queued requests are dropped unanswered.
@@ -51,7 +53,8 @@ public final class OutboundHTTPPool {
 
     struct Job {
         let request: [UInt8]
-        let timeoutSeconds: Double
+        /// The request's deadline on the monotonic clock, fixed when it was posted.
+        let notAfter: Double
         let done: (Result<Int, OutboundHTTPFailure>) -> Void
     }
 
@@ -131,7 +134,8 @@ private final class OutboundWorker {
     /// byte (the receiver closed it meanwhile) is replaced once by a fresh one. A request
     /// that got any answer, or ran out of time, is never sent twice.
     func perform(_ job: OutboundHTTPPool.Job) -> Result<Int, OutboundHTTPFailure> {
-        let deadline = monotonicSeconds() + job.timeoutSeconds
+        let deadline = job.notAfter
+        guard monotonicSeconds() < deadline else { return .failure(tooLate) }
         if let conn = kept {
             kept = nil
             if conn.isIdleAndOpen, let result = settle(conn, exchange(conn, job.request, deadline: deadline)) { return result }
@@ -144,6 +148,10 @@ private final class OutboundWorker {
         case .failure(let why):
             return .failure(why)
         }
+    }
+
+    private var tooLate: OutboundHTTPFailure {
+        OutboundHTTPFailure("not sent to \(shared.target.origin): the request's time ran out before it could be")
     }
 
     /// Keeps the connection when the answer allows, else closes it; nil when it was stale.
@@ -170,6 +178,8 @@ private final class OutboundWorker {
 
     private func exchange(_ conn: OutboundConnection, _ request: [UInt8], deadline: Double) -> Exchange {
         let origin = shared.target.origin
+        // Connecting (and TLS) may have used up the time: then not a byte goes out.
+        guard monotonicSeconds() < deadline else { return .failed(tooLate) }
         switch conn.send(request, deadline: deadline) {
         case .done: break
         case .timedOut: return .failed(OutboundHTTPFailure("\(origin) did not take the request in time"))
@@ -216,7 +226,8 @@ final class OutboundTLS {
 }
 
 /// One TCP (and maybe TLS) connection, non-blocking underneath so every step is bounded
-/// by the request's deadline (except name resolution: `getaddrinfo` has no timeout).
+/// by the request's deadline, except resolving a host name: `getaddrinfo` has no timeout
+/// (an IP literal is not looked up, and a request whose time ran out meanwhile is not sent).
 final class OutboundConnection {
     private let fd: Int32
     private var ssl: OpaquePointer?
@@ -232,13 +243,16 @@ final class OutboundConnection {
         var hints = addrinfo()
         hints.ai_family = AF_UNSPEC
         hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
-        hints.ai_flags = AI_NUMERICSERV
+        hints.ai_flags = AI_NUMERICSERV | (isAddressLiteral(target.host) ? AI_NUMERICHOST : 0)
         var list: UnsafeMutablePointer<addrinfo>?
         let rc = getaddrinfo(target.host, String(target.port), &hints, &list)
         guard rc == 0, let first = list else {
             return .failure(OutboundHTTPFailure("could not resolve \(target.host): \(String(cString: gai_strerror(rc)))"))
         }
         defer { freeaddrinfo(list) }
+        guard monotonicSeconds() < deadline else {
+            return .failure(OutboundHTTPFailure("not sent to \(origin): the request's time ran out resolving \(target.host)"))
+        }
         var lastError = "no address"
         var next: UnsafeMutablePointer<addrinfo>? = first
         while let ai = next {
@@ -383,4 +397,10 @@ final class OutboundConnection {
             if r < 0 && errno != EINTR { return true }  // the next call reports it
         }
     }
+}
+
+/// An IPv4 or IPv6 address written out (`HTTPTarget.host` has no brackets).
+private func isAddressLiteral(_ host: String) -> Bool {
+    var v4 = in_addr(), v6 = in6_addr()
+    return inet_pton(AF_INET, host, &v4) == 1 || inet_pton(AF_INET6, host, &v6) == 1
 }

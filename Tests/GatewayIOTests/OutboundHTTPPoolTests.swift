@@ -241,6 +241,29 @@ final class OutboundHTTPPoolTests: XCTestCase {
         XCTAssertEqual(server.requests.map(\.connection), [1, 1, 2])
     }
 
+    func testARequestWhoseTimeRanOutInTheQueueIsNeverSent() throws {
+        // One worker, held by a receiver that never answers; the second request's time runs
+        // out while it waits: its sender has given up on it, so it must not go out late.
+        let server = try ScriptedServer { _ in .silent }
+        defer { server.stop() }
+        let pool = try pool("http://127.0.0.1:\(server.port)/")
+        defer { pool.shutdown() }
+        let group = DispatchGroup()
+        let box = NSLock()
+        var second: Result<Int, OutboundHTTPFailure>?
+        group.enter()
+        pool.post(headers: [], body: Array("held".utf8), timeoutMs: 2_000) { _ in group.leave() }
+        group.enter()
+        pool.post(headers: [], body: Array("late".utf8), timeoutMs: 300) { r in
+            box.withLock { second = r }
+            group.leave()
+        }
+        XCTAssertEqual(group.wait(timeout: .now() + 60), .success)
+        guard case .failure(let why)? = box.withLock({ second }) else { return XCTFail("the late request got a status") }
+        XCTAssertTrue(why.description.contains("not sent"), why.description)
+        XCTAssertEqual(server.requests.map(\.body), ["held"], "the late request never reached the receiver")
+    }
+
     func testAnAnswerWithoutLengthCountsOnceItsHeadersAreIn() throws {
         // The body would end at a close that never comes: the status is not held back for it.
         let server = try ScriptedServer { $0 == 0 ? .raw("HTTP/1.1 200 OK\r\n\r\nthe body goes on", close: false) : .answer(201) }
