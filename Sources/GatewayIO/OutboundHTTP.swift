@@ -130,9 +130,10 @@ private final class OutboundWorker {
         kept?.close()
     }
 
-    /// On the kept connection if it still looks alive; one that fails before any answer
-    /// byte (the receiver closed it meanwhile) is replaced once by a fresh one. A request
-    /// that got any answer, or ran out of time, is never sent twice.
+    /// On the kept connection if it still looks alive, else (or if it fails before the
+    /// whole request was written: the receiver closed it meanwhile) on a fresh one. Never
+    /// sent twice: once every byte was written the receiver may have acted on it, so a close
+    /// without an answer is reported as no answer, not retried. Never sent after `notAfter`.
     func perform(_ job: OutboundHTTPPool.Job) -> Result<Int, OutboundHTTPFailure> {
         let deadline = job.notAfter
         guard monotonicSeconds() < deadline else { return .failure(tooLate) }
@@ -144,7 +145,7 @@ private final class OutboundWorker {
         switch OutboundConnection.open(shared.target, tls: shared.tls, deadline: deadline) {
         case .success(let conn):
             return settle(conn, exchange(conn, job.request, deadline: deadline))
-                ?? .failure(OutboundHTTPFailure("\(shared.target.origin) closed the connection without an answer"))
+                ?? .failure(OutboundHTTPFailure("\(shared.target.origin) closed the connection before taking the request"))
         case .failure(let why):
             return .failure(why)
         }
@@ -154,7 +155,8 @@ private final class OutboundWorker {
         OutboundHTTPFailure("not sent to \(shared.target.origin): the request's time ran out before it could be")
     }
 
-    /// Keeps the connection when the answer allows, else closes it; nil when it was stale.
+    /// Keeps the connection when the answer allows, else closes it; nil when the request
+    /// was not fully written (so it may go on another connection).
     private func settle(_ conn: OutboundConnection, _ exchange: Exchange) -> Result<Int, OutboundHTTPFailure>? {
         switch exchange {
         case .answered(let status, let reusable):
@@ -163,7 +165,7 @@ private final class OutboundWorker {
         case .failed(let why):
             conn.close()
             return .failure(why)
-        case .stale:
+        case .notSent:
             conn.close()
             return nil
         }
@@ -171,8 +173,8 @@ private final class OutboundWorker {
 
     enum Exchange {
         case answered(status: Int, reusable: Bool)
-        /// Closed or reset before any byte of an answer.
-        case stale
+        /// Closed or reset before the whole request was written: the receiver cannot have acted on it.
+        case notSent
         case failed(OutboundHTTPFailure)
     }
 
@@ -183,7 +185,7 @@ private final class OutboundWorker {
         switch conn.send(request, deadline: deadline) {
         case .done: break
         case .timedOut: return .failed(OutboundHTTPFailure("\(origin) did not take the request in time"))
-        case .closed: return .stale
+        case .closed: return .notSent
         }
         var reader = HTTPResponseReader()
         var buffer = [UInt8](repeating: 0, count: 16 * 1024)
@@ -201,9 +203,7 @@ private final class OutboundWorker {
             switch step {
             case .more: continue
             case .answered(let status, let reusable): return .answered(status: status, reusable: reusable)
-            case .malformed(let why):
-                if case .closed = received, !reader.sawBytes { return .stale }
-                return .failed(OutboundHTTPFailure("\(origin): \(why)"))
+            case .malformed(let why): return .failed(OutboundHTTPFailure("\(origin): \(why)"))
             }
         }
     }

@@ -16,7 +16,7 @@ public struct HTTPResponseReader: Sendable {
     public static let headLimit = 16 * 1024
     public static let bodyLimit = 64 * 1024
 
-    /// Some byte of an answer arrived (a kept connection that fails before any is retried).
+    /// Some byte of an answer arrived.
     public private(set) var sawBytes = false
     private var head: [UInt8] = []
     private var status = 0

@@ -191,7 +191,7 @@ final class HTTPResponseReaderTests: XCTestCase {
         }
     }
 
-    func testSawBytesTellsAStaleConnectionFromAnAnsweringOne() {
+    func testSawBytesTellsWhetherAnyAnswerArrived() {
         var reader = HTTPResponseReader()
         XCTAssertFalse(reader.sawBytes)
         _ = reader.feed([UInt8]("HTTP/1.1".utf8))
