@@ -238,6 +238,8 @@ final class OutboundConnection {
 
     private init(fd: Int32) { self.fd = fd }
 
+    deinit { close() }
+
     static func open(_ target: HTTPTarget, tls: OutboundTLS?, deadline: Double) -> Result<OutboundConnection, OutboundHTTPFailure> {
         let origin = target.origin
         var hints = addrinfo()
@@ -289,19 +291,11 @@ final class OutboundConnection {
         return .failure(OutboundHTTPFailure("could not connect to \(origin): \(lastError)"))
     }
 
-    /// SNI and the name check for a host name; an IP literal is checked as an address
-    /// (and sent without SNI, which has no room for one).
     private func handshake(_ tls: OutboundTLS, host: String, deadline: Double) -> String? {
         guard let ssl = SSL_new(tls.ctx) else { return "could not create a TLS session" }
         self.ssl = ssl
-        SSL_set_fd(ssl, fd)
-        var v4 = in_addr(), v6 = in6_addr()
-        if inet_pton(AF_INET, host, &v4) == 1 || inet_pton(AF_INET6, host, &v6) == 1 {
-            X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), host)
-        } else {
-            _ = host.withCString { SSL_ctrl(ssl, SSL_CTRL_SET_TLSEXT_HOSTNAME, Int(TLSEXT_NAMETYPE_host_name), UnsafeMutableRawPointer(mutating: $0)) }
-            SSL_set1_host(ssl, host)
-        }
+        guard SSL_set_fd(ssl, fd) == 1 else { return "could not attach the TLS session" }
+        if let why = Self.expectPeer(ssl, host: host) { return why }
         while true {
             ERR_clear_error()
             let r = SSL_connect(ssl)
@@ -319,6 +313,27 @@ final class OutboundConnection {
             guard wait(waitFor, until: deadline) else { return "handshake timed out" }
         }
         return SSL_get_verify_result(ssl) == X509_V_OK ? nil : "certificate refused"
+    }
+
+    /// `X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS`, from x509v3.h, which libwebsockets.h leaves out.
+    static let noPartialWildcards: UInt32 = 0x4
+
+    /// SNI and the name check for a host name (no partial wildcards like `w*.example.com`);
+    /// an IP literal is checked as an address (and sent without SNI, which has no room for
+    /// one). Any step that fails fails the connection: a check not set up is a peer not checked.
+    static func expectPeer(_ ssl: OpaquePointer, host: String) -> String? {
+        let param = SSL_get0_param(ssl)
+        if isAddressLiteral(host) {
+            guard X509_VERIFY_PARAM_set1_ip_asc(param, host) == 1 else { return "could not set the address to verify" }
+            return nil
+        }
+        X509_VERIFY_PARAM_set_hostflags(param, noPartialWildcards)
+        let sni = host.withCString {
+            SSL_ctrl(ssl, SSL_CTRL_SET_TLSEXT_HOSTNAME, Int(TLSEXT_NAMETYPE_host_name), UnsafeMutableRawPointer(mutating: $0))
+        }
+        guard sni == 1 else { return "could not set the server name (SNI)" }
+        guard SSL_set1_host(ssl, host) == 1 else { return "could not set the name to verify" }
+        return nil
     }
 
     func send(_ bytes: [UInt8], deadline: Double) -> Sent {
@@ -370,8 +385,9 @@ final class OutboundConnection {
     }
 
     /// A kept connection is reused only when nothing arrived while it sat idle: a readable
-    /// idle socket is a close, a reset or bytes nobody asked for.
+    /// idle socket (or TLS bytes already read off it) is a close, a reset or bytes nobody asked for.
     var isIdleAndOpen: Bool {
+        if let ssl, SSL_pending(ssl) > 0 { return false }
         var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
         return poll(&p, 1, 0) == 0
     }

@@ -291,6 +291,17 @@ final class OutboundHTTPPoolTests: XCTestCase {
         XCTAssertEqual(server.requests.map(\.connection), [1, 2], "the first connection is not reused")
     }
 
+    func testAConnectionLetGoOfIsClosed() throws {
+        let server = try ScriptedServer()
+        defer { server.stop() }
+        do {
+            let target = try HTTPTarget("http://127.0.0.1:\(server.port)/")
+            _ = try OutboundConnection.open(target, tls: nil, deadline: monotonicSeconds() + 10).get()
+        }
+        waitUntil { server.closedConnections == 1 }
+        XCTAssertEqual(server.closedConnections, 1, "the descriptor did not leak")
+    }
+
     /// Polls `condition` for up to 30 s.
     func waitUntil(_ condition: () -> Bool) {
         let until = Date().addingTimeInterval(30)
@@ -488,6 +499,23 @@ final class OutboundHTTPSTests: XCTestCase {
             XCTAssertTrue(why.description.contains("certificate"), why.description)
         }
         XCTAssertEqual(server.requests.count, 0, "nothing sent")
+    }
+
+    func testEveryPeerCheckIsSetUpOrTheConnectionFails() throws {
+        let tls = try OutboundTLS()
+        func session() throws -> OpaquePointer { try XCTUnwrap(SSL_new(tls.ctx)) }
+        let named = try session()
+        defer { SSL_free(named) }
+        XCTAssertNil(OutboundConnection.expectPeer(named, host: "hooks.example.com"))
+        XCTAssertNotEqual(X509_VERIFY_PARAM_get_hostflags(SSL_get0_param(named)) & OutboundConnection.noPartialWildcards, 0,
+                          "w*.example.com must not match")
+        let address = try session()
+        defer { SSL_free(address) }
+        XCTAssertNil(OutboundConnection.expectPeer(address, host: "127.0.0.1"))
+        // SNI has room for 255 bytes: a longer name cannot be sent, so it is not connected to unchecked.
+        let tooLong = try session()
+        defer { SSL_free(tooLong) }
+        XCTAssertNotNil(OutboundConnection.expectPeer(tooLong, host: String(repeating: "a", count: 300) + ".example.com"))
     }
 
     func testPlainServerBehindAnHTTPSURLFails() throws {
