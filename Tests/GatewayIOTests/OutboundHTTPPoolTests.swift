@@ -286,7 +286,7 @@ final class OutboundHTTPPoolTests: XCTestCase {
         defer { server.stop() }
         let pool = try pool("http://127.0.0.1:\(server.port)/")
         defer { pool.shutdown() }
-        XCTAssertEqual(status(post(pool, "a", timeoutMs: 1_000).result), 503, "the receiver answered; only its body is late")
+        XCTAssertEqual(status(post(pool, "a", timeoutMs: 3_000).result), 503, "the receiver answered; only its body is late")
         XCTAssertEqual(status(post(pool, "b").result), 200)
         XCTAssertEqual(server.requests.map(\.connection), [1, 2], "the first connection is not reused")
     }
