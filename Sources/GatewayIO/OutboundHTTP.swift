@@ -28,11 +28,13 @@ public final class OutboundHTTPPool {
     deinit { shutdown() }
 
     /// Queues one POST to the target; `done` gets the status, or why there is none, via
-    /// `deliver`, within about `timeoutMs` of the request leaving the queue.
+    /// `deliver`. `timeoutMs` counts from now, time in the queue included: past it the
+    /// request is never sent (the caller has given up on it and may send it again elsewhere),
+    /// and one under way is abandoned (name resolution aside, see `OutboundConnection`).
     public func post(headers: [Header], body: [UInt8], timeoutMs: Int64,
                      _ done: @escaping (Result<Int, OutboundHTTPFailure>) -> Void) {
         let bytes = Self.request(shared.target, headers: headers, body: body)
-        shared.enqueue(Job(request: bytes, timeoutSeconds: Double(timeoutMs) / 1000, done: done))
+        shared.enqueue(Job(request: bytes, notAfter: monotonicSeconds() + Double(timeoutMs) / 1000, done: done))
     }
 
     /// The workers stop after their current request; queued requests are dropped unanswered.
@@ -51,7 +53,8 @@ public final class OutboundHTTPPool {
 
     struct Job {
         let request: [UInt8]
-        let timeoutSeconds: Double
+        /// The request's deadline on the monotonic clock, fixed when it was posted.
+        let notAfter: Double
         let done: (Result<Int, OutboundHTTPFailure>) -> Void
     }
 
@@ -127,11 +130,13 @@ private final class OutboundWorker {
         kept?.close()
     }
 
-    /// On the kept connection if it still looks alive; one that fails before any answer
-    /// byte (the receiver closed it meanwhile) is replaced once by a fresh one. A request
-    /// that got any answer, or ran out of time, is never sent twice.
+    /// On the kept connection if it still looks alive, else (or if it fails before the
+    /// whole request was written: the receiver closed it meanwhile) on a fresh one. Never
+    /// sent twice: once every byte was written the receiver may have acted on it, so a close
+    /// without an answer is reported as no answer, not retried. Never sent after `notAfter`.
     func perform(_ job: OutboundHTTPPool.Job) -> Result<Int, OutboundHTTPFailure> {
-        let deadline = monotonicSeconds() + job.timeoutSeconds
+        let deadline = job.notAfter
+        guard monotonicSeconds() < deadline else { return .failure(tooLate) }
         if let conn = kept {
             kept = nil
             if conn.isIdleAndOpen, let result = settle(conn, exchange(conn, job.request, deadline: deadline)) { return result }
@@ -140,13 +145,18 @@ private final class OutboundWorker {
         switch OutboundConnection.open(shared.target, tls: shared.tls, deadline: deadline) {
         case .success(let conn):
             return settle(conn, exchange(conn, job.request, deadline: deadline))
-                ?? .failure(OutboundHTTPFailure("\(shared.target.origin) closed the connection without an answer"))
+                ?? .failure(OutboundHTTPFailure("\(shared.target.origin) closed the connection before taking the request"))
         case .failure(let why):
             return .failure(why)
         }
     }
 
-    /// Keeps the connection when the answer allows, else closes it; nil when it was stale.
+    private var tooLate: OutboundHTTPFailure {
+        OutboundHTTPFailure("not sent to \(shared.target.origin): the request's time ran out before it could be")
+    }
+
+    /// Keeps the connection when the answer allows, else closes it; nil when the request
+    /// was not fully written (so it may go on another connection).
     private func settle(_ conn: OutboundConnection, _ exchange: Exchange) -> Result<Int, OutboundHTTPFailure>? {
         switch exchange {
         case .answered(let status, let reusable):
@@ -155,7 +165,7 @@ private final class OutboundWorker {
         case .failed(let why):
             conn.close()
             return .failure(why)
-        case .stale:
+        case .notSent:
             conn.close()
             return nil
         }
@@ -163,17 +173,19 @@ private final class OutboundWorker {
 
     enum Exchange {
         case answered(status: Int, reusable: Bool)
-        /// Closed or reset before any byte of an answer.
-        case stale
+        /// Closed or reset before the whole request was written: the receiver cannot have acted on it.
+        case notSent
         case failed(OutboundHTTPFailure)
     }
 
     private func exchange(_ conn: OutboundConnection, _ request: [UInt8], deadline: Double) -> Exchange {
         let origin = shared.target.origin
+        // Connecting (and TLS) may have used up the time: then not a byte goes out.
+        guard monotonicSeconds() < deadline else { return .failed(tooLate) }
         switch conn.send(request, deadline: deadline) {
         case .done: break
         case .timedOut: return .failed(OutboundHTTPFailure("\(origin) did not take the request in time"))
-        case .closed: return .stale
+        case .closed: return .notSent
         }
         var reader = HTTPResponseReader()
         var buffer = [UInt8](repeating: 0, count: 16 * 1024)
@@ -183,14 +195,15 @@ private final class OutboundWorker {
             switch received {
             case .bytes(let n): step = buffer.withUnsafeBytes { reader.feed(UnsafeRawBufferPointer(rebasing: $0[..<n])) }
             case .closed: step = reader.peerClosed()
-            case .timedOut: return .failed(OutboundHTTPFailure("no answer from \(origin) in time"))
+            case .timedOut:
+                // Headers that arrived count: the receiver took the request.
+                if case .answered(let status, _) = reader.timedOut() { return .answered(status: status, reusable: false) }
+                return .failed(OutboundHTTPFailure("no answer from \(origin) in time"))
             }
             switch step {
             case .more: continue
             case .answered(let status, let reusable): return .answered(status: status, reusable: reusable)
-            case .malformed(let why):
-                if case .closed = received, !reader.sawBytes { return .stale }
-                return .failed(OutboundHTTPFailure("\(origin): \(why)"))
+            case .malformed(let why): return .failed(OutboundHTTPFailure("\(origin): \(why)"))
             }
         }
     }
@@ -213,7 +226,8 @@ final class OutboundTLS {
 }
 
 /// One TCP (and maybe TLS) connection, non-blocking underneath so every step is bounded
-/// by the request's deadline (except name resolution: `getaddrinfo` has no timeout).
+/// by the request's deadline, except resolving a host name: `getaddrinfo` has no timeout
+/// (an IP literal is not looked up, and a request whose time ran out meanwhile is not sent).
 final class OutboundConnection {
     private let fd: Int32
     private var ssl: OpaquePointer?
@@ -224,18 +238,23 @@ final class OutboundConnection {
 
     private init(fd: Int32) { self.fd = fd }
 
+    deinit { close() }
+
     static func open(_ target: HTTPTarget, tls: OutboundTLS?, deadline: Double) -> Result<OutboundConnection, OutboundHTTPFailure> {
         let origin = target.origin
         var hints = addrinfo()
         hints.ai_family = AF_UNSPEC
         hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
-        hints.ai_flags = AI_NUMERICSERV
+        hints.ai_flags = AI_NUMERICSERV | (isAddressLiteral(target.host) ? AI_NUMERICHOST : 0)
         var list: UnsafeMutablePointer<addrinfo>?
         let rc = getaddrinfo(target.host, String(target.port), &hints, &list)
         guard rc == 0, let first = list else {
             return .failure(OutboundHTTPFailure("could not resolve \(target.host): \(String(cString: gai_strerror(rc)))"))
         }
         defer { freeaddrinfo(list) }
+        guard monotonicSeconds() < deadline else {
+            return .failure(OutboundHTTPFailure("not sent to \(origin): the request's time ran out resolving \(target.host)"))
+        }
         var lastError = "no address"
         var next: UnsafeMutablePointer<addrinfo>? = first
         while let ai = next {
@@ -272,19 +291,11 @@ final class OutboundConnection {
         return .failure(OutboundHTTPFailure("could not connect to \(origin): \(lastError)"))
     }
 
-    /// SNI and the name check for a host name; an IP literal is checked as an address
-    /// (and sent without SNI, which has no room for one).
     private func handshake(_ tls: OutboundTLS, host: String, deadline: Double) -> String? {
         guard let ssl = SSL_new(tls.ctx) else { return "could not create a TLS session" }
         self.ssl = ssl
-        SSL_set_fd(ssl, fd)
-        var v4 = in_addr(), v6 = in6_addr()
-        if inet_pton(AF_INET, host, &v4) == 1 || inet_pton(AF_INET6, host, &v6) == 1 {
-            X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), host)
-        } else {
-            _ = host.withCString { SSL_ctrl(ssl, SSL_CTRL_SET_TLSEXT_HOSTNAME, Int(TLSEXT_NAMETYPE_host_name), UnsafeMutableRawPointer(mutating: $0)) }
-            SSL_set1_host(ssl, host)
-        }
+        guard SSL_set_fd(ssl, fd) == 1 else { return "could not attach the TLS session" }
+        if let why = Self.expectPeer(ssl, host: host) { return why }
         while true {
             ERR_clear_error()
             let r = SSL_connect(ssl)
@@ -302,6 +313,27 @@ final class OutboundConnection {
             guard wait(waitFor, until: deadline) else { return "handshake timed out" }
         }
         return SSL_get_verify_result(ssl) == X509_V_OK ? nil : "certificate refused"
+    }
+
+    /// `X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS`, from x509v3.h, which libwebsockets.h leaves out.
+    static let noPartialWildcards: UInt32 = 0x4
+
+    /// SNI and the name check for a host name (no partial wildcards like `w*.example.com`);
+    /// an IP literal is checked as an address (and sent without SNI, which has no room for
+    /// one). Any step that fails fails the connection: a check not set up is a peer not checked.
+    static func expectPeer(_ ssl: OpaquePointer, host: String) -> String? {
+        let param = SSL_get0_param(ssl)
+        if isAddressLiteral(host) {
+            guard X509_VERIFY_PARAM_set1_ip_asc(param, host) == 1 else { return "could not set the address to verify" }
+            return nil
+        }
+        X509_VERIFY_PARAM_set_hostflags(param, noPartialWildcards)
+        let sni = host.withCString {
+            SSL_ctrl(ssl, SSL_CTRL_SET_TLSEXT_HOSTNAME, Int(TLSEXT_NAMETYPE_host_name), UnsafeMutableRawPointer(mutating: $0))
+        }
+        guard sni == 1 else { return "could not set the server name (SNI)" }
+        guard SSL_set1_host(ssl, host) == 1 else { return "could not set the name to verify" }
+        return nil
     }
 
     func send(_ bytes: [UInt8], deadline: Double) -> Sent {
@@ -353,8 +385,9 @@ final class OutboundConnection {
     }
 
     /// A kept connection is reused only when nothing arrived while it sat idle: a readable
-    /// idle socket is a close, a reset or bytes nobody asked for.
+    /// idle socket (or TLS bytes already read off it) is a close, a reset or bytes nobody asked for.
     var isIdleAndOpen: Bool {
+        if let ssl, SSL_pending(ssl) > 0 { return false }
         var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
         return poll(&p, 1, 0) == 0
     }
@@ -380,4 +413,10 @@ final class OutboundConnection {
             if r < 0 && errno != EINTR { return true }  // the next call reports it
         }
     }
+}
+
+/// An IPv4 or IPv6 address written out (`HTTPTarget.host` has no brackets).
+private func isAddressLiteral(_ host: String) -> Bool {
+    var v4 = in_addr(), v6 = in6_addr()
+    return inet_pton(AF_INET, host, &v4) == 1 || inet_pton(AF_INET6, host, &v6) == 1
 }

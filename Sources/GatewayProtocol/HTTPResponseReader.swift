@@ -1,7 +1,8 @@
 /// Reads one HTTP/1.x answer to a request this side sent: the status is all that matters,
 /// the body is taken in (up to `bodyLimit`) only to find where the answer ends, so the
 /// connection can carry the next request. Anything odd after the status line still yields
-/// the status, but the connection is not reused. A pure state machine: the socket glue
+/// the status, but the connection is not reused; so does a body that only ends at the close
+/// (its status counts as soon as the headers are in, nobody waits for a close that may not come). A pure state machine: the socket glue
 /// feeds it bytes and acts on the step.
 public struct HTTPResponseReader: Sendable {
     public enum Step: Equatable, Sendable {
@@ -15,7 +16,7 @@ public struct HTTPResponseReader: Sendable {
     public static let headLimit = 16 * 1024
     public static let bodyLimit = 64 * 1024
 
-    /// Some byte of an answer arrived (a kept connection that fails before any is retried).
+    /// Some byte of an answer arrived.
     public private(set) var sawBytes = false
     private var head: [UInt8] = []
     private var status = 0
@@ -26,7 +27,7 @@ public struct HTTPResponseReader: Sendable {
     private enum Body: Sendable {
         case framed(HTTPBodyIntake)
         /// Neither length nor chunked: the body ends when the server closes.
-        case untilClose(Int)
+        case untilClose
     }
 
     public init() {}
@@ -44,20 +45,20 @@ public struct HTTPResponseReader: Sendable {
                 return head.count > Self.headLimit ? .malformed("the answer's headers are too long") : .more
             }
             if let problem = parseHead() { return .malformed(problem) }
-            if case .framed(let intake)? = body {
+            switch body {
+            case .untilClose?: return finish(reusable: false)
+            case .framed(let intake)?:
                 switch intake.start {
                 case .complete: return finish(reusable: keepAlive && rest.isEmpty)
                 case .tooLarge: return finish(reusable: false)
                 default: break
                 }
+            case nil: break  // an interim answer: the real one follows
             }
         }
         switch body! {
-        case .untilClose(let n):
-            // Past the limit the rest is not waited for: the connection is dropped.
-            if n + rest.count > Self.bodyLimit { return finish(reusable: false) }
-            body = .untilClose(n + rest.count)
-            return .more
+        case .untilClose:
+            return finish(reusable: false)
         case .framed(var intake):
             let step = intake.feed(rest)
             body = .framed(intake)
@@ -78,6 +79,13 @@ public struct HTTPResponseReader: Sendable {
     public mutating func peerClosed() -> Step {
         if done || body != nil { return finish(reusable: false) }
         return .malformed(sawBytes ? "the connection closed inside the answer's headers" : "the connection closed without an answer")
+    }
+
+    /// The request's time ran out: as with a close, an answer whose headers arrived counts
+    /// (the receiver took the request; only its body is late), the connection is not reused.
+    public mutating func timedOut() -> Step {
+        if done || body != nil { return finish(reusable: false) }
+        return .malformed(sawBytes ? "the answer's headers did not arrive in time" : "no answer in time")
     }
 
     private mutating func finish(reusable: Bool) -> Step {
@@ -144,14 +152,14 @@ public struct HTTPResponseReader: Sendable {
         } else if let te = transferEncoding {
             // Chunked (and nothing else) has an end; any other coding runs to the close.
             body = te.lowercased().trimmed(" \t") == "chunked"
-                ? .framed(HTTPBodyIntake(framing: .chunked, limit: Self.bodyLimit)) : .untilClose(0)
+                ? .framed(HTTPBodyIntake(framing: .chunked, limit: Self.bodyLimit)) : .untilClose
         } else if let cl = contentLength {
             guard case .success(let framing) = HTTPFraming.of(contentLength: cl, transferEncoding: nil) else {
                 return "Content-Length is not a number"
             }
             body = .framed(HTTPBodyIntake(framing: framing, limit: Self.bodyLimit))
         } else {
-            body = .untilClose(0)
+            body = .untilClose
         }
         return nil
     }

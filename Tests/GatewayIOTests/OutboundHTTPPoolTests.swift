@@ -218,27 +218,94 @@ final class OutboundHTTPPoolTests: XCTestCase {
     }
 
     func testAConnectionClosedAfterItsAnswerIsNotSentTwice() throws {
+        // The kept connection is found closed before a byte of the next request is written:
+        // that one goes on a fresh connection.
         let server = try ScriptedServer { _ in .answerThenClose(200) }
         defer { server.stop() }
         let pool = try pool("http://127.0.0.1:\(server.port)/")
         defer { pool.shutdown() }
         XCTAssertEqual(status(post(pool, "a").result), 200)
+        waitUntil { server.closedConnections == 1 }
         XCTAssertEqual(status(post(pool, "b").result), 200)
         XCTAssertEqual(server.requests.map(\.body), ["a", "b"], "each request once")
         XCTAssertEqual(server.connections, 2)
     }
 
-    func testAKeptConnectionThatDiesBeforeAnyAnswerIsRetriedOnceOnAFreshOne() throws {
-        // The second request arrives on the kept connection, which the server then closes
-        // unanswered (as an idle timeout racing the request would): sent again, fresh.
+    func testAKeptConnectionThatDiesAfterTheWholeRequestIsNotSentAgain() throws {
+        // The second request arrives whole on the kept connection, which the server then
+        // closes unanswered: it may have acted on it, so no answer, and no second copy.
         let server = try ScriptedServer { $0 == 1 ? .closeWithoutAnswer : .answer(200) }
         defer { server.stop() }
         let pool = try pool("http://127.0.0.1:\(server.port)/")
         defer { pool.shutdown() }
         XCTAssertEqual(status(post(pool, "a").result), 200)
-        XCTAssertEqual(status(post(pool, "b").result), 200)
-        XCTAssertEqual(server.requests.map(\.body), ["a", "b", "b"])
+        XCTAssertNil(status(post(pool, "b").result))
+        XCTAssertEqual(status(post(pool, "c").result), 200)
+        XCTAssertEqual(server.requests.map(\.body), ["a", "b", "c"])
         XCTAssertEqual(server.requests.map(\.connection), [1, 1, 2])
+    }
+
+    func testARequestWhoseTimeRanOutInTheQueueIsNeverSent() throws {
+        // One worker, held by a receiver that never answers; the second request's time runs
+        // out while it waits: its sender has given up on it, so it must not go out late.
+        let server = try ScriptedServer { _ in .silent }
+        defer { server.stop() }
+        let pool = try pool("http://127.0.0.1:\(server.port)/")
+        defer { pool.shutdown() }
+        let group = DispatchGroup()
+        let box = NSLock()
+        var second: Result<Int, OutboundHTTPFailure>?
+        group.enter()
+        pool.post(headers: [], body: Array("held".utf8), timeoutMs: 2_000) { _ in group.leave() }
+        group.enter()
+        pool.post(headers: [], body: Array("late".utf8), timeoutMs: 300) { r in
+            box.withLock { second = r }
+            group.leave()
+        }
+        XCTAssertEqual(group.wait(timeout: .now() + 60), .success)
+        guard case .failure(let why)? = box.withLock({ second }) else { return XCTFail("the late request got a status") }
+        XCTAssertTrue(why.description.contains("not sent"), why.description)
+        XCTAssertEqual(server.requests.map(\.body), ["held"], "the late request never reached the receiver")
+    }
+
+    func testAnAnswerWithoutLengthCountsOnceItsHeadersAreIn() throws {
+        // The body would end at a close that never comes: the status is not held back for it.
+        let server = try ScriptedServer { $0 == 0 ? .raw("HTTP/1.1 200 OK\r\n\r\nthe body goes on", close: false) : .answer(201) }
+        defer { server.stop() }
+        let pool = try pool("http://127.0.0.1:\(server.port)/")
+        defer { pool.shutdown() }
+        XCTAssertEqual(status(post(pool, "a", timeoutMs: 20_000).result), 200)
+        XCTAssertEqual(status(post(pool, "b").result), 201)
+        XCTAssertEqual(server.requests.map(\.connection), [1, 2], "the first connection is not reused")
+    }
+
+    func testATimeoutAfterTheHeadersReportsTheStatus() throws {
+        let server = try ScriptedServer {
+            $0 == 0 ? .raw("HTTP/1.1 503 Busy\r\nContent-Length: 100\r\n\r\nhalf", close: false) : .answer(200)
+        }
+        defer { server.stop() }
+        let pool = try pool("http://127.0.0.1:\(server.port)/")
+        defer { pool.shutdown() }
+        XCTAssertEqual(status(post(pool, "a", timeoutMs: 3_000).result), 503, "the receiver answered; only its body is late")
+        XCTAssertEqual(status(post(pool, "b").result), 200)
+        XCTAssertEqual(server.requests.map(\.connection), [1, 2], "the first connection is not reused")
+    }
+
+    func testAConnectionLetGoOfIsClosed() throws {
+        let server = try ScriptedServer()
+        defer { server.stop() }
+        do {
+            let target = try HTTPTarget("http://127.0.0.1:\(server.port)/")
+            _ = try OutboundConnection.open(target, tls: nil, deadline: monotonicSeconds() + 10).get()
+        }
+        waitUntil { server.closedConnections == 1 }
+        XCTAssertEqual(server.closedConnections, 1, "the descriptor did not leak")
+    }
+
+    /// Polls `condition` for up to 30 s.
+    func waitUntil(_ condition: () -> Bool) {
+        let until = Date().addingTimeInterval(30)
+        while !condition() && Date() < until { usleep(10_000) }
     }
 
     func testChunkedAnswersKeepTheConnectionAndCloseDelimitedOnesEndAtTheClose() throws {
@@ -318,8 +385,7 @@ final class OutboundHTTPPoolTests: XCTestCase {
         XCTAssertEqual(status(post(pool, "a").result), 200)
         XCTAssertEqual(server.closedConnections, 0, "kept")
         pool.shutdown()
-        let until = Date().addingTimeInterval(30)
-        while server.closedConnections == 0 && Date() < until { usleep(10_000) }
+        waitUntil { server.closedConnections == 1 }
         XCTAssertEqual(server.closedConnections, 1)
     }
 
@@ -433,6 +499,23 @@ final class OutboundHTTPSTests: XCTestCase {
             XCTAssertTrue(why.description.contains("certificate"), why.description)
         }
         XCTAssertEqual(server.requests.count, 0, "nothing sent")
+    }
+
+    func testEveryPeerCheckIsSetUpOrTheConnectionFails() throws {
+        let tls = try OutboundTLS()
+        func session() throws -> OpaquePointer { try XCTUnwrap(SSL_new(tls.ctx)) }
+        let named = try session()
+        defer { SSL_free(named) }
+        XCTAssertNil(OutboundConnection.expectPeer(named, host: "hooks.example.com"))
+        XCTAssertNotEqual(X509_VERIFY_PARAM_get_hostflags(SSL_get0_param(named)) & OutboundConnection.noPartialWildcards, 0,
+                          "w*.example.com must not match")
+        let address = try session()
+        defer { SSL_free(address) }
+        XCTAssertNil(OutboundConnection.expectPeer(address, host: "127.0.0.1"))
+        // SNI has room for 255 bytes: a longer name cannot be sent, so it is not connected to unchecked.
+        let tooLong = try session()
+        defer { SSL_free(tooLong) }
+        XCTAssertNotNil(OutboundConnection.expectPeer(tooLong, host: String(repeating: "a", count: 300) + ".example.com"))
     }
 
     func testPlainServerBehindAnHTTPSURLFails() throws {
