@@ -68,7 +68,7 @@ public struct Settings: Sendable, Equatable {
         /// How long an event is retried, and the least time the log keeps it (`webhooks.retry_for_s`).
         public var retryForSeconds: Int
         /// Deliveries in flight per node (`webhooks.concurrency`): the sender's worker threads.
-        public var concurrency: Int = 8
+        public var concurrency: Int = 32
     }
 
     public static let defaultWebhooks = Webhooks(url: "", secret: "", maxBackoffSeconds: 600, retryForSeconds: 259_200)

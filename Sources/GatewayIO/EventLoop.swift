@@ -265,9 +265,12 @@ public final class EventLoop {
     public func post(_ body: @escaping () -> Void) {
         postedLock.lock()
         defer { postedLock.unlock() }
+        let asleep = posted.isEmpty
         posted.append(body)
-        // Under the lock: `deinit` clears `wakeable` under it before destroying the context.
-        if let wakeable { lws_cancel_service(wakeable) }
+        // One wake per batch: each wake costs the loop a pass over every socket it polls, and
+        // work posted before the wake is served drains with it. Under the lock: `deinit`
+        // clears `wakeable` under it before destroying the context.
+        if asleep, let wakeable { lws_cancel_service(wakeable) }
     }
 
     /// On the loop, when `lws_cancel_service` woke it.
