@@ -10,21 +10,11 @@ local LOG, RELAYED = KEYS[1], KEYS[2]
 local OUTBOX, RETENTION = ARGV[1], tonumber(ARGV[2])
 local FIRST_ENTRY, ENTRY_FIELDS = 3, 5 -- then per entry: ID, TYPE, KEY, AT, DATA
 
-local function parts(id)
-  local ms, seq = string.match(id, '^(%d+)-(%d+)$')
-  return tonumber(ms), tonumber(seq)
-end
-local function newer(id, than)
-  local ms, seq = parts(id)
-  local lastMs, lastSeq = parts(than)
-  return ms > lastMs or (ms == lastMs and seq > lastSeq)
-end
-
 local res = {}
 for i = FIRST_ENTRY, #ARGV, ENTRY_FIELDS do
   local id, kind, key, at, data = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
   local last = redis.call('HGET', RELAYED, OUTBOX)
-  if last and not newer(id, last) then
+  if last and not streamIDNewer(id, last) then
     res[#res + 1] = 0
   else
     appendEvent(LOG, kind, key, at, data, RETENTION)

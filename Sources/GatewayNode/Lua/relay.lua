@@ -14,23 +14,13 @@ local META, LOG = KEYS[1], KEYS[2]
 local OUTBOX, CHANNEL, TTL, EPOCH = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local FIRST_ENTRY, ENTRY_FIELDS = 5, 4 -- then per entry: ID, KIND, DATA, SIZE
 
-local function parts(id)
-  local ms, seq = string.match(id, '^(%d+)-(%d+)$')
-  return tonumber(ms), tonumber(seq)
-end
-local function newer(id, than)
-  local ms, seq = parts(id)
-  local lastMs, lastSeq = parts(than)
-  return ms > lastMs or (ms == lastMs and seq > lastSeq)
-end
-
 local FIELD = 'relayed:' .. OUTBOX
 local res = {}
 for i = FIRST_ENTRY, #ARGV, ENTRY_FIELDS do
   local id, kind, data, size = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   local ok, out = pcall(function()
     local last = redis.call('HGET', META, FIELD)
-    if last and not newer(id, last) then return 0 end
+    if last and not streamIDNewer(id, last) then return 0 end
     local off = publish(META, LOG, CHANNEL, kind, data, size, TTL, EPOCH)
     redis.call('HSET', META, FIELD, id)
     return off
