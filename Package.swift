@@ -52,11 +52,14 @@ let package = Package(
             "GatewayProtocol", .product(name: "Logging", package: "swift-log"),
         ]),
         .target(name: "GatewayConfig", dependencies: [
+            "GatewayProtocol",
             .product(name: "Configuration", package: "swift-configuration"),
         ]),
 
-        // I/O glue: lws event loop and hiredis on it.
-        .target(name: "GatewayIO", dependencies: ["CLws", "CHiredis", "GatewayCore", "GatewayProtocol", "GatewayRedis", .product(name: "Logging", package: "swift-log")], swiftSettings: glue),
+        // I/O glue: lws event loop and hiredis on it, and the outbound HTTP(S) client for
+        // webhooks (OpenSSL's headers come with libwebsockets.h; libssl is linked here).
+        .target(name: "GatewayIO", dependencies: ["CLws", "CHiredis", "GatewayCore", "GatewayProtocol", "GatewayRedis", .product(name: "Logging", package: "swift-log")],
+                swiftSettings: glue, linkerSettings: [.linkedLibrary("ssl"), .linkedLibrary("crypto")]),
 
         // The node: connections, commands, HTTP API, Redis scripts.
         .target(name: "GatewayNode", dependencies: [
@@ -100,6 +103,8 @@ let package = Package(
         .testTarget(name: "GatewayRedisTests", dependencies: ["GatewayRedis"]),
         // Node code against the in-memory store twins; each Lua script against a real redis-server.
         .testTarget(name: "GatewayNodeTests", dependencies: ["GatewayNode", "GatewayRedis", "OrderCore", "GatewayProtocol", "GatewayConfig", "GatewayCore", "GatewayPayments"], swiftSettings: glue),
+        // The loop's cross-thread `post` and the outbound HTTP client against real sockets.
+        .testTarget(name: "GatewayIOTests", dependencies: ["GatewayIO", "GatewayProtocol", "CLws", "GatewayTestSupport"], swiftSettings: glue),
         .testTarget(name: "GatewayLogTests", dependencies: ["GatewayLog", "GatewayProtocol", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "ScriptTests", dependencies: ["GatewayNode", "GatewayIO", "GatewayRedis", "GatewayTestSupport", "CHiredis", "OrderCore", "GatewayProtocol"],
                     swiftSettings: glue),

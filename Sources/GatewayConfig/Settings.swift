@@ -1,4 +1,5 @@
 import Configuration
+import GatewayProtocol
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -15,6 +16,7 @@ public struct Settings: Sendable, Equatable {
     public var auth: Auth
     public var api: API
     public var payments: Payments
+    public var webhooks: Webhooks = Settings.defaultWebhooks
     public var orders: Orders
     public var gifts: Gifts
     public var friendpay: FriendPay
@@ -54,6 +56,22 @@ public struct Settings: Sendable, Equatable {
         /// The 易支付 merchant key its MD5 signatures end with (`payments.epay_key`).
         public var epayKey: String = ""
     }
+
+    /// The event log and its webhooks (contract 4.4).
+    public struct Webhooks: Sendable, Equatable {
+        /// Where every event is POSTed (`webhooks.url`); empty: no webhooks, the log is still written.
+        public var url: String
+        /// HMAC-SHA256 key of `X-Gateway-Signature` (`webhooks.secret`); required with a url.
+        public var secret: String
+        /// Cap of the retry backoff (`webhooks.max_backoff_s`).
+        public var maxBackoffSeconds: Int
+        /// How long an event is retried, and the least time the log keeps it (`webhooks.retry_for_s`).
+        public var retryForSeconds: Int
+        /// Deliveries in flight per node (`webhooks.concurrency`): the sender's worker threads.
+        public var concurrency: Int = 32
+    }
+
+    public static let defaultWebhooks = Webhooks(url: "", secret: "", maxBackoffSeconds: 600, retryForSeconds: 259_200)
 
     public struct Orders: Sendable, Equatable {
         /// Unpaid orders are canceled after this (`orders.ttl_s`).
@@ -346,6 +364,19 @@ extension Settings {
                 key.isEmpty || key.utf8.count == 32 ? nil : "must be the 32-character API v3 key WeChat Pay issues"
             }), secret: true),
             Field(key: "payments.epay_key", kind: .string(\.payments.epayKey, check: anything), secret: true),
+            Field(key: "webhooks.url", kind: .string(\.webhooks.url, check: { url in
+                // Parsed as the sender will (empty: no webhooks); the message never repeats the URL.
+                do throws(HTTPTarget.Invalid) {
+                    if !url.isEmpty { _ = try HTTPTarget(url) }
+                    return nil
+                } catch {
+                    return error.description
+                }
+            }), secret: true),  // a receiver's URL may carry a token in its query
+            Field(key: "webhooks.secret", kind: .string(\.webhooks.secret, check: anything), secret: true),
+            Field(key: "webhooks.max_backoff_s", kind: .int(\.webhooks.maxBackoffSeconds, 1...86_400)),
+            Field(key: "webhooks.retry_for_s", kind: .int(\.webhooks.retryForSeconds, 60...31_536_000)),
+            Field(key: "webhooks.concurrency", kind: .int(\.webhooks.concurrency, 1...256)),
             Field(key: "orders.ttl_s", kind: .int(\.orders.ttlSeconds, 1...maxSeconds)),
             Field(key: "gifts.ttl_s", kind: .int(\.gifts.ttlSeconds, 1...maxSeconds)),
             Field(key: "friendpay.ttl_s", kind: .int(\.friendpay.ttlSeconds, 1...maxSeconds)),
@@ -735,6 +766,10 @@ private struct Loader {
                 problems.append("api.merchant_keys: merchants \(quoted(other)) and \(quoted(id)) share one key")
             }
             owners[key] = id
+        }
+        // Unsigned webhooks could not be told from anyone's POST.
+        if !settings.webhooks.url.isEmpty && settings.webhooks.secret.isEmpty {
+            problems.append("webhooks.url is set but webhooks.secret is not: receivers check every delivery's signature with it")
         }
         // Half a WeChat Pay setup could verify notifies but never read them, or the reverse.
         if (settings.payments.wechatpayPlatformPublicKey == nil) != settings.payments.wechatpayAPIv3Key.isEmpty {

@@ -320,6 +320,7 @@ func gatewayCallback(_ wsi: OpaquePointer?, _ reason: lws_callback_reasons, _ us
         return lws_callback_http_dummy(wsi, reason, user, input, len)
 
     case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
+        loop.runPosted()
         loop.delegate?.loopWoken()
         return 0
 

@@ -54,8 +54,8 @@ public struct ListenOptions {
 }
 
 /// One lws context serving WebSocket and HTTP on one port, plus raw descriptors
-/// (hiredis) and timers, all on one thread. The only thread-safe call is `lws_cancel_service`
-/// on `context` (a signal handler wakes the loop with it: `loopWoken`).
+/// (hiredis) and timers, all on one thread. The only thread-safe calls are `post` and
+/// `lws_cancel_service` on `context` (a signal handler wakes the loop with it: `loopWoken`).
 public final class EventLoop {
     public weak var delegate: ServerDelegate?
     public let options: ListenOptions
@@ -89,6 +89,9 @@ public final class EventLoop {
     }
 
     deinit {
+        postedLock.lock()
+        wakeable = nil
+        postedLock.unlock()
         if let context { lws_context_destroy(context) }
         protocols.deallocate()
         retryPolicy.deallocate()
@@ -193,6 +196,11 @@ public final class EventLoop {
         }
         context = ctx
         currentContext = ctx
+        postedLock.lock()
+        wakeable = ctx
+        let waiting = !posted.isEmpty
+        postedLock.unlock()
+        if waiting { lws_cancel_service(ctx) }
         vhost = lws_get_vhost_by_name(ctx, "default")
         if vhost == nil {
             throw IOError("could not listen on \(options.host):\(options.port)")
@@ -242,6 +250,36 @@ public final class EventLoop {
     public func stop() {
         stopping = true
         if let context { lws_cancel_service(context) }
+    }
+
+    // MARK: Work from other threads
+
+    private let postedLock = NSLock()
+    private var posted: [() -> Void] = []
+    /// `context` as other threads may read it (under `postedLock`).
+    private var wakeable: OpaquePointer?
+
+    /// Runs `body` on the loop thread soon, in the order posted: the one way for another
+    /// thread (a worker with an HTTP answer) to hand work to the loop. Safe from any thread;
+    /// work posted before `start` runs once the loop first wakes.
+    public func post(_ body: @escaping () -> Void) {
+        postedLock.lock()
+        defer { postedLock.unlock() }
+        let asleep = posted.isEmpty
+        posted.append(body)
+        // One wake per batch: each wake costs the loop a pass over every socket it polls, and
+        // work posted before the wake is served drains with it. Under the lock: `deinit`
+        // clears `wakeable` under it before destroying the context.
+        if asleep, let wakeable { lws_cancel_service(wakeable) }
+    }
+
+    /// On the loop, when `lws_cancel_service` woke it.
+    func runPosted() {
+        postedLock.lock()
+        let work = posted
+        posted.removeAll()
+        postedLock.unlock()
+        for body in work { body() }
     }
 
     func newConnectionID() -> ConnectionID {

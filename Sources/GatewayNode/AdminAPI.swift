@@ -27,7 +27,7 @@ extension Node {
         let parts = route.parts
         let nowMs = now
         let store = adminStore
-        let answer = { [weak self] (report: AdminReport) in
+        let withRefunds = { [weak self] (report: AdminReport) in
             guard let self else { return }
             guard parts.contains(.refunds) else { return self.adminAnswer(request, report.json(parts)) }
             self.owedRefunds(store) { result in
@@ -40,6 +40,20 @@ extension Node {
                 }
             }
         }
+        // Read at each request, unlike the backlog: the operator wants the list as it is now.
+        let answer = { [weak self] (report: AdminReport) in
+            guard let self else { return }
+            guard parts.contains(.webhooks) else { return withRefunds(report) }
+            RedisWebhookStore(redis: self.redis, log: { [weak self] in self?.log($0) }).trouble(limit: AdminStats.retryingWebhooks) { result in
+                switch result {
+                case .failure(let error): self.fail(request, error)
+                case .success(let trouble):
+                    var report = report
+                    report.webhookTrouble = trouble
+                    withRefunds(report)
+                }
+            }
+        }
         store.board(keepMs: AdminStats.keepMs, nowMs: nowMs, groups: AdminStats.mutedGroupCandidates) { [weak self] result in
             guard let self else { return }
             let board: AdminBoard
@@ -48,6 +62,9 @@ extension Node {
             case .success(let b): board = b
             }
             var report = AdminReport(view: ClusterView(board, liveWithinMs: AdminStats.liveWithinMs))
+            // This node's latest reading (every 2 s): the backlog is cluster-wide.
+            report.webhookBacklog = self.metrics.webhookBacklog
+            report.webhookOldestSeconds = self.metrics.webhookOldestSeconds
             for node in report.view.unreadable { self.log("admin: unreadable stats of node \(node)") }
             guard parts.contains(.groups) else { return answer(report) }
             let candidates = report.view.groupsToRead(indexed: board.mutedGroups, limit: AdminStats.groups)

@@ -19,6 +19,8 @@ enum AdminStats {
     static let mutedGroupCandidates = 2 * groups
     /// Payments to refund by hand the admin API lists, the longest owed first.
     static let refunds = 100
+    /// Webhook keys being retried the admin API lists, the oldest first.
+    static let retryingWebhooks = 20
 }
 
 /// A channel and its number of subscribers.

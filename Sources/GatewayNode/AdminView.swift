@@ -110,6 +110,8 @@ struct AdminReport {
     var refundRequired: [JSON] = []
     var webhookBacklog = 0
     var webhookOldestSeconds = 0.0
+    /// Read with the `webhooks` part only.
+    var webhookTrouble = WebhookTrouble(dead: 0, retrying: [])
 
     func json(_ parts: [AdminPart]) -> JSON {
         .object([("now_ms", .int(view.nowMs)), ("live_within_ms", .int(AdminStats.liveWithinMs))] + parts.map(member))
@@ -130,7 +132,9 @@ struct AdminReport {
         case .refunds:
             return ("refund_required", .array(refundRequired))
         case .webhooks:
-            return ("webhooks", .object([("backlog", .int(Int64(webhookBacklog))), ("oldest_seconds", .double(webhookOldestSeconds))]))
+            return ("webhooks", .object([("backlog", .int(Int64(webhookBacklog))), ("oldest_seconds", .double(webhookOldestSeconds)),
+                                         ("dead", .int(Int64(webhookTrouble.dead))),
+                                         ("retrying", .array(webhookTrouble.retrying.map(Self.retrying)))]))
         case .series:
             return ("series", .array(view.members.map { member in
                 .object([("node", .string(member.stats.name)), ("live", .bool(member.live)),
@@ -149,6 +153,11 @@ struct AdminReport {
             ("pushes_per_s", last.map { .double($0.pushesPerSecond) } ?? .null),
             ("p99_ms", last.map { .double($0.p99Seconds * 1000) } ?? .null),
         ])
+    }
+
+    private static func retrying(_ r: RetryingWebhook) -> JSON {
+        .object([("key", .string(r.key)), ("event", .string(r.eventID)), ("type", .string(r.type)),
+                 ("attempts", .int(Int64(r.attempts))), ("next_attempt_ms", .int(r.dueMs)), ("in_flight", .bool(r.inFlight))])
     }
 
     private static func count(_ c: MergedCount) -> JSON {

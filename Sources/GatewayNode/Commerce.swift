@@ -40,6 +40,24 @@ extension Node {
             getPayment(request, caller, id)
         case .paymentRefunded(let id):
             withJSONBody(request) { self.paymentRefunded(request, caller, id, $0) }
+        case .events:
+            listEvents(request)
+        }
+    }
+
+    /// `GET /api/v1/events?after=<id>&limit=N`: `{"events":[{id, type, created_at, data}, ...]}`,
+    /// oldest first; the last id is the next call's `after`.
+    private func listEvents(_ request: HTTPRequest) {
+        let query: EventsQuery
+        switch EventsQuery.decode(request.query) {
+        case .failure(let e): return fail(request, e)
+        case .success(let q): query = q
+        }
+        outboxRelay.events(after: query.after, limit: query.limit) { result in
+            switch result {
+            case .failure(let e): self.fail(request, e)
+            case .success(let events): self.respond(request, 200, .object([("events", .array(events.map(\.json)))]))
+            }
         }
     }
 

@@ -33,6 +33,8 @@ enum CommerceRoute: Equatable {
     case addKeys(product: String), createOrder, getOrder(String), createPayment(order: String)
     case cancel(order: String), refund(order: String)
     case getPayment(String), paymentRefunded(String)
+    /// `GET /api/v1/events` (shop key only: events cover every merchant's orders).
+    case events
 }
 
 /// A `/dev` route; those that act for a gateway token's user carry it.
@@ -148,6 +150,7 @@ enum HTTPRoutes {
         RouteRule([.GET, .POST], "/api/v1/payments/notify/epay", .signedNotify { _ in .providerNotify(.epay) }),
         RouteRule(.GET, "/api/v1/payments/{id}", .shopOrMerchant { .commerce(.getPayment($0[0]), $1) }),
         RouteRule(.POST, "/api/v1/payments/{id}/refunded", .shopOrMerchant { .commerce(.paymentRefunded($0[0]), $1) }),
+        RouteRule(.GET, "/api/v1/events", .shop { _ in .commerce(.events, .shop) }),
 
         // MARK: Operators (/api/v1/admin/..., shop key only)
 

@@ -1,3 +1,4 @@
+import Foundation
 import CoreMetrics
 import GatewayCore
 import GatewayLog
@@ -20,9 +21,12 @@ final class NodeMetrics {
     var commands: [OpResult: Int] = [:]
     var framesSent = 0
 
-    /// Webhook deliveries waiting and the age of the oldest (issue 13 fills them; 0 until then).
-    var webhookBacklog = 0
-    var webhookOldestSeconds = 0.0
+    /// Events not yet delivered by webhook and the time of the oldest (cluster-wide, read every
+    /// 2 s with `webhooks.url` set; 0 without). The age is taken when asked, so it keeps
+    /// growing while Redis is away and no new sample comes.
+    var webhookBacklogSample = WebhookBacklog(count: 0, oldestMs: 0)
+    var webhookBacklog: Int { webhookBacklogSample.count }
+    var webhookOldestSeconds: Double { webhookBacklogSample.oldestSeconds(nowMs: Int64(Date().timeIntervalSince1970 * 1_000)) }
 
     private let registry = PrometheusCollectorRegistry()
     private let factory: PrometheusMetricsFactory
@@ -73,7 +77,7 @@ final class NodeMetrics {
     /// Prometheus text for the current values.
     func render(connections: Int, subscriptions: Int, channels: Int, redisUp: Bool, redisRTT: Double,
                 redisReconnects: Int, framesSent: Int, loopStall: Double, refusedAtLimit: Int,
-                pushLatency: LatencyHistogram) -> [UInt8] {
+                pushLatency: LatencyHistogram, webhookAttempts: [String: Int]) -> [UInt8] {
         gauge("gateway_loop_stall_max_seconds", "Longest event-loop stall since the last scrape").set(loopStall)
         gauge("gateway_connections", "Open WebSocket connections").set(Int64(connections))
         gauge("gateway_subscriptions", "Channel subscriptions of local clients").set(Int64(subscriptions))
@@ -89,6 +93,10 @@ final class NodeMetrics {
         advance("gateway_redis_reconnects_total", "Redis reconnect attempts", redisReconnects)
         advance("gateway_connections_refused_total", "Sockets closed at accept: the node was at its descriptor ceiling",
                 refusedAtLimit)
+        for (outcome, value) in webhookAttempts {
+            advance("gateway_webhook_attempts_total", "Webhook events this node settled, by outcome (delivered, retry, give_up, lease_lost, unsettled)", value,
+                    labels: [("outcome", outcome)])
+        }
         for (key, value) in commands {
             let counter = commandCounters[key] ?? registry.makeCounter(
                 descriptor: Self.descriptor("gateway_commands_total", "Commands by op and result (ok or error code)"),
@@ -127,11 +135,13 @@ final class NodeMetrics {
         MetricNameDescriptor(metricName: name, unitName: "", helpText: help)
     }
 
-    private func advance(_ name: String, _ help: String, _ value: Int) {
-        let delta = value - (exported[name] ?? 0)
-        let counter = registry.makeCounter(descriptor: Self.descriptor(name, help))
+    /// Brings a counter up to `value` (the registry hands back the same counter each call).
+    private func advance(_ name: String, _ help: String, _ value: Int, labels: [(String, String)] = []) {
+        let key = ([name] + labels.map { "\($0.0)=\($0.1)" }).joined(separator: ":")
+        let delta = value - (exported[key] ?? 0)
+        let counter = registry.makeCounter(descriptor: Self.descriptor(name, help), labels: labels)
         if delta > 0 { counter.increment(by: Int64(delta)) }
-        exported[name] = value
+        exported[key] = value
     }
 }
 

@@ -103,6 +103,8 @@ public final class Node: ServerDelegate {
     /// This process in presence data: the node name plus a random part, so entries left
     /// by an earlier run of the same node are reaped, never inherited.
     let presenceNode: String
+    /// Posts the event log to `webhooks.url`; nil without one.
+    let webhookSender: WebhookSender?
     var clients: [ConnectionID: Client] = [:]
     /// WebSockets per source address (`limits.conns_per_ip`) and per user
     /// (`limits.conns_per_user`) on this node.
@@ -112,6 +114,8 @@ public final class Node: ServerDelegate {
     /// For the operators' view (AdminStats.swift).
     let startedMs = Int64(Date().timeIntervalSince1970 * 1000)
     private var drainDeadline: LoopTimer?
+    private var waitingForWebhooks = false
+    private var stopped = false
     /// Set from a signal handler; read when the loop wakes.
     nonisolated(unsafe) package static var terminateRequested = false
 
@@ -163,10 +167,12 @@ public final class Node: ServerDelegate {
                 }
             }, durability: options.durability, durabilityTimeoutMs: options.durabilityTimeoutMs, newEpoch: { Crypto.randomToken(4) })
         commerceStore.relay = outboxRelay
+        commerceStore.eventRetentionMs = Self.eventRetentionMs(options)
         legacyMigration = LegacyCommerceMigration(redis: redis, log: { message in logger.notice("\(message)") }, after: schedule)
         commerceStore.legacyMigration = legacyMigration
         orderStore = OrderStore(store: commerceStore)
         presenceNode = "\(options.nodeName).\(Crypto.randomToken(4))"
+        webhookSender = try Self.webhookSender(options, redis: redis, loop: loop, node: presenceNode, log: log)
         ipQuota = ConnectionQuota(limit: options.connsPerIP)
         userQuota = ConnectionQuota(limit: options.connsPerUser)
         loop.delegate = self
@@ -181,7 +187,10 @@ public final class Node: ServerDelegate {
         try loop.start()
         onListening(loop.boundPort)
         redis.onReady = { [weak self] in self?.redisReady() }
-        orderStore.afterApply = { [weak self] decision in self?.indexRefunds(of: decision) }
+        orderStore.afterApply = { [weak self] decision in
+            self?.indexRefunds(of: decision)
+            if !decision.events.isEmpty { self?.webhookSender?.tick() }
+        }
         redis.onLost = { [weak self] reason in self?.redisLost(reason) }
         redis.onProblem = { [weak self] problem in self?.log(problem, level: .warning) }
         redis.onFatal = { [weak self] reason in
@@ -197,6 +206,7 @@ public final class Node: ServerDelegate {
         reportAdminStats()
         outboxRelay.start()
         sampleLiveSeries()
+        if webhookSender != nil { tickWebhooks() }
         if options.dev { devEndpoints?.start(self) }
         installSignalHandlers(loop)
         loop.run()
@@ -229,8 +239,13 @@ public final class Node: ServerDelegate {
                       historyProductSize: options.historyProductSize, historyTTLSeconds: options.historyTTLSeconds,
                       replyPublicationBytes: replyPublicationBytes(options), maxRecover: options.historyMaxRecover,
                       redisTimeoutSeconds: options.redisTimeoutSeconds, durability: options.durability,
-                      durabilityTimeoutMs: options.durabilityTimeoutMs, newEpoch: { Crypto.randomToken(4) })
+                      durabilityTimeoutMs: options.durabilityTimeoutMs,
+                      eventRetentionMs: eventRetentionMs(options), newEpoch: { Crypto.randomToken(4) })
     }
+
+    /// The event log keeps an event as long as webhooks retry it (`webhooks.retry_for_s`) and an
+    /// hour more, so the last retry, due at the very end, still finds it.
+    static func eventRetentionMs(_ options: NodeOptions) -> Int64 { Int64(options.webhooks.retryForSeconds) * 1_000 + 3_600_000 }
 
     private func redisReady() {
         loop.assertOnLoopThread()
@@ -536,15 +551,57 @@ public final class Node: ServerDelegate {
     /// Every `LiveSeries.intervalMs`, for the admin page's chart.
     private func sampleLiveSeries() {
         metrics.sampleLive(atMs: Int64(Date().timeIntervalSince1970 * 1_000), pushLatency: loop.pushLatency.histogram)
+        sampleWebhookBacklog()
         loop.schedule(afterMs: LiveSeries.intervalMs) { [weak self] in self?.sampleLiveSeries() }
+    }
+
+    /// Every `WebhookSender.tickMs` with `webhooks.url` set: new events queued, due ones sent.
+    private func tickWebhooks() {
+        if redis.isReady { webhookSender?.tick() }
+        loop.schedule(afterMs: WebhookSender.tickMs) { [weak self] in self?.tickWebhooks() }
+    }
+
+    static func webhookSender(_ options: NodeOptions, redis: any RedisLink, loop: EventLoop, node: String,
+                              log: @escaping (String) -> Void) throws -> WebhookSender? {
+        let settings = options.webhooks
+        guard !settings.url.isEmpty else { return nil }
+        // The settings refused a URL HTTPTarget cannot take; a TLS setup failure stops the node
+        // rather than leave it running without webhooks.
+        let transport: WebhookHTTPTransport
+        do {
+            transport = try WebhookHTTPTransport(target: try HTTPTarget(settings.url), concurrency: settings.concurrency, loop: loop, log: log)
+        } catch {
+            throw NodeStartError(description: "webhooks.url: \(error)")
+        }
+        return WebhookSender(store: RedisWebhookStore(redis: redis, log: log), transport: transport,
+                             retry: WebhookRetry(maxBackoffSeconds: settings.maxBackoffSeconds, retryForSeconds: settings.retryForSeconds),
+                             secret: settings.secret, node: node, concurrency: settings.concurrency,
+                             nowMs: { Int64(Date().timeIntervalSince1970 * 1_000) }, jitter: { Double.random(in: 0..<1) },
+                             schedule: { [loop] ms, body in
+                                 let timer = loop.schedule(afterMs: ms, body)
+                                 return { [weak timer] in timer?.cancel() }
+                             }, log: log)
+    }
+
+    /// With `webhooks.url` set: the events not yet delivered and the oldest one's age, for
+    /// `/metrics` and the admin page (the same cluster-wide figures on every node).
+    private func sampleWebhookBacklog() {
+        guard !options.webhooks.url.isEmpty, redis.isReady else { return }
+        RedisWebhookStore(redis: redis, log: { [weak self] in self?.log($0) }).backlog { [weak self] result in
+            guard let self, case .success(let backlog) = result else { return }
+            self.metrics.webhookBacklogSample = backlog
+        }
     }
 
     // MARK: Shutdown
 
     private func beginDrain() {
         draining = true
+        webhookSender?.stop()
         log("draining \(clients.count) connections")
-        drainDeadline = loop.schedule(afterMs: 10_000) { [weak self] in self?.finishDrain() }
+        // Webhook attempts get their whole answer time, and a moment to settle.
+        let deadline = webhookSender == nil ? 10_000 : Int(WebhookRetry.answerTimeoutMs) + 3_000
+        drainDeadline = loop.schedule(afterMs: deadline) { [weak self] in self?.stopLoop() }
         closeBatch()
     }
 
@@ -559,7 +616,24 @@ public final class Node: ServerDelegate {
         loop.schedule(afterMs: 20) { [weak self] in self?.closeBatch() }
     }
 
+    /// The clients are gone; webhook deliveries in flight still get their answer and settle
+    /// (within the drain deadline), so none lapses only to be sent again by another node.
     private func finishDrain() {
+        guard !waitingForWebhooks else { return }
+        if let sender = webhookSender, !sender.isIdle {
+            waitingForWebhooks = true
+            loop.schedule(afterMs: 20) { [weak self] in
+                self?.waitingForWebhooks = false
+                self?.finishDrain()
+            }
+            return
+        }
+        stopLoop()
+    }
+
+    private func stopLoop() {
+        guard !stopped else { return }
+        stopped = true
         drainDeadline?.cancel()
         log("stopped")
         loop.stop()

@@ -23,6 +23,8 @@ public struct NodeOptions: Sendable {
     public var historyProductSize: Int
     public var historyTTLSeconds: Int
     public var paymentsSecret: String
+    /// `webhooks.*`: the event log's retention (`retry_for_s`) and, later, the sender's settings.
+    public var webhooks: Settings.Webhooks = Settings.defaultWebhooks
     /// The payment providers' keys (`payments.alipay_public_key` ... `payments.epay_key`):
     /// PEM paths and secrets, loaded into `ProviderAdapters` when the node starts.
     public var providerSettings: ProviderSettings
@@ -103,6 +105,7 @@ extension NodeOptions {
         historyProductSize = settings.history.productSize
         historyTTLSeconds = settings.history.ttlSeconds
         paymentsSecret = settings.payments.secret
+        webhooks = settings.webhooks
         providerSettings = ProviderSettings(alipayPublicKey: settings.payments.alipayPublicKey,
                                             wechatpayPlatformPublicKey: settings.payments.wechatpayPlatformPublicKey,
                                             wechatpayAPIv3Key: settings.payments.wechatpayAPIv3Key,

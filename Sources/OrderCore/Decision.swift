@@ -40,6 +40,8 @@ public enum Effect: Equatable, Sendable {
     case indexGiftCode(String, order: String)
     case indexPayCode(String, order: String)
     case push(user: String, type: String, data: JSON)
+    /// Appended to the event log in the same atomic step (contract 4.4).
+    case event(EventRecord)
 }
 
 /// A decision of the order core: apply `effects` if every precondition holds.

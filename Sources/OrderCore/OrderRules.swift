@@ -126,7 +126,7 @@ public struct OrderRules: Sendable {
             payment.status = .refundRequired
             d.effects.append(.savePayment(payment))
             d.effects.append(refundRequiredPush(payment, reason: reason))
-            // Event log seam (issue 13 item 3): `payment.refund_required` is appended here.
+            d.effects.append(.event(.refundRequired(payment, reason: reason, at: now)))
             return .success(d)
         }
         payment.status = .succeeded
@@ -142,6 +142,7 @@ public struct OrderRules: Sendable {
             order.status = .abnormal
             d.effects.append(.saveOrder(order))
             d.effects += statusPushes(order)
+            d.effects += paidEvents(order, now: now)
             if order.kind == .friendpay { d.effects.append(receiptPush(order, payment)) }
             return .success(d)
         }
@@ -155,6 +156,7 @@ public struct OrderRules: Sendable {
             d.effects.append(.saveOrder(order))
             d.effects.append(.schedule(order: order.id, .gift, at: expires))
             d.effects += statusPushes(order)
+            d.effects += paidEvents(order, now: now)
             if let gift = order.gift {
                 var created: [(String, JSON)] = [("order", .string(order.id)), ("code", .string(gift.code))]
                 if let to = gift.to { created.append(("to", .string(to))) }
@@ -175,10 +177,14 @@ public struct OrderRules: Sendable {
             d.effects.append(.saveOrder(order))
             d.effects.append(.membership(product: order.product, user: order.owner, delta: 1))
             d.effects += statusPushes(order)
+            d.effects += paidEvents(order, now: now)
             if order.kind == .friendpay {
                 d.effects.append(.push(user: order.buyer, type: "friendpay.paid",
                                        data: .object([("order", .string(order.id)), ("by", .string(payment.payer))])))
                 d.effects.append(receiptPush(order, payment))
+                d.effects.append(.event(EventRecord(type: .friendpayPaid, key: order.id, createdAt: now, data: .object([
+                    ("order", .string(order.id)), ("by", .string(payment.payer)), ("payment", .string(payment.id)),
+                ]))))
             }
         }
         return .success(d)
@@ -209,6 +215,9 @@ public struct OrderRules: Sendable {
         d.effects.append(.membership(product: o.product, user: claimer, delta: 1))
         d.effects.append(.push(user: o.buyer, type: "gift.claimed", data: .object([("order", .string(o.id)), ("by", .string(claimer))])))
         d.effects += statusPushes(o)
+        d.effects.append(.event(EventRecord(type: .giftClaimed, key: o.id, createdAt: now,
+                                            data: .object([("order", .string(o.id)), ("by", .string(claimer))]))))
+        d.effects += statusEvent(o, now: now)
         return .success(d)
     }
 
@@ -234,9 +243,13 @@ public struct OrderRules: Sendable {
         d.effects.append(.saveOrder(o))
         d.effects.append(.returnKeys(order: o.id, product: o.product))
         d.effects.append(.unschedule(order: o.id, .gift))
-        d.effects += refundPayment(payment, reason: status == .declined ? "gift declined" : "gift expired", now: now, into: &d)
         var data: [(String, JSON)] = [("order", .string(o.id))]
         if let by { data.append(("by", .string(by))) }
+        // Events in cause order: the gift's end, the order refunded, then the money owed.
+        d.effects.append(.event(EventRecord(type: status == .declined ? .giftDeclined : .giftExpired, key: o.id,
+                                            createdAt: now, data: .object(data))))
+        d.effects += statusEvent(o, now: now)
+        d.effects += refundPayment(payment, reason: status == .declined ? "gift declined" : "gift expired", now: now, into: &d)
         d.effects.append(.push(user: o.buyer, type: "gift.\(status.rawValue)", data: .object(data)))
         d.effects += statusPushes(o)
         return d
@@ -258,6 +271,7 @@ public struct OrderRules: Sendable {
             o.version += 1
             var d = Decision(preconditions: [.orderVersion(order.id, order.version)], effects: [.saveOrder(o)])
             d.effects += statusPushes(o)
+            d.effects += statusEvent(o, now: now)
             if o.kind == .friendpay {
                 for user in [o.buyer] + (o.friend.map { [$0] } ?? []) {
                     d.effects.append(.push(user: user, type: "friendpay.expired", data: .object([("order", .string(o.id))])))
@@ -284,6 +298,7 @@ public struct OrderRules: Sendable {
             var d = Decision(preconditions: [.orderVersion(order.id, order.version)], effects: [.saveOrder(o)])
             d.effects.append(.unschedule(order: o.id, .payment))
             d.effects += statusPushes(o)
+            d.effects += statusEvent(o, now: now)
             return .success(d)
         default:
             return .failure(GatewayError(.conflict, "only an unpaid order can be canceled; this one is \(order.status.rawValue)"))
@@ -310,6 +325,7 @@ public struct OrderRules: Sendable {
             break
         }
         d.effects.insert(.saveOrder(o), at: 0)
+        d.effects += statusEvent(o, now: now)
         d.effects += refundPayment(payment, reason: "refunded by the shop", now: now, into: &d)
         d.effects += statusPushes(o)
         return .success(d)
@@ -359,8 +375,20 @@ public struct OrderRules: Sendable {
         p.status = .refundRequired
         p.updatedAt = now
         p.version += 1
-        // Event log seam (issue 13 item 3): `payment.refund_required` is appended here.
-        return [.savePayment(p), refundRequiredPush(p, reason: reason)]
+        return [.savePayment(p), refundRequiredPush(p, reason: reason), .event(.refundRequired(p, reason: reason, at: now))]
+    }
+
+    // MARK: Events
+
+    /// A payment paid the order: `order.paid`, then its status's event (`order.delivered`,
+    /// `order.abnormal`; none for a gift, which stays `paid` until claimed). Both carry the
+    /// order as saved by the decision.
+    private func paidEvents(_ o: Order, now: Int64) -> [Effect] {
+        [.event(.order(.orderPaid, o, at: now))] + statusEvent(o, now: now)
+    }
+
+    private func statusEvent(_ o: Order, now: Int64) -> [Effect] {
+        EventRecord.status(o, at: now).map { [.event($0)] } ?? []
     }
 
     private func refundRequiredPush(_ p: Payment, reason: String) -> Effect {

@@ -8,6 +8,8 @@
 //   4: HTTP bodies: OrderRequest, PaymentNotify and ProductPrice decoding of one JSON body
 //   5: payment providers' form bodies: FormFields.parse, every value as a yuan amount, and the
 //      易支付 check over what parsed (it must refuse: nobody here knows the key)
+//   6: a webhook receiver's answer: HTTPResponseReader fed whole and fed in two pieces (the
+//      status it reads must not depend on the split), and the input as a webhooks.url (HTTPTarget)
 // Decoded group text also goes through GroupRules.textError, as the node does.
 // A crash, a sanitizer report or a slow input (-timeout) is a finding.
 import CommunityCore
@@ -24,7 +26,7 @@ private let headerPart = Base64URL.encode(Array(#"{"alg":"HS256","typ":"JWT"}"#.
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzOne(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     guard size > 0 else { return 0 }
-    let selector = data[0] % 6
+    let selector = data[0] % 7
     let body = UnsafeRawBufferPointer(start: data + 1, count: size - 1)
     switch selector {
     case 0:
@@ -59,6 +61,19 @@ public func fuzzOne(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
                 fatalError("accepted claims that break the rules: \(claims)")
             }
         }
+    case 6:
+        var whole = HTTPResponseReader()
+        let once = whole.feed(body)
+        let cut = body.isEmpty ? 0 : Int(body[0]) % body.count
+        var split = HTTPResponseReader()
+        var twice = split.feed(UnsafeRawBufferPointer(rebasing: body[..<cut]))
+        if twice == .more { twice = split.feed(UnsafeRawBufferPointer(rebasing: body[cut...])) }
+        if case .answered(let status, _) = once {
+            guard (100...999).contains(status), case .answered(status, _) = twice else {
+                fatalError("answer \(once) whole, \(twice) split at \(cut)")
+            }
+        }
+        _ = try? HTTPTarget(String(decoding: body, as: UTF8.self))
     case 5:
         guard case .success(let fields) = FormFields.parse(body) else { return 0 }
         for value in fields.values {

@@ -2,7 +2,7 @@
 # Bounded libFuzzer run over the JSON parser, the command decoder and the token verifier.
 #   Tests/Fuzz/run.sh [seconds per target, default 15] [extra libFuzzer flags...]
 # Builds with swiftc (SwiftPM executables rename main) into .build-fuzz/, fuzzes each of
-# the six targets (first input byte picks it, see FuzzMain.swift) from the committed seed
+# the seven targets (first input byte picks it, see FuzzMain.swift) from the committed seed
 # corpus, and exits non-zero on any crash, sanitizer report, leak or input slower than 1 s.
 # New corpus entries go to .build-fuzz/corpus-N (never into the repository); a crashing
 # input is written to .build-fuzz/crash-*.
@@ -46,7 +46,7 @@ echo "fuzz: built in $(( $(date +%s) - start )) s"
 
 status=0
 total=0
-for target in 0 1 2 3 4 5; do
+for target in 0 1 2 3 4 5 6; do
   corpus="$out/corpus-$target"
   mkdir -p "$corpus"
   log="$out/fuzz-$target.log"

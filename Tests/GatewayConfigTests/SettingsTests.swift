@@ -67,7 +67,7 @@ final class SettingsTests: XCTestCase {
             for name in try XCTUnwrap(value as? [String: Any]).keys { keys.insert(section + "." + name) }
         }
         XCTAssertEqual(keys, Set(Settings.settingKeys))
-        XCTAssertEqual(Settings.settingKeys.count, 48)
+        XCTAssertEqual(Settings.settingKeys.count, 53)
     }
 
     func testNoFileGivesDefaults() async throws {
@@ -203,6 +203,24 @@ final class SettingsTests: XCTestCase {
         XCTAssertTrue(certOnly.hasPrefix("server.tls_cert is set but server.tls_key is not"), certOnly)
         let keyOnly = await loadError(env: ["GATEWAY_SERVER_TLS_KEY": "/etc/gw/key.pem"])
         XCTAssertTrue(keyOnly.hasPrefix("server.tls_key is set but server.tls_cert is not"), keyOnly)
+    }
+
+    func testWebhookSettings() async throws {
+        let settings = try await load(env: ["GATEWAY_WEBHOOKS_URL": "https://shop.example/hooks", "GATEWAY_WEBHOOKS_SECRET": "whsec-1",
+                                            "GATEWAY_WEBHOOKS_MAX_BACKOFF_S": "60", "GATEWAY_WEBHOOKS_RETRY_FOR_S": "3600",
+                                            "GATEWAY_WEBHOOKS_CONCURRENCY": "4"])
+        XCTAssertEqual(settings.webhooks, Settings.Webhooks(url: "https://shop.example/hooks", secret: "whsec-1",
+                                                            maxBackoffSeconds: 60, retryForSeconds: 3600, concurrency: 4))
+        XCTAssertFalse(settings.description.contains("whsec-1"), "the secret is never printed")
+        XCTAssertFalse(settings.description.contains("shop.example"), "nor the URL, which may carry a token")
+        let noSecret = await loadError(overrides: ["webhooks.url": "http://127.0.0.1:9000/hooks"])
+        XCTAssertTrue(noSecret.hasPrefix("webhooks.url is set but webhooks.secret is not"), noSecret)
+        let notHTTP = await loadError(overrides: ["webhooks.url": "ftp://shop.example/hooks", "webhooks.secret": "s"])
+        XCTAssertTrue(notHTTP.hasPrefix("command line webhooks.url: expected an http:// or https:// URL"), notHTTP)
+        let short = await loadError(overrides: ["webhooks.retry_for_s": "59"])
+        XCTAssertTrue(short.contains("webhooks.retry_for_s"), short)
+        let tooMany = await loadError(overrides: ["webhooks.concurrency": "257"])
+        XCTAssertTrue(tooMany.contains("webhooks.concurrency"), tooMany)
     }
 
     func testPaymentProviderSettings() async throws {

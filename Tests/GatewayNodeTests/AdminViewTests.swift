@@ -123,6 +123,15 @@ final class AdminViewTests: XCTestCase {
                                                        ("mutes", .array([.object([("user", .string("u9")), ("until_ms", .int(160_000))])]))])]))
         XCTAssertEqual(all["refund_required"], .array([]))
         XCTAssertEqual(all["webhooks"]?["backlog"]?.intValue, 0)
+        XCTAssertEqual(all["webhooks"]?["dead"]?.intValue, 0)
+        XCTAssertEqual(all["webhooks"]?["retrying"], .array([]))
+        report.webhookTrouble = WebhookTrouble(dead: 3, retrying: [
+            RetryingWebhook(key: "o-1", eventID: "1700-0", type: "order.paid", attempts: 4, dueMs: 160_000, inFlight: false)])
+        XCTAssertEqual(report.json([.webhooks])["webhooks"], .object([
+            ("backlog", .int(0)), ("oldest_seconds", .double(0)), ("dead", .int(3)),
+            ("retrying", .array([.object([("key", .string("o-1")), ("event", .string("1700-0")), ("type", .string("order.paid")),
+                                          ("attempts", .int(4)), ("next_attempt_ms", .int(160_000)), ("in_flight", .bool(false))])])),
+        ]))
         let series = all["series"]?.arrayValue ?? []
         XCTAssertEqual(series.map { $0["points"]?.arrayValue?.count }, [1, 0], "an empty series is an empty list")
         XCTAssertEqual(series.first?["points"]?.arrayValue?.first?["p99_ms"], .double(2.5))

@@ -39,12 +39,13 @@ final class MetricsTests: XCTestCase {
         push.record(0.004, times: 3)
         let text = String(decoding: metrics.render(connections: 0, subscriptions: 0, channels: 0, redisUp: true, redisRTT: 0,
                                                    redisReconnects: 0, framesSent: 0, loopStall: 0, refusedAtLimit: 0,
-                                                   pushLatency: push), as: UTF8.self)
+                                                   pushLatency: push, webhookAttempts: ["delivered": 2, "retry": 1]), as: UTF8.self)
         for line in [#"gateway_push_latency_seconds_bucket{le="0.005"} 3"#, #"gateway_push_latency_seconds_bucket{le="+Inf"} 3"#,
                      "gateway_push_latency_seconds_count 3", "# TYPE gateway_push_latency_seconds histogram",
                      #"gateway_command_duration_seconds_count{op="order.get"} 1"#,
                      #"gateway_http_request_duration_seconds_count{route="/api/v1/orders",status="201"} 1"#,
-                     "gateway_webhook_backlog 0", "gateway_webhook_oldest_seconds 0"] {
+                     "gateway_webhook_backlog 0", "gateway_webhook_oldest_seconds 0",
+                     #"gateway_webhook_attempts_total{outcome="delivered"} 2"#, #"gateway_webhook_attempts_total{outcome="retry"} 1"#] {
             XCTAssertTrue(text.contains(line), "missing \(line) in\n\(text)")
         }
         XCTAssertTrue(text.contains(#"gateway_push_latency_seconds_bucket{le="0.0025"} 0"#), text)

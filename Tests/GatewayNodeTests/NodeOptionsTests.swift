@@ -26,6 +26,14 @@ final class NodeOptionsTests: XCTestCase {
         XCTAssertEqual(o.historyMaxRecover, Settings.defaults.history.maxRecover)
     }
 
+    func testWebhooksRetryTimeIsTheEventLogsRetention() {
+        var settings = Settings.defaults
+        XCTAssertEqual(Node.storeSettings(options(settings)).eventRetentionMs, 259_200_000 + 3_600_000,
+                       "3 days by default (contract 4.4), and an hour for the last retry")
+        settings.webhooks.retryForSeconds = 3_600
+        XCTAssertEqual(Node.storeSettings(options(settings)).eventRetentionMs, 7_200_000)
+    }
+
     func testProviderSettingsReachTheNodeAndBadKeyFilesStopIt() throws {
         var settings = Settings.defaults
         settings.payments.epayKey = "epay-key"

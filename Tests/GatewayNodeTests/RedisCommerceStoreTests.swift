@@ -66,6 +66,7 @@ final class RedisCommerceStoreTests: XCTestCase {
             done(true)
         }
         func relay(_ outbox: String) { link?.log.append("relay \(outbox)") }
+        func events(after: String?, limit: Int, _ done: @escaping (StoreResult<[LoggedEvent]>) -> Void) { done(.success([])) }
     }
 
     let product = Product(id: "p1", merchant: "m1", title: "Steam key", price: 1999, currency: "CNY")

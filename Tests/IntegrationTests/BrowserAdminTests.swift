@@ -134,4 +134,33 @@ extension BrowserTests {
         XCTAssertTrue(result["full"]?["legend"]?.stringValue?.contains("n3 (silent)") == true, "\(result)")
         XCTAssertEqual(result["full"]?["top"]?.intValue, 50, "a round top above 30: \(result)")
     }
+
+    func testAdminShowsTheWebhooksGivenUpAndBeingRetried() throws {
+        let node = try startNode("n1")
+        let page = try openAdmin(node)
+        // Drawn straight from an overview, the way a poll would.
+        let result = try page.evaluate("""
+            (() => {
+              const now = Date.now();
+              const overview = (webhooks) => ({ now_ms: now, nodes: [], channels: [], groups: [], refund_required: [], webhooks, series: [] });
+              const rows = () => [...document.querySelectorAll('#webhook-retrying li[data-key]')].map((li) => li.textContent);
+              window.adminPage.render(overview({ backlog: 7, oldest_seconds: 95, dead: 2, retrying: [
+                { key: 'o-1', event: '1700-0', type: 'order.paid', attempts: 5, next_attempt_ms: now + 30000, in_flight: false },
+                { key: 'o-2', event: '1701-0', type: 'payment.refund_required', attempts: 2, next_attempt_ms: now + 30000, in_flight: true }] }));
+              const full = { dead: document.querySelector('#webhook-dead').textContent, rows: rows(),
+                             backlog: document.querySelector('#webhook-backlog').textContent };
+              window.adminPage.render(overview({ backlog: 0, oldest_seconds: 0 }));
+              const older = { dead: document.querySelector('#webhook-dead').textContent, rows: rows(),
+                              empty: document.querySelector('#webhook-retrying').textContent };
+              return { full, older };
+            })()
+            """)
+        XCTAssertEqual(result["full"]?["dead"]?.stringValue, "2", "\(result)")
+        XCTAssertEqual(result["full"]?["backlog"]?.stringValue, "7", "\(result)")
+        XCTAssertEqual(result["full"]?["rows"], .array([.string("o-1 · order.paid · 5 attempts · next in 30 s"),
+                                                         .string("o-2 · payment.refund_required · 2 attempts · in flight")]), "\(result)")
+        XCTAssertEqual(result["older"]?["dead"]?.stringValue, "0", "an answer without the fields: \(result)")
+        XCTAssertEqual(result["older"]?["rows"]?.arrayValue?.count, 0, "\(result)")
+        XCTAssertEqual(result["older"]?["empty"]?.stringValue, "none", "\(result)")
+    }
 }

@@ -3,6 +3,7 @@ import GatewayClient
 import GatewayCrypto
 import GatewayProtocol
 import GatewayRedis
+import GatewayTestSupport
 import XCTest
 
 /// A master of the Redis Cluster dies (SIGKILL) under a stream of publications and concurrent
@@ -11,6 +12,9 @@ import XCTest
 /// publication once and in order (a publish answered 503 is retried with the same data, and
 /// the publication's own number in `data` shows any double), every order answered paid holds
 /// its keys and no key is on two orders, and both nodes are ready again within a bound.
+/// The victim also holds the event log's slot (`{events}`) and the nodes send webhooks: each
+/// paid order's `order.paid` and `order.delivered` are logged exactly once, and every logged
+/// event reaches the receiver (at least once), each order's in log order.
 ///
 /// Runs in cluster mode only (`GATEWAY_TEST_REDIS_CLUSTER`, see `.ci/cluster`), on a cluster of
 /// its own so the kill leaves the shared one alone.
@@ -40,7 +44,10 @@ final class ClusterFailoverTests: IntegrationCase {
     func testMasterKilledMidStreamLosesAndDoublesNothing() throws {
         let cluster = try RedisClusterLauncher(dir: TestRedis.clusterFolder("failover"))
         self.cluster = cluster
-        let env = ["GATEWAY_REDIS_DURABILITY": "replicas:1"]
+        let receiver = try WebhookReceiver(secret: "whsec-failover")
+        defer { receiver.stop() }
+        let env = ["GATEWAY_REDIS_DURABILITY": "replicas:1", "GATEWAY_WEBHOOKS_URL": receiver.url,
+                   "GATEWAY_WEBHOOKS_SECRET": "whsec-failover", "GATEWAY_WEBHOOKS_MAX_BACKOFF_S": "2"]
         let a = try GatewayNodeProcess(name: "n1", redisPort: 0, env: env, redisURL: cluster.url)
         nodes.append(a)
         let b = try GatewayNodeProcess(name: "n2", redisPort: 0, env: env, redisURL: cluster.url)
@@ -57,6 +64,11 @@ final class ClusterFailoverTests: IntegrationCase {
                 perMaster[owner, default: 0] += 1
                 products.append(id)
             }
+        }
+        // The first product (whose master is killed) shares its master with the event log.
+        let eventsMaster = try cluster.masterFor(key: "{events}")
+        if let i = try products.firstIndex(where: { try cluster.masterFor(key: "{product:\($0)}") == eventsMaster }) {
+            products.swapAt(0, i)
         }
         let productIDs = products
         let channels = products.map { "product:\($0)" }
@@ -182,6 +194,32 @@ final class ClusterFailoverTests: IntegrationCase {
             }
         }
         XCTAssertEqual(paid.value.count, Self.orderWorkers * Self.ordersPerWorker)
+        XCTAssertEqual(victim, eventsMaster, "the event log's master was the one killed")
+
+        // The event log: each paid order's two events exactly once; every one delivered.
+        var log: [JSON] = []
+        try waitUntil(timeout: 30, "every paid order's events relayed to the log") {
+            log = []
+            var after: String?
+            while let page = try? events(a, after: after, limit: 1000), let last = page.last {
+                log += page
+                after = last["id"]?.stringValue
+            }
+            return log.count >= 2 * paid.value.count
+        }
+        for id in paid.value {
+            XCTAssertEqual(log.filter { $0["data"]?["order"]?.stringValue == id }.map { $0["type"]?.stringValue },
+                           ["order.paid", "order.delivered"], "\(id): logged once each, in order")
+        }
+        try waitUntil(timeout: 60, "every logged event delivered") {
+            Set(receiver.delivered().map(\.eventID)).isSuperset(of: log.compactMap { $0["id"]?.stringValue })
+        }
+        let audit = WebhookAudit(log: log.compactMap(WebhookAudit.LoggedEvent.init), receipts: receiver.receipts())
+        XCTAssertEqual(audit.missing, 0)
+        XCTAssertEqual(audit.unexpected, 0)
+        XCTAssertEqual(audit.outOfOrder, 0, "each order's events in log order")
+        XCTAssertEqual(audit.signaturesInvalid, 0)
+        print("failover: \(audit.received) events delivered, \(audit.duplicates) sent again (at least once)")
         for id in products {
             let sold = keys.keys.filter { $0.hasPrefix("K-\(id)-") }.count
             XCTAssertEqual(try product(a, id)["stock"]?.intValue, Int64(keysPerProduct - sold), "\(id): stock matches the keys sold")

@@ -26,7 +26,9 @@ final class LedgerTests: IntegrationCase {
     }
 
     /// The money table: a `succeeded` payment is the one its order was paid with and that
-    /// order is delivered; any other payment that took money is owed back or sent back.
+    /// order is delivered; any other payment that took money is owed back or sent back. The
+    /// event log agrees: `order.paid` names the succeeded payment, `payment.refund_required`
+    /// each one owed back.
     func assertLedgerAgrees(_ node: GatewayNodeProcess, _ payments: [JSON], file: StaticString = #filePath, line: UInt = #line) throws {
         for p in payments {
             let entry = try ledger(node, p, file: file, line: line)
@@ -35,8 +37,12 @@ final class LedgerTests: IntegrationCase {
             case "succeeded":
                 XCTAssertEqual(order["status"]?.stringValue, "delivered", "\(entry)", file: file, line: line)
                 XCTAssertEqual(order["paid_by"], entry["payer"], file: file, line: line)
+                let paid = try event(node, "order.paid", payment: entry["id"]!.stringValue!)
+                XCTAssertEqual(paid?["data"]?["order"], entry["order"], "order.paid for \(entry)", file: file, line: line)
             case "refund_required", "refunded":
                 XCTAssertNotNil(entry["trade_no"]?.stringValue, "\(entry)", file: file, line: line)
+                let owed = try event(node, "payment.refund_required", payment: entry["id"]!.stringValue!)
+                XCTAssertEqual(owed?["data"]?["amount"], entry["amount"], "payment.refund_required for \(entry)", file: file, line: line)
             default:
                 XCTFail("payment that took money is \(entry)", file: file, line: line)
             }

@@ -86,6 +86,25 @@ final class LoadtestRunTests: XCTestCase {
         try assertMarkdownBeside("holiday-peak")
     }
 
+    /// `orders --webhooks` reads the event log back and holds the receiver's deliveries against
+    /// it: two events per paid order, none unknown, none out of order, none badly signed.
+    func testSmallOrdersWithWebhooksAccountsForEveryLoggedEvent() throws {
+        let report = try runLoadtest(["orders", "--orders", "20", "--concurrency", "4", "--webhooks", "--webhooks-drain", "30"],
+                                     scenario: "orders", timeout: 120)
+        let hooks = try XCTUnwrap(report["webhooks"] as? [String: Any], "\(report.keys.sorted())")
+        XCTAssertEqual(int(hooks["eventsWritten"]), 40, "order.paid + order.delivered for each of 20 orders: \(hooks)")
+        XCTAssertEqual(hooks["eventsByType"] as? [String: Int], ["order.paid": 20, "order.delivered": 20])
+        XCTAssertNil(hooks["logReadError"])
+        XCTAssertEqual(int(hooks["received"]), 40, "every logged event delivered: \(hooks)")
+        XCTAssertEqual(int(hooks["missing"]), 0)
+        XCTAssertEqual(int(hooks["unexpected"]), 0)
+        XCTAssertEqual(int(hooks["outOfOrder"]), 0)
+        XCTAssertEqual(int(hooks["signaturesInvalid"]), 0)
+        XCTAssertGreaterThanOrEqual(int(hooks["backlogAtEnd"]), 0, "the backlog gauge was read")
+        XCTAssertEqual(int(hooks["backlogTenSecondsLater"]), 0, "the backlog drained")
+        XCTAssertTrue((hooks["url"] as? String)?.hasPrefix("http://127.0.0.1:") == true)
+    }
+
     // MARK: Helpers
 
     /// Runs `loadtest <args>` into the temp report folder; returns the parsed JSON report.

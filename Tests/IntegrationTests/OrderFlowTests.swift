@@ -302,5 +302,6 @@ final class Locked<T>: @unchecked Sendable {
     private let lock = NSLock()
     init(_ v: T) { self.v = v }
     var value: T { lock.withLock { v } }
-    func mutate(_ f: (inout T) -> Void) { lock.withLock { f(&v) } }
+    @discardableResult
+    func mutate<R>(_ f: (inout T) -> R) -> R { lock.withLock { f(&v) } }
 }

@@ -13,6 +13,7 @@ final class CommerceScriptTests: XCTestCase {
     let rules = OrderRules(times: CommerceTimes(orderTTL: 900_000, giftTTL: 86_400_000, friendpayTTL: 1_800_000, paymentGrace: 60_000))
     let retention = KeyRetention(CommerceTimes(orderTTL: 900_000, giftTTL: 86_400_000, friendpayTTL: 1_800_000, paymentGrace: 60_000))
     let now: Int64 = 1_763_900_000_000
+    static let eventRetentionMs: Int64 = 259_200_000
 
     override func setUpWithError() throws {
         redis = try ScriptRedis()
@@ -34,7 +35,7 @@ final class CommerceScriptTests: XCTestCase {
     func apply(_ decision: Decision, viaOutbox: Bool = false) throws -> (applied: Bool, detail: Int) {
         let settings = CommerceProgram.Settings(retention: retention, historySize: { _ in 100 }, viaOutbox: viaOutbox)
         let program = try XCTUnwrap(CommerceProgram(decision, product: "p1", settings))
-        let reply = redis.run(CommerceScripts.apply, keys: program.keys, args: [program.encoded, "ep1", 3600, program.outbox])
+        let reply = redis.run(CommerceScripts.apply, keys: program.keys, args: [program.encoded, "ep1", 3600, program.outbox, Self.eventRetentionMs])
         var items = try RedisArrayReader(reply)
         return (try items.next(Int.self) == 1, try items.next(Int.self))
     }
@@ -227,6 +228,80 @@ final class CommerceScriptTests: XCTestCase {
         XCTAssertEqual(redis.call(["EXISTS", StoreKeys.log(Channel(kind: .user, id: "u1"))]).int, 0, "nothing published inline")
         XCTAssertEqual(redis.call(["EXISTS", CommerceKeys.timers]).int, 0, "cluster: timers are written by the store, in their own slot")
         XCTAssertEqual(program.timersAhead.map(\.member), ["pay:\(d.savedOrder!.id)"])
+    }
+
+    // MARK: events (contract 4.4): in the decision's own step
+
+    /// The log's entries: (id, type, key, at).
+    func events() -> [(id: String, type: String, key: String, at: String)] {
+        (redis.call(["XRANGE", CommerceKeys.eventsLog, "-", "+"]).array ?? []).compactMap { entry in
+            guard let id = entry.array?[0].text, let f = entry.array?[1].array?.compactMap(\.text) else { return nil }
+            var map: [String: String] = [:]
+            for i in stride(from: 0, to: f.count - 1, by: 2) { map[f[i]] = f[i + 1] }
+            return (id, map["type"] ?? "", map["key"] ?? "", map["at"] ?? "")
+        }
+    }
+
+    func streamID(_ id: String) throws -> [Int64] {
+        let parts = id.split(separator: "-").compactMap { Int64($0) }
+        XCTAssertEqual(parts.count, 2, "a stream id: \(id)")
+        return parts
+    }
+
+    func testApplyAppendsEventsToTheLogInTheSameStep() throws {
+        stockUp(["k1"])
+        let order = try created()
+        XCTAssertTrue(events().isEmpty, "creating an order tells the shop nothing")
+        let (_, payment) = try paid(order)
+        let log = events()
+        XCTAssertEqual(log.map(\.type), ["order.paid", "order.delivered"])
+        XCTAssertEqual(log.map(\.key), [order.id, order.id])
+        XCTAssertEqual(log.map(\.at), [String(now), String(now)], "the decision's time")
+        let (first, second) = (try streamID(log[0].id), try streamID(log[1].id))
+        XCTAssertTrue(first.lexicographicallyPrecedes(second), "ids increase: \(first) \(second)")
+        let data = redis.call(["XRANGE", CommerceKeys.eventsLog, "-", "+"]).array?.first?.array?[1].array?.last?.text ?? ""
+        XCTAssertFalse(data.contains("k1"), "no card key id in an event")
+
+        // The same notify decided on the old snapshot again: its check fails, nothing is written.
+        let stale = PaymentNotify(payment: payment.id, order: order.id, amount: payment.amount, currency: payment.currency,
+                                  outcome: .success, tradeNo: "T")
+        var unpaid = payment
+        unpaid.status = .created
+        unpaid.version -= 1
+        let again = try rules.notify(stale, payment: unpaid, order: order, stock: 1, now: now + 5).get()
+        XCTAssertFalse(again.events.isEmpty)
+        XCTAssertFalse(try apply(again).applied)
+        XCTAssertEqual(events().count, 2, "a refused decision writes no event")
+    }
+
+    func testEventsOfARefundFollowTheRefundInOneStep() throws {
+        stockUp(["k1"])
+        let (order, payment) = try paid(try created())
+        let refund = try rules.refund(order, payment: payment, now: now + 10).get()
+        XCTAssertTrue(try apply(refund).applied)
+        XCTAssertEqual(events().map(\.type), ["order.paid", "order.delivered", "order.refunded", "payment.refund_required"])
+        XCTAssertEqual(redis.call(["HGET", CommerceKeys.payment(payment.id)!, "status"]).text, "refund_required")
+    }
+
+    func testOnAClusterEventsGoToTheOutboxNotTheLog() throws {
+        stockUp(["k1"])
+        let order = try created()
+        let pd = try rules.createPayment(order: order, payer: "u1", paymentID: id("pay", 1), now: now).get()
+        XCTAssertTrue(try apply(pd).applied)
+        let payment = try XCTUnwrap(pd.savedPayment)
+        let notify = PaymentNotify(payment: payment.id, order: order.id, amount: payment.amount, currency: payment.currency,
+                                   outcome: .success, tradeNo: "T")
+        let d = try rules.notify(notify, payment: payment, order: order, stock: 1, now: now).get()
+        let settings = CommerceProgram.Settings(retention: retention, historySize: { _ in 100 }, viaOutbox: true)
+        let program = try XCTUnwrap(CommerceProgram(d, product: "p1", settings))
+        XCTAssertFalse(program.keys.contains(CommerceKeys.eventsLog), "the log is in another slot")
+        XCTAssertTrue(program.keys.allSatisfy { HashSlot.of($0) == HashSlot.of("product:p1") }, "one slot: \(program.keys)")
+        XCTAssertTrue(try apply(d, viaOutbox: true).applied)
+        let entries = (redis.call(["XRANGE", CommerceKeys.outbox("p1"), "-", "+"]).array ?? []).compactMap { $0.array?[1].array?.compactMap(\.text) }
+        let evs = entries.filter { $0.first == "ev" }
+        XCTAssertEqual(evs.map { $0[1] }, ["order.paid", "order.delivered"])
+        XCTAssertEqual(evs.first?[2...5].map { $0 }, ["key", order.id, "at", String(now)])
+        XCTAssertEqual(redis.call(["EXISTS", CommerceKeys.eventsLog]).int, 0, "nothing appended inline")
     }
 
     // MARK: every failed check

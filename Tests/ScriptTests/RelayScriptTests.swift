@@ -124,6 +124,108 @@ final class RelayScriptTests: XCTestCase {
         XCTAssertEqual(f.pushes("user:u").count, 3)
     }
 
+    // MARK: events for the event log (cluster): one ordered call to the {events} slot
+
+    @discardableResult
+    private func addEvent(_ f: StoreFixture, _ outbox: String, _ type: String, key: String = "o-1", at: String = "5") -> String {
+        f.redis.call(["XADD", outbox, "*", "ev", type, "key", key, "at", at, "data", "{\"order\":\"\(key)\"}"]).text ?? ""
+    }
+
+    /// The log's entries as `type key` in log order.
+    private func logged(_ f: StoreFixture) -> [String] {
+        (f.redis.call(["XRANGE", StoreKeys.eventsLog, "-", "+"]).array ?? []).compactMap { entry in
+            guard let fields = entry.array?[1].array?.compactMap(\.text), fields.count >= 4 else { return nil }
+            return "\(fields[1]) \(fields[3])"
+        }
+    }
+
+    func testEventEntriesAreAppendedToTheLogInOutboxOrderBesideThePushes() throws {
+        let f = try StoreFixture(cluster: true)
+        let outbox = StoreKeys.outbox("p")
+        addEvent(f, outbox, "order.paid")
+        add(f, outbox, "user:u", 1)
+        addEvent(f, outbox, "order.delivered")
+        addEvent(f, outbox, "order.canceled", key: "o-2")
+        var emptied: Bool?
+        f.relay.relay(outbox) { emptied = $0 }
+        XCTAssertEqual(emptied, true)
+        XCTAssertEqual(logged(f), ["order.paid o-1", "order.delivered o-1", "order.canceled o-2"])
+        XCTAssertEqual(numbers(f, "user:u"), [1], "the pushes of the batch are relayed as before")
+        XCTAssertEqual(f.redis.call(["XLEN", outbox]).int, 0)
+        XCTAssertEqual(f.redis.call(["HGET", StoreKeys.eventsRelayed, outbox]).text != nil, true, "the mark is kept per outbox")
+    }
+
+    /// A node appended the first event and died before deleting the batch: relaying the
+    /// outbox again appends each event exactly once, in order.
+    func testARelayOfEventsAfterACrashDoesNotDouble() throws {
+        let f = try StoreFixture(cluster: true)
+        let outbox = StoreKeys.outbox("p")
+        let first = addEvent(f, outbox, "order.paid")
+        addEvent(f, outbox, "order.delivered")
+        let answer = f.redis.run(ChannelScripts.eventsRelay, keys: [StoreKeys.eventsLog, StoreKeys.eventsRelayed],
+                                 args: [outbox, 60_000, first, "order.paid", "o-1", "5", "{}"])
+        XCTAssertEqual(answer.array?.first?.int, 1, "appended by a node that then died")
+        f.relay.relay(outbox)
+        f.relay.relay(outbox)
+        XCTAssertEqual(logged(f), ["order.paid o-1", "order.delivered o-1"])
+    }
+
+    func testAnUndecodableEventEntryIsDeadLetteredAndTheRestAppended() throws {
+        let f = try StoreFixture(cluster: true)
+        let outbox = StoreKeys.outbox("p")
+        f.redis.call(["XADD", outbox, "*", "ev", "order.paid", "key", "o-1", "data", "{}"]) // no `at`
+        addEvent(f, outbox, "order.canceled", key: "o-2")
+        var emptied: Bool?
+        f.relay.relay(outbox) { emptied = $0 }
+        XCTAssertEqual(emptied, true)
+        XCTAssertEqual(logged(f), ["order.canceled o-2"])
+        XCTAssertEqual(f.redis.call(["XLEN", StoreKeys.deadLetters(ofOutbox: outbox)]).int, 1)
+    }
+
+    /// Redis out of memory (or refusing writes) while relaying: the whole call fails, no
+    /// entry is struck or dead-lettered however often it happens, and all of it is relayed
+    /// once Redis takes writes again.
+    func testAServerRefusingWritesFailsTheWholeCallAndStrikesNoEntry() throws {
+        let f = try StoreFixture(cluster: true)
+        let events = StoreKeys.outbox("p"), pushes = StoreKeys.outbox("q")
+        addEvent(f, events, "order.paid")
+        add(f, pushes, "user:u", 1)
+        func relay(_ outbox: String) -> Bool? {
+            var emptied: Bool?
+            f.relay.relay(outbox) { emptied = $0 }
+            return emptied
+        }
+        f.redis.call(["CONFIG", "SET", "maxmemory", "1"])
+        for _ in 0..<(OutboxRelay.strikesBeforeDeadLetter + 1) {
+            XCTAssertEqual(relay(events), false)
+            XCTAssertEqual(relay(pushes), false)
+        }
+        XCTAssertEqual(f.relay.strikes, [:], "no strike: a burial would succeed the moment memory frees up")
+        f.redis.call(["CONFIG", "SET", "maxmemory", "0"])
+        for outbox in [events, pushes] {
+            XCTAssertEqual(f.redis.call(["EXISTS", StoreKeys.deadLetters(ofOutbox: outbox)]).int, 0, "nothing buried")
+            XCTAssertEqual(relay(outbox), true)
+        }
+        XCTAssertEqual(logged(f), ["order.paid o-1"])
+        XCTAssertEqual(numbers(f, "user:u"), [1])
+    }
+
+    /// The trim (MINID ~, by age) keeps every event younger than the retention; a whole
+    /// stream node of old ones (100 entries by default) goes.
+    func testTheLogIsTrimmedOnlyPastItsRetention() throws {
+        let f = try StoreFixture(cluster: true)
+        let outbox = StoreKeys.outbox("p")
+        for n in 1...250 {
+            f.redis.call(["XADD", StoreKeys.eventsLog, "1000-\(n)", "type", "order.paid", "key", "old", "at", "1", "data", "{}"])
+        }
+        var args: [RedisArgument] = [outbox, 60_000]
+        for n in 1...300 { args += ["1700000000000-\(n)", "order.paid", "o-\(n)", "5", "{}"] }
+        _ = f.redis.run(ChannelScripts.eventsRelay, keys: [StoreKeys.eventsLog, StoreKeys.eventsRelayed], args: args)
+        let kept = logged(f)
+        XCTAssertEqual(kept.filter { $0 != "order.paid old" }.count, 300, "every recent event kept")
+        XCTAssertLessThan(kept.filter { $0 == "order.paid old" }.count, 250, "old ones are trimmed")
+    }
+
     func testTheSweepRelaysDueOutboxesAndForgetsOnlyUnchangedRegistrations() throws {
         let f = try StoreFixture(cluster: true)
         let (due, fresh) = (StoreKeys.outbox("p"), StoreKeys.outbox("q"))

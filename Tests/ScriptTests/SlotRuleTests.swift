@@ -41,6 +41,7 @@ final class SlotRuleTests: XCTestCase {
         _ = try f.value { f.community.product("p", $0) }
         _ = try f.value { f.community.renewBotLease(node: "n", ttlMs: 1_000, $0) }
         f.redis.call(["XADD", StoreKeys.outbox("p"), "*", "ch", "no channel"])  // dead-lettered
+        f.redis.call(["XADD", StoreKeys.outbox("p"), "*", "ev", "order.paid", "key", "o-1", "at", "1", "data", "{}"])  // to the event log
         f.relay.relay(StoreKeys.outbox("p"))
         f.relay.sweep()
 

@@ -9,6 +9,15 @@ local function nowMs()
   return string.format('%d', t[1] * 1000 + math.floor(t[2] / 1000))
 end
 
+-- Whether stream id `id` (`<ms>-<seq>`) comes after `than`: the relays' "already relayed"
+-- marks. Compared as numbers (Lua's doubles hold every ms of a stream id exactly).
+local function streamIDNewer(id, than)
+  local ms, seq = string.match(id, '^(%d+)-(%d+)$')
+  local lastMs, lastSeq = string.match(than, '^(%d+)-(%d+)$')
+  ms, seq, lastMs, lastSeq = tonumber(ms), tonumber(seq), tonumber(lastMs), tonumber(lastSeq)
+  return ms > lastMs or (ms == lastMs and seq > lastSeq)
+end
+
 -- `ts0`: a batch of publishes may share one clock reading. Returns the offset.
 local function publish(meta, log, ch, kind, data, size, ttl, epoch0, ts0)
   local epoch = redis.call('HGET', meta, 'epoch')

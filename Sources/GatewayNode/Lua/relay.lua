@@ -7,20 +7,12 @@
 -- doubles a push.
 -- Each entry runs under pcall; the first that raises stops the call (later entries are
 -- not tried, so none overtakes it). Returns, per entry handled, the offset published or
--- 0 for a repeat; after them, when an entry failed, its error (a string).
+-- 0 for a repeat; after them, when an entry failed, its error (a string). A server
+-- refusing writes (OOM, MISCONF, READONLY, ...) is no entry's fault: that fails the whole
+-- call, which the relay tries again with no strike against the entry.
 local META, LOG = KEYS[1], KEYS[2]
 local OUTBOX, CHANNEL, TTL, EPOCH = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local FIRST_ENTRY, ENTRY_FIELDS = 5, 4 -- then per entry: ID, KIND, DATA, SIZE
-
-local function parts(id)
-  local ms, seq = string.match(id, '^(%d+)-(%d+)$')
-  return tonumber(ms), tonumber(seq)
-end
-local function newer(id, than)
-  local ms, seq = parts(id)
-  local lastMs, lastSeq = parts(than)
-  return ms > lastMs or (ms == lastMs and seq > lastSeq)
-end
 
 local FIELD = 'relayed:' .. OUTBOX
 local res = {}
@@ -28,14 +20,18 @@ for i = FIRST_ENTRY, #ARGV, ENTRY_FIELDS do
   local id, kind, data, size = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   local ok, out = pcall(function()
     local last = redis.call('HGET', META, FIELD)
-    if last and not newer(id, last) then return 0 end
+    if last and not streamIDNewer(id, last) then return 0 end
     local off = publish(META, LOG, CHANNEL, kind, data, size, TTL, EPOCH)
     redis.call('HSET', META, FIELD, id)
     return off
   end)
   if not ok then
     if type(out) == 'table' then out = out.err or 'error' end
-    res[#res + 1] = tostring(out)
+    out = tostring(out)
+    for _, code in ipairs({'OOM', 'MISCONF', 'READONLY', 'LOADING', 'NOREPLICAS', 'BUSY', 'CLUSTERDOWN'}) do
+      if string.sub(out, 1, #code) == code then return redis.error_reply(out) end
+    end
+    res[#res + 1] = out
     return res
   end
   res[#res + 1] = out

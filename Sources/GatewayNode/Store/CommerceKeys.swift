@@ -97,6 +97,7 @@ package enum CommerceKeys {
     static func members(_ product: String) -> String { "gw:\(StoreKeys.tag(.product(product))):members" }
     /// Stream of the pushes of this slot's decisions to channels in other slots (cluster only).
     static func outbox(_ product: String) -> String { StoreKeys.outbox(product) }
+    static let eventsLog = StoreKeys.eventsLog
     /// Sorted set `<kind>:<order id>` by due time (ms); its own slot, written outside the decisions.
     static let timers = "gw:timers"
 

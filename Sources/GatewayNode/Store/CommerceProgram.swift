@@ -32,6 +32,9 @@ enum CommerceOp: Equatable {
     /// A push to a user channel through lib_emit: published inline with the channel's keys
     /// (one server), or written to the outbox (cluster: `meta`/`log` are nil).
     case push(meta: Int?, log: Int?, channel: String, type: String, data: String, size: Int)
+    /// An event through lib_emit's emitEvent: appended to the event log (one server: `log`
+    /// is its KEYS index) or written to the outbox for the relay (cluster: `log` is nil).
+    case event(log: Int?, type: String, key: String, at: Int64, data: String)
     /// One server only: ZADD / ZREM of a `gw:timers` member, in the decision's own script.
     case scheduleTimer(timers: Int, member: String, due: Int64)
     case unscheduleTimer(timers: Int, member: String)
@@ -66,7 +69,15 @@ struct CommerceProgram: Equatable {
     private(set) var timersAfter: [String] = []
     /// 1-based KEYS index of the outbox, 0 when pushes are published inline.
     private(set) var outbox = 0
-    var hasPushes: Bool { ops.contains { if case .push = $0 { true } else { false } } }
+    /// Whether a cluster's apply writes to the outbox: pushes and events go there.
+    var hasOutboxEntries: Bool {
+        ops.contains {
+            switch $0 {
+            case .push, .event: true
+            default: false
+            }
+        }
+    }
 
     struct Settings {
         var retention: KeyRetention
@@ -85,7 +96,7 @@ struct CommerceProgram: Equatable {
         for e in decision.effects {
             guard mapEffect(e, product: product, settings) else { return nil }
         }
-        if settings.viaOutbox, hasPushes { outbox = key(CommerceKeys.outbox(product)) }
+        if settings.viaOutbox, hasOutboxEntries { outbox = key(CommerceKeys.outbox(product)) }
         // A decision that only schedules (a timer put back) has no script to ride in.
         if !settings.viaOutbox, !keys.isEmpty, !(timersAhead.isEmpty && timersAfter.isEmpty) {
             let timers = key(CommerceKeys.timers)
@@ -208,6 +219,9 @@ struct CommerceProgram: Equatable {
                              log: inline ? key(CommerceKeys.channelLog(channel)) : nil,
                              channel: channel.description, type: type, data: data.serialized(),
                              size: settings.historySize(.user)))
+        case .event(let e):
+            ops.append(.event(log: settings.viaOutbox ? nil : key(CommerceKeys.eventsLog), type: e.type.rawValue,
+                              key: e.key, at: e.createdAt, data: e.data.serialized()))
         }
         return true
     }
@@ -326,6 +340,10 @@ extension CommerceOp {
             w.open("push")
             if let meta, let log { w.field("meta", meta); w.field("log", log) }
             w.field("channel", ch); w.field("type", type); w.field("data", data); w.field("size", size)
+        case .event(let log, let type, let key, let at, let data):
+            w.open("event")
+            if let log { w.field("log", log) }
+            w.field("type", type); w.field("key", key); w.field("at", String(at)); w.field("data", data)
         case .scheduleTimer(let t, let member, let due):
             w.open("schedule_timer"); w.field("timers", t); w.field("member", member); w.field("due", String(due))
         case .unscheduleTimer(let t, let member):

@@ -92,6 +92,8 @@ final class RedisCommerceStore: CommerceStore {
     let durabilityTimeoutMs: Int
     /// Cluster only; nil until the relay is wired (pushes then wait in the outbox).
     var relay: EventStore?
+    /// How long the event log keeps an event at least (`webhooks.retry_for_s`), in ms.
+    var eventRetentionMs: Int64 = 259_200_000
     /// One server: v1 records are upgraded before any order is read or decided on.
     var legacyMigration: LegacyCommerceMigration?
     private var upgrading: Bool { legacyMigration.map { !$0.isDone } ?? false }
@@ -150,7 +152,7 @@ final class RedisCommerceStore: CommerceStore {
             return scheduleAhead(program.timersAhead, before: nil) { error in done(error.map { .failure($0) } ?? .success(.applied)) }
         }
         let outbox = program.outbox > 0 ? program.keys[program.outbox - 1] : nil
-        let args: [RedisArgument] = [program.encoded, newEpoch(), historyTTL, program.outbox]
+        let args: [RedisArgument] = [program.encoded, newEpoch(), historyTTL, program.outbox, eventRetentionMs]
         let applyNow = {
             self.redis.run(CommerceScripts.apply, keys: program.keys, args: args) { reply in
                 let outcome = Self.decode(reply, "apply") { (r: RedisReply) throws(RedisDecodingError) -> ApplyOutcome in
@@ -182,7 +184,12 @@ final class RedisCommerceStore: CommerceStore {
     }
 
     func deliverPushes(of decision: Decision, product: String) {
-        guard let relay, redis.isCluster, decision.effects.contains(where: { if case .push = $0 { true } else { false } }) else { return }
+        guard let relay, redis.isCluster, decision.effects.contains(where: {
+            switch $0 {
+            case .push, .event: true
+            default: false
+            }
+        }) else { return }
         relay.relay(CommerceKeys.outbox(product))
     }
 

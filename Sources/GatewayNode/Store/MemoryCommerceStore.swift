@@ -12,6 +12,8 @@ final class MemoryCommerceStore: CommerceStore {
     private(set) var timers: [String: Int64] = [:]
     /// Pushes in the order they were made: channel, push type, data JSON.
     private(set) var pushes: [(channel: String, type: String, data: String)] = []
+    /// The event log, in log order: type, ordering key, time, data JSON (ids are the index + 1).
+    private(set) var events: [(type: String, key: String, at: Int64, data: String)] = []
     var retention = KeyRetention(CommerceTimes(orderTTL: 900_000, giftTTL: 86_400_000, friendpayTTL: 86_400_000, paymentGrace: 60_000))
     var viaOutbox = false
     var historySize: (Channel.Kind) -> Int = { _ in 100 }
@@ -115,6 +117,8 @@ final class MemoryCommerceStore: CommerceStore {
                 strings[k(key)] = k(order)
             case .push(_, _, let channel, let type, let data, _):
                 pushes.append((channel, type, data))
+            case .event(_, let type, let key, let at, let data):
+                events.append((type, key, at, data))
             case .scheduleTimer(_, let member, let due):
                 timers[member] = due
             case .unscheduleTimer(_, let member):

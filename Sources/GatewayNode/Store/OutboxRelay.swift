@@ -2,19 +2,23 @@ import GatewayIO
 import GatewayProtocol
 import GatewayRedis
 
-/// What a decision that pushes to other slots needs around it (commerce's apply, the
-/// price-drop batches): register the outbox before, relay it after. `OutboxRelay` on Redis.
+/// What a decision that pushes to other slots or writes events needs around it (commerce's
+/// apply, the price-drop batches): register the outbox before, relay it after; and the
+/// reading of the event log those events end in. `OutboxRelay` on Redis.
 protocol EventStore: AnyObject {
     func register(_ outbox: String, _ done: @escaping (Bool) -> Void)
     func relay(_ outbox: String)
+    /// `GET /api/v1/events`: the events after `after` (nil: from the oldest kept), oldest first.
+    func events(after: String?, limit: Int, _ done: @escaping (StoreResult<[LoggedEvent]>) -> Void)
 }
 
 /// Relays pushes that a decision wrote to its slot's outbox stream (Redis Cluster only) to
 /// their channels' slots: the channel's publish, guarded by the last entry id relayed from
 /// that outbox (relay.lua), so nothing is lost or doubled whichever node relays and however
-/// often. A batch sends each channel's entries in one call, in outbox order, and deletes
-/// the batch only once every channel call of it succeeded (and, under `replicas:N`, was
-/// confirmed on replicas). Store/README.md has the whole story.
+/// often. Events go the same way to the event log's slot (events_relay.lua, its own mark).
+/// A batch sends each channel's entries in one call, and its events in one call, in outbox
+/// order, and deletes the batch only once every call of it succeeded (and, under
+/// `replicas:N`, was confirmed on replicas). Store/README.md has the whole story.
 final class OutboxRelay: EventStore {
     let calls: RedisCalls
     let settings: StoreSettings
@@ -50,7 +54,7 @@ final class OutboxRelay: EventStore {
     /// away): registered again on each tick until it works.
     private var unregistered: Set<String> = []
     /// Script errors per outbox entry (`<outbox> <id>`), on this node.
-    private var strikes: [String: Int] = [:]
+    private(set) var strikes: [String: Int] = [:]
 
     init(redis: any RedisLink, settings: StoreSettings, log: @escaping (String) -> Void,
          schedule: ((Int, @escaping () -> Void) -> Void)?) {
@@ -162,14 +166,15 @@ final class OutboxRelay: EventStore {
         /// Also refuses what relay.lua could not publish cleanly (no channel name, a size
         /// that is not a count). Errors name fields only: the data may be anything.
         init(redisReply: RedisReply) throws(RedisDecodingError) {
-            var reader = try RedisArrayReader(redisReply)
-            id = try reader.next()
-            let fields: [String] = try reader.next()
-            var map: [String: String] = [:]
-            for i in stride(from: 0, to: fields.count - 1, by: 2) { map[fields[i]] = fields[i + 1] }
+            let (id, fields) = try OutboxRelay.fields(of: redisReply)
+            try self.init(id: id, fields)
+        }
+
+        init(id: String, _ fields: OutboxFields) throws(RedisDecodingError) {
+            self.id = id
+            let map = fields.map
             guard let ch = map["ch"], let type = map["type"], let data = map["data"], let size = map["size"] else {
-                let names = stride(from: 0, to: fields.count - 1, by: 2).map { fields[$0] }
-                throw .unexpected(expected: "an outbox entry (ch type data size)", got: "fields " + names.joined(separator: " "))
+                throw .unexpected(expected: "an outbox entry (ch type data size)", got: "fields " + fields.names)
             }
             guard Channel(ch) != nil, !type.isEmpty, !data.isEmpty, let count = Int(size), count > 0 else {
                 throw .unexpected(expected: "a channel name, a type, data and a size", got: "an entry that has not")
@@ -181,6 +186,55 @@ final class OutboxRelay: EventStore {
         static func id(of reply: RedisReply) -> String? {
             guard case .array(let parts) = reply, let first = parts.first else { return nil }
             return try? String(redisReply: first)
+        }
+    }
+
+    /// An outbox entry's fields, by name (the names kept in order for error messages).
+    struct OutboxFields {
+        var map: [String: String] = [:]
+        var names = ""
+
+        /// From a stream entry's `[name, value, ...]`.
+        init(_ list: [String]) {
+            for i in stride(from: 0, to: list.count - 1, by: 2) { map[list[i]] = list[i + 1] }
+            names = stride(from: 0, to: list.count - 1, by: 2).map { list[$0] }.joined(separator: " ")
+        }
+    }
+
+    static func fields(of reply: RedisReply) throws(RedisDecodingError) -> (id: String, OutboxFields) {
+        var reader = try RedisArrayReader(reply)
+        let id: String = try reader.next()
+        return (id, OutboxFields(try reader.next()))
+    }
+
+    /// An event for the event log (lib_emit's emitEvent): `ev <type> key <ordering key> at <ms> data <json>`.
+    struct EventEntry: Equatable {
+        var id: String
+        var type: String
+        var key: String
+        var at: String
+        var data: String
+
+        init(id: String, _ fields: OutboxFields) throws(RedisDecodingError) {
+            let map = fields.map
+            guard let type = map["ev"], let key = map["key"], let at = map["at"], let data = map["data"] else {
+                throw .unexpected(expected: "an event entry (ev key at data)", got: "fields " + fields.names)
+            }
+            guard !type.isEmpty, !key.isEmpty, Int64(at) != nil, !data.isEmpty else {
+                throw .unexpected(expected: "a type, a key, a time and data", got: "an entry that has not")
+            }
+            (self.id, self.type, self.key, self.at, self.data) = (id, type, key, at, data)
+        }
+    }
+
+    /// What a batch's entry is: a push for a channel, or an event for the log.
+    enum Item {
+        case push(Entry)
+        case event(EventEntry)
+
+        init(redisReply: RedisReply) throws(RedisDecodingError) {
+            let (id, fields) = try OutboxRelay.fields(of: redisReply)
+            self = fields.map["ev"] != nil ? .event(try EventEntry(id: id, fields)) : .push(try Entry(id: id, fields))
         }
     }
 
@@ -212,6 +266,17 @@ final class OutboxRelay: EventStore {
         var entries: [Entry]
     }
 
+    /// One call of a batch: a channel's pushes (relay.lua) or the batch's events
+    /// (events_relay.lua), each entry named for the log if it fails.
+    private struct Call {
+        var entries: [(id: String, what: String)]
+        /// A key on the master written to, for the WAIT under `replicas:N`.
+        var written: String
+        var script: LuaScript
+        var keys: [String]
+        var args: [RedisArgument]
+    }
+
     /// Reads up to `batch` entries from the head; sends each channel's entries in one
     /// relay.lua call (pipelined); once every call succeeded (and replicas confirmed, under
     /// `replicas:N`) deletes the batch, and goes on while full batches come. Only then is the
@@ -223,16 +288,21 @@ final class OutboxRelay: EventStore {
             if items.isEmpty { return done(true) }
             var parts: [ChannelPart] = []
             var partIndex: [String: Int] = [:]
+            var events: [EventEntry] = []
             var undecodable: [(id: String, reason: String)] = []
             for item in items {
                 do {
-                    let entry = try Entry(redisReply: item)
-                    let channel = Channel(entry.channel)!
-                    if let i = partIndex[entry.channel] {
-                        parts[i].entries.append(entry)
-                    } else {
-                        partIndex[entry.channel] = parts.count
-                        parts.append(ChannelPart(name: entry.channel, channel: channel, entries: [entry]))
+                    switch try Item(redisReply: item) {
+                    case .event(let event):
+                        events.append(event)
+                    case .push(let entry):
+                        let channel = Channel(entry.channel)!
+                        if let i = partIndex[entry.channel] {
+                            parts[i].entries.append(entry)
+                        } else {
+                            partIndex[entry.channel] = parts.count
+                            parts.append(ChannelPart(name: entry.channel, channel: channel, entries: [entry]))
+                        }
                     }
                 } catch {
                     guard let id = Entry.id(of: item) else {
@@ -246,17 +316,18 @@ final class OutboxRelay: EventStore {
             if !undecodable.isEmpty {
                 return self.bury(outbox, undecodable) { ok in ok ? self.round(outbox, done) : done(false) }
             }
-            let gather = Gather<Relayed>(parts.count) { result in
+            let calls = self.calls(outbox, parts, events)
+            let gather = Gather<Relayed>(calls.count) { result in
                 // Lost or garbled answers: nothing deleted; re-sent entries that did get
                 // published are true repeats and skipped.
                 guard case .success(let answers) = result else { return done(false) }
-                let failed = zip(parts, answers).compactMap { part, answer -> (Entry, String)? in
-                    guard let failure = answer.failure, answer.handled < part.entries.count else { return nil }
-                    return (part.entries[answer.handled], failure)
+                let failed = zip(calls, answers).compactMap { call, answer -> ((id: String, what: String), String)? in
+                    guard let failure = answer.failure, answer.handled < call.entries.count else { return nil }
+                    return (call.entries[answer.handled], failure)
                 }
                 if !failed.isEmpty { return self.struck(outbox, failed, done) }
                 for item in items { if let id = Entry.id(of: item) { self.strikes["\(outbox) \(id)"] = nil } }
-                self.confirm(parts.map { StoreKeys.meta($0.channel) }) { confirmed in
+                self.confirm(calls.map(\.written)) { confirmed in
                     guard confirmed else {
                         self.calls.log("outbox \(outbox): replicas did not confirm the relayed pushes in time; kept for another relay")
                         return done(false)
@@ -268,19 +339,35 @@ final class OutboxRelay: EventStore {
                     }
                 }
             }
-            for (i, part) in parts.enumerated() {
-                var args: [RedisArgument] = [outbox, part.name, self.settings.historyTTLSeconds,
-                                             self.settings.newEpoch()]
-                for entry in part.entries { args += [entry.id, entry.type, entry.data, entry.size] }
-                self.calls.run(ChannelScripts.relay, keys: [StoreKeys.meta(part.channel), StoreKeys.log(part.channel)],
-                               args: args, as: Relayed.self) { gather.report(i, $0) }
+            for (i, call) in calls.enumerated() {
+                self.calls.run(call.script, keys: call.keys, args: call.args, as: Relayed.self) { gather.report(i, $0) }
             }
         }
     }
 
+    /// The calls of a batch: one per channel (its pushes in outbox order), and one for the
+    /// event log with every event of the batch in outbox order (so an order's events keep
+    /// the order its decisions wrote them in).
+    private func calls(_ outbox: String, _ parts: [ChannelPart], _ events: [EventEntry]) -> [Call] {
+        var calls = parts.map { part -> Call in
+            var args: [RedisArgument] = [outbox, part.name, settings.historyTTLSeconds, settings.newEpoch()]
+            for entry in part.entries { args += [entry.id, entry.type, entry.data, entry.size] }
+            return Call(entries: part.entries.map { ($0.id, "channel \($0.channel), type \($0.type)") },
+                        written: StoreKeys.meta(part.channel), script: ChannelScripts.relay,
+                        keys: [StoreKeys.meta(part.channel), StoreKeys.log(part.channel)], args: args)
+        }
+        if !events.isEmpty {
+            var args: [RedisArgument] = [outbox, settings.eventRetentionMs]
+            for e in events { args += [e.id, e.type, e.key, e.at, e.data] }
+            calls.append(Call(entries: events.map { ($0.id, "event \($0.type), key \($0.key)") }, written: StoreKeys.eventsLog,
+                              script: ChannelScripts.eventsRelay, keys: [StoreKeys.eventsLog, StoreKeys.eventsRelayed], args: args))
+        }
+        return calls
+    }
+
     /// Entries whose relay failed with a script error: each gets a strike; one at its limit
     /// goes to the dead letters and the relay goes on, otherwise it stops for now.
-    private func struck(_ outbox: String, _ failed: [(Entry, String)], _ done: @escaping (Bool) -> Void) {
+    private func struck(_ outbox: String, _ failed: [((id: String, what: String), String)], _ done: @escaping (Bool) -> Void) {
         var dead: [(id: String, reason: String)] = []
         for (entry, failure) in failed {
             let key = "\(outbox) \(entry.id)"
@@ -288,7 +375,7 @@ final class OutboxRelay: EventStore {
             if strikes.count >= 10_000 { strikes.removeAll() }
             let count = (strikes[key] ?? 0) + 1
             strikes[key] = count
-            calls.log("outbox \(outbox): relaying entry \(entry.id) (channel \(entry.channel), type \(entry.type)) failed \(count) time(s): \(failure.prefix(200))")
+            calls.log("outbox \(outbox): relaying entry \(entry.id) (\(entry.what)) failed \(count) time(s): \(failure.prefix(200))")
             if count >= Self.strikesBeforeDeadLetter { dead.append((entry.id, "script error: \(failure.prefix(200))")) }
         }
         guard !dead.isEmpty else { return done(false) }

@@ -59,7 +59,8 @@ enum StoreKeys {
     static func watchRecords(_ id: String) -> String { "gw:\(tag(.product(id))):watch" }
     /// Sorted set user -> watch expiry (ms).
     static func watchExpiry(_ id: String) -> String { "gw:\(tag(.product(id))):watch:exp" }
-    /// Stream of pushes to other slots waiting to be relayed (cluster only): `ch type data size`.
+    /// Stream of pushes to other slots waiting to be relayed (cluster only): `ch type data size`,
+    /// and of events for the event log: `ev <type> key <ordering key> at <ms> data <json>`.
     static func outbox(_ id: String) -> String { "gw:\(tag(.product(id))):outbox" }
     /// Stream of the outbox entries that could not be relayed (`<outbox>:dead`, the same
     /// slot): the original fields plus `id` and `reason`, for an operator to look at.
@@ -93,4 +94,31 @@ enum StoreKeys {
     /// live in their products' slots); the list re-reads each payment, so an entry a write
     /// behind is dropped there.
     static let refundsOwed = "gw:{admin}:refund-required"
+
+    // MARK: The event log (one slot: `{events}`; contract 4.4)
+
+    /// Stream of events, `type key at data`; the entry id is the event's id. Written in the
+    /// decision's step on one server, relayed from the slots' outboxes on a cluster.
+    static let eventsLog = "gw:{events}:log"
+    /// Hash outbox key -> the last outbox entry id appended to the log (cluster relay dedupe).
+    static let eventsRelayed = "gw:{events}:relayed"
+
+    // Webhook delivery (same slot; webhook_*.lua; Store/README.md "Webhooks")
+
+    /// String: the last log id handed to the delivery queues.
+    static let webhookDispatched = "gw:{events}:dispatched"
+    /// Hash ordering key -> its undelivered event ids, space-separated, in log order.
+    static let webhookQueues = "gw:{events}:queues"
+    /// Sorted set ordering key -> next attempt (ms, Redis clock); a leased key's lease end.
+    static let webhookDue = "gw:{events}:due"
+    /// Hash ordering key -> `<token> <event id>` of the delivery in flight.
+    static let webhookLeases = "gw:{events}:leases"
+    /// Hash event id -> attempts so far.
+    static let webhookAttempts = "gw:{events}:attempts"
+    /// Sorted set ordering key -> time (ms) of its oldest undelivered event.
+    static let webhookHeads = "gw:{events}:heads"
+    /// Hash `backlog` (queued, undelivered), `delivered`, `given_up`, `claims`.
+    static let webhookStats = "gw:{events}:stats"
+    /// Stream of given-up events `id key reason`, capped.
+    static let webhookDead = "gw:{events}:dead"
 }

@@ -23,6 +23,8 @@ struct StoreSettings {
     /// published to before it deletes the relayed outbox entries.
     var durability: RedisDurability = .fsync
     var durabilityTimeoutMs = 1_000
+    /// How long the event log keeps an event at least (`webhooks.retry_for_s`), in ms.
+    var eventRetentionMs: Int64 = 259_200_000
     /// A fresh epoch for a channel that has none.
     var newEpoch: () -> String = { String(UInt32.random(in: 0...UInt32.max), radix: 16) }
 

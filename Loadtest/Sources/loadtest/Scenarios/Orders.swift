@@ -38,6 +38,12 @@ struct OrdersCommand: ParsableCommand {
     @Flag(help: "Profile the first node with `perf record -g` while orders run (report beside the logs).")
     var perf = false
 
+    @Flag(help: "Point the spawned nodes' webhooks.url at a receiver in this process; report events written and delivered, duplicates, signatures, delivery latency and the backlog.")
+    var webhooks = false
+
+    @Option(help: "With --webhooks: most seconds after the orders to wait for every logged event to be delivered (ends sooner after 10 s without a delivery).")
+    var webhooksDrain = 120
+
     @OptionGroup var workerOptions: WorkerOptions
     @OptionGroup var cluster: ClusterOptions
     @OptionGroup var output: OutputOptions
@@ -56,6 +62,8 @@ struct OrdersCommand: ParsableCommand {
         guard price >= 0 else { throw ValidationError("--price must be 0 or more") }
         guard connectRate > 0 else { throw ValidationError("--connect-rate must be above 0") }
         guard (1...600).contains(drain) else { throw ValidationError("--drain must be 1 to 600 seconds") }
+        guard (10...3600).contains(webhooksDrain) else { throw ValidationError("--webhooks-drain must be 10 to 3600 seconds") }
+        if webhooks && cluster.external { throw ValidationError("--webhooks sets webhooks.url of the nodes it spawns: not with --url") }
     }
 
     func run() throws {
@@ -139,6 +147,8 @@ struct OrdersResults: EmptyResults {
     var check = Check()
     var cpuWhileOrdering: [CPUSpan] = []
     var perfTop: [String] = []
+    /// With `--webhooks` only.
+    var webhooks: WebhookResults?
 
     struct Point: Codable {
         var t: Double
@@ -291,6 +301,8 @@ final class ActiveCount: Sendable {
 final class OrdersScenario: @unchecked Sendable {
     let cmd: OrdersCommand
     let tag = Machine.randomHex(bytes: 3)
+    /// With `--webhooks`; set before the nodes start, read by the progress loop only.
+    private var hooks: WebhookWatch?
 
     init(_ cmd: OrdersCommand) { self.cmd = cmd }
 
@@ -302,7 +314,14 @@ final class OrdersScenario: @unchecked Sendable {
         let ctx = try RunContext(scenario: "orders", output: cmd.output)
         let p = ctx.progress
         let n = cmd.orders, m = cmd.keyCount, b = cmd.buyerCount
-        let (clusterOptions, paySecret) = try ClusterSecrets.withPaymentsSecret(cmd.cluster, external: cmd.paymentsSecret)
+        let (withSecret, paySecret) = try ClusterSecrets.withPaymentsSecret(cmd.cluster, external: cmd.paymentsSecret)
+        var clusterOptions = withSecret
+        if cmd.webhooks {
+            let watch = try WebhookWatch()
+            clusterOptions.nodeEnv += watch.nodeEnv
+            hooks = watch
+            p.note("webhooks: the nodes deliver to \(watch.receiver.url)")
+        }
         var limits = Preflight.check(connections: b, nodes: cmd.cluster.nodeCount, sourceAddresses: !cmd.workerOptions.noSourceAddresses)
         limits.forEach { p.note("preflight: \($0)") }
 
@@ -311,6 +330,7 @@ final class OrdersScenario: @unchecked Sendable {
         defer {
             cluster?.stop()
             pool?.stop()
+            hooks?.receiver.stop()
         }
         cluster = try Cluster.start(clusterOptions, logDir: ctx.logDir, progress: p)
         let c = cluster!
@@ -401,6 +421,7 @@ final class OrdersScenario: @unchecked Sendable {
             }
             orderSeconds = Clock.now() - t0
         }
+        hooks?.ordersEnded(c, lastNotifyAnsweredMicros: ledger.lastAnsweredMicros)
         if let perf, let path = perf.stop() { report.perfTop = PerfRecorder.top(path, 15) }
 
         // Late pushes.
@@ -421,6 +442,7 @@ final class OrdersScenario: @unchecked Sendable {
 
         // Read every order back.
         let check = verify(c, ledger, keys: m, progress: p)
+        report.webhooks = hooks?.finish(c, drainLimit: Double(cmd.webhooksDrain), progress: p)
         let s = ledger.snapshot
         let lat = ledger.summaries
         var flow = OrdersResults.Flow()
@@ -505,7 +527,7 @@ final class OrdersScenario: @unchecked Sendable {
             + "delivered \(Fmt.int(delivered)) (+\(Fmt.int(delivered - (last.byStatus["delivered"] ?? 0)))/s) abnormal \(Fmt.int(s.byStatus["abnormal"] ?? 0)) | "
             + (notify.count > 0 ? String(format: "notify p50 %.1f p99 %.1f ms", ns.p50Ms, ns.p99Ms) : "no notifies") + " | "
             + (push.count > 0 ? String(format: "push p50 %.1f p99 %.1f ms", ps.p50Ms, ps.p99Ms) : "no pushes")
-            + " | err \(s.errorCount) dup \(s.duplicates) | " + cpu.line())
+            + " | err \(s.errorCount) dup \(s.duplicates) | " + (hooks.map { $0.progress() + " | " } ?? "") + cpu.line())
         last = s
     }
 
@@ -644,8 +666,10 @@ final class OrdersScenario: @unchecked Sendable {
         if pu.mismatched > 0 { why.append("\(pu.mismatched) pushed statuses differ from the order") }
         if pu.personalGaps > 0 { why.append("\(pu.personalGaps) personal-channel offsets skipped") }
         if !f.errors.isEmpty { why.append("\(f.errors.values.reduce(0, +)) HTTP errors") }
+        if let w = r.webhooks { why += WebhookWatch.problems(w) }
         if why.isEmpty {
             return "\(Fmt.int(ck.delivered)) orders paid and delivered at \(Fmt.num(f.deliveredPerSecond, 0))/s (push p99 \(Fmt.num(f.pushLatency?.p99Ms ?? 0, 1)) ms), \(Fmt.int(ck.abnormal)) abnormal; every key handed out once, stock \(ck.stock ?? -1) as expected"
+                + (r.webhooks.map { "; all \(Fmt.int($0.eventsWritten)) events delivered by webhook, signed, in order (p99 \(Fmt.num($0.latency?.p99Ms ?? 0, 1)) ms)" } ?? "")
         }
         return "problems: " + why.joined(separator: "; ")
     }
@@ -664,6 +688,7 @@ final class OrdersScenario: @unchecked Sendable {
         lines.append("check       read \(Fmt.int(ck.ordersRead)): delivered \(Fmt.int(ck.delivered)) (expected \(Fmt.int(ck.expectedDelivered))), abnormal \(Fmt.int(ck.abnormal)) (expected \(Fmt.int(ck.expectedAbnormal)))"
             + (ck.otherStatus.isEmpty ? "" : ", other \(ck.otherStatus)") + "; keys handed out \(Fmt.int(ck.keysHandedOut)), in two orders \(ck.keysInTwoOrders); stock \(ck.stock.map(String.init) ?? "?") (expected \(ck.expectedStock))")
         lines.append("cpu         " + r.cpuWhileOrdering.map { "\($0.name) \(Fmt.num($0.percentOfOneCore, 0))%" }.joined(separator: ", "))
+        if let w = r.webhooks { lines += WebhookWatch.summaryLines(w) }
         for (k, v) in f.errors.sorted(by: { $0.value > $1.value }).prefix(5) { lines.append("error       \(v) x \(k)") }
         for t in r.perfTop.prefix(8) { lines.append("perf n1     \(t)") }
         for l in r.limits { lines.append("limit       \(l)") }

@@ -134,6 +134,11 @@ function render(o) {
   const hooks = o.webhooks || { backlog: 0, oldest_seconds: 0 };
   $('webhook-backlog').textContent = hooks.backlog;
   $('webhook-oldest').textContent = fixed(hooks.oldest_seconds, 0) + ' s';
+  $('webhook-dead').textContent = hooks.dead || 0;
+  fill($('webhook-retrying'), hooks.retrying || [], 'none', (r) => {
+    const next = r.in_flight ? 'in flight' : 'next in ' + Math.max(0, Math.round((r.next_attempt_ms - o.now_ms) / 1000)) + ' s';
+    return el('li', [r.key, r.type || r.event, `${r.attempts} attempts`, next].join(' · '), { 'data-key': r.key, title: r.event });
+  });
 
   const series = o.series || [];
   const color = new Map(series.map((s, i) => [s.node, COLORS[i % COLORS.length]]));
