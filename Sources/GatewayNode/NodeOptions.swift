@@ -23,7 +23,7 @@ public struct NodeOptions: Sendable {
     public var historyProductSize: Int
     public var historyTTLSeconds: Int
     public var paymentsSecret: String
-    /// `webhooks.*`: the event log's retention (`retry_for_s`) and, later, the sender's settings.
+    /// `webhooks.*`: the event log's retention (`retry_for_s`) and the webhook sender's settings.
     public var webhooks: Settings.Webhooks = Settings.defaultWebhooks
     /// The payment providers' keys (`payments.alipay_public_key` ... `payments.epay_key`):
     /// PEM paths and secrets, loaded into `ProviderAdapters` when the node starts.

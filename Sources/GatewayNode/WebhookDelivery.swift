@@ -2,8 +2,9 @@ import GatewayCore
 import GatewayCrypto
 import GatewayProtocol
 
-/// What a webhook attempt sends and what its answer means (contract 4.4), pure: the sender
-/// (to come: the transport on the lws loop) only carries the bytes and reports the status.
+/// What a webhook attempt sends and what its answer means (contract 4.4), pure: the sender's
+/// transport (WebhookHTTPTransport on OutboundHTTPPool's worker threads) only carries the
+/// bytes and reports the status.
 enum WebhookDelivery {
     struct Header: Equatable {
         var name: String

@@ -155,6 +155,30 @@ final class WebhookScriptTests: XCTestCase {
         XCTAssertEqual(claim().map(\.id), [a2], "the next event is due at once, not pushed back by it")
     }
 
+    /// A script's writes are not undone by a later error: bad arguments are refused before
+    /// the first write, so nothing is half settled or half dispatched.
+    func testBadArgumentsAreRefusedBeforeAnyWrite() {
+        append("o-a")
+        dispatch()
+        let c = claim()[0]
+        for args: [RedisArgument] in [
+            [0, 0, "n1", WebhookScripts.deadCap, c.key, c.id, c.token, "retry", "soon", "", "order.paid"],
+            [0, 0, "n1", WebhookScripts.deadCap, c.key, c.id, c.token, "delivered", 0, ""],
+            ["x", 0, "n1", WebhookScripts.deadCap, c.key, c.id, c.token, "delivered", 0, "", "order.paid"],
+        ] {
+            guard case .error = redis.run(WebhookScripts.settle, keys: WebhookScripts.settleKeys, args: args) else {
+                return XCTFail("\(args) was taken")
+            }
+            XCTAssertEqual(redis.call(["HEXISTS", StoreKeys.webhookLeases, "o-a"]).int, 1, "the lease is untouched")
+        }
+        append("o-b")
+        guard case .error = redis.run(WebhookScripts.dispatch, keys: WebhookScripts.dispatchKeys, args: [100]) else {
+            return XCTFail("a dispatch without its dead-letter cap was taken")
+        }
+        XCTAssertEqual(redis.call(["HEXISTS", StoreKeys.webhookQueues, "o-b"]).int, 0, "nothing queued")
+        XCTAssertEqual(dispatch(), 1)
+    }
+
     func testAnEventWithoutAnOrderingKeyIsDeadLetteredNotSkipped() {
         redis.call(["XADD", StoreKeys.eventsLog, "*", "type", "order.paid", "at", "1", "data", "{}"])
         let a1 = append("o-a")

@@ -1,5 +1,5 @@
 -- Shared by the webhook sender's scripts (webhook_dispatch, webhook_settle), all in the
--- `{events}` slot. Needs lib_publish (nowMs). Per ordering key (an order id, ...): its
+-- `{events}` slot, and by webhook_retrying (whField). Per ordering key (an order id, ...): its
 -- undelivered event ids in log order, space-separated, in the QUEUES hash; only the head
 -- is ever claimed, so a key's events go one at a time, in order.
 -- WH: the key names, set by the script from its KEYS before the first call.
@@ -14,6 +14,14 @@ end
 
 -- The time part of a stream id (ms).
 local function idMs(id) return tonumber(string.match(id, '^(%d+)-')) end
+
+-- A field of a log entry (its flat name/value array), or nil.
+local function whField(fields, name)
+  for i = 1, #fields - 1, 2 do
+    if fields[i] == name then return fields[i + 1] end
+  end
+  return nil
+end
 
 -- The event `id` leaves the head of `key`'s queue (delivered, or given up with `reason`,
 -- which goes to the dead letters with its `kind`); the key's next event is due at once.

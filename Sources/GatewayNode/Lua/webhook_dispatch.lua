@@ -6,6 +6,7 @@
 -- Returns the number of log entries handled (0: nothing new).
 local LOG, DISPATCHED, QUEUES, DUE, HEADS, STATS, DEAD = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
 local LIMIT, DEAD_CAP = tonumber(ARGV[1]), tonumber(ARGV[2])
+if not (LIMIT and DEAD_CAP) then return redis.error_reply('webhook_dispatch: bad arguments') end
 WH.stats, WH.dead = STATS, DEAD
 
 local last = redis.call('GET', DISPATCHED)
@@ -14,10 +15,7 @@ if #entries == 0 then return 0 end
 local now = nowMs()
 for _, entry in ipairs(entries) do
   local id, fields = entry[1], entry[2]
-  local key, kind
-  for i = 1, #fields - 1, 2 do
-    if fields[i] == 'key' then key = fields[i + 1] elseif fields[i] == 'type' then kind = fields[i + 1] end
-  end
+  local key = whField(fields, 'key')
   if key and key ~= '' then
     local queue = redis.call('HGET', QUEUES, key)
     if queue then
@@ -25,11 +23,11 @@ for _, entry in ipairs(entries) do
     else
       redis.call('HSET', QUEUES, key, id)
       redis.call('ZADD', DUE, now, key)
-      redis.call('ZADD', HEADS, tonumber(string.match(id, '^(%d+)-')), key)
+      redis.call('ZADD', HEADS, idMs(id), key)
     end
     redis.call('HINCRBY', STATS, 'backlog', 1)
   else
-    whDead(id, '', kind or '', 'no ordering key', DEAD_CAP)
+    whDead(id, '', whField(fields, 'type') or '', 'no ordering key', DEAD_CAP)
   end
   last = id
 end

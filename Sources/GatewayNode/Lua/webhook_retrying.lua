@@ -20,7 +20,7 @@ for _, key in ipairs(redis.call('ZRANGE', HEADS, 0, SCAN - 1)) do
     local entry = redis.call('XRANGE', LOG, head, head)
     if #entry > 0 then
       local fields = entry[1][2]
-      for i = 1, #fields - 1, 2 do if fields[i] == 'type' then eventType = fields[i + 1] end end
+      eventType = whField(fields, 'type') or ''
     end
     local due = tonumber(redis.call('ZSCORE', DUE, key) or '0')
     rows[#rows + 1] = {key, head, eventType, attempts, due, redis.call('HEXISTS', LEASES, key)}

@@ -15,10 +15,16 @@ local COUNT, LEASE_MS, NODE, DEAD_CAP = tonumber(ARGV[1]), tonumber(ARGV[2]), AR
 local FIRST, FIELDS = 5, 7
 
 -- Checked before any write: a script's writes are not undone by a later error.
+if not (COUNT and LEASE_MS and DEAD_CAP) or (#ARGV - FIRST + 1) % FIELDS ~= 0 then
+  return redis.error_reply('webhook_settle: bad arguments')
+end
 for i = FIRST, #ARGV, FIELDS do
   local outcome = ARGV[i + 3]
   if outcome ~= 'retry' and outcome ~= 'delivered' and outcome ~= 'give_up' then
     return redis.error_reply('webhook_settle: unknown outcome ' .. tostring(outcome))
+  end
+  if outcome == 'retry' and not tonumber(ARGV[i + 4]) then
+    return redis.error_reply('webhook_settle: bad retry delay')
   end
 end
 

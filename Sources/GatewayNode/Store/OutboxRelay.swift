@@ -238,7 +238,7 @@ final class OutboxRelay: EventStore {
         }
     }
 
-    /// relay.lua's answer: per entry handled, the offset published (0: a repeat); then, if
+    /// relay.lua's or events_relay.lua's answer: per entry handled, the offset published (0: a repeat); then, if
     /// an entry failed, its error.
     struct Relayed: RedisReplyDecodable {
         var handled: Int

@@ -119,6 +119,6 @@ enum StoreKeys {
     static let webhookHeads = "gw:{events}:heads"
     /// Hash `backlog` (queued, undelivered), `delivered`, `given_up`, `claims`.
     static let webhookStats = "gw:{events}:stats"
-    /// Stream of given-up events `id key reason`, capped.
+    /// Stream of given-up events `id key type reason`, capped.
     static let webhookDead = "gw:{events}:dead"
 }

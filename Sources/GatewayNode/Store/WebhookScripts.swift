@@ -8,7 +8,8 @@ enum WebhookScripts {
     static let settle = LuaScript.embedded("webhook_settle", PackageResources.webhook_settle_lua,
                                            libraries: [publishLibrary, PackageResources.lib_webhook_lua])
     static let stats = LuaScript.embedded("webhook_stats", PackageResources.webhook_stats_lua)
-    static let retrying = LuaScript.embedded("webhook_retrying", PackageResources.webhook_retrying_lua)
+    static let retrying = LuaScript.embedded("webhook_retrying", PackageResources.webhook_retrying_lua,
+                                             libraries: [PackageResources.lib_webhook_lua])
     static let all = [dispatch, settle, stats, retrying]
 
     /// KEYS of each script, in its order.
