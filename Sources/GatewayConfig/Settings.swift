@@ -20,6 +20,7 @@ public struct Settings: Sendable, Equatable {
     public var orders: Orders
     public var gifts: Gifts
     public var friendpay: FriendPay
+    public var risk: Risk = Settings.defaultRisk
     public var alerts: Alerts
     public var groups: Groups
     public var limits: Limits
@@ -87,6 +88,16 @@ public struct Settings: Sendable, Equatable {
         /// Unpaid pay-for-friend requests are canceled after this (`friendpay.ttl_s`).
         public var ttlSeconds: Int
     }
+
+    /// Per-buyer limits on orders (contract 4.6), counted in Redis across nodes; 0: no limit.
+    public struct Risk: Sendable, Equatable {
+        /// Unpaid orders one buyer may have at once (`risk.max_pending_orders`).
+        public var maxPendingOrders: Int
+        /// Gift and friend-pay orders one buyer may create in any hour (`risk.max_requests_per_hour`).
+        public var maxRequestsPerHour: Int
+    }
+
+    public static let defaultRisk = Risk(maxPendingOrders: 5, maxRequestsPerHour: 20)
 
     public struct Alerts: Sendable, Equatable {
         /// At most one price-drop alert per watcher and product in this window, unless a new low (`alerts.cooldown_s`).
@@ -380,6 +391,8 @@ extension Settings {
             Field(key: "orders.ttl_s", kind: .int(\.orders.ttlSeconds, 1...maxSeconds)),
             Field(key: "gifts.ttl_s", kind: .int(\.gifts.ttlSeconds, 1...maxSeconds)),
             Field(key: "friendpay.ttl_s", kind: .int(\.friendpay.ttlSeconds, 1...maxSeconds)),
+            Field(key: "risk.max_pending_orders", kind: .int(\.risk.maxPendingOrders, 0...1_000_000)),
+            Field(key: "risk.max_requests_per_hour", kind: .int(\.risk.maxRequestsPerHour, 0...1_000_000)),
             Field(key: "alerts.cooldown_s", kind: .int(\.alerts.cooldownSeconds, 0...maxSeconds)),
             Field(key: "alerts.watch_ttl_s", kind: .int(\.alerts.watchTTLSeconds, 1...maxSeconds)),
             Field(key: "groups.rate", kind: .int(\.groups.rate, 1...100_000)),

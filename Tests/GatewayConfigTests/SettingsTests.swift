@@ -67,7 +67,7 @@ final class SettingsTests: XCTestCase {
             for name in try XCTUnwrap(value as? [String: Any]).keys { keys.insert(section + "." + name) }
         }
         XCTAssertEqual(keys, Set(Settings.settingKeys))
-        XCTAssertEqual(Settings.settingKeys.count, 53)
+        XCTAssertEqual(Settings.settingKeys.count, 55)
     }
 
     func testNoFileGivesDefaults() async throws {
