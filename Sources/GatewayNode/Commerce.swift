@@ -118,15 +118,19 @@ extension Node {
         let fresh = FreshIDs(order: freshID("o", product: product), giftCode: freshID("g", product: product),
                              payCode: freshID("f", product: product))
         let create = { (onFailure: @escaping (GatewayError) -> Void) in
-            self.orderStore.run(.product(product), decide: { snapshot in
-                if let merchant, let p = snapshot.product, p.merchant != merchant {
-                    return .failure(.forbidden("product \(p.id) belongs to another merchant"))
-                }
-                return self.orderRules.create(decoded, product: snapshot.product, now: self.now, fresh: fresh)
-            }) { result in
-                switch result {
-                case .success(let (decision, _)): self.respond(request, 201, decision.savedOrder!.json(for: viewer))
-                case .failure(let e): onFailure(e)
+            self.withinRiskLimits(decoded, order: fresh.order, refused: onFailure) { notCreated in
+                self.orderStore.run(.product(product), decide: { snapshot in
+                    if let merchant, let p = snapshot.product, p.merchant != merchant {
+                        return .failure(.forbidden("product \(p.id) belongs to another merchant"))
+                    }
+                    return self.orderRules.create(decoded, product: snapshot.product, now: self.now, fresh: fresh)
+                }) { result in
+                    switch result {
+                    case .success(let (decision, _)): self.respond(request, 201, decision.savedOrder!.json(for: viewer))
+                    case .failure(let e):
+                        notCreated(e)
+                        onFailure(e)
+                    }
                 }
             }
         }

@@ -31,6 +31,8 @@ public struct NodeOptions: Sendable {
     /// 32 bytes: seals card keys at rest and keys their fingerprints.
     public var keysSecret: [UInt8]
     public var commerce: CommerceTimes
+    /// `risk.*`: per-buyer limits on creating orders.
+    public var risk: RiskLimits
     public var groupRate: Int
     public var groupRateWindowSeconds: Int
     public var allowLinks: Bool
@@ -114,6 +116,7 @@ extension NodeOptions {
         commerce = CommerceTimes(orderTTL: Int64(settings.orders.ttlSeconds) * 1000, giftTTL: Int64(settings.gifts.ttlSeconds) * 1000,
                                  friendpayTTL: Int64(settings.friendpay.ttlSeconds) * 1000,
                                  paymentGrace: Int64(settings.payments.graceSeconds) * 1000)
+        risk = RiskLimits(maxPendingOrders: settings.risk.maxPendingOrders, maxRequestsPerHour: settings.risk.maxRequestsPerHour)
         groupRate = settings.groups.rate
         logLevel = settings.logging.level
         groupRateWindowSeconds = settings.groups.rateWindowSeconds

@@ -70,6 +70,11 @@ enum StoreKeys {
 
     /// Set of the products `user` watches.
     static func userWatches(_ user: String) -> String { "gw:\(tag(.user(user))):watches" }
+    /// Sorted set order id -> when its place lapses (ms): `user`'s unpaid orders (`risk.max_pending_orders`).
+    static func riskPending(_ user: String) -> String { "gw:\(tag(.user(user))):risk:pending" }
+    /// Sorted set order id -> created (ms): `user`'s gift and friend-pay orders of the last hour
+    /// (`risk.max_requests_per_hour`).
+    static func riskRequests(_ user: String) -> String { "gw:\(tag(.user(user))):risk:requests" }
 
     // MARK: Global keys (each in a slot of its own)
 

@@ -1,0 +1,43 @@
+import GatewayProtocol
+import OrderCore
+
+/// The buyers' risk limits on the node (contract 4.6): a place is taken before an order is
+/// created and given back when the order leaves `pending_payment`. The rules are
+/// `OrderCore.RiskLimits`; the counting is `RiskStore`'s, in Redis, shared by every node.
+extension Node {
+    var riskStore: any RiskStore { RedisRiskStore(redis: redis, log: { [weak self] in self?.log($0) }) }
+
+    /// Runs `create` once `request`'s buyer has a place for order `order` under the limits
+    /// (at once when no limit counts it), or answers `refused` with 429 `rate_limited`.
+    /// `create` calls `notCreated` when the order was not made, which frees the place;
+    /// after `unavailable` the order may have been made, so the place is kept and lapses.
+    func withinRiskLimits(_ request: OrderRequest, order: String, refused: @escaping (GatewayError) -> Void,
+                          create: @escaping (_ notCreated: @escaping (GatewayError) -> Void) -> Void) {
+        let payWindowMs = request.kind == .friendpay ? options.commerce.friendpayTTL : options.commerce.orderTTL
+        guard let reservation = options.risk.reservation(order: order, buyer: request.buyer, kind: request.kind,
+                                                         payWindowMs: payWindowMs) else {
+            return create { _ in }
+        }
+        let store = riskStore
+        store.reserve(reservation) { result in
+            switch result {
+            case .failure(let e): refused(e)
+            case .success(let refusal?): refused(refusal.error)
+            case .success(nil):
+                create { error in
+                    if error.code != .unavailable { store.cancel(reservation) }
+                }
+            }
+        }
+    }
+
+    /// Frees the places of the orders `decision` took out of `pending_payment` (after it
+    /// applied; best effort: a lost release lapses at the order's pay deadline).
+    func releaseRiskPlaces(of decision: Decision) {
+        guard options.risk.maxPendingOrders > 0 else { return }
+        let left = RiskLimits.leftPending(decision)
+        guard !left.isEmpty else { return }
+        let store = riskStore
+        for (order, buyer) in left { store.releasePending(order: order, buyer: buyer) }
+    }
+}
