@@ -7,14 +7,14 @@ import OrderCore
 extension Node {
     var riskStore: any RiskStore { RedisRiskStore(redis: redis, log: { [weak self] in self?.log($0) }) }
 
-    /// Runs `create` once `request`'s buyer has a place for order `order` under the limits
+    /// Runs `create` once `decoded`'s buyer has a place for order `order` under the limits
     /// (at once when no limit counts it), or answers `refused` with 429 `rate_limited`.
     /// `create` calls `notCreated` when the order was not made, which frees the place;
     /// after `unavailable` the order may have been made, so the place is kept and lapses.
-    func withinRiskLimits(_ request: OrderRequest, order: String, refused: @escaping (GatewayError) -> Void,
+    func withinRiskLimits(_ decoded: OrderRequest, order: String, refused: @escaping (GatewayError) -> Void,
                           create: @escaping (_ notCreated: @escaping (GatewayError) -> Void) -> Void) {
-        let payWindowMs = request.kind == .friendpay ? options.commerce.friendpayTTL : options.commerce.orderTTL
-        guard let reservation = options.risk.reservation(order: order, buyer: request.buyer, kind: request.kind,
+        let payWindowMs = decoded.kind == .friendpay ? options.commerce.friendpayTTL : options.commerce.orderTTL
+        guard let reservation = options.risk.reservation(order: order, buyer: decoded.buyer, kind: decoded.kind,
                                                          payWindowMs: payWindowMs) else {
             return create { _ in }
         }
