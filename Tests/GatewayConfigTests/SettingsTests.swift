@@ -194,6 +194,15 @@ final class SettingsTests: XCTestCase {
         XCTAssertEqual(stall, "GATEWAY_REDIS_TIMEOUT_S: must be between 1 and 3600, got 0")
     }
 
+    /// `risk.*`: 0 turns a limit off; a negative one is refused, naming the setting.
+    func testRiskLimits() async throws {
+        let settings = try await load(env: ["GATEWAY_RISK_MAX_PENDING_ORDERS": "0"], overrides: ["risk.max_requests_per_hour": "3"])
+        XCTAssertEqual(settings.risk, Settings.Risk(maxPendingOrders: 0, maxRequestsPerHour: 3))
+        XCTAssertEqual(Settings.defaults.risk, Settings.Risk(maxPendingOrders: 5, maxRequestsPerHour: 20))
+        let negative = await loadError(env: ["GATEWAY_RISK_MAX_REQUESTS_PER_HOUR": "-1"])
+        XCTAssertEqual(negative, "GATEWAY_RISK_MAX_REQUESTS_PER_HOUR: must be between 0 and 1000000, got -1")
+    }
+
     func testTLSNeedsBothCertificateAndKey() async throws {
         let settings = try await load(env: ["GATEWAY_SERVER_TLS_CERT": "/etc/gw/cert.pem", "GATEWAY_SERVER_TLS_KEY": "/etc/gw/key.pem"])
         XCTAssertEqual(settings.server.tlsCert, "/etc/gw/cert.pem")
