@@ -3,6 +3,7 @@ import GatewayAuth
 import GatewayCore
 import GatewayIO
 import GatewayProtocol
+import GatewayRedis
 
 extension Node {
     func handle(_ client: Client, _ id: Int64, _ command: Command) {
@@ -116,12 +117,30 @@ extension Node {
                 return
             }
             client.countedUser = claims.sub
+            // Claims and the connect ticket are set before the ban is read: a disconnect or
+            // ban signal arriving meanwhile finds this connection and closes it.
             client.claims = claims
             let ticket = client.hubTicket(for: id)
             client.connectRequest = ticket
-            let personal = Channel.user(claims.sub)
-            client.channels.append(personal)
-            execute(hub.subscribe(client.conn.id, to: personal, since: since, request: ticket))
+            let banKey = StoreKeys.userBan(claims.sub)
+            redis.send(["GET", banKey], key: banKey, live(client) { [weak self] (reply: RedisReply) in
+                guard let self, !client.conn.isClosing else { return }
+                switch reply {
+                case .null:
+                    let personal = Channel.user(claims.sub)
+                    client.channels.append(personal)
+                    self.execute(self.hub.subscribe(client.conn.id, to: personal, since: since, request: ticket))
+                case .string(let until) where !until.isEmpty:
+                    client.hubRequests[ticket] = nil
+                    let endsAt = Int64(String(decoding: until, as: UTF8.self)) ?? 0
+                    self.reply(client, id, error: .forbidden("banned until \(endsAt)"), op: "connect")
+                    client.conn.close(code: CloseCode.removed.rawValue, reason: "banned")
+                default:
+                    client.hubRequests[ticket] = nil
+                    self.reply(client, id, error: self.storageError(reply), op: "connect")
+                    client.conn.close(code: CloseCode.goingAway.rawValue, reason: "storage unavailable")
+                }
+            })
         }
     }
 

@@ -106,6 +106,8 @@ public final class Node: ServerDelegate {
     /// Posts the event log to `webhooks.url`; nil without one.
     let webhookSender: WebhookSender?
     var clients: [ConnectionID: Client] = [:]
+    /// Disconnects and bans across nodes (LiveControl.swift).
+    let liveControl = LiveControl()
     /// WebSockets per source address (`limits.conns_per_ip`) and per user
     /// (`limits.conns_per_user`) on this node.
     var ipQuota: ConnectionQuota
@@ -251,6 +253,7 @@ public final class Node: ServerDelegate {
         loop.assertOnLoopThread()
         log("redis ready at \(options.redisDescription)")
         execute(hub.redisConnected())
+        redis.subscribe([StoreKeys.control])
         legacyMigration.start()
         // Joins and leaves sent while Redis was away may be lost.
         for channel in presence.keys { syncPresence(channel) }
@@ -267,6 +270,7 @@ public final class Node: ServerDelegate {
 
     private func pubsub(_ kind: String, _ name: [UInt8], _ payload: [UInt8]) {
         loop.assertOnLoopThread()
+        if kind == "smessage", name.elementsEqual(StoreKeys.control.utf8) { return controlSignal(payload) }
         guard let channel = StoreKeys.channel(fromShardChannel: name) else { return }
         switch kind {
         case "smessage":

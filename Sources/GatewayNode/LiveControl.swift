@@ -1,0 +1,155 @@
+import Foundation
+import GatewayCore
+import GatewayCrypto
+import GatewayIO
+import GatewayProtocol
+
+/// The shop's control over live connections (PROTOCOL 4.3): `disconnect` and `ban` reach every
+/// node through `ControlSignal`s on the control shard channel; each node closes its own
+/// connections of the user and reports how many, and the node that took the call adds up the
+/// reports of every node that received the signal.
+final class LiveControl {
+    struct Pending {
+        var tally = DisconnectTally()
+        let answer: (Int) -> Void
+        let timer: LoopTimer?
+    }
+
+    /// Disconnects this node asked for, by request id, until every receiving node reported.
+    var pending: [String: Pending] = [:]
+
+    /// How long a disconnect waits for the nodes' reports: a node that received the signal
+    /// and died before reporting must not hold the call forever.
+    static let reportWaitMs = 3_000
+    /// `ban.seconds`: 1 s to a year, as `moderate.seconds`.
+    static let banSeconds: ClosedRange<Int64> = 1...31_536_000
+}
+
+/// The `/api/v1/users/{id}/…` routes (shop key only).
+enum UserRoute: Equatable {
+    case disconnect(String), ban(String), unban(String)
+
+    var user: String {
+        switch self {
+        case .disconnect(let user), .ban(let user), .unban(let user): user
+        }
+    }
+}
+
+extension Node {
+    func userRequest(_ request: HTTPRequest, _ route: UserRoute) {
+        guard Names.isValidID(route.user) else { return fail(request, .badRequest("not a valid user id")) }
+        switch route {
+        case .disconnect(let user):
+            withJSONBodyOrEmpty(request) { body in
+                let reason = String((body["reason"]?.stringValue ?? "disconnected by the shop").prefix(100))
+                self.disconnectEverywhere(user, reason: reason) { result in
+                    switch result {
+                    case .failure(let error): self.fail(request, error)
+                    case .success(let closed): self.respond(request, 200, .object([("closed", .int(Int64(closed)))]))
+                    }
+                }
+            }
+        case .ban(let user):
+            withJSONBody(request) { body in
+                guard let seconds = body["seconds"]?.intValue, LiveControl.banSeconds.contains(seconds) else {
+                    return self.fail(request, .badRequest("\"seconds\" must be an integer from 1 to \(LiveControl.banSeconds.upperBound)"))
+                }
+                let endsAt = Int64(Date().timeIntervalSince1970 * 1_000) + seconds * 1_000
+                let key = StoreKeys.userBan(user)
+                // The ban is written before the signal goes out: a connect racing the signal
+                // either finds the ban or is already registered and closed by it.
+                self.redis.send(["SET", key, endsAt, "PX", seconds * 1_000], key: key) { reply in
+                    guard !reply.isFailure else { return self.fail(request, self.storageError(reply)) }
+                    self.log("banned for \(seconds) s", .user(user))
+                    self.disconnectEverywhere(user, reason: "banned") { result in
+                        switch result {
+                        case .failure(let error): self.fail(request, error)
+                        case .success(let closed):
+                            self.respond(request, 200, .object([("closed", .int(Int64(closed))), ("ends_at", .int(endsAt))]))
+                        }
+                    }
+                }
+            }
+        case .unban(let user):
+            let key = StoreKeys.userBan(user)
+            redis.send(["DEL", key], key: key) { reply in
+                guard !reply.isFailure else { return self.fail(request, self.storageError(reply)) }
+                self.log("ban lifted", .user(user))
+                self.respond(request, 200, .object([]))
+            }
+        }
+    }
+
+    /// `disconnect` takes an optional body: none, or a JSON object.
+    private func withJSONBodyOrEmpty(_ request: HTTPRequest, _ body: (JSON) -> Void) {
+        if request.body.allSatisfy({ $0 == 0x20 || $0 == 0x0A || $0 == 0x0D || $0 == 0x09 }) { return body(.object([])) }
+        withJSONBody(request, body)
+    }
+
+    /// Signals every node (this one included, through its own subscription) to close `user`'s
+    /// connections with 4010, then answers how many they closed in all.
+    func disconnectEverywhere(_ user: String, reason: String, _ done: @escaping (Result<Int, GatewayError>) -> Void) {
+        let request = Crypto.randomToken(8)
+        let timer = loop.schedule(afterMs: LiveControl.reportWaitMs) { [weak self] in
+            guard let self, let late = self.liveControl.pending.removeValue(forKey: request) else { return }
+            self.log("disconnect: \(late.tally.reports) of \(late.tally.expected.map(String.init) ?? "?") nodes reported in time",
+                     level: .warning, .user(user))
+            late.answer(late.tally.closed)
+        }
+        liveControl.pending[request] = LiveControl.Pending(answer: { done(.success($0)) }, timer: timer)
+        let signal = ControlSignal.disconnect(user: user, request: request, reason: reason).encoded()
+        redis.send(["SPUBLISH", StoreKeys.control, signal], key: StoreKeys.control) { [weak self] reply in
+            guard let self else { return }
+            guard case .integer(let nodes) = reply else {
+                if let failed = self.liveControl.pending.removeValue(forKey: request) {
+                    failed.timer?.cancel()
+                    done(.failure(self.storageError(reply)))
+                }
+                return
+            }
+            self.liveControl.pending[request]?.tally.received(by: Int(nodes))
+            self.finishDisconnectIfComplete(request)
+        }
+    }
+
+    private func finishDisconnectIfComplete(_ request: String) {
+        guard let entry = liveControl.pending[request], entry.tally.isComplete else { return }
+        liveControl.pending[request] = nil
+        entry.timer?.cancel()
+        entry.answer(entry.tally.closed)
+    }
+
+    /// A signal from the control channel (any node, this one included).
+    func controlSignal(_ payload: [UInt8]) {
+        guard let signal = ControlSignal(payload) else {
+            log("ignoring a control signal this node does not understand", level: .warning)
+            return
+        }
+        switch signal {
+        case .disconnect(let user, let request, let reason):
+            let closed = closeConnections(of: user, reason: reason)
+            if closed > 0 { log("closed \(closed) connections: \(reason)", .user(user)) }
+            let report = ControlSignal.closed(request: request, closed: closed).encoded()
+            redis.send(["SPUBLISH", StoreKeys.control, report], key: StoreKeys.control) { [weak self] reply in
+                if reply.isFailure { self?.log("disconnect report not sent: \(reply)", level: .warning, .user(user)) }
+            }
+        case .closed(let request, let closed):
+            // Reports of other nodes' requests pass by every node; only the asking one keeps a tally.
+            guard liveControl.pending[request] != nil else { return }
+            liveControl.pending[request]?.tally.report(closed)
+            finishDisconnectIfComplete(request)
+        }
+    }
+
+    /// Closes with 4010 every connection of `user` on this node, those still connecting too
+    /// (their claims are set before the ban check answers). Counts the ones it closed.
+    func closeConnections(of user: String, reason: String) -> Int {
+        var closed = 0
+        for client in clients.values where client.claims?.sub == user && !client.conn.isClosing {
+            client.conn.close(code: CloseCode.removed.rawValue, reason: reason)
+            closed += 1
+        }
+        return closed
+    }
+}

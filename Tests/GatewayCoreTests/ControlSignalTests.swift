@@ -1,0 +1,35 @@
+import GatewayCore
+import XCTest
+
+final class ControlSignalTests: XCTestCase {
+    func testSignalsRoundTrip() {
+        for signal in [ControlSignal.disconnect(user: "u1", request: "r1", reason: "banned \"now\""),
+                       .closed(request: "r1", closed: 3)] {
+            XCTAssertEqual(ControlSignal(Array(signal.encoded().utf8)), signal)
+        }
+    }
+
+    func testUnknownOrBrokenSignalsAreIgnored() {
+        for text in ["", "not json", "[]", #"{"t":"reboot","req":"r"}"#, #"{"t":"disconnect","req":"r"}"#,
+                     #"{"t":"disconnect","req":"r","user":"a b"}"#, #"{"t":"closed","req":"r","n":-1}"#,
+                     #"{"t":"closed","n":1}"#] {
+            XCTAssertNil(ControlSignal(Array(text.utf8)), text)
+        }
+    }
+
+    func testTallyCompletesOnceEveryReceivingNodeReportedInEitherOrder() {
+        var early = DisconnectTally()
+        early.report(2)
+        XCTAssertFalse(early.isComplete, "the number of receiving nodes is not known yet")
+        early.received(by: 2)
+        XCTAssertFalse(early.isComplete)
+        early.report(1)
+        XCTAssertTrue(early.isComplete)
+        XCTAssertEqual(early.closed, 3)
+
+        var nobody = DisconnectTally()
+        nobody.received(by: 0)
+        XCTAssertTrue(nobody.isComplete)
+        XCTAssertEqual(nobody.closed, 0)
+    }
+}

@@ -1,0 +1,68 @@
+import Foundation
+import GatewayClient
+import GatewayProtocol
+import XCTest
+
+/// PROTOCOL 4.3: the shop closes a user's connections on every node, bans and unbans.
+final class LiveControlTests: IntegrationCase {
+    func testDisconnectClosesEveryConnectionOfTheUserOnEveryNodeWith4010() throws {
+        let n1 = try startNode("n1"), n2 = try startNode("n2")
+        let (a1, _) = try open(n1, "u1")
+        let (a2, _) = try open(n1, "u1")
+        let (b1, _) = try open(n2, "u1")
+        let (other, _) = try open(n2, "u2")
+
+        let r = try n1.http("POST", "/api/v1/users/u1/disconnect", body: #"{"reason":"support asked"}"#)
+        XCTAssertEqual(r.status, 200, r.text)
+        XCTAssertEqual(r.json?["closed"]?.intValue, 3, r.text)
+        for s in [a1, a2, b1] { XCTAssertEqual(s.waitClosed(), 4010) }
+        XCTAssertNotNil(try other.command("ping")["ok"], "another user's connection stays")
+
+        // Nobody left: 0, and a body is optional.
+        let again = try n2.http("POST", "/api/v1/users/u1/disconnect")
+        XCTAssertEqual(again.status, 200, again.text)
+        XCTAssertEqual(again.json?["closed"]?.intValue, 0, again.text)
+    }
+
+    func testUserRoutesTakeTheShopKeyAndAValidUser() throws {
+        let node = try startNode()
+        XCTAssertEqual(try node.http("POST", "/api/v1/users/u1/disconnect", key: nil).status, 401)
+        XCTAssertEqual(try node.http("POST", "/api/v1/users/u1/disconnect", key: TestSecrets.merchantKey).status, 403)
+        XCTAssertEqual(try node.http("DELETE", "/api/v1/users/u1/ban", key: TestSecrets.merchantKey).status, 403)
+        XCTAssertEqual(try node.http("POST", "/api/v1/users/u%20x/disconnect").status, 400)
+        XCTAssertEqual(try node.http("POST", "/api/v1/users/u1/disconnect", body: "[1]").status, 400)
+    }
+
+    func testBanDisconnectsRefusesConnectUntilLiftedOrOver() throws {
+        let n1 = try startNode("n1"), n2 = try startNode("n2")
+        let (s, _) = try open(n2, "u1")
+
+        for bad in [#"{}"#, #"{"seconds":0}"#, #"{"seconds":31536001}"#, #"{"seconds":"60"}"#] {
+            let r = try n1.http("POST", "/api/v1/users/u1/ban", body: bad)
+            XCTAssertEqual(r.status, 400, "\(bad): \(r.text)")
+        }
+        XCTAssertNotNil(try s.command("ping")["ok"], "a refused ban changes nothing")
+
+        let ban = try n1.http("POST", "/api/v1/users/u1/ban", body: #"{"seconds":600}"#)
+        XCTAssertEqual(ban.status, 200, ban.text)
+        XCTAssertEqual(ban.json?["closed"]?.intValue, 1, ban.text)
+        XCTAssertGreaterThan(ban.json?["ends_at"]?.intValue ?? 0, Int64(Date().timeIntervalSince1970 * 1000))
+        XCTAssertEqual(s.waitClosed(), 4010)
+
+        for node in [n1, n2] {
+            let (refused, reply) = try open(node, "u1")
+            XCTAssertEqual(reply["error"]?["code"]?.stringValue, "forbidden", "\(reply)")
+            XCTAssertEqual(refused.waitClosed(), 4010)
+        }
+        XCTAssertNotNil(try open(n1, "u2").1["ok"], "only the banned user is refused")
+
+        XCTAssertEqual(try n2.http("DELETE", "/api/v1/users/u1/ban").status, 200)
+        XCTAssertNotNil(try open(n1, "u1").1["ok"], "connect works again once the ban is lifted")
+
+        // A ban ends by itself.
+        XCTAssertEqual(try n1.http("POST", "/api/v1/users/u3/ban", body: #"{"seconds":1}"#).status, 200)
+        XCTAssertEqual(try open(n2, "u3").1["error"]?["code"]?.stringValue, "forbidden")
+        Thread.sleep(forTimeInterval: 1.2)
+        XCTAssertNotNil(try open(n2, "u3").1["ok"], "connect works once the ban is over")
+    }
+}
