@@ -28,6 +28,8 @@ extension Node {
         case .connect(let token, let since):
             // Answered "already connected".
             connect(client, id, token: token, since: since)
+        case .refresh(let token):
+            refresh(client, id, token: token)
         case .ping:
             reply(client, id, .object([]), op: "ping")
         }
@@ -120,6 +122,7 @@ extension Node {
             // Claims and the connect ticket are set before the ban is read: a disconnect or
             // ban signal arriving meanwhile finds this connection and closes it.
             client.claims = claims
+            startTokenClock(client, exp: claims.exp)
             let ticket = client.hubTicket(for: id)
             client.connectRequest = ticket
             let banKey = StoreKeys.userBan(claims.sub)

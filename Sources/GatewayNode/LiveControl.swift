@@ -17,6 +17,8 @@ final class LiveControl {
 
     /// Disconnects this node asked for, by request id, until every receiving node reported.
     var pending: [String: Pending] = [:]
+    /// The next token step (warning, then 4003) of every connection, swept once a second.
+    var tokenDeadlines = SecondBuckets<ConnectionID>(nowSecond: Node.wallClockMs() / 1_000)
 
     /// How long a disconnect waits for the nodes' reports: a node that received the signal
     /// and died before reporting must not hold the call forever.
@@ -151,5 +153,79 @@ extension Node {
             closed += 1
         }
         return closed
+    }
+}
+
+// MARK: Token expiry on live connections (contract 4.3)
+
+extension Node {
+    func startTokenClock(_ client: Client, exp: Int64) {
+        client.lifetime = TokenLifetime(exp: exp)
+        scheduleTokenStep(client)
+    }
+
+    private func scheduleTokenStep(_ client: Client) {
+        guard let lifetime = client.lifetime else { return }
+        let nowMs = Self.wallClockMs()
+        let dueMs = switch lifetime.next(nowMs: nowMs) {
+        case .warn(let ms), .expire(let ms): nowMs + ms
+        }
+        liveControl.tokenDeadlines.set(client.conn.id, at: (dueMs + 999) / 1_000)
+    }
+
+    /// Once a second: the connections whose token step is due.
+    func sweepTokenDeadlines() {
+        for id in liveControl.tokenDeadlines.take(upTo: Self.wallClockMs() / 1_000) {
+            guard let client = clients[id], isLive(client) else { continue }
+            tokenStepDue(client)
+        }
+        loop.schedule(afterMs: 1_000) { [weak self] in self?.sweepTokenDeadlines() }
+    }
+
+    private func tokenStepDue(_ client: Client) {
+        guard var lifetime = client.lifetime, let user = client.claims?.sub, !client.conn.isClosing else { return }
+        switch lifetime.next(nowMs: Self.wallClockMs()) {
+        case .warn(let ms) where ms > 0, .expire(let ms) where ms > 0:
+            // Swept within the second before the step: not due yet.
+            scheduleTokenStep(client)
+        case .warn:
+            lifetime.didWarn()
+            client.lifetime = lifetime
+            client.conn.send(Self.tokenExpiringPush(user: user, exp: lifetime.exp), isReply: false)
+            scheduleTokenStep(client)
+        case .expire:
+            client.conn.close(code: CloseCode.tokenExpired.rawValue, reason: "token expired")
+        }
+    }
+    /// `token.expiring` concerns this one connection (another of the user's may hold a fresher
+    /// token), so it is sent to it alone: on `user:`, without an offset, never in history.
+    static func tokenExpiringPush(user: String, exp: Int64) -> [UInt8] {
+        Array(JSON.object([("push", .string("token.expiring")), ("channel", .string(Channel.user(user).description)),
+                           ("ts", .int(wallClockMs())), ("data", .object([("exp", .int(exp))]))]).serialized().utf8)
+    }
+
+    static func wallClockMs() -> Int64 { Int64(Date().timeIntervalSince1970 * 1_000) }
+
+    /// `refresh`: a valid token of the same user and role; its claims (products, name) replace
+    /// the connection's, and a later `exp` moves the connection's end. Answers the end in force.
+    func refresh(_ client: Client, _ id: Int64, token: String) {
+        guard let current = client.claims, var lifetime = client.lifetime else { return }
+        switch verifier.verify(token, nowSeconds: Self.wallClockMs() / 1_000) {
+        case .failure(let error):
+            reply(client, id, error: GatewayError(.unauthorized, error.message), op: "refresh")
+        case .success(let claims):
+            guard claims.sub == current.sub else {
+                return reply(client, id, error: .forbidden("the token is another user's; refresh takes a token of \(current.sub)"), op: "refresh")
+            }
+            guard claims.role == current.role else {
+                return reply(client, id, error: .forbidden("the token has another role; connect again to change it"), op: "refresh")
+            }
+            client.claims = claims
+            lifetime.refreshed(exp: claims.exp)
+            client.claims?.exp = lifetime.exp
+            client.lifetime = lifetime
+            scheduleTokenStep(client)
+            reply(client, id, .object([("exp", .int(lifetime.exp))]), op: "refresh")
+        }
     }
 }

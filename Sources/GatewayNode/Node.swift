@@ -39,6 +39,8 @@ final class Client {
     /// Admitted commands not answered yet, by id: their op and admission time (`Node.clock`),
     /// for `gateway_command_duration_seconds`. A command id reused while in flight is timed once.
     var commandStarts: [Int64: (op: String, at: Double)] = [:]
+    /// When this connection's token ends (LiveControl.swift).
+    var lifetime: TokenLifetime?
     /// The last ticket handed out on this connection (never reused).
     private var lastTicket: Int64 = 0
 
@@ -208,6 +210,7 @@ public final class Node: ServerDelegate {
         reportAdminStats()
         outboxRelay.start()
         sampleLiveSeries()
+        sweepTokenDeadlines()
         if webhookSender != nil { tickWebhooks() }
         if options.dev { devEndpoints?.start(self) }
         installSignalHandlers(loop)
@@ -410,6 +413,7 @@ public final class Node: ServerDelegate {
     public func connectionClosed(_ conn: WSConnection) {
         loop.assertOnLoopThread()
         guard let client = clients.removeValue(forKey: conn.id) else { return }
+        liveControl.tokenDeadlines.remove(conn.id)
         if client.countedAddress { ipQuota.remove(conn.peerAddress) }
         if let user = client.countedUser { userQuota.remove(user) }
         metrics.framesSent += conn.framesSent

@@ -65,4 +65,45 @@ final class LiveControlTests: IntegrationCase {
         Thread.sleep(forTimeInterval: 1.2)
         XCTAssertNotNil(try open(n2, "u3").1["ok"], "connect works once the ban is over")
     }
+
+    // MARK: Token expiry (refresh, token.expiring, 4003)
+
+    private func openWithToken(_ node: GatewayNodeProcess, _ tok: String) throws -> GatewaySession {
+        let (s, reply) = try GatewaySession.open(loop: Self.loop, url: node.wsURL, token: tok)
+        XCTAssertNotNil(reply["ok"], "\(reply)")
+        return s
+    }
+
+    func testAnUnrefreshedTokenIsWarnedThenClosedWith4003() throws {
+        let node = try startNode()
+        let tok = token("u1", ttl: 3)
+        let s = try openWithToken(node, tok)
+        let warning = try XCTUnwrap(push(s, "token.expiring"), "less than 60 s left: warned at once")
+        XCTAssertEqual(warning["channel"]?.stringValue, "user:u1")
+        XCTAssertNil(warning["offset"], "concerns this connection only: not in history")
+        let exp = try XCTUnwrap(warning["data"]?["exp"]?.intValue)
+        XCTAssertGreaterThan(exp, Int64(Date().timeIntervalSince1970) - 1)
+        XCTAssertEqual(s.waitClosed(timeout: 15), 4003)
+    }
+
+    func testRefreshKeepsTheConnectionAndRefusesAnotherUsersToken() throws {
+        let node = try startNode()
+        let s = try openWithToken(node, token("u1", ttl: 3))
+        let started = Date()
+
+        for (tok, code) in [(token("u2"), "forbidden"), ("garbage", "unauthorized"), (token("u1", ttl: -10), "unauthorized"),
+                            (token("u1", role: .bot, products: ["p1"]), "forbidden")] {
+            let r = try s.command("refresh", [("token", .string(tok))])
+            XCTAssertEqual(r["error"]?["code"]?.stringValue, code, "\(r)")
+        }
+        let fresh = token("u1", ttl: 3600)
+        let r = try s.command("refresh", [("token", .string(fresh))])
+        let exp = try XCTUnwrap(r["ok"]?["exp"]?.intValue, "\(r)")
+        XCTAssertGreaterThan(exp, Int64(Date().timeIntervalSince1970) + 3000)
+
+        // Past the first token's end, the connection still serves.
+        Thread.sleep(forTimeInterval: max(0, 4.5 - Date().timeIntervalSince(started)))
+        XCTAssertNotNil(try s.command("ping")["ok"])
+        XCTAssertFalse(s.isClosed)
+    }
 }
