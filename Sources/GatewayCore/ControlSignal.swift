@@ -9,6 +9,9 @@ public enum ControlSignal: Equatable, Sendable {
     case disconnect(user: String, request: String, reason: String)
     /// One node's answer to `disconnect` `request`: it closed `closed` connections.
     case closed(request: String, closed: Int)
+    /// `user` lost the right to `channel` (a refund took the last order that gave it): every
+    /// node ends the subscriptions its buyer connections of `user` hold on it.
+    case revoke(user: String, channel: Channel, reason: String)
 
     public func encoded() -> String {
         switch self {
@@ -17,13 +20,23 @@ public enum ControlSignal: Equatable, Sendable {
                          ("reason", .string(reason))]).serialized()
         case .closed(let request, let closed):
             JSON.object([("t", .string("closed")), ("req", .string(request)), ("n", .int(Int64(closed)))]).serialized()
+        case .revoke(let user, let channel, let reason):
+            JSON.object([("t", .string("revoke")), ("user", .string(user)), ("channel", .string(channel.description)),
+                         ("reason", .string(reason))]).serialized()
         }
     }
 
     /// Nil for anything this node does not understand (a newer node's signal, garbage):
     /// ignored, never a crash.
     public init?(_ bytes: [UInt8]) {
-        guard let json = try? JSON.parse(bytes), let type = json["t"]?.stringValue, let request = json["req"]?.stringValue else { return nil }
+        guard let json = try? JSON.parse(bytes), let type = json["t"]?.stringValue else { return nil }
+        if type == "revoke" {
+            guard let user = json["user"]?.stringValue, Names.isValidID(user),
+                  let name = json["channel"]?.stringValue, let channel = Channel(name) else { return nil }
+            self = .revoke(user: user, channel: channel, reason: json["reason"]?.stringValue ?? "")
+            return
+        }
+        guard let request = json["req"]?.stringValue else { return nil }
         switch type {
         case "disconnect":
             guard let user = json["user"]?.stringValue, Names.isValidID(user) else { return nil }

@@ -67,22 +67,7 @@ extension Node {
                 reply(client, id, error: .badRequest("the personal channel stays subscribed"), op: "unsubscribe")
                 return
             }
-            client.authorizing[channel] = nil
-            if let index = client.channels.firstIndex(of: channel) {
-                client.channels.remove(at: index)
-                execute(hub.unsubscribe(client.conn.id, from: channel))
-                // The hub forgets a subscribe still reading; answer it so it does not hang
-                // (and its in-flight slot comes back).
-                if let pending = client.pendingSubscribes.removeValue(forKey: channel),
-                   let pendingID = client.hubRequests.removeValue(forKey: pending) {
-                    reply(client, pendingID, error: GatewayError(.conflict, "unsubscribed from \(channel) before the subscription completed"),
-                          op: "subscribe")
-                }
-                if let i = client.present.firstIndex(of: channel) {
-                    client.present.remove(at: i)
-                    presenceLeft(channel, user: claims.sub)
-                }
-            }
+            endSubscription(client, channel, user: claims.sub)
             reply(client, id, .object([]), op: "unsubscribe")
         case .history(let channel, let since, let limit):
             authorize(claims, channel, op: "history", live(client) { [weak self] error in
@@ -94,6 +79,28 @@ extension Node {
                 self.history(client, id, channel, since: since, limit: limit)
             })
         }
+    }
+
+    /// Ends `client`'s subscription to `channel` (an unsubscribe, or a right lost), and any
+    /// subscribe of it still being authorized or read. True when there was one to end.
+    @discardableResult
+    func endSubscription(_ client: Client, _ channel: Channel, user: String) -> Bool {
+        let wasAuthorizing = client.authorizing.removeValue(forKey: channel) != nil
+        guard let index = client.channels.firstIndex(of: channel) else { return wasAuthorizing }
+        client.channels.remove(at: index)
+        execute(hub.unsubscribe(client.conn.id, from: channel))
+        // The hub forgets a subscribe still reading; answer it so it does not hang
+        // (and its in-flight slot comes back).
+        if let pending = client.pendingSubscribes.removeValue(forKey: channel),
+           let pendingID = client.hubRequests.removeValue(forKey: pending) {
+            reply(client, pendingID, error: GatewayError(.conflict, "unsubscribed from \(channel) before the subscription completed"),
+                  op: "subscribe")
+        }
+        if let i = client.present.firstIndex(of: channel) {
+            client.present.remove(at: i)
+            presenceLeft(channel, user: user)
+        }
+        return true
     }
 
     private func connect(_ client: Client, _ id: Int64, token: String, since: StreamPosition?) {

@@ -3,6 +3,7 @@ import GatewayCore
 import GatewayCrypto
 import GatewayIO
 import GatewayProtocol
+import OrderCore
 
 /// The shop's control over live connections (PROTOCOL 4.3): `disconnect` and `ban` reach every
 /// node through `ControlSignal`s on the control shard channel; each node closes its own
@@ -141,6 +142,39 @@ extension Node {
             guard liveControl.pending[request] != nil else { return }
             liveControl.pending[request]?.tally.report(closed)
             finishDisconnectIfComplete(request)
+        case .revoke(let user, let channel, let reason):
+            removeChannel(channel, of: user, reason: reason)
+        }
+    }
+
+    // MARK: Rights lost (contract 4.3)
+
+    /// After a decision that took group membership away (a refund after delivery): when no
+    /// other order keeps it, every node ends the user's subscriptions to the group. The count
+    /// is read after the decision applied, so an order delivered meanwhile keeps the group.
+    /// Best effort: a node that dies between the apply and the signal leaves the subscription
+    /// until the client reconnects (its publishes are refused all the same: each one checks).
+    func revokeLostGroups(of decision: Decision) {
+        for case .membership(let product, let user, let delta) in decision.effects where delta < 0 {
+            communityStore.isBuyer(product: product, user: user) { [weak self] result in
+                guard let self, case .success(false) = result else { return }
+                let signal = ControlSignal.revoke(user: user, channel: .group(product), reason: "refunded").encoded()
+                self.redis.send(["SPUBLISH", StoreKeys.control, signal], key: StoreKeys.control) { [weak self] reply in
+                    if reply.isFailure { self?.log("group revoke not signalled: \(reply)", level: .warning, .user(user), .product(product)) }
+                }
+            }
+        }
+    }
+
+    /// Ends `user`'s buyer subscriptions to `channel` on this node and tells each connection
+    /// with `channel.removed` (on its `user:` channel, like `token.expiring`: to it alone).
+    /// Bots and merchants hold groups through their token's products, which a refund does not touch.
+    func removeChannel(_ channel: Channel, of user: String, reason: String) {
+        for client in clients.values where client.claims?.sub == user && client.claims?.role == .buyer && !client.conn.isClosing {
+            guard endSubscription(client, channel, user: user) else { continue }
+            client.conn.send(Self.connectionPush("channel.removed", user: user,
+                                                 data: .object([("channel", .string(channel.description)), ("reason", .string(reason))])),
+                             isReply: false)
         }
     }
 
@@ -200,8 +234,13 @@ extension Node {
     /// `token.expiring` concerns this one connection (another of the user's may hold a fresher
     /// token), so it is sent to it alone: on `user:`, without an offset, never in history.
     static func tokenExpiringPush(user: String, exp: Int64) -> [UInt8] {
-        Array(JSON.object([("push", .string("token.expiring")), ("channel", .string(Channel.user(user).description)),
-                           ("ts", .int(wallClockMs())), ("data", .object([("exp", .int(exp))]))]).serialized().utf8)
+        connectionPush("token.expiring", user: user, data: .object([("exp", .int(exp))]))
+    }
+
+    /// A push about one connection: on its `user:` channel, without offset or epoch.
+    static func connectionPush(_ type: String, user: String, data: JSON) -> [UInt8] {
+        Array(JSON.object([("push", .string(type)), ("channel", .string(Channel.user(user).description)),
+                           ("ts", .int(wallClockMs())), ("data", data)]).serialized().utf8)
     }
 
     static func wallClockMs() -> Int64 { Int64(Date().timeIntervalSince1970 * 1_000) }

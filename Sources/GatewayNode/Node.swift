@@ -193,6 +193,7 @@ public final class Node: ServerDelegate {
         redis.onReady = { [weak self] in self?.redisReady() }
         orderStore.afterApply = { [weak self] decision in
             self?.indexRefunds(of: decision)
+            self?.revokeLostGroups(of: decision)
             if !decision.events.isEmpty { self?.webhookSender?.tick() }
         }
         redis.onLost = { [weak self] reason in self?.redisLost(reason) }

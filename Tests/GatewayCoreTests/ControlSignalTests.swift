@@ -4,7 +4,7 @@ import XCTest
 final class ControlSignalTests: XCTestCase {
     func testSignalsRoundTrip() {
         for signal in [ControlSignal.disconnect(user: "u1", request: "r1", reason: "banned \"now\""),
-                       .closed(request: "r1", closed: 3)] {
+                       .closed(request: "r1", closed: 3), .revoke(user: "u1", channel: .group("p1"), reason: "refunded")] {
             XCTAssertEqual(ControlSignal(Array(signal.encoded().utf8)), signal)
         }
     }
@@ -12,7 +12,8 @@ final class ControlSignalTests: XCTestCase {
     func testUnknownOrBrokenSignalsAreIgnored() {
         for text in ["", "not json", "[]", #"{"t":"reboot","req":"r"}"#, #"{"t":"disconnect","req":"r"}"#,
                      #"{"t":"disconnect","req":"r","user":"a b"}"#, #"{"t":"closed","req":"r","n":-1}"#,
-                     #"{"t":"closed","n":1}"#] {
+                     #"{"t":"closed","n":1}"#, #"{"t":"revoke","user":"u1","channel":"nope"}"#,
+                     #"{"t":"revoke","channel":"group:p1"}"#] {
             XCTAssertNil(ControlSignal(Array(text.utf8)), text)
         }
     }

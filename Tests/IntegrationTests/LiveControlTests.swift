@@ -106,4 +106,40 @@ final class LiveControlTests: IntegrationCase {
         XCTAssertNotNil(try s.command("ping")["ok"])
         XCTAssertFalse(s.isClosed)
     }
+
+    // MARK: A right lost ends the subscription on every node
+
+    private func say(_ s: GatewaySession, _ text: String) throws -> JSON {
+        try s.command("publish", [("channel", .string("group:p1")), ("data", .object([("text", .string(text))]))])
+    }
+
+    func testARefundThatEndsMembershipRemovesTheGroupOnEveryNode() throws {
+        let n1 = try startNode("n1"), n2 = try startNode("n2")
+        try createProduct(n1, "p1")
+        _ = try uploadKeys(n1, "p1", ["K1", "K2", "K3"])
+        let first = try buy(n1, "u1", "p1")
+        let second = try buy(n1, "u1", "p1")
+        let (a, _) = try open(n1, "u1")
+        let (b, _) = try open(n2, "u1")
+        let (bot, _) = try open(n2, "bot1", role: .bot, products: ["p1"])
+        for s in [a, b, bot] { XCTAssertNotNil(try s.command("subscribe", [("channel", .string("group:p1"))])["ok"]) }
+
+        // Another delivered order keeps the group: the subscriptions stay.
+        XCTAssertEqual(try n1.http("POST", "/api/v1/orders/\(first["id"]!.stringValue!)/refund").status, 200)
+        XCTAssertNotNil(try say(bot, "still here?")["ok"])
+        for s in [a, b] { XCTAssertEqual(push(s, "group.message")?["data"]?["text"]?.stringValue, "still here?") }
+
+        // The last one refunded (through the other node): both connections lose the group.
+        XCTAssertEqual(try n2.http("POST", "/api/v1/orders/\(second["id"]!.stringValue!)/refund").status, 200)
+        for s in [a, b] {
+            let removed = try XCTUnwrap(push(s, "channel.removed"), "channel.removed on every node")
+            XCTAssertEqual(removed["channel"]?.stringValue, "user:u1")
+            XCTAssertEqual(removed["data"]?["channel"]?.stringValue, "group:p1")
+            XCTAssertEqual(removed["data"]?["reason"]?.stringValue, "refunded")
+            XCTAssertEqual(try say(s, "hello?")["error"]?["code"]?.stringValue, "forbidden")
+        }
+        XCTAssertNotNil(try bot.command("subscribe", [("channel", .string("group:p1"))])["error"], "the bot's subscription stays (conflict)")
+        // Subscribed no more: a new subscribe is refused as for any non-buyer, not `conflict`.
+        XCTAssertEqual(try a.command("subscribe", [("channel", .string("group:p1"))])["error"]?["code"]?.stringValue, "forbidden")
+    }
 }
