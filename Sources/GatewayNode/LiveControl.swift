@@ -1,4 +1,5 @@
 import Foundation
+import GatewayAuth
 import GatewayCore
 import GatewayCrypto
 import GatewayIO
@@ -166,16 +167,29 @@ extension Node {
         }
     }
 
+    /// A bot or merchant holds a group through its token's `products`: a refreshed token that
+    /// no longer lists one ends that group (after the refresh's reply).
+    private func removeGroupsNoLongerListed(_ client: Client, _ claims: Claims) {
+        let held = Set(client.channels + client.authorizing.keys)
+        for channel in held where channel.kind == .group && !claims.products.contains(channel.id) {
+            removeChannel(channel, from: client, user: claims.sub, reason: "token")
+        }
+    }
+
     /// Ends `user`'s buyer subscriptions to `channel` on this node and tells each connection
     /// with `channel.removed` (on its `user:` channel, like `token.expiring`: to it alone).
     /// Bots and merchants hold groups through their token's products, which a refund does not touch.
     func removeChannel(_ channel: Channel, of user: String, reason: String) {
         for client in clients.values where client.claims?.sub == user && client.claims?.role == .buyer && !client.conn.isClosing {
-            guard endSubscription(client, channel, user: user) else { continue }
-            client.conn.send(Self.connectionPush("channel.removed", user: user,
-                                                 data: .object([("channel", .string(channel.description)), ("reason", .string(reason))])),
-                             isReply: false)
+            removeChannel(channel, from: client, user: user, reason: reason)
         }
+    }
+
+    private func removeChannel(_ channel: Channel, from client: Client, user: String, reason: String) {
+        guard endSubscription(client, channel, user: user) else { return }
+        client.conn.send(Self.connectionPush("channel.removed", user: user,
+                                             data: .object([("channel", .string(channel.description)), ("reason", .string(reason))])),
+                         isReply: false)
     }
 
     /// Closes with 4010 every connection of `user` on this node, those still connecting too
@@ -265,6 +279,7 @@ extension Node {
             client.lifetime = lifetime
             scheduleTokenStep(client)
             reply(client, id, .object([("exp", .int(lifetime.exp))]), op: "refresh")
+            if claims.role != .buyer { removeGroupsNoLongerListed(client, claims) }
         }
     }
 }

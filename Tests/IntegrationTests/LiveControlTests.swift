@@ -142,4 +142,20 @@ final class LiveControlTests: IntegrationCase {
         // Subscribed no more: a new subscribe is refused as for any non-buyer, not `conflict`.
         XCTAssertEqual(try a.command("subscribe", [("channel", .string("group:p1"))])["error"]?["code"]?.stringValue, "forbidden")
     }
+
+    func testABotsRefreshedTokenWithoutAProductEndsThatGroup() throws {
+        let node = try startNode()
+        try createProduct(node, "p1")
+        try createProduct(node, "p2")
+        let s = try openWithToken(node, token("bot1", role: .bot, products: ["p1", "p2"]))
+        for p in ["p1", "p2"] { XCTAssertNotNil(try s.command("subscribe", [("channel", .string("group:\(p)"))])["ok"]) }
+        XCTAssertNotNil(try s.command("refresh", [("token", .string(token("bot1", role: .bot, products: ["p2"])))])["ok"])
+        let removed = try XCTUnwrap(push(s, "channel.removed"))
+        XCTAssertEqual(removed["data"]?["channel"]?.stringValue, "group:p1")
+        XCTAssertEqual(removed["data"]?["reason"]?.stringValue, "token")
+        XCTAssertEqual(try s.command("publish", [("channel", .string("group:p1")), ("data", .object([("text", .string("hi"))]))])["error"]?["code"]?.stringValue,
+                       "forbidden")
+        XCTAssertEqual(try s.command("subscribe", [("channel", .string("group:p2"))])["error"]?["code"]?.stringValue, "conflict",
+                       "the group still listed stays subscribed")
+    }
 }
