@@ -49,4 +49,23 @@ extension BrowserTests {
         XCTAssertEqual(removed["state"]?.stringValue, "open", "\(removed)")
         XCTAssertEqual(removed["errors"]?.arrayValue?.count, 0, "\(removed)")
     }
+
+    /// The demo page: a refund leaves the group shown (`channel.removed`), and the shop's
+    /// disconnect (4010) says so instead of reconnecting.
+    func testDemoPageLeavesARefundedGroupAndShowsTheShopsDisconnect() throws {
+        let node = try startNode("n1", dev: true)
+        try stockProduct(node, "p-gone")
+        let order = try payFromAPI(node, buyer: "rex", product: "p-gone")
+        let page = try openDemo(node, as: "rex")
+        try joinGroup(page, "p-gone")
+        try page.waitFor("/\\b1\\b/.test(document.querySelector('#group-buyers')?.textContent || '')", "#group-buyers to show 1")
+
+        XCTAssertEqual(try node.http("POST", "/api/v1/orders/\(order)/refund").status, 200)
+        try page.waitFor("document.querySelector('#group-name').textContent === 'not in a group'", "the group left")
+        try page.waitFor("document.querySelector('#chat-result').textContent.includes('refunded')", "the reason shown")
+
+        XCTAssertEqual(try node.http("POST", "/api/v1/users/rex/disconnect", body: #"{"reason":"support"}"#).json?["closed"]?.intValue, 1)
+        try page.waitFor("document.querySelector('#notice').textContent.includes('Disconnected by the shop: support')", "the 4010 notice")
+        try waitState(page, "closed")
+    }
 }
