@@ -59,7 +59,9 @@ public struct DisconnectTally: Equatable, Sendable {
     /// Nodes that received the signal; nil until the SPUBLISH reply is in.
     public private(set) var expected: Int?
 
-    public init() {}
+    /// `closedHere`: closed by the asking node itself before it signalled (its own report,
+    /// when its signal comes back to it, finds them closing and counts 0).
+    public init(closedHere: Int = 0) { closed = closedHere }
 
     public mutating func received(by nodes: Int) { expected = nodes }
 

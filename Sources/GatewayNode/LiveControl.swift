@@ -91,17 +91,20 @@ extension Node {
         withJSONBody(request, body)
     }
 
-    /// Signals every node (this one included, through its own subscription) to close `user`'s
-    /// connections with 4010, then answers how many they closed in all.
+    /// Closes `user`'s connections here, then signals every node to close theirs with 4010,
+    /// and answers how many were closed in all. Closing here first does not wait on this
+    /// node's own subscription (down while its pub/sub link reconnects).
     func disconnectEverywhere(_ user: String, reason: String, _ done: @escaping (Result<Int, GatewayError>) -> Void) {
         let request = Crypto.randomToken(8)
+        let closedHere = closeConnections(of: user, reason: reason)
         let timer = loop.schedule(afterMs: LiveControl.reportWaitMs) { [weak self] in
             guard let self, let late = self.liveControl.pending.removeValue(forKey: request) else { return }
             self.log("disconnect: \(late.tally.reports) of \(late.tally.expected.map(String.init) ?? "?") nodes reported in time",
                      level: .warning, .user(user))
             late.answer(late.tally.closed)
         }
-        liveControl.pending[request] = LiveControl.Pending(answer: { done(.success($0)) }, timer: timer)
+        liveControl.pending[request] = LiveControl.Pending(tally: DisconnectTally(closedHere: closedHere), answer: { done(.success($0)) },
+                                                           timer: timer)
         let signal = ControlSignal.disconnect(user: user, request: request, reason: reason).encoded()
         redis.send(["SPUBLISH", StoreKeys.control, signal], key: StoreKeys.control) { [weak self] reply in
             guard let self else { return }

@@ -28,6 +28,11 @@ final class ControlSignalTests: XCTestCase {
         XCTAssertTrue(early.isComplete)
         XCTAssertEqual(early.closed, 3)
 
+        var withLocal = DisconnectTally(closedHere: 2)
+        withLocal.received(by: 1)
+        withLocal.report(0)
+        XCTAssertEqual(withLocal.closed, 2, "the asking node's own report finds its connections closing")
+
         var nobody = DisconnectTally()
         nobody.received(by: 0)
         XCTAssertTrue(nobody.isComplete)
