@@ -24,6 +24,21 @@ final class LiveControlTests: IntegrationCase {
         XCTAssertEqual(again.json?["closed"]?.intValue, 0, again.text)
     }
 
+    /// The control channel is subscribed again after the pub/sub link comes back.
+    func testDisconnectReachesANodeWhosePubSubLinkWasKilled() throws {
+        try requireSingleRedis("CLIENT KILL on the test's own server")
+        let n1 = try startNode("n1"), n2 = try startNode("n2")
+        redis.cli(["CLIENT", "KILL", "TYPE", "pubsub"])
+        var closed: Int64 = 0
+        for _ in 0..<100 where closed == 0 {
+            let (s, reply) = try open(n2, "u1")
+            guard reply["ok"] != nil else { Thread.sleep(forTimeInterval: 0.1); continue }
+            closed = try n1.http("POST", "/api/v1/users/u1/disconnect").json?["closed"]?.intValue ?? 0
+            if closed == 0 { s.close(); Thread.sleep(forTimeInterval: 0.1) } else { XCTAssertEqual(s.waitClosed(), 4010) }
+        }
+        XCTAssertEqual(closed, 1, "n2 hears the control channel again")
+    }
+
     func testUserRoutesTakeTheShopKeyAndAValidUser() throws {
         let node = try startNode()
         XCTAssertEqual(try node.http("POST", "/api/v1/users/u1/disconnect", key: nil).status, 401)
