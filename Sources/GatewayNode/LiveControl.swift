@@ -239,6 +239,9 @@ extension Node {
         case .warn(let ms) where ms > 0, .expire(let ms) where ms > 0:
             // Swept within the second before the step: not due yet.
             scheduleTokenStep(client)
+        case .warn where !client.isConnected:
+            // Not before the connect reply, which names the personal channel the push is on.
+            liveControl.tokenDeadlines.set(client.conn.id, at: liveControl.tokenDeadlines.swept + 1)
         case .warn:
             lifetime.didWarn()
             client.lifetime = lifetime
