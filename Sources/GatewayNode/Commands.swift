@@ -3,7 +3,6 @@ import GatewayAuth
 import GatewayCore
 import GatewayIO
 import GatewayProtocol
-import GatewayRedis
 
 extension Node {
     func handle(_ client: Client, _ id: Int64, _ command: Command) {
@@ -132,22 +131,20 @@ extension Node {
             startTokenClock(client, exp: claims.exp)
             let ticket = client.hubTicket(for: id)
             client.connectRequest = ticket
-            let banKey = StoreKeys.userBan(claims.sub)
-            redis.send(["GET", banKey], key: banKey, live(client) { [weak self] (reply: RedisReply) in
+            controlStore.banEnd(user: claims.sub, live(client) { [weak self] result in
                 guard let self, !client.conn.isClosing else { return }
-                switch reply {
-                case .null:
+                switch result {
+                case .success(nil):
                     let personal = Channel.user(claims.sub)
                     client.channels.append(personal)
                     self.execute(self.hub.subscribe(client.conn.id, to: personal, since: since, request: ticket))
-                case .string(let until) where !until.isEmpty:
+                case .success(let endsAt?):
                     client.hubRequests[ticket] = nil
-                    let endsAt = Int64(String(decoding: until, as: UTF8.self)) ?? 0
                     self.reply(client, id, error: .forbidden("banned until \(endsAt)"), op: "connect")
                     client.conn.close(code: CloseCode.removed.rawValue, reason: "banned")
-                default:
+                case .failure(let error):
                     client.hubRequests[ticket] = nil
-                    self.reply(client, id, error: self.storageError(reply), op: "connect")
+                    self.reply(client, id, error: error, op: "connect")
                     client.conn.close(code: CloseCode.goingAway.rawValue, reason: "storage unavailable")
                 }
             })

@@ -59,12 +59,11 @@ extension Node {
                 guard let seconds = body["seconds"]?.intValue, LiveControl.banSeconds.contains(seconds) else {
                     return self.fail(request, .badRequest("\"seconds\" must be an integer from 1 to \(LiveControl.banSeconds.upperBound)"))
                 }
-                let endsAt = Int64(Date().timeIntervalSince1970 * 1_000) + seconds * 1_000
-                let key = StoreKeys.userBan(user)
+                let endsAt = Self.wallClockMs() + seconds * 1_000
                 // The ban is written before the signal goes out: a connect racing the signal
                 // either finds the ban or is already registered and closed by it.
-                self.redis.send(["SET", key, endsAt, "PX", seconds * 1_000], key: key) { reply in
-                    guard !reply.isFailure else { return self.fail(request, self.storageError(reply)) }
+                self.controlStore.ban(user: user, untilMs: endsAt, seconds: seconds) { written in
+                    if case .failure(let error) = written { return self.fail(request, error) }
                     self.log("banned for \(seconds) s", .user(user))
                     self.disconnectEverywhere(user, reason: "banned") { result in
                         switch result {
@@ -76,9 +75,8 @@ extension Node {
                 }
             }
         case .unban(let user):
-            let key = StoreKeys.userBan(user)
-            redis.send(["DEL", key], key: key) { reply in
-                guard !reply.isFailure else { return self.fail(request, self.storageError(reply)) }
+            controlStore.unban(user: user) { written in
+                if case .failure(let error) = written { return self.fail(request, error) }
                 self.log("ban lifted", .user(user))
                 self.respond(request, 200, .object([]))
             }
@@ -105,18 +103,18 @@ extension Node {
         }
         liveControl.pending[request] = LiveControl.Pending(tally: DisconnectTally(closedHere: closedHere), answer: { done(.success($0)) },
                                                            timer: timer)
-        let signal = ControlSignal.disconnect(user: user, request: request, reason: reason).encoded()
-        redis.send(["SPUBLISH", StoreKeys.control, signal], key: StoreKeys.control) { [weak self] reply in
+        controlStore.signal(.disconnect(user: user, request: request, reason: reason)) { [weak self] sent in
             guard let self else { return }
-            guard case .integer(let nodes) = reply else {
+            switch sent {
+            case .failure(let error):
                 if let failed = self.liveControl.pending.removeValue(forKey: request) {
                     failed.timer?.cancel()
-                    done(.failure(self.storageError(reply)))
+                    done(.failure(error))
                 }
-                return
+            case .success(let nodes):
+                self.liveControl.pending[request]?.tally.received(by: nodes)
+                self.finishDisconnectIfComplete(request)
             }
-            self.liveControl.pending[request]?.tally.received(by: Int(nodes))
-            self.finishDisconnectIfComplete(request)
         }
     }
 
@@ -137,9 +135,8 @@ extension Node {
         case .disconnect(let user, let request, let reason):
             let closed = closeConnections(of: user, reason: reason)
             if closed > 0 { log("closed \(closed) connections: \(reason)", .user(user)) }
-            let report = ControlSignal.closed(request: request, closed: closed).encoded()
-            redis.send(["SPUBLISH", StoreKeys.control, report], key: StoreKeys.control) { [weak self] reply in
-                if reply.isFailure { self?.log("disconnect report not sent: \(reply)", level: .warning, .user(user)) }
+            controlStore.signal(.closed(request: request, closed: closed)) { [weak self] sent in
+                if case .failure(let error) = sent { self?.log("disconnect report not sent: \(error.message)", level: .warning, .user(user)) }
             }
         case .closed(let request, let closed):
             // Reports of other nodes' requests pass by every node; only the asking one keeps a tally.
@@ -162,9 +159,10 @@ extension Node {
         for case .membership(let product, let user, let delta) in decision.effects where delta < 0 {
             communityStore.isBuyer(product: product, user: user) { [weak self] result in
                 guard let self, case .success(false) = result else { return }
-                let signal = ControlSignal.revoke(user: user, channel: .group(product), reason: "refunded").encoded()
-                self.redis.send(["SPUBLISH", StoreKeys.control, signal], key: StoreKeys.control) { [weak self] reply in
-                    if reply.isFailure { self?.log("group revoke not signalled: \(reply)", level: .warning, .user(user), .product(product)) }
+                self.controlStore.signal(.revoke(user: user, channel: .group(product), reason: "refunded")) { [weak self] sent in
+                    if case .failure(let error) = sent {
+                        self?.log("group revoke not signalled: \(error.message)", level: .warning, .user(user), .product(product))
+                    }
                 }
             }
         }

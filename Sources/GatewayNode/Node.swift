@@ -92,6 +92,8 @@ public final class Node: ServerDelegate {
     /// Channels and community data (Store/): every non-commerce Redis call.
     let channelStore: any ChannelStore
     let communityStore: any CommunityStore
+    /// Bans and the nodes' control signals (LiveControl.swift).
+    let controlStore: any ControlStore
     /// Pushes written to outboxes by decisions (Redis Cluster only).
     let outboxRelay: OutboxRelay
     let keyBox: SecretBox
@@ -162,6 +164,7 @@ public final class Node: ServerDelegate {
         let schedule: (Int, @escaping () -> Void) -> Void = { [loop] ms, body in loop.schedule(afterMs: ms, body) }
         outboxRelay = OutboxRelay(redis: redis, settings: storeSettings, log: log, schedule: schedule)
         communityStore = RedisCommunityStore(redis: redis, settings: storeSettings, relay: outboxRelay, log: log)
+        controlStore = RedisControlStore(redis: redis, log: log)
         let commerceStore = RedisCommerceStore(
             redis: redis, retention: KeyRetention(options.commerce), historyTTL: options.historyTTLSeconds, historySize: { kind in
                 switch kind {
