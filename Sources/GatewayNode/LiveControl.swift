@@ -249,6 +249,7 @@ extension Node {
             client.conn.close(code: CloseCode.tokenExpired.rawValue, reason: "token expired")
         }
     }
+
     /// `token.expiring` concerns this one connection (another of the user's may hold a fresher
     /// token), so it is sent to it alone: on `user:`, without an offset, never in history.
     static func tokenExpiringPush(user: String, exp: Int64) -> [UInt8] {
@@ -266,7 +267,9 @@ extension Node {
     /// `refresh`: a valid token of the same user and role; its claims (products, name) replace
     /// the connection's, and a later `exp` moves the connection's end. Answers the end in force.
     func refresh(_ client: Client, _ id: Int64, token: String) {
-        guard let current = client.claims, var lifetime = client.lifetime else { return }
+        guard let current = client.claims, var lifetime = client.lifetime else {
+            return reply(client, id, error: GatewayError(.internal, "connection without a token"), op: "refresh")
+        }
         switch verifier.verify(token, nowSeconds: Self.wallClockMs() / 1_000) {
         case .failure(let error):
             reply(client, id, error: GatewayError(.unauthorized, error.message), op: "refresh")
