@@ -128,6 +128,7 @@ extension Node {
             // Claims and the connect ticket are set before the ban is read: a disconnect or
             // ban signal arriving meanwhile finds this connection and closes it.
             client.claims = claims
+            liveControl.opened(client.conn.id, user: claims.sub)
             startTokenClock(client, exp: claims.exp)
             let ticket = client.hubTicket(for: id)
             client.connectRequest = ticket

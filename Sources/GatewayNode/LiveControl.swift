@@ -21,6 +21,16 @@ final class LiveControl {
     var pending: [String: Pending] = [:]
     /// The next token step (warning, then 4003) of every connection, swept once a second.
     var tokenDeadlines = SecondBuckets<ConnectionID>(nowSecond: Node.wallClockMs() / 1_000)
+    /// This node's connections by user (from `connect` on, still connecting included), so a
+    /// signal about one user touches only that user's connections, not every one of the node.
+    private(set) var connectionsByUser: [String: Set<ConnectionID>] = [:]
+
+    func opened(_ id: ConnectionID, user: String) { connectionsByUser[user, default: []].insert(id) }
+
+    func closed(_ id: ConnectionID, user: String) {
+        connectionsByUser[user]?.remove(id)
+        if connectionsByUser[user]?.isEmpty == true { connectionsByUser[user] = nil }
+    }
 
     /// How long a disconnect waits for the nodes' reports: a node that received the signal
     /// and died before reporting must not hold the call forever.
@@ -181,7 +191,7 @@ extension Node {
     /// with `channel.removed` (on its `user:` channel, like `token.expiring`: to it alone).
     /// Bots and merchants hold groups through their token's products, which a refund does not touch.
     func removeChannel(_ channel: Channel, of user: String, reason: String) {
-        for client in clients.values where client.claims?.sub == user && client.claims?.role == .buyer && !client.conn.isClosing {
+        for client in connections(of: user) where client.claims?.role == .buyer {
             removeChannel(channel, from: client, user: user, reason: reason)
         }
     }
@@ -196,12 +206,14 @@ extension Node {
     /// Closes with 4010 every connection of `user` on this node, those still connecting too
     /// (their claims are set before the ban check answers). Counts the ones it closed.
     func closeConnections(of user: String, reason: String) -> Int {
-        var closed = 0
-        for client in clients.values where client.claims?.sub == user && !client.conn.isClosing {
-            client.conn.close(code: CloseCode.removed.rawValue, reason: reason)
-            closed += 1
-        }
-        return closed
+        let open = connections(of: user)
+        for client in open { client.conn.close(code: CloseCode.removed.rawValue, reason: reason) }
+        return open.count
+    }
+
+    /// `user`'s connections on this node that are not closing.
+    private func connections(of user: String) -> [Client] {
+        (liveControl.connectionsByUser[user] ?? []).compactMap { clients[$0] }.filter { $0.claims?.sub == user && !$0.conn.isClosing }
     }
 }
 

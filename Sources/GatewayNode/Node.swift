@@ -418,6 +418,7 @@ public final class Node: ServerDelegate {
         loop.assertOnLoopThread()
         guard let client = clients.removeValue(forKey: conn.id) else { return }
         liveControl.tokenDeadlines.remove(conn.id)
+        if let user = client.claims?.sub { liveControl.closed(conn.id, user: user) }
         if client.countedAddress { ipQuota.remove(conn.peerAddress) }
         if let user = client.countedUser { userQuota.remove(user) }
         metrics.framesSent += conn.framesSent
