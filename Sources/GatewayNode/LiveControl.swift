@@ -198,6 +198,7 @@ extension Node {
 
     private func removeChannel(_ channel: Channel, from client: Client, user: String, reason: String) {
         guard endSubscription(client, channel, user: user) else { return }
+        metrics.liveControl["channel_removed", default: 0] += 1
         client.conn.send(Self.connectionPush("channel.removed", user: user,
                                              data: .object([("channel", .string(channel.description)), ("reason", .string(reason))])),
                          isReply: false)
@@ -208,6 +209,7 @@ extension Node {
     func closeConnections(of user: String, reason: String) -> Int {
         let open = connections(of: user)
         for client in open { client.conn.close(code: CloseCode.removed.rawValue, reason: reason) }
+        metrics.liveControl["removed", default: 0] += open.count
         return open.count
     }
 
@@ -258,6 +260,7 @@ extension Node {
             client.conn.send(Self.tokenExpiringPush(user: user, exp: lifetime.exp), isReply: false)
             scheduleTokenStep(client)
         case .expire:
+            metrics.liveControl["token_expired", default: 0] += 1
             client.conn.close(code: CloseCode.tokenExpired.rawValue, reason: "token expired")
         }
     }

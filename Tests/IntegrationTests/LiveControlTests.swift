@@ -17,6 +17,9 @@ final class LiveControlTests: IntegrationCase {
         XCTAssertEqual(r.json?["closed"]?.intValue, 3, r.text)
         for s in [a1, a2, b1] { XCTAssertEqual(s.waitClosed(), 4010) }
         XCTAssertNotNil(try other.command("ping")["ok"], "another user's connection stays")
+        let metrics = try n1.http("GET", "/metrics").text + (try n2.http("GET", "/metrics").text)
+        XCTAssertTrue(metrics.contains(#"gateway_live_control_total{reason="removed"} 2"#), metrics)
+        XCTAssertTrue(metrics.contains(#"gateway_live_control_total{reason="removed"} 1"#), metrics)
 
         // Nobody left: 0, and a body is optional.
         let again = try n2.http("POST", "/api/v1/users/u1/disconnect")
@@ -99,6 +102,7 @@ final class LiveControlTests: IntegrationCase {
         let exp = try XCTUnwrap(warning["data"]?["exp"]?.intValue)
         XCTAssertGreaterThan(exp, Int64(Date().timeIntervalSince1970) - 1)
         XCTAssertEqual(s.waitClosed(timeout: 15), 4003)
+        XCTAssertTrue(try node.http("GET", "/metrics").text.contains(#"gateway_live_control_total{reason="token_expired"} 1"#))
     }
 
     func testRefreshKeepsTheConnectionAndRefusesAnotherUsersToken() throws {
