@@ -27,6 +27,8 @@ extension Node {
         case .connect(let token, let since):
             // Answered "already connected".
             connect(client, id, token: token, since: since)
+        case .refresh(let token):
+            refresh(client, id, token: token)
         case .ping:
             reply(client, id, .object([]), op: "ping")
         }
@@ -64,22 +66,7 @@ extension Node {
                 reply(client, id, error: .badRequest("the personal channel stays subscribed"), op: "unsubscribe")
                 return
             }
-            client.authorizing[channel] = nil
-            if let index = client.channels.firstIndex(of: channel) {
-                client.channels.remove(at: index)
-                execute(hub.unsubscribe(client.conn.id, from: channel))
-                // The hub forgets a subscribe still reading; answer it so it does not hang
-                // (and its in-flight slot comes back).
-                if let pending = client.pendingSubscribes.removeValue(forKey: channel),
-                   let pendingID = client.hubRequests.removeValue(forKey: pending) {
-                    reply(client, pendingID, error: GatewayError(.conflict, "unsubscribed from \(channel) before the subscription completed"),
-                          op: "subscribe")
-                }
-                if let i = client.present.firstIndex(of: channel) {
-                    client.present.remove(at: i)
-                    presenceLeft(channel, user: claims.sub)
-                }
-            }
+            endSubscription(client, channel, user: claims.sub)
             reply(client, id, .object([]), op: "unsubscribe")
         case .history(let channel, let since, let limit):
             authorize(claims, channel, op: "history", live(client) { [weak self] error in
@@ -91,6 +78,28 @@ extension Node {
                 self.history(client, id, channel, since: since, limit: limit)
             })
         }
+    }
+
+    /// Ends `client`'s subscription to `channel` (an unsubscribe, or a right lost), and any
+    /// subscribe of it still being authorized or read. True when there was one to end.
+    @discardableResult
+    func endSubscription(_ client: Client, _ channel: Channel, user: String) -> Bool {
+        let wasAuthorizing = client.authorizing.removeValue(forKey: channel) != nil
+        guard let index = client.channels.firstIndex(of: channel) else { return wasAuthorizing }
+        client.channels.remove(at: index)
+        execute(hub.unsubscribe(client.conn.id, from: channel))
+        // The hub forgets a subscribe still reading; answer it so it does not hang
+        // (and its in-flight slot comes back).
+        if let pending = client.pendingSubscribes.removeValue(forKey: channel),
+           let pendingID = client.hubRequests.removeValue(forKey: pending) {
+            reply(client, pendingID, error: GatewayError(.conflict, "unsubscribed from \(channel) before the subscription completed"),
+                  op: "subscribe")
+        }
+        if let i = client.present.firstIndex(of: channel) {
+            client.present.remove(at: i)
+            presenceLeft(channel, user: user)
+        }
+        return true
     }
 
     private func connect(_ client: Client, _ id: Int64, token: String, since: StreamPosition?) {
@@ -116,12 +125,30 @@ extension Node {
                 return
             }
             client.countedUser = claims.sub
+            // Claims and the connect ticket are set before the ban is read: a disconnect or
+            // ban signal arriving meanwhile finds this connection and closes it.
             client.claims = claims
+            liveControl.opened(client.conn.id, user: claims.sub)
+            startTokenClock(client, exp: claims.exp)
             let ticket = client.hubTicket(for: id)
             client.connectRequest = ticket
-            let personal = Channel.user(claims.sub)
-            client.channels.append(personal)
-            execute(hub.subscribe(client.conn.id, to: personal, since: since, request: ticket))
+            controlStore.banEnd(user: claims.sub, live(client) { [weak self] result in
+                guard let self, !client.conn.isClosing else { return }
+                switch result {
+                case .success(nil):
+                    let personal = Channel.user(claims.sub)
+                    client.channels.append(personal)
+                    self.execute(self.hub.subscribe(client.conn.id, to: personal, since: since, request: ticket))
+                case .success(let endsAt?):
+                    client.hubRequests[ticket] = nil
+                    self.reply(client, id, error: .forbidden("banned until \(endsAt)"), op: "connect")
+                    client.conn.close(code: CloseCode.removed.rawValue, reason: "banned")
+                case .failure(let error):
+                    client.hubRequests[ticket] = nil
+                    self.reply(client, id, error: error, op: "connect")
+                    client.conn.close(code: CloseCode.goingAway.rawValue, reason: "storage unavailable")
+                }
+            })
         }
     }
 

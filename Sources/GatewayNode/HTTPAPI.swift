@@ -90,6 +90,8 @@ extension Node {
             devEndpoints.request(request, dev, node: self)
         case .admin(let admin):
             adminRequest(request, admin)
+        case .users(let route):
+            userRequest(request, route)
         case .paymentNotify:
             paymentNotify(request)
         case .providerNotify(let provider):

@@ -23,6 +23,8 @@ enum HTTPRoute: Equatable {
     case dev(DevRoute)
     /// The operators' read-only view (`AdminAPI.swift`).
     case admin(AdminRoute)
+    /// Live control of a user's connections (`LiveControl.swift`, shop key only).
+    case users(UserRoute)
 }
 
 enum CatalogRoute: Equatable {
@@ -151,6 +153,9 @@ enum HTTPRoutes {
         RouteRule(.GET, "/api/v1/payments/{id}", .shopOrMerchant { .commerce(.getPayment($0[0]), $1) }),
         RouteRule(.POST, "/api/v1/payments/{id}/refunded", .shopOrMerchant { .commerce(.paymentRefunded($0[0]), $1) }),
         RouteRule(.GET, "/api/v1/events", .shop { _ in .commerce(.events, .shop) }),
+        RouteRule(.POST, "/api/v1/users/{id}/disconnect", .shop { .users(.disconnect($0[0])) }),
+        RouteRule(.POST, "/api/v1/users/{id}/ban", .shop { .users(.ban($0[0])) }),
+        RouteRule(.DELETE, "/api/v1/users/{id}/ban", .shop { .users(.unban($0[0])) }),
 
         // MARK: Operators (/api/v1/admin/..., shop key only)
 
@@ -195,6 +200,8 @@ extension HTTPRoute {
         case .commerce(.getOrder(let id), _), .commerce(.createPayment(let id), _), .commerce(.cancel(let id), _),
              .commerce(.refund(let id), _):
             [.order(id)]
+        case .users(let route):
+            [.user(route.user)]
         case .healthz, .readyz, .metrics, .home, .staticFile, .catalog, .commerce, .paymentNotify, .providerNotify, .dev, .admin:
             []
         }

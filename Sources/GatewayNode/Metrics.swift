@@ -18,6 +18,9 @@ final class NodeMetrics {
     var connectionsOpened = 0
     var pushes = 0
     var slowClosed = 0
+    /// Live control (contract 4.3), by reason: `removed` (4010: disconnect or ban),
+    /// `token_expired` (4003 on a live connection), `channel_removed` (a subscription ended).
+    var liveControl: [String: Int] = ["removed": 0, "token_expired": 0, "channel_removed": 0]
     var commands: [OpResult: Int] = [:]
     var framesSent = 0
 
@@ -93,6 +96,10 @@ final class NodeMetrics {
         advance("gateway_redis_reconnects_total", "Redis reconnect attempts", redisReconnects)
         advance("gateway_connections_refused_total", "Sockets closed at accept: the node was at its descriptor ceiling",
                 refusedAtLimit)
+        for (reason, value) in liveControl {
+            advance("gateway_live_control_total", "Connections closed (removed, token_expired) and subscriptions ended (channel_removed) by live control",
+                    value, labels: [("reason", reason)])
+        }
         for (outcome, value) in webhookAttempts {
             advance("gateway_webhook_attempts_total", "Webhook events this node settled, by outcome (delivered, retry, give_up, lease_lost, unsettled)", value,
                     labels: [("outcome", outcome)])

@@ -39,6 +39,8 @@ final class Client {
     /// Admitted commands not answered yet, by id: their op and admission time (`Node.clock`),
     /// for `gateway_command_duration_seconds`. A command id reused while in flight is timed once.
     var commandStarts: [Int64: (op: String, at: Double)] = [:]
+    /// When this connection's token ends (LiveControl.swift).
+    var lifetime: TokenLifetime?
     /// The last ticket handed out on this connection (never reused).
     private var lastTicket: Int64 = 0
 
@@ -90,6 +92,8 @@ public final class Node: ServerDelegate {
     /// Channels and community data (Store/): every non-commerce Redis call.
     let channelStore: any ChannelStore
     let communityStore: any CommunityStore
+    /// Bans and the nodes' control signals (LiveControl.swift).
+    let controlStore: any ControlStore
     /// Pushes written to outboxes by decisions (Redis Cluster only).
     let outboxRelay: OutboxRelay
     let keyBox: SecretBox
@@ -106,6 +110,8 @@ public final class Node: ServerDelegate {
     /// Posts the event log to `webhooks.url`; nil without one.
     let webhookSender: WebhookSender?
     var clients: [ConnectionID: Client] = [:]
+    /// Disconnects and bans across nodes (LiveControl.swift).
+    let liveControl = LiveControl()
     /// WebSockets per source address (`limits.conns_per_ip`) and per user
     /// (`limits.conns_per_user`) on this node.
     var ipQuota: ConnectionQuota
@@ -158,6 +164,7 @@ public final class Node: ServerDelegate {
         let schedule: (Int, @escaping () -> Void) -> Void = { [loop] ms, body in loop.schedule(afterMs: ms, body) }
         outboxRelay = OutboxRelay(redis: redis, settings: storeSettings, log: log, schedule: schedule)
         communityStore = RedisCommunityStore(redis: redis, settings: storeSettings, relay: outboxRelay, log: log)
+        controlStore = RedisControlStore(redis: redis, log: log)
         let commerceStore = RedisCommerceStore(
             redis: redis, retention: KeyRetention(options.commerce), historyTTL: options.historyTTLSeconds, historySize: { kind in
                 switch kind {
@@ -190,6 +197,7 @@ public final class Node: ServerDelegate {
         orderStore.afterApply = { [weak self] decision in
             self?.indexRefunds(of: decision)
             self?.releaseRiskPlaces(of: decision)
+            self?.revokeLostGroups(of: decision)
             if !decision.events.isEmpty { self?.webhookSender?.tick() }
         }
         redis.onLost = { [weak self] reason in self?.redisLost(reason) }
@@ -207,6 +215,7 @@ public final class Node: ServerDelegate {
         reportAdminStats()
         outboxRelay.start()
         sampleLiveSeries()
+        sweepTokenDeadlines()
         if webhookSender != nil { tickWebhooks() }
         if options.dev { devEndpoints?.start(self) }
         installSignalHandlers(loop)
@@ -252,6 +261,7 @@ public final class Node: ServerDelegate {
         loop.assertOnLoopThread()
         log("redis ready at \(options.redisDescription)")
         execute(hub.redisConnected())
+        redis.subscribe([StoreKeys.control])
         legacyMigration.start()
         // Joins and leaves sent while Redis was away may be lost.
         for channel in presence.keys { syncPresence(channel) }
@@ -268,6 +278,7 @@ public final class Node: ServerDelegate {
 
     private func pubsub(_ kind: String, _ name: [UInt8], _ payload: [UInt8]) {
         loop.assertOnLoopThread()
+        if kind == "smessage", name.elementsEqual(StoreKeys.control.utf8) { return controlSignal(payload) }
         guard let channel = StoreKeys.channel(fromShardChannel: name) else { return }
         switch kind {
         case "smessage":
@@ -407,6 +418,8 @@ public final class Node: ServerDelegate {
     public func connectionClosed(_ conn: WSConnection) {
         loop.assertOnLoopThread()
         guard let client = clients.removeValue(forKey: conn.id) else { return }
+        liveControl.tokenDeadlines.remove(conn.id)
+        if let user = client.claims?.sub { liveControl.closed(conn.id, user: user) }
         if client.countedAddress { ipQuota.remove(conn.peerAddress) }
         if let user = client.countedUser { userQuota.remove(user) }
         metrics.framesSent += conn.framesSent

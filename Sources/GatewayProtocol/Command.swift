@@ -35,11 +35,14 @@ public enum Command: Equatable, Sendable {
 /// The connection itself (PROTOCOL.md 2.1).
 public enum SessionCommand: Equatable, Sendable {
     case connect(token: String, since: StreamPosition?)
+    /// A fresh token for the same user, before the connection's token expires (contract 4.3).
+    case refresh(token: String)
     case ping
 
     public var op: String {
         switch self {
         case .connect: "connect"
+        case .refresh: "refresh"
         case .ping: "ping"
         }
     }
@@ -228,6 +231,8 @@ public enum CommandDecoder {
                     guard offset != nil else { throw GatewayError.badRequest("delete needs \"offset\"") }
                 }
                 return .success(.community(.moderate(channel, action: action, user: user, offset: offset, seconds: seconds)))
+            case "refresh":
+                return .success(.session(.refresh(token: try f.string("token"))))
             case "ping":
                 return .success(.session(.ping))
             default:

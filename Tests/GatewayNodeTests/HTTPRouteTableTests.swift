@@ -46,6 +46,9 @@ final class HTTPRouteTableTests: XCTestCase {
             (.GET, "/admin/", .staticFile, "/admin/*"),
             (.GET, "/api/v1/admin/overview", .admin(.overview), "/api/v1/admin/overview"),
             (.GET, "/api/v1/admin/groups", .admin(.part(.groups)), "/api/v1/admin/groups"),
+            (.POST, "/api/v1/users/u1/disconnect", .users(.disconnect("u1")), "/api/v1/users/{id}/disconnect"),
+            (.POST, "/api/v1/users/u1/ban", .users(.ban("u1")), "/api/v1/users/{id}/ban"),
+            (.DELETE, "/api/v1/users/u1/ban", .users(.unban("u1")), "/api/v1/users/{id}/ban"),
         ]
         for (method, path, route, label) in cases {
             let found = find(method, path)

@@ -60,6 +60,7 @@ final class CommandDecoderTests: XCTestCase {
 
     func testConnect() {
         assertCommand(#"{"id":1,"op":"connect","token":"a.b.c"}"#, .session(.connect(token: "a.b.c", since: nil)))
+        assertCommand(#"{"id":1,"op":"refresh","token":"a.b.c"}"#, .session(.refresh(token: "a.b.c")))
         assertCommand(#"{"id":1,"op":"connect","token":"a.b.c","since":{"offset":41,"epoch":"e1"}}"#,
                       .session(.connect(token: "a.b.c", since: StreamPosition(offset: 41, epoch: "e1"))))
         assertCommand(#"{"id":1,"op":"connect","token":"t","since":null}"#, .session(.connect(token: "t", since: nil)))
@@ -169,6 +170,7 @@ final class CommandDecoderTests: XCTestCase {
             (.order(.get(order: "o")), "order.get"), (.order(.giftClaim(code: "c")), "gift.claim"),
             (.order(.giftDecline(code: "c")), "gift.decline"), (.order(.friendpayView(code: "c")), "friendpay.view"),
             (.community(.moderate(.group("p"), action: .delete, user: nil, offset: 1, seconds: nil)), "moderate"), (.session(.ping), "ping"),
+            (.session(.refresh(token: "t")), "refresh"),
         ]
         for (command, op) in cases {
             XCTAssertEqual(command.op, op)
@@ -265,6 +267,8 @@ final class CommandDecoderTests: XCTestCase {
     func testOtherInvalidFields() {
         assertBadRequest(#"{"id":1,"op":"presence","channel":"user:u1"}"#)
         assertBadRequest(#"{"id":1,"op":"connect"}"#, containing: "token")
+        assertBadRequest(#"{"id":1,"op":"refresh"}"#, containing: "token")
+        assertBadRequest(#"{"id":1,"op":"refresh","token":5}"#, containing: "token")
         assertBadRequest(#"{"id":1,"op":"connect","token":42}"#, containing: "token")
         assertBadRequest(#"{"id":1,"op":"watch"}"#, containing: "product")
         assertBadRequest(#"{"id":1,"op":"watch","product":"p 1"}"#, containing: "product")

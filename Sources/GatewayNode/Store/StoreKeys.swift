@@ -75,11 +75,16 @@ enum StoreKeys {
     /// Sorted set order id -> created (ms): `user`'s gift and friend-pay orders of the last hour
     /// (`risk.max_requests_per_hour`).
     static func riskRequests(_ user: String) -> String { "gw:\(tag(.user(user))):risk:requests" }
+    /// String: until when (ms) `user` is banned (PROTOCOL 4.3); expires with the ban.
+    static func userBan(_ user: String) -> String { "gw:\(tag(.user(user))):ban" }
 
     // MARK: Global keys (each in a slot of its own)
 
     /// Sorted set outbox key -> due ms: outboxes a node may not have relayed yet (cluster only).
     static let relays = "gw:relays"
+    /// Shard channel every node subscribes to: `ControlSignal`s between nodes (disconnect, ban).
+    /// Not a `gw:{kind:id}` name, so `channel(fromShardChannel:)` never takes it for a channel.
+    static let control = "gw:{control}"
     /// The demo bot's lease (dev mode).
     static let botLease = "gw:demo:bot-lease"
 

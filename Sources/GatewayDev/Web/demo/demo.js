@@ -152,7 +152,9 @@ async function login() {
   client.addEventListener('connected', (e) => onConnected(e.detail));
   client.addEventListener('resync', (e) => onResync(e.detail));
   client.addEventListener('subscribe_error', (e) => onSubscribeError(e.detail));
-  client.addEventListener('closed', (e) => showNotice(`Connection closed by the gateway (${e.detail.code}): ${e.detail.reason || ''}. Sign in again.`));
+  client.addEventListener('closed', (e) => showNotice(e.detail.code === 4010
+    ? `Disconnected by the shop: ${e.detail.reason || ''}. Sign in again later.`
+    : `Connection closed by the gateway (${e.detail.code}): ${e.detail.reason || ''}. Sign in again.`));
   client.connect();
 }
 
@@ -206,6 +208,11 @@ function onResync({ channel }) {
 
 /** The group could not be (re)joined, e.g. the order that made us a buyer was refunded. */
 function onSubscribeError({ channel, error }) {
+  leftGroup(channel, error);
+}
+
+/** Out of the group shown: a failed (re)join, or `channel.removed` (a refund took it away). */
+function leftGroup(channel, error) {
   if (!S.group || channel !== 'group:' + S.group) return;
   S.group = null;
   clearInterval(S.presenceTimer);
@@ -604,6 +611,9 @@ function onPush(p) {
     case 'group.message':
     case 'group.deleted':
       showGroupPush(p);
+      break;
+    case 'channel.removed':
+      leftGroup(d.channel, { code: 'removed', message: `you left ${d.channel} (${d.reason})` });
       break;
     default:
       break;

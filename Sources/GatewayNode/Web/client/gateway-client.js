@@ -15,7 +15,9 @@
 // Events: state, connected, disconnected, reconnect_scheduled, closed (for good), push and
 // one per push type, resync (history could not fill a gap, or what was missed is more than
 // one reply may carry: reload what you show of that channel; the newest publications the
-// reply did carry follow as push events), subscribe_error, error.
+// reply did carry follow as push events), subscribe_error, error. On `channel.removed` (a
+// right lost, e.g. a refund) the channel is forgotten and not resubscribed; on
+// `token.expiring` a fresh token from getToken is sent with `refresh`.
 //
 // `command('history', ...)` answers at most `history.max_reply_bytes`: a page with
 // `truncated: true` is the newest that fit, and older ones can be asked for with `since`
@@ -49,7 +51,8 @@ export class GatewayClient extends EventTarget {
   /**
    * @param {string} url  ws:// or wss:// URL of the gateway's `/ws`.
    * @param {object} options
-   *   token: a token; getToken: async () => token (asked first if no token, and after a 4003);
+   *   token: a token; getToken: async () => token (asked first if no token, after a 4003, and on
+   *   `token.expiring`, whose fresh token is sent with `refresh`);
    *   backoff: {base: ms, cap: ms} (default 500, 30000);
    *   commandTimeout: ms (default 10000); WebSocket: constructor to use (tests).
    */
@@ -407,8 +410,37 @@ export class GatewayClient extends EventTarget {
       this.positions.set(channel, { offset: msg.offset, epoch: msg.epoch });
       if (seen && seen.epoch !== msg.epoch) this._emit('resync', { channel, offset: msg.offset, epoch: msg.epoch, since: seen });
     }
+    if (msg.push === 'channel.removed') this._removed(msg.data || {});
+    if (msg.push === 'token.expiring') this._refreshToken();
     this._emit('push', msg);
     this._emit(msg.push, msg);
+  }
+
+  /** The right to a channel is gone (contract 4.3): forget it, so no reconnect resubscribes it. */
+  _removed(data) {
+    const channel = data.channel;
+    const entry = channel && this.channels.get(channel);
+    if (!entry) return;
+    this.channels.delete(channel);
+    this.positions.delete(channel);
+    this._settle(entry, null, new GatewayError('forbidden', `removed from ${channel}: ${data.reason || ''}`));
+  }
+
+  /**
+   * The token ends within a minute: with getToken, a fresh one is sent with `refresh` (and kept
+   * for reconnects). Without, the server closes with 4003 at its end.
+   */
+  async _refreshToken() {
+    if (!this.getToken) return;
+    const gen = this.gen, ws = this.ws;
+    try {
+      const token = await this.getToken();
+      if (gen !== this.gen || ws !== this.ws) return; // closed or reconnected meanwhile (that connect used a token of its own)
+      await this.command('refresh', { token });
+      this.token = token;
+    } catch (e) {
+      this._emit('error', { error: e, message: 'token refresh failed: ' + (e && e.message) });
+    }
   }
 
   // ---- liveness ----
