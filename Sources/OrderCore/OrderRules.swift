@@ -36,16 +36,21 @@ public struct OrderRules: Sendable {
 
     // MARK: Creating
 
-    public func create(_ r: OrderRequest, product: Product?, now: Int64, fresh: FreshIDs) -> Result<Decision, GatewayError> {
+    /// `level` is the buyer's member level now (the buyer owns the order at creation): its
+    /// discount is taken off the amount, and the order records its name.
+    public func create(_ r: OrderRequest, product: Product?, level: MemberLevel? = nil, now: Int64,
+                       fresh: FreshIDs) -> Result<Decision, GatewayError> {
         guard let product else { return .failure(.notFound("no product \(r.product)")) }
-        let (amount, overflow) = product.price.multipliedReportingOverflow(by: Int64(r.quantity))
+        let (gross, overflow) = product.price.multipliedReportingOverflow(by: Int64(r.quantity))
         // Within Ranges.amount too, so the payment notify for it is always a valid body
         // (a product stored before prices had a range may cost more).
-        guard !overflow, Ranges.amount.contains(amount) else { return .failure(.badRequest("amount too large")) }
+        guard !overflow, Ranges.amount.contains(gross) else { return .failure(.badRequest("amount too large")) }
+        let amount = level?.discounted(gross) ?? gross
         let ttl = r.kind == .friendpay ? times.friendpayTTL : times.orderTTL
         var order = Order(id: fresh.order, kind: r.kind, buyer: r.buyer, owner: r.buyer, product: product.id,
                           title: product.title, quantity: r.quantity, amount: amount, currency: product.currency,
-                          status: .pendingPayment, createdAt: now, expiresAt: now + ttl, keyIDs: [], version: 1)
+                          status: .pendingPayment, createdAt: now, expiresAt: now + ttl, level: level?.name, keyIDs: [],
+                          version: 1)
         var d = Decision(preconditions: [.orderAbsent(order.id)])
         if r.kind == .gift {
             order.gift = Gift(code: fresh.giftCode, to: r.giftTo, message: r.giftMessage, status: .pending, expiresAt: nil)
