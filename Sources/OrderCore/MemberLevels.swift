@@ -1,3 +1,5 @@
+import GatewayProtocol
+
 /// One rung of the shop's member ladder (`members.levels`, contract 4.6).
 public struct MemberLevel: Equatable, Sendable {
     public var name: String
@@ -84,9 +86,28 @@ public struct MemberLevels: Equatable, Sendable {
         levels.first { $0.minPoints > points }
     }
 
-    /// Whether moving from `before` to `after` points changes the level (`member.level` push).
-    public func levelChanges(from before: Int64, to after: Int64) -> Bool {
-        level(at: before) != level(at: after)
+    /// `GET /api/v1/users/{id}`: `{id, points, level, next_level?, last_seen, orders}`.
+    /// `level` is the level's name (null below the first); `next_level` `{name, min_points}`
+    /// is left out at the top or without a ladder; `last_seen` is null until known.
+    public func userJSON(id: String, points: Int64, lastSeen: Int64?, orders: Int) -> JSON {
+        var f: [(String, JSON)] = [
+            ("id", .string(id)), ("points", .int(points)), ("level", level(at: points).map { .string($0.name) } ?? .null),
+        ]
+        if let next = nextLevel(after: points) {
+            f.append(("next_level", .object([("name", .string(next.name)), ("min_points", .int(next.minPoints))])))
+        }
+        f.append(("last_seen", lastSeen.map(JSON.int) ?? .null))
+        f.append(("orders", .int(Int64(orders))))
+        return .object(f)
+    }
+
+    /// The `member.level` push when points moving from `before` to `after` change the level:
+    /// `{level, previous, points}` (names, null for no level); nil when the level stays.
+    public func levelPush(from before: Int64, to after: Int64) -> JSON? {
+        let previous = level(at: before), now = level(at: after)
+        guard previous != now else { return nil }
+        return .object([("level", now.map { .string($0.name) } ?? .null),
+                        ("previous", previous.map { .string($0.name) } ?? .null), ("points", .int(after))])
     }
 
     private static func nameProblem(_ name: String) -> String? {

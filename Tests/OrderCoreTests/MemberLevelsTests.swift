@@ -51,16 +51,34 @@ final class MemberLevelsTests: XCTestCase {
     func testNoLadderGivesNoLevel() {
         XCTAssertNil(MemberLevels.none.level(at: 1_000_000))
         XCTAssertNil(MemberLevels.none.nextLevel(after: 0))
-        XCTAssertFalse(MemberLevels.none.levelChanges(from: 0, to: 1_000_000))
     }
 
-    func testLevelChanges() {
+    func testLevelPushOnlyWhenTheLevelChanges() throws {
         let l = Self.ladder
-        XCTAssertFalse(l.levelChanges(from: 0, to: 9_999))
-        XCTAssertTrue(l.levelChanges(from: 9_999, to: 10_000), "up")
-        XCTAssertTrue(l.levelChanges(from: 60_000, to: 20_000), "down, after a refund")
-        XCTAssertTrue(l.levelChanges(from: 0, to: 50_000), "two rungs at once")
-        XCTAssertFalse(l.levelChanges(from: 10_000, to: 49_999))
+        XCTAssertNil(l.levelPush(from: 0, to: 9_999))
+        XCTAssertNil(l.levelPush(from: 10_000, to: 49_999))
+        XCTAssertEqual(l.levelPush(from: 9_999, to: 10_000), try parse(#"{"level":"silver","previous":"bronze","points":10000}"#), "up")
+        XCTAssertEqual(l.levelPush(from: 60_000, to: 20_000), try parse(#"{"level":"silver","previous":"gold","points":20000}"#),
+                       "down, after a refund")
+        XCTAssertEqual(l.levelPush(from: 0, to: 50_000), try parse(#"{"level":"gold","previous":"bronze","points":50000}"#),
+                       "two rungs at once")
+        let above = try MemberLevels(validating: [Self.silver])
+        XCTAssertEqual(above.levelPush(from: 10_000, to: 0), try parse(#"{"level":null,"previous":"silver","points":0}"#),
+                       "back below the first level")
+        XCTAssertNil(MemberLevels.none.levelPush(from: 0, to: 1_000_000))
+    }
+
+    func testUserView() throws {
+        let l = Self.ladder
+        XCTAssertEqual(l.userJSON(id: "u1", points: 12_000, lastSeen: Fx.t0, orders: 3), try parse(
+            #"{"id":"u1","points":12000,"level":"silver","next_level":{"name":"gold","min_points":50000},"last_seen":1763900000000,"orders":3}"#))
+        XCTAssertEqual(l.userJSON(id: "u1", points: 50_000, lastSeen: nil, orders: 9), try parse(
+            #"{"id":"u1","points":50000,"level":"gold","last_seen":null,"orders":9}"#), "no next_level at the top")
+        XCTAssertEqual(MemberLevels.none.userJSON(id: "u2", points: 0, lastSeen: nil, orders: 0), try parse(
+            #"{"id":"u2","points":0,"level":null,"last_seen":null,"orders":0}"#), "no ladder")
+        let above = try MemberLevels(validating: [Self.silver])
+        XCTAssertEqual(above.userJSON(id: "u3", points: 5, lastSeen: nil, orders: 1), try parse(
+            #"{"id":"u3","points":5,"level":null,"next_level":{"name":"silver","min_points":10000},"last_seen":null,"orders":1}"#))
     }
 
     // MARK: The amount
