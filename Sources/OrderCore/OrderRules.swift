@@ -181,6 +181,7 @@ public struct OrderRules: Sendable {
             order.status = .delivered
             d.effects.append(.saveOrder(order))
             d.effects.append(.membership(product: order.product, user: order.owner, delta: 1))
+            d.effects.append(.awardPoints(user: order.owner, order: order.id, amount: order.amount))
             d.effects += statusPushes(order)
             d.effects += paidEvents(order, now: now)
             if order.kind == .friendpay {
@@ -218,6 +219,7 @@ public struct OrderRules: Sendable {
         d.effects.append(.saveOrder(o))
         d.effects.append(.unschedule(order: o.id, .gift))
         d.effects.append(.membership(product: o.product, user: claimer, delta: 1))
+        d.effects.append(.awardPoints(user: claimer, order: o.id, amount: o.amount))
         d.effects.append(.push(user: o.buyer, type: "gift.claimed", data: .object([("order", .string(o.id)), ("by", .string(claimer))])))
         d.effects += statusPushes(o)
         d.effects.append(.event(EventRecord(type: .giftClaimed, key: o.id, createdAt: now,
@@ -326,6 +328,7 @@ public struct OrderRules: Sendable {
         case .delivered:
             d.effects.append(.burnKeys(order: o.id, product: o.product))
             d.effects.append(.membership(product: o.product, user: o.owner, delta: -1))
+            d.effects.append(.revokePoints(user: o.owner, order: o.id))
         case .abnormal:
             break
         }

@@ -225,3 +225,63 @@ final class MemberLevelsTests: XCTestCase {
         assertFailure(Fx.rules.create(Fx.request(quantity: 3), product: pricey, level: free, now: Fx.t0, fresh: Fx.fresh), .badRequest)
     }
 }
+
+/// Who the rules give points to, and when (contract 4.6: delivered, not refunded amounts).
+final class MemberPointsTests: XCTestCase {
+    let rules = Fx.rules
+    let now = Fx.t0 + 2_000
+
+    func points(_ d: Decision) -> [Effect] {
+        d.effects.filter {
+            switch $0 {
+            case .awardPoints, .revokePoints: true
+            default: false
+            }
+        }
+    }
+
+    func testDeliveryCountsTheDiscountedAmountForTheOwner() throws {
+        let silver = MemberLevel(name: "silver", minPoints: 0, discountPercent: 5)
+        let o = try XCTUnwrap(try success(rules.create(Fx.request(quantity: 3), product: Fx.product, level: silver, now: Fx.t0,
+                                                       fresh: Fx.fresh)).savedOrder)
+        let p = try makePayment(o, payer: "u1")
+        let d = try success(rules.notify(Fx.notice(p), payment: p, order: o, stock: 5, now: now))
+        XCTAssertEqual(points(d), [.awardPoints(user: "u1", order: "o-1", amount: 5697)], "what was paid, not the list price")
+    }
+
+    func testFriendpayCountsForTheRequesterNotThePayer() throws {
+        let o = try create(Fx.request(.friendpay, friend: "u2"))
+        let p = try makePayment(o, payer: "u9")
+        let d = try success(rules.notify(Fx.notice(p), payment: p, order: o, stock: 5, now: now))
+        XCTAssertEqual(points(d), [.awardPoints(user: "u1", order: "o-1", amount: 1999)])
+    }
+
+    func testNothingCountsUntilDelivered() throws {
+        let o = try create(Fx.request())
+        let p = try makePayment(o, payer: "u1")
+        let abnormal = try success(rules.notify(Fx.notice(p), payment: p, order: o, stock: 0, now: now))
+        XCTAssertEqual(abnormal.savedOrder?.status, .abnormal)
+        XCTAssertEqual(points(abnormal), [], "paid but out of stock is not delivered")
+        XCTAssertEqual(points(try success(rules.refund(try XCTUnwrap(abnormal.savedOrder), payment: abnormal.savedPayment, now: now))), [],
+                       "so its refund takes nothing back")
+        let gift = try create(Fx.request(.gift, giftTo: "u3"))
+        let giftPayment = try makePayment(gift, payer: "u1")
+        let paid = try success(rules.notify(Fx.notice(giftPayment), payment: giftPayment, order: gift, stock: 5, now: now))
+        XCTAssertEqual(paid.savedOrder?.status, .paid)
+        XCTAssertEqual(points(paid), [], "a gift counts once claimed")
+    }
+
+    func testAClaimCountsForTheClaimerAndItsRefundTakesItBack() throws {
+        let (paid, p) = try pay(try create(Fx.request(.gift, giftTo: "u3")), payer: "u1")
+        let claim = try success(rules.claim(paid, by: "u3", now: now + 1))
+        XCTAssertEqual(points(claim), [.awardPoints(user: "u3", order: "o-1", amount: 1999)])
+        let refund = try success(rules.refund(try XCTUnwrap(claim.savedOrder), payment: p, now: now + 2))
+        XCTAssertEqual(points(refund), [.revokePoints(user: "u3", order: "o-1")])
+    }
+
+    func testDeclinedOrExpiredGiftsNeverCounted() throws {
+        let (paid, p) = try pay(try create(Fx.request(.gift, giftTo: "u3")), payer: "u1")
+        XCTAssertEqual(points(try success(rules.decline(paid, by: "u3", payment: p, now: now + 1))), [])
+        XCTAssertEqual(points(rules.expire(paid, .gift, payment: p, now: paid.gift!.expiresAt! + 1)), [])
+    }
+}

@@ -69,6 +69,18 @@ struct CommerceProgram: Equatable {
     private(set) var timersAfter: [String] = []
     /// 1-based KEYS index of the outbox, 0 when pushes are published inline.
     private(set) var outbox = 0
+    /// Member points the decision moves. Kept apart: a user's points live in the user's slot,
+    /// not the product's. Seam of issue 14 (part M, /work/notes/wip14-levels.md): not stored
+    /// yet; the next step applies them in that slot, inline on one server and through the
+    /// outbox relay on a cluster, with the `member.level` push.
+    private(set) var pointMoves: [PointMove] = []
+
+    struct PointMove: Equatable {
+        var user: String
+        var order: String
+        /// The amount to count; nil takes back what the order counted.
+        var amount: Int64?
+    }
     /// Whether a cluster's apply writes to the outbox: pushes and events go there.
     var hasOutboxEntries: Bool {
         ops.contains {
@@ -110,6 +122,7 @@ struct CommerceProgram: Equatable {
     static func == (a: CommerceProgram, b: CommerceProgram) -> Bool {
         a.keys == b.keys && a.checks == b.checks && a.ops == b.ops && a.outbox == b.outbox
             && a.timersAhead.map(\.member) == b.timersAhead.map(\.member) && a.timersAfter == b.timersAfter
+            && a.pointMoves == b.pointMoves
     }
 
     /// The index of `name` in KEYS, added when new.
@@ -198,6 +211,10 @@ struct CommerceProgram: Equatable {
             let members = key(CommerceKeys.members(product))
             ops.append(delta > 0 ? .addMember(members: members, user: user, count: delta, buyers: buyers)
                                  : .removeMember(members: members, user: user, count: -delta, buyers: buyers))
+        case .awardPoints(let user, let order, let amount):
+            pointMoves.append(PointMove(user: user, order: order, amount: amount))
+        case .revokePoints(let user, let order):
+            pointMoves.append(PointMove(user: user, order: order, amount: nil))
         case .schedule(let order, let kind, let at):
             timersAhead.append((member: "\(kind.rawValue):\(order)", due: at))
         case .unschedule(let order, let kind):
