@@ -31,6 +31,8 @@ public struct NodeOptions: Sendable {
     /// 32 bytes: seals card keys at rest and keys their fingerprints.
     public var keysSecret: [UInt8]
     public var commerce: CommerceTimes
+    /// `members.levels`: the ladder orders are discounted by and points are levelled by.
+    public var memberLevels: MemberLevels = .none
     public var groupRate: Int
     public var groupRateWindowSeconds: Int
     public var allowLinks: Bool
@@ -114,6 +116,7 @@ extension NodeOptions {
         commerce = CommerceTimes(orderTTL: Int64(settings.orders.ttlSeconds) * 1000, giftTTL: Int64(settings.gifts.ttlSeconds) * 1000,
                                  friendpayTTL: Int64(settings.friendpay.ttlSeconds) * 1000,
                                  paymentGrace: Int64(settings.payments.graceSeconds) * 1000)
+        memberLevels = settings.members.levels
         groupRate = settings.groups.rate
         logLevel = settings.logging.level
         groupRateWindowSeconds = settings.groups.rateWindowSeconds

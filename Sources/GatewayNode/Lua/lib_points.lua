@@ -42,3 +42,20 @@ local function movePoints(points, order, amount, ladder, meta, log, ch, size, tt
   end
   return after
 end
+
+-- A decision's points move, in commerce_apply (needs lib_emit before this library; the script
+-- sets EMIT.ladder and EMIT.ladderJSON, its text). One server: applied inline, the points key
+-- and the user channel's keys are in KEYS. Cluster: they live in the user's slot, so the move
+-- goes to the outbox as a `member.points` entry of the user's channel (with the deciding node's
+-- ladder), which relay.lua applies there, idempotently by entry id, in outbox order with that
+-- channel's pushes.
+local function emitPoints(points, meta, log, ch, order, amount, size)
+  if EMIT.outbox then
+    local data = '{"order":' .. cjson.encode(order)
+    if amount then data = data .. ',"amount":"' .. amount .. '"' end
+    data = data .. ',"ladder":' .. EMIT.ladderJSON .. '}'
+    redis.call('XADD', EMIT.outbox, '*', 'ch', ch, 'type', 'member.points', 'data', data, 'size', size)
+  else
+    movePoints(points, order, amount, EMIT.ladder, meta, log, ch, size, EMIT.ttl, EMIT.epoch)
+  end
+end

@@ -35,6 +35,10 @@ enum CommerceOp: Equatable {
     /// An event through lib_emit's emitEvent: appended to the event log (one server: `log`
     /// is its KEYS index) or written to the outbox for the relay (cluster: `log` is nil).
     case event(log: Int?, type: String, key: String, at: Int64, data: String)
+    /// A member points move through lib_points' emitPoints: applied inline with the user's
+    /// points and channel keys (one server), or written to the outbox for the relay to apply
+    /// in the user's slot (cluster: the keys are nil). `amount` nil takes back what the order counted.
+    case points(points: Int?, meta: Int?, log: Int?, channel: String, order: String, amount: Int64?, size: Int)
     /// One server only: ZADD / ZREM of a `gw:timers` member, in the decision's own script.
     case scheduleTimer(timers: Int, member: String, due: Int64)
     case unscheduleTimer(timers: Int, member: String)
@@ -69,23 +73,11 @@ struct CommerceProgram: Equatable {
     private(set) var timersAfter: [String] = []
     /// 1-based KEYS index of the outbox, 0 when pushes are published inline.
     private(set) var outbox = 0
-    /// Member points the decision moves. Kept apart: a user's points live in the user's slot,
-    /// not the product's. Seam of issue 14 (part M, /work/notes/wip14-levels.md): not stored
-    /// yet; the next step applies them in that slot, inline on one server and through the
-    /// outbox relay on a cluster, with the `member.level` push.
-    private(set) var pointMoves: [PointMove] = []
-
-    struct PointMove: Equatable {
-        var user: String
-        var order: String
-        /// The amount to count; nil takes back what the order counted.
-        var amount: Int64?
-    }
     /// Whether a cluster's apply writes to the outbox: pushes and events go there.
     var hasOutboxEntries: Bool {
         ops.contains {
             switch $0 {
-            case .push, .event: true
+            case .push, .event, .points: true
             default: false
             }
         }
@@ -122,7 +114,6 @@ struct CommerceProgram: Equatable {
     static func == (a: CommerceProgram, b: CommerceProgram) -> Bool {
         a.keys == b.keys && a.checks == b.checks && a.ops == b.ops && a.outbox == b.outbox
             && a.timersAhead.map(\.member) == b.timersAhead.map(\.member) && a.timersAfter == b.timersAfter
-            && a.pointMoves == b.pointMoves
     }
 
     /// The index of `name` in KEYS, added when new.
@@ -212,9 +203,9 @@ struct CommerceProgram: Equatable {
             ops.append(delta > 0 ? .addMember(members: members, user: user, count: delta, buyers: buyers)
                                  : .removeMember(members: members, user: user, count: -delta, buyers: buyers))
         case .awardPoints(let user, let order, let amount):
-            pointMoves.append(PointMove(user: user, order: order, amount: amount))
+            points(user: user, order: order, amount: amount, settings)
         case .revokePoints(let user, let order):
-            pointMoves.append(PointMove(user: user, order: order, amount: nil))
+            points(user: user, order: order, amount: nil, settings)
         case .schedule(let order, let kind, let at):
             timersAhead.append((member: "\(kind.rawValue):\(order)", due: at))
         case .unschedule(let order, let kind):
@@ -241,6 +232,16 @@ struct CommerceProgram: Equatable {
                               key: e.key, at: e.createdAt, data: e.data.serialized()))
         }
         return true
+    }
+
+    /// Points live in the user's slot, beside the user's channel (its `member.level` push).
+    private mutating func points(user: String, order: String, amount: Int64?, _ settings: Settings) {
+        let channel = Channel(kind: .user, id: user)
+        let inline = !settings.viaOutbox
+        ops.append(.points(points: inline ? key(StoreKeys.memberPoints(user)) : nil,
+                           meta: inline ? key(CommerceKeys.channelMeta(channel)) : nil,
+                           log: inline ? key(CommerceKeys.channelLog(channel)) : nil,
+                           channel: channel.description, order: order, amount: amount, size: settings.historySize(.user)))
     }
 
     /// ARGV[1] of commerce_apply.lua: `{"checks":[...],"ops":[...]}`, written straight into
@@ -361,6 +362,12 @@ extension CommerceOp {
             w.open("event")
             if let log { w.field("log", log) }
             w.field("type", type); w.field("key", key); w.field("at", String(at)); w.field("data", data)
+        case .points(let points, let meta, let log, let ch, let order, let amount, let size):
+            w.open("points")
+            if let points, let meta, let log { w.field("points", points); w.field("meta", meta); w.field("log", log) }
+            w.field("channel", ch); w.field("order", order)
+            if let amount { w.field("amount", String(amount)) }
+            w.field("size", size)
         case .scheduleTimer(let t, let member, let due):
             w.open("schedule_timer"); w.field("timers", t); w.field("member", member); w.field("due", String(due))
         case .unscheduleTimer(let t, let member):

@@ -94,6 +94,8 @@ final class RedisCommerceStore: CommerceStore {
     var relay: EventStore?
     /// How long the event log keeps an event at least (`webhooks.retry_for_s`), in ms.
     var eventRetentionMs: Int64 = 259_200_000
+    /// `members.levels` as lib_points reads it (`MemberLevels.scriptArgument`).
+    var memberLadder = MemberLevels.none.scriptArgument
     /// One server: v1 records are upgraded before any order is read or decided on.
     var legacyMigration: LegacyCommerceMigration?
     private var upgrading: Bool { legacyMigration.map { !$0.isDone } ?? false }
@@ -152,7 +154,7 @@ final class RedisCommerceStore: CommerceStore {
             return scheduleAhead(program.timersAhead, before: nil) { error in done(error.map { .failure($0) } ?? .success(.applied)) }
         }
         let outbox = program.outbox > 0 ? program.keys[program.outbox - 1] : nil
-        let args: [RedisArgument] = [program.encoded, newEpoch(), historyTTL, program.outbox, eventRetentionMs]
+        let args: [RedisArgument] = [program.encoded, newEpoch(), historyTTL, program.outbox, eventRetentionMs, memberLadder]
         let applyNow = {
             self.redis.run(CommerceScripts.apply, keys: program.keys, args: args) { reply in
                 let outcome = Self.decode(reply, "apply") { (r: RedisReply) throws(RedisDecodingError) -> ApplyOutcome in
