@@ -35,6 +35,8 @@ enum CommerceRoute: Equatable {
     case getPayment(String), paymentRefunded(String)
     /// `GET /api/v1/events` (shop key only: events cover every merchant's orders).
     case events
+    /// `GET /api/v1/users/{id}`: points and member level (shop key only: a user buys from every merchant).
+    case getUser(String)
 }
 
 /// A `/dev` route; those that act for a gateway token's user carry it.
@@ -151,6 +153,7 @@ enum HTTPRoutes {
         RouteRule(.GET, "/api/v1/payments/{id}", .shopOrMerchant { .commerce(.getPayment($0[0]), $1) }),
         RouteRule(.POST, "/api/v1/payments/{id}/refunded", .shopOrMerchant { .commerce(.paymentRefunded($0[0]), $1) }),
         RouteRule(.GET, "/api/v1/events", .shop { _ in .commerce(.events, .shop) }),
+        RouteRule(.GET, "/api/v1/users/{id}", .shop { .commerce(.getUser($0[0]), .shop) }),
 
         // MARK: Operators (/api/v1/admin/..., shop key only)
 

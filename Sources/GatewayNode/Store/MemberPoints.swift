@@ -7,6 +7,12 @@ extension StoreKeys {
     static func memberPoints(_ user: String) -> String { "gw:\(tag(.user(user))):points" }
 }
 
+/// A user's points as stored: the total and the number of orders counted in it.
+struct MemberPoints: Equatable {
+    var points: Int64
+    var orders: Int
+}
+
 extension MemberLevels {
     /// lib_points.lua's ladder: `[[min_points, name], ...]` from fewest points up. Points stay
     /// below 2^53 (`maxPoints`), so Lua's doubles compare them exactly.

@@ -164,6 +164,11 @@ final class MemoryCommerceStore: CommerceStore {
         done(.success(order.keyIDs.map { hashes[CommerceKeys.cardKeys(order.product)]?[$0] }))
     }
 
+    func memberPoints(_ user: String, countOrders: Bool, _ done: @escaping (Result<MemberPoints, GatewayError>) -> Void) {
+        let hash = hashes[StoreKeys.memberPoints(user)] ?? [:]
+        done(.success(MemberPoints(points: Int64(hash["total"] ?? "0")!, orders: countOrders ? max(0, hash.count - 1) : 0)))
+    }
+
     func dueTimers(now: Int64, limit: Int, _ done: @escaping (Result<[DueTimer], GatewayError>) -> Void) {
         let due = timers.filter { $0.value <= now }.sorted { ($0.value, $0.key) < ($1.value, $1.key) }.prefix(limit)
         done(.success(due.map { DueTimer(member: $0.key, due: $0.value) }))
