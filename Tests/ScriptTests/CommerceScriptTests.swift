@@ -363,6 +363,28 @@ final class CommerceScriptTests: XCTestCase {
         XCTAssertEqual(try levelPushes("u1").last, try JSON.parse(#"{"level":null,"previous":"silver","points":0}"#))
     }
 
+    /// The memory twin moves points and pushes `member.level` as lib_points does.
+    func testMemoryStoreMovesPointsAsTheScriptDoes() throws {
+        ladder = try MemberLevels(validating: [MemberLevel(name: "silver", minPoints: 1_999, discountPercent: 5)])
+        stockUp(["k1"])
+        let memory = MemoryCommerceStore()
+        memory.memberLevels = ladder
+        let settings = CommerceProgram.Settings(retention: retention, historySize: { _ in 100 }, viaOutbox: false)
+        let (delivered, payment) = try paid(try created())
+        let award = Decision(effects: [.awardPoints(user: "u1", order: delivered.id, amount: delivered.amount)])
+        XCTAssertNil(memory.run(try XCTUnwrap(CommerceProgram(award, product: "p1", settings))))
+        XCTAssertNil(memory.run(try XCTUnwrap(CommerceProgram(award, product: "p1", settings))), "a repeat")
+        let refund = try rules.refund(delivered, payment: payment, now: now).get()
+        XCTAssertTrue(try apply(refund).applied)
+        XCTAssertNil(memory.run(try XCTUnwrap(CommerceProgram(Decision(effects: [.revokePoints(user: "u1", order: delivered.id)]),
+                                                              product: "p1", settings))))
+        let key = StoreKeys.memberPoints("u1")
+        XCTAssertEqual(memory.hashes[key], try redis.call(["HGETALL", key]).decode(as: RedisHash.self).fields)
+        let twinPushes = try memory.pushes.filter { $0.type == "member.level" }.map { try JSON.parse($0.data) }
+        XCTAssertEqual(twinPushes, try levelPushes("u1"))
+        XCTAssertEqual(twinPushes.count, 2, "up at the delivery, down at the refund")
+    }
+
     /// Cluster: the user's points are in the user's slot, so the apply writes a `member.points`
     /// entry of the user's channel; relay.lua applies it there, once however often it is relayed.
     func testOnAClusterPointsGoThroughTheOutboxAndTheRelayAppliesThemOnce() throws {
