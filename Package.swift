@@ -51,8 +51,9 @@ let package = Package(
         .target(name: "GatewayLog", dependencies: [
             "GatewayProtocol", .product(name: "Logging", package: "swift-log"),
         ]),
+        // OrderCore: `members.levels` is checked by the ladder the order core prices with.
         .target(name: "GatewayConfig", dependencies: [
-            "GatewayProtocol",
+            "GatewayProtocol", "OrderCore",
             .product(name: "Configuration", package: "swift-configuration"),
         ]),
 
@@ -108,7 +109,7 @@ let package = Package(
         .testTarget(name: "GatewayLogTests", dependencies: ["GatewayLog", "GatewayProtocol", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "ScriptTests", dependencies: ["GatewayNode", "GatewayIO", "GatewayRedis", "GatewayTestSupport", "CHiredis", "OrderCore", "GatewayProtocol"],
                     swiftSettings: glue),
-        .testTarget(name: "GatewayConfigTests", dependencies: ["GatewayConfig"]),
+        .testTarget(name: "GatewayConfigTests", dependencies: ["GatewayConfig", "OrderCore"]),
         .testTarget(name: "OrderCoreTests", dependencies: ["OrderCore", "GatewayProtocol"]),
         .testTarget(name: "CommunityCoreTests", dependencies: ["CommunityCore", "GatewayProtocol"]),
         .testTarget(name: "GatewayPaymentsTests", dependencies: ["GatewayPayments", "GatewayCrypto", "GatewayProtocol", "GatewayTestSupport"]),

@@ -1,5 +1,6 @@
 import Configuration
 import GatewayProtocol
+import OrderCore
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -29,6 +30,7 @@ public struct Settings: Sendable, Equatable {
     public var redis: Redis
     public var keys: Keys
     public var logging: Logging
+    public var members: Members = Members(levels: .none)
 
     public struct Auth: Sendable, Equatable {
         /// HS256 key for client JWTs (`auth.secret`); required outside `--dev`.
@@ -202,6 +204,13 @@ public struct Settings: Sendable, Equatable {
         public var secretBytes: [UInt8]? { hexBytes(secret) }
     }
 
+    /// Member levels and points (contract 4.6).
+    public struct Members: Sendable, Equatable {
+        /// The level ladder (`members.levels`): `[{name, min_points, discount_percent}]`, from
+        /// fewest points up; empty means no levels and no discounts.
+        public var levels: MemberLevels
+    }
+
     public struct Logging: Sendable, Equatable {
         /// Least severe level written (`logging.level`): one of `levels`.
         public var level: String
@@ -328,6 +337,10 @@ extension Settings: CustomStringConvertible {
             case .optionalString(let path, _): value = self[keyPath: path].map(quoted) ?? "<none>"
             case .merchantKeys:
                 value = "{" + api.merchantKeys.keys.sorted().map { "\($0): <set>" }.joined(separator: ", ") + "}"
+            case .memberLevels:
+                value = "[" + members.levels.levels.map {
+                    "{name: \(quoted($0.name)), min_points: \($0.minPoints), discount_percent: \($0.discountPercent)}"
+                }.joined(separator: ", ") + "]"
             }
             return "\(field.key) = \(value)"
         }.joined(separator: "\n")
@@ -346,6 +359,8 @@ struct Field {
         /// Empty means nil.
         case optionalString(WritableKeyPath<Settings, String?>, check: (String) -> String?)
         case merchantKeys
+        /// A JSON array of levels in the file; the same array as JSON text in a variable or flag.
+        case memberLevels
     }
 
     let key: String
@@ -450,6 +465,7 @@ extension Settings {
             Field(key: "logging.level", kind: .string(\.logging.level, check: { level in
                 Logging.levels.contains(level) ? nil : "expected one of \(Logging.levels.joined(separator: ", ")), got \(quoted(level))"
             })),
+            Field(key: "members.levels", kind: .memberLevels),
         ]
     }
 }
@@ -514,18 +530,9 @@ private struct Loader {
             ).prefixKeys(with: "gateway"),
         ]
         if let file {
-            do {
-                let secretKeys = Set(fields.filter(\.secret).map(\.key))
-                providers.append(try await FileProvider<JSONSnapshot>(
-                    parsingOptions: .init(secretsSpecifier: .dynamic { key, _ in
-                        secretKeys.contains(key) || key.hasPrefix("api.merchant_keys.")
-                    }),
-                    filePath: .init(file)))
-            } catch {
-                // Problems already found explain the failure better than the library can.
-                if !problems.isEmpty { try report() }
-                throw ConfigError(message: "config file \(quoted(file)): \(error)")
-            }
+            // The strict parse feeds the library: its own JSON snapshot refuses arrays of
+            // objects (`members.levels`) and converts loosely.
+            providers.append(InMemoryProvider(name: "config file \(quoted(file))", values: fileContents(byKey)))
         }
         let reader = ConfigReader(providers: providers)
 
@@ -572,11 +579,30 @@ private struct Loader {
                     continue
                 }
                 content = .bool(bool)
-            case .string, .optionalString, .merchantKeys:
+            case .string, .optionalString, .merchantKeys, .memberLevels:
                 content = .string(raw)
             }
             values[AbsoluteConfigKey(field.key.split(separator: ".").map(String.init))] =
                 ConfigValue(content, isSecret: field.secret)
+        }
+        return values
+    }
+
+    /// The file's values as the library takes them; the maps and lists (merchant keys, member
+    /// levels) are read from `fileValues` directly (see `read`).
+    func fileContents(_ byKey: [String: Field]) -> [AbsoluteConfigKey: ConfigValue] {
+        var values: [AbsoluteConfigKey: ConfigValue] = [:]
+        for (key, node) in fileValues {
+            guard let field = byKey[key] else { continue }
+            let content: ConfigContent
+            switch node {
+            case .int(let int): content = .int(int)
+            case .double(let double): guard let int = Int(exactly: double) else { continue }; content = .int(int)
+            case .bool(let bool): content = .bool(bool)
+            case .string(let string): content = .string(string)
+            case .null, .array, .object: continue
+            }
+            values[AbsoluteConfigKey(key.split(separator: ".").map(String.init))] = ConfigValue(content, isSecret: field.secret)
         }
         return values
     }
@@ -657,6 +683,8 @@ private struct Loader {
                 ? nil : "expected an object of merchant id to key (strings)"
         case (.merchantKeys, _):
             return "expected an object of merchant id to key, got \(node.shown)"
+        case (.memberLevels, .array), (.memberLevels, .string): return nil
+        case (.memberLevels, _): return "expected an array of {name, min_points, discount_percent}, got \(node.shown)"
         }
     }
 
@@ -721,6 +749,69 @@ private struct Loader {
                 }
                 settings.api.merchantKeys = map
             }
+        case .memberLevels:
+            // Like merchant keys: a higher layer's JSON text replaces the file's array whole.
+            if let text = await string(field, key, origin, reader) {
+                if let levels = parseMemberLevels(text, origin) { settings.members.levels = levels }
+            } else if case .file(_, _, let node) = origin, let levels = memberLevels(node, origin) {
+                settings.members.levels = levels
+            }
+        }
+    }
+
+    /// JSON text of the levels array; empty means no levels.
+    mutating func parseMemberLevels(_ text: String, _ origin: Origin) -> MemberLevels? {
+        if text.trimmingCharacters(in: .whitespaces).isEmpty { return MemberLevels.none }
+        guard let node = try? JSONDecoder().decode(JSONNode.self, from: Data(text.utf8)) else {
+            problems.append("\(origin.label): expected a JSON array of {name, min_points, discount_percent}, got \(origin.shown)")
+            return nil
+        }
+        return memberLevels(node, origin)
+    }
+
+    /// Each entry needs exactly its three fields: an unknown one is most likely a typo.
+    mutating func memberLevels(_ node: JSONNode, _ origin: Origin) -> MemberLevels? {
+        guard case .array(let entries) = node else {
+            problems.append("\(origin.label): expected an array of {name, min_points, discount_percent}, got \(node.shown)")
+            return nil
+        }
+        var levels: [MemberLevel] = []
+        var ok = true
+        for (index, entry) in entries.enumerated() {
+            let at = "\(origin.label): level \(index + 1)"
+            guard case .object(let fields) = entry else {
+                problems.append("\(at): expected an object {name, min_points, discount_percent}, got \(entry.shown)")
+                ok = false
+                continue
+            }
+            let unknown = fields.keys.filter { !["name", "min_points", "discount_percent"].contains($0) }.sorted()
+            if !unknown.isEmpty {
+                problems.append("\(at): unknown field\(unknown.count == 1 ? "" : "s") \(unknown.map(quoted).joined(separator: ", "))")
+                ok = false
+            }
+            guard case .string(let name) = fields["name"] ?? .null else {
+                problems.append("\(at): name must be a string, got \((fields["name"] ?? .null).shown)")
+                ok = false
+                continue
+            }
+            guard let minPoints = fields["min_points"]?.wholeNumber else {
+                problems.append("\(at): min_points must be a whole number, got \((fields["min_points"] ?? .null).shown)")
+                ok = false
+                continue
+            }
+            guard let discount = fields["discount_percent"]?.wholeNumber else {
+                problems.append("\(at): discount_percent must be a whole number, got \((fields["discount_percent"] ?? .null).shown)")
+                ok = false
+                continue
+            }
+            levels.append(MemberLevel(name: name, minPoints: Int64(minPoints), discountPercent: discount))
+        }
+        guard ok else { return nil }
+        do {
+            return try MemberLevels(validating: levels)
+        } catch {
+            problems += error.problems.map { "\(origin.label): \($0)" }
+            return nil
         }
     }
 
@@ -819,6 +910,15 @@ private indirect enum JSONNode: Decodable {
         else if let value = try? container.decode(String.self) { self = .string(value) }
         else if let value = try? container.decode([String: JSONNode].self) { self = .object(value) }
         else { self = .array(try container.decode([JSONNode].self)) }
+    }
+
+    /// An integer, or a double with no fraction (as the library reads numbers).
+    var wholeNumber: Int? {
+        switch self {
+        case .int(let value): value
+        case .double(let value): Int(exactly: value)
+        default: nil
+        }
     }
 
     var shown: String {

@@ -42,7 +42,31 @@ extension Node {
             withJSONBody(request) { self.paymentRefunded(request, caller, id, $0) }
         case .events:
             listEvents(request)
+        case .getUser(let id):
+            getUser(request, id)
         }
+    }
+
+    /// `GET /api/v1/users/{id}` (contract 4.6). `last_seen` stays null until connections
+    /// record it (issue 14's dormant buyers).
+    private func getUser(_ request: HTTPRequest, _ id: String) {
+        guard Names.isValidID(id) else { return fail(request, .badRequest("not a valid user id")) }
+        orderStore.store.memberPoints(id, countOrders: true) { result in
+            switch result {
+            case .failure(let e): self.fail(request, e)
+            case .success(let p):
+                self.respond(request, 200, self.options.memberLevels.userJSON(id: id, points: p.points, lastSeen: nil, orders: p.orders))
+            }
+        }
+    }
+
+    /// The buyer's member level now, whose discount a new order takes (nil: no level). No
+    /// Redis call without a ladder. Read before the order's own step: the points live in the
+    /// buyer's slot, the order in its product's.
+    private func buyerLevel(_ buyer: String, _ done: @escaping (Result<MemberLevel?, GatewayError>) -> Void) {
+        let levels = options.memberLevels
+        guard !levels.levels.isEmpty else { return done(.success(nil)) }
+        orderStore.store.memberPoints(buyer, countOrders: false) { done($0.map { levels.level(at: $0.points) }) }
     }
 
     /// `GET /api/v1/events?after=<id>&limit=N`: `{"events":[{id, type, created_at, data}, ...]}`,
@@ -119,17 +143,26 @@ extension Node {
                              payCode: freshID("f", product: product))
         let create = { (onFailure: @escaping (GatewayError) -> Void) in
             self.withinRiskLimits(decoded, order: fresh.order, refused: onFailure) { notCreated in
-                self.orderStore.run(.product(product), decide: { snapshot in
-                    if let merchant, let p = snapshot.product, p.merchant != merchant {
-                        return .failure(.forbidden("product \(p.id) belongs to another merchant"))
-                    }
-                    return self.orderRules.create(decoded, product: snapshot.product, now: self.now, fresh: fresh)
-                }) { result in
-                    switch result {
-                    case .success(let (decision, _)): self.respond(request, 201, decision.savedOrder!.json(for: viewer))
+                self.buyerLevel(decoded.buyer) { found in
+                    let level: MemberLevel?
+                    switch found {
                     case .failure(let e):
                         notCreated(e)
-                        onFailure(e)
+                        return onFailure(e)
+                    case .success(let l): level = l
+                    }
+                    self.orderStore.run(.product(product), decide: { snapshot in
+                        if let merchant, let p = snapshot.product, p.merchant != merchant {
+                            return .failure(.forbidden("product \(p.id) belongs to another merchant"))
+                        }
+                        return self.orderRules.create(decoded, product: snapshot.product, level: level, now: self.now, fresh: fresh)
+                    }) { result in
+                        switch result {
+                        case .success(let (decision, _)): self.respond(request, 201, decision.savedOrder!.json(for: viewer))
+                        case .failure(let e):
+                            notCreated(e)
+                            onFailure(e)
+                        }
                     }
                 }
             }

@@ -37,6 +37,8 @@ enum CommerceRoute: Equatable {
     case getPayment(String), paymentRefunded(String)
     /// `GET /api/v1/events` (shop key only: events cover every merchant's orders).
     case events
+    /// `GET /api/v1/users/{id}`: points and member level (shop key only: a user buys from every merchant).
+    case getUser(String)
 }
 
 /// A `/dev` route; those that act for a gateway token's user carry it.
@@ -156,6 +158,7 @@ enum HTTPRoutes {
         RouteRule(.POST, "/api/v1/users/{id}/disconnect", .shop { .users(.disconnect($0[0])) }),
         RouteRule(.POST, "/api/v1/users/{id}/ban", .shop { .users(.ban($0[0])) }),
         RouteRule(.DELETE, "/api/v1/users/{id}/ban", .shop { .users(.unban($0[0])) }),
+        RouteRule(.GET, "/api/v1/users/{id}", .shop { .commerce(.getUser($0[0]), .shop) }),
 
         // MARK: Operators (/api/v1/admin/..., shop key only)
 

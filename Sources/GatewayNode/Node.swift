@@ -175,6 +175,7 @@ public final class Node: ServerDelegate {
             }, durability: options.durability, durabilityTimeoutMs: options.durabilityTimeoutMs, newEpoch: { Crypto.randomToken(4) })
         commerceStore.relay = outboxRelay
         commerceStore.eventRetentionMs = Self.eventRetentionMs(options)
+        commerceStore.memberLadder = options.memberLevels.scriptArgument
         legacyMigration = LegacyCommerceMigration(redis: redis, log: { message in logger.notice("\(message)") }, after: schedule)
         commerceStore.legacyMigration = legacyMigration
         orderStore = OrderStore(store: commerceStore)

@@ -33,6 +33,8 @@ public struct NodeOptions: Sendable {
     public var commerce: CommerceTimes
     /// `risk.*`: per-buyer limits on creating orders.
     public var risk: RiskLimits
+    /// `members.levels`: the ladder orders are discounted by and points are levelled by.
+    public var memberLevels: MemberLevels = .none
     public var groupRate: Int
     public var groupRateWindowSeconds: Int
     public var allowLinks: Bool
@@ -117,6 +119,7 @@ extension NodeOptions {
                                  friendpayTTL: Int64(settings.friendpay.ttlSeconds) * 1000,
                                  paymentGrace: Int64(settings.payments.graceSeconds) * 1000)
         risk = RiskLimits(maxPendingOrders: settings.risk.maxPendingOrders, maxRequestsPerHour: settings.risk.maxRequestsPerHour)
+        memberLevels = settings.members.levels
         groupRate = settings.groups.rate
         logLevel = settings.logging.level
         groupRateWindowSeconds = settings.groups.rateWindowSeconds

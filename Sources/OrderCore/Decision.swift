@@ -34,6 +34,10 @@ public enum Effect: Equatable, Sendable {
     case burnKeys(order: String, product: String)
     /// Group membership held by `user` through orders of `product`.
     case membership(product: String, user: String, delta: Int)
+    /// Member points (contract 4.6): a delivered order's amount counts for its owner until a
+    /// refund. Keyed by order, so a repeat counts once and a revoke takes back what was counted.
+    case awardPoints(user: String, order: String, amount: Int64)
+    case revokePoints(user: String, order: String)
     case schedule(order: String, TimerKind, at: Int64)
     case unschedule(order: String, TimerKind)
     case indexIdempotency(buyer: String, product: String, key: String, order: String)

@@ -64,6 +64,9 @@ public struct Order: Equatable, Sendable {
     public var gift: Gift?
     public var payCode: String?
     public var friend: String?
+    /// The buyer's member level when the order was created, whose discount its amount took
+    /// (`members.levels`); nil without one.
+    public var level: String?
     /// Ids of the card keys allocated to this order (never the keys themselves).
     public var keyIDs: [String]
     public var version: Int
@@ -152,6 +155,7 @@ extension Order {
         }
         if let payCode, viewer == .shop || viewer == .user(buyer) { f.append(("pay_code", .string(payCode))) }
         if let friend, kind == .friendpay { f.append(("friend", .string(friend))) }
+        if let level { f.append(("level", .string(level))) }
         if let keys { f.append(("keys", .array(keys.map { .string($0) }))) }
         return .object(f)
     }

@@ -36,16 +36,21 @@ public struct OrderRules: Sendable {
 
     // MARK: Creating
 
-    public func create(_ r: OrderRequest, product: Product?, now: Int64, fresh: FreshIDs) -> Result<Decision, GatewayError> {
+    /// `level` is the buyer's member level now (the buyer owns the order at creation): its
+    /// discount is taken off the amount, and the order records its name.
+    public func create(_ r: OrderRequest, product: Product?, level: MemberLevel? = nil, now: Int64,
+                       fresh: FreshIDs) -> Result<Decision, GatewayError> {
         guard let product else { return .failure(.notFound("no product \(r.product)")) }
-        let (amount, overflow) = product.price.multipliedReportingOverflow(by: Int64(r.quantity))
+        let (gross, overflow) = product.price.multipliedReportingOverflow(by: Int64(r.quantity))
         // Within Ranges.amount too, so the payment notify for it is always a valid body
         // (a product stored before prices had a range may cost more).
-        guard !overflow, Ranges.amount.contains(amount) else { return .failure(.badRequest("amount too large")) }
+        guard !overflow, Ranges.amount.contains(gross) else { return .failure(.badRequest("amount too large")) }
+        let amount = level?.discounted(gross) ?? gross
         let ttl = r.kind == .friendpay ? times.friendpayTTL : times.orderTTL
         var order = Order(id: fresh.order, kind: r.kind, buyer: r.buyer, owner: r.buyer, product: product.id,
                           title: product.title, quantity: r.quantity, amount: amount, currency: product.currency,
-                          status: .pendingPayment, createdAt: now, expiresAt: now + ttl, keyIDs: [], version: 1)
+                          status: .pendingPayment, createdAt: now, expiresAt: now + ttl, level: level?.name, keyIDs: [],
+                          version: 1)
         var d = Decision(preconditions: [.orderAbsent(order.id)])
         if r.kind == .gift {
             order.gift = Gift(code: fresh.giftCode, to: r.giftTo, message: r.giftMessage, status: .pending, expiresAt: nil)
@@ -176,6 +181,7 @@ public struct OrderRules: Sendable {
             order.status = .delivered
             d.effects.append(.saveOrder(order))
             d.effects.append(.membership(product: order.product, user: order.owner, delta: 1))
+            d.effects.append(.awardPoints(user: order.owner, order: order.id, amount: order.amount))
             d.effects += statusPushes(order)
             d.effects += paidEvents(order, now: now)
             if order.kind == .friendpay {
@@ -213,6 +219,7 @@ public struct OrderRules: Sendable {
         d.effects.append(.saveOrder(o))
         d.effects.append(.unschedule(order: o.id, .gift))
         d.effects.append(.membership(product: o.product, user: claimer, delta: 1))
+        d.effects.append(.awardPoints(user: claimer, order: o.id, amount: o.amount))
         d.effects.append(.push(user: o.buyer, type: "gift.claimed", data: .object([("order", .string(o.id)), ("by", .string(claimer))])))
         d.effects += statusPushes(o)
         d.effects.append(.event(EventRecord(type: .giftClaimed, key: o.id, createdAt: now,
@@ -321,6 +328,7 @@ public struct OrderRules: Sendable {
         case .delivered:
             d.effects.append(.burnKeys(order: o.id, product: o.product))
             d.effects.append(.membership(product: o.product, user: o.owner, delta: -1))
+            d.effects.append(.revokePoints(user: o.owner, order: o.id))
         case .abnormal:
             break
         }

@@ -20,6 +20,7 @@ extension Order {
         add("gift_expires_at", gift?.expiresAt.map(String.init))
         add("pay_code", payCode)
         add("friend", friend)
+        add("level", level)
         return r
     }
 
@@ -57,6 +58,7 @@ extension Order {
         }
         payCode = opt("pay_code")
         friend = opt("friend")
+        level = opt("level")
     }
 }
 

@@ -1,4 +1,5 @@
 import Foundation
+import OrderCore
 import XCTest
 
 @testable import GatewayConfig
@@ -67,7 +68,7 @@ final class SettingsTests: XCTestCase {
             for name in try XCTUnwrap(value as? [String: Any]).keys { keys.insert(section + "." + name) }
         }
         XCTAssertEqual(keys, Set(Settings.settingKeys))
-        XCTAssertEqual(Settings.settingKeys.count, 55)
+        XCTAssertEqual(Settings.settingKeys.count, 56)
     }
 
     func testNoFileGivesDefaults() async throws {
@@ -422,5 +423,81 @@ final class SettingsTests: XCTestCase {
     func testEnvironmentNames() {
         XCTAssertEqual(Settings.environmentName(for: "limits.connect_timeout"), "GATEWAY_LIMITS_CONNECT_TIMEOUT")
         XCTAssertEqual(Settings.environmentName(for: "api.merchant_keys"), "GATEWAY_API_MERCHANT_KEYS")
+    }
+
+    // MARK: Member levels
+
+    static let ladderJSON = #"[{"name": "silver", "min_points": 10000, "discount_percent": 5}, {"name": "金牌", "min_points": 50000, "discount_percent": 12}]"#
+    static let ladder = [MemberLevel(name: "silver", minPoints: 10_000, discountPercent: 5),
+                         MemberLevel(name: "金牌", minPoints: 50_000, discountPercent: 12)]
+
+    func testMemberLevelsDefaultToNone() async throws {
+        XCTAssertEqual(Settings.defaults.members.levels, .none)
+        XCTAssertTrue(Settings.defaults.description.contains("members.levels = []"), Settings.defaults.description)
+    }
+
+    /// The file gives the contract's array of objects (the library alone would refuse it).
+    func testMemberLevelsFromFile() async throws {
+        let file = try writeFile(#"{"members": {"levels": \#(Self.ladderJSON)}, "server": {"port": 8081}}"#)
+        let settings = try await load(file: file)
+        XCTAssertEqual(settings.members.levels.levels, Self.ladder)
+        XCTAssertEqual(settings.server.port, 8081, "the file's other settings still load")
+        XCTAssertTrue(settings.description.contains(
+            #"members.levels = [{name: "silver", min_points: 10000, discount_percent: 5}, {name: "金牌", min_points: 50000, discount_percent: 12}]"#),
+            settings.description)
+    }
+
+    /// A variable or flag carries the same array as JSON text and replaces the file's whole; empty clears it.
+    func testMemberLevelsFromEnvironmentAndFlagReplaceTheFile() async throws {
+        let file = try writeFile(#"{"members": {"levels": [{"name": "bronze", "min_points": 0, "discount_percent": 0}]}}"#)
+        let fromEnv = try await load(file: file, env: ["GATEWAY_MEMBERS_LEVELS": Self.ladderJSON])
+        XCTAssertEqual(fromEnv.members.levels.levels, Self.ladder)
+        let fromFlag = try await load(file: file, env: ["GATEWAY_MEMBERS_LEVELS": "[]"],
+                                      overrides: ["members.levels": Self.ladderJSON])
+        XCTAssertEqual(fromFlag.members.levels.levels, Self.ladder)
+        let cleared = try await load(file: file, overrides: ["members.levels": ""])
+        XCTAssertEqual(cleared.members.levels, .none)
+    }
+
+    func testMemberLevelsOutOfOrderOrOverlappingAreRefused() async throws {
+        let file = try writeFile(#"""
+            {"members": {"levels": [{"name": "gold", "min_points": 50000, "discount_percent": 12},
+                                    {"name": "silver", "min_points": 10000, "discount_percent": 12},
+                                    {"name": "silver", "min_points": 10000, "discount_percent": 12}]}}
+            """#)
+        let message = await loadError(file: file)
+        XCTAssertEqual(message, """
+            3 configuration problems:
+              \(file): members.levels: level 2: min_points must be above level 1's 50000 (levels go from fewest points up, none at the same points), got 10000
+              \(file): members.levels: level 3: name "silver" is used twice
+              \(file): members.levels: level 3: min_points must be above level 2's 10000 (levels go from fewest points up, none at the same points), got 10000
+            """)
+    }
+
+    func testMemberLevelsShapeErrors() async throws {
+        let notArray = try writeFile(#"{"members": {"levels": {"name": "gold"}}}"#)
+        let object = await loadError(file: notArray)
+        XCTAssertEqual(object, "\(notArray): members.levels: expected an array of {name, min_points, discount_percent}, got an object")
+        let badFields = try writeFile(#"""
+            {"members": {"levels": [{"name": "a", "min_points": "10", "discount_percent": 1},
+                                    {"name": 5, "min_points": 10, "discount_percent": 1},
+                                    {"name": "b", "min_points": 20, "discount": 1},
+                                    7]}}
+            """#)
+        let fields = await loadError(file: badFields)
+        XCTAssertTrue(fields.hasPrefix("5 configuration problems:"), fields)
+        XCTAssertTrue(fields.contains(#"members.levels: level 1: min_points must be a whole number, got "10""#), fields)
+        XCTAssertTrue(fields.contains("members.levels: level 2: name must be a string, got 5"), fields)
+        XCTAssertTrue(fields.contains(#"members.levels: level 3: unknown field "discount""#), fields)
+        XCTAssertTrue(fields.contains("members.levels: level 3: discount_percent must be a whole number, got null"), fields)
+        XCTAssertTrue(fields.contains("members.levels: level 4: expected an object {name, min_points, discount_percent}, got 7"), fields)
+        let notJSON = await loadError(env: ["GATEWAY_MEMBERS_LEVELS": "silver:10000:5"])
+        XCTAssertEqual(notJSON, #"GATEWAY_MEMBERS_LEVELS: expected a JSON array of {name, min_points, discount_percent}, got "silver:10000:5""#)
+        let range = await loadError(overrides: ["members.levels": #"[{"name": "x", "min_points": -1, "discount_percent": 101}]"#])
+        XCTAssertEqual(range, """
+            2 configuration problems:
+              command line members.levels: level 1: min_points must be between 0 and 9007199254740991, got -1
+              command line members.levels: level 1: discount_percent must be between 0 and 100, got 101
+            """)
     }
 }

@@ -50,6 +50,7 @@ final class GiftTests: XCTestCase {
             .saveOrder(expected),
             .unschedule(order: "o-1", .gift),
             .membership(product: "p1", user: "u3", delta: 1),
+            .awardPoints(user: "u3", order: "o-1", amount: expected.amount),
             .push(user: "u1", type: "gift.claimed", data: .object([("order", .string("o-1")), ("by", .string("u3"))])),
             Fx.statusPush("u1", expected),
             Fx.statusPush("u3", expected),

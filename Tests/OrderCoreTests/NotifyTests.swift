@@ -140,6 +140,7 @@ final class NotifyTests: XCTestCase {
             .allocateKeys(order: "o-1", product: "p1", count: 2),
             .saveOrder(delivered),
             .membership(product: "p1", user: "u1", delta: 1),
+            .awardPoints(user: "u1", order: "o-1", amount: delivered.amount),
             Fx.statusPush("u1", delivered),
         ])
         XCTAssertEqual(d.savedOrder?.status, .delivered)
@@ -185,6 +186,7 @@ final class NotifyTests: XCTestCase {
             .allocateKeys(order: "o-1", product: "p1", count: 2),
             .saveOrder(delivered),
             .membership(product: "p1", user: "u1", delta: 1),
+            .awardPoints(user: "u1", order: "o-1", amount: delivered.amount),
             Fx.statusPush("u1", delivered),
             Fx.statusPush("u2", delivered),
             .push(user: "u1", type: "friendpay.paid", data: .object([("order", .string("o-1")), ("by", .string("u2"))])),
@@ -308,6 +310,7 @@ final class NotifyTests: XCTestCase {
                 .allocateKeys(order: "o-1", product: "p1", count: 1),
                 .saveOrder(delivered),
                 .membership(product: "p1", user: "u1", delta: 1),
+                .awardPoints(user: "u1", order: "o-1", amount: delivered.amount),
                 Fx.statusPush("u1", delivered),
             ])
         }

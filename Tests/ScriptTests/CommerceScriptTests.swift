@@ -14,6 +14,8 @@ final class CommerceScriptTests: XCTestCase {
     let retention = KeyRetention(CommerceTimes(orderTTL: 900_000, giftTTL: 86_400_000, friendpayTTL: 1_800_000, paymentGrace: 60_000))
     let now: Int64 = 1_763_900_000_000
     static let eventRetentionMs: Int64 = 259_200_000
+    /// `members.levels` as the apply gets it (ARGV[6]).
+    var ladder = MemberLevels.none
 
     override func setUpWithError() throws {
         redis = try ScriptRedis()
@@ -35,7 +37,8 @@ final class CommerceScriptTests: XCTestCase {
     func apply(_ decision: Decision, viaOutbox: Bool = false) throws -> (applied: Bool, detail: Int) {
         let settings = CommerceProgram.Settings(retention: retention, historySize: { _ in 100 }, viaOutbox: viaOutbox)
         let program = try XCTUnwrap(CommerceProgram(decision, product: "p1", settings))
-        let reply = redis.run(CommerceScripts.apply, keys: program.keys, args: [program.encoded, "ep1", 3600, program.outbox, Self.eventRetentionMs])
+        let reply = redis.run(CommerceScripts.apply, keys: program.keys, args: [program.encoded, "ep1", 3600, program.outbox, Self.eventRetentionMs,
+                                                                          ladder.scriptArgument])
         var items = try RedisArrayReader(reply)
         return (try items.next(Int.self) == 1, try items.next(Int.self))
     }
@@ -336,6 +339,88 @@ final class CommerceScriptTests: XCTestCase {
         XCTAssertTrue(try apply(holding).applied)
     }
 
+    // MARK: Member points (lib_points): in the decision's step, or through the outbox
+
+    /// The `member.level` pushes on a user's channel, as data.
+    func levelPushes(_ user: String) throws -> [JSON] {
+        try (redis.call(["XRANGE", StoreKeys.log(.user(user)), "-", "+"]).array ?? []).compactMap { entry in
+            let push = try JSON.parse(try XCTUnwrap(entry.array?.last?.array?.last?.text))
+            return push["push"] == .string("member.level") ? push["data"] : nil
+        }
+    }
+
+    func testDeliveryCountsPointsAndARefundTakesThemBackInTheSameStep() throws {
+        ladder = try MemberLevels(validating: [MemberLevel(name: "silver", minPoints: 1_999, discountPercent: 5)])
+        stockUp(["k1"])
+        let (delivered, payment) = try paid(try created())
+        let points = StoreKeys.memberPoints("u1")
+        XCTAssertEqual(redis.call(["HGET", points, "total"]).text, "1999")
+        XCTAssertEqual(redis.call(["HGET", points, "o:\(delivered.id)"]).text, "1999")
+        XCTAssertEqual(try levelPushes("u1"), [try JSON.parse(#"{"level":"silver","previous":null,"points":1999}"#)])
+        XCTAssertTrue(try apply(try rules.refund(delivered, payment: payment, now: now).get()).applied)
+        XCTAssertEqual(redis.call(["HGET", points, "total"]).text, "0")
+        XCTAssertEqual(redis.call(["HEXISTS", points, "o:\(delivered.id)"]).int, 0)
+        XCTAssertEqual(try levelPushes("u1").last, try JSON.parse(#"{"level":null,"previous":"silver","points":0}"#))
+    }
+
+    /// The memory twin moves points and pushes `member.level` as lib_points does.
+    func testMemoryStoreMovesPointsAsTheScriptDoes() throws {
+        ladder = try MemberLevels(validating: [MemberLevel(name: "silver", minPoints: 1_999, discountPercent: 5)])
+        stockUp(["k1"])
+        let memory = MemoryCommerceStore()
+        memory.memberLevels = ladder
+        let settings = CommerceProgram.Settings(retention: retention, historySize: { _ in 100 }, viaOutbox: false)
+        let (delivered, payment) = try paid(try created())
+        let award = Decision(effects: [.awardPoints(user: "u1", order: delivered.id, amount: delivered.amount)])
+        XCTAssertNil(memory.run(try XCTUnwrap(CommerceProgram(award, product: "p1", settings))))
+        XCTAssertNil(memory.run(try XCTUnwrap(CommerceProgram(award, product: "p1", settings))), "a repeat")
+        let refund = try rules.refund(delivered, payment: payment, now: now).get()
+        XCTAssertTrue(try apply(refund).applied)
+        XCTAssertNil(memory.run(try XCTUnwrap(CommerceProgram(Decision(effects: [.revokePoints(user: "u1", order: delivered.id)]),
+                                                              product: "p1", settings))))
+        let key = StoreKeys.memberPoints("u1")
+        XCTAssertEqual(memory.hashes[key], try redis.call(["HGETALL", key]).decode(as: RedisHash.self).fields)
+        let twinPushes = try memory.pushes.filter { $0.type == "member.level" }.map { try JSON.parse($0.data) }
+        XCTAssertEqual(twinPushes, try levelPushes("u1"))
+        XCTAssertEqual(twinPushes.count, 2, "up at the delivery, down at the refund")
+    }
+
+    /// Cluster: the user's points are in the user's slot, so the apply writes a `member.points`
+    /// entry of the user's channel; relay.lua applies it there, once however often it is relayed.
+    func testOnAClusterPointsGoThroughTheOutboxAndTheRelayAppliesThemOnce() throws {
+        ladder = try MemberLevels(validating: [MemberLevel(name: "silver", minPoints: 1_999, discountPercent: 5)])
+        stockUp(["k1"])
+        let order = try created()
+        let pd = try rules.createPayment(order: order, payer: "u1", paymentID: id("pay", 1), now: now).get()
+        XCTAssertTrue(try apply(pd).applied)
+        let payment = try XCTUnwrap(pd.savedPayment)
+        let notify = PaymentNotify(payment: payment.id, order: order.id, amount: payment.amount, currency: payment.currency,
+                                   outcome: .success, tradeNo: "T")
+        let d = try rules.notify(notify, payment: payment, order: order, stock: 1, now: now).get()
+        let settings = CommerceProgram.Settings(retention: retention, historySize: { _ in 100 }, viaOutbox: true)
+        let program = try XCTUnwrap(CommerceProgram(d, product: "p1", settings))
+        XCTAssertTrue(program.keys.allSatisfy { HashSlot.of($0) == HashSlot.of("product:p1") }, "one slot: \(program.keys)")
+        XCTAssertTrue(try apply(d, viaOutbox: true).applied)
+        XCTAssertEqual(redis.call(["EXISTS", StoreKeys.memberPoints("u1")]).int, 0, "nothing applied inline")
+        let entries = redis.call(["XRANGE", CommerceKeys.outbox("p1"), "-", "+"]).array ?? []
+        let moves = entries.filter { $0.array?[1].array?.compactMap(\.text).contains("member.points") == true }
+        XCTAssertEqual(moves.count, 1)
+        let move = try XCTUnwrap(moves.first?.array)
+        let fields = try XCTUnwrap(move[1].array?.compactMap(\.text))
+        XCTAssertEqual(fields[1], "user:u1")
+        let data = fields[5]
+        XCTAssertEqual(try JSON.parse(data), try JSON.parse(#"{"order":"\#(order.id)","amount":"1999","ladder":[[1999,"silver"]]}"#))
+        let user = Channel.user("u1")
+        let keys = [StoreKeys.meta(user), StoreKeys.log(user), StoreKeys.memberPoints("u1")]
+        let args: [RedisArgument] = [CommerceKeys.outbox("p1"), "user:u1", 600, "e1", try XCTUnwrap(move[0].text), "member.points", data, 100]
+        for _ in 1...2 {
+            let reply = redis.run(ChannelScripts.relay, keys: keys, args: args)
+            XCTAssertEqual(reply.array?.count, 1, "\(reply)")
+        }
+        XCTAssertEqual(redis.call(["HGET", StoreKeys.memberPoints("u1"), "total"]).text, "1999", "counted once")
+        XCTAssertEqual(try levelPushes("u1"), [try JSON.parse(#"{"level":"silver","previous":null,"points":1999}"#)])
+    }
+
     func testUnknownOpcodeIsRefusedBeforeAnyWrite() throws {
         let keys = ["gw:{\(CommerceKeys.tag(product: "p1"))}:order:x"]
         let program = #"{"checks":[],"ops":[{"op":"save_order","key":1,"fields":["a","1"]},{"op":"teleport"}]}"#
@@ -379,7 +464,8 @@ final class CommerceScriptTests: XCTestCase {
         let notify = PaymentNotify(payment: payment.id, order: order.id, amount: payment.amount, currency: payment.currency, outcome: .success, tradeNo: "T")
         let nd = try rules.notify(notify, payment: pd.savedPayment, order: order, stock: 3, now: now).get()
         XCTAssertNil(memory.run(try XCTUnwrap(CommerceProgram(nd, product: "p1", settings))))
-        for key in [CommerceKeys.order(order.id)!, CommerceKeys.payment(payment.id)!, CommerceKeys.members("p1")] {
+        for key in [CommerceKeys.order(order.id)!, CommerceKeys.payment(payment.id)!, CommerceKeys.members("p1"),
+                    StoreKeys.memberPoints("u1")] {
             let stored = try redis.call(["HGETALL", key]).decode(as: RedisHash.self)
             XCTAssertEqual(memory.hashes[key], stored.fields, key)
         }

@@ -1,5 +1,5 @@
 -- Applies one order-core decision atomically: every check first, then every op.
--- Needs lib_publish, lib_event and lib_emit. The program is built by CommerceProgram (Swift), the
+-- Needs lib_publish, lib_event, lib_emit and lib_points. The program is built by CommerceProgram (Swift), the
 -- one place that maps the order effects to these opcodes.
 -- KEYS: every key the decision touches, all in the product's hash slot (one server: also
 --       the pushed channels' meta/log and gw:timers); the program refers to them by index
@@ -8,10 +8,13 @@
 -- ARGV[2]: epoch of a channel's first push; ARGV[3]: history TTL (s)
 -- ARGV[4]: KEYS index of the product's outbox (cluster), 0: pushes are published inline
 -- ARGV[5]: how long the event log keeps an event (ms)
+-- ARGV[6]: the member level ladder, JSON [[min_points, name], ...] (lib_points); absent: none
 -- Returns {1, pushes emitted} when applied, {0, index of the failed check} otherwise.
 local PROGRAM = cjson.decode(ARGV[1])
 local EPOCH, TTL, OUTBOX = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
 EMIT.epoch, EMIT.ttl, EMIT.retention = EPOCH, TTL, tonumber(ARGV[5])
+EMIT.ladderJSON = ARGV[6] or '[]'
+EMIT.ladder = cjson.decode(EMIT.ladderJSON)
 if OUTBOX > 0 then EMIT.outbox = KEYS[OUTBOX] end
 
 local function splitIDs(list)
@@ -66,6 +69,12 @@ local OPS = {
   end,
   -- `log`: the event log's KEYS index (one server); absent on a cluster (to the outbox).
   event = function(o) emitEvent(o.log and KEYS[o.log], o.type, o.key, o.at, o.data) end,
+  -- `points`, `meta`, `log`: KEYS indexes (one server); absent on a cluster (to the outbox).
+  -- `amount` (a decimal string) awards, its absence takes back what the order counted.
+  points = function(o)
+    emitPoints(o.points and KEYS[o.points], o.meta and KEYS[o.meta], o.log and KEYS[o.log], o.channel, o.order,
+      o.amount or false, o.size)
+  end,
   -- One server only (a cluster writes timers around the apply, in their own slot).
   schedule_timer = function(o) redis.call('ZADD', KEYS[o.timers], o.due, o.member) end,
   unschedule_timer = function(o) redis.call('ZREM', KEYS[o.timers], o.member) end,

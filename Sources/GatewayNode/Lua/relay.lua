@@ -10,7 +10,9 @@
 -- 0 for a repeat; after them, when an entry failed, its error (a string). A server
 -- refusing writes (OOM, MISCONF, READONLY, ...) is no entry's fault: that fails the whole
 -- call, which the relay tries again with no strike against the entry.
-local META, LOG = KEYS[1], KEYS[2]
+-- A `member.points` entry (lib_points' emitPoints) is a points move, applied here in the
+-- user's slot (KEYS[3]: the user's points; with lib_points) under the same mark, not published.
+local META, LOG, POINTS = KEYS[1], KEYS[2], KEYS[3]
 local OUTBOX, CHANNEL, TTL, EPOCH = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local FIRST_ENTRY, ENTRY_FIELDS = 5, 4 -- then per entry: ID, KIND, DATA, SIZE
 
@@ -21,7 +23,13 @@ for i = FIRST_ENTRY, #ARGV, ENTRY_FIELDS do
   local ok, out = pcall(function()
     local last = redis.call('HGET', META, FIELD)
     if last and not streamIDNewer(id, last) then return 0 end
-    local off = publish(META, LOG, CHANNEL, kind, data, size, TTL, EPOCH)
+    local off = 0
+    if kind == 'member.points' then
+      local move = cjson.decode(data)
+      movePoints(POINTS, move.order, move.amount or false, move.ladder, META, LOG, CHANNEL, size, TTL, EPOCH)
+    else
+      off = publish(META, LOG, CHANNEL, kind, data, size, TTL, EPOCH)
+    end
     redis.call('HSET', META, FIELD, id)
     return off
   end)

@@ -6,7 +6,7 @@ enum ChannelScripts {
     static let publish = LuaScript.embedded("publish", PackageResources.publish_lua, libraries: [publishLibrary])
     static let read = LuaScript.embedded("read", PackageResources.read_lua, libraries: [PackageResources.lib_pages_lua])
     static let history = LuaScript.embedded("history", PackageResources.history_lua, libraries: [PackageResources.lib_pages_lua])
-    static let relay = LuaScript.embedded("relay", PackageResources.relay_lua, libraries: [publishLibrary])
+    static let relay = LuaScript.embedded("relay", PackageResources.relay_lua, libraries: [publishLibrary, PackageResources.lib_points_lua])
     /// The event entries of an outbox batch, to the event log (`{events}` slot).
     static let eventsRelay = LuaScript.embedded("events_relay", PackageResources.events_relay_lua,
                                                 libraries: [publishLibrary, PackageResources.lib_event_lua])

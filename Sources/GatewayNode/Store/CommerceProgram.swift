@@ -35,6 +35,10 @@ enum CommerceOp: Equatable {
     /// An event through lib_emit's emitEvent: appended to the event log (one server: `log`
     /// is its KEYS index) or written to the outbox for the relay (cluster: `log` is nil).
     case event(log: Int?, type: String, key: String, at: Int64, data: String)
+    /// A member points move through lib_points' emitPoints: applied inline with the user's
+    /// points and channel keys (one server), or written to the outbox for the relay to apply
+    /// in the user's slot (cluster: the keys are nil). `amount` nil takes back what the order counted.
+    case points(points: Int?, meta: Int?, log: Int?, channel: String, order: String, amount: Int64?, size: Int)
     /// One server only: ZADD / ZREM of a `gw:timers` member, in the decision's own script.
     case scheduleTimer(timers: Int, member: String, due: Int64)
     case unscheduleTimer(timers: Int, member: String)
@@ -73,7 +77,7 @@ struct CommerceProgram: Equatable {
     var hasOutboxEntries: Bool {
         ops.contains {
             switch $0 {
-            case .push, .event: true
+            case .push, .event, .points: true
             default: false
             }
         }
@@ -198,6 +202,10 @@ struct CommerceProgram: Equatable {
             let members = key(CommerceKeys.members(product))
             ops.append(delta > 0 ? .addMember(members: members, user: user, count: delta, buyers: buyers)
                                  : .removeMember(members: members, user: user, count: -delta, buyers: buyers))
+        case .awardPoints(let user, let order, let amount):
+            points(user: user, order: order, amount: amount, settings)
+        case .revokePoints(let user, let order):
+            points(user: user, order: order, amount: nil, settings)
         case .schedule(let order, let kind, let at):
             timersAhead.append((member: "\(kind.rawValue):\(order)", due: at))
         case .unschedule(let order, let kind):
@@ -224,6 +232,16 @@ struct CommerceProgram: Equatable {
                               key: e.key, at: e.createdAt, data: e.data.serialized()))
         }
         return true
+    }
+
+    /// Points live in the user's slot, beside the user's channel (its `member.level` push).
+    private mutating func points(user: String, order: String, amount: Int64?, _ settings: Settings) {
+        let channel = Channel(kind: .user, id: user)
+        let inline = !settings.viaOutbox
+        ops.append(.points(points: inline ? key(StoreKeys.memberPoints(user)) : nil,
+                           meta: inline ? key(CommerceKeys.channelMeta(channel)) : nil,
+                           log: inline ? key(CommerceKeys.channelLog(channel)) : nil,
+                           channel: channel.description, order: order, amount: amount, size: settings.historySize(.user)))
     }
 
     /// ARGV[1] of commerce_apply.lua: `{"checks":[...],"ops":[...]}`, written straight into
@@ -344,6 +362,12 @@ extension CommerceOp {
             w.open("event")
             if let log { w.field("log", log) }
             w.field("type", type); w.field("key", key); w.field("at", String(at)); w.field("data", data)
+        case .points(let points, let meta, let log, let ch, let order, let amount, let size):
+            w.open("points")
+            if let points, let meta, let log { w.field("points", points); w.field("meta", meta); w.field("log", log) }
+            w.field("channel", ch); w.field("order", order)
+            if let amount { w.field("amount", String(amount)) }
+            w.field("size", size)
         case .scheduleTimer(let t, let member, let due):
             w.open("schedule_timer"); w.field("timers", t); w.field("member", member); w.field("due", String(due))
         case .unscheduleTimer(let t, let member):

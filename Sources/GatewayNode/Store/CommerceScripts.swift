@@ -5,7 +5,7 @@ enum CommerceScripts {
     static let load = LuaScript.embedded("commerce_load", PackageResources.commerce_load_lua)
     static let apply = LuaScript.embedded("commerce_apply", PackageResources.commerce_apply_lua,
                                           libraries: [PackageResources.lib_publish_lua, PackageResources.lib_event_lua,
-                                                      PackageResources.lib_emit_lua])
+                                                      PackageResources.lib_emit_lua, PackageResources.lib_points_lua])
     static let addKeys = LuaScript.embedded("keys_add", PackageResources.keys_add_lua)
     /// The v1 upgrade's steps (`LegacyCommerceMigration`).
     static let legacyLink = LuaScript.embedded("legacy_link", PackageResources.legacy_link_lua)

@@ -73,6 +73,9 @@ protocol CommerceStore: AnyObject {
     func addKeys(product: String, merchant: String?, _ keys: [SealedCardKey], _ done: @escaping (Result<KeysAdded, GatewayError>) -> Void)
     /// The sealed keys of `order.keyIDs`, in order (nil for one that is missing).
     func sealedKeys(of order: Order, _ done: @escaping (Result<[String?], GatewayError>) -> Void)
+    /// A user's member points (lib_points' hash in the user's slot): the total and, with
+    /// `countOrders`, how many delivered, not refunded orders make it (0 otherwise).
+    func memberPoints(_ user: String, countOrders: Bool, _ done: @escaping (Result<MemberPoints, GatewayError>) -> Void)
     func dueTimers(now: Int64, limit: Int, _ done: @escaping (Result<[DueTimer], GatewayError>) -> Void)
     func removeTimer(_ member: String, _ done: @escaping () -> Void)
     /// With `redis.durability replicas:N`: nil once N replicas hold what was written in
@@ -94,6 +97,8 @@ final class RedisCommerceStore: CommerceStore {
     var relay: EventStore?
     /// How long the event log keeps an event at least (`webhooks.retry_for_s`), in ms.
     var eventRetentionMs: Int64 = 259_200_000
+    /// `members.levels` as lib_points reads it (`MemberLevels.scriptArgument`).
+    var memberLadder = MemberLevels.none.scriptArgument
     /// One server: v1 records are upgraded before any order is read or decided on.
     var legacyMigration: LegacyCommerceMigration?
     private var upgrading: Bool { legacyMigration.map { !$0.isDone } ?? false }
@@ -152,7 +157,7 @@ final class RedisCommerceStore: CommerceStore {
             return scheduleAhead(program.timersAhead, before: nil) { error in done(error.map { .failure($0) } ?? .success(.applied)) }
         }
         let outbox = program.outbox > 0 ? program.keys[program.outbox - 1] : nil
-        let args: [RedisArgument] = [program.encoded, newEpoch(), historyTTL, program.outbox, eventRetentionMs]
+        let args: [RedisArgument] = [program.encoded, newEpoch(), historyTTL, program.outbox, eventRetentionMs, memberLadder]
         let applyNow = {
             self.redis.run(CommerceScripts.apply, keys: program.keys, args: args) { reply in
                 let outcome = Self.decode(reply, "apply") { (r: RedisReply) throws(RedisDecodingError) -> ApplyOutcome in
@@ -242,6 +247,24 @@ final class RedisCommerceStore: CommerceStore {
         let key = CommerceKeys.cardKeys(order.product)
         redis.send(["HMGET", key] + order.keyIDs.map { $0 as RedisArgument }, key: key) { reply in
             done(Self.decode(reply, "card keys") { (r: RedisReply) throws(RedisDecodingError) in try [String?](redisReply: r) })
+        }
+    }
+
+    func memberPoints(_ user: String, countOrders: Bool, _ done: @escaping (Result<MemberPoints, GatewayError>) -> Void) {
+        let key = StoreKeys.memberPoints(user)
+        redis.send(["HGET", key, "total"], key: key) { reply in
+            let total = Self.decode(reply, "member points") { (r: RedisReply) throws(RedisDecodingError) -> Int64 in
+                guard let text = try String?(redisReply: r) else { return 0 }
+                guard let n = Int64(text) else { throw .unexpected(expected: "a whole number", got: text) }
+                return n
+            }
+            guard case .success(let points) = total, countOrders else { return done(total.map { MemberPoints(points: $0, orders: 0) }) }
+            self.redis.send(["HLEN", key], key: key) { reply in
+                // The hash holds `total` beside one field per order.
+                done(Self.decode(reply, "member points") { (r: RedisReply) throws(RedisDecodingError) in
+                    MemberPoints(points: points, orders: max(0, Int(try Int64(redisReply: r)) - 1))
+                })
+            }
         }
     }
 

@@ -17,6 +17,8 @@ final class MemoryCommerceStore: CommerceStore {
     var retention = KeyRetention(CommerceTimes(orderTTL: 900_000, giftTTL: 86_400_000, friendpayTTL: 86_400_000, paymentGrace: 60_000))
     var viaOutbox = false
     var historySize: (Channel.Kind) -> Int = { _ in 100 }
+    /// `members.levels`, as the apply gets it.
+    var memberLevels = MemberLevels.none
     var isReady = true
     /// Set to make the next apply find its preconditions broken (a concurrent writer).
     var interfere: ((MemoryCommerceStore) -> Void)?
@@ -119,6 +121,22 @@ final class MemoryCommerceStore: CommerceStore {
                 pushes.append((channel, type, data))
             case .event(_, let type, let key, let at, let data):
                 events.append((type, key, at, data))
+            case .points(_, _, _, let channel, let order, let amount, _):
+                // lib_points' ledger, in the user's points hash.
+                let user = String(channel.dropFirst("user:".count))
+                let key = StoreKeys.memberPoints(user)
+                let before = Int64(hashes[key]?["total"] ?? "0")!
+                var after = before
+                if let amount, hashes[key]?["o:\(order)"] == nil {
+                    hashes[key, default: [:]]["o:\(order)"] = String(amount)
+                    after += amount
+                    hashes[key, default: [:]]["total"] = String(after)
+                } else if amount == nil, let counted = hashes[key]?["o:\(order)"].flatMap({ Int64($0) }) {
+                    hashes[key]?["o:\(order)"] = nil
+                    after -= counted
+                    hashes[key, default: [:]]["total"] = String(after)
+                }
+                if let push = memberLevels.levelPush(from: before, to: after) { pushes.append((channel, "member.level", push.serialized())) }
             case .scheduleTimer(_, let member, let due):
                 timers[member] = due
             case .unscheduleTimer(_, let member):
@@ -144,6 +162,11 @@ final class MemoryCommerceStore: CommerceStore {
 
     func sealedKeys(of order: Order, _ done: @escaping (Result<[String?], GatewayError>) -> Void) {
         done(.success(order.keyIDs.map { hashes[CommerceKeys.cardKeys(order.product)]?[$0] }))
+    }
+
+    func memberPoints(_ user: String, countOrders: Bool, _ done: @escaping (Result<MemberPoints, GatewayError>) -> Void) {
+        let hash = hashes[StoreKeys.memberPoints(user)] ?? [:]
+        done(.success(MemberPoints(points: Int64(hash["total"] ?? "0")!, orders: countOrders ? max(0, hash.count - 1) : 0)))
     }
 
     func dueTimers(now: Int64, limit: Int, _ done: @escaping (Result<[DueTimer], GatewayError>) -> Void) {

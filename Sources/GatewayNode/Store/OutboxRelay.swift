@@ -354,7 +354,10 @@ final class OutboxRelay: EventStore {
             for entry in part.entries { args += [entry.id, entry.type, entry.data, entry.size] }
             return Call(entries: part.entries.map { ($0.id, "channel \($0.channel), type \($0.type)") },
                         written: StoreKeys.meta(part.channel), script: ChannelScripts.relay,
-                        keys: [StoreKeys.meta(part.channel), StoreKeys.log(part.channel)], args: args)
+                        keys: [StoreKeys.meta(part.channel), StoreKeys.log(part.channel)]
+                            // A user's channel may carry points moves (relay.lua), kept in its slot.
+                            + (part.channel.kind == .user ? [StoreKeys.memberPoints(part.channel.id)] : []),
+                        args: args)
         }
         if !events.isEmpty {
             var args: [RedisArgument] = [outbox, settings.eventRetentionMs]
