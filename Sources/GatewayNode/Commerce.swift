@@ -401,12 +401,15 @@ extension Node {
     }
 
     private func expire(_ timer: DueTimer, _ done: @escaping () -> Void) {
-        let parts = timer.member.split(separator: ":", maxSplits: 1).map(String.init)
-        guard parts.count == 2, let kind = TimerKind(rawValue: parts[0]) else {
-            return orderStore.store.removeTimer(timer.member, done)
+        switch TimerMember(timer.member) {
+        case .order(let kind, let id): expireOrder(id, kind, timer, done)
+        case .holds, .membership, .dormant, nil: orderStore.store.removeTimer(timer.member, done)
         }
+    }
+
+    private func expireOrder(_ id: String, _ kind: TimerKind, _ timer: DueTimer, _ done: @escaping () -> Void) {
         let now = self.now
-        orderStore.run(.order(parts[1]), durable: false, decide: { s in
+        orderStore.run(.order(id), durable: false, decide: { s in
             guard let order = s.order else { return .success(Decision()) }
             var d = self.orderRules.expire(order, kind, payment: s.payment, now: now)
             // A timer that fired early is only put back (a schedule, no save): it must stay.

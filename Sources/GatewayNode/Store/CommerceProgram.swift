@@ -207,9 +207,9 @@ struct CommerceProgram: Equatable {
         case .revokePoints(let user, let order):
             points(user: user, order: order, amount: nil, settings)
         case .schedule(let order, let kind, let at):
-            timersAhead.append((member: "\(kind.rawValue):\(order)", due: at))
+            timersAhead.append((member: TimerMember.order(kind, order).member, due: at))
         case .unschedule(let order, let kind):
-            timersAfter.append("\(kind.rawValue):\(order)")
+            timersAfter.append(TimerMember.order(kind, order).member)
         case .indexIdempotency(let buyer, let product, let k, let order):
             guard let orderKey = orderKey(order) else { return false }
             let lookup = key(names(product).idempotency(buyer: buyer, key: k))
