@@ -31,6 +31,7 @@ public struct Settings: Sendable, Equatable {
     public var keys: Keys
     public var logging: Logging
     public var members: Members = Members(levels: .none)
+    public var reminders: Reminders = Reminders(beforeSeconds: [259_200, 86_400])
 
     public struct Auth: Sendable, Equatable {
         /// HS256 key for client JWTs (`auth.secret`); required outside `--dev`.
@@ -211,6 +212,13 @@ public struct Settings: Sendable, Equatable {
         public var levels: MemberLevels
     }
 
+    /// Membership reminders (contract 4.6).
+    public struct Reminders: Sendable, Equatable {
+        /// `membership.expiring` is pushed this long before a membership ends, once per entry
+        /// (`reminders.before_s`), descending; `membership.expired` always comes at the end.
+        public var beforeSeconds: [Int]
+    }
+
     public struct Logging: Sendable, Equatable {
         /// Least severe level written (`logging.level`): one of `levels`.
         public var level: String
@@ -337,6 +345,8 @@ extension Settings: CustomStringConvertible {
             case .optionalString(let path, _): value = self[keyPath: path].map(quoted) ?? "<none>"
             case .merchantKeys:
                 value = "{" + api.merchantKeys.keys.sorted().map { "\($0): <set>" }.joined(separator: ", ") + "}"
+            case .secondsList(let path, _):
+                value = "[" + self[keyPath: path].map(String.init).joined(separator: ", ") + "]"
             case .memberLevels:
                 value = "[" + members.levels.levels.map {
                     "{name: \(quoted($0.name)), min_points: \($0.minPoints), discount_percent: \($0.discountPercent)}"
@@ -361,6 +371,9 @@ struct Field {
         case merchantKeys
         /// A JSON array of levels in the file; the same array as JSON text in a variable or flag.
         case memberLevels
+        /// Up to 10 distinct whole numbers in `range`, stored descending: a JSON array in the
+        /// file, comma-separated (or the JSON array) in a variable or flag; empty: none.
+        case secondsList(WritableKeyPath<Settings, [Int]>, ClosedRange<Int>)
     }
 
     let key: String
@@ -466,6 +479,7 @@ extension Settings {
                 Logging.levels.contains(level) ? nil : "expected one of \(Logging.levels.joined(separator: ", ")), got \(quoted(level))"
             })),
             Field(key: "members.levels", kind: .memberLevels),
+            Field(key: "reminders.before_s", kind: .secondsList(\.reminders.beforeSeconds, 1...31_536_000)),
         ]
     }
 }
@@ -579,7 +593,7 @@ private struct Loader {
                     continue
                 }
                 content = .bool(bool)
-            case .string, .optionalString, .merchantKeys, .memberLevels:
+            case .string, .optionalString, .merchantKeys, .memberLevels, .secondsList:
                 content = .string(raw)
             }
             values[AbsoluteConfigKey(field.key.split(separator: ".").map(String.init))] =
@@ -685,6 +699,8 @@ private struct Loader {
             return "expected an object of merchant id to key, got \(node.shown)"
         case (.memberLevels, .array), (.memberLevels, .string): return nil
         case (.memberLevels, _): return "expected an array of {name, min_points, discount_percent}, got \(node.shown)"
+        case (.secondsList, .array), (.secondsList, .string): return nil
+        case (.secondsList, _): return "expected an array of whole numbers of seconds, got \(node.shown)"
         }
     }
 
@@ -756,7 +772,43 @@ private struct Loader {
             } else if case .file(_, _, let node) = origin, let levels = memberLevels(node, origin) {
                 settings.members.levels = levels
             }
+        case .secondsList(let path, let range):
+            if let text = await string(field, key, origin, reader) {
+                let items = text.trimmingCharacters(in: CharacterSet(charactersIn: "[] "))
+                    .split(separator: ",", omittingEmptySubsequences: false)
+                    .map { $0.trimmingCharacters(in: .whitespaces) }
+                let numbers = items == [""] ? [] : items.map { Int($0) }
+                if numbers.contains(nil) {
+                    problems.append("\(origin.label): expected whole numbers of seconds separated by commas, got \(origin.shown)")
+                } else if let list = secondsList(numbers.compactMap { $0 }, range, origin) {
+                    settings[keyPath: path] = list
+                }
+            } else if case .file(_, _, .array(let nodes)) = origin {
+                let numbers = nodes.map(\.wholeNumber)
+                if numbers.contains(nil) {
+                    problems.append("\(origin.label): expected an array of whole numbers of seconds, got \(origin.shown)")
+                } else if let list = secondsList(numbers.compactMap { $0 }, range, origin) {
+                    settings[keyPath: path] = list
+                }
+            }
         }
+    }
+
+    /// At most 10 distinct entries, each in `range`; returned descending.
+    mutating func secondsList(_ numbers: [Int], _ range: ClosedRange<Int>, _ origin: Origin) -> [Int]? {
+        guard numbers.count <= 10 else {
+            problems.append("\(origin.label): at most 10 entries, got \(numbers.count)")
+            return nil
+        }
+        if let bad = numbers.first(where: { !range.contains($0) }) {
+            problems.append("\(origin.label): each entry must be between \(range.lowerBound) and \(range.upperBound), got \(bad)")
+            return nil
+        }
+        guard Set(numbers).count == numbers.count else {
+            problems.append("\(origin.label): entries must be distinct, got \(origin.shown)")
+            return nil
+        }
+        return numbers.sorted(by: >)
     }
 
     /// JSON text of the levels array; empty means no levels.

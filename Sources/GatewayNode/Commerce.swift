@@ -34,7 +34,7 @@ extension Node {
             shopAction(request, caller, order: order) { rules, snapshot, now in rules.cancel(snapshot.order!, now: now) }
         case .refund(let order):
             shopAction(request, caller, order: order) { rules, snapshot, now in
-                rules.refund(snapshot.order!, payment: snapshot.payment, now: now)
+                rules.refund(snapshot.order!, payment: snapshot.payment, now: now, membership: snapshot.membership)
             }
         case .getPayment(let id):
             getPayment(request, caller, id)
@@ -311,7 +311,8 @@ extension Node {
     func applyNotify(payment: String, _ notify: @escaping (Payment?) -> PaymentNotify,
                      _ done: @escaping (Result<NotifyOutcome, GatewayError>) -> Void) {
         orderStore.run(.payment(payment), decide: { s in
-            self.orderRules.notify(notify(s.payment), payment: s.payment, order: s.order, stock: s.stock, now: self.now)
+            self.orderRules.notify(notify(s.payment), payment: s.payment, order: s.order, stock: s.stock, now: self.now,
+                                   product: s.product, membership: s.membership)
         }) { result in done(result.map { NotifyOutcome($0.0) }) }
     }
 
@@ -331,9 +332,9 @@ extension Node {
                 }
             })
         case .giftClaim(let code):
-            orderStore.run(.giftCode(code), decide: { s in
+            orderStore.run(.giftCode(code), member: user, decide: { s in
                 guard let order = s.order else { return .failure(.notFound("no gift with this code")) }
-                return self.orderRules.claim(order, by: user, now: self.now)
+                return self.orderRules.claim(order, by: user, now: self.now, product: s.product, membership: s.membership)
             }, done: live(client) { result in
                 switch result {
                 case .failure(let e): answer(.failure(e))
@@ -403,7 +404,8 @@ extension Node {
     private func expire(_ timer: DueTimer, _ done: @escaping () -> Void) {
         switch TimerMember(timer.member) {
         case .order(let kind, let id): expireOrder(id, kind, timer, done)
-        case .holds, .membership, .dormant, nil: orderStore.store.removeTimer(timer.member, done)
+        case .membership(let product, let user): remindMembership(product: product, user: user, timer, done)
+        case .holds, .dormant, nil: orderStore.store.removeTimer(timer.member, done)
         }
     }
 

@@ -180,8 +180,16 @@ extension Node {
               currency.utf8.allSatisfy({ (65...90).contains($0) }) else {
             return fail(request, .badRequest("\"currency\" must be a three-letter code such as CNY"))
         }
+        var validityDays: Int?
+        if let value = body["validity_days"], value != .null {
+            guard let days = value.intValue, Self.validityDays.contains(days) else {
+                return fail(request, .badRequest("\"validity_days\" must be an integer from 1 to \(Self.validityDays.upperBound)"))
+            }
+            validityDays = Int(days)
+        }
         let now = Int64(Date().timeIntervalSince1970 * 1000)
-        let record = ProductRecord(id: id, merchant: merchant, title: title, price: price, currency: currency, createdAt: now)
+        let record = ProductRecord(id: id, merchant: merchant, title: title, price: price, currency: currency, createdAt: now,
+                                   validityDays: validityDays)
         communityStore.createProduct(record) { [weak self] result in
             guard let self else { return }
             switch result {
@@ -213,10 +221,15 @@ extension Node {
 
     private func productJSON(_ view: ProductView) -> JSON {
         let p = view.product
-        return .object([("id", .string(p.id)), ("merchant", .string(p.merchant)), ("title", .string(p.title)),
-                        ("price", .int(p.price)), ("currency", .string(p.currency)), ("stock", .int(view.stock)),
-                        ("buyers", .int(view.buyers)), ("watchers", .int(view.watchers))])
+        var f: [(String, JSON)] = [("id", .string(p.id)), ("merchant", .string(p.merchant)), ("title", .string(p.title)),
+                                   ("price", .int(p.price)), ("currency", .string(p.currency)), ("stock", .int(view.stock)),
+                                   ("buyers", .int(view.buyers)), ("watchers", .int(view.watchers))]
+        if let days = p.validityDays { f.append(("validity_days", .int(Int64(days)))) }
+        return .object(f)
     }
+
+    /// `validity_days` of a membership product (4.6): a day to ten years.
+    static let validityDays: ClosedRange<Int64> = 1...3650
 
     /// `POST /api/v1/publish`: the shop (or a merchant, on its own products' channels) pushes anything.
     private func publishFromAPI(_ request: HTTPRequest, _ caller: APICaller, _ body: JSON) {

@@ -159,6 +159,7 @@ enum HTTPRoutes {
         RouteRule(.POST, "/api/v1/users/{id}/ban", .shop { .users(.ban($0[0])) }),
         RouteRule(.DELETE, "/api/v1/users/{id}/ban", .shop { .users(.unban($0[0])) }),
         RouteRule(.GET, "/api/v1/users/{id}", .shop { .commerce(.getUser($0[0]), .shop) }),
+        RouteRule(.GET, "/api/v1/users/{id}/memberships", .shopOrMerchant { .users(.memberships($0[0], $1)) }),
 
         // MARK: Operators (/api/v1/admin/..., shop key only)
 

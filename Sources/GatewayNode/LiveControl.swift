@@ -39,13 +39,15 @@ final class LiveControl {
     static let banSeconds: ClosedRange<Int64> = 1...31_536_000
 }
 
-/// The `/api/v1/users/{id}/…` routes (shop key only).
+/// The `/api/v1/users/{id}/…` routes (shop key only, but the membership listing).
 enum UserRoute: Equatable {
     case disconnect(String), ban(String), unban(String)
+    /// `GET /api/v1/users/{id}/memberships` (4.6): the shop sees all, a merchant its products' only.
+    case memberships(String, APICaller)
 
     var user: String {
         switch self {
-        case .disconnect(let user), .ban(let user), .unban(let user): user
+        case .disconnect(let user), .ban(let user), .unban(let user), .memberships(let user, _): user
         }
     }
 }
@@ -54,6 +56,8 @@ extension Node {
     func userRequest(_ request: HTTPRequest, _ route: UserRoute) {
         guard Names.isValidID(route.user) else { return fail(request, .badRequest("not a valid user id")) }
         switch route {
+        case .memberships(let user, let caller):
+            listMemberships(request, user: user, caller: caller)
         case .disconnect(let user):
             withJSONBodyOrEmpty(request) { body in
                 let reason = String((body["reason"]?.stringValue ?? "disconnected by the shop").prefix(100))

@@ -151,7 +151,7 @@ public final class Node: ServerDelegate {
             redis = RedisClient(loop: loop, config: Self.redisLink(options))
         }
         verifier = TokenVerifier(secret: options.authSecret)
-        orderRules = OrderRules(times: options.commerce)
+        orderRules = OrderRules(times: options.commerce, remindersBeforeMs: options.remindersBeforeMs)
         let sizes = (options.historyUserSize, options.historyGroupSize, options.historyProductSize)
         let storeSettings = Self.storeSettings(options)
         let logger = GatewayLog.logger(node: options.nodeName, level: Logger.Level(rawValue: options.logLevel) ?? .info)

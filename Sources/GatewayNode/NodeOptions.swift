@@ -35,6 +35,8 @@ public struct NodeOptions: Sendable {
     public var risk: RiskLimits
     /// `members.levels`: the ladder orders are discounted by and points are levelled by.
     public var memberLevels: MemberLevels = .none
+    /// `reminders.before_s` in ms, descending: membership reminders this long before the end.
+    public var remindersBeforeMs: [Int64] = OrderRules.defaultRemindersBeforeMs
     public var groupRate: Int
     public var groupRateWindowSeconds: Int
     public var allowLinks: Bool
@@ -120,6 +122,7 @@ extension NodeOptions {
                                  paymentGrace: Int64(settings.payments.graceSeconds) * 1000)
         risk = RiskLimits(maxPendingOrders: settings.risk.maxPendingOrders, maxRequestsPerHour: settings.risk.maxRequestsPerHour)
         memberLevels = settings.members.levels
+        remindersBeforeMs = settings.reminders.beforeSeconds.map { Int64($0) * 1000 }
         groupRate = settings.groups.rate
         logLevel = settings.logging.level
         groupRateWindowSeconds = settings.groups.rateWindowSeconds

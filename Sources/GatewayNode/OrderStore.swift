@@ -23,10 +23,11 @@ package final class OrderStore {
     /// `done` gets the decision that was applied (possibly empty) and the snapshot it was made on.
     /// `durable`: an applied decision is answered only once `redis.durability` holds for it
     /// (false for the timer sweep, which answers nobody).
-    package func run(_ entry: CommerceEntry, attempt: Int = 1, durable: Bool = true,
+    /// `member`: whose validity membership the snapshot reads instead of the order's owner (a gift's claimer).
+    package func run(_ entry: CommerceEntry, member: String? = nil, attempt: Int = 1, durable: Bool = true,
              decide: @escaping (CommerceSnapshot) -> Result<Decision, GatewayError>,
              done: @escaping (Result<(Decision, CommerceSnapshot), GatewayError>) -> Void) {
-        store.load(entry) { [weak self] loaded in
+        store.load(entry, member: member) { [weak self] loaded in
             guard let self else { return }
             switch loaded {
             case .failure(let e): done(.failure(e))
@@ -68,7 +69,7 @@ package final class OrderStore {
                             guard attempt < Self.maxAttempts else {
                                 return done(.failure(GatewayError(.unavailable, "too much contention on this order, retry")))
                             }
-                            self.run(entry, attempt: attempt + 1, durable: durable, decide: decide, done: done)
+                            self.run(entry, member: member, attempt: attempt + 1, durable: durable, decide: decide, done: done)
                         }
                     }
                 }
@@ -103,7 +104,7 @@ package final class OrderStore {
         if let order = snapshot.order { return order.product }
         if let product = snapshot.product { return product.id }
         switch entry {
-        case .product(let id), .idempotency(let id, _, _): return id
+        case .product(let id), .idempotency(let id, _, _), .membership(let id, _): return id
         default: return nil
         }
     }

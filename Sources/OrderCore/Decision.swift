@@ -12,6 +12,8 @@ public enum Precondition: Equatable, Sendable {
     case stockBelow(product: String, Int)
     /// Idempotency keys are per (caller scope, buyer, product); `key` carries the scope.
     case idempotencyAbsent(buyer: String, product: String, key: String)
+    /// The user's validity membership record of the product is still `record` ('' = none).
+    case membershipRecord(product: String, user: String, record: String)
 }
 
 /// Timers live in Redis by due time; any node runs them.
@@ -46,6 +48,13 @@ public enum Effect: Equatable, Sendable {
     case push(user: String, type: String, data: JSON)
     /// Appended to the event log in the same atomic step (contract 4.4).
     case event(EventRecord)
+    /// A validity membership (4.6) as it is now (not the group membership above).
+    case saveMembership(Membership)
+    /// The membership's next reminder in the timer set (`mem:<P>/<U>`); a later one moves it.
+    case scheduleReminder(product: String, user: String, at: Int64)
+    case unscheduleReminder(product: String, user: String)
+    /// The user's listing index of memberships (another slot: written ahead on a cluster).
+    case indexMembership(user: String, product: String)
 }
 
 /// A decision of the order core: apply `effects` if every precondition holds.

@@ -24,12 +24,15 @@ public struct Product: Equatable, Sendable {
     public var title: String
     public var price: Int64
     public var currency: String
-    public init(id: String, merchant: String, title: String, price: Int64, currency: String) {
+    /// Days of membership a delivery gives (`validity_days`, 4.6); nil: not a membership product.
+    public var validityDays: Int?
+    public init(id: String, merchant: String, title: String, price: Int64, currency: String, validityDays: Int? = nil) {
         self.id = id
         self.merchant = merchant
         self.title = title
         self.price = price
         self.currency = currency
+        self.validityDays = validityDays
     }
 }
 
@@ -67,6 +70,8 @@ public struct Order: Equatable, Sendable {
     /// The buyer's member level when the order was created, whose discount its amount took
     /// (`members.levels`); nil without one.
     public var level: String?
+    /// The membership time (ms) this order's delivery added (4.6), taken back by its refund.
+    public var membershipAddedMs: Int64?
     /// Ids of the card keys allocated to this order (never the keys themselves).
     public var keyIDs: [String]
     public var version: Int

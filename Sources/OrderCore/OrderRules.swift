@@ -31,8 +31,13 @@ public struct FreshIDs: Sendable {
 /// "nothing to change" (a repeated notify, an expiry that no longer applies).
 public struct OrderRules: Sendable {
     public var times: CommerceTimes
+    /// `reminders.before_s` in ms: membership reminders this long before the end (4.6).
+    public var remindersBeforeMs: [Int64]
 
-    public init(times: CommerceTimes) { self.times = times }
+    public init(times: CommerceTimes, remindersBeforeMs: [Int64] = OrderRules.defaultRemindersBeforeMs) {
+        self.times = times
+        self.remindersBeforeMs = remindersBeforeMs
+    }
 
     // MARK: Creating
 
@@ -100,7 +105,9 @@ public struct OrderRules: Sendable {
     /// A signed notify from the payment provider. Idempotent by payment: a payment that
     /// is no longer `created` changes nothing, except a success for one recorded `failed`
     /// (the provider charged after all: a late success, paid like a first one).
-    public func notify(_ n: PaymentNotify, payment: Payment?, order: Order?, stock: Int, now: Int64) -> Result<Decision, GatewayError> {
+    /// `product` and `membership` (the owner's, 4.6) are what a delivery's membership is made of.
+    public func notify(_ n: PaymentNotify, payment: Payment?, order: Order?, stock: Int, now: Int64,
+                       product: Product? = nil, membership: Linked<Membership> = .notLinked) -> Result<Decision, GatewayError> {
         guard var payment else { return .failure(.notFound("no payment \(n.payment)")) }
         guard n.order == payment.order else { return .failure(.badRequest("payment \(payment.id) belongs to another order")) }
         guard n.amount == payment.amount, n.currency == payment.currency else {
@@ -179,7 +186,11 @@ public struct OrderRules: Sendable {
             }
         case .normal, .friendpay:
             order.status = .delivered
+            let change = membershipChange(owner: order.owner, product: product, membership: membership, now: now)
+            order.membershipAddedMs = change?.addedMs
+            d.preconditions += change?.preconditions ?? []
             d.effects.append(.saveOrder(order))
+            d.effects += change?.effects ?? []
             d.effects.append(.membership(product: order.product, user: order.owner, delta: 1))
             d.effects.append(.awardPoints(user: order.owner, order: order.id, amount: order.amount))
             d.effects += statusPushes(order)
@@ -198,7 +209,9 @@ public struct OrderRules: Sendable {
 
     // MARK: Gifts
 
-    public func claim(_ order: Order, by claimer: String, now: Int64) -> Result<Decision, GatewayError> {
+    /// `membership`: the claimer's, of the gift's product (4.6).
+    public func claim(_ order: Order, by claimer: String, now: Int64, product: Product? = nil,
+                      membership: Linked<Membership> = .notLinked) -> Result<Decision, GatewayError> {
         guard var gift = order.gift, order.kind == .gift else { return .failure(.notFound("no such gift")) }
         guard claimer != order.buyer else { return .failure(.forbidden("the buyer cannot claim their own gift")) }
         if let to = gift.to, to != claimer { return .failure(.forbidden("this gift is for someone else")) }
@@ -215,8 +228,11 @@ public struct OrderRules: Sendable {
         o.owner = claimer
         o.status = .delivered
         o.version += 1
-        var d = Decision(preconditions: [.orderVersion(order.id, order.version)])
+        let change = membershipChange(owner: claimer, product: product, membership: membership, now: now)
+        o.membershipAddedMs = change?.addedMs
+        var d = Decision(preconditions: [.orderVersion(order.id, order.version)] + (change?.preconditions ?? []))
         d.effects.append(.saveOrder(o))
+        d.effects += change?.effects ?? []
         d.effects.append(.unschedule(order: o.id, .gift))
         d.effects.append(.membership(product: o.product, user: claimer, delta: 1))
         d.effects.append(.awardPoints(user: claimer, order: o.id, amount: o.amount))
@@ -312,7 +328,9 @@ public struct OrderRules: Sendable {
         }
     }
 
-    public func refund(_ order: Order, payment: Payment?, now: Int64) -> Result<Decision, GatewayError> {
+    /// `membership`: the owner's, of the order's product (4.6): a refund takes back what the order added.
+    public func refund(_ order: Order, payment: Payment?, now: Int64,
+                       membership: Linked<Membership> = .notLinked) -> Result<Decision, GatewayError> {
         var o = order
         o.status = .refunded
         o.version += 1
@@ -329,6 +347,10 @@ public struct OrderRules: Sendable {
             d.effects.append(.burnKeys(order: o.id, product: o.product))
             d.effects.append(.membership(product: o.product, user: o.owner, delta: -1))
             d.effects.append(.revokePoints(user: o.owner, order: o.id))
+            if let (check, effects) = membershipRefund(order, membership: membership, now: now) {
+                d.preconditions.append(check)
+                d.effects += effects
+            }
         case .abnormal:
             break
         }

@@ -21,6 +21,7 @@ extension Order {
         add("pay_code", payCode)
         add("friend", friend)
         add("level", level)
+        add("membership_ms", membershipAddedMs.map(String.init))
         return r
     }
 
@@ -59,6 +60,7 @@ extension Order {
         payCode = opt("pay_code")
         friend = opt("friend")
         level = opt("level")
+        membershipAddedMs = opt("membership_ms").flatMap { Int64($0) }
     }
 }
 
@@ -87,6 +89,7 @@ extension Product {
     public init?(record f: [String: String]) {
         guard let id = f["id"], let merchant = f["merchant"], let price = f["price"].flatMap({ Int64($0) }),
               let currency = f["currency"] else { return nil }
-        self.init(id: id, merchant: merchant, title: f["title"] ?? "", price: price, currency: currency)
+        self.init(id: id, merchant: merchant, title: f["title"] ?? "", price: price, currency: currency,
+                  validityDays: f["validity_days"].flatMap { Int($0) })
     }
 }

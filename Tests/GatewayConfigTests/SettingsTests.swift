@@ -68,7 +68,7 @@ final class SettingsTests: XCTestCase {
             for name in try XCTUnwrap(value as? [String: Any]).keys { keys.insert(section + "." + name) }
         }
         XCTAssertEqual(keys, Set(Settings.settingKeys))
-        XCTAssertEqual(Settings.settingKeys.count, 56)
+        XCTAssertEqual(Settings.settingKeys.count, 57)
     }
 
     func testNoFileGivesDefaults() async throws {
@@ -499,5 +499,34 @@ final class SettingsTests: XCTestCase {
               command line members.levels: level 1: min_points must be between 0 and 9007199254740991, got -1
               command line members.levels: level 1: discount_percent must be between 0 and 100, got 101
             """)
+    }
+}
+
+/// `reminders.before_s` (issue 14, memberships).
+extension SettingsTests {
+    func testRemindersBeforeDefaultFileAndEnvironment() async throws {
+        XCTAssertEqual(Settings.defaults.reminders.beforeSeconds, [259_200, 86_400])
+        XCTAssertTrue(Settings.defaults.description.contains("reminders.before_s = [259200, 86400]"), Settings.defaults.description)
+        let file = try writeFile(#"{"reminders": {"before_s": [3600, 604800]}}"#)
+        let fromFile = try await load(file: file)
+        XCTAssertEqual(fromFile.reminders.beforeSeconds, [604_800, 3_600], "stored descending")
+        let fromEnv = try await load(file: file, env: ["GATEWAY_REMINDERS_BEFORE_S": "86400, 7200"])
+        XCTAssertEqual(fromEnv.reminders.beforeSeconds, [86_400, 7_200])
+        let none = try await load(overrides: ["reminders.before_s": ""])
+        XCTAssertEqual(none.reminders.beforeSeconds, [])
+    }
+
+    func testRemindersBeforeRefusesBadLists() async throws {
+        let zero = await loadError(env: ["GATEWAY_REMINDERS_BEFORE_S": "0"])
+        XCTAssertEqual(zero, "GATEWAY_REMINDERS_BEFORE_S: each entry must be between 1 and 31536000, got 0")
+        let text = await loadError(env: ["GATEWAY_REMINDERS_BEFORE_S": "3d"])
+        XCTAssertTrue(text.contains("expected whole numbers of seconds separated by commas"), text)
+        let twice = await loadError(overrides: ["reminders.before_s": "60,60"])
+        XCTAssertTrue(twice.contains("entries must be distinct"), twice)
+        let many = await loadError(overrides: ["reminders.before_s": (1...11).map(String.init).joined(separator: ",")])
+        XCTAssertTrue(many.contains("at most 10 entries, got 11"), many)
+        let object = try writeFile(#"{"reminders": {"before_s": {"a": 1}}}"#)
+        let shape = await loadError(file: object)
+        XCTAssertTrue(shape.contains("reminders.before_s: expected an array of whole numbers of seconds"), shape)
     }
 }

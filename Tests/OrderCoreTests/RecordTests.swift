@@ -18,7 +18,7 @@ final class RecordTests: XCTestCase {
               amount: 5997, currency: "CNY", status: .delivered, createdAt: Fx.t0, expiresAt: Fx.t0 + Fx.orderTTL,
               paidBy: "u1", payment: "pay-1", paidAt: Fx.t0 + 10, canceledAt: Fx.t0 + 5,
               gift: Gift(code: "g-9", to: "u3", message: "Für dich 🎁, with commas", status: .claimed, expiresAt: Fx.t0 + Fx.giftTTL),
-              payCode: "f-9", friend: "u2", level: "金牌 gold", keyIDs: ["k-1", "k-2", "k-3"], version: 7)
+              payCode: "f-9", friend: "u2", level: "金牌 gold", membershipAddedMs: 2_592_000_000, keyIDs: ["k-1", "k-2", "k-3"], version: 7)
     }
 
     func testOrderFieldLayout() {
@@ -26,7 +26,7 @@ final class RecordTests: XCTestCase {
         XCTAssertEqual(r.map(\.0), ["id", "kind", "buyer", "owner", "product", "title", "quantity", "amount", "currency",
                                     "status", "created_at", "expires_at", "keys", "version", "paid_by", "payment", "paid_at",
                                     "canceled_at", "gift_code", "gift_to", "gift_message", "gift_status", "gift_expires_at",
-                                    "pay_code", "friend", "level"])
+                                    "pay_code", "friend", "level", "membership_ms"])
         let f = dict(r)
         XCTAssertEqual(f["kind"], "gift")
         XCTAssertEqual(f["status"], "delivered")

@@ -28,6 +28,7 @@ local CHECKS = {
   check_absent = function(c) return redis.call('EXISTS', KEYS[c.key]) == 0 end,
   check_stock_at_least = function(c) return redis.call('LLEN', KEYS[c.key]) >= c.count end,
   check_stock_below = function(c) return redis.call('LLEN', KEYS[c.key]) < c.count end,
+  check_field = function(c) return (redis.call('HGET', KEYS[c.key], c.field) or '') == c.value end,
 }
 
 local function publishBuyers(o)
@@ -78,6 +79,9 @@ local OPS = {
   -- One server only (a cluster writes timers around the apply, in their own slot).
   schedule_timer = function(o) redis.call('ZADD', KEYS[o.timers], o.due, o.member) end,
   unschedule_timer = function(o) redis.call('ZREM', KEYS[o.timers], o.member) end,
+  save_field = function(o) redis.call('HSET', KEYS[o.key], o.field, o.value) end,
+  -- One server only (a cluster writes the set ahead of the apply, in its own slot).
+  set_add = function(o) redis.call('SADD', KEYS[o.key], o.member) end,
 }
 
 for i, c in ipairs(PROGRAM.checks) do

@@ -4,11 +4,16 @@
 -- share the entry's slot by construction (Store/README.md, "Keys read from records").
 -- KEYS[1]: the entry: an order, a payment, a lookup key (gift code, pay code or
 --          idempotency key; its value is the order's key) or a product's info hash
--- KEYS[2]: with ENTRY = 'product', the product's stock list
--- ARGV[1]: what KEYS[1] is: order | payment | lookup | product
--- Returns {order fields, payment fields, product fields, stock}; records without their link:* fields.
+-- KEYS[2]: with ENTRY = 'product' or 'membership', the product's stock list
+-- KEYS[3]: with ENTRY = 'membership', the product's memberships hash
+-- ARGV[1]: what KEYS[1] is: order | payment | lookup | product | membership
+-- ARGV[2]: the user whose validity membership is read (membership entry; for an order, the
+--          gift's claimer; absent: the order's owner)
+-- Returns {order fields, payment fields, product fields, stock, hold, membership}; records
+-- without their link:* fields. hold: false (restock holds, not read here); membership: the
+-- record, '' for none, false when nothing links to one (an order saved before memberships).
 local ENTRY_KEY, PRODUCT_STOCK = KEYS[1], KEYS[2]
-local ENTRY = ARGV[1]
+local ENTRY, MEMBER = ARGV[1], ARGV[2]
 
 -- A record's own fields, and apart from them its link fields (the store's, not the
 -- record's: the caller never sees them, and they are read here with no second call).
@@ -26,8 +31,8 @@ local function split(flat)
   return fields, links
 end
 
-local orderKey, paymentKey, infoKey, stockKey
-local order, payment, product, stock = {}, {}, {}, 0
+local orderKey, paymentKey, infoKey, stockKey, membershipsKey
+local order, payment, product, stock, membership = {}, {}, {}, 0, false
 if ENTRY == 'order' then
   orderKey = ENTRY_KEY
 elseif ENTRY == 'payment' then
@@ -39,6 +44,8 @@ elseif ENTRY == 'lookup' then
   orderKey = redis.call('GET', ENTRY_KEY)
 elseif ENTRY == 'product' then
   infoKey, stockKey = ENTRY_KEY, PRODUCT_STOCK
+elseif ENTRY == 'membership' then
+  infoKey, stockKey, membershipsKey = ENTRY_KEY, PRODUCT_STOCK, KEYS[3]
 else
   return redis.error_reply('commerce_load: unknown entry ' .. tostring(ENTRY))
 end
@@ -51,11 +58,17 @@ if orderKey then
       paymentKey = links['link:payment']
       if paymentKey then payment = split(redis.call('HGETALL', paymentKey)) end
     end
-    infoKey, stockKey = links['link:info'], links['link:stock']
+    infoKey, stockKey, membershipsKey = links['link:info'], links['link:stock'], links['link:memberships']
+    if not MEMBER or MEMBER == '' then
+      for i = 1, #order, 2 do if order[i] == 'owner' then MEMBER = order[i + 1] end end
+    end
   end
 end
 -- Each link is followed only when present: a record with one link and not another (a
 -- partly migrated v1 record, say) reads as missing that part instead of raising.
 if infoKey then product = redis.call('HGETALL', infoKey) end
 if stockKey then stock = redis.call('LLEN', stockKey) end
-return {order, payment, product, stock}
+if membershipsKey and MEMBER and MEMBER ~= '' then
+  membership = redis.call('HGET', membershipsKey, MEMBER) or ''
+end
+return {order, payment, product, stock, false, membership}

@@ -135,5 +135,7 @@ package enum CommerceKeys {
         static let payment = "link:payment"
         static let info = "link:info"
         static let stock = "link:stock"
+        /// The product's validity memberships (4.6); the load reads the owner's (or claimer's) record.
+        static let memberships = "link:memberships"
     }
 }

@@ -9,6 +9,8 @@ enum CommerceCheck: Equatable {
     /// The stock list holds at least `count` key ids.
     case checkStockAtLeast(key: Int, count: Int)
     case checkStockBelow(key: Int, count: Int)
+    /// The hash's `field` is `value` ('' = absent).
+    case checkField(key: Int, field: String, value: String)
 }
 
 /// One step of the apply script. Keys are 1-based indexes into the program's `keys`
@@ -42,6 +44,10 @@ enum CommerceOp: Equatable {
     /// One server only: ZADD / ZREM of a `gw:timers` member, in the decision's own script.
     case scheduleTimer(timers: Int, member: String, due: Int64)
     case unscheduleTimer(timers: Int, member: String)
+    /// HSET of one field (a validity membership's record).
+    case saveField(key: Int, field: String, value: String)
+    /// One server only: SADD to a set in another slot (a cluster writes it ahead, `setsAhead`).
+    case setAdd(key: Int, member: String)
 
     struct Field: Equatable {
         var name: String
@@ -71,6 +77,8 @@ struct CommerceProgram: Equatable {
     private(set) var timersAhead: [(member: String, due: Int64)] = []
     /// Members to ZREM (best effort) once the apply went through.
     private(set) var timersAfter: [String] = []
+    /// Set members to SADD before the apply (cluster: other slots; a membership's listing index).
+    private(set) var setsAhead: [(key: String, member: String)] = []
     /// 1-based KEYS index of the outbox, 0 when pushes are published inline.
     private(set) var outbox = 0
     /// Whether a cluster's apply writes to the outbox: pushes and events go there.
@@ -114,6 +122,7 @@ struct CommerceProgram: Equatable {
     static func == (a: CommerceProgram, b: CommerceProgram) -> Bool {
         a.keys == b.keys && a.checks == b.checks && a.ops == b.ops && a.outbox == b.outbox
             && a.timersAhead.map(\.member) == b.timersAhead.map(\.member) && a.timersAfter == b.timersAfter
+            && a.setsAhead.map(\.member) == b.setsAhead.map(\.member)
     }
 
     /// The index of `name` in KEYS, added when new.
@@ -161,6 +170,8 @@ struct CommerceProgram: Equatable {
             .checkAbsent(key: key(names(product).idempotency(buyer: buyer, key: k)))
         case .stockAtLeast(let product, let n): .checkStockAtLeast(key: key(names(product).stock), count: n)
         case .stockBelow(let product, let n): .checkStockBelow(key: key(names(product).stock), count: n)
+        case .membershipRecord(let product, let user, let record):
+            .checkField(key: key(CommerceKeys.memberships(product)), field: user, value: record)
         }
     }
 
@@ -175,6 +186,7 @@ struct CommerceProgram: Equatable {
             let productNames = names(o.product)
             fields.append(.init(name: CommerceKeys.Link.info, value: productNames.info))
             fields.append(.init(name: CommerceKeys.Link.stock, value: productNames.stock))
+            fields.append(.init(name: CommerceKeys.Link.memberships, value: CommerceKeys.memberships(o.product)))
             if let p = o.payment {
                 guard let paymentKey = paymentKey(p) else { return false }
                 fields.append(.init(name: CommerceKeys.Link.payment, value: paymentKey))
@@ -230,6 +242,15 @@ struct CommerceProgram: Equatable {
         case .event(let e):
             ops.append(.event(log: settings.viaOutbox ? nil : key(CommerceKeys.eventsLog), type: e.type.rawValue,
                               key: e.key, at: e.createdAt, data: e.data.serialized()))
+        case .saveMembership(let m):
+            ops.append(.saveField(key: key(CommerceKeys.memberships(m.product)), field: m.user, value: m.record))
+        case .scheduleReminder(let product, let user, let at):
+            timersAhead.append((member: TimerMember.membership(product: product, user: user).member, due: at))
+        case .unscheduleReminder(let product, let user):
+            timersAfter.append(TimerMember.membership(product: product, user: user).member)
+        case .indexMembership(let user, let product):
+            let index = StoreKeys.userMemberships(user)
+            if settings.viaOutbox { setsAhead.append((key: index, member: product)) } else { ops.append(.setAdd(key: key(index), member: product)) }
         }
         return true
     }
@@ -326,6 +347,8 @@ extension CommerceCheck {
             w.open("check_stock_at_least"); w.field("key", k); w.field("count", n)
         case .checkStockBelow(let k, let n):
             w.open("check_stock_below"); w.field("key", k); w.field("count", n)
+        case .checkField(let k, let f, let v):
+            w.open("check_field"); w.field("key", k); w.field("field", f); w.field("value", v)
         }
         w.close()
     }
@@ -372,6 +395,10 @@ extension CommerceOp {
             w.open("schedule_timer"); w.field("timers", t); w.field("member", member); w.field("due", String(due))
         case .unscheduleTimer(let t, let member):
             w.open("unschedule_timer"); w.field("timers", t); w.field("member", member)
+        case .saveField(let k, let f, let v):
+            w.open("save_field"); w.field("key", k); w.field("field", f); w.field("value", v)
+        case .setAdd(let k, let member):
+            w.open("set_add"); w.field("key", k); w.field("member", member)
         }
         w.close()
     }

@@ -11,6 +11,9 @@ package struct CommerceSnapshot: Equatable {
     package var payment: Payment?
     package var product: Product?
     package var stock: Int
+    /// The validity membership (4.6) of the order's owner (or the gift's claimer, or the
+    /// membership entry's user) in the product: `.notLinked` when the order has no link to it.
+    package var membership: Linked<Membership> = .notLinked
 }
 
 /// What a snapshot is loaded through.
@@ -24,6 +27,13 @@ package enum CommerceEntry: Equatable {
     /// The order an `idempotency_key` made, per (caller scope, buyer, product): `key`
     /// carries the caller's scope. No order in the snapshot when the key is unused.
     case idempotency(product: String, buyer: String, key: String)
+    /// A user's validity membership of a product, with the product (the `mem:` reminder timer).
+    case membership(product: String, user: String)
+
+    /// The user a load reads the validity membership of, when not the order's owner.
+    var membershipUser: String? {
+        if case .membership(_, let user) = self { user } else { nil }
+    }
 }
 
 /// The answer of a key upload.
@@ -58,7 +68,8 @@ enum ApplyOutcome: Equatable {
 /// order core; `MemoryCommerceStore` has the same semantics for unit tests.
 protocol CommerceStore: AnyObject {
     var isReady: Bool { get }
-    func load(_ entry: CommerceEntry, _ done: @escaping (Result<CommerceSnapshot, GatewayError>) -> Void)
+    /// `member`: whose validity membership to read instead of the order's owner (a gift's claimer).
+    func load(_ entry: CommerceEntry, member: String?, _ done: @escaping (Result<CommerceSnapshot, GatewayError>) -> Void)
     /// Applies `decision` (its records all in `product`'s slot), or refuses it when a
     /// precondition no longer held (nothing was changed). Scheduled timers are written
     /// ahead of the apply, unscheduled ones removed (best effort) after it. A decision
@@ -76,12 +87,28 @@ protocol CommerceStore: AnyObject {
     /// A user's member points (lib_points' hash in the user's slot): the total and, with
     /// `countOrders`, how many delivered, not refunded orders make it (0 otherwise).
     func memberPoints(_ user: String, countOrders: Bool, _ done: @escaping (Result<MemberPoints, GatewayError>) -> Void)
+    /// The products in a user's membership listing index (4.6), some maybe without a record.
+    func membershipProducts(of user: String, _ done: @escaping (Result<[String], GatewayError>) -> Void)
     func dueTimers(now: Int64, limit: Int, _ done: @escaping (Result<[DueTimer], GatewayError>) -> Void)
     func removeTimer(_ member: String, _ done: @escaping () -> Void)
     /// With `redis.durability replicas:N`: nil once N replicas hold what was written in
     /// `product`'s slot so far; `repeated`: the write being vouched for may have been made
     /// earlier on another connection (a repeated notify, an idempotency key seen before).
     func confirmDurable(product: String, repeated: Bool, _ done: @escaping (GatewayError?) -> Void)
+}
+
+extension CommerceStore {
+    func load(_ entry: CommerceEntry, _ done: @escaping (Result<CommerceSnapshot, GatewayError>) -> Void) {
+        load(entry, member: nil, done)
+    }
+}
+
+extension CommerceSnapshot {
+    /// The record of element 6 of commerce_load (nil: not linked, '': none) as the snapshot's.
+    static func membership(_ record: String?, product: String?, user: String?) -> Linked<Membership> {
+        guard let record, let product, let user else { return .notLinked }
+        return Membership(product: product, user: user, record: record).map { .present($0) } ?? .absent
+    }
 }
 
 /// The order core's Redis calls. Every key comes from `CommerceKeys`; every reply is
@@ -117,8 +144,9 @@ final class RedisCommerceStore: CommerceStore {
 
     var isReady: Bool { redis.isReady && !upgrading }
 
-    func load(_ entry: CommerceEntry, _ done: @escaping (Result<CommerceSnapshot, GatewayError>) -> Void) {
+    func load(_ entry: CommerceEntry, member: String?, _ done: @escaping (Result<CommerceSnapshot, GatewayError>) -> Void) {
         guard !upgrading else { return done(.failure(Self.upgradingError)) }
+        let member = member ?? entry.membershipUser
         let keys: [String]?
         let kind: String
         switch entry {
@@ -129,17 +157,25 @@ final class RedisCommerceStore: CommerceStore {
         case .idempotency(let product, let buyer, let key):
             (keys, kind) = ([CommerceKeys.idempotency(product: product, buyer: buyer, key: key)], "lookup")
         case .product(let id): (keys, kind) = ([CommerceKeys.info(id), CommerceKeys.stock(id)], "product")
+        case .membership(let product, _):
+            (keys, kind) = ([CommerceKeys.info(product), CommerceKeys.stock(product), CommerceKeys.memberships(product)], "membership")
         }
         // An id without a valid slot tag names nothing.
         guard let keys else { return done(.success(CommerceSnapshot(stock: 0))) }
-        redis.run(CommerceScripts.load, keys: keys, args: [kind]) { reply in
+        redis.run(CommerceScripts.load, keys: keys, args: [kind, member ?? ""]) { reply in
             done(Self.decode(reply, "load") { (r: RedisReply) throws(RedisDecodingError) in
                 var items = try RedisArrayReader(r)
                 let order = try items.next(RedisHash.self), payment = try items.next(RedisHash.self)
                 let product = try items.next(RedisHash.self), stock = try items.next(Int.self)
-                return CommerceSnapshot(order: order.isEmpty ? nil : Order(record: order.fields),
-                                        payment: payment.isEmpty ? nil : Payment(record: payment.fields),
-                                        product: product.isEmpty ? nil : Product(record: product.fields), stock: stock)
+                // Element 5 (restock holds) is not read here; a shorter reply links nothing.
+                if !items.isAtEnd { _ = try items.next(String?.self) }
+                let record = items.isAtEnd ? nil : try items.next(String?.self)
+                var s = CommerceSnapshot(order: order.isEmpty ? nil : Order(record: order.fields),
+                                         payment: payment.isEmpty ? nil : Payment(record: payment.fields),
+                                         product: product.isEmpty ? nil : Product(record: product.fields), stock: stock)
+                s.membership = CommerceSnapshot.membership(record, product: s.order?.product ?? s.product?.id,
+                                                           user: member ?? s.order?.owner)
+                return s
             })
         }
     }
@@ -181,7 +217,10 @@ final class RedisCommerceStore: CommerceStore {
         let writeTimers = {
             self.scheduleAhead(program.timersAhead, before: routing) { error in
                 if let error { return done(.failure(error)) }
-                applyNow()
+                self.addToSetsAhead(program.setsAhead) { error in
+                    if let error { return done(.failure(error)) }
+                    applyNow()
+                }
             }
         }
         guard let outbox, let relay else { return writeTimers() }
@@ -220,6 +259,16 @@ final class RedisCommerceStore: CommerceStore {
             self.redis.awaitReplicas(n, timeoutMs: self.durabilityTimeoutMs, key: CommerceKeys.timers) { acknowledged in
                 then(acknowledged ? nil : Self.notConfirmed(n))
             }
+        }
+    }
+
+    /// Cluster: SADD of the index entries a decision makes in other slots, awaited before the
+    /// apply (like its timers); one left by a decision that is then refused is dropped by its reader.
+    private func addToSetsAhead(_ entries: [(key: String, member: String)], _ then: @escaping (GatewayError?) -> Void) {
+        guard let first = entries.first else { return then(nil) }
+        redis.send(["SADD", first.key, first.member], key: first.key) { reply in
+            guard !reply.isFailure else { return then(.redisUnavailable) }
+            self.addToSetsAhead(Array(entries.dropFirst()), then)
         }
     }
 
@@ -265,6 +314,13 @@ final class RedisCommerceStore: CommerceStore {
                     MemberPoints(points: points, orders: max(0, Int(try Int64(redisReply: r)) - 1))
                 })
             }
+        }
+    }
+
+    func membershipProducts(of user: String, _ done: @escaping (Result<[String], GatewayError>) -> Void) {
+        let key = StoreKeys.userMemberships(user)
+        redis.send(["SMEMBERS", key], key: key) { reply in
+            done(Self.decode(reply, "memberships") { (r: RedisReply) throws(RedisDecodingError) in try [String](redisReply: r) })
         }
     }
 

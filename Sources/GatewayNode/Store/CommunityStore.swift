@@ -68,25 +68,31 @@ package struct ProductRecord: Equatable {
     package var price: Int64
     package var currency: String
     package var createdAt: Int64
+    /// Days of membership a delivery gives (`validity_days`, 4.6); nil: not a membership product.
+    package var validityDays: Int?
 
     var fields: [RedisArgument] {
-        ["id", id, "merchant", merchant, "title", title, "price", price, "currency", currency, "created_at", createdAt]
+        var f: [RedisArgument] = ["id", id, "merchant", merchant, "title", title, "price", price, "currency", currency, "created_at", createdAt]
+        if let validityDays { f += ["validity_days", validityDays] }
+        return f
     }
 
-    package init(id: String, merchant: String, title: String, price: Int64, currency: String, createdAt: Int64) {
+    package init(id: String, merchant: String, title: String, price: Int64, currency: String, createdAt: Int64, validityDays: Int? = nil) {
         self.id = id
         self.merchant = merchant
         self.title = title
         self.price = price
         self.currency = currency
         self.createdAt = createdAt
+        self.validityDays = validityDays
     }
 
     /// nil when the hash is empty (no product).
     init?(_ hash: RedisHash) {
         guard let id = hash["id"], let merchant = hash["merchant"] else { return nil }
         self.init(id: id, merchant: merchant, title: hash["title"] ?? "", price: Int64(hash["price"] ?? "") ?? 0,
-                  currency: hash["currency"] ?? "", createdAt: Int64(hash["created_at"] ?? "") ?? 0)
+                  currency: hash["currency"] ?? "", createdAt: Int64(hash["created_at"] ?? "") ?? 0,
+                  validityDays: hash["validity_days"].flatMap { Int($0) })
     }
 }
 

@@ -33,9 +33,10 @@ final class MemoryCommerceStore: CommerceStore {
 
     func stock(_ product: String) -> [String] { lists[CommerceKeys.stock(product)] ?? [] }
 
-    func load(_ entry: CommerceEntry, _ done: @escaping (Result<CommerceSnapshot, GatewayError>) -> Void) {
+    func load(_ entry: CommerceEntry, member: String?, _ done: @escaping (Result<CommerceSnapshot, GatewayError>) -> Void) {
         guard isReady else { return done(.failure(.redisUnavailable)) }
-        var orderKey: String?, paymentKey: String?, infoKey: String?, stockKey: String?
+        var orderKey: String?, paymentKey: String?, infoKey: String?, stockKey: String?, membershipsKey: String?
+        var member = member ?? entry.membershipUser
         switch entry {
         case .order(let id): orderKey = CommerceKeys.order(id)
         case .payment(let id):
@@ -45,18 +46,25 @@ final class MemoryCommerceStore: CommerceStore {
         case .payCode(let code): orderKey = CommerceKeys.payCode(code).flatMap { strings[$0] }
         case .idempotency(let product, let buyer, let key): orderKey = strings[CommerceKeys.idempotency(product: product, buyer: buyer, key: key)]
         case .product(let id): (infoKey, stockKey) = (CommerceKeys.info(id), CommerceKeys.stock(id))
+        case .membership(let product, _):
+            (infoKey, stockKey, membershipsKey) = (CommerceKeys.info(product), CommerceKeys.stock(product), CommerceKeys.memberships(product))
         }
         let order = orderKey.flatMap { hashes[$0] } ?? [:]
         if !order.isEmpty {
             paymentKey = paymentKey ?? order[CommerceKeys.Link.payment]
             (infoKey, stockKey) = (order[CommerceKeys.Link.info], order[CommerceKeys.Link.stock])
+            membershipsKey = order[CommerceKeys.Link.memberships]
+            member = member ?? order["owner"]
         }
         let payment = paymentKey.flatMap { hashes[$0] } ?? [:]
         let product = infoKey.flatMap { hashes[$0] } ?? [:]
-        done(.success(CommerceSnapshot(order: order.isEmpty ? nil : Order(record: order),
-                                       payment: payment.isEmpty ? nil : Payment(record: payment),
-                                       product: product.isEmpty ? nil : Product(record: product),
-                                       stock: stockKey.map { lists[$0]?.count ?? 0 } ?? 0)))
+        var s = CommerceSnapshot(order: order.isEmpty ? nil : Order(record: order),
+                                 payment: payment.isEmpty ? nil : Payment(record: payment),
+                                 product: product.isEmpty ? nil : Product(record: product),
+                                 stock: stockKey.map { lists[$0]?.count ?? 0 } ?? 0)
+        let record = membershipsKey.flatMap { key in member.map { hashes[key]?[$0] ?? "" } }
+        s.membership = CommerceSnapshot.membership(record, product: s.order?.product ?? s.product?.id, user: member)
+        done(.success(s))
     }
 
     func apply(_ decision: Decision, product: String, _ done: @escaping (Result<ApplyOutcome, GatewayError>) -> Void) {
@@ -66,6 +74,7 @@ final class MemoryCommerceStore: CommerceStore {
             return done(.failure(GatewayError(.internal, "a decision named a record without a slot tag")))
         }
         for t in program.timersAhead { timers[t.member] = t.due }
+        for entry in program.setsAhead { sets[entry.key, default: []].insert(entry.member) }
         if let interfere { self.interfere = nil; interfere(self) }
         done(.success(run(program).map { .refused(decision.preconditions[$0 - 1]) } ?? .applied))
     }
@@ -84,6 +93,7 @@ final class MemoryCommerceStore: CommerceStore {
             case .checkAbsent(let key): ok = hashes[k(key)] == nil && strings[k(key)] == nil
             case .checkStockAtLeast(let key, let n): ok = (lists[k(key)]?.count ?? 0) >= n
             case .checkStockBelow(let key, let n): ok = (lists[k(key)]?.count ?? 0) < n
+            case .checkField(let key, let field, let value): ok = (hashes[k(key)]?[field] ?? "") == value
             }
             if !ok { return index + 1 }
         }
@@ -141,6 +151,10 @@ final class MemoryCommerceStore: CommerceStore {
                 timers[member] = due
             case .unscheduleTimer(_, let member):
                 timers[member] = nil
+            case .saveField(let key, let field, let value):
+                hashes[k(key), default: [:]][field] = value
+            case .setAdd(let key, let member):
+                sets[k(key), default: []].insert(member)
             }
         }
         for member in program.timersAfter { timers[member] = nil }
@@ -167,6 +181,10 @@ final class MemoryCommerceStore: CommerceStore {
     func memberPoints(_ user: String, countOrders: Bool, _ done: @escaping (Result<MemberPoints, GatewayError>) -> Void) {
         let hash = hashes[StoreKeys.memberPoints(user)] ?? [:]
         done(.success(MemberPoints(points: Int64(hash["total"] ?? "0")!, orders: countOrders ? max(0, hash.count - 1) : 0)))
+    }
+
+    func membershipProducts(of user: String, _ done: @escaping (Result<[String], GatewayError>) -> Void) {
+        done(.success((sets[StoreKeys.userMemberships(user)] ?? []).sorted()))
     }
 
     func dueTimers(now: Int64, limit: Int, _ done: @escaping (Result<[DueTimer], GatewayError>) -> Void) {
