@@ -29,6 +29,7 @@ final class MemoryCommerceStore: CommerceStore {
     func addProduct(_ product: Product) {
         hashes[CommerceKeys.info(product.id)] = ["id": product.id, "merchant": product.merchant, "title": product.title,
                                                  "price": String(product.price), "currency": product.currency]
+        if let days = product.validityDays { hashes[CommerceKeys.info(product.id)]?["validity_days"] = String(days) }
     }
 
     func stock(_ product: String) -> [String] { lists[CommerceKeys.stock(product)] ?? [] }
