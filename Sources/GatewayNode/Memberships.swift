@@ -35,7 +35,8 @@ extension Node {
             guard case .success(let (decision, snapshot)) = result, decision.isEmpty else { return done() }
             let exists = if case .present = snapshot.membership { true } else { false }
             guard OrderStore.dropsTimer(timer, orderExists: exists, now: now) else { return done() }
-            self.orderStore.store.removeTimer(timer.member, done)
+            // Only if unmoved: a delivery restarting the membership meanwhile rescheduled it.
+            self.orderStore.store.removeTimer(ifUnmoved: timer, done)
         }
     }
 }

@@ -121,4 +121,14 @@ final class MembershipScriptTests: XCTestCase {
         guard case .present(let m)? = loaded?.membership else { return XCTFail("\(String(describing: loaded))") }
         XCTAssertEqual(m.endsAt, now + 30 * OrderRules.dayMs)
     }
+
+    func testATimerIsDroppedOnlyWhileUnmoved() throws {
+        redis.call(["ZADD", CommerceKeys.timers, 1_766_492_000_000, "mem:p1/u1"])
+        let moved = redis.run(CommerceScripts.timerDrop, keys: [CommerceKeys.timers], args: ["mem:p1/u1", 1_766_000_000_000])
+        XCTAssertEqual(moved.int, 0)
+        XCTAssertNotNil(redis.call(["ZSCORE", CommerceKeys.timers, "mem:p1/u1"]).text, "a member moved since it was read stays")
+        XCTAssertEqual(redis.run(CommerceScripts.timerDrop, keys: [CommerceKeys.timers], args: ["mem:p1/u1", 1_766_492_000_000]).int, 1)
+        XCTAssertNil(redis.call(["ZSCORE", CommerceKeys.timers, "mem:p1/u1"]).text)
+        XCTAssertEqual(redis.run(CommerceScripts.timerDrop, keys: [CommerceKeys.timers], args: ["mem:p1/u1", 1]).int, 0, "absent: nothing")
+    }
 }

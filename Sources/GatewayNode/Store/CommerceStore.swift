@@ -91,6 +91,9 @@ protocol CommerceStore: AnyObject {
     func membershipProducts(of user: String, _ done: @escaping (Result<[String], GatewayError>) -> Void)
     func dueTimers(now: Int64, limit: Int, _ done: @escaping (Result<[DueTimer], GatewayError>) -> Void)
     func removeTimer(_ member: String, _ done: @escaping () -> Void)
+    /// Removes `timer` only while its score is still the due time it was read with (a member
+    /// a concurrent decision moved stays).
+    func removeTimer(ifUnmoved timer: DueTimer, _ done: @escaping () -> Void)
     /// With `redis.durability replicas:N`: nil once N replicas hold what was written in
     /// `product`'s slot so far; `repeated`: the write being vouched for may have been made
     /// earlier on another connection (a repeated notify, an idempotency key seen before).
@@ -342,6 +345,10 @@ final class RedisCommerceStore: CommerceStore {
 
     func removeTimer(_ member: String, _ done: @escaping () -> Void) {
         redis.send(["ZREM", CommerceKeys.timers, member], key: CommerceKeys.timers) { _ in done() }
+    }
+
+    func removeTimer(ifUnmoved timer: DueTimer, _ done: @escaping () -> Void) {
+        redis.run(CommerceScripts.timerDrop, keys: [CommerceKeys.timers], args: [timer.member, timer.due]) { _ in done() }
     }
 
     func confirmDurable(product: String, repeated: Bool, _ done: @escaping (GatewayError?) -> Void) {

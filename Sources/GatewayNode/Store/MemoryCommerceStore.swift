@@ -198,5 +198,10 @@ final class MemoryCommerceStore: CommerceStore {
         done()
     }
 
+    func removeTimer(ifUnmoved timer: DueTimer, _ done: @escaping () -> Void) {
+        if timers[timer.member] == timer.due { timers[timer.member] = nil }
+        done()
+    }
+
     func confirmDurable(product: String, repeated: Bool, _ done: @escaping (GatewayError?) -> Void) { done(nil) }
 }
