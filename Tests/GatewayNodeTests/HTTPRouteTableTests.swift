@@ -49,6 +49,7 @@ final class HTTPRouteTableTests: XCTestCase {
             (.POST, "/api/v1/users/u1/disconnect", .users(.disconnect("u1")), "/api/v1/users/{id}/disconnect"),
             (.POST, "/api/v1/users/u1/ban", .users(.ban("u1")), "/api/v1/users/{id}/ban"),
             (.DELETE, "/api/v1/users/u1/ban", .users(.unban("u1")), "/api/v1/users/{id}/ban"),
+            (.GET, "/api/v1/users/u1/memberships", .users(.memberships("u1", .shop)), "/api/v1/users/{id}/memberships"),
         ]
         for (method, path, route, label) in cases {
             let found = find(method, path)
