@@ -53,10 +53,12 @@ extension OrderRules {
         reminderStages(endsAt: endsAt).first { $0 > after }
     }
 
-    /// A delivery of `product` to `owner` (notify's delivered branch, a gift claim): starts
-    /// a membership now, or extends a live one from its end. Nil when the product gives none,
+    /// A delivery of `quantity` of `product` to `owner` (notify's delivered branch, a gift
+    /// claim): `validity_days` per unit (each key is one period), from now, or from the end
+    /// of a live membership. Nil when the product gives none,
     /// or the order was saved by a version that did not link its memberships (nothing is known).
-    public func membershipChange(owner: String, product: Product?, membership: Linked<Membership>, now: Int64) -> MembershipChange? {
+    public func membershipChange(owner: String, product: Product?, quantity: Int = 1, membership: Linked<Membership>,
+                                 now: Int64) -> MembershipChange? {
         guard let product, let days = product.validityDays, days > 0 else { return nil }
         let current: Membership?
         switch membership {
@@ -64,7 +66,7 @@ extension OrderRules {
         case .absent: current = nil
         case .present(let m): current = m
         }
-        let added = Int64(days) * Self.dayMs
+        let added = Int64(days) * Self.dayMs * Int64(max(1, quantity))
         var m = Membership(product: product.id, user: owner, startsAt: now, endsAt: now + added, remindedAt: now)
         if let current, current.isLive(at: now) {
             m.startsAt = current.startsAt

@@ -186,7 +186,7 @@ public struct OrderRules: Sendable {
             }
         case .normal, .friendpay:
             order.status = .delivered
-            let change = membershipChange(owner: order.owner, product: product, membership: membership, now: now)
+            let change = membershipChange(owner: order.owner, product: product, quantity: order.quantity, membership: membership, now: now)
             order.membershipAddedMs = change?.addedMs
             d.preconditions += change?.preconditions ?? []
             d.effects.append(.saveOrder(order))
@@ -228,7 +228,7 @@ public struct OrderRules: Sendable {
         o.owner = claimer
         o.status = .delivered
         o.version += 1
-        let change = membershipChange(owner: claimer, product: product, membership: membership, now: now)
+        let change = membershipChange(owner: claimer, product: product, quantity: o.quantity, membership: membership, now: now)
         o.membershipAddedMs = change?.addedMs
         var d = Decision(preconditions: [.orderVersion(order.id, order.version)] + (change?.preconditions ?? []))
         d.effects.append(.saveOrder(o))

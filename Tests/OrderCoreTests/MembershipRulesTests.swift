@@ -54,6 +54,14 @@ final class MembershipRulesTests: XCTestCase {
         XCTAssertEqual(reminders(d), [.scheduleReminder(product: "p1", user: "u1", at: m.endsAt - 3 * day)])
     }
 
+    func testEachUnitOfTheOrderGivesItsDays() throws {
+        let o = try create(Fx.request(quantity: 3))
+        let p = try makePayment(o, payer: "u1", now: paidAt - 1000)
+        let d = try success(rules.notify(Fx.notice(p), payment: p, order: o, stock: 10, now: paidAt, product: product, membership: .absent))
+        XCTAssertEqual(saved(d)?.endsAt, paidAt + 90 * day)
+        XCTAssertEqual(d.savedOrder?.membershipAddedMs, 90 * day)
+    }
+
     func testADeliveryAfterTheEndStartsAgainFromNow() throws {
         let over = Membership(product: "p1", user: "u1", startsAt: Fx.t0 - 40 * day, endsAt: Fx.t0 - 10 * day, remindedAt: Fx.t0 - 10 * day)
         let m = try XCTUnwrap(saved(try deliver(.present(over))))
