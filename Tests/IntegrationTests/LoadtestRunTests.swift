@@ -41,6 +41,7 @@ final class LoadtestRunTests: XCTestCase {
             "holiday-peak", "--browsers", "100", "--connect-rate", "200", "--duration", "10", "--gifts", "20", "--friendpays", "15",
             "--double-pay", "0.4", "--groups", "2", "--group-members", "40", "--chatter-rate", "10", "--watchers", "40",
             "--storm-share", "0.3", "--storm-at", "0.3", "--storm-down", "2", "--drain", "15", "--http-workers", "4",
+            "--restock-watchers", "0",
         ], scenario: "holiday-peak", timeout: 120)
         let totals = try XCTUnwrap(report["totals"] as? [String: Any])
         XCTAssertGreaterThan(int(totals["expected"]), 500, "\(totals)")
