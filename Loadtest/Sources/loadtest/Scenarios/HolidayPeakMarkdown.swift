@@ -119,7 +119,7 @@ extension HolidayPeakResults.Restock {
     /// The summary's line.
     var line: String {
         "\(inLine)/\(watchers) in line (\(extraConnections) extra connections, \(Fmt.num(watchSeconds, 1)) s); upload of \(keys) keys \(ms(uploadMs))"
-            + " (script \(ms(slowlogMaxMs))); holds \(holdsAnswered.map(String.init) ?? "-")/\(expectedHolds), told \(holdPushes), out of order \(holdersOutOfOrder);"
+            + " (script \(slowlogMaxMs.map { $0 > 0 ? Fmt.num($0, 2) + " ms" : "under 0.5 ms" } ?? "-")); holds \(holdsAnswered.map(String.init) ?? "-")/\(expectedHolds), told \(holdPushes), out of order \(holdersOutOfOrder);"
             + " holders \(latency(holderLatency)), rest \(latency(restLatency)), last told \(ms(lastToldMs));"
             + " holder orders \(holderDeliveredInTime)/\(holderPaidInTime) delivered in time (\(holderPaidLate) late),"
             + " non-holders \(sniperDeliveredBeforeUntil)/\(sniperPaidBeforeUntil) got a key before until; stock after \(stockAfter.map(String.init) ?? "-") held \(heldAfter.map(String.init) ?? "-")"
@@ -130,7 +130,7 @@ extension HolidayPeakResults.Restock {
         var out = "`\(product)` sold out; \(Fmt.int(inLine)) of \(Fmt.int(watchers)) watchers in its restock line (\(Fmt.int(extraConnections)) of them extra connections beyond the browsers), each `watch` sent after the previous reply, alternating nodes, in \(Fmt.num(watchSeconds, 1)) s"
         if watchesIgnored > 0 { out += " (\(watchesIgnored) watches answered without `restock:true`: the gateway has no restock watches)" }
         out += ". One upload of \(Fmt.int(keys)) keys took \(ms(uploadMs))"
-        if let slowlogMaxMs { out += " (longest Redis command on the product, the upload script: \(Fmt.num(slowlogMaxMs, 2)) ms)" }
+        if let slowlogMaxMs { out += " (longest Redis command on the product, the upload script: " + (slowlogMaxMs > 0 ? "\(Fmt.num(slowlogMaxMs, 2)) ms)" : "under 0.5 ms)") }
         out += " and answered holds \(holdsAnswered.map(String.init) ?? "-"), stock \(stockAnswered.map(String.init) ?? "-"). "
         out += "\(holdPushes) watchers were told with a hold (expected the first \(expectedHolds) of the line: \(holdersOutOfOrder) later ones held, \(holdersMissing) missed); "
         out += "`product.restock` to holders \(latency(holderLatency)), to the rest \(latency(restLatency)); the last holder was told \(ms(lastHolderToldMs)) and the last watcher \(ms(lastToldMs)) after the upload went out. "

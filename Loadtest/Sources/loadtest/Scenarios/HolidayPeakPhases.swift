@@ -169,6 +169,7 @@ enum HolidayPeak {
                     && Clock.now() < setupDeadline {
                 Children.haltIfInterrupted()
                 usleep(100_000)
+                s.rush?.nudge()
                 if run.tickDue() {
                     run.clock.tick(&run.report, "setup", fleet.snapshot.online, s.ledger, httpCalls: s.takeHTTP(), errors: s.errors.total + s.httpErrors.total)
                     p.line("setup", "members bought \(bought.value)/\(members.count) | watches \(watched.value)/\(connectedWatchers.count)"

@@ -23,6 +23,12 @@ final class RestockRush: @unchecked Sendable {
     private var watchErrors = 0
     private var watchStarted = 0.0
     private var watchSeconds: Double?
+    /// The candidate whose watch is out (one at a time), and since when: a reply lost with its
+    /// connection would stop the line forming, so `nudge` moves on after a while.
+    private var cursor = 0
+    private var cursorSince = 0.0
+    private var candidates: [HPBrowser] = []
+    private var watchDone: Counter?
     /// Set when the upload goes out: the line as it was, who must hold, who snipes.
     private var expectedHolders: [String] = []
     private var position: [String: Int] = [:]
@@ -57,34 +63,68 @@ final class RestockRush: @unchecked Sendable {
 
     /// Sends the watches one at a time from the first candidate on; `done` counts the candidates finished.
     func startWatches(_ candidates: [HPBrowser], done: Counter) {
-        lock.withLock { watchStarted = Clock.now() }
-        scenario.fleet.lock.withLock { watchNext(candidates, from: 0, done: done) }
+        lock.withLock {
+            self.candidates = candidates
+            watchDone = done
+            watchStarted = Clock.now()
+        }
+        scenario.fleet.lock.withLock { watchNext(from: 0) }
+    }
+
+    /// The set-up's loop, every 100 ms: a watch unanswered for 5 s (its connection dropped) is
+    /// given up, as a failed watch, and the next one goes out.
+    func nudge() {
+        let stuck: Int? = lock.withLock {
+            guard cursor < candidates.count, Clock.now() - cursorSince > 5 else { return nil }
+            watchErrors += 1
+            cursor += 1
+            return cursor
+        }
+        guard let stuck else { return }
+        scenario.errors.add("watch restock: no answer in 5 s")
+        watchDone?.add()
+        scenario.fleet.lock.withLock { watchNext(from: stuck) }
     }
 
     /// Fleet lock held (the caller's, or the previous reply's handler on a loop thread).
-    private func watchNext(_ candidates: [HPBrowser], from start: Int, done: Counter) {
+    private func watchNext(from start: Int) {
         let fields = #""product":"\#(product)","restock":true"#
+        let (candidates, done) = lock.withLock { (self.candidates, watchDone!) }
         var i = start
         while i < candidates.count {
             let b = candidates[i], next = i + 1
+            lock.withLock {
+                cursor = i
+                cursorSince = Clock.now()
+            }
             let sent = scenario.fleet.send(b, "watch", fields, name: "watch restock") { [self] reply in
-                lock.withLock {
+                let current: Bool = lock.withLock {
+                    // A reply after `nudge` gave up on it: its place in line is unknown, so it is not counted.
+                    guard cursor == i else { return false }
+                    // Taken: `nudge` now waits on the next one.
+                    cursor = next
+                    cursorSince = Clock.now()
                     if let ok = reply["ok"] {
                         if ok["restock"]?.boolValue == true { line.append(b) } else { watchesIgnored += 1 }
                     } else {
                         watchErrors += 1
                     }
+                    return true
                 }
+                guard current else { return }
                 if reply["ok"] == nil { scenario.errors.add("watch restock: " + (reply["error"]?["code"]?.stringValue ?? "?")) }
                 done.add()
-                watchNext(candidates, from: next, done: done)
+                watchNext(from: next)
             }
             if sent { return }
             lock.withLock { watchErrors += 1 }
             done.add()
             i = next
         }
-        lock.withLock { watchSeconds = Clock.now() - watchStarted }
+        lock.withLock {
+            cursor = candidates.count
+            watchSeconds = Clock.now() - watchStarted
+        }
     }
 
     var lineLength: Int { lock.withLock { line.count } }
@@ -210,11 +250,14 @@ final class RestockRush: @unchecked Sendable {
         defer { shop.disconnect() }
         let readDeadline = Clock.now() + 15
         while true {
+            var answered = false
             if let j = try? shop.product(product) {
+                answered = true
                 r.stockAfter = j["stock"]?.intValue.map { Int($0) }
                 r.heldAfter = j["held"]?.intValue.map { Int($0) }
             }
-            if r.heldAfter == 0 || Clock.now() > readDeadline { break }
+            // No `held` in the answer: a gateway without holds; waiting changes nothing.
+            if r.heldAfter == 0 || (answered && r.heldAfter == nil) || Clock.now() > readDeadline { break }
             usleep(250_000)
         }
 
