@@ -1123,7 +1123,7 @@ final class HolidayPeakScenario: @unchecked Sendable {
         let s = fleet.snapshot
         let point = run.clock.tick(&run.report, phase, s.online, ledger, httpCalls: takeHTTP(), errors: errors.total + httpErrors.total)
         let (gc, fc, g) = stats.withLock { (giftCount, fpCount, grp) }
-        p.line(phase, "online \(Fmt.int(s.online))/\(Fmt.int(n)) | gifts \(gc.paid)/\(cmd.gifts) claimed \(gc.claimed) | friend-pay \(fc.paid)/\(cmd.friendpays) refunds \(fc.refundsReceived)/\(fc.refundsExpected) | chat \(g.messagesAccepted) | "
+        p.line(phase, "online \(Fmt.int(s.online))/\(Fmt.int(n + run.restockExtra.count)) | gifts \(gc.paid)/\(cmd.gifts) claimed \(gc.claimed) | friend-pay \(fc.paid)/\(cmd.friendpays) refunds \(fc.refundsReceived)/\(fc.refundsExpected) | chat \(g.messagesAccepted) | "
             + "pushes +\(Fmt.int(point.pushesPerSecond))/s p99 \(Fmt.num(point.p99Ms, 1)) ms (run \(Fmt.num(ledger.p99SoFar, 1))) | waiting \(ledger.outstanding) | gaps \(s.personalGaps) dup \(s.personalDuplicates) err \(point.errors) | " + run.cpu.line())
     }
 

@@ -230,7 +230,8 @@ final class RestockRush: @unchecked Sendable {
     func finish(_ c: Cluster, pushes: [String: PushLedger.KindCounts], _ p: Progress) -> HolidayPeakResults.Restock {
         let untilMs: Int64? = lock.withLock { told.values.compactMap { $0 }.max() }
         if let untilMs {
-            let end = min(Double(untilMs) / 1000 + 2, Clock.now() + Double(cmd.restockHoldS) + 30)
+            // Nodes given with --url keep their own restock.hold_s: the pushes' `until` is what counts (bounded).
+            let end = min(Double(untilMs) / 1000 + 2, Clock.now() + Double(max(cmd.restockHoldS, 300)) + 30)
             if end > Clock.now() { p.note("restock: waiting \(Fmt.num(end - Clock.now(), 1)) s for the holds to end") }
             while Clock.now() < end {
                 Children.haltIfInterrupted()
