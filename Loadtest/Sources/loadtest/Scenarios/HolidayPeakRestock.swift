@@ -13,6 +13,8 @@ final class RestockRush: @unchecked Sendable {
     /// The ledger files `product.restock` under these, so holders and the rest get their own latency.
     static let holdersKind = "product.restock (holders)"
     static let restKind = "product.restock (rest)"
+    /// The rush's orders, timed apart from the peak's other orders.
+    static let orderKind = "order.status (restock)"
 
     private unowned let scenario: HolidayPeakScenario
     private let cmd: HolidayPeakCommand
@@ -202,7 +204,7 @@ final class RestockRush: @unchecked Sendable {
             guard let o = try s.http(shop, "POST", "/api/v1/orders", #"{"buyer":"\#(b.user)","product":"\#(product)","quantity":1}"#,
                                      want: 201, what: "restock order"),
                   let id = o["id"]?.stringValue else { return }
-            ledger.expect(b.user, "order.status", "\(id) pending_payment", at: t1)
+            ledger.expect(b.user, "order.status", "\(id) pending_payment", at: t1, label: Self.orderKind)
             guard let p = try s.createPayment(shop, order: id, payer: b.user) else { return }
             let t2 = Clock.unixMicros()
             guard try s.notify(shop, p) else { return }
@@ -213,7 +215,7 @@ final class RestockRush: @unchecked Sendable {
                 return
             }
             // Delivered or abnormal: known only now; a push that came first waits in the ledger.
-            ledger.expect(b.user, "order.status", "\(id) \(status)", at: t2)
+            ledger.expect(b.user, "order.status", "\(id) \(status)", at: t2, label: Self.orderKind)
             let keys = (read["keys"]?.arrayValue ?? []).compactMap(\.stringValue)
             lock.withLock {
                 orders.append(Order(user: b.user, holder: holder, id: id, notifySent: t2, notifyAnswered: t3, status: status, keys: keys))
