@@ -537,7 +537,7 @@ final class HolidayPeakScenario: @unchecked Sendable {
         // Under chaos a call the node never answers is retried after 5 s (and counted), not waited on for 20.
         jobs = JobQueue(endpoints: c.endpoints, shopKey: c.shopKey, threads: cmd.httpWorkers, timeout: chaos == nil ? 20 : 5)
         let ttl = 7200 + cmd.duration + Int(Double(n) / cmd.connectRate)
-        fleet = try BrowserFleet(urls: c.endpoints.map(\.wsURL), secret: c.secret, loops: n > 6000 ? 2 : 1, ttl: ttl,
+        fleet = try BrowserFleet(urls: c.endpoints.map(\.wsURL), secret: c.secret, loops: n + (rush == nil ? 0 : cmd.restockExtraWatchers) > 6000 ? 2 : 1, ttl: ttl,
                                  ledger: ledger, errors: errors)
         fleet.onPush = { [self] b, type, json, now, recovered in pushed(b, type, json, now, recovered) }
         let browsers = (0..<n).map { HPBrowser(user: "hp-\(tag)-\($0)", node: $0 % c.endpoints.count) }

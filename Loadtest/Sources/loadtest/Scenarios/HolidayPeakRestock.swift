@@ -137,6 +137,8 @@ final class RestockRush: @unchecked Sendable {
     /// `product.restock`, the first `keys` of them with a hold.
     func uploadKeys(_ shop: ShopClient, _ c: Cluster) {
         let ledger = scenario.ledger
+        let slowlog = SlowlogWindow(c, product: product)
+        let body = scenario.keysBody(product, 0..<cmd.restockKeys)
         let t = Clock.unixMicros()
         lock.withLock {
             let holders = min(cmd.restockKeys, line.count)
@@ -154,8 +156,6 @@ final class RestockRush: @unchecked Sendable {
             }
             uploadAt = t
         }
-        let slowlog = SlowlogWindow(c, product: product)
-        let body = scenario.keysBody(product, 0..<cmd.restockKeys)
         let sent = Clock.unixMicros()
         do {
             let r = try shop.call("POST", "/api/v1/products/\(product)/keys", body)
