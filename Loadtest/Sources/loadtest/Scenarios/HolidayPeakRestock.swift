@@ -31,6 +31,8 @@ final class RestockRush: @unchecked Sendable {
     private var cursorSince = 0.0
     private var candidates: [HPBrowser] = []
     private var watchDone: Counter?
+    /// The upload went out: the line is what it was then; watches still unsent are not sent.
+    private var lineClosed = false
     /// Set when the upload goes out: the line as it was, who must hold, who snipes.
     private var expectedHolders: [String] = []
     private var position: [String: Int] = [:]
@@ -95,17 +97,28 @@ final class RestockRush: @unchecked Sendable {
         var i = start
         while i < candidates.count {
             let b = candidates[i], next = i + 1
-            lock.withLock {
+            let closed: Bool = lock.withLock {
                 cursor = i
                 cursorSince = Clock.now()
+                return lineClosed
+            }
+            if closed {
+                scenario.errors.add("watch restock: not sent before the upload (the set-up ran out of time)")
+                lock.withLock { watchErrors += candidates.count - i }
+                break
             }
             let sent = scenario.fleet.send(b, "watch", fields, name: "watch restock") { [self] reply in
-                let current: Bool = lock.withLock {
+                let counted: Bool? = lock.withLock {
                     // A reply after `nudge` gave up on it: its place in line is unknown, so it is not counted.
-                    guard cursor == i else { return false }
+                    guard cursor == i else { return nil }
                     // Taken: `nudge` now waits on the next one.
                     cursor = next
                     cursorSince = Clock.now()
+                    // Answered after the upload went out: not in the line the pushes were expected for.
+                    if lineClosed {
+                        watchErrors += 1
+                        return false
+                    }
                     if let ok = reply["ok"] {
                         if ok["restock"]?.boolValue == true { line.append(b) } else { watchesIgnored += 1 }
                     } else {
@@ -113,8 +126,8 @@ final class RestockRush: @unchecked Sendable {
                     }
                     return true
                 }
-                guard current else { return }
-                if reply["ok"] == nil { scenario.errors.add("watch restock: " + (reply["error"]?["code"]?.stringValue ?? "?")) }
+                guard let counted else { return }
+                if counted && reply["ok"] == nil { scenario.errors.add("watch restock: " + (reply["error"]?["code"]?.stringValue ?? "?")) }
                 done.add()
                 watchNext(from: next)
             }
@@ -155,6 +168,7 @@ final class RestockRush: @unchecked Sendable {
                 snipers = Set((0..<count).map { line[holders + Int(Double($0) * stride)].user })
             }
             uploadAt = t
+            lineClosed = true
         }
         let sent = Clock.unixMicros()
         do {
