@@ -21,7 +21,7 @@ extension ScenarioReport where Results == HolidayPeakResults {
         if let chartFile { out += "![latency (p50, p99 per second) and pushes per second](\(chartFile))\n\n" }
 
         out += "## Pushes per kind\n\n"
-        out += "Latency runs from the action that caused the push (the HTTP request, the `gift.claim`, the PATCH, or the `t` stamped in a group message) to its receipt on the browser's socket. Pushes replayed by `since` recovery count as received but have no latency.\n\n"
+        out += "Latency runs from the action that caused the push (the HTTP request, the `gift.claim`, the PATCH, the restock upload, or the `t` stamped in a group message) to its receipt on the browser's socket. Pushes replayed by `since` recovery count as received but have no latency.\n\n"
         var rows: [[String]] = self.pushes.sorted { $0.key < $1.key }.map { kind, k in
             let l = k.latency
             return ["`\(kind)`", Fmt.int(k.expected), Fmt.int(k.received), Fmt.int(k.lost), Fmt.int(k.duplicates), Fmt.int(k.unexpected),
