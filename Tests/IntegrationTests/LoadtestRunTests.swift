@@ -41,6 +41,7 @@ final class LoadtestRunTests: XCTestCase {
             "holiday-peak", "--browsers", "100", "--connect-rate", "200", "--duration", "10", "--gifts", "20", "--friendpays", "15",
             "--double-pay", "0.4", "--groups", "2", "--group-members", "40", "--chatter-rate", "10", "--watchers", "40",
             "--storm-share", "0.3", "--storm-at", "0.3", "--storm-down", "2", "--drain", "15", "--http-workers", "4",
+            "--restock-watchers", "0",
         ], scenario: "holiday-peak", timeout: 120)
         let totals = try XCTUnwrap(report["totals"] as? [String: Any])
         XCTAssertGreaterThan(int(totals["expected"]), 500, "\(totals)")
@@ -84,6 +85,48 @@ final class LoadtestRunTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(int(storm["reconnected"]), int(storm["victims"]))
         XCTAssertEqual(int(storm["notRecovered"]), 0)
         try assertMarkdownBeside("holiday-peak")
+    }
+
+    /// The restock rush on a small scale (issue 14): 300 restock watchers (200 beyond the browsers),
+    /// 30 keys: exactly 30 holds, to the first 30 in watch order; holders who pay within the hold
+    /// delivered; no key to anyone else while held; every watcher told once; unused holds back.
+    /// Skipped on a gateway without restock watches (every watch answered without `restock:true`).
+    func testSmallRestockRushHoldsKeysForTheFirstWatchersInOrder() throws {
+        let report = try runLoadtest([
+            "holiday-peak", "--browsers", "100", "--connect-rate", "300", "--duration", "10", "--gifts", "4", "--friendpays", "4",
+            "--groups", "1", "--group-members", "10", "--chatter-rate", "2", "--watchers", "10", "--storm-share", "0", "--drain", "15",
+            "--http-workers", "4", "--restock-watchers", "300", "--restock-keys", "30", "--restock-hold-s", "8", "--restock-snipers", "20",
+        ], scenario: "holiday-peak", timeout: 150)
+        let rs = try XCTUnwrap(report["restock"] as? [String: Any], "\(report.keys.sorted())")
+        if int(rs["watchesIgnored"]) == 300 { throw XCTSkip("the gateway has no restock watches (answered without restock:true)") }
+        XCTAssertEqual(int(rs["inLine"]), 300, "\(rs)")
+        XCTAssertEqual(int(rs["expectedHolds"]), 30)
+        XCTAssertEqual(int(rs["holdsAnswered"]), 30, "the upload answers the holds given")
+        XCTAssertEqual(int(rs["stockAnswered"]), 0)
+        XCTAssertEqual(int(rs["holdPushes"]), 30)
+        XCTAssertEqual(int(rs["holdersOutOfOrder"]), 0, "\(rs["problems"] ?? "")")
+        XCTAssertEqual(int(rs["holdersMissing"]), 0)
+        XCTAssertEqual(int(rs["untilValues"]), 1)
+        XCTAssertGreaterThan(int(rs["holderPaidInTime"]), 0, "\(rs)")
+        XCTAssertEqual(int(rs["holderDeliveredInTime"]), int(rs["holderPaidInTime"]), "\(rs["problems"] ?? "")")
+        XCTAssertGreaterThan(int(rs["sniperOrders"]), 0)
+        XCTAssertEqual(int(rs["sniperDeliveredBeforeUntil"]), 0, "no held key to a non-holder")
+        XCTAssertEqual(int(rs["keysTwice"]), 0)
+        XCTAssertEqual(int(rs["keysForeign"]), 0)
+        XCTAssertEqual(int(rs["heldAfter"]), 0, "every unused hold ended")
+        XCTAssertEqual(int(rs["stockAfter"]), int(rs["expectedStockAfter"]), "\(rs)")
+        let pushes = try XCTUnwrap(report["pushes"] as? [String: [String: Any]])
+        for (kind, n) in [("product.restock (holders)", 30), ("product.restock (rest)", 270)] {
+            let k = try XCTUnwrap(pushes[kind], "no \(kind) in \(pushes.keys.sorted())")
+            XCTAssertEqual(int(k["expected"]), n, kind)
+            XCTAssertEqual(int(k["received"]), n, kind)
+            XCTAssertEqual(int(k["duplicates"]), 0, kind)
+        }
+        XCTAssertNil(pushes["product.restock"], "a product.restock to a user not in line")
+        let totals = try XCTUnwrap(report["totals"] as? [String: Any])
+        XCTAssertEqual(int(totals["lost"]), 0, "missing: \(report["missingSamples"] ?? "")")
+        XCTAssertEqual(int(totals["unexpected"]), 0)
+        XCTAssertEqual(int(totals["errors"]), 0, "errors: \(report["errors"] ?? "") http: \(report["httpErrors"] ?? "")")
     }
 
     /// `orders --webhooks` reads the event log back and holds the receiver's deliveries against

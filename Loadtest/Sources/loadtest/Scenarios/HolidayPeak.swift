@@ -5,16 +5,17 @@ import GatewayProtocol
 
 /// Scenario 5: a holiday evening. Browsers ramp up and stay; meanwhile gifts are bought
 /// and claimed, friends pay for each other (sometimes two at once), buyers chatter in
-/// their groups, a price drops under many watchers, and a share of browsers drops and
-/// comes back with `since`. Every push is checked (lost, duplicated, out of order) and
+/// their groups, a price drops under many watchers, a sold-out product is restocked
+/// under a line of restock watchers, and a share of browsers drops and comes back with `since`. Every push is checked (lost, duplicated, out of order) and
 /// timed per kind from the action that caused it.
 struct HolidayPeakCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "holiday-peak",
-        abstract: "A holiday evening: browsers, gift rush, friend-pay, group chatter, a flash price drop and a reconnect storm, all checked for loss.",
+        abstract: "A holiday evening: browsers, gift rush, friend-pay, group chatter, a flash price drop, a restock rush and a reconnect storm, all checked for loss.",
         discussion: """
         Every browser is a WebSocket in this process (the load generator), so --browsers plus the offline \
-        watchers reconnecting at once must fit under the per-process descriptor limit (`ulimit -Hn`, 20,000 here).
+        watchers reconnecting at once plus the restock watchers beyond --browsers must fit under the per-process \
+        descriptor limit (`ulimit -Hn`, 20,000 here).
         Defaults run in about 50-60 s on 2 cores against 2 spawned nodes (--nodes, default 2 for this scenario).
         """)
 
@@ -63,6 +64,24 @@ struct HolidayPeakCommand: ParsableCommand {
     @Option(help: "Seconds the stormed browsers stay away before they all come back with `since`.")
     var stormDown = 3.0
 
+    @Option(help: "Restock rush: watchers in the restock line (`watch` with `restock:true`, sent one at a time so the line's order is known). The first --browsers of them are browsers, the rest extra connections that watch and stay. 0: no rush.")
+    var restockWatchers = 5000
+
+    @Option(help: "Restock rush: keys uploaded at once to the sold-out product; the first this many watchers in line each hold one.")
+    var restockKeys = 500
+
+    @Option(help: "When the restock upload goes out, as a fraction of the peak (before the storm at 0.3 by default, so its pushes arrive live).")
+    var restockAt = 0.2
+
+    @Option(help: "Restock rush: restock.hold_s of spawned nodes (GATEWAY_RESTOCK_HOLD_S), short so unused holds end inside the run; nodes given with --url keep theirs.")
+    var restockHoldS = 20
+
+    @Option(help: "Restock rush: share of the holders that order and pay as soon as their hold arrives.")
+    var restockBuyShare = 0.9
+
+    @Option(help: "Restock rush: watchers without a hold that order and pay as soon as their push arrives (abnormal while every key is held).")
+    var restockSnipers = 200
+
     @Option(help: "Threads doing HTTP (orders, payments, notifies), each with a keep-alive connection.")
     var httpWorkers = 8
 
@@ -80,14 +99,16 @@ struct HolidayPeakCommand: ParsableCommand {
 
     var connectedWatchers: Int { min(browsers, Int((Double(watchers) * watchConnected).rounded())) }
     var offlineWatchers: Int { watchers - connectedWatchers }
+    /// Restock watchers beyond the browsers: connections that only watch and stay.
+    var restockExtraWatchers: Int { max(0, restockWatchers - browsers) }
 
     func validate() throws {
         let hard = Machine.fdLimit().hard
         guard browsers >= 10 else { throw ValidationError("--browsers must be at least 10 (gifts and friend-pay need distinct browsers)") }
         // Browsers, offline watchers coming back at once, HTTP sockets, Redis and spare.
-        let needed = browsers + min(offlineWatchers, 1000) + httpWorkers * 2 + 100
+        let needed = browsers + restockExtraWatchers + min(offlineWatchers, 1000) + httpWorkers * 2 + 100
         guard needed <= hard - 64 else {
-            throw ValidationError("--browsers \(browsers) needs about \(needed) descriptors in this one process, over the limit of \(hard) (ulimit -Hn; a hard 20,000 on these machines): use at most \(max(10, hard - 64 - 100 - httpWorkers * 2 - min(offlineWatchers, 1000))) browsers, or the `connections` scenario (worker processes) for more idle sockets")
+            throw ValidationError("--browsers \(browsers) with \(restockExtraWatchers) restock watchers beyond them needs about \(needed) descriptors in this one process, over the limit of \(hard) (ulimit -Hn; a hard 20,000 on these machines): use at most \(max(10, hard - 64 - 100 - httpWorkers * 2 - min(offlineWatchers, 1000))) browsers and restock watchers together, or the `connections` scenario (worker processes) for more idle sockets")
         }
         guard connectRate > 0, connectRate <= 20_000 else { throw ValidationError("--connect-rate must be above 0 and at most 20,000") }
         guard (5...3600).contains(duration) else { throw ValidationError("--duration must be 5 to 3600 seconds") }
@@ -118,6 +139,14 @@ struct HolidayPeakCommand: ParsableCommand {
         guard stormDown >= 0.1, stormDown <= 600 else { throw ValidationError("--storm-down must be 0.1 to 600 seconds") }
         guard stormAt * Double(duration) + stormDown < Double(duration) else {
             throw ValidationError("the storm (--storm-at x --duration + --storm-down) must end before the peak does")
+        }
+        guard (0...18_000).contains(restockWatchers) else { throw ValidationError("--restock-watchers must be 0 to 18,000 (0: no restock rush)") }
+        if restockWatchers > 0 {
+            guard (1...10_000).contains(restockKeys) else { throw ValidationError("--restock-keys must be 1 to 10,000 (one upload)") }
+            guard restockAt >= 0, restockAt <= 0.9 else { throw ValidationError("--restock-at must be 0 to 0.9 (a fraction of the peak)") }
+            guard (1...86_400).contains(restockHoldS) else { throw ValidationError("--restock-hold-s must be 1 to 86,400") }
+            guard restockBuyShare >= 0, restockBuyShare <= 1 else { throw ValidationError("--restock-buy-share must be 0 to 1") }
+            guard (0...restockWatchers).contains(restockSnipers) else { throw ValidationError("--restock-snipers must be 0 to --restock-watchers (\(restockWatchers))") }
         }
         guard (1...64).contains(httpWorkers) else { throw ValidationError("--http-workers must be 1 to 64") }
         guard (1...600).contains(drain) else { throw ValidationError("--drain must be 1 to 600 seconds") }
@@ -152,6 +181,13 @@ struct HolidayPeakResults: EmptyResults {
         var stormAtSeconds: Double
         var stormDownSeconds: Double
         var dropAtSeconds: Double
+        /// 0: no restock rush.
+        var restockWatchers: Int
+        var restockKeys: Int
+        var restockAtSeconds: Double
+        var restockHoldSeconds: Int
+        var restockBuyShare: Double
+        var restockSnipers: Int
         var httpWorkers: Int
         var nodes: Int
         var external: Bool
@@ -236,6 +272,67 @@ struct HolidayPeakResults: EmptyResults {
         var lastLiveAlertMs: Double?
     }
 
+    /// The restock rush: a sold-out product, a line of restock watchers in a known order, one
+    /// upload of keys; the first watchers hold a key each until `until`, and only their orders
+    /// may take those keys.
+    struct Restock: Codable {
+        var product = ""
+        var watchers = 0
+        /// Connections opened only to watch (watchers beyond the browsers).
+        var extraConnections = 0
+        /// Watches answered with `restock:true`, one at a time: the line, in this order.
+        var inLine = 0
+        /// Watches answered without `restock:true` (a gateway without restock watches).
+        var watchesIgnored = 0
+        var watchErrors = 0
+        var watchSeconds = 0.0
+        var keys = 0
+        var uploadStatus: Int?
+        var uploadMs: Double?
+        /// The upload answer's `holds` and `stock` (keys a non-holder can buy now).
+        var holdsAnswered: Int?
+        var stockAnswered: Int?
+        /// min(keys, line): the first this many of the line must hold a key.
+        var expectedHolds = 0
+        /// Watchers whose `product.restock` carried `hold`.
+        var holdPushes = 0
+        /// Hold pushes to a watcher outside the first `expectedHolds` of the line, and first ones without a hold.
+        var holdersOutOfOrder = 0
+        var holdersMissing = 0
+        /// Distinct `hold.until` values seen (one upload: 1).
+        var untilValues = 0
+        var holdUntilMs: Int64?
+        /// Holders' orders: paid within the hold (notify answered before `until`) and of those delivered
+        /// with exactly one key; paid around or after `until` (not judged).
+        var holderOrders = 0
+        var holderPaidInTime = 0
+        var holderDeliveredInTime = 0
+        var holderPaidLate = 0
+        /// Non-holders' orders paid (notify answered) before `until`, and those that got a key.
+        var sniperOrders = 0
+        var sniperPaidBeforeUntil = 0
+        var sniperDeliveredBeforeUntil = 0
+        var sniperDeliveredLater = 0
+        /// Keys in the run's restock orders, seen twice, or not among the uploaded ones.
+        var keysGiven = 0
+        var keysTwice = 0
+        var keysForeign = 0
+        /// `GET product` after `until` (+2 s, held 0): every unused hold back in stock.
+        var stockAfter: Int?
+        var heldAfter: Int?
+        var expectedStockAfter: Int?
+        /// Upload sent to the last live `product.restock` received, and to the last holder's.
+        var lastToldMs: Double?
+        var lastHolderToldMs: Double?
+        var holderLatency: LatencySummary?
+        var restLatency: LatencySummary?
+        /// Delivered holder orders per second, upload to the last of them.
+        var holderDeliveredPerSecond: Double?
+        /// Longest `SLOWLOG` entry on the restock product during the upload (the keys_add script; one spawned redis-server only).
+        var slowlogMaxMs: Double?
+        var problems: [String] = []
+    }
+
     struct Storm: Codable {
         var victims = 0
         var downSeconds = 0.0
@@ -279,6 +376,8 @@ struct HolidayPeakResults: EmptyResults {
     var friendPay = FriendPay()
     var groups = Groups()
     var priceDrop = Drop()
+    /// Nil when the run had no restock rush (`--restock-watchers 0`).
+    var restock: Restock?
     var storm = Storm()
     /// Every timed push by what the run was doing when it arrived (set-up burst, steady
     /// peak, storm return, price drop, drain): where the slow ones come from.
@@ -346,6 +445,8 @@ final class HolidayPeakScenario: @unchecked Sendable {
     private(set) var keysHeldUnrevealed: [String: Int] = [:]
     /// Faults injected during the peak (the chaos scenario); nil for a plain holiday peak.
     var chaos: ChaosDriver?
+    /// The restock rush; nil with `--restock-watchers 0`.
+    private(set) var rush: RestockRush?
     private var paySecret = ""
     private(set) var jobs: JobQueue!
     private(set) var fleet: BrowserFleet!
@@ -355,6 +456,7 @@ final class HolidayPeakScenario: @unchecked Sendable {
     var giftProduct: String { "hp-\(tag)-gift" }
     var fpProduct: String { "hp-\(tag)-fp" }
     var watchProduct: String { "hp-\(tag)-watch" }
+    var restockProduct: String { "hp-\(tag)-restock" }
     func groupProduct(_ k: Int) -> String { "hp-\(tag)-g\(k)" }
     var watchFields: String { #""product":"\#(watchProduct)""# }
     let price = 1999, watchPrice = 9900
@@ -386,9 +488,14 @@ final class HolidayPeakScenario: @unchecked Sendable {
     func run() throws {
         let ctx = try RunContext(scenario: chaos == nil ? "holiday-peak" : "chaos", output: cmd.output)
         let p = ctx.progress
-        let (clusterOptions, secret) = try ClusterSecrets.withPaymentsSecret(cmd.cluster, external: cmd.paymentsSecret)
+        var (clusterOptions, secret) = try ClusterSecrets.withPaymentsSecret(cmd.cluster, external: cmd.paymentsSecret)
         paySecret = secret
-        var limits = Preflight.check(connections: cmd.browsers, nodes: cmd.cluster.nodeCount, sourceAddresses: false)
+        if cmd.restockWatchers > 0 {
+            rush = RestockRush(scenario: self, product: restockProduct)
+            // Short holds, so unused ones end inside the run; a --node-env given by hand wins (it comes later).
+            clusterOptions.nodeEnv.insert("GATEWAY_RESTOCK_HOLD_S=\(cmd.restockHoldS)", at: 0)
+        }
+        var limits = Preflight.check(connections: cmd.browsers + cmd.restockExtraWatchers, nodes: cmd.cluster.nodeCount, sourceAddresses: false)
         limits.forEach { p.note("preflight: \($0)") }
 
         var cluster: Cluster?
@@ -407,7 +514,9 @@ final class HolidayPeakScenario: @unchecked Sendable {
             doublePay: cmd.doublePay, groups: cmd.groups, groupMembers: cmd.groupMembers, chatterRate: cmd.chatterRate,
             watchers: cmd.watchers, watchersConnected: cmd.connectedWatchers, watchersOffline: cmd.offlineWatchers,
             stormShare: cmd.stormShare, stormAtSeconds: cmd.stormAt * peak, stormDownSeconds: cmd.stormDown,
-            dropAtSeconds: cmd.dropAt * peak, httpWorkers: cmd.httpWorkers, nodes: c.endpoints.count,
+            dropAtSeconds: cmd.dropAt * peak, restockWatchers: cmd.restockWatchers, restockKeys: cmd.restockKeys,
+            restockAtSeconds: cmd.restockAt * peak, restockHoldSeconds: cmd.restockHoldS, restockBuyShare: cmd.restockBuyShare,
+            restockSnipers: cmd.restockSnipers, httpWorkers: cmd.httpWorkers, nodes: c.endpoints.count,
             external: cmd.cluster.external, p99ObjectiveMs: cmd.p99Objective))
 
         // Products and keys: one per gift, friend-pay and member, plus a few spare.
@@ -421,12 +530,14 @@ final class HolidayPeakScenario: @unchecked Sendable {
             try upload(admin, groupProduct(k), cmd.groupMembers / cmd.groups + 11, p)
         }
         try admin.createProduct(id: watchProduct, price: watchPrice, title: "Holiday flash deal")
+        // Sold out until the rush's upload.
+        if rush != nil { try admin.createProduct(id: restockProduct, price: price, title: "Holiday restock") }
         admin.disconnect()
 
         // Under chaos a call the node never answers is retried after 5 s (and counted), not waited on for 20.
         jobs = JobQueue(endpoints: c.endpoints, shopKey: c.shopKey, threads: cmd.httpWorkers, timeout: chaos == nil ? 20 : 5)
         let ttl = 7200 + cmd.duration + Int(Double(n) / cmd.connectRate)
-        fleet = try BrowserFleet(urls: c.endpoints.map(\.wsURL), secret: c.secret, loops: n > 6000 ? 2 : 1, ttl: ttl,
+        fleet = try BrowserFleet(urls: c.endpoints.map(\.wsURL), secret: c.secret, loops: n + (rush == nil ? 0 : cmd.restockExtraWatchers) > 6000 ? 2 : 1, ttl: ttl,
                                  ledger: ledger, errors: errors)
         fleet.onPush = { [self] b, type, json, now, recovered in pushed(b, type, json, now, recovered) }
         let browsers = (0..<n).map { HPBrowser(user: "hp-\(tag)-\($0)", node: $0 % c.endpoints.count) }
@@ -435,7 +546,9 @@ final class HolidayPeakScenario: @unchecked Sendable {
             for b in browsers { b.onOnline = { [self] b in resendClaims(b) } }
         }
         let offline = (0..<cmd.offlineWatchers).map { HPBrowser(user: "hp-\(tag)-w\($0)", node: $0 % c.endpoints.count) }
-        let run = HolidayPeak.Run(scenario: self, cluster: c, progress: p, browsers: browsers, offline: offline, report: report)
+        let restockExtra = rush == nil ? [] : (0..<cmd.restockExtraWatchers).map { HPBrowser(user: "hp-\(tag)-r\($0)", node: $0 % c.endpoints.count) }
+        let run = HolidayPeak.Run(scenario: self, cluster: c, progress: p, browsers: browsers, offline: offline, restockExtra: restockExtra,
+                                  report: report)
         let offlineWatchDone = try HolidayPeak.Ramp(run: run)()
         let setUp = HolidayPeak.SetUp(run: run, offlineWatchDone: offlineWatchDone)()
         let peakResult = HolidayPeak.Peak(run: run, setUp: setUp)()
@@ -444,8 +557,9 @@ final class HolidayPeakScenario: @unchecked Sendable {
         // 5. Read back orders: state, owner, exactly one key each, no key twice.
         verify(c, peakResult.giftOrders, peakResult.fpOrders, p)
 
-        // 6. Report.
+        // 6. Report (the restock rush's part once its holds have ended).
         report = completed(run, setUp, peakResult)
+        if let rush { report.restock = rush.finish(c, pushes: report.pushes, p) }
         limits += judge(report)
         if !c.deadNodes().isEmpty { limits.append("gateway: node exited: " + c.deadNodes().joined(separator: "; ")) }
         report.limits = limits
@@ -486,7 +600,7 @@ final class HolidayPeakScenario: @unchecked Sendable {
         report.browsers.dropReasons = s.dropReasons
         report.browsers.personalGaps = s.personalGaps
         report.browsers.personalDuplicates = s.personalDuplicates
-        report.browsers.onlineAtEnd = s.online
+        report.browsers.onlineAtEnd = s.online - fleet.lock.withLock { run.restockExtra.filter { $0.state == .online }.count }
         report.pushes = ledger.counts()
         stats.withLock {
             report.gifts = giftCount
@@ -580,12 +694,18 @@ final class HolidayPeakScenario: @unchecked Sendable {
         var done = 0
         while done < count {
             let k = min(10_000, count - done)
-            let body = #"{"keys":["# + (done..<(done + k)).map { #""HPK-\#(tag)-\#(product)-\#($0)""# }.joined(separator: ",") + "]}"
-            let r = try admin.call("POST", "/api/v1/products/\(product)/keys", body)
+            let r = try admin.call("POST", "/api/v1/products/\(product)/keys", keysBody(product, done..<(done + k)))
             guard r.status == 200 else { throw SpawnError("uploading keys to \(product): HTTP \(r.status) \(r.text)") }
             done += k
         }
     }
+
+    /// An upload's body: keys `HPK-<tag>-<product>-<i>`, so a read-back knows a key as the run's.
+    func keysBody(_ product: String, _ range: Range<Int>) -> String {
+        #"{"keys":["# + range.map { #""\#(keyName(product, $0))""# }.joined(separator: ",") + "]}"
+    }
+
+    func keyName(_ product: String, _ i: Int) -> String { "HPK-\(tag)-\(product)-\(i)" }
 
     /// Members' purchases come in one burst before the peak: timed apart from the peak's orders.
     let setupLabel = "order.status (set-up)"
@@ -741,6 +861,9 @@ final class HolidayPeakScenario: @unchecked Sendable {
         case "price.drop":
             ledger.received(b.user, type, data?["product"]?.stringValue ?? "?", at: now, recovered: recovered)
             if !recovered { stats.withLock { lastLiveAlert = max(lastLiveAlert ?? 0, now) } }
+        case "product.restock":
+            ledger.received(b.user, type, data?["product"]?.stringValue ?? "?", at: now, recovered: recovered)
+            rush?.pushed(b, data, now: now, recovered: recovered)
         default:
             ledger.received(b.user, type, data?["order"]?.stringValue ?? "?", at: now, recovered: recovered)
         }
@@ -878,7 +1001,7 @@ final class HolidayPeakScenario: @unchecked Sendable {
 
     /// `orRepeat`: a 200 counts too: a retried order creation (its first answer lost to a
     /// fault) answered with the order its `idempotency_key` made.
-    private func http(_ shop: ShopClient, _ method: String, _ path: String, _ body: String?, want: Int,
+    func http(_ shop: ShopClient, _ method: String, _ path: String, _ body: String?, want: Int,
                       orRepeat: Bool = false, what: String) throws -> JSON? {
         let r = try call(shop, method, path, body) { try shop.call(method, path, body) }
         countHTTP()
@@ -889,21 +1012,21 @@ final class HolidayPeakScenario: @unchecked Sendable {
         return r.json
     }
 
-    private struct PaymentRef {
+    struct PaymentRef {
         var id: String
         var order: String
         var amount: Int64
         var currency: String
     }
 
-    private func createPayment(_ shop: ShopClient, order: String, payer: String) throws -> PaymentRef? {
+    func createPayment(_ shop: ShopClient, order: String, payer: String) throws -> PaymentRef? {
         guard let r = try http(shop, "POST", "/api/v1/orders/\(order)/payments", #"{"payer":"\#(payer)"}"#, want: 201, what: "payment"),
               let p = r["payment"], let id = p["id"]?.stringValue, let amount = p["amount"]?.intValue,
               let currency = p["currency"]?.stringValue else { return nil }
         return PaymentRef(id: id, order: order, amount: amount, currency: currency)
     }
 
-    private func notify(_ shop: ShopClient, _ p: PaymentRef) throws -> Bool {
+    func notify(_ shop: ShopClient, _ p: PaymentRef) throws -> Bool {
         let body = #"{"payment":"\#(p.id)","order":"\#(p.order)","amount":\#(p.amount),"currency":"\#(p.currency)","status":"success","trade_no":"hp-\#(p.id)"}"#
         let r = try call(shop, "POST", "notify", body) { try shop.notify(body, secret: paySecret) }
         countHTTP()
@@ -1000,7 +1123,7 @@ final class HolidayPeakScenario: @unchecked Sendable {
         let s = fleet.snapshot
         let point = run.clock.tick(&run.report, phase, s.online, ledger, httpCalls: takeHTTP(), errors: errors.total + httpErrors.total)
         let (gc, fc, g) = stats.withLock { (giftCount, fpCount, grp) }
-        p.line(phase, "online \(Fmt.int(s.online))/\(Fmt.int(n)) | gifts \(gc.paid)/\(cmd.gifts) claimed \(gc.claimed) | friend-pay \(fc.paid)/\(cmd.friendpays) refunds \(fc.refundsReceived)/\(fc.refundsExpected) | chat \(g.messagesAccepted) | "
+        p.line(phase, "online \(Fmt.int(s.online))/\(Fmt.int(n + run.restockExtra.count)) | gifts \(gc.paid)/\(cmd.gifts) claimed \(gc.claimed) | friend-pay \(fc.paid)/\(cmd.friendpays) refunds \(fc.refundsReceived)/\(fc.refundsExpected) | chat \(g.messagesAccepted) | "
             + "pushes +\(Fmt.int(point.pushesPerSecond))/s p99 \(Fmt.num(point.p99Ms, 1)) ms (run \(Fmt.num(ledger.p99SoFar, 1))) | waiting \(ledger.outstanding) | gaps \(s.personalGaps) dup \(s.personalDuplicates) err \(point.errors) | " + run.cpu.line())
     }
 
@@ -1048,6 +1171,7 @@ final class HolidayPeakScenario: @unchecked Sendable {
               "friend-pay: \(r.friendPay.readBackOK)/\(r.friendPay.paid) paid once by the first friend, \(r.friendPay.refundsReceived)/\(r.friendPay.refundsExpected) second payers refunded")
         check(r.priceDrop.missing == 0 && r.priceDrop.duplicates == 0,
               "price drop: \(r.priceDrop.liveAlerts) live + \(r.pushes["price.drop"]?.recovered ?? 0) recovered alerts of \(r.priceDrop.connectedWatchers + r.priceDrop.offlineWatchers) watchers, missing \(r.priceDrop.missing), duplicates \(r.priceDrop.duplicates)")
+        if let rs = r.restock { restockChecks(rs, r.pushes, check) }
         for (kind, k) in r.pushes.sorted(by: { $0.key < $1.key }) {
             guard let l = k.latency, l.count > 0 else { continue }
             check(l.p99Ms < r.parameters.p99ObjectiveMs, "p99 \(kind) \(MD.ms(l.p99Ms)) ms (target under \(Fmt.num(r.parameters.p99ObjectiveMs, 0)) ms)")
@@ -1059,6 +1183,32 @@ final class HolidayPeakScenario: @unchecked Sendable {
             ? "all targets met: \(Fmt.int(t.received)) pushes checked, none lost or duplicated, p99 \(MD.ms(t.latency?.p99Ms ?? 0)) ms over all kinds"
             : "targets missed: " + failed.joined(separator: "; ")
         return (checks, verdict)
+    }
+
+    /// The restock rush against issue 14: exactly `keys` holds, to the first of the line in watch
+    /// order; holders who paid within the hold delivered; no held key to anyone else; no key
+    /// twice; every watcher told once; every unused hold back in stock.
+    private func restockChecks(_ rs: HolidayPeakResults.Restock, _ pushes: [String: PushLedger.KindCounts], _ check: (Bool, String) -> Void) {
+        check(rs.inLine > 0 && rs.watchesIgnored == 0,
+              "restock line: \(Fmt.int(rs.inLine)) of \(Fmt.int(rs.watchers)) watchers in line, one watch at a time in \(Fmt.num(rs.watchSeconds, 1)) s (\(rs.watchesIgnored) answered without restock:true, \(rs.watchErrors) failed)")
+        check(rs.expectedHolds > 0 && rs.holdsAnswered == rs.expectedHolds && rs.holdPushes == rs.expectedHolds,
+              "restock holds given = \(Fmt.int(rs.expectedHolds)) (min of \(Fmt.int(rs.keys)) keys and the line): upload answered holds \(rs.holdsAnswered.map(String.init) ?? "-") (HTTP \(rs.uploadStatus.map(String.init) ?? "-")), \(rs.holdPushes) watchers told with a hold")
+        check(rs.expectedHolds > 0 && rs.holdersOutOfOrder == 0 && rs.holdersMissing == 0 && rs.untilValues == 1,
+              "restock holders in watch order: the first \(Fmt.int(rs.expectedHolds)) of the line, \(rs.holdersOutOfOrder) holds to later watchers, \(rs.holdersMissing) of the first without one, \(rs.untilValues) distinct until")
+        check(rs.holderDeliveredInTime == rs.holderPaidInTime && (rs.holderPaidInTime > 0 || rs.holderOrders == 0),
+              "restock holders who paid within the hold delivered: \(rs.holderDeliveredInTime)/\(rs.holderPaidInTime) with one key (\(rs.holderPaidLate) paid around or after until, not judged)")
+        let outsideHolds = rs.stockAnswered ?? 0
+        check(rs.sniperDeliveredBeforeUntil <= outsideHolds,
+              "restock: no held key to a non-holder before until: \(rs.sniperDeliveredBeforeUntil) of \(rs.sniperPaidBeforeUntil) non-holder orders paid before until got a key (stock outside the holds \(outsideHolds))")
+        check(rs.keysTwice == 0 && rs.keysForeign == 0,
+              "restock: no key twice: \(rs.keysGiven) keys in \(rs.holderOrders + rs.sniperOrders) orders, \(rs.keysTwice) twice, \(rs.keysForeign) not from the upload")
+        let told = [RestockRush.holdersKind, RestockRush.restKind].compactMap { pushes[$0] }
+        let lost = told.reduce(0) { $0 + $1.lost }, dup = told.reduce(0) { $0 + $1.duplicates }
+        let unexpected = pushes["product.restock"]?.unexpected ?? 0
+        check(lost == 0 && dup == 0 && unexpected == 0 && !told.isEmpty,
+              "product.restock lost \(lost), duplicated \(dup) of \(Fmt.int(told.reduce(0) { $0 + $1.expected })) (to watchers not in line: \(unexpected))")
+        check(rs.heldAfter == 0 && rs.stockAfter != nil && rs.stockAfter == rs.expectedStockAfter,
+              "restock: unused holds back in stock after until: held \(rs.heldAfter.map(String.init) ?? "-"), stock \(rs.stockAfter.map(String.init) ?? "-") (expected \(rs.expectedStockAfter.map(String.init) ?? "-") = keys - keys sold)")
     }
 
     private func summary(_ r: HolidayPeakReport) {
@@ -1078,6 +1228,7 @@ final class HolidayPeakScenario: @unchecked Sendable {
         lines.append("groups      \(g.subscribed)/\(g.members) members in \(g.groups) groups; messages sent \(g.messagesSent), accepted \(g.messagesAccepted), rate limited \(g.rateLimited), sender offline \(g.skippedSenderOffline)")
         let d = r.priceDrop
         lines.append("price drop  \(d.connectedWatchers) connected + \(d.offlineWatchers) offline watchers; PATCH \(Fmt.num(d.patchMs, 1)) ms; live alerts \(d.liveAlerts), last \(d.lastLiveAlertMs.map { Fmt.num($0, 1) + " ms" } ?? "-") after the PATCH; offline checked \(d.offlineChecked); missing \(d.missing), duplicates \(d.duplicates)")
+        if let rs = r.restock { lines.append("restock     " + rs.line) }
         let s = r.storm
         lines.append("storm       \(s.victims) dropped for \(Fmt.num(s.downSeconds, 1)) s, reconnected \(s.reconnected) (all back in \(s.backInSeconds.map { Fmt.num($0, 2) + " s" } ?? "-")), not recovered \(s.notRecovered), pushes recovered \(s.recoveredPushes)")
         if let l = r.totals.latency { lines.append("all pushes  \(l.line)") }

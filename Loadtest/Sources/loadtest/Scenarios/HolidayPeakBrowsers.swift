@@ -336,8 +336,13 @@ final class JobQueue: @unchecked Sendable {
             let ep = endpoints[i % endpoints.count]
             let t = Thread { [self] in
                 let shop = ShopClient(ep, shopKey: shopKey, timeout: timeout)
+                var lastUsed = Clock.now()
                 while let job = take() {
+                    // The node closes a keep-alive socket idle for limits.http_timeout_s (10 s); a POST
+                    // on it would fail (only idempotent calls are retried): start afresh after a pause.
+                    if Clock.now() - lastUsed > 5 { shop.disconnect() }
                     job(shop)
+                    lastUsed = Clock.now()
                     cond.withLock { running -= 1 }
                 }
                 shop.disconnect()

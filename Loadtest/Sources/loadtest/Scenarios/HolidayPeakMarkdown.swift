@@ -21,7 +21,7 @@ extension ScenarioReport where Results == HolidayPeakResults {
         if let chartFile { out += "![latency (p50, p99 per second) and pushes per second](\(chartFile))\n\n" }
 
         out += "## Pushes per kind\n\n"
-        out += "Latency runs from the action that caused the push (the HTTP request, the `gift.claim`, the PATCH, or the `t` stamped in a group message) to its receipt on the browser's socket. Pushes replayed by `since` recovery count as received but have no latency.\n\n"
+        out += "Latency runs from the action that caused the push (the HTTP request, the `gift.claim`, the PATCH, the restock upload, or the `t` stamped in a group message) to its receipt on the browser's socket. Pushes replayed by `since` recovery count as received but have no latency.\n\n"
         var rows: [[String]] = self.pushes.sorted { $0.key < $1.key }.map { kind, k in
             let l = k.latency
             return ["`\(kind)`", Fmt.int(k.expected), Fmt.int(k.received), Fmt.int(k.lost), Fmt.int(k.duplicates), Fmt.int(k.unexpected),
@@ -54,6 +54,7 @@ extension ScenarioReport where Results == HolidayPeakResults {
         out += "**Group chatter.** \(gr.subscribed)/\(gr.members) members in \(gr.groups) groups; \(gr.messagesAccepted) of \(gr.messagesSent) messages accepted (\(gr.rateLimited) rate limited, \(gr.skippedSenderOffline) skipped while the sender was away); \(Fmt.int(gr.delivered)) of \(Fmt.int(gr.expectedDeliveries)) deliveries checked by offset on every member: \(gr.lost) lost, \(gr.duplicates) duplicated, \(gr.outOfOrder) out of order.\n\n"
         let d = self.priceDrop
         out += "**Flash price drop.** \(d.oldPrice) → \(d.newPrice) with \(d.connectedWatchers) connected and \(d.offlineWatchers) offline watchers; the PATCH took \(Fmt.num(d.patchMs, 1)) ms; \(d.liveAlerts) live alerts, the last \(d.lastLiveAlertMs.map { Fmt.num($0, 1) + " ms" } ?? "-") after the PATCH; \(d.offlineChecked) offline watchers came back with `since`; missing \(d.missing), duplicated \(d.duplicates).\n\n"
+        if let rs = self.restock { out += "**Restock rush.** " + rs.paragraph + "\n\n" }
         let s = self.storm
         out += "**Reconnect storm.** \(s.victims) browsers dropped without a close frame for \(Fmt.num(s.downSeconds, 1)) s, then came back at once with `since` (all back in \(s.backInSeconds.map { Fmt.num($0, 2) + " s" } ?? "-")); \(s.reconnected) reconnects in the run, \(s.notRecovered) not recovered; \(s.recoveredPushes) pushes arrived through recovery.\n\n"
 
@@ -84,6 +85,7 @@ extension ScenarioReport where Results == HolidayPeakResults {
             ["gifts", Fmt.int(p.gifts)], ["friend-pay requests", "\(Fmt.int(p.friendpays)) (second payer on \(Fmt.num(p.doublePay * 100, 0))%)"],
             ["groups", "\(p.groups) with \(p.groupMembers) members, \(Fmt.num(p.chatterRate, 0)) messages/s"],
             ["watchers", "\(p.watchersConnected) connected + \(p.watchersOffline) offline, drop at \(Fmt.num(p.dropAtSeconds, 1)) s into the peak"],
+            ["restock", p.restockWatchers == 0 ? "none" : "\(Fmt.int(p.restockWatchers)) watchers, \(Fmt.int(p.restockKeys)) keys at \(Fmt.num(p.restockAtSeconds, 1)) s into the peak, hold \(p.restockHoldSeconds) s, \(Fmt.num(p.restockBuyShare * 100, 0))% of holders buy, \(p.restockSnipers) snipers"],
             ["storm", "\(Fmt.num(p.stormShare * 100, 0))% of browsers at \(Fmt.num(p.stormAtSeconds, 1)) s into the peak, away \(Fmt.num(p.stormDownSeconds, 1)) s"],
             ["HTTP workers", "\(p.httpWorkers)"], ["nodes", "\(p.nodes)\(p.external ? " (external)" : " (spawned, one private Redis)")"],
         ], rightAlignFrom: 9) + "\n"
@@ -107,5 +109,36 @@ extension ScenarioReport where Results == HolidayPeakResults {
             ChartSeries(name: "online", points: timeline.map { ($0.t, Double($0.online)) }, color: "#9467bd"),
         ])
         return ("loadtest holiday-peak: \(Fmt.int(parameters.browsers)) browsers, \(parameters.nodes) node(s)", [latency, throughput, online], self.events)
+    }
+}
+
+extension HolidayPeakResults.Restock {
+    private func ms(_ v: Double?) -> String { v.map { Fmt.num($0, 1) + " ms" } ?? "-" }
+    private func latency(_ l: LatencySummary?) -> String { l.map { "p50 \(MD.ms($0.p50Ms)) / p99 \(MD.ms($0.p99Ms)) ms" } ?? "-" }
+
+    /// The summary's line.
+    var line: String {
+        "\(inLine)/\(watchers) in line (\(extraConnections) extra connections, \(Fmt.num(watchSeconds, 1)) s); upload of \(keys) keys \(ms(uploadMs))"
+            + " (script \(slowlogMaxMs.map { $0 > 0 ? Fmt.num($0, 2) + " ms" : "under 0.5 ms" } ?? "-")); holds \(holdsAnswered.map(String.init) ?? "-")/\(expectedHolds), told \(holdPushes), out of order \(holdersOutOfOrder);"
+            + " holders \(latency(holderLatency)), rest \(latency(restLatency)), last told \(ms(lastToldMs));"
+            + " holder orders \(holderDeliveredInTime)/\(holderPaidInTime) delivered in time (\(holderPaidLate) late),"
+            + " non-holders \(sniperDeliveredBeforeUntil)/\(sniperPaidBeforeUntil) got a key before until; stock after \(stockAfter.map(String.init) ?? "-") held \(heldAfter.map(String.init) ?? "-")"
+    }
+
+    /// The report page's paragraph: what happened and the figures the issue asks for.
+    var paragraph: String {
+        var out = "`\(product)` sold out; \(Fmt.int(inLine)) of \(Fmt.int(watchers)) watchers in its restock line (\(Fmt.int(extraConnections)) of them extra connections beyond the browsers), each `watch` sent after the previous reply, alternating nodes, in \(Fmt.num(watchSeconds, 1)) s"
+        if watchesIgnored > 0 { out += " (\(watchesIgnored) watches answered without `restock:true`: the gateway has no restock watches)" }
+        out += ". One upload of \(Fmt.int(keys)) keys took \(ms(uploadMs))"
+        if let slowlogMaxMs { out += " (longest Redis command on the product, the upload script: " + (slowlogMaxMs > 0 ? "\(Fmt.num(slowlogMaxMs, 2)) ms)" : "under 0.5 ms)") }
+        out += " and answered holds \(holdsAnswered.map(String.init) ?? "-"), stock \(stockAnswered.map(String.init) ?? "-"). "
+        out += "\(holdPushes) watchers were told with a hold (expected the first \(expectedHolds) of the line: \(holdersOutOfOrder) later ones held, \(holdersMissing) missed); "
+        out += "`product.restock` to holders \(latency(holderLatency)), to the rest \(latency(restLatency)); the last holder was told \(ms(lastHolderToldMs)) and the last watcher \(ms(lastToldMs)) after the upload went out. "
+        out += "Holders' orders: \(holderOrders), \(holderDeliveredInTime) of the \(holderPaidInTime) paid within the hold delivered with one key (\(holderPaidLate) paid around or after `until`, not judged)"
+        if let holderDeliveredPerSecond { out += ", \(Fmt.num(holderDeliveredPerSecond, 0)) delivered/s" }
+        out += ". Non-holders: \(sniperOrders) orders, \(sniperDeliveredBeforeUntil) of the \(sniperPaidBeforeUntil) paid before `until` got a key, \(sniperDeliveredLater) after. "
+        out += "Keys sold \(keysGiven), twice \(keysTwice), not from the upload \(keysForeign). After `until`: held \(heldAfter.map(String.init) ?? "-"), stock \(stockAfter.map(String.init) ?? "-") (expected \(expectedStockAfter.map(String.init) ?? "-"))."
+        if !problems.isEmpty { out += "\n\n" + problems.map { "- \($0)" }.joined(separator: "\n") }
+        return out
     }
 }

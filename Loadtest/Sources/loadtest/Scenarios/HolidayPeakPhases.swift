@@ -15,6 +15,8 @@ enum HolidayPeak {
         let browsers: [HPBrowser]
         /// Watchers that watch, go offline, and come back with `since` after the price drop.
         let offline: [HPBrowser]
+        /// Restock watchers beyond the browsers: connect in the ramp, watch, stay to the end.
+        let restockExtra: [HPBrowser]
         var report: HolidayPeakReport
         var clock: Timeline
         var cpu: CPUWatch
@@ -22,12 +24,13 @@ enum HolidayPeak {
         private(set) var nextTick: Double
 
         init(scenario: HolidayPeakScenario, cluster: Cluster, progress: Progress, browsers: [HPBrowser], offline: [HPBrowser],
-             report: HolidayPeakReport) {
+             restockExtra: [HPBrowser], report: HolidayPeakReport) {
             self.scenario = scenario
             self.cluster = cluster
             self.progress = progress
             self.browsers = browsers
             self.offline = offline
+            self.restockExtra = restockExtra
             self.report = report
             clock = Timeline(progress: progress)
             cpu = CPUWatch(cluster: cluster, workers: [])
@@ -35,6 +38,14 @@ enum HolidayPeak {
         }
 
         var n: Int { browsers.count }
+
+        /// The restock line's candidates in the order their watches go out: the first browsers, then the extra connections.
+        var restockCandidates: [HPBrowser] {
+            Array(browsers.prefix(scenario.cmd.restockWatchers)) + restockExtra
+        }
+
+        /// Connections online that are not browsers (the extra restock watchers). Fleet lock not held.
+        var extraOnline: Int { scenario.fleet.lock.withLock { restockExtra.filter { $0.state == .online }.count } }
 
         /// True once a second (then the caller ticks the timeline and prints its line).
         func tickDue() -> Bool {
@@ -44,17 +55,19 @@ enum HolidayPeak {
         }
     }
 
-    /// 1. Browsers connect at the connect rate and stay; offline watchers connect, watch and leave.
+    /// 1. Browsers connect at the connect rate and stay; offline watchers connect, watch and leave;
+    /// extra restock watchers connect alongside and stay (they watch in the set-up).
     struct Ramp {
         let run: Run
 
         /// Offline watchers whose watch is done (answered or failed).
         func callAsFunction() throws -> Counter {
             let s = run.scenario, cmd = s.cmd, fleet = s.fleet!, p = run.progress
-            let browsers = run.browsers, offline = run.offline, n = run.n
-            p.note("ramp: \(Fmt.int(n)) browsers at \(Fmt.num(cmd.connectRate, 0))/s over \(run.cluster.endpoints.count) node(s), \(Fmt.int(offline.count)) offline watchers alongside")
+            let browsers = run.browsers, offline = run.offline, extra = run.restockExtra, n = run.n
+            p.note("ramp: \(Fmt.int(n)) browsers at \(Fmt.num(cmd.connectRate, 0))/s over \(run.cluster.endpoints.count) node(s), \(Fmt.int(offline.count)) offline watchers alongside"
+                + (extra.isEmpty ? "" : ", and \(Fmt.int(extra.count)) extra restock watchers"))
             let rampStart = Clock.now()
-            var opened = 0, openedOffline = 0
+            var opened = 0, openedOffline = 0, openedExtra = 0
             let offlineWatchDone = Counter()
             let watchFields = s.watchFields
             for w in offline {
@@ -68,7 +81,7 @@ enum HolidayPeak {
                     }
                 }
             }
-            let rampDeadline = rampStart + Double(n) / cmd.connectRate * 2 + 30
+            let rampDeadline = rampStart + Double(max(n, extra.count)) / cmd.connectRate * 2 + 30
             var nextSettleCheck = 0.0
             while true {
                 Children.haltIfInterrupted()
@@ -82,15 +95,20 @@ enum HolidayPeak {
                     fleet.connect(offline[openedOffline], since: false, index: openedOffline)
                     openedOffline += 1
                 }
+                let dueExtra = min(extra.count, Int((Clock.now() - rampStart) * cmd.connectRate) + 1)
+                while openedExtra < dueExtra {
+                    fleet.connect(extra[openedExtra], since: false, index: openedExtra)
+                    openedExtra += 1
+                }
                 if run.tickDue() {
                     let snapshot = fleet.snapshot
                     run.clock.tick(&run.report, "ramp", snapshot.online, s.ledger, httpCalls: s.takeHTTP(), errors: s.errors.total + s.httpErrors.total)
-                    p.line("ramp", "browsers online \(Fmt.int(snapshot.online))/\(Fmt.int(n)) failed \(snapshot.failed) | offline watchers \(offlineWatchDone.value)/\(offline.count) | connect \(fleet.connectSummary.line) | " + run.cpu.line())
+                    p.line("ramp", "online \(Fmt.int(snapshot.online))/\(Fmt.int(n + extra.count)) failed \(snapshot.failed) | offline watchers \(offlineWatchDone.value)/\(offline.count) | connect \(fleet.connectSummary.line) | " + run.cpu.line())
                 }
-                if opened == n && openedOffline == offline.count && Clock.now() >= nextSettleCheck {
+                if opened == n && openedOffline == offline.count && openedExtra == extra.count && Clock.now() >= nextSettleCheck {
                     nextSettleCheck = Clock.now() + 0.1
                     let settled = fleet.lock.withLock {
-                        browsers.allSatisfy { $0.state == .online || $0.state == .failed }
+                        (browsers + extra).allSatisfy { $0.state == .online || $0.state == .failed }
                             && offline.allSatisfy { $0.state == .closed || $0.state == .failed }
                     }
                     if settled { break }
@@ -103,14 +121,17 @@ enum HolidayPeak {
             }
             run.report.browsers.rampSeconds = Clock.now() - rampStart
             let afterRamp = fleet.snapshot
-            guard afterRamp.online > 0 else { throw SpawnError("no browser connected; see \(run.cluster.logDir)") }
-            run.report.browsers.connected = afterRamp.online
-            p.note("ramp done in \(Fmt.num(run.report.browsers.rampSeconds, 1)) s: \(Fmt.int(afterRamp.online)) browsers online, \(afterRamp.failed) failed")
+            let extraOnline = run.extraOnline
+            guard afterRamp.online - extraOnline > 0 else { throw SpawnError("no browser connected; see \(run.cluster.logDir)") }
+            run.report.browsers.connected = afterRamp.online - extraOnline
+            p.note("ramp done in \(Fmt.num(run.report.browsers.rampSeconds, 1)) s: \(Fmt.int(afterRamp.online - extraOnline)) browsers online"
+                + (extra.isEmpty ? "" : " (and \(Fmt.int(extraOnline)) extra restock watchers)") + ", \(afterRamp.failed) failed")
             return offlineWatchDone
         }
     }
 
-    /// 2. Connected watchers watch; group members buy and join their group.
+    /// 2. Connected watchers watch; group members buy and join their group; the restock line forms,
+    /// one watch at a time.
     struct SetUp {
         let run: Run
         let offlineWatchDone: Counter
@@ -127,6 +148,10 @@ enum HolidayPeak {
             let members = Array(run.browsers.prefix(cmd.groupMembers))
             let connectedWatchers = Array(run.browsers.suffix(cmd.connectedWatchers))
             let watched = Counter()
+            // The restock line first: its watches go one after another, alongside the rest of the set-up.
+            let restockCandidates = s.rush == nil ? [] : run.restockCandidates
+            let restockWatched = Counter()
+            s.rush?.startWatches(restockCandidates, done: restockWatched)
             for b in connectedWatchers {
                 let sent = fleet.command(b, "watch", s.watchFields) { reply in
                     if reply["ok"] == nil { s.watchFailed(reply) }
@@ -138,13 +163,18 @@ enum HolidayPeak {
             for (i, b) in members.enumerated() {
                 s.jobs.add { shop in s.buyForGroup(shop, b, group: i % cmd.groups, done: bought) }
             }
-            let setupDeadline = Clock.now() + 60 + Double(members.count) / 20
-            while (bought.value < members.count || watched.value < connectedWatchers.count) && Clock.now() < setupDeadline {
+            // One restock watch a round trip: 17 ms each (p50 13 ms) with debug builds on a busy 2-core machine.
+            let setupDeadline = Clock.now() + 60 + Double(members.count) / 20 + Double(restockCandidates.count) / 20
+            while (bought.value < members.count || watched.value < connectedWatchers.count || restockWatched.value < restockCandidates.count)
+                    && Clock.now() < setupDeadline {
                 Children.haltIfInterrupted()
                 usleep(100_000)
+                s.rush?.nudge()
                 if run.tickDue() {
                     run.clock.tick(&run.report, "setup", fleet.snapshot.online, s.ledger, httpCalls: s.takeHTTP(), errors: s.errors.total + s.httpErrors.total)
-                    p.line("setup", "members bought \(bought.value)/\(members.count) | watches \(watched.value)/\(connectedWatchers.count) | " + run.cpu.line())
+                    p.line("setup", "members bought \(bought.value)/\(members.count) | watches \(watched.value)/\(connectedWatchers.count)"
+                        + (restockCandidates.isEmpty ? "" : " | restock line \(s.rush?.lineLength ?? 0) (\(restockWatched.value)/\(restockCandidates.count) watched)")
+                        + " | " + run.cpu.line())
                 }
             }
             let subscribed = Counter()
@@ -171,13 +201,14 @@ enum HolidayPeak {
                     members.enumerated().filter { $0.offset % cmd.groups == k }.map(\.element).filter { !$0.groups.isEmpty }
                 }
             }
-            p.note("set-up: \(subscribed.value)/\(members.count) members in \(cmd.groups) groups, \(watched.value) connected + \(offlineWatchDone.value) offline watches; peak of \(cmd.duration) s begins")
+            p.note("set-up: \(subscribed.value)/\(members.count) members in \(cmd.groups) groups, \(watched.value) connected + \(offlineWatchDone.value) offline watches"
+                + (s.rush.map { "; restock line of \($0.lineLength)" } ?? "") + "; peak of \(cmd.duration) s begins")
             return Result(connectedWatchers: connectedWatchers, groupMembersByGroup: groupMembersByGroup)
         }
     }
 
     /// 3. The peak: gift rush and friend-pay over the first 80%, group chatter, the reconnect
-    /// storm, the flash price drop and the offline watchers' return.
+    /// storm, the restock upload, the flash price drop and the offline watchers' return.
     struct Peak {
         let run: Run
         let setUp: SetUp.Result
@@ -216,6 +247,7 @@ enum HolidayPeak {
             var nextGift = 0, nextFP = 0, messageSeq = 0
             var stormDownAt: Double?, stormBackAt: Double?
             var dropDone = false
+            var restockDone = s.rush == nil
             var offlineReturnDone = false
             let offlineChecked = out.offlineChecked
             let connectedWatchers = setUp.connectedWatchers
@@ -273,6 +305,14 @@ enum HolidayPeak {
                         out.stormBackDone = t - back
                         burstUntil = Clock.now() + 1
                     }
+                    // Restock rush: one upload to the sold-out product; holders and snipers buy on their push.
+                    if !restockDone && t >= cmd.restockAt * peak, let rush = s.rush {
+                        restockDone = true
+                        run.report.events.append(ChartEvent(t: p.elapsed, label: "restock"))
+                        ledger.setMoment("4 peak, restock (1 s from the upload)")
+                        burstUntil = Clock.now() + 1
+                        jobs.add { shop in rush.uploadKeys(shop, c) }
+                    }
                     // Flash price drop.
                     if !dropDone && t >= cmd.dropAt * peak {
                         dropDone = true
@@ -311,7 +351,7 @@ enum HolidayPeak {
                     // Browsers dropped by accident come back like the stormed ones.
                     if run.tickDue() {
                         if !inStorm {
-                            let down = fleet.lock.withLock { browsers.enumerated().filter { $0.element.state == .down } }
+                            let down = fleet.lock.withLock { (browsers + run.restockExtra).enumerated().filter { $0.element.state == .down } }
                             for (i, b) in down { fleet.connect(b, since: true, index: i) }
                         }
                         if s.chaos != nil { s.retryFailed(browsers, offline: out.offlineCheckStarted ? offline : []) }
