@@ -215,7 +215,7 @@ extension Node {
         let p = view.product
         return .object([("id", .string(p.id)), ("merchant", .string(p.merchant)), ("title", .string(p.title)),
                         ("price", .int(p.price)), ("currency", .string(p.currency)), ("stock", .int(view.stock)),
-                        ("buyers", .int(view.buyers)), ("watchers", .int(view.watchers))])
+                        ("buyers", .int(view.buyers)), ("watchers", .int(view.watchers)), ("held", .int(view.held))])
     }
 
     /// `POST /api/v1/publish`: the shop (or a merchant, on its own products' channels) pushes anything.

@@ -6,7 +6,10 @@
 --          idempotency key; its value is the order's key) or a product's info hash
 -- KEYS[2]: with ENTRY = 'product', the product's stock list
 -- ARGV[1]: what KEYS[1] is: order | payment | lookup | product
--- Returns {order fields, payment fields, product fields, stock}; records without their link:* fields.
+-- Returns {order fields, payment fields, product fields, stock, hold}; records without their
+-- link:* fields. hold: the order buyer's restock hold record through link:holds ('' = none),
+-- false (a RESP nil) for an order without the link (saved before holds existed), or no order.
+-- Elements are only ever appended (element 6 is the membership, part M).
 local ENTRY_KEY, PRODUCT_STOCK = KEYS[1], KEYS[2]
 local ENTRY = ARGV[1]
 
@@ -26,8 +29,10 @@ local function split(flat)
   return fields, links
 end
 
-local orderKey, paymentKey, infoKey, stockKey
+local orderKey, paymentKey, infoKey, stockKey, holdsKey
 local order, payment, product, stock = {}, {}, {}, 0
+-- false, never nil: a nil inside the reply table would cut it short.
+local hold = false
 if ENTRY == 'order' then
   orderKey = ENTRY_KEY
 elseif ENTRY == 'payment' then
@@ -51,11 +56,16 @@ if orderKey then
       paymentKey = links['link:payment']
       if paymentKey then payment = split(redis.call('HGETALL', paymentKey)) end
     end
-    infoKey, stockKey = links['link:info'], links['link:stock']
+    infoKey, stockKey, holdsKey = links['link:info'], links['link:stock'], links['link:holds']
   end
 end
 -- Each link is followed only when present: a record with one link and not another (a
 -- partly migrated v1 record, say) reads as missing that part instead of raising.
 if infoKey then product = redis.call('HGETALL', infoKey) end
 if stockKey then stock = redis.call('LLEN', stockKey) end
-return {order, payment, product, stock}
+if holdsKey then
+  local buyer
+  for i = 1, #order, 2 do if order[i] == 'buyer' then buyer = order[i + 1] end end
+  hold = buyer and redis.call('HGET', holdsKey, buyer) or ''
+end
+return {order, payment, product, stock, hold}

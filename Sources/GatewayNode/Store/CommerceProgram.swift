@@ -9,6 +9,8 @@ enum CommerceCheck: Equatable {
     /// The stock list holds at least `count` key ids.
     case checkStockAtLeast(key: Int, count: Int)
     case checkStockBelow(key: Int, count: Int)
+    /// The hash's `field` is `value` ('' = the field is missing).
+    case checkField(key: Int, field: String, value: String)
 }
 
 /// One step of the apply script. Keys are 1-based indexes into the program's `keys`
@@ -23,6 +25,8 @@ enum CommerceOp: Equatable {
     case returnKeys(order: Int, stock: Int)
     /// The order's key ids into the burned set (revealed: never sold again).
     case burnKeys(order: Int, burned: Int)
+    /// The user's held key (holds hash) appended to the order's `keys`; the hold and its due entry removed.
+    case takeHeldKey(order: Int, holds: Int, due: Int, user: String)
     /// HINCRBY of the user's membership count; `product.buyers` is published on the
     /// product channel (same slot) when the user became a member / stopped being one.
     case addMember(members: Int, user: String, count: Int, buyers: BuyersChannel)
@@ -161,6 +165,8 @@ struct CommerceProgram: Equatable {
             .checkAbsent(key: key(names(product).idempotency(buyer: buyer, key: k)))
         case .stockAtLeast(let product, let n): .checkStockAtLeast(key: key(names(product).stock), count: n)
         case .stockBelow(let product, let n): .checkStockBelow(key: key(names(product).stock), count: n)
+        case .holdRecord(let product, let user, let record):
+            .checkField(key: key(CommerceKeys.holds(product)), field: user, value: record)
         }
     }
 
@@ -175,6 +181,7 @@ struct CommerceProgram: Equatable {
             let productNames = names(o.product)
             fields.append(.init(name: CommerceKeys.Link.info, value: productNames.info))
             fields.append(.init(name: CommerceKeys.Link.stock, value: productNames.stock))
+            fields.append(.init(name: CommerceKeys.Link.holds, value: CommerceKeys.holds(o.product)))
             if let p = o.payment {
                 guard let paymentKey = paymentKey(p) else { return false }
                 fields.append(.init(name: CommerceKeys.Link.payment, value: paymentKey))
@@ -194,6 +201,10 @@ struct CommerceProgram: Equatable {
         case .burnKeys(let order, let product):
             guard let orderKey = orderKey(order) else { return false }
             ops.append(.burnKeys(order: key(orderKey), burned: key(CommerceKeys.burned(product))))
+        case .takeHeldKey(let order, let product, let user):
+            guard let orderKey = orderKey(order) else { return false }
+            ops.append(.takeHeldKey(order: key(orderKey), holds: key(CommerceKeys.holds(product)),
+                                    due: key(CommerceKeys.holdsDue(product)), user: user))
         case .membership(let product, let user, let delta):
             guard delta != 0 else { return true }
             let channel = Channel(kind: .product, id: product)
@@ -326,6 +337,8 @@ extension CommerceCheck {
             w.open("check_stock_at_least"); w.field("key", k); w.field("count", n)
         case .checkStockBelow(let k, let n):
             w.open("check_stock_below"); w.field("key", k); w.field("count", n)
+        case .checkField(let k, let f, let v):
+            w.open("check_field"); w.field("key", k); w.field("field", f); w.field("value", v)
         }
         w.close()
     }
@@ -348,6 +361,8 @@ extension CommerceOp {
             w.open("return_keys"); w.field("order", o); w.field("stock", s)
         case .burnKeys(let o, let b):
             w.open("burn_keys"); w.field("order", o); w.field("burned", b)
+        case .takeHeldKey(let o, let h, let d, let u):
+            w.open("take_held_key"); w.field("order", o); w.field("holds", h); w.field("due", d); w.field("user", u)
         case .addMember(let m, let u, let n, let b):
             w.open("add_member"); w.field("members", m); w.field("user", u); w.field("count", n); buyers(b)
         case .removeMember(let m, let u, let n, let b):
