@@ -227,6 +227,13 @@ final class RestockScriptTests: XCTestCase {
         XCTAssertEqual(f.redis.call(["ZCARD", CommerceKeys.timers]).int, 0)
     }
 
+    func testAnUploadNobodyWaitedForWritesNoEvent() throws {
+        let (f, commerce) = try stores()
+        guard case .added(1, 0, 1, let restock?) = try upload(commerce, ["k1"]) else { return XCTFail("a restock all the same") }
+        XCTAssertEqual(restock.holders, [])
+        XCTAssertEqual(events(f), [])
+    }
+
     func testEndedWatchesAreSkippedAndLeaveTheLine() throws {
         let (f, commerce) = try stores()
         try line(f, ["old"], at: now - 60_000)

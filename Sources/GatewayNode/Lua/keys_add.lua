@@ -3,9 +3,9 @@
 -- An upload that takes the stock from 0 to N is a restock (contract 4.6): in the same step
 -- the first live watchers of the restock line (watch order) each hold one of the new keys
 -- until UNTIL (out of the stock, so no other order takes it) and leave the line, the
--- holds' release timer is set (one server; a cluster writes it ahead) and the event
--- `product.restocked` is written (lib_event/lib_emit: inline on one server, outbox on a
--- cluster). The pushes are the node's (restock_notify), once the upload is durable.
+-- holds' release timer is set (one server; a cluster writes it ahead) and, when someone
+-- was in the line, the event `product.restocked` is written (lib_event/lib_emit: inline on
+-- one server, outbox on a cluster). The pushes are the node's (restock_notify), once the upload is durable.
 -- KEYS[1]: info hash  2: card keys hash  3: stock list  4: restock line  5: watch expiries
 --      6: holds hash  7: holds due zset  8: outbox  9: gw:timers (one server)  10: event log (one server)
 -- ARGV[1]: the merchant uploading, '' for the shop
@@ -68,7 +68,8 @@ if restocked and P.hold_ms > 0 then
   end
 end
 local stock = redis.call('LLEN', STOCK)
-if restocked then
+-- The event only when someone was waiting: a first upload nobody watched is no news.
+if restocked and (#holders > 0 or redis.call('ZCARD', LINE) > 0) then
   EMIT.retention = P.retention
   if P.outbox > 0 then EMIT.outbox = KEYS[P.outbox] end
   local data = string.gsub(string.gsub(string.gsub(P.event, '%$KEYS', added), '%$HOLDS', #holders), '%$STOCK', stock)
