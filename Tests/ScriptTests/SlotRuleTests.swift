@@ -58,7 +58,7 @@ final class SlotRuleTests: XCTestCase {
     }
 
     func testNoScriptBuildsAKeyName() {
-        for script in ChannelScripts.all + CommunityScripts.all {
+        for script in ChannelScripts.all + CommunityScripts.all + CommerceScripts.all {
             XCTAssertFalse(script.source.contains("'gw:"), "\(script.name) builds a key name")
             XCTAssertFalse(script.source.contains("\"gw:"), "\(script.name) builds a key name")
         }
