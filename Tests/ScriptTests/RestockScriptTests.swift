@@ -144,6 +144,21 @@ final class RestockScriptTests: XCTestCase {
         XCTAssertEqual(try load(order: mine.id).order?.keyIDs, ["kh"])
     }
 
+    func testAHoldGivenBeforeAnAbnormalApplyIsUsed() throws {
+        let (mine, myPayment) = try pending("u1", 1)
+        let abnormal = try notifyDecision(mine, myPayment)
+        XCTAssertEqual(abnormal.savedOrder?.status, .abnormal, "no stock, no hold yet")
+        // A restock gives u1 a hold after the load, before the apply.
+        giveHold("u1", key: "kh", until: now + 300_000)
+        let refused = try apply(abnormal)
+        XCTAssertFalse(refused.applied)
+        XCTAssertEqual(abnormal.preconditions[refused.detail - 1], .holdRecord(product: "p1", user: "u1", record: ""))
+        let again = try notifyDecision(mine, myPayment)
+        XCTAssertTrue(try apply(again).applied)
+        XCTAssertEqual(try load(order: mine.id).order?.status, .delivered)
+        XCTAssertEqual(try load(order: mine.id).order?.keyIDs, ["kh"])
+    }
+
     // MARK: keys_add v2 (the restock step)
 
     /// keys_add's KEYS on one server (the timers and the event log last).
