@@ -22,6 +22,7 @@ public struct Settings: Sendable, Equatable {
     public var gifts: Gifts
     public var friendpay: FriendPay
     public var risk: Risk = Settings.defaultRisk
+    public var restock: Restock = Settings.defaultRestock
     public var alerts: Alerts
     public var groups: Groups
     public var limits: Limits
@@ -101,6 +102,15 @@ public struct Settings: Sendable, Equatable {
     }
 
     public static let defaultRisk = Risk(maxPendingOrders: 5, maxRequestsPerHour: 20)
+
+    /// Restock holds (contract 4.6).
+    public struct Restock: Sendable, Equatable {
+        /// How long each of the first watchers of a restock holds a key for their own order;
+        /// 0: no holds (`restock.hold_s`).
+        public var holdSeconds: Int
+    }
+
+    public static let defaultRestock = Restock(holdSeconds: 300)
 
     public struct Alerts: Sendable, Equatable {
         /// At most one price-drop alert per watcher and product in this window, unless a new low (`alerts.cooldown_s`).
@@ -421,6 +431,7 @@ extension Settings {
             Field(key: "friendpay.ttl_s", kind: .int(\.friendpay.ttlSeconds, 1...maxSeconds)),
             Field(key: "risk.max_pending_orders", kind: .int(\.risk.maxPendingOrders, 0...1_000_000)),
             Field(key: "risk.max_requests_per_hour", kind: .int(\.risk.maxRequestsPerHour, 0...1_000_000)),
+            Field(key: "restock.hold_s", kind: .int(\.restock.holdSeconds, 0...86_400)),
             Field(key: "alerts.cooldown_s", kind: .int(\.alerts.cooldownSeconds, 0...maxSeconds)),
             Field(key: "alerts.watch_ttl_s", kind: .int(\.alerts.watchTTLSeconds, 1...maxSeconds)),
             Field(key: "groups.rate", kind: .int(\.groups.rate, 1...100_000)),

@@ -100,17 +100,14 @@ extension Node {
         }
         let merchant: String? = if case .merchant(let m) = caller { m } else { nil }
         // The merchant's ownership is checked inside the script: one round trip.
-        orderStore.store.addKeys(product: product, merchant: merchant, sealed) { result in
+        uploadKeys(product: product, merchant: merchant, sealed) { result in
             switch result {
             case .failure(let e): self.fail(request, e)
             case .success(.noProduct): self.fail(request, .notFound("no product \(product)"))
             case .success(.otherMerchant): self.fail(request, .forbidden("product \(product) belongs to another merchant"))
-            case .success(.added(let added, let dup, let stock)):
-                self.orderStore.confirmDurable(product: product) { error in
-                    if let error { return self.fail(request, error) }
-                    self.respond(request, 200, .object([("added", .int(Int64(added))), ("duplicates", .int(Int64(dup))),
-                                                        ("stock", .int(Int64(stock)))]))
-                }
+            case .success(.added(let added, let dup, let stock, let restock)):
+                self.respond(request, 200, .object([("added", .int(Int64(added))), ("duplicates", .int(Int64(dup))),
+                                                    ("stock", .int(Int64(stock))), ("holds", .int(Int64(restock?.holders.count ?? 0)))]))
             }
         }
     }
@@ -311,8 +308,8 @@ extension Node {
     func applyNotify(payment: String, _ notify: @escaping (Payment?) -> PaymentNotify,
                      _ done: @escaping (Result<NotifyOutcome, GatewayError>) -> Void) {
         orderStore.run(.payment(payment), decide: { s in
-            self.orderRules.notify(notify(s.payment), payment: s.payment, order: s.order, stock: s.stock, now: self.now,
-                                   product: s.product, membership: s.membership)
+            self.orderRules.notify(notify(s.payment), payment: s.payment, order: s.order, stock: s.stock, hold: s.hold,
+                                   now: self.now, product: s.product, membership: s.membership)
         }) { result in done(result.map { NotifyOutcome($0.0) }) }
     }
 
@@ -405,7 +402,8 @@ extension Node {
         switch TimerMember(timer.member) {
         case .order(let kind, let id): expireOrder(id, kind, timer, done)
         case .membership(let product, let user): remindMembership(product: product, user: user, timer, done)
-        case .holds, .dormant, nil: orderStore.store.removeTimer(timer.member, done)
+        case .holds(let product, _): releaseHolds(product: product, timer, done)
+        case .dormant, nil: orderStore.store.removeTimer(timer.member, done)
         }
     }
 

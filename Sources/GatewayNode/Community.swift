@@ -46,14 +46,16 @@ extension Node {
                 case .failure(let error): answer(.failure(error))
                 }
             }
-        case .watch(let product, let below):
+        case .watch(let product, let below, let restock):
             let ttl = Int64(options.watchTTLSeconds) * 1000
-            communityStore.watch(product: product, user: claims.sub, below: below, nowMs: now, ttlMs: ttl) { result in
+            communityStore.watch(product: product, user: claims.sub, below: below, restock: restock, nowMs: now, ttlMs: ttl) { result in
                 switch result {
                 case .failure(let error): answer(.failure(error))
                 case .success(nil): answer(.failure(.notFound("no product \(product)")))
                 case .success(let price?):
-                    answer(.success(.object([("product", .string(product)), ("price", .int(price)), ("below", .int(below ?? price))])))
+                    var reply: [(String, JSON)] = [("product", .string(product)), ("price", .int(price)), ("below", .int(below ?? price))]
+                    if restock { reply.append(("restock", .bool(true))) }
+                    answer(.success(.object(reply)))
                 }
             }
         case .unwatch(let product):
@@ -62,7 +64,7 @@ extension Node {
             }
         case .watches:
             communityStore.watches(user: claims.sub, nowMs: now) { result in
-                answer(result.map { list in .object([("watches", .array(list.map { $0.watch.json(price: $0.price) }))]) })
+                answer(result.map { list in .object([("watches", .array(list.map(\.json)))]) })
             }
         }
     }
@@ -227,6 +229,16 @@ extension Node {
         } else {
             alertWatchers(walk)
         }
+    }
+}
+
+extension WatchedProduct {
+    /// A `watches` entry: the watch, and its restock line place and hold when it has them.
+    var json: JSON {
+        guard case .object(var fields) = watch.json(price: price) else { return watch.json(price: price) }
+        if restock { fields.append(("restock", .bool(true))) }
+        if let hold { fields.append(("hold", .object([("until", .int(hold.until))]))) }
+        return .object(fields)
     }
 }
 

@@ -22,10 +22,10 @@ extension Node {
     /// Seals and adds `keys` to the shop's own `product`, as `POST /api/v1/products/{id}/keys`
     /// does; answers how many were added and the stock after.
     package func addKeys(_ keys: [String], product: String, _ done: @escaping (Result<(added: Int, stock: Int), GatewayError>) -> Void) {
-        orderStore.store.addKeys(product: product, merchant: nil, keys.map { seal($0, product: product) }) { result in
+        uploadKeys(product: product, merchant: nil, keys.map { seal($0, product: product) }) { result in
             switch result {
             case .failure(let e): done(.failure(e))
-            case .success(.added(let added, _, let stock)): done(.success((added, stock)))
+            case .success(.added(let added, _, let stock, _)): done(.success((added, stock)))
             case .success(.noProduct), .success(.otherMerchant): done(.failure(.notFound("no product \(product)")))
             }
         }

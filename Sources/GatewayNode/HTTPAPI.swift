@@ -223,7 +223,7 @@ extension Node {
         let p = view.product
         var f: [(String, JSON)] = [("id", .string(p.id)), ("merchant", .string(p.merchant)), ("title", .string(p.title)),
                                    ("price", .int(p.price)), ("currency", .string(p.currency)), ("stock", .int(view.stock)),
-                                   ("buyers", .int(view.buyers)), ("watchers", .int(view.watchers))]
+                                   ("buyers", .int(view.buyers)), ("watchers", .int(view.watchers)), ("held", .int(view.held))]
         if let days = p.validityDays { f.append(("validity_days", .int(Int64(days)))) }
         return .object(f)
     }

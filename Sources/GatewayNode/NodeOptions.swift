@@ -42,6 +42,8 @@ public struct NodeOptions: Sendable {
     public var allowLinks: Bool
     public var alertCooldownSeconds: Int
     public var watchTTLSeconds: Int
+    /// `restock.hold_s`: how long a restock hold lasts (0: none).
+    public var restockHoldSeconds: Int
     public var presenceTTLSeconds: Int
     /// `serve --dev`: the /dev endpoints, demo products and `GET /` to the demo page.
     public var dev: Bool
@@ -129,6 +131,7 @@ extension NodeOptions {
         allowLinks = settings.groups.allowLinks
         alertCooldownSeconds = settings.alerts.cooldownSeconds
         watchTTLSeconds = settings.alerts.watchTTLSeconds
+        restockHoldSeconds = settings.restock.holdSeconds
         presenceTTLSeconds = settings.groups.presenceTTLSeconds
         maxTextBytes = settings.groups.maxTextBytes
         maxInflight = settings.limits.maxInflight

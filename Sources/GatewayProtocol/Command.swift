@@ -85,7 +85,8 @@ public enum CommunityCommand: Equatable, Sendable {
     case publish(Channel, text: String, replyTo: UInt64?)
     case presence(Channel)
     case moderate(Channel, action: ModerationAction, user: String?, offset: UInt64?, seconds: Int64?)
-    case watch(product: String, below: Int64?)
+    /// `restock`: also join the product's restock line (holds, contract 4.6).
+    case watch(product: String, below: Int64?, restock: Bool = false)
     case unwatch(product: String)
     case watches
 
@@ -201,7 +202,8 @@ public enum CommandDecoder {
                 return .success(.community(.presence(channel)))
             case "watch":
                 let below = try f.optionalInt("below", in: Ranges.below)
-                return .success(.community(.watch(product: try f.id("product"), below: below)))
+                let restock = try f.optionalBool("restock") ?? false
+                return .success(.community(.watch(product: try f.id("product"), below: below, restock: restock)))
             case "unwatch":
                 return .success(.community(.unwatch(product: try f.id("product"))))
             case "watches":
@@ -284,6 +286,12 @@ struct Fields {
             throw GatewayError.badRequest("\"\(key)\" must be an integer from \(range.lowerBound) to \(range.upperBound)")
         }
         return i
+    }
+
+    func optionalBool(_ key: String) throws -> Bool? {
+        guard let v = json[key], !v.isNull else { return nil }
+        guard case .bool(let b) = v else { throw GatewayError.badRequest("\"\(key)\" must be true or false") }
+        return b
     }
 
     /// A channel offset (from 1); `since.offset` passes `Ranges.sinceOffset` to allow 0.

@@ -14,6 +14,9 @@ public enum Precondition: Equatable, Sendable {
     case idempotencyAbsent(buyer: String, product: String, key: String)
     /// The user's validity membership record of the product is still `record` ('' = none).
     case membershipRecord(product: String, user: String, record: String)
+    /// The user's entry in the product's restock holds is exactly `record` ('' = none): a
+    /// compare-and-set, so a release, another payment or a new hold in between re-decides.
+    case holdRecord(product: String, user: String, record: String)
 }
 
 /// Timers live in Redis by due time; any node runs them.
@@ -34,6 +37,8 @@ public enum Effect: Equatable, Sendable {
     case returnKeys(order: String, product: String)
     /// The order's keys were revealed: never sold again.
     case burnKeys(order: String, product: String)
+    /// The user's held restock key joins the order's keys; the hold ends.
+    case takeHeldKey(order: String, product: String, user: String)
     /// Group membership held by `user` through orders of `product`.
     case membership(product: String, user: String, delta: Int)
     /// Member points (contract 4.6): a delivered order's amount counts for its owner until a

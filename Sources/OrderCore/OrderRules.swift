@@ -106,7 +106,8 @@ public struct OrderRules: Sendable {
     /// is no longer `created` changes nothing, except a success for one recorded `failed`
     /// (the provider charged after all: a late success, paid like a first one).
     /// `product` and `membership` (the owner's, 4.6) are what a delivery's membership is made of.
-    public func notify(_ n: PaymentNotify, payment: Payment?, order: Order?, stock: Int, now: Int64,
+    public func notify(_ n: PaymentNotify, payment: Payment?, order: Order?, stock: Int,
+                       hold: Linked<RestockHold> = .notLinked, now: Int64,
                        product: Product? = nil, membership: Linked<Membership> = .notLinked) -> Result<Decision, GatewayError> {
         guard var payment else { return .failure(.notFound("no payment \(n.payment)")) }
         guard n.order == payment.order else { return .failure(.badRequest("payment \(payment.id) belongs to another order")) }
@@ -148,9 +149,19 @@ public struct OrderRules: Sendable {
         order.payment = payment.id
         order.paidAt = now
         d.effects.append(.unschedule(order: order.id, .payment))
-        guard stock >= order.quantity else {
+        // A live restock hold of the buyer pays one unit; the rest comes from stock.
+        let held: RestockHold? = if case .present(let h) = hold, h.user == order.buyer, h.isLive(at: now) { h } else { nil }
+        let fromStock = order.quantity - (held == nil ? 0 : 1)
+        guard stock >= fromStock else {
             // Only while stock is still short: keys uploaded meanwhile make this decide again.
-            d.preconditions.append(.stockBelow(product: order.product, order.quantity))
+            d.preconditions.append(.stockBelow(product: order.product, fromStock))
+            // Abnormal only while the buyer still has no (other) hold: one given meanwhile must be used.
+            switch hold {
+            case .absent: d.preconditions.append(.holdRecord(product: order.product, user: order.buyer, record: ""))
+            case .present(let h) where h.user == order.buyer:
+                d.preconditions.append(.holdRecord(product: order.product, user: h.user, record: h.record))
+            default: break
+            }
             order.status = .abnormal
             d.effects.append(.saveOrder(order))
             d.effects += statusPushes(order)
@@ -158,8 +169,14 @@ public struct OrderRules: Sendable {
             if order.kind == .friendpay { d.effects.append(receiptPush(order, payment)) }
             return .success(d)
         }
-        d.preconditions.append(.stockAtLeast(product: order.product, order.quantity))
-        d.effects.append(.allocateKeys(order: order.id, product: order.product, count: order.quantity))
+        if fromStock > 0 {
+            d.preconditions.append(.stockAtLeast(product: order.product, fromStock))
+            d.effects.append(.allocateKeys(order: order.id, product: order.product, count: fromStock))
+        }
+        if let held {
+            d.preconditions.append(.holdRecord(product: order.product, user: held.user, record: held.record))
+            d.effects.append(.takeHeldKey(order: order.id, product: order.product, user: held.user))
+        }
         switch order.kind {
         case .gift:
             order.status = .paid

@@ -68,7 +68,7 @@ final class SettingsTests: XCTestCase {
             for name in try XCTUnwrap(value as? [String: Any]).keys { keys.insert(section + "." + name) }
         }
         XCTAssertEqual(keys, Set(Settings.settingKeys))
-        XCTAssertEqual(Settings.settingKeys.count, 57)
+        XCTAssertEqual(Settings.settingKeys.count, 58)
     }
 
     func testNoFileGivesDefaults() async throws {

@@ -133,7 +133,7 @@ final class CommerceStoreTests: XCTestCase {
     }
 
     func testABrokenPreconditionDecidesAgainOnAFreshSnapshot() throws {
-        memory.addKeys(product: "p1", merchant: nil, [SealedCardKey(id: "k1", sealed: "s1")]) { _ in }
+        memory.addKeys(product: "p1", merchant: nil, [SealedCardKey(id: "k1", sealed: "s1")], terms: RestockTerms(nowMs: now, holdMs: 0)) { _ in }
         let order = try create(#"{"buyer":"u1","product":"p1"}"#)
         let paymentID = CommerceKeys.freshID("pay", product: "p1", random: "1")
         let (pd, _) = try run(.order(order.id)) { s in self.rules.createPayment(order: s.order!, payer: "u1", paymentID: paymentID, now: self.now) }
@@ -171,10 +171,13 @@ final class CommerceStoreTests: XCTestCase {
     func testKeysAddChecksTheMerchant() {
         var results: [KeysAdded] = []
         let keys = [SealedCardKey(id: "a", sealed: "s")]
-        memory.addKeys(product: "p1", merchant: "m2", keys) { results.append(try! $0.get()) }
-        memory.addKeys(product: "p9", merchant: nil, keys) { results.append(try! $0.get()) }
-        memory.addKeys(product: "p1", merchant: "m1", keys) { results.append(try! $0.get()) }
-        memory.addKeys(product: "p1", merchant: nil, keys) { results.append(try! $0.get()) }
-        XCTAssertEqual(results, [.otherMerchant, .noProduct, .added(count: 1, duplicates: 0, stock: 1), .added(count: 0, duplicates: 1, stock: 1)])
+        let terms = RestockTerms(nowMs: now, holdMs: 0)
+        memory.addKeys(product: "p1", merchant: "m2", keys, terms: terms) { results.append(try! $0.get()) }
+        memory.addKeys(product: "p9", merchant: nil, keys, terms: terms) { results.append(try! $0.get()) }
+        memory.addKeys(product: "p1", merchant: "m1", keys, terms: terms) { results.append(try! $0.get()) }
+        memory.addKeys(product: "p1", merchant: nil, keys, terms: terms) { results.append(try! $0.get()) }
+        XCTAssertEqual(results, [.otherMerchant, .noProduct, .added(count: 1, duplicates: 0, stock: 1, restock: RestockOutcome(product: "p1", title: product.title, price: product.price,
+                                                                        currency: product.currency, stock: 1, holders: [], until: now)),
+                                 .added(count: 0, duplicates: 1, stock: 1, restock: nil)])
     }
 }

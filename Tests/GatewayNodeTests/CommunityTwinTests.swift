@@ -86,6 +86,27 @@ final class CommunityTwinTests: XCTestCase {
         XCTAssertEqual(alerts("a").count, 1)
     }
 
+    /// The restock line as watch.lua keeps it: watch order, a place kept on watching again,
+    /// left by a plain watch or an unwatch; paged live entries; pushes only to those in line.
+    func testTheRestockLineKeepsWatchOrder() throws {
+        try create()
+        for user in ["a", "b", "c", "a"] {
+            _ = try value { community.watch(product: "p", user: user, below: nil, restock: true, nowMs: clock, ttlMs: 3_600_000, $0) }
+        }
+        _ = try value { community.watch(product: "p", user: "b", below: nil, nowMs: clock, ttlMs: 3_600_000, $0) }
+        _ = try value { community.watch(product: "p", user: "d", below: nil, restock: true, nowMs: clock, ttlMs: 3_600_000, $0) }
+        try value { community.unwatch(product: "p", user: "c", $0) }
+        let first = try value { community.restockLine(product: "p", after: nil, count: 1, nowMs: clock, $0) }
+        XCTAssertEqual(first.users, ["a"])
+        let rest = try value { community.restockLine(product: "p", after: first.last, count: 10, nowMs: clock, $0) }
+        XCTAssertEqual(rest.users, ["d"])
+        XCTAssertEqual(try value { community.watches(user: "a", nowMs: clock, $0) }.first?.restock, true)
+        XCTAssertEqual(try value { community.watches(user: "b", nowMs: clock, $0) }.first?.restock, false)
+        XCTAssertEqual(try value { community.restockNotify(product: "p", users: ["a", "b"], data: "{}", onlyInLine: true, $0) }, 1)
+        XCTAssertEqual(alerts("a").count, 1)
+        XCTAssertEqual(alerts("b"), [])
+    }
+
     func testMerchantsTouchOnlyTheirOwnProducts() throws {
         try create()
         XCTAssertEqual(try value { community.updateProduct("p", price: 1, title: nil, merchant: "m2", $0) }, .notYours)

@@ -129,6 +129,10 @@ final class CommandDecoderTests: XCTestCase {
         assertCommand(#"{"id":7,"op":"watch","product":"p1"}"#, id: 7, .community(.watch(product: "p1", below: nil)))
         assertCommand(#"{"id":7,"op":"watch","product":"p1","below":1500}"#, id: 7, .community(.watch(product: "p1", below: 1500)))
         assertCommand(#"{"id":7,"op":"watch","product":"p1","below":null}"#, id: 7, .community(.watch(product: "p1", below: nil)))
+        assertCommand(#"{"id":7,"op":"watch","product":"p1","restock":true}"#, id: 7, .community(.watch(product: "p1", below: nil, restock: true)))
+        assertCommand(#"{"id":7,"op":"watch","product":"p1","restock":false}"#, id: 7, .community(.watch(product: "p1", below: nil)))
+        assertBadRequest(#"{"id":7,"op":"watch","product":"p1","restock":"yes"}"#, id: 7, containing: "restock")
+        assertBadRequest(#"{"id":7,"op":"watch","product":"p1","restock":1}"#, id: 7, containing: "restock")
         assertCommand(#"{"id":8,"op":"unwatch","product":"p_2"}"#, id: 8, .community(.unwatch(product: "p_2")))
         assertCommand(#"{"id":9,"op":"watches"}"#, id: 9, .community(.watches))
     }

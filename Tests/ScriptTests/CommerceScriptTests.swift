@@ -433,16 +433,17 @@ final class CommerceScriptTests: XCTestCase {
     // MARK: keys_add
 
     func testKeysAddChecksTheMerchantAndSkipsDuplicates() throws {
-        let keys = [CommerceKeys.info("p1"), CommerceKeys.cardKeys("p1"), CommerceKeys.stock("p1")]
+        let keys = RestockScriptTests.keysAddKeys("p1")
         func add(_ merchant: String, _ pairs: [String], product: [String]? = nil) -> [String] {
-            let reply = redis.run(CommerceScripts.addKeys, keys: product ?? keys, args: [merchant] + pairs.map { $0 as RedisArgument })
-            return (reply.array ?? []).compactMap { $0.text ?? $0.int.map(String.init) }
+            let reply = redis.run(CommerceScripts.addKeys, keys: product ?? keys,
+                                  args: [merchant, RestockScriptTests.keysAddParams("p1", now: now, holdMs: 0)] + pairs.map { $0 as RedisArgument })
+            return Array((reply.array ?? []).compactMap { $0.text ?? $0.int.map(String.init) }.prefix(4))
         }
         XCTAssertEqual(add("m1", ["a", "sa", "b", "sb"]), ["ok", "2", "0", "2"])
         XCTAssertEqual(add("", ["b", "sb2", "c", "sc"]), ["ok", "1", "1", "3"], "the shop may add; a seen id is a duplicate")
         XCTAssertEqual(redis.call(["HGET", keys[1], "b"]).text, "sb", "a duplicate never replaces the stored key")
         XCTAssertEqual(add("m2", ["d", "sd"]), ["other_merchant", "0", "0", "0"])
-        let none = [CommerceKeys.info("p2"), CommerceKeys.cardKeys("p2"), CommerceKeys.stock("p2")]
+        let none = RestockScriptTests.keysAddKeys("p2")
         XCTAssertEqual(add("", ["d", "sd"], product: none), ["no_product", "0", "0", "0"])
         XCTAssertEqual(redis.call(["LRANGE", keys[2], 0, -1]).array?.compactMap(\.text), ["a", "b", "c"])
     }
@@ -453,7 +454,8 @@ final class CommerceScriptTests: XCTestCase {
         stockUp(["k1", "k2", "k3"])
         let memory = MemoryCommerceStore()
         memory.addProduct(product)
-        memory.addKeys(product: "p1", merchant: nil, ["k1", "k2", "k3"].map { SealedCardKey(id: $0, sealed: "s") }) { _ in }
+        memory.addKeys(product: "p1", merchant: nil, ["k1", "k2", "k3"].map { SealedCardKey(id: $0, sealed: "s") },
+                       terms: RestockTerms(nowMs: now, holdMs: 0)) { _ in }
         let settings = CommerceProgram.Settings(retention: retention, historySize: { _ in 100 }, viaOutbox: false)
         let order = try created(#"{"buyer":"u1","product":"p1","quantity":2}"#)
         let create = try rules.create(request(#"{"buyer":"u1","product":"p1","quantity":2}"#), product: product, now: now, fresh: fresh(1)).get()

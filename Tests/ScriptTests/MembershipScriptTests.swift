@@ -73,7 +73,7 @@ final class MembershipScriptTests: XCTestCase {
 
         let orderKey = try XCTUnwrap(CommerceKeys.order(order.id))
         let owner = try loadTail([orderKey], ["order"])
-        XCTAssertNil(owner.hold, "restock holds are not read by this part")
+        XCTAssertEqual(owner.hold, "", "linked through link:holds, no hold")
         XCTAssertEqual(owner.membership, record, "the owner's, through link:memberships")
         XCTAssertEqual(try loadTail([orderKey], ["order", "u3"]).membership, "", "a claimer without one: empty, not unlinked")
         let entry = try loadTail([CommerceKeys.info("p1"), CommerceKeys.stock("p1"), CommerceKeys.memberships("p1")], ["membership", "u1"])
@@ -108,7 +108,8 @@ final class MembershipScriptTests: XCTestCase {
     func testTheMemoryTwinKeepsMembershipsAsTheScriptDoes() throws {
         let memory = MemoryCommerceStore()
         memory.addProduct(product)
-        memory.addKeys(product: "p1", merchant: nil, ["k1", "k2"].map { SealedCardKey(id: $0, sealed: "s") }) { _ in }
+        memory.addKeys(product: "p1", merchant: nil, ["k1", "k2"].map { SealedCardKey(id: $0, sealed: "s") },
+                       terms: RestockTerms(nowMs: 0, holdMs: 0)) { _ in }
         let (_, d) = try delivered(1, membership: .absent)
         XCTAssertTrue(try apply(d).applied)
         for step in steps + [d] { XCTAssertNil(memory.run(try XCTUnwrap(CommerceProgram(step, product: "p1", settings())))) }

@@ -44,6 +44,9 @@ final class SlotRuleTests: XCTestCase {
         f.redis.call(["XADD", StoreKeys.outbox("p"), "*", "ev", "order.paid", "key", "o-1", "at", "1", "data", "{}"])  // to the event log
         f.relay.relay(StoreKeys.outbox("p"))
         f.relay.sweep()
+        _ = try f.value { f.community.watch(product: "p", user: "c", below: nil, restock: true, nowMs: now, ttlMs: 60_000, $0) }
+        let line = try f.value { f.community.restockLine(product: "p", after: nil, count: 10, nowMs: now, $0) }
+        _ = try f.value { f.community.restockNotify(product: "p", users: line.users, data: "{}", onlyInLine: true, $0) }
 
         let ran = Set(f.link.scriptKeys.map(\.name))
         let expected = Set((ChannelScripts.all + CommunityScripts.all).map(\.name))
@@ -55,7 +58,7 @@ final class SlotRuleTests: XCTestCase {
     }
 
     func testNoScriptBuildsAKeyName() {
-        for script in ChannelScripts.all + CommunityScripts.all {
+        for script in ChannelScripts.all + CommunityScripts.all + CommerceScripts.all {
             XCTAssertFalse(script.source.contains("'gw:"), "\(script.name) builds a key name")
             XCTAssertFalse(script.source.contains("\"gw:"), "\(script.name) builds a key name")
         }

@@ -53,6 +53,16 @@ local OPS = {
     local ids = splitIDs(redis.call('HGET', KEYS[o.order], 'keys'))
     if #ids > 0 then redis.call('SADD', KEYS[o.burned], unpack(ids)) end
   end,
+  -- A restock hold used by its user's order: the held key joins the order's keys (after
+  -- any allocated from stock); check_field vouched for the hold, so a missing one takes nothing.
+  take_held_key = function(o)
+    local id = string.match(redis.call('HGET', KEYS[o.holds], o.user) or '', '^([^|]+)|')
+    if not id then return end
+    redis.call('HDEL', KEYS[o.holds], o.user)
+    redis.call('ZREM', KEYS[o.due], o.user)
+    local have = redis.call('HGET', KEYS[o.order], 'keys')
+    redis.call('HSET', KEYS[o.order], 'keys', (have and have ~= '') and (have .. ',' .. id) or id)
+  end,
   add_member = function(o)
     local n = redis.call('HINCRBY', KEYS[o.members], o.user, o.count)
     if n == o.count then publishBuyers(o) end

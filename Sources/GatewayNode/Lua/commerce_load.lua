@@ -10,8 +10,10 @@
 -- ARGV[2]: the user whose validity membership is read (membership entry; for an order, the
 --          gift's claimer; absent: the order's owner)
 -- Returns {order fields, payment fields, product fields, stock, hold, membership}; records
--- without their link:* fields. hold: false (restock holds, not read here); membership: the
--- record, '' for none, false when nothing links to one (an order saved before memberships).
+-- without their link:* fields. hold: the order buyer's restock hold record through
+-- link:holds ('' = none); membership: the validity membership record ('' = none). Each is
+-- false (a RESP nil) when nothing links to it (an order saved before it existed, or no
+-- order). Elements are only ever appended.
 local ENTRY_KEY, PRODUCT_STOCK = KEYS[1], KEYS[2]
 local ENTRY, MEMBER = ARGV[1], ARGV[2]
 
@@ -31,8 +33,10 @@ local function split(flat)
   return fields, links
 end
 
-local orderKey, paymentKey, infoKey, stockKey, membershipsKey
-local order, payment, product, stock, membership = {}, {}, {}, 0, false
+local orderKey, paymentKey, infoKey, stockKey, membershipsKey, holdsKey
+local order, payment, product, stock = {}, {}, {}, 0
+-- false, never nil: a nil inside the reply table would cut it short.
+local hold, membership = false, false
 if ENTRY == 'order' then
   orderKey = ENTRY_KEY
 elseif ENTRY == 'payment' then
@@ -58,7 +62,8 @@ if orderKey then
       paymentKey = links['link:payment']
       if paymentKey then payment = split(redis.call('HGETALL', paymentKey)) end
     end
-    infoKey, stockKey, membershipsKey = links['link:info'], links['link:stock'], links['link:memberships']
+    infoKey, stockKey = links['link:info'], links['link:stock']
+    membershipsKey, holdsKey = links['link:memberships'], links['link:holds']
     if not MEMBER or MEMBER == '' then
       for i = 1, #order, 2 do if order[i] == 'owner' then MEMBER = order[i + 1] end end
     end
@@ -71,4 +76,9 @@ if stockKey then stock = redis.call('LLEN', stockKey) end
 if membershipsKey and MEMBER and MEMBER ~= '' then
   membership = redis.call('HGET', membershipsKey, MEMBER) or ''
 end
-return {order, payment, product, stock, false, membership}
+if holdsKey then
+  local buyer
+  for i = 1, #order, 2 do if order[i] == 'buyer' then buyer = order[i + 1] end end
+  hold = buyer and redis.call('HGET', holdsKey, buyer) or ''
+end
+return {order, payment, product, stock, hold, membership}

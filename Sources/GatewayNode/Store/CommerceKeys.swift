@@ -95,6 +95,10 @@ package enum CommerceKeys {
     static func burned(_ product: String) -> String { "gw:\(StoreKeys.tag(.product(product))):burned" }
     /// Hash user -> number of orders that make the user a member of the product's group.
     static func members(_ product: String) -> String { "gw:\(StoreKeys.tag(.product(product))):members" }
+    /// Hash user -> `RestockHold.record`: keys held for restock watchers (out of the stock list).
+    static func holds(_ product: String) -> String { "gw:\(StoreKeys.tag(.product(product))):holds" }
+    /// Sorted set user -> hold end (ms): what the release walks.
+    static func holdsDue(_ product: String) -> String { "gw:\(StoreKeys.tag(.product(product))):holds:due" }
     /// Stream of the pushes of this slot's decisions to channels in other slots (cluster only).
     static func outbox(_ product: String) -> String { StoreKeys.outbox(product) }
     static let eventsLog = StoreKeys.eventsLog
@@ -137,5 +141,7 @@ package enum CommerceKeys {
         static let stock = "link:stock"
         /// The product's validity memberships (4.6); the load reads the owner's (or claimer's) record.
         static let memberships = "link:memberships"
+        /// The product's holds: commerce_load reads the buyer's hold through it.
+        static let holds = "link:holds"
     }
 }

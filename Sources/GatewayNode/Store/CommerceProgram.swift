@@ -9,7 +9,7 @@ enum CommerceCheck: Equatable {
     /// The stock list holds at least `count` key ids.
     case checkStockAtLeast(key: Int, count: Int)
     case checkStockBelow(key: Int, count: Int)
-    /// The hash's `field` is `value` ('' = absent).
+    /// The hash's `field` is `value` ('' = the field is missing).
     case checkField(key: Int, field: String, value: String)
 }
 
@@ -25,6 +25,8 @@ enum CommerceOp: Equatable {
     case returnKeys(order: Int, stock: Int)
     /// The order's key ids into the burned set (revealed: never sold again).
     case burnKeys(order: Int, burned: Int)
+    /// The user's held key (holds hash) appended to the order's `keys`; the hold and its due entry removed.
+    case takeHeldKey(order: Int, holds: Int, due: Int, user: String)
     /// HINCRBY of the user's membership count; `product.buyers` is published on the
     /// product channel (same slot) when the user became a member / stopped being one.
     case addMember(members: Int, user: String, count: Int, buyers: BuyersChannel)
@@ -172,6 +174,8 @@ struct CommerceProgram: Equatable {
         case .stockBelow(let product, let n): .checkStockBelow(key: key(names(product).stock), count: n)
         case .membershipRecord(let product, let user, let record):
             .checkField(key: key(CommerceKeys.memberships(product)), field: user, value: record)
+        case .holdRecord(let product, let user, let record):
+            .checkField(key: key(CommerceKeys.holds(product)), field: user, value: record)
         }
     }
 
@@ -187,6 +191,7 @@ struct CommerceProgram: Equatable {
             fields.append(.init(name: CommerceKeys.Link.info, value: productNames.info))
             fields.append(.init(name: CommerceKeys.Link.stock, value: productNames.stock))
             fields.append(.init(name: CommerceKeys.Link.memberships, value: CommerceKeys.memberships(o.product)))
+            fields.append(.init(name: CommerceKeys.Link.holds, value: CommerceKeys.holds(o.product)))
             if let p = o.payment {
                 guard let paymentKey = paymentKey(p) else { return false }
                 fields.append(.init(name: CommerceKeys.Link.payment, value: paymentKey))
@@ -206,6 +211,10 @@ struct CommerceProgram: Equatable {
         case .burnKeys(let order, let product):
             guard let orderKey = orderKey(order) else { return false }
             ops.append(.burnKeys(order: key(orderKey), burned: key(CommerceKeys.burned(product))))
+        case .takeHeldKey(let order, let product, let user):
+            guard let orderKey = orderKey(order) else { return false }
+            ops.append(.takeHeldKey(order: key(orderKey), holds: key(CommerceKeys.holds(product)),
+                                    due: key(CommerceKeys.holdsDue(product)), user: user))
         case .membership(let product, let user, let delta):
             guard delta != 0 else { return true }
             let channel = Channel(kind: .product, id: product)
@@ -371,6 +380,8 @@ extension CommerceOp {
             w.open("return_keys"); w.field("order", o); w.field("stock", s)
         case .burnKeys(let o, let b):
             w.open("burn_keys"); w.field("order", o); w.field("burned", b)
+        case .takeHeldKey(let o, let h, let d, let u):
+            w.open("take_held_key"); w.field("order", o); w.field("holds", h); w.field("due", d); w.field("user", u)
         case .addMember(let m, let u, let n, let b):
             w.open("add_member"); w.field("members", m); w.field("user", u); w.field("count", n); buyers(b)
         case .removeMember(let m, let u, let n, let b):

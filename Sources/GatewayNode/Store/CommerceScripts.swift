@@ -6,11 +6,14 @@ enum CommerceScripts {
     static let apply = LuaScript.embedded("commerce_apply", PackageResources.commerce_apply_lua,
                                           libraries: [PackageResources.lib_publish_lua, PackageResources.lib_event_lua,
                                                       PackageResources.lib_emit_lua, PackageResources.lib_points_lua])
-    static let addKeys = LuaScript.embedded("keys_add", PackageResources.keys_add_lua)
     static let timerDrop = LuaScript.embedded("timer_drop", PackageResources.timer_drop_lua)
+    static let addKeys = LuaScript.embedded("keys_add", PackageResources.keys_add_lua,
+                                            libraries: [PackageResources.lib_publish_lua, PackageResources.lib_event_lua,
+                                                        PackageResources.lib_emit_lua])
+    static let holdsRelease = LuaScript.embedded("holds_release", PackageResources.holds_release_lua)
     /// The v1 upgrade's steps (`LegacyCommerceMigration`).
     static let legacyLink = LuaScript.embedded("legacy_link", PackageResources.legacy_link_lua)
     static let legacyLookup = LuaScript.embedded("legacy_lookup", PackageResources.legacy_lookup_lua)
     static let legacyIdempotency = LuaScript.embedded("legacy_idempotency", PackageResources.legacy_idempotency_lua)
-    static let all = [load, apply, addKeys, timerDrop, legacyLink, legacyLookup, legacyIdempotency]
+    static let all = [load, apply, addKeys, holdsRelease, timerDrop, legacyLink, legacyLookup, legacyIdempotency]
 }

@@ -14,6 +14,8 @@ package struct CommerceSnapshot: Equatable {
     /// The validity membership (4.6) of the order's owner (or the gift's claimer, or the
     /// membership entry's user) in the product: `.notLinked` when the order has no link to it.
     package var membership: Linked<Membership> = .notLinked
+    /// The order buyer's restock hold, read through the order's `link:holds`.
+    package var hold: Linked<RestockHold> = .notLinked
 }
 
 /// What a snapshot is loaded through.
@@ -36,18 +38,62 @@ package enum CommerceEntry: Equatable {
     }
 }
 
-/// The answer of a key upload.
+/// The answer of a key upload. `restock`: the upload took the stock from 0 (contract 4.6).
 enum KeysAdded: Equatable {
-    case added(count: Int, duplicates: Int, stock: Int)
+    case added(count: Int, duplicates: Int, stock: Int, restock: RestockOutcome?)
     case noProduct
     /// The product belongs to another merchant than the one uploading.
     case otherMerchant
+}
+
+/// What an upload needs to give restock holds: its time and how long a hold lasts (0: none).
+struct RestockTerms: Equatable {
+    var nowMs: Int64
+    var holdMs: Int64
+
+    var until: Int64 { nowMs + holdMs }
+}
+
+/// A restock as keys_add made it: the first watchers of the line hold a key each until `until`.
+struct RestockOutcome: Equatable {
+    var product: String
+    var title: String
+    var price: Int64
+    var currency: String
+    /// Keys a non-holder can buy now (after the holds).
+    var stock: Int
+    /// In watch order; they left the line.
+    var holders: [String]
+    var until: Int64
+
+    /// `product.restock`'s data; with `hold` for the holders.
+    func pushData(hold: Bool) -> String {
+        var fields: [(String, JSON)] = [("product", .string(product)), ("title", .string(title)), ("price", .int(price)),
+                                        ("currency", .string(currency)), ("stock", .int(Int64(stock)))]
+        if hold { fields.append(("hold", .object([("until", .int(until))]))) }
+        return JSON.object(fields).serialized()
+    }
+
+    /// The event `product.restocked`'s data as keys_add fills it ($KEYS, $HOLDS, $STOCK), and its ordering key.
+    static func eventTemplate(product: String) -> String {
+        #"{"product":\#(JSON.string(product).serialized()),"keys":$KEYS,"holds":$HOLDS,"stock":$STOCK}"#
+    }
+    static func eventKey(product: String) -> String { "product:\(product)" }
 }
 
 /// A card key as stored: its id (a keyed fingerprint) and the sealed key.
 struct SealedCardKey: Equatable {
     var id: String
     var sealed: String
+}
+
+/// holds_release.lua's answer.
+struct HoldsReleased: Equatable {
+    var released: Int
+    /// The limit was reached: more may be due.
+    var more: Bool
+    /// The next hold's end (ms), nil when none is left.
+    var nextDue: Int64?
 }
 
 /// A `gw:timers` member that is due: `<kind>:<order id>` and its due time (ms).
@@ -81,7 +127,15 @@ protocol CommerceStore: AnyObject {
     /// relay's sweep.
     func deliverPushes(of decision: Decision, product: String)
     /// `merchant`: nil for the shop; another merchant's product is refused inside the script.
-    func addKeys(product: String, merchant: String?, _ keys: [SealedCardKey], _ done: @escaping (Result<KeysAdded, GatewayError>) -> Void)
+    /// An upload onto no stock gives restock holds on `terms` in the same step.
+    func addKeys(product: String, merchant: String?, _ keys: [SealedCardKey], terms: RestockTerms,
+                 _ done: @escaping (Result<KeysAdded, GatewayError>) -> Void)
+    /// Returns the product's due restock holds to stock (at most `limit`).
+    func releaseHolds(product: String, nowMs: Int64, limit: Int, _ done: @escaping (Result<HoldsReleased, GatewayError>) -> Void)
+    /// ZADD of a `gw:timers` member (a hold release put back or moved).
+    func scheduleTimer(_ member: String, at due: Int64)
+    /// Hands the product's outbox on (cluster: its event and pushes); nothing on one server.
+    func relayOutbox(product: String)
     /// The sealed keys of `order.keyIDs`, in order (nil for one that is missing).
     func sealedKeys(of order: Order, _ done: @escaping (Result<[String?], GatewayError>) -> Void)
     /// A user's member points (lib_points' hash in the user's slot): the total and, with
@@ -170,17 +224,25 @@ final class RedisCommerceStore: CommerceStore {
                 var items = try RedisArrayReader(r)
                 let order = try items.next(RedisHash.self), payment = try items.next(RedisHash.self)
                 let product = try items.next(RedisHash.self), stock = try items.next(Int.self)
-                // Element 5 (restock holds) is not read here; a shorter reply links nothing.
-                if !items.isAtEnd { _ = try items.next(String?.self) }
-                let record = items.isAtEnd ? nil : try items.next(String?.self)
-                var s = CommerceSnapshot(order: order.isEmpty ? nil : Order(record: order.fields),
+                // An older script answers fewer elements: no link seen.
+                let holdRecord = items.isAtEnd ? nil : try items.next(String?.self)
+                let membershipRecord = items.isAtEnd ? nil : try items.next(String?.self)
+                let decodedOrder = order.isEmpty ? nil : Order(record: order.fields)
+                var s = CommerceSnapshot(order: decodedOrder,
                                          payment: payment.isEmpty ? nil : Payment(record: payment.fields),
-                                         product: product.isEmpty ? nil : Product(record: product.fields), stock: stock)
-                s.membership = CommerceSnapshot.membership(record, product: s.order?.product ?? s.product?.id,
+                                         product: product.isEmpty ? nil : Product(record: product.fields), stock: stock,
+                                         hold: Self.hold(holdRecord, buyer: decodedOrder?.buyer))
+                s.membership = CommerceSnapshot.membership(membershipRecord, product: s.order?.product ?? s.product?.id,
                                                            user: member ?? s.order?.owner)
                 return s
             })
         }
+    }
+
+    /// commerce_load's hold element: nil = the order has no `link:holds`, '' = no hold.
+    static func hold(_ record: String?, buyer: String?) -> Linked<RestockHold> {
+        guard let record, let buyer else { return .notLinked }
+        return RestockHold(user: buyer, record: record).map { .present($0) } ?? .absent
     }
 
     func apply(_ decision: Decision, product: String, _ done: @escaping (Result<ApplyOutcome, GatewayError>) -> Void) {
@@ -275,23 +337,82 @@ final class RedisCommerceStore: CommerceStore {
         }
     }
 
-    func addKeys(product: String, merchant: String?, _ keys: [SealedCardKey], _ done: @escaping (Result<KeysAdded, GatewayError>) -> Void) {
-        var args: [RedisArgument] = [merchant ?? ""]
+    func addKeys(product: String, merchant: String?, _ keys: [SealedCardKey], terms: RestockTerms,
+                 _ done: @escaping (Result<KeysAdded, GatewayError>) -> Void) {
+        let cluster = redis.isCluster
+        var keyNames = [CommerceKeys.info(product), CommerceKeys.cardKeys(product), CommerceKeys.stock(product),
+                        StoreKeys.restockLine(product), StoreKeys.watchExpiry(product), CommerceKeys.holds(product),
+                        CommerceKeys.holdsDue(product), CommerceKeys.outbox(product)]
+        // One server: the timer and the event in the script's own step; a cluster writes the
+        // timer ahead (its own slot) and the event to the outbox.
+        if !cluster { keyNames += [CommerceKeys.timers, CommerceKeys.eventsLog] }
+        let member = TimerMember.holds(product: product, upload: String(format: "%08x", UInt32.random(in: .min ... .max))).member
+        let params: JSON = .object([
+            ("now", .int(terms.nowMs)), ("until", .int(terms.until)), ("hold_ms", .int(terms.holdMs)), ("member", .string(member)),
+            ("timers", .int(cluster ? 0 : 9)), ("log", .int(cluster ? 0 : 10)), ("outbox", .int(cluster ? 8 : 0)),
+            ("retention", .int(eventRetentionMs)), ("event", .string(RestockOutcome.eventTemplate(product: product))),
+            ("key", .string(RestockOutcome.eventKey(product: product))),
+        ])
+        var args: [RedisArgument] = [merchant ?? "", params.serialized()]
         for k in keys { args += [k.id, k.sealed] }
-        let keyNames = [CommerceKeys.info(product), CommerceKeys.cardKeys(product), CommerceKeys.stock(product)]
-        redis.run(CommerceScripts.addKeys, keys: keyNames, args: args) { reply in
-            done(Self.decode(reply, "keys_add") { (r: RedisReply) throws(RedisDecodingError) -> KeysAdded in
-                var items = try RedisArrayReader(r)
-                let outcome = try items.next(String.self)
-                let added = try items.next(Int.self), duplicates = try items.next(Int.self), stock = try items.next(Int.self)
-                switch outcome {
-                case "ok": return .added(count: added, duplicates: duplicates, stock: stock)
-                case "no_product": return .noProduct
-                case "other_merchant": return .otherMerchant
-                default: throw .unexpected(expected: "ok, no_product or other_merchant", got: outcome)
+        let run = {
+            self.redis.run(CommerceScripts.addKeys, keys: keyNames, args: args) { reply in
+                let result = Self.decode(reply, "keys_add") { (r: RedisReply) throws(RedisDecodingError) -> KeysAdded in
+                    try Self.keysAdded(r, product: product, until: terms.until)
                 }
+                if cluster, terms.holdMs > 0, case .success(.added(_, _, _, let restock)) = result, (restock?.holders ?? []).isEmpty {
+                    // No holds given: the timer written ahead has nothing to release (best effort).
+                    self.redis.send(["ZREM", CommerceKeys.timers, member], key: CommerceKeys.timers) { _ in }
+                }
+                done(result)
+            }
+        }
+        guard cluster else { return run() }
+        let ahead = terms.holdMs > 0 ? [(member: member, due: terms.until)] : []
+        let write = { self.scheduleAhead(ahead, before: keyNames[0]) { error in error.map { done(.failure($0)) } ?? run() } }
+        guard let relay else { return write() }
+        relay.register(CommerceKeys.outbox(product)) { ok in ok ? write() : done(.failure(.redisUnavailable)) }
+    }
+
+    /// keys_add.lua: {outcome, added, duplicates, stock, holds, restocked, title, price, currency, holder...}.
+    static func keysAdded(_ r: RedisReply, product: String, until: Int64) throws(RedisDecodingError) -> KeysAdded {
+        var items = try RedisArrayReader(r)
+        let outcome = try items.next(String.self)
+        let added = try items.next(Int.self), duplicates = try items.next(Int.self), stock = try items.next(Int.self)
+        switch outcome {
+        case "ok":
+            let holds = try items.next(Int.self), restocked = try items.next(Int.self) == 1
+            let title = try items.next(String.self), price = try items.next(Int64.self), currency = try items.next(String.self)
+            var holders: [String] = []
+            while !items.isAtEnd { holders.append(try items.next(String.self)) }
+            guard holders.count == holds else { throw .unexpected(expected: "\(holds) holders", got: String(holders.count)) }
+            let restock = restocked ? RestockOutcome(product: product, title: title, price: price, currency: currency,
+                                                     stock: stock, holders: holders, until: until) : nil
+            return .added(count: added, duplicates: duplicates, stock: stock, restock: restock)
+        case "no_product": return .noProduct
+        case "other_merchant": return .otherMerchant
+        default: throw .unexpected(expected: "ok, no_product or other_merchant", got: outcome)
+        }
+    }
+
+    func releaseHolds(product: String, nowMs: Int64, limit: Int, _ done: @escaping (Result<HoldsReleased, GatewayError>) -> Void) {
+        let keys = [CommerceKeys.holds(product), CommerceKeys.holdsDue(product), CommerceKeys.stock(product)]
+        redis.run(CommerceScripts.holdsRelease, keys: keys, args: [nowMs, limit]) { reply in
+            done(Self.decode(reply, "holds_release") { (r: RedisReply) throws(RedisDecodingError) in
+                var items = try RedisArrayReader(r)
+                let released = try items.next(Int.self), more = try items.next(Int.self) == 1, next = try items.next(Int64.self)
+                return HoldsReleased(released: released, more: more, nextDue: next > 0 ? next : nil)
             })
         }
+    }
+
+    func scheduleTimer(_ member: String, at due: Int64) {
+        redis.send(["ZADD", CommerceKeys.timers, due, member], key: CommerceKeys.timers) { _ in }
+    }
+
+    func relayOutbox(product: String) {
+        guard let relay, redis.isCluster else { return }
+        relay.relay(CommerceKeys.outbox(product))
     }
 
     func sealedKeys(of order: Order, _ done: @escaping (Result<[String?], GatewayError>) -> Void) {

@@ -26,10 +26,13 @@ enum CommunityScripts {
     static let watchersBelow = LuaScript.embedded("watchers_below", PackageResources.watchers_below_lua)
     static let sendAlerts = LuaScript.embedded("send_alerts", PackageResources.send_alerts_lua,
                                                libraries: [publishLibrary, PackageResources.lib_emit_lua])
+    static let restockLine = LuaScript.embedded("restock_line", PackageResources.restock_line_lua)
+    static let restockNotify = LuaScript.embedded("restock_notify", PackageResources.restock_notify_lua,
+                                                  libraries: [publishLibrary, PackageResources.lib_emit_lua])
     static let botLease = LuaScript.embedded("bot_lease", PackageResources.bot_lease_lua)
 
     static let all: [LuaScript] = [
         groupPublish, moderate, presenceJoin, presenceLeave, presenceRenew, presenceReap, presenceSync, presenceRead,
-        watch, unwatch, userWatches, watches, productCreate, productView, productUpdate, watchersBelow, sendAlerts, botLease,
+        watch, unwatch, userWatches, watches, productCreate, productView, productUpdate, watchersBelow, sendAlerts, restockLine, restockNotify, botLease,
     ]
 }

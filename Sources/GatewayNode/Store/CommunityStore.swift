@@ -2,6 +2,7 @@ import Foundation
 import CommunityCore
 import GatewayProtocol
 import GatewayRedis
+import OrderCore
 
 /// Buyer groups, presence, moderation, products and price watches.
 protocol CommunityStore: AnyObject {
@@ -25,8 +26,10 @@ protocol CommunityStore: AnyObject {
     func presenceSync(_ channel: Channel, node: String, ttlMs: Int64, users: [String])
     func presence(_ channel: Channel, _ done: @escaping (StoreResult<PresenceSnapshot>) -> Void)
 
-    /// The product's price, or nil without the product.
-    func watch(product: String, user: String, below: Int64?, nowMs: Int64, ttlMs: Int64, _ done: @escaping (StoreResult<Int64?>) -> Void)
+    /// The product's price, or nil without the product. `restock`: the user joins (or keeps
+    /// their place in) the product's restock line; false leaves it.
+    func watch(product: String, user: String, below: Int64?, restock: Bool, nowMs: Int64, ttlMs: Int64,
+               _ done: @escaping (StoreResult<Int64?>) -> Void)
     func unwatch(product: String, user: String, _ done: @escaping (StoreResult<Void>) -> Void)
     /// The user's live watches (ended ones and gone products left out).
     func watches(user: String, nowMs: Int64, _ done: @escaping (StoreResult<[WatchedProduct]>) -> Void)
@@ -43,8 +46,21 @@ protocol CommunityStore: AnyObject {
     /// Sends the alerts whose watch is still as read; the number sent.
     func sendAlerts(product: String, _ alerts: [PriceDropAlert], _ done: @escaping (StoreResult<Int>) -> Void)
 
+    /// Live entries of `product`'s restock line after place `after` (nil: from the start), `count` read.
+    func restockLine(product: String, after: String?, count: Int, nowMs: Int64, _ done: @escaping (StoreResult<RestockLinePage>) -> Void)
+    /// Pushes `product.restock` with `data` to `users`; `onlyInLine`: to those still in the
+    /// restock line (the rest of the line), else to all (the new holders). The number sent.
+    func restockNotify(product: String, users: [String], data: String, onlyInLine: Bool, _ done: @escaping (StoreResult<Int>) -> Void)
+
     /// Takes or keeps the demo bot's lease; true while `node` holds it.
     func renewBotLease(node: String, ttlMs: Int, _ done: @escaping (StoreResult<Bool>) -> Void)
+}
+
+extension CommunityStore {
+    /// A price watch only (no restock line).
+    func watch(product: String, user: String, below: Int64?, nowMs: Int64, ttlMs: Int64, _ done: @escaping (StoreResult<Int64?>) -> Void) {
+        watch(product: product, user: user, below: below, restock: false, nowMs: nowMs, ttlMs: ttlMs, done)
+    }
 }
 
 enum GroupPublishOutcome: Equatable {
@@ -101,6 +117,8 @@ package struct ProductView: Equatable {
     package var stock: Int64
     package var buyers: Int64
     package var watchers: Int64
+    /// Live restock holds (keys out of the stock until used or released).
+    package var held: Int64 = 0
 }
 
 enum ProductUpdate: Equatable {
@@ -113,6 +131,17 @@ struct WatchedProduct: Equatable {
     var watch: Watch
     /// The product's price now.
     var price: Int64
+    /// In the product's restock line.
+    var restock = false
+    /// A live restock hold of the user's (held keys are theirs until `until`).
+    var hold: RestockHold?
+}
+
+/// restock_line.lua's answer: entries read, the last place read (where the next page starts), the live users.
+struct RestockLinePage: Equatable {
+    var read: Int
+    var last: String?
+    var users: [String]
 }
 
 struct WatcherPage: Equatable {
@@ -158,7 +187,7 @@ extension ProductUpdate: RedisReplyDecodable {
     }
 }
 
-/// product_view.lua: {fields, stock, buyers, watchers}.
+/// product_view.lua: {fields, stock, buyers, watchers, held}.
 struct ProductViewReply: RedisReplyDecodable {
     var view: ProductView?
 
@@ -166,7 +195,8 @@ struct ProductViewReply: RedisReplyDecodable {
         var reader = try RedisArrayReader(redisReply)
         let hash: RedisHash = try reader.next()
         let stock: Int64 = try reader.next(), buyers: Int64 = try reader.next(), watchers: Int64 = try reader.next()
-        view = ProductRecord(hash).map { ProductView(product: $0, stock: stock, buyers: buyers, watchers: watchers) }
+        let held: Int64 = reader.isAtEnd ? 0 : try reader.next()
+        view = ProductRecord(hash).map { ProductView(product: $0, stock: stock, buyers: buyers, watchers: watchers, held: held) }
     }
 }
 

@@ -10,6 +10,8 @@ final class MemoryCommerceStore: CommerceStore {
     private(set) var lists: [String: [String]] = [:]
     private(set) var sets: [String: Set<String>] = [:]
     private(set) var timers: [String: Int64] = [:]
+    /// Sorted sets other than the timers (the holds' due times): key -> member -> score.
+    private(set) var sortedSets: [String: [String: Int64]] = [:]
     /// Pushes in the order they were made: channel, push type, data JSON.
     private(set) var pushes: [(channel: String, type: String, data: String)] = []
     /// The event log, in log order: type, ordering key, time, data JSON (ids are the index + 1).
@@ -33,6 +35,12 @@ final class MemoryCommerceStore: CommerceStore {
     }
 
     func stock(_ product: String) -> [String] { lists[CommerceKeys.stock(product)] ?? [] }
+
+    /// A hold as keys_add leaves it (the key already out of the stock).
+    func seedHold(product: String, _ hold: RestockHold) {
+        hashes[CommerceKeys.holds(product), default: [:]][hold.user] = hold.record
+        sortedSets[CommerceKeys.holdsDue(product), default: [:]][hold.user] = hold.until
+    }
 
     func load(_ entry: CommerceEntry, member: String?, _ done: @escaping (Result<CommerceSnapshot, GatewayError>) -> Void) {
         guard isReady else { return done(.failure(.redisUnavailable)) }
@@ -59,10 +67,13 @@ final class MemoryCommerceStore: CommerceStore {
         }
         let payment = paymentKey.flatMap { hashes[$0] } ?? [:]
         let product = infoKey.flatMap { hashes[$0] } ?? [:]
-        var s = CommerceSnapshot(order: order.isEmpty ? nil : Order(record: order),
+        let decodedOrder = order.isEmpty ? nil : Order(record: order)
+        let holdRecord = order[CommerceKeys.Link.holds].map { hashes[$0]?[order["buyer"] ?? ""] ?? "" }
+        var s = CommerceSnapshot(order: decodedOrder,
                                  payment: payment.isEmpty ? nil : Payment(record: payment),
                                  product: product.isEmpty ? nil : Product(record: product),
-                                 stock: stockKey.map { lists[$0]?.count ?? 0 } ?? 0)
+                                 stock: stockKey.map { lists[$0]?.count ?? 0 } ?? 0,
+                                 hold: RedisCommerceStore.hold(holdRecord, buyer: decodedOrder?.buyer))
         let record = membershipsKey.flatMap { key in member.map { hashes[key]?[$0] ?? "" } }
         s.membership = CommerceSnapshot.membership(record, product: s.order?.product ?? s.product?.id, user: member)
         done(.success(s))
@@ -115,6 +126,11 @@ final class MemoryCommerceStore: CommerceStore {
                 hashes[k(order), default: [:]]["keys"] = ""
             case .burnKeys(let order, let burned):
                 sets[k(burned), default: []].formUnion(ids(k(order)))
+            case .takeHeldKey(let order, let holds, let due, let user):
+                guard let hold = hashes[k(holds)]?[user].flatMap({ RestockHold(user: user, record: $0) }) else { break }
+                hashes[k(holds)]?[user] = nil
+                sortedSets[k(due)]?[user] = nil
+                hashes[k(order), default: [:]]["keys"] = (ids(k(order)) + [hold.keyID]).joined(separator: ",")
             case .addMember(let members, let user, let count, let b):
                 let n = Int(hashes[k(members)]?[user] ?? "0")! + count
                 hashes[k(members), default: [:]][user] = String(n)
@@ -162,18 +178,44 @@ final class MemoryCommerceStore: CommerceStore {
         return nil
     }
 
-    func addKeys(product: String, merchant: String?, _ keys: [SealedCardKey], _ done: @escaping (Result<KeysAdded, GatewayError>) -> Void) {
+    /// The restock line lives in the community store: this twin gives no holds, but reports
+    /// a restock (stock from 0) as keys_add does.
+    func addKeys(product: String, merchant: String?, _ keys: [SealedCardKey], terms: RestockTerms,
+                 _ done: @escaping (Result<KeysAdded, GatewayError>) -> Void) {
         guard isReady else { return done(.failure(.redisUnavailable)) }
         guard let owner = hashes[CommerceKeys.info(product)]?["merchant"] else { return done(.success(.noProduct)) }
         if let merchant, owner != merchant { return done(.success(.otherMerchant)) }
         var added = 0
+        let before = stock(product).count
         for key in keys where hashes[CommerceKeys.cardKeys(product)]?[key.id] == nil {
             hashes[CommerceKeys.cardKeys(product), default: [:]][key.id] = key.sealed
             lists[CommerceKeys.stock(product), default: []].append(key.id)
             added += 1
         }
-        done(.success(.added(count: added, duplicates: keys.count - added, stock: stock(product).count)))
+        let info = hashes[CommerceKeys.info(product)] ?? [:]
+        let restock = before == 0 && added > 0
+            ? RestockOutcome(product: product, title: info["title"] ?? "", price: Int64(info["price"] ?? "") ?? 0,
+                             currency: info["currency"] ?? "", stock: stock(product).count, holders: [], until: terms.until)
+            : nil
+        done(.success(.added(count: added, duplicates: keys.count - added, stock: stock(product).count, restock: restock)))
     }
+
+    func releaseHolds(product: String, nowMs: Int64, limit: Int, _ done: @escaping (Result<HoldsReleased, GatewayError>) -> Void) {
+        let dueKey = CommerceKeys.holdsDue(product), holdsKey = CommerceKeys.holds(product)
+        let due = (sortedSets[dueKey] ?? [:]).filter { $0.value <= nowMs }.sorted { ($0.value, $0.key) < ($1.value, $1.key) }.prefix(limit)
+        for (user, _) in due {
+            if let hold = hashes[holdsKey]?[user].flatMap({ RestockHold(user: user, record: $0) }) {
+                lists[CommerceKeys.stock(product), default: []].append(hold.keyID)
+            }
+            hashes[holdsKey]?[user] = nil
+            sortedSets[dueKey]?[user] = nil
+        }
+        done(.success(HoldsReleased(released: due.count, more: due.count == limit, nextDue: sortedSets[dueKey]?.values.min())))
+    }
+
+    func scheduleTimer(_ member: String, at due: Int64) { timers[member] = due }
+
+    func relayOutbox(product: String) {}
 
     func sealedKeys(of order: Order, _ done: @escaping (Result<[String?], GatewayError>) -> Void) {
         done(.success(order.keyIDs.map { hashes[CommerceKeys.cardKeys(order.product)]?[$0] }))

@@ -18,6 +18,8 @@ final class MemoryCommunityStore: CommunityStore {
     /// product -> user -> watch record.
     private(set) var watchRecords: [String: [String: String]] = [:]
     private(set) var userWatches: [String: Set<String>] = [:]
+    /// product -> restock line, in watch order.
+    private(set) var restockLines: [String: [String]] = [:]
     private var mutes: [String: Int64] = [:]
     private var rates: [String: (count: Int, endsAt: Int64)] = [:]
     /// channel -> node -> (heartbeat expiry, users).
@@ -132,10 +134,17 @@ final class MemoryCommunityStore: CommunityStore {
 
     // MARK: Watches
 
-    func watch(product: String, user: String, below: Int64?, nowMs: Int64, ttlMs: Int64, _ done: @escaping (StoreResult<Int64?>) -> Void) {
+    func watch(product: String, user: String, below: Int64?, restock: Bool, nowMs: Int64, ttlMs: Int64,
+               _ done: @escaping (StoreResult<Int64?>) -> Void) {
         if fail(done) { return }
         guard let price = products[product]?.price else { return done(.success(nil)) }
         watchRecords[product] = watchRecords[product]?.filter { (Watch(product: product, user: $0.key, record: $0.value)?.expiresAt ?? 0) > nowMs }
+        restockLines[product] = restockLines[product]?.filter { watchRecords[product]?[$0] != nil }
+        if !restock {
+            restockLines[product]?.removeAll { $0 == user }
+        } else if !(restockLines[product] ?? []).contains(user) {
+            restockLines[product, default: []].append(user)
+        }
         let template = WatchRecords.template(product: product, user: user, below: below, expiresAt: nowMs + ttlMs)
         watchRecords[product, default: [:]][user] = WatchRecords.filled(template, price: price)
         userWatches[user, default: []].insert(product)
@@ -145,6 +154,7 @@ final class MemoryCommunityStore: CommunityStore {
     func unwatch(product: String, user: String, _ done: @escaping (StoreResult<Void>) -> Void) {
         if fail(done) { return }
         watchRecords[product]?[user] = nil
+        restockLines[product]?.removeAll { $0 == user }
         userWatches[user]?.remove(product)
         done(.success(()))
     }
@@ -158,7 +168,7 @@ final class MemoryCommunityStore: CommunityStore {
                 continue
             }
             if let w = Watch(product: product, user: user, record: record), w.expiresAt > nowMs {
-                out.append(WatchedProduct(watch: w, price: price))
+                out.append(WatchedProduct(watch: w, price: price, restock: (restockLines[product] ?? []).contains(user)))
             }
         }
         done(.success(out))
@@ -222,6 +232,28 @@ final class MemoryCommunityStore: CommunityStore {
             sent += 1
         }
         if isCluster { relayOutbox(product) }
+        done(.success(sent))
+    }
+
+    /// Places are 1-based positions in the in-memory line (it has no gaps to page over).
+    func restockLine(product: String, after: String?, count: Int, nowMs: Int64, _ done: @escaping (StoreResult<RestockLinePage>) -> Void) {
+        if fail(done) { return }
+        let line = restockLines[product] ?? []
+        let start = after.flatMap { Int($0) } ?? 0
+        let page = Array(line.dropFirst(start).prefix(count))
+        let live = page.filter { user in
+            watchRecords[product]?[user].flatMap { Watch(product: product, user: user, record: $0) }.map { $0.expiresAt > nowMs } ?? false
+        }
+        done(.success(RestockLinePage(read: page.count, last: page.isEmpty ? after : String(start + page.count), users: live)))
+    }
+
+    func restockNotify(product: String, users: [String], data: String, onlyInLine: Bool, _ done: @escaping (StoreResult<Int>) -> Void) {
+        if fail(done) { return }
+        var sent = 0
+        for user in users where !onlyInLine || (restockLines[product] ?? []).contains(user) {
+            _ = channels.append(.user(user), type: "product.restock", data: data, size: channels.settings.historyUserSize)
+            sent += 1
+        }
         done(.success(sent))
     }
 

@@ -1,6 +1,7 @@
 import CommunityCore
 import GatewayProtocol
 import GatewayRedis
+import OrderCore
 
 /// Community on Redis: every call and key of groups, presence, products and watches.
 /// Calls that touch two hash slots (a watch: the product's keys and the user's list;
@@ -137,7 +138,8 @@ final class RedisCommunityStore: CommunityStore {
 
     // MARK: Watches
 
-    func watch(product: String, user: String, below: Int64?, nowMs: Int64, ttlMs: Int64, _ done: @escaping (StoreResult<Int64?>) -> Void) {
+    func watch(product: String, user: String, below: Int64?, restock: Bool, nowMs: Int64, ttlMs: Int64,
+               _ done: @escaping (StoreResult<Int64?>) -> Void) {
         let mine = StoreKeys.userWatches(user)
         let template = WatchRecords.template(product: product, user: user, below: below, expiresAt: nowMs + ttlMs)
         let gather = Gather<Int64?>(2) { done($0.map { $0[1] }) }
@@ -147,8 +149,8 @@ final class RedisCommunityStore: CommunityStore {
             gather.report(0, $0.map { _ in nil })
         }
         let keys = [StoreKeys.productInfo(product), StoreKeys.watchers(product), StoreKeys.watchRecords(product),
-                    StoreKeys.watchExpiry(product)]
-        let args: [RedisArgument] = [user, below.map { String($0) } ?? "", template, nowMs, ttlMs]
+                    StoreKeys.watchExpiry(product), StoreKeys.restockLine(product)]
+        let args: [RedisArgument] = [user, below.map { String($0) } ?? "", template, nowMs, ttlMs, restock ? "1" : ""]
         calls.run(CommunityScripts.watch, keys: keys, args: args, as: [String].self) { result in
             gather.report(1, result.map { reply in
                 guard let price = reply.first.flatMap({ Int64($0) }), price >= 0 else {
@@ -173,7 +175,8 @@ final class RedisCommunityStore: CommunityStore {
     func unwatch(product: String, user: String, _ done: @escaping (StoreResult<Void>) -> Void) {
         let gather = Gather<Void>(2) { done($0.map { _ in () }) }
         calls.run(CommunityScripts.unwatch, keys: [StoreKeys.watchers(product), StoreKeys.watchRecords(product),
-                                                    StoreKeys.watchExpiry(product)], args: [user], as: RedisReply.self) {
+                                                    StoreKeys.watchExpiry(product), StoreKeys.restockLine(product)],
+                  args: [user], as: RedisReply.self) {
             gather.report(0, $0.map { _ in () })
         }
         calls.run(CommunityScripts.userWatches, keys: [StoreKeys.userWatches(user)], args: ["remove", product], as: RedisReply.self) {
@@ -181,12 +184,12 @@ final class RedisCommunityStore: CommunityStore {
         }
     }
 
-    /// watches.lua: {record, price} or {} when gone.
+    /// watches.lua: {record, price, in line 0|1, hold record or ''} or {} when gone.
     private struct WatchEntry: RedisReplyDecodable {
-        var found: (record: String, price: Int64)?
+        var found: (record: String, price: Int64, inLine: Bool, hold: String)?
         init(redisReply: RedisReply) throws(RedisDecodingError) {
             var reader = try RedisArrayReader(redisReply)
-            found = reader.isAtEnd ? nil : (try reader.next(), try reader.next())
+            found = reader.isAtEnd ? nil : (try reader.next(), try reader.next(), try reader.next(Int64.self) == 1, try reader.next())
         }
     }
 
@@ -201,7 +204,8 @@ final class RedisCommunityStore: CommunityStore {
                     for (product, entry) in zip(products, entries) {
                         guard let found = entry.found else { gone.append(product); continue }
                         if let w = Watch(product: product, user: user, record: found.record), w.expiresAt > nowMs {
-                            out.append(WatchedProduct(watch: w, price: found.price))
+                            let hold = RestockHold(user: user, record: found.hold).flatMap { $0.isLive(at: nowMs) ? $0 : nil }
+                            out.append(WatchedProduct(watch: w, price: found.price, restock: found.inLine, hold: hold))
                         }
                     }
                     if !gone.isEmpty {
@@ -212,8 +216,9 @@ final class RedisCommunityStore: CommunityStore {
                 })
             }
             for (i, product) in products.enumerated() {
-                self.calls.run(CommunityScripts.watches, keys: [StoreKeys.productInfo(product), StoreKeys.watchRecords(product)],
-                               args: [user], as: WatchEntry.self) { gather.report(i, $0) }
+                let keys = [StoreKeys.productInfo(product), StoreKeys.watchRecords(product), StoreKeys.restockLine(product),
+                            CommerceKeys.holds(product)]
+                self.calls.run(CommunityScripts.watches, keys: keys, args: [user], as: WatchEntry.self) { gather.report(i, $0) }
             }
         }
     }
@@ -227,7 +232,7 @@ final class RedisCommunityStore: CommunityStore {
     }
 
     func product(_ id: String, _ done: @escaping (StoreResult<ProductView?>) -> Void) {
-        let keys = [StoreKeys.productInfo(id), CommerceKeys.stock(id), CommerceKeys.members(id), StoreKeys.watchers(id)]
+        let keys = [StoreKeys.productInfo(id), CommerceKeys.stock(id), CommerceKeys.members(id), StoreKeys.watchers(id), CommerceKeys.holds(id)]
         calls.run(CommunityScripts.productView, keys: keys, args: [], as: ProductViewReply.self) { done($0.map(\.view)) }
     }
 
@@ -254,19 +259,45 @@ final class RedisCommunityStore: CommunityStore {
     /// Cluster: they go to the product's outbox, registered before and relayed after.
     func sendAlerts(product: String, _ alerts: [PriceDropAlert], _ done: @escaping (StoreResult<Int>) -> Void) {
         guard !alerts.isEmpty else { return done(.success(0)) }
+        var args: [RedisArgument] = []
+        for alert in alerts { args += [alert.seen.user, alert.seen.record, alert.after.record, alert.data] }
+        pushToUsers(CommunityScripts.sendAlerts, product: product, first: StoreKeys.watchRecords(product),
+                    users: alerts.map(\.seen.user), head: [], args: args, done)
+    }
+
+    func restockLine(product: String, after: String?, count: Int, nowMs: Int64, _ done: @escaping (StoreResult<RestockLinePage>) -> Void) {
+        calls.run(CommunityScripts.restockLine, keys: [StoreKeys.restockLine(product), StoreKeys.watchExpiry(product)],
+                  args: [nowMs, after ?? "-inf", count], as: [String].self) { result in
+            done(result.map { reply in
+                let last = reply.count > 1 && reply[1] != "-inf" ? reply[1] : after
+                return RestockLinePage(read: reply.first.flatMap { Int($0) } ?? 0, last: last, users: Array(reply.dropFirst(2)))
+            })
+        }
+    }
+
+    func restockNotify(product: String, users: [String], data: String, onlyInLine: Bool, _ done: @escaping (StoreResult<Int>) -> Void) {
+        guard !users.isEmpty else { return done(.success(0)) }
+        pushToUsers(CommunityScripts.restockNotify, product: product, first: StoreKeys.restockLine(product), users: users,
+                    head: [data, onlyInLine ? "1" : ""], args: users.map { $0 as RedisArgument }, done)
+    }
+
+    /// A script that pushes to `users` (send_alerts, restock_notify): KEYS `first`, the outbox,
+    /// then on one server each user channel's meta and log (published inline); ARGV mode,
+    /// history size, ttl, epoch, `head`, `args`. On a cluster the pushes go to the product's
+    /// outbox, registered before and relayed after.
+    private func pushToUsers(_ script: LuaScript, product: String, first: String, users: [String], head: [RedisArgument],
+                             args: [RedisArgument], _ done: @escaping (StoreResult<Int>) -> Void) {
         let outbox = StoreKeys.outbox(product)
         let cluster = redis.isCluster
-        var keys = [StoreKeys.watchRecords(product), outbox]
-        var args: [RedisArgument] = [cluster ? "outbox" : "inline", settings.historyUserSize, settings.historyTTLSeconds,
-                                     settings.newEpoch()]
-        for alert in alerts {
-            let channel = Channel.user(alert.seen.user)
-            if !cluster { keys += [StoreKeys.meta(channel), StoreKeys.log(channel)] }
-            args += [alert.seen.user, alert.seen.record, alert.after.record, alert.data]
+        var keys = [first, outbox]
+        if !cluster {
+            for user in users { keys += [StoreKeys.meta(.user(user)), StoreKeys.log(.user(user))] }
         }
+        let args: [RedisArgument] = [cluster ? "outbox" : "inline", settings.historyUserSize, settings.historyTTLSeconds,
+                                     settings.newEpoch()] + head + args
         relay.register(outbox) { registered in
             guard registered else { return done(.failure(.redisUnavailable)) }
-            self.calls.run(CommunityScripts.sendAlerts, keys: keys, args: args, as: Int.self) { result in
+            self.calls.run(script, keys: keys, args: args, as: Int.self) { result in
                 guard cluster else { return done(result) }
                 // Under replicas:N the entries are relayed only once a replica holds them
                 // (stream ids as dedupe marks, Store/README.md); unconfirmed, the sweep

@@ -59,6 +59,8 @@ enum StoreKeys {
     static func watchRecords(_ id: String) -> String { "gw:\(tag(.product(id))):watch" }
     /// Sorted set user -> watch expiry (ms).
     static func watchExpiry(_ id: String) -> String { "gw:\(tag(.product(id))):watch:exp" }
+    /// Sorted set user -> place: the product's restock line, in watch order (restock holds, 4.6).
+    static func restockLine(_ id: String) -> String { "gw:\(tag(.product(id))):restock" }
     /// Stream of pushes to other slots waiting to be relayed (cluster only): `ch type data size`,
     /// and of events for the event log: `ev <type> key <ordering key> at <ms> data <json>`.
     static func outbox(_ id: String) -> String { "gw:\(tag(.product(id))):outbox" }
