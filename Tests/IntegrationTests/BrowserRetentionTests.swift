@@ -49,6 +49,9 @@ extension BrowserTests {
         }
         let page = try openDemo(node, as: "alice")
         try page.setValue("#buy-product", "demo-steam-50")
+        let answer = try page.waitFor("document.querySelector('#also-bought li') || document.querySelector('#also-bought-note').textContent",
+                                      "an answer in #also-bought")
+        XCTAssertEqual(try page.text("#also-bought-note"), "", "\(answer)")
         let shown = try page.waitFor("""
             (() => { const items = [...document.querySelectorAll('#also-bought li')];
               return items.length === 2 ? items.map((li) => li.getAttribute('data-product') + '/' + li.getAttribute('data-buyers')).join(',') : null })()
@@ -75,7 +78,8 @@ extension BrowserTests {
         for page in [first, second] {
             try page.setValue("#watch-product", "p-back")
             try page.click("#watch-restock")
-            try page.waitFor("document.querySelector('#watch-result').classList.contains('ok')", "the restock watch taken")
+            let said = try page.waitFor("document.querySelector('#watch-result').textContent", "the restock watch's answer")
+            XCTAssertEqual(try page.evaluate("document.querySelector('#watch-result').className").stringValue, "result ok", "\(said)")
         }
 
         let before = Int64(Date().timeIntervalSince1970 * 1000)
@@ -110,7 +114,7 @@ extension BrowserTests {
     /// merge. The reminder shows live, and again from the personal channel's history on a
     /// page opened later.
     func testMembershipReminderShowsLiveAndAfterAReload() throws {
-        let node = try startNode("n1", env: ["GATEWAY_REMINDERS_BEFORE_S": "[86399]"], dev: true)
+        let node = try startNode("n1", env: ["GATEWAY_REMINDERS_BEFORE_S": "86399"], dev: true)
         let created = try node.http("POST", "/api/v1/products",
                                     body: #"{"id":"p-vip","merchant":"m1","title":"VIP 1 day","price":990,"currency":"CNY","validity_days":1}"#)
         XCTAssertEqual(created.status, 201, created.text)
