@@ -110,6 +110,29 @@ extension BrowserTests {
         try waitOrder(first, id, "delivered")
     }
 
+    /// Needs the restock backend: fails before issue 14's merge. A page opened while the
+    /// hold runs shows it too (from `watches`); at its end both pages say it ran out and
+    /// drop the buy button.
+    func testARestockHoldShowsAfterAReloadAndRunsOut() throws {
+        let node = try startNode("n1", env: ["GATEWAY_RESTOCK_HOLD_S": "10"], dev: true)
+        try createProduct(node, "p-brief")
+        let page = try openDemo(node, as: "hal")
+        try page.setValue("#watch-product", "p-brief")
+        try page.click("#watch-restock")
+        try page.waitFor("document.querySelector('#watch-result').classList.contains('ok')", "the restock watch taken")
+        _ = try uploadKeys(node, "p-brief", ["BRIEF-1"])
+
+        let alert = "#alerts .alert[data-restock][data-product=\"p-brief\"]"
+        try page.waitFor("document.querySelector('\(alert)[data-hold-state=\"held\"] button[data-buy-held]')", "the hold")
+        let later = try openDemo(node, as: "hal", page: "hal-later")
+        try later.waitFor("document.querySelector('\(alert)[data-hold-state=\"held\"] .countdown')", "the hold after a reload")
+        for shown in [page, later] {
+            try shown.waitFor("document.querySelector('\(alert)[data-hold-state=\"expired\"]')", "the hold's end", timeout: 30)
+            XCTAssertTrue(try shown.text(alert)?.contains("Your hold has run out") == true)
+            XCTAssertEqual(try shown.evaluate("document.querySelectorAll('#alerts button[data-buy-held]').length").intValue, 0)
+        }
+    }
+
     /// Needs memberships (`validity_days`, `membership.expiring`): fails before issue 14's
     /// merge. The reminder shows live, and again from the personal channel's history on a
     /// page opened later.
