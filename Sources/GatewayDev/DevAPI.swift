@@ -56,6 +56,8 @@ extension Node {
             withJSONBody(request) { self.devPay(request, user, $0) }
         case .price:
             withJSONBody(request) { self.devPrice(request, $0) }
+        case .me(let user):
+            answerUser(request, user)
         }
     }
 

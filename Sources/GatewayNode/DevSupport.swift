@@ -1,3 +1,4 @@
+import GatewayIO
 import GatewayProtocol
 
 /// What the dev shop (GatewayDev) uses of the node beyond its HTTP helpers and the order
@@ -29,5 +30,11 @@ extension Node {
             case .success(.noProduct), .success(.otherMerchant): done(.failure(.notFound("no product \(product)")))
             }
         }
+    }
+
+    /// Answers `request` as `GET /api/v1/users/{id}` with the shop's rights: the demo page's
+    /// buyer sees their own points and level through the same handler.
+    package func answerUser(_ request: HTTPRequest, _ user: String) {
+        commerceRequest(request, .getUser(user), .shop)
     }
 }

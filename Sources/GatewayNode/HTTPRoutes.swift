@@ -45,6 +45,8 @@ enum CommerceRoute: Equatable {
 package enum DevRoute: Equatable {
     case token, products
     case orders(user: String), pay(user: String), price(user: String)
+    /// `GET /dev/me`: `GET /api/v1/users/{id}` for the token's user (points and level).
+    case me(user: String)
 }
 
 /// Who may call a route, checked on the headers before any of the body is read. Each case
@@ -173,6 +175,7 @@ enum HTTPRoutes {
         RouteRule(.POST, "/dev/orders", .devUser { .dev(.orders(user: $1)) }),
         RouteRule(.POST, "/dev/pay", .devUser { .dev(.pay(user: $1)) }),
         RouteRule(.POST, "/dev/price", .devUser { .dev(.price(user: $1)) }),
+        RouteRule(.GET, "/dev/me", .devUser { .dev(.me(user: $1)) }),
     ]
 
     /// The first rule for `method` and `path` (dev-only rules only in dev mode), with the

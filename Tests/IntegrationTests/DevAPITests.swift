@@ -243,4 +243,23 @@ final class DevAPITests: IntegrationCase {
             XCTAssertTrue(message.contains(words), "\(path) \(body ?? ""): message \"\(message)\" should mention \(words)")
         }
     }
+
+    /// `GET /dev/me`: the token's user as `GET /api/v1/users/{id}` answers it, nobody else's;
+    /// a token is needed, and the route exists only with --dev.
+    func testDevMeAnswersTheTokensUser() throws {
+        let plain = try startNode("plain")
+        XCTAssertEqual(try call(plain, "GET", "/dev/me", nil, token: token("alice")).status, 404)
+
+        let node = try startNode("n1", dev: true)
+        _ = try waitForDemoProducts(node)
+        let bob = try XCTUnwrap(try call(node, "POST", "/dev/orders", #"{"product":"demo-game-key"}"#, token: try devToken(node, "bob")).json)
+        XCTAssertEqual(try call(node, "POST", "/dev/pay", #"{"order":"\#(bob["id"]!.stringValue!)"}"#, token: try devToken(node, "bob")).status, 200)
+
+        XCTAssertEqual(try call(node, "GET", "/dev/me", nil).status, 401)
+        let me = try call(node, "GET", "/dev/me?user=bob", nil, token: try devToken(node, "alice"))
+        XCTAssertEqual(me.status, 200, me.text)
+        XCTAssertEqual(me.json?["id"]?.stringValue, "alice")
+        XCTAssertEqual(me.json?["points"]?.intValue, 0, "bob's order is not alice's")
+        XCTAssertEqual(try call(node, "GET", "/dev/me", nil, token: try devToken(node, "bob")).json?["points"]?.intValue, 2900)
+    }
 }

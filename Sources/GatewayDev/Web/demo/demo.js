@@ -19,6 +19,9 @@ const S = {
   events: 0,
   connectedOnce: false, // per sign-in: later connections resume, or say `resync`
   ordersLoad: null,     // the history read in flight, shared by whoever asks meanwhile
+  member: null,         // GET /dev/me as last read: {points, level, next_level?}
+  alsoBoughtFor: null,  // the product whose "also bought" list is shown or asked for
+  holdTimer: null,      // ticks the restock holds' countdowns
 };
 
 const RANK = { pending_payment: 0, canceled: 1, paid: 2, abnormal: 3, delivered: 3, refunded: 4 };
@@ -98,6 +101,7 @@ async function loadProducts() {
       const first = products[0];
       for (const id of ['group-product', 'watch-product', 'price-product']) if (!$(id).value) $(id).value = first.id;
       if (!$('price-value').value) $('price-value').value = Math.max(0, first.price - 200);
+      if (!S.alsoBoughtFor) loadAlsoBought();
     } else {
       // A fresh dev node stocks its demo products a moment after Redis answers.
       setTimeout(loadProducts, 1000);
@@ -172,7 +176,16 @@ function resetUser() {
   $('alerts').textContent = '';
   $('alerts').appendChild(el('p', 'empty', 'No alerts yet.'));
   $('events').textContent = '';
-  for (const id of ['buy-result', 'gift-result', 'fp-result', 'chat-result', 'watch-result', 'price-result']) say(id, '');
+  clearInterval(S.holdTimer);
+  S.holdTimer = null;
+  S.member = null;
+  renderMember(null);
+  S.alsoBoughtFor = null;
+  $('also-bought').textContent = '';
+  $('also-bought-note').textContent = '';
+  $('reminders').textContent = '';
+  $('reminders').appendChild(el('p', 'empty', 'No reminders.'));
+  for (const id of ['member-result', 'buy-result', 'gift-result', 'fp-result', 'chat-result', 'watch-result', 'price-result']) say(id, '');
   $('group-name').textContent = 'not in a group';
   $('group-buyers').textContent = '0 buyers';
   $('group-others').textContent = '';
@@ -194,6 +207,9 @@ function onConnected(ok) {
   // shares one read between the two.
   if (!S.connectedOnce || !ok.recovered) loadOrders();
   S.connectedOnce = true;
+  loadMember();
+  loadAlsoBought();
+  loadHolds();
 }
 
 function onResync({ channel }) {
@@ -235,6 +251,7 @@ async function readOrders() {
     const page = await client.command('history', { channel: client.personalChannel, limit: 500 });
     const ids = new Set();
     for (const p of page.publications || []) {
+      if (p.push === 'membership.expiring' || p.push === 'membership.expired') addReminder(p);
       if (p.push !== 'order.status') continue;
       upsertOrder({ id: p.data.order, product: p.data.product, kind: p.data.kind, status: p.data.status,
         amount: p.data.amount, currency: p.data.currency }, false);
@@ -538,6 +555,190 @@ function addAlert(p) {
   box.prepend(a);
 }
 
+// ---------- restock holds ----------
+
+/** A restock watch (`watch` with `restock:true`); it is also the product's price watch. */
+async function watchRestock() {
+  const product = $('watch-product').value.trim();
+  if (!product) return say('watch-result', 'enter a product id', 'error');
+  if (!needClient('watch-result')) return;
+  const fields = { product, restock: true };
+  const belowText = String($('watch-below').value).trim();
+  if (belowText) {
+    const below = Number(belowText);
+    if (!Number.isInteger(below) || below <= 0) return say('watch-result', 'the threshold is a whole number of cents above 0', 'error');
+    fields.below = below;
+  }
+  try {
+    const r = await S.client.command('watch', fields);
+    // A gateway without restock alerts answers a plain price watch.
+    if (r.restock !== true) return say('watch-result', `Watching the price of ${title(r.product)}; this gateway does not send restock alerts.`, 'error');
+    say('watch-result', `You will be told when ${title(r.product)} is back in stock; the first in line get a key held for them.`, 'ok');
+  } catch (err) { sayError('watch-result', err); }
+}
+
+/** `product.restock`: back in stock, with a countdown and a buy button when a key is held for us. */
+function addRestockAlert(d) {
+  const box = $('alerts');
+  const empty = box.querySelector('.empty');
+  if (empty) empty.remove();
+  for (const old of box.querySelectorAll('.alert[data-restock]')) if (old.dataset.product === d.product) old.remove();
+  const a = el('div', 'alert restock');
+  a.dataset.restock = '1';
+  a.dataset.product = d.product || '';
+  const stock = typeof d.stock === 'number' ? ` · ${d.stock} for everyone` : '';
+  a.appendChild(el('span', 'text', `Back in stock: ${d.title || title(d.product)} at ${money(d.price, d.currency)}${stock}. `));
+  const until = d.hold && typeof d.hold.until === 'number' ? d.hold.until : null;
+  if (until !== null) {
+    a.dataset.holdUntil = String(until);
+    a.dataset.holdState = 'held';
+    a.appendChild(el('span', 'hold', 'A key is held for you for '));
+    const c = el('span', 'countdown');
+    c.setAttribute('role', 'timer');
+    a.appendChild(c);
+    const b = el('button', null, 'Buy it now');
+    b.type = 'button';
+    b.dataset.buyHeld = d.product || '';
+    a.appendChild(b);
+  }
+  box.prepend(a);
+  tickHolds();
+  if (until !== null && !S.holdTimer) S.holdTimer = setInterval(tickHolds, 1000);
+}
+
+function tickHolds() {
+  let live = 0;
+  for (const a of $('alerts').querySelectorAll('.alert[data-hold-state="held"]')) {
+    const left = Number(a.dataset.holdUntil) - Date.now();
+    const c = a.querySelector('.countdown');
+    if (left > 0) {
+      live++;
+      const s = Math.ceil(left / 1000);
+      c.textContent = `${Math.floor(s / 60)}:${String(s % 60).padStart(2, '0')}`;
+      continue;
+    }
+    a.dataset.holdState = 'expired';
+    a.querySelector('.hold').textContent = 'Your hold has run out: the key went back to stock.';
+    c.remove();
+    const b = a.querySelector('button[data-buy-held]');
+    if (b) b.remove();
+  }
+  if (!live) { clearInterval(S.holdTimer); S.holdTimer = null; }
+}
+
+/** An order against our hold: the held key is ours until the hold ends (contract 4.6). */
+async function buyHeld(product, button) {
+  button.disabled = true;
+  try {
+    const order = await api('POST', '/dev/orders', { product, kind: 'normal' });
+    upsertOrder(order, false);
+    const a = button.closest('.alert');
+    button.remove();
+    if (a) a.dataset.holdState = 'ordered';
+    say('buy-result', `Order ${order.id} created against your hold: pay it below.`, 'ok');
+  } catch (err) {
+    button.disabled = false;
+    sayError('buy-result', err);
+  }
+}
+
+/** After a reload: holds still running, from the `watches` list. */
+async function loadHolds() {
+  const client = S.client;
+  if (!client) return;
+  try {
+    const { watches } = await client.command('watches', {});
+    for (const w of watches || []) {
+      if (!w.hold || typeof w.hold.until !== 'number' || w.hold.until <= Date.now()) continue;
+      if ($('alerts').querySelector(`.alert[data-restock][data-product="${CSS.escape(w.product)}"]`)) continue;
+      const p = S.products.find((x) => x.id === w.product) || {};
+      addRestockAlert({ product: w.product, title: title(w.product), price: w.price, currency: p.currency, hold: w.hold });
+    }
+  } catch (err) { /* the pushes still come */ }
+}
+
+// ---------- level and points ----------
+
+async function loadMember() {
+  if (!S.token) return;
+  const user = S.user;
+  try {
+    const u = await api('GET', '/dev/me');
+    if (S.user !== user) return;
+    S.member = u;
+    renderMember(u);
+  } catch (err) {
+    if (S.user === user) sayError('member-result', err);
+  }
+}
+
+function renderMember(u) {
+  const level = $('level'), points = $('points'), next = $('next-level');
+  level.dataset.level = u && u.level ? u.level : '';
+  level.textContent = u ? (u.level || 'no level yet') : 'no level yet';
+  points.dataset.points = u ? String(u.points) : '';
+  points.textContent = u ? String(u.points) : '–';
+  if (!u) next.textContent = '–';
+  else if (u.next_level) next.textContent = `${u.next_level.name} at ${u.next_level.min_points} points (${Math.max(0, u.next_level.min_points - u.points)} to go)`;
+  else next.textContent = u.level ? 'you are at the top level' : 'the shop has no levels';
+}
+
+/** `member.level`: shown at once, then read again for the next level. */
+function showLevelChange(d) {
+  S.member = Object.assign({}, S.member || {}, { level: d.level, points: d.points });
+  renderMember(S.member);
+  say('member-result', d.level ? `You are now ${d.level}${d.previous ? ` (was ${d.previous})` : ''}.`
+    : `You no longer have a level (was ${d.previous}).`, 'ok');
+  loadMember();
+}
+
+// ---------- also bought ----------
+
+/** "Buyers of this also bought" for the product chosen in the Buy card (WS `also_bought`). */
+async function loadAlsoBought() {
+  const product = $('buy-product').value;
+  const client = S.client;
+  if (!product || !client || client.state !== 'open') return;
+  S.alsoBoughtFor = product;
+  try {
+    const r = await client.command('also_bought', { product, limit: 5 });
+    if (S.alsoBoughtFor !== product) return;
+    const list = $('also-bought');
+    list.textContent = '';
+    for (const x of r.also_bought || []) {
+      const li = el('li', null, `${x.title || title(x.product)} — ${money(x.price, x.currency)} · ${x.buyers} buyer${x.buyers === 1 ? '' : 's'}`);
+      li.dataset.product = x.product;
+      li.dataset.buyers = String(x.buyers);
+      list.appendChild(li);
+    }
+    $('also-bought-note').textContent = list.children.length ? '' : `No other purchases by buyers of ${title(product)} yet.`;
+  } catch (err) {
+    if (S.alsoBoughtFor !== product) return;
+    $('also-bought').textContent = '';
+    $('also-bought-note').textContent = `Recommendations are not available (${err.code || 'error'}).`;
+  }
+}
+
+// ---------- membership reminders ----------
+
+/** `membership.expiring` / `membership.expired`, live or from the personal channel's history. */
+function addReminder(p) {
+  const d = p.data || {};
+  const box = $('reminders');
+  const key = `${p.push}/${d.product}/${d.ends_at}`;
+  if ([...box.querySelectorAll('.reminder')].some((r) => r.dataset.key === key)) return;
+  const empty = box.querySelector('.empty');
+  if (empty) empty.remove();
+  const ends = typeof d.ends_at === 'number' ? new Date(d.ends_at).toLocaleString() : 'unknown';
+  const r = el('div', 'reminder', p.push === 'membership.expired'
+    ? `Your membership of ${title(d.product)} ended on ${ends}. Buy it again to renew.`
+    : `Your membership of ${title(d.product)} ends on ${ends}. Buy it again to extend it from that day.`);
+  r.dataset.key = key;
+  r.dataset.type = p.push;
+  r.dataset.product = d.product || '';
+  box.prepend(r);
+}
+
 // ---------- pushes ----------
 
 function logEvent(p) {
@@ -563,6 +764,7 @@ function onPush(p) {
     case 'order.status': {
       const o = upsertOrder({ id: d.order, product: d.product, kind: d.kind, status: d.status, amount: d.amount, currency: d.currency }, true);
       if (d.status === 'delivered' || !o.buyer) fetchOrder(d.order);
+      if (d.status === 'delivered' || d.status === 'refunded') { loadMember(); loadAlsoBought(); }
       break;
     }
     case 'gift.created':
@@ -612,6 +814,16 @@ function onPush(p) {
     case 'group.deleted':
       showGroupPush(p);
       break;
+    case 'member.level':
+      showLevelChange(d);
+      break;
+    case 'product.restock':
+      addRestockAlert(d);
+      break;
+    case 'membership.expiring':
+    case 'membership.expired':
+      addReminder(p);
+      break;
     case 'channel.removed':
       leftGroup(d.channel, { code: 'removed', message: `you left ${d.channel} (${d.reason})` });
       break;
@@ -648,6 +860,12 @@ onClick('chat-send', sendChat);
 onEnter('chat-input', sendChat);
 onClick('watch', watch);
 onClick('price-set', setPrice);
+onClick('watch-restock', watchRestock);
+$('buy-product').addEventListener('change', loadAlsoBought);
+$('alerts').addEventListener('click', (e) => {
+  const b = e.target.closest('button[data-buy-held]');
+  if (b) { e.preventDefault(); buyHeld(b.dataset.buyHeld, b); }
+});
 $('buy-kind').addEventListener('change', kindChanged);
 $('buy-kind').addEventListener('input', kindChanged);
 $('fp-code').addEventListener('input', () => { S.fp = null; });
@@ -667,6 +885,11 @@ window.demo = {
       group: S.group,
       chat: $('chat-log').children.length,
       alerts: $('alerts').querySelectorAll('.alert').length,
+      level: S.member ? S.member.level : null,
+      points: S.member ? S.member.points : null,
+      alsoBought: [...$('also-bought').children].map((li) => li.dataset.product),
+      holds: [...$('alerts').querySelectorAll('.alert[data-hold-until]')].map((a) => ({ product: a.dataset.product, state: a.dataset.holdState })),
+      reminders: [...$('reminders').querySelectorAll('.reminder')].map((r) => ({ type: r.dataset.type, product: r.dataset.product })),
       events: S.events,
       positions: S.client ? Object.fromEntries(S.client.positions) : {},
     };
