@@ -47,15 +47,18 @@ extension Node {
         }
     }
 
-    /// `GET /api/v1/users/{id}` (contract 4.6). `last_seen` stays null until connections
-    /// record it (issue 14's dormant buyers).
+    /// `GET /api/v1/users/{id}` (contract 4.6). `last_seen`: the user's last connect or
+    /// disconnect on any node (null if never), read beside the points (another key of the user's slot).
     private func getUser(_ request: HTTPRequest, _ id: String) {
         guard Names.isValidID(id) else { return fail(request, .badRequest("not a valid user id")) }
-        orderStore.store.memberPoints(id, countOrders: true) { result in
-            switch result {
-            case .failure(let e): self.fail(request, e)
-            case .success(let p):
-                self.respond(request, 200, self.options.memberLevels.userJSON(id: id, points: p.points, lastSeen: nil, orders: p.orders))
+        buyerTrail.lastSeen(user: id) { seen in
+            self.orderStore.store.memberPoints(id, countOrders: true) { result in
+                switch (result, seen) {
+                case (.failure(let e), _), (_, .failure(let e)): self.fail(request, e)
+                case (.success(let p), .success(let lastSeen)):
+                    self.respond(request, 200, self.options.memberLevels.userJSON(id: id, points: p.points, lastSeen: lastSeen,
+                                                                                  orders: p.orders))
+                }
             }
         }
     }
@@ -403,7 +406,8 @@ extension Node {
     private func expire(_ timer: DueTimer, _ done: @escaping () -> Void) {
         switch TimerMember(timer.member) {
         case .order(let kind, let id): expireOrder(id, kind, timer, done)
-        case .holds, .membership, .dormant, nil: orderStore.store.removeTimer(timer.member, done)
+        case .dormant(let user): expireDormant(user, timer, done)
+        case .holds, .membership, nil: orderStore.store.removeTimer(timer.member, done)
         }
     }
 

@@ -35,6 +35,8 @@ public struct NodeOptions: Sendable {
     public var risk: RiskLimits
     /// `members.levels`: the ladder orders are discounted by and points are levelled by.
     public var memberLevels: MemberLevels = .none
+    /// `recall.dormant_s` in ms: how long a buyer stays away before one `user.dormant` event.
+    public var dormantMs: Int64 = Int64(Settings.defaultRecall.dormantSeconds) * 1_000
     public var groupRate: Int
     public var groupRateWindowSeconds: Int
     public var allowLinks: Bool
@@ -120,6 +122,7 @@ extension NodeOptions {
                                  paymentGrace: Int64(settings.payments.graceSeconds) * 1000)
         risk = RiskLimits(maxPendingOrders: settings.risk.maxPendingOrders, maxRequestsPerHour: settings.risk.maxRequestsPerHour)
         memberLevels = settings.members.levels
+        dormantMs = Int64(settings.recall.dormantSeconds) * 1_000
         groupRate = settings.groups.rate
         logLevel = settings.logging.level
         groupRateWindowSeconds = settings.groups.rateWindowSeconds
