@@ -139,9 +139,6 @@ extension Node {
                     let personal = Channel.user(claims.sub)
                     client.channels.append(personal)
                     self.execute(self.hub.subscribe(client.conn.id, to: personal, since: since, request: ticket))
-                    // After the subscribe is under way, answered by nobody: the connect never waits for it.
-                    client.countedSeen = true
-                    self.noteSeen(claims.sub, opened: true)
                 case .success(let endsAt?):
                     client.hubRequests[ticket] = nil
                     self.reply(client, id, error: .forbidden("banned until \(endsAt)"), op: "connect")

@@ -371,7 +371,9 @@ public final class Node: ServerDelegate {
         guard let client = clients[id], isLive(client), let commandID = client.hubRequests.removeValue(forKey: request) else { return }
         if client.pendingSubscribes[channel] == request { client.pendingSubscribes[channel] = nil }
         var fields: [(String, JSON)] = []
+        var connected: String?
         if client.connectRequest == request, let claims = client.claims {
+            connected = claims.sub
             client.connectRequest = nil
             client.conn.cancelDeadline()
             if logsDebug { log("connected", level: .debug, .client(clientID(id)), .user(claims.sub)) }
@@ -390,6 +392,11 @@ public final class Node: ServerDelegate {
                    ("epoch", .string(result.epoch)), ("recovered", .bool(result.recovered))]
         sendReply(client, commandID, ReplyEncoder.okWithPublications(id: commandID, fields: fields,
                                                           publications: result.publications.map(\.payload.bytes)))
+        // Once the connect is answered: its reply never waits behind the last-seen write.
+        if let connected {
+            client.countedSeen = true
+            noteSeen(connected, opened: true)
+        }
     }
 
     // MARK: ServerDelegate
