@@ -87,7 +87,7 @@ extension Node {
     func expireDormant(_ user: String, _ timer: DueTimer, _ done: @escaping () -> Void) {
         let trail = buyerTrail
         let now = self.now
-        trail.liveInstances(withinMs: AdminStats.keepMs) { [weak self] listed in
+        trail.liveInstances(withinMs: AdminStats.liveWithinMs) { [weak self] listed in
             guard let self, case .success(let instances) = listed else { return done() }
             let live = Array(Set(instances + [self.presenceNode]))
             trail.checkDormant(user: user, nowMs: now, spellMs: self.options.dormantMs, liveInstances: live) { [weak self] checked in
