@@ -99,9 +99,9 @@ extension Node {
                     done()
                 case .success(.dormant):
                     self.webhookSender?.tick()
-                    self.orderStore.store.removeTimer(timer.member, done)
+                    trail.disarmDormancy(timer.member, dueMs: timer.due, done)
                 case .success(.off):
-                    self.orderStore.store.removeTimer(timer.member, done)
+                    trail.disarmDormancy(timer.member, dueMs: timer.due, done)
                 }
             }
         }

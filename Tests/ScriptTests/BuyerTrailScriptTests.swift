@@ -117,4 +117,40 @@ final class BuyerTrailScriptTests: XCTestCase {
         XCTAssertTrue(f.link.scriptKeys.contains { $0.name == "user_dormant" && $0.keys.last == StoreKeys.userOutbox("u1") })
         XCTAssertEqual(dormantEvents(f).count, 1, "relayed to the log")
     }
+
+    /// The cluster rule (SlotRuleTests) for these scripts: one hash tag per call, no key built in Lua.
+    func testEveryCallTouchesOneHashTag() throws {
+        let f = try StoreFixture(cluster: true)
+        let trail = store(f)
+        f.redis.call(["HSET", StoreKeys.productInfo("pb"), "id", "pb", "merchant", "m1"])
+        trail.noteOwner(product: "pa", user: "u1", owns: true, nowMs: 1)
+        trail.noteOwner(product: "pb", user: "u1", owns: true, nowMs: 2)
+        _ = try f.value { trail.alsoBought(product: "pa", limit: 5, $0) }
+        trail.noteSeen(user: "u1", opened: true, instance: "n1.a") {}
+        _ = try f.value { trail.checkDormant(user: "u1", nowMs: 10_000_000, spellMs: self.spell, liveInstances: ["n1.a"], $0) }
+        trail.disarmDormancy("dorm:u1", dueMs: 1) {}
+        _ = try f.value { trail.liveInstances(withinMs: 10_000, $0) }
+        let ran = Set(f.link.scriptKeys.map(\.name))
+        XCTAssertEqual(Set(BuyerTrailScripts.all.map(\.name)).subtracting(ran), [], "the scenario runs every script")
+        for call in f.link.scriptKeys {
+            let tags = Set(call.keys.map { key -> Substring in
+                guard let open = key.firstIndex(of: "{"), let close = key[open...].firstIndex(of: "}") else { return Substring(key) }
+                return key[open...close]
+            })
+            XCTAssertEqual(tags.count, 1, "\(call.name): \(call.keys)")
+        }
+        for script in BuyerTrailScripts.all {
+            XCTAssertFalse(script.source.contains("'gw:") || script.source.contains("\"gw:"), "\(script.name) builds a key name")
+        }
+    }
+
+    func testADisarmKeepsATimerArmedAgain() throws {
+        let f = try StoreFixture()
+        let trail = store(f)
+        f.redis.call(["ZADD", CommerceKeys.timers, 5_000, "dorm:u1"])
+        trail.disarmDormancy("dorm:u1", dueMs: 4_000) {}
+        XCTAssertEqual(f.redis.call(["ZSCORE", CommerceKeys.timers, "dorm:u1"]).text, "5000", "armed again since read: kept")
+        trail.disarmDormancy("dorm:u1", dueMs: 5_000) {}
+        XCTAssertNil(f.redis.call(["ZSCORE", CommerceKeys.timers, "dorm:u1"]).text)
+    }
 }

@@ -18,6 +18,8 @@ protocol BuyerTrailStore: AnyObject {
     func noteSeen(user: String, opened: Bool, instance: String, arm: @escaping () -> Void)
     /// Sets the dormancy timer `member` due at `dueMs` (`onlyIfAbsent`: keeps a timer already set).
     func armDormancy(_ member: String, dueMs: Int64, onlyIfAbsent: Bool)
+    /// Removes the dormancy timer `member` unless it was armed again since it was read due at `dueMs`.
+    func disarmDormancy(_ member: String, dueMs: Int64, _ done: @escaping () -> Void)
     /// `user`'s last connect or disconnect (ms), nil if never seen.
     func lastSeen(user: String, _ done: @escaping (StoreResult<Int64?>) -> Void)
     /// Decides a due dormancy timer (user_dormant.lua), writing the `user.dormant` event when the spell is new.
@@ -126,6 +128,10 @@ final class RedisBuyerTrailStore: BuyerTrailStore {
         calls.redis.send(onlyIfAbsent ? ["ZADD", key, "NX", dueMs, member] : ["ZADD", key, dueMs, member], key: key) { _ in }
     }
 
+    func disarmDormancy(_ member: String, dueMs: Int64, _ done: @escaping () -> Void) {
+        calls.run(BuyerTrailScripts.timerDisarm, keys: [CommerceKeys.timers], args: [member, dueMs], as: Int64.self) { _ in done() }
+    }
+
     func lastSeen(user: String, _ done: @escaping (StoreResult<Int64?>) -> Void) {
         let key = StoreKeys.seen(user)
         calls.send(["HGET", key, "last_seen"], key: key, as: String?.self) { done($0.map { $0.flatMap { Int64($0) } }) }
@@ -172,7 +178,7 @@ enum DormantEvent {
     }
 }
 
-/// Lua of the buyers' trail (Lua/owns_update, also_count, user_seen, user_dormant).
+/// Lua of the buyers' trail (Lua/owns_update, also_count, user_seen, user_dormant, timer_disarm).
 enum BuyerTrailScripts {
     static let ownsUpdate = LuaScript.embedded("owns_update", PackageResources.owns_update_lua)
     static let alsoCount = LuaScript.embedded("also_count", PackageResources.also_count_lua)
@@ -181,5 +187,6 @@ enum BuyerTrailScripts {
     static let userDormant = LuaScript.embedded("user_dormant", PackageResources.user_dormant_lua,
                                                 libraries: [PackageResources.lib_publish_lua, PackageResources.lib_event_lua,
                                                             PackageResources.lib_emit_lua])
-    static let all: [LuaScript] = [ownsUpdate, alsoCount, userSeen, userDormant]
+    static let timerDisarm = LuaScript.embedded("timer_disarm", PackageResources.timer_disarm_lua)
+    static let all: [LuaScript] = [ownsUpdate, alsoCount, userSeen, userDormant, timerDisarm]
 }
