@@ -48,19 +48,21 @@ extension Node {
     }
 
     /// `GET /api/v1/users/{id}` (contract 4.6). `last_seen`: the user's last connect or
-    /// disconnect on any node (null if never), read beside the points (another key of the user's slot).
+    /// disconnect on any node (null if never), read beside the points (pipelined: both in the user's slot).
     private func getUser(_ request: HTTPRequest, _ id: String) {
         guard Names.isValidID(id) else { return fail(request, .badRequest("not a valid user id")) }
-        buyerTrail.lastSeen(user: id) { seen in
-            self.orderStore.store.memberPoints(id, countOrders: true) { result in
-                switch (result, seen) {
-                case (.failure(let e), _), (_, .failure(let e)): self.fail(request, e)
-                case (.success(let p), .success(let lastSeen)):
-                    self.respond(request, 200, self.options.memberLevels.userJSON(id: id, points: p.points, lastSeen: lastSeen,
-                                                                                  orders: p.orders))
-                }
+        var seen: Result<Int64?, GatewayError>?
+        var points: Result<MemberPoints, GatewayError>?
+        let answer = {
+            guard let seen, let points else { return }
+            switch (points, seen) {
+            case (.failure(let e), _), (_, .failure(let e)): self.fail(request, e)
+            case (.success(let p), .success(let lastSeen)):
+                self.respond(request, 200, self.options.memberLevels.userJSON(id: id, points: p.points, lastSeen: lastSeen, orders: p.orders))
             }
         }
+        buyerTrail.lastSeen(user: id) { seen = $0; answer() }
+        orderStore.store.memberPoints(id, countOrders: true) { points = $0; answer() }
     }
 
     /// The buyer's member level now, whose discount a new order takes (nil: no level). No
