@@ -33,6 +33,7 @@ public struct Settings: Sendable, Equatable {
     public var logging: Logging
     public var members: Members = Members(levels: .none)
     public var reminders: Reminders = Reminders(beforeSeconds: [259_200, 86_400])
+    public var recall: Recall = Settings.defaultRecall
 
     public struct Auth: Sendable, Equatable {
         /// HS256 key for client JWTs (`auth.secret`); required outside `--dev`.
@@ -111,6 +112,14 @@ public struct Settings: Sendable, Equatable {
     }
 
     public static let defaultRestock = Restock(holdSeconds: 300)
+    /// Bringing back buyers who went quiet (contract 4.6).
+    public struct Recall: Sendable, Equatable {
+        /// A buyer neither connected nor delivered anything for this long is dormant: one
+        /// `user.dormant` event per such spell (`recall.dormant_s`).
+        public var dormantSeconds: Int
+    }
+
+    public static let defaultRecall = Recall(dormantSeconds: 2_592_000)
 
     public struct Alerts: Sendable, Equatable {
         /// At most one price-drop alert per watcher and product in this window, unless a new low (`alerts.cooldown_s`).
@@ -432,6 +441,7 @@ extension Settings {
             Field(key: "risk.max_pending_orders", kind: .int(\.risk.maxPendingOrders, 0...1_000_000)),
             Field(key: "risk.max_requests_per_hour", kind: .int(\.risk.maxRequestsPerHour, 0...1_000_000)),
             Field(key: "restock.hold_s", kind: .int(\.restock.holdSeconds, 0...86_400)),
+            Field(key: "recall.dormant_s", kind: .int(\.recall.dormantSeconds, 60...31_536_000)),
             Field(key: "alerts.cooldown_s", kind: .int(\.alerts.cooldownSeconds, 0...maxSeconds)),
             Field(key: "alerts.watch_ttl_s", kind: .int(\.alerts.watchTTLSeconds, 1...maxSeconds)),
             Field(key: "groups.rate", kind: .int(\.groups.rate, 1...100_000)),

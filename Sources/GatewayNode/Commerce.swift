@@ -47,17 +47,22 @@ extension Node {
         }
     }
 
-    /// `GET /api/v1/users/{id}` (contract 4.6). `last_seen` stays null until connections
-    /// record it (issue 14's dormant buyers).
+    /// `GET /api/v1/users/{id}` (contract 4.6). `last_seen`: the user's last connect or
+    /// disconnect on any node (null if never), read beside the points (pipelined: both in the user's slot).
     private func getUser(_ request: HTTPRequest, _ id: String) {
         guard Names.isValidID(id) else { return fail(request, .badRequest("not a valid user id")) }
-        orderStore.store.memberPoints(id, countOrders: true) { result in
-            switch result {
-            case .failure(let e): self.fail(request, e)
-            case .success(let p):
-                self.respond(request, 200, self.options.memberLevels.userJSON(id: id, points: p.points, lastSeen: nil, orders: p.orders))
+        var seen: Result<Int64?, GatewayError>?
+        var points: Result<MemberPoints, GatewayError>?
+        let answer = {
+            guard let seen, let points else { return }
+            switch (points, seen) {
+            case (.failure(let e), _), (_, .failure(let e)): self.fail(request, e)
+            case (.success(let p), .success(let lastSeen)):
+                self.respond(request, 200, self.options.memberLevels.userJSON(id: id, points: p.points, lastSeen: lastSeen, orders: p.orders))
             }
         }
+        buyerTrail.lastSeen(user: id) { seen = $0; answer() }
+        orderStore.store.memberPoints(id, countOrders: true) { points = $0; answer() }
     }
 
     /// The buyer's member level now, whose discount a new order takes (nil: no level). No
@@ -403,7 +408,8 @@ extension Node {
         case .order(let kind, let id): expireOrder(id, kind, timer, done)
         case .membership(let product, let user): remindMembership(product: product, user: user, timer, done)
         case .holds(let product, _): releaseHolds(product: product, timer, done)
-        case .dormant, nil: orderStore.store.removeTimer(timer.member, done)
+        case .dormant(let user): expireDormant(user, timer, done)
+        case nil: orderStore.store.removeTimer(timer.member, done)
         }
     }
 

@@ -66,6 +66,8 @@ extension Node {
             communityStore.watches(user: claims.sub, nowMs: now) { result in
                 answer(result.map { list in .object([("watches", .array(list.map(\.json)))]) })
             }
+        case .alsoBought(let product, let limit):
+            alsoBought(product: product, limit: limit, merchant: nil, answer)
         }
     }
 

@@ -118,6 +118,8 @@ extension Node {
             getProduct(request, caller, id)
         case .updateProduct(let id):
             withJSONBody(request) { self.updateProduct(request, caller, id, $0) }
+        case .alsoBought(let id):
+            alsoBought(request, caller, id)
         }
     }
 

@@ -29,6 +29,8 @@ enum HTTPRoute: Equatable {
 
 enum CatalogRoute: Equatable {
     case createProduct, getProduct(String), updateProduct(String), publish
+    /// `GET /api/v1/products/{id}/also-bought` (contract 4.6).
+    case alsoBought(String)
 }
 
 enum CommerceRoute: Equatable {
@@ -142,6 +144,7 @@ enum HTTPRoutes {
         RouteRule(.GET, "/api/v1/products/{id}", .shopOrMerchant { .catalog(.getProduct($0[0]), $1) }),
         RouteRule(.PATCH, "/api/v1/products/{id}", .shopOrMerchant { .catalog(.updateProduct($0[0]), $1) }),
         RouteRule(.POST, "/api/v1/publish", .shopOrMerchant { .catalog(.publish, $1) }),
+        RouteRule(.GET, "/api/v1/products/{id}/also-bought", .shopOrMerchant { .catalog(.alsoBought($0[0]), $1) }),
 
         RouteRule(.POST, "/api/v1/products/{id}/keys", body: .keyUpload, .shopOrMerchant { .commerce(.addKeys(product: $0[0]), $1) }),
         RouteRule(.POST, "/api/v1/orders", .shopOrMerchant { .commerce(.createOrder, $1) }),
@@ -202,7 +205,8 @@ extension HTTPRoute {
     /// The order or product a request is about, for its log line.
     var logIDs: [LogID] {
         switch self {
-        case .catalog(.getProduct(let id), _), .catalog(.updateProduct(let id), _), .commerce(.addKeys(let id), _):
+        case .catalog(.getProduct(let id), _), .catalog(.updateProduct(let id), _), .commerce(.addKeys(let id), _),
+             .catalog(.alsoBought(let id), _):
             [.product(id)]
         case .commerce(.getOrder(let id), _), .commerce(.createPayment(let id), _), .commerce(.cancel(let id), _),
              .commerce(.refund(let id), _):

@@ -34,6 +34,8 @@ final class Client {
     var authorizing: [Channel: Set<Int64>] = [:]
     /// Set once this connection counts toward its user's `limits.conns_per_user`.
     var countedUser: String?
+    /// Set once this connection counts in its user's last-seen state (dormant buyers): its close is noted too.
+    var countedSeen = false
     /// Whether it counts toward its source address's `limits.conns_per_ip`.
     var countedAddress = false
     /// Admitted commands not answered yet, by id: their op and admission time (`Node.clock`),
@@ -199,6 +201,7 @@ public final class Node: ServerDelegate {
             self?.indexRefunds(of: decision)
             self?.releaseRiskPlaces(of: decision)
             self?.revokeLostGroups(of: decision)
+            self?.keepBuyerTrail(of: decision)
             if !decision.events.isEmpty { self?.webhookSender?.tick() }
         }
         redis.onLost = { [weak self] reason in self?.redisLost(reason) }
@@ -368,7 +371,9 @@ public final class Node: ServerDelegate {
         guard let client = clients[id], isLive(client), let commandID = client.hubRequests.removeValue(forKey: request) else { return }
         if client.pendingSubscribes[channel] == request { client.pendingSubscribes[channel] = nil }
         var fields: [(String, JSON)] = []
+        var connected: String?
         if client.connectRequest == request, let claims = client.claims {
+            connected = claims.sub
             client.connectRequest = nil
             client.conn.cancelDeadline()
             if logsDebug { log("connected", level: .debug, .client(clientID(id)), .user(claims.sub)) }
@@ -387,6 +392,11 @@ public final class Node: ServerDelegate {
                    ("epoch", .string(result.epoch)), ("recovered", .bool(result.recovered))]
         sendReply(client, commandID, ReplyEncoder.okWithPublications(id: commandID, fields: fields,
                                                           publications: result.publications.map(\.payload.bytes)))
+        // Once the connect is answered: its reply never waits behind the last-seen write.
+        if let connected {
+            client.countedSeen = true
+            noteSeen(connected, opened: true)
+        }
     }
 
     // MARK: ServerDelegate
@@ -423,6 +433,7 @@ public final class Node: ServerDelegate {
         if let user = client.claims?.sub { liveControl.closed(conn.id, user: user) }
         if client.countedAddress { ipQuota.remove(conn.peerAddress) }
         if let user = client.countedUser { userQuota.remove(user) }
+        if client.countedSeen, let user = client.claims?.sub { noteSeen(user, opened: false) }
         metrics.framesSent += conn.framesSent
         for channel in client.channels {
             execute(hub.unsubscribe(conn.id, from: channel))

@@ -37,6 +37,8 @@ public struct NodeOptions: Sendable {
     public var memberLevels: MemberLevels = .none
     /// `reminders.before_s` in ms, descending: membership reminders this long before the end.
     public var remindersBeforeMs: [Int64] = OrderRules.defaultRemindersBeforeMs
+    /// `recall.dormant_s` in ms: how long a buyer stays away before one `user.dormant` event.
+    public var dormantMs: Int64 = Int64(Settings.defaultRecall.dormantSeconds) * 1_000
     public var groupRate: Int
     public var groupRateWindowSeconds: Int
     public var allowLinks: Bool
@@ -125,6 +127,7 @@ extension NodeOptions {
         risk = RiskLimits(maxPendingOrders: settings.risk.maxPendingOrders, maxRequestsPerHour: settings.risk.maxRequestsPerHour)
         memberLevels = settings.members.levels
         remindersBeforeMs = settings.reminders.beforeSeconds.map { Int64($0) * 1000 }
+        dormantMs = Int64(settings.recall.dormantSeconds) * 1_000
         groupRate = settings.groups.rate
         logLevel = settings.logging.level
         groupRateWindowSeconds = settings.groups.rateWindowSeconds

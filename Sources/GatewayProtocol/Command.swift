@@ -89,6 +89,8 @@ public enum CommunityCommand: Equatable, Sendable {
     case watch(product: String, below: Int64?, restock: Bool = false)
     case unwatch(product: String)
     case watches
+    /// What buyers of `product` also bought (contract 4.6), `limit` rows at most.
+    case alsoBought(product: String, limit: Int)
 
     public var op: String {
         switch self {
@@ -98,6 +100,7 @@ public enum CommunityCommand: Equatable, Sendable {
         case .watch: "watch"
         case .unwatch: "unwatch"
         case .watches: "watches"
+        case .alsoBought: "also_bought"
         }
     }
 }
@@ -208,6 +211,9 @@ public enum CommandDecoder {
                 return .success(.community(.unwatch(product: try f.id("product"))))
             case "watches":
                 return .success(.community(.watches))
+            case "also_bought":
+                let limit = try f.optionalInt("limit", in: Ranges.alsoBoughtLimit) ?? Int64(AlsoBoughtQuery.defaultLimit)
+                return .success(.community(.alsoBought(product: try f.id("product"), limit: Int(limit))))
             case "order.get":
                 return .success(.order(.get(order: try f.token("order"))))
             case "gift.claim":

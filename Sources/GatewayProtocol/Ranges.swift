@@ -19,4 +19,6 @@ public enum Ranges {
     public static let defaultMuteSeconds: Int64 = 3600
     /// `history.limit`.
     public static let historyLimit: ClosedRange<Int64> = 1...500
+    /// Rows of an also-bought answer (WS `also_bought`, `GET /api/v1/products/{id}/also-bought`).
+    public static let alsoBoughtLimit: ClosedRange<Int64> = 1...50
 }

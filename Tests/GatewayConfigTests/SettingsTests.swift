@@ -68,7 +68,7 @@ final class SettingsTests: XCTestCase {
             for name in try XCTUnwrap(value as? [String: Any]).keys { keys.insert(section + "." + name) }
         }
         XCTAssertEqual(keys, Set(Settings.settingKeys))
-        XCTAssertEqual(Settings.settingKeys.count, 58)
+        XCTAssertEqual(Settings.settingKeys.count, 59)
     }
 
     func testNoFileGivesDefaults() async throws {
@@ -202,6 +202,15 @@ final class SettingsTests: XCTestCase {
         XCTAssertEqual(Settings.defaults.risk, Settings.Risk(maxPendingOrders: 5, maxRequestsPerHour: 20))
         let negative = await loadError(env: ["GATEWAY_RISK_MAX_REQUESTS_PER_HOUR": "-1"])
         XCTAssertEqual(negative, "GATEWAY_RISK_MAX_REQUESTS_PER_HOUR: must be between 0 and 1000000, got -1")
+    }
+
+    /// `recall.dormant_s`: 30 days by default; a minute at least.
+    func testRecallDormantSeconds() async throws {
+        XCTAssertEqual(Settings.defaults.recall.dormantSeconds, 2_592_000)
+        let settings = try await load(env: ["GATEWAY_RECALL_DORMANT_S": "60"])
+        XCTAssertEqual(settings.recall.dormantSeconds, 60)
+        let tooShort = await loadError(env: ["GATEWAY_RECALL_DORMANT_S": "59"])
+        XCTAssertEqual(tooShort, "GATEWAY_RECALL_DORMANT_S: must be between 60 and 31536000, got 59")
     }
 
     func testTLSNeedsBothCertificateAndKey() async throws {

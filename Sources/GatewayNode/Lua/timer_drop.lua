@@ -1,5 +1,6 @@
 -- Removes a gw:timers member only while it is still due at the time it was read: a member
--- moved meanwhile (a renewal rescheduling a membership's reminder on another node) stays.
+-- moved meanwhile (a renewal rescheduling a membership's reminder on another node, a
+-- connect arming a dormancy check again after a spell was told) stays.
 -- KEYS[1]: gw:timers
 -- ARGV[1]: the member; ARGV[2]: its due time (ms) when read
 -- Returns 1 when removed, 0 otherwise.

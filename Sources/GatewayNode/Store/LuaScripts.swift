@@ -12,5 +12,5 @@ extension LuaScript {
 /// Every script the node runs: loaded with SCRIPT LOAD on each connection at connect.
 enum LuaScripts {
     static var all: [LuaScript] { ChannelScripts.all + CommunityScripts.all + CommerceScripts.all + AdminScripts.all + WebhookScripts.all
-        + RiskScripts.all }
+        + RiskScripts.all + BuyerTrailScripts.all }
 }

@@ -79,6 +79,17 @@ enum StoreKeys {
     static func riskRequests(_ user: String) -> String { "gw:\(tag(.user(user))):risk:requests" }
     /// String: until when (ms) `user` is banned (PROTOCOL 4.3); expires with the ban.
     static func userBan(_ user: String) -> String { "gw:\(tag(.user(user))):ban" }
+    /// Sorted set product -> first delivery (ms): the products `user` owns now (also-bought).
+    static func owns(_ user: String) -> String { "gw:\(tag(.user(user))):owns" }
+    /// Hash `last_seen`, `conn:<node instance>`, `dormant_for`, `armed` (dormant buyers; user_seen.lua).
+    static func seen(_ user: String) -> String { "gw:\(tag(.user(user))):seen" }
+    /// The user slot's outbox (cluster only): the `user.dormant` event on its way to the log.
+    static func userOutbox(_ user: String) -> String { "gw:\(tag(.user(user))):outbox" }
+
+    // MARK: Also-bought (the product's slot)
+
+    /// Sorted set other product -> how many distinct owners of `product` own it too.
+    static func alsoBought(_ product: String) -> String { "gw:\(tag(.product(product))):also" }
 
     // MARK: Global keys (each in a slot of its own)
 
