@@ -247,7 +247,9 @@ final class RestockRush: @unchecked Sendable {
         let untilMs: Int64? = lock.withLock { told.values.compactMap { $0 }.max() }
         if let untilMs {
             // Nodes given with --url keep their own restock.hold_s: the pushes' `until` is what counts (bounded).
-            let end = min(Double(untilMs) / 1000 + 2, Clock.now() + Double(max(cmd.restockHoldS, 300)) + 30)
+            // `until` is on the realtime clock, deadlines on the monotonic one.
+            let untilIn = Double(untilMs) / 1000 - Double(Clock.unixMicros()) / 1e6
+            let end = Clock.now() + min(untilIn + 2, Double(max(cmd.restockHoldS, 300)) + 30)
             if end > Clock.now() { p.note("restock: waiting \(Fmt.num(end - Clock.now(), 1)) s for the holds to end") }
             while Clock.now() < end {
                 Children.haltIfInterrupted()
