@@ -68,6 +68,7 @@ extension Node {
             self.communityStore.restockNotify(product: product, users: page.users, data: walk.data, onlyInLine: true) { sent in
                 walk.sent += (try? sent.get()) ?? 0
                 if !finished { return self.restockWalkStep(walk) }
+                guard walk.sent > 0 else { return }   // a first upload nobody waited for
                 self.log("restock of \(product): \(walk.restock.holders.count) holds, \(walk.sent) told in \(String(format: "%.0f", walk.elapsedMs)) ms",
                          .product(product))
             }
