@@ -16,10 +16,17 @@ public struct TokenLifetime: Equatable, Sendable {
     /// Whether `token.expiring` went out for this `exp`.
     public private(set) var warned = false
 
-    public init(exp: Int64) { self.exp = exp }
+    /// 9999-12-31T23:59:59Z: a later `exp` (a "never expires" bot token of Int64.max) counts
+    /// as this, so no millisecond of it overflows.
+    public static let latestExp: Int64 = 253_402_300_799
+
+    public init(exp: Int64) { self.exp = Self.bounded(exp) }
+
+    private static func bounded(_ exp: Int64) -> Int64 { min(max(exp, 0), latestExp) }
 
     /// A refresh: a later `exp` warns again; an earlier or equal one changes nothing.
     public mutating func refreshed(exp newExp: Int64) {
+        let newExp = Self.bounded(newExp)
         guard newExp > exp else { return }
         exp = newExp
         warned = false

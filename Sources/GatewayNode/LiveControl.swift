@@ -162,6 +162,31 @@ extension Node {
         }
     }
 
+    /// Once the control channel is subscribed again (the pub/sub link came back): the signals
+    /// sent while it was away are gone, so what they stand for is read back from Redis. A
+    /// ban is a key: every user connected here is checked, and a banned one is closed. A
+    /// revoked group is a membership count: every buyer subscription to a group is checked.
+    /// (A plain `disconnect` keeps no trace: one sent meanwhile misses this node.) One read
+    /// per connected user and per buyer group subscription, after a link outage only.
+    func catchUpOnControl() {
+        for user in liveControl.connectionsByUser.keys {
+            controlStore.banEnd(user: user) { [weak self] result in
+                guard let self, case .success(let endsAt?) = result else { return }
+                let closed = self.closeConnections(of: user, reason: "banned")
+                if closed > 0 { self.log("closed \(closed) connections of a ban signalled while the control link was away (until \(endsAt))", .user(user)) }
+            }
+        }
+        for client in clients.values where client.claims?.role == .buyer {
+            guard let user = client.claims?.sub else { continue }
+            for channel in client.channels where channel.kind == .group {
+                communityStore.isBuyer(product: channel.id, user: user) { [weak self] result in
+                    guard let self, case .success(false) = result, !client.conn.isClosing else { return }
+                    self.removeChannel(channel, from: client, user: user, reason: "refunded")
+                }
+            }
+        }
+    }
+
     // MARK: Rights lost (contract 4.3)
 
     /// After a decision that took group membership away (a refund after delivery): when no

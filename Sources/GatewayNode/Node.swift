@@ -282,7 +282,10 @@ public final class Node: ServerDelegate {
 
     private func pubsub(_ kind: String, _ name: [UInt8], _ payload: [UInt8]) {
         loop.assertOnLoopThread()
-        if kind == "smessage", name.elementsEqual(StoreKeys.control.utf8) { return controlSignal(payload) }
+        if name.elementsEqual(StoreKeys.control.utf8) {
+            if kind == "smessage" { controlSignal(payload) } else if kind == "ssubscribe" { catchUpOnControl() }
+            return
+        }
         guard let channel = StoreKeys.channel(fromShardChannel: name) else { return }
         switch kind {
         case "smessage":

@@ -11,14 +11,15 @@ extension Node {
     static let holdsReleasePage = 1_000
 
     /// Adds sealed keys (`POST /api/v1/products/{id}/keys`, the dev page). Answered once
-    /// durable; a restock's pushes go out after that, as a decision's do.
+    /// durable; a restock's pushes go out after that, and also when the durability check
+    /// fails: the holds are on the master and last until `until` either way, and a holder
+    /// never told would only see a key held for nobody (the upload's answer is a 503 then).
     func uploadKeys(product: String, merchant: String?, _ sealed: [SealedCardKey], _ done: @escaping (Result<KeysAdded, GatewayError>) -> Void) {
         let terms = RestockTerms(nowMs: now, holdMs: Int64(options.restockHoldSeconds) * 1000)
         orderStore.store.addKeys(product: product, merchant: merchant, sealed, terms: terms) { result in
             guard case .success(.added(_, _, _, let restock)) = result else { return done(result) }
             self.orderStore.confirmDurable(product: product) { error in
-                if let error { return done(.failure(error)) }
-                done(result)
+                done(error.map { .failure($0) } ?? result)
                 guard let restock else { return }
                 self.orderStore.store.relayOutbox(product: product)
                 self.announceRestock(restock)

@@ -24,4 +24,13 @@ final class TokenLifetimeTests: XCTestCase {
         XCTAssertEqual(life.exp, 4_600)
         XCTAssertEqual(life.next(nowMs: 940_000), .warn(afterMs: 3_600_000))
     }
+
+    func testAnExpAsFarAsInt64GoesEndsInYear9999WithoutOverflow() {
+        var life = TokenLifetime(exp: .max)
+        XCTAssertEqual(life.exp, TokenLifetime.latestExp)
+        XCTAssertEqual(life.next(nowMs: 0), .warn(afterMs: TokenLifetime.latestExp * 1_000 - TokenLifetime.warningMs))
+        life.refreshed(exp: .max)
+        XCTAssertEqual(life.exp, TokenLifetime.latestExp)
+        XCTAssertEqual(TokenLifetime(exp: .min).exp, 0)
+    }
 }

@@ -99,6 +99,33 @@ final class CommerceStoreTests: XCTestCase {
         XCTAssertEqual(try load(.idempotency(product: "p1", buyer: "u1", key: "k")).order?.id, fresh(9).order)
     }
 
+    /// Cluster: a membership's reminder is written ahead only where none is, and moved once the
+    /// apply went through. A renewal refused after its write-ahead (the order went abnormal)
+    /// leaves the current reminder where it was, not weeks later.
+    func testOnAClusterARefusedRenewalLeavesTheCurrentReminderInPlace() throws {
+        memory.viaOutbox = true
+        let member = TimerMember.membership(product: "p1", user: "u1").member
+        let current = Membership(product: "p1", user: "u1", startsAt: now, endsAt: now + 30 * OrderRules.dayMs, remindedAt: now)
+        let renewed = Membership(product: "p1", user: "u1", startsAt: now, endsAt: now + 60 * OrderRules.dayMs, remindedAt: now)
+        memory.hashes[CommerceKeys.memberships("p1"), default: [:]]["u1"] = current.record
+        memory.timers[member] = now + 27 * OrderRules.dayMs
+        func renew(expecting record: String) -> ApplyOutcome? {
+            var outcome: ApplyOutcome?
+            memory.apply(Decision(preconditions: [.membershipRecord(product: "p1", user: "u1", record: record)],
+                                  effects: [.saveMembership(renewed), .scheduleReminder(product: "p1", user: "u1", at: now + 57 * OrderRules.dayMs)]),
+                         product: "p1") { outcome = try? $0.get() }
+            return outcome
+        }
+        guard case .refused = renew(expecting: "stale") else { return XCTFail("a stale record refuses the apply") }
+        XCTAssertEqual(memory.timers[member], now + 27 * OrderRules.dayMs, "the current reminder stays")
+        XCTAssertEqual(renew(expecting: current.record), .applied)
+        XCTAssertEqual(memory.timers[member], now + 57 * OrderRules.dayMs, "moved once applied")
+
+        memory.timers[member] = nil
+        _ = renew(expecting: "stale")
+        XCTAssertEqual(memory.timers[member], now + 57 * OrderRules.dayMs, "a missing reminder is written ahead (a harmless orphan if refused)")
+    }
+
     /// An early timer is put back at its order's due time; the order is left as it is.
     func testAnEarlyTimerIsPutBackNotFired() throws {
         let order = try create(#"{"buyer":"u1","product":"p1"}"#)

@@ -1,4 +1,5 @@
 import Foundation
+import GatewayAuth
 import GatewayClient
 import GatewayProtocol
 import XCTest
@@ -40,6 +41,43 @@ final class LiveControlTests: IntegrationCase {
             if closed == 0 { s.close(); Thread.sleep(forTimeInterval: 0.1) } else { XCTAssertEqual(s.waitClosed(), 4010) }
         }
         XCTAssertEqual(closed, 1, "n2 hears the control channel again")
+    }
+
+    /// Signals sent while a node's pub/sub link is away are lost; once the control channel is
+    /// subscribed again the node reads back what they stood for: bans and lost group rights.
+    /// (The ban and the lost membership are written straight to Redis: no signal at all.)
+    func testANodeCatchesUpOnBansAndLostGroupsWhenItsControlLinkComesBack() throws {
+        try requireSingleRedis("CLIENT KILL and raw writes on the test's own server")
+        let node = try startNode()
+        try createProduct(node, "p1")
+        _ = try uploadKeys(node, "p1", ["K1"])
+        _ = try buy(node, "u1", "p1")
+        let (buyer, _) = try open(node, "u1")
+        XCTAssertNotNil(try buyer.command("subscribe", [("channel", .string("group:p1"))])["ok"])
+        let (banned, _) = try open(node, "u2")
+        let (bystander, _) = try open(node, "u3")
+
+        let until = Int64(Date().timeIntervalSince1970 * 1_000) + 60_000
+        redis.cli(["SET", "gw:{user:u2}:ban", String(until), "PX", "60000"])
+        redis.cli(["HDEL", "gw:{product:p1}:members", "u1"])
+        redis.cli(["CLIENT", "KILL", "TYPE", "pubsub"])
+
+        XCTAssertEqual(banned.waitClosed(), 4010, "the ban is enforced once the link is back")
+        let removed = try XCTUnwrap(push(buyer, "channel.removed"), "the lost group ends")
+        XCTAssertEqual(removed["data"]?["channel"]?.stringValue, "group:p1")
+        XCTAssertNotNil(try bystander.command("ping")["ok"], "nobody else is touched")
+        XCTAssertNotNil(try buyer.command("ping")["ok"], "the buyer's connection stays")
+    }
+
+    /// A "never expires" token (exp of Int64.max) connects and refreshes: its end is year 9999.
+    func testATokenThatNeverExpiresConnectsAndRefreshes() throws {
+        let node = try startNode()
+        let forever = TokenMinter(secret: TestSecrets.auth).mint(Claims(sub: "u1", exp: .max, role: .buyer, products: [], moderator: false))
+        let (s, reply) = try GatewaySession.open(loop: Self.loop, url: node.wsURL, token: forever, since: nil)
+        XCTAssertNotNil(reply["ok"], "\(reply)")
+        let refreshed = try s.command("refresh", [("token", .string(forever))])
+        XCTAssertEqual(refreshed["ok"]?["exp"]?.intValue, 253_402_300_799, "\(refreshed)")
+        XCTAssertNotNil(try s.command("ping")["ok"], "the node is alive")
     }
 
     func testUserRoutesTakeTheShopKeyAndAValidUser() throws {

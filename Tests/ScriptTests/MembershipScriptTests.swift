@@ -100,7 +100,8 @@ final class MembershipScriptTests: XCTestCase {
         let program = try XCTUnwrap(CommerceProgram(d, product: "p1", settings(viaOutbox: true)))
         XCTAssertEqual(program.setsAhead.map(\.key), [StoreKeys.userMemberships("u1")])
         XCTAssertEqual(program.setsAhead.map(\.member), ["p1"])
-        XCTAssertTrue(program.timersAhead.contains { $0.member == "mem:p1/u1" })
+        XCTAssertTrue(program.remindersAfter.contains { $0.member == "mem:p1/u1" }, "written ahead where absent, moved after")
+        XCTAssertFalse(program.timersAhead.contains { $0.member == "mem:p1/u1" })
         XCTAssertFalse(program.ops.contains { if case .setAdd = $0 { true } else { false } })
         XCTAssertFalse(program.keys.contains(StoreKeys.userMemberships("u1")), "no key of another slot in the step")
     }

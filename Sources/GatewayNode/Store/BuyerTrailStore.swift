@@ -63,6 +63,10 @@ final class RedisBuyerTrailStore: BuyerTrailStore {
     let eventRetentionMs: Int64
     /// Most other products one ownership change moves counts for (a user owning more moves the most recent).
     static let mostOtherProducts = 200
+    /// The live instances read last, reused for a second: a sweep page of 200 due `dorm:`
+    /// timers (a launch day's buyers falling due together) reads the node board once.
+    private var instancesRead: (atNs: UInt64, withinMs: Int64, instances: [String])?
+    static let instancesReuseNs: UInt64 = 1_000_000_000
 
     init(redis: any RedisLink, relay: EventStore?, eventRetentionMs: Int64, log: @escaping (String) -> Void) {
         calls = RedisCalls(redis: redis, log: log)
@@ -159,13 +163,19 @@ final class RedisBuyerTrailStore: BuyerTrailStore {
     }
 
     func liveInstances(withinMs: Int64, _ done: @escaping (StoreResult<[String]>) -> Void) {
+        let nowNs = DispatchTime.now().uptimeNanoseconds
+        if let read = instancesRead, read.withinMs == withinMs, nowNs - read.atNs < Self.instancesReuseNs {
+            return done(.success(read.instances))
+        }
         calls.run(AdminScripts.board, keys: [StoreKeys.adminStats, StoreKeys.adminSeen, StoreKeys.mutedGroups],
                   args: [withinMs, 0, 0], as: AdminBoard.self) { read in
-            done(read.map { board in
+            let listed = read.map { board in
                 board.nodes.compactMap { stored in
                     (try? JSON.parse(Array(stored.stats.utf8))).flatMap { $0["instance"]?.stringValue }
                 }
-            })
+            }
+            if case .success(let instances) = listed { self.instancesRead = (nowNs, withinMs, instances) }
+            done(listed)
         }
     }
 }

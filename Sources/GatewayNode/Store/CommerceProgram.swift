@@ -79,6 +79,11 @@ struct CommerceProgram: Equatable {
     private(set) var timersAhead: [(member: String, due: Int64)] = []
     /// Members to ZREM (best effort) once the apply went through.
     private(set) var timersAfter: [String] = []
+    /// Cluster: validity memberships' reminders. Written ahead only where absent (a new
+    /// membership's timer survives a crash after the apply) and moved once the apply went
+    /// through: a renewal written ahead and then refused would push the current reminder
+    /// weeks late. Their removal is left to the sweep (conditional, `timer_drop.lua`).
+    private(set) var remindersAfter: [(member: String, due: Int64)] = []
     /// Set members to SADD before the apply (cluster: other slots; a membership's listing index).
     private(set) var setsAhead: [(key: String, member: String)] = []
     /// 1-based KEYS index of the outbox, 0 when pushes are published inline.
@@ -124,7 +129,7 @@ struct CommerceProgram: Equatable {
     static func == (a: CommerceProgram, b: CommerceProgram) -> Bool {
         a.keys == b.keys && a.checks == b.checks && a.ops == b.ops && a.outbox == b.outbox
             && a.timersAhead.map(\.member) == b.timersAhead.map(\.member) && a.timersAfter == b.timersAfter
-            && a.setsAhead.map(\.member) == b.setsAhead.map(\.member)
+            && a.setsAhead.map(\.member) == b.setsAhead.map(\.member) && a.remindersAfter.map(\.member) == b.remindersAfter.map(\.member)
     }
 
     /// The index of `name` in KEYS, added when new.
@@ -254,9 +259,10 @@ struct CommerceProgram: Equatable {
         case .saveMembership(let m):
             ops.append(.saveField(key: key(CommerceKeys.memberships(m.product)), field: m.user, value: m.record))
         case .scheduleReminder(let product, let user, let at):
-            timersAhead.append((member: TimerMember.membership(product: product, user: user).member, due: at))
+            let member = TimerMember.membership(product: product, user: user).member
+            if settings.viaOutbox { remindersAfter.append((member: member, due: at)) } else { timersAhead.append((member: member, due: at)) }
         case .unscheduleReminder(let product, let user):
-            timersAfter.append(TimerMember.membership(product: product, user: user).member)
+            if !settings.viaOutbox { timersAfter.append(TimerMember.membership(product: product, user: user).member) }
         case .indexMembership(let user, let product):
             let index = StoreKeys.userMemberships(user)
             if settings.viaOutbox { setsAhead.append((key: index, member: product)) } else { ops.append(.setAdd(key: key(index), member: product)) }

@@ -252,10 +252,11 @@ final class RedisCommerceStore: CommerceStore {
         }
         guard let routing = program.keys.first else {
             // Only timers (an early timer put back at its order's due time): nothing to apply.
-            guard !program.timersAhead.isEmpty, program.timersAfter.isEmpty else {
+            let timers = program.timersAhead + program.remindersAfter
+            guard !timers.isEmpty, program.timersAfter.isEmpty else {
                 return done(.failure(GatewayError(.internal, "a decision that touches no record")))
             }
-            return scheduleAhead(program.timersAhead, before: nil) { error in done(error.map { .failure($0) } ?? .success(.applied)) }
+            return scheduleAhead(timers, before: nil) { error in done(error.map { .failure($0) } ?? .success(.applied)) }
         }
         let outbox = program.outbox > 0 ? program.keys[program.outbox - 1] : nil
         let args: [RedisArgument] = [program.encoded, newEpoch(), historyTTL, program.outbox, eventRetentionMs, memberLadder]
@@ -276,20 +277,34 @@ final class RedisCommerceStore: CommerceStore {
                     self.redis.send(["ZREM", CommerceKeys.timers] + program.timersAfter.map { $0 as RedisArgument },
                                     key: CommerceKeys.timers) { _ in }
                 }
+                if case .success(.applied) = outcome, !program.remindersAfter.isEmpty {
+                    // Best effort: the member written ahead (or an earlier one) fires and is put back.
+                    self.redis.send(Self.zadd(program.remindersAfter), key: CommerceKeys.timers) { _ in }
+                }
                 done(outcome)
             }
         }
         let writeTimers = {
             self.scheduleAhead(program.timersAhead, before: routing) { error in
                 if let error { return done(.failure(error)) }
-                self.addToSetsAhead(program.setsAhead) { error in
+                self.scheduleAhead(program.remindersAfter, ifAbsent: true, before: routing) { error in
                     if let error { return done(.failure(error)) }
-                    applyNow()
+                    self.addToSetsAhead(program.setsAhead) { error in
+                        if let error { return done(.failure(error)) }
+                        applyNow()
+                    }
                 }
             }
         }
         guard let outbox, let relay else { return writeTimers() }
         relay.register(outbox) { ok in ok ? writeTimers() : done(.failure(.redisUnavailable)) }
+    }
+
+    private static func zadd(_ timers: [(member: String, due: Int64)], ifAbsent: Bool = false) -> [RedisArgument] {
+        var args: [RedisArgument] = ["ZADD", CommerceKeys.timers]
+        if ifAbsent { args.append("NX") }
+        for t in timers { args += [t.due, t.member] }
+        return args
     }
 
     func deliverPushes(of decision: Decision, product: String) {
@@ -307,10 +322,10 @@ final class RedisCommerceStore: CommerceStore {
     /// order, and the WAIT after the apply covers it), awaited first otherwise (a cluster,
     /// where `gw:timers` has its own slot; with `replicas:N` the timer's own master is then
     /// WAITed on too, as no later WAIT on the order's master covers it). `key` nil: no apply follows.
-    private func scheduleAhead(_ timers: [(member: String, due: Int64)], before key: String?, _ then: @escaping (GatewayError?) -> Void) {
+    private func scheduleAhead(_ timers: [(member: String, due: Int64)], ifAbsent: Bool = false, before key: String?,
+                               _ then: @escaping (GatewayError?) -> Void) {
         guard !timers.isEmpty else { return then(nil) }
-        var args: [RedisArgument] = ["ZADD", CommerceKeys.timers]
-        for t in timers { args += [t.due, t.member] }
+        let args = Self.zadd(timers, ifAbsent: ifAbsent)
         if let key, redis.sameConnection(CommerceKeys.timers, key) {
             redis.send(args, key: CommerceKeys.timers) { reply in
                 if case .error(let e) = reply { Self.log("timer write failed: \(e)") }

@@ -5,11 +5,11 @@ import OrderCore
 /// `CommerceProgram` the apply script runs (same checks, key allocation, links and
 /// timers), on dictionaries standing for the Redis keys. Answers synchronously.
 final class MemoryCommerceStore: CommerceStore {
-    private(set) var hashes: [String: [String: String]] = [:]
+    var hashes: [String: [String: String]] = [:]
     private(set) var strings: [String: String] = [:]
     private(set) var lists: [String: [String]] = [:]
     private(set) var sets: [String: Set<String>] = [:]
-    private(set) var timers: [String: Int64] = [:]
+    var timers: [String: Int64] = [:]
     /// Sorted sets other than the timers (the holds' due times): key -> member -> score.
     private(set) var sortedSets: [String: [String: Int64]] = [:]
     /// Pushes in the order they were made: channel, push type, data JSON.
@@ -86,9 +86,12 @@ final class MemoryCommerceStore: CommerceStore {
             return done(.failure(GatewayError(.internal, "a decision named a record without a slot tag")))
         }
         for t in program.timersAhead { timers[t.member] = t.due }
+        for t in program.remindersAfter where timers[t.member] == nil { timers[t.member] = t.due }
         for entry in program.setsAhead { sets[entry.key, default: []].insert(entry.member) }
         if let interfere { self.interfere = nil; interfere(self) }
-        done(.success(run(program).map { .refused(decision.preconditions[$0 - 1]) } ?? .applied))
+        if let refused = run(program) { return done(.success(.refused(decision.preconditions[refused - 1]))) }
+        for t in program.remindersAfter { timers[t.member] = t.due }
+        done(.success(.applied))
     }
 
     /// Nothing to hand on: `pushes` were recorded by the apply, as one server publishes inline.
