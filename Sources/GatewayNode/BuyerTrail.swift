@@ -5,25 +5,25 @@ import OrderCore
 /// Also-bought and dormant buyers on the node (contract 4.6). The counting is
 /// `BuyerTrailStore`'s, in Redis, kept beside the decisions and the connections.
 extension Node {
-    var buyerTrail: any BuyerTrailStore {
-        RedisBuyerTrailStore(redis: redis, relay: redis.isCluster ? outboxRelay : nil,
-                             eventRetentionMs: Self.eventRetentionMs(options), log: { [weak self] in self?.log($0) })
-    }
-
     // MARK: Also-bought
 
     /// After a decision that changed who is a member of a product's group (a delivery, a
-    /// claim, a refund): whether the user owns the product now is read back (a refund of one
-    /// of two orders leaves them an owner), and the counts move on a change only. A delivery
-    /// also arms the owner's dormancy timer if none is set (a buyer who never connects).
+    /// claim, a refund): the counts move on a change of ownership only. A delivery makes an
+    /// owner; after a refund whether the user still owns the product is read back (a refund
+    /// of one of two orders leaves them one). A delivery also arms the owner's dormancy timer
+    /// if none is set (a buyer who never connects).
     func keepBuyerTrail(of decision: Decision) {
         let trail = buyerTrail
         for case .membership(let product, let user, let delta) in decision.effects {
+            if delta > 0 {
+                trail.noteOwner(product: product, user: user, owns: true, nowMs: now)
+                trail.armDormancy(TimerMember.dormant(user: user).member, dueMs: now + options.dormantMs, onlyIfAbsent: true)
+                continue
+            }
             communityStore.isBuyer(product: product, user: user) { [weak self] result in
                 guard let self, case .success(let owns) = result else { return }
                 trail.noteOwner(product: product, user: user, owns: owns, nowMs: self.now)
             }
-            if delta > 0 { trail.armDormancy(TimerMember.dormant(user: user).member, dueMs: now + options.dormantMs, onlyIfAbsent: true) }
         }
     }
 

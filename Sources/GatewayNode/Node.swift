@@ -96,6 +96,8 @@ public final class Node: ServerDelegate {
     let communityStore: any CommunityStore
     /// Bans and the nodes' control signals (LiveControl.swift).
     let controlStore: any ControlStore
+    /// Also-bought counts and last-seen (BuyerTrail.swift).
+    let buyerTrail: any BuyerTrailStore
     /// Pushes written to outboxes by decisions (Redis Cluster only).
     let outboxRelay: OutboxRelay
     let keyBox: SecretBox
@@ -167,6 +169,8 @@ public final class Node: ServerDelegate {
         outboxRelay = OutboxRelay(redis: redis, settings: storeSettings, log: log, schedule: schedule)
         communityStore = RedisCommunityStore(redis: redis, settings: storeSettings, relay: outboxRelay, log: log)
         controlStore = RedisControlStore(redis: redis, log: log)
+        buyerTrail = RedisBuyerTrailStore(redis: redis, relay: redis.isCluster ? outboxRelay : nil,
+                                          eventRetentionMs: Self.eventRetentionMs(options), log: log)
         let commerceStore = RedisCommerceStore(
             redis: redis, retention: KeyRetention(options.commerce), historyTTL: options.historyTTLSeconds, historySize: { kind in
                 switch kind {
