@@ -10,19 +10,22 @@ extension Node {
     /// After a decision that changed who is a member of a product's group (a delivery, a
     /// claim, a refund): the counts move on a change of ownership only. A delivery makes an
     /// owner; after a refund whether the user still owns the product is read back (a refund
-    /// of one of two orders leaves them one). A delivery also arms the owner's dormancy timer
-    /// if none is set (a buyer who never connects).
+    /// of two orders leaves them one). A first delivery of a product also arms the owner's
+    /// dormancy timer if none is set (a buyer who never connects); a repeat one starts no new
+    /// spell (a spell counts from a product's first delivery), so it costs no call.
     func keepBuyerTrail(of decision: Decision) {
         let trail = buyerTrail
         for case .membership(let product, let user, let delta) in decision.effects {
             if delta > 0 {
-                trail.noteOwner(product: product, user: user, owns: true, nowMs: now)
-                trail.armDormancy(TimerMember.dormant(user: user).member, dueMs: now + options.dormantMs, onlyIfAbsent: true)
+                let due = now + options.dormantMs
+                trail.noteOwner(product: product, user: user, owns: true, nowMs: now) {
+                    trail.armDormancy(TimerMember.dormant(user: user).member, dueMs: due, onlyIfAbsent: true)
+                }
                 continue
             }
             communityStore.isBuyer(product: product, user: user) { [weak self] result in
                 guard let self, case .success(let owns) = result else { return }
-                trail.noteOwner(product: product, user: user, owns: owns, nowMs: self.now)
+                trail.noteOwner(product: product, user: user, owns: owns, nowMs: self.now) {}
             }
         }
     }

@@ -10,7 +10,8 @@ import OrderCore
 protocol BuyerTrailStore: AnyObject {
     /// Records that `user` owns `product` now (or no longer does); when that changed, moves
     /// the co-purchase counts of `product` and of the user's other products (pipelined).
-    func noteOwner(product: String, user: String, owns: Bool, nowMs: Int64)
+    /// `changed` runs when ownership did change (a first delivery, a last refund).
+    func noteOwner(product: String, user: String, owns: Bool, nowMs: Int64, changed: @escaping () -> Void)
     /// Up to `limit` products most bought by the buyers of `product`, most buyers first.
     func alsoBought(product: String, limit: Int, _ done: @escaping (StoreResult<[AlsoBought]>) -> Void)
     /// A connection of `user` opened or closed on node `instance`; `arm` is called when no
@@ -74,10 +75,11 @@ final class RedisBuyerTrailStore: BuyerTrailStore {
         self.eventRetentionMs = eventRetentionMs
     }
 
-    func noteOwner(product: String, user: String, owns: Bool, nowMs: Int64) {
+    func noteOwner(product: String, user: String, owns: Bool, nowMs: Int64, changed: @escaping () -> Void = {}) {
         calls.run(BuyerTrailScripts.ownsUpdate, keys: [StoreKeys.owns(user)],
                   args: [product, owns ? "1" : "0", nowMs, Self.mostOtherProducts], as: [String].self) { [calls] result in
             guard case .success(let reply) = result, reply.first == "1" else { return }
+            changed()
             let others = Array(reply.dropFirst())
             guard !others.isEmpty else { return }
             let delta: Int64 = owns ? 1 : -1
