@@ -286,7 +286,9 @@ final class CommerceScriptTests: XCTestCase {
         XCTAssertEqual(redis.call(["HGET", CommerceKeys.payment(payment.id)!, "status"]).text, "refund_required")
     }
 
-    func testOnAClusterEventsGoToTheOutboxNotTheLog() throws {
+    /// One key in stock, an order paid and its success notify decided, and that decision as
+    /// a cluster runs it (pushes, events and points through the outbox).
+    private func clusterDelivery() throws -> (Order, Decision, CommerceProgram) {
         stockUp(["k1"])
         let order = try created()
         let pd = try rules.createPayment(order: order, payer: "u1", paymentID: id("pay", 1), now: now).get()
@@ -296,7 +298,11 @@ final class CommerceScriptTests: XCTestCase {
                                    outcome: .success, tradeNo: "T")
         let d = try rules.notify(notify, payment: payment, order: order, stock: 1, now: now).get()
         let settings = CommerceProgram.Settings(retention: retention, historySize: { _ in 100 }, viaOutbox: true)
-        let program = try XCTUnwrap(CommerceProgram(d, product: "p1", settings))
+        return (order, d, try XCTUnwrap(CommerceProgram(d, product: "p1", settings)))
+    }
+
+    func testOnAClusterEventsGoToTheOutboxNotTheLog() throws {
+        let (order, d, program) = try clusterDelivery()
         XCTAssertFalse(program.keys.contains(CommerceKeys.eventsLog), "the log is in another slot")
         XCTAssertTrue(program.keys.allSatisfy { HashSlot.of($0) == HashSlot.of("product:p1") }, "one slot: \(program.keys)")
         XCTAssertTrue(try apply(d, viaOutbox: true).applied)
@@ -389,16 +395,7 @@ final class CommerceScriptTests: XCTestCase {
     /// entry of the user's channel; relay.lua applies it there, once however often it is relayed.
     func testOnAClusterPointsGoThroughTheOutboxAndTheRelayAppliesThemOnce() throws {
         ladder = try MemberLevels(validating: [MemberLevel(name: "silver", minPoints: 1_999, discountPercent: 5)])
-        stockUp(["k1"])
-        let order = try created()
-        let pd = try rules.createPayment(order: order, payer: "u1", paymentID: id("pay", 1), now: now).get()
-        XCTAssertTrue(try apply(pd).applied)
-        let payment = try XCTUnwrap(pd.savedPayment)
-        let notify = PaymentNotify(payment: payment.id, order: order.id, amount: payment.amount, currency: payment.currency,
-                                   outcome: .success, tradeNo: "T")
-        let d = try rules.notify(notify, payment: payment, order: order, stock: 1, now: now).get()
-        let settings = CommerceProgram.Settings(retention: retention, historySize: { _ in 100 }, viaOutbox: true)
-        let program = try XCTUnwrap(CommerceProgram(d, product: "p1", settings))
+        let (order, d, program) = try clusterDelivery()
         XCTAssertTrue(program.keys.allSatisfy { HashSlot.of($0) == HashSlot.of("product:p1") }, "one slot: \(program.keys)")
         XCTAssertTrue(try apply(d, viaOutbox: true).applied)
         XCTAssertEqual(redis.call(["EXISTS", StoreKeys.memberPoints("u1")]).int, 0, "nothing applied inline")

@@ -512,17 +512,27 @@ async function sendChat() {
 
 // ---------- watches and prices ----------
 
-async function watch() {
+/** The watch form's fields, or null once it said what is wrong. */
+function watchFields() {
   const product = $('watch-product').value.trim();
-  const belowText = String($('watch-below').value).trim();
-  if (!product) return say('watch-result', 'enter a product id', 'error');
-  if (!needClient('watch-result')) return;
+  if (!product) { say('watch-result', 'enter a product id', 'error'); return null; }
+  if (!needClient('watch-result')) return null;
   const fields = { product };
+  const belowText = String($('watch-below').value).trim();
   if (belowText) {
     const below = Number(belowText);
-    if (!Number.isInteger(below) || below <= 0) return say('watch-result', 'the threshold is a whole number of cents above 0', 'error');
+    if (!Number.isInteger(below) || below <= 0) {
+      say('watch-result', 'the threshold is a whole number of cents above 0', 'error');
+      return null;
+    }
     fields.below = below;
   }
+  return fields;
+}
+
+async function watch() {
+  const fields = watchFields();
+  if (!fields) return;
   try {
     const r = await S.client.command('watch', fields);
     const currency = (S.products.find((x) => x.id === r.product) || {}).currency || '';
@@ -559,16 +569,9 @@ function addAlert(p) {
 
 /** A restock watch (`watch` with `restock:true`); it is also the product's price watch. */
 async function watchRestock() {
-  const product = $('watch-product').value.trim();
-  if (!product) return say('watch-result', 'enter a product id', 'error');
-  if (!needClient('watch-result')) return;
-  const fields = { product, restock: true };
-  const belowText = String($('watch-below').value).trim();
-  if (belowText) {
-    const below = Number(belowText);
-    if (!Number.isInteger(below) || below <= 0) return say('watch-result', 'the threshold is a whole number of cents above 0', 'error');
-    fields.below = below;
-  }
+  const fields = watchFields();
+  if (!fields) return;
+  fields.restock = true;
   try {
     const r = await S.client.command('watch', fields);
     // A gateway without restock alerts answers a plain price watch.
