@@ -9,8 +9,10 @@ extension Node {
 
     /// Runs `create` once `decoded`'s buyer has a place for order `order` under the limits
     /// (at once when no limit counts it), or answers `refused` with 429 `rate_limited`.
-    /// `create` calls `notCreated` when the order was not made, which frees the place;
-    /// after `unavailable` the order may have been made, so the place is kept and lapses.
+    /// `create` calls `notCreated` when the order was not made, which frees the place. After
+    /// `unavailable` too: the order may have been made, but a buyer retrying through a Redis
+    /// failover must not run into the limit with places of attempts that never were (such
+    /// an order, if it exists, goes uncounted until it is paid or expires).
     func withinRiskLimits(_ decoded: OrderRequest, order: String, refused: @escaping (GatewayError) -> Void,
                           create: @escaping (_ notCreated: @escaping (GatewayError) -> Void) -> Void) {
         let payWindowMs = decoded.kind == .friendpay ? options.commerce.friendpayTTL : options.commerce.orderTTL
@@ -24,9 +26,7 @@ extension Node {
             case .failure(let e): refused(e)
             case .success(let refusal?): refused(refusal.error)
             case .success(nil):
-                create { error in
-                    if error.code != .unavailable { store.cancel(reservation) }
-                }
+                create { _ in store.cancel(reservation) }
             }
         }
     }

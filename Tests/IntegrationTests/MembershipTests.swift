@@ -216,7 +216,15 @@ final class MembershipTests: IntegrationCase {
         let over = try XCTUnwrap(try memberships(n2, "u1").first)
         XCTAssertEqual(over["active"], .bool(false))
         XCTAssertEqual(over["ends_at"]?.intValue, starts)
-        XCTAssertNil(try timerScore("p1", "u1"), "a refund cancels the reminders")
-        XCTAssertEqual(pushes(live, "membership.expired", within: 1).count, 0, "no push for a refunded membership")
+        // One server removes the reminder in the refund's step; a cluster leaves it to the
+        // sweep (a decision never removes one there). Either way, made due, it sends nothing and goes.
+        if TestRedis.isCluster {
+            _ = try redisCall(Self.timers, ["ZADD", Self.timers, "XX", String(Int64(Date().timeIntervalSince1970 * 1_000)), "mem:p1/u1"])
+        } else {
+            XCTAssertNil(try timerScore("p1", "u1"), "a refund cancels the reminders")
+        }
+        XCTAssertEqual(pushes(live, "membership.expired", within: 1).count + pushes(live, "membership.expiring", within: 1).count, 0,
+                       "no push for a refunded membership")
+        XCTAssertNil(try timerScore("p1", "u1"), "no reminder left")
     }
 }
