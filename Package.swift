@@ -32,6 +32,8 @@ let package = Package(
                        providers: [.apt(["libhiredis-dev"])]),
         .systemLibrary(name: "COpenSSL", pkgConfig: "libcrypto",
                        providers: [.apt(["libssl-dev"])]),
+        // libev: the epoll loop under lws' evlib_ev plugin (libwebsockets-evlib-ev); no pkg-config file.
+        .systemLibrary(name: "CLibev", providers: [.apt(["libev-dev"])]),
 
         // Child processes that die with the gateway (prctl between fork and exec needs C).
         .target(name: "CProcess"),
@@ -59,7 +61,7 @@ let package = Package(
 
         // I/O glue: lws event loop and hiredis on it, and the outbound HTTP(S) client for
         // webhooks (OpenSSL's headers come with libwebsockets.h; libssl is linked here).
-        .target(name: "GatewayIO", dependencies: ["CLws", "CHiredis", "GatewayCore", "GatewayProtocol", "GatewayRedis", .product(name: "Logging", package: "swift-log")],
+        .target(name: "GatewayIO", dependencies: ["CLws", "CLibev", "CHiredis", "GatewayCore", "GatewayProtocol", "GatewayRedis", .product(name: "Logging", package: "swift-log")],
                 swiftSettings: glue, linkerSettings: [.linkedLibrary("ssl"), .linkedLibrary("crypto")]),
 
         // The node: connections, commands, HTTP API, Redis scripts.

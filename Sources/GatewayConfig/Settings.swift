@@ -195,6 +195,11 @@ public struct Settings: Sendable, Equatable {
         public var tlsCert: String? = nil
         /// PEM private key of `tlsCert` (`server.tls_key`).
         public var tlsKey: String? = nil
+        /// What tells the loop which sockets are ready (`server.event_loop`): `epoll` (lws on
+        /// libev, a turn costs what is ready) or `poll` (lws' own poll() over every socket).
+        public var eventLoop: String = "epoll"
+
+        public static let eventLoops = ["epoll", "poll"]
     }
 
     public struct Redis: Sendable, Equatable {
@@ -476,6 +481,9 @@ extension Settings {
             })),
             Field(key: "server.tls_cert", kind: .optionalString(\.server.tlsCert, check: { _ in nil })),
             Field(key: "server.tls_key", kind: .optionalString(\.server.tlsKey, check: { _ in nil })),
+            Field(key: "server.event_loop", kind: .string(\.server.eventLoop, check: { loop in
+                Server.eventLoops.contains(loop) ? nil : "expected one of \(Server.eventLoops.joined(separator: ", ")), got \(quoted(loop))"
+            })),
             Field(key: "redis.url", kind: .optionalString(\.redis.url, check: { url in
                 switch RedisURL.parse(url) {
                 case .success: nil

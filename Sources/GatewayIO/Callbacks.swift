@@ -322,6 +322,7 @@ func gatewayCallback(_ wsi: OpaquePointer?, _ reason: lws_callback_reasons, _ us
     case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
         loop.runPosted()
         loop.delegate?.loopWoken()
+        loop.breakIfStopping()
         return 0
 
     default:

@@ -112,6 +112,8 @@ public final class WSConnection {
     public func cancelDeadline() { deadlineArmed = false }
 
     var deadlineArmed = false
+    /// The close went to lws (`writable` returned -1 once); lws owns the rest of the handshake.
+    private var closeHandedOver = false
     /// Set at the first lws close callback (CLOSED, or WSI_DESTROY if that came first):
     /// lws frees `wsi` right after, so from then on nothing here may touch it. Replies
     /// that come back from Redis later are dropped; the liveness sweep forgets it.
@@ -149,6 +151,11 @@ public final class WSConnection {
             return 0
         }
         if isClosing && queue.isEmpty {
+            // lws writes the close frame and then waits for the peer's answer; it may call
+            // back here meanwhile. A second -1 would kill the socket at once: with input still
+            // unread, the kernel resets it and the peer never reads our close frame (1006).
+            if closeHandedOver { return 0 }
+            closeHandedOver = true
             var reason = Array(closeReason.utf8)
             lws_close_reason(wsi, lws_close_status(rawValue: UInt32(closeCode)), &reason, reason.count)
             return -1
@@ -176,7 +183,7 @@ public final class WSConnection {
             readPaused = false
             lws_rx_flow_control(wsi, 1)
         }
-        if !queue.isEmpty || isClosing { lws_callback_on_writable(wsi) }
+        if !queue.isEmpty || (isClosing && !closeHandedOver) { lws_callback_on_writable(wsi) }
         return 0
     }
 }

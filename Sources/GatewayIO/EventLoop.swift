@@ -1,3 +1,4 @@
+import CLibev
 import CLws
 import Foundation
 import GatewayCore
@@ -33,6 +34,14 @@ extension ServerDelegate {
     public func httpAnswered(_ request: HTTPRequest, status: Int, seconds: Double) {}
 }
 
+/// What tells lws which sockets are ready (`server.event_loop`).
+public enum EventLoopBackend: String, Sendable {
+    /// lws' evlib_ev plugin on a libev loop over epoll: a turn costs what is ready.
+    case epoll
+    /// lws' own `poll()` over every socket on each turn: O(connections) per wake-up.
+    case poll
+}
+
 /// Server settings the loop needs before it can listen.
 public struct ListenOptions {
     public var host: String
@@ -44,6 +53,7 @@ public struct ListenOptions {
     public var httpTimeoutSeconds = 10
     /// Serve TLS (`wss://`, `https://`) with these files; nil serves plain text.
     public var tls: TLSFiles?
+    public var eventLoop = EventLoopBackend.epoll
     public init(host: String, port: Int, maxFrame: Int, maxBody: Int, pingSeconds: Int) {
         self.host = host
         self.port = port
@@ -64,6 +74,11 @@ public final class EventLoop {
     public private(set) var boundPort: Int = 0
     /// The port speaks TLS: `wss://` and `https://`.
     public var isTLS: Bool { options.tls != nil }
+    /// What the loop runs on: `options.eventLoop`, or poll when the libev plugin would not load.
+    public private(set) var backend = EventLoopBackend.poll
+    /// The libev loop lws runs on (a "foreign" loop: ours to break and destroy); nil on poll.
+    private var evLoop: OpaquePointer?
+    private var turnProbe: TurnProbe?
 
     private var protocols: UnsafeMutablePointer<lws_protocols>
     private var retryPolicy: UnsafeMutablePointer<lws_retry_bo_t>
@@ -93,6 +108,10 @@ public final class EventLoop {
         wakeable = nil
         postedLock.unlock()
         if let context { lws_context_destroy(context) }
+        if let evLoop {
+            turnProbe?.stop(evLoop)
+            ev_loop_destroy(evLoop)
+        }
         protocols.deallocate()
         retryPolicy.deallocate()
         writeScratch.deallocate()
@@ -188,7 +207,7 @@ public final class EventLoop {
             names.append(alpn)
             info.alpn = UnsafePointer(alpn)
         }
-        guard let ctx = lws_create_context(&info) else {
+        guard let ctx = createContext(&info) else {
             if let tls = options.tls {
                 throw IOError("could not start TLS with server.tls_cert \(tls.certificate) and server.tls_key \(tls.privateKey) (does the key belong to the certificate?), or \(options.host):\(options.port) is not free")
             }
@@ -198,9 +217,10 @@ public final class EventLoop {
         currentContext = ctx
         postedLock.lock()
         wakeable = ctx
-        let waiting = !posted.isEmpty
         postedLock.unlock()
-        if waiting { lws_cancel_service(ctx) }
+        // Runs work posted before the start and, on libev, starts lws' timers: lws arms its
+        // timer watcher only after its first io event.
+        lws_cancel_service(ctx)
         vhost = lws_get_vhost_by_name(ctx, "default")
         if vhost == nil {
             throw IOError("could not listen on \(options.host):\(options.port)")
@@ -213,9 +233,47 @@ public final class EventLoop {
         tick()
     }
 
-    /// The longest time the loop was late for its 250 ms tick: how long something held
-    /// it (a stall every client on this node felt). Reset by whoever reads it.
-    public var longestStallSeconds = 0.0
+    /// Creates the lws context on `options.eventLoop`; when the libev plugin does not load
+    /// (package `libwebsockets-evlib-ev` missing), says so and serves on poll.
+    private func createContext(_ info: inout lws_context_creation_info) -> OpaquePointer? {
+        if options.eventLoop == .epoll, let ev = clibev_epoll_loop() {
+            var loops: [UnsafeMutableRawPointer?] = [UnsafeMutableRawPointer(ev)]
+            let plain = info.options
+            info.options |= UInt64(LWS_SERVER_OPTION_LIBEV)
+            let ctx = loops.withUnsafeMutableBufferPointer { buffer -> OpaquePointer? in
+                info.foreign_loops = buffer.baseAddress
+                defer { info.foreign_loops = nil }
+                return lws_create_context(&info)
+            }
+            if let ctx {
+                evLoop = ev
+                backend = .epoll
+                let probe = TurnProbe()
+                probe.start(ev)
+                turnProbe = probe
+                return ctx
+            }
+            ev_loop_destroy(ev)
+            info.options = plain
+            lwsLogger.error("lws could not run on libev/epoll (is the package libwebsockets-evlib-ev installed?): trying poll()")
+        }
+        backend = .poll
+        return lws_create_context(&info)
+    }
+
+    /// The longest time the loop was held by one turn of work (libev: measured between
+    /// waking and blocking again; poll: how late the 250 ms tick came): a stall every
+    /// client on this node felt. Reset by whoever reads it.
+    public var longestStallSeconds: Double {
+        get { max(lateTickSeconds, turnProbe?.longestTurn ?? 0) }
+        set {
+            lateTickSeconds = newValue
+            turnProbe?.longestTurn = newValue
+        }
+    }
+    /// Busy time of each loop turn (libev only; empty on poll).
+    public var turnSeconds: LatencyRecorder? { turnProbe?.turns }
+    private var lateTickSeconds = 0.0
 
     /// Four times a second: connection deadlines and a slice of the ping sweep.
     private func tick() {
@@ -223,7 +281,7 @@ public final class EventLoop {
         schedule(afterMs: 250) { [weak self] in
             guard let self else { return }
             let now = monotonicSeconds()
-            self.longestStallSeconds = max(self.longestStallSeconds, now - due)
+            if self.turnProbe == nil { self.lateTickSeconds = max(self.lateTickSeconds, now - due) }
             self.liveness.tick(now: now, delegate: self.delegate)
             self.httpDeadlines.tick(now: now)
             self.tick()
@@ -247,9 +305,15 @@ public final class EventLoop {
         }
     }
 
+    /// Ends `run()`; from any thread (the loop stops at its next wake-up).
     public func stop() {
         stopping = true
         if let context { lws_cancel_service(context) }
+    }
+
+    /// On the loop, when `lws_cancel_service` woke it: libev's run only returns when broken.
+    func breakIfStopping() {
+        if stopping, let evLoop { clibev_break_all(evLoop) }
     }
 
     // MARK: Work from other threads

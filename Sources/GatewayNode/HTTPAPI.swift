@@ -78,7 +78,8 @@ extension Node {
                                       channels: hub.channelCount, redisUp: redis.isReady, redisRTT: redis.lastRoundTrip,
                                       redisReconnects: redis.reconnects, framesSent: frames + metrics.framesSent,
                                       loopStall: loop.longestStallSeconds, refusedAtLimit: loop.refusedForDescriptors,
-                                      pushLatency: loop.pushLatency.histogram, webhookAttempts: webhookSender?.attempts ?? [:])
+                                      pushLatency: loop.pushLatency.histogram, loopTurns: loop.turnSeconds?.histogram,
+                                      webhookAttempts: webhookSender?.attempts ?? [:])
             loop.longestStallSeconds = 0
             request.respond(status: 200, body: text, contentType: "text/plain; version=0.0.4")
         case .home:

@@ -48,6 +48,7 @@ final class NodeMetrics {
     static let commandDuration = "gateway_command_duration_seconds"
     static let httpDuration = "gateway_http_request_duration_seconds"
     static let pushLatency = "gateway_push_latency_seconds"
+    static let loopTurns = "gateway_loop_turn_seconds"
 
     init() {
         var factory = PrometheusMetricsFactory(registry: registry)
@@ -80,7 +81,8 @@ final class NodeMetrics {
     /// Prometheus text for the current values.
     func render(connections: Int, subscriptions: Int, channels: Int, redisUp: Bool, redisRTT: Double,
                 redisReconnects: Int, framesSent: Int, loopStall: Double, refusedAtLimit: Int,
-                pushLatency: LatencyHistogram, webhookAttempts: [String: Int]) -> [UInt8] {
+                pushLatency: LatencyHistogram, loopTurns: LatencyHistogram? = nil,
+                webhookAttempts: [String: Int]) -> [UInt8] {
         gauge("gateway_loop_stall_max_seconds", "Longest event-loop stall since the last scrape").set(loopStall)
         gauge("gateway_connections", "Open WebSocket connections").set(Int64(connections))
         gauge("gateway_subscriptions", "Channel subscriptions of local clients").set(Int64(subscriptions))
@@ -117,6 +119,10 @@ final class NodeMetrics {
         var out: [UInt8] = []
         registry.emit(into: &out)
         Self.emit(Self.pushLatency, "Publication ts to the socket write of each push", pushLatency, into: &out)
+        if let loopTurns {
+            Self.emit(Self.loopTurns, "Busy time of each event-loop turn, wake-up to the next wait (whole ms; epoll loop only)",
+                      loopTurns, into: &out)
+        }
         return out
     }
 

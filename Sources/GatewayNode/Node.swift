@@ -144,6 +144,7 @@ public final class Node: ServerDelegate {
         var listen = ListenOptions(host: options.host, port: options.port, maxFrame: options.maxFrame,
                                    maxBody: options.maxBody, pingSeconds: options.pingSeconds)
         listen.httpTimeoutSeconds = options.httpTimeoutSeconds
+        listen.eventLoop = options.eventLoop
         if let cert = options.tlsCert, let key = options.tlsKey { listen.tls = TLSFiles(certificate: cert, privateKey: key) }
         loop = EventLoop(options: listen)
         if options.redisURL?.tls == true {
@@ -199,6 +200,7 @@ public final class Node: ServerDelegate {
     /// Throws when Redis turned out unusable (its eviction policy), so the process exits non-zero.
     public func run(onListening: (Int) -> Void = { _ in }) throws {
         try loop.start()
+        log("serving on \(loop.backend.rawValue)", level: loop.backend == options.eventLoop ? .info : .warning)
         onListening(loop.boundPort)
         redis.onReady = { [weak self] in self?.redisReady() }
         orderStore.afterApply = { [weak self] decision in

@@ -1,4 +1,5 @@
 import GatewayConfig
+import GatewayIO
 import OrderCore
 
 /// Everything a node needs to run, derived once from validated settings
@@ -65,6 +66,8 @@ public struct NodeOptions: Sendable {
     /// nil serves plain text.
     public var tlsCert: String?
     public var tlsKey: String?
+    /// `server.event_loop`.
+    public var eventLoop = EventLoopBackend.epoll
     /// Most bytes of publications in one history or recovery reply (`history.max_reply_bytes`).
     public var historyMaxReplyBytes: Int
     /// Most publications in one recovery (`history.max_recover`).
@@ -144,6 +147,7 @@ extension NodeOptions {
         httpTimeoutSeconds = settings.limits.httpTimeoutSeconds
         tlsCert = settings.server.tlsCert
         tlsKey = settings.server.tlsKey
+        eventLoop = EventLoopBackend(rawValue: settings.server.eventLoop) ?? .epoll
         historyMaxReplyBytes = settings.history.maxReplyBytes
         historyMaxRecover = settings.history.maxRecover
         redisURL = redis
