@@ -74,7 +74,7 @@ let package = Package(
         ], exclude: ["Store/README.md"], resources: [.copy("Web"), .embedInCode("Lua")], swiftSettings: glue),
 
         // Client library on lws: tests, load tester and bots use it.
-        .target(name: "GatewayClient", dependencies: ["GatewayProtocol", "CLws"]),
+        .target(name: "GatewayClient", dependencies: ["GatewayProtocol", "CLws", "CLibev"]),
 
         // Test infrastructure shared by the tests and the load tester: one Redis launcher (single
         // server and local Cluster), free ports, a RESP probe, a blocking HTTP client. No XCTest.

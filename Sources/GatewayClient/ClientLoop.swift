@@ -1,3 +1,4 @@
+import CLibev
 import CLws
 import Foundation
 import GatewayProtocol
@@ -60,6 +61,8 @@ public final class ClientLoop: @unchecked Sendable {
     private let control = Mutex(Control())
 
     private var context: OpaquePointer?
+    /// The libev loop lws runs on with `epoll: true` (ours to break and destroy).
+    private var evLoop: OpaquePointer?
     private let protocols: UnsafeMutablePointer<lws_protocols>
     private var thread: Thread!
     private let finished = DispatchSemaphore(value: 0)
@@ -80,9 +83,13 @@ public final class ClientLoop: @unchecked Sendable {
     ///   - quietLogs: lws logging is process-wide; errors only by default.
     ///   - allowSelfSigned: `wss://` accepts a self-signed certificate whatever its host name
     ///     (tests, a node's own loopback); otherwise the system's CAs must vouch for the host.
+    ///   - epoll: run lws on libev over epoll (evlib_ev), so a turn costs what is ready rather
+    ///     than a `poll()` over every socket: load generators with thousands of sockets.
+    ///     Falls back to poll when the plugin does not load.
     public init(rxBufferSize: Int = 65536, maxConnections: Int? = nil,
                 connectTimeout: UInt32 = 10, timeout: UInt32 = 10,
-                maxMessageSize: Int = 16 << 20, quietLogs: Bool = true, allowSelfSigned: Bool = false) throws {
+                maxMessageSize: Int = 16 << 20, quietLogs: Bool = true, allowSelfSigned: Bool = false,
+                epoll: Bool = false) throws {
         if quietLogs { lws_set_log_level(Int32(LLL_ERR), nil) }
         self.maxMessageSize = maxMessageSize
         self.allowSelfSigned = allowSelfSigned
@@ -110,7 +117,18 @@ public final class ClientLoop: @unchecked Sendable {
         info.ka_interval = 10
         if let maxConnections { info.fd_limit_per_thread = UInt32(maxConnections + 16) }
         info.user = Unmanaged.passUnretained(self).toOpaque()
-        guard let ctx = lws_create_context(&info) else {
+        var created: OpaquePointer?
+        if epoll, let ev = clibev_epoll_loop() {
+            var loops: [UnsafeMutableRawPointer?] = [UnsafeMutableRawPointer(ev)]
+            var onEv = info
+            onEv.options |= UInt64(LWS_SERVER_OPTION_LIBEV)
+            created = loops.withUnsafeMutableBufferPointer { buffer in
+                onEv.foreign_loops = buffer.baseAddress
+                return lws_create_context(&onEv)
+            }
+            if created != nil { evLoop = ev } else { ev_loop_destroy(ev) }
+        }
+        guard let ctx = created ?? lws_create_context(&info) else {
             free(UnsafeMutableRawPointer(mutating: protocols[0].name))
             protocols.deallocate()
             scratch.deallocate()
@@ -248,6 +266,7 @@ public final class ClientLoop: @unchecked Sendable {
         }
         // Fires close callbacks for every wsi still open.
         lws_context_destroy(context)
+        if let evLoop { ev_loop_destroy(evLoop) }
         for case let .connect(conn, _) in leftovers {
             finish(conn, code: nil, reason: "client loop shut down")
         }
@@ -260,7 +279,11 @@ public final class ClientLoop: @unchecked Sendable {
             defer { c.commands = [] }
             return (c.commands, c.stopRequested)
         }
-        if stop { running = false }
+        if stop {
+            running = false
+            // On libev, lws_service returns only when its loop is broken.
+            if let evLoop { clibev_break_all(evLoop) }
+        }
         for command in batch { perform(command) }
     }
 

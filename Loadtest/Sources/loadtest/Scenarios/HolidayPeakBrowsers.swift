@@ -74,7 +74,7 @@ final class BrowserFleet: @unchecked Sendable {
 
     init(urls: [String], secret: String, loops: Int, ttl: Int, ledger: PushLedger, errors: ErrorTally) throws {
         _ = ClientLoop.raiseOpenFileLimit()
-        self.loops = try (0..<loops).map { _ in try ClientLoop(rxBufferSize: 16384, connectTimeout: 20, timeout: 20) }
+        self.loops = try (0..<loops).map { _ in try ClientLoop(rxBufferSize: 16384, connectTimeout: 20, timeout: 20, epoll: true) }
         self.urls = urls
         minter = TokenMinter(secret: secret)
         tokenExp = Int64(Date().timeIntervalSince1970) + Int64(ttl)

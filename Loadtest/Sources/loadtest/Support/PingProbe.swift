@@ -27,7 +27,7 @@ final class PingProbe: @unchecked Sendable {
 
     init?(endpoints: [Endpoint], secret: String, intervalMs: Int = 5) {
         names = endpoints.map(\.name)
-        guard let loop = try? ClientLoop(rxBufferSize: 16384) else { return nil }
+        guard let loop = try? ClientLoop(rxBufferSize: 16384, epoll: true) else { return nil }
         self.loop = loop
         let minter = TokenMinter(secret: secret)
         let exp = Int64(Date().timeIntervalSince1970) + 86_400

@@ -37,7 +37,7 @@ class LoadChild: @unchecked Sendable {
         guard limit >= needed else {
             throw ValidationError("\(who): \(needed) descriptors needed, the limit is \(limit)")
         }
-        loop = try ClientLoop(rxBufferSize: rxBufferSize, connectTimeout: UInt32(connectTimeout), timeout: UInt32(connectTimeout))
+        loop = try ClientLoop(rxBufferSize: rxBufferSize, connectTimeout: UInt32(connectTimeout), timeout: UInt32(connectTimeout), epoll: true)
         return limit
     }
 
