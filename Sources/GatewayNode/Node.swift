@@ -98,6 +98,8 @@ public final class Node: ServerDelegate {
     let controlStore: any ControlStore
     /// Also-bought counts and last-seen (BuyerTrail.swift).
     let buyerTrail: any BuyerTrailStore
+    /// Buyers' risk limits (RiskControl.swift): one store for the node's life, not one per order.
+    let riskStore: any RiskStore
     /// Pushes written to outboxes by decisions (Redis Cluster only).
     let outboxRelay: OutboxRelay
     let keyBox: SecretBox
@@ -171,6 +173,7 @@ public final class Node: ServerDelegate {
         controlStore = RedisControlStore(redis: redis, log: log)
         buyerTrail = RedisBuyerTrailStore(redis: redis, relay: redis.isCluster ? outboxRelay : nil,
                                           eventRetentionMs: Self.eventRetentionMs(options), log: log)
+        riskStore = RedisRiskStore(redis: redis, log: log)
         let commerceStore = RedisCommerceStore(
             redis: redis, retention: KeyRetention(options.commerce), historyTTL: options.historyTTLSeconds, historySize: { kind in
                 switch kind {
@@ -202,11 +205,13 @@ public final class Node: ServerDelegate {
         onListening(loop.boundPort)
         redis.onReady = { [weak self] in self?.redisReady() }
         orderStore.afterApply = { [weak self] decision in
-            self?.indexRefunds(of: decision)
-            self?.releaseRiskPlaces(of: decision)
-            self?.revokeLostGroups(of: decision)
-            self?.keepBuyerTrail(of: decision)
-            if !decision.events.isEmpty { self?.webhookSender?.tick() }
+            guard let self else { return }
+            self.indexRefunds(of: decision)
+            // A delivered buyer's place is freed with the ownership update; the others alone.
+            let unpaidLeft = self.riskPlacesFreed(by: decision)
+            self.releaseRiskPlaces(self.keepBuyerTrail(of: decision, freeing: unpaidLeft))
+            self.revokeLostGroups(of: decision)
+            if !decision.events.isEmpty { self.webhookSender?.tick() }
         }
         redis.onLost = { [weak self] reason in self?.redisLost(reason) }
         redis.onProblem = { [weak self] problem in self?.log(problem, level: .warning) }
