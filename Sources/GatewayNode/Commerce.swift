@@ -144,8 +144,10 @@ extension Node {
         let fresh = FreshIDs(order: freshID("o", product: product), giftCode: freshID("g", product: product),
                              payCode: freshID("f", product: product))
         let create = { (onFailure: @escaping (GatewayError) -> Void) in
-            // The level is read beside the reservation (sent together, not one after the other);
-            // the order is made once both answered.
+            // The level and the product's snapshot are read beside the reservation (sent together,
+            // not one after the other); the order is decided once all answered. A refused
+            // reservation leaves the two reads unused.
+            let snapshot = self.orderStore.sendLoad(.product(product))
             var found: Result<MemberLevel?, GatewayError>?
             var placed: ((GatewayError) -> Void)?
             let proceed = {
@@ -157,7 +159,7 @@ extension Node {
                     return onFailure(e)
                 case .success(let l): level = l
                 }
-                self.orderStore.run(.product(product), decide: { snapshot in
+                self.orderStore.run(.product(product), sent: snapshot, decide: { snapshot in
                     if let merchant, let p = snapshot.product, p.merchant != merchant {
                         return .failure(.forbidden("product \(p.id) belongs to another merchant"))
                     }
