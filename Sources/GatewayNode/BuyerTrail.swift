@@ -12,7 +12,8 @@ extension Node {
     /// owner; after a refund whether the user still owns the product is read back (a refund
     /// of two orders leaves them one). A first delivery of a product also arms the owner's
     /// dormancy timer if none is set (a buyer who never connects); a repeat one starts no new
-    /// spell (a spell counts from a product's first delivery).
+    /// spell (a spell counts from a product's first delivery). A refund that leaves the user no
+    /// order of the product also ends their group subscriptions (`revokeLostGroup`).
     /// `freeing`: the risk places the decision frees; an owner's own ride with the delivery's
     /// ownership update (the same slot: one call). Returns the places left to free.
     func keepBuyerTrail(of decision: Decision, freeing: [(order: String, buyer: String)]) -> [(order: String, buyer: String)] {
@@ -26,9 +27,11 @@ extension Node {
                                 arm: DormancyArm(member: TimerMember.dormant(user: user).member, dueMs: now + options.dormantMs))
                 continue
             }
+            // One read serves the owners' record and the group's revocation.
             communityStore.isBuyer(product: product, user: user) { [weak self] result in
                 guard let self, case .success(let owns) = result else { return }
                 trail.noteOwner(product: product, user: user, owns: owns, nowMs: self.now, releasing: [], arm: nil)
+                if !owns { self.revokeLostGroup(product, of: user) }
             }
         }
         return left

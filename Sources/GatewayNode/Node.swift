@@ -210,7 +210,6 @@ public final class Node: ServerDelegate {
             // A delivered buyer's place is freed with the ownership update; the others alone.
             let unpaidLeft = self.riskPlacesFreed(by: decision)
             self.releaseRiskPlaces(self.keepBuyerTrail(of: decision, freeing: unpaidLeft))
-            self.revokeLostGroups(of: decision)
             if !decision.events.isEmpty { self.webhookSender?.tick() }
         }
         redis.onLost = { [weak self] reason in self?.redisLost(reason) }
