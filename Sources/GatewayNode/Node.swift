@@ -17,6 +17,10 @@ final class Client {
     var claims: Claims?
     /// The hub ticket of the `connect` command while its personal channel is being read.
     var connectRequest: Int64?
+    /// While the connect's ban read (sent beside the personal channel's read) is out, and the
+    /// channel's answer held until it is in: a banned user gets the refusal, never the channel.
+    var banUnread = false
+    var heldConnectAnswer: (() -> Void)?
     var channels: [Channel] = []
     /// Channels this client counts as present in (subscribed successfully).
     var present: [Channel] = []
@@ -339,17 +343,17 @@ public final class Node: ServerDelegate {
                     if !client.conn.send(payload) { metrics.slowClosed += 1 }
                 }
             case .subscribed(let id, let request, let channel, let result):
+                if let client = waitingForBanRead(id, request) {
+                    client.heldConnectAnswer = { [weak self] in self?.subscribed(id, request: request, channel, result) }
+                    continue
+                }
                 subscribed(id, request: request, channel, result)
             case .subscribeFailed(let id, let request, let channel, let error):
-                guard let client = clients[id], isLive(client), let commandID = client.hubRequests.removeValue(forKey: request) else { continue }
-                if client.pendingSubscribes[channel] == request { client.pendingSubscribes[channel] = nil }
-                if client.connectRequest == request {
-                    reply(client, commandID, error: error)
-                    client.conn.close(code: CloseCode.goingAway.rawValue, reason: "personal channel unavailable")
-                } else {
-                    client.channels.removeAll { $0 == channel }
-                    reply(client, commandID, error: error)
+                if let client = waitingForBanRead(id, request) {
+                    client.heldConnectAnswer = { [weak self] in self?.subscribeFailed(id, request: request, channel, error) }
+                    continue
                 }
+                subscribeFailed(id, request: request, channel, error)
             case .resync(let id, let channel):
                 clients[id]?.conn.close(code: CloseCode.goingAway.rawValue, reason: "history of \(channel) lost, resubscribe")
             }
@@ -376,6 +380,24 @@ public final class Node: ServerDelegate {
     func storageError(_ reply: RedisReply) -> GatewayError {
         if case .error(let message) = reply { log("redis error: \(message)", level: .error) }
         return reply.isFailure && !redis.isReady ? .redisUnavailable : GatewayError(.unavailable, "storage error, retry")
+    }
+
+    /// The client whose connect (hub request `request`) still waits for its ban read.
+    private func waitingForBanRead(_ id: ConnectionID, _ request: Int64) -> Client? {
+        guard let client = clients[id], client.banUnread, client.connectRequest == request else { return nil }
+        return client
+    }
+
+    private func subscribeFailed(_ id: ConnectionID, request: Int64, _ channel: Channel, _ error: GatewayError) {
+        guard let client = clients[id], isLive(client), let commandID = client.hubRequests.removeValue(forKey: request) else { return }
+        if client.pendingSubscribes[channel] == request { client.pendingSubscribes[channel] = nil }
+        if client.connectRequest == request {
+            reply(client, commandID, error: error)
+            client.conn.close(code: CloseCode.goingAway.rawValue, reason: "personal channel unavailable")
+        } else {
+            client.channels.removeAll { $0 == channel }
+            reply(client, commandID, error: error)
+        }
     }
 
     private func subscribed(_ id: ConnectionID, request: Int64, _ channel: Channel, _ result: ReadResult) {
