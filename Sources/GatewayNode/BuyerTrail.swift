@@ -12,22 +12,29 @@ extension Node {
     /// owner; after a refund whether the user still owns the product is read back (a refund
     /// of two orders leaves them one). A first delivery of a product also arms the owner's
     /// dormancy timer if none is set (a buyer who never connects); a repeat one starts no new
-    /// spell (a spell counts from a product's first delivery), so it costs no call.
-    func keepBuyerTrail(of decision: Decision) {
+    /// spell (a spell counts from a product's first delivery). A refund that leaves the user no
+    /// order of the product also ends their group subscriptions (`revokeLostGroup`).
+    /// `freeing`: the risk places the decision frees; an owner's own ride with the delivery's
+    /// ownership update (the same slot: one call). Returns the places left to free.
+    func keepBuyerTrail(of decision: Decision, freeing: [(order: String, buyer: String)]) -> [(order: String, buyer: String)] {
         let trail = buyerTrail
+        var left = freeing
         for case .membership(let product, let user, let delta) in decision.effects {
             if delta > 0 {
-                let due = now + options.dormantMs
-                trail.noteOwner(product: product, user: user, owns: true, nowMs: now) {
-                    trail.armDormancy(TimerMember.dormant(user: user).member, dueMs: due, onlyIfAbsent: true)
-                }
+                let riding = left.filter { $0.buyer == user }.map(\.order)
+                left.removeAll { $0.buyer == user }
+                trail.noteOwner(product: product, user: user, owns: true, nowMs: now, releasing: riding,
+                                arm: DormancyArm(member: TimerMember.dormant(user: user).member, dueMs: now + options.dormantMs))
                 continue
             }
+            // One read serves the owners' record and the group's revocation.
             communityStore.isBuyer(product: product, user: user) { [weak self] result in
                 guard let self, case .success(let owns) = result else { return }
-                trail.noteOwner(product: product, user: user, owns: owns, nowMs: self.now) {}
+                trail.noteOwner(product: product, user: user, owns: owns, nowMs: self.now, releasing: [], arm: nil)
+                if !owns { self.revokeLostGroup(product, of: user) }
             }
         }
+        return left
     }
 
     /// `GET /api/v1/products/{id}/also-bought?limit=N`: a merchant only for its own product.

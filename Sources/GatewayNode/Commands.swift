@@ -132,13 +132,17 @@ extension Node {
             startTokenClock(client, exp: claims.exp)
             let ticket = client.hubTicket(for: id)
             client.connectRequest = ticket
+            // The ban is read beside the personal channel (not before it: one wait, not two);
+            // the channel's answer is held until the ban read is in (`Client.heldConnectAnswer`).
+            client.banUnread = true
             controlStore.banEnd(user: claims.sub, live(client) { [weak self] result in
                 guard let self, !client.conn.isClosing else { return }
+                let held = client.heldConnectAnswer
+                client.banUnread = false
+                client.heldConnectAnswer = nil
                 switch result {
                 case .success(nil):
-                    let personal = Channel.user(claims.sub)
-                    client.channels.append(personal)
-                    self.execute(self.hub.subscribe(client.conn.id, to: personal, since: since, request: ticket))
+                    held?()
                 case .success(let endsAt?):
                     client.hubRequests[ticket] = nil
                     self.reply(client, id, error: .forbidden("banned until \(endsAt)"), op: "connect")
@@ -149,6 +153,11 @@ extension Node {
                     client.conn.close(code: CloseCode.goingAway.rawValue, reason: "storage unavailable")
                 }
             })
+            // A ban read answered at once (Redis lost) may have closed the connection already.
+            guard !client.conn.isClosing else { return }
+            let personal = Channel.user(claims.sub)
+            client.channels.append(personal)
+            execute(hub.subscribe(client.conn.id, to: personal, since: since, request: ticket))
         }
     }
 

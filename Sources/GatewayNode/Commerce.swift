@@ -144,29 +144,39 @@ extension Node {
         let fresh = FreshIDs(order: freshID("o", product: product), giftCode: freshID("g", product: product),
                              payCode: freshID("f", product: product))
         let create = { (onFailure: @escaping (GatewayError) -> Void) in
-            self.withinRiskLimits(decoded, order: fresh.order, refused: onFailure) { notCreated in
-                self.buyerLevel(decoded.buyer) { found in
-                    let level: MemberLevel?
-                    switch found {
+            // The level and the product's snapshot are read beside the reservation (sent together,
+            // not one after the other); the order is decided once all answered. A refused
+            // reservation leaves the two reads unused.
+            let snapshot = self.orderStore.sendLoad(.product(product))
+            var found: Result<MemberLevel?, GatewayError>?
+            var placed: ((GatewayError) -> Void)?
+            let proceed = {
+                guard let found, let notCreated = placed else { return }
+                let level: MemberLevel?
+                switch found {
+                case .failure(let e):
+                    notCreated(e)
+                    return onFailure(e)
+                case .success(let l): level = l
+                }
+                self.orderStore.run(.product(product), sent: snapshot, decide: { snapshot in
+                    if let merchant, let p = snapshot.product, p.merchant != merchant {
+                        return .failure(.forbidden("product \(p.id) belongs to another merchant"))
+                    }
+                    return self.orderRules.create(decoded, product: snapshot.product, level: level, now: self.now, fresh: fresh)
+                }) { result in
+                    switch result {
+                    case .success(let (decision, _)): self.respond(request, 201, decision.savedOrder!.json(for: viewer))
                     case .failure(let e):
                         notCreated(e)
-                        return onFailure(e)
-                    case .success(let l): level = l
-                    }
-                    self.orderStore.run(.product(product), decide: { snapshot in
-                        if let merchant, let p = snapshot.product, p.merchant != merchant {
-                            return .failure(.forbidden("product \(p.id) belongs to another merchant"))
-                        }
-                        return self.orderRules.create(decoded, product: snapshot.product, level: level, now: self.now, fresh: fresh)
-                    }) { result in
-                        switch result {
-                        case .success(let (decision, _)): self.respond(request, 201, decision.savedOrder!.json(for: viewer))
-                        case .failure(let e):
-                            notCreated(e)
-                            onFailure(e)
-                        }
+                        onFailure(e)
                     }
                 }
+            }
+            self.buyerLevel(decoded.buyer) { found = $0; proceed() }
+            self.withinRiskLimits(decoded, order: fresh.order, refused: onFailure) { notCreated in
+                placed = notCreated
+                proceed()
             }
         }
         guard let key = decoded.idempotencyKey else { return create { self.fail(request, $0) } }

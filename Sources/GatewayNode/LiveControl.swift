@@ -189,20 +189,16 @@ extension Node {
 
     // MARK: Rights lost (contract 4.3)
 
-    /// After a decision that took group membership away (a refund after delivery): when no
-    /// other order keeps it, every node ends the user's subscriptions to the group. The count
-    /// is read after the decision applied, so an order delivered meanwhile keeps the group.
-    /// Best effort: a node that dies between the apply and the signal leaves the subscription
-    /// until the client reconnects (its publishes are refused all the same: each one checks).
-    func revokeLostGroups(of decision: Decision) {
-        for case .membership(let product, let user, let delta) in decision.effects where delta < 0 {
-            communityStore.isBuyer(product: product, user: user) { [weak self] result in
-                guard let self, case .success(false) = result else { return }
-                self.controlStore.signal(.revoke(user: user, channel: .group(product), reason: "refunded")) { [weak self] sent in
-                    if case .failure(let error) = sent {
-                        self?.log("group revoke not signalled: \(error.message)", level: .warning, .user(user), .product(product))
-                    }
-                }
+    /// After a decision that took group membership away (a refund after delivery), once the
+    /// count read after the decision says no other order keeps it (`keepBuyerTrail` reads it
+    /// once for this and the owners' record): every node ends the user's subscriptions to
+    /// the group. Read after the decision applied, so an order delivered meanwhile keeps the
+    /// group. Best effort: a node that dies between the apply and the signal leaves the
+    /// subscription until the client reconnects (its publishes are refused all the same: each one checks).
+    func revokeLostGroup(_ product: String, of user: String) {
+        controlStore.signal(.revoke(user: user, channel: .group(product), reason: "refunded")) { [weak self] sent in
+            if case .failure(let error) = sent {
+                self?.log("group revoke not signalled: \(error.message)", level: .warning, .user(user), .product(product))
             }
         }
     }

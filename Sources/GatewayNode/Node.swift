@@ -17,6 +17,10 @@ final class Client {
     var claims: Claims?
     /// The hub ticket of the `connect` command while its personal channel is being read.
     var connectRequest: Int64?
+    /// While the connect's ban read (sent beside the personal channel's read) is out, and the
+    /// channel's answer held until it is in: a banned user gets the refusal, never the channel.
+    var banUnread = false
+    var heldConnectAnswer: (() -> Void)?
     var channels: [Channel] = []
     /// Channels this client counts as present in (subscribed successfully).
     var present: [Channel] = []
@@ -98,6 +102,8 @@ public final class Node: ServerDelegate {
     let controlStore: any ControlStore
     /// Also-bought counts and last-seen (BuyerTrail.swift).
     let buyerTrail: any BuyerTrailStore
+    /// Buyers' risk limits (RiskControl.swift): one store for the node's life, not one per order.
+    let riskStore: any RiskStore
     /// Pushes written to outboxes by decisions (Redis Cluster only).
     let outboxRelay: OutboxRelay
     let keyBox: SecretBox
@@ -172,6 +178,7 @@ public final class Node: ServerDelegate {
         controlStore = RedisControlStore(redis: redis, log: log)
         buyerTrail = RedisBuyerTrailStore(redis: redis, relay: redis.isCluster ? outboxRelay : nil,
                                           eventRetentionMs: Self.eventRetentionMs(options), log: log)
+        riskStore = RedisRiskStore(redis: redis, log: log)
         let commerceStore = RedisCommerceStore(
             redis: redis, retention: KeyRetention(options.commerce), historyTTL: options.historyTTLSeconds, historySize: { kind in
                 switch kind {
@@ -204,11 +211,12 @@ public final class Node: ServerDelegate {
         onListening(loop.boundPort)
         redis.onReady = { [weak self] in self?.redisReady() }
         orderStore.afterApply = { [weak self] decision in
-            self?.indexRefunds(of: decision)
-            self?.releaseRiskPlaces(of: decision)
-            self?.revokeLostGroups(of: decision)
-            self?.keepBuyerTrail(of: decision)
-            if !decision.events.isEmpty { self?.webhookSender?.tick() }
+            guard let self else { return }
+            self.indexRefunds(of: decision)
+            // A delivered buyer's place is freed with the ownership update; the others alone.
+            let unpaidLeft = self.riskPlacesFreed(by: decision)
+            self.releaseRiskPlaces(self.keepBuyerTrail(of: decision, freeing: unpaidLeft))
+            if !decision.events.isEmpty { self.webhookSender?.tick() }
         }
         redis.onLost = { [weak self] reason in self?.redisLost(reason) }
         redis.onProblem = { [weak self] problem in self?.log(problem, level: .warning) }
@@ -337,17 +345,17 @@ public final class Node: ServerDelegate {
                     if !client.conn.send(payload) { metrics.slowClosed += 1 }
                 }
             case .subscribed(let id, let request, let channel, let result):
+                if let client = waitingForBanRead(id, request) {
+                    client.heldConnectAnswer = { [weak self] in self?.subscribed(id, request: request, channel, result) }
+                    continue
+                }
                 subscribed(id, request: request, channel, result)
             case .subscribeFailed(let id, let request, let channel, let error):
-                guard let client = clients[id], isLive(client), let commandID = client.hubRequests.removeValue(forKey: request) else { continue }
-                if client.pendingSubscribes[channel] == request { client.pendingSubscribes[channel] = nil }
-                if client.connectRequest == request {
-                    reply(client, commandID, error: error)
-                    client.conn.close(code: CloseCode.goingAway.rawValue, reason: "personal channel unavailable")
-                } else {
-                    client.channels.removeAll { $0 == channel }
-                    reply(client, commandID, error: error)
+                if let client = waitingForBanRead(id, request) {
+                    client.heldConnectAnswer = { [weak self] in self?.subscribeFailed(id, request: request, channel, error) }
+                    continue
                 }
+                subscribeFailed(id, request: request, channel, error)
             case .resync(let id, let channel):
                 clients[id]?.conn.close(code: CloseCode.goingAway.rawValue, reason: "history of \(channel) lost, resubscribe")
             }
@@ -374,6 +382,24 @@ public final class Node: ServerDelegate {
     func storageError(_ reply: RedisReply) -> GatewayError {
         if case .error(let message) = reply { log("redis error: \(message)", level: .error) }
         return reply.isFailure && !redis.isReady ? .redisUnavailable : GatewayError(.unavailable, "storage error, retry")
+    }
+
+    /// The client whose connect (hub request `request`) still waits for its ban read.
+    private func waitingForBanRead(_ id: ConnectionID, _ request: Int64) -> Client? {
+        guard let client = clients[id], client.banUnread, client.connectRequest == request else { return nil }
+        return client
+    }
+
+    private func subscribeFailed(_ id: ConnectionID, request: Int64, _ channel: Channel, _ error: GatewayError) {
+        guard let client = clients[id], isLive(client), let commandID = client.hubRequests.removeValue(forKey: request) else { return }
+        if client.pendingSubscribes[channel] == request { client.pendingSubscribes[channel] = nil }
+        if client.connectRequest == request {
+            reply(client, commandID, error: error)
+            client.conn.close(code: CloseCode.goingAway.rawValue, reason: "personal channel unavailable")
+        } else {
+            client.channels.removeAll { $0 == channel }
+            reply(client, commandID, error: error)
+        }
     }
 
     private func subscribed(_ id: ConnectionID, request: Int64, _ channel: Channel, _ result: ReadResult) {

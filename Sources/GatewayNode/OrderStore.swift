@@ -19,15 +19,27 @@ package final class OrderStore {
         store.load(entry, done)
     }
 
+    /// Sends the load of `entry` now, for a `run` that starts once calls it does not depend on
+    /// have answered (an order's creation: beside the buyer's risk reservation), so the two
+    /// are one wait, not one after the other.
+    package func sendLoad(_ entry: CommerceEntry) -> SentLoad {
+        let sent = SentLoad()
+        store.load(entry, member: nil) { sent.answer($0) }
+        return sent
+    }
+
     /// Load, decide, apply; again from the top when a precondition no longer holds.
     /// `done` gets the decision that was applied (possibly empty) and the snapshot it was made on.
     /// `durable`: an applied decision is answered only once `redis.durability` holds for it
     /// (false for the timer sweep, which answers nobody).
     /// `member`: whose validity membership the snapshot reads instead of the order's owner (a gift's claimer).
-    package func run(_ entry: CommerceEntry, member: String? = nil, attempt: Int = 1, durable: Bool = true,
+    /// `sent`: the first attempt's load, sent earlier by `sendLoad(entry)` (a retry loads again).
+    package func run(_ entry: CommerceEntry, member: String? = nil, attempt: Int = 1, durable: Bool = true, sent: SentLoad? = nil,
              decide: @escaping (CommerceSnapshot) -> Result<Decision, GatewayError>,
              done: @escaping (Result<(Decision, CommerceSnapshot), GatewayError>) -> Void) {
-        store.load(entry, member: member) { [weak self] loaded in
+        let load: (@escaping (Result<CommerceSnapshot, GatewayError>) -> Void) -> Void =
+            sent.map { sent in { sent.take($0) } } ?? { self.store.load(entry, member: member, $0) }
+        load { [weak self] loaded in
             guard let self else { return }
             switch loaded {
             case .failure(let e): done(.failure(e))
@@ -74,6 +86,24 @@ package final class OrderStore {
                     }
                 }
             }
+        }
+    }
+
+    /// A snapshot load on its way (`sendLoad`), taken by one `run`, whichever comes first.
+    package final class SentLoad {
+        private var result: Result<CommerceSnapshot, GatewayError>?
+        private var taker: ((Result<CommerceSnapshot, GatewayError>) -> Void)?
+
+        func answer(_ loaded: Result<CommerceSnapshot, GatewayError>) {
+            guard let taker else { return result = loaded }
+            self.taker = nil
+            taker(loaded)
+        }
+
+        func take(_ done: @escaping (Result<CommerceSnapshot, GatewayError>) -> Void) {
+            guard let result else { return taker = done }
+            self.result = nil
+            done(result)
         }
     }
 

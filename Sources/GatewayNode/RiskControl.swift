@@ -5,8 +5,6 @@ import OrderCore
 /// created and given back when the order leaves `pending_payment`. The rules are
 /// `OrderCore.RiskLimits`; the counting is `RiskStore`'s, in Redis, shared by every node.
 extension Node {
-    var riskStore: any RiskStore { RedisRiskStore(redis: redis, log: { [weak self] in self?.log($0) }) }
-
     /// Runs `create` once `decoded`'s buyer has a place for order `order` under the limits
     /// (at once when no limit counts it), or answers `refused` with 429 `rate_limited`.
     /// `create` calls `notCreated` when the order was not made, which frees the place. After
@@ -31,13 +29,16 @@ extension Node {
         }
     }
 
-    /// Frees the places of the orders `decision` took out of `pending_payment` (after it
-    /// applied; best effort: a lost release lapses at the order's pay deadline).
-    func releaseRiskPlaces(of decision: Decision) {
-        guard options.risk.maxPendingOrders > 0 else { return }
-        let left = RiskLimits.leftPending(decision)
-        guard !left.isEmpty else { return }
-        let store = riskStore
-        for (order, buyer) in left { store.releasePending(order: order, buyer: buyer) }
+    /// The places of the orders `decision` took out of `pending_payment` (none while the
+    /// unpaid-orders limit is off).
+    func riskPlacesFreed(by decision: Decision) -> [(order: String, buyer: String)] {
+        guard options.risk.maxPendingOrders > 0 else { return [] }
+        return RiskLimits.leftPending(decision)
+    }
+
+    /// Frees `places` (after the decision applied; best effort: a lost release lapses at the
+    /// order's pay deadline).
+    func releaseRiskPlaces(_ places: [(order: String, buyer: String)]) {
+        for (order, buyer) in places { riskStore.releasePending(order: order, buyer: buyer) }
     }
 }

@@ -182,6 +182,32 @@ final class CommerceStoreTests: XCTestCase {
         XCTAssertEqual(try load(.payment(payment.id)).order?.status, .abnormal)
     }
 
+    /// An order's creation sends its product load beside the risk reservation: the run decides
+    /// on that snapshot (not a second load), answered before or after the run asks for it.
+    func testARunDecidesOnTheLoadSentAhead() throws {
+        let r = try request(#"{"buyer":"u1","product":"p1"}"#)
+        var prices: [Int64] = []
+        let decide = { (s: CommerceSnapshot) -> Result<Decision, GatewayError> in
+            prices.append(s.product?.price ?? -1)
+            return self.rules.create(r, product: s.product, now: self.now, fresh: self.fresh(prices.count))
+        }
+        let sent = orders.sendLoad(.product("p1"))
+        memory.addProduct(Product(id: "p1", merchant: "m1", title: "Steam key", price: 2999, currency: "CNY"))
+        var result: Result<(Decision, CommerceSnapshot), GatewayError>?
+        orders.run(.product("p1"), sent: sent, decide: decide) { result = $0 }
+        XCTAssertEqual(try XCTUnwrap(result).get().0.savedOrder?.amount, 1999, "decided on the snapshot sent ahead")
+        XCTAssertEqual(prices, [1999])
+
+        // The run asks before the load answered: it waits for that answer.
+        let late = OrderStore.SentLoad()
+        result = nil
+        orders.run(.product("p1"), sent: late, decide: decide) { result = $0 }
+        XCTAssertNil(result)
+        late.answer(.success(try load(.product("p1"))))
+        XCTAssertEqual(try XCTUnwrap(result).get().0.savedOrder?.amount, 2999)
+        XCTAssertEqual(prices, [1999, 2999])
+    }
+
     /// A timer is written before the decision that creates its order: seen first, it is kept
     /// (the order may be landing); a minute past due with still no order, it is dropped.
     func testTimerWithoutItsOrderIsKeptForAGraceThenDropped() throws {

@@ -58,6 +58,41 @@ final class BuyerTrailScriptTests: XCTestCase {
         XCTAssertEqual(rows.first?.product.title, "Card pc")
     }
 
+    /// A delivery's work in the buyer's slot is one call: the order's risk place freed (also on
+    /// a repeat, which changes no ownership) and, on one server, the first ownership's timer.
+    func testADeliveryFreesTheRiskPlaceAndArmsTheTimerInOneCall() throws {
+        let f = try StoreFixture()
+        let trail = store(f)
+        let pending = StoreKeys.riskPending("u1")
+        f.redis.call(["ZADD", pending, 9_000_000_000_000, "o-1", 9_000_000_000_000, "o-2", 9_000_000_000_000, "o-3"])
+        trail.noteOwner(product: "pa", user: "u1", owns: true, nowMs: 1_000, releasing: ["o-1", "o-3"],
+                        arm: DormancyArm(member: "dorm:u1", dueMs: 5_000))
+        XCTAssertEqual((f.redis.call(["ZRANGE", pending, 0, -1]).array ?? []).compactMap(\.text), ["o-2"])
+        XCTAssertEqual(f.redis.call(["ZSCORE", CommerceKeys.timers, "dorm:u1"]).text, "5000", "armed in the same step")
+        XCTAssertEqual(f.redis.call(["ZSCORE", StoreKeys.owns("u1"), "pa"]).text, "1000")
+        trail.noteOwner(product: "pa", user: "u1", owns: true, nowMs: 2_000, releasing: ["o-2"],
+                        arm: DormancyArm(member: "dorm:u1", dueMs: 9_000))
+        XCTAssertEqual(f.redis.call(["ZCARD", pending]).int, 0, "a repeat delivery frees its place too")
+        XCTAssertEqual(f.redis.call(["ZSCORE", CommerceKeys.timers, "dorm:u1"]).text, "5000", "and starts no new spell")
+        XCTAssertEqual(f.link.sent, ["owns_update", "owns_update"], "no call beside the script")
+    }
+
+    /// On a cluster the timer is in another slot: ZADDed after a first ownership only.
+    func testOnAClusterTheTimerOfAFirstOwnershipIsSetAfter() throws {
+        let f = try StoreFixture(cluster: true)
+        let trail = store(f)
+        f.redis.call(["ZADD", StoreKeys.riskPending("u1"), 9_000_000_000_000, "o-1"])
+        trail.noteOwner(product: "pa", user: "u1", owns: true, nowMs: 1_000, releasing: ["o-1"],
+                        arm: DormancyArm(member: "dorm:u1", dueMs: 5_000))
+        trail.noteOwner(product: "pa", user: "u1", owns: true, nowMs: 2_000, releasing: [],
+                        arm: DormancyArm(member: "dorm:u1", dueMs: 9_000))
+        XCTAssertEqual(f.redis.call(["ZCARD", StoreKeys.riskPending("u1")]).int, 0)
+        XCTAssertEqual(f.redis.call(["ZSCORE", CommerceKeys.timers, "dorm:u1"]).text, "5000")
+        XCTAssertEqual(f.link.scriptKeys.map(\.keys), [[StoreKeys.owns("u1"), StoreKeys.riskPending("u1")], [StoreKeys.owns("u1")]],
+                       "the user's slot only")
+        XCTAssertEqual(f.link.sent, ["owns_update", "ZADD", "owns_update"], "one ZADD NX, for the first ownership")
+    }
+
     func testConnectionsCountPerInstanceAndTheTimerIsArmedOnce() throws {
         let f = try StoreFixture()
         let trail = store(f)
@@ -124,7 +159,8 @@ final class BuyerTrailScriptTests: XCTestCase {
         let trail = store(f)
         f.redis.call(["HSET", StoreKeys.productInfo("pb"), "id", "pb", "merchant", "m1"])
         trail.noteOwner(product: "pa", user: "u1", owns: true, nowMs: 1)
-        trail.noteOwner(product: "pb", user: "u1", owns: true, nowMs: 2)
+        trail.noteOwner(product: "pb", user: "u1", owns: true, nowMs: 2, releasing: ["o-1"],
+                        arm: DormancyArm(member: "dorm:u1", dueMs: 3))
         _ = try f.value { trail.alsoBought(product: "pa", limit: 5, $0) }
         trail.noteSeen(user: "u1", opened: true, instance: "n1.a") {}
         _ = try f.value { trail.checkDormant(user: "u1", nowMs: 10_000_000, spellMs: self.spell, liveInstances: ["n1.a"], $0) }

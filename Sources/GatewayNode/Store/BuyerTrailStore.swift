@@ -10,8 +10,9 @@ import OrderCore
 protocol BuyerTrailStore: AnyObject {
     /// Records that `user` owns `product` now (or no longer does); when that changed, moves
     /// the co-purchase counts of `product` and of the user's other products (pipelined).
-    /// `changed` runs when ownership did change (a first delivery, a last refund).
-    func noteOwner(product: String, user: String, owns: Bool, nowMs: Int64, changed: @escaping () -> Void)
+    /// In the same call (the user's slot): frees the risk places of `releasing` (orders that
+    /// left `pending_payment`) whatever ownership did, and on a first ownership sets `arm`.
+    func noteOwner(product: String, user: String, owns: Bool, nowMs: Int64, releasing: [String], arm: DormancyArm?)
     /// Up to `limit` products most bought by the buyers of `product`, most buyers first.
     func alsoBought(product: String, limit: Int, _ done: @escaping (StoreResult<[AlsoBought]>) -> Void)
     /// A connection of `user` opened or closed on node `instance`; `arm` is called when no
@@ -28,6 +29,12 @@ protocol BuyerTrailStore: AnyObject {
                       _ done: @escaping (StoreResult<DormantCheck>) -> Void)
     /// The node instances heard of lately (their stats written within `withinMs`).
     func liveInstances(withinMs: Int64, _ done: @escaping (StoreResult<[String]>) -> Void)
+}
+
+/// A dormancy timer to set unless one is (`ZADD NX`): its member and due time (ms).
+struct DormancyArm: Equatable {
+    var member: String
+    var dueMs: Int64
 }
 
 /// One row of also-bought: a product and how many buyers of the asked product own it too.
@@ -75,11 +82,22 @@ final class RedisBuyerTrailStore: BuyerTrailStore {
         self.eventRetentionMs = eventRetentionMs
     }
 
-    func noteOwner(product: String, user: String, owns: Bool, nowMs: Int64, changed: @escaping () -> Void = {}) {
-        calls.run(BuyerTrailScripts.ownsUpdate, keys: [StoreKeys.owns(user)],
-                  args: [product, owns ? "1" : "0", nowMs, Self.mostOtherProducts], as: [String].self) { [calls] result in
+    func noteOwner(product: String, user: String, owns: Bool, nowMs: Int64, releasing: [String] = [], arm: DormancyArm? = nil) {
+        var keys = [StoreKeys.owns(user)]
+        var args: [RedisArgument] = [product, owns ? "1" : "0", nowMs, Self.mostOtherProducts]
+        // One server: the timer is set in the same step. A cluster keeps gw:timers in another slot.
+        let armInline = owns && arm != nil && !calls.redis.isCluster
+        if !releasing.isEmpty || armInline {
+            keys.append(StoreKeys.riskPending(user))
+            args.append(releasing.joined(separator: " "))
+        }
+        if armInline, let arm {
+            keys.append(CommerceKeys.timers)
+            args += [arm.member, arm.dueMs]
+        }
+        calls.run(BuyerTrailScripts.ownsUpdate, keys: keys, args: args, as: [String].self) { [calls, weak self] result in
             guard case .success(let reply) = result, reply.first == "1" else { return }
-            changed()
+            if owns, !armInline, let arm { self?.armDormancy(arm.member, dueMs: arm.dueMs, onlyIfAbsent: true) }
             let others = Array(reply.dropFirst())
             guard !others.isEmpty else { return }
             let delta: Int64 = owns ? 1 : -1
