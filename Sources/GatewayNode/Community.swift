@@ -206,7 +206,10 @@ extension Node {
         let walker = AlertWalker(product: product, job: job, store: communityStore, now: { [unowned self] in self.now },
                                  schedule: { [weak self] ms, body in _ = self?.loop.schedule(afterMs: ms, body) }) { [weak self] end in
             guard let self, let walker = self.alertWalkers.removeValue(forKey: job) else { return }
-            guard opened, case .done(let sent, let ms) = end else { return }
+            guard opened, case .done(let sent, let ms) = end else {
+                if walker.pages > 0 { self.log("price drop on \(product): this node sent \(walker.sent) alerts from \(walker.pages) pages", .product(product)) }
+                return
+            }
             self.communityStore.closeAlerts(product: product, job: job)
             if sent > 0 {
                 self.log("price drop on \(product): \(sent) alerts in \(ms) ms (\(walker.pages) pages here)", .product(product))
