@@ -203,7 +203,7 @@ extension Node {
     /// the total when the job is done and drops it.
     func walkAlerts(product: String, job: String, opened: Bool) {
         guard alertWalkers[job] == nil else { return }
-        let walker = AlertWalker(product: product, job: job, store: communityStore, now: { [unowned self] in self.now },
+        let walker = AlertWalker(product: product, job: job, store: communityStore, now: { [weak self] in self?.now ?? 0 },
                                  schedule: { [weak self] ms, body in _ = self?.loop.schedule(afterMs: ms, body) }) { [weak self] end in
             guard let self, let walker = self.alertWalkers.removeValue(forKey: job) else { return }
             guard opened, case .done(let sent, let ms) = end else {
