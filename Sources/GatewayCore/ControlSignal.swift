@@ -12,6 +12,8 @@ public enum ControlSignal: Equatable, Sendable {
     /// `user` lost the right to `channel` (a refund took the last order that gave it): every
     /// node ends the subscriptions its buyer connections of `user` hold on it.
     case revoke(user: String, channel: Channel, reason: String)
+    /// A price drop of `product` opened alert job `job`: every node claims pages of it.
+    case alerts(product: String, job: String)
 
     public func encoded() -> String {
         switch self {
@@ -23,6 +25,8 @@ public enum ControlSignal: Equatable, Sendable {
         case .revoke(let user, let channel, let reason):
             JSON.object([("t", .string("revoke")), ("user", .string(user)), ("channel", .string(channel.description)),
                          ("reason", .string(reason))]).serialized()
+        case .alerts(let product, let job):
+            JSON.object([("t", .string("alerts")), ("product", .string(product)), ("job", .string(job))]).serialized()
         }
     }
 
@@ -34,6 +38,12 @@ public enum ControlSignal: Equatable, Sendable {
             guard let user = json["user"]?.stringValue, Names.isValidID(user),
                   let name = json["channel"]?.stringValue, let channel = Channel(name) else { return nil }
             self = .revoke(user: user, channel: channel, reason: json["reason"]?.stringValue ?? "")
+            return
+        }
+        if type == "alerts" {
+            guard let product = json["product"]?.stringValue, Names.isValidID(product),
+                  let job = json["job"]?.stringValue, Names.isValidID(job) else { return nil }
+            self = .alerts(product: product, job: job)
             return
         }
         guard let request = json["req"]?.stringValue else { return nil }

@@ -1,6 +1,8 @@
 import CommunityCore
 import Foundation
 import GatewayAuth
+import GatewayCore
+import GatewayCrypto
 import GatewayIO
 import GatewayProtocol
 import OrderCore
@@ -8,7 +10,6 @@ import OrderCore
 /// Buyer groups, presence, moderation and price watches on the node.
 extension Node {
     var presenceTTLMs: Int64 { Int64(options.presenceTTLSeconds) * 1000 }
-    static let alertBatch = 1_000
 
     // MARK: Commands
 
@@ -173,64 +174,49 @@ extension Node {
             case .success(.updated(let previous, let now, let title, let currency)):
                 self.getProduct(request, caller, id)
                 if now < previous {
-                    self.alertWatchers(AlertWalk(PriceDrop(product: id, title: title, currency: currency, previous: previous, price: now,
-                                                               cooldownMs: Int64(self.options.alertCooldownSeconds) * 1000)))
+                    self.alertWatchers(PriceDrop(product: id, title: title, currency: currency, previous: previous, price: now,
+                                                 cooldownMs: Int64(self.options.alertCooldownSeconds) * 1000))
                 }
             }
         }
     }
 
-    /// One price drop's walk over the watchers above the new price, a page at a time.
-    /// The next page is read while the previous one is being sent (one page ahead, no
-    /// more), so Redis never waits on this node and other commands still interleave.
-    final class AlertWalk {
-        let drop: PriceDrop
-        let started = DispatchTime.now().uptimeNanoseconds
-        var nextStart = 0
-        var reading = false
-        var readAll = false
-        var sending = 0
-        var sent = 0
+    /// How long an alert job may live: far more than a walk takes, so an abandoned one goes.
+    static let alertJobTTLMs = 3_600_000
 
-        init(_ drop: PriceDrop) { self.drop = drop }
-
-        var product: String { drop.product }
-        var price: Int64 { drop.price }
-        var done: Bool { readAll && !reading && sending == 0 }
-        var elapsedMs: Double { Double(DispatchTime.now().uptimeNanoseconds - started) / 1e6 }
-    }
-
-    func alertWatchers(_ walk: AlertWalk) {
-        guard !walk.reading, !walk.readAll, walk.sending <= 1 else { return }
-        walk.reading = true
-        let start = walk.nextStart
-        walk.nextStart += Self.alertBatch
-        communityStore.watchersBelow(product: walk.product, price: walk.price, start: start, count: Self.alertBatch) { result in
-            walk.reading = false
-            if case .failure(let error) = result { self.log("price drop on \(walk.product): reading watchers failed: \(error.message)", level: .error, .product(walk.product)) }
-            let page = (try? result.get()) ?? WatcherPage(scanned: 0, watches: [])
-            if page.scanned < Self.alertBatch { walk.readAll = true }
-            let alerts = walk.drop.alerts(page.watches, now: self.now)
-            if !alerts.isEmpty {
-                walk.sending += 1
-                self.communityStore.sendAlerts(product: walk.product, alerts) { result in
-                    walk.sending -= 1
-                    walk.sent += (try? result.get()) ?? 0
-                    self.alertWalkStep(walk)
-                }
+    /// Opens the drop's alert job in Redis, tells every node (their walkers share its pages),
+    /// and walks it here too. If the job cannot be opened, nobody is alerted (logged).
+    func alertWatchers(_ drop: PriceDrop) {
+        let job = Crypto.randomToken(8)
+        communityStore.openAlerts(product: drop.product, job: job, spec: drop.spec, price: drop.price, ttlMs: Self.alertJobTTLMs) { result in
+            if case .failure(let error) = result {
+                return self.log("price drop on \(drop.product): no alerts, the job was not opened: \(error.message)", level: .error, .product(drop.product))
             }
-            self.alertWalkStep(walk)
+            self.walkAlerts(product: drop.product, job: job, opened: true)
+            self.controlStore.signal(.alerts(product: drop.product, job: job)) { sent in
+                if case .failure(let error) = sent { self.log("price drop alerts not shared with the other nodes: \(error.message)", level: .warning, .product(drop.product)) }
+            }
         }
     }
 
-    private func alertWalkStep(_ walk: AlertWalk) {
-        if walk.done {
-            if walk.sent > 0 {
-                log("price drop on \(walk.product): \(walk.sent) alerts in \(String(format: "%.0f", walk.elapsedMs)) ms", .product(walk.product))
+    /// Walks an alert job's pages on this node (once per job). The node that opened it logs
+    /// the total when the job is done and drops it.
+    func walkAlerts(product: String, job: String, opened: Bool) {
+        guard alertWalkers[job] == nil else { return }
+        let walker = AlertWalker(product: product, job: job, store: communityStore, now: { [weak self] in self?.now ?? 0 },
+                                 schedule: { [weak self] ms, body in _ = self?.loop.schedule(afterMs: ms, body) }) { [weak self] end in
+            guard let self, let walker = self.alertWalkers.removeValue(forKey: job) else { return }
+            guard opened, case .done(let sent, let ms) = end else {
+                if walker.pages > 0 { self.log("price drop on \(product): this node sent \(walker.sent) alerts from \(walker.pages) pages", .product(product)) }
+                return
             }
-        } else {
-            alertWatchers(walk)
+            self.communityStore.closeAlerts(product: product, job: job)
+            if sent > 0 {
+                self.log("price drop on \(product): \(sent) alerts in \(ms) ms (\(walker.pages) pages here)", .product(product))
+            }
         }
+        alertWalkers[job] = walker
+        walker.start()
     }
 }
 
@@ -258,5 +244,21 @@ struct PriceDrop: Equatable {
                                   data: AlertRules.alertData(watch, title: title, previous: previous, price: price,
                                                              currency: currency).serialized())
         }
+    }
+}
+
+extension PriceDrop {
+    /// The drop as its alert job keeps it, for the nodes that walk it.
+    var spec: String {
+        JSON.object([("product", .string(product)), ("title", .string(title)), ("currency", .string(currency)),
+                     ("previous", .int(previous)), ("price", .int(price)), ("cooldown_ms", .int(cooldownMs))]).serialized()
+    }
+
+    init?(spec: String) {
+        guard let json = try? JSON.parse(Array(spec.utf8)), let product = json["product"]?.stringValue,
+              let title = json["title"]?.stringValue, let currency = json["currency"]?.stringValue,
+              let previous = json["previous"]?.intValue, let price = json["price"]?.intValue,
+              let cooldownMs = json["cooldown_ms"]?.intValue else { return nil }
+        self.init(product: product, title: title, currency: currency, previous: previous, price: price, cooldownMs: cooldownMs)
     }
 }

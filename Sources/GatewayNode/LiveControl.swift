@@ -159,6 +159,8 @@ extension Node {
             finishDisconnectIfComplete(request)
         case .revoke(let user, let channel, let reason):
             removeChannel(channel, of: user, reason: reason)
+        case .alerts(let product, let job):
+            walkAlerts(product: product, job: job, opened: false)
         }
     }
 

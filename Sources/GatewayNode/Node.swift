@@ -114,6 +114,8 @@ public final class Node: ServerDelegate {
     var sweeping = false
     /// Local connections per user in each group: and product: channel, for presence.
     var presence: [Channel: [String: Int]] = [:]
+    /// Price drops' alert jobs this node is walking, by job id.
+    var alertWalkers: [String: AlertWalker] = [:]
     /// This process in presence data: the node name plus a random part, so entries left
     /// by an earlier run of the same node are reaped, never inherited.
     let presenceNode: String

@@ -6,7 +6,8 @@ import OrderCore
 /// first watchers of the product's restock line (keys_add, one atomic step), then tells the
 /// holders and, a page at a time, the rest of the line; the timer sweep ends unused holds.
 extension Node {
-    static let restockPage = 1_000
+    static let restockPage = 200
+    static let restockPagesInFlight = 4
     /// Holds returned to stock per release call (a page; the timer comes back for more).
     static let holdsReleasePage = 1_000
 
@@ -40,14 +41,20 @@ extension Node {
         }
     }
 
-    /// One restock's walk over the rest of the line, a page at a time (best effort, like a
-    /// price drop's: a node stopping mid-walk leaves the rest untold).
+    /// One restock's walk over the rest of the line (best effort, like a price drop's was: a
+    /// node stopping mid-walk leaves the rest untold). Small pages, so no restock_notify
+    /// holds Redis long (1,000 held it ~100 ms), and several sent at once: the line is read
+    /// page after page (its cursor is the last place read) while earlier pages are sent.
     final class RestockWalk {
         let restock: RestockOutcome
         let data: String
         let started = DispatchTime.now().uptimeNanoseconds
         var after: String?
         var sent = 0
+        var reading = false
+        var readAll = false
+        var sending = 0
+        var logged = false
 
         init(_ restock: RestockOutcome) {
             self.restock = restock
@@ -59,20 +66,31 @@ extension Node {
 
     private func restockWalkStep(_ walk: RestockWalk) {
         let product = walk.restock.product
+        if walk.readAll {
+            // Logged once the last page is sent; nothing when nobody waited (a first upload).
+            guard walk.sending == 0, !walk.reading, walk.sent > 0, !walk.logged else { return }
+            walk.logged = true
+            return log("restock of \(product): \(walk.restock.holders.count) holds, \(walk.sent) told in \(String(format: "%.0f", walk.elapsedMs)) ms",
+                       .product(product))
+        }
+        guard !walk.reading, walk.sending < Self.restockPagesInFlight else { return }
+        walk.reading = true
         communityStore.restockLine(product: product, after: walk.after, count: Self.restockPage, nowMs: now) { result in
+            walk.reading = false
             guard case .success(let page) = result else {
                 if case .failure(let error) = result { self.log("restock of \(product): reading the line failed: \(error.message)", level: .error, .product(product)) }
-                return
+                walk.readAll = true
+                return self.restockWalkStep(walk)
             }
             walk.after = page.last
-            let finished = page.read < Self.restockPage
+            walk.readAll = page.read < Self.restockPage
+            walk.sending += 1
             self.communityStore.restockNotify(product: product, users: page.users, data: walk.data, onlyInLine: true) { sent in
+                walk.sending -= 1
                 walk.sent += (try? sent.get()) ?? 0
-                if !finished { return self.restockWalkStep(walk) }
-                guard walk.sent > 0 else { return }   // a first upload nobody waited for
-                self.log("restock of \(product): \(walk.restock.holders.count) holds, \(walk.sent) told in \(String(format: "%.0f", walk.elapsedMs)) ms",
-                         .product(product))
+                self.restockWalkStep(walk)
             }
+            self.restockWalkStep(walk)
         }
     }
 

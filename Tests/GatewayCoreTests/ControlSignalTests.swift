@@ -4,7 +4,8 @@ import XCTest
 final class ControlSignalTests: XCTestCase {
     func testSignalsRoundTrip() {
         for signal in [ControlSignal.disconnect(user: "u1", request: "r1", reason: "banned \"now\""),
-                       .closed(request: "r1", closed: 3), .revoke(user: "u1", channel: .group("p1"), reason: "refunded")] {
+                       .closed(request: "r1", closed: 3), .revoke(user: "u1", channel: .group("p1"), reason: "refunded"),
+                       .alerts(product: "p1", job: "0a1b2c3d4e5f6071")] {
             XCTAssertEqual(ControlSignal(Array(signal.encoded().utf8)), signal)
         }
     }
@@ -13,7 +14,8 @@ final class ControlSignalTests: XCTestCase {
         for text in ["", "not json", "[]", #"{"t":"reboot","req":"r"}"#, #"{"t":"disconnect","req":"r"}"#,
                      #"{"t":"disconnect","req":"r","user":"a b"}"#, #"{"t":"closed","req":"r","n":-1}"#,
                      #"{"t":"closed","n":1}"#, #"{"t":"revoke","user":"u1","channel":"nope"}"#,
-                     #"{"t":"revoke","channel":"group:p1"}"#] {
+                     #"{"t":"revoke","channel":"group:p1"}"#, #"{"t":"alerts","product":"p1"}"#,
+                     #"{"t":"alerts","product":"p 1","job":"j"}"#] {
             XCTAssertNil(ControlSignal(Array(text.utf8)), text)
         }
     }

@@ -175,6 +175,53 @@ final class CommunityTests: IntegrationCase {
         XCTAssertNotNil(u2.nextPush())
     }
 
+    /// The page count a node's price-drop log line gives (0 without one).
+    private func pages(_ log: String, _ pattern: String) -> Int {
+        guard let re = try? NSRegularExpression(pattern: pattern),
+              let m = re.firstMatch(in: log, range: NSRange(log.startIndex..., in: log)),
+              let r = Range(m.range(at: 1), in: log) else { return 0 }
+        return Int(log[r]) ?? 0
+    }
+
+    /// More watchers than a node's pages in flight (pages of 200, 4 each), on two nodes:
+    /// both walk the drop's job; every watcher is alerted exactly once, connected or not.
+    func testAPriceDropToManyWatchersOnTwoNodesAlertsEachOnce() throws {
+        let a = try startNode("n1")
+        let b = try startNode("n2")
+        try createProduct(a, "p1", price: 2000)
+        let users = (0..<1_300).map { "w\($0)" }
+        var online: [GatewaySession] = []
+        var offline: [(user: String, epoch: String)] = []
+        for (i, user) in users.enumerated() {
+            let (s, reply) = try open(i % 2 == 0 ? a : b, user)
+            XCTAssertNotNil(try s.command("watch", [("product", .string("p1"))])["ok"], user)
+            if i % 20 == 0 {
+                online.append(s)
+            } else {
+                if i % 10 == 5 { offline.append((user, reply["ok"]?["epoch"]?.stringValue ?? "")) }
+                s.close()
+            }
+        }
+        XCTAssertEqual(try a.http("PATCH", "/api/v1/products/p1", body: #"{"price":1500}"#).status, 200)
+        for s in online {
+            let alert = try XCTUnwrap(s.nextPush(timeout: 20))
+            XCTAssertEqual(alert["push"]?.stringValue, "price.drop")
+            XCTAssertEqual(alert["data"]?["price"]?.intValue, 1500)
+        }
+        try waitUntil(timeout: 20, "the job's total in n1's log") { a.log().contains("price drop on p1: 1300 alerts in ") }
+        // Its 7 pages were claimed by the nodes (n2 logs its share once it sees the job end).
+        try waitUntil(timeout: 10, "7 pages walked") { self.pages(a.log(), #"\((\d+) pages here\)"#) + self.pages(b.log(), #"from (\d+) pages"#) >= 7 }
+        for s in online { XCTAssertNil(s.nextPush(timeout: 0.01), "one alert each") }
+        // A sample of the offline ones finds exactly one alert in its history.
+        for (user, epoch) in offline {
+            let (back, resumed) = try open(b, user, since: (0, epoch))
+            let drops = resumed["ok"]?["publications"]?.arrayValue?.filter { $0["push"]?.stringValue == "price.drop" }
+            XCTAssertEqual(drops?.count, 1, user)
+            back.close()
+        }
+        withExtendedLifetime(online) {}
+    }
+
     func testSampleBotAnswersInTheGroup() throws {
         let node = try startNode()
         try shop(node)

@@ -18,6 +18,9 @@ final class ScriptRedisLink: RedisLink {
     var answerInstead: [String: [RedisReply]] = [:]
     /// What `awaitReplicas` answers (it is recorded in `sent` as `WAIT`).
     var replicasConfirm = true
+    /// How a reply reaches its callback: at once (default), or later (a test that interleaves
+    /// several nodes' pipelined calls queues them; the command itself ran when sent).
+    var answer: (@escaping () -> Void) -> Void = { $0() }
 
     init(_ redis: ScriptRedis, cluster: Bool = false) {
         self.redis = redis
@@ -38,14 +41,16 @@ final class ScriptRedisLink: RedisLink {
         let name = String(decoding: args[0].redisBytes, as: UTF8.self)
         sent.append(name)
         if let instead = takeInstead(name) { return callback(instead) }
-        callback(isReady ? redis.call(args) : .disconnected)
+        let reply = isReady ? redis.call(args) : .disconnected
+        answer { callback(reply) }
     }
 
     func run(_ script: LuaScript, keys: [String], args: [RedisArgument], _ callback: @escaping (RedisReply) -> Void) {
         sent.append(script.name)
         scriptKeys.append((script.name, keys))
         if let instead = takeInstead(script.name) { return callback(instead) }
-        callback(isReady ? redis.run(script, keys: keys, args: args) : .disconnected)
+        let reply = isReady ? redis.run(script, keys: keys, args: args) : .disconnected
+        answer { callback(reply) }
     }
 
     func subscribe(_ names: [String]) {}

@@ -37,6 +37,10 @@ final class SlotRuleTests: XCTestCase {
         let page = try f.value { f.community.watchersBelow(product: "p", price: 80, start: 0, count: 10, $0) }
         let drop = PriceDrop(product: "p", title: "T", currency: "CNY", previous: 100, price: 80, cooldownMs: 0)
         _ = try f.value { f.community.sendAlerts(product: "p", drop.alerts(page.watches, now: now), $0) }
+        try f.value { f.community.openAlerts(product: "p", job: "j", spec: drop.spec, price: 80, ttlMs: 60_000, $0) }
+        if case .page(let claimed) = try f.value({ f.community.claimAlertPage(product: "p", job: "j", count: 10, leaseMs: 1_000, $0) }) {
+            f.community.alertPageDone(product: "p", job: "j", page: claimed, sent: 0)
+        }
         try f.value { f.community.unwatch(product: "p", user: "a", $0) }
         _ = try f.value { f.community.product("p", $0) }
         _ = try f.value { f.community.renewBotLease(node: "n", ttlMs: 1_000, $0) }

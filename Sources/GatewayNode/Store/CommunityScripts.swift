@@ -23,7 +23,12 @@ enum CommunityScripts {
     static let productCreate = LuaScript.embedded("product_create", PackageResources.product_create_lua)
     static let productView = LuaScript.embedded("product_view", PackageResources.product_view_lua)
     static let productUpdate = LuaScript.embedded("product_update", PackageResources.product_update_lua, libraries: [publishLibrary])
-    static let watchersBelow = LuaScript.embedded("watchers_below", PackageResources.watchers_below_lua)
+    static let watchersBelow = LuaScript.embedded("watchers_below", PackageResources.watchers_below_lua,
+                                                  libraries: [PackageResources.lib_watchers_lua])
+    static let alertOpen = LuaScript.embedded("alert_open", PackageResources.alert_open_lua, libraries: [publishLibrary])
+    static let alertClaim = LuaScript.embedded("alert_claim", PackageResources.alert_claim_lua,
+                                               libraries: [publishLibrary, PackageResources.lib_watchers_lua])
+    static let alertDone = LuaScript.embedded("alert_done", PackageResources.alert_done_lua)
     static let sendAlerts = LuaScript.embedded("send_alerts", PackageResources.send_alerts_lua,
                                                libraries: [publishLibrary, PackageResources.lib_emit_lua])
     static let restockLine = LuaScript.embedded("restock_line", PackageResources.restock_line_lua)
@@ -33,6 +38,6 @@ enum CommunityScripts {
 
     static let all: [LuaScript] = [
         groupPublish, moderate, presenceJoin, presenceLeave, presenceRenew, presenceReap, presenceSync, presenceRead,
-        watch, unwatch, userWatches, watches, productCreate, productView, productUpdate, watchersBelow, sendAlerts, restockLine, restockNotify, botLease,
+        watch, unwatch, userWatches, watches, productCreate, productView, productUpdate, watchersBelow, alertOpen, alertClaim, alertDone, sendAlerts, restockLine, restockNotify, botLease,
     ]
 }

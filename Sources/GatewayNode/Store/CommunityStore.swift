@@ -45,6 +45,14 @@ protocol CommunityStore: AnyObject {
     func watchersBelow(product: String, price: Int64, start: Int, count: Int, _ done: @escaping (StoreResult<WatcherPage>) -> Void)
     /// Sends the alerts whose watch is still as read; the number sent.
     func sendAlerts(product: String, _ alerts: [PriceDropAlert], _ done: @escaping (StoreResult<Int>) -> Void)
+    /// Opens price drop `job`'s alert job (`spec`: `PriceDrop.spec`), whose pages any node may claim.
+    func openAlerts(product: String, job: String, spec: String, price: Int64, ttlMs: Int, _ done: @escaping (StoreResult<Void>) -> Void)
+    /// Claims a page of `job` for `leaseMs` (a lapsed one first) and reads its watchers.
+    func claimAlertPage(product: String, job: String, count: Int, leaseMs: Int, _ done: @escaping (StoreResult<AlertClaim>) -> Void)
+    /// A claimed page was sent: its claim ends (if still `page.lease`) and `sent` is counted.
+    func alertPageDone(product: String, job: String, page: AlertPage, sent: Int)
+    /// Drops a finished job.
+    func closeAlerts(product: String, job: String)
 
     /// Live entries of `product`'s restock line after place `after` (nil: from the start), `count` read.
     func restockLine(product: String, after: String?, count: Int, nowMs: Int64, _ done: @escaping (StoreResult<RestockLinePage>) -> Void)
@@ -147,6 +155,26 @@ struct RestockLinePage: Equatable {
 struct WatcherPage: Equatable {
     /// Users read (a short page means the walk is over).
     var scanned: Int
+    var watches: [Watch]
+}
+
+/// alert_claim.lua's answer.
+enum AlertClaim: Equatable {
+    case page(AlertPage)
+    /// No page left to claim, but others' claims still run: ask again (a lapsed one is taken).
+    case wait(ms: Int)
+    /// Every page was sent: the alerts sent and the time since the job opened (Redis clock).
+    case done(sent: Int, ms: Int)
+    /// No such job (never opened, dropped when done, or expired).
+    case gone
+}
+
+/// A claimed page of an alert job: its rank `start`, the lease it is held under, what it read.
+struct AlertPage: Equatable {
+    var start: Int
+    var lease: Int64
+    var scanned: Int
+    var spec: String
     var watches: [Watch]
 }
 

@@ -28,6 +28,8 @@ final class MemoryCommunityStore: CommunityStore {
     private(set) var outboxes: [String: [(id: String, channel: Channel, type: String, data: String, size: Int)]] = [:]
     private var outboxSequence: Int64 = 0
     private var botLease: (node: String, until: Int64)?
+    /// Alert jobs by job id (alert_claim.lua's state): claims are page start -> lease end.
+    private var alertJobs: [String: (spec: String, price: Int64, next: Int, end: Bool, sent: Int, at: Int64, claims: [Int: Int64])] = [:]
 
     init(channels: MemoryChannelStore) {
         self.channels = channels
@@ -234,6 +236,46 @@ final class MemoryCommunityStore: CommunityStore {
         if isCluster { relayOutbox(product) }
         done(.success(sent))
     }
+
+    func openAlerts(product: String, job: String, spec: String, price: Int64, ttlMs: Int, _ done: @escaping (StoreResult<Void>) -> Void) {
+        if fail(done) { return }
+        alertJobs[job] = (spec, price, 0, false, 0, nowMs(), [:])
+        done(.success(()))
+    }
+
+    func claimAlertPage(product: String, job: String, count: Int, leaseMs: Int, _ done: @escaping (StoreResult<AlertClaim>) -> Void) {
+        if fail(done) { return }
+        guard var j = alertJobs[job] else { return done(.success(.gone)) }
+        let now = nowMs()
+        let start: Int
+        if let lapsed = j.claims.filter({ $0.value <= now }).min(by: { ($0.value, $0.key) < ($1.value, $1.key) }) {
+            start = lapsed.key
+        } else if !j.end {
+            start = j.next
+            j.next += count
+        } else if let first = j.claims.values.min() {
+            return done(.success(.wait(ms: Int(first - now))))
+        } else {
+            return done(.success(.done(sent: j.sent, ms: Int(now - j.at))))
+        }
+        let all = (watchRecords[product] ?? [:]).compactMap { Watch(product: product, user: $0.key, record: $0.value) }
+            .filter { $0.threshold > j.price }
+            .sorted { ($0.threshold, $0.user) < ($1.threshold, $1.user) }
+        let watches = Array(all.dropFirst(start).prefix(count))
+        if watches.count < count { j.end = true }
+        let lease = now + Int64(leaseMs)
+        j.claims[start] = watches.isEmpty ? nil : lease
+        alertJobs[job] = j
+        done(.success(.page(AlertPage(start: start, lease: lease, scanned: watches.count, spec: j.spec, watches: watches))))
+    }
+
+    func alertPageDone(product: String, job: String, page: AlertPage, sent: Int) {
+        guard alertJobs[job] != nil else { return }
+        if alertJobs[job]?.claims[page.start] == page.lease { alertJobs[job]?.claims[page.start] = nil }
+        alertJobs[job]?.sent += sent
+    }
+
+    func closeAlerts(product: String, job: String) { alertJobs[job] = nil }
 
     /// Places are 1-based positions in the in-memory line (it has no gaps to page over).
     func restockLine(product: String, after: String?, count: Int, nowMs: Int64, _ done: @escaping (StoreResult<RestockLinePage>) -> Void) {

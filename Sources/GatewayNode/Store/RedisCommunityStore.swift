@@ -265,6 +265,53 @@ final class RedisCommunityStore: CommunityStore {
                     users: alerts.map(\.seen.user), head: [], args: args, done)
     }
 
+    /// A price drop's alert job lives in the product's slot beside its watches, so a claim
+    /// reads its page in the same call (Store/README.md, "Price-drop alerts").
+    func openAlerts(product: String, job: String, spec: String, price: Int64, ttlMs: Int, _ done: @escaping (StoreResult<Void>) -> Void) {
+        calls.run(CommunityScripts.alertOpen, keys: [StoreKeys.alertJob(product, job)], args: [spec, price, ttlMs],
+                  as: RedisReply.self) { done($0.map { _ in () }) }
+    }
+
+    func claimAlertPage(product: String, job: String, count: Int, leaseMs: Int, _ done: @escaping (StoreResult<AlertClaim>) -> Void) {
+        let keys = [StoreKeys.alertJob(product, job), StoreKeys.alertClaims(product, job), StoreKeys.watchers(product),
+                    StoreKeys.watchRecords(product)]
+        calls.run(CommunityScripts.alertClaim, keys: keys, args: [count, leaseMs], as: AlertClaimReply.self) { result in
+            done(result.map { reply in
+                guard case .page(var page) = reply.claim else { return reply.claim }
+                page.watches = WatchRecords.decode(product: product, pairs: reply.pairs)
+                return .page(page)
+            })
+        }
+    }
+
+    /// alert_claim.lua: {'page', start, lease, read, spec, user, record, ...} | {'wait', ms} | {'done', sent, ms} | {'gone'}.
+    private struct AlertClaimReply: RedisReplyDecodable {
+        var claim: AlertClaim
+        var pairs: [String] = []
+        init(redisReply: RedisReply) throws(RedisDecodingError) {
+            var reader = try RedisArrayReader(redisReply)
+            switch try reader.next(String.self) {
+            case "page":
+                claim = .page(AlertPage(start: Int(try reader.next(Int64.self)), lease: try reader.next(), scanned: Int(try reader.next(Int64.self)),
+                                        spec: try reader.next(), watches: []))
+                while !reader.isAtEnd { pairs.append(try reader.next()) }
+            case "wait": claim = .wait(ms: Int(try reader.next(Int64.self)))
+            case "done": claim = .done(sent: Int(try reader.next(Int64.self)), ms: Int(try reader.next(Int64.self)))
+            default: claim = .gone
+            }
+        }
+    }
+
+    func alertPageDone(product: String, job: String, page: AlertPage, sent: Int) {
+        calls.run(CommunityScripts.alertDone, keys: [StoreKeys.alertJob(product, job), StoreKeys.alertClaims(product, job)],
+                  args: [page.start, page.lease, sent], as: RedisReply.self) { _ in }
+    }
+
+    func closeAlerts(product: String, job: String) {
+        let key = StoreKeys.alertJob(product, job)
+        calls.send(["DEL", key, StoreKeys.alertClaims(product, job)], key: key, as: RedisReply.self) { _ in }
+    }
+
     func restockLine(product: String, after: String?, count: Int, nowMs: Int64, _ done: @escaping (StoreResult<RestockLinePage>) -> Void) {
         calls.run(CommunityScripts.restockLine, keys: [StoreKeys.restockLine(product), StoreKeys.watchExpiry(product)],
                   args: [nowMs, after ?? "-inf", count], as: [String].self) { result in

@@ -61,6 +61,11 @@ enum StoreKeys {
     static func watchExpiry(_ id: String) -> String { "gw:\(tag(.product(id))):watch:exp" }
     /// Sorted set user -> place: the product's restock line, in watch order (restock holds, 4.6).
     static func restockLine(_ id: String) -> String { "gw:\(tag(.product(id))):restock" }
+    /// Hash: one price drop's alert job (`spec`, `price`, `next` page start, `end`, `sent`, `at`);
+    /// its pages are claimed by any node (alert_claim.lua).
+    static func alertJob(_ id: String, _ job: String) -> String { "gw:\(tag(.product(id))):alerts:\(job)" }
+    /// Sorted set page start -> lease end (ms): the job's pages claimed and not yet sent.
+    static func alertClaims(_ id: String, _ job: String) -> String { "gw:\(tag(.product(id))):alerts:\(job):claims" }
     /// Stream of pushes to other slots waiting to be relayed (cluster only): `ch type data size`,
     /// and of events for the event log: `ev <type> key <ordering key> at <ms> data <json>`.
     static func outbox(_ id: String) -> String { "gw:\(tag(.product(id))):outbox" }
