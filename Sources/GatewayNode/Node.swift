@@ -80,7 +80,7 @@ public final class Node: ServerDelegate {
     package let loop: EventLoop
     let redis: any RedisLink
     let hub = ChannelHub()
-    /// The hub's deliveries, `fanoutBudget` sends per loop turn (`runFanout`).
+    /// The hub's deliveries, `fanoutBudget` sends per loop turn (`writeFanout`).
     var fanout = FanoutScheduler(budget: Node.fanoutBudget)
     /// Pushes written per loop turn at most: a publication to more subscribers goes out over
     /// several turns, and HTTP answers and Redis replies are served in between.
@@ -334,7 +334,7 @@ public final class Node: ServerDelegate {
             case .read(let channel, let since, let purpose):
                 read(channel, since: since, purpose: purpose)
             case .deliver(let payload, let targets, let channel):
-                if fanout.add(payload, to: targets, channel, hub: hub) { send(fanout.slice(hub)) }
+                if fanout.add(payload, to: targets, channel, hub: hub) { writeFanout(fanout.slice(hub)) }
             case .subscribed(let id, let request, let channel, let result):
                 subscribed(id, request: request, channel, result)
             case .subscribeFailed(let id, let request, let channel, let error):
@@ -354,16 +354,17 @@ public final class Node: ServerDelegate {
     }
 
     /// Writes one slice of the fan-out; the rest waits for a zero-delay timer, a loop turn later.
-    private func send(_ slice: [FanoutScheduler.Send]) {
+    private func writeFanout(_ slice: [FanoutScheduler.Send]) {
         metrics.pushes += slice.count
         for s in slice {
-            guard let client = clients[s.conn] else { continue }
+            // One closing since the slice was decided is no slow consumer.
+            guard let client = clients[s.conn], !client.conn.isClosing else { continue }
             if !client.conn.send(s.payload) { metrics.slowClosed += 1 }
         }
         guard fanout.armed else { return }
         loop.schedule(afterMs: 0) { [weak self] in
             guard let self else { return }
-            self.send(self.fanout.timerFired(self.hub))
+            self.writeFanout(self.fanout.timerFired(self.hub))
         }
     }
 
