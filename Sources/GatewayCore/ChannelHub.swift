@@ -93,8 +93,8 @@ public enum HubAction: Sendable {
     case redisUnsubscribe(Channel)
     /// Read the channel's offset and epoch, and history after `since` if given.
     case read(Channel, since: StreamPosition?, purpose: ReadPurpose)
-    /// Queue the same bytes to each of these connections.
-    case deliver(Payload, to: [ConnectionID])
+    /// Queue the same bytes to each of these connections (subscribers of `channel`).
+    case deliver(Payload, to: [ConnectionID], Channel)
     /// Answer a subscribe: the connection now receives every later publication.
     case subscribed(ConnectionID, request: Int64, Channel, ReadResult)
     case subscribeFailed(ConnectionID, request: Int64, Channel, GatewayError)
@@ -122,7 +122,12 @@ public final class ChannelHub {
     final class Subscriber {
         var delivered: UInt64 = 0
         var pending: Pending?
-        init(pending: Pending?) { self.pending = pending }
+        /// `membershipVersion` when this subscription began.
+        let since: UInt64
+        init(pending: Pending?, since: UInt64) {
+            self.pending = pending
+            self.since = since
+        }
     }
 
     final class State {
@@ -139,6 +144,10 @@ public final class ChannelHub {
     /// without walking every personal user: channel (one per connected user).
     private var sharedChannels: [Channel: State] = [:]
     public private(set) var redisReady = false
+    /// Grows at every subscribe and every subscriber removed, so a delivery carried out later
+    /// (`FanoutScheduler`) can tell whether its targets are still the subscriptions it was
+    /// decided for.
+    public private(set) var membershipVersion: UInt64 = 0
 
     public init() {}
 
@@ -150,6 +159,15 @@ public final class ChannelHub {
     }
 
     public func subscriberCount(_ channel: Channel) -> Int { channels[channel]?.subscribers.count ?? 0 }
+
+    /// Whether a delivery to `channel` decided at `membershipVersion` == `version` may still go
+    /// to `conn`: the subscription it was decided for goes on. False once the connection
+    /// unsubscribed or closed, and for a subscription begun since (a re-subscribe, or a reused
+    /// connection id), whose subscribe reply or recovery carries that publication instead.
+    public func stillReceives(_ conn: ConnectionID, _ channel: Channel, decidedAt version: UInt64) -> Bool {
+        guard let sub = channels[channel]?.subscribers[conn] else { return false }
+        return sub.since <= version && sub.pending == nil
+    }
 
     /// Every group: and product: channel with its number of local subscribers, in no order
     /// (the operators' view ranks them); personal user: channels are not visited.
@@ -188,12 +206,14 @@ public final class ChannelHub {
             pending.reading = true
             actions.append(.read(channel, since: since, purpose: .subscriber(conn, request: request)))
         }
-        state.subscribers[conn] = Subscriber(pending: pending)
+        membershipVersion += 1
+        state.subscribers[conn] = Subscriber(pending: pending, since: membershipVersion)
         return actions
     }
 
     public func unsubscribe(_ conn: ConnectionID, from channel: Channel) -> [HubAction] {
         guard let state = channels[channel], state.subscribers.removeValue(forKey: conn) != nil else { return [] }
+        membershipVersion += 1
         return releaseIfIdle(channel, state)
     }
 
@@ -352,7 +372,7 @@ public final class ChannelHub {
             sub.pending = nil
             actions.append(.subscribed(conn, request: request, channel, result))
             for p in pending.buffer where p.offset > sub.delivered && p.epoch == result.epoch {
-                actions.append(.deliver(p.payload, to: [conn]))
+                actions.append(.deliver(p.payload, to: [conn], channel))
                 sub.delivered = p.offset
             }
         }
@@ -370,6 +390,7 @@ public final class ChannelHub {
         case .subscriber(let conn, let request):
             guard let sub = state.subscribers[conn], sub.pending?.request == request else { return [] }
             state.subscribers[conn] = nil
+            membershipVersion += 1
             var actions: [HubAction] = [.subscribeFailed(conn, request: request, channel, error)]
             actions.append(contentsOf: releaseIfIdle(channel, state))
             return actions
@@ -408,7 +429,7 @@ public final class ChannelHub {
                 sub.delivered = p.offset
             }
         }
-        return targets.isEmpty ? [] : [.deliver(p.payload, to: targets)]
+        return targets.isEmpty ? [] : [.deliver(p.payload, to: targets, channel)]
     }
 
     private func resyncAll(_ channel: Channel, _ state: State, except: ConnectionID? = nil) -> [HubAction] {

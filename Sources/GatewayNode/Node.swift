@@ -84,6 +84,11 @@ public final class Node: ServerDelegate {
     package let loop: EventLoop
     let redis: any RedisLink
     let hub = ChannelHub()
+    /// The hub's deliveries, `fanoutBudget` sends per loop turn (`writeFanout`).
+    var fanout = FanoutScheduler(budget: Node.fanoutBudget)
+    /// Pushes written per loop turn at most: a publication to more subscribers goes out over
+    /// several turns, and HTTP answers and Redis replies are served in between.
+    static let fanoutBudget = 500
     let verifier: TokenVerifier
     let metrics = NodeMetrics()
     /// JSON lines on stderr at `logging.level` (`log`).
@@ -340,12 +345,8 @@ public final class Node: ServerDelegate {
                 redis.unsubscribe([StoreKeys.shardChannel(channel)])
             case .read(let channel, let since, let purpose):
                 read(channel, since: since, purpose: purpose)
-            case .deliver(let payload, let targets):
-                metrics.pushes += targets.count
-                for id in targets {
-                    guard let client = clients[id] else { continue }
-                    if !client.conn.send(payload) { metrics.slowClosed += 1 }
-                }
+            case .deliver(let payload, let targets, let channel):
+                if fanout.add(payload, to: targets, channel, hub: hub) { writeFanout(fanout.slice(hub)) }
             case .subscribed(let id, let request, let channel, let result):
                 if let client = waitingForBanRead(id, request) {
                     client.heldConnectAnswer = { [weak self] in self?.subscribed(id, request: request, channel, result) }
@@ -361,6 +362,21 @@ public final class Node: ServerDelegate {
             case .resync(let id, let channel):
                 clients[id]?.conn.close(code: CloseCode.goingAway.rawValue, reason: "history of \(channel) lost, resubscribe")
             }
+        }
+    }
+
+    /// Writes one slice of the fan-out; the rest waits for a zero-delay timer, a loop turn later.
+    private func writeFanout(_ slice: [FanoutScheduler.Send]) {
+        metrics.pushes += slice.count
+        for s in slice {
+            // One closing since the slice was decided is no slow consumer.
+            guard let client = clients[s.conn], !client.conn.isClosing else { continue }
+            if !client.conn.send(s.payload) { metrics.slowClosed += 1 }
+        }
+        guard fanout.armed else { return }
+        loop.schedule(afterMs: 0) { [weak self] in
+            guard let self else { return }
+            self.writeFanout(self.fanout.timerFired(self.hub))
         }
     }
 

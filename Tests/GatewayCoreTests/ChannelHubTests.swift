@@ -45,7 +45,7 @@ func norm(_ actions: [HubAction]) -> [Act] {
         case .redisSubscribe(let c): .sub(c)
         case .redisUnsubscribe(let c): .unsub(c)
         case .read(let c, let since, let purpose): .read(c, since: since, purpose: purpose)
-        case .deliver(let p, let to): .deliver(name(p), to: to.sorted())
+        case .deliver(let p, let to, _): .deliver(name(p), to: to.sorted())
         case .subscribed(let conn, let request, let c, let r):
             .subscribed(conn, request: request, c, offset: r.offset, epoch: r.epoch, recovered: r.recovered,
                         pubs: r.publications.map { name($0.payload) })
@@ -303,7 +303,7 @@ final class ChannelHubTests: XCTestCase {
         let actions = hub.message(g1, p11)
         assertActs(actions, [d(11, to: [1, 2, 3])])
         // One shared payload, not a copy per subscriber.
-        if case .deliver(let payload, _) = actions.first { XCTAssertTrue(payload === p11.payload) }
+        if case .deliver(let payload, _, _) = actions.first { XCTAssertTrue(payload === p11.payload) }
         assertActs(hub.message(g1, pub(12)), [d(12, to: [1, 2, 3])])
         assertActs(hub.message(g1, pub(13)), [d(13, to: [1, 2, 3])])
         // Channels are independent.
