@@ -18,6 +18,10 @@ import GatewayProtocol
 /// for the timer, which starts a new count. With no timer armed the count carries over, so
 /// steady light traffic yields to the loop once every `budget` sends.
 ///
+/// Overload: past `backlogLimit` waiting sends a slice hands out everything, so the work
+/// moves into the connections' send queues, whose limits (4008) bound it; the scheduler
+/// itself never holds more than that.
+///
 /// Pure: it returns the sends and does no I/O.
 public struct FanoutScheduler {
     public struct Send {
@@ -35,6 +39,9 @@ public struct FanoutScheduler {
     }
 
     public let budget: Int
+    public let backlogLimit: Int
+    /// Sends not yet handed out.
+    public private(set) var waiting = 0
     private var jobs: [Job] = []
     private var head = 0
     /// Sends since the last timer.
@@ -42,13 +49,9 @@ public struct FanoutScheduler {
     /// A zero-delay timer is (to be) armed: new work waits for it.
     public private(set) var armed = false
 
-    public init(budget: Int) {
+    public init(budget: Int, backlogLimit: Int = 1_000_000) {
         self.budget = max(1, budget)
-    }
-
-    /// Sends not yet handed out.
-    public var waiting: Int {
-        jobs[head...].reduce(0) { $0 + $1.targets.count - $1.next }
+        self.backlogLimit = max(self.budget, backlogLimit)
     }
 
     /// Queues the hub's `.deliver(payload, to: targets, channel)` just returned by `hub`.
@@ -56,7 +59,8 @@ public struct FanoutScheduler {
     public mutating func add(_ payload: Payload, to targets: [ConnectionID], _ channel: Channel, hub: ChannelHub) -> Bool {
         guard !targets.isEmpty else { return false }
         jobs.append(Job(payload: payload, channel: channel, targets: targets, decidedAt: hub.membershipVersion))
-        return !armed
+        waiting += targets.count
+        return !armed || waiting > backlogLimit
     }
 
     /// The armed timer fired: a new turn, a new budget.
@@ -69,7 +73,9 @@ public struct FanoutScheduler {
     /// The next sends, in order, up to what is left of the budget. Afterwards `armed` says
     /// whether the caller must arm a zero-delay timer and call `timerFired` from it.
     public mutating func slice(_ hub: ChannelHub) -> [Send] {
-        guard !armed else { return [] }
+        let overloaded = waiting > backlogLimit
+        guard !armed || overloaded else { return [] }
+        let budget = overloaded ? Int.max : self.budget
         var sends: [Send] = []
         while head < jobs.count && spent < budget {
             let job = jobs[head]
@@ -84,6 +90,7 @@ public struct FanoutScheduler {
                     spent += 1
                 }
             }
+            waiting -= i - job.next
             if i < job.targets.count {
                 jobs[head].next = i
             } else {

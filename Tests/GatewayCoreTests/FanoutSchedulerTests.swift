@@ -151,4 +151,22 @@ final class FanoutSchedulerTests: XCTestCase {
         let flat = slices.flatMap { $0 }
         XCTAssertGreaterThan(flat.firstIndex(of: "9:group:p1#1")!, flat.lastIndex { $0.hasSuffix("group:p1#1") && !$0.hasPrefix("9:") }!)
     }
+
+    /// Past the backlog limit the scheduler stops holding work: everything waiting goes out
+    /// at once, in order, and the connections' own queue limits take over.
+    func testPastTheBacklogLimitEverythingWaitingGoesOutInOrder() {
+        fanout = FanoutScheduler(budget: 3, backlogLimit: 8)
+        subscribe([1, 2, 3, 4, 5], to: g1)
+        publish(g1, 1)
+        XCTAssertEqual(fanout.waiting, 2, "one slice of 3 out, 2 waiting")
+        publish(g1, 2)
+        XCTAssertEqual(fanout.waiting, 7, "under the limit: held for the timer")
+        publish(g1, 3)
+        XCTAssertEqual(fanout.waiting, 0, "over the limit: everything handed out")
+        for conn: ConnectionID in 1...5 {
+            XCTAssertEqual(written[conn], ["group:p1#1", "group:p1#2", "group:p1#3"], "connection \(conn)")
+        }
+        runTimers()
+    }
 }
+
