@@ -29,6 +29,27 @@ static inline void clibev_check_start(struct ev_loop *loop, ev_check *w, clibev_
     ev_check_start(loop, w);
 }
 
+typedef void (*clibev_timer_cb)(struct ev_loop *, ev_timer *, int);
+
+/// A one-shot timer `after` seconds from the loop's time (taken when the turn woke).
+static inline void clibev_timer_start(struct ev_loop *loop, ev_timer *w, double after, clibev_timer_cb cb, void *data) {
+    ev_timer_init(w, cb, after, 0.);
+    w->data = data;
+    ev_timer_start(loop, w);
+}
+
+static inline void clibev_timer_stop(struct ev_loop *loop, ev_timer *w) { ev_timer_stop(loop, w); }
+
+typedef void (*clibev_io_cb)(struct ev_loop *, ev_io *, int);
+
+/// A read watcher (tests: a descriptor that stays readable keeps every turn busy).
+static inline void clibev_read_start(struct ev_loop *loop, ev_io *w, int fd, clibev_io_cb cb) {
+    ev_io_init(w, cb, fd, EV_READ);
+    ev_io_start(loop, w);
+}
+
+static inline void clibev_io_stop(struct ev_loop *loop, ev_io *w) { ev_io_stop(loop, w); }
+
 static inline void clibev_prepare_stop(struct ev_loop *loop, ev_prepare *w) { ev_prepare_stop(loop, w); }
 static inline void clibev_check_stop(struct ev_loop *loop, ev_check *w) { ev_check_stop(loop, w); }
 #endif

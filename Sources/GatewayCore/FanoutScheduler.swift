@@ -74,7 +74,9 @@ public struct FanoutScheduler {
     /// whether the caller must arm a zero-delay timer and call `timerFired` from it.
     public mutating func slice(_ hub: ChannelHub) -> [Send] {
         let overloaded = waiting > backlogLimit
-        guard !armed || overloaded else { return [] }
+        // An overload slice may run while a timer is pending: that timer stays the only one.
+        let timerPending = armed
+        guard !timerPending || overloaded else { return [] }
         let budget = overloaded ? Int.max : self.budget
         var sends: [Send] = []
         while head < jobs.count && spent < budget {
@@ -104,7 +106,7 @@ public struct FanoutScheduler {
             jobs.removeFirst(head)
             head = 0
         }
-        armed = head < jobs.count
+        armed = timerPending || head < jobs.count
         return sends
     }
 }

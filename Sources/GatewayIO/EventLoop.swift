@@ -3,6 +3,7 @@ import CLws
 import Foundation
 import GatewayCore
 import Logging
+import Synchronization
 
 /// What the lws server reports; every call happens on the loop thread.
 public protocol ServerDelegate: AnyObject {
@@ -77,13 +78,14 @@ public final class EventLoop {
     /// What the loop runs on: `options.eventLoop`, or poll when the libev plugin would not load.
     public private(set) var backend = EventLoopBackend.poll
     /// The libev loop lws runs on (a "foreign" loop: ours to break and destroy); nil on poll.
-    private var evLoop: OpaquePointer?
+    private(set) var evLoop: OpaquePointer?
     private var turnProbe: TurnProbe?
 
     private var protocols: UnsafeMutablePointer<lws_protocols>
     private var retryPolicy: UnsafeMutablePointer<lws_retry_bo_t>
     private var names: [UnsafeMutablePointer<CChar>] = []
-    private var stopping = false
+    /// Set by `stop()` from any thread.
+    private let stopping = Atomic<Bool>(false)
     private var nextConnectionID: ConnectionID = 0
     var writeScratch: UnsafeMutableRawPointer
     var writeScratchCapacity: Int
@@ -110,8 +112,10 @@ public final class EventLoop {
         if let context { lws_context_destroy(context) }
         if let evLoop {
             turnProbe?.stop(evLoop)
+            for timer in timers.values { clibev_timer_stop(evLoop, timer.evTimer) }
             ev_loop_destroy(evLoop)
         }
+        lwsHeartbeat.deallocate()
         protocols.deallocate()
         retryPolicy.deallocate()
         writeScratch.deallocate()
@@ -230,6 +234,7 @@ public final class EventLoop {
             throw IOError("could not listen on \(options.host):\(options.port): the port is taken or not allowed")
         }
         boundPort = Int(port)
+        if backend == .epoll { keepLwsTimersMoving() }
         tick()
     }
 
@@ -300,20 +305,23 @@ public final class EventLoop {
     /// Services the loop until `stop()`.
     public func run() {
         assert({ loopThread = pthread_self(); return true }())
-        while !stopping, let context {
+        while !stopping.load(ordering: .acquiring), let context {
             if lws_service(context, 0) < 0 { break }
         }
     }
 
     /// Ends `run()`; from any thread (the loop stops at its next wake-up).
     public func stop() {
-        stopping = true
-        if let context { lws_cancel_service(context) }
+        stopping.store(true, ordering: .releasing)
+        // Through `wakeable` under its lock, as `post` does: `deinit` may be destroying the context.
+        postedLock.lock()
+        if let wakeable { lws_cancel_service(wakeable) }
+        postedLock.unlock()
     }
 
     /// On the loop, when `lws_cancel_service` woke it: libev's run only returns when broken.
     func breakIfStopping() {
-        if stopping, let evLoop { clibev_break_all(evLoop) }
+        if stopping.load(ordering: .acquiring), let evLoop { clibev_break_all(evLoop) }
     }
 
     // MARK: Work from other threads
@@ -355,39 +363,70 @@ public final class EventLoop {
     // MARK: Timers
 
     /// Runs `body` on the loop after `ms` milliseconds; keep the timer to cancel it.
+    ///
+    /// On libev the node's timers are libev timers: lws re-arms its one libev timer only from
+    /// its own timer and idle callbacks, and the idle one does not run while sockets keep
+    /// being ready, so an lws timer set from an io callback for earlier than the one lws has
+    /// armed would wait for that one (up to the 250 ms tick).
     @discardableResult
     public func schedule(afterMs ms: Int, _ body: @escaping () -> Void) -> LoopTimer {
         let timer = LoopTimer(loop: self, body: body)
-        timers[UnsafeMutableRawPointer(timer.sul)] = timer
-        lws_sul_schedule(context, 0, timer.sul, loopTimerFired, lws_usec_t(ms) * 1000)
+        timers[timer.handle] = timer
+        if let evLoop {
+            clibev_timer_start(evLoop, timer.evTimer, Double(max(ms, 0)) / 1_000, { _, watcher, _ in
+                guard let watcher, let data = watcher.pointee.data else { return }
+                Unmanaged<EventLoop>.fromOpaque(data).takeUnretainedValue().timerFired(UnsafeMutableRawPointer(watcher))
+            }, Unmanaged.passUnretained(self).toOpaque())
+        } else {
+            lws_sul_schedule(context, 0, timer.sul, loopTimerFired, lws_usec_t(ms) * 1000)
+        }
         return timer
     }
 
-    fileprivate func timerFired(_ sul: UnsafeMutablePointer<lws_sorted_usec_list_t>) {
-        guard let timer = timers.removeValue(forKey: UnsafeMutableRawPointer(sul)) else { return }
+    fileprivate func timerFired(_ handle: UnsafeMutableRawPointer) {
+        guard let timer = timers.removeValue(forKey: handle) else { return }
         timer.body()
     }
 
     fileprivate func cancelTimer(_ timer: LoopTimer) {
-        guard timers.removeValue(forKey: UnsafeMutableRawPointer(timer.sul)) != nil else { return }
-        lws_sul_cancel(timer.sul)
+        guard timers.removeValue(forKey: timer.handle) != nil else { return }
+        if let evLoop { clibev_timer_stop(evLoop, timer.evTimer) } else { lws_sul_cancel(timer.sul) }
     }
+
+    /// lws' own timers (wsi timeouts, `LWS_TO_KILL_ASYNC`) on libev: set from an io callback
+    /// they wait for the timer lws has armed (see `schedule`). This lws timer, always armed,
+    /// bounds that wait to 100 ms.
+    private func keepLwsTimersMoving() {
+        lwsHeartbeat.initialize(to: lws_sorted_usec_list_t())
+        lws_sul_schedule(context, 0, lwsHeartbeat, lwsHeartbeatFired, 100_000)
+    }
+    fileprivate let lwsHeartbeat = UnsafeMutablePointer<lws_sorted_usec_list_t>.allocate(capacity: 1)
 }
 
-/// A one-shot timer on the loop (lws sorted-usec list entry).
+private func lwsHeartbeatFired(_ sul: UnsafeMutablePointer<lws_sorted_usec_list_t>?) {
+    guard let sul, let ctx = currentContext else { return }
+    lws_sul_schedule(ctx, 0, sul, lwsHeartbeatFired, 100_000)
+}
+
+/// A one-shot timer on the loop: a libev timer (epoll) or an lws sorted-usec list entry (poll).
 public final class LoopTimer {
-    fileprivate let sul: UnsafeMutablePointer<lws_sorted_usec_list_t>
+    /// Room for either; the loop knows which it is.
+    fileprivate let handle: UnsafeMutableRawPointer
     fileprivate let body: () -> Void
     private weak var loop: EventLoop?
+
+    fileprivate var sul: UnsafeMutablePointer<lws_sorted_usec_list_t> { handle.assumingMemoryBound(to: lws_sorted_usec_list_t.self) }
+    fileprivate var evTimer: UnsafeMutablePointer<ev_timer> { handle.assumingMemoryBound(to: ev_timer.self) }
 
     fileprivate init(loop: EventLoop, body: @escaping () -> Void) {
         self.loop = loop
         self.body = body
-        sul = .allocate(capacity: 1)
-        sul.initialize(to: lws_sorted_usec_list_t())
+        let size = max(MemoryLayout<lws_sorted_usec_list_t>.size, MemoryLayout<ev_timer>.size)
+        handle = .allocate(byteCount: size, alignment: 16)
+        handle.initializeMemory(as: UInt8.self, repeating: 0, count: size)
     }
 
-    deinit { sul.deallocate() }
+    deinit { handle.deallocate() }
 
     public func cancel() { loop?.cancelTimer(self) }
 }
@@ -399,7 +438,7 @@ public struct IOError: Error, CustomStringConvertible {
 
 private func loopTimerFired(_ sul: UnsafeMutablePointer<lws_sorted_usec_list_t>?) {
     guard let sul, let ctx = currentContext else { return }
-    loopOf(ctx)?.timerFired(sul)
+    loopOf(ctx)?.timerFired(UnsafeMutableRawPointer(sul))
 }
 
 /// lws gives timer callbacks only the list entry; there is one loop per process.

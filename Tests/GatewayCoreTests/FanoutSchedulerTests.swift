@@ -163,10 +163,14 @@ final class FanoutSchedulerTests: XCTestCase {
         XCTAssertEqual(fanout.waiting, 7, "under the limit: held for the timer")
         publish(g1, 3)
         XCTAssertEqual(fanout.waiting, 0, "over the limit: everything handed out")
+        XCTAssertTrue(fanout.armed, "the timer armed before the overload is still the one pending")
+        publish(g1, 4)
+        XCTAssertEqual(written[1]?.count, 3, "new work waits for that timer, no second one is armed")
         for conn: ConnectionID in 1...5 {
-            XCTAssertEqual(written[conn], ["group:p1#1", "group:p1#2", "group:p1#3"], "connection \(conn)")
+            XCTAssertEqual(Array(written[conn]!.prefix(3)), ["group:p1#1", "group:p1#2", "group:p1#3"], "connection \(conn)")
         }
         runTimers()
+        for conn: ConnectionID in 1...5 { XCTAssertEqual(written[conn]?.last, "group:p1#4") }
     }
 }
 

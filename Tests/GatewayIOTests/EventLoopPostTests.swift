@@ -1,3 +1,4 @@
+import CLibev
 import Foundation
 @testable import GatewayIO
 import GatewayProtocol
@@ -147,5 +148,49 @@ final class EventLoopPostTests: XCTestCase {
             XCTAssertEqual(finished.wait(timeout: .now() + 10), .success, "run() returned")
         }
     }
-}
 
+    /// A short timer set from an io callback while a descriptor stays ready turn after turn
+    /// fires at once. (lws' own timer on libev would wait for the one lws had armed, the
+    /// 250 ms tick: lws re-arms it from an idle watcher, which never runs while io is pending.)
+    func testAZeroDelayTimerSetWhileTheLoopIsBusyFiresAtOnce() throws {
+        let running = try RunningLoop(.epoll)
+        defer { running.stop() }
+        let loop = running.loop
+        var ends: [Int32] = [0, 0]
+        XCTAssertEqual(pipe(&ends), 0)
+        defer { close(ends[0]); close(ends[1]) }
+        XCTAssertEqual(write(ends[1], "x", 1), 1)
+        let busy = UnsafeMutablePointer<ev_io>.allocate(capacity: 1)
+        busy.initialize(to: ev_io())
+        defer { busy.deallocate() }
+        let started = DispatchSemaphore(value: 0)
+        loop.post {
+            clibev_read_start(loop.evLoop, busy, ends[0]) { _, _, _ in }
+            started.signal()
+        }
+        XCTAssertEqual(started.wait(timeout: .now() + 10), .success)
+        final class Delays: @unchecked Sendable { var seconds: [Double] = [] }
+        let delays = Delays()
+        let fired = DispatchSemaphore(value: 0)
+        for _ in 0..<9 {
+            loop.post {
+                let set = monotonicSeconds()
+                loop.schedule(afterMs: 0) {
+                    delays.seconds.append(monotonicSeconds() - set)
+                    fired.signal()
+                }
+            }
+            guard fired.wait(timeout: .now() + 2) == .success else { break }
+            usleep(10_000)
+        }
+        let stopped = DispatchSemaphore(value: 0)
+        loop.post {
+            clibev_io_stop(loop.evLoop, busy)
+            stopped.signal()
+        }
+        XCTAssertEqual(stopped.wait(timeout: .now() + 10), .success)
+        guard delays.seconds.count == 9 else { return XCTFail("only \(delays.seconds.count) of 9 timers fired") }
+        let median = delays.seconds.sorted()[delays.seconds.count / 2]
+        XCTAssertLessThan(median, 0.05, "median delay of a 0 ms timer: \(median) s, all \(delays.seconds)")
+    }
+}
