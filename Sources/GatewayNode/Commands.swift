@@ -138,11 +138,17 @@ extension Node {
             controlStore.banEnd(user: claims.sub, live(client) { [weak self] result in
                 guard let self, !client.conn.isClosing else { return }
                 let held = client.heldConnectAnswer
+                let heldPushes = client.heldPushes
                 client.banUnread = false
                 client.heldConnectAnswer = nil
+                client.heldPushes = []
                 switch result {
                 case .success(nil):
                     held?()
+                    for payload in heldPushes where !client.conn.send(payload) {
+                        self.metrics.slowClosed += 1
+                        break
+                    }
                 case .success(let endsAt?):
                     client.hubRequests[ticket] = nil
                     self.reply(client, id, error: .forbidden("banned until \(endsAt)"), op: "connect")

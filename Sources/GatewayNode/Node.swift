@@ -21,6 +21,9 @@ final class Client {
     /// channel's answer held until it is in: a banned user gets the refusal, never the channel.
     var banUnread = false
     var heldConnectAnswer: (() -> Void)?
+    /// Pushes for this client decided meanwhile: they follow the held answer, or are dropped
+    /// with a refusal (a channel answered without Redis, then pushes from the pub/sub link).
+    var heldPushes: [Payload] = []
     var channels: [Channel] = []
     /// Channels this client counts as present in (subscribed successfully).
     var present: [Channel] = []
@@ -371,6 +374,10 @@ public final class Node: ServerDelegate {
         for s in slice {
             // One closing since the slice was decided is no slow consumer.
             guard let client = clients[s.conn], !client.conn.isClosing else { continue }
+            if client.banUnread {
+                client.heldPushes.append(s.payload)
+                continue
+            }
             if !client.conn.send(s.payload) { metrics.slowClosed += 1 }
         }
         guard fanout.armed else { return }
