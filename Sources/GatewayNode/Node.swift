@@ -241,6 +241,7 @@ public final class Node: ServerDelegate {
         outboxRelay.start()
         sampleLiveSeries()
         sweepTokenDeadlines()
+        sweepAlertJobs()
         if webhookSender != nil { tickWebhooks() }
         if options.dev { devEndpoints?.start(self) }
         installSignalHandlers(loop)
