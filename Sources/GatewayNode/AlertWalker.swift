@@ -6,7 +6,8 @@ import GatewayProtocol
 /// page's watchers and ends the page's claim. Every node that hears of the job walks it
 /// too, so the pages spread over the live nodes. When no page is left it asks again while
 /// other nodes still hold claims, and takes over a page whose lease lapsed (its node died
-/// or stalled), until the job is done. A page taken twice alerts nobody twice: each alert
+/// or stalled), until the job is done: one claim at a time then, each wait longer (up to
+/// `waitMaxMs`), so a dead node's lease costs a few claims rather than ~80 a second. A page taken twice alerts nobody twice: each alert
 /// is sent only if its watch is still as read (send_alerts.lua), the anti-spam rules' state.
 final class AlertWalker {
     struct Pacing {
@@ -16,8 +17,10 @@ final class AlertWalker {
         var inFlight = 4
         /// How long a claim keeps a page from the other nodes.
         var leaseMs = 5_000
-        /// Longest wait before asking again while others hold the last pages.
+        /// First wait before asking again while others hold the last pages; it doubles
+        /// with each wait in a row up to `waitMaxMs` (never past the first lease's end).
         var waitMs = 50
+        var waitMaxMs = 800
         /// Wait after a failed claim (Redis away): the job outlives it (its ttl).
         var retryMs = 1_000
     }
@@ -37,9 +40,15 @@ final class AlertWalker {
     private var inFlight = 0
     private var paused = false
     private var over = false
+    /// After a wait: one claim at a time until a page comes back; the next wait's length.
+    private var probing = false
+    private var nextWaitMs = 0
     /// Pages this node claimed and alerts it sent (a node's share).
     private(set) var pages = 0
     private(set) var sent = 0
+
+    /// Claims sent (tests: how hard the waits poll).
+    private(set) var claims = 0
 
     init(product: String, job: String, store: any CommunityStore, pacing: Pacing = Pacing(), now: @escaping () -> Int64,
          schedule: @escaping (Int, @escaping () -> Void) -> Void, finished: @escaping (End) -> Void) {
@@ -55,7 +64,7 @@ final class AlertWalker {
     func start() { fill() }
 
     private func fill() {
-        while !over && !paused && inFlight < pacing.inFlight { claim() }
+        while !over && !paused && inFlight < (probing ? 1 : pacing.inFlight) { claim() }
     }
 
     private func pause(_ ms: Int) {
@@ -75,6 +84,7 @@ final class AlertWalker {
 
     private func claim() {
         inFlight += 1
+        claims += 1
         store.claimAlertPage(product: product, job: job, count: pacing.pageSize, leaseMs: pacing.leaseMs) { [self] result in
             switch result {
             case .failure:
@@ -82,7 +92,10 @@ final class AlertWalker {
                 pause(pacing.retryMs)
             case .success(.wait(let ms)):
                 inFlight -= 1
-                pause(min(max(ms, 1), pacing.waitMs))
+                guard !paused else { return }
+                if !probing { (probing, nextWaitMs) = (true, pacing.waitMs) }
+                pause(min(max(ms, 1), nextWaitMs))
+                nextWaitMs = min(nextWaitMs * 2, pacing.waitMaxMs)
             case .success(.done(let sent, let ms)):
                 inFlight -= 1
                 end(.done(sent: sent, ms: ms))
@@ -95,6 +108,7 @@ final class AlertWalker {
                     return end(.gone)
                 }
                 pages += 1
+                probing = false
                 send(page, drop.alerts(page.watches, now: now()))
             }
         }

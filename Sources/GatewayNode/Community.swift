@@ -184,13 +184,18 @@ extension Node {
     /// How long an alert job may live: far more than a walk takes, so an abandoned one goes.
     static let alertJobTTLMs = 3_600_000
 
-    /// Opens the drop's alert job in Redis, tells every node (their walkers share its pages),
-    /// and walks it here too. If the job cannot be opened, nobody is alerted (logged).
+    /// Opens the drop's alert job in Redis, lists it among the open jobs (swept by every node,
+    /// so one that misses the signal or restarts still walks it), tells every node (their
+    /// walkers share its pages) and walks it here too. If the job cannot be opened, nobody is
+    /// alerted (logged).
     func alertWatchers(_ drop: PriceDrop) {
         let job = Crypto.randomToken(8)
         communityStore.openAlerts(product: drop.product, job: job, spec: drop.spec, price: drop.price, ttlMs: Self.alertJobTTLMs) { result in
             if case .failure(let error) = result {
                 return self.log("price drop on \(drop.product): no alerts, the job was not opened: \(error.message)", level: .error, .product(drop.product))
+            }
+            self.communityStore.listAlerts(product: drop.product, job: job, untilMs: self.now + Int64(Self.alertJobTTLMs)) { listed in
+                if case .failure(let error) = listed { self.log("price drop alerts not listed for the sweep: \(error.message)", level: .warning, .product(drop.product)) }
             }
             self.walkAlerts(product: drop.product, job: job, opened: true)
             self.controlStore.signal(.alerts(product: drop.product, job: job)) { sent in
@@ -206,6 +211,7 @@ extension Node {
         let walker = AlertWalker(product: product, job: job, store: communityStore, now: { [weak self] in self?.now ?? 0 },
                                  schedule: { [weak self] ms, body in _ = self?.loop.schedule(afterMs: ms, body) }) { [weak self] end in
             guard let self, let walker = self.alertWalkers.removeValue(forKey: job) else { return }
+            self.communityStore.unlistAlerts(product: product, job: job)
             guard opened, case .done(let sent, let ms) = end else {
                 if walker.pages > 0 { self.log("price drop on \(product): this node sent \(walker.sent) alerts from \(walker.pages) pages", .product(product)) }
                 return
@@ -217,6 +223,19 @@ extension Node {
         }
         alertWalkers[job] = walker
         walker.start()
+    }
+
+    /// Every few seconds: walks the open alert jobs this node is not walking (its signal was
+    /// missed, or this node restarted mid-job). One read; the next sweep after its answer.
+    func sweepAlertJobs() {
+        loop.schedule(afterMs: 2_000) { [weak self] in
+            guard let self else { return }
+            guard self.redis.isReady else { return self.sweepAlertJobs() }
+            self.communityStore.listedAlerts(nowMs: self.now) { listed in
+                for open in (try? listed.get()) ?? [] { self.walkAlerts(product: open.product, job: open.job, opened: false) }
+                self.sweepAlertJobs()
+            }
+        }
     }
 }
 

@@ -244,6 +244,7 @@ public final class Node: ServerDelegate {
         outboxRelay.start()
         sampleLiveSeries()
         sweepTokenDeadlines()
+        sweepAlertJobs()
         if webhookSender != nil { tickWebhooks() }
         if options.dev { devEndpoints?.start(self) }
         installSignalHandlers(loop)

@@ -222,6 +222,34 @@ final class CommunityTests: IntegrationCase {
         withExtendedLifetime(online) {}
     }
 
+    /// The opener is killed right after the PATCH (mid-walk, its claims held);
+    /// n2 starts after that, so it never got the job's signal: its sweep of the open jobs
+    /// finds the job, takes the dead node's pages after their lease and alerts everyone once.
+    func testAnAlertJobWhoseOpenerDiedIsFinishedByANodeThatNeverHeardOfIt() throws {
+        let a = try startNode("n1")
+        try createProduct(a, "p1", price: 2000)
+        var offline: [(user: String, epoch: String)] = []
+        for i in 0..<1_000 {
+            let (s, reply) = try open(a, "w\(i)")
+            XCTAssertNotNil(try s.command("watch", [("product", .string("p1"))])["ok"])
+            if i % 10 == 3 { offline.append(("w\(i)", reply["ok"]?["epoch"]?.stringValue ?? "")) }
+            s.close()
+        }
+        XCTAssertEqual(try a.http("PATCH", "/api/v1/products/p1", body: #"{"price":1500}"#).status, 200)
+        a.signal(SIGKILL)
+        _ = a.waitExit()
+        if a.log().contains("price drop on p1: 1000 alerts in ") { throw XCTSkip("n1 finished the walk before it was stopped") }
+
+        let b = try startNode("n2")
+        try waitUntil(timeout: 30, "n2 to finish the job") { self.pages(b.log(), #"this node sent \d+ alerts from (\d+) pages"#) > 0 }
+        for (user, epoch) in offline {
+            let (back, resumed) = try open(b, user, since: (0, epoch))
+            let drops = resumed["ok"]?["publications"]?.arrayValue?.filter { $0["push"]?.stringValue == "price.drop" }
+            XCTAssertEqual(drops?.count, 1, user)
+            back.close()
+        }
+    }
+
     func testSampleBotAnswersInTheGroup() throws {
         let node = try startNode()
         try shop(node)

@@ -112,6 +112,43 @@ final class AlertJobScriptTests: XCTestCase {
         try dropToEveryWatcher(cluster: true)
     }
 
+    /// The opener lists the job, claims its first pages and dies (its replies never come);
+    /// node b never got the signal: it finds the job in the open jobs' index and finishes it,
+    /// every watcher alerted once. While the dead node's leases run b probes one claim at a
+    /// time with a growing wait (before: 3 claims every 20 ms, ~150 over the 1 s lease).
+    func testAJobNobodyWasToldOfIsFoundInTheIndexAndFinishedAfterItsOpenerDied() throws {
+        let f = try StoreFixture()
+        XCTAssertTrue(try f.value { f.community.createProduct(ProductRecord(id: "p", merchant: "m", title: "T", price: 100, currency: "CNY",
+                                                                            createdAt: 1), $0) })
+        let now = Int64(Date().timeIntervalSince1970 * 1000)
+        let users = (0..<95).map { "w\($0)" }
+        for user in users { _ = try f.value { f.community.watch(product: "p", user: user, below: nil, nowMs: now, ttlMs: 600_000, $0) } }
+        let drop = PriceDrop(product: "p", title: "T", currency: "CNY", previous: 100, price: 80, cooldownMs: 3_600_000)
+        try f.value { f.community.openAlerts(product: "p", job: "0123abcd", spec: drop.spec, price: 80, ttlMs: 60_000, $0) }
+        try f.value { f.community.listAlerts(product: "p", job: "0123abcd", untilMs: now + 60_000, $0) }
+        try f.value { f.community.listAlerts(product: "q:x", job: "0ld", untilMs: now - 1, $0) }
+
+        let pacing = AlertWalker.Pacing(pageSize: 10, inFlight: 3, leaseMs: 1_000, waitMs: 20, waitMaxMs: 160, retryMs: 100)
+        let pump = Pump()
+        let opener = Node(f, pump, cluster: false), b = Node(f, pump, cluster: false)
+        opener.stalled = true
+        opener.walk("0123abcd", pump, pacing: pacing)
+
+        let listed = try f.value { f.community.listedAlerts(nowMs: Int64(Date().timeIntervalSince1970 * 1000), $0) }
+        XCTAssertEqual(listed.map { "\($0.job) \($0.product)" }, ["0123abcd p"], "the open job; an expired entry is not read")
+        b.walk("0123abcd", pump, pacing: pacing)
+        pump.run(until: { b.end != nil })
+        guard case .done(let sent, _) = b.end else { return XCTFail("the job ends done: \(String(describing: b.end))") }
+        XCTAssertEqual(sent, users.count)
+        XCTAssertEqual(b.walker!.pages, 10, "7 pages, and the opener's 3 taken over after their lease")
+        XCTAssertLessThan(b.walker!.claims - b.walker!.pages, 20, "the waits probe one claim at a time")
+        for user in users {
+            XCTAssertEqual(f.pushes("user:\(user)").filter { $0.contains(#""push":"price.drop""#) }.count, 1, "\(user): exactly one alert")
+        }
+        f.community.unlistAlerts(product: "p", job: "0123abcd")
+        XCTAssertEqual(try f.value { f.community.listedAlerts(nowMs: now, $0) }.count, 0, "a done job leaves the index")
+    }
+
     func testAClaimReadsAPageAndTheJobEndsWhenEveryClaimEnded() throws {
         let f = try StoreFixture()
         XCTAssertTrue(try f.value { f.community.createProduct(ProductRecord(id: "p", merchant: "m", title: "T", price: 100, currency: "CNY",

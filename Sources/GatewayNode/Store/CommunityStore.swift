@@ -53,6 +53,12 @@ protocol CommunityStore: AnyObject {
     func alertPageDone(product: String, job: String, page: AlertPage, sent: Int)
     /// Drops a finished job.
     func closeAlerts(product: String, job: String)
+    /// Lists `job` among the open alert jobs until `untilMs` (every node sweeps them).
+    func listAlerts(product: String, job: String, untilMs: Int64, _ done: @escaping (StoreResult<Void>) -> Void)
+    /// Takes `job` off the open alert jobs (it is done or gone).
+    func unlistAlerts(product: String, job: String)
+    /// The open alert jobs not yet expired at `nowMs` (at most 100).
+    func listedAlerts(nowMs: Int64, _ done: @escaping (StoreResult<[(product: String, job: String)]>) -> Void)
 
     /// Live entries of `product`'s restock line after place `after` (nil: from the start), `count` read.
     func restockLine(product: String, after: String?, count: Int, nowMs: Int64, _ done: @escaping (StoreResult<RestockLinePage>) -> Void)
@@ -167,6 +173,15 @@ enum AlertClaim: Equatable {
     case done(sent: Int, ms: Int)
     /// No such job (never opened, dropped when done, or expired).
     case gone
+}
+
+/// The open alert jobs' index (`StoreKeys.alertJobs`): members `<job>:<product>` (a job is hex,
+/// so the first `:` ends it whatever the product id holds).
+enum AlertJobs {
+    static func entry(_ member: String) -> (product: String, job: String)? {
+        guard let colon = member.firstIndex(of: ":") else { return nil }
+        return (String(member[member.index(after: colon)...]), String(member[..<colon]))
+    }
 }
 
 /// A claimed page of an alert job: its rank `start`, the lease it is held under, what it read.

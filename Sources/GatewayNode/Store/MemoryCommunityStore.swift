@@ -29,6 +29,7 @@ final class MemoryCommunityStore: CommunityStore {
     private var outboxSequence: Int64 = 0
     private var botLease: (node: String, until: Int64)?
     /// Alert jobs by job id (alert_claim.lua's state): claims are page start -> lease end.
+    private var listedAlertJobs: [String: Int64] = [:]
     private var alertJobs: [String: (spec: String, price: Int64, next: Int, end: Bool, sent: Int, at: Int64, claims: [Int: Int64])] = [:]
 
     init(channels: MemoryChannelStore) {
@@ -276,6 +277,19 @@ final class MemoryCommunityStore: CommunityStore {
     }
 
     func closeAlerts(product: String, job: String) { alertJobs[job] = nil }
+
+    func listAlerts(product: String, job: String, untilMs: Int64, _ done: @escaping (StoreResult<Void>) -> Void) {
+        if fail(done) { return }
+        listedAlertJobs["\(job):\(product)"] = untilMs
+        done(.success(()))
+    }
+
+    func unlistAlerts(product: String, job: String) { listedAlertJobs["\(job):\(product)"] = nil }
+
+    func listedAlerts(nowMs: Int64, _ done: @escaping (StoreResult<[(product: String, job: String)]>) -> Void) {
+        if fail(done) { return }
+        done(.success(listedAlertJobs.filter { $0.value >= nowMs }.keys.sorted().compactMap(AlertJobs.entry)))
+    }
 
     /// Places are 1-based positions in the in-memory line (it has no gaps to page over).
     func restockLine(product: String, after: String?, count: Int, nowMs: Int64, _ done: @escaping (StoreResult<RestockLinePage>) -> Void) {

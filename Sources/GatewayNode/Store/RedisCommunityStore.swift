@@ -312,6 +312,21 @@ final class RedisCommunityStore: CommunityStore {
         calls.send(["DEL", key, StoreKeys.alertClaims(product, job)], key: key, as: RedisReply.self) { _ in }
     }
 
+    /// The index is a key of its own slot: these are plain commands after the open, not in it.
+    func listAlerts(product: String, job: String, untilMs: Int64, _ done: @escaping (StoreResult<Void>) -> Void) {
+        calls.send(["ZADD", StoreKeys.alertJobs, untilMs, "\(job):\(product)"], key: StoreKeys.alertJobs, as: RedisReply.self) { done($0.map { _ in () }) }
+    }
+
+    func unlistAlerts(product: String, job: String) {
+        calls.send(["ZREM", StoreKeys.alertJobs, "\(job):\(product)"], key: StoreKeys.alertJobs, as: RedisReply.self) { _ in }
+    }
+
+    func listedAlerts(nowMs: Int64, _ done: @escaping (StoreResult<[(product: String, job: String)]>) -> Void) {
+        calls.send(["ZRANGEBYSCORE", StoreKeys.alertJobs, nowMs, "+inf", "LIMIT", 0, 100], key: StoreKeys.alertJobs, as: [String].self) { result in
+            done(result.map { $0.compactMap(AlertJobs.entry) })
+        }
+    }
+
     func restockLine(product: String, after: String?, count: Int, nowMs: Int64, _ done: @escaping (StoreResult<RestockLinePage>) -> Void) {
         calls.run(CommunityScripts.restockLine, keys: [StoreKeys.restockLine(product), StoreKeys.watchExpiry(product)],
                   args: [nowMs, after ?? "-inf", count], as: [String].self) { result in

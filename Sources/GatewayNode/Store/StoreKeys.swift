@@ -103,6 +103,9 @@ enum StoreKeys {
     /// Shard channel every node subscribes to: `ControlSignal`s between nodes (disconnect, ban).
     /// Not a `gw:{kind:id}` name, so `channel(fromShardChannel:)` never takes it for a channel.
     static let control = "gw:{control}"
+    /// Sorted set `<job>:<product>` -> job expiry (ms): the price drops' alert jobs still open,
+    /// which every node sweeps (a node that missed the job's signal, or restarted, walks it too).
+    static let alertJobs = "gw:alerts:open"
     /// The demo bot's lease (dev mode).
     static let botLease = "gw:demo:bot-lease"
 
