@@ -56,15 +56,22 @@ final class AlertJobScriptTests: XCTestCase {
         }
     }
 
-    private func dropToEveryWatcher(cluster: Bool) throws {
+    /// Product `p` with `watchers` watchers (`w0`...) and its alert job `job` open, as the
+    /// node that takes a price from 100 to 80 opens it.
+    private func openedJob(_ job: String, watchers: Int, cluster: Bool = false) throws -> (StoreFixture, [String], Int64) {
         let f = try StoreFixture(cluster: cluster)
         XCTAssertTrue(try f.value { f.community.createProduct(ProductRecord(id: "p", merchant: "m", title: "T", price: 100, currency: "CNY",
                                                                             createdAt: 1), $0) })
         let now = Int64(Date().timeIntervalSince1970 * 1000)
-        let users = (0..<230).map { "w\($0)" }
+        let users = (0..<watchers).map { "w\($0)" }
         for user in users { _ = try f.value { f.community.watch(product: "p", user: user, below: nil, nowMs: now, ttlMs: 600_000, $0) } }
         let drop = PriceDrop(product: "p", title: "T", currency: "CNY", previous: 100, price: 80, cooldownMs: 3_600_000)
-        try f.value { f.community.openAlerts(product: "p", job: "j1", spec: drop.spec, price: 80, ttlMs: 60_000, $0) }
+        try f.value { f.community.openAlerts(product: "p", job: job, spec: drop.spec, price: 80, ttlMs: 60_000, $0) }
+        return (f, users, now)
+    }
+
+    private func dropToEveryWatcher(cluster: Bool) throws {
+        let (f, users, _) = try openedJob("j1", watchers: 230, cluster: cluster)
 
         // 24 pages of 10, three in flight per node. Node c claims its first pages and stalls
         // past their lease; a and b take them over and finish the job.
@@ -117,14 +124,7 @@ final class AlertJobScriptTests: XCTestCase {
     /// every watcher alerted once. While the dead node's leases run b probes one claim at a
     /// time with a growing wait (before: 3 claims every 20 ms, ~150 over the 1 s lease).
     func testAJobNobodyWasToldOfIsFoundInTheIndexAndFinishedAfterItsOpenerDied() throws {
-        let f = try StoreFixture()
-        XCTAssertTrue(try f.value { f.community.createProduct(ProductRecord(id: "p", merchant: "m", title: "T", price: 100, currency: "CNY",
-                                                                            createdAt: 1), $0) })
-        let now = Int64(Date().timeIntervalSince1970 * 1000)
-        let users = (0..<95).map { "w\($0)" }
-        for user in users { _ = try f.value { f.community.watch(product: "p", user: user, below: nil, nowMs: now, ttlMs: 600_000, $0) } }
-        let drop = PriceDrop(product: "p", title: "T", currency: "CNY", previous: 100, price: 80, cooldownMs: 3_600_000)
-        try f.value { f.community.openAlerts(product: "p", job: "0123abcd", spec: drop.spec, price: 80, ttlMs: 60_000, $0) }
+        let (f, users, now) = try openedJob("0123abcd", watchers: 95)
         try f.value { f.community.listAlerts(product: "p", job: "0123abcd", untilMs: now + 60_000, $0) }
         try f.value { f.community.listAlerts(product: "q:x", job: "0ld", untilMs: now - 1, $0) }
 
