@@ -163,6 +163,8 @@ public struct Settings: Sendable, Equatable {
         public var connsPerIP: Int = 0
         /// Seconds an HTTP request has for its headers and body before it is closed (`limits.http_timeout_s`).
         public var httpTimeoutSeconds: Int = 10
+        /// Pushes a node writes per loop turn before it serves other work (`limits.fanout_per_turn`).
+        public var fanoutPerTurn: Int = 5_000
     }
 
     public struct History: Sendable, Equatable {
@@ -464,6 +466,7 @@ extension Settings {
             Field(key: "limits.conns_per_user", kind: .int(\.limits.connsPerUser, 0...1_000_000)),
             Field(key: "limits.conns_per_ip", kind: .int(\.limits.connsPerIP, 0...10_000_000)),
             Field(key: "limits.http_timeout_s", kind: .int(\.limits.httpTimeoutSeconds, 1...3_600)),
+            Field(key: "limits.fanout_per_turn", kind: .int(\.limits.fanoutPerTurn, 100...1_000_000)),
             Field(key: "history.user_size", kind: .int(\.history.userSize, 1...10_000_000)),
             Field(key: "history.group_size", kind: .int(\.history.groupSize, 1...10_000_000)),
             Field(key: "history.product_size", kind: .int(\.history.productSize, 1...10_000_000)),

@@ -87,11 +87,8 @@ public final class Node: ServerDelegate {
     package let loop: EventLoop
     let redis: any RedisLink
     let hub = ChannelHub()
-    /// The hub's deliveries, `fanoutBudget` sends per loop turn (`writeFanout`).
-    var fanout = FanoutScheduler(budget: Node.fanoutBudget)
-    /// Pushes written per loop turn at most: a publication to more subscribers goes out over
-    /// several turns, and HTTP answers and Redis replies are served in between.
-    static let fanoutBudget = 500
+    /// The hub's deliveries, `limits.fanout_per_turn` sends per loop turn (`writeFanout`).
+    var fanout: FanoutScheduler
     let verifier: TokenVerifier
     let metrics = NodeMetrics()
     /// JSON lines on stderr at `logging.level` (`log`).
@@ -157,6 +154,7 @@ public final class Node: ServerDelegate {
         self.keyBox = keyBox
         providers = try ProviderAdapters(options.providerSettings)
         self.options = options
+        fanout = FanoutScheduler(budget: options.fanoutPerTurn)
         var listen = ListenOptions(host: options.host, port: options.port, maxFrame: options.maxFrame,
                                    maxBody: options.maxBody, pingSeconds: options.pingSeconds)
         listen.httpTimeoutSeconds = options.httpTimeoutSeconds

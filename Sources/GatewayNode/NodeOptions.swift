@@ -60,6 +60,8 @@ public struct NodeOptions: Sendable {
     public var connsPerUser: Int
     /// Connections per source IP on this node, 0 = no limit (`limits.conns_per_ip`).
     public var connsPerIP: Int
+    /// `limits.fanout_per_turn`.
+    public var fanoutPerTurn = 5_000
     /// Seconds for an HTTP request's headers and body (`limits.http_timeout_s`).
     public var httpTimeoutSeconds: Int
     /// PEM certificate and key for `wss://` and `https://` (`server.tls_cert`, `server.tls_key`);
@@ -144,6 +146,7 @@ extension NodeOptions {
         commandsPerSecond = settings.limits.commandsPerSecond
         connsPerUser = settings.limits.connsPerUser
         connsPerIP = settings.limits.connsPerIP
+        fanoutPerTurn = settings.limits.fanoutPerTurn
         httpTimeoutSeconds = settings.limits.httpTimeoutSeconds
         tlsCert = settings.server.tlsCert
         tlsKey = settings.server.tlsKey

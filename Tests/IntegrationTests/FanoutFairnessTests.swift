@@ -3,15 +3,16 @@ import GatewayClient
 import GatewayProtocol
 import XCTest
 
-/// A publication to more subscribers than one loop turn's fan-out budget (500) goes out over
-/// several turns, with HTTP answered in between: order and exactly-once must hold anyway.
+/// A publication to more subscribers than one loop turn's fan-out budget (`limits.fanout_per_turn`,
+/// 500 here) goes out over several turns, with HTTP answered in between: order and
+/// exactly-once must hold anyway.
 final class FanoutFairnessTests: IntegrationCase {
     /// A publisher that sends each publish only after the previous answer, to 1,100
     /// subscribers on one node, while some subscribers unsubscribe and resume with `since`
     /// between publications (their fan-out may still be pending): every subscriber sees every
     /// publication once, in order, from pushes and its recovery replies together.
     func testEveryoneGetsEveryPublicationOnceInOrderWhileThePublisherWaitsForAnswers() throws {
-        let node = try startNode()
+        let node = try startNode(env: ["GATEWAY_LIMITS_FANOUT_PER_TURN": "500"])
         try createProduct(node, "p1")
         let channel = "product:p1"
         let count = 1_100
