@@ -22,6 +22,9 @@ const S = {
   member: null,         // GET /dev/me as last read: {points, level, next_level?}
   alsoBoughtFor: null,  // the product whose "also bought" list is shown or asked for
   holdTimer: null,      // ticks the restock holds' countdowns
+  sale: null,           // the flash sale shown: the sale object's fields as last known, plus `buying`
+  saleTimer: null,      // ticks its countdown
+  saleLooked: false,    // per sign-in: the current demo sale was looked for once
 };
 
 const RANK = { pending_payment: 0, canceled: 1, paid: 2, abnormal: 3, delivered: 3, refunded: 4 };
@@ -169,6 +172,10 @@ function resetUser() {
   S.fp = null;
   S.connectedOnce = false;
   S.ordersLoad = null;
+  S.sale = null;
+  S.saleLooked = false;
+  renderSale();
+  sayOutcome('', '');
   clearInterval(S.presenceTimer);
   $('orders').textContent = '';
   $('orders').appendChild(el('p', 'empty', 'No orders yet.'));
@@ -210,6 +217,8 @@ function onConnected(ok) {
   loadMember();
   loadAlsoBought();
   loadHolds();
+  if (S.sale) loadSale(S.sale.id);
+  else if (!S.saleLooked) findSale();
 }
 
 function onResync({ channel }) {
@@ -308,6 +317,7 @@ function renderOrder(order) {
   if (order.kind === 'gift') who.push(order.buyer === S.user ? `gift${order.gift && order.gift.to ? ' for ' + order.gift.to : ''}` : `gift from ${order.buyer}`);
   if (order.kind === 'friendpay') who.push(order.buyer === S.user ? `friend pay${order.friend ? ' asked of ' + order.friend : ''}` : `you pay for ${order.buyer}`);
   if (order.paid_by && order.paid_by !== S.user) who.push(`paid by ${order.paid_by}`);
+  if (order.sale) who.push(`flash sale ${order.sale}`);
   if (order.gift && order.gift.status && order.gift.status !== 'pending') who.push(`gift ${order.gift.status}`);
   card.appendChild(el('div', 'meta', [order.id, money(order.amount, order.currency), ...who].filter(Boolean).join(' · ')));
 
@@ -660,6 +670,189 @@ async function loadHolds() {
   } catch (err) { /* the pushes still come */ }
 }
 
+// ---------- flash sale ----------
+
+const SALE_STATUS = { scheduled: 'starts soon', open: 'on now', sold_out: 'sold out', closed: 'ended' };
+/** Later states a read cannot undo: a read may have left the server before the push that moved it. */
+const SALE_RANK = { '': -1, scheduled: 0, open: 1, sold_out: 1, closed: 2 };
+
+/** The sale to show after sign-in: `?sale=` or the dev node's latest demo sale, if it is still on. */
+async function findSale() {
+  S.saleLooked = true;
+  const asked = new URLSearchParams(location.search).get('sale');
+  if (asked) return watchSale(asked);
+  try {
+    const { sale } = await api('GET', '/dev/sales', null, false);
+    if (sale && sale.state !== 'closed' && !S.sale) watchSale(sale.id);
+  } catch (err) { /* no demo sale: the card waits for one */ }
+}
+
+/** Shows sale `id`: subscribes to its channel first, so no push falls between the read and the live ones. */
+async function watchSale(id) {
+  id = String(id || '').trim();
+  if (!id) return say('sale-result', 'enter a sale id', 'error');
+  if (!needClient('sale-result')) return;
+  const client = S.client;
+  if (S.sale && S.sale.id !== id) client.unsubscribe('sale:' + S.sale.id).catch(() => {});
+  if (!S.sale || S.sale.id !== id) S.sale = { id, state: '', remaining: null, buying: false };
+  $('sale-id').value = id;
+  sayOutcome('', '');
+  renderSale();
+  try {
+    await client.subscribe('sale:' + id);
+  } catch (err) {
+    if (S.sale && S.sale.id === id) { S.sale = null; renderSale(); }
+    return sayOutcome('unknown', err.code === 'not_found' ? `No sale ${id}.` : `${err.code}: ${err.message}`, 'error');
+  }
+  await loadSale(id);
+}
+
+/** The sale as it stands (also after a reload or a reconnect, when its pushes may be long past). */
+async function loadSale(id) {
+  try {
+    const sale = await api('GET', '/dev/sales/' + encodeURIComponent(id), null, false);
+    if (S.sale && S.sale.id === id) applySale(sale);
+  } catch (err) {
+    if (S.sale && S.sale.id === id) sayError('sale-result', err);
+  }
+}
+
+function applySale(sale) {
+  const shown = S.sale;
+  const state = (SALE_RANK[sale.state] ?? 0) < (SALE_RANK[shown.state] ?? -1) ? shown.state : sale.state;
+  Object.assign(shown, sale, { state, buying: shown.buying });
+  renderSale();
+}
+
+/** A push on `sale:<id>`: the live state. */
+function onSalePush(p) {
+  const sale = S.sale;
+  const d = p.data || {};
+  if (!sale || p.channel !== 'sale:' + sale.id) return;
+  if (typeof d.remaining === 'number') sale.remaining = d.remaining;
+  switch (p.push) {
+    case 'sale.countdown':
+      if (S.client) S.client.refineClock(d.server_time);
+      if (typeof d.starts_at === 'number') sale.starts_at = d.starts_at;
+      break;
+    case 'sale.open':
+      sale.starts_at = d.starts_at ?? sale.starts_at;
+      sale.ends_at = d.ends_at ?? sale.ends_at;
+      if (sale.state !== 'closed') sale.state = d.remaining === 0 ? 'sold_out' : 'open';
+      break;
+    case 'sale.stock':
+      if (sale.state === 'open' || sale.state === 'sold_out') sale.state = d.remaining === 0 ? 'sold_out' : 'open';
+      break;
+    case 'sale.sold_out':
+      if (sale.state !== 'closed') sale.state = 'sold_out';
+      break;
+    case 'sale.closed':
+      sale.state = 'closed';
+      sale.closed_reason = d.reason;
+      break;
+    default:
+      return;
+  }
+  renderSale();
+}
+
+function renderSale() {
+  const sale = S.sale;
+  const box = $('sale');
+  box.hidden = !sale;
+  if (!sale) {
+    clearInterval(S.saleTimer);
+    S.saleTimer = null;
+    return;
+  }
+  box.dataset.state = sale.state || '';
+  $('sale-title').textContent = sale.title || title(sale.product) || sale.id;
+  $('sale-price').textContent = typeof sale.price === 'number' ? `at ${money(sale.price, sale.currency)}` +
+    (sale.per_user ? ` · at most ${sale.per_user} per buyer` : '') : '';
+  $('sale-status').textContent = sale.state === 'closed' && sale.closed_reason === 'closed' ? 'closed by the shop' : (SALE_STATUS[sale.state] || 'loading…');
+  const left = $('sale-left');
+  left.dataset.left = typeof sale.remaining === 'number' ? String(sale.remaining) : '';
+  left.textContent = typeof sale.remaining === 'number' ? `${sale.remaining} left` + (sale.quantity ? ` of ${sale.quantity}` : '') : '–';
+  // Only the gateway opens the sale (sale.open, or a read saying it is open): never the local countdown.
+  // Sold out stays pressable: an unpaid order's units come back when its time runs out.
+  const b = $('sale-buy');
+  b.disabled = sale.buying || !(sale.state === 'open' || sale.state === 'sold_out');
+  b.textContent = sale.state === 'sold_out' ? 'Sold out · try anyway' : sale.state === 'open' ? 'Buy now' : 'Buy';
+  tickSale();
+  if (!S.saleTimer && sale.state !== 'closed') S.saleTimer = setInterval(tickSale, 250);
+}
+
+/** The countdown, on the server's clock (the connect reply's `server_time`, refined by `sale.countdown`). */
+function tickSale() {
+  const sale = S.sale;
+  const c = $('sale-countdown');
+  if (!sale || typeof sale.starts_at !== 'number' || sale.state === 'closed') {
+    c.textContent = '';
+    c.dataset.leftMs = '';
+    if (sale && sale.state === 'closed') { clearInterval(S.saleTimer); S.saleTimer = null; }
+    return;
+  }
+  const now = S.client ? S.client.serverNow() : Date.now();
+  const opening = sale.state === 'scheduled' || sale.state === '';
+  const left = Math.max(0, (opening ? sale.starts_at : sale.ends_at) - now);
+  c.dataset.leftMs = String(Math.round(left));
+  const s = Math.ceil(left / 1000);
+  const clock = `${Math.floor(s / 60)}:${String(s % 60).padStart(2, '0')}`;
+  c.textContent = opening ? (left > 0 ? `opens in ${clock}` : 'opening…') : `ends in ${clock}`;
+}
+
+/** One `sale.buy`; the answer is the order (pay it in My orders) or why not. */
+async function buySale() {
+  const sale = S.sale;
+  if (!sale || !needClient('sale-result')) return;
+  sale.buying = true;
+  renderSale();
+  try {
+    const order = await S.client.command('sale.buy', { sale: sale.id, quantity: 1 });
+    upsertOrder(order, false);
+    const until = typeof order.expires_at === 'number' ? ` before ${new Date(order.expires_at).toLocaleTimeString()}` : '';
+    sayOutcome('ordered', `You got one: order ${order.id} at ${money(order.amount, order.currency)}. Pay it in My orders${until}, or it goes back to the sale.`, 'ok');
+  } catch (err) {
+    const [outcome, text] = saleRefusal(err);
+    sayOutcome(outcome, text, 'error');
+  } finally {
+    sale.buying = false;
+    renderSale();
+  }
+}
+
+/** A refused `sale.buy` (contract 4.8): what it means for the buyer. */
+function saleRefusal(err) {
+  const message = err.message || '';
+  switch (err.code) {
+    case 'conflict':
+      return /sold out/i.test(message) ? ['sold_out', 'Sold out: every unit is taken. Unpaid ones come back when their time runs out.']
+        : ['short', `Not enough left: ${message}.`];
+    case 'bad_request':
+      if (typeof err.retry_after_ms === 'number') return ['too_early', `Too early: the sale opens in ${Math.ceil(err.retry_after_ms / 1000)} s.`];
+      return ['error', `${err.code}: ${message}`];
+    case 'forbidden': return ['over_limit', `Over the limit: ${message}.`];
+    case 'gone': return ['ended', 'The sale has ended.'];
+    case 'not_found': return ['unknown', `No such sale: ${message}.`];
+    default: return ['error', `${err.code}: ${message}`];
+  }
+}
+
+function sayOutcome(outcome, text, kind) {
+  say('sale-result', text, kind);
+  $('sale-result').dataset.outcome = outcome;
+}
+
+/** `POST /dev/sales`: a demo sale 30 s ahead, then shown here. */
+async function scheduleSale() {
+  if (!needClient('sale-result')) return;
+  try {
+    const sale = await api('POST', '/dev/sales', {}, false);
+    say('sale-result', `Sale ${sale.id} scheduled: ${sale.quantity} × ${sale.title} at ${money(sale.price, sale.currency)}.`, 'ok');
+    await watchSale(sale.id);
+  } catch (err) { sayError('sale-result', err); }
+}
+
 // ---------- level and points ----------
 
 async function loadMember() {
@@ -763,6 +956,7 @@ function logEvent(p) {
 function onPush(p) {
   logEvent(p);
   const d = p.data || {};
+  if (p.push.startsWith('sale.')) return onSalePush(p);
   switch (p.push) {
     case 'order.status': {
       const o = upsertOrder({ id: d.order, product: d.product, kind: d.kind, status: d.status, amount: d.amount, currency: d.currency }, true);
@@ -864,6 +1058,10 @@ onEnter('chat-input', sendChat);
 onClick('watch', watch);
 onClick('price-set', setPrice);
 onClick('watch-restock', watchRestock);
+onClick('sale-watch', () => watchSale($('sale-id').value));
+onEnter('sale-id', () => watchSale($('sale-id').value));
+onClick('sale-schedule', scheduleSale);
+onClick('sale-buy', buySale);
 $('buy-product').addEventListener('change', loadAlsoBought);
 $('alerts').addEventListener('click', (e) => {
   const b = e.target.closest('button[data-buy-held]');
@@ -892,6 +1090,7 @@ window.demo = {
       points: S.member ? S.member.points : null,
       alsoBought: [...$('also-bought').children].map((li) => li.dataset.product),
       holds: [...$('alerts').querySelectorAll('.alert[data-hold-until]')].map((a) => ({ product: a.dataset.product, state: a.dataset.holdState })),
+      sale: S.sale ? { id: S.sale.id, state: S.sale.state, remaining: S.sale.remaining, canBuy: !$('sale-buy').disabled } : null,
       reminders: [...$('reminders').querySelectorAll('.reminder')].map((r) => ({ type: r.dataset.type, product: r.dataset.product })),
       events: S.events,
       positions: S.client ? Object.fromEntries(S.client.positions) : {},

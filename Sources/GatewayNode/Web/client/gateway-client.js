@@ -79,6 +79,7 @@ export class GatewayClient extends EventTarget {
     this.timers = {};               // reconnect, ping, stable, unauthorized
     this.lastReceived = 0;
     this.pingSeconds = 25;
+    this.clock = null;              // {lo, hi}: bounds on server clock minus ours, from server_time stamps
   }
 
   // ---- public API ----
@@ -144,6 +145,29 @@ export class GatewayClient extends EventTarget {
   /** Last position seen on a channel: {offset, epoch}, or undefined. */
   position(channel) { return this.positions.get(channel); }
 
+  /**
+   * The server's clock now (ms), for countdowns: the local clock may be off by minutes. Set from
+   * the connect reply's `server_time` (the midpoint of what its round trip allows); before any
+   * connect reply, the local clock.
+   */
+  serverNow() {
+    const c = this.clock;
+    return Date.now() + (c ? (c.lo + c.hi) / 2 : 0);
+  }
+
+  /**
+   * A `server_time` stamped by the server before `receivedAt` (a push such as `sale.countdown`):
+   * the server's clock was at least that when it arrived, which narrows the connect reply's
+   * bounds. A stamp outside them (the clocks moved) starts over from it.
+   */
+  refineClock(serverTime, receivedAt = Date.now()) {
+    if (typeof serverTime !== 'number') return;
+    const lo = serverTime - receivedAt;
+    const c = this.clock;
+    if (!c || lo > c.hi) this.clock = { lo, hi: Math.max(lo, c ? c.hi : lo) };
+    else if (lo > c.lo) c.lo = lo;
+  }
+
   // ---- connection ----
 
   async _open() {
@@ -187,7 +211,8 @@ export class GatewayClient extends EventTarget {
       this.pending.delete(id);
       this._drop(ws, 'no reply to connect');
     }, this.commandTimeout);
-    this.pending.set(id, { op: 'connect', timer, onOk: (ok) => this._connected(ws, ok), onError: (err) => this._refused(ws, err) });
+    const sentAt = Date.now();
+    this.pending.set(id, { op: 'connect', timer, onOk: (ok) => this._connected(ws, ok, sentAt), onError: (err) => this._refused(ws, err) });
     ws.send(JSON.stringify(cmd));
   }
 
@@ -216,8 +241,10 @@ export class GatewayClient extends EventTarget {
     this._drop(ws, 'connect refused: ' + err.message); // `unavailable` (Redis away) is temporary too
   }
 
-  _connected(ws, ok) {
+  _connected(ws, ok, sentAt) {
     if (ws !== this.ws) return;
+    // The reply was stamped between sending the connect and now (maybe by another node than before).
+    if (typeof ok.server_time === 'number') this.clock = { lo: ok.server_time - Date.now(), hi: ok.server_time - sentAt };
     this.user = ok.user;
     this.personalChannel = ok.channel;
     this.pingSeconds = ok.ping_s || 25;
