@@ -25,6 +25,13 @@ public final class DemoBotLease: @unchecked Sendable {
     func set(_ value: Bool) { lock.lock(); held = value; lock.unlock() }
 }
 
+/// The latest demo sale this node scheduled, for a page that looks for "the current sale"
+/// (`GET /dev/sales`). Per process: a page asks the node that serves it. Loop thread only.
+final class DemoSales: @unchecked Sendable {
+    static let shared = DemoSales()
+    var latest: String?
+}
+
 /// `serve --dev` only: endpoints the demo page needs to stand in for the shop backend and
 /// the payment provider (`/dev/...`), and the demo products. Every order and payment goes
 /// through the same order rules and store as `/api/v1`; a sandbox payment is a success
@@ -41,6 +48,10 @@ extension Node {
     /// Below this many keys in stock a demo product gets `demoKeyBatch` more.
     static let demoLowStock = 50
     static let demoKeyBatch = 300
+    /// What `POST /dev/sales` puts on sale unless told otherwise.
+    static let demoSaleProduct = "demo-game-key"
+    /// A demo sale: at most this many units (keys are topped up to cover them).
+    static let demoSaleMaxQuantity = 1000
 
     // MARK: Routes
 
@@ -58,6 +69,15 @@ extension Node {
             withJSONBody(request) { self.devPrice(request, $0) }
         case .me(let user):
             answerUser(request, user)
+        case .createSale:
+            // The body is optional: every field has a default.
+            if request.body.isEmpty { return devCreateSale(request, .object([])) }
+            withJSONBody(request) { self.devCreateSale(request, $0) }
+        case .latestSale:
+            guard let id = DemoSales.shared.latest else { return respond(request, 200, .object([("sale", .null)])) }
+            devSale(id) { self.respond(request, 200, .object([("sale", $0)])) } failed: { self.fail(request, $0) }
+        case .sale(let id):
+            devSale(id) { self.respond(request, 200, $0) } failed: { self.fail(request, $0) }
         }
     }
 
@@ -169,6 +189,89 @@ extension Node {
             return fail(request, .badRequest("\"price\" must be a whole number of minor units, 0 or more"))
         }
         updateProduct(request, .shop, product, .object([("price", .int(price))]))
+    }
+
+    // MARK: Demo sales
+
+    /// `POST /dev/sales {product?, quantity? [5], per_user? [1], starts_in_s? [30], duration_s? [600], price?}`:
+    /// a flash sale of a demo product (by default at half its price) with the shop's rights,
+    /// created as `POST /api/v1/sales` creates one; tops the product's keys up first if short.
+    private func devCreateSale(_ request: HTTPRequest, _ body: JSON) {
+        func int(_ name: String, _ fallback: Int64, _ range: ClosedRange<Int64>) -> Result<Int64, GatewayError> {
+            guard let value = body[name], !value.isNull else { return .success(fallback) }
+            guard case .int(let n) = value, range.contains(n) else {
+                return .failure(.badRequest("\"\(name)\" must be a whole number from \(range.lowerBound) to \(range.upperBound)"))
+            }
+            return .success(n)
+        }
+        var product = Self.demoSaleProduct
+        if let p = body["product"], !p.isNull {
+            guard let id = p.stringValue, Names.isValidID(id) else { return fail(request, .badRequest("\"product\" must be a valid product id")) }
+            product = id
+        }
+        let limits: [(String, Int64, ClosedRange<Int64>)] = [
+            ("quantity", 5, 1...Int64(Self.demoSaleMaxQuantity)), ("per_user", 1, 1...Int64(Self.demoSaleMaxQuantity)),
+            ("starts_in_s", 30, 0...86_400), ("duration_s", 600, 1...7 * 86_400),
+        ]
+        var values: [String: Int64] = [:]
+        for (name, fallback, range) in limits {
+            switch int(name, fallback, range) {
+            case .failure(let e): return fail(request, e)
+            case .success(let n): values[name] = n
+            }
+        }
+        let quantity = Int(values["quantity"]!)
+        self.product(product) { [weak self] viewed in
+            guard let self else { return }
+            let view: ProductView
+            switch viewed {
+            case .failure(let e): return self.fail(request, e)
+            case .success(nil): return self.fail(request, .notFound("no product \(product)"))
+            case .success(let v?): view = v
+            }
+            let startsAt = self.now + values["starts_in_s"]! * 1000
+            // The rest is checked as the sales API checks it (price, per_user against quantity).
+            let spec = JSON.object([
+                ("id", .string("demo-sale-" + Crypto.randomToken(6))), ("product", .string(product)),
+                ("price", body["price"].flatMap { $0.isNull ? nil : $0 } ?? .int(view.product.price / 2)),
+                ("quantity", .int(Int64(quantity))), ("per_user", .int(values["per_user"]!)),
+                ("starts_at", .int(startsAt)), ("ends_at", .int(startsAt + values["duration_s"]! * 1000)),
+            ])
+            let decoded: SaleSpec
+            switch SaleSpec.decode(spec, now: self.now) {
+            case .failure(let e): return self.fail(request, e)
+            case .success(let s): decoded = s
+            }
+            let create = {
+                self.createSale(decoded, merchant: nil) { result in
+                    switch result {
+                    case .failure(let e): self.fail(request, e)
+                    case .success(let (sale, created)):
+                        DemoSales.shared.latest = sale.spec.id
+                        self.respond(request, created ? 201 : 200, sale.json(at: self.now))
+                    }
+                }
+            }
+            let short = quantity - view.stock
+            guard short > 0, Self.demoProducts.contains(where: { $0.id == product }) else { return create() }
+            self.addDemoKeys(product, count: short + Self.demoLowStock) { ok in
+                guard ok else { return self.fail(request, GatewayError(.unavailable, "could not top up the keys of \(product)")) }
+                create()
+            }
+        }
+    }
+
+    /// A sale as its JSON now, `not_found` if there is none.
+    private func devSale(_ id: String, _ found: @escaping (JSON) -> Void, failed: @escaping (GatewayError) -> Void) {
+        guard Names.isValidID(id) else { return failed(.badRequest("not a valid sale id")) }
+        sale(id) { [weak self] result in
+            guard let self else { return }
+            switch result {
+            case .failure(let e): failed(e)
+            case .success(nil): failed(.notFound("no sale \(id)"))
+            case .success(let sale?): found(sale.json(at: self.now))
+            }
+        }
     }
 
     // MARK: Demo products

@@ -49,6 +49,9 @@ package enum DevRoute: Equatable {
     case orders(user: String), pay(user: String), price(user: String)
     /// `GET /dev/me`: `GET /api/v1/users/{id}` for the token's user (points and level).
     case me(user: String)
+    /// `POST /dev/sales` schedules a demo flash sale; `GET /dev/sales` answers the latest,
+    /// `GET /dev/sales/{id}` any sale (the page reads it without a shop key).
+    case createSale, latestSale, sale(String)
 }
 
 /// Who may call a route, checked on the headers before any of the body is read. Each case
@@ -179,6 +182,9 @@ enum HTTPRoutes {
         RouteRule(.POST, "/dev/pay", .devUser { .dev(.pay(user: $1)) }),
         RouteRule(.POST, "/dev/price", .devUser { .dev(.price(user: $1)) }),
         RouteRule(.GET, "/dev/me", .devUser { .dev(.me(user: $1)) }),
+        RouteRule(.POST, "/dev/sales", .dev { _ in .dev(.createSale) }),
+        RouteRule(.GET, "/dev/sales", .dev { _ in .dev(.latestSale) }),
+        RouteRule(.GET, "/dev/sales/{id}", .dev { .dev(.sale($0[0])) }),
     ]
 
     /// The first rule for `method` and `path` (dev-only rules only in dev mode), with the

@@ -99,6 +99,10 @@ final class HTTPRouteTableTests: XCTestCase {
         XCTAssertEqual(find(.GET, "/", dev: true)?.route, .home)
         // Token routes carry the token's user.
         XCTAssertEqual(find(.POST, "/dev/pay", dev: true)?.route, .dev(.pay(user: "u1")))
+        XCTAssertNil(find(.POST, "/dev/sales"), "/dev/sales without --dev")
+        XCTAssertEqual(find(.POST, "/dev/sales", dev: true)?.route, .dev(.createSale))
+        XCTAssertEqual(find(.GET, "/dev/sales", dev: true)?.route, .dev(.latestSale))
+        XCTAssertEqual(find(.GET, "/dev/sales/s-1", dev: true)?.route, .dev(.sale("s-1")))
     }
 
     func testPatternsAreUniquePerMethod() {

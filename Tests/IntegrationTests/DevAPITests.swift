@@ -262,4 +262,64 @@ final class DevAPITests: IntegrationCase {
         XCTAssertEqual(me.json?["points"]?.intValue, 0, "bob's order is not alice's")
         XCTAssertEqual(try call(node, "GET", "/dev/me", nil, token: try devToken(node, "bob")).json?["points"]?.intValue, 2900)
     }
+
+    /// Needs the sales backend (`createSale`): fails before issue 17's merge. `POST /dev/sales`
+    /// with no body schedules the demo sale 30 s ahead; `GET /dev/sales` finds it; a sale
+    /// larger than the product's stock tops its keys up first; bad input is a clear 400.
+    func testDevSalesSchedulesADemoSaleAndTopsUpKeys() throws {
+        let plain = try startNode("plain")
+        XCTAssertEqual(try call(plain, "POST", "/dev/sales").status, 404)
+
+        let node = try startNode("n1", dev: true)
+        _ = try waitForDemoProducts(node)
+        XCTAssertEqual(try call(node, "GET", "/dev/sales").json?["sale"], .null, "no sale yet")
+        let before = Int64(Date().timeIntervalSince1970 * 1000)
+        let r = try call(node, "POST", "/dev/sales")
+        let after = Int64(Date().timeIntervalSince1970 * 1000)
+        XCTAssertEqual(r.status, 201, r.text)
+        let sale = try XCTUnwrap(r.json, r.text)
+        let id = try XCTUnwrap(sale["id"]?.stringValue, r.text)
+        XCTAssertEqual(sale["product"]?.stringValue, "demo-game-key", r.text)
+        XCTAssertEqual(sale["price"]?.intValue, 1450, "half the product's 2900: \(r.text)")
+        XCTAssertEqual(sale["quantity"]?.intValue, 5, r.text)
+        XCTAssertEqual(sale["remaining"]?.intValue, 5, r.text)
+        XCTAssertEqual(sale["per_user"]?.intValue, 1, r.text)
+        XCTAssertEqual(sale["state"]?.stringValue, "scheduled", r.text)
+        let startsAt = try XCTUnwrap(sale["starts_at"]?.intValue, r.text)
+        XCTAssertTrue((before + 30_000 - 1000...after + 30_000 + 1000).contains(startsAt), "30 s ahead on the node's clock: \(r.text)")
+        XCTAssertEqual(sale["ends_at"]?.intValue, startsAt + 600_000, r.text)
+        XCTAssertEqual(try call(node, "GET", "/dev/sales").json?["sale"]?["id"]?.stringValue, id)
+        let read = try call(node, "GET", "/dev/sales/\(id)")
+        XCTAssertEqual(read.status, 200, read.text)
+        XCTAssertEqual(read.json?["remaining"]?.intValue, 5, read.text)
+        XCTAssertEqual(try call(node, "GET", "/dev/sales/no-such-sale").status, 404)
+
+        let stock = { (product: String) in
+            try self.call(node, "GET", "/dev/products").json?["products"]?.arrayValue?
+                .first { $0["id"]?.stringValue == product }?["stock"]?.intValue ?? -1
+        }
+        let had = try stock("demo-steam-50")
+        XCTAssertLessThan(had, 1000, "the demo stock is short of 1000")
+        let big = try call(node, "POST", "/dev/sales",
+                           #"{"product":"demo-steam-50","quantity":1000,"per_user":2,"price":100,"starts_in_s":5,"duration_s":60}"#)
+        XCTAssertEqual(big.status, 201, big.text)
+        XCTAssertEqual(big.json?["remaining"]?.intValue, 1000, big.text)
+        XCTAssertEqual(big.json?["price"]?.intValue, 100, big.text)
+        XCTAssertEqual(big.json?["per_user"]?.intValue, 2, big.text)
+        XCTAssertEqual(big.json?["ends_at"]?.intValue, (big.json?["starts_at"]?.intValue ?? 0) + 60_000, big.text)
+        XCTAssertGreaterThanOrEqual(try stock("demo-steam-50"), 50, "topped up to cover the sale and keep some")
+        XCTAssertEqual(try call(node, "GET", "/dev/sales").json?["sale"]?["id"], big.json?["id"], "the latest")
+
+        for (body, field) in [(#"{"quantity":0}"#, "quantity"), (#"{"quantity":1001}"#, "quantity"), (#"{"starts_in_s":-1}"#, "starts_in_s"),
+                              (#"{"duration_s":"long"}"#, "duration_s"), (#"{"price":-1}"#, "price"), (#"{"quantity":2,"per_user":3}"#, "per_user"),
+                              (#"{"product":"no such"}"#, "product")] {
+            let bad = try call(node, "POST", "/dev/sales", body)
+            XCTAssertEqual(bad.status, 400, "\(body): \(bad.text)")
+            XCTAssertEqual(errorCode(bad), "bad_request", bad.text)
+            XCTAssertTrue(bad.text.contains(field), "\(body) names \(field): \(bad.text)")
+        }
+        XCTAssertEqual(try call(node, "POST", "/dev/sales", "[1]").status, 400)
+        XCTAssertEqual(try call(node, "POST", "/dev/sales", #"{"product":"p-none"}"#).status, 404)
+        XCTAssertEqual(try call(node, "GET", "/dev/sales").json?["sale"]?["id"], big.json?["id"], "refusals change nothing")
+    }
 }
