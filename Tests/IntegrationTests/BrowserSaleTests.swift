@@ -34,7 +34,7 @@ extension BrowserTests {
         let first = try openDemo(node, as: "amy")
         let second = try openDemo(node, as: "ben")
 
-        let created = try node.http("POST", "/dev/sales", body: #"{"quantity":1,"per_user":1,"starts_in_s":6}"#, key: nil)
+        let created = try node.http("POST", "/dev/sales", body: #"{"quantity":1,"per_user":1,"starts_in_s":10}"#, key: nil)
         XCTAssertEqual(created.status, 201, created.text)
         let id = try XCTUnwrap(created.json?["id"]?.stringValue, created.text)
         XCTAssertEqual(created.json?["state"]?.stringValue, "scheduled", created.text)
@@ -45,7 +45,7 @@ extension BrowserTests {
             try page.click("#sale-watch")
             try waitSale(page, state: "scheduled", left: 1)
             XCTAssertEqual(try page.evaluate("document.querySelector('#sale-buy').disabled").boolValue, true, "closed until sale.open")
-            try page.waitFor("/^opens in 0:0\\d$/.test(document.querySelector('#sale-countdown').textContent)", "the countdown")
+            try page.waitFor("/^opens in 0:\\d\\d$/.test(document.querySelector('#sale-countdown').textContent)", "the countdown")
             try page.evaluate("""
                 (() => { const b = document.querySelector('#sale-buy');
                   window.openedBy = null;

@@ -673,8 +673,6 @@ async function loadHolds() {
 // ---------- flash sale ----------
 
 const SALE_STATUS = { scheduled: 'starts soon', open: 'on now', sold_out: 'sold out', closed: 'ended' };
-/** Later states a read cannot undo: a read may have left the server before the push that moved it. */
-const SALE_RANK = { '': -1, scheduled: 0, open: 1, sold_out: 1, closed: 2 };
 
 /** The sale to show after sign-in: `?sale=` or the dev node's latest demo sale, if it is still on. */
 async function findSale() {
@@ -694,7 +692,7 @@ async function watchSale(id) {
   if (!needClient('sale-result')) return;
   const client = S.client;
   if (S.sale && S.sale.id !== id) client.unsubscribe('sale:' + S.sale.id).catch(() => {});
-  if (!S.sale || S.sale.id !== id) S.sale = { id, state: '', remaining: null, buying: false };
+  if (!S.sale || S.sale.id !== id) S.sale = { id, state: '', remaining: null, buying: false, pushes: 0 };
   $('sale-id').value = id;
   sayOutcome('', '');
   renderSale();
@@ -709,18 +707,28 @@ async function watchSale(id) {
 
 /** The sale as it stands (also after a reload or a reconnect, when its pushes may be long past). */
 async function loadSale(id) {
+  const pushes = S.sale.pushes;
   try {
     const sale = await api('GET', '/dev/sales/' + encodeURIComponent(id), null, false);
-    if (S.sale && S.sale.id === id) applySale(sale);
+    if (S.sale && S.sale.id === id) applySale(sale, pushes);
   } catch (err) {
     if (S.sale && S.sale.id === id) sayError('sale-result', err);
   }
 }
 
-function applySale(sale) {
+/**
+ * A read of the sale. A push that came while it was out may be older than the read, but every
+ * later change pushes again (the last `sale.stock` always goes out): the pushes' counts and
+ * state win, while the read's may be older than the last push (e.g. `sale.sold_out`, never followed).
+ */
+function applySale(sale, pushesBefore) {
   const shown = S.sale;
-  const state = (SALE_RANK[sale.state] ?? 0) < (SALE_RANK[shown.state] ?? -1) ? shown.state : sale.state;
-  Object.assign(shown, sale, { state, buying: shown.buying });
+  const keep = {};
+  if (shown.pushes !== pushesBefore) {
+    if (shown.state) keep.state = shown.state;
+    if (typeof shown.remaining === 'number') keep.remaining = shown.remaining;
+  }
+  Object.assign(shown, sale, keep, { buying: shown.buying, pushes: shown.pushes });
   renderSale();
 }
 
@@ -730,6 +738,7 @@ function onSalePush(p) {
   const d = p.data || {};
   if (!sale || p.channel !== 'sale:' + sale.id) return;
   if (typeof d.remaining === 'number') sale.remaining = d.remaining;
+  if (p.push !== 'sale.countdown') sale.pushes++;
   switch (p.push) {
     case 'sale.countdown':
       if (S.client) S.client.refineClock(d.server_time);
@@ -741,7 +750,8 @@ function onSalePush(p) {
       if (sale.state !== 'closed') sale.state = d.remaining === 0 ? 'sold_out' : 'open';
       break;
     case 'sale.stock':
-      if (sale.state === 'open' || sale.state === 'sold_out') sale.state = d.remaining === 0 ? 'sold_out' : 'open';
+      // Only an open sale's stock moves (a page that missed sale.open learns it here).
+      if (sale.state !== 'closed') sale.state = d.remaining === 0 ? 'sold_out' : 'open';
       break;
     case 'sale.sold_out':
       if (sale.state !== 'closed') sale.state = 'sold_out';
