@@ -74,10 +74,10 @@ extension Node {
             if request.body.isEmpty { return devCreateSale(request, .object([])) }
             withJSONBody(request) { self.devCreateSale(request, $0) }
         case .latestSale:
-            guard let id = DemoSales.shared.latest else { return respond(request, 200, .object([("sale", .null)])) }
-            devSale(id) { self.respond(request, 200, .object([("sale", $0)])) } failed: { self.fail(request, $0) }
+            guard let id = DemoSales.shared.latest else { return fail(request, .notFound("no demo sale scheduled on this node")) }
+            answerSale(request, id)
         case .sale(let id):
-            devSale(id) { self.respond(request, 200, $0) } failed: { self.fail(request, $0) }
+            answerSale(request, id)
         }
     }
 
@@ -257,19 +257,6 @@ extension Node {
             self.addDemoKeys(product, count: short + Self.demoLowStock) { ok in
                 guard ok else { return self.fail(request, GatewayError(.unavailable, "could not top up the keys of \(product)")) }
                 create()
-            }
-        }
-    }
-
-    /// A sale as its JSON now, `not_found` if there is none.
-    private func devSale(_ id: String, _ found: @escaping (JSON) -> Void, failed: @escaping (GatewayError) -> Void) {
-        guard Names.isValidID(id) else { return failed(.badRequest("not a valid sale id")) }
-        sale(id) { [weak self] result in
-            guard let self else { return }
-            switch result {
-            case .failure(let e): failed(e)
-            case .success(nil): failed(.notFound("no sale \(id)"))
-            case .success(let sale?): found(sale.json(at: self.now))
             }
         }
     }

@@ -37,4 +37,10 @@ extension Node {
     package func answerUser(_ request: HTTPRequest, _ user: String) {
         commerceRequest(request, .getUser(user), .shop)
     }
+
+    /// Answers `request` as `GET /api/v1/sales/{id}` with the shop's rights: the demo page
+    /// reads a sale (fresh counts) without a shop key.
+    package func answerSale(_ request: HTTPRequest, _ id: String) {
+        saleRequest(request, .get(id), .shop)
+    }
 }

@@ -680,8 +680,8 @@ async function findSale() {
   const asked = new URLSearchParams(location.search).get('sale');
   if (asked) return watchSale(asked);
   try {
-    const { sale } = await api('GET', '/dev/sales', null, false);
-    if (sale && sale.state !== 'closed' && !S.sale) watchSale(sale.id);
+    const sale = await api('GET', '/dev/sales', null, false);
+    if (sale.state !== 'closed' && !S.sale) watchSale(sale.id);
   } catch (err) { /* no demo sale: the card waits for one */ }
 }
 
