@@ -440,6 +440,8 @@ public final class Node: ServerDelegate {
                 ("client", .string(clientID(id))),
                 ("user", .string(claims.sub)), ("role", .string(claims.role.rawValue)),
                 ("node", .string(options.nodeName)), ("ping_s", .int(Int64(options.pingSeconds))),
+                // The node's clock, so clients count down to a sale on the server's time (contract 4.8).
+                ("server_time", .int(now)),
             ]
             count(op: "connect", "ok")
         }

@@ -47,6 +47,10 @@ public struct NodeOptions: Sendable {
     public var watchTTLSeconds: Int
     /// `restock.hold_s`: how long a restock hold lasts (0: none).
     public var restockHoldSeconds: Int
+    /// `sales.pay_s` in ms: how long a sale order waits for payment.
+    public var salePayMs: Int64 = Int64(Settings.defaultSales.paySeconds) * 1_000
+    /// `sales.buys_in_flight`: sale.buy scripts in flight per sale on this node.
+    public var saleBuysInFlight: Int = Settings.defaultSales.buysInFlight
     public var presenceTTLSeconds: Int
     /// `serve --dev`: the /dev endpoints, demo products and `GET /` to the demo page.
     public var dev: Bool
@@ -140,6 +144,8 @@ extension NodeOptions {
         alertCooldownSeconds = settings.alerts.cooldownSeconds
         watchTTLSeconds = settings.alerts.watchTTLSeconds
         restockHoldSeconds = settings.restock.holdSeconds
+        salePayMs = Int64(settings.sales.paySeconds) * 1_000
+        saleBuysInFlight = settings.sales.buysInFlight
         presenceTTLSeconds = settings.groups.presenceTTLSeconds
         maxTextBytes = settings.groups.maxTextBytes
         maxInflight = settings.limits.maxInflight
