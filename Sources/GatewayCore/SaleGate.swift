@@ -114,6 +114,4 @@ public struct SaleGate<Ticket> {
     }
 }
 
-extension SaleGate: Sendable where Ticket: Sendable {}
-extension SaleGate.Action: Sendable where Ticket: Sendable {}
 extension SaleGate.Action: Equatable where Ticket: Equatable {}

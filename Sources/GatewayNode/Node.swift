@@ -117,6 +117,11 @@ public final class Node: ServerDelegate {
     /// `serve --dev`: the /dev routes and demo products (GatewayDev).
     package var devEndpoints: DevEndpoints?
     var sweeping = false
+    /// Flash sales (Sales.swift): the sales' terms, the per-sale door of `sale.buy`, and the
+    /// local timers of pushes due soon, by `<product>/<sale>`.
+    let saleDirectory = SaleDirectory()
+    var saleGate: SaleGate<SaleBuyTicket>
+    var saleTimers: [String: (due: Int64, timer: LoopTimer)] = [:]
     /// Local connections per user in each group: and product: channel, for presence.
     var presence: [Channel: [String: Int]] = [:]
     /// Price drops' alert jobs this node is walking, by job id.
@@ -155,6 +160,7 @@ public final class Node: ServerDelegate {
         providers = try ProviderAdapters(options.providerSettings)
         self.options = options
         fanout = FanoutScheduler(budget: options.fanoutPerTurn)
+        saleGate = SaleGate(inFlight: options.saleBuysInFlight, maxQueued: Self.saleQueueLimit)
         var listen = ListenOptions(host: options.host, port: options.port, maxFrame: options.maxFrame,
                                    maxBody: options.maxBody, pingSeconds: options.pingSeconds)
         listen.httpTimeoutSeconds = options.httpTimeoutSeconds
@@ -316,6 +322,7 @@ public final class Node: ServerDelegate {
                 log("dropping a malformed announcement on \(channel)", level: .warning, .channel(channel.description))
                 return
             }
+            if channel.kind == .sale { saleAnnounced(channel.id, publication) }
             execute(hub.message(channel, publication))
         case "ssubscribe":
             execute(hub.redisSubscribed(channel))
@@ -445,7 +452,7 @@ public final class Node: ServerDelegate {
             ]
             count(op: "connect", "ok")
         }
-        if channel.kind != .user, let user = client.claims?.sub {
+        if channel.kind == .group || channel.kind == .product, let user = client.claims?.sub {
             client.present.append(channel)
             presenceJoined(channel, user: user)
         }

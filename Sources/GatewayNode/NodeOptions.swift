@@ -47,8 +47,6 @@ public struct NodeOptions: Sendable {
     public var watchTTLSeconds: Int
     /// `restock.hold_s`: how long a restock hold lasts (0: none).
     public var restockHoldSeconds: Int
-    /// `sales.pay_s` in ms: how long a sale order waits for payment.
-    public var salePayMs: Int64 = Int64(Settings.defaultSales.paySeconds) * 1_000
     /// `sales.buys_in_flight`: sale.buy scripts in flight per sale on this node.
     public var saleBuysInFlight: Int = Settings.defaultSales.buysInFlight
     public var presenceTTLSeconds: Int
@@ -132,7 +130,8 @@ extension NodeOptions {
         keysSecret = settings.keys.secretBytes ?? []
         commerce = CommerceTimes(orderTTL: Int64(settings.orders.ttlSeconds) * 1000, giftTTL: Int64(settings.gifts.ttlSeconds) * 1000,
                                  friendpayTTL: Int64(settings.friendpay.ttlSeconds) * 1000,
-                                 paymentGrace: Int64(settings.payments.graceSeconds) * 1000)
+                                 paymentGrace: Int64(settings.payments.graceSeconds) * 1000,
+                                 saleTTL: Int64(settings.sales.paySeconds) * 1000)
         risk = RiskLimits(maxPendingOrders: settings.risk.maxPendingOrders, maxRequestsPerHour: settings.risk.maxRequestsPerHour)
         memberLevels = settings.members.levels
         remindersBeforeMs = settings.reminders.beforeSeconds.map { Int64($0) * 1000 }
@@ -144,7 +143,6 @@ extension NodeOptions {
         alertCooldownSeconds = settings.alerts.cooldownSeconds
         watchTTLSeconds = settings.alerts.watchTTLSeconds
         restockHoldSeconds = settings.restock.holdSeconds
-        salePayMs = Int64(settings.sales.paySeconds) * 1_000
         saleBuysInFlight = settings.sales.buysInFlight
         presenceTTLSeconds = settings.groups.presenceTTLSeconds
         maxTextBytes = settings.groups.maxTextBytes

@@ -215,7 +215,9 @@ public enum CommandDecoder {
                 return .success(.channel(.history(try f.channel(), since: try f.since(), limit: Int(limit))))
             case "presence":
                 let channel = try f.channel()
-                guard channel.kind != .user else { throw GatewayError.badRequest("presence is for group: and product: channels") }
+                guard channel.kind == .group || channel.kind == .product else {
+                    throw GatewayError.badRequest("presence is for group: and product: channels")
+                }
                 return .success(.community(.presence(channel)))
             case "watch":
                 let below = try f.optionalInt("below", in: Ranges.below)
@@ -326,7 +328,7 @@ struct Fields {
     func channel() throws -> Channel {
         let name = try string("channel")
         guard let channel = Channel(name) else {
-            throw GatewayError.badRequest("\"channel\" must be user:<id>, group:<id> or product:<id>")
+            throw GatewayError.badRequest("\"channel\" must be user:<id>, group:<id>, product:<id> or sale:<id>")
         }
         return channel
     }
