@@ -194,6 +194,9 @@ extension Node {
                 case .success(let exists): done(exists ? nil : .notFound("no product \(channel.id)"))
                 }
             }
+        case .sale:
+            // Placeholder: NODE's subscribe rule (any connected user; not_found for no sale).
+            done(nil)
         }
     }
 
