@@ -198,7 +198,7 @@ public final class Node: ServerDelegate {
                 switch kind {
                 case .user: sizes.0
                 case .group: sizes.1
-                case .product: sizes.2
+                case .product, .sale: sizes.2
                 }
             }, durability: options.durability, durabilityTimeoutMs: options.durabilityTimeoutMs, newEpoch: { Crypto.randomToken(4) })
         commerceStore.relay = outboxRelay
