@@ -89,6 +89,17 @@ package final class OrderStore {
         }
     }
 
+    /// The flash sales' store: the order store's own, nil with one that has none (the memory twin).
+    var sales: (any SaleStore)? { store as? any SaleStore }
+
+    /// A `sale.buy`: `decision` (`OrderRules.createSaleOrder`) applied with the sale's checks
+    /// in one step, as `run` applies one (durable before answering, pushes handed on, told to
+    /// `afterApply`), but with no load before it and no retry: a refusal is the answer.
+    package func buySale(_ decision: Decision, sale: Sale, buyer: String, quantity: Int,
+                         done: @escaping (Result<SaleBuyOutcome, GatewayError>) -> Void) {
+        fatalError("not yet")
+    }
+
     /// A snapshot load on its way (`sendLoad`), taken by one `run`, whichever comes first.
     package final class SentLoad {
         private var result: Result<CommerceSnapshot, GatewayError>?
