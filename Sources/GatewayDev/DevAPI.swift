@@ -220,43 +220,50 @@ extension Node {
             case .success(let n): values[name] = n
             }
         }
-        let quantity = Int(values["quantity"]!)
         self.product(product) { [weak self] viewed in
             guard let self else { return }
-            let view: ProductView
             switch viewed {
-            case .failure(let e): return self.fail(request, e)
-            case .success(nil): return self.fail(request, .notFound("no product \(product)"))
-            case .success(let v?): view = v
+            case .failure(let e): self.fail(request, e)
+            case .success(nil): self.fail(request, .notFound("no product \(product)"))
+            case .success(let view?): self.devCreateSale(request, body, view, values)
             }
-            let startsAt = self.now + values["starts_in_s"]! * 1000
-            // The rest is checked as the sales API checks it (price, per_user against quantity).
-            let spec = JSON.object([
-                ("id", .string("demo-sale-" + Crypto.randomToken(6))), ("product", .string(product)),
-                ("price", body["price"].flatMap { $0.isNull ? nil : $0 } ?? .int(view.product.price / 2)),
-                ("quantity", .int(Int64(quantity))), ("per_user", .int(values["per_user"]!)),
-                ("starts_at", .int(startsAt)), ("ends_at", .int(startsAt + values["duration_s"]! * 1000)),
-            ])
-            let decoded: SaleSpec
-            switch SaleSpec.decode(spec, now: self.now) {
-            case .failure(let e): return self.fail(request, e)
-            case .success(let s): decoded = s
-            }
-            let create = {
-                self.createSale(decoded, merchant: nil) { result in
-                    switch result {
-                    case .failure(let e): self.fail(request, e)
-                    case .success(let (sale, created)):
-                        DemoSales.shared.latest = sale.spec.id
-                        self.respond(request, created ? 201 : 200, sale.json(at: self.now))
-                    }
-                }
-            }
-            let short = quantity - view.stock
-            guard short > 0, Self.demoProducts.contains(where: { $0.id == product }) else { return create() }
-            self.addDemoKeys(product, count: short + Self.demoLowStock) { ok in
-                guard ok else { return self.fail(request, GatewayError(.unavailable, "could not top up the keys of \(product)")) }
-                create()
+        }
+    }
+
+    private func devCreateSale(_ request: HTTPRequest, _ body: JSON, _ view: ProductView, _ values: [String: Int64]) {
+        let product = view.product.id
+        let quantity = values["quantity"] ?? 1
+        let startsAt = now + (values["starts_in_s"] ?? 0) * 1000
+        var price = JSON.int(view.product.price / 2)
+        if let p = body["price"], !p.isNull { price = p }
+        // The rest is checked as the sales API checks it (price, per_user against quantity).
+        let fields = JSON.object([
+            ("id", .string("demo-sale-" + Crypto.randomToken(6))), ("product", .string(product)), ("price", price),
+            ("quantity", .int(quantity)), ("per_user", .int(values["per_user"] ?? 1)),
+            ("starts_at", .int(startsAt)), ("ends_at", .int(startsAt + (values["duration_s"] ?? 0) * 1000)),
+        ])
+        let spec: SaleSpec
+        switch SaleSpec.decode(fields, now: now) {
+        case .failure(let e): return fail(request, e)
+        case .success(let s): spec = s
+        }
+        let short = spec.quantity - Int(view.stock)
+        guard short > 0, Self.demoProducts.contains(where: { $0.id == product }) else { return devPlaceSale(request, spec) }
+        addDemoKeys(product, count: short + Self.demoLowStock) { [weak self] ok in
+            guard let self else { return }
+            guard ok else { return self.fail(request, GatewayError(.unavailable, "could not top up the keys of \(product)")) }
+            self.devPlaceSale(request, spec)
+        }
+    }
+
+    private func devPlaceSale(_ request: HTTPRequest, _ spec: SaleSpec) {
+        createSale(spec, merchant: nil) { [weak self] result in
+            guard let self else { return }
+            switch result {
+            case .failure(let e): self.fail(request, e)
+            case .success(let (sale, created)):
+                DemoSales.shared.latest = sale.id
+                self.respond(request, created ? 201 : 200, sale.json(at: self.now))
             }
         }
     }
