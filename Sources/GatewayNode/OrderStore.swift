@@ -97,7 +97,18 @@ package final class OrderStore {
     /// `afterApply`), but with no load before it and no retry: a refusal is the answer.
     package func buySale(_ decision: Decision, sale: Sale, buyer: String, quantity: Int,
                          done: @escaping (Result<SaleBuyOutcome, GatewayError>) -> Void) {
-        fatalError("not yet")
+        guard let sales else { return done(.failure(GatewayError(.unavailable, "flash sales need Redis"))) }
+        let product = sale.product
+        sales.buySale(decision, sale: sale, buyer: buyer, quantity: quantity, product: product) { [weak self] result in
+            guard let self, case .success(.bought) = result else { return done(result) }
+            // As `run`: pushes only once the order is durable.
+            self.store.confirmDurable(product: product, repeated: false) { error in
+                if let error { return done(.failure(error)) }
+                self.store.deliverPushes(of: decision, product: product)
+                self.afterApply?(decision)
+                done(result)
+            }
+        }
     }
 
     /// A snapshot load on its way (`sendLoad`), taken by one `run`, whichever comes first.

@@ -15,7 +15,8 @@ final class NodeOptionsTests: XCTestCase {
         settings.groups.rate = 7
         settings.orders.ttlSeconds = 60
         settings.limits.connsPerIP = 3
-        settings.sales = .init(paySeconds: 2, buysInFlight: 9)
+        settings.sales.paySeconds = 2
+        settings.sales.buysInFlight = 9
         let o = options(settings)
         XCTAssertEqual(o.commerce.saleTTL, 2_000)
         XCTAssertEqual(o.saleBuysInFlight, 9)

@@ -184,7 +184,13 @@ final class FlashSaleTests: IntegrationCase {
             for type in ["sale.open", "sale.sold_out", "sale.closed"] {
                 XCTAssertEqual(types.filter { $0 == type }.count, 1, "\(name): \(type) once in \(types)")
             }
-            XCTAssertEqual(types.filter { $0 == "sale.countdown" }.count, 1, "\(name): the 1 s countdown once in \(types)")
+            // Created 2.5 s ahead, the 10 s countdown is due at once (a subscriber may see it
+            // or not); the 1 s one goes out once, in time.
+            let countdowns = pushes.filter { $0["push"]?.stringValue == "sale.countdown" }
+            let last = countdowns.filter { ($0["data"]?["server_time"]?.intValue ?? 0) >= start - 1_000 }
+            XCTAssertEqual(last.count, 1, "\(name): the 1 s countdown once in \(types)")
+            XCTAssertLessThanOrEqual(countdowns.count, 2, "\(name): \(types)")
+            XCTAssertLessThan(last.first?["data"]?["server_time"]?.intValue ?? .max, start, "before the start")
             XCTAssertGreaterThanOrEqual(types.filter { $0 == "sale.stock" }.count, 1, "\(name): \(types)")
             let order = ["sale.countdown", "sale.open", "sale.stock", "sale.sold_out", "sale.closed"]
             let firsts = order.compactMap { t in types.firstIndex(of: t) }
@@ -193,9 +199,7 @@ final class FlashSaleTests: IntegrationCase {
                 XCTAssertEqual(p["channel"]?.stringValue, "sale:s1")
                 XCTAssertEqual(p["data"]?["sale"]?.stringValue, "s1", p.serialized())
             }
-            let countdown = try XCTUnwrap(pushes.first { $0["push"]?.stringValue == "sale.countdown" })
-            XCTAssertEqual(countdown["data"]?["starts_at"]?.intValue, start)
-            XCTAssertGreaterThanOrEqual(countdown["data"]?["server_time"]?.intValue ?? 0, start - 1_000)
+            XCTAssertTrue(countdowns.allSatisfy { $0["data"]?["starts_at"]?.intValue == start })
             let open = try XCTUnwrap(pushes.first { $0["push"]?.stringValue == "sale.open" })
             XCTAssertGreaterThanOrEqual(open["ts"]?.intValue ?? 0, start, "open not before starts_at")
             XCTAssertEqual(open["data"]?["remaining"]?.intValue, 2)
@@ -398,7 +402,6 @@ final class FlashSaleTests: IntegrationCase {
         XCTAssertNotNil(try watch.command("subscribe", [("channel", .string("sale:s1"))])["ok"])
         let closed = try b.http("POST", "/api/v1/sales/s1/close")
         XCTAssertEqual(closed.json?["state"]?.stringValue, "closed", closed.text)
-        XCTAssertEqual(closed.json?["remaining"]?.intValue, 0, closed.text)
         XCTAssertEqual(closed.json?["sold"]?.intValue, 1)
         XCTAssertEqual(try stock(a), 4, "three unsold units back, the sold one stays with its order")
         let push = try XCTUnwrap(push(watch, "sale.closed"))
