@@ -74,6 +74,8 @@ extension BrowserTests {
         XCTAssertTrue(try second.text("#sale-result")?.contains("Sold out") == true)
         XCTAssertEqual(try second.evaluate("document.querySelectorAll('#orders [data-order-id]').length").intValue, 0)
         for page in [first, second] { try waitSale(page, state: "sold_out", left: 0) }
+        try second.evaluate("document.querySelector('#sale-card').scrollIntoView()")
+        try second.screenshot(to: Self.artifacts.appendingPathComponent("demo-sale-ben.png"))
 
         let later = try openDemo(node, as: "amy", page: "amy-later")
         try waitSale(later, state: "sold_out", left: 0)
