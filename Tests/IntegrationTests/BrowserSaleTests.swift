@@ -82,6 +82,31 @@ extension BrowserTests {
         XCTAssertEqual(try later.evaluate("document.querySelector('#sale-id').value").stringValue, id, "the latest demo sale found")
     }
 
+    /// Needs the sales backend: fails before issue 17's merge. A second press past `per_user`
+    /// is told the limit; the shop's close ends the sale on the page (button shut, no countdown).
+    func testSalePageSaysOverTheLimitAndEndsWhenTheShopCloses() throws {
+        let node = try startNode("n1", dev: true)
+        try waitDemoProducts(node)
+        let created = try node.http("POST", "/dev/sales", body: #"{"quantity":2,"per_user":1,"starts_in_s":0}"#, key: nil)
+        XCTAssertEqual(created.status, 201, created.text)
+        let id = try XCTUnwrap(created.json?["id"]?.stringValue, created.text)
+        let page = try openDemo(node, as: "cai")
+        try page.waitFor("document.querySelector('#sale-id').value === \(BrowserPage.literal(id))", "the latest demo sale found")
+        try waitSale(page, state: "open", left: 2)
+
+        XCTAssertEqual(try pressBuy(page), "ordered", (try? page.text("#sale-result")) ?? "")
+        try waitSale(page, state: "open", left: 1)
+        XCTAssertEqual(try pressBuy(page), "over_limit", (try? page.text("#sale-result")) ?? "")
+        XCTAssertTrue(try page.text("#sale-result")?.contains("at most 1 per buyer") == true)
+
+        let closed = try node.http("POST", "/api/v1/sales/\(id)/close")
+        XCTAssertEqual(closed.status, 200, closed.text)
+        try waitSale(page, state: "closed", left: 1)
+        XCTAssertEqual(try page.evaluate("document.querySelector('#sale-buy').disabled").boolValue, true)
+        XCTAssertEqual(try page.text("#sale-status"), "closed by the shop")
+        XCTAssertEqual(try page.text("#sale-countdown"), "")
+    }
+
     /// The client's server clock: the connect reply's `server_time` bounds the offset by its
     /// round trip, a later stamp narrows it, and one outside the bounds starts over.
     func testClientTakesTheServersClockFromTheConnectReply() throws {
