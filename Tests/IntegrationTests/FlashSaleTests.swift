@@ -347,6 +347,24 @@ final class FlashSaleTests: IntegrationCase {
         print("flash sale rush: \(outcomes) (sold_out_here: answered by the nodes without a script)")
     }
 
+    /// A sale id used again once the first sale's records are gone (they expire 7 days after
+    /// its end; deleted here): a node still caching the first one is refused `stale` by the
+    /// script, looks the id up again and buys from the new sale.
+    func testABuyOnAReusedSaleIDLooksTheSaleUpAgain() throws {
+        let (a, b) = try shop(keys: 4)
+        try createSale(a, saleBody(quantity: 1, startsAt: nowMs - 1_000, endsAt: nowMs + 600_000))
+        let (u1, _) = try open(a, "u1"), (u2, _) = try open(a, "u2")
+        XCTAssertNotNil(try buy(u1, "s1")["ok"], "the node now caches s1")
+        for key in ["gw:{sale:s1}:product", "gw:{product:p1}:sale:s1", "gw:{product:p1}:sale:s1:units", "gw:{product:p1}:sale:s1:buyers"] {
+            _ = try redisCall(key, ["DEL", key])
+        }
+        // Made through the other node: `a` still caches the first s1.
+        try createSale(b, saleBody(price: 7, quantity: 2, startsAt: nowMs - 1_000, endsAt: nowMs + 600_000))
+        let again = try buy(u2, "s1")
+        XCTAssertEqual(again["ok"]?["amount"]?.intValue, 7, "bought from the new sale: \(again.serialized())")
+        XCTAssertEqual(try sale(a, "s1")["remaining"]?.intValue, 1)
+    }
+
     // MARK: After the buy
 
     func testAnUnpaidSaleOrderGivesItsUnitBackToTheNextBuyer() throws {
