@@ -309,6 +309,15 @@ final class SaleScriptTests: XCTestCase {
                        "the store brought the timer forward")
         f.relay.relay(CommerceKeys.outbox("p1"))  // what OrderStore.buySale does once durable
         XCTAssertEqual(types(f), ["sale.open", "sale.sold_out"], "relayed to the sale's channel")
+        _ = try closeSale(c)
+        XCTAssertEqual(types(f), ["sale.open", "sale.sold_out", "sale.stock", "sale.closed"])
+        XCTAssertEqual(f.redis.call(["ZSCORE", CommerceKeys.timers, "sale:p1/s1"]).text, nil, "the store removed the timer")
+        // The cluster rule (SlotRuleTests): each sale script gets its keys in one slot (orders: their tag T).
+        let calls = f.link.scriptKeys.filter { $0.name.hasPrefix("sale_") }
+        XCTAssertEqual(Set(calls.map(\.name)), ["sale_create", "sale_tick", "sale_buy", "sale_close"])
+        for call in calls {
+            XCTAssertEqual(Set(call.keys.map { HashSlot.of($0) }).count, 1, "\(call.name): \(call.keys)")
+        }
     }
 }
 
