@@ -229,7 +229,7 @@ final class SaleScriptTests: XCTestCase {
 
     func testCountdownsPushOnlyTheLatestDueThenOpenOnce() throws {
         let (f, c) = try stores()
-        let s = spec(f, quantity: 2, opensIn: 5_000)
+        let s = spec(f, quantity: 2, opensIn: 9_500)
         _ = try create(c, s).get()
         let t = try tick(c)
         XCTAssertEqual(types(f), ["sale.countdown"], "60 s and 10 s are both past: one push")
