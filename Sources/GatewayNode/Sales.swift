@@ -117,7 +117,8 @@ extension Node {
         for action in actions {
             switch action {
             case .start(let ticket): startBuy(ticket)
-            case .soldOut(let ticket): ticket.finish(.failure(SaleRefusal.soldOut.error(sale: ticket.sale)), self)
+            case .soldOut(let ticket):
+                ticket.finish(.failure(SaleRefusal.soldOut.error(sale: ticket.sale)), self, outcome: "sold_out_here")
             case .busy(let ticket):
                 ticket.finish(.failure(GatewayError(.unavailable, "too many buys of sale \(ticket.sale) waiting on this node",
                                                     temporary: true, retryAfterMs: 250)), self)
@@ -261,7 +262,8 @@ final class SaleBuyTicket {
 }
 
 extension SaleRefusal {
-    /// The `outcome` label of `gateway_sale_buys_total`.
+    /// The `outcome` label of `gateway_sale_buys_total` (`sold_out_here`: the node's door
+    /// answered, no script ran).
     var outcome: String {
         switch self {
         case .unknown, .stale: "unknown"

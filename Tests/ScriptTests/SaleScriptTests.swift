@@ -136,9 +136,11 @@ final class SaleScriptTests: XCTestCase {
     func testABuyTakesUnitsIntoTheOrderAndSoldOutGoesOutOnce() throws {
         let (f, c) = try stores(keys: 5)
         let sale = try create(c, spec(f, quantity: 2, perUser: 2)).get().0
+        let sentBefore = f.link.sent.count
         let (first, order) = try buy(c, sale, "u1")
         guard case .bought(let due?) = first else { return XCTFail("\(first)") }
         XCTAssertGreaterThan(due, 0)
+        XCTAssertEqual(f.link.sent.filter { $0 == "sale_buy" }.count, f.link.sent.count - sentBefore, "a buy is one round trip")
         let orderKey = try XCTUnwrap(CommerceKeys.order(order))
         XCTAssertEqual(field(f, orderKey, "keys"), "k1")
         XCTAssertEqual(field(f, orderKey, "sale"), "s1")
@@ -151,7 +153,9 @@ final class SaleScriptTests: XCTestCase {
         XCTAssertEqual(try buy(c, sale, "u2", 2).0, .refused(.onlyLeft(1)))
         guard case .bought(nil) = try buy(c, sale, "u2").0 else { return XCTFail("a stock push was already pending") }
         XCTAssertEqual(types(f).filter { $0 == "sale.sold_out" }.count, 1)
+        let before = f.link.sent.count
         XCTAssertEqual(try buy(c, sale, "u3").0, .refused(.soldOut))
+        XCTAssertEqual(Array(f.link.sent[before...]), ["sale_buy"], "one round trip, and nothing after a refusal")
         XCTAssertEqual(types(f).filter { $0 == "sale.sold_out" }.count, 1, "once")
         XCTAssertEqual(field(f, saleKey, "remaining"), "0", "never below 0")
         XCTAssertEqual(list(f, units), [])
@@ -225,7 +229,7 @@ final class SaleScriptTests: XCTestCase {
 
     func testCountdownsPushOnlyTheLatestDueThenOpenOnce() throws {
         let (f, c) = try stores()
-        let s = spec(f, quantity: 2, opensIn: 5_000)
+        let s = spec(f, quantity: 2, opensIn: 9_500)
         _ = try create(c, s).get()
         let t = try tick(c)
         XCTAssertEqual(types(f), ["sale.countdown"], "60 s and 10 s are both past: one push")
@@ -309,6 +313,15 @@ final class SaleScriptTests: XCTestCase {
                        "the store brought the timer forward")
         f.relay.relay(CommerceKeys.outbox("p1"))  // what OrderStore.buySale does once durable
         XCTAssertEqual(types(f), ["sale.open", "sale.sold_out"], "relayed to the sale's channel")
+        _ = try closeSale(c)
+        XCTAssertEqual(types(f), ["sale.open", "sale.sold_out", "sale.stock", "sale.closed"])
+        XCTAssertEqual(f.redis.call(["ZSCORE", CommerceKeys.timers, "sale:p1/s1"]).text, nil, "the store removed the timer")
+        // The cluster rule (SlotRuleTests): each sale script gets its keys in one slot (orders: their tag T).
+        let calls = f.link.scriptKeys.filter { $0.name.hasPrefix("sale_") }
+        XCTAssertEqual(Set(calls.map(\.name)), ["sale_create", "sale_tick", "sale_buy", "sale_close"])
+        for call in calls {
+            XCTAssertEqual(Set(call.keys.map { HashSlot.of($0) }).count, 1, "\(call.name): \(call.keys)")
+        }
     }
 }
 
