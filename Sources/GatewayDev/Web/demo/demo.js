@@ -992,7 +992,9 @@ function onPush(p) {
       say('fp-result', `${d.from} asks you to pay ${money(d.amount, d.currency)} for ${d.title}. Code ${d.code} — press Pay.`, 'ok');
       break;
     case 'friendpay.receipt':
-      say('fp-result', `Receipt: you paid ${money(d.amount, d.currency)} for ${d.for} (${d.order}).`, 'ok');
+      // Our own Pay's answer may have told it already: on Redis Cluster the push (relayed
+      // through the outbox) can come after that answer, and must not replace it.
+      if (!$('fp-result').textContent.includes(d.order)) say('fp-result', `Receipt: you paid ${money(d.amount, d.currency)} for ${d.for} (${d.order}).`, 'ok');
       break;
     case 'friendpay.expired':
       fetchOrder(d.order);
