@@ -681,7 +681,7 @@ async function findSale() {
   if (asked) return watchSale(asked);
   try {
     const sale = await api('GET', '/dev/sales', null, false);
-    if (sale.state !== 'closed' && !S.sale) watchSale(sale.id);
+    if (sale && sale.state !== 'closed' && !S.sale) watchSale(sale.id);
   } catch (err) { /* no demo sale: the card waits for one */ }
 }
 
