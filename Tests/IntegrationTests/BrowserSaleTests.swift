@@ -24,15 +24,16 @@ extension BrowserTests {
     }
 
     /// Needs the sales backend (`/dev/sales`, `sale:` pushes, `sale.buy`): fails before issue
-    /// 17's merge. Two buyers wait on one unit; the button opens with `sale.open` (never
+    /// 17's merge. Two buyers on two nodes wait on one unit; the button opens with `sale.open` (never
     /// earlier: a watcher records whether `sale.open` had arrived when it did); the first
     /// press gets the order, the second hears "sold out", both show 0 left, and a page
     /// opened afterwards finds the sale and shows it sold out.
     func testTwoBrowsersWaitOnASaleAndOnlyOneGetsTheLastUnit() throws {
         let node = try startNode("n1", dev: true)
+        let other = try startNode("n2", dev: true)
         try waitDemoProducts(node)
         let first = try openDemo(node, as: "amy")
-        let second = try openDemo(node, as: "ben")
+        let second = try openDemo(other, as: "ben")
 
         let created = try node.http("POST", "/dev/sales", body: #"{"quantity":1,"per_user":1,"starts_in_s":10}"#, key: nil)
         XCTAssertEqual(created.status, 201, created.text)
