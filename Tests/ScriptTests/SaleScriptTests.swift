@@ -306,7 +306,9 @@ final class SaleScriptTests: XCTestCase {
         let (f, c) = try stores(cluster: true)
         let sale = try create(c, spec(f, quantity: 1)).get().0
         XCTAssertNotNil(f.redis.call(["ZSCORE", CommerceKeys.timers, "sale:p1/s1"]).text, "the timer written ahead")
-        _ = try tick(c)
+        let next = try XCTUnwrap(try tick(c).nextDue)
+        XCTAssertLessThanOrEqual(next, clock(f) + 1000, "while open, a cluster's tick comes back within a second")
+        XCTAssertEqual(f.redis.call(["ZSCORE", CommerceKeys.timers, "sale:p1/s1"]).text.flatMap { Int64($0) }, next)
         guard case .bought(let due?) = try buy(c, sale, "u1").0 else { return XCTFail() }
         XCTAssertEqual(try buy(c, sale, "u2").0, .refused(.soldOut))
         XCTAssertEqual(f.redis.call(["ZSCORE", CommerceKeys.timers, "sale:p1/s1"]).text.flatMap { Int64($0) }, due,
