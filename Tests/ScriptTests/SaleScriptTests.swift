@@ -311,6 +311,7 @@ final class SaleScriptTests: XCTestCase {
         XCTAssertEqual(f.redis.call(["ZSCORE", CommerceKeys.timers, "sale:p1/s1"]).text.flatMap { Int64($0) }, next)
         guard case .bought(let due?) = try buy(c, sale, "u1").0 else { return XCTFail() }
         XCTAssertEqual(try buy(c, sale, "u2").0, .refused(.soldOut))
+        XCTAssertEqual(f.redis.call(["ZCARD", CommerceKeys.timers]).int, 2, "the sale's and the bought order's: the refused one's pay timer was taken back")
         XCTAssertEqual(f.redis.call(["ZSCORE", CommerceKeys.timers, "sale:p1/s1"]).text.flatMap { Int64($0) }, due,
                        "the store brought the timer forward")
         f.relay.relay(CommerceKeys.outbox("p1"))  // what OrderStore.buySale does once durable
