@@ -304,8 +304,13 @@ final class SaleScriptTests: XCTestCase {
 
     func testAClusterBuyAndTickGoThroughTheOutbox() throws {
         let (f, c) = try stores(cluster: true)
-        let sale = try create(c, spec(f, quantity: 1)).get().0
+        let first = spec(f, quantity: 1)
+        let sale = try create(c, first).get().0
         XCTAssertNotNil(f.redis.call(["ZSCORE", CommerceKeys.timers, "sale:p1/s1"]).text, "the timer written ahead")
+        var reused = first
+        reused.price += 1
+        XCTAssertEqual(create(c, reused).failure, GatewayError(.conflict, "sale id already used"))
+        XCTAssertNotNil(f.redis.call(["ZSCORE", CommerceKeys.timers, "sale:p1/s1"]).text, "a refused create leaves the sale's timer")
         let next = try XCTUnwrap(try tick(c).nextDue)
         XCTAssertLessThanOrEqual(next, clock(f) + 1000, "while open, a cluster's tick comes back within a second")
         XCTAssertEqual(f.redis.call(["ZSCORE", CommerceKeys.timers, "sale:p1/s1"]).text.flatMap { Int64($0) }, next)

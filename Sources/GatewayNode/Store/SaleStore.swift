@@ -119,7 +119,7 @@ extension RedisCommerceStore: SaleStore {
             let nonce = (0..<2).map { _ in String(format: "%08x", UInt32.random(in: .min ... .max)) }.joined()
             let args: [RedisArgument] = [spec.id, spec.product, spec.price, spec.quantity, spec.startsAt, spec.endsAt, spec.perUser,
                                          merchant ?? "", nonce, member, expires]
-            let create = {
+            let create = { (madeTimer: Bool) in
                 self.redis.run(CommerceScripts.saleCreate, keys: keys, args: args) { reply in
                     let result = Self.decode(reply, "sale_create") { (r: RedisReply) throws(RedisDecodingError) -> Result<(Sale, created: Bool), GatewayError> in
                         var items = try RedisArrayReader(r)
@@ -140,16 +140,18 @@ extension RedisCommerceStore: SaleStore {
                         // Nothing was set aside: the id is free again (best effort).
                         self.redis.send(["DEL", pointer], key: pointer) { _ in }
                     }
-                    if cluster, case .failure = outcome {
+                    if madeTimer, case .failure = outcome {
+                        // Only the timer this call added: another sale of the id keeps its own.
                         self.redis.send(["ZREM", CommerceKeys.timers, member], key: CommerceKeys.timers) { _ in }
                     }
                     done(outcome)
                 }
             }
-            guard cluster else { return create() }
-            // Cluster: the timer ahead (its own slot); a create refused leaves it to fire once and go.
+            guard cluster else { return create(false) }
+            // Cluster: the timer ahead (its own slot), taken back when the create is refused.
             self.redis.send(["ZADD", CommerceKeys.timers, "NX", spec.startsAt - 60_000, member], key: CommerceKeys.timers) { reply in
-                reply.isFailure ? done(.failure(.redisUnavailable)) : create()
+                guard !reply.isFailure else { return done(.failure(.redisUnavailable)) }
+                create((try? Int64(redisReply: reply)) == 1)
             }
         }
     }
