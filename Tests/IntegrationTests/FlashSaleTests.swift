@@ -396,6 +396,38 @@ final class FlashSaleTests: IntegrationCase {
         XCTAssertEqual(try stock(a), 1)
     }
 
+    func testAShopCancelOfAnUnpaidSaleOrderGivesItsUnitsBack() throws {
+        let (a, b) = try shop(keys: 3)
+        try createSale(a, saleBody(quantity: 2, startsAt: nowMs - 1_000, endsAt: nowMs + 600_000, perUser: 2))
+        let (u1, _) = try open(b, "u1")
+        let order = try XCTUnwrap(try buy(u1, "s1", quantity: 2)["ok"])
+        XCTAssertEqual(try sale(a, "s1")["remaining"]?.intValue, 0)
+        let canceled = try a.http("POST", "/api/v1/orders/\(order["id"]?.stringValue ?? "")/cancel")
+        XCTAssertEqual(canceled.json?["status"]?.stringValue, "canceled", canceled.text)
+        let view = try sale(b, "s1")
+        XCTAssertEqual(view["remaining"]?.intValue, 2, view.serialized())
+        XCTAssertEqual(view["sold"]?.intValue, 0)
+        XCTAssertNotNil(try buy(u1, "s1", quantity: 2)["ok"], "the buyer's share came back too")
+        XCTAssertEqual(try stock(a), 1)
+    }
+
+    /// Past the sale's end an expiring order's units go to the product's stock, not the closed sale.
+    func testAnUnpaidOrderOfAnEndedSaleGivesItsUnitToStock() throws {
+        let (a, b) = try shop(keys: 2, env: ["GATEWAY_SALES_PAY_S": "2"])
+        try createSale(a, saleBody(quantity: 2, startsAt: nowMs - 1_000, endsAt: nowMs + 1_000))
+        let (u1, _) = try open(b, "u1")
+        XCTAssertNotNil(try buy(u1, "s1")["ok"])
+        var left: Int64? = -1
+        let deadline = Date().addingTimeInterval(10)
+        while left != 2, Date() < deadline {
+            left = try stock(a)
+            if left != 2 { Thread.sleep(forTimeInterval: 0.1) }
+        }
+        XCTAssertEqual(left, 2, "the unsold unit at the end, the expired order's after it")
+        XCTAssertEqual(try sale(b, "s1")["state"]?.stringValue, "closed")
+        XCTAssertEqual(try unitsLeft("s1"), 0, "nothing went back to the ended sale")
+    }
+
     func testAPaidSaleOrderIsDeliveredAndItsEventNamesTheSale() throws {
         let (a, b) = try shop(keys: 3)
         try createSale(a, saleBody(price: 10, quantity: 2, startsAt: nowMs - 1_000, endsAt: nowMs + 600_000, perUser: 2))
