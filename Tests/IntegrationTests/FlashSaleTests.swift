@@ -396,6 +396,35 @@ final class FlashSaleTests: IntegrationCase {
         XCTAssertEqual(try stock(a), 1)
     }
 
+    /// Its units went back with the expiry: a success notify inside `payments.grace_s` is
+    /// refunded, not delivered from the product's stock past the sale's quantity and per_user.
+    func testALatePaymentOfAnExpiredSaleOrderIsRefunded() throws {
+        let (a, b) = try shop(keys: 3, env: ["GATEWAY_SALES_PAY_S": "2"])
+        try createSale(a, saleBody(quantity: 1, startsAt: nowMs - 1_000, endsAt: nowMs + 600_000))
+        let (u1, _) = try open(b, "u1")
+        let order = try XCTUnwrap(try buy(u1, "s1")["ok"])
+        let id = try XCTUnwrap(order["id"]?.stringValue)
+        let payment = try pay(a, id, payer: "u1")
+        var status: String?
+        let deadline = Date().addingTimeInterval(10)
+        while status != "canceled", Date() < deadline {
+            status = try u1.command("order.get", [("order", .string(id))])["ok"]?["status"]?.stringValue
+            if status != "canceled" { Thread.sleep(forTimeInterval: 0.2) }
+        }
+        XCTAssertEqual(status, "canceled")
+        XCTAssertEqual(try sale(a, "s1")["remaining"]?.intValue, 1, "the unit is back in the sale")
+        XCTAssertEqual(try signedNotify(a, notifyBody(payment)).status, 200)
+        let paymentID = try XCTUnwrap(payment["id"]?.stringValue)
+        XCTAssertEqual(try a.http("GET", "/api/v1/payments/\(paymentID)").json?["status"]?.stringValue, "refund_required")
+        let got = try u1.command("order.get", [("order", .string(id))])
+        XCTAssertEqual(got["ok"]?["status"]?.stringValue, "canceled", got.serialized())
+        XCTAssertEqual(try stock(b), 2, "no key left stock")
+        let view = try sale(b, "s1")
+        XCTAssertEqual(view["remaining"]?.intValue, 1, view.serialized())
+        XCTAssertEqual(view["sold"]?.intValue, 0)
+        XCTAssertNotNil(try buy(u1, "s1")["ok"], "the buyer's share is still free")
+    }
+
     func testAShopCancelOfAnUnpaidSaleOrderGivesItsUnitsBack() throws {
         let (a, b) = try shop(keys: 3)
         try createSale(a, saleBody(quantity: 2, startsAt: nowMs - 1_000, endsAt: nowMs + 600_000, perUser: 2))

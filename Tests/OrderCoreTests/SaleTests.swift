@@ -156,4 +156,19 @@ final class SaleTests: XCTestCase {
         XCTAssertFalse(d.effects.contains { if case .allocateKeys = $0 { true } else { false } }, "it takes no more keys")
         XCTAssertEqual(d.events.first { $0.type == .orderDelivered }?.data["sale"]?.stringValue, "s1")
     }
+
+    func testALatePaymentOfACanceledSaleOrderIsRefundedNotDelivered() throws {
+        let order = try XCTUnwrap(rules.createSaleOrder(sale(), buyer: "u1", quantity: 1, now: now, orderID: "o-1").savedOrder)
+        let payment = Payment(id: "pay-1", order: "o-1", payer: "u1", amount: 100, currency: "CNY", status: .created, createdAt: now,
+                              tradeNo: nil, version: 1)
+        for canceled in [rules.expire(order, .payment, payment: nil, now: order.expiresAt).savedOrder,
+                         try rules.cancel(order, now: now).get().savedOrder] {
+            let c = try XCTUnwrap(canceled)
+            XCTAssertEqual(c.status, .canceled)
+            let d = try rules.notify(Fx.notice(payment), payment: payment, order: c, stock: 5, now: (c.canceledAt ?? c.expiresAt) + 1).get()
+            XCTAssertNil(d.savedOrder, "the order stays canceled")
+            XCTAssertFalse(d.effects.contains { if case .allocateKeys = $0 { true } else { false } }, "no key from stock")
+            XCTAssertTrue(d.effects.contains { if case .savePayment(let p) = $0 { p.status == .refundRequired } else { false } })
+        }
+    }
 }
