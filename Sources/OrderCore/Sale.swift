@@ -12,6 +12,9 @@ public struct SaleSpec: Equatable, Sendable {
     public var perUser: Int
 
     public static let maxQuantity = 100_000
+    /// How far ahead a sale may end, and how long it may last.
+    public static let maxAheadMs: Int64 = 366 * 86_400_000
+    public static let maxLengthMs: Int64 = 31 * 86_400_000
 
     public init(id: String, product: String, price: Int64, quantity: Int, startsAt: Int64, endsAt: Int64, perUser: Int = 1) {
         self.id = id
@@ -36,10 +39,17 @@ public struct SaleSpec: Equatable, Sendable {
         guard let quantity = body["quantity"]?.intValue, (1...Int64(maxQuantity)).contains(quantity) else {
             return bad("\"quantity\" must be a whole number from 1 to \(maxQuantity)")
         }
-        guard let startsAt = body["starts_at"]?.intValue else { return bad("\"starts_at\" must be a time in ms") }
-        guard let endsAt = body["ends_at"]?.intValue else { return bad("\"ends_at\" must be a time in ms") }
+        guard let startsAt = body["starts_at"]?.intValue, Ranges.saleTime.contains(startsAt) else {
+            return bad("\"starts_at\" must be a time in ms from 0 to \(Ranges.saleTime.upperBound)")
+        }
+        guard let endsAt = body["ends_at"]?.intValue, Ranges.saleTime.contains(endsAt) else {
+            return bad("\"ends_at\" must be a time in ms from 0 to \(Ranges.saleTime.upperBound)")
+        }
         guard endsAt > startsAt else { return bad("\"ends_at\" must be after \"starts_at\"") }
         guard endsAt > now else { return bad("\"ends_at\" is in the past") }
+        // Units set aside for a sale are locked until its end: a sale is bounded in time.
+        guard endsAt <= now + maxAheadMs else { return bad("\"ends_at\" must be within 366 days from now") }
+        guard endsAt - startsAt <= maxLengthMs else { return bad("\"ends_at\" must be at most 31 days after \"starts_at\"") }
         var perUser: Int64 = 1
         if let p = body["per_user"], !p.isNull {
             guard let n = p.intValue, (1...quantity).contains(n) else {

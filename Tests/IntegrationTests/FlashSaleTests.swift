@@ -110,6 +110,11 @@ final class FlashSaleTests: IntegrationCase {
             (saleBody("s2", quantity: 1, startsAt: start, endsAt: start - 1), "ends_at"),
             (saleBody("s2", quantity: 1, startsAt: start, endsAt: start), "ends_at"),
             (saleBody("s2", quantity: 1, startsAt: nowMs - 60_000, endsAt: nowMs - 1_000), "ends_at"),
+            // Times that would overflow a node's arithmetic (it must stay up: the calls below still work).
+            (saleBody("s2", quantity: 1, startsAt: start, endsAt: Int64.max), "ends_at"),
+            (saleBody("s2", quantity: 1, startsAt: Int64.min, endsAt: end), "starts_at"),
+            (saleBody("s2", quantity: 1, startsAt: start, endsAt: start + 32 * 86_400_000), "ends_at"),
+            (saleBody("s2", quantity: 1, startsAt: nowMs + 400 * 86_400_000, endsAt: nowMs + 401 * 86_400_000), "ends_at"),
             (saleBody("s2", quantity: 2, startsAt: start, endsAt: end, perUser: 0), "per_user"),
             (saleBody("s2", quantity: 2, startsAt: start, endsAt: end, perUser: 3), "per_user"),
             (#"{"id":"s2","product":"p1","price":1,"quantity":2,"starts_at":\#(start),"ends_at":\#(end),"per_user":1e30}"#, "per_user"),

@@ -32,6 +32,8 @@ final class SaleTests: XCTestCase {
         XCTAssertEqual(try SaleSpec.decode(body([("per_user", .int(10)), ("price", .int(0))]), now: now).get().perUser, 10)
         XCTAssertEqual(try SaleSpec.decode(body([("starts_at", .int(now - 5_000))]), now: now).get().startsAt, now - 5_000,
                        "a sale may start at once")
+        XCTAssertNoThrow(try SaleSpec.decode(body([("starts_at", .int(now + 335 * 86_400_000)), ("ends_at", .int(now + 366 * 86_400_000))]),
+                                             now: now).get(), "the longest sale, ending as late as allowed")
     }
 
     func testEveryBadInputIsRefusedNamingItsField() {
@@ -51,6 +53,13 @@ final class SaleTests: XCTestCase {
         refused([("ends_at", .int(now + 60_000))], naming: "ends_at")
         refused([("starts_at", .int(now - 20_000)), ("ends_at", .int(now - 10_000))], naming: "ends_at")
         refused([("ends_at", .int(now))], naming: "ends_at")
+        // Far or overflowing times would trap a node's arithmetic (ends_at + 7 days, starts_at - 60 s).
+        refused([("ends_at", .int(Int64.max))], naming: "ends_at")
+        refused([("starts_at", .int(Int64.min))], naming: "starts_at")
+        refused([("starts_at", .int(-1))], naming: "starts_at")
+        refused([("starts_at", .int(4_102_444_800_001)), ("ends_at", .int(4_102_444_800_002))], naming: "starts_at")
+        refused([("starts_at", .int(now + 400 * 86_400_000)), ("ends_at", .int(now + 401 * 86_400_000))], naming: "ends_at")
+        refused([("starts_at", .int(now)), ("ends_at", .int(now + 32 * 86_400_000))], naming: "ends_at")
         refused([("per_user", .int(0))], naming: "per_user")
         refused([("per_user", .int(11))], naming: "per_user")
         refused([("per_user", .double(1e30))], naming: "per_user")
