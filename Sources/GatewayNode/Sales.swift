@@ -46,7 +46,7 @@ extension Node {
                 case .success(nil): self.fail(request, .notFound("no sale \(id)"))
                 case .success(let sale?):
                     if case .merchant(let m) = caller, sale.merchant != m {
-                        return self.fail(request, .forbidden("sale \(id) is for another merchant's product"))
+                        return self.fail(request, Sale.notYours(id))
                     }
                     self.respond(request, 200, sale.json(at: self.now))
                 }

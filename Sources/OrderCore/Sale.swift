@@ -106,6 +106,9 @@ public struct Sale: Equatable, Sendable {
         return remaining == 0 ? .soldOut : .open
     }
 
+    /// The one 403 for another merchant's sale (GET, close, a create naming it).
+    public static func notYours(_ id: String) -> GatewayError { .forbidden("sale \(id) is another merchant's") }
+
     /// Whether units go back to it (not to the product's stock).
     public func isLive(at now: Int64) -> Bool { !closed && now < spec.endsAt }
 

@@ -131,6 +131,42 @@ final class SaleScriptTests: XCTestCase {
         XCTAssertEqual(create(c, noProduct).failure?.code, .notFound)
     }
 
+    /// The pointer gone while the sale exists (as when a racing create of the same id wrote it
+    /// first and was then refused): a create that finds the sale, refused or not, leaves the
+    /// pointer and timer it wrote, since they are the sale's now. Only a refusal proving no
+    /// sale exists (no product, another merchant's product, short stock) takes them back.
+    func testACreateThatFindsTheSaleLeavesItsPointerAndTimer() throws {
+        for cluster in [false, true] {
+            let (f, c) = try stores(keys: 5, cluster: cluster)
+            let s = spec(f, quantity: 3, opensIn: 120_000)
+            _ = try create(c, s).get()
+            let pointer = CommerceKeys.saleProduct("s1")
+            func lose() {
+                f.redis.call(["DEL", pointer])
+                if cluster { f.redis.call(["ZREM", CommerceKeys.timers, "sale:p1/s1"]) }
+            }
+            func kept(_ why: String) {
+                XCTAssertEqual(f.redis.call(["GET", pointer]).text, "p1", "cluster \(cluster): \(why)")
+                XCTAssertNotNil(f.redis.call(["ZSCORE", CommerceKeys.timers, "sale:p1/s1"]).text, "cluster \(cluster): \(why)")
+            }
+            lose()
+            XCTAssertEqual(create(c, s, merchant: "m2").failure, GatewayError(.forbidden, "sale s1 is another merchant's"))
+            kept("another merchant's create of the existing sale")
+            lose()
+            var other = s
+            other.price += 1
+            XCTAssertEqual(create(c, other).failure, GatewayError(.conflict, "sale id already used"))
+            kept("a create with other terms")
+            XCTAssertEqual(list(f, units), ["k1", "k2", "k3"])
+            XCTAssertEqual(try view(c)?.spec, s, "the sale is found again")
+            var short = spec(f, id: "s2", quantity: 9)
+            short.startsAt = s.startsAt
+            XCTAssertEqual(create(c, short).failure?.code, .conflict)
+            XCTAssertNil(f.redis.call(["GET", CommerceKeys.saleProduct("s2")]).text, "short: no sale, the id is free again")
+            XCTAssertNil(f.redis.call(["ZSCORE", CommerceKeys.timers, "sale:p1/s2"]).text)
+        }
+    }
+
     // MARK: buy
 
     func testABuyTakesUnitsIntoTheOrderAndSoldOutGoesOutOnce() throws {

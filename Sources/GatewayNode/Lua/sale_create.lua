@@ -6,13 +6,13 @@
 --       8 merchant creating ('' the shop), 9 nonce, 10 the sale's timer member,
 --       11 when the records expire (ms)
 -- Returns {'created' | 'exists', the sale's fields...} (exists: the same sale, a repeat),
--- {'conflict'} (the id is another sale's), {'no_product'}, {'other_merchant'},
--- {'short', keys in stock}. Nothing changes but on 'created'.
-local info = redis.call('HMGET', KEYS[1], 'merchant', 'title', 'currency')
-if not info[1] then return {'no_product'} end
-if ARGV[8] ~= '' and ARGV[8] ~= info[1] then return {'other_merchant'} end
+-- {'conflict'} (the id is another sale's), {'not_yours'} (the sale exists and is another
+-- merchant's), {'no_product'}, {'other_merchant'}, {'short', keys in stock}. Nothing changes
+-- but on 'created'. An existing sale is answered first, so the last three prove there is no
+-- sale hash: only they let the store take back the pointer and timer it wrote.
 local spec = {'product', 'price', 'quantity', 'starts_at', 'ends_at', 'per_user'}
 if redis.call('EXISTS', KEYS[3]) == 1 then
+  if ARGV[8] ~= '' and ARGV[8] ~= redis.call('HGET', KEYS[3], 'merchant') then return {'not_yours'} end
   local have = redis.call('HMGET', KEYS[3], unpack(spec))
   for i = 1, #spec do
     if have[i] ~= ARGV[i + 1] then return {'conflict'} end
@@ -21,6 +21,9 @@ if redis.call('EXISTS', KEYS[3]) == 1 then
   for _, v in ipairs(redis.call('HGETALL', KEYS[3])) do out[#out + 1] = v end
   return out
 end
+local info = redis.call('HMGET', KEYS[1], 'merchant', 'title', 'currency')
+if not info[1] then return {'no_product'} end
+if ARGV[8] ~= '' and ARGV[8] ~= info[1] then return {'other_merchant'} end
 local quantity = tonumber(ARGV[4])
 local stock = redis.call('LLEN', KEYS[2])
 if stock < quantity then return {'short', stock} end

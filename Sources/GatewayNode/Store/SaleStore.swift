@@ -121,12 +121,16 @@ extension RedisCommerceStore: SaleStore {
                                          merchant ?? "", nonce, member, expires]
             let create = { (madeTimer: Bool) in
                 self.redis.run(CommerceScripts.saleCreate, keys: keys, args: args) { reply in
+                    var noSale = false
                     let result = Self.decode(reply, "sale_create") { (r: RedisReply) throws(RedisDecodingError) -> Result<(Sale, created: Bool), GatewayError> in
                         var items = try RedisArrayReader(r)
-                        switch try items.next(String.self) {
+                        let answer = try items.next(String.self)
+                        noSale = ["no_product", "other_merchant", "short"].contains(answer)
+                        switch answer {
                         case "created": return .success((try Self.sale(flat: &items), true))
                         case "exists": return .success((try Self.sale(flat: &items), false))
                         case "conflict": return .failure(idUsed)
+                        case "not_yours": return .failure(Sale.notYours(spec.id))
                         case "no_product": return .failure(.notFound("no product \(spec.product)"))
                         case "other_merchant": return .failure(.forbidden("product \(spec.product) is another merchant's"))
                         case "short":
@@ -136,13 +140,13 @@ extension RedisCommerceStore: SaleStore {
                         }
                     }
                     let outcome = result.flatMap { $0 }
-                    if case .failure = outcome, madePointer {
-                        // Nothing was set aside: the id is free again (best effort).
-                        self.redis.send(["DEL", pointer], key: pointer) { _ in }
-                    }
-                    if madeTimer, case .failure = outcome {
+                    // Only an answer proving no sale hash exists frees the id. After a lost
+                    // reply the sale may exist: a stray pointer only blocks the id, and a stray
+                    // timer ticks once and removes itself, while a removed one would strand its units.
+                    if noSale {
+                        if madePointer { self.redis.send(["DEL", pointer], key: pointer) { _ in } }
                         // Only the timer this call added: another sale of the id keeps its own.
-                        self.redis.send(["ZREM", CommerceKeys.timers, member], key: CommerceKeys.timers) { _ in }
+                        if madeTimer { self.redis.send(["ZREM", CommerceKeys.timers, member], key: CommerceKeys.timers) { _ in } }
                     }
                     done(outcome)
                 }
@@ -182,7 +186,7 @@ extension RedisCommerceStore: SaleStore {
                 self.tick(CommerceScripts.saleClose, product: product, sale: id, extra: [merchant ?? ""]) { result in
                     switch result {
                     case .failure(let e): done(.failure(e))
-                    case .success(nil): done(.failure(.forbidden("sale \(id) is another merchant's")))
+                    case .success(nil): done(.failure(Sale.notYours(id)))
                     case .success(let tick?): done(.success(tick.sale))
                     }
                 }
