@@ -197,6 +197,23 @@ final class SaleScriptTests: XCTestCase {
         XCTAssertEqual(list(f, units), [])
     }
 
+    /// A buy reaching Redis past starts_at before any tick opens the sale itself: `sale.open`
+    /// (with the remaining before that buy) goes out first, and the tick sends it no more.
+    func testABuyBeforeTheOpenTickOpensTheSaleFirst() throws {
+        for cluster in [false, true] {
+            let (f, c) = try stores(keys: 3, cluster: cluster)
+            let sale = try create(c, spec(f, quantity: 1)).get().0
+            guard case .bought = try buy(c, sale, "u1").0 else { return XCTFail("cluster \(cluster)") }
+            _ = try tick(c)
+            if cluster { f.relay.relay(CommerceKeys.outbox("p1")) }
+            let seen = types(f)
+            XCTAssertEqual(Array(seen.prefix(2)), ["sale.open", "sale.sold_out"], "cluster \(cluster): \(seen)")
+            XCTAssertEqual(seen.filter { $0 == "sale.open" }.count, 1, "cluster \(cluster): \(seen)")
+            XCTAssertEqual(pushes(f).first?.1["remaining"]?.intValue, 1, "the open's remaining is the sale's before the buy")
+            XCTAssertEqual(field(f, saleKey, "phase"), "4")
+        }
+    }
+
     func testPerUserHoldsAcrossBuysAndEveryRefusalChangesNothing() throws {
         let (f, c) = try stores(keys: 10)
         let sale = try create(c, spec(f, quantity: 5, perUser: 2)).get().0

@@ -90,16 +90,15 @@ local OPS = {
   set_add = function(o) redis.call('SADD', KEYS[o.key], o.member) end,
   -- sale_buy.lua checked the sale first (live, enough units, the user's share).
   take_sale_units = function(o)
+    local function push(kind, data) emit(o.meta and KEYS[o.meta], o.log and KEYS[o.log], o.channel, kind, data, o.size) end
+    saleOpen(KEYS[o.sale], push)
     local ids = redis.call('LPOP', KEYS[o.units], o.count)
     redis.call('HSET', KEYS[o.order], 'keys', table.concat(ids or {}, ','))
     local left = redis.call('HINCRBY', KEYS[o.sale], 'remaining', -o.count)
     redis.call('HINCRBY', KEYS[o.sale], 'sold', o.count)
     redis.call('HINCRBY', KEYS[o.buyers], o.user, o.count)
     SALE.due = saleDirty(o, clockMs())
-    if left <= 0 then
-      emit(o.meta and KEYS[o.meta], o.log and KEYS[o.log], o.channel, 'sale.sold_out',
-        '{"sale":' .. cjson.encode(o.id) .. ',"remaining":0}', o.size)
-    end
+    if left <= 0 then push('sale.sold_out', '{"sale":' .. cjson.encode(o.id) .. ',"remaining":0}') end
   end,
   -- Back to the sale while it is live (not closed, before ends_at), else to the product's
   -- stock (the close already gave the sale's other units back).

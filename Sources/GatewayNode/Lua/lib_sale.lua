@@ -46,6 +46,18 @@ local function saleNextDue(f)
   return due
 end
 
+-- The open (phase 4) and its `sale.open` push, once: from the tick, or from a buy that
+-- gets there first (Redis time past starts_at, no tick yet), so `sale.open`, with the
+-- remaining before that buy, always precedes the sale's stock and sold-out pushes.
+-- push(kind, data) publishes on the sale's channel.
+local function saleOpen(key, push)
+  local f = redis.call('HMGET', key, 'phase', 'id', 'starts_at', 'ends_at', 'remaining')
+  if tonumber(f[1] or '0') >= 4 then return end
+  redis.call('HSET', key, 'phase', '4')
+  push('sale.open', '{"sale":' .. cjson.encode(f[2]) .. ',"starts_at":' .. f[3] .. ',"ends_at":' .. f[4]
+    .. ',"remaining":' .. f[5] .. '}')
+end
+
 local function saleFields(key)
   local flat = redis.call('HGETALL', key)
   local f = {}
@@ -97,9 +109,8 @@ local function saleTick(now)
     end
   elseif now >= starts then
     if phase < 4 then
-      setPhase(4)
-      push('sale.open', '{"sale":' .. id .. ',"starts_at":' .. f.starts_at .. ',"ends_at":' .. f.ends_at
-        .. ',"remaining":' .. f.remaining .. '}')
+      saleOpen(KEYS[1], push)
+      phase, f.phase = 4, '4'
     end
   else
     -- Only the latest countdown that is due, once.
