@@ -105,6 +105,8 @@ extension Node {
             case .success(nil): ticket.finish(.failure(SaleRefusal.unknown.error(sale: ticket.sale)), self)
             case .success(let sale?):
                 if let product = ticket.product, product != sale.product {
+                    // The cached sale may be an earlier one of a reused id: asked once more.
+                    if self.lookUpAgain(ticket, sale) { return }
                     return ticket.finish(.failure(.badRequest("sale \(sale.id) is for product \(sale.product)")), self)
                 }
                 ticket.info = sale
@@ -155,16 +157,23 @@ extension Node {
             case .success(.bought(let stockDue)):
                 if let stockDue { self.armSaleTick(product: sale.product, sale: sale.id, at: stockDue) }
                 ticket.finish(.success(decision.savedOrder!.json(for: .user(ticket.buyer))), self, outcome: "bought")
-            case .success(.refused(.stale)) where !ticket.retried:
-                // The id names a newer sale than the one cached: forget it and decide once more.
-                self.saleDirectory.forget(sale.id, nonce: sale.nonce)
-                ticket.retried = true
-                ticket.info = nil
-                self.lookUpAndBuy(ticket)
             case .success(.refused(let refusal)):
+                // The id names a newer sale than the one cached (stale), or one of another
+                // product while the cached one is gone (unknown): decided once more.
+                if refusal == .stale || refusal == .unknown, self.lookUpAgain(ticket, sale) { return }
                 ticket.finish(.failure(refusal.error(sale: sale.id)), self, outcome: refusal.outcome)
             }
         }
+    }
+
+    /// Forgets the cached `sale` and looks the id up again, once per buy; false when done already.
+    private func lookUpAgain(_ ticket: SaleBuyTicket, _ sale: Sale) -> Bool {
+        guard !ticket.retried else { return false }
+        saleDirectory.forget(sale.id, nonce: sale.nonce)
+        ticket.retried = true
+        ticket.info = nil
+        lookUpAndBuy(ticket)
+        return true
     }
 
     /// A sale's fixed terms, from the cache or one lookup shared by every caller meanwhile.

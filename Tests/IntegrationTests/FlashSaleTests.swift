@@ -373,6 +373,31 @@ final class FlashSaleTests: IntegrationCase {
         XCTAssertEqual(try sale(a, "s1")["remaining"]?.intValue, 1)
     }
 
+    /// The id reused for another product: nodes caching the first sale (on p1) neither answer
+    /// `not_found` (the script finds no sale there) nor `bad_request` for naming p2: they look
+    /// the id up once more and buy from the new sale.
+    func testABuyOnASaleIDReusedForAnotherProductLooksTheSaleUpAgain() throws {
+        let (a, b) = try shop(keys: 4)
+        let c = try startNode("n3")
+        try createProduct(a, "p2")
+        _ = try uploadKeys(a, "p2", ["Q-1", "Q-2"])
+        try createSale(a, saleBody(quantity: 2, startsAt: nowMs - 1_000, endsAt: nowMs + 600_000))
+        let (u1, _) = try open(a, "u1"), (u2, _) = try open(b, "u2")
+        XCTAssertNotNil(try buy(u1, "s1")["ok"], "a caches s1 on p1")
+        XCTAssertNotNil(try buy(u2, "s1")["ok"], "b too")
+        for key in ["gw:{sale:s1}:product", "gw:{product:p1}:sale:s1", "gw:{product:p1}:sale:s1:units", "gw:{product:p1}:sale:s1:buyers"] {
+            _ = try redisCall(key, ["DEL", key])
+        }
+        try createSale(c, saleBody(product: "p2", price: 7, quantity: 2, startsAt: nowMs - 1_000, endsAt: nowMs + 600_000))
+        let (u3, _) = try open(a, "u3"), (u4, _) = try open(b, "u4")
+        let named = try buy(u3, "s1", product: "p2")
+        XCTAssertEqual(named["ok"]?["amount"]?.intValue, 7, "naming the new sale's product: \(named.serialized())")
+        let plain = try buy(u4, "s1")
+        XCTAssertEqual(plain["ok"]?["amount"]?.intValue, 7, "the old sale's slot has none: \(plain.serialized())")
+        XCTAssertEqual(plain["ok"]?["product"]?.stringValue, "p2")
+        XCTAssertEqual(message(try buy(u1, "s1", product: "p1")), "sale s1 is for product p2", "a real mismatch is still refused")
+    }
+
     // MARK: After the buy
 
     func testAnUnpaidSaleOrderGivesItsUnitBackToTheNextBuyer() throws {
