@@ -339,6 +339,8 @@ final class SaleScriptTests: XCTestCase {
         XCTAssertEqual(types(f), ["sale.open", "sale.stock", "sale.closed"], "the pending remaining goes out before the close")
         XCTAssertEqual(pushes(f)[2].1["reason"]?.stringValue, "closed")
         XCTAssertEqual(pushes(f)[2].1["remaining"]?.intValue, 3)
+        XCTAssertEqual(closed.remaining, 0, "the units went back: the closed sale holds none")
+        XCTAssertEqual(field(f, saleKey, "remaining"), "0")
         _ = try closeSale(c)
         _ = try tick(c)
         XCTAssertEqual(types(f).count, 3, "closed once")
@@ -353,6 +355,15 @@ final class SaleScriptTests: XCTestCase {
         XCTAssertEqual(pushes(f, "s2").map(\.0), ["sale.closed"])
         XCTAssertEqual(pushes(f, "s2")[0].1["reason"]?.stringValue, "ended")
         XCTAssertEqual(list(f, stock), ["k2", "k3", "k4", "k5", "k6"])
+
+        // A close reaching a sale past its end before any tick: it ended, and says so.
+        _ = try create(c, spec(f, id: "s3", quantity: 1)).get()
+        f.redis.call(["HSET", CommerceKeys.sale(product: "p1", "s3"), "ends_at", clock(f) - 1])
+        var late: Result<Sale?, GatewayError>?
+        c.closeSale("s3", merchant: nil) { late = $0 }
+        XCTAssertEqual(try XCTUnwrap(late).get()?.remaining, 0)
+        XCTAssertEqual(pushes(f, "s3").map(\.0), ["sale.closed"])
+        XCTAssertEqual(pushes(f, "s3").first?.1["reason"]?.stringValue, "ended")
     }
 
     func testAClusterBuyAndTickGoThroughTheOutbox() throws {

@@ -104,6 +104,9 @@ local function saleTick(now)
       setPhase(5)
       local reason = f.closed == '1' and 'closed' or 'ended'
       push('sale.closed', '{"sale":' .. id .. ',"reason":"' .. reason .. '","remaining":' .. f.remaining .. '}')
+      -- The push told how many went back; the sale itself holds none now.
+      f.remaining = '0'
+      redis.call('HSET', KEYS[1], 'remaining', '0')
       local expires = string.format('%d', math.max(now, ends) + tonumber(ARGV[8]))
       for i = 1, 3 do redis.call('PEXPIREAT', KEYS[i], expires) end
     end
