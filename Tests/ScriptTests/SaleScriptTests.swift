@@ -214,6 +214,22 @@ final class SaleScriptTests: XCTestCase {
         }
     }
 
+    /// The order program's check failing (the fresh order id exists) is worth a retry, and takes nothing.
+    func testABuyWhoseOrderIDIsTakenIsTemporary() throws {
+        let (f, c) = try stores()
+        let sale = try create(c, spec(f, quantity: 2)).get().0
+        let id = CommerceKeys.freshID("o", product: "p1", random: "taken")
+        f.redis.call(["HSET", try XCTUnwrap(CommerceKeys.order(id)), "id", id])
+        let d = rules.createSaleOrder(sale, buyer: "u1", quantity: 1, now: 1, orderID: id)
+        var out: Result<SaleBuyOutcome, GatewayError>?
+        c.buySale(d, sale: sale, buyer: "u1", quantity: 1, product: "p1") { out = $0 }
+        guard case .failure(let e)? = out else { return XCTFail("\(String(describing: out))") }
+        XCTAssertEqual(e.code, .unavailable)
+        XCTAssertTrue(e.temporary, "a retry gets a fresh id")
+        XCTAssertEqual(field(f, saleKey, "remaining"), "2")
+        XCTAssertEqual(list(f, units).count, 2)
+    }
+
     func testPerUserHoldsAcrossBuysAndEveryRefusalChangesNothing() throws {
         let (f, c) = try stores(keys: 10)
         let sale = try create(c, spec(f, quantity: 5, perUser: 2)).get().0

@@ -224,7 +224,7 @@ extension RedisCommerceStore: SaleStore {
                         _ = try items.next(Int.self)
                         let due = try items.next(Int64.self)
                         return .success(.bought(stockDue: due > 0 ? due : nil))
-                    case 2: return .failure(GatewayError(.unavailable, "order id already taken, retry"))
+                    case 2: return .failure(GatewayError(.unavailable, "order id already taken, retry", temporary: true))
                     default:
                         let reason = try items.next(String.self)
                         let n = items.isAtEnd ? 0 : try items.next(Int64.self)
