@@ -75,16 +75,10 @@ extension Node {
             if case .success(let (sale, _)) = result {
                 self.saleDirectory.remember(sale)
                 // A sale starting within the horizon: its open is timed here, not by the next sweep.
-                self.armSaleTick(product: sale.product, sale: sale.id, at: self.nextSaleDue(sale))
+                self.armSaleTick(product: sale.product, sale: sale.id, at: sale.spec.firstDue(at: self.now))
             }
             done(result)
         }
-    }
-
-    /// The first timed push of a fresh sale (the script's timer says the same; this one only
-    /// arms a local timer when it is near).
-    private func nextSaleDue(_ sale: Sale) -> Int64 {
-        SaleClock.countdownsBeforeMs.map { sale.spec.startsAt - $0 }.first { $0 > now } ?? sale.spec.startsAt
     }
 
     // MARK: sale.buy
@@ -208,12 +202,9 @@ extension Node {
         gateActions(saleGate.stock(id, remaining: Int(remaining), now: now))
     }
 
-    /// A due `sale:<product>/<sale>` timer of the sweep. The script moves or removes the timer.
-    func tickSale(product: String, sale: String, timer: DueTimer, done: @escaping () -> Void) {
-        runSaleTick(product: product, sale: sale, done)
-    }
-
-    private func runSaleTick(product: String, sale: String, _ done: @escaping () -> Void) {
+    /// A due `sale:<product>/<sale>` timer (the sweep's, or a local one). The script moves or
+    /// removes the timer.
+    func tickSale(product: String, sale: String, _ done: @escaping () -> Void) {
         guard let sales = saleStore else { return done() }
         sales.tickSale(product: product, sale: sale) { result in
             if case .success(let tick) = result, let next = tick.nextDue {
@@ -238,7 +229,7 @@ extension Node {
         let timer = loop.schedule(afterMs: delay) { [weak self] in
             guard let self else { return }
             self.saleTimers[key] = nil
-            self.runSaleTick(product: product, sale: sale) {}
+            self.tickSale(product: product, sale: sale) {}
         }
         saleTimers[key] = (due, timer)
     }
@@ -246,8 +237,6 @@ extension Node {
 
 /// Times of the sale pushes the node arms itself.
 enum SaleClock {
-    /// `sale.countdown` this long before the start (contract 4.8).
-    static let countdownsBeforeMs: [Int64] = [60_000, 10_000, 1_000]
     /// A tick due sooner than this gets a local timer beside the sweep.
     static let localHorizonMs: Int64 = 2_000
     static let minRearmMs: Int64 = 5

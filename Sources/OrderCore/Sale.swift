@@ -26,6 +26,15 @@ public struct SaleSpec: Equatable, Sendable {
         self.perUser = perUser
     }
 
+    /// `sale.countdown` this long before the start (contract 4.8; lib_sale.lua's
+    /// SALE_COUNTDOWN is the same list, SaleScriptTests ties them).
+    public static let countdownsBeforeMs: [Int64] = [60_000, 10_000, 1_000]
+
+    /// The sale's first timed push seen at `now`: the first countdown still ahead, else the open.
+    public func firstDue(at now: Int64) -> Int64 {
+        Self.countdownsBeforeMs.map { startsAt - $0 }.first { $0 > now } ?? startsAt
+    }
+
     /// `now`: the node's clock (ms); a sale that already ended is refused.
     public static func decode(_ body: JSON, now: Int64) -> Result<SaleSpec, GatewayError> {
         func bad(_ m: String) -> Result<SaleSpec, GatewayError> { .failure(.badRequest(m)) }

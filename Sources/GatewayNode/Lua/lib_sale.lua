@@ -6,6 +6,7 @@
 
 -- What an op learned for the caller: the due time of a `sale.stock` push it made pending.
 local SALE = {due = false}
+-- SaleSpec.countdownsBeforeMs (Swift) is the same list.
 local SALE_COUNTDOWN = {60000, 10000, 1000}
 local SALE_STOCK_EVERY = 250
 
@@ -15,6 +16,16 @@ local function clockMs() return tonumber(nowMs()) end
 local function pushAll(key, ids)
   for i = 1, #ids, 1000 do
     redis.call('RPUSH', key, unpack(ids, i, math.min(i + 999, #ids)))
+  end
+end
+
+-- Moves the first n ids of list `from` to the end of list `to`, in chunks (unpack's stack limit).
+local function moveIDs(from, to, n)
+  while n > 0 do
+    local ids = redis.call('LPOP', from, math.min(n, 1000))
+    if not ids then return end
+    redis.call('RPUSH', to, unpack(ids))
+    n = n - #ids
   end
 end
 
@@ -95,12 +106,7 @@ local function saleTick(now)
     if phase < 5 then
       -- The last remaining the sale's watchers saw goes out before it closes.
       if f.stock_dirty == '1' then stockPush() end
-      local n = redis.call('LLEN', KEYS[2])
-      while n > 0 do
-        local ids = redis.call('LPOP', KEYS[2], math.min(n, 1000))
-        redis.call('RPUSH', KEYS[4], unpack(ids))
-        n = n - #ids
-      end
+      moveIDs(KEYS[2], KEYS[4], redis.call('LLEN', KEYS[2]))
       setPhase(5)
       local reason = f.closed == '1' and 'closed' or 'ended'
       push('sale.closed', '{"sale":' .. id .. ',"reason":"' .. reason .. '","remaining":' .. f.remaining .. '}')

@@ -27,12 +27,7 @@ if ARGV[8] ~= '' and ARGV[8] ~= info[1] then return {'other_merchant'} end
 local quantity = tonumber(ARGV[4])
 local stock = redis.call('LLEN', KEYS[2])
 if stock < quantity then return {'short', stock} end
-local n = quantity
-while n > 0 do
-  local ids = redis.call('LPOP', KEYS[2], math.min(n, 1000))
-  redis.call('RPUSH', KEYS[4], unpack(ids))
-  n = n - #ids
-end
+moveIDs(KEYS[2], KEYS[4], quantity)
 local f = {id = ARGV[1], product = ARGV[2], title = info[2] or '', currency = info[3] or '', merchant = info[1],
   price = ARGV[3], quantity = ARGV[4], remaining = ARGV[4], sold = '0', per_user = ARGV[7], starts_at = ARGV[5],
   ends_at = ARGV[6], closed = '0', nonce = ARGV[9], phase = '0', stock_at = '0', stock_dirty = '0'}

@@ -153,7 +153,7 @@ extension RedisCommerceStore: SaleStore {
             }
             guard cluster else { return create(false) }
             // Cluster: the timer ahead (its own slot), taken back when the create is refused.
-            self.redis.send(["ZADD", CommerceKeys.timers, "NX", spec.startsAt - 60_000, member], key: CommerceKeys.timers) { reply in
+            self.redis.send(["ZADD", CommerceKeys.timers, "NX", spec.firstDue(at: .min), member], key: CommerceKeys.timers) { reply in
                 guard !reply.isFailure else { return done(.failure(.redisUnavailable)) }
                 create((try? Int64(redisReply: reply)) == 1)
             }
