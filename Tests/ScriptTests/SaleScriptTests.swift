@@ -304,6 +304,24 @@ final class SaleScriptTests: XCTestCase {
         XCTAssertEqual(field(f, saleKey, "sold"), "1")
     }
 
+    /// An order of an earlier sale whose id now names another sale of the product (its nonce
+    /// differs) expires: its unit goes to stock, the new sale's counts stay as they were.
+    func testAnExpiredOrderOfAnEarlierSaleOfTheIdGivesItsUnitToStock() throws {
+        let (f, c) = try stores(keys: 4)
+        let sale = try create(c, spec(f, quantity: 2)).get().0
+        let (_, order) = try buy(c, sale, "u1")
+        let key = try XCTUnwrap(CommerceKeys.order(order))
+        XCTAssertEqual(field(f, key, "sale_nonce"), sale.nonce)
+        f.redis.call(["HSET", saleKey, "nonce", "ffffffffffffffff", "sold", "0", "remaining", "1"])  // the id reused
+        f.redis.call(["HDEL", CommerceKeys.saleBuyers(product: "p1", "s1"), "u1"])
+        try expire(c, f, order)
+        XCTAssertEqual(list(f, stock), ["k3", "k4", "k1"], "to the product's stock")
+        XCTAssertEqual(list(f, units), ["k2"], "not into the other sale")
+        XCTAssertEqual(field(f, saleKey, "remaining"), "1")
+        XCTAssertEqual(field(f, saleKey, "sold"), "0", "never below 0")
+        XCTAssertNil(field(f, CommerceKeys.saleBuyers(product: "p1", "s1"), "u1"))
+    }
+
     private func closeSale(_ c: RedisCommerceStore, merchant: String? = nil) throws -> Sale? {
         var out: Result<Sale?, GatewayError>?
         c.closeSale("s1", merchant: merchant) { out = $0 }
