@@ -224,12 +224,14 @@ extension Node {
             if armed.due <= due { return }
             armed.timer.cancel()
         }
-        // A due the node's clock has passed but Redis's not yet: asked again shortly, not in a spin.
-        let delay = Int(max(due - now, SaleClock.minRearmMs))
+        // The same due answered again by the tick this timer ran: Redis's clock is behind the node's.
+        let repeats = saleRearms[key].map { $0.due == due ? $0.repeats + 1 : 0 } ?? 0
+        let delay = Int(SaleClock.delayMs(due: due, now: now, repeats: repeats))
         let timer = loop.schedule(afterMs: delay) { [weak self] in
             guard let self else { return }
             self.saleTimers[key] = nil
-            self.tickSale(product: product, sale: sale) {}
+            self.saleRearms[key] = (due, repeats)
+            self.tickSale(product: product, sale: sale) { self.saleRearms[key] = nil }
         }
         saleTimers[key] = (due, timer)
     }
@@ -240,6 +242,15 @@ enum SaleClock {
     /// A tick due sooner than this gets a local timer beside the sweep.
     static let localHorizonMs: Int64 = 2_000
     static let minRearmMs: Int64 = 5
+    /// Past that the sweep (every 250 ms) asks as often.
+    static let maxRearmMs: Int64 = 250
+
+    /// How long until a local timer for `due` fires. A due the node's clock has passed but
+    /// Redis's not yet is asked again shortly, backing off (5, 10, 20 ... 250 ms) while the
+    /// tick keeps answering it: a node a second ahead of Redis ticks ~10 times, not 200.
+    static func delayMs(due: Int64, now: Int64, repeats: Int) -> Int64 {
+        max(due - now, min(minRearmMs << min(repeats, 8), maxRearmMs))
+    }
 }
 
 /// One `sale.buy` on its way through lookup, door and script.
