@@ -34,6 +34,9 @@ public struct SaleGate<Ticket> {
     }
 
     private var doors: [String: Door] = [:]
+    /// Idle doors kept only for their sold-out window: purged once it passed, so a sale sold
+    /// out and never asked again leaves nothing behind.
+    private var windows: Set<String> = []
 
     public init(inFlight: Int, maxQueued: Int, soldOutMs: Int64 = Self.defaultSoldOutMs) {
         self.inFlight = max(1, inFlight)
@@ -49,6 +52,7 @@ public struct SaleGate<Ticket> {
 
     /// A buy of `sale` arrives. nil: it waits; a later `finished` or `stock` starts or refuses it.
     public mutating func arrive(_ sale: String, _ ticket: Ticket, now: Int64) -> Action? {
+        purge(now: now)
         var door = doors[sale] ?? Door()
         defer { store(sale, door, now: now) }
         if now < door.soldOutUntil { return .soldOut(ticket) }
@@ -65,6 +69,7 @@ public struct SaleGate<Ticket> {
     /// A started buy of `sale` was answered; `soldOut`: Redis said none are left. Every
     /// started buy is finished exactly once.
     public mutating func finished(_ sale: String, soldOut: Bool, now: Int64) -> [Action] {
+        purge(now: now)
         guard var door = doors[sale] else { return [] }
         defer { store(sale, door, now: now) }
         if door.running > 0 { door.running -= 1 }
@@ -110,6 +115,14 @@ public struct SaleGate<Ticket> {
             doors[sale] = nil
         } else {
             doors[sale] = door
+        }
+        if door.idle && now < door.soldOutUntil { windows.insert(sale) } else { windows.remove(sale) }
+    }
+
+    private mutating func purge(now: Int64) {
+        for sale in windows where (doors[sale]?.soldOutUntil ?? .min) <= now {
+            windows.remove(sale)
+            if let door = doors[sale], door.idle { doors[sale] = nil }
         }
     }
 }

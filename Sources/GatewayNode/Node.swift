@@ -122,6 +122,8 @@ public final class Node: ServerDelegate {
     let saleDirectory = SaleDirectory()
     var saleGate: SaleGate<SaleBuyTicket>
     var saleTimers: [String: (due: Int64, timer: LoopTimer)] = [:]
+    /// While a local timer's tick runs: the due it fired for and how often in a row (backoff).
+    var saleRearms: [String: (due: Int64, repeats: Int)] = [:]
     /// Local connections per user in each group: and product: channel, for presence.
     var presence: [Channel: [String: Int]] = [:]
     /// Price drops' alert jobs this node is walking, by job id.

@@ -46,7 +46,7 @@ extension Node {
                 case .success(nil): self.fail(request, .notFound("no sale \(id)"))
                 case .success(let sale?):
                     if case .merchant(let m) = caller, sale.merchant != m {
-                        return self.fail(request, .forbidden("sale \(id) is for another merchant's product"))
+                        return self.fail(request, Sale.notYours(id))
                     }
                     self.respond(request, 200, sale.json(at: self.now))
                 }
@@ -75,16 +75,10 @@ extension Node {
             if case .success(let (sale, _)) = result {
                 self.saleDirectory.remember(sale)
                 // A sale starting within the horizon: its open is timed here, not by the next sweep.
-                self.armSaleTick(product: sale.product, sale: sale.id, at: self.nextSaleDue(sale))
+                self.armSaleTick(product: sale.product, sale: sale.id, at: sale.spec.firstDue(at: self.now))
             }
             done(result)
         }
-    }
-
-    /// The first timed push of a fresh sale (the script's timer says the same; this one only
-    /// arms a local timer when it is near).
-    private func nextSaleDue(_ sale: Sale) -> Int64 {
-        SaleClock.countdownsBeforeMs.map { sale.spec.startsAt - $0 }.first { $0 > now } ?? sale.spec.startsAt
     }
 
     // MARK: sale.buy
@@ -105,6 +99,8 @@ extension Node {
             case .success(nil): ticket.finish(.failure(SaleRefusal.unknown.error(sale: ticket.sale)), self)
             case .success(let sale?):
                 if let product = ticket.product, product != sale.product {
+                    // The cached sale may be an earlier one of a reused id: asked once more.
+                    if self.lookUpAgain(ticket, sale) { return }
                     return ticket.finish(.failure(.badRequest("sale \(sale.id) is for product \(sale.product)")), self)
                 }
                 ticket.info = sale
@@ -155,16 +151,23 @@ extension Node {
             case .success(.bought(let stockDue)):
                 if let stockDue { self.armSaleTick(product: sale.product, sale: sale.id, at: stockDue) }
                 ticket.finish(.success(decision.savedOrder!.json(for: .user(ticket.buyer))), self, outcome: "bought")
-            case .success(.refused(.stale)) where !ticket.retried:
-                // The id names a newer sale than the one cached: forget it and decide once more.
-                self.saleDirectory.forget(sale.id, nonce: sale.nonce)
-                ticket.retried = true
-                ticket.info = nil
-                self.lookUpAndBuy(ticket)
             case .success(.refused(let refusal)):
+                // The id names a newer sale than the one cached (stale), or one of another
+                // product while the cached one is gone (unknown): decided once more.
+                if refusal == .stale || refusal == .unknown, self.lookUpAgain(ticket, sale) { return }
                 ticket.finish(.failure(refusal.error(sale: sale.id)), self, outcome: refusal.outcome)
             }
         }
+    }
+
+    /// Forgets the cached `sale` and looks the id up again, once per buy; false when done already.
+    private func lookUpAgain(_ ticket: SaleBuyTicket, _ sale: Sale) -> Bool {
+        guard !ticket.retried else { return false }
+        saleDirectory.forget(sale.id, nonce: sale.nonce)
+        ticket.retried = true
+        ticket.info = nil
+        lookUpAndBuy(ticket)
+        return true
     }
 
     /// A sale's fixed terms, from the cache or one lookup shared by every caller meanwhile.
@@ -199,12 +202,9 @@ extension Node {
         gateActions(saleGate.stock(id, remaining: Int(remaining), now: now))
     }
 
-    /// A due `sale:<product>/<sale>` timer of the sweep. The script moves or removes the timer.
-    func tickSale(product: String, sale: String, timer: DueTimer, done: @escaping () -> Void) {
-        runSaleTick(product: product, sale: sale, done)
-    }
-
-    private func runSaleTick(product: String, sale: String, _ done: @escaping () -> Void) {
+    /// A due `sale:<product>/<sale>` timer (the sweep's, or a local one). The script moves or
+    /// removes the timer.
+    func tickSale(product: String, sale: String, _ done: @escaping () -> Void) {
         guard let sales = saleStore else { return done() }
         sales.tickSale(product: product, sale: sale) { result in
             if case .success(let tick) = result, let next = tick.nextDue {
@@ -224,12 +224,14 @@ extension Node {
             if armed.due <= due { return }
             armed.timer.cancel()
         }
-        // A due the node's clock has passed but Redis's not yet: asked again shortly, not in a spin.
-        let delay = Int(max(due - now, SaleClock.minRearmMs))
+        // The same due answered again by the tick this timer ran: Redis's clock is behind the node's.
+        let repeats = saleRearms[key].map { $0.due == due ? $0.repeats + 1 : 0 } ?? 0
+        let delay = Int(SaleClock.delayMs(due: due, now: now, repeats: repeats))
         let timer = loop.schedule(afterMs: delay) { [weak self] in
             guard let self else { return }
             self.saleTimers[key] = nil
-            self.runSaleTick(product: product, sale: sale) {}
+            self.saleRearms[key] = (due, repeats)
+            self.tickSale(product: product, sale: sale) { self.saleRearms[key] = nil }
         }
         saleTimers[key] = (due, timer)
     }
@@ -237,11 +239,18 @@ extension Node {
 
 /// Times of the sale pushes the node arms itself.
 enum SaleClock {
-    /// `sale.countdown` this long before the start (contract 4.8).
-    static let countdownsBeforeMs: [Int64] = [60_000, 10_000, 1_000]
     /// A tick due sooner than this gets a local timer beside the sweep.
     static let localHorizonMs: Int64 = 2_000
     static let minRearmMs: Int64 = 5
+    /// Past that the sweep (every 250 ms) asks as often.
+    static let maxRearmMs: Int64 = 250
+
+    /// How long until a local timer for `due` fires. A due the node's clock has passed but
+    /// Redis's not yet is asked again shortly, backing off (5, 10, 20 ... 250 ms) while the
+    /// tick keeps answering it: a node a second ahead of Redis ticks ~10 times, not 200.
+    static func delayMs(due: Int64, now: Int64, repeats: Int) -> Int64 {
+        max(due - now, min(minRearmMs << min(repeats, 8), maxRearmMs))
+    }
 }
 
 /// One `sale.buy` on its way through lookup, door and script.

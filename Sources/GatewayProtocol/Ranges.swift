@@ -19,6 +19,9 @@ public enum Ranges {
     public static let defaultMuteSeconds: Int64 = 3600
     /// Units of a flash sale (`quantity` of a sale and of `sale.buy`, `per_user`).
     public static let saleQuantity: ClosedRange<Int64> = 1...100_000
+    /// A flash sale's `starts_at`/`ends_at` (ms): up to 2100-01-01, so `ends_at` plus the
+    /// records' 7 days, or `starts_at` minus a countdown, never traps and stays exact in Lua.
+    public static let saleTime: ClosedRange<Int64> = 0...4_102_444_800_000
     /// `history.limit`.
     public static let historyLimit: ClosedRange<Int64> = 1...500
     /// Rows of an also-bought answer (WS `also_bought`, `GET /api/v1/products/{id}/also-bought`).

@@ -130,7 +130,9 @@ public struct OrderRules: Sendable {
             d.effects.append(.savePayment(payment))
             return .success(d)
         }
-        let withinGrace = order.status == .canceled && order.payment == nil
+        // A canceled sale order gave its units (and the buyer's share) back: paying it late would
+        // deliver from stock past `quantity` and `per_user`, so its payment is refunded instead.
+        let withinGrace = order.sale == nil && order.status == .canceled && order.payment == nil
             && now - (order.canceledAt ?? order.expiresAt) <= times.paymentGrace
         guard order.status == .pendingPayment || withinGrace else {
             let reason: String

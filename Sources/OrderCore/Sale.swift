@@ -12,6 +12,9 @@ public struct SaleSpec: Equatable, Sendable {
     public var perUser: Int
 
     public static let maxQuantity = 100_000
+    /// How far ahead a sale may end, and how long it may last.
+    public static let maxAheadMs: Int64 = 366 * 86_400_000
+    public static let maxLengthMs: Int64 = 31 * 86_400_000
 
     public init(id: String, product: String, price: Int64, quantity: Int, startsAt: Int64, endsAt: Int64, perUser: Int = 1) {
         self.id = id
@@ -21,6 +24,15 @@ public struct SaleSpec: Equatable, Sendable {
         self.startsAt = startsAt
         self.endsAt = endsAt
         self.perUser = perUser
+    }
+
+    /// `sale.countdown` this long before the start (contract 4.8; lib_sale.lua's
+    /// SALE_COUNTDOWN is the same list, SaleScriptTests ties them).
+    public static let countdownsBeforeMs: [Int64] = [60_000, 10_000, 1_000]
+
+    /// The sale's first timed push seen at `now`: the first countdown still ahead, else the open.
+    public func firstDue(at now: Int64) -> Int64 {
+        Self.countdownsBeforeMs.map { startsAt - $0 }.first { $0 > now } ?? startsAt
     }
 
     /// `now`: the node's clock (ms); a sale that already ended is refused.
@@ -36,10 +48,17 @@ public struct SaleSpec: Equatable, Sendable {
         guard let quantity = body["quantity"]?.intValue, (1...Int64(maxQuantity)).contains(quantity) else {
             return bad("\"quantity\" must be a whole number from 1 to \(maxQuantity)")
         }
-        guard let startsAt = body["starts_at"]?.intValue else { return bad("\"starts_at\" must be a time in ms") }
-        guard let endsAt = body["ends_at"]?.intValue else { return bad("\"ends_at\" must be a time in ms") }
+        guard let startsAt = body["starts_at"]?.intValue, Ranges.saleTime.contains(startsAt) else {
+            return bad("\"starts_at\" must be a time in ms from 0 to \(Ranges.saleTime.upperBound)")
+        }
+        guard let endsAt = body["ends_at"]?.intValue, Ranges.saleTime.contains(endsAt) else {
+            return bad("\"ends_at\" must be a time in ms from 0 to \(Ranges.saleTime.upperBound)")
+        }
         guard endsAt > startsAt else { return bad("\"ends_at\" must be after \"starts_at\"") }
         guard endsAt > now else { return bad("\"ends_at\" is in the past") }
+        // Units set aside for a sale are locked until its end: a sale is bounded in time.
+        guard endsAt <= now + maxAheadMs else { return bad("\"ends_at\" must be within 366 days from now") }
+        guard endsAt - startsAt <= maxLengthMs else { return bad("\"ends_at\" must be at most 31 days after \"starts_at\"") }
         var perUser: Int64 = 1
         if let p = body["per_user"], !p.isNull {
             guard let n = p.intValue, (1...quantity).contains(n) else {
@@ -95,6 +114,9 @@ public struct Sale: Equatable, Sendable {
         if now < spec.startsAt { return .scheduled }
         return remaining == 0 ? .soldOut : .open
     }
+
+    /// The one 403 for another merchant's sale (GET, close, a create naming it).
+    public static func notYours(_ id: String) -> GatewayError { .forbidden("sale \(id) is another merchant's") }
 
     /// Whether units go back to it (not to the product's stock).
     public func isLive(at now: Int64) -> Bool { !closed && now < spec.endsAt }

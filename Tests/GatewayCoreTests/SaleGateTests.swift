@@ -76,4 +76,24 @@ final class SaleGateTests: XCTestCase {
         XCTAssertEqual(gate.finished("never", soldOut: true, now: 0), [], "an unknown sale's answer changes nothing")
         XCTAssertEqual(gate.arrive("never", 1, now: 1), .start(1))
     }
+
+    /// A sale sold out and never asked again: its door goes once the window passed, at the
+    /// next buy or answer of any sale.
+    func testIdleSoldOutDoorsArePurgedOnceTheirWindowPassed() {
+        var gate = Gate(inFlight: 1, maxQueued: 10, soldOutMs: 250)
+        for i in 0..<50 {
+            XCTAssertEqual(gate.arrive("s\(i)", i, now: 0), .start(i))
+            XCTAssertEqual(gate.finished("s\(i)", soldOut: true, now: 0), [])
+        }
+        XCTAssertEqual(gate.sales, 50, "kept for their window")
+        XCTAssertEqual(gate.arrive("other", 99, now: 249), .start(99))
+        XCTAssertEqual(gate.sales, 51, "still inside it")
+        XCTAssertEqual(gate.finished("other", soldOut: false, now: 250), [])
+        XCTAssertEqual(gate.sales, 0, "every lapsed idle door is gone")
+        XCTAssertEqual(gate.arrive("s1", 1, now: 251), .start(1), "and a later buy starts")
+        // A door busy again is not purged when its old window passes.
+        XCTAssertNil(gate.arrive("s1", 2, now: 251))
+        XCTAssertEqual(gate.arrive("x", 3, now: 10_000), .start(3))
+        XCTAssertEqual(gate.queued("s1"), 1)
+    }
 }

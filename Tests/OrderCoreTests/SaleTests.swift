@@ -32,6 +32,8 @@ final class SaleTests: XCTestCase {
         XCTAssertEqual(try SaleSpec.decode(body([("per_user", .int(10)), ("price", .int(0))]), now: now).get().perUser, 10)
         XCTAssertEqual(try SaleSpec.decode(body([("starts_at", .int(now - 5_000))]), now: now).get().startsAt, now - 5_000,
                        "a sale may start at once")
+        XCTAssertNoThrow(try SaleSpec.decode(body([("starts_at", .int(now + 335 * 86_400_000)), ("ends_at", .int(now + 366 * 86_400_000))]),
+                                             now: now).get(), "the longest sale, ending as late as allowed")
     }
 
     func testEveryBadInputIsRefusedNamingItsField() {
@@ -51,6 +53,13 @@ final class SaleTests: XCTestCase {
         refused([("ends_at", .int(now + 60_000))], naming: "ends_at")
         refused([("starts_at", .int(now - 20_000)), ("ends_at", .int(now - 10_000))], naming: "ends_at")
         refused([("ends_at", .int(now))], naming: "ends_at")
+        // Far or overflowing times would trap a node's arithmetic (ends_at + 7 days, starts_at - 60 s).
+        refused([("ends_at", .int(Int64.max))], naming: "ends_at")
+        refused([("starts_at", .int(Int64.min))], naming: "starts_at")
+        refused([("starts_at", .int(-1))], naming: "starts_at")
+        refused([("starts_at", .int(4_102_444_800_001)), ("ends_at", .int(4_102_444_800_002))], naming: "starts_at")
+        refused([("starts_at", .int(now + 400 * 86_400_000)), ("ends_at", .int(now + 401 * 86_400_000))], naming: "ends_at")
+        refused([("starts_at", .int(now)), ("ends_at", .int(now + 32 * 86_400_000))], naming: "ends_at")
         refused([("per_user", .int(0))], naming: "per_user")
         refused([("per_user", .int(11))], naming: "per_user")
         refused([("per_user", .double(1e30))], naming: "per_user")
@@ -155,5 +164,20 @@ final class SaleTests: XCTestCase {
         XCTAssertEqual(d.savedOrder?.status, .delivered, "no stock needed")
         XCTAssertFalse(d.effects.contains { if case .allocateKeys = $0 { true } else { false } }, "it takes no more keys")
         XCTAssertEqual(d.events.first { $0.type == .orderDelivered }?.data["sale"]?.stringValue, "s1")
+    }
+
+    func testALatePaymentOfACanceledSaleOrderIsRefundedNotDelivered() throws {
+        let order = try XCTUnwrap(rules.createSaleOrder(sale(), buyer: "u1", quantity: 1, now: now, orderID: "o-1").savedOrder)
+        let payment = Payment(id: "pay-1", order: "o-1", payer: "u1", amount: 100, currency: "CNY", status: .created, createdAt: now,
+                              tradeNo: nil, version: 1)
+        for canceled in [rules.expire(order, .payment, payment: nil, now: order.expiresAt).savedOrder,
+                         try rules.cancel(order, now: now).get().savedOrder] {
+            let c = try XCTUnwrap(canceled)
+            XCTAssertEqual(c.status, .canceled)
+            let d = try rules.notify(Fx.notice(payment), payment: payment, order: c, stock: 5, now: (c.canceledAt ?? c.expiresAt) + 1).get()
+            XCTAssertNil(d.savedOrder, "the order stays canceled")
+            XCTAssertFalse(d.effects.contains { if case .allocateKeys = $0 { true } else { false } }, "no key from stock")
+            XCTAssertTrue(d.effects.contains { if case .savePayment(let p) = $0 { p.status == .refundRequired } else { false } })
+        }
     }
 }

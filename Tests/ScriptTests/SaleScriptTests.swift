@@ -98,8 +98,8 @@ final class SaleScriptTests: XCTestCase {
         XCTAssertEqual(list(f, units), ["k1", "k2", "k3"])
         XCTAssertEqual(list(f, stock), ["k4", "k5"])
         XCTAssertEqual(f.redis.call(["GET", CommerceKeys.saleProduct("s1")]).text, "p1")
-        XCTAssertEqual(f.redis.call(["ZSCORE", CommerceKeys.timers, "sale:p1/s1"]).text.flatMap { Int64($0) }, s.startsAt - 60_000,
-                       "the first countdown is due next")
+        XCTAssertEqual(f.redis.call(["ZSCORE", CommerceKeys.timers, "sale:p1/s1"]).text.flatMap { Int64($0) }, s.firstDue(at: .min),
+                       "the first countdown is due next (lib_sale and SaleSpec agree)")
         let (again, createdAgain) = try create(c, s).get()
         XCTAssertFalse(createdAgain)
         XCTAssertEqual(again.nonce, sale.nonce)
@@ -131,6 +131,42 @@ final class SaleScriptTests: XCTestCase {
         XCTAssertEqual(create(c, noProduct).failure?.code, .notFound)
     }
 
+    /// The pointer gone while the sale exists (as when a racing create of the same id wrote it
+    /// first and was then refused): a create that finds the sale, refused or not, leaves the
+    /// pointer and timer it wrote, since they are the sale's now. Only a refusal proving no
+    /// sale exists (no product, another merchant's product, short stock) takes them back.
+    func testACreateThatFindsTheSaleLeavesItsPointerAndTimer() throws {
+        for cluster in [false, true] {
+            let (f, c) = try stores(keys: 5, cluster: cluster)
+            let s = spec(f, quantity: 3, opensIn: 120_000)
+            _ = try create(c, s).get()
+            let pointer = CommerceKeys.saleProduct("s1")
+            func lose() {
+                f.redis.call(["DEL", pointer])
+                if cluster { f.redis.call(["ZREM", CommerceKeys.timers, "sale:p1/s1"]) }
+            }
+            func kept(_ why: String) {
+                XCTAssertEqual(f.redis.call(["GET", pointer]).text, "p1", "cluster \(cluster): \(why)")
+                XCTAssertNotNil(f.redis.call(["ZSCORE", CommerceKeys.timers, "sale:p1/s1"]).text, "cluster \(cluster): \(why)")
+            }
+            lose()
+            XCTAssertEqual(create(c, s, merchant: "m2").failure, GatewayError(.forbidden, "sale s1 is another merchant's"))
+            kept("another merchant's create of the existing sale")
+            lose()
+            var other = s
+            other.price += 1
+            XCTAssertEqual(create(c, other).failure, GatewayError(.conflict, "sale id already used"))
+            kept("a create with other terms")
+            XCTAssertEqual(list(f, units), ["k1", "k2", "k3"])
+            XCTAssertEqual(try view(c)?.spec, s, "the sale is found again")
+            var short = spec(f, id: "s2", quantity: 9)
+            short.startsAt = s.startsAt
+            XCTAssertEqual(create(c, short).failure?.code, .conflict)
+            XCTAssertNil(f.redis.call(["GET", CommerceKeys.saleProduct("s2")]).text, "short: no sale, the id is free again")
+            XCTAssertNil(f.redis.call(["ZSCORE", CommerceKeys.timers, "sale:p1/s2"]).text)
+        }
+    }
+
     // MARK: buy
 
     func testABuyTakesUnitsIntoTheOrderAndSoldOutGoesOutOnce() throws {
@@ -159,6 +195,55 @@ final class SaleScriptTests: XCTestCase {
         XCTAssertEqual(types(f).filter { $0 == "sale.sold_out" }.count, 1, "once")
         XCTAssertEqual(field(f, saleKey, "remaining"), "0", "never below 0")
         XCTAssertEqual(list(f, units), [])
+    }
+
+    /// A buy reaching Redis past starts_at before any tick opens the sale itself: `sale.open`
+    /// (with the remaining before that buy) goes out first, and the tick sends it no more.
+    func testABuyBeforeTheOpenTickOpensTheSaleFirst() throws {
+        for cluster in [false, true] {
+            let (f, c) = try stores(keys: 3, cluster: cluster)
+            let sale = try create(c, spec(f, quantity: 1)).get().0
+            guard case .bought = try buy(c, sale, "u1").0 else { return XCTFail("cluster \(cluster)") }
+            _ = try tick(c)
+            if cluster { f.relay.relay(CommerceKeys.outbox("p1")) }
+            let seen = types(f)
+            XCTAssertEqual(Array(seen.prefix(2)), ["sale.open", "sale.sold_out"], "cluster \(cluster): \(seen)")
+            XCTAssertEqual(seen.filter { $0 == "sale.open" }.count, 1, "cluster \(cluster): \(seen)")
+            XCTAssertEqual(pushes(f).first?.1["remaining"]?.intValue, 1, "the open's remaining is the sale's before the buy")
+            XCTAssertEqual(field(f, saleKey, "phase"), "4")
+        }
+    }
+
+    /// The order program's check failing (the fresh order id exists) is worth a retry, and takes nothing.
+    func testABuyWhoseOrderIDIsTakenIsTemporary() throws {
+        let (f, c) = try stores()
+        let sale = try create(c, spec(f, quantity: 2)).get().0
+        let id = CommerceKeys.freshID("o", product: "p1", random: "taken")
+        f.redis.call(["HSET", try XCTUnwrap(CommerceKeys.order(id)), "id", id])
+        let d = rules.createSaleOrder(sale, buyer: "u1", quantity: 1, now: 1, orderID: id)
+        var out: Result<SaleBuyOutcome, GatewayError>?
+        c.buySale(d, sale: sale, buyer: "u1", quantity: 1, product: "p1") { out = $0 }
+        guard case .failure(let e)? = out else { return XCTFail("\(String(describing: out))") }
+        XCTAssertEqual(e.code, .unavailable)
+        XCTAssertTrue(e.temporary, "a retry gets a fresh id")
+        XCTAssertEqual(field(f, saleKey, "remaining"), "2")
+        XCTAssertEqual(list(f, units).count, 2)
+    }
+
+    /// The script checks the buyer and units it was given; the program takes the ones its op
+    /// names. Should they ever differ, nothing is taken.
+    func testABuyWhoseTakeIsNotTheCheckedOneChangesNothing() throws {
+        let (f, c) = try stores()
+        let sale = try create(c, spec(f, quantity: 3, perUser: 2)).get().0
+        for (buyer, q) in [("u2", 1), ("u1", 2)] {
+            let d = rules.createSaleOrder(sale, buyer: "u1", quantity: 1, now: 1,
+                                          orderID: CommerceKeys.freshID("o", product: "p1", random: "x\(buyer)\(q)"))
+            var out: Result<SaleBuyOutcome, GatewayError>?
+            c.buySale(d, sale: sale, buyer: buyer, quantity: q, product: "p1") { out = $0 }
+            guard case .failure? = out else { return XCTFail("\(buyer) \(q): \(String(describing: out))") }
+        }
+        XCTAssertEqual(field(f, saleKey, "remaining"), "3")
+        XCTAssertEqual(list(f, units).count, 3)
     }
 
     func testPerUserHoldsAcrossBuysAndEveryRefusalChangesNothing() throws {
@@ -219,6 +304,24 @@ final class SaleScriptTests: XCTestCase {
         XCTAssertEqual(field(f, saleKey, "sold"), "1")
     }
 
+    /// An order of an earlier sale whose id now names another sale of the product (its nonce
+    /// differs) expires: its unit goes to stock, the new sale's counts stay as they were.
+    func testAnExpiredOrderOfAnEarlierSaleOfTheIdGivesItsUnitToStock() throws {
+        let (f, c) = try stores(keys: 4)
+        let sale = try create(c, spec(f, quantity: 2)).get().0
+        let (_, order) = try buy(c, sale, "u1")
+        let key = try XCTUnwrap(CommerceKeys.order(order))
+        XCTAssertEqual(field(f, key, "sale_nonce"), sale.nonce)
+        f.redis.call(["HSET", saleKey, "nonce", "ffffffffffffffff", "sold", "0", "remaining", "1"])  // the id reused
+        f.redis.call(["HDEL", CommerceKeys.saleBuyers(product: "p1", "s1"), "u1"])
+        try expire(c, f, order)
+        XCTAssertEqual(list(f, stock), ["k3", "k4", "k1"], "to the product's stock")
+        XCTAssertEqual(list(f, units), ["k2"], "not into the other sale")
+        XCTAssertEqual(field(f, saleKey, "remaining"), "1")
+        XCTAssertEqual(field(f, saleKey, "sold"), "0", "never below 0")
+        XCTAssertNil(field(f, CommerceKeys.saleBuyers(product: "p1", "s1"), "u1"))
+    }
+
     private func closeSale(_ c: RedisCommerceStore, merchant: String? = nil) throws -> Sale? {
         var out: Result<Sale?, GatewayError>?
         c.closeSale("s1", merchant: merchant) { out = $0 }
@@ -234,7 +337,7 @@ final class SaleScriptTests: XCTestCase {
         let t = try tick(c)
         XCTAssertEqual(types(f), ["sale.countdown"], "60 s and 10 s are both past: one push")
         XCTAssertEqual(field(f, saleKey, "phase"), "2")
-        XCTAssertEqual(t.nextDue, s.startsAt - 1_000)
+        XCTAssertEqual(t.nextDue, s.startsAt - SaleSpec.countdownsBeforeMs[2], "lib_sale's last countdown is SaleSpec's")
         _ = try tick(c)
         XCTAssertEqual(types(f), ["sale.countdown"], "nothing new is due")
         // The start passes: the 1 s countdown is skipped, open goes out once however many tick.
@@ -286,6 +389,8 @@ final class SaleScriptTests: XCTestCase {
         XCTAssertEqual(types(f), ["sale.open", "sale.stock", "sale.closed"], "the pending remaining goes out before the close")
         XCTAssertEqual(pushes(f)[2].1["reason"]?.stringValue, "closed")
         XCTAssertEqual(pushes(f)[2].1["remaining"]?.intValue, 3)
+        XCTAssertEqual(closed.remaining, 0, "the units went back: the closed sale holds none")
+        XCTAssertEqual(field(f, saleKey, "remaining"), "0")
         _ = try closeSale(c)
         _ = try tick(c)
         XCTAssertEqual(types(f).count, 3, "closed once")
@@ -300,6 +405,15 @@ final class SaleScriptTests: XCTestCase {
         XCTAssertEqual(pushes(f, "s2").map(\.0), ["sale.closed"])
         XCTAssertEqual(pushes(f, "s2")[0].1["reason"]?.stringValue, "ended")
         XCTAssertEqual(list(f, stock), ["k2", "k3", "k4", "k5", "k6"])
+
+        // A close reaching a sale past its end before any tick: it ended, and says so.
+        _ = try create(c, spec(f, id: "s3", quantity: 1)).get()
+        f.redis.call(["HSET", CommerceKeys.sale(product: "p1", "s3"), "ends_at", clock(f) - 1])
+        var late: Result<Sale?, GatewayError>?
+        c.closeSale("s3", merchant: nil) { late = $0 }
+        XCTAssertEqual(try XCTUnwrap(late).get()?.remaining, 0)
+        XCTAssertEqual(pushes(f, "s3").map(\.0), ["sale.closed"])
+        XCTAssertEqual(pushes(f, "s3").first?.1["reason"]?.stringValue, "ended")
     }
 
     func testAClusterBuyAndTickGoThroughTheOutbox() throws {

@@ -90,25 +90,28 @@ local OPS = {
   set_add = function(o) redis.call('SADD', KEYS[o.key], o.member) end,
   -- sale_buy.lua checked the sale first (live, enough units, the user's share).
   take_sale_units = function(o)
+    local function push(kind, data) emit(o.meta and KEYS[o.meta], o.log and KEYS[o.log], o.channel, kind, data, o.size) end
+    saleOpen(KEYS[o.sale], push)
     local ids = redis.call('LPOP', KEYS[o.units], o.count)
-    redis.call('HSET', KEYS[o.order], 'keys', table.concat(ids or {}, ','))
+    -- The sale's nonce with the order: its units go back only to this sale, never to a later one of the id.
+    redis.call('HSET', KEYS[o.order], 'keys', table.concat(ids or {}, ','), 'sale_nonce', redis.call('HGET', KEYS[o.sale], 'nonce'))
     local left = redis.call('HINCRBY', KEYS[o.sale], 'remaining', -o.count)
     redis.call('HINCRBY', KEYS[o.sale], 'sold', o.count)
     redis.call('HINCRBY', KEYS[o.buyers], o.user, o.count)
     SALE.due = saleDirty(o, clockMs())
-    if left <= 0 then
-      emit(o.meta and KEYS[o.meta], o.log and KEYS[o.log], o.channel, 'sale.sold_out',
-        '{"sale":' .. cjson.encode(o.id) .. ',"remaining":0}', o.size)
-    end
+    if left <= 0 then push('sale.sold_out', '{"sale":' .. cjson.encode(o.id) .. ',"remaining":0}') end
   end,
   -- Back to the sale while it is live (not closed, before ends_at), else to the product's
-  -- stock (the close already gave the sale's other units back).
+  -- stock (the close already gave the sale's other units back). A sale of the reused id (its
+  -- nonce differs) is another sale: the units go to stock, its counts are left alone.
   return_sale_units = function(o)
-    local ids = splitIDs(redis.call('HGET', KEYS[o.order], 'keys'))
+    local mine = redis.call('HMGET', KEYS[o.order], 'keys', 'sale_nonce')
+    local ids = splitIDs(mine[1])
     redis.call('HSET', KEYS[o.order], 'keys', '')
     if #ids == 0 then return end
     local s = KEYS[o.sale]
-    local f = redis.call('HMGET', s, 'closed', 'ends_at')
+    local f = redis.call('HMGET', s, 'closed', 'ends_at', 'nonce')
+    if f[2] and mine[2] and mine[2] ~= f[3] then f = {} end
     if f[2] then
       if redis.call('HINCRBY', KEYS[o.buyers], o.user, -#ids) <= 0 then redis.call('HDEL', KEYS[o.buyers], o.user) end
       redis.call('HINCRBY', s, 'sold', -#ids)

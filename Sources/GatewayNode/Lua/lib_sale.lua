@@ -6,6 +6,7 @@
 
 -- What an op learned for the caller: the due time of a `sale.stock` push it made pending.
 local SALE = {due = false}
+-- SaleSpec.countdownsBeforeMs (Swift) is the same list.
 local SALE_COUNTDOWN = {60000, 10000, 1000}
 local SALE_STOCK_EVERY = 250
 
@@ -15,6 +16,16 @@ local function clockMs() return tonumber(nowMs()) end
 local function pushAll(key, ids)
   for i = 1, #ids, 1000 do
     redis.call('RPUSH', key, unpack(ids, i, math.min(i + 999, #ids)))
+  end
+end
+
+-- Moves the first n ids of list `from` to the end of list `to`, in chunks (unpack's stack limit).
+local function moveIDs(from, to, n)
+  while n > 0 do
+    local ids = redis.call('LPOP', from, math.min(n, 1000))
+    if not ids then return end
+    redis.call('RPUSH', to, unpack(ids))
+    n = n - #ids
   end
 end
 
@@ -44,6 +55,18 @@ local function saleNextDue(f)
     if not due or at < due then due = at end
   end
   return due
+end
+
+-- The open (phase 4) and its `sale.open` push, once: from the tick, or from a buy that
+-- gets there first (Redis time past starts_at, no tick yet), so `sale.open`, with the
+-- remaining before that buy, always precedes the sale's stock and sold-out pushes.
+-- push(kind, data) publishes on the sale's channel.
+local function saleOpen(key, push)
+  local f = redis.call('HMGET', key, 'phase', 'id', 'starts_at', 'ends_at', 'remaining')
+  if tonumber(f[1] or '0') >= 4 then return end
+  redis.call('HSET', key, 'phase', '4')
+  push('sale.open', '{"sale":' .. cjson.encode(f[2]) .. ',"starts_at":' .. f[3] .. ',"ends_at":' .. f[4]
+    .. ',"remaining":' .. f[5] .. '}')
 end
 
 local function saleFields(key)
@@ -83,23 +106,20 @@ local function saleTick(now)
     if phase < 5 then
       -- The last remaining the sale's watchers saw goes out before it closes.
       if f.stock_dirty == '1' then stockPush() end
-      local n = redis.call('LLEN', KEYS[2])
-      while n > 0 do
-        local ids = redis.call('LPOP', KEYS[2], math.min(n, 1000))
-        redis.call('RPUSH', KEYS[4], unpack(ids))
-        n = n - #ids
-      end
+      moveIDs(KEYS[2], KEYS[4], redis.call('LLEN', KEYS[2]))
       setPhase(5)
       local reason = f.closed == '1' and 'closed' or 'ended'
       push('sale.closed', '{"sale":' .. id .. ',"reason":"' .. reason .. '","remaining":' .. f.remaining .. '}')
+      -- The push told how many went back; the sale itself holds none now.
+      f.remaining = '0'
+      redis.call('HSET', KEYS[1], 'remaining', '0')
       local expires = string.format('%d', math.max(now, ends) + tonumber(ARGV[8]))
       for i = 1, 3 do redis.call('PEXPIREAT', KEYS[i], expires) end
     end
   elseif now >= starts then
     if phase < 4 then
-      setPhase(4)
-      push('sale.open', '{"sale":' .. id .. ',"starts_at":' .. f.starts_at .. ',"ends_at":' .. f.ends_at
-        .. ',"remaining":' .. f.remaining .. '}')
+      saleOpen(KEYS[1], push)
+      phase, f.phase = 4, '4'
     end
   else
     -- Only the latest countdown that is due, once.

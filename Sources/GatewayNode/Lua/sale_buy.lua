@@ -24,7 +24,14 @@ local held = tonumber(redis.call('HGET', buyers, ARGV[9]) or '0')
 if held + want > tonumber(f[6]) then return {0, 'over_limit', held, tonumber(f[6])} end
 
 applySetup(ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6])
-local r = applyProgram(cjson.decode(ARGV[1]))
+local program = cjson.decode(ARGV[1])
+-- The checks above read ARGV; the units are taken by the program's op: they must agree.
+for _, o in ipairs(program.ops) do
+  if o.op == 'take_sale_units' and (o.user ~= ARGV[9] or o.count ~= want) then
+    return redis.error_reply('sale_buy: the take op is not the checked buyer and units')
+  end
+end
+local r = applyProgram(program)
 if r[1] == 0 then return {2, r[2]} end
 if r[1] ~= 1 then return r end
 return {1, r[2], SALE.due and string.format('%d', SALE.due) or 0}

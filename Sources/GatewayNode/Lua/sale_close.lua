@@ -6,5 +6,8 @@ if ARGV[9] ~= '' then
   local owner = redis.call('HGET', KEYS[1], 'merchant')
   if owner and owner ~= ARGV[9] then return {-1} end
 end
-if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], 'closed', '1') end
-return saleTick(clockMs())
+local now = clockMs()
+-- A sale already past its end (not ticked yet) ended: its close says so.
+local ends = redis.call('HGET', KEYS[1], 'ends_at')
+if ends and now < tonumber(ends) then redis.call('HSET', KEYS[1], 'closed', '1') end
+return saleTick(now)

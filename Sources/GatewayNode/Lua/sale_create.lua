@@ -6,13 +6,13 @@
 --       8 merchant creating ('' the shop), 9 nonce, 10 the sale's timer member,
 --       11 when the records expire (ms)
 -- Returns {'created' | 'exists', the sale's fields...} (exists: the same sale, a repeat),
--- {'conflict'} (the id is another sale's), {'no_product'}, {'other_merchant'},
--- {'short', keys in stock}. Nothing changes but on 'created'.
-local info = redis.call('HMGET', KEYS[1], 'merchant', 'title', 'currency')
-if not info[1] then return {'no_product'} end
-if ARGV[8] ~= '' and ARGV[8] ~= info[1] then return {'other_merchant'} end
+-- {'conflict'} (the id is another sale's), {'not_yours'} (the sale exists and is another
+-- merchant's), {'no_product'}, {'other_merchant'}, {'short', keys in stock}. Nothing changes
+-- but on 'created'. An existing sale is answered first, so the last three prove there is no
+-- sale hash: only they let the store take back the pointer and timer it wrote.
 local spec = {'product', 'price', 'quantity', 'starts_at', 'ends_at', 'per_user'}
 if redis.call('EXISTS', KEYS[3]) == 1 then
+  if ARGV[8] ~= '' and ARGV[8] ~= redis.call('HGET', KEYS[3], 'merchant') then return {'not_yours'} end
   local have = redis.call('HMGET', KEYS[3], unpack(spec))
   for i = 1, #spec do
     if have[i] ~= ARGV[i + 1] then return {'conflict'} end
@@ -21,15 +21,13 @@ if redis.call('EXISTS', KEYS[3]) == 1 then
   for _, v in ipairs(redis.call('HGETALL', KEYS[3])) do out[#out + 1] = v end
   return out
 end
+local info = redis.call('HMGET', KEYS[1], 'merchant', 'title', 'currency')
+if not info[1] then return {'no_product'} end
+if ARGV[8] ~= '' and ARGV[8] ~= info[1] then return {'other_merchant'} end
 local quantity = tonumber(ARGV[4])
 local stock = redis.call('LLEN', KEYS[2])
 if stock < quantity then return {'short', stock} end
-local n = quantity
-while n > 0 do
-  local ids = redis.call('LPOP', KEYS[2], math.min(n, 1000))
-  redis.call('RPUSH', KEYS[4], unpack(ids))
-  n = n - #ids
-end
+moveIDs(KEYS[2], KEYS[4], quantity)
 local f = {id = ARGV[1], product = ARGV[2], title = info[2] or '', currency = info[3] or '', merchant = info[1],
   price = ARGV[3], quantity = ARGV[4], remaining = ARGV[4], sold = '0', per_user = ARGV[7], starts_at = ARGV[5],
   ends_at = ARGV[6], closed = '0', nonce = ARGV[9], phase = '0', stock_at = '0', stock_dirty = '0'}

@@ -121,12 +121,16 @@ extension RedisCommerceStore: SaleStore {
                                          merchant ?? "", nonce, member, expires]
             let create = { (madeTimer: Bool) in
                 self.redis.run(CommerceScripts.saleCreate, keys: keys, args: args) { reply in
+                    var noSale = false
                     let result = Self.decode(reply, "sale_create") { (r: RedisReply) throws(RedisDecodingError) -> Result<(Sale, created: Bool), GatewayError> in
                         var items = try RedisArrayReader(r)
-                        switch try items.next(String.self) {
+                        let answer = try items.next(String.self)
+                        noSale = ["no_product", "other_merchant", "short"].contains(answer)
+                        switch answer {
                         case "created": return .success((try Self.sale(flat: &items), true))
                         case "exists": return .success((try Self.sale(flat: &items), false))
                         case "conflict": return .failure(idUsed)
+                        case "not_yours": return .failure(Sale.notYours(spec.id))
                         case "no_product": return .failure(.notFound("no product \(spec.product)"))
                         case "other_merchant": return .failure(.forbidden("product \(spec.product) is another merchant's"))
                         case "short":
@@ -136,20 +140,20 @@ extension RedisCommerceStore: SaleStore {
                         }
                     }
                     let outcome = result.flatMap { $0 }
-                    if case .failure = outcome, madePointer {
-                        // Nothing was set aside: the id is free again (best effort).
-                        self.redis.send(["DEL", pointer], key: pointer) { _ in }
-                    }
-                    if madeTimer, case .failure = outcome {
+                    // Only an answer proving no sale hash exists frees the id. After a lost
+                    // reply the sale may exist: a stray pointer only blocks the id, and a stray
+                    // timer ticks once and removes itself, while a removed one would strand its units.
+                    if noSale {
+                        if madePointer { self.redis.send(["DEL", pointer], key: pointer) { _ in } }
                         // Only the timer this call added: another sale of the id keeps its own.
-                        self.redis.send(["ZREM", CommerceKeys.timers, member], key: CommerceKeys.timers) { _ in }
+                        if madeTimer { self.redis.send(["ZREM", CommerceKeys.timers, member], key: CommerceKeys.timers) { _ in } }
                     }
                     done(outcome)
                 }
             }
             guard cluster else { return create(false) }
             // Cluster: the timer ahead (its own slot), taken back when the create is refused.
-            self.redis.send(["ZADD", CommerceKeys.timers, "NX", spec.startsAt - 60_000, member], key: CommerceKeys.timers) { reply in
+            self.redis.send(["ZADD", CommerceKeys.timers, "NX", spec.firstDue(at: .min), member], key: CommerceKeys.timers) { reply in
                 guard !reply.isFailure else { return done(.failure(.redisUnavailable)) }
                 create((try? Int64(redisReply: reply)) == 1)
             }
@@ -182,7 +186,7 @@ extension RedisCommerceStore: SaleStore {
                 self.tick(CommerceScripts.saleClose, product: product, sale: id, extra: [merchant ?? ""]) { result in
                     switch result {
                     case .failure(let e): done(.failure(e))
-                    case .success(nil): done(.failure(.forbidden("sale \(id) is another merchant's")))
+                    case .success(nil): done(.failure(Sale.notYours(id)))
                     case .success(let tick?): done(.success(tick.sale))
                     }
                 }
@@ -220,7 +224,7 @@ extension RedisCommerceStore: SaleStore {
                         _ = try items.next(Int.self)
                         let due = try items.next(Int64.self)
                         return .success(.bought(stockDue: due > 0 ? due : nil))
-                    case 2: return .failure(GatewayError(.unavailable, "order id already taken, retry"))
+                    case 2: return .failure(GatewayError(.unavailable, "order id already taken, retry", temporary: true))
                     default:
                         let reason = try items.next(String.self)
                         let n = items.isAtEnd ? 0 : try items.next(Int64.self)
