@@ -224,43 +224,120 @@ final class SaleLedger: @unchecked Sendable {
     func failed(_ why: String) { lock.withLock { payErrors.append(why) } }
 }
 
+/// What one flash sale does, from the scenario's options (holiday-peak runs one too).
+struct FlashSalePlan {
+    var buyers: Int
+    var units: Int
+    var perUser: Int
+    var unpaid: Double
+    var payS: Int
+    var lead: Int
+    var price: Int
+    var connectRate: Double
+    var inFlight: Int
+    var httpWorkers: Int
+    var wait: Int
+    var workers: Int
+    var noSourceAddresses: Bool
+
+    /// First-wave winners left unpaid: the running count of `unpaid` over the units.
+    var expectedUnpaid: Int { (0..<units).filter { ProbeSpec.isOnline($0, fraction: unpaid) }.count }
+}
+
 final class FlashSaleScenario {
     let cmd: FlashSaleCommand
-    let tag = Machine.randomHex(bytes: 3)
 
     init(_ cmd: FlashSaleCommand) { self.cmd = cmd }
+
+    func run() throws {
+        let ctx = try RunContext(scenario: "flash-sale", output: cmd.output)
+        let p = ctx.progress
+        let plan = FlashSalePlan(buyers: cmd.buyers, units: cmd.units, perUser: cmd.perUser, unpaid: cmd.unpaid, payS: cmd.payS, lead: cmd.lead,
+                                 price: cmd.price, connectRate: cmd.connectRate, inFlight: cmd.inFlight, httpWorkers: cmd.httpWorkers,
+                                 wait: cmd.wait, workers: cmd.workerOptions.workerCount(for: cmd.buyers),
+                                 noSourceAddresses: cmd.workerOptions.noSourceAddresses)
+        var limits = Preflight.check(connections: plan.buyers, nodes: cmd.cluster.nodeCount, sourceAddresses: !plan.noSourceAddresses)
+        limits.forEach { p.note("preflight: \($0)") }
+        let (options, paySecret) = try ClusterSecrets.withPaymentsSecret(cmd.cluster, external: cmd.paymentsSecret)
+        var cluster: Cluster?
+        defer { cluster?.stop() }
+        cluster = try Cluster.start(options, logDir: ctx.logDir, progress: p)
+        let c = cluster!
+        var report = FlashSaleReport(run: ctx.info, parameters: .init(
+            buyers: plan.buyers, units: plan.units, perUser: plan.perUser, unpaidFraction: plan.unpaid, paySeconds: plan.payS,
+            leadSeconds: plan.lead, nodes: c.endpoints.count, buyerWorkers: plan.workers, external: cmd.cluster.external))
+        let sale = FlashSaleRun(plan: plan, cluster: c, paySecret: paySecret, logDir: ctx.logDir, progress: p)
+        let (results, checks) = try sale.run(lines: true) { report.timeline.append($0) }
+        report.results = results
+        report.checks = checks
+        limits += c.logComplaints().map { "machine: node log says: \($0)" }
+        if !c.deadNodes().isEmpty { limits.append("gateway: node exited: " + c.deadNodes().joined(separator: "; ")) }
+        report.limits = limits
+        let failed = report.checks.filter { !$0.hasPrefix("ok") }
+        report.verdict = (failed.isEmpty ? "every check passed; " : "FAILED \(failed.count) check(s); ") + FlashSaleRun.headline(results, units: plan.units)
+        report.run.machine = MachineInfo()
+        summary(report)
+        try ctx.write(report)
+        if !failed.isEmpty { throw ExitCode.failure }
+    }
+
+    private func summary(_ r: FlashSaleReport) {
+        let s = r.setup, x = r.rush, z = r.resale, f = r.final
+        var lines = ["", "== flash-sale: \(Fmt.int(r.parameters.buyers)) buyers, \(r.parameters.units) units, per_user \(r.parameters.perUser), \(r.parameters.nodes) node(s), \(r.parameters.buyerWorkers) worker(s), sales.pay_s \(r.parameters.paySeconds)"]
+        lines.append("setup       \(Fmt.int(s.connected)) connected in \(Fmt.num(s.connectSeconds, 1)) s, \(Fmt.int(s.subscribed)) subscribed \(s.subscribedMsBeforeStart.map { Fmt.num($0, 0) } ?? "?") ms before starts_at; failed \(s.failed), dropped \(s.dropped); POST sale \(s.createMs.map { Fmt.num($0, 1) } ?? "?") ms")
+        lines.append("open        \(Fmt.int(x.opened)) received; spread \(x.openSpreadMs.map { Fmt.num($0, 1) } ?? "?") ms first to last; after starts_at: \(x.openDelay?.line ?? "no samples")")
+        lines.append("buy         first wave \(Fmt.int(x.firstWaveBuys)) sent, \(x.firstWaveWon) won: \(x.buyLatency?.line ?? "no samples")")
+        lines.append("sold out    \(x.soldOutFromStartMs.map { Fmt.num($0, 0) } ?? "?") ms after starts_at, \(x.soldOutFromFirstOpenMs.map { Fmt.num($0, 0) } ?? "?") ms after the first sale.open (last order answered); sale.sold_out first received \(x.soldOutPushFromStartMs.map { Fmt.num($0, 0) } ?? "?") ms after starts_at")
+        lines.append("refusals    " + x.refusals.sorted { $0.value > $1.value }.map { "\($0.key) \(Fmt.int($0.value))" }.joined(separator: ", "))
+        lines.append("resale      \(z.unpaidOrders) left unpaid, \(z.resold) resold (\(Fmt.int(z.resaleBuys)) presses on sale.stock), last \(z.lastResoldFromStartMs.map { Fmt.num($0 / 1000, 1) } ?? "?") s after starts_at; \(z.buyLatency?.line ?? "")")
+        lines.append("orders      \(z.paid) paid, \(f.deliveredOrders) delivered read back, statuses \(f.statuses); GET sale remaining \(f.saleRemaining.map(String.init) ?? "?") sold \(f.saleSold.map(String.init) ?? "?") \(f.saleState ?? "")")
+        lines.append("pushes      " + f.pushes.sorted { $0.key < $1.key }.map { "\($0.key) \(Fmt.int($0.value))" }.joined(separator: ", "))
+        for c in r.checks { lines.append("check       \(c)") }
+        for l in r.limits { lines.append("limit       \(l)") }
+        lines.append("verdict     \(r.verdict)")
+        print(lines.joined(separator: "\n"))
+    }
+}
+
+/// One flash sale on running nodes: product and keys, buyer workers, the sale, the rush,
+/// payments, expiry and resale, then the read-back and the checks. Blocks until done.
+final class FlashSaleRun {
+    let plan: FlashSalePlan
+    let cluster: Cluster
+    let paySecret: String
+    let logDir: String
+    let progress: Progress
+    let tag = Machine.randomHex(bytes: 3)
+
+    init(plan: FlashSalePlan, cluster: Cluster, paySecret: String, logDir: String, progress: Progress) {
+        self.plan = plan
+        self.cluster = cluster
+        self.paySecret = paySecret
+        self.logDir = logDir
+        self.progress = progress
+    }
 
     var productID: String { "lt-sale-\(tag)" }
     var saleID: String { "fs-\(tag)" }
     var userPrefix: String { "fs-\(tag)-" }
     func keyName(_ i: Int) -> String { "FSK-\(tag)-\(i)" }
 
-    func run() throws {
-        let ctx = try RunContext(scenario: "flash-sale", output: cmd.output)
-        let p = ctx.progress
-        let n = cmd.buyers, u = cmd.units
-        let workers = cmd.workerOptions.workerCount(for: n)
-        var limits = Preflight.check(connections: n, nodes: cmd.cluster.nodeCount, sourceAddresses: !cmd.workerOptions.noSourceAddresses)
-        limits.forEach { p.note("preflight: \($0)") }
-        let (options, paySecret) = try ClusterSecrets.withPaymentsSecret(cmd.cluster, external: cmd.paymentsSecret)
-
-        var cluster: Cluster?
+    /// - Parameters:
+    ///   - lines: print a progress line a second (holiday-peak has its own; it gets notes only).
+    ///   - point: each second of the run, for a timeline.
+    func run(lines: Bool, point: (FlashSaleResults.Point) -> Void = { _ in }) throws -> (FlashSaleResults, [String]) {
+        let p = progress, c = cluster, n = plan.buyers, u = plan.units, workers = plan.workers
+        var res = FlashSaleResults()
         var pool: ChildPool<SaleWorkerSpec, SaleWorkerStatus>?
-        let ledger = SaleLedger(unpaidFraction: cmd.unpaid)
+        let ledger = SaleLedger(unpaidFraction: plan.unpaid)
         var payers: [Thread] = []
         defer {
             ledger.lock.withLock { ledger.stopped = true }
-            cluster?.stop()
             pool?.stop()
         }
-        cluster = try Cluster.start(options, logDir: ctx.logDir, progress: p)
-        let c = cluster!
-        var report = FlashSaleReport(run: ctx.info, parameters: .init(
-            buyers: n, units: u, perUser: cmd.perUser, unpaidFraction: cmd.unpaid, paySeconds: cmd.payS, leadSeconds: cmd.lead,
-            nodes: c.endpoints.count, buyerWorkers: workers, external: cmd.cluster.external))
-
         let admin = ShopClient(c.endpoints[0], shopKey: c.shopKey, timeout: 30)
-        try admin.createProduct(id: productID, price: cmd.price * 2, title: "Load test flash sale \(tag)")
+        defer { admin.disconnect() }
+        try admin.createProduct(id: productID, price: plan.price * 2, title: "Load test flash sale \(tag)")
         var uploaded = 0
         while uploaded < u {
             let k = min(10_000, u - uploaded)
@@ -272,20 +349,19 @@ final class FlashSaleScenario {
 
         // Buyers: each worker holds its own range, spread over the nodes by global index.
         let counts = (0..<workers).map { n / workers + ($0 < n % workers ? 1 : 0) }
-        let plan = cmd.workerOptions.noSourceAddresses ? counts.map { _ in [String]() }
-            : SourceAddresses.plan(connectionsPerWorker: counts).addresses
+        let addresses = plan.noSourceAddresses ? counts.map { _ in [String]() } : SourceAddresses.plan(connectionsPerWorker: counts).addresses
         var first = 0
         var specs: [SaleWorkerSpec] = []
         for (i, count) in counts.enumerated() {
             specs.append(SaleWorkerSpec(index: i, urls: c.endpoints.map(\.wsURL), secret: c.secret,
-                                        tokenTTL: 7200 + Int(Double(n) / cmd.connectRate), userPrefix: userPrefix, first: first, count: count,
-                                        rate: cmd.connectRate * Double(count) / Double(n), maxInFlight: cmd.inFlight,
-                                        sourceAddresses: plan[i], connectTimeout: 20, rxBufferSize: 4096))
+                                        tokenTTL: 7200 + Int(Double(n) / plan.connectRate), userPrefix: userPrefix, first: first, count: count,
+                                        rate: plan.connectRate * Double(count) / Double(n), maxInFlight: plan.inFlight,
+                                        sourceAddresses: addresses[i], connectTimeout: 20, rxBufferSize: 4096))
             first += count
         }
         let resaleLatency = LockedLatency(), openDelay = LockedLatency()
-        p.note("connecting \(Fmt.int(n)) buyers over \(c.endpoints.count) node(s) and \(workers) worker(s); sale \(saleID) of \(u) units of \(productID)")
-        pool = try ChildPool(label: "buyer", arguments: ["flash-sale", "--sale-worker"], specs: specs, logDir: ctx.logDir,
+        p.note("flash sale: connecting \(Fmt.int(n)) buyers over \(c.endpoints.count) node(s) and \(workers) worker(s); sale \(saleID) of \(u) units of \(productID)")
+        pool = try ChildPool(label: "buyer", arguments: ["flash-sale", "--sale-worker"], specs: specs, logDir: logDir,
                              latency: { $0.firstWaveLatency }, onStatus: { s in
                                  if let w = s.wins { ledger.add(w) }
                                  if let l = s.resaleLatency { resaleLatency.add(l) }
@@ -295,50 +371,58 @@ final class FlashSaleScenario {
         func totals() -> SaleWorkerTotals { pl.children.compactMap { $0.final ?? $0.latest }.reduce(into: SaleWorkerTotals()) { $0.add($1) } }
         var cpu = CPUWatch(cluster: c, workers: pl.pids)
         var ticker = Ticker(interval: 1)
+        var lastNote = 0.0
+        func show(_ phase: String, _ text: String) {
+            if lines { p.line(phase, text + " | " + cpu.line()) } else if Clock.now() - lastNote >= 5 {
+                p.note("flash sale \(phase): \(text)")
+                lastNote = Clock.now()
+            }
+        }
         func health() throws {
             if pl.allEnded { throw SpawnError("every buyer worker exited: " + pl.crashed().joined(separator: "; ")) }
             if !c.deadNodes().isEmpty { throw SpawnError("gateway: node exited: " + c.deadNodes().joined(separator: "; ")) }
         }
-        func point(_ phase: String, _ t: SaleWorkerTotals) {
-            report.timeline.append(.init(t: p.elapsed, phase: phase, subscribed: t.subscribed, opened: t.opened, won: t.won,
-                                         paid: ledger.lock.withLock { ledger.paid }, remainingMax: Int(t.remainingMax ?? -1)))
+        func mark(_ phase: String, _ t: SaleWorkerTotals) {
+            point(.init(t: p.elapsed, phase: phase, subscribed: t.subscribed, opened: t.opened, won: t.won,
+                        paid: ledger.lock.withLock { ledger.paid }, remainingMax: Int(t.remainingMax ?? -1)))
         }
 
         // 1. Connect every buyer.
         let connectStart = Clock.now()
-        let connectDeadline = connectStart + Double(n) / cmd.connectRate * 3 + 60
+        let connectDeadline = connectStart + Double(n) / plan.connectRate * 3 + 60
         while true {
             ticker.wait()
             let t = totals()
-            point("connect", t)
-            p.line("connect", "connected \(Fmt.int(t.connected))/\(Fmt.int(n)) failed \(Fmt.int(t.failed)) dropped \(Fmt.int(t.dropped)) in set-up \(Fmt.int(t.settling)) | " + cpu.line())
+            mark("connect", t)
+            show("connect", "connected \(Fmt.int(t.connected))/\(Fmt.int(n)) failed \(Fmt.int(t.failed)) dropped \(Fmt.int(t.dropped)) in set-up \(Fmt.int(t.settling))")
             if pl.children.allSatisfy({ ch in ch.latest.map { $0.attempted == ch.spec.count && $0.settling == 0 } ?? false }) { break }
             try health()
             if Clock.now() > connectDeadline {
-                p.note("connecting timed out; the sale goes ahead with \(Fmt.int(t.connected)) buyers")
+                p.note("flash sale: connecting timed out; the sale goes ahead with \(Fmt.int(t.connected)) buyers")
                 break
             }
         }
-        report.setup.connectSeconds = Clock.now() - connectStart
+        res.setup.connectSeconds = Clock.now() - connectStart
 
         // 2. The sale, starting --lead s from now; buyers subscribe meanwhile.
-        let startsAt = Int64(Date().timeIntervalSince1970 * 1000) + Int64(cmd.lead) * 1000
-        let endsAt = startsAt + Int64(cmd.payS + cmd.wait + 60) * 1000
-        let saleBody = #"{"id":"\#(saleID)","product":"\#(productID)","price":\#(cmd.price),"quantity":\#(u),"starts_at":\#(startsAt),"ends_at":\#(endsAt),"per_user":\#(cmd.perUser)}"#
+        let startsAt = Int64(Date().timeIntervalSince1970 * 1000) + Int64(plan.lead) * 1000
+        let endsAt = startsAt + Int64(plan.payS + plan.wait + 60) * 1000
+        let saleBody = #"{"id":"\#(saleID)","product":"\#(productID)","price":\#(plan.price),"quantity":\#(u),"starts_at":\#(startsAt),"ends_at":\#(endsAt),"per_user":\#(plan.perUser)}"#
         let t0 = Clock.now()
         let created = try admin.call("POST", "/api/v1/sales", saleBody)
         guard created.status == 201 else { throw SpawnError("POST /api/v1/sales: HTTP \(created.status) \(created.text)") }
-        report.setup.createMs = (Clock.now() - t0) * 1000
-        report.setup.sale = saleID
-        report.setup.startsAt = startsAt
+        res.setup.createMs = (Clock.now() - t0) * 1000
+        res.setup.sale = saleID
+        res.setup.startsAt = startsAt
         pl.broadcast("sale \(saleID) \(startsAt)")
-        p.note("sale \(saleID) created (\(u) units, per_user \(cmd.perUser)); starts in \(cmd.lead) s")
+        p.note("flash sale \(saleID) created (\(u) units, per_user \(plan.perUser)); starts in \(plan.lead) s")
 
         // Winners are paid as they are reported (the unpaid share aside).
-        for k in 0..<cmd.httpWorkers {
+        for k in 0..<plan.httpWorkers {
             let ep = c.endpoints[k % c.endpoints.count]
-            let th = Thread { [userPrefix] in
+            let th = Thread { [userPrefix, paySecret] in
                 let shop = ShopClient(ep, shopKey: c.shopKey, timeout: 30)
+                defer { shop.disconnect() }
                 while !ledger.lock.withLock({ ledger.stopped }) {
                     guard let w = ledger.next() else {
                         usleep(5_000)
@@ -366,7 +450,7 @@ final class FlashSaleScenario {
 
         // 3. Subscribe, open, the rush, expiry, resale: until every unit is paid for and every buyer saw 0.
         let startMicros = startsAt * 1000
-        let deadline = Double(startsAt) / 1000 - Date().timeIntervalSince1970 + Clock.now() + Double(cmd.payS + cmd.wait)
+        let deadline = Double(startsAt) / 1000 - Date().timeIntervalSince1970 + Clock.now() + Double(plan.payS + plan.wait)
         var subscribedAt: Double?
         var view: JSON?
         while true {
@@ -378,11 +462,11 @@ final class FlashSaleScenario {
             if subscribedAt == nil && t.subscribed + t.subscribeFailed >= t.connected - t.dropped && t.settling == 0 {
                 subscribedAt = Date().timeIntervalSince1970
             }
-            point(phase, t)
+            mark(phase, t)
             let paid = ledger.lock.withLock { ledger.paid }
             var line = "subscribed \(Fmt.int(t.subscribed))/\(Fmt.int(t.connected)) "
             if now < startMicros {
-                line += "opens in \(Fmt.num(Double(startMicros - now) / 1e6, 1)) s countdown pushes \(Fmt.int(t.pushes["sale.countdown"] ?? 0))"
+                line += "opens in \(Fmt.num(Double(startMicros - now) / 1e6, 1)) s, countdown pushes \(Fmt.int(t.pushes["sale.countdown"] ?? 0))"
             } else {
                 line += "opened \(Fmt.int(t.opened)) buys \(Fmt.int(t.firstWaveBuys))+\(Fmt.int(t.resaleBuys)) answered \(Fmt.int(t.answered)) "
                     + "won \(Fmt.int(t.won)) (resold \(Fmt.int(t.won - t.firstWaveWon))) paid \(paid)/\(u) remaining seen \(t.remainingMin.map(String.init) ?? "-")..\(t.remainingMax.map(String.init) ?? "-") "
@@ -390,7 +474,7 @@ final class FlashSaleScenario {
                 let l = pl.takeInterval().summary
                 if l.count > 0 { line += " buy p99 \(Fmt.num(l.p99Ms, 1)) ms" }
             }
-            p.line(phase, line + " | " + cpu.line())
+            show(phase, line)
             let done = paid >= u && ledger.queued == 0 && t.remainingZero == t.subscribed && t.answered == t.firstWaveBuys + t.resaleBuys
             if done, let v = try? admin.call("GET", "/api/v1/sales/\(saleID)", idempotent: true), v.status == 200,
                v.json?["remaining"]?.intValue == 0, v.json?["sold"]?.intValue == Int64(u) {
@@ -398,7 +482,7 @@ final class FlashSaleScenario {
                 break
             }
             if Clock.now() > deadline {
-                p.note("the sale did not settle within --pay-s + --wait after starts_at; checking what there is")
+                p.note("flash sale: not settled within --pay-s + --wait after starts_at; checking what there is")
                 break
             }
         }
@@ -409,10 +493,10 @@ final class FlashSaleScenario {
         if view == nil { view = try? admin.call("GET", "/api/v1/sales/\(saleID)", idempotent: true).json }
 
         // Figures.
-        let s = report.setup
-        report.setup = .init(connected: ft.connected, connectSeconds: s.connectSeconds, subscribed: ft.subscribed,
-                             subscribedMsBeforeStart: subscribedAt.map { Double(startsAt) - $0 * 1000 }, failed: ft.failed, dropped: ft.dropped,
-                             failures: ft.failures, drops: ft.drops, sale: saleID, startsAt: startsAt, createMs: s.createMs)
+        let s = res.setup
+        res.setup = .init(connected: ft.connected, connectSeconds: s.connectSeconds, subscribed: ft.subscribed,
+                          subscribedMsBeforeStart: subscribedAt.map { Double(startsAt) - $0 * 1000 }, failed: ft.failed, dropped: ft.dropped,
+                          failures: ft.failures, drops: ft.drops, sale: saleID, startsAt: startsAt, createMs: s.createMs)
         var r = FlashSaleResults.Rush(opened: ft.opened, firstWaveBuys: ft.firstWaveBuys, firstWaveWon: ft.firstWaveWon, refusals: ft.refusals)
         if let a = ft.firstOpenMicros, let b = ft.lastOpenMicros { r.openSpreadMs = Double(b - a) / 1000 }
         r.openDelay = openDelay.summary
@@ -422,20 +506,20 @@ final class FlashSaleScenario {
             if let a = ft.firstOpenMicros { r.soldOutFromFirstOpenMs = Double(w - a) / 1000 }
         }
         r.soldOutPushFromStartMs = ft.firstSoldOutMicros.map { Double($0 - startMicros) / 1000 }
-        report.rush = r
+        res.rush = r
         let (wins, unpaidOrders, paid, payErrors, resold, lastResold) = ledger.lock.withLock {
             (ledger.wins, ledger.unpaid, ledger.paid, ledger.payErrors, ledger.resold, ledger.lastResoldMicros)
         }
-        report.resale = .init(unpaidOrders: unpaidOrders.count, resaleBuys: ft.resaleBuys, resold: resold,
-                              lastResoldFromStartMs: lastResold.map { Double($0 - startMicros) / 1000 },
-                              buyLatency: resaleLatency.summary, paid: paid, payErrors: payErrors.count, payErrorSamples: Array(payErrors.prefix(5)))
+        res.resale = .init(unpaidOrders: unpaidOrders.count, resaleBuys: ft.resaleBuys, resold: resold,
+                           lastResoldFromStartMs: lastResold.map { Double($0 - startMicros) / 1000 },
+                           buyLatency: resaleLatency.summary, paid: paid, payErrors: payErrors.count, payErrorSamples: Array(payErrors.prefix(5)))
 
         // Read back every order a buyer was answered with.
         var f = FlashSaleResults.Final(secondPresses: ft.secondPresses, secondPressWon: ft.secondPressWon,
                                        clientsRemainingZero: ft.remainingZero, clientsRemainingAbove: ft.remainingAbove,
                                        clientsRemainingUnknown: ft.remainingUnknown, clientsDropped: ft.dropped, pushGaps: ft.gaps,
                                        pushRepeats: ft.repeats, unexpected: ft.unexpected, pushes: ft.pushes)
-        p.note("reading back \(wins.count) orders")
+        p.note("flash sale: reading back \(wins.count) orders")
         var deliveredPerUser: [Int: Int] = [:]
         var keyOwner: [String: String] = [:]
         for w in wins {
@@ -458,31 +542,21 @@ final class FlashSaleScenario {
                 if !k.hasPrefix("FSK-\(tag)-") { f.keysForeign += 1 }
             }
         }
-        f.usersWithTwo = deliveredPerUser.values.filter { $0 > cmd.perUser }.count
+        f.usersWithTwo = deliveredPerUser.values.filter { $0 > plan.perUser }.count
         f.saleRemaining = view?["remaining"]?.intValue.map { Int($0) }
         f.saleSold = view?["sold"]?.intValue.map { Int($0) }
         f.saleState = view?["state"]?.stringValue
-        report.final = f
-
-        report.checks = checks(report, expectedUnpaid: (0..<u).filter { ProbeSpec.isOnline($0, fraction: cmd.unpaid) }.count)
-        limits += c.logComplaints().map { "machine: node log says: \($0)" }
-        if !c.deadNodes().isEmpty { limits.append("gateway: node exited: " + c.deadNodes().joined(separator: "; ")) }
-        report.limits = limits
-        let failed = report.checks.filter { !$0.hasPrefix("ok") }
-        report.verdict = (failed.isEmpty ? "every check passed; " : "FAILED \(failed.count) check(s); ") + headline(report)
-        report.run.machine = MachineInfo()
-        summary(report)
-        try ctx.write(report)
-        if !failed.isEmpty { throw ExitCode.failure }
+        res.final = f
+        return (res, checks(res))
     }
 
     /// One line per check: `ok ...` or `FAILED ...`.
-    private func checks(_ r: FlashSaleReport, expectedUnpaid: Int) -> [String] {
-        let u = r.parameters.units, f = r.final, s = r.setup
+    func checks(_ r: FlashSaleResults) -> [String] {
+        let u = plan.units, f = r.final, s = r.setup, expectedUnpaid = plan.expectedUnpaid
         var out: [String] = []
         func check(_ ok: Bool, _ what: String) { out.append((ok ? "ok     " : "FAILED ") + what) }
-        check(s.connected == r.parameters.buyers && s.subscribed == s.connected,
-              "every buyer connected and subscribed: \(s.connected) connected, \(s.subscribed) subscribed of \(r.parameters.buyers)")
+        check(s.connected == plan.buyers && s.subscribed == s.connected,
+              "every buyer connected and subscribed: \(s.connected) connected, \(s.subscribed) subscribed of \(plan.buyers)")
         check((s.subscribedMsBeforeStart ?? -1) >= 0, "subscribed before starts_at (\(s.subscribedMsBeforeStart.map { Fmt.num($0, 0) + " ms ahead" } ?? "never"))")
         check(r.rush.opened == s.subscribed, "sale.open received by every subscribed buyer: \(r.rush.opened)/\(s.subscribed)")
         check(r.rush.firstWaveWon == u, "the first wave took every unit: \(r.rush.firstWaveWon) orders for \(u) units")
@@ -502,27 +576,10 @@ final class FlashSaleScenario {
         return out
     }
 
-    private func headline(_ r: FlashSaleReport) -> String {
+    static func headline(_ r: FlashSaleResults, units: Int) -> String {
         let x = r.rush
-        return "\(Fmt.int(r.setup.subscribed)) buyers, \(r.parameters.units) units: sale.open spread \(x.openSpreadMs.map { Fmt.num($0, 1) } ?? "?") ms, "
+        return "\(Fmt.int(r.setup.subscribed)) buyers, \(units) units: sale.open spread \(x.openSpreadMs.map { Fmt.num($0, 1) } ?? "?") ms, "
             + "buy p50 \(x.buyLatency.map { Fmt.num($0.p50Ms, 1) } ?? "?") p99 \(x.buyLatency.map { Fmt.num($0.p99Ms, 1) } ?? "?") ms, "
             + "sold out \(x.soldOutFromStartMs.map { Fmt.num($0, 0) } ?? "?") ms after starts_at (\(x.soldOutFromFirstOpenMs.map { Fmt.num($0, 0) } ?? "?") ms after the first open)"
-    }
-
-    private func summary(_ r: FlashSaleReport) {
-        let s = r.setup, x = r.rush, z = r.resale, f = r.final
-        var lines = ["", "== flash-sale: \(Fmt.int(r.parameters.buyers)) buyers, \(r.parameters.units) units, per_user \(r.parameters.perUser), \(r.parameters.nodes) node(s), \(r.parameters.buyerWorkers) worker(s), sales.pay_s \(r.parameters.paySeconds)"]
-        lines.append("setup       \(Fmt.int(s.connected)) connected in \(Fmt.num(s.connectSeconds, 1)) s, \(Fmt.int(s.subscribed)) subscribed \(s.subscribedMsBeforeStart.map { Fmt.num($0, 0) } ?? "?") ms before starts_at; failed \(s.failed), dropped \(s.dropped); POST sale \(s.createMs.map { Fmt.num($0, 1) } ?? "?") ms")
-        lines.append("open        \(Fmt.int(x.opened)) received; spread \(x.openSpreadMs.map { Fmt.num($0, 1) } ?? "?") ms first to last; after starts_at: \(x.openDelay?.line ?? "no samples")")
-        lines.append("buy         first wave \(Fmt.int(x.firstWaveBuys)) sent, \(x.firstWaveWon) won: \(x.buyLatency?.line ?? "no samples")")
-        lines.append("sold out    \(x.soldOutFromStartMs.map { Fmt.num($0, 0) } ?? "?") ms after starts_at, \(x.soldOutFromFirstOpenMs.map { Fmt.num($0, 0) } ?? "?") ms after the first sale.open (last order answered); sale.sold_out first received \(x.soldOutPushFromStartMs.map { Fmt.num($0, 0) } ?? "?") ms after starts_at")
-        lines.append("refusals    " + x.refusals.sorted { $0.value > $1.value }.map { "\($0.key) \(Fmt.int($0.value))" }.joined(separator: ", "))
-        lines.append("resale      \(z.unpaidOrders) left unpaid, \(z.resold) resold (\(Fmt.int(z.resaleBuys)) presses on sale.stock), last \(z.lastResoldFromStartMs.map { Fmt.num($0 / 1000, 1) } ?? "?") s after starts_at; \(z.buyLatency?.line ?? "")")
-        lines.append("orders      \(z.paid) paid, \(f.deliveredOrders) delivered read back, statuses \(f.statuses); GET sale remaining \(f.saleRemaining.map(String.init) ?? "?") sold \(f.saleSold.map(String.init) ?? "?") \(f.saleState ?? "")")
-        lines.append("pushes      " + f.pushes.sorted { $0.key < $1.key }.map { "\($0.key) \(Fmt.int($0.value))" }.joined(separator: ", "))
-        for c in r.checks { lines.append("check       \(c)") }
-        for l in r.limits { lines.append("limit       \(l)") }
-        lines.append("verdict     \(r.verdict)")
-        print(lines.joined(separator: "\n"))
     }
 }
