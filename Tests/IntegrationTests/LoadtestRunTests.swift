@@ -41,7 +41,7 @@ final class LoadtestRunTests: XCTestCase {
             "holiday-peak", "--browsers", "100", "--connect-rate", "200", "--duration", "10", "--gifts", "20", "--friendpays", "15",
             "--double-pay", "0.4", "--groups", "2", "--group-members", "40", "--chatter-rate", "10", "--watchers", "40",
             "--storm-share", "0.3", "--storm-at", "0.3", "--storm-down", "2", "--drain", "15", "--http-workers", "4",
-            "--restock-watchers", "0",
+            "--restock-watchers", "0", "--sale-buyers", "100", "--sale-units", "10", "--sale-pay-s", "4",
         ], scenario: "holiday-peak", timeout: 120)
         let totals = try XCTUnwrap(report["totals"] as? [String: Any])
         XCTAssertGreaterThan(int(totals["expected"]), 500, "\(totals)")
@@ -84,6 +84,14 @@ final class LoadtestRunTests: XCTestCase {
         XCTAssertGreaterThan(int(storm["victims"]), 0, "\(storm)")
         XCTAssertGreaterThanOrEqual(int(storm["reconnected"]), int(storm["victims"]))
         XCTAssertEqual(int(storm["notRecovered"]), 0)
+        // The flash sale beside the peak: 100 buyers, 10 units, 1 unpaid and resold.
+        let sale = try XCTUnwrap(report["flashSale"] as? [String: Any], "\(report.keys.sorted())")
+        XCTAssertEqual(int((sale["rush"] as? [String: Any])?["firstWaveWon"]), 10, "\(sale)")
+        XCTAssertEqual(int((sale["resale"] as? [String: Any])?["resold"]), 1)
+        XCTAssertEqual(int((sale["final"] as? [String: Any])?["deliveredOrders"]), 10)
+        let saleChecks = try XCTUnwrap(report["flashSaleChecks"] as? [String])
+        XCTAssertEqual(saleChecks.count, 13)
+        XCTAssertEqual(saleChecks.filter { !$0.hasPrefix("ok") }, [])
         try assertMarkdownBeside("holiday-peak")
     }
 
@@ -96,6 +104,7 @@ final class LoadtestRunTests: XCTestCase {
             "holiday-peak", "--browsers", "100", "--connect-rate", "300", "--duration", "10", "--gifts", "4", "--friendpays", "4",
             "--groups", "1", "--group-members", "10", "--chatter-rate", "2", "--watchers", "10", "--storm-share", "0", "--drain", "15",
             "--http-workers", "4", "--restock-watchers", "300", "--restock-keys", "30", "--restock-hold-s", "8", "--restock-snipers", "20",
+            "--sale-buyers", "0",
         ], scenario: "holiday-peak", timeout: 150)
         let rs = try XCTUnwrap(report["restock"] as? [String: Any], "\(report.keys.sorted())")
         if int(rs["watchesIgnored"]) == 300 { throw XCTSkip("the gateway has no restock watches (answered without restock:true)") }
