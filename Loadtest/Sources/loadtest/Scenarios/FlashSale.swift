@@ -24,7 +24,7 @@ struct FlashSaleCommand: ParsableCommand {
     @Option(help: "Fraction of the first wave's winners that never pay (their orders expire and the units are resold).")
     var unpaid = 0.1
 
-    @Option(help: "sales.pay_s of spawned nodes (GATEWAY_SALES_PAY_S): seconds an unpaid sale order lives.")
+    @Option(help: "sales.pay_s of spawned nodes (GATEWAY_SALES_PAY_S): seconds an unpaid sale order lives (with --url: give the nodes' own).")
     var payS = 5
 
     @Option(help: "Seconds from the sale's creation (once every buyer is connected) to starts_at; buyers subscribe meanwhile.")
