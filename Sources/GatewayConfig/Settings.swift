@@ -23,6 +23,7 @@ public struct Settings: Sendable, Equatable {
     public var friendpay: FriendPay
     public var risk: Risk = Settings.defaultRisk
     public var restock: Restock = Settings.defaultRestock
+    public var sales: Sales = Settings.defaultSales
     public var alerts: Alerts
     public var groups: Groups
     public var limits: Limits
@@ -112,6 +113,17 @@ public struct Settings: Sendable, Equatable {
     }
 
     public static let defaultRestock = Restock(holdSeconds: 300)
+
+    /// Flash sales (contract 4.8).
+    public struct Sales: Sendable, Equatable {
+        /// How long a sale order waits for payment before its units go back (`sales.pay_s`).
+        public var paySeconds: Int
+        /// `sale.buy` scripts one node keeps in flight per sale; the rest queue on the node
+        /// (`sales.buys_in_flight`).
+        public var buysInFlight: Int
+    }
+
+    public static let defaultSales = Sales(paySeconds: 300, buysInFlight: 64)
     /// Bringing back buyers who went quiet (contract 4.6).
     public struct Recall: Sendable, Equatable {
         /// A buyer neither connected nor delivered anything for this long is dormant: one
@@ -448,6 +460,8 @@ extension Settings {
             Field(key: "risk.max_pending_orders", kind: .int(\.risk.maxPendingOrders, 0...1_000_000)),
             Field(key: "risk.max_requests_per_hour", kind: .int(\.risk.maxRequestsPerHour, 0...1_000_000)),
             Field(key: "restock.hold_s", kind: .int(\.restock.holdSeconds, 0...86_400)),
+            Field(key: "sales.pay_s", kind: .int(\.sales.paySeconds, 1...86_400)),
+            Field(key: "sales.buys_in_flight", kind: .int(\.sales.buysInFlight, 1...10_000)),
             Field(key: "recall.dormant_s", kind: .int(\.recall.dormantSeconds, 60...31_536_000)),
             Field(key: "alerts.cooldown_s", kind: .int(\.alerts.cooldownSeconds, 0...maxSeconds)),
             Field(key: "alerts.watch_ttl_s", kind: .int(\.alerts.watchTTLSeconds, 1...maxSeconds)),

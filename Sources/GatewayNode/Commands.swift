@@ -19,6 +19,7 @@ extension Node {
         case .channel(let command): channelCommand(client, id, command, claims)
         case .order(let command): orderCommand(client, id, command, user: claims.sub)
         case .community(let command): communityCommand(client, id, command, claims)
+        case .sale(let command): saleCommand(client, id, command, user: claims.sub)
         }
     }
 
@@ -194,6 +195,8 @@ extension Node {
                 case .success(let exists): done(exists ? nil : .notFound("no product \(channel.id)"))
                 }
             }
+        case .sale:
+            authorizeSale(channel.id, done)
         }
     }
 

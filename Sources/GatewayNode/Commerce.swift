@@ -419,6 +419,7 @@ extension Node {
         case .membership(let product, let user): remindMembership(product: product, user: user, timer, done)
         case .holds(let product, _): releaseHolds(product: product, timer, done)
         case .dormant(let user): expireDormant(user, timer, done)
+        case .sale(let product, let sale): tickSale(product: product, sale: sale, timer: timer, done: done)
         case nil: orderStore.store.removeTimer(timer.member, done)
         }
     }

@@ -101,6 +101,8 @@ extension Node {
             catalogRequest(request, route, caller)
         case .commerce(let route, let caller):
             commerceRequest(request, route, caller)
+        case .sales(let route, let caller):
+            saleRequest(request, route, caller)
         }
     }
 

@@ -15,6 +15,8 @@ enum HTTPRoute: Equatable {
     case catalog(CatalogRoute, APICaller)
     /// Keys, orders and payments (`Commerce.swift`).
     case commerce(CommerceRoute, APICaller)
+    /// Flash sales (`Sales.swift`, contract 4.8).
+    case sales(SaleRoute, APICaller)
     /// The payment provider's notify, signed over its body.
     case paymentNotify
     /// Alipay's, WeChat Pay's or 易支付's notify (`ProviderNotify.swift`), in its own format.
@@ -31,6 +33,10 @@ enum CatalogRoute: Equatable {
     case createProduct, getProduct(String), updateProduct(String), publish
     /// `GET /api/v1/products/{id}/also-bought` (contract 4.6).
     case alsoBought(String)
+}
+
+enum SaleRoute: Equatable {
+    case create, get(String), close(String)
 }
 
 enum CommerceRoute: Equatable {
@@ -159,6 +165,9 @@ enum HTTPRoutes {
         RouteRule([.GET, .POST], "/api/v1/payments/notify/epay", .signedNotify { _ in .providerNotify(.epay) }),
         RouteRule(.GET, "/api/v1/payments/{id}", .shopOrMerchant { .commerce(.getPayment($0[0]), $1) }),
         RouteRule(.POST, "/api/v1/payments/{id}/refunded", .shopOrMerchant { .commerce(.paymentRefunded($0[0]), $1) }),
+        RouteRule(.POST, "/api/v1/sales", .shopOrMerchant { .sales(.create, $1) }),
+        RouteRule(.GET, "/api/v1/sales/{id}", .shopOrMerchant { .sales(.get($0[0]), $1) }),
+        RouteRule(.POST, "/api/v1/sales/{id}/close", .shopOrMerchant { .sales(.close($0[0]), $1) }),
         RouteRule(.GET, "/api/v1/events", .shop { _ in .commerce(.events, .shop) }),
         RouteRule(.POST, "/api/v1/users/{id}/disconnect", .shop { .users(.disconnect($0[0])) }),
         RouteRule(.POST, "/api/v1/users/{id}/ban", .shop { .users(.ban($0[0])) }),
@@ -213,7 +222,7 @@ extension HTTPRoute {
             [.order(id)]
         case .users(let route):
             [.user(route.user)]
-        case .healthz, .readyz, .metrics, .home, .staticFile, .catalog, .commerce, .paymentNotify, .providerNotify, .dev, .admin:
+        case .healthz, .readyz, .metrics, .home, .staticFile, .catalog, .commerce, .sales, .paymentNotify, .providerNotify, .dev, .admin:
             []
         }
     }

@@ -23,6 +23,9 @@ final class NodeMetrics {
     var liveControl: [String: Int] = ["removed": 0, "token_expired": 0, "channel_removed": 0]
     var commands: [OpResult: Int] = [:]
     var framesSent = 0
+    /// `sale.buy` answers by outcome (bought, sold_out, only_left, over_limit, too_early, ended,
+    /// unknown, or an error code): the error codes alone lump sold out with over the limit.
+    var saleBuys: [String: Int] = [:]
 
     /// Events not yet delivered by webhook and the time of the oldest (cluster-wide, read every
     /// 2 s with `webhooks.url` set; 0 without). The age is taken when asked, so it keeps
@@ -101,6 +104,9 @@ final class NodeMetrics {
         for (reason, value) in liveControl {
             advance("gateway_live_control_total", "Connections closed (removed, token_expired) and subscriptions ended (channel_removed) by live control",
                     value, labels: [("reason", reason)])
+        }
+        for (outcome, value) in saleBuys {
+            advance("gateway_sale_buys_total", "sale.buy answers by outcome", value, labels: [("outcome", outcome)])
         }
         for (outcome, value) in webhookAttempts {
             advance("gateway_webhook_attempts_total", "Webhook events this node settled, by outcome (delivered, retry, give_up, lease_lost, unsettled)", value,

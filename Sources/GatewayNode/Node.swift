@@ -117,6 +117,11 @@ public final class Node: ServerDelegate {
     /// `serve --dev`: the /dev routes and demo products (GatewayDev).
     package var devEndpoints: DevEndpoints?
     var sweeping = false
+    /// Flash sales (Sales.swift): the sales' terms, the per-sale door of `sale.buy`, and the
+    /// local timers of pushes due soon, by `<product>/<sale>`.
+    let saleDirectory = SaleDirectory()
+    var saleGate: SaleGate<SaleBuyTicket>
+    var saleTimers: [String: (due: Int64, timer: LoopTimer)] = [:]
     /// Local connections per user in each group: and product: channel, for presence.
     var presence: [Channel: [String: Int]] = [:]
     /// Price drops' alert jobs this node is walking, by job id.
@@ -155,6 +160,7 @@ public final class Node: ServerDelegate {
         providers = try ProviderAdapters(options.providerSettings)
         self.options = options
         fanout = FanoutScheduler(budget: options.fanoutPerTurn)
+        saleGate = SaleGate(inFlight: options.saleBuysInFlight, maxQueued: Self.saleQueueLimit)
         var listen = ListenOptions(host: options.host, port: options.port, maxFrame: options.maxFrame,
                                    maxBody: options.maxBody, pingSeconds: options.pingSeconds)
         listen.httpTimeoutSeconds = options.httpTimeoutSeconds
@@ -192,7 +198,7 @@ public final class Node: ServerDelegate {
                 switch kind {
                 case .user: sizes.0
                 case .group: sizes.1
-                case .product: sizes.2
+                case .product, .sale: sizes.2
                 }
             }, durability: options.durability, durabilityTimeoutMs: options.durabilityTimeoutMs, newEpoch: { Crypto.randomToken(4) })
         commerceStore.relay = outboxRelay
@@ -316,6 +322,7 @@ public final class Node: ServerDelegate {
                 log("dropping a malformed announcement on \(channel)", level: .warning, .channel(channel.description))
                 return
             }
+            if channel.kind == .sale { saleAnnounced(channel.id, publication) }
             execute(hub.message(channel, publication))
         case "ssubscribe":
             execute(hub.redisSubscribed(channel))
@@ -440,10 +447,12 @@ public final class Node: ServerDelegate {
                 ("client", .string(clientID(id))),
                 ("user", .string(claims.sub)), ("role", .string(claims.role.rawValue)),
                 ("node", .string(options.nodeName)), ("ping_s", .int(Int64(options.pingSeconds))),
+                // The node's clock, so clients count down to a sale on the server's time (contract 4.8).
+                ("server_time", .int(now)),
             ]
             count(op: "connect", "ok")
         }
-        if channel.kind != .user, let user = client.claims?.sub {
+        if channel.kind == .group || channel.kind == .product, let user = client.claims?.sub {
             client.present.append(channel)
             presenceJoined(channel, user: user)
         }

@@ -47,6 +47,8 @@ public struct NodeOptions: Sendable {
     public var watchTTLSeconds: Int
     /// `restock.hold_s`: how long a restock hold lasts (0: none).
     public var restockHoldSeconds: Int
+    /// `sales.buys_in_flight`: sale.buy scripts in flight per sale on this node.
+    public var saleBuysInFlight: Int = Settings.defaultSales.buysInFlight
     public var presenceTTLSeconds: Int
     /// `serve --dev`: the /dev endpoints, demo products and `GET /` to the demo page.
     public var dev: Bool
@@ -128,7 +130,8 @@ extension NodeOptions {
         keysSecret = settings.keys.secretBytes ?? []
         commerce = CommerceTimes(orderTTL: Int64(settings.orders.ttlSeconds) * 1000, giftTTL: Int64(settings.gifts.ttlSeconds) * 1000,
                                  friendpayTTL: Int64(settings.friendpay.ttlSeconds) * 1000,
-                                 paymentGrace: Int64(settings.payments.graceSeconds) * 1000)
+                                 paymentGrace: Int64(settings.payments.graceSeconds) * 1000,
+                                 saleTTL: Int64(settings.sales.paySeconds) * 1000)
         risk = RiskLimits(maxPendingOrders: settings.risk.maxPendingOrders, maxRequestsPerHour: settings.risk.maxRequestsPerHour)
         memberLevels = settings.members.levels
         remindersBeforeMs = settings.reminders.beforeSeconds.map { Int64($0) * 1000 }
@@ -140,6 +143,7 @@ extension NodeOptions {
         alertCooldownSeconds = settings.alerts.cooldownSeconds
         watchTTLSeconds = settings.alerts.watchTTLSeconds
         restockHoldSeconds = settings.restock.holdSeconds
+        saleBuysInFlight = settings.sales.buysInFlight
         presenceTTLSeconds = settings.groups.presenceTTLSeconds
         maxTextBytes = settings.groups.maxTextBytes
         maxInflight = settings.limits.maxInflight

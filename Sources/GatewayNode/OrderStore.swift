@@ -89,6 +89,28 @@ package final class OrderStore {
         }
     }
 
+    /// The flash sales' store: the order store's own, nil with one that has none (the memory twin).
+    var sales: (any SaleStore)? { store as? any SaleStore }
+
+    /// A `sale.buy`: `decision` (`OrderRules.createSaleOrder`) applied with the sale's checks
+    /// in one step, as `run` applies one (durable before answering, pushes handed on, told to
+    /// `afterApply`), but with no load before it and no retry: a refusal is the answer.
+    package func buySale(_ decision: Decision, sale: Sale, buyer: String, quantity: Int,
+                         done: @escaping (Result<SaleBuyOutcome, GatewayError>) -> Void) {
+        guard let sales else { return done(.failure(GatewayError(.unavailable, "flash sales need Redis"))) }
+        let product = sale.product
+        sales.buySale(decision, sale: sale, buyer: buyer, quantity: quantity, product: product) { [weak self] result in
+            guard let self, case .success(.bought) = result else { return done(result) }
+            // As `run`: pushes only once the order is durable.
+            self.store.confirmDurable(product: product, repeated: false) { error in
+                if let error { return done(.failure(error)) }
+                self.store.deliverPushes(of: decision, product: product)
+                self.afterApply?(decision)
+                done(result)
+            }
+        }
+    }
+
     /// A snapshot load on its way (`sendLoad`), taken by one `run`, whichever comes first.
     package final class SentLoad {
         private var result: Result<CommerceSnapshot, GatewayError>?

@@ -20,6 +20,7 @@ public enum Command: Equatable, Sendable {
     case channel(ChannelCommand)
     case order(OrderCommand)
     case community(CommunityCommand)
+    case sale(SaleCommand)
 
     /// The wire name, used for metrics labels.
     public var op: String {
@@ -28,6 +29,7 @@ public enum Command: Equatable, Sendable {
         case .channel(let c): c.op
         case .order(let c): c.op
         case .community(let c): c.op
+        case .sale(let c): c.op
         }
     }
 }
@@ -76,6 +78,18 @@ public enum OrderCommand: Equatable, Sendable {
         case .giftClaim: "gift.claim"
         case .giftDecline: "gift.decline"
         case .friendpayView: "friendpay.view"
+        }
+    }
+}
+
+/// Flash sales (contract 4.8).
+public enum SaleCommand: Equatable, Sendable {
+    /// `product`, when sent, must be the sale's (a client sure of what it buys).
+    case buy(sale: String, quantity: Int, product: String?)
+
+    public var op: String {
+        switch self {
+        case .buy: "sale.buy"
         }
     }
 }
@@ -201,7 +215,9 @@ public enum CommandDecoder {
                 return .success(.channel(.history(try f.channel(), since: try f.since(), limit: Int(limit))))
             case "presence":
                 let channel = try f.channel()
-                guard channel.kind != .user else { throw GatewayError.badRequest("presence is for group: and product: channels") }
+                guard channel.kind == .group || channel.kind == .product else {
+                    throw GatewayError.badRequest("presence is for group: and product: channels")
+                }
                 return .success(.community(.presence(channel)))
             case "watch":
                 let below = try f.optionalInt("below", in: Ranges.below)
@@ -222,6 +238,9 @@ public enum CommandDecoder {
                 return .success(.order(.giftDecline(code: try f.token("code"))))
             case "friendpay.view":
                 return .success(.order(.friendpayView(code: try f.token("code"))))
+            case "sale.buy":
+                let quantity = try f.optionalInt("quantity", in: Ranges.saleQuantity) ?? 1
+                return .success(.sale(.buy(sale: try f.id("sale"), quantity: Int(quantity), product: try f.optionalID("product"))))
             case "moderate":
                 let channel = try f.channel()
                 guard channel.kind == .group else { throw GatewayError.badRequest("moderate takes a group: channel") }
@@ -309,7 +328,7 @@ struct Fields {
     func channel() throws -> Channel {
         let name = try string("channel")
         guard let channel = Channel(name) else {
-            throw GatewayError.badRequest("\"channel\" must be user:<id>, group:<id> or product:<id>")
+            throw GatewayError.badRequest("\"channel\" must be user:<id>, group:<id>, product:<id> or sale:<id>")
         }
         return channel
     }

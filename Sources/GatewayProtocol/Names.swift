@@ -23,7 +23,7 @@ public enum Names {
 /// A channel name parsed into its namespace and id (`user:u1`, `group:p1`, `product:p1`).
 public struct Channel: Hashable, Sendable, CustomStringConvertible {
     public enum Kind: String, Sendable, CaseIterable {
-        case user, group, product
+        case user, group, product, sale
     }
 
     public let kind: Kind
@@ -49,4 +49,5 @@ public struct Channel: Hashable, Sendable, CustomStringConvertible {
     public static func user(_ id: String) -> Channel { Channel(kind: .user, id: id) }
     public static func group(_ id: String) -> Channel { Channel(kind: .group, id: id) }
     public static func product(_ id: String) -> Channel { Channel(kind: .product, id: id) }
+    public static func sale(_ id: String) -> Channel { Channel(kind: .sale, id: id) }
 }

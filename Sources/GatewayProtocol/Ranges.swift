@@ -17,6 +17,8 @@ public enum Ranges {
     /// `moderate.seconds`: one second to a year.
     public static let moderateSeconds: ClosedRange<Int64> = 1...31_536_000
     public static let defaultMuteSeconds: Int64 = 3600
+    /// Units of a flash sale (`quantity` of a sale and of `sale.buy`, `per_user`).
+    public static let saleQuantity: ClosedRange<Int64> = 1...100_000
     /// `history.limit`.
     public static let historyLimit: ClosedRange<Int64> = 1...500
     /// Rows of an also-bought answer (WS `also_bought`, `GET /api/v1/products/{id}/also-bought`).

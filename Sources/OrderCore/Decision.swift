@@ -60,6 +60,12 @@ public enum Effect: Equatable, Sendable {
     case unscheduleReminder(product: String, user: String)
     /// The user's listing index of memberships (another slot: written ahead on a cluster).
     case indexMembership(user: String, product: String)
+    /// A sale order's units (4.8): `count` of the sale's set-aside key ids become the order's
+    /// keys, counted against `user`'s share; the sale's checks ran before it in the same step.
+    case takeSaleUnits(order: String, product: String, sale: String, user: String, count: Int)
+    /// An unpaid sale order's key ids go back to the sale while it is live, else to the
+    /// product's stock; `user`'s share shrinks by `count`.
+    case returnSaleUnits(order: String, product: String, sale: String, user: String, count: Int)
 }
 
 /// A decision of the order core: apply `effects` if every precondition holds.

@@ -44,6 +44,7 @@ public struct EventRecord: Equatable, Sendable {
         if let p = o.payment { data.append(("payment", .string(p))) }
         if let by = o.paidBy { data.append(("paid_by", .string(by))) }
         if let level = o.level { data.append(("level", .string(level))) }
+        if let sale = o.sale { data.append(("sale", .string(sale))) }
         return EventRecord(type: type, key: o.id, createdAt: now, data: .object(data))
     }
 

@@ -72,6 +72,8 @@ public struct Order: Equatable, Sendable {
     public var level: String?
     /// The membership time (ms) this order's delivery added (4.6), taken back by its refund.
     public var membershipAddedMs: Int64?
+    /// The flash sale (4.8) whose units the order holds; nil for other orders.
+    public var sale: String?
     /// Ids of the card keys allocated to this order (never the keys themselves).
     public var keyIDs: [String]
     public var version: Int
@@ -161,6 +163,7 @@ extension Order {
         if let payCode, viewer == .shop || viewer == .user(buyer) { f.append(("pay_code", .string(payCode))) }
         if let friend, kind == .friendpay { f.append(("friend", .string(friend))) }
         if let level { f.append(("level", .string(level))) }
+        if let sale { f.append(("sale", .string(sale))) }
         if let keys { f.append(("keys", .array(keys.map { .string($0) }))) }
         return .object(f)
     }

@@ -6,11 +6,14 @@ public struct CommerceTimes: Sendable {
     public var giftTTL: Int64
     public var friendpayTTL: Int64
     public var paymentGrace: Int64
-    public init(orderTTL: Int64, giftTTL: Int64, friendpayTTL: Int64, paymentGrace: Int64) {
+    /// `sales.pay_s`: how long a sale order waits for its payment (4.8).
+    public var saleTTL: Int64
+    public init(orderTTL: Int64, giftTTL: Int64, friendpayTTL: Int64, paymentGrace: Int64, saleTTL: Int64 = 300_000) {
         self.orderTTL = orderTTL
         self.giftTTL = giftTTL
         self.friendpayTTL = friendpayTTL
         self.paymentGrace = paymentGrace
+        self.saleTTL = saleTTL
     }
 }
 
@@ -149,9 +152,11 @@ public struct OrderRules: Sendable {
         order.payment = payment.id
         order.paidAt = now
         d.effects.append(.unschedule(order: order.id, .payment))
-        // A live restock hold of the buyer pays one unit; the rest comes from stock.
-        let held: RestockHold? = if case .present(let h) = hold, h.user == order.buyer, h.isLive(at: now) { h } else { nil }
-        let fromStock = order.quantity - (held == nil ? 0 : 1)
+        // A live restock hold of the buyer pays one unit; the rest comes from stock. An unpaid
+        // sale order already holds its units (4.8): nothing more is taken.
+        let unitsHeld = order.sale != nil && order.status == .pendingPayment
+        let held: RestockHold? = if !unitsHeld, case .present(let h) = hold, h.user == order.buyer, h.isLive(at: now) { h } else { nil }
+        let fromStock = unitsHeld ? 0 : order.quantity - (held == nil ? 0 : 1)
         guard stock >= fromStock else {
             // Only while stock is still short: keys uploaded meanwhile make this decide again.
             d.preconditions.append(.stockBelow(product: order.product, fromStock))
@@ -310,6 +315,7 @@ public struct OrderRules: Sendable {
             o.canceledAt = now
             o.version += 1
             var d = Decision(preconditions: [.orderVersion(order.id, order.version)], effects: [.saveOrder(o)])
+            d.effects += returnSaleUnits(o)
             d.effects += statusPushes(o)
             d.effects += statusEvent(o, now: now)
             if o.kind == .friendpay {
@@ -337,6 +343,7 @@ public struct OrderRules: Sendable {
             o.version += 1
             var d = Decision(preconditions: [.orderVersion(order.id, order.version)], effects: [.saveOrder(o)])
             d.effects.append(.unschedule(order: o.id, .payment))
+            d.effects += returnSaleUnits(o)
             d.effects += statusPushes(o)
             d.effects += statusEvent(o, now: now)
             return .success(d)
@@ -404,6 +411,12 @@ public struct OrderRules: Sendable {
                 ("currency", .string(p.currency)), ("reason", .string("refund sent")), ("refund_no", .string(refundNo)),
             ])),
         ]))
+    }
+
+    /// An unpaid sale order that ends gives its units back (to the sale, or to stock once it ended).
+    private func returnSaleUnits(_ o: Order) -> [Effect] {
+        guard let sale = o.sale else { return [] }
+        return [.returnSaleUnits(order: o.id, product: o.product, sale: sale, user: o.buyer, count: o.quantity)]
     }
 
     // MARK: Pushes

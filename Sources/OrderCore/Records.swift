@@ -22,6 +22,8 @@ extension Order {
         add("friend", friend)
         add("level", level)
         add("membership_ms", membershipAddedMs.map(String.init))
+        // Only on sale orders (set at creation, never cleared): other records stay as they were.
+        if let sale { r.append(("sale", sale)) }
         return r
     }
 
@@ -61,6 +63,7 @@ extension Order {
         friend = opt("friend")
         level = opt("level")
         membershipAddedMs = opt("membership_ms").flatMap { Int64($0) }
+        sale = opt("sale")
     }
 }
 

@@ -10,6 +10,8 @@ public enum TimerMember: Equatable, Sendable {
     case membership(product: String, user: String)
     /// A buyer's dormancy check (4.6): `dorm:<user>`.
     case dormant(user: String)
+    /// A flash sale's next timed push or end (4.8): `sale:<product>/<sale>`.
+    case sale(product: String, sale: String)
 
     /// Nil for a member this version does not know (the sweeper removes it).
     public init?(_ member: String) {
@@ -18,11 +20,15 @@ public enum TimerMember: Equatable, Sendable {
         guard !rest.isEmpty else { return nil }
         switch member[..<colon] {
         case "dorm": self = .dormant(user: rest)
-        case "hold", "mem":
+        case let kind where kind == "hold" || kind == "mem" || kind == "sale":
             let pair = rest.split(separator: "/", omittingEmptySubsequences: false)
             guard pair.count == 2, !pair[0].isEmpty, !pair[1].isEmpty else { return nil }
-            self = member.hasPrefix("hold:") ? .holds(product: String(pair[0]), upload: String(pair[1]))
-                                             : .membership(product: String(pair[0]), user: String(pair[1]))
+            let (a, b) = (String(pair[0]), String(pair[1]))
+            switch kind {
+            case "hold": self = .holds(product: a, upload: b)
+            case "mem": self = .membership(product: a, user: b)
+            default: self = .sale(product: a, sale: b)
+            }
         case let kind:
             guard let kind = TimerKind(rawValue: String(kind)) else { return nil }
             self = .order(kind, rest)
@@ -35,6 +41,7 @@ public enum TimerMember: Equatable, Sendable {
         case .holds(let product, let upload): "hold:\(product)/\(upload)"
         case .membership(let product, let user): "mem:\(product)/\(user)"
         case .dormant(let user): "dorm:\(user)"
+        case .sale(let product, let sale): "sale:\(product)/\(sale)"
         }
     }
 }

@@ -68,7 +68,7 @@ final class SettingsTests: XCTestCase {
             for name in try XCTUnwrap(value as? [String: Any]).keys { keys.insert(section + "." + name) }
         }
         XCTAssertEqual(keys, Set(Settings.settingKeys))
-        XCTAssertEqual(Settings.settingKeys.count, 61)
+        XCTAssertEqual(Settings.settingKeys.count, 63)
     }
 
     func testNoFileGivesDefaults() async throws {

@@ -15,7 +15,11 @@ final class NodeOptionsTests: XCTestCase {
         settings.groups.rate = 7
         settings.orders.ttlSeconds = 60
         settings.limits.connsPerIP = 3
+        settings.sales.paySeconds = 2
+        settings.sales.buysInFlight = 9
         let o = options(settings)
+        XCTAssertEqual(o.commerce.saleTTL, 2_000)
+        XCTAssertEqual(o.saleBuysInFlight, 9)
         XCTAssertEqual(o.maxBody, 12_345)
         XCTAssertEqual(o.groupRate, 7)
         XCTAssertEqual(o.commerce.orderTTL, 60_000)

@@ -146,6 +146,20 @@ final class CommandDecoderTests: XCTestCase {
         assertCommand(#"{"id":13,"op":"gift.claim","code":"\#(longest)"}"#, id: 13, .order(.giftClaim(code: longest)))
     }
 
+    func testSaleBuy() {
+        assertCommand(#"{"id":16,"op":"sale.buy","sale":"s1"}"#, id: 16, .sale(.buy(sale: "s1", quantity: 1, product: nil)))
+        assertCommand(#"{"id":16,"op":"sale.buy","sale":"s1","quantity":3,"product":"p1"}"#, id: 16,
+                      .sale(.buy(sale: "s1", quantity: 3, product: "p1")))
+        assertCommand(#"{"id":16,"op":"sale.buy","sale":"s1","quantity":null}"#, id: 16, .sale(.buy(sale: "s1", quantity: 1, product: nil)))
+        assertCommand(#"{"id":16,"op":"sale.buy","sale":"s1","quantity":100000}"#, id: 16, .sale(.buy(sale: "s1", quantity: 100_000, product: nil)))
+        for bad in ["0", "-1", "1.5", "2e0", "\"2\"", "100001", "1e30", "9223372036854775808", "true"] {
+            assertBadRequest(#"{"id":16,"op":"sale.buy","sale":"s1","quantity":\#(bad)}"#, id: 16, containing: "quantity")
+        }
+        assertBadRequest(#"{"id":16,"op":"sale.buy"}"#, id: 16, containing: "sale")
+        assertBadRequest(#"{"id":16,"op":"sale.buy","sale":"s 1"}"#, id: 16, containing: "sale")
+        assertBadRequest(#"{"id":16,"op":"sale.buy","sale":"s1","product":7}"#, id: 16, containing: "product")
+    }
+
     func testModerate() {
         assertCommand(#"{"id":14,"op":"moderate","channel":"group:p1","action":"mute","user":"u2"}"#, id: 14,
                       .community(.moderate(.group("p1"), action: .mute, user: "u2", offset: nil, seconds: nil)))
@@ -174,7 +188,7 @@ final class CommandDecoderTests: XCTestCase {
             (.order(.get(order: "o")), "order.get"), (.order(.giftClaim(code: "c")), "gift.claim"),
             (.order(.giftDecline(code: "c")), "gift.decline"), (.order(.friendpayView(code: "c")), "friendpay.view"),
             (.community(.moderate(.group("p"), action: .delete, user: nil, offset: 1, seconds: nil)), "moderate"), (.session(.ping), "ping"),
-            (.session(.refresh(token: "t")), "refresh"),
+            (.session(.refresh(token: "t")), "refresh"), (.sale(.buy(sale: "s", quantity: 1, product: nil)), "sale.buy"),
         ]
         for (command, op) in cases {
             XCTAssertEqual(command.op, op)

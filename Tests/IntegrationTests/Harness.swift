@@ -245,6 +245,15 @@ class IntegrationCase: XCTestCase {
         if TestRedis.isCluster { throw XCTSkip("needs a redis-server of its own, not the shared cluster: \(why)") }
     }
 
+    /// One command to the Redis holding `key` (the shared cluster's master of its slot).
+    func redisCall(_ key: String, _ args: [String]) throws -> RESP {
+        if TestRedis.isCluster {
+            guard let cluster = TestRedis.launcher else { throw XCTSkip("needs the cluster started by the tests (GATEWAY_TEST_REDIS_CLUSTER=start)") }
+            return try cluster.call(port: cluster.masterFor(key: key), args)
+        }
+        return try RedisProbe.call(port: redis.port, args)
+    }
+
     func startNode(_ name: String = "n1", env: [String: String] = [:], dev: Bool = false) throws -> GatewayNodeProcess {
         let node = try GatewayNodeProcess(name: name, redisPort: redis?.port ?? 0, env: env, dev: dev)
         nodes.append(node)

@@ -15,15 +15,6 @@ final class MembershipTests: IntegrationCase {
 
     var nowMs: Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
 
-    /// One command to the Redis holding `key` (the shared cluster's master of its slot).
-    func redisCall(_ key: String, _ args: [String]) throws -> RESP {
-        if TestRedis.isCluster {
-            guard let cluster = TestRedis.launcher else { throw XCTSkip("needs the cluster started by the tests (GATEWAY_TEST_REDIS_CLUSTER=start)") }
-            return try cluster.call(port: cluster.masterFor(key: key), args)
-        }
-        return try RedisProbe.call(port: redis.port, args)
-    }
-
     func timerScore(_ product: String, _ user: String) throws -> Int64? {
         try redisCall(Self.timers, ["ZSCORE", Self.timers, "mem:\(product)/\(user)"]).text.flatMap { Double($0) }.map { Int64($0) }
     }

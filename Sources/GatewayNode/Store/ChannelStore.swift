@@ -90,7 +90,8 @@ final class RedisChannelStore: ChannelStore {
             return calls.run(ChannelScripts.publish, keys: keys, args: args + [""], done)
         }
         switch channel.kind {
-        case .user:
+        case .user, .sale:
+            // A sale's channel carries the gateway's own pushes only.
             done(.success(.notYours))
         case .product:
             // The product's info shares the channel's slot: checked inside the script.

@@ -99,6 +99,14 @@ package enum CommerceKeys {
     static func holds(_ product: String) -> String { "gw:\(StoreKeys.tag(.product(product))):holds" }
     /// Sorted set user -> hold end (ms): what the release walks.
     static func holdsDue(_ product: String) -> String { "gw:\(StoreKeys.tag(.product(product))):holds:due" }
+    /// Hash: a flash sale (4.8), in its product's slot (its fields: Store/README.md).
+    static func sale(product: String, _ sale: String) -> String { "gw:\(StoreKeys.tag(.product(product))):sale:\(sale)" }
+    /// List: the key ids set aside for the sale, not yet in an order.
+    static func saleUnits(product: String, _ sale: String) -> String { CommerceKeys.sale(product: product, sale) + ":units" }
+    /// Hash user -> units the user holds in the sale's orders (reserved or paid).
+    static func saleBuyers(product: String, _ sale: String) -> String { CommerceKeys.sale(product: product, sale) + ":buyers" }
+    /// String: the sale's product, in the sale's own slot (`sale.buy` and GET know only the sale).
+    static func saleProduct(_ sale: String) -> String { "gw:\(StoreKeys.tag(.sale(sale))):product" }
     /// Stream of the pushes of this slot's decisions to channels in other slots (cluster only).
     static func outbox(_ product: String) -> String { StoreKeys.outbox(product) }
     static let eventsLog = StoreKeys.eventsLog

@@ -50,10 +50,32 @@ enum CommerceOp: Equatable {
     case saveField(key: Int, field: String, value: String)
     /// One server only: SADD to a set in another slot (a cluster writes it ahead, `setsAhead`).
     case setAdd(key: Int, member: String)
+    /// LPOP `count` of the sale's unit ids into the order's `keys`; the sale's counts and the
+    /// user's share follow; `sale.sold_out` when none are left; the `sale.stock` push made pending.
+    case takeSaleUnits(order: Int, sale: SaleNames, count: Int)
+    /// The order's key ids back to the sale's units while it is live, else to `stock`; its `keys` emptied.
+    case returnSaleUnits(order: Int, stock: Int, sale: SaleNames)
 
     struct Field: Equatable {
         var name: String
         var value: String
+    }
+
+    /// A sale's keys (KEYS indexes) and names, as its ops use them.
+    struct SaleNames: Equatable {
+        var sale: Int
+        var units: Int
+        var buyers: Int
+        var user: String
+        /// One server: `gw:timers` and the `sale:S` channel's keys, written inline; nil on a
+        /// cluster (pushes to the outbox, the timer moved by the store after the apply).
+        var timers: Int?
+        var meta: Int?
+        var log: Int?
+        var member: String
+        var channel: String
+        var id: String
+        var size: Int
     }
 
     struct BuyersChannel: Equatable {
@@ -86,13 +108,16 @@ struct CommerceProgram: Equatable {
     private(set) var remindersAfter: [(member: String, due: Int64)] = []
     /// Set members to SADD before the apply (cluster: other slots; a membership's listing index).
     private(set) var setsAhead: [(key: String, member: String)] = []
+    /// Cluster: sale timers (`sale:<P>/<S>`) to bring forward to a pending `sale.stock` once
+    /// the apply went through (units given back: the push is due within 250 ms).
+    private(set) var saleTimersAfter: [String] = []
     /// 1-based KEYS index of the outbox, 0 when pushes are published inline.
     private(set) var outbox = 0
     /// Whether a cluster's apply writes to the outbox: pushes and events go there.
     var hasOutboxEntries: Bool {
         ops.contains {
             switch $0 {
-            case .push, .event, .points: true
+            case .push, .event, .points, .takeSaleUnits, .returnSaleUnits: true
             default: false
             }
         }
@@ -130,6 +155,7 @@ struct CommerceProgram: Equatable {
         a.keys == b.keys && a.checks == b.checks && a.ops == b.ops && a.outbox == b.outbox
             && a.timersAhead.map(\.member) == b.timersAhead.map(\.member) && a.timersAfter == b.timersAfter
             && a.setsAhead.map(\.member) == b.setsAhead.map(\.member) && a.remindersAfter.map(\.member) == b.remindersAfter.map(\.member)
+            && a.saleTimersAfter == b.saleTimersAfter
     }
 
     /// The index of `name` in KEYS, added when new.
@@ -266,8 +292,27 @@ struct CommerceProgram: Equatable {
         case .indexMembership(let user, let product):
             let index = StoreKeys.userMemberships(user)
             if settings.viaOutbox { setsAhead.append((key: index, member: product)) } else { ops.append(.setAdd(key: key(index), member: product)) }
+        case .takeSaleUnits(let order, let product, let sale, let user, let count):
+            guard let orderKey = orderKey(order) else { return false }
+            ops.append(.takeSaleUnits(order: key(orderKey), sale: saleNames(product: product, sale: sale, user: user, settings), count: count))
+        case .returnSaleUnits(let order, let product, let sale, let user, _):
+            guard let orderKey = orderKey(order) else { return false }
+            let names = saleNames(product: product, sale: sale, user: user, settings)
+            ops.append(.returnSaleUnits(order: key(orderKey), stock: key(self.names(product).stock), sale: names))
+            if settings.viaOutbox { saleTimersAfter.append(names.member) }
         }
         return true
+    }
+
+    private mutating func saleNames(product: String, sale: String, user: String, _ settings: Settings) -> CommerceOp.SaleNames {
+        let channel = Channel.sale(sale)
+        let inline = !settings.viaOutbox
+        return CommerceOp.SaleNames(
+            sale: key(CommerceKeys.sale(product: product, sale)), units: key(CommerceKeys.saleUnits(product: product, sale)),
+            buyers: key(CommerceKeys.saleBuyers(product: product, sale)), user: user,
+            timers: inline ? key(CommerceKeys.timers) : nil, meta: inline ? key(CommerceKeys.channelMeta(channel)) : nil,
+            log: inline ? key(CommerceKeys.channelLog(channel)) : nil, member: TimerMember.sale(product: product, sale: sale).member,
+            channel: channel.description, id: sale, size: settings.historySize(.sale))
     }
 
     /// Points live in the user's slot, beside the user's channel (its `member.level` push).
@@ -375,6 +420,12 @@ extension CommerceOp {
             w.field("meta", b.meta); w.field("log", b.log); w.field("channel", b.channel)
             w.field("product", b.product); w.field("size", b.size)
         }
+        func sale(_ n: SaleNames) {
+            w.field("sale", n.sale); w.field("units", n.units); w.field("buyers", n.buyers); w.field("user", n.user)
+            if let timers = n.timers { w.field("timers", timers) }
+            if let meta = n.meta, let log = n.log { w.field("meta", meta); w.field("log", log) }
+            w.field("member", n.member); w.field("channel", n.channel); w.field("id", n.id); w.field("size", n.size)
+        }
         switch self {
         case .saveOrder(let k, let f):
             w.open("save_order"); w.field("key", k); w.field("fields", f)
@@ -416,6 +467,10 @@ extension CommerceOp {
             w.open("save_field"); w.field("key", k); w.field("field", f); w.field("value", v)
         case .setAdd(let k, let member):
             w.open("set_add"); w.field("key", k); w.field("member", member)
+        case .takeSaleUnits(let o, let names, let n):
+            w.open("take_sale_units"); w.field("order", o); sale(names); w.field("count", n)
+        case .returnSaleUnits(let o, let stock, let names):
+            w.open("return_sale_units"); w.field("order", o); w.field("stock", stock); sale(names)
         }
         w.close()
     }

@@ -277,6 +277,13 @@ final class RedisCommerceStore: CommerceStore {
                     self.redis.send(["ZREM", CommerceKeys.timers] + program.timersAfter.map { $0 as RedisArgument },
                                     key: CommerceKeys.timers) { _ in }
                 }
+                if case .success(.applied) = outcome, !program.saleTimersAfter.isEmpty {
+                    // Cluster: units given back to a sale make a `sale.stock` due within 250 ms (LT: never later).
+                    let due = Int64(Date().timeIntervalSince1970 * 1000) + 250
+                    for member in program.saleTimersAfter {
+                        self.redis.send(["ZADD", CommerceKeys.timers, "LT", due, member], key: CommerceKeys.timers) { _ in }
+                    }
+                }
                 if case .success(.applied) = outcome, !program.remindersAfter.isEmpty {
                     // Best effort: the member written ahead (or an earlier one) fires and is put back.
                     self.redis.send(Self.zadd(program.remindersAfter), key: CommerceKeys.timers) { _ in }
@@ -300,7 +307,7 @@ final class RedisCommerceStore: CommerceStore {
         relay.register(outbox) { ok in ok ? writeTimers() : done(.failure(.redisUnavailable)) }
     }
 
-    private static func zadd(_ timers: [(member: String, due: Int64)], ifAbsent: Bool = false) -> [RedisArgument] {
+    static func zadd(_ timers: [(member: String, due: Int64)], ifAbsent: Bool = false) -> [RedisArgument] {
         var args: [RedisArgument] = ["ZADD", CommerceKeys.timers]
         if ifAbsent { args.append("NX") }
         for t in timers { args += [t.due, t.member] }
@@ -513,7 +520,7 @@ final class RedisCommerceStore: CommerceStore {
 
     /// A script error is a bug or a Redis problem: logged, answered `internal`; a lost
     /// connection is `unavailable`.
-    private static func decode<T>(_ reply: RedisReply, _ what: String,
+    static func decode<T>(_ reply: RedisReply, _ what: String,
                                   _ body: (RedisReply) throws(RedisDecodingError) -> T) -> Result<T, GatewayError> {
         do {
             return .success(try body(reply))

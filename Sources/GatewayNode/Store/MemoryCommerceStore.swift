@@ -175,6 +175,11 @@ final class MemoryCommerceStore: CommerceStore {
                 hashes[k(key), default: [:]][field] = value
             case .setAdd(let key, let member):
                 sets[k(key), default: []].insert(member)
+            case .takeSaleUnits:
+                break  // This twin has no sales (sale_buy.lua runs them; ScriptTests check it).
+            case .returnSaleUnits(let order, let stock, _):
+                lists[k(stock), default: []] += ids(k(order))
+                hashes[k(order), default: [:]]["keys"] = ""
             }
         }
         for member in program.timersAfter { timers[member] = nil }

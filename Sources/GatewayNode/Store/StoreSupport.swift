@@ -32,7 +32,7 @@ struct StoreSettings {
         switch kind {
         case .user: historyUserSize
         case .group: historyGroupSize
-        case .product: historyProductSize
+        case .product, .sale: historyProductSize
         }
     }
 }

@@ -1,0 +1,328 @@
+import Foundation
+import GatewayCore
+import GatewayIO
+import GatewayProtocol
+import OrderCore
+
+/// Flash sales on the node (contract 4.8): the HTTP calls, `sale.buy`, the `sale:` subscribe
+/// rule and the sale's timed pushes. Every change is one script in the product's slot
+/// (`SaleStore`); the node adds a cache of the sales' fixed terms, a per-sale door so a rush
+/// does not pile onto one Redis shard (`SaleGate`), and precise local timers for pushes due
+/// within `SaleClock.localHorizonMs`, which the 250 ms sweep alone would send late.
+extension Node {
+    var saleStore: (any SaleStore)? { orderStore.sales }
+
+    /// Buys of one sale one node holds waiting at its door (each client's own are already
+    /// capped by its command budget).
+    static let saleQueueLimit = 50_000
+
+    static let saleStoreMissing = GatewayError(.unavailable, "flash sales need the Redis store", temporary: true)
+
+    // MARK: HTTP
+
+    func saleRequest(_ request: HTTPRequest, _ route: SaleRoute, _ caller: APICaller) {
+        switch route {
+        case .create:
+            withJSONBody(request) { body in
+                let now = self.now
+                switch SaleSpec.decode(body, now: now) {
+                case .failure(let e): self.fail(request, e)
+                case .success(let spec):
+                    self.createSale(spec, merchant: caller.merchantID) { result in
+                        switch result {
+                        case .failure(let e): self.fail(request, e)
+                        case .success(let (sale, created)): self.respond(request, created ? 201 : 200, sale.json(at: self.now))
+                        }
+                    }
+                }
+            }
+        case .get(let id):
+            guard Names.isValidID(id), let sales = saleStore else {
+                return fail(request, Names.isValidID(id) ? Self.saleStoreMissing : .notFound("no sale \(id)"))
+            }
+            sales.sale(id) { result in
+                switch result {
+                case .failure(let e): self.fail(request, e)
+                case .success(nil): self.fail(request, .notFound("no sale \(id)"))
+                case .success(let sale?):
+                    if case .merchant(let m) = caller, sale.merchant != m {
+                        return self.fail(request, .forbidden("sale \(id) is for another merchant's product"))
+                    }
+                    self.respond(request, 200, sale.json(at: self.now))
+                }
+            }
+        case .close(let id):
+            guard Names.isValidID(id), let sales = saleStore else {
+                return fail(request, Names.isValidID(id) ? Self.saleStoreMissing : .notFound("no sale \(id)"))
+            }
+            sales.closeSale(id, merchant: caller.merchantID) { result in
+                switch result {
+                case .failure(let e): self.fail(request, e)
+                case .success(nil): self.fail(request, .notFound("no sale \(id)"))
+                case .success(let sale?): self.respond(request, 200, sale.json(at: self.now))
+                }
+            }
+        }
+    }
+
+    /// Creates sale `spec` (`POST /api/v1/sales`, GatewayDev's `/dev/sales`): units set aside
+    /// from stock in one step, its timer set; `created` false for an identical repeat.
+    /// `merchant`: that merchant's products only.
+    package func createSale(_ spec: SaleSpec, merchant: String?,
+                            _ done: @escaping (Result<(Sale, created: Bool), GatewayError>) -> Void) {
+        guard let sales = saleStore else { return done(.failure(Self.saleStoreMissing)) }
+        sales.createSale(spec, merchant: merchant) { result in
+            if case .success(let (sale, _)) = result {
+                self.saleDirectory.remember(sale)
+                // A sale starting within the horizon: its open is timed here, not by the next sweep.
+                self.armSaleTick(product: sale.product, sale: sale.id, at: self.nextSaleDue(sale))
+            }
+            done(result)
+        }
+    }
+
+    /// The first timed push of a fresh sale (the script's timer says the same; this one only
+    /// arms a local timer when it is near).
+    private func nextSaleDue(_ sale: Sale) -> Int64 {
+        SaleClock.countdownsBeforeMs.map { sale.spec.startsAt - $0 }.first { $0 > now } ?? sale.spec.startsAt
+    }
+
+    // MARK: sale.buy
+
+    func saleCommand(_ client: Client, _ id: Int64, _ command: SaleCommand, user: String) {
+        switch command {
+        case .buy(let sale, let quantity, let product):
+            let ticket = SaleBuyTicket(sale: sale, buyer: user, quantity: quantity, product: product,
+                                       answer: answerer(client, id, op: command.op))
+            lookUpAndBuy(ticket)
+        }
+    }
+
+    private func lookUpAndBuy(_ ticket: SaleBuyTicket) {
+        saleInfo(ticket.sale) { result in
+            switch result {
+            case .failure(let e): ticket.finish(.failure(e), self)
+            case .success(nil): ticket.finish(.failure(SaleRefusal.unknown.error(sale: ticket.sale)), self)
+            case .success(let sale?):
+                if let product = ticket.product, product != sale.product {
+                    return ticket.finish(.failure(.badRequest("sale \(sale.id) is for product \(sale.product)")), self)
+                }
+                ticket.info = sale
+                if let action = self.saleGate.arrive(sale.id, ticket, now: self.now) { self.gateActions([action]) }
+            }
+        }
+    }
+
+    private func gateActions(_ actions: [SaleGate<SaleBuyTicket>.Action]) {
+        for action in actions {
+            switch action {
+            case .start(let ticket): startBuy(ticket)
+            case .soldOut(let ticket):
+                ticket.finish(.failure(SaleRefusal.soldOut.error(sale: ticket.sale)), self, outcome: "sold_out_here")
+            case .busy(let ticket):
+                ticket.finish(.failure(GatewayError(.unavailable, "too many buys of sale \(ticket.sale) waiting on this node",
+                                                    temporary: true, retryAfterMs: 250)), self)
+            }
+        }
+    }
+
+    /// One buy through the door: the order decided here, taken with its units in one script.
+    private func startBuy(_ ticket: SaleBuyTicket) {
+        guard let sale = ticket.info else { return }
+        let decision = orderRules.createSaleOrder(sale, buyer: ticket.buyer, quantity: ticket.quantity, now: now,
+                                                  orderID: freshID("o", product: sale.product))
+        orderStore.buySale(decision, sale: sale, buyer: ticket.buyer, quantity: ticket.quantity) { result in
+            let soldOut = if case .success(.refused(.soldOut)) = result { true } else { false }
+            self.gateActions(self.saleGate.finished(sale.id, soldOut: soldOut, now: self.now))
+            switch result {
+            case .failure(let e): ticket.finish(.failure(e), self)
+            case .success(.bought(let stockDue)):
+                if let stockDue { self.armSaleTick(product: sale.product, sale: sale.id, at: stockDue) }
+                ticket.finish(.success(decision.savedOrder!.json(for: .user(ticket.buyer))), self, outcome: "bought")
+            case .success(.refused(.stale)) where !ticket.retried:
+                // The id names a newer sale than the one cached: forget it and decide once more.
+                self.saleDirectory.forget(sale.id, nonce: sale.nonce)
+                ticket.retried = true
+                ticket.info = nil
+                self.lookUpAndBuy(ticket)
+            case .success(.refused(let refusal)):
+                ticket.finish(.failure(refusal.error(sale: sale.id)), self, outcome: refusal.outcome)
+            }
+        }
+    }
+
+    /// A sale's fixed terms, from the cache or one lookup shared by every caller meanwhile.
+    func saleInfo(_ id: String, _ done: @escaping (Result<Sale?, GatewayError>) -> Void) {
+        if let sale = saleDirectory.cached(id) { return done(.success(sale)) }
+        guard let sales = saleStore else { return done(.failure(Self.saleStoreMissing)) }
+        guard saleDirectory.wait(id, done) else { return }
+        sales.sale(id) { result in
+            if case .success(let sale?) = result { self.saleDirectory.remember(sale) }
+            for waiter in self.saleDirectory.takeWaiters(id) { waiter(result) }
+        }
+    }
+
+    // MARK: Channel and timers
+
+    /// `subscribe`/`history` of `sale:<id>`: any connected user, once the sale exists.
+    func authorizeSale(_ id: String, _ done: @escaping (GatewayError?) -> Void) {
+        saleInfo(id) { result in
+            switch result {
+            case .failure(let e): done(e)
+            case .success(nil): done(.notFound("no sale \(id)"))
+            case .success: done(nil)
+            }
+        }
+    }
+
+    /// A publication on `sale:<id>` reached this node: a `sale.stock` with units reopens the
+    /// door a "sold out" answer closed (an unpaid order's units came back).
+    func saleAnnounced(_ id: String, _ publication: Publication) {
+        guard saleGate.sales > 0, let push = try? JSON.parse(publication.payload.bytes),
+              push["push"]?.stringValue == "sale.stock", let remaining = push["data"]?["remaining"]?.intValue else { return }
+        gateActions(saleGate.stock(id, remaining: Int(remaining), now: now))
+    }
+
+    /// A due `sale:<product>/<sale>` timer of the sweep. The script moves or removes the timer.
+    func tickSale(product: String, sale: String, timer: DueTimer, done: @escaping () -> Void) {
+        runSaleTick(product: product, sale: sale, done)
+    }
+
+    private func runSaleTick(product: String, sale: String, _ done: @escaping () -> Void) {
+        guard let sales = saleStore else { return done() }
+        sales.tickSale(product: product, sale: sale) { result in
+            if case .success(let tick) = result, let next = tick.nextDue {
+                self.armSaleTick(product: product, sale: sale, at: next)
+            }
+            done()
+        }
+    }
+
+    /// A local timer for a sale push due within the horizon; one per sale, the earliest due.
+    /// Every node may tick: the script's phase makes each push go out once.
+    func armSaleTick(product: String, sale: String, at due: Int64) {
+        let now = self.now
+        guard due - now <= SaleClock.localHorizonMs else { return }
+        let key = "\(product)/\(sale)"
+        if let armed = saleTimers[key] {
+            if armed.due <= due { return }
+            armed.timer.cancel()
+        }
+        // A due the node's clock has passed but Redis's not yet: asked again shortly, not in a spin.
+        let delay = Int(max(due - now, SaleClock.minRearmMs))
+        let timer = loop.schedule(afterMs: delay) { [weak self] in
+            guard let self else { return }
+            self.saleTimers[key] = nil
+            self.runSaleTick(product: product, sale: sale) {}
+        }
+        saleTimers[key] = (due, timer)
+    }
+}
+
+/// Times of the sale pushes the node arms itself.
+enum SaleClock {
+    /// `sale.countdown` this long before the start (contract 4.8).
+    static let countdownsBeforeMs: [Int64] = [60_000, 10_000, 1_000]
+    /// A tick due sooner than this gets a local timer beside the sweep.
+    static let localHorizonMs: Int64 = 2_000
+    static let minRearmMs: Int64 = 5
+}
+
+/// One `sale.buy` on its way through lookup, door and script.
+final class SaleBuyTicket {
+    let sale: String
+    let buyer: String
+    let quantity: Int
+    let product: String?
+    let answer: (Result<JSON, GatewayError>) -> Void
+    /// The sale as cached when the buy passed the door.
+    var info: Sale?
+    /// Already looked up again after a `stale` refusal.
+    var retried = false
+
+    init(sale: String, buyer: String, quantity: Int, product: String?, answer: @escaping (Result<JSON, GatewayError>) -> Void) {
+        self.sale = sale
+        self.buyer = buyer
+        self.quantity = quantity
+        self.product = product
+        self.answer = answer
+    }
+
+    func finish(_ result: Result<JSON, GatewayError>, _ node: Node, outcome: String? = nil) {
+        node.metrics.saleBuys[outcome ?? Self.outcome(of: result), default: 0] += 1
+        answer(result)
+    }
+
+    static func outcome(of result: Result<JSON, GatewayError>) -> String {
+        switch result {
+        case .success: "bought"
+        case .failure(let e): e.code.rawValue
+        }
+    }
+}
+
+extension SaleRefusal {
+    /// The `outcome` label of `gateway_sale_buys_total` (`sold_out_here`: the node's door
+    /// answered, no script ran).
+    var outcome: String {
+        switch self {
+        case .unknown, .stale: "unknown"
+        case .tooEarly: "too_early"
+        case .ended: "ended"
+        case .soldOut: "sold_out"
+        case .onlyLeft: "only_left"
+        case .overLimit: "over_limit"
+        }
+    }
+}
+
+/// The node's cache of sales (sale id -> the sale as looked up; only its fixed terms are
+/// used: the counts are Redis's), bounded, with one lookup per sale in flight.
+final class SaleDirectory {
+    static let capacity = 10_000
+
+    private var entries: [String: (sale: Sale, used: UInt64)] = [:]
+    private var waiters: [String: [(Result<Sale?, GatewayError>) -> Void]] = [:]
+    private var clock: UInt64 = 0
+
+    func cached(_ id: String) -> Sale? {
+        guard let entry = entries[id] else { return nil }
+        clock += 1
+        entries[id]?.used = clock
+        return entry.sale
+    }
+
+    /// Queues `done` for the lookup of `id`; true when the caller is the first and looks up.
+    func wait(_ id: String, _ done: @escaping (Result<Sale?, GatewayError>) -> Void) -> Bool {
+        let first = waiters[id] == nil
+        waiters[id, default: []].append(done)
+        return first
+    }
+
+    func takeWaiters(_ id: String) -> [(Result<Sale?, GatewayError>) -> Void] {
+        waiters.removeValue(forKey: id) ?? []
+    }
+
+    func remember(_ sale: Sale) {
+        clock += 1
+        entries[sale.id] = (sale, clock)
+        guard entries.count > Self.capacity else { return }
+        // The least recently used tenth goes at once, so eviction is rare, not per insert.
+        let drop = entries.sorted { $0.value.used < $1.value.used }.prefix(Self.capacity / 10)
+        for (id, _) in drop { entries[id] = nil }
+    }
+
+    /// Drops `id` if it is still the sale with `nonce` (a newer lookup may have replaced it).
+    func forget(_ id: String, nonce: String) {
+        if entries[id]?.sale.nonce == nonce { entries[id] = nil }
+    }
+
+    var count: Int { entries.count }
+}
+
+extension APICaller {
+    /// The merchant a call is limited to; nil for the shop.
+    var merchantID: String? {
+        if case .merchant(let m) = self { m } else { nil }
+    }
+}
