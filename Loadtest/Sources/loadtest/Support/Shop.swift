@@ -26,9 +26,11 @@ final class ShopClient {
     }
 
     /// Signed like the payment provider: X-Signature = hex HMAC-SHA256 of the raw body.
-    func notify(_ body: String, secret: String) throws -> (status: Int, json: JSON?, text: String) {
+    /// `idempotent`: retried once on a keep-alive socket the node closed meanwhile (a repeated notify is answered as the first).
+    func notify(_ body: String, secret: String, idempotent: Bool = false) throws -> (status: Int, json: JSON?, text: String) {
         let sig = Crypto.hex(Crypto.hmacSHA256(key: Array(secret.utf8), message: Array(body.utf8)))
-        return try call("POST", "/api/v1/payments/notify", body, headers: [("X-Signature", sig), ("Content-Type", "application/json")])
+        return try call("POST", "/api/v1/payments/notify", body, headers: [("X-Signature", sig), ("Content-Type", "application/json")],
+                        idempotent: idempotent)
     }
 
     func createProduct(id: String, price: Int, title: String) throws {
