@@ -429,18 +429,13 @@ final class FlashSaleRun: @unchecked Sendable {
                         usleep(5_000)
                         continue
                     }
-                    // Between the rush and the resale the node closes the idle keep-alive sockets: both calls are
-                    // retried once on a socket found closed (a payment made twice is harmless, only one is notified).
+                    // Between the rush and the resale the node closes the idle keep-alive sockets.
                     do {
-                        let pay = try shop.call("POST", "/api/v1/orders/\(w.order)/payments", #"{"payer":"\#(userPrefix)\#(w.g)"}"#, idempotent: true)
-                        guard pay.status == 201, let pj = pay.json?["payment"], let pid = pj["id"]?.stringValue,
-                              let amount = pj["amount"]?.intValue, let currency = pj["currency"]?.stringValue else {
-                            ledger.failed("payment for \(w.order): HTTP \(pay.status) \(pay.text)")
-                            continue
+                        if let why = try shop.pay(order: w.order, payer: "\(userPrefix)\(w.g)", secret: paySecret, tradeNo: "fs", idempotent: true) {
+                            ledger.failed(why)
+                        } else {
+                            ledger.paidOne()
                         }
-                        let body = #"{"payment":"\#(pid)","order":"\#(w.order)","amount":\#(amount),"currency":"\#(currency)","status":"success","trade_no":"fs-\#(pid)"}"#
-                        let r = try shop.notify(body, secret: paySecret, idempotent: true)
-                        if r.status == 200 { ledger.paidOne() } else { ledger.failed("notify for \(w.order): HTTP \(r.status) \(r.text)") }
                     } catch {
                         ledger.failed("pay \(w.order): \(error)")
                     }

@@ -33,6 +33,20 @@ final class ShopClient {
                         idempotent: idempotent)
     }
 
+    /// A payment for `order` by `payer`, then its signed success notify: nil when paid, else why not.
+    /// `idempotent`: both calls retried once on a keep-alive socket the node closed meanwhile
+    /// (a payment made twice is harmless: only the one notified is paid).
+    func pay(order: String, payer: String, secret: String, tradeNo: String, idempotent: Bool = false) throws -> String? {
+        let pay = try call("POST", "/api/v1/orders/\(order)/payments", #"{"payer":"\#(payer)"}"#, idempotent: idempotent)
+        guard pay.status == 201, let pj = pay.json?["payment"], let pid = pj["id"]?.stringValue,
+              let amount = pj["amount"]?.intValue, let currency = pj["currency"]?.stringValue else {
+            return "payment for \(order): HTTP \(pay.status) \(pay.text)"
+        }
+        let body = #"{"payment":"\#(pid)","order":"\#(order)","amount":\#(amount),"currency":"\#(currency)","status":"success","trade_no":"\#(tradeNo)-\#(pid)"}"#
+        let r = try notify(body, secret: secret, idempotent: idempotent)
+        return r.status == 200 ? nil : "notify for \(order): HTTP \(r.status) \(r.text)"
+    }
+
     func createProduct(id: String, price: Int, title: String) throws {
         let body = #"{"id":"\#(id)","merchant":"loadtest","title":"\#(title)","price":\#(price),"currency":"CNY"}"#
         let r = try call("POST", "/api/v1/products", body, idempotent: true)
