@@ -415,7 +415,7 @@ final class FlashSaleRun: @unchecked Sendable {
         res.setup.createMs = (Clock.now() - t0) * 1000
         res.setup.sale = saleID
         res.setup.startsAt = startsAt
-        pl.broadcast("sale \(saleID) \(startsAt)")
+        pl.broadcast("sale \(saleID) \(startsAt) \(plan.perUser)")
         p.note("flash sale \(saleID) created (\(u) units, per_user \(plan.perUser)); starts in \(plan.lead) s")
 
         // Winners are paid as they are reported (the unpaid share aside).

@@ -2,7 +2,7 @@ import Foundation
 
 /// What the parent tells one flash-sale buyer child (`loadtest flash-sale --sale-worker`),
 /// one JSON line on its stdin; the sale itself follows later as `sale <id> <starts_at ms>`
-/// (it is created only once every buyer is connected).
+/// (it is created only once every buyer is connected), with its `per_user`.
 struct SaleWorkerSpec: ChildSpec {
     var index: Int
     var urls: [String]
@@ -58,7 +58,7 @@ struct SaleWorkerStatus: ChildStatus {
     var lastFirstWaveWinMicros: Int64?
     /// The first `sale.sold_out` receipt.
     var firstSoldOutMicros: Int64?
-    /// Winners press once more at once: any order from that second press breaks `per_user` 1.
+    /// With per_user 1 winners press once more at once: any order from that second press breaks it.
     var secondPresses = 0
     var secondPressWon = 0
     /// Pushes by type, `sale:` offsets skipped or seen again, frames not understood.

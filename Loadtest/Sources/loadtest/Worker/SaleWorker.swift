@@ -34,7 +34,8 @@ final class SaleBuyer: @unchecked Sendable {
 
 /// The child process behind `flash-sale --sale-worker`: connects its buyers, subscribes them
 /// to the sale once the parent names it, presses `sale.buy` on `sale.open` (and again on a
-/// `sale.stock` saying units came back, until it wins), and reports JSON lines on stdout.
+/// `sale.stock` saying units came back, until it wins; with per_user 1 a winner presses once
+/// more at once, which must be refused), and reports JSON lines on stdout.
 final class SaleWorker: LoadChild, @unchecked Sendable {
     let spec: SaleWorkerSpec
     private var status: SaleWorkerStatus
@@ -43,6 +44,8 @@ final class SaleWorker: LoadChild, @unchecked Sendable {
     private var firstWaveLatency = Latency(), resaleLatency = Latency(), openLatency = Latency()
     private var sale: String?
     private var startsAtMicros: Int64 = 0
+    /// per_user 1: a winner's second press must be refused (with more it may be served).
+    private var doubleClick = false
     private var channel = ""
     private let minter: TokenMinter
     private let tokenExp: Int64
@@ -70,12 +73,13 @@ final class SaleWorker: LoadChild, @unchecked Sendable {
 
     override var unsettled: Int { status.settling }
 
-    /// `sale <id> <starts_at ms>`: subscribe every waiting buyer (and later ones as they connect).
+    /// `sale <id> <starts_at ms> <per_user>`: subscribe every waiting buyer (and later ones as they connect).
     override func command(_ line: String) {
         let f = line.split(separator: " ")
-        guard f.count == 3, f[0] == "sale", let startsAt = Int64(f[2]) else { return }
+        guard f.count == 4, f[0] == "sale", let startsAt = Int64(f[2]), let perUser = Int(f[3]) else { return }
         lock.withLock {
             sale = String(f[1])
+            doubleClick = perUser == 1
             channel = "sale:\(f[1])"
             startsAtMicros = startsAt * 1000
             for b in buyers where b.state == .waiting { subscribe(b) }
@@ -199,11 +203,13 @@ final class SaleWorker: LoadChild, @unchecked Sendable {
                 }
                 wins.append(SaleWin(g: b.g, order: order, t: now, firstWave: b.buyFirstWave))
                 // A double click: per_user 1 must refuse it.
-                let second = b.nextID
-                b.nextID += 1
-                b.secondPressID = second
-                status.secondPresses += 1
-                if let sale { conn.send(#"{"id":\#(second),"op":"sale.buy","sale":"\#(sale)"}"#) }
+                if doubleClick, let sale {
+                    let second = b.nextID
+                    b.nextID += 1
+                    b.secondPressID = second
+                    status.secondPresses += 1
+                    conn.send(#"{"id":\#(second),"op":"sale.buy","sale":"\#(sale)"}"#)
+                }
             } else {
                 status.refusals[error ?? "?", default: 0] += 1
             }
