@@ -92,7 +92,7 @@ extension Node {
     func saleCommand(_ client: Client, _ id: Int64, _ command: SaleCommand, user: String) {
         switch command {
         case .buy(let sale, let quantity, let product):
-            let ticket = SaleBuyTicket(sale: sale, buyer: user, quantity: quantity, product: product,
+            let ticket = SaleBuyTicket(client, sale: sale, buyer: user, quantity: quantity, product: product,
                                        answer: answerer(client, id, op: command.op))
             lookUpAndBuy(ticket)
         }
@@ -114,9 +114,26 @@ extension Node {
     }
 
     private func gateActions(_ actions: [SaleGate<SaleBuyTicket>.Action]) {
-        for action in actions {
+        var actions = actions
+        var next = 0
+        while next < actions.count {
+            let action = actions[next]
+            next += 1
             switch action {
-            case .start(let ticket): startBuy(ticket)
+            case .start(let ticket):
+                // A buyer gone while its buy waited at the door takes no units: the next one goes.
+                guard let sale = ticket.info, let client = ticket.client, isLive(client) else {
+                    actions += saleGate.finished(ticket.sale, soldOut: false, now: now)
+                    continue
+                }
+                // Answered here, not by a store failing at once: a queue refused that way
+                // would start (and refuse) its next buy from inside this one's answer.
+                guard orderStore.store.isReady else {
+                    ticket.finish(.failure(.redisUnavailable), self)
+                    actions += saleGate.finished(ticket.sale, soldOut: false, now: now)
+                    continue
+                }
+                startBuy(ticket, sale)
             case .soldOut(let ticket):
                 ticket.finish(.failure(SaleRefusal.soldOut.error(sale: ticket.sale)), self, outcome: "sold_out_here")
             case .busy(let ticket):
@@ -127,8 +144,7 @@ extension Node {
     }
 
     /// One buy through the door: the order decided here, taken with its units in one script.
-    private func startBuy(_ ticket: SaleBuyTicket) {
-        guard let sale = ticket.info else { return }
+    private func startBuy(_ ticket: SaleBuyTicket, _ sale: Sale) {
         let decision = orderRules.createSaleOrder(sale, buyer: ticket.buyer, quantity: ticket.quantity, now: now,
                                                   orderID: freshID("o", product: sale.product))
         orderStore.buySale(decision, sale: sale, buyer: ticket.buyer, quantity: ticket.quantity) { result in
@@ -230,6 +246,7 @@ enum SaleClock {
 
 /// One `sale.buy` on its way through lookup, door and script.
 final class SaleBuyTicket {
+    weak var client: Client?
     let sale: String
     let buyer: String
     let quantity: Int
@@ -240,7 +257,9 @@ final class SaleBuyTicket {
     /// Already looked up again after a `stale` refusal.
     var retried = false
 
-    init(sale: String, buyer: String, quantity: Int, product: String?, answer: @escaping (Result<JSON, GatewayError>) -> Void) {
+    init(_ client: Client, sale: String, buyer: String, quantity: Int, product: String?,
+         answer: @escaping (Result<JSON, GatewayError>) -> Void) {
+        self.client = client
         self.sale = sale
         self.buyer = buyer
         self.quantity = quantity

@@ -123,6 +123,8 @@ final class CommandDecoderTests: XCTestCase {
     func testPresence() {
         assertCommand(#"{"id":6,"op":"presence","channel":"group:p1"}"#, id: 6, .community(.presence(.group("p1"))))
         assertCommand(#"{"id":6,"op":"presence","channel":"product:p1"}"#, id: 6, .community(.presence(.product("p1"))))
+        assertBadRequest(#"{"id":6,"op":"presence","channel":"sale:s1"}"#, id: 6, containing: "presence")
+        assertCommand(#"{"id":6,"op":"subscribe","channel":"sale:s1"}"#, id: 6, .channel(.subscribe(.sale("s1"), since: nil)))
     }
 
     func testWatchUnwatchWatches() {

@@ -64,6 +64,15 @@ final class SaleTests: XCTestCase {
              closed: closed)
     }
 
+    func testTheSaleTimerMemberAndChannel() {
+        XCTAssertEqual(TimerMember("sale:p1/s1"), .sale(product: "p1", sale: "s1"))
+        XCTAssertEqual(TimerMember.sale(product: "p1", sale: "s1").member, "sale:p1/s1")
+        XCTAssertNil(TimerMember("sale:p1"))
+        XCTAssertNil(TimerMember("sale:/s1"))
+        XCTAssertEqual(Channel("sale:s1"), Channel.sale("s1"))
+        XCTAssertEqual(Channel.sale("s1").description, "sale:s1")
+    }
+
     func testStateFollowsTheClockTheCountsAndTheClose() {
         XCTAssertEqual(sale().state(at: now - 1), .scheduled)
         XCTAssertEqual(sale().state(at: now), .open)

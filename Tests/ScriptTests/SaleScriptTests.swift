@@ -304,11 +304,19 @@ final class SaleScriptTests: XCTestCase {
 
     func testAClusterBuyAndTickGoThroughTheOutbox() throws {
         let (f, c) = try stores(cluster: true)
-        let sale = try create(c, spec(f, quantity: 1)).get().0
+        let first = spec(f, quantity: 1)
+        let sale = try create(c, first).get().0
         XCTAssertNotNil(f.redis.call(["ZSCORE", CommerceKeys.timers, "sale:p1/s1"]).text, "the timer written ahead")
-        _ = try tick(c)
+        var reused = first
+        reused.price += 1
+        XCTAssertEqual(create(c, reused).failure, GatewayError(.conflict, "sale id already used"))
+        XCTAssertNotNil(f.redis.call(["ZSCORE", CommerceKeys.timers, "sale:p1/s1"]).text, "a refused create leaves the sale's timer")
+        let next = try XCTUnwrap(try tick(c).nextDue)
+        XCTAssertLessThanOrEqual(next, clock(f) + 1000, "while open, a cluster's tick comes back within a second")
+        XCTAssertEqual(f.redis.call(["ZSCORE", CommerceKeys.timers, "sale:p1/s1"]).text.flatMap { Int64($0) }, next)
         guard case .bought(let due?) = try buy(c, sale, "u1").0 else { return XCTFail() }
         XCTAssertEqual(try buy(c, sale, "u2").0, .refused(.soldOut))
+        XCTAssertEqual(f.redis.call(["ZCARD", CommerceKeys.timers]).int, 2, "the sale's and the bought order's: the refused one's pay timer was taken back")
         XCTAssertEqual(f.redis.call(["ZSCORE", CommerceKeys.timers, "sale:p1/s1"]).text.flatMap { Int64($0) }, due,
                        "the store brought the timer forward")
         f.relay.relay(CommerceKeys.outbox("p1"))  // what OrderStore.buySale does once durable

@@ -119,7 +119,7 @@ extension RedisCommerceStore: SaleStore {
             let nonce = (0..<2).map { _ in String(format: "%08x", UInt32.random(in: .min ... .max)) }.joined()
             let args: [RedisArgument] = [spec.id, spec.product, spec.price, spec.quantity, spec.startsAt, spec.endsAt, spec.perUser,
                                          merchant ?? "", nonce, member, expires]
-            let create = {
+            let create = { (madeTimer: Bool) in
                 self.redis.run(CommerceScripts.saleCreate, keys: keys, args: args) { reply in
                     let result = Self.decode(reply, "sale_create") { (r: RedisReply) throws(RedisDecodingError) -> Result<(Sale, created: Bool), GatewayError> in
                         var items = try RedisArrayReader(r)
@@ -140,16 +140,18 @@ extension RedisCommerceStore: SaleStore {
                         // Nothing was set aside: the id is free again (best effort).
                         self.redis.send(["DEL", pointer], key: pointer) { _ in }
                     }
-                    if cluster, case .failure = outcome {
+                    if madeTimer, case .failure = outcome {
+                        // Only the timer this call added: another sale of the id keeps its own.
                         self.redis.send(["ZREM", CommerceKeys.timers, member], key: CommerceKeys.timers) { _ in }
                     }
                     done(outcome)
                 }
             }
-            guard cluster else { return create() }
-            // Cluster: the timer ahead (its own slot); a create refused leaves it to fire once and go.
+            guard cluster else { return create(false) }
+            // Cluster: the timer ahead (its own slot), taken back when the create is refused.
             self.redis.send(["ZADD", CommerceKeys.timers, "NX", spec.startsAt - 60_000, member], key: CommerceKeys.timers) { reply in
-                reply.isFailure ? done(.failure(.redisUnavailable)) : create()
+                guard !reply.isFailure else { return done(.failure(.redisUnavailable)) }
+                create((try? Int64(redisReply: reply)) == 1)
             }
         }
     }
@@ -205,25 +207,11 @@ extension RedisCommerceStore: SaleStore {
         let args: [RedisArgument] = [program.encoded, newEpoch(), historyTTL, program.outbox, eventRetentionMs, memberLadder,
                                      saleIndex + 1, buyersIndex + 1, buyer, quantity, sale.nonce]
         let member = TimerMember.sale(product: product, sale: sale.id).member
-        // Cluster: the pay timer (its own slot) is sent beside the buy, not before it, so a buy
-        // is one round trip; a refused buy takes it back.
+        // Cluster: the pay timer (its own slot) is written before the buy, beside the outbox's
+        // registration (one wait for both): an order never holds units without its expiry. A
+        // refused buy takes the timer back. One server: the buy script writes it.
         let ahead = program.timersAhead
-        var pending = ahead.isEmpty ? 1 : 2
-        var bought: Result<SaleBuyOutcome, GatewayError>?
-        var timerFailed = false
-        let finish = {
-            pending -= 1
-            guard pending == 0, let outcome = bought else { return }
-            if case .success(.bought) = outcome, timerFailed { return done(.failure(.redisUnavailable)) }
-            done(outcome)
-        }
         let buy = {
-            if !ahead.isEmpty {
-                self.redis.send(Self.zadd(ahead), key: CommerceKeys.timers) { reply in
-                    timerFailed = reply.isFailure
-                    finish()
-                }
-            }
             self.redis.run(CommerceScripts.saleBuy, keys: program.keys, args: args) { reply in
                 let outcome = Self.decode(reply, "sale_buy") { (r: RedisReply) throws(RedisDecodingError) -> Result<SaleBuyOutcome, GatewayError> in
                     var items = try RedisArrayReader(r)
@@ -258,11 +246,21 @@ extension RedisCommerceStore: SaleStore {
                 if !ahead.isEmpty, (try? outcome.get()).map({ if case .bought = $0 { false } else { true } }) ?? false {
                     self.redis.send(["ZREM", CommerceKeys.timers] + ahead.map { $0.member as RedisArgument }, key: CommerceKeys.timers) { _ in }
                 }
-                bought = outcome
-                finish()
+                done(outcome)
             }
         }
-        guard let outbox, let relay else { return buy() }
-        relay.register(outbox) { ok in ok ? buy() : done(.failure(.redisUnavailable)) }
+        var waits = (ahead.isEmpty ? 0 : 1) + (outbox != nil && relay != nil ? 1 : 0)
+        guard waits > 0 else { return buy() }
+        var failed = false
+        let ready = { (ok: Bool) in
+            failed = failed || !ok
+            waits -= 1
+            guard waits == 0 else { return }
+            failed ? done(.failure(.redisUnavailable)) : buy()
+        }
+        if !ahead.isEmpty {
+            redis.send(Self.zadd(ahead), key: CommerceKeys.timers) { reply in ready(!reply.isFailure) }
+        }
+        if let outbox, let relay { relay.register(outbox, ready) }
     }
 }
