@@ -41,7 +41,7 @@ final class LoadtestRunTests: XCTestCase {
             "holiday-peak", "--browsers", "100", "--connect-rate", "200", "--duration", "10", "--gifts", "20", "--friendpays", "15",
             "--double-pay", "0.4", "--groups", "2", "--group-members", "40", "--chatter-rate", "10", "--watchers", "40",
             "--storm-share", "0.3", "--storm-at", "0.3", "--storm-down", "2", "--drain", "15", "--http-workers", "4",
-            "--restock-watchers", "0",
+            "--restock-watchers", "0", "--sale-buyers", "100", "--sale-units", "10", "--sale-pay-s", "4",
         ], scenario: "holiday-peak", timeout: 120)
         let totals = try XCTUnwrap(report["totals"] as? [String: Any])
         XCTAssertGreaterThan(int(totals["expected"]), 500, "\(totals)")
@@ -84,6 +84,14 @@ final class LoadtestRunTests: XCTestCase {
         XCTAssertGreaterThan(int(storm["victims"]), 0, "\(storm)")
         XCTAssertGreaterThanOrEqual(int(storm["reconnected"]), int(storm["victims"]))
         XCTAssertEqual(int(storm["notRecovered"]), 0)
+        // The flash sale beside the peak: 100 buyers, 10 units, 1 unpaid and resold.
+        let sale = try XCTUnwrap(report["flashSale"] as? [String: Any], "\(report.keys.sorted())")
+        XCTAssertEqual(int((sale["rush"] as? [String: Any])?["firstWaveWon"]), 10, "\(sale)")
+        XCTAssertEqual(int((sale["resale"] as? [String: Any])?["resold"]), 1)
+        XCTAssertEqual(int((sale["final"] as? [String: Any])?["deliveredOrders"]), 10)
+        let saleChecks = try XCTUnwrap(report["flashSaleChecks"] as? [String])
+        XCTAssertEqual(saleChecks.count, 13)
+        XCTAssertEqual(saleChecks.filter { !$0.hasPrefix("ok") }, [])
         try assertMarkdownBeside("holiday-peak")
     }
 
@@ -96,6 +104,7 @@ final class LoadtestRunTests: XCTestCase {
             "holiday-peak", "--browsers", "100", "--connect-rate", "300", "--duration", "10", "--gifts", "4", "--friendpays", "4",
             "--groups", "1", "--group-members", "10", "--chatter-rate", "2", "--watchers", "10", "--storm-share", "0", "--drain", "15",
             "--http-workers", "4", "--restock-watchers", "300", "--restock-keys", "30", "--restock-hold-s", "8", "--restock-snipers", "20",
+            "--sale-buyers", "0",
         ], scenario: "holiday-peak", timeout: 150)
         let rs = try XCTUnwrap(report["restock"] as? [String: Any], "\(report.keys.sorted())")
         if int(rs["watchesIgnored"]) == 300 { throw XCTSkip("the gateway has no restock watches (answered without restock:true)") }
@@ -146,6 +155,51 @@ final class LoadtestRunTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(int(hooks["backlogAtEnd"]), 0, "the backlog gauge was read")
         XCTAssertEqual(int(hooks["backlogTenSecondsLater"]), 0, "the backlog drained")
         XCTAssertTrue((hooks["url"] as? String)?.hasPrefix("http://127.0.0.1:") == true)
+    }
+
+    /// Issue 17's flash sale on a small scale over 2 nodes: 600 buyers in 2 worker processes wait on
+    /// 30 units (per_user 1) and press at `sale.open`; every winner presses once more at once (must be
+    /// refused); 3 winners never pay, their orders expire after sales.pay_s (4 s) and those units go
+    /// to buyers who lost. Exactly 30 paid orders with one key each, nobody with two, every buyer's
+    /// last `remaining` 0, the sale's GET says remaining 0 and sold 30.
+    func testSmallFlashSaleSellsEveryUnitOnceAndResellsTheUnpaid() throws {
+        let report = try runLoadtest([
+            "flash-sale", "--buyers", "600", "--units", "30", "--per-user", "1", "--unpaid", "0.1", "--pay-s", "4", "--lead", "4",
+            "--connect-rate", "600", "--workers", "2", "--http-workers", "4", "--wait", "40",
+        ], scenario: "flash-sale", timeout: 150)
+        let setup = try XCTUnwrap(report["setup"] as? [String: Any], "\(report.keys.sorted())")
+        let rush = try XCTUnwrap(report["rush"] as? [String: Any])
+        let resale = try XCTUnwrap(report["resale"] as? [String: Any])
+        let final = try XCTUnwrap(report["final"] as? [String: Any])
+        XCTAssertEqual(int(setup["subscribed"]), 600, "\(setup)")
+        XCTAssertGreaterThanOrEqual((setup["subscribedMsBeforeStart"] as? NSNumber)?.doubleValue ?? -1, 0, "every buyer subscribed before starts_at")
+        XCTAssertEqual(int(rush["opened"]), 600, "\(rush)")
+        XCTAssertEqual(int(rush["firstWaveWon"]), 30)
+        XCTAssertGreaterThan(int((rush["refusals"] as? [String: Any])?["conflict"]), 0, "losers were told sold out: \(rush)")
+        XCTAssertEqual(int(resale["unpaidOrders"]), 3, "\(resale)")
+        XCTAssertEqual(int(resale["resold"]), 3)
+        XCTAssertEqual(int(resale["paid"]), 30)
+        XCTAssertEqual(int(resale["payErrors"]), 0)
+        XCTAssertEqual(int(final["deliveredOrders"]), 30, "\(final)")
+        XCTAssertEqual(int(final["unpaidCanceled"]), 3)
+        XCTAssertEqual(int(final["readErrors"]), 0)
+        XCTAssertEqual(int(final["usersWithTwo"]), 0)
+        XCTAssertEqual(int(final["secondPresses"]), 33, "each of the 33 winners pressed once more")
+        XCTAssertEqual(int(final["secondPressWon"]), 0)
+        XCTAssertEqual(int(final["deliveredWithoutOneKey"]), 0)
+        XCTAssertEqual(int(final["keysTwice"]), 0)
+        XCTAssertEqual(int(final["keysForeign"]), 0)
+        XCTAssertEqual(int(final["clientsRemainingZero"]), 600)
+        XCTAssertEqual(int(final["pushGaps"]), 0)
+        XCTAssertEqual(int(final["saleRemaining"]), 0)
+        XCTAssertEqual(int(final["saleSold"]), 30)
+        let pushes = try XCTUnwrap(final["pushes"] as? [String: Any])
+        XCTAssertEqual(int(pushes["sale.open"]), 600, "\(pushes)")
+        XCTAssertGreaterThanOrEqual(int(pushes["sale.sold_out"]), 1200, "sold out once in the rush and again after the resale")
+        XCTAssertGreaterThanOrEqual(int(pushes["sale.stock"]), 600, "the returned units were announced")
+        let checks = try XCTUnwrap(report["checks"] as? [String])
+        XCTAssertEqual(checks.count, 13)
+        XCTAssertEqual(checks.filter { !$0.hasPrefix("ok") }, [])
     }
 
     // MARK: Helpers

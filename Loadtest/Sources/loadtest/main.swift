@@ -6,7 +6,7 @@ struct LoadTest: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "loadtest",
         abstract: "Load tests for the card-shop gateway (traffic only to 127.0.0.0/8).",
-        subcommands: [ConnectionsCommand.self, FanoutCommand.self, OrdersCommand.self, PriceDropCommand.self, HolidayPeakCommand.self, ChaosCommand.self, WorkerCommand.self])
+        subcommands: [ConnectionsCommand.self, FanoutCommand.self, OrdersCommand.self, PriceDropCommand.self, FlashSaleCommand.self, HolidayPeakCommand.self, ChaosCommand.self, WorkerCommand.self])
 }
 
 LoadTest.main()

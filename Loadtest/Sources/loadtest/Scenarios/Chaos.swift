@@ -116,6 +116,8 @@ struct ChaosCommand: ParsableCommand {
         hp.drain = drain
         // The restock rush is the holiday peak's own step; the faults here judge other things.
         hp.restockWatchers = 0
+        // So is the flash sale (its expiry and resale timing is not what faults are about).
+        hp.saleBuyers = 0
         // Fault windows make pushes late: latency objectives are not what this run judges.
         hp.p99Objective = 1e9
         var c = cluster

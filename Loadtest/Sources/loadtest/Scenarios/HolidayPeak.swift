@@ -82,6 +82,15 @@ struct HolidayPeakCommand: ParsableCommand {
     @Option(help: "Restock rush: watchers without a hold that order and pay as soon as their push arrives (abnormal while every key is held).")
     var restockSnipers = 200
 
+    @Option(help: "Flash sale (issue 17): buyers in worker processes who wait on one sale that opens 5 s after they are all connected (they connect as the peak begins). 0: no flash sale.")
+    var saleBuyers = 2000
+
+    @Option(help: "Flash sale: units in the sale (per_user 1); fewer than --sale-buyers, so some lose and can buy the units the unpaid 10% give back.")
+    var saleUnits = 100
+
+    @Option(help: "Flash sale: sales.pay_s of spawned nodes (GATEWAY_SALES_PAY_S): the unpaid winners' orders expire after this and their units are resold.")
+    var salePayS = 10
+
     @Option(help: "Threads doing HTTP (orders, payments, notifies), each with a keep-alive connection.")
     var httpWorkers = 8
 
@@ -148,6 +157,11 @@ struct HolidayPeakCommand: ParsableCommand {
             guard restockBuyShare >= 0, restockBuyShare <= 1 else { throw ValidationError("--restock-buy-share must be 0 to 1") }
             guard (0...restockWatchers).contains(restockSnipers) else { throw ValidationError("--restock-snipers must be 0 to --restock-watchers (\(restockWatchers))") }
         }
+        guard (0...200_000).contains(saleBuyers) else { throw ValidationError("--sale-buyers must be 0 to 200,000 (0: no flash sale)") }
+        if saleBuyers > 0 {
+            guard (1...100_000).contains(saleUnits), saleUnits < saleBuyers else { throw ValidationError("--sale-units must be 1 to 100,000 and below --sale-buyers") }
+            guard (1...86_400).contains(salePayS) else { throw ValidationError("--sale-pay-s must be 1 to 86,400") }
+        }
         guard (1...64).contains(httpWorkers) else { throw ValidationError("--http-workers must be 1 to 64") }
         guard (1...600).contains(drain) else { throw ValidationError("--drain must be 1 to 600 seconds") }
         guard p99Objective > 0 else { throw ValidationError("--p99-objective must be above 0") }
@@ -188,6 +202,10 @@ struct HolidayPeakResults: EmptyResults {
         var restockHoldSeconds: Int
         var restockBuyShare: Double
         var restockSnipers: Int
+        /// 0: no flash sale.
+        var saleBuyers = 0
+        var saleUnits = 0
+        var salePaySeconds = 0
         var httpWorkers: Int
         var nodes: Int
         var external: Bool
@@ -378,6 +396,9 @@ struct HolidayPeakResults: EmptyResults {
     var priceDrop = Drop()
     /// Nil when the run had no restock rush (`--restock-watchers 0`).
     var restock: Restock?
+    /// The flash sale (issue 17) and its checks; nil with `--sale-buyers 0`.
+    var flashSale: FlashSaleResults?
+    var flashSaleChecks: [String]?
     var storm = Storm()
     /// Every timed push by what the run was doing when it arrived (set-up burst, steady
     /// peak, storm return, price drop, drain): where the slow ones come from.
@@ -397,6 +418,14 @@ struct HolidayPeakResults: EmptyResults {
 }
 
 typealias HolidayPeakReport = ScenarioReport<HolidayPeakResults>
+
+/// The flash sale running beside the peak, and what it found once `finished`.
+final class FlashSaleBeside: @unchecked Sendable {
+    let lock = NSLock()
+    var results: FlashSaleResults?
+    var checks: [String]?
+    var finished = false
+}
 
 /// What a gift or friend-pay is, for claiming, paying and reading back. Under the scenario's `stats` lock.
 final class HPOrder: @unchecked Sendable {
@@ -495,6 +524,8 @@ final class HolidayPeakScenario: @unchecked Sendable {
             // Short holds, so unused ones end inside the run; a --node-env given by hand wins (it comes later).
             clusterOptions.nodeEnv.insert("GATEWAY_RESTOCK_HOLD_S=\(cmd.restockHoldS)", at: 0)
         }
+        // The flash sale's unpaid orders expire inside the run; a --node-env given by hand wins.
+        if cmd.saleBuyers > 0 { clusterOptions.nodeEnv.insert("GATEWAY_SALES_PAY_S=\(cmd.salePayS)", at: 0) }
         var limits = Preflight.check(connections: cmd.browsers + cmd.restockExtraWatchers, nodes: cmd.cluster.nodeCount, sourceAddresses: false)
         limits.forEach { p.note("preflight: \($0)") }
 
@@ -518,6 +549,9 @@ final class HolidayPeakScenario: @unchecked Sendable {
             restockAtSeconds: cmd.restockAt * peak, restockHoldSeconds: cmd.restockHoldS, restockBuyShare: cmd.restockBuyShare,
             restockSnipers: cmd.restockSnipers, httpWorkers: cmd.httpWorkers, nodes: c.endpoints.count,
             external: cmd.cluster.external, p99ObjectiveMs: cmd.p99Objective))
+        report.parameters.saleBuyers = cmd.saleBuyers
+        report.parameters.saleUnits = cmd.saleBuyers > 0 ? cmd.saleUnits : 0
+        report.parameters.salePaySeconds = cmd.saleBuyers > 0 ? cmd.salePayS : 0
 
         // Products and keys: one per gift, friend-pay and member, plus a few spare.
         let admin = ShopClient(c.endpoints[0], shopKey: c.shopKey, timeout: 60)
@@ -551,8 +585,14 @@ final class HolidayPeakScenario: @unchecked Sendable {
                                   report: report)
         let offlineWatchDone = try HolidayPeak.Ramp(run: run)()
         let setUp = HolidayPeak.SetUp(run: run, offlineWatchDone: offlineWatchDone)()
+        // The flash sale runs beside the peak, from its own buyer processes.
+        let sale = cmd.saleBuyers > 0 ? startFlashSale(c, logDir: ctx.logDir, p) : nil
         let peakResult = HolidayPeak.Peak(run: run, setUp: setUp)()
         HolidayPeak.Drain(run: run, setUp: setUp, peak: peakResult)()
+        if let sale {
+            p.note("waiting for the flash sale to end")
+            while !sale.lock.withLock({ sale.finished }) { usleep(50_000) }
+        }
 
         // 5. Read back orders: state, owner, exactly one key each, no key twice.
         verify(c, peakResult.giftOrders, peakResult.fpOrders, p)
@@ -560,6 +600,7 @@ final class HolidayPeakScenario: @unchecked Sendable {
         // 6. Report (the restock rush's part once its holds have ended).
         report = completed(run, setUp, peakResult)
         if let rush { report.restock = rush.finish(c, pushes: report.pushes, p) }
+        if let sale { (report.flashSale, report.flashSaleChecks) = sale.lock.withLock { (sale.results, sale.checks) } }
         limits += judge(report)
         if !c.deadNodes().isEmpty { limits.append("gateway: node exited: " + c.deadNodes().joined(separator: "; ")) }
         report.limits = limits
@@ -1037,6 +1078,26 @@ final class HolidayPeakScenario: @unchecked Sendable {
         return true
     }
 
+    /// The flash sale beside the peak (issue 17): 10% of its winners never pay, so its
+    /// buyers' processes also see the expiry and the resale while the peak goes on.
+    func startFlashSale(_ c: Cluster, logDir: String, _ p: Progress) -> FlashSaleBeside {
+        let plan = FlashSalePlan(buyers: cmd.saleBuyers, units: cmd.saleUnits, perUser: 1, unpaid: 0.1, payS: cmd.salePayS, lead: 5,
+                                 price: price / 2, connectRate: 2000, inFlight: 500, httpWorkers: 4, wait: 60,
+                                 workers: (cmd.saleBuyers + 4999) / 5000, noSourceAddresses: true)
+        let beside = FlashSaleBeside()
+        let run = FlashSaleRun(plan: plan, cluster: c, paySecret: paySecret, logDir: logDir, progress: p)
+        let thread = Thread {
+            var outcome: (FlashSaleResults?, [String])
+            do { outcome = try run.run(lines: false) } catch { outcome = (nil, ["FAILED the sale did not run: \(error)"]) }
+            beside.lock.withLock {
+                (beside.results, beside.checks, beside.finished) = (outcome.0, outcome.1, true)
+            }
+        }
+        thread.name = "flash-sale"
+        thread.start()
+        return beside
+    }
+
     /// Payment then signed notify; `before` registers the pushes just before the notify goes out.
     private func payAndNotify(_ shop: ShopClient, order: String, payer: String, before: (Int64) -> Void) throws -> Bool {
         guard let p = try createPayment(shop, order: order, payer: payer) else { return false }
@@ -1172,6 +1233,7 @@ final class HolidayPeakScenario: @unchecked Sendable {
         check(r.priceDrop.missing == 0 && r.priceDrop.duplicates == 0,
               "price drop: \(r.priceDrop.liveAlerts) live + \(r.pushes["price.drop"]?.recovered ?? 0) recovered alerts of \(r.priceDrop.connectedWatchers + r.priceDrop.offlineWatchers) watchers, missing \(r.priceDrop.missing), duplicates \(r.priceDrop.duplicates)")
         if let rs = r.restock { restockChecks(rs, r.pushes, check) }
+        for line in r.flashSaleChecks ?? [] { check(line.hasPrefix("ok"), "flash sale: " + line.drop { $0 != " " }.trimmingCharacters(in: .whitespaces)) }
         for (kind, k) in r.pushes.sorted(by: { $0.key < $1.key }) {
             guard let l = k.latency, l.count > 0 else { continue }
             check(l.p99Ms < r.parameters.p99ObjectiveMs, "p99 \(kind) \(MD.ms(l.p99Ms)) ms (target under \(Fmt.num(r.parameters.p99ObjectiveMs, 0)) ms)")
@@ -1229,6 +1291,7 @@ final class HolidayPeakScenario: @unchecked Sendable {
         let d = r.priceDrop
         lines.append("price drop  \(d.connectedWatchers) connected + \(d.offlineWatchers) offline watchers; PATCH \(Fmt.num(d.patchMs, 1)) ms; live alerts \(d.liveAlerts), last \(d.lastLiveAlertMs.map { Fmt.num($0, 1) + " ms" } ?? "-") after the PATCH; offline checked \(d.offlineChecked); missing \(d.missing), duplicates \(d.duplicates)")
         if let rs = r.restock { lines.append("restock     " + rs.line) }
+        if let fs = r.flashSale { lines.append("flash sale  " + FlashSaleRun.headline(fs, units: r.parameters.saleUnits) + "; \(fs.resale.resold) unpaid units resold, \(fs.resale.paid) paid") }
         let s = r.storm
         lines.append("storm       \(s.victims) dropped for \(Fmt.num(s.downSeconds, 1)) s, reconnected \(s.reconnected) (all back in \(s.backInSeconds.map { Fmt.num($0, 2) + " s" } ?? "-")), not recovered \(s.notRecovered), pushes recovered \(s.recoveredPushes)")
         if let l = r.totals.latency { lines.append("all pushes  \(l.line)") }

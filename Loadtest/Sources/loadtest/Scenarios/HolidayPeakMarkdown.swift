@@ -55,6 +55,10 @@ extension ScenarioReport where Results == HolidayPeakResults {
         let d = self.priceDrop
         out += "**Flash price drop.** \(d.oldPrice) → \(d.newPrice) with \(d.connectedWatchers) connected and \(d.offlineWatchers) offline watchers; the PATCH took \(Fmt.num(d.patchMs, 1)) ms; \(d.liveAlerts) live alerts, the last \(d.lastLiveAlertMs.map { Fmt.num($0, 1) + " ms" } ?? "-") after the PATCH; \(d.offlineChecked) offline watchers came back with `since`; missing \(d.missing), duplicated \(d.duplicates).\n\n"
         if let rs = self.restock { out += "**Restock rush.** " + rs.paragraph + "\n\n" }
+        if let fs = self.flashSale {
+            out += "**Flash sale.** \(Fmt.int(p.saleBuyers)) buyers in worker processes on one sale of \(p.saleUnits) units (per_user 1): "
+                + FlashSaleRun.headline(fs, units: p.saleUnits) + "; \(fs.resale.unpaidOrders) winners never paid, their orders expired after \(p.salePaySeconds) s and \(fs.resale.resold) units were resold; \(fs.final.deliveredOrders) orders delivered, every buyer's last `remaining` 0 on \(Fmt.int(fs.final.clientsRemainingZero)).\n\n"
+        }
         let s = self.storm
         out += "**Reconnect storm.** \(s.victims) browsers dropped without a close frame for \(Fmt.num(s.downSeconds, 1)) s, then came back at once with `since` (all back in \(s.backInSeconds.map { Fmt.num($0, 2) + " s" } ?? "-")); \(s.reconnected) reconnects in the run, \(s.notRecovered) not recovered; \(s.recoveredPushes) pushes arrived through recovery.\n\n"
 

@@ -26,9 +26,25 @@ final class ShopClient {
     }
 
     /// Signed like the payment provider: X-Signature = hex HMAC-SHA256 of the raw body.
-    func notify(_ body: String, secret: String) throws -> (status: Int, json: JSON?, text: String) {
+    /// `idempotent`: retried once on a keep-alive socket the node closed meanwhile (a repeated notify is answered as the first).
+    func notify(_ body: String, secret: String, idempotent: Bool = false) throws -> (status: Int, json: JSON?, text: String) {
         let sig = Crypto.hex(Crypto.hmacSHA256(key: Array(secret.utf8), message: Array(body.utf8)))
-        return try call("POST", "/api/v1/payments/notify", body, headers: [("X-Signature", sig), ("Content-Type", "application/json")])
+        return try call("POST", "/api/v1/payments/notify", body, headers: [("X-Signature", sig), ("Content-Type", "application/json")],
+                        idempotent: idempotent)
+    }
+
+    /// A payment for `order` by `payer`, then its signed success notify: nil when paid, else why not.
+    /// `idempotent`: both calls retried once on a keep-alive socket the node closed meanwhile
+    /// (a payment made twice is harmless: only the one notified is paid).
+    func pay(order: String, payer: String, secret: String, tradeNo: String, idempotent: Bool = false) throws -> String? {
+        let pay = try call("POST", "/api/v1/orders/\(order)/payments", #"{"payer":"\#(payer)"}"#, idempotent: idempotent)
+        guard pay.status == 201, let pj = pay.json?["payment"], let pid = pj["id"]?.stringValue,
+              let amount = pj["amount"]?.intValue, let currency = pj["currency"]?.stringValue else {
+            return "payment for \(order): HTTP \(pay.status) \(pay.text)"
+        }
+        let body = #"{"payment":"\#(pid)","order":"\#(order)","amount":\#(amount),"currency":"\#(currency)","status":"success","trade_no":"\#(tradeNo)-\#(pid)"}"#
+        let r = try notify(body, secret: secret, idempotent: idempotent)
+        return r.status == 200 ? nil : "notify for \(order): HTTP \(r.status) \(r.text)"
     }
 
     func createProduct(id: String, price: Int, title: String) throws {

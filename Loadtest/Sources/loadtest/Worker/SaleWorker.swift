@@ -1,0 +1,315 @@
+import ArgumentParser
+import Foundation
+import GatewayAuth
+import GatewayClient
+import GatewayProtocol
+
+/// One flash-sale buyer's connection, under the child's lock.
+final class SaleBuyer: @unchecked Sendable {
+    enum State { case connecting, waiting, subscribing, subscribed, closed }
+    let g: Int
+    let user: String
+    let node: Int
+    var state = State.connecting
+    /// Highest `sale:` offset applied, and the `remaining` it carried.
+    var offset: Int64 = 0
+    var remaining: Int64?
+    var sawOpen = false
+    /// An order was answered: the buyer never presses for another (but once, at once, to test `per_user`).
+    var won = false
+    /// The `sale.buy` in flight: its command id, send time (Unix µs), and whether `sale.open` triggered it.
+    var buyID: Int?
+    var buySentAt: Int64 = 0
+    var buyFirstWave = false
+    var secondPressID: Int?
+    var nextID = 10
+    weak var conn: ClientConnection?
+
+    init(g: Int, user: String, node: Int) {
+        self.g = g
+        self.user = user
+        self.node = node
+    }
+}
+
+/// The child process behind `flash-sale --sale-worker`: connects its buyers, subscribes them
+/// to the sale once the parent names it, presses `sale.buy` on `sale.open` (and again on a
+/// `sale.stock` saying units came back, until it wins; with per_user 1 a winner presses once
+/// more at once, which must be refused), and reports JSON lines on stdout.
+final class SaleWorker: LoadChild, @unchecked Sendable {
+    let spec: SaleWorkerSpec
+    private var status: SaleWorkerStatus
+    private var buyers: [SaleBuyer] = []
+    private var wins: [SaleWin] = []
+    private var firstWaveLatency = Latency(), resaleLatency = Latency(), openLatency = Latency()
+    private var sale: String?
+    private var startsAtMicros: Int64 = 0
+    /// per_user 1: a winner's second press must be refused (with more it may be served).
+    private var doubleClick = false
+    private var channel = ""
+    private let minter: TokenMinter
+    private let tokenExp: Int64
+
+    static func main() throws -> Never {
+        try SaleWorker(spec: readSpec(SaleWorkerSpec.self, "sale worker")).run()
+    }
+
+    init(spec: SaleWorkerSpec) {
+        self.spec = spec
+        status = SaleWorkerStatus(worker: spec.index)
+        minter = TokenMinter(secret: spec.secret)
+        tokenExp = Int64(Date().timeIntervalSince1970) + Int64(spec.tokenTTL)
+        super.init()
+    }
+
+    func run() throws -> Never {
+        status.fdLimit = try startLoop(needed: spec.count + 64, who: "sale worker \(spec.index) with \(spec.count) buyers",
+                                       rxBufferSize: spec.rxBufferSize, connectTimeout: spec.connectTimeout)
+        handlers = ClientHandlers(
+            onText: { [unowned self] conn, bytes in received(conn, bytes) },
+            onClose: closeHandler)
+        run(count: spec.count, rate: spec.rate, maxInFlight: spec.maxInFlight, reportEvery: 0.25, idleSleepMicros: 10_000)
+    }
+
+    override var unsettled: Int { status.settling }
+
+    /// `sale <id> <starts_at ms> <per_user>`: subscribe every waiting buyer (and later ones as they connect).
+    override func command(_ line: String) {
+        let f = line.split(separator: " ")
+        guard f.count == 4, f[0] == "sale", let startsAt = Int64(f[2]), let perUser = Int(f[3]) else { return }
+        lock.withLock {
+            sale = String(f[1])
+            doubleClick = perUser == 1
+            channel = "sale:\(f[1])"
+            startsAtMicros = startsAt * 1000
+            for b in buyers where b.state == .waiting { subscribe(b) }
+        }
+    }
+
+    override func open(_ i: Int) {
+        let g = spec.first + i
+        let b = SaleBuyer(g: g, user: "\(spec.userPrefix)\(g)", node: g % spec.urls.count)
+        let token = minter.mint(Claims(sub: b.user, exp: tokenExp))
+        lock.withLock {
+            status.attempted += 1
+            status.settling += 1
+            buyers.append(b)
+        }
+        do {
+            let conn = try loop.connect(url: spec.urls[b.node], sourceAddress: Self.source(spec.sourceAddresses, i), userData: b, handlers: handlers)
+            b.conn = conn
+            conn.send(#"{"id":1,"op":"connect","token":"\#(token)"}"#)
+        } catch {
+            lock.withLock {
+                guard b.state == .connecting else { return }
+                b.state = .closed
+                status.failed += 1
+                status.settling -= 1
+                status.failures["\(error)", default: 0] += 1
+            }
+        }
+    }
+
+    /// With the lock held.
+    private func subscribe(_ b: SaleBuyer) {
+        b.state = .subscribing
+        status.settling += 1
+        b.conn?.send(#"{"id":2,"op":"subscribe","channel":"\#(channel)"}"#)
+    }
+
+    /// With the lock held.
+    private func buy(_ b: SaleBuyer, firstWave: Bool, now: Int64) {
+        guard let sale, !b.won, b.buyID == nil, b.state == .subscribed else { return }
+        let id = b.nextID
+        b.nextID += 1
+        b.buyID = id
+        b.buySentAt = now
+        b.buyFirstWave = firstWave
+        if firstWave { status.firstWaveBuys += 1 } else { status.resaleBuys += 1 }
+        b.conn?.send(#"{"id":\#(id),"op":"sale.buy","sale":"\#(sale)"}"#)
+    }
+
+    // MARK: Loop thread
+
+    private func received(_ conn: ClientConnection, _ bytes: [UInt8]) {
+        guard let b = conn.userData as? SaleBuyer else { return }
+        let now = Clock.unixMicros()
+        bytes.withUnsafeBytes { raw in
+            var start = 0
+            while start < raw.count {
+                var end = start
+                while end < raw.count && raw[end] != 0x0A { end += 1 }
+                if end > start {
+                    let json = try? JSON.parse(UnsafeRawBufferPointer(rebasing: raw[start..<end]))
+                    lock.withLock { line(conn, b, json, now) }
+                }
+                start = end + 1
+            }
+        }
+    }
+
+    /// One JSON object of a frame; called with the lock held.
+    private func line(_ conn: ClientConnection, _ b: SaleBuyer, _ json: JSON?, _ now: Int64) {
+        guard let json else {
+            status.unexpected += 1
+            return
+        }
+        if let type = json["push"]?.stringValue {
+            push(b, type, json, now)
+            return
+        }
+        let error = json["error"]?["code"]?.stringValue
+        guard let id = json["id"]?.intValue.map({ Int($0) }) else {
+            status.unexpected += 1
+            return
+        }
+        switch id {
+        case 1:
+            guard b.state == .connecting else { return }
+            guard json["ok"] != nil else {
+                status.failures["connect error: \(error ?? "?")", default: 0] += 1
+                status.failed += 1
+                b.state = .closed
+                status.settling -= 1
+                conn.close()
+                return
+            }
+            status.connected += 1
+            status.settling -= 1
+            b.state = .waiting
+            if sale != nil { subscribe(b) }
+        case 2:
+            guard b.state == .subscribing else { return }
+            status.settling -= 1
+            guard let ok = json["ok"] else {
+                status.subscribeFailed += 1
+                status.failures["subscribe error: \(error ?? "?")", default: 0] += 1
+                b.state = .waiting
+                return
+            }
+            status.subscribed += 1
+            b.state = .subscribed
+            b.offset = ok["offset"]?.intValue ?? 0
+        case _ where id == b.buyID:
+            b.buyID = nil
+            status.answered += 1
+            if b.buyFirstWave { firstWaveLatency.record(micros: now - b.buySentAt) } else { resaleLatency.record(micros: now - b.buySentAt) }
+            if let order = json["ok"]?["id"]?.stringValue {
+                b.won = true
+                status.won += 1
+                if b.buyFirstWave {
+                    status.firstWaveWon += 1
+                    status.lastFirstWaveWinMicros = max(status.lastFirstWaveWinMicros ?? 0, now)
+                }
+                wins.append(SaleWin(g: b.g, order: order, t: now, firstWave: b.buyFirstWave))
+                // A double click: per_user 1 must refuse it.
+                if doubleClick, let sale {
+                    let second = b.nextID
+                    b.nextID += 1
+                    b.secondPressID = second
+                    status.secondPresses += 1
+                    conn.send(#"{"id":\#(second),"op":"sale.buy","sale":"\#(sale)"}"#)
+                }
+            } else {
+                status.refusals[error ?? "?", default: 0] += 1
+            }
+        case _ where id == b.secondPressID:
+            b.secondPressID = nil
+            if let order = json["ok"]?["id"]?.stringValue {
+                status.secondPressWon += 1
+                wins.append(SaleWin(g: b.g, order: order, t: now, firstWave: false))
+            } else {
+                status.refusals["second press: \(error ?? "?")", default: 0] += 1
+            }
+        default:
+            status.unexpected += 1
+        }
+    }
+
+    private func push(_ b: SaleBuyer, _ type: String, _ json: JSON, _ now: Int64) {
+        status.pushes[type, default: 0] += 1
+        guard json["channel"]?.stringValue == channel else { return }   // order.status and the like
+        guard let offset = json["offset"]?.intValue else {
+            status.unexpected += 1
+            return
+        }
+        if offset <= b.offset {
+            status.repeats += 1
+            return
+        }
+        if offset > b.offset + 1 && b.offset > 0 { status.gaps += Int(offset - b.offset - 1) }
+        b.offset = offset
+        let data = json["data"]
+        if let r = data?["remaining"]?.intValue { b.remaining = r }
+        switch type {
+        case "sale.open":
+            guard !b.sawOpen else { return }
+            b.sawOpen = true
+            status.opened += 1
+            status.firstOpenMicros = min(status.firstOpenMicros ?? now, now)
+            status.lastOpenMicros = max(status.lastOpenMicros ?? 0, now)
+            openLatency.record(micros: now - startsAtMicros)
+            buy(b, firstWave: true, now: now)
+        case "sale.stock":
+            if b.sawOpen, (b.remaining ?? 0) > 0 { buy(b, firstWave: false, now: now) }
+        case "sale.sold_out":
+            b.remaining = 0
+            status.firstSoldOutMicros = min(status.firstSoldOutMicros ?? now, now)
+        default:
+            break
+        }
+    }
+
+    override func closed(_ conn: ClientConnection, key: String) {
+        guard let b = conn.userData as? SaleBuyer else { return }
+        switch b.state {
+        case .connecting:
+            status.failed += 1
+            status.settling -= 1
+            status.failures[key, default: 0] += 1
+        case .subscribing:
+            status.dropped += 1
+            status.settling -= 1
+            status.drops[key, default: 0] += 1
+        case .waiting, .subscribed:
+            status.dropped += 1
+            status.drops[key, default: 0] += 1
+        case .closed:
+            break
+        }
+        if b.state == .subscribed { status.subscribed -= 1 }
+        b.state = .closed
+    }
+
+    // MARK: Reporting
+
+    override func report(final: Bool) {
+        var s: SaleWorkerStatus
+        lock.lock()
+        s = status
+        s.remainingZero = 0
+        s.remainingAbove = 0
+        s.remainingUnknown = 0
+        for b in buyers where b.state == .subscribed {
+            guard let r = b.remaining else {
+                s.remainingUnknown += 1
+                continue
+            }
+            if r == 0 { s.remainingZero += 1 } else { s.remainingAbove += 1 }
+            s.remainingMin = min(s.remainingMin ?? r, r)
+            s.remainingMax = max(s.remainingMax ?? r, r)
+        }
+        s.wins = wins.isEmpty ? nil : wins
+        wins = []
+        s.firstWaveLatency = firstWaveLatency.count > 0 ? firstWaveLatency.sparse : nil
+        s.resaleLatency = resaleLatency.count > 0 ? resaleLatency.sparse : nil
+        s.openLatency = openLatency.count > 0 ? openLatency.sparse : nil
+        firstWaveLatency = Latency()
+        resaleLatency = Latency()
+        openLatency = Latency()
+        lock.unlock()
+        s.final = final
+        s.rssBytes = Machine.rss(getpid()) ?? 0
+        emit(s)
+    }
+}
