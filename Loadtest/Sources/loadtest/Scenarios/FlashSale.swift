@@ -410,8 +410,10 @@ final class FlashSaleRun: @unchecked Sendable {
         let endsAt = startsAt + Int64(plan.payS + plan.wait + 60) * 1000
         let saleBody = #"{"id":"\#(saleID)","product":"\#(productID)","price":\#(plan.price),"quantity":\#(u),"starts_at":\#(startsAt),"ends_at":\#(endsAt),"per_user":\#(plan.perUser)}"#
         let t0 = Clock.now()
-        let created = try admin.call("POST", "/api/v1/sales", saleBody)
-        guard created.status == 201 else { throw SpawnError("POST /api/v1/sales: HTTP \(created.status) \(created.text)") }
+        // Idempotent: the admin socket sat idle while the buyers connected (the node may have
+        // closed it), and an identical repeat of the create answers the sale (200).
+        let created = try admin.call("POST", "/api/v1/sales", saleBody, idempotent: true)
+        guard created.status == 201 || created.status == 200 else { throw SpawnError("POST /api/v1/sales: HTTP \(created.status) \(created.text)") }
         res.setup.createMs = (Clock.now() - t0) * 1000
         res.setup.sale = saleID
         res.setup.startsAt = startsAt
