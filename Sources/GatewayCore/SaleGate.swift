@@ -53,7 +53,7 @@ public struct SaleGate<Ticket> {
     /// A buy of `sale` arrives. nil: it waits; a later `finished` or `stock` starts or refuses it.
     public mutating func arrive(_ sale: String, _ ticket: Ticket, now: Int64) -> Action? {
         purge(now: now)
-        var door = doors[sale] ?? Door()
+        var door = takeDoor(sale) ?? Door()
         defer { store(sale, door, now: now) }
         if now < door.soldOutUntil { return .soldOut(ticket) }
         door.soldOutUntil = .min
@@ -70,7 +70,7 @@ public struct SaleGate<Ticket> {
     /// started buy is finished exactly once.
     public mutating func finished(_ sale: String, soldOut: Bool, now: Int64) -> [Action] {
         purge(now: now)
-        guard var door = doors[sale] else { return [] }
+        guard var door = takeDoor(sale) else { return [] }
         defer { store(sale, door, now: now) }
         if door.running > 0 { door.running -= 1 }
         if soldOut {
@@ -83,7 +83,7 @@ public struct SaleGate<Ticket> {
     /// The node saw `sale.stock` on `sale:<id>`: units are back (remaining > 0) ends a
     /// sold-out window at once.
     public mutating func stock(_ sale: String, remaining: Int, now: Int64) -> [Action] {
-        guard remaining > 0, var door = doors[sale] else { return [] }
+        guard remaining > 0, var door = takeDoor(sale) else { return [] }
         defer { store(sale, door, now: now) }
         door.soldOutUntil = .min
         return startQueued(&door)
@@ -109,6 +109,10 @@ public struct SaleGate<Ticket> {
         door.head = 0
         return waiting
     }
+
+    /// The door taken out of the dictionary while it changes: a copy left behind would make
+    /// every append copy the whole queue (thousands of waiting buys at an open: O(n^2)).
+    private mutating func takeDoor(_ sale: String) -> Door? { doors.removeValue(forKey: sale) }
 
     private mutating func store(_ sale: String, _ door: Door, now: Int64) {
         if door.idle && now >= door.soldOutUntil {
