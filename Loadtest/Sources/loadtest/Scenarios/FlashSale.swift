@@ -25,7 +25,7 @@ struct FlashSaleCommand: ParsableCommand {
     var unpaid = 0.1
 
     @Option(help: "sales.pay_s of spawned nodes (GATEWAY_SALES_PAY_S): seconds an unpaid sale order lives (with --url: give the nodes' own).")
-    var payS = 5
+    var payS = 10
 
     @Option(help: "Seconds from the sale's creation (once every buyer is connected) to starts_at; buyers subscribe meanwhile.")
     var lead = 5
@@ -156,6 +156,9 @@ struct FlashSaleResults: EmptyResults {
         var clientsDropped = 0
         var pushGaps = 0
         var pushRepeats = 0
+        var openRepeats = 0
+        var beforeOpen = 0
+        var retries = 0
         var unexpected = 0
         var pushes: [String: Int] = [:]
         /// GET /api/v1/sales/{id} at the end.
@@ -516,7 +519,8 @@ final class FlashSaleRun: @unchecked Sendable {
         var f = FlashSaleResults.Final(secondPresses: ft.secondPresses, secondPressWon: ft.secondPressWon,
                                        clientsRemainingZero: ft.remainingZero, clientsRemainingAbove: ft.remainingAbove,
                                        clientsRemainingUnknown: ft.remainingUnknown, clientsDropped: ft.dropped, pushGaps: ft.gaps,
-                                       pushRepeats: ft.repeats, unexpected: ft.unexpected, pushes: ft.pushes)
+                                       pushRepeats: ft.repeats, openRepeats: ft.openRepeats, beforeOpen: ft.beforeOpen, retries: ft.retries,
+                                       unexpected: ft.unexpected, pushes: ft.pushes)
         p.note("flash sale: reading back \(wins.count) orders")
         var deliveredPerUser: [Int: Int] = [:]
         var keyOwner: [String: String] = [:]
@@ -569,7 +573,10 @@ final class FlashSaleRun: @unchecked Sendable {
               "keys: one per delivered order (\(f.deliveredWithoutOneKey) not), \(f.keysTwice) twice, \(f.keysForeign) not uploaded by this run")
         check(f.clientsRemainingZero == s.subscribed && f.clientsDropped == 0,
               "final remaining 0 on every client: \(f.clientsRemainingZero) of \(s.subscribed) (above 0: \(f.clientsRemainingAbove), none seen: \(f.clientsRemainingUnknown), dropped \(f.clientsDropped))")
-        check(f.pushGaps == 0 && f.pushRepeats == 0 && f.unexpected == 0, "sale: pushes in order: \(f.pushGaps) skipped, \(f.pushRepeats) repeated, \(f.unexpected) frames not understood")
+        check(f.pushGaps == 0 && f.pushRepeats == 0 && f.unexpected == 0 && f.openRepeats == 0 && f.beforeOpen == 0
+                && (f.pushes["sale.open"] ?? 0) == r.rush.opened,
+              "sale: pushes in order: \(f.pushGaps) skipped, \(f.pushRepeats) repeated, \(f.unexpected) frames not understood, "
+                + "sale.open \(f.pushes["sale.open"] ?? 0) received by \(r.rush.opened) buyers (\(f.openRepeats) again), \(f.beforeOpen) stock/sold_out before it")
         check(f.saleRemaining == 0 && f.saleSold == u, "GET sale: remaining \(f.saleRemaining.map(String.init) ?? "?"), sold \(f.saleSold.map(String.init) ?? "?") of \(u), state \(f.saleState ?? "?")")
         return out
     }

@@ -58,9 +58,15 @@ struct SaleWorkerStatus: ChildStatus {
     var lastFirstWaveWinMicros: Int64?
     /// The first `sale.sold_out` receipt.
     var firstSoldOutMicros: Int64?
-    /// With per_user 1 winners press once more at once: any order from that second press breaks it.
+    /// With per_user 1 every buyer presses twice in the same `sale.open` callback, before any
+    /// answer: a buyer answered with two orders (`secondPressWon`) breaks it.
     var secondPresses = 0
     var secondPressWon = 0
+    /// A `sale.open` seen again, and `sale.stock`/`sale.sold_out` before a buyer's `sale.open`.
+    var openRepeats = 0
+    var beforeOpen = 0
+    /// Temporary refusals pressed again after their `retry_after_ms`.
+    var retries = 0
     /// Pushes by type, `sale:` offsets skipped or seen again, frames not understood.
     var pushes: [String: Int] = [:]
     var gaps = 0
@@ -107,6 +113,9 @@ struct SaleWorkerStatus: ChildStatus {
         firstSoldOutMicros = firstSoldOutMicros.earliest(s.firstSoldOutMicros)
         secondPresses += s.secondPresses
         secondPressWon += s.secondPressWon
+        openRepeats += s.openRepeats
+        beforeOpen += s.beforeOpen
+        retries += s.retries
         pushes.add(s.pushes)
         gaps += s.gaps
         repeats += s.repeats

@@ -22,6 +22,9 @@ final class SaleBuyer: @unchecked Sendable {
     var buySentAt: Int64 = 0
     var buyFirstWave = false
     var secondPressID: Int?
+    /// A temporary refusal's re-press is due (Unix µs), keeping the refused press's wave.
+    var retryAt: Int64?
+    var retryFirstWave = false
     var nextID = 10
     weak var conn: ClientConnection?
 
@@ -34,8 +37,9 @@ final class SaleBuyer: @unchecked Sendable {
 
 /// The child process behind `flash-sale --sale-worker`: connects its buyers, subscribes them
 /// to the sale once the parent names it, presses `sale.buy` on `sale.open` (and again on a
-/// `sale.stock` saying units came back, until it wins; with per_user 1 a winner presses once
-/// more at once, which must be refused), and reports JSON lines on stdout.
+/// `sale.stock` saying units came back, until it wins; with per_user 1 every buyer presses
+/// twice on `sale.open`, and at most one may get an order; a temporary refusal is pressed again
+/// after its `retry_after_ms`), and reports JSON lines on stdout.
 final class SaleWorker: LoadChild, @unchecked Sendable {
     let spec: SaleWorkerSpec
     private var status: SaleWorkerStatus
@@ -44,7 +48,7 @@ final class SaleWorker: LoadChild, @unchecked Sendable {
     private var firstWaveLatency = Latency(), resaleLatency = Latency(), openLatency = Latency()
     private var sale: String?
     private var startsAtMicros: Int64 = 0
-    /// per_user 1: a winner's second press must be refused (with more it may be served).
+    /// per_user 1: of a buyer's two presses at once only one may be served (with more both may).
     private var doubleClick = false
     private var channel = ""
     private let minter: TokenMinter
@@ -195,34 +199,53 @@ final class SaleWorker: LoadChild, @unchecked Sendable {
             status.answered += 1
             if b.buyFirstWave { firstWaveLatency.record(micros: now - b.buySentAt) } else { resaleLatency.record(micros: now - b.buySentAt) }
             if let order = json["ok"]?["id"]?.stringValue {
-                b.won = true
-                status.won += 1
-                if b.buyFirstWave {
-                    status.firstWaveWon += 1
-                    status.lastFirstWaveWinMicros = max(status.lastFirstWaveWinMicros ?? 0, now)
-                }
-                wins.append(SaleWin(g: b.g, order: order, t: now, firstWave: b.buyFirstWave))
-                // A double click: per_user 1 must refuse it.
-                if doubleClick, let sale {
-                    let second = b.nextID
-                    b.nextID += 1
-                    b.secondPressID = second
-                    status.secondPresses += 1
-                    conn.send(#"{"id":\#(second),"op":"sale.buy","sale":"\#(sale)"}"#)
-                }
+                won(b, order, firstWave: b.buyFirstWave, now)
             } else {
                 status.refusals[error ?? "?", default: 0] += 1
+                retryLater(b, json, firstWave: b.buyFirstWave, now)
             }
         case _ where id == b.secondPressID:
             b.secondPressID = nil
             if let order = json["ok"]?["id"]?.stringValue {
-                status.secondPressWon += 1
-                wins.append(SaleWin(g: b.g, order: order, t: now, firstWave: false))
+                won(b, order, firstWave: true, now)
             } else {
                 status.refusals["second press: \(error ?? "?")", default: 0] += 1
             }
         default:
             status.unexpected += 1
+        }
+    }
+
+    /// An order answered to `b`: a second one for the same buyer breaks per_user 1.
+    private func won(_ b: SaleBuyer, _ order: String, firstWave: Bool, _ now: Int64) {
+        wins.append(SaleWin(g: b.g, order: order, t: now, firstWave: firstWave && !b.won))
+        guard !b.won else {
+            status.secondPressWon += 1
+            return
+        }
+        b.won = true
+        status.won += 1
+        if firstWave {
+            status.firstWaveWon += 1
+            status.lastFirstWaveWinMicros = max(status.lastFirstWaveWinMicros ?? 0, now)
+        }
+    }
+
+    /// A temporary refusal (busy door, Redis not ready): pressed again after its `retry_after_ms`.
+    private func retryLater(_ b: SaleBuyer, _ json: JSON, firstWave: Bool, _ now: Int64) {
+        guard let e = json["error"], e["temporary"]?.boolValue == true else { return }
+        b.retryAt = now + (e["retry_after_ms"]?.intValue ?? 250) * 1000
+        b.retryFirstWave = firstWave
+    }
+
+    /// With the lock held: the re-presses due (checked on the report tick, every 0.25 s).
+    private func pressRetries(now: Int64) {
+        for b in buyers {
+            guard let at = b.retryAt, at <= now else { continue }
+            b.retryAt = nil
+            guard !b.won, b.buyID == nil, b.state == .subscribed else { continue }
+            status.retries += 1
+            buy(b, firstWave: b.retryFirstWave, now: now)
         }
     }
 
@@ -243,16 +266,30 @@ final class SaleWorker: LoadChild, @unchecked Sendable {
         if let r = data?["remaining"]?.intValue { b.remaining = r }
         switch type {
         case "sale.open":
-            guard !b.sawOpen else { return }
+            guard !b.sawOpen else {
+                status.openRepeats += 1
+                return
+            }
             b.sawOpen = true
             status.opened += 1
             status.firstOpenMicros = min(status.firstOpenMicros ?? now, now)
             status.lastOpenMicros = max(status.lastOpenMicros ?? 0, now)
             openLatency.record(micros: now - startsAtMicros)
             buy(b, firstWave: true, now: now)
+            // A double click at the same moment, before either is answered: per_user is
+            // checked under contention, not after the first order is already counted.
+            if doubleClick, b.buyID != nil, let sale {
+                let second = b.nextID
+                b.nextID += 1
+                b.secondPressID = second
+                status.secondPresses += 1
+                b.conn?.send(#"{"id":\#(second),"op":"sale.buy","sale":"\#(sale)"}"#)
+            }
         case "sale.stock":
-            if b.sawOpen, (b.remaining ?? 0) > 0 { buy(b, firstWave: false, now: now) }
+            if !b.sawOpen { status.beforeOpen += 1 }
+            if b.sawOpen, (b.remaining ?? 0) > 0, b.retryAt == nil { buy(b, firstWave: false, now: now) }
         case "sale.sold_out":
+            if !b.sawOpen { status.beforeOpen += 1 }
             b.remaining = 0
             status.firstSoldOutMicros = min(status.firstSoldOutMicros ?? now, now)
         default:
@@ -286,6 +323,7 @@ final class SaleWorker: LoadChild, @unchecked Sendable {
     override func report(final: Bool) {
         var s: SaleWorkerStatus
         lock.lock()
+        pressRetries(now: Clock.unixMicros())
         s = status
         s.remainingZero = 0
         s.remainingAbove = 0
