@@ -123,6 +123,13 @@ struct FlashSaleResults: EmptyResults {
         var soldOutFromFirstOpenMs: Double?
         /// starts_at to the first `sale.sold_out` receipt.
         var soldOutPushFromStartMs: Double?
+        /// First `sale.sold_out` receipt minus the first `sale.open` receipt: the headline's
+        /// sold-out time (published by the script that took the last unit, no answer path).
+        var soldOutPushFromFirstOpenMs: Double?
+        /// Each buyer worker's own first-to-last `sale.open` receipt: max and median. A
+        /// global spread close to the largest of these is the generator's serial drain, not the fan-out.
+        var workerOpenSpreadMaxMs: Double?
+        var workerOpenSpreadMedianMs: Double?
         var refusals: [String: Int] = [:]
     }
 
@@ -288,7 +295,8 @@ final class FlashSaleScenario {
         let s = r.setup, x = r.rush, z = r.resale, f = r.final
         var lines = ["", "== flash-sale: \(Fmt.int(r.parameters.buyers)) buyers, \(r.parameters.units) units, per_user \(r.parameters.perUser), \(r.parameters.nodes) node(s), \(r.parameters.buyerWorkers) worker(s), sales.pay_s \(r.parameters.paySeconds)"]
         lines.append("setup       \(Fmt.int(s.connected)) connected in \(Fmt.num(s.connectSeconds, 1)) s, \(Fmt.int(s.subscribed)) subscribed \(s.subscribedMsBeforeStart.map { Fmt.num($0, 0) } ?? "?") ms before starts_at; failed \(s.failed), dropped \(s.dropped); POST sale \(s.createMs.map { Fmt.num($0, 1) } ?? "?") ms")
-        lines.append("open        \(Fmt.int(x.opened)) received; spread \(x.openSpreadMs.map { Fmt.num($0, 1) } ?? "?") ms first to last; after starts_at: \(x.openDelay?.line ?? "no samples")")
+        lines.append("open        \(Fmt.int(x.opened)) received; spread \(x.openSpreadMs.map { Fmt.num($0, 1) } ?? "?") ms first to last "
+            + "(within one worker: max \(x.workerOpenSpreadMaxMs.map { Fmt.num($0, 1) } ?? "?"), median \(x.workerOpenSpreadMedianMs.map { Fmt.num($0, 1) } ?? "?") ms); after starts_at: \(x.openDelay?.line ?? "no samples")")
         lines.append("buy         first wave \(Fmt.int(x.firstWaveBuys)) sent, \(x.firstWaveWon) won: \(x.buyLatency?.line ?? "no samples")")
         lines.append("sold out    \(x.soldOutFromStartMs.map { Fmt.num($0, 0) } ?? "?") ms after starts_at, \(x.soldOutFromFirstOpenMs.map { Fmt.num($0, 0) } ?? "?") ms after the first sale.open (last order answered); sale.sold_out first received \(x.soldOutPushFromStartMs.map { Fmt.num($0, 0) } ?? "?") ms after starts_at")
         lines.append("refusals    " + x.refusals.sorted { $0.value > $1.value }.map { "\($0.key) \(Fmt.int($0.value))" }.joined(separator: ", "))
@@ -461,7 +469,8 @@ final class FlashSaleRun: @unchecked Sendable {
             let now = Clock.unixMicros()
             let phase = now < startMicros ? "wait" : t.firstWaveWon < u && t.firstSoldOutMicros == nil ? "rush" : "resale"
             if subscribedAt == nil && t.subscribed + t.subscribeFailed >= t.connected - t.dropped && t.settling == 0 {
-                subscribedAt = Date().timeIntervalSince1970
+                // The last subscribe answer's own receipt, not this (up to 1.25 s later) sample.
+                subscribedAt = Double(t.lastSubscribedMicros ?? now) / 1e6
             }
             mark(phase, t)
             let paid = ledger.lock.withLock { ledger.paid }
@@ -507,6 +516,13 @@ final class FlashSaleRun: @unchecked Sendable {
             if let a = ft.firstOpenMicros { r.soldOutFromFirstOpenMs = Double(w - a) / 1000 }
         }
         r.soldOutPushFromStartMs = ft.firstSoldOutMicros.map { Double($0 - startMicros) / 1000 }
+        if let a = ft.firstOpenMicros, let b = ft.firstSoldOutMicros { r.soldOutPushFromFirstOpenMs = Double(b - a) / 1000 }
+        let spreads = pl.children.compactMap { c -> Double? in
+            guard let s = c.final ?? c.latest, let a = s.firstOpenMicros, let b = s.lastOpenMicros else { return nil }
+            return Double(b - a) / 1000
+        }.sorted()
+        r.workerOpenSpreadMaxMs = spreads.last
+        r.workerOpenSpreadMedianMs = spreads.isEmpty ? nil : spreads[spreads.count / 2]
         res.rush = r
         let (wins, unpaidOrders, paid, payErrors, resold, lastResold) = ledger.lock.withLock {
             (ledger.wins, ledger.unpaid, ledger.paid, ledger.payErrors, ledger.resold, ledger.lastResoldMicros)
@@ -585,6 +601,6 @@ final class FlashSaleRun: @unchecked Sendable {
         let x = r.rush
         return "\(Fmt.int(r.setup.subscribed)) buyers, \(units) units: sale.open spread \(x.openSpreadMs.map { Fmt.num($0, 1) } ?? "?") ms, "
             + "buy p50 \(x.buyLatency.map { Fmt.num($0.p50Ms, 1) } ?? "?") p99 \(x.buyLatency.map { Fmt.num($0.p99Ms, 1) } ?? "?") ms, "
-            + "sold out \(x.soldOutFromStartMs.map { Fmt.num($0, 0) } ?? "?") ms after starts_at (\(x.soldOutFromFirstOpenMs.map { Fmt.num($0, 0) } ?? "?") ms after the first open)"
+            + "sold out (first sale.sold_out) \(x.soldOutPushFromStartMs.map { Fmt.num($0, 0) } ?? "?") ms after starts_at (\(x.soldOutPushFromFirstOpenMs.map { Fmt.num($0, 0) } ?? "?") ms after the first open)"
     }
 }

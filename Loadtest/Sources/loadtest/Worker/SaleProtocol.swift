@@ -42,6 +42,8 @@ struct SaleWorkerStatus: ChildStatus {
     var settling = 0
     var subscribed = 0
     var subscribeFailed = 0
+    /// The last subscribe answer's receipt (Unix µs).
+    var lastSubscribedMicros: Int64?
     /// Buyers that received `sale.open`; first and last receipt (Unix µs).
     var opened = 0
     var firstOpenMicros: Int64?
@@ -100,6 +102,7 @@ struct SaleWorkerStatus: ChildStatus {
         settling += s.settling
         subscribed += s.subscribed
         subscribeFailed += s.subscribeFailed
+        lastSubscribedMicros = lastSubscribedMicros.latest(s.lastSubscribedMicros)
         opened += s.opened
         firstOpenMicros = firstOpenMicros.earliest(s.firstOpenMicros)
         lastOpenMicros = lastOpenMicros.latest(s.lastOpenMicros)

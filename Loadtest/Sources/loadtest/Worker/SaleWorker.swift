@@ -192,6 +192,7 @@ final class SaleWorker: LoadChild, @unchecked Sendable {
                 return
             }
             status.subscribed += 1
+            status.lastSubscribedMicros = max(status.lastSubscribedMicros ?? 0, now)
             b.state = .subscribed
             b.offset = ok["offset"]?.intValue ?? 0
         case _ where id == b.buyID:
