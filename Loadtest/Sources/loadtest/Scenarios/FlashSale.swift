@@ -130,6 +130,10 @@ struct FlashSaleResults: EmptyResults {
         /// global spread close to the largest of these is the generator's serial drain, not the fan-out.
         var workerOpenSpreadMaxMs: Double?
         var workerOpenSpreadMedianMs: Double?
+        /// Percent of one core per process (workers summed) over the 1 s sample holding the
+        /// open, and per buyer worker: above ~80% the generator limits the rush figures.
+        var openSecondCPU: [String: Double]?
+        var workerCPUInOpenSecond: Double?
         var refusals: [String: Int] = [:]
     }
 
@@ -280,6 +284,11 @@ final class FlashSaleScenario {
         let (results, checks) = try sale.run(lines: true) { report.timeline.append($0) }
         report.results = results
         report.checks = checks
+        if let w = results.rush.workerCPUInOpenSecond, w > 80 {
+            limits.append("generator: each buyer worker used \(Fmt.num(w, 0))% of a core in the open's second (one loop thread): "
+                          + "the open spread (within one worker up to \(results.rush.workerOpenSpreadMaxMs.map { Fmt.num($0, 1) } ?? "?") ms), buy latency "
+                          + "and sold-out time include its own backlog; use more workers (--per-worker) or a bigger machine")
+        }
         limits += c.logComplaints().map { "machine: node log says: \($0)" }
         if !c.deadNodes().isEmpty { limits.append("gateway: node exited: " + c.deadNodes().joined(separator: "; ")) }
         report.limits = limits
@@ -385,7 +394,8 @@ final class FlashSaleRun: @unchecked Sendable {
         var ticker = Ticker(interval: 1)
         var lastNote = 0.0
         func show(_ phase: String, _ text: String) {
-            if lines { p.line(phase, text + " | " + cpu.line()) } else if Clock.now() - lastNote >= 5 {
+            let cpuLine = cpu.line()
+            if lines { p.line(phase, text + " | " + cpuLine) } else if Clock.now() - lastNote >= 5 {
                 p.note("flash sale \(phase): \(text)")
                 lastNote = Clock.now()
             }
@@ -461,6 +471,7 @@ final class FlashSaleRun: @unchecked Sendable {
         let startMicros = startsAt * 1000
         let deadline = Double(startsAt) / 1000 - Date().timeIntervalSince1970 + Clock.now() + Double(plan.payS + plan.wait)
         var subscribedAt: Double?
+        var openCPU: [String: Double]?
         var view: JSON?
         while true {
             ticker.wait()
@@ -485,6 +496,8 @@ final class FlashSaleRun: @unchecked Sendable {
                 if l.count > 0 { line += " buy p99 \(Fmt.num(l.p99Ms, 1)) ms" }
             }
             show(phase, line)
+            // The first sample after starts_at covers the open's second: who had the CPU then.
+            if now >= startMicros && openCPU == nil { openCPU = cpu.last }
             let done = paid >= u && ledger.queued == 0 && t.remainingZero == t.subscribed && t.answered == t.firstWaveBuys + t.resaleBuys
             if done, let v = try? admin.call("GET", "/api/v1/sales/\(saleID)", idempotent: true), v.status == 200,
                v.json?["remaining"]?.intValue == 0, v.json?["sold"]?.intValue == Int64(u) {
@@ -522,6 +535,8 @@ final class FlashSaleRun: @unchecked Sendable {
             return Double(b - a) / 1000
         }.sorted()
         r.workerOpenSpreadMaxMs = spreads.last
+        r.openSecondCPU = openCPU
+        r.workerCPUInOpenSecond = openCPU?["workers"].map { $0 / Double(max(1, pl.pids.count)) }
         r.workerOpenSpreadMedianMs = spreads.isEmpty ? nil : spreads[spreads.count / 2]
         res.rush = r
         let (wins, unpaidOrders, paid, payErrors, resold, lastResold) = ledger.lock.withLock {
