@@ -189,6 +189,7 @@ final class LoadtestRunTests: XCTestCase {
         XCTAssertEqual(int(final["readErrors"]), 0)
         XCTAssertEqual(int(final["usersWithTwo"]), 0)
         XCTAssertEqual(int(final["secondPresses"]), 600, "every buyer pressed twice on sale.open, before either answer")
+        XCTAssertEqual(int(final["twinPresses"]), 30, "1 buyer in 20 pressed from the other node too: \(final)")
         XCTAssertEqual(int(final["openRepeats"]), 0, "\(final)")
         XCTAssertEqual(int(final["beforeOpen"]), 0, "no stock or sold_out before a buyer's sale.open")
         XCTAssertEqual(int(final["secondPressWon"]), 0)

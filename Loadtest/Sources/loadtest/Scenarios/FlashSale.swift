@@ -170,6 +170,10 @@ struct FlashSaleResults: EmptyResults {
         var openRepeats = 0
         var beforeOpen = 0
         var retries = 0
+        var twins = 0
+        var twinsSubscribed = 0
+        var twinPresses = 0
+        var twinWon = 0
         var unexpected = 0
         var pushes: [String: Int] = [:]
         /// GET /api/v1/sales/{id} at the end.
@@ -551,6 +555,7 @@ final class FlashSaleRun: @unchecked Sendable {
                                        clientsRemainingZero: ft.remainingZero, clientsRemainingAbove: ft.remainingAbove,
                                        clientsRemainingUnknown: ft.remainingUnknown, clientsDropped: ft.dropped, pushGaps: ft.gaps,
                                        pushRepeats: ft.repeats, openRepeats: ft.openRepeats, beforeOpen: ft.beforeOpen, retries: ft.retries,
+                                       twins: ft.twins, twinsSubscribed: ft.twinsSubscribed, twinPresses: ft.twinPresses, twinWon: ft.twinWon,
                                        unexpected: ft.unexpected, pushes: ft.pushes)
         p.note("flash sale: reading back \(wins.count) orders")
         var deliveredPerUser: [Int: Int] = [:]
@@ -599,7 +604,8 @@ final class FlashSaleRun: @unchecked Sendable {
         check(r.resale.paid == u && r.resale.payErrors == 0, "payments: \(r.resale.paid) paid of \(u), \(r.resale.payErrors) errors")
         check(f.readErrors == 0 && f.deliveredOrders == u, "exactly \(u) orders hold units, delivered: \(f.deliveredOrders) (read back \(f.readBack), \(f.readErrors) errors; \(f.statuses))")
         check(f.usersWithTwo == 0 && f.secondPressWon == 0,
-              "nobody holds more than per_user: \(f.usersWithTwo) users over, \(f.secondPressWon) of \(f.secondPresses) second presses answered with an order")
+              "nobody holds more than per_user: \(f.usersWithTwo) users over, \(f.secondPressWon) second orders of one buyer "
+                + "(\(f.secondPresses) double clicks, \(f.twinPresses) presses from \(f.twinsSubscribed)/\(f.twins) second connections on the other node, \(f.twinWon) of them won)")
         check(f.deliveredWithoutOneKey == 0 && f.keysTwice == 0 && f.keysForeign == 0,
               "keys: one per delivered order (\(f.deliveredWithoutOneKey) not), \(f.keysTwice) twice, \(f.keysForeign) not uploaded by this run")
         check(f.clientsRemainingZero == s.subscribed && f.clientsDropped == 0,

@@ -69,6 +69,12 @@ struct SaleWorkerStatus: ChildStatus {
     var beforeOpen = 0
     /// Temporary refusals pressed again after their `retry_after_ms`.
     var retries = 0
+    /// Second connections of a buyer on the other node (1 in 20): opened, subscribed, their
+    /// presses on `sale.open` and the orders they got (each the buyer's only one, or a breach).
+    var twins = 0
+    var twinsSubscribed = 0
+    var twinPresses = 0
+    var twinWon = 0
     /// Pushes by type, `sale:` offsets skipped or seen again, frames not understood.
     var pushes: [String: Int] = [:]
     var gaps = 0
@@ -119,6 +125,10 @@ struct SaleWorkerStatus: ChildStatus {
         openRepeats += s.openRepeats
         beforeOpen += s.beforeOpen
         retries += s.retries
+        twins += s.twins
+        twinsSubscribed += s.twinsSubscribed
+        twinPresses += s.twinPresses
+        twinWon += s.twinWon
         pushes.add(s.pushes)
         gaps += s.gaps
         repeats += s.repeats

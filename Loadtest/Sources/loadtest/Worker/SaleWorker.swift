@@ -27,6 +27,10 @@ final class SaleBuyer: @unchecked Sendable {
     var retryFirstWave = false
     var nextID = 10
     weak var conn: ClientConnection?
+    /// A second connection of the same user on the other node (1 buyer in 20): it presses on
+    /// `sale.open` too, so per_user is raced across nodes. Counted apart from the buyers.
+    var twin: SaleBuyer?
+    weak var primary: SaleBuyer?
 
     init(g: Int, user: String, node: Int) {
         self.g = g
@@ -67,7 +71,7 @@ final class SaleWorker: LoadChild, @unchecked Sendable {
     }
 
     func run() throws -> Never {
-        status.fdLimit = try startLoop(needed: spec.count + 64, who: "sale worker \(spec.index) with \(spec.count) buyers",
+        status.fdLimit = try startLoop(needed: spec.count + spec.count / Self.twinEvery + 64, who: "sale worker \(spec.index) with \(spec.count) buyers",
                                        rxBufferSize: spec.rxBufferSize, connectTimeout: spec.connectTimeout)
         handlers = ClientHandlers(
             onText: { [unowned self] conn, bytes in received(conn, bytes) },
@@ -76,6 +80,9 @@ final class SaleWorker: LoadChild, @unchecked Sendable {
     }
 
     override var unsettled: Int { status.settling }
+
+    /// One buyer in this many also connects on the other node (with more than one node).
+    static let twinEvery = 20
 
     /// `sale <id> <starts_at ms> <per_user>`: subscribe every waiting buyer (and later ones as they connect).
     override func command(_ line: String) {
@@ -87,6 +94,7 @@ final class SaleWorker: LoadChild, @unchecked Sendable {
             channel = "sale:\(f[1])"
             startsAtMicros = startsAt * 1000
             for b in buyers where b.state == .waiting { subscribe(b) }
+            for t in buyers.compactMap(\.twin) where t.state == .waiting { subscribeTwin(t) }
         }
     }
 
@@ -103,6 +111,7 @@ final class SaleWorker: LoadChild, @unchecked Sendable {
             let conn = try loop.connect(url: spec.urls[b.node], sourceAddress: Self.source(spec.sourceAddresses, i), userData: b, handlers: handlers)
             b.conn = conn
             conn.send(#"{"id":1,"op":"connect","token":"\#(token)"}"#)
+            if spec.urls.count > 1 && g % Self.twinEvery == 0 { openTwin(b, token: token, i) }
         } catch {
             lock.withLock {
                 guard b.state == .connecting else { return }
@@ -111,6 +120,64 @@ final class SaleWorker: LoadChild, @unchecked Sendable {
                 status.settling -= 1
                 status.failures["\(error)", default: 0] += 1
             }
+        }
+    }
+
+    private func openTwin(_ b: SaleBuyer, token: String, _ i: Int) {
+        let t = SaleBuyer(g: b.g, user: b.user, node: (b.node + 1) % spec.urls.count)
+        t.primary = b
+        lock.withLock {
+            b.twin = t
+            status.twins += 1
+        }
+        guard let conn = try? loop.connect(url: spec.urls[t.node], sourceAddress: Self.source(spec.sourceAddresses, i), userData: t, handlers: handlers) else {
+            lock.withLock { t.state = .closed }
+            return
+        }
+        t.conn = conn
+        conn.send(#"{"id":1,"op":"connect","token":"\#(token)"}"#)
+    }
+
+    /// With the lock held.
+    private func subscribeTwin(_ t: SaleBuyer) {
+        t.state = .subscribing
+        t.conn?.send(#"{"id":2,"op":"subscribe","channel":"\#(channel)"}"#)
+    }
+
+    /// A twin's frame, with the lock held: connect, subscribe, one press on `sale.open`;
+    /// an order it is answered with is its primary's.
+    private func twinLine(_ t: SaleBuyer, _ b: SaleBuyer, _ json: JSON, _ now: Int64) {
+        if json["push"]?.stringValue == "sale.open", json["channel"]?.stringValue == channel, !t.sawOpen {
+            t.sawOpen = true
+            guard let sale, t.state == .subscribed else { return }
+            t.buyID = t.nextID
+            t.nextID += 1
+            status.twinPresses += 1
+            t.conn?.send(#"{"id":\#(t.buyID!),"op":"sale.buy","sale":"\#(sale)"}"#)
+            return
+        }
+        guard json["push"] == nil, let id = json["id"]?.intValue.map({ Int($0) }) else { return }
+        switch id {
+        case 1 where t.state == .connecting:
+            guard json["ok"] != nil else {
+                t.state = .closed
+                return
+            }
+            t.state = .waiting
+            if sale != nil { subscribeTwin(t) }
+        case 2 where t.state == .subscribing:
+            t.state = json["ok"] != nil ? .subscribed : .waiting
+            if t.state == .subscribed { status.twinsSubscribed += 1 }
+        case _ where id == t.buyID:
+            t.buyID = nil
+            if let order = json["ok"]?["id"]?.stringValue {
+                status.twinWon += 1
+                won(b, order, firstWave: true, now)
+            } else {
+                status.refusals["other node's press: \(json["error"]?["code"]?.stringValue ?? "?")", default: 0] += 1
+            }
+        default:
+            break
         }
     }
 
@@ -158,6 +225,7 @@ final class SaleWorker: LoadChild, @unchecked Sendable {
             status.unexpected += 1
             return
         }
+        if let primary = b.primary { return twinLine(b, primary, json, now) }
         if let type = json["push"]?.stringValue {
             push(b, type, json, now)
             return
@@ -300,6 +368,10 @@ final class SaleWorker: LoadChild, @unchecked Sendable {
 
     override func closed(_ conn: ClientConnection, key: String) {
         guard let b = conn.userData as? SaleBuyer else { return }
+        if b.primary != nil {
+            b.state = .closed
+            return
+        }
         switch b.state {
         case .connecting:
             status.failed += 1
