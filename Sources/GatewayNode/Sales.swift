@@ -92,15 +92,16 @@ extension Node {
         }
     }
 
-    private func lookUpAndBuy(_ ticket: SaleBuyTicket) {
-        saleInfo(ticket.sale) { result in
+    private func lookUpAndBuy(_ ticket: SaleBuyTicket, fresh: Bool = false) {
+        saleInfo(ticket.sale, fresh: fresh) { result in
             switch result {
             case .failure(let e): ticket.finish(.failure(e), self)
             case .success(nil): ticket.finish(.failure(SaleRefusal.unknown.error(sale: ticket.sale)), self)
             case .success(let sale?):
                 if let product = ticket.product, product != sale.product {
-                    // The cached sale may be an earlier one of a reused id: asked once more.
-                    if self.lookUpAgain(ticket, sale) { return }
+                    // The cached sale may be an earlier one of a reused id: asked once more, fresh,
+                    // but kept unless Redis differs (a wrong product alone must not evict it).
+                    if self.lookUpAgain(ticket, sale, forget: false) { return }
                     return ticket.finish(.failure(.badRequest("sale \(sale.id) is for product \(sale.product)")), self)
                 }
                 ticket.info = sale
@@ -154,29 +155,35 @@ extension Node {
             case .success(.refused(let refusal)):
                 // The id names a newer sale than the one cached (stale), or one of another
                 // product while the cached one is gone (unknown): decided once more.
-                if refusal == .stale || refusal == .unknown, self.lookUpAgain(ticket, sale) { return }
+                if refusal == .stale || refusal == .unknown, self.lookUpAgain(ticket, sale, forget: true) { return }
                 ticket.finish(.failure(refusal.error(sale: sale.id)), self, outcome: refusal.outcome)
             }
         }
     }
 
-    /// Forgets the cached `sale` and looks the id up again, once per buy; false when done already.
-    private func lookUpAgain(_ ticket: SaleBuyTicket, _ sale: Sale) -> Bool {
+    /// Looks the id up again, once per buy; false when done already. `forget` when the script
+    /// proved the cached `sale` gone; otherwise the fresh lookup replaces it only if it differs.
+    private func lookUpAgain(_ ticket: SaleBuyTicket, _ sale: Sale, forget: Bool) -> Bool {
         guard !ticket.retried else { return false }
-        saleDirectory.forget(sale.id, nonce: sale.nonce)
+        if forget { saleDirectory.forget(sale.id, nonce: sale.nonce) }
         ticket.retried = true
         ticket.info = nil
-        lookUpAndBuy(ticket)
+        lookUpAndBuy(ticket, fresh: !forget)
         return true
     }
 
-    /// A sale's fixed terms, from the cache or one lookup shared by every caller meanwhile.
-    func saleInfo(_ id: String, _ done: @escaping (Result<Sale?, GatewayError>) -> Void) {
-        if let sale = saleDirectory.cached(id) { return done(.success(sale)) }
+    /// A sale's fixed terms, from the cache (unless `fresh`) or one lookup shared by every caller meanwhile.
+    func saleInfo(_ id: String, fresh: Bool = false, _ done: @escaping (Result<Sale?, GatewayError>) -> Void) {
+        let cached = saleDirectory.cached(id)
+        if let cached, !fresh { return done(.success(cached)) }
         guard let sales = saleStore else { return done(.failure(Self.saleStoreMissing)) }
         guard saleDirectory.wait(id, done) else { return }
         sales.sale(id) { result in
-            if case .success(let sale?) = result { self.saleDirectory.remember(sale) }
+            switch result {
+            case .success(let sale?): if sale.nonce != cached?.nonce { self.saleDirectory.remember(sale) }
+            case .success(nil): if let cached { self.saleDirectory.forget(id, nonce: cached.nonce) }
+            case .failure: break
+            }
             for waiter in self.saleDirectory.takeWaiters(id) { waiter(result) }
         }
     }

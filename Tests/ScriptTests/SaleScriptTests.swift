@@ -163,7 +163,33 @@ final class SaleScriptTests: XCTestCase {
             short.startsAt = s.startsAt
             XCTAssertEqual(create(c, short).failure?.code, .conflict)
             XCTAssertNil(f.redis.call(["GET", CommerceKeys.saleProduct("s2")]).text, "short: no sale, the id is free again")
-            XCTAssertNil(f.redis.call(["ZSCORE", CommerceKeys.timers, "sale:p1/s2"]).text)
+            // The timer is never taken back (a racing create's sale may own it); a stray one ticks once and goes.
+            XCTAssertEqual(f.redis.call(["ZSCORE", CommerceKeys.timers, "sale:p1/s2"]).text != nil, cluster)
+        }
+    }
+
+    /// Two creates of one id at once, one refused as short and one created: the refused one's
+    /// undo (its pointer DEL) lands after the other's script, yet the created sale keeps its
+    /// pointer and timer.
+    func testARefusedCreateRacingACreatedOneLeavesItsPointerAndTimer() throws {
+        for cluster in [false, true] {
+            let (f, c) = try stores(keys: 5, cluster: cluster)
+            var queued: [() -> Void] = []
+            f.link.answer = { queued.append($0) }
+            var short = spec(f, quantity: 9, opensIn: 120_000)
+            let made = spec(f, quantity: 3, opensIn: 120_000)
+            short.startsAt = made.startsAt
+            var outA: Result<(Sale, created: Bool), GatewayError>?, outB: Result<(Sale, created: Bool), GatewayError>?
+            c.createSale(short, merchant: nil) { outA = $0 }
+            c.createSale(made, merchant: nil) { outB = $0 }
+            // Replies in the order sent: A's script runs first (short), B's next (created), then A's undo.
+            while !queued.isEmpty { queued.removeFirst()() }
+            XCTAssertEqual(outA?.failure?.code, .conflict, "cluster \(cluster)")
+            XCTAssertEqual(try outB?.get().created, true, "cluster \(cluster)")
+            XCTAssertEqual(f.redis.call(["GET", CommerceKeys.saleProduct("s1")]).text, "p1", "cluster \(cluster): the pointer")
+            XCTAssertNotNil(f.redis.call(["ZSCORE", CommerceKeys.timers, "sale:p1/s1"]).text, "cluster \(cluster): the timer")
+            f.link.answer = { $0() }
+            XCTAssertEqual(try view(c)?.spec, made, "cluster \(cluster)")
         }
     }
 

@@ -119,15 +119,16 @@ extension RedisCommerceStore: SaleStore {
             let nonce = (0..<2).map { _ in String(format: "%08x", UInt32.random(in: .min ... .max)) }.joined()
             let args: [RedisArgument] = [spec.id, spec.product, spec.price, spec.quantity, spec.startsAt, spec.endsAt, spec.perUser,
                                          merchant ?? "", nonce, member, expires]
-            let create = { (madeTimer: Bool) in
+            let create = {
                 self.redis.run(CommerceScripts.saleCreate, keys: keys, args: args) { reply in
                     var noSale = false
+                    var created = false
                     let result = Self.decode(reply, "sale_create") { (r: RedisReply) throws(RedisDecodingError) -> Result<(Sale, created: Bool), GatewayError> in
                         var items = try RedisArrayReader(r)
                         let answer = try items.next(String.self)
                         noSale = ["no_product", "other_merchant", "short"].contains(answer)
                         switch answer {
-                        case "created": return .success((try Self.sale(flat: &items), true))
+                        case "created": created = true; return .success((try Self.sale(flat: &items), true))
                         case "exists": return .success((try Self.sale(flat: &items), false))
                         case "conflict": return .failure(idUsed)
                         case "not_yours": return .failure(Sale.notYours(spec.id))
@@ -141,23 +142,31 @@ extension RedisCommerceStore: SaleStore {
                     }
                     let outcome = result.flatMap { $0 }
                     // Only an answer proving no sale hash exists frees the id. After a lost
-                    // reply the sale may exist: a stray pointer only blocks the id, and a stray
-                    // timer ticks once and removes itself, while a removed one would strand its units.
-                    if noSale {
-                        if madePointer { self.redis.send(["DEL", pointer], key: pointer) { _ in } }
-                        // Only the timer this call added: another sale of the id keeps its own.
-                        if madeTimer { self.redis.send(["ZREM", CommerceKeys.timers, member], key: CommerceKeys.timers) { _ in } }
+                    // reply the sale may exist: a stray pointer only blocks the id. The timer is
+                    // never taken back: a stray one ticks once and removes itself, while one
+                    // removed under a racing create's new sale would strand its units.
+                    if noSale, madePointer { self.redis.send(["DEL", pointer], key: pointer) { _ in } }
+                    guard created else { return done(outcome) }
+                    // A racing refused create of the id may have deleted the pointer after this
+                    // one found it: written again, NX so a newer owner of the freed id is kept.
+                    self.redis.send(["SET", pointer, spec.product, "NX", "PXAT", expires], key: pointer) { _ in
+                        guard cluster else { return done(outcome) }
+                        self.addTimerAhead(spec, member) { _ in done(outcome) }
                     }
-                    done(outcome)
                 }
             }
-            guard cluster else { return create(false) }
-            // Cluster: the timer ahead (its own slot), taken back when the create is refused.
-            self.redis.send(["ZADD", CommerceKeys.timers, "NX", spec.firstDue(at: .min), member], key: CommerceKeys.timers) { reply in
+            guard cluster else { return create() }
+            // Cluster: the timer ahead (its own slot); the script cannot add it there.
+            self.addTimerAhead(spec, member) { reply in
                 guard !reply.isFailure else { return done(.failure(.redisUnavailable)) }
-                create((try? Int64(redisReply: reply)) == 1)
+                create()
             }
         }
+    }
+
+    /// LT, not NX: a leftover member of the id with a later due (a stale tick's re-add) is moved to this sale's first due.
+    private func addTimerAhead(_ spec: SaleSpec, _ member: String, _ done: @escaping (RedisReply) -> Void) {
+        redis.send(["ZADD", CommerceKeys.timers, "LT", spec.firstDue(at: .min), member], key: CommerceKeys.timers, done)
     }
 
     func sale(_ id: String, done: @escaping (Result<Sale?, GatewayError>) -> Void) {

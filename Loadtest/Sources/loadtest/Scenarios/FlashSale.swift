@@ -25,7 +25,7 @@ struct FlashSaleCommand: ParsableCommand {
     var unpaid = 0.1
 
     @Option(help: "sales.pay_s of spawned nodes (GATEWAY_SALES_PAY_S): seconds an unpaid sale order lives (with --url: give the nodes' own).")
-    var payS = 5
+    var payS = 10
 
     @Option(help: "Seconds from the sale's creation (once every buyer is connected) to starts_at; buyers subscribe meanwhile.")
     var lead = 5
@@ -123,6 +123,17 @@ struct FlashSaleResults: EmptyResults {
         var soldOutFromFirstOpenMs: Double?
         /// starts_at to the first `sale.sold_out` receipt.
         var soldOutPushFromStartMs: Double?
+        /// First `sale.sold_out` receipt minus the first `sale.open` receipt: the headline's
+        /// sold-out time (published by the script that took the last unit, no answer path).
+        var soldOutPushFromFirstOpenMs: Double?
+        /// Each buyer worker's own first-to-last `sale.open` receipt: max and median. A
+        /// global spread close to the largest of these is the generator's serial drain, not the fan-out.
+        var workerOpenSpreadMaxMs: Double?
+        var workerOpenSpreadMedianMs: Double?
+        /// Percent of one core per process (workers summed) over the 1 s sample holding the
+        /// open, and per buyer worker: above ~80% the generator limits the rush figures.
+        var openSecondCPU: [String: Double]?
+        var workerCPUInOpenSecond: Double?
         var refusals: [String: Int] = [:]
     }
 
@@ -156,6 +167,13 @@ struct FlashSaleResults: EmptyResults {
         var clientsDropped = 0
         var pushGaps = 0
         var pushRepeats = 0
+        var openRepeats = 0
+        var beforeOpen = 0
+        var retries = 0
+        var twins = 0
+        var twinsSubscribed = 0
+        var twinPresses = 0
+        var twinWon = 0
         var unexpected = 0
         var pushes: [String: Int] = [:]
         /// GET /api/v1/sales/{id} at the end.
@@ -270,6 +288,11 @@ final class FlashSaleScenario {
         let (results, checks) = try sale.run(lines: true) { report.timeline.append($0) }
         report.results = results
         report.checks = checks
+        if let w = results.rush.workerCPUInOpenSecond, w > 80 {
+            limits.append("generator: each buyer worker used \(Fmt.num(w, 0))% of a core in the open's second (one loop thread): "
+                          + "the open spread (within one worker up to \(results.rush.workerOpenSpreadMaxMs.map { Fmt.num($0, 1) } ?? "?") ms), buy latency "
+                          + "and sold-out time include its own backlog; use more workers (--per-worker) or a bigger machine")
+        }
         limits += c.logComplaints().map { "machine: node log says: \($0)" }
         if !c.deadNodes().isEmpty { limits.append("gateway: node exited: " + c.deadNodes().joined(separator: "; ")) }
         report.limits = limits
@@ -285,7 +308,8 @@ final class FlashSaleScenario {
         let s = r.setup, x = r.rush, z = r.resale, f = r.final
         var lines = ["", "== flash-sale: \(Fmt.int(r.parameters.buyers)) buyers, \(r.parameters.units) units, per_user \(r.parameters.perUser), \(r.parameters.nodes) node(s), \(r.parameters.buyerWorkers) worker(s), sales.pay_s \(r.parameters.paySeconds)"]
         lines.append("setup       \(Fmt.int(s.connected)) connected in \(Fmt.num(s.connectSeconds, 1)) s, \(Fmt.int(s.subscribed)) subscribed \(s.subscribedMsBeforeStart.map { Fmt.num($0, 0) } ?? "?") ms before starts_at; failed \(s.failed), dropped \(s.dropped); POST sale \(s.createMs.map { Fmt.num($0, 1) } ?? "?") ms")
-        lines.append("open        \(Fmt.int(x.opened)) received; spread \(x.openSpreadMs.map { Fmt.num($0, 1) } ?? "?") ms first to last; after starts_at: \(x.openDelay?.line ?? "no samples")")
+        lines.append("open        \(Fmt.int(x.opened)) received; spread \(x.openSpreadMs.map { Fmt.num($0, 1) } ?? "?") ms first to last "
+            + "(within one worker: max \(x.workerOpenSpreadMaxMs.map { Fmt.num($0, 1) } ?? "?"), median \(x.workerOpenSpreadMedianMs.map { Fmt.num($0, 1) } ?? "?") ms); after starts_at: \(x.openDelay?.line ?? "no samples")")
         lines.append("buy         first wave \(Fmt.int(x.firstWaveBuys)) sent, \(x.firstWaveWon) won: \(x.buyLatency?.line ?? "no samples")")
         lines.append("sold out    \(x.soldOutFromStartMs.map { Fmt.num($0, 0) } ?? "?") ms after starts_at, \(x.soldOutFromFirstOpenMs.map { Fmt.num($0, 0) } ?? "?") ms after the first sale.open (last order answered); sale.sold_out first received \(x.soldOutPushFromStartMs.map { Fmt.num($0, 0) } ?? "?") ms after starts_at")
         lines.append("refusals    " + x.refusals.sorted { $0.value > $1.value }.map { "\($0.key) \(Fmt.int($0.value))" }.joined(separator: ", "))
@@ -374,7 +398,8 @@ final class FlashSaleRun: @unchecked Sendable {
         var ticker = Ticker(interval: 1)
         var lastNote = 0.0
         func show(_ phase: String, _ text: String) {
-            if lines { p.line(phase, text + " | " + cpu.line()) } else if Clock.now() - lastNote >= 5 {
+            let cpuLine = cpu.line()
+            if lines { p.line(phase, text + " | " + cpuLine) } else if Clock.now() - lastNote >= 5 {
                 p.note("flash sale \(phase): \(text)")
                 lastNote = Clock.now()
             }
@@ -452,6 +477,7 @@ final class FlashSaleRun: @unchecked Sendable {
         let startMicros = startsAt * 1000
         let deadline = Double(startsAt) / 1000 - Date().timeIntervalSince1970 + Clock.now() + Double(plan.payS + plan.wait)
         var subscribedAt: Double?
+        var openCPU: [String: Double]?
         var view: JSON?
         while true {
             ticker.wait()
@@ -460,7 +486,8 @@ final class FlashSaleRun: @unchecked Sendable {
             let now = Clock.unixMicros()
             let phase = now < startMicros ? "wait" : t.firstWaveWon < u && t.firstSoldOutMicros == nil ? "rush" : "resale"
             if subscribedAt == nil && t.subscribed + t.subscribeFailed >= t.connected - t.dropped && t.settling == 0 {
-                subscribedAt = Date().timeIntervalSince1970
+                // The last subscribe answer's own receipt, not this (up to 1.25 s later) sample.
+                subscribedAt = Double(t.lastSubscribedMicros ?? now) / 1e6
             }
             mark(phase, t)
             let paid = ledger.lock.withLock { ledger.paid }
@@ -475,6 +502,8 @@ final class FlashSaleRun: @unchecked Sendable {
                 if l.count > 0 { line += " buy p99 \(Fmt.num(l.p99Ms, 1)) ms" }
             }
             show(phase, line)
+            // The first sample after starts_at covers the open's second: who had the CPU then.
+            if now >= startMicros && openCPU == nil { openCPU = cpu.last }
             let done = paid >= u && ledger.queued == 0 && t.remainingZero == t.subscribed && t.answered == t.firstWaveBuys + t.resaleBuys
             if done, let v = try? admin.call("GET", "/api/v1/sales/\(saleID)", idempotent: true), v.status == 200,
                v.json?["remaining"]?.intValue == 0, v.json?["sold"]?.intValue == Int64(u) {
@@ -506,6 +535,15 @@ final class FlashSaleRun: @unchecked Sendable {
             if let a = ft.firstOpenMicros { r.soldOutFromFirstOpenMs = Double(w - a) / 1000 }
         }
         r.soldOutPushFromStartMs = ft.firstSoldOutMicros.map { Double($0 - startMicros) / 1000 }
+        if let a = ft.firstOpenMicros, let b = ft.firstSoldOutMicros { r.soldOutPushFromFirstOpenMs = Double(b - a) / 1000 }
+        let spreads = pl.children.compactMap { c -> Double? in
+            guard let s = c.final ?? c.latest, let a = s.firstOpenMicros, let b = s.lastOpenMicros else { return nil }
+            return Double(b - a) / 1000
+        }.sorted()
+        r.workerOpenSpreadMaxMs = spreads.last
+        r.openSecondCPU = openCPU
+        r.workerCPUInOpenSecond = openCPU?["workers"].map { $0 / Double(max(1, pl.pids.count)) }
+        r.workerOpenSpreadMedianMs = spreads.isEmpty ? nil : spreads[spreads.count / 2]
         res.rush = r
         let (wins, unpaidOrders, paid, payErrors, resold, lastResold) = ledger.lock.withLock {
             (ledger.wins, ledger.unpaid, ledger.paid, ledger.payErrors, ledger.resold, ledger.lastResoldMicros)
@@ -518,7 +556,9 @@ final class FlashSaleRun: @unchecked Sendable {
         var f = FlashSaleResults.Final(secondPresses: ft.secondPresses, secondPressWon: ft.secondPressWon,
                                        clientsRemainingZero: ft.remainingZero, clientsRemainingAbove: ft.remainingAbove,
                                        clientsRemainingUnknown: ft.remainingUnknown, clientsDropped: ft.dropped, pushGaps: ft.gaps,
-                                       pushRepeats: ft.repeats, unexpected: ft.unexpected, pushes: ft.pushes)
+                                       pushRepeats: ft.repeats, openRepeats: ft.openRepeats, beforeOpen: ft.beforeOpen, retries: ft.retries,
+                                       twins: ft.twins, twinsSubscribed: ft.twinsSubscribed, twinPresses: ft.twinPresses, twinWon: ft.twinWon,
+                                       unexpected: ft.unexpected, pushes: ft.pushes)
         p.note("flash sale: reading back \(wins.count) orders")
         var deliveredPerUser: [Int: Int] = [:]
         var keyOwner: [String: String] = [:]
@@ -566,12 +606,16 @@ final class FlashSaleRun: @unchecked Sendable {
         check(r.resale.paid == u && r.resale.payErrors == 0, "payments: \(r.resale.paid) paid of \(u), \(r.resale.payErrors) errors")
         check(f.readErrors == 0 && f.deliveredOrders == u, "exactly \(u) orders hold units, delivered: \(f.deliveredOrders) (read back \(f.readBack), \(f.readErrors) errors; \(f.statuses))")
         check(f.usersWithTwo == 0 && f.secondPressWon == 0,
-              "nobody holds more than per_user: \(f.usersWithTwo) users over, \(f.secondPressWon) of \(f.secondPresses) second presses answered with an order")
+              "nobody holds more than per_user: \(f.usersWithTwo) users over, \(f.secondPressWon) second orders of one buyer "
+                + "(\(f.secondPresses) double clicks, \(f.twinPresses) presses from \(f.twinsSubscribed)/\(f.twins) second connections on the other node, \(f.twinWon) of them won)")
         check(f.deliveredWithoutOneKey == 0 && f.keysTwice == 0 && f.keysForeign == 0,
               "keys: one per delivered order (\(f.deliveredWithoutOneKey) not), \(f.keysTwice) twice, \(f.keysForeign) not uploaded by this run")
         check(f.clientsRemainingZero == s.subscribed && f.clientsDropped == 0,
               "final remaining 0 on every client: \(f.clientsRemainingZero) of \(s.subscribed) (above 0: \(f.clientsRemainingAbove), none seen: \(f.clientsRemainingUnknown), dropped \(f.clientsDropped))")
-        check(f.pushGaps == 0 && f.pushRepeats == 0 && f.unexpected == 0, "sale: pushes in order: \(f.pushGaps) skipped, \(f.pushRepeats) repeated, \(f.unexpected) frames not understood")
+        check(f.pushGaps == 0 && f.pushRepeats == 0 && f.unexpected == 0 && f.openRepeats == 0 && f.beforeOpen == 0
+                && (f.pushes["sale.open"] ?? 0) == r.rush.opened,
+              "sale: pushes in order: \(f.pushGaps) skipped, \(f.pushRepeats) repeated, \(f.unexpected) frames not understood, "
+                + "sale.open \(f.pushes["sale.open"] ?? 0) received by \(r.rush.opened) buyers (\(f.openRepeats) again), \(f.beforeOpen) stock/sold_out before it")
         check(f.saleRemaining == 0 && f.saleSold == u, "GET sale: remaining \(f.saleRemaining.map(String.init) ?? "?"), sold \(f.saleSold.map(String.init) ?? "?") of \(u), state \(f.saleState ?? "?")")
         return out
     }
@@ -580,6 +624,6 @@ final class FlashSaleRun: @unchecked Sendable {
         let x = r.rush
         return "\(Fmt.int(r.setup.subscribed)) buyers, \(units) units: sale.open spread \(x.openSpreadMs.map { Fmt.num($0, 1) } ?? "?") ms, "
             + "buy p50 \(x.buyLatency.map { Fmt.num($0.p50Ms, 1) } ?? "?") p99 \(x.buyLatency.map { Fmt.num($0.p99Ms, 1) } ?? "?") ms, "
-            + "sold out \(x.soldOutFromStartMs.map { Fmt.num($0, 0) } ?? "?") ms after starts_at (\(x.soldOutFromFirstOpenMs.map { Fmt.num($0, 0) } ?? "?") ms after the first open)"
+            + "sold out (first sale.sold_out) \(x.soldOutPushFromStartMs.map { Fmt.num($0, 0) } ?? "?") ms after starts_at (\(x.soldOutPushFromFirstOpenMs.map { Fmt.num($0, 0) } ?? "?") ms after the first open)"
     }
 }

@@ -33,7 +33,7 @@ final class ShopClient {
                         idempotent: idempotent)
     }
 
-    /// A payment for `order` by `payer`, then its signed success notify: nil when paid, else why not.
+    /// A payment for `order` by `payer`, then its signed success notify: nil when its outcome is paid, else why not.
     /// `idempotent`: both calls retried once on a keep-alive socket the node closed meanwhile
     /// (a payment made twice is harmless: only the one notified is paid).
     func pay(order: String, payer: String, secret: String, tradeNo: String, idempotent: Bool = false) throws -> String? {
@@ -44,7 +44,13 @@ final class ShopClient {
         }
         let body = #"{"payment":"\#(pid)","order":"\#(order)","amount":\#(amount),"currency":"\#(currency)","status":"success","trade_no":"\#(tradeNo)-\#(pid)"}"#
         let r = try notify(body, secret: secret, idempotent: idempotent)
-        return r.status == 200 ? nil : "notify for \(order): HTTP \(r.status) \(r.text)"
+        guard r.status == 200 else { return "notify for \(order): HTTP \(r.status) \(r.text)" }
+        // 200 for every outcome: only `paid` (or its repeat after a retried call) is a payment.
+        switch r.json?["outcome"]?.stringValue {
+        case "paid", "duplicate": return nil
+        case "refund_required": return "notify for \(order): refund_required (paid after the order expired: the generator was too slow)"
+        case let other: return "notify for \(order): outcome \(other ?? "?")"
+        }
     }
 
     func createProduct(id: String, price: Int, title: String) throws {

@@ -42,6 +42,8 @@ struct SaleWorkerStatus: ChildStatus {
     var settling = 0
     var subscribed = 0
     var subscribeFailed = 0
+    /// The last subscribe answer's receipt (Unix µs).
+    var lastSubscribedMicros: Int64?
     /// Buyers that received `sale.open`; first and last receipt (Unix µs).
     var opened = 0
     var firstOpenMicros: Int64?
@@ -58,9 +60,21 @@ struct SaleWorkerStatus: ChildStatus {
     var lastFirstWaveWinMicros: Int64?
     /// The first `sale.sold_out` receipt.
     var firstSoldOutMicros: Int64?
-    /// With per_user 1 winners press once more at once: any order from that second press breaks it.
+    /// With per_user 1 every buyer presses twice in the same `sale.open` callback, before any
+    /// answer: a buyer answered with two orders (`secondPressWon`) breaks it.
     var secondPresses = 0
     var secondPressWon = 0
+    /// A `sale.open` seen again, and `sale.stock`/`sale.sold_out` before a buyer's `sale.open`.
+    var openRepeats = 0
+    var beforeOpen = 0
+    /// Temporary refusals pressed again after their `retry_after_ms`.
+    var retries = 0
+    /// Second connections of a buyer on the other node (1 in 20): opened, subscribed, their
+    /// presses on `sale.open` and the orders they got (each the buyer's only one, or a breach).
+    var twins = 0
+    var twinsSubscribed = 0
+    var twinPresses = 0
+    var twinWon = 0
     /// Pushes by type, `sale:` offsets skipped or seen again, frames not understood.
     var pushes: [String: Int] = [:]
     var gaps = 0
@@ -94,6 +108,7 @@ struct SaleWorkerStatus: ChildStatus {
         settling += s.settling
         subscribed += s.subscribed
         subscribeFailed += s.subscribeFailed
+        lastSubscribedMicros = lastSubscribedMicros.latest(s.lastSubscribedMicros)
         opened += s.opened
         firstOpenMicros = firstOpenMicros.earliest(s.firstOpenMicros)
         lastOpenMicros = lastOpenMicros.latest(s.lastOpenMicros)
@@ -107,6 +122,13 @@ struct SaleWorkerStatus: ChildStatus {
         firstSoldOutMicros = firstSoldOutMicros.earliest(s.firstSoldOutMicros)
         secondPresses += s.secondPresses
         secondPressWon += s.secondPressWon
+        openRepeats += s.openRepeats
+        beforeOpen += s.beforeOpen
+        retries += s.retries
+        twins += s.twins
+        twinsSubscribed += s.twinsSubscribed
+        twinPresses += s.twinPresses
+        twinWon += s.twinWon
         pushes.add(s.pushes)
         gaps += s.gaps
         repeats += s.repeats
