@@ -122,18 +122,7 @@ final class ProbeWorker: LoadChild, @unchecked Sendable {
     private func received(_ conn: ClientConnection, _ bytes: [UInt8]) {
         guard let peer = conn.userData as? ProbePeer else { return }
         let now = Clock.unixMicros()
-        bytes.withUnsafeBytes { raw in
-            var start = 0
-            while start < raw.count {
-                var end = start
-                while end < raw.count && raw[end] != 0x0A { end += 1 }
-                if end > start {
-                    let json = try? JSON.parse(UnsafeRawBufferPointer(rebasing: raw[start..<end]))
-                    lock.withLock { line(conn, peer, json, now) }
-                }
-                start = end + 1
-            }
-        }
+        JSONLines.each(bytes) { json in lock.withLock { line(conn, peer, json, now) } }
     }
 
     /// One JSON object of a frame; called with the lock held.
